@@ -1,0 +1,302 @@
+/*
+ * nori/cache.h - the key-value API of libnoricache.
+ *
+ * A caching layer with pluggable backends (an in-process LRU memory backend and
+ * Redis), TTLs, and race-free atomic primitives. The contract behind every
+ * function below is docs/DESIGN.md sections 1, 2 and 4 of the project.
+ *
+ * Conventions that hold for every function in this header:
+ *
+ *  - Return codes: NORI_OK (0) on success, NORI_MISS (1) for a get that found
+ *    nothing, a negative NORI_E* code on failure. On failure nori_last_error()
+ *    holds a message that names what was wrong (the variable and its value, the
+ *    key length and the limit, the Redis URL with the password masked, ...).
+ *  - Failure changes nothing: a call that returns an error has written nothing.
+ *  - Thread safety: every function may be called from any thread at any time,
+ *    on the same backend handle, except nori_backend_free(), which must not run
+ *    concurrently with any other use of that handle.
+ *  - Ownership: a nori_buf filled by the library belongs to the caller, who
+ *    releases it with nori_buf_free(). Strings passed in are only read during
+ *    the call; the library keeps its own copies.
+ *
+ * Limits (checked before anything is written):
+ *  - keys: non-empty C strings of at most NORI_MAX_KEY_LEN bytes
+ *    (NULL or "" -> NORI_EINVAL, longer -> NORI_ETOOBIG);
+ *  - values: any bytes (NULs included) up to the backend's value limit,
+ *    NORI_DEFAULT_MAX_VALUE unless changed with nori_backend_set_max_value()
+ *    or CACHE_MAX_VALUE_BYTES (larger -> NORI_ETOOBIG);
+ *  - ttl: seconds, 0 = no expiry, at most NORI_MAX_TTL (negative -> NORI_EINVAL,
+ *    larger -> NORI_EINVAL).
+ */
+#ifndef NORI_CACHE_H
+#define NORI_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && __GNUC__ >= 4
+#define NORI_EXPORT __attribute__((visibility("default")))
+#else
+#define NORI_EXPORT
+#endif
+
+/* Library version, also available at run time through nori_version(). */
+#define NORI_VERSION_MAJOR 0
+#define NORI_VERSION_MINOR 1
+#define NORI_VERSION_PATCH 0
+#define NORI_VERSION_STRING "0.1.0"
+
+/* ------------------------------------------------------------------------ */
+/* Return codes                                                             */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * One table generates the enum and nori_strerror() together, so a code can
+ * never lack its text. Negative = error; NORI_MISS is not an error.
+ */
+#define NORI_ERRNO_MAP(X)                                                      \
+    X(OK, 0, "success")                                                        \
+    X(MISS, 1, "key absent or expired")                                        \
+    X(EINVAL, -1, "invalid argument or configuration value")                   \
+    X(ENOMEM, -2, "out of memory")                                             \
+    X(ETYPE, -3, "value is not of the required type")                          \
+    X(ETOOBIG, -4, "key or value over the limit")                              \
+    X(EBACKEND, -5, "backend unreachable, timed out, or replied with an error") \
+    X(EABORT, -6, "update callback declined to write")                         \
+    X(ERANGE, -7, "counter would overflow int64")
+
+enum {
+#define NORI__ENUM_ENTRY(name, value, text) NORI_##name = (value),
+    NORI_ERRNO_MAP(NORI__ENUM_ENTRY)
+#undef NORI__ENUM_ENTRY
+};
+
+/*
+ * A static description of a return code ("out of memory"). Never NULL; an
+ * unknown code gives "unknown error code". The string is static: do not free.
+ */
+NORI_EXPORT const char *nori_strerror(int code);
+
+/*
+ * The detail of the last failure on the calling thread, e.g.
+ * "key is 2048 bytes, the limit is 1024". Never NULL ("" when no failure has
+ * been recorded yet). The text belongs to the library and stays valid until
+ * the next nori_* call on the same thread; copy it to keep it.
+ * Successful calls do not clear it.
+ */
+NORI_EXPORT const char *nori_last_error(void);
+
+/* The run-time version string, e.g. "0.1.0". Static. */
+NORI_EXPORT const char *nori_version(void);
+
+/* ------------------------------------------------------------------------ */
+/* Buffers                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A byte buffer handed from the library to the caller. `data` is allocated
+ * with malloc(), holds `len` bytes and one extra NUL byte after them (so text
+ * values can be used as C strings; binary values may contain NULs too).
+ * The caller owns it and releases it with nori_buf_free() (or free(data)).
+ */
+typedef struct {
+    char *data;
+    size_t len;
+} nori_buf;
+
+/* Frees b->data and sets *b to {NULL, 0}. NULL-safe, and safe on {NULL, 0}. */
+NORI_EXPORT void nori_buf_free(nori_buf *b);
+
+/* ------------------------------------------------------------------------ */
+/* Limits and defaults                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* Longest key in bytes (without the terminating NUL). */
+#define NORI_MAX_KEY_LEN 1024
+/* Default largest value in bytes: 8 MiB. */
+#define NORI_DEFAULT_MAX_VALUE ((size_t)8 * 1024 * 1024)
+/* Highest value limit a backend accepts: 512 MiB, Redis's largest string. */
+#define NORI_MAX_VALUE_LIMIT ((size_t)512 * 1024 * 1024)
+/* Longest TTL in seconds: 100 years. Longer is refused, not clamped. */
+#define NORI_MAX_TTL ((int64_t)100 * 365 * 24 * 3600)
+/* Default entry bound of the memory backend (CACHE_MAX_KEYS). */
+#define NORI_DEFAULT_MAX_KEYS 10000
+/* Default TTL of the convenience API's callers (Nori's cache_set default). */
+#define NORI_DEFAULT_TTL 300
+
+/* ------------------------------------------------------------------------ */
+/* Backends                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* An opaque cache backend. Create with nori_*_backend_new, free with
+ * nori_backend_free. One handle may be shared by any number of threads. */
+typedef struct nori_backend nori_backend;
+
+/*
+ * An in-process LRU cache holding at most `max_keys` entries.
+ * max_keys == 0 -> NORI_EINVAL. On success *out is a new backend owned by
+ * the caller (free with nori_backend_free). On failure *out is untouched.
+ *
+ * LRU: inserting a new key into a full store evicts the least recently used
+ * entry; get, set, incr and atomic_update of an existing key refresh its
+ * position. Expired entries are removed when a read finds them, and before
+ * any eviction of a live entry when an insert finds the store full.
+ */
+NORI_EXPORT int nori_memory_backend_new(size_t max_keys, nori_backend **out);
+
+/*
+ * A backend on a Redis server, shared by every process that uses the same
+ * server. See nori/redis notes in README for URL forms and timeouts.
+ * Connects lazily: the URL is validated here (a malformed URL or an
+ * unsupported scheme is NORI_EINVAL), the first connection is made by the
+ * first call that needs one. Use nori_backend_verify() to check reachability.
+ */
+NORI_EXPORT int nori_redis_backend_new(const char *url, nori_backend **out);
+
+/*
+ * The backend the environment asks for: CACHE_BACKEND (memory | redis,
+ * default memory), CACHE_MAX_KEYS (positive integer, default 10000),
+ * REDIS_URL (default redis://localhost:6379), CACHE_MAX_VALUE_BYTES (positive
+ * integer, default NORI_DEFAULT_MAX_VALUE). Each is read from the process
+ * environment first, then from a `.env` file in the working directory.
+ * A bad value is NORI_EINVAL with a message naming the variable and the value;
+ * there is never a silent fallback to another backend.
+ */
+NORI_EXPORT int nori_backend_from_env(nori_backend **out);
+
+/* Frees the backend and everything it holds. NULL-safe. No call on the same
+ * handle may be running or follow. */
+NORI_EXPORT void nori_backend_free(nori_backend *b);
+
+/* The backend's kind: "memory" or "redis". Static string. */
+NORI_EXPORT const char *nori_backend_kind(const nori_backend *b);
+
+/*
+ * Sets the largest value this backend accepts, in bytes (1 ..
+ * NORI_MAX_VALUE_LIMIT, else NORI_EINVAL). Applies to set and atomic_update.
+ */
+NORI_EXPORT int nori_backend_set_max_value(nori_backend *b, size_t max_value);
+NORI_EXPORT size_t nori_backend_max_value(const nori_backend *b);
+
+/* ------------------------------------------------------------------------ */
+/* Key-value operations                                                     */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Reads `key`. NORI_OK: *out holds a copy of the value, owned by the caller.
+ * NORI_MISS: absent or expired (an expired entry is removed); *out = {NULL,0}.
+ * On error *out = {NULL, 0} too.
+ */
+NORI_EXPORT int nori_backend_get(nori_backend *b, const char *key, nori_buf *out);
+
+/*
+ * Stores `len` bytes at `val` under `key`, replacing any value. ttl > 0:
+ * expires ttl seconds from now; ttl == 0: never expires. val may be NULL only
+ * when len == 0. The bytes are copied.
+ */
+NORI_EXPORT int nori_backend_set(nori_backend *b, const char *key, const void *val,
+                                 size_t len, int64_t ttl);
+
+/* Removes `key`. A missing key is NORI_OK. */
+NORI_EXPORT int nori_backend_delete(nori_backend *b, const char *key);
+
+/* Removes every key of this cache (Redis: only keys under the cache: prefix). */
+NORI_EXPORT int nori_backend_flush(nori_backend *b);
+
+/*
+ * Atomically increments the integer counter at `key` and stores the new value
+ * in *out (if out is non-NULL).
+ *  - absent or expired key: the counter becomes 1, and ttl (if > 0) is applied
+ *    then, and only then;
+ *  - existing counter: incremented, its expiry left exactly as it was
+ *    (including "no expiry"); ttl is ignored;
+ *  - existing value that is not a canonical decimal int64 ("42", "-7"; no
+ *    spaces, no '+', no leading zeros, as Redis reads integers):
+ *    NORI_ETYPE, value untouched;
+ *  - INT64_MAX: NORI_ERANGE, value untouched.
+ * A counter reads back with get as its decimal text ("42").
+ * N concurrent increments return exactly 1..N between them.
+ */
+NORI_EXPORT int nori_backend_incr(nori_backend *b, const char *key, int64_t ttl,
+                                  int64_t *out);
+
+/*
+ * The callback of atomic_update. `current` is the value now stored (NULL when
+ * absent or expired); it is owned by the library and valid during the call.
+ * To write, fill `next` with a malloc()ed buffer (data may be NULL when
+ * len == 0) and return 0: the library takes ownership of next->data. To write
+ * nothing, return non-zero (anything placed in next is freed by the library).
+ */
+typedef int (*nori_update_fn)(const nori_buf *current, nori_buf *next, void *ud);
+
+/*
+ * Read-modify-write of `key` without lost updates.
+ * ttl > 0: the new value expires ttl seconds from now. ttl == 0: the existing
+ * expiry is kept (a new key gets none).
+ * fn returning non-zero: NORI_EABORT, nothing written.
+ * On NORI_OK, if out is non-NULL, *out receives a copy of the value written.
+ *
+ * Memory backend: fn runs exactly once, under the backend's lock, so it must
+ * be quick and must not call the cache. Redis backend: fn may run more than
+ * once under contention (WATCH/MULTI/EXEC retry), so it must be idempotent.
+ */
+NORI_EXPORT int nori_backend_atomic_update(nori_backend *b, const char *key,
+                                           nori_update_fn fn, void *ud, int64_t ttl,
+                                           nori_buf *out);
+
+/* Checks that the backend can serve: memory: NORI_OK; Redis: a PING. */
+NORI_EXPORT int nori_backend_verify(nori_backend *b);
+
+/*
+ * Counters since the backend was created. For Redis only hits, misses and
+ * errors are counted (evictions happen on the server). `entries` is the
+ * number of entries held now (memory backend; 0 for Redis).
+ */
+typedef struct {
+    uint64_t hits;      /* get found a live value */
+    uint64_t misses;    /* get found nothing */
+    uint64_t evictions; /* live entries removed by the max_keys bound */
+    uint64_t expired;   /* expired entries removed */
+    uint64_t errors;    /* calls that returned a negative code */
+    uint64_t entries;   /* entries now held */
+} nori_backend_stats;
+
+NORI_EXPORT int nori_backend_get_stats(nori_backend *b, nori_backend_stats *out);
+
+/* ------------------------------------------------------------------------ */
+/* The process-wide default backend and the convenience API                 */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The process-wide default backend, built by nori_backend_from_env() on first
+ * use (thread-safe: concurrent first calls build it once). *out is borrowed:
+ * it stays owned by the library and valid until nori_reset_backend().
+ * A configuration error is returned each time (nothing is cached), so fixing
+ * the environment and calling again works.
+ */
+NORI_EXPORT int nori_get_backend(nori_backend **out);
+
+/*
+ * Frees the default backend; the next use rebuilds it from the environment.
+ * Must not run while another thread uses the default backend.
+ */
+NORI_EXPORT void nori_reset_backend(void);
+
+/* The nori_backend_* calls above on the default backend. */
+NORI_EXPORT int nori_cache_get(const char *key, nori_buf *out);
+NORI_EXPORT int nori_cache_set(const char *key, const void *val, size_t len, int64_t ttl);
+NORI_EXPORT int nori_cache_delete(const char *key);
+NORI_EXPORT int nori_cache_flush(void);
+NORI_EXPORT int nori_cache_incr(const char *key, int64_t ttl, int64_t *out);
+NORI_EXPORT int nori_cache_atomic_update(const char *key, nori_update_fn fn, void *ud,
+                                         int64_t ttl, nori_buf *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NORI_CACHE_H */

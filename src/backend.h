@@ -1,0 +1,61 @@
+/*
+ * The internal backend interface. Each backend embeds `struct nori_backend`
+ * as its first member and fills in an ops table; backend.c validates the
+ * arguments of every public call once, so the backends receive only keys,
+ * values and TTLs that are within the limits, with the key length computed.
+ */
+#ifndef NORI_SRC_BACKEND_H
+#define NORI_SRC_BACKEND_H
+
+#include "nori/cache.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+typedef struct nori_backend_ops {
+    const char *kind; /* "memory", "redis" */
+
+    /* *out is {NULL,0} on entry. Return NORI_OK, NORI_MISS or an error. */
+    int (*get)(nori_backend *b, const char *key, size_t klen, nori_buf *out);
+    int (*set)(nori_backend *b, const char *key, size_t klen, const void *val,
+               size_t len, int64_t ttl);
+    int (*del)(nori_backend *b, const char *key, size_t klen);
+    int (*flush)(nori_backend *b);
+    /* out is never NULL here. */
+    int (*incr)(nori_backend *b, const char *key, size_t klen, int64_t ttl,
+                int64_t *out);
+    /* out may be NULL. The backend checks next->len with nori__check_value(). */
+    int (*atomic_update)(nori_backend *b, const char *key, size_t klen,
+                         nori_update_fn fn, void *ud, int64_t ttl, nori_buf *out);
+    int (*verify)(nori_backend *b);
+    /* Fills the backend-specific counters; backend.c adds `errors`. */
+    void (*stats)(nori_backend *b, nori_backend_stats *out);
+    /* Frees the backend's own state and the struct itself. */
+    void (*destroy)(nori_backend *b);
+} nori_backend_ops;
+
+struct nori_backend {
+    const nori_backend_ops *ops;
+    _Atomic size_t max_value; /* largest value accepted, in bytes */
+    _Atomic uint64_t errors;  /* calls that returned a negative code */
+};
+
+/* Initialises the common part; called by each backend's constructor. */
+void nori__backend_init(nori_backend *b, const nori_backend_ops *ops);
+
+/* NORI_OK when `len` is within the backend's value limit, else NORI_ETOOBIG
+ * with a message naming the key, the length and the limit. */
+int nori__check_value(const nori_backend *b, const char *key, size_t len);
+
+/*
+ * Parses a canonical decimal int64 the way Redis does (string2ll): optional
+ * '-', no leading zeros, no '+', no spaces, nothing after the digits, and it
+ * must fit in int64. Used by incr so both backends accept the same counters.
+ */
+bool nori__parse_int64(const char *s, size_t len, int64_t *out);
+
+/* Takes ownership of next->data and makes it a NUL-terminated nori_buf of
+ * next->len bytes (realloc'ing one byte more). On failure frees it. */
+int nori__adopt_buf(nori_buf *next, nori_buf *out);
+
+#endif

@@ -1,0 +1,288 @@
+#include "config.h"
+
+#include "error.h"
+#include "nori/cache.h"
+#include "redis_url.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A .env file larger than this is refused rather than read. */
+#define DOTENV_MAX_BYTES (1024 * 1024)
+#define DOTENV_MAX_VALUE 4096
+
+/* ---- .env parsing ---- */
+
+static bool is_name_start(int c)
+{
+    return isalpha(c) || c == '_';
+}
+
+static bool is_name_char(int c)
+{
+    return isalnum(c) || c == '_' || c == '.';
+}
+
+static int line_error(const char *source, int line, const char *what)
+{
+    return nori__fail(NORI_EINVAL, "%s line %d: %s", source, line, what);
+}
+
+/*
+ * Parses one value starting at p (after '=' and spaces) up to `end` (the end
+ * of the text), writing it unquoted into `value`. Advances *pp past the value
+ * and its line. Quoted values may not span lines.
+ */
+static int parse_value(const char **pp, const char *end, char *value, const char *source,
+                       int line)
+{
+    const char *p = *pp;
+    size_t n = 0;
+    if (p < end && (*p == '"' || *p == '\'')) {
+        char quote = *p++;
+        for (;;) {
+            if (p >= end || *p == '\n')
+                return line_error(source, line, "the quoted value has no closing quote");
+            char c = *p++;
+            if (c == quote)
+                break;
+            if (quote == '"' && c == '\\' && p < end && *p != '\n') {
+                char e = *p++;
+                c = e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : e;
+                if (e != 'n' && e != 't' && e != 'r' && e != '"' && e != '\\') {
+                    if (n + 1 >= DOTENV_MAX_VALUE)
+                        return line_error(source, line, "the value is longer than 4095 bytes");
+                    value[n++] = '\\';
+                }
+            }
+            if (n + 1 >= DOTENV_MAX_VALUE)
+                return line_error(source, line, "the value is longer than 4095 bytes");
+            value[n++] = c;
+        }
+        /* After the closing quote only spaces and a comment may follow. */
+        while (p < end && (*p == ' ' || *p == '\t' || *p == '\r'))
+            p++;
+        if (p < end && *p != '\n' && *p != '#')
+            return line_error(source, line, "unexpected text after the closing quote");
+    } else {
+        const char *start = p;
+        while (p < end && *p != '\n') {
+            if (*p == '#' && (p == start || p[-1] == ' ' || p[-1] == '\t'))
+                break;
+            p++;
+        }
+        const char *stop = p;
+        while (stop > start && isspace((unsigned char)stop[-1]))
+            stop--;
+        n = (size_t)(stop - start);
+        if (n >= DOTENV_MAX_VALUE)
+            return line_error(source, line, "the value is longer than 4095 bytes");
+        memcpy(value, start, n);
+    }
+    value[n] = '\0';
+    while (p < end && *p != '\n')
+        p++;
+    *pp = p;
+    return NORI_OK;
+}
+
+int nori__dotenv_parse(const char *text, size_t len, const char *source, nori__dotenv_cb cb,
+                       void *ud)
+{
+    const char *p = text, *end = text + len;
+    char name[256];
+    char value[DOTENV_MAX_VALUE];
+    int line = 0;
+    if (memchr(text, '\0', len) != NULL)
+        return nori__fail(NORI_EINVAL, "%s contains a NUL byte", source);
+    while (p < end) {
+        line++;
+        while (p < end && (*p == ' ' || *p == '\t' || *p == '\r'))
+            p++;
+        if (p >= end)
+            break;
+        if (*p == '\n' || *p == '#') {
+            while (p < end && *p != '\n')
+                p++;
+            p++;
+            continue;
+        }
+        if ((size_t)(end - p) > 7 && memcmp(p, "export", 6) == 0 && (p[6] == ' ' || p[6] == '\t')) {
+            p += 6;
+            while (p < end && (*p == ' ' || *p == '\t'))
+                p++;
+        }
+        if (!is_name_start((unsigned char)*p))
+            return line_error(source, line, "expected NAME=VALUE (a name starts with a letter or '_')");
+        size_t n = 0;
+        while (p < end && is_name_char((unsigned char)*p)) {
+            if (n + 1 >= sizeof name)
+                return line_error(source, line, "the name is longer than 255 bytes");
+            name[n++] = *p++;
+        }
+        name[n] = '\0';
+        while (p < end && (*p == ' ' || *p == '\t'))
+            p++;
+        if (p >= end || *p != '=')
+            return line_error(source, line, "expected '=' after the name");
+        p++;
+        while (p < end && (*p == ' ' || *p == '\t'))
+            p++;
+        int rc = parse_value(&p, end, value, source, line);
+        if (rc != NORI_OK)
+            return rc;
+        rc = cb(name, value, ud);
+        if (rc != 0)
+            return rc;
+        p++; /* the newline */
+    }
+    return NORI_OK;
+}
+
+/* ---- configuration ---- */
+
+enum { VAR_BACKEND, VAR_MAX_KEYS, VAR_MAX_VALUE, VAR_REDIS_URL, VAR_COUNT };
+
+static const char *const var_names[VAR_COUNT] = {
+    "CACHE_BACKEND", "CACHE_MAX_KEYS", "CACHE_MAX_VALUE_BYTES", "REDIS_URL"};
+
+typedef struct {
+    char *values[VAR_COUNT];         /* NULL = not set anywhere; malloc'd */
+    const char *origins[VAR_COUNT];  /* "environment" or the .env path */
+    const char *dotenv_path;
+} raw_config;
+
+static const char from_environment[] = "environment";
+
+static int collect_dotenv(const char *name, const char *value, void *ud)
+{
+    raw_config *raw = ud;
+    for (int i = 0; i < VAR_COUNT; i++) {
+        if (strcmp(name, var_names[i]) != 0)
+            continue;
+        if (raw->origins[i] == from_environment)
+            return 0; /* the environment wins */
+        char *copy = strdup(value);
+        if (copy == NULL)
+            return nori__fail(NORI_ENOMEM, "out of memory reading %s", raw->dotenv_path);
+        free(raw->values[i]);
+        raw->values[i] = copy; /* a later line wins over an earlier one */
+        raw->origins[i] = raw->dotenv_path;
+    }
+    return 0;
+}
+
+static int read_dotenv(const char *path, raw_config *raw)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        if (errno == ENOENT)
+            return NORI_OK;
+        return nori__fail(NORI_EINVAL, "cannot read %s: %s", path, strerror(errno));
+    }
+    char *text = malloc(DOTENV_MAX_BYTES + 1);
+    if (text == NULL) {
+        fclose(f);
+        return nori__fail(NORI_ENOMEM, "out of memory reading %s", path);
+    }
+    size_t n = fread(text, 1, DOTENV_MAX_BYTES + 1, f);
+    int read_error = ferror(f);
+    fclose(f);
+    int rc = NORI_OK;
+    if (read_error)
+        rc = nori__fail(NORI_EINVAL, "cannot read %s", path);
+    else if (n > DOTENV_MAX_BYTES)
+        rc = nori__fail(NORI_EINVAL, "%s is larger than %d bytes", path, DOTENV_MAX_BYTES);
+    else
+        rc = nori__dotenv_parse(text, n, path, collect_dotenv, raw);
+    free(text);
+    return rc;
+}
+
+static int bad_value(const raw_config *raw, int var, const char *expected)
+{
+    return nori__fail(NORI_EINVAL, "%s='%.200s' (from %s) is invalid: %s", var_names[var],
+                      raw->values[var], raw->origins[var], expected);
+}
+
+/* A positive decimal integer, digits only, at most `max`. */
+static bool parse_size(const char *s, size_t max, size_t *out)
+{
+    if (*s == '\0')
+        return false;
+    size_t v = 0;
+    for (; *s != '\0'; s++) {
+        if (*s < '0' || *s > '9')
+            return false;
+        size_t digit = (size_t)(*s - '0');
+        if (v > (max - digit) / 10)
+            return false;
+        v = v * 10 + digit;
+    }
+    if (v == 0)
+        return false;
+    *out = v;
+    return true;
+}
+
+static int validate(const raw_config *raw, nori__config *cfg)
+{
+    const char *backend = raw->values[VAR_BACKEND];
+    cfg->use_redis = false;
+    if (backend != NULL) {
+        if (strcmp(backend, "redis") == 0)
+            cfg->use_redis = true;
+        else if (strcmp(backend, "memory") != 0)
+            return bad_value(raw, VAR_BACKEND, "expected 'memory' or 'redis'");
+    }
+    cfg->max_keys = NORI_DEFAULT_MAX_KEYS;
+    if (raw->values[VAR_MAX_KEYS] != NULL &&
+        !parse_size(raw->values[VAR_MAX_KEYS], NORI_MAX_MAX_KEYS, &cfg->max_keys))
+        return bad_value(raw, VAR_MAX_KEYS, "expected a positive integer up to 4294967296");
+    cfg->max_value = NORI_DEFAULT_MAX_VALUE;
+    if (raw->values[VAR_MAX_VALUE] != NULL &&
+        !parse_size(raw->values[VAR_MAX_VALUE], NORI_MAX_VALUE_LIMIT, &cfg->max_value))
+        return bad_value(raw, VAR_MAX_VALUE, "expected a positive integer up to 536870912");
+    const char *url = raw->values[VAR_REDIS_URL];
+    if (url == NULL)
+        url = "redis://localhost:6379";
+    nori__redis_url parsed;
+    int rc = nori__redis_url_parse(url, &parsed);
+    if (rc != NORI_OK) {
+        if (rc == NORI_EINVAL && raw->values[VAR_REDIS_URL] != NULL) {
+            char detail[512];
+            snprintf(detail, sizeof detail, "%s", nori_last_error());
+            return nori__fail(NORI_EINVAL, "%s (from %s)", detail, raw->origins[VAR_REDIS_URL]);
+        }
+        return rc;
+    }
+    nori__redis_url_free(&parsed);
+    snprintf(cfg->redis_url, sizeof cfg->redis_url, "%s", url);
+    return NORI_OK;
+}
+
+int nori__config_load(const char *dotenv_path, nori__config *out)
+{
+    raw_config raw = {0};
+    raw.dotenv_path = dotenv_path != NULL ? dotenv_path : ".env";
+    int rc = NORI_OK;
+    for (int i = 0; i < VAR_COUNT && rc == NORI_OK; i++) {
+        const char *v = getenv(var_names[i]);
+        if (v == NULL)
+            continue;
+        raw.values[i] = strdup(v);
+        raw.origins[i] = from_environment;
+        if (raw.values[i] == NULL)
+            rc = nori__fail(NORI_ENOMEM, "out of memory reading the environment");
+    }
+    if (rc == NORI_OK)
+        rc = read_dotenv(raw.dotenv_path, &raw);
+    if (rc == NORI_OK)
+        rc = validate(&raw, out);
+    for (int i = 0; i < VAR_COUNT; i++)
+        free(raw.values[i]);
+    return rc;
+}

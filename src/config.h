@@ -1,0 +1,46 @@
+/*
+ * Configuration from the process environment and a `.env` file.
+ *
+ * Precedence: a variable set in the environment (even to a bad value) wins
+ * over `.env`; `.env` is read from the working directory when present.
+ * The `.env` file is only read, never exported into the environment.
+ */
+#ifndef NORI_SRC_CONFIG_H
+#define NORI_SRC_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct nori__config {
+    bool use_redis;      /* CACHE_BACKEND=redis */
+    size_t max_keys;     /* CACHE_MAX_KEYS */
+    size_t max_value;    /* CACHE_MAX_VALUE_BYTES */
+    char redis_url[4097]; /* REDIS_URL, validated */
+} nori__config;
+
+/* Largest accepted CACHE_MAX_KEYS. */
+#define NORI_MAX_MAX_KEYS ((size_t)1 << 32)
+
+/*
+ * Called by the .env parser for each NAME=VALUE, with the value unquoted.
+ * Return non-zero to stop parsing.
+ */
+typedef int (*nori__dotenv_cb)(const char *name, const char *value, void *ud);
+
+/*
+ * Parses `.env` text: blank lines, '#' comment lines, `NAME=VALUE` with
+ * optional `export ` prefix, spaces around name and value, values in single
+ * quotes (literal), double quotes (\" \\ \n \t escapes) or bare (a ' #'
+ * starts a comment). Returns NORI_OK, the callback's non-zero value, or
+ * NORI_EINVAL naming `source` and the line number of a malformed line.
+ */
+int nori__dotenv_parse(const char *text, size_t len, const char *source, nori__dotenv_cb cb,
+                       void *ud);
+
+/*
+ * Loads the configuration from the environment, then from the .env file at
+ * `dotenv_path` (NULL: ".env"; a missing file is not an error).
+ */
+int nori__config_load(const char *dotenv_path, nori__config *out);
+
+#endif

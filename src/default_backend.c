@@ -1,0 +1,123 @@
+/*
+ * nori_backend_from_env, the process-wide default backend, and the
+ * nori_cache_* convenience calls on it.
+ *
+ * The default backend is published through an atomic pointer so that the
+ * common path (already built) costs one acquire load and no lock; the mutex
+ * only serialises the first build and nori_reset_backend().
+ */
+#include "backend.h"
+#include "config.h"
+#include "error.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+int nori_backend_from_env(nori_backend **out)
+{
+    if (out == NULL)
+        return nori__fail(NORI_EINVAL, "backend_from_env: out is NULL");
+    nori__config cfg;
+    int rc = nori__config_load(NULL, &cfg);
+    if (rc != NORI_OK)
+        return rc;
+    nori_backend *b;
+    if (cfg.use_redis)
+        rc = nori_redis_backend_new(cfg.redis_url, &b);
+    else
+        rc = nori_memory_backend_new(cfg.max_keys, &b);
+    if (rc != NORI_OK)
+        return rc;
+    rc = nori_backend_set_max_value(b, cfg.max_value);
+    if (rc != NORI_OK) {
+        nori_backend_free(b);
+        return rc;
+    }
+    *out = b;
+    return NORI_OK;
+}
+
+static _Atomic(nori_backend *) default_backend;
+static pthread_mutex_t default_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int nori_get_backend(nori_backend **out)
+{
+    if (out == NULL)
+        return nori__fail(NORI_EINVAL, "get_backend: out is NULL");
+    nori_backend *b = atomic_load_explicit(&default_backend, memory_order_acquire);
+    if (b != NULL) {
+        *out = b;
+        return NORI_OK;
+    }
+    int rc = NORI_OK;
+    pthread_mutex_lock(&default_lock);
+    b = atomic_load_explicit(&default_backend, memory_order_relaxed);
+    if (b == NULL) {
+        rc = nori_backend_from_env(&b);
+        if (rc == NORI_OK)
+            atomic_store_explicit(&default_backend, b, memory_order_release);
+    }
+    pthread_mutex_unlock(&default_lock);
+    if (rc == NORI_OK)
+        *out = b;
+    return rc;
+}
+
+void nori_reset_backend(void)
+{
+    pthread_mutex_lock(&default_lock);
+    nori_backend *b = atomic_exchange_explicit(&default_backend, NULL, memory_order_acq_rel);
+    pthread_mutex_unlock(&default_lock);
+    nori_backend_free(b);
+}
+
+int nori_cache_get(const char *key, nori_buf *out)
+{
+    nori_backend *b;
+    if (out != NULL) {
+        out->data = NULL;
+        out->len = 0;
+    }
+    int rc = nori_get_backend(&b);
+    return rc != NORI_OK ? rc : nori_backend_get(b, key, out);
+}
+
+int nori_cache_set(const char *key, const void *val, size_t len, int64_t ttl)
+{
+    nori_backend *b;
+    int rc = nori_get_backend(&b);
+    return rc != NORI_OK ? rc : nori_backend_set(b, key, val, len, ttl);
+}
+
+int nori_cache_delete(const char *key)
+{
+    nori_backend *b;
+    int rc = nori_get_backend(&b);
+    return rc != NORI_OK ? rc : nori_backend_delete(b, key);
+}
+
+int nori_cache_flush(void)
+{
+    nori_backend *b;
+    int rc = nori_get_backend(&b);
+    return rc != NORI_OK ? rc : nori_backend_flush(b);
+}
+
+int nori_cache_incr(const char *key, int64_t ttl, int64_t *out)
+{
+    nori_backend *b;
+    int rc = nori_get_backend(&b);
+    return rc != NORI_OK ? rc : nori_backend_incr(b, key, ttl, out);
+}
+
+int nori_cache_atomic_update(const char *key, nori_update_fn fn, void *ud, int64_t ttl,
+                             nori_buf *out)
+{
+    nori_backend *b;
+    if (out != NULL) {
+        out->data = NULL;
+        out->len = 0;
+    }
+    int rc = nori_get_backend(&b);
+    return rc != NORI_OK ? rc : nori_backend_atomic_update(b, key, fn, ud, ttl, out);
+}
