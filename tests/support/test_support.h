@@ -1,0 +1,30 @@
+/*
+ * Helpers shared by the test programs. Include after the cmocka headers
+ * (<stdarg.h>, <stddef.h>, <setjmp.h>, <stdint.h>, <cmocka.h>).
+ */
+#ifndef NORI_TEST_SUPPORT_H
+#define NORI_TEST_SUPPORT_H
+
+#include <nori/cache.h>
+
+/* Creates a fresh temporary directory (mkdtemp) and returns its malloc'd path. */
+char *nori_test_mkdtemp(void);
+
+/* Removes a directory tree created by the tests (rm -rf semantics). */
+void nori_test_rmtree(const char *path);
+
+/* Writes `text` to path, truncating. Fails the test on error. */
+void nori_test_write_file(const char *path, const char *text);
+
+/* Asserts rc == expected, printing nori_last_error() when it is not. */
+#define assert_nori(rc, expected)                                                      \
+    do {                                                                               \
+        int nori_rc_ = (rc);                                                           \
+        if (nori_rc_ != (expected))                                                    \
+            print_error("%s: got %d (%s), expected %d; last error: %s\n", #rc,          \
+                        nori_rc_, nori_strerror(nori_rc_), (int)(expected),            \
+                        nori_last_error());                                            \
+        assert_int_equal(nori_rc_, (expected));                                        \
+    } while (0)
+
+#endif
