@@ -10,18 +10,16 @@
 
 /*
  * Writes `url` into buf with the password (the part of the userinfo after the
- * first ':', up to the last '@' of the authority) replaced by "***". Works on
- * malformed URLs too, so that no error message ever shows a password.
+ * first ':', up to the last '@') replaced by "***". Works on malformed URLs
+ * too, so that no error message ever shows a password.
  */
 static void mask_url(const char *url, char *buf, size_t size)
 {
+    /* The last '@' anywhere: a careless password may hold '/', '?' or '#'
+     * unencoded, and masking too much is harmless where too little is not. */
     const char *scheme_end = strstr(url, "://");
     const char *auth = scheme_end != NULL ? scheme_end + 3 : url;
-    size_t auth_len = strcspn(auth, "/?#");
-    const char *at = NULL;
-    for (size_t i = 0; i < auth_len; i++)
-        if (auth[i] == '@')
-            at = auth + i;
+    const char *at = strrchr(auth, '@');
     const char *colon = at != NULL ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
     if (colon == NULL) {
         snprintf(buf, size, "%s", url);
@@ -242,7 +240,7 @@ int nori__redis_url_parse(const char *url, nori__redis_url *out)
     if (url == NULL)
         return nori__fail(NORI_EINVAL, "REDIS_URL is NULL");
     if (url[0] == '\0')
-        return nori__fail(NORI_EINVAL, "REDIS_URL is empty");
+        return nori__fail(NORI_EINVAL, "REDIS_URL '' is empty");
     if (strlen(url) > NORI_REDIS_MAX_URL_LEN)
         return nori__fail(NORI_EINVAL, "REDIS_URL is %zu bytes long, the limit is %d",
                           strlen(url), NORI_REDIS_MAX_URL_LEN);

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the Debian packages nori-cache needs to build, test and run its
+# example, when any is missing. Uses sudo when not root. Safe to run again.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config        # toolchain (gcc ships ASan/UBSan/TSan runtimes)
+  libhiredis-dev                          # Redis client (0.14)
+  libmicrohttpd-dev libjansson-dev libsqlite3-dev   # response cache, demo service
+  libcmocka-dev                           # unit-test framework
+  redis-server redis-tools                # real server for the tests, redis-benchmark
+  curl                                    # the README's demo session
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [[ "$status" == "install ok installed" ]] || missing+=("$p")
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "setup: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+  sudo=(sudo)
+fi
+echo "setup: installing ${missing[*]}"
+# A fresh machine's package lists may be empty: update first.
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"

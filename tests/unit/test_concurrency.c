@@ -1,0 +1,217 @@
+/*
+ * The memory backend under many threads: counters that lose nothing, and a
+ * mixed workload with eviction running that never exceeds max_keys nor
+ * returns a value that belongs to another key. Also run under
+ * ThreadSanitizer (label "concurrency").
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "test_support.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define THREADS 8
+#define INCRS_PER_THREAD 10000
+#define UPDATES_PER_THREAD 2000
+
+typedef struct {
+    nori_backend *b;
+    int64_t *results; /* this thread's slice of the shared results array */
+    int count;
+    int failures;
+} worker;
+
+static void *incr_worker(void *arg)
+{
+    worker *w = arg;
+    for (int i = 0; i < w->count; i++)
+        if (nori_backend_incr(w->b, "counter", 60, &w->results[i]) != NORI_OK)
+            w->failures++;
+    return NULL;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The values seen by all threads together are exactly 1..total. */
+static void assert_exactly_one_to_n(int64_t *values, size_t total)
+{
+    qsort(values, total, sizeof *values, cmp_i64);
+    for (size_t i = 0; i < total; i++)
+        if (values[i] != (int64_t)i + 1)
+            fail_msg("value #%zu is %lld, expected %zu", i, (long long)values[i], i + 1);
+}
+
+static void run_workers(nori_backend *b, void *(*fn)(void *), int per_thread, int64_t *results)
+{
+    pthread_t threads[THREADS];
+    worker workers[THREADS];
+    for (int t = 0; t < THREADS; t++) {
+        workers[t] = (worker){b, results + (size_t)t * per_thread, per_thread, 0};
+        assert_int_equal(pthread_create(&threads[t], NULL, fn, &workers[t]), 0);
+    }
+    for (int t = 0; t < THREADS; t++) {
+        pthread_join(threads[t], NULL);
+        assert_int_equal(workers[t].failures, 0);
+    }
+}
+
+static void test_concurrent_incr_exact(void **state)
+{
+    (void)state;
+    nori_backend *b;
+    assert_nori(nori_memory_backend_new(100, &b), NORI_OK);
+    size_t total = (size_t)THREADS * INCRS_PER_THREAD;
+    int64_t *results = calloc(total, sizeof *results);
+    assert_non_null(results);
+    run_workers(b, incr_worker, INCRS_PER_THREAD, results);
+    assert_exactly_one_to_n(results, total);
+    nori_buf out;
+    assert_nori(nori_backend_get(b, "counter", &out), NORI_OK);
+    assert_int_equal(strtoll(out.data, NULL, 10), (long long)total);
+    nori_buf_free(&out);
+    free(results);
+    nori_backend_free(b);
+}
+
+/* atomic_update callback: parses a decimal counter and writes it plus one. */
+static int add_one(const nori_buf *cur, nori_buf *next, void *ud)
+{
+    int64_t *seen = ud;
+    long long v = cur != NULL ? strtoll(cur->data, NULL, 10) : 0;
+    next->data = malloc(24);
+    if (next->data == NULL)
+        return 1;
+    next->len = (size_t)snprintf(next->data, 24, "%lld", v + 1);
+    *seen = v + 1;
+    return 0;
+}
+
+static void *update_worker(void *arg)
+{
+    worker *w = arg;
+    for (int i = 0; i < w->count; i++)
+        if (nori_backend_atomic_update(w->b, "state", add_one, &w->results[i], 0, NULL) !=
+            NORI_OK)
+            w->failures++;
+    return NULL;
+}
+
+static void test_concurrent_atomic_update_loses_nothing(void **state)
+{
+    (void)state;
+    nori_backend *b;
+    assert_nori(nori_memory_backend_new(100, &b), NORI_OK);
+    size_t total = (size_t)THREADS * UPDATES_PER_THREAD;
+    int64_t *results = calloc(total, sizeof *results);
+    assert_non_null(results);
+    run_workers(b, update_worker, UPDATES_PER_THREAD, results);
+    assert_exactly_one_to_n(results, total);
+    free(results);
+    nori_backend_free(b);
+}
+
+/* ---- mixed workload with eviction ---- */
+
+#define MIXED_MAX_KEYS 64
+#define MIXED_KEYSPACE 512
+#define MIXED_OPS 20000
+
+typedef struct {
+    nori_backend *b;
+    unsigned seed;
+    int wrong_values;
+    int errors;
+    _Atomic int *over_limit;
+} mixed_worker;
+
+static void value_for(int k, char *buf, size_t size)
+{
+    snprintf(buf, size, "value-of-key-%d-%0*d", k, k % 50 + 1, 0); /* varying lengths */
+}
+
+static void *mixed_run(void *arg)
+{
+    mixed_worker *w = arg;
+    char key[32], val[96];
+    for (int i = 0; i < MIXED_OPS; i++) {
+        int k = (int)(rand_r(&w->seed) % MIXED_KEYSPACE);
+        int op = (int)(rand_r(&w->seed) % 10);
+        snprintf(key, sizeof key, "key:%d", k);
+        value_for(k, val, sizeof val);
+        int rc;
+        if (op < 6) {
+            nori_buf out;
+            rc = nori_backend_get(w->b, key, &out);
+            if (rc == NORI_OK && (out.len != strlen(val) || memcmp(out.data, val, out.len) != 0))
+                w->wrong_values++;
+            nori_buf_free(&out);
+        } else if (op < 9) {
+            rc = nori_backend_set(w->b, key, val, strlen(val), (op == 8) ? 1 : 0);
+        } else {
+            rc = nori_backend_delete(w->b, key);
+        }
+        if (rc < 0)
+            w->errors++;
+        if ((i & 63) == 0) {
+            nori_backend_stats st;
+            nori_backend_get_stats(w->b, &st);
+            if (st.entries > MIXED_MAX_KEYS)
+                atomic_fetch_add(w->over_limit, 1);
+        }
+    }
+    return NULL;
+}
+
+static void test_mixed_workload_with_eviction(void **state)
+{
+    (void)state;
+    nori_backend *b;
+    assert_nori(nori_memory_backend_new(MIXED_MAX_KEYS, &b), NORI_OK);
+    _Atomic int over_limit = 0;
+    pthread_t threads[THREADS];
+    mixed_worker workers[THREADS];
+    for (int t = 0; t < THREADS; t++) {
+        workers[t] = (mixed_worker){b, (unsigned)t * 7919u + 1, 0, 0, &over_limit};
+        assert_int_equal(pthread_create(&threads[t], NULL, mixed_run, &workers[t]), 0);
+    }
+    for (int t = 0; t < THREADS; t++) {
+        pthread_join(threads[t], NULL);
+        assert_int_equal(workers[t].wrong_values, 0);
+        assert_int_equal(workers[t].errors, 0);
+    }
+    assert_int_equal(atomic_load(&over_limit), 0);
+    nori_backend_stats st;
+    assert_nori(nori_backend_get_stats(b, &st), NORI_OK);
+    assert_true(st.entries <= MIXED_MAX_KEYS);
+    assert_true(st.evictions > 0); /* eviction really ran */
+    assert_true(st.hits > 0);
+    /* After the storm the store is still fully usable and consistent. */
+    assert_nori(nori_backend_set(b, "final", "ok", 2, 0), NORI_OK);
+    nori_buf out;
+    assert_nori(nori_backend_get(b, "final", &out), NORI_OK);
+    assert_string_equal(out.data, "ok");
+    nori_buf_free(&out);
+    nori_backend_free(b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_concurrent_incr_exact),
+        cmocka_unit_test(test_concurrent_atomic_update_loses_nothing),
+        cmocka_unit_test(test_mixed_workload_with_eviction),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
