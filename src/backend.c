@@ -143,6 +143,35 @@ int nori_backend_get(nori_backend *b, const char *key, nori_buf *out)
     return done(b, rc);
 }
 
+int nori_backend_get_into(nori_backend *b, const char *key, void *buf, size_t cap, size_t *len)
+{
+    size_t klen, ignored;
+    if (len == NULL)
+        len = &ignored;
+    *len = 0;
+    int rc = check_backend(b);
+    if (rc == NORI_OK)
+        rc = check_key(key, &klen);
+    if (rc == NORI_OK && buf == NULL && cap > 0)
+        rc = nori__fail(NORI_EINVAL, "get_into '%.64s': buf is NULL with cap %zu", key, cap);
+    if (rc != NORI_OK)
+        return done(b, rc);
+    if (b->ops->get_into != NULL)
+        return done(b, b->ops->get_into(b, key, klen, buf, cap, len));
+    nori_buf tmp = {0};
+    rc = b->ops->get(b, key, klen, &tmp);
+    if (rc == NORI_OK) {
+        *len = tmp.len;
+        if (tmp.len > cap)
+            rc = nori__fail(NORI_ETOOBIG, "get_into '%.64s': the value is %zu bytes, the buffer "
+                                          "holds %zu", key, tmp.len, cap);
+        else if (tmp.len > 0)
+            memcpy(buf, tmp.data, tmp.len);
+    }
+    nori_buf_free(&tmp);
+    return done(b, rc);
+}
+
 int nori_backend_set(nori_backend *b, const char *key, const void *val, size_t len,
                      int64_t ttl)
 {

@@ -17,6 +17,9 @@ typedef struct nori_backend_ops {
 
     /* *out is {NULL,0} on entry. Return NORI_OK, NORI_MISS or an error. */
     int (*get)(nori_backend *b, const char *key, size_t klen, nori_buf *out);
+    /* Optional (NULL: backend.c falls back on get + copy). */
+    int (*get_into)(nori_backend *b, const char *key, size_t klen, void *buf, size_t cap,
+                    size_t *len);
     int (*set)(nori_backend *b, const char *key, size_t klen, const void *val,
                size_t len, int64_t ttl);
     int (*del)(nori_backend *b, const char *key, size_t klen);

@@ -1,54 +1,74 @@
 /*
- * The in-process memory backend: a chained hash table for O(1) lookup, and an
- * intrusive doubly-linked list through the same entries that keeps them in
- * recency order for LRU eviction.
+ * The in-process memory backend: an LRU cache split into shards, each a
+ * chained hash table plus an intrusive doubly-linked recency list, under its
+ * own lock.
  *
  * Why this shape:
  *  - One allocation per entry (header, key and value together) keeps a lookup
  *    to one pointer chase after the bucket, and the per-entry overhead small.
- *  - The table and the LRU list live in a `mem_shard` with its own lock. There
- *    is one shard today, which makes the LRU order exact under any
- *    interleaving. The structure is laid out so that several shards (each with
- *    its own lock, table and list) can be added later: the global LRU victim is
- *    then the oldest of the shard tails, found through an access stamp.
- *  - Expiry is lazy: a read that finds an expired entry removes it. An insert
- *    into a full store removes the LRU tail, which is either expired (counted
- *    as expired) or the least recently used live entry (counted as evicted).
+ *  - Shards let threads that touch different keys run in parallel: a key's
+ *    shard is chosen by its hash, and only that shard's lock is taken for
+ *    get, set of an existing key, delete, incr and atomic_update.
+ *  - Exact LRU across shards: every access stamps the entry with a time that
+ *    strictly increases on each thread. Within a shard the list is in stamp
+ *    order, so the globally least recently used entry is the oldest of the
+ *    shard tails. Each shard publishes its tail's stamp in an atomic, so the
+ *    evicting thread finds the victim shard without taking every lock.
+ *  - The entry bound is exact too: a new key first reserves a place in the
+ *    global count, and a reservation beyond max_keys evicts one entry before
+ *    the key is linked in. At no moment are more than max_keys entries held.
+ *  - Expiry is lazy: a read that finds an expired entry removes it. An
+ *    eviction removes the oldest tail, counted as expired when it had expired.
  *  - The hash is seeded per backend from getrandom(), so keys chosen by an
  *    attacker (HTTP paths end up in keys) cannot be made to collide in advance.
  *
- * Locking: functions named do_* are called with the shard lock held.
+ * What holds under concurrency: the bound, and "the victim is the tail with
+ * the oldest stamp" at the moment it is chosen. Two accesses from different
+ * threads within the same instant may be ordered either way, and a new key
+ * whose insert races with another insert of the same key may cost one entry
+ * an early eviction. For a single-threaded sequence the order is exact.
+ *
+ * Locking: functions named do_* are called with their shard's lock held.
  */
 #include "backend.h"
 #include "clock.h"
 #include "error.h"
+#include "memory.h"
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdalign.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
 
+#define NSHARDS 16 /* a power of two; enough that 2-8 threads rarely meet */
+#define INITIAL_BUCKETS 16
+#define EMPTY_STAMP UINT64_MAX
+
 typedef struct mem_entry {
     struct mem_entry *hnext;    /* next entry in the same bucket */
     struct mem_entry *lru_prev; /* more recently used neighbour */
     struct mem_entry *lru_next; /* less recently used neighbour */
-    uint64_t hash;
-    int64_t expires_ms; /* 0 = never */
-    uint32_t klen;
+    uint64_t stamp;             /* last access, see next_stamp() */
+    int64_t expires_ms;         /* 0 = never */
+    uint32_t hash;              /* low half of the key's hash, compared first */
     uint32_t vlen;
+    uint16_t klen;
     char data[]; /* key, NUL, value, NUL */
 } mem_entry;
 
 typedef struct mem_shard {
-    pthread_mutex_t lock;
+    alignas(64) pthread_mutex_t lock; /* own cache line: shards do not false-share */
     mem_entry **buckets;
     size_t nbuckets; /* a power of two */
     size_t count;
-    mem_entry *lru_head; /* most recently used */
-    mem_entry *lru_tail; /* least recently used: the next victim */
+    mem_entry *lru_head;            /* most recently used */
+    mem_entry *lru_tail;            /* least recently used */
+    _Atomic uint64_t tail_stamp;    /* lru_tail->stamp, or EMPTY_STAMP; read unlocked */
     uint64_t hits, misses, evictions, expired;
 } mem_shard;
 
@@ -56,10 +76,9 @@ typedef struct mem_backend {
     nori_backend base; /* must be first */
     size_t max_keys;
     uint64_t seed;
-    mem_shard shard;
+    _Atomic size_t reserved; /* entries held plus places reserved by inserts in flight */
+    mem_shard shards[NSHARDS];
 } mem_backend;
-
-#define INITIAL_BUCKETS 16
 
 /*
  * The backend whose lock the calling thread holds while it runs an
@@ -67,6 +86,23 @@ typedef struct mem_backend {
  * would deadlock on the non-recursive lock; this turns that into an error.
  */
 static _Thread_local const mem_backend *in_callback_of;
+
+/* The last stamp this thread handed out. */
+static _Thread_local uint64_t last_stamp;
+
+/*
+ * A time-based stamp that strictly increases on each thread, so that a
+ * single-threaded sequence is ordered exactly even when the clock does not
+ * move between two calls. Across threads it is as precise as the clock.
+ */
+static inline uint64_t next_stamp(int64_t now_ms)
+{
+    uint64_t s = (uint64_t)now_ms * 1000000u;
+    if (s <= last_stamp)
+        s = last_stamp + 1;
+    last_stamp = s;
+    return s;
+}
 
 static inline const char *entry_key(const mem_entry *e)
 {
@@ -102,7 +138,20 @@ static uint64_t hash_key(uint64_t seed, const char *key, size_t len)
     return h;
 }
 
+/* The shard comes from the top bits, the bucket from the low bits, so the
+ * two choices are independent. */
+static inline mem_shard *shard_of(mem_backend *mb, uint64_t hash)
+{
+    return &mb->shards[hash >> 60];
+}
+
 /* ---- the LRU list ---- */
+
+static void publish_tail(mem_shard *s)
+{
+    atomic_store_explicit(&s->tail_stamp, s->lru_tail != NULL ? s->lru_tail->stamp : EMPTY_STAMP,
+                          memory_order_relaxed);
+}
 
 static void lru_unlink(mem_shard *s, mem_entry *e)
 {
@@ -128,12 +177,17 @@ static void lru_push_front(mem_shard *s, mem_entry *e)
         s->lru_tail = e;
 }
 
-static void lru_touch(mem_shard *s, mem_entry *e)
+/* Marks e as just used. */
+static void do_touch(mem_shard *s, mem_entry *e, uint64_t stamp)
 {
-    if (s->lru_head == e)
-        return;
-    lru_unlink(s, e);
-    lru_push_front(s, e);
+    bool was_tail = s->lru_tail == e;
+    e->stamp = stamp;
+    if (s->lru_head != e) {
+        lru_unlink(s, e);
+        lru_push_front(s, e);
+    }
+    if (was_tail)
+        publish_tail(s);
 }
 
 /* ---- the hash table ---- */
@@ -143,9 +197,10 @@ static void lru_touch(mem_shard *s, mem_entry *e)
 static mem_entry **do_find_slot(mem_shard *s, const char *key, size_t klen, uint64_t hash)
 {
     mem_entry **slot = &s->buckets[hash & (s->nbuckets - 1)];
+    uint32_t h32 = (uint32_t)hash;
     while (*slot != NULL) {
         mem_entry *e = *slot;
-        if (e->hash == hash && e->klen == klen && memcmp(entry_key(e), key, klen) == 0)
+        if (e->hash == h32 && e->klen == klen && memcmp(entry_key(e), key, klen) == 0)
             return slot;
         slot = &e->hnext;
     }
@@ -153,10 +208,11 @@ static mem_entry **do_find_slot(mem_shard *s, const char *key, size_t klen, uint
 }
 
 /* Doubles the bucket array when the load passes 1. A failed allocation only
- * keeps the table denser; it is not an error. */
+ * keeps the table denser; it is not an error. Entries keep only the low half
+ * of their hash, which is enough while a shard has at most 2^32 buckets. */
 static void do_maybe_grow(mem_shard *s)
 {
-    if (s->count < s->nbuckets || s->nbuckets > SIZE_MAX / 2 / sizeof(mem_entry *))
+    if (s->count < s->nbuckets || s->nbuckets >= ((size_t)1 << 31))
         return;
     size_t n = s->nbuckets * 2;
     mem_entry **nb = calloc(n, sizeof *nb);
@@ -177,23 +233,23 @@ static void do_maybe_grow(mem_shard *s)
     s->nbuckets = n;
 }
 
-/* Removes the entry at `slot` from the table and the list, and frees it. */
+/* Unlinks the entry at `slot` from the table and the list, and frees it.
+ * The caller gives its place back in mb->reserved. */
 static void do_remove(mem_shard *s, mem_entry **slot)
 {
     mem_entry *e = *slot;
+    bool was_tail = s->lru_tail == e;
     *slot = e->hnext;
     lru_unlink(s, e);
     s->count--;
+    if (was_tail)
+        publish_tail(s);
     free(e);
 }
 
-/* Removes a specific entry (the LRU tail) by finding its slot first. */
-static void do_remove_entry(mem_shard *s, mem_entry *e)
+static void release_places(mem_backend *mb, size_t n)
 {
-    mem_entry **slot = &s->buckets[e->hash & (s->nbuckets - 1)];
-    while (*slot != e)
-        slot = &(*slot)->hnext;
-    do_remove(s, slot);
+    atomic_fetch_sub_explicit(&mb->reserved, n, memory_order_relaxed);
 }
 
 static inline bool is_expired(const mem_entry *e, int64_t now)
@@ -203,14 +259,15 @@ static inline bool is_expired(const mem_entry *e, int64_t now)
 
 /* Finds a live entry; an expired one is removed on the way (lazy expiry).
  * Returns the slot (so the caller can replace or remove) or NULL. */
-static mem_entry **do_lookup(mem_shard *s, const char *key, size_t klen, uint64_t hash,
-                             int64_t now)
+static mem_entry **do_lookup(mem_backend *mb, mem_shard *s, const char *key, size_t klen,
+                             uint64_t hash, int64_t now)
 {
     mem_entry **slot = do_find_slot(s, key, klen, hash);
     if (*slot == NULL)
         return NULL;
     if (is_expired(*slot, now)) {
         do_remove(s, slot);
+        release_places(mb, 1);
         s->expired++;
         return NULL;
     }
@@ -220,15 +277,16 @@ static mem_entry **do_lookup(mem_shard *s, const char *key, size_t klen, uint64_
 static mem_entry *entry_new(const char *key, size_t klen, uint64_t hash, const void *val,
                             size_t vlen, int64_t expires_ms)
 {
-    mem_entry *e = malloc(sizeof *e + klen + 1 + vlen + 1);
+    mem_entry *e = malloc(offsetof(mem_entry, data) + klen + 1 + vlen + 1);
     if (e == NULL) {
         nori__fail(NORI_ENOMEM, "out of memory storing %zu bytes under key '%.64s'", vlen, key);
         return NULL;
     }
     e->hnext = e->lru_prev = e->lru_next = NULL;
-    e->hash = hash;
+    e->stamp = 0;
+    e->hash = (uint32_t)hash;
     e->expires_ms = expires_ms;
-    e->klen = (uint32_t)klen;
+    e->klen = (uint16_t)klen;
     e->vlen = (uint32_t)vlen;
     memcpy(e->data, key, klen);
     e->data[klen] = '\0';
@@ -239,49 +297,34 @@ static mem_entry *entry_new(const char *key, size_t klen, uint64_t hash, const v
     return e;
 }
 
-/*
- * Puts the new entry `e` in place: replaces the entry at `slot` if there is
- * one, else inserts it, evicting the LRU tail first when the store is full.
- * `slot` comes from do_lookup/do_find_slot and is still valid: nothing has
- * changed the table since.
- */
-static void do_store(mem_backend *mb, mem_entry **slot, mem_entry *e)
+/* Replaces the entry at `slot` by `e`, which takes its place in the table and
+ * becomes the most recently used. */
+static void do_replace(mem_shard *s, mem_entry **slot, mem_entry *e, uint64_t stamp)
 {
-    mem_shard *s = &mb->shard;
-    if (slot != NULL && *slot != NULL) {
-        mem_entry *old = *slot;
-        e->hnext = old->hnext;
-        *slot = e;
-        lru_unlink(s, old);
-        free(old);
-        lru_push_front(s, e);
-        return;
-    }
-    if (s->count >= mb->max_keys) {
-        mem_entry *victim = s->lru_tail;
-        if (is_expired(victim, nori__now_ms()))
-            s->expired++;
-        else
-            s->evictions++;
-        do_remove_entry(s, victim);
-    }
+    mem_entry *old = *slot;
+    bool was_tail = s->lru_tail == old;
+    e->hnext = old->hnext;
+    *slot = e;
+    lru_unlink(s, old);
+    free(old);
+    e->stamp = stamp;
+    lru_push_front(s, e);
+    if (was_tail || s->lru_tail == e)
+        publish_tail(s);
+}
+
+/* Links a new key's entry in; its place was reserved by reserve_place(). */
+static void do_insert(mem_shard *s, mem_entry *e, uint64_t stamp)
+{
+    s->count++;
     do_maybe_grow(s);
-    /* The eviction or the growth may have moved the empty slot: find it again. */
     mem_entry **head = &s->buckets[e->hash & (s->nbuckets - 1)];
     e->hnext = *head;
     *head = e;
+    e->stamp = stamp;
     lru_push_front(s, e);
-    s->count++;
-}
-
-static int refuse_reentry(const mem_backend *mb, const char *op)
-{
-    if (in_callback_of == mb)
-        return nori__fail(NORI_EINVAL,
-                          "%s called from inside an atomic_update callback of the same memory "
-                          "backend (the callback runs under the backend's lock)",
-                          op);
-    return NORI_OK;
+    if (s->lru_tail == e)
+        publish_tail(s);
 }
 
 static void shard_lock(mem_shard *s)
@@ -294,19 +337,124 @@ static void shard_unlock(mem_shard *s)
     pthread_mutex_unlock(&s->lock);
 }
 
+/*
+ * Removes the globally least recently used entry: the tail with the oldest
+ * stamp. Returns false when every shard is empty (all places are held by
+ * inserts still in flight). Called with no lock held.
+ */
+static bool evict_one(mem_backend *mb)
+{
+    for (;;) {
+        mem_shard *victim = NULL;
+        uint64_t oldest = EMPTY_STAMP;
+        for (int i = 0; i < NSHARDS; i++) {
+            uint64_t st = atomic_load_explicit(&mb->shards[i].tail_stamp, memory_order_relaxed);
+            if (st < oldest) {
+                oldest = st;
+                victim = &mb->shards[i];
+            }
+        }
+        if (victim == NULL)
+            return false;
+        shard_lock(victim);
+        mem_entry *e = victim->lru_tail;
+        /* Another thread may have changed this tail since it was read: then
+         * choose again, so the victim is the oldest at the moment it goes. */
+        if (e == NULL || e->stamp != oldest) {
+            shard_unlock(victim);
+            continue;
+        }
+        if (is_expired(e, nori__now_ms()))
+            victim->expired++;
+        else
+            victim->evictions++;
+        mem_entry **slot = &victim->buckets[e->hash & (victim->nbuckets - 1)];
+        while (*slot != e)
+            slot = &(*slot)->hnext;
+        do_remove(victim, slot);
+        shard_unlock(victim);
+        release_places(mb, 1);
+        return true;
+    }
+}
+
+/*
+ * Reserves a place for a new key, evicting until the reservations fit in
+ * max_keys. Called with no lock held. Every entry was linked in by a thread
+ * that saw the reservations within the bound, so the store never holds more
+ * than max_keys. When every place is held by an insert still in flight there
+ * is nothing to evict yet: wait for one to land (or to give its place back).
+ */
+static void reserve_place(mem_backend *mb)
+{
+    atomic_fetch_add_explicit(&mb->reserved, 1, memory_order_relaxed);
+    while (atomic_load_explicit(&mb->reserved, memory_order_relaxed) > mb->max_keys) {
+        if (!evict_one(mb))
+            sched_yield();
+    }
+}
+
+static int refuse_reentry(const mem_backend *mb, const char *op)
+{
+    if (in_callback_of == mb)
+        return nori__fail(NORI_EINVAL,
+                          "%s called from inside an atomic_update callback of the same memory "
+                          "backend (the callback runs under the backend's lock)",
+                          op);
+    return NORI_OK;
+}
+
+/*
+ * Stores `e` (a complete new entry for its key) with the exact bound: the
+ * fast path replaces an existing entry under one lock; a new key reserves a
+ * place (evicting if needed) with no lock held, then links in.
+ */
+static void store_entry(mem_backend *mb, mem_shard *s, mem_entry *e, int64_t now)
+{
+    const char *key = entry_key(e);
+    uint64_t stamp = next_stamp(now);
+    shard_lock(s);
+    mem_entry **slot = do_find_slot(s, key, e->klen, e->hash);
+    if (*slot != NULL) {
+        do_replace(s, slot, e, stamp);
+        shard_unlock(s);
+        return;
+    }
+    shard_unlock(s);
+    reserve_place(mb);
+    shard_lock(s);
+    slot = do_find_slot(s, key, e->klen, e->hash);
+    if (*slot != NULL) { /* another thread inserted the key meanwhile */
+        do_replace(s, slot, e, stamp);
+        shard_unlock(s);
+        release_places(mb, 1);
+        return;
+    }
+    do_insert(s, e, stamp);
+    shard_unlock(s);
+}
+
+/*
+ * For incr and atomic_update, which must decide and write under one lock
+ * hold: when the key is new and the store is full, the eviction must happen
+ * with no lock held. So these reserve a place first, and give it back when
+ * the key turned out to exist or nothing was written.
+ */
+
 /* ---- operations ---- */
 
 static int mem_get(nori_backend *b, const char *key, size_t klen, nori_buf *out)
 {
     mem_backend *mb = (mem_backend *)b;
-    mem_shard *s = &mb->shard;
     int rc = refuse_reentry(mb, "get");
     if (rc != NORI_OK)
         return rc;
     uint64_t hash = hash_key(mb->seed, key, klen);
+    mem_shard *s = shard_of(mb, hash);
     int64_t now = nori__now_ms();
+    uint64_t stamp = next_stamp(now);
     shard_lock(s);
-    mem_entry **slot = do_lookup(s, key, klen, hash, now);
+    mem_entry **slot = do_lookup(mb, s, key, klen, hash, now);
     if (slot == NULL) {
         s->misses++;
         shard_unlock(s);
@@ -321,7 +469,39 @@ static int mem_get(nori_backend *b, const char *key, size_t klen, nori_buf *out)
     memcpy(copy, entry_value(e), (size_t)e->vlen + 1);
     out->data = copy;
     out->len = e->vlen;
-    lru_touch(s, e);
+    do_touch(s, e, stamp);
+    s->hits++;
+    shard_unlock(s);
+    return NORI_OK;
+}
+
+static int mem_get_into(nori_backend *b, const char *key, size_t klen, void *buf, size_t cap,
+                        size_t *len)
+{
+    mem_backend *mb = (mem_backend *)b;
+    int rc = refuse_reentry(mb, "get_into");
+    if (rc != NORI_OK)
+        return rc;
+    uint64_t hash = hash_key(mb->seed, key, klen);
+    mem_shard *s = shard_of(mb, hash);
+    int64_t now = nori__now_ms();
+    uint64_t stamp = next_stamp(now);
+    shard_lock(s);
+    mem_entry **slot = do_lookup(mb, s, key, klen, hash, now);
+    if (slot == NULL) {
+        s->misses++;
+        shard_unlock(s);
+        return NORI_MISS;
+    }
+    mem_entry *e = *slot;
+    *len = e->vlen;
+    if (e->vlen > cap) {
+        shard_unlock(s);
+        return nori__fail(NORI_ETOOBIG, "get_into '%.64s': the value is %" PRIu32
+                                        " bytes, the buffer holds %zu", key, e->vlen, cap);
+    }
+    memcpy(buf, entry_value(e), e->vlen);
+    do_touch(s, e, stamp);
     s->hits++;
     shard_unlock(s);
     return NORI_OK;
@@ -336,7 +516,6 @@ static int mem_set(nori_backend *b, const char *key, size_t klen, const void *va
                    int64_t ttl)
 {
     mem_backend *mb = (mem_backend *)b;
-    mem_shard *s = &mb->shard;
     int rc = refuse_reentry(mb, "set");
     if (rc != NORI_OK)
         return rc;
@@ -346,30 +525,33 @@ static int mem_set(nori_backend *b, const char *key, size_t klen, const void *va
     mem_entry *e = entry_new(key, klen, hash, val, len, expiry_from_ttl(ttl, now));
     if (e == NULL)
         return NORI_ENOMEM;
-    shard_lock(s);
-    do_store(mb, do_find_slot(s, key, klen, hash), e);
-    shard_unlock(s);
+    store_entry(mb, shard_of(mb, hash), e, now);
     return NORI_OK;
 }
 
 static int mem_del(nori_backend *b, const char *key, size_t klen)
 {
     mem_backend *mb = (mem_backend *)b;
-    mem_shard *s = &mb->shard;
     int rc = refuse_reentry(mb, "delete");
     if (rc != NORI_OK)
         return rc;
     uint64_t hash = hash_key(mb->seed, key, klen);
+    mem_shard *s = shard_of(mb, hash);
     shard_lock(s);
     mem_entry **slot = do_find_slot(s, key, klen, hash);
-    if (*slot != NULL)
+    bool found = *slot != NULL;
+    if (found)
         do_remove(s, slot);
     shard_unlock(s);
+    if (found)
+        release_places(mb, 1);
     return NORI_OK;
 }
 
-static void do_clear(mem_shard *s)
+/* Frees every entry of the shard; returns how many there were. */
+static size_t do_clear(mem_shard *s)
 {
+    size_t n = s->count;
     mem_entry *e = s->lru_head;
     while (e != NULL) {
         mem_entry *next = e->lru_next;
@@ -379,6 +561,8 @@ static void do_clear(mem_shard *s)
     memset(s->buckets, 0, s->nbuckets * sizeof *s->buckets);
     s->lru_head = s->lru_tail = NULL;
     s->count = 0;
+    publish_tail(s);
+    return n;
 }
 
 static int mem_flush(nori_backend *b)
@@ -387,107 +571,165 @@ static int mem_flush(nori_backend *b)
     int rc = refuse_reentry(mb, "flush");
     if (rc != NORI_OK)
         return rc;
-    shard_lock(&mb->shard);
-    do_clear(&mb->shard);
-    shard_unlock(&mb->shard);
+    for (int i = 0; i < NSHARDS; i++) {
+        shard_lock(&mb->shards[i]);
+        size_t n = do_clear(&mb->shards[i]);
+        shard_unlock(&mb->shards[i]);
+        release_places(mb, n);
+    }
+    return NORI_OK;
+}
+
+/*
+ * The read-decide-write core of incr and atomic_update. `decide` sees the
+ * live entry (or NULL) under the shard lock and builds the new entry, or
+ * returns an error to write nothing. When the key is absent and the store is
+ * full, the place is reserved (with its eviction) before the lock is taken,
+ * and the whole decision is made again under the lock: nothing is decided
+ * twice on the same state.
+ */
+typedef int (*decide_fn)(mem_entry *current, mem_entry **next, void *ctx);
+
+static int read_decide_write(mem_backend *mb, const char *key, size_t klen, uint64_t hash,
+                             int64_t now, decide_fn decide, void *ctx)
+{
+    mem_shard *s = shard_of(mb, hash);
+    uint64_t stamp = next_stamp(now);
+    bool have_place = false;
+    for (;;) {
+        shard_lock(s);
+        mem_entry **slot = do_lookup(mb, s, key, klen, hash, now);
+        if (slot == NULL && !have_place) {
+            /* A new key needs a place, and reserving one may evict from
+             * another shard: never with this lock held. */
+            shard_unlock(s);
+            reserve_place(mb);
+            have_place = true;
+            continue;
+        }
+        mem_entry *next = NULL;
+        int rc = decide(slot != NULL ? *slot : NULL, &next, ctx);
+        if (rc == NORI_OK) {
+            if (slot != NULL)
+                do_replace(s, slot, next, stamp);
+            else
+                do_insert(s, next, stamp);
+        }
+        shard_unlock(s);
+        /* The place goes back unless a new key was linked in with it. */
+        if (have_place && !(rc == NORI_OK && slot == NULL))
+            release_places(mb, 1);
+        return rc;
+    }
+}
+
+typedef struct {
+    const char *key;
+    size_t klen;
+    uint64_t hash;
+    int64_t ttl, now;
+    int64_t value; /* out */
+} incr_ctx;
+
+static int decide_incr(mem_entry *cur, mem_entry **next, void *ctx)
+{
+    incr_ctx *c = ctx;
+    int64_t value = 1;
+    int64_t expires_ms = expiry_from_ttl(c->ttl, c->now);
+    if (cur != NULL) {
+        int64_t old;
+        if (!nori__parse_int64(entry_value(cur), cur->vlen, &old))
+            return nori__fail(NORI_ETYPE, "incr '%.64s': the stored value is not an int", c->key);
+        if (old == INT64_MAX)
+            return nori__fail(NORI_ERANGE, "incr '%.64s': %" PRId64 " + 1 overflows int64", c->key,
+                              old);
+        value = old + 1;
+        expires_ms = cur->expires_ms; /* an existing counter keeps its expiry */
+    }
+    char text[24];
+    int n = snprintf(text, sizeof text, "%" PRId64, value);
+    *next = entry_new(c->key, c->klen, c->hash, text, (size_t)n, expires_ms);
+    if (*next == NULL)
+        return NORI_ENOMEM;
+    c->value = value;
     return NORI_OK;
 }
 
 static int mem_incr(nori_backend *b, const char *key, size_t klen, int64_t ttl, int64_t *out)
 {
     mem_backend *mb = (mem_backend *)b;
-    mem_shard *s = &mb->shard;
     int rc = refuse_reentry(mb, "incr");
     if (rc != NORI_OK)
         return rc;
-    uint64_t hash = hash_key(mb->seed, key, klen);
-    int64_t now = nori__now_ms();
-    shard_lock(s);
-    mem_entry **slot = do_lookup(s, key, klen, hash, now);
-    int64_t value = 1;
-    int64_t expires_ms = expiry_from_ttl(ttl, now);
-    if (slot != NULL) {
-        mem_entry *cur = *slot;
-        int64_t old;
-        if (!nori__parse_int64(entry_value(cur), cur->vlen, &old)) {
-            shard_unlock(s);
-            return nori__fail(NORI_ETYPE, "incr '%.64s': the stored value is not an int", key);
-        }
-        if (old == INT64_MAX) {
-            shard_unlock(s);
-            return nori__fail(NORI_ERANGE, "incr '%.64s': %" PRId64 " + 1 overflows int64", key,
-                              old);
-        }
-        value = old + 1;
-        expires_ms = cur->expires_ms; /* an existing counter keeps its expiry */
+    incr_ctx c = {key, klen, hash_key(mb->seed, key, klen), ttl, nori__now_ms(), 0};
+    rc = read_decide_write(mb, key, klen, c.hash, c.now, decide_incr, &c);
+    if (rc == NORI_OK)
+        *out = c.value;
+    return rc;
+}
+
+typedef struct {
+    const mem_backend *mb;
+    const char *key;
+    size_t klen;
+    uint64_t hash;
+    int64_t ttl, now;
+    nori_update_fn fn;
+    void *ud;
+    nori_buf *out;
+} update_ctx;
+
+static int decide_update(mem_entry *cur, mem_entry **next_entry, void *ctx)
+{
+    update_ctx *c = ctx;
+    nori_buf current = {0}, next = {0};
+    if (cur != NULL) {
+        current.data = entry_value(cur);
+        current.len = cur->vlen;
     }
-    char text[24];
-    int n = snprintf(text, sizeof text, "%" PRId64, value);
-    mem_entry *e = entry_new(key, klen, hash, text, (size_t)n, expires_ms);
-    if (e == NULL) {
-        shard_unlock(s);
-        return NORI_ENOMEM;
+    in_callback_of = c->mb;
+    int declined = c->fn(cur != NULL ? &current : NULL, &next, c->ud);
+    in_callback_of = NULL;
+    int rc = NORI_OK;
+    if (declined != 0)
+        rc = nori__fail(NORI_EABORT, "atomic_update '%.64s': the callback declined (returned %d)",
+                        c->key, declined);
+    else if (next.data == NULL && next.len > 0)
+        rc = nori__fail(NORI_EINVAL, "atomic_update '%.64s': the callback set len %zu with no data",
+                        c->key, next.len);
+    if (rc == NORI_OK)
+        rc = nori__check_value(&c->mb->base, c->key, next.len);
+    if (rc == NORI_OK) {
+        int64_t expires_ms = expiry_from_ttl(c->ttl, c->now);
+        if (c->ttl == 0 && cur != NULL)
+            expires_ms = cur->expires_ms; /* ttl 0 keeps the existing expiry */
+        *next_entry = entry_new(c->key, c->klen, c->hash, next.data, next.len, expires_ms);
+        if (*next_entry == NULL)
+            rc = NORI_ENOMEM;
     }
-    do_store(mb, slot != NULL ? slot : do_find_slot(s, key, klen, hash), e);
-    shard_unlock(s);
-    *out = value;
-    return NORI_OK;
+    /* The caller's copy is made before anything is written, so that its
+     * failure writes nothing. */
+    if (rc == NORI_OK && c->out != NULL) {
+        rc = nori__adopt_buf(&next, c->out);
+        if (rc != NORI_OK) {
+            free(*next_entry);
+            *next_entry = NULL;
+        }
+    }
+    nori_buf_free(&next);
+    return rc;
 }
 
 static int mem_atomic_update(nori_backend *b, const char *key, size_t klen, nori_update_fn fn,
                              void *ud, int64_t ttl, nori_buf *out)
 {
     mem_backend *mb = (mem_backend *)b;
-    mem_shard *s = &mb->shard;
     int rc = refuse_reentry(mb, "atomic_update");
     if (rc != NORI_OK)
         return rc;
-    uint64_t hash = hash_key(mb->seed, key, klen);
-    int64_t now = nori__now_ms();
-    shard_lock(s);
-    mem_entry **slot = do_lookup(s, key, klen, hash, now);
-    nori_buf current = {0}, next = {0};
-    if (slot != NULL) {
-        current.data = entry_value(*slot);
-        current.len = (*slot)->vlen;
-    }
-    in_callback_of = mb;
-    int declined = fn(slot != NULL ? &current : NULL, &next, ud);
-    in_callback_of = NULL;
-    if (declined != 0) {
-        shard_unlock(s);
-        nori_buf_free(&next);
-        return nori__fail(NORI_EABORT, "atomic_update '%.64s': the callback declined (returned %d)",
-                          key, declined);
-    }
-    rc = NORI_OK;
-    if (next.data == NULL && next.len > 0)
-        rc = nori__fail(NORI_EINVAL, "atomic_update '%.64s': the callback set len %zu with no data",
-                        key, next.len);
-    if (rc == NORI_OK)
-        rc = nori__check_value(b, key, next.len);
-    mem_entry *e = NULL;
-    if (rc == NORI_OK) {
-        int64_t expires_ms = expiry_from_ttl(ttl, now);
-        if (ttl == 0 && slot != NULL)
-            expires_ms = (*slot)->expires_ms;
-        e = entry_new(key, klen, hash, next.data, next.len, expires_ms);
-        if (e == NULL)
-            rc = NORI_ENOMEM;
-    }
-    /* Make the caller's copy before writing, so a failure here writes nothing. */
-    if (rc == NORI_OK && out != NULL)
-        rc = nori__adopt_buf(&next, out);
-    if (rc != NORI_OK) {
-        shard_unlock(s);
-        free(e);
-        nori_buf_free(&next);
-        return rc;
-    }
-    do_store(mb, slot != NULL ? slot : do_find_slot(s, key, klen, hash), e);
-    shard_unlock(s);
-    nori_buf_free(&next);
-    return NORI_OK;
+    update_ctx c = {mb, key, klen, hash_key(mb->seed, key, klen), ttl, nori__now_ms(),
+                    fn, ud, out};
+    return read_decide_write(mb, key, klen, c.hash, c.now, decide_update, &c);
 }
 
 static int mem_verify(nori_backend *b)
@@ -499,28 +741,33 @@ static int mem_verify(nori_backend *b)
 static void mem_stats(nori_backend *b, nori_backend_stats *out)
 {
     mem_backend *mb = (mem_backend *)b;
-    mem_shard *s = &mb->shard;
-    shard_lock(s);
-    out->hits = s->hits;
-    out->misses = s->misses;
-    out->evictions = s->evictions;
-    out->expired = s->expired;
-    out->entries = s->count;
-    shard_unlock(s);
+    for (int i = 0; i < NSHARDS; i++) {
+        mem_shard *s = &mb->shards[i];
+        shard_lock(s);
+        out->hits += s->hits;
+        out->misses += s->misses;
+        out->evictions += s->evictions;
+        out->expired += s->expired;
+        out->entries += s->count;
+        shard_unlock(s);
+    }
 }
 
 static void mem_destroy(nori_backend *b)
 {
     mem_backend *mb = (mem_backend *)b;
-    do_clear(&mb->shard);
-    free(mb->shard.buckets);
-    pthread_mutex_destroy(&mb->shard.lock);
+    for (int i = 0; i < NSHARDS; i++) {
+        do_clear(&mb->shards[i]);
+        free(mb->shards[i].buckets);
+        pthread_mutex_destroy(&mb->shards[i].lock);
+    }
     free(mb);
 }
 
 static const nori_backend_ops memory_ops = {
     .kind = "memory",
     .get = mem_get,
+    .get_into = mem_get_into,
     .set = mem_set,
     .del = mem_del,
     .flush = mem_flush,
@@ -548,19 +795,71 @@ int nori_memory_backend_new(size_t max_keys, nori_backend **out)
         return nori__fail(NORI_EINVAL, "memory backend: out is NULL");
     if (max_keys == 0)
         return nori__fail(NORI_EINVAL, "memory backend: max_keys is 0; it must be positive");
-    mem_backend *mb = calloc(1, sizeof *mb);
+    /* aligned_alloc: the shards are cache-line aligned. */
+    size_t size = (sizeof(mem_backend) + 63) / 64 * 64;
+    mem_backend *mb = aligned_alloc(64, size);
     if (mb == NULL)
         return nori__fail(NORI_ENOMEM, "out of memory creating a memory backend");
-    mb->shard.buckets = calloc(INITIAL_BUCKETS, sizeof *mb->shard.buckets);
-    if (mb->shard.buckets == NULL) {
-        free(mb);
-        return nori__fail(NORI_ENOMEM, "out of memory creating a memory backend");
+    memset(mb, 0, size);
+    for (int i = 0; i < NSHARDS; i++) {
+        mem_shard *s = &mb->shards[i];
+        s->buckets = calloc(INITIAL_BUCKETS, sizeof *s->buckets);
+        if (s->buckets == NULL) {
+            for (int j = 0; j < i; j++) {
+                free(mb->shards[j].buckets);
+                pthread_mutex_destroy(&mb->shards[j].lock);
+            }
+            free(mb);
+            return nori__fail(NORI_ENOMEM, "out of memory creating a memory backend");
+        }
+        s->nbuckets = INITIAL_BUCKETS;
+        pthread_mutex_init(&s->lock, NULL);
+        atomic_init(&s->tail_stamp, EMPTY_STAMP);
     }
-    mb->shard.nbuckets = INITIAL_BUCKETS;
-    pthread_mutex_init(&mb->shard.lock, NULL);
     mb->max_keys = max_keys;
     mb->seed = random_seed();
+    atomic_init(&mb->reserved, 0);
     nori__backend_init(&mb->base, &memory_ops);
     *out = &mb->base;
     return NORI_OK;
+}
+
+/* ---- audit (tests) ---- */
+
+static bool do_audit_shard(const mem_shard *s)
+{
+    size_t listed = 0;
+    const mem_entry *prev = NULL;
+    for (const mem_entry *e = s->lru_head; e != NULL; e = e->lru_next) {
+        if (e->lru_prev != prev || ++listed > s->count)
+            return false;
+        prev = e;
+    }
+    if (prev != s->lru_tail || listed != s->count)
+        return false;
+    size_t hashed = 0;
+    for (size_t i = 0; i < s->nbuckets; i++)
+        for (const mem_entry *e = s->buckets[i]; e != NULL; e = e->hnext)
+            if ((e->hash & (s->nbuckets - 1)) != i || ++hashed > s->count)
+                return false;
+    uint64_t tail = atomic_load_explicit(&s->tail_stamp, memory_order_relaxed);
+    return hashed == s->count && tail == (s->lru_tail != NULL ? s->lru_tail->stamp : EMPTY_STAMP);
+}
+
+int64_t nori__memory_audit(nori_backend *b)
+{
+    if (b == NULL || b->ops != &memory_ops)
+        return -1;
+    mem_backend *mb = (mem_backend *)b;
+    for (int i = 0; i < NSHARDS; i++)
+        shard_lock(&mb->shards[i]);
+    int64_t total = 0;
+    bool ok = true;
+    for (int i = 0; i < NSHARDS; i++) {
+        ok = ok && do_audit_shard(&mb->shards[i]);
+        total += (int64_t)mb->shards[i].count;
+    }
+    for (int i = NSHARDS - 1; i >= 0; i--)
+        shard_unlock(&mb->shards[i]);
+    return ok ? total : -1;
 }

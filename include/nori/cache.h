@@ -143,8 +143,14 @@ typedef struct nori_backend nori_backend;
  *
  * LRU: inserting a new key into a full store evicts the least recently used
  * entry; get, set, incr and atomic_update of an existing key refresh its
- * position. Expired entries are removed when a read finds them, and before
- * any eviction of a live entry when an insert finds the store full.
+ * position. For a single-threaded sequence the order is exact; under
+ * concurrency the store never holds more than max_keys entries, the victim is
+ * the least recently used at the moment it is chosen, and two accesses from
+ * different threads in the same instant may count in either order.
+ * Expired entries are removed when a read finds them; an eviction removes
+ * the least recently used entry, expired or not.
+ * The store is split into 16 shards with a lock each, so threads working on
+ * different keys rarely wait for each other.
  */
 NORI_EXPORT int nori_memory_backend_new(size_t max_keys, nori_backend **out);
 
@@ -192,6 +198,17 @@ NORI_EXPORT size_t nori_backend_max_value(const nori_backend *b);
  * On error *out = {NULL, 0} too.
  */
 NORI_EXPORT int nori_backend_get(nori_backend *b, const char *key, nori_buf *out);
+
+/*
+ * Reads `key` into the caller's buffer: no allocation, for hot paths with a
+ * known bound on value sizes. NORI_OK: the value's `*len` bytes are in buf
+ * (no NUL is added). NORI_MISS: absent or expired, *len = 0. A value larger
+ * than `cap`: NORI_ETOOBIG with *len set to the size needed and nothing
+ * copied (on the memory backend the entry is not refreshed either).
+ * len may be NULL; buf may be NULL only when cap is 0.
+ */
+NORI_EXPORT int nori_backend_get_into(nori_backend *b, const char *key, void *buf, size_t cap,
+                                      size_t *len);
 
 /*
  * Stores `len` bytes at `val` under `key`, replacing any value. ttl > 0:

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "clock.h"
+#include "memory.h"
 #include "test_support.h"
 
 #include <stdio.h>
@@ -157,6 +158,28 @@ static void test_binary_values(void **state)
     assert_string_equal(out.data, "");
     nori_buf_free(&out);
     nori_buf_free(NULL); /* NULL-safe */
+    nori_backend_free(b);
+}
+
+static void test_get_into(void **state)
+{
+    (void)state;
+    nori_backend *b = new_mem(10);
+    char buf[8];
+    size_t len = 99;
+    assert_nori(nori_backend_get_into(b, "k", buf, sizeof buf, &len), NORI_MISS);
+    assert_int_equal(len, 0);
+    set_str(b, "k", "1234", 0);
+    assert_nori(nori_backend_get_into(b, "k", buf, sizeof buf, &len), NORI_OK);
+    assert_int_equal(len, 4);
+    assert_memory_equal(buf, "1234", 4);
+    set_str(b, "big", "123456789", 0);
+    memset(buf, 'x', sizeof buf);
+    assert_nori(nori_backend_get_into(b, "big", buf, sizeof buf, &len), NORI_ETOOBIG);
+    assert_int_equal(len, 9); /* the size needed */
+    assert_memory_equal(buf, "xxxxxxxx", 8); /* nothing copied */
+    assert_nori(nori_backend_get_into(b, "k", NULL, 4, &len), NORI_EINVAL);
+    assert_nori(nori_backend_get_into(b, "k", buf, sizeof buf, NULL), NORI_OK);
     nori_backend_free(b);
 }
 
@@ -354,7 +377,7 @@ static void test_lru_keeps_exactly_last_five(void **state)
     for (int i = 0; i < 20; i++) {
         snprintf(key, sizeof key, "k%d", i);
         set_str(b, key, key, 0);
-        assert_true(entries(b) <= 5);
+        assert_true(nori__memory_audit(b) == (i < 5 ? i + 1 : 5));
     }
     assert_int_equal(entries(b), 5);
     for (int i = 0; i < 20; i++) {
@@ -367,6 +390,47 @@ static void test_lru_keeps_exactly_last_five(void **state)
     nori_backend_stats st;
     assert_nori(nori_backend_get_stats(b, &st), NORI_OK);
     assert_int_equal(st.evictions, 15);
+    nori_backend_free(b);
+}
+
+/* With keys spread over every shard, the victims are still exactly the least
+ * recently used: access 200 keys in a shuffled order, insert 100 new ones,
+ * and the first 100 of that order are the ones gone. */
+static void test_lru_exact_across_shards(void **state)
+{
+    (void)state;
+    enum { N = 200, NEW = 100 };
+    nori_backend *b = new_mem(N);
+    char key[32];
+    int order[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof key, "key-%d", i);
+        set_str(b, key, key, 0);
+        order[i] = i;
+    }
+    unsigned seed = 12345;
+    for (int i = N - 1; i > 0; i--) {
+        int j = (int)(rand_r(&seed) % (unsigned)(i + 1));
+        int t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof key, "key-%d", order[i]);
+        assert_value(b, key, key); /* refresh in shuffled order (the clock does not move) */
+    }
+    for (int i = 0; i < NEW; i++) {
+        snprintf(key, sizeof key, "new-%d", i);
+        set_str(b, key, "v", 0);
+        assert_int_equal(nori__memory_audit(b), N);
+    }
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof key, "key-%d", order[i]);
+        if (i < NEW)
+            assert_missing(b, key);
+        else
+            assert_value(b, key, key);
+    }
     nori_backend_free(b);
 }
 
@@ -665,6 +729,7 @@ int main(void)
         cmocka_unit_test(test_set_get_overwrite_delete),
         cmocka_unit_test(test_flush),
         cmocka_unit_test(test_binary_values),
+        cmocka_unit_test(test_get_into),
         cmocka_unit_test(test_bad_arguments_change_nothing),
         cmocka_unit_test(test_key_length_limit),
         cmocka_unit_test(test_value_size_limit),
@@ -675,6 +740,7 @@ int main(void)
         cmocka_unit_test(test_lru_update_refreshes),
         cmocka_unit_test(test_lru_atomic_update_refreshes),
         cmocka_unit_test(test_lru_keeps_exactly_last_five),
+        cmocka_unit_test(test_lru_exact_across_shards),
         cmocka_unit_test(test_default_max_keys_is_10000),
         cmocka_unit_test(test_ttl_expiry),
         cmocka_unit_test(test_ttl_reset_by_set),
