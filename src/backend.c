@@ -134,7 +134,7 @@ int nori_backend_get(nori_backend *b, const char *key, nori_buf *out)
         return done(b, nori__fail(NORI_EINVAL, "get: out is NULL"));
     out->data = NULL;
     out->len = 0;
-    size_t klen;
+    size_t klen = 0;
     int rc = check_backend(b);
     if (rc == NORI_OK)
         rc = check_key(key, &klen);
@@ -145,7 +145,7 @@ int nori_backend_get(nori_backend *b, const char *key, nori_buf *out)
 
 int nori_backend_get_into(nori_backend *b, const char *key, void *buf, size_t cap, size_t *len)
 {
-    size_t klen, ignored;
+    size_t klen = 0, ignored;
     if (len == NULL)
         len = &ignored;
     *len = 0;
@@ -175,7 +175,7 @@ int nori_backend_get_into(nori_backend *b, const char *key, void *buf, size_t ca
 int nori_backend_set(nori_backend *b, const char *key, const void *val, size_t len,
                      int64_t ttl)
 {
-    size_t klen;
+    size_t klen = 0;
     int rc = check_backend(b);
     if (rc == NORI_OK)
         rc = check_key(key, &klen);
@@ -192,7 +192,7 @@ int nori_backend_set(nori_backend *b, const char *key, const void *val, size_t l
 
 int nori_backend_delete(nori_backend *b, const char *key)
 {
-    size_t klen;
+    size_t klen = 0;
     int rc = check_backend(b);
     if (rc == NORI_OK)
         rc = check_key(key, &klen);
@@ -211,7 +211,7 @@ int nori_backend_flush(nori_backend *b)
 
 int nori_backend_incr(nori_backend *b, const char *key, int64_t ttl, int64_t *out)
 {
-    size_t klen;
+    size_t klen = 0;
     int64_t ignored;
     int rc = check_backend(b);
     if (rc == NORI_OK)
@@ -230,7 +230,7 @@ int nori_backend_atomic_update(nori_backend *b, const char *key, nori_update_fn 
         out->data = NULL;
         out->len = 0;
     }
-    size_t klen;
+    size_t klen = 0;
     int rc = check_backend(b);
     if (rc == NORI_OK)
         rc = check_key(key, &klen);

@@ -36,6 +36,7 @@
 #include "memory.h"
 
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdalign.h>
@@ -45,7 +46,11 @@
 #include <sys/random.h>
 #include <time.h>
 
-#define NSHARDS 16 /* a power of two; enough that 2-8 threads rarely meet */
+/* A power of two. With 64 shards two threads meet on a lock rarely enough
+ * that the cache-line traffic of the locks, not waiting, is what remains
+ * (bench/bench_memory; docs/BENCHMARKS.md). */
+#define NSHARDS 64
+#define NSHARDS_BITS 6
 #define INITIAL_BUCKETS 16
 #define EMPTY_STAMP UINT64_MAX
 
@@ -68,7 +73,7 @@ typedef struct mem_shard {
     size_t count;
     mem_entry *lru_head;            /* most recently used */
     mem_entry *lru_tail;            /* least recently used */
-    _Atomic uint64_t tail_stamp;    /* lru_tail->stamp, or EMPTY_STAMP; read unlocked */
+    _Atomic uint64_t *tail_stamp;   /* -> mem_backend.tail_stamps[this shard] */
     uint64_t hits, misses, evictions, expired;
 } mem_shard;
 
@@ -77,6 +82,10 @@ typedef struct mem_backend {
     size_t max_keys;
     uint64_t seed;
     _Atomic size_t reserved; /* entries held plus places reserved by inserts in flight */
+    /* Each shard's lru_tail->stamp (EMPTY_STAMP when empty), packed together
+     * so that finding the oldest tail reads a few cache lines, not one per
+     * shard. Written under the shard's lock, read without it. */
+    alignas(64) _Atomic uint64_t tail_stamps[NSHARDS];
     mem_shard shards[NSHARDS];
 } mem_backend;
 
@@ -142,14 +151,14 @@ static uint64_t hash_key(uint64_t seed, const char *key, size_t len)
  * two choices are independent. */
 static inline mem_shard *shard_of(mem_backend *mb, uint64_t hash)
 {
-    return &mb->shards[hash >> 60];
+    return &mb->shards[hash >> (64 - NSHARDS_BITS)];
 }
 
 /* ---- the LRU list ---- */
 
 static void publish_tail(mem_shard *s)
 {
-    atomic_store_explicit(&s->tail_stamp, s->lru_tail != NULL ? s->lru_tail->stamp : EMPTY_STAMP,
+    atomic_store_explicit(s->tail_stamp, s->lru_tail != NULL ? s->lru_tail->stamp : EMPTY_STAMP,
                           memory_order_relaxed);
 }
 
@@ -348,7 +357,7 @@ static bool evict_one(mem_backend *mb)
         mem_shard *victim = NULL;
         uint64_t oldest = EMPTY_STAMP;
         for (int i = 0; i < NSHARDS; i++) {
-            uint64_t st = atomic_load_explicit(&mb->shards[i].tail_stamp, memory_order_relaxed);
+            uint64_t st = atomic_load_explicit(&mb->tail_stamps[i], memory_order_relaxed);
             if (st < oldest) {
                 oldest = st;
                 victim = &mb->shards[i];
@@ -364,7 +373,7 @@ static bool evict_one(mem_backend *mb)
             shard_unlock(victim);
             continue;
         }
-        if (is_expired(e, nori__now_ms()))
+        if (is_expired(e, nori__now_coarse_ms()))
             victim->expired++;
         else
             victim->evictions++;
@@ -451,7 +460,7 @@ static int mem_get(nori_backend *b, const char *key, size_t klen, nori_buf *out)
         return rc;
     uint64_t hash = hash_key(mb->seed, key, klen);
     mem_shard *s = shard_of(mb, hash);
-    int64_t now = nori__now_ms();
+    int64_t now = nori__now_coarse_ms();
     uint64_t stamp = next_stamp(now);
     shard_lock(s);
     mem_entry **slot = do_lookup(mb, s, key, klen, hash, now);
@@ -484,7 +493,7 @@ static int mem_get_into(nori_backend *b, const char *key, size_t klen, void *buf
         return rc;
     uint64_t hash = hash_key(mb->seed, key, klen);
     mem_shard *s = shard_of(mb, hash);
-    int64_t now = nori__now_ms();
+    int64_t now = nori__now_coarse_ms();
     uint64_t stamp = next_stamp(now);
     shard_lock(s);
     mem_entry **slot = do_lookup(mb, s, key, klen, hash, now);
@@ -512,6 +521,16 @@ static int64_t expiry_from_ttl(int64_t ttl, int64_t now)
     return ttl > 0 ? now + ttl * 1000 : 0;
 }
 
+/* Whether `len` value bytes fit in e's allocation (malloc rounds sizes up),
+ * so that an overwrite needs neither malloc nor free. */
+static inline bool value_fits(const mem_entry *e, size_t len)
+{
+    return offsetof(mem_entry, data) + e->klen + 1 + len + 1 <= malloc_usable_size((void *)e);
+}
+
+/* Values up to this size may be copied while the shard lock is held. */
+#define IN_PLACE_MAX 4096
+
 static int mem_set(nori_backend *b, const char *key, size_t klen, const void *val, size_t len,
                    int64_t ttl)
 {
@@ -520,12 +539,34 @@ static int mem_set(nori_backend *b, const char *key, size_t klen, const void *va
     if (rc != NORI_OK)
         return rc;
     uint64_t hash = hash_key(mb->seed, key, klen);
+    mem_shard *s = shard_of(mb, hash);
     int64_t now = nori__now_ms();
+    int64_t expires_ms = expiry_from_ttl(ttl, now);
+    if (len <= IN_PLACE_MAX) {
+        /* Overwrite in place when the new value fits the old allocation: a
+         * free of memory another thread allocated is what made concurrent
+         * sets slow (malloc arenas are per thread). */
+        uint64_t stamp = next_stamp(now);
+        shard_lock(s);
+        mem_entry **slot = do_find_slot(s, key, klen, hash);
+        if (*slot != NULL && value_fits(*slot, len)) {
+            mem_entry *e = *slot;
+            char *v = entry_value(e);
+            memcpy(v, val, len);
+            v[len] = '\0';
+            e->vlen = (uint32_t)len;
+            e->expires_ms = expires_ms;
+            do_touch(s, e, stamp);
+            shard_unlock(s);
+            return NORI_OK;
+        }
+        shard_unlock(s);
+    }
     /* Allocate and copy outside the lock: the critical section only links. */
-    mem_entry *e = entry_new(key, klen, hash, val, len, expiry_from_ttl(ttl, now));
+    mem_entry *e = entry_new(key, klen, hash, val, len, expires_ms);
     if (e == NULL)
         return NORI_ENOMEM;
-    store_entry(mb, shard_of(mb, hash), e, now);
+    store_entry(mb, s, e, now);
     return NORI_OK;
 }
 
@@ -813,8 +854,13 @@ int nori_memory_backend_new(size_t max_keys, nori_backend **out)
             return nori__fail(NORI_ENOMEM, "out of memory creating a memory backend");
         }
         s->nbuckets = INITIAL_BUCKETS;
-        pthread_mutex_init(&s->lock, NULL);
-        atomic_init(&s->tail_stamp, EMPTY_STAMP);
+        pthread_mutexattr_t attr;
+        pthread_mutexattr_init(&attr);
+        pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_NORMAL);
+        pthread_mutex_init(&s->lock, &attr);
+        pthread_mutexattr_destroy(&attr);
+        s->tail_stamp = &mb->tail_stamps[i];
+        atomic_init(s->tail_stamp, EMPTY_STAMP);
     }
     mb->max_keys = max_keys;
     mb->seed = random_seed();
@@ -842,7 +888,7 @@ static bool do_audit_shard(const mem_shard *s)
         for (const mem_entry *e = s->buckets[i]; e != NULL; e = e->hnext)
             if ((e->hash & (s->nbuckets - 1)) != i || ++hashed > s->count)
                 return false;
-    uint64_t tail = atomic_load_explicit(&s->tail_stamp, memory_order_relaxed);
+    uint64_t tail = atomic_load_explicit(s->tail_stamp, memory_order_relaxed);
     return hashed == s->count && tail == (s->lru_tail != NULL ? s->lru_tail->stamp : EMPTY_STAMP);
 }
 

@@ -1,0 +1,361 @@
+/*
+ * bench_memory: the memory backend next to its practical limits, in one run.
+ *
+ *   get      10000 keys (18-byte keys, 64-byte values), one thread:
+ *            a bare single-threaded open-addressing table doing the same
+ *            lookups and copying the value to a caller buffer, vs
+ *            nori_backend_get_into (caller buffer) and nori_backend_get (malloc'd copy)
+ *   mixed    90% get / 10% set on the same keys, from 1 and 2 threads
+ *   evict    100% set over 100000 keys into max_keys=10000 (eviction on
+ *            nearly every insert), 1 thread
+ *   memory   resident memory for 1M entries (16-byte keys, 64-byte values)
+ *            minus the raw bytes, per entry
+ *
+ * Runs alternate between the contenders and the best of several rounds is
+ * kept, because the machines are shared and noisy. Prints one line per
+ * figure and the ratios at the end. Usage: bench_memory [rounds] [section...]
+ */
+#include <nori/cache.h>
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NKEYS 10000
+#define KEY_LEN 18
+#define VAL_LEN 64
+#define GET_OPS 5000000
+#define MIXED_OPS 4000000
+
+static char keys[NKEYS][KEY_LEN + 1];
+static char vals[NKEYS][VAL_LEN];
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void die(const char *what, int rc)
+{
+    fprintf(stderr, "bench_memory: %s: %s (%s)\n", what, nori_strerror(rc), nori_last_error());
+    exit(1);
+}
+
+/* A fixed, reproducible access sequence shared by every contender. */
+static uint32_t *make_sequence(size_t n, uint32_t seed)
+{
+    uint32_t *seq = malloc(n * sizeof *seq);
+    if (seq == NULL)
+        exit(1);
+    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        seq[i] = (uint32_t)(x % NKEYS);
+    }
+    return seq;
+}
+
+/* ---- the bare table: open addressing, linear probing, no locks ---- */
+
+typedef struct {
+    char key[KEY_LEN + 1];
+    uint8_t used;
+    uint32_t vlen;
+    char val[VAL_LEN];
+} bare_slot;
+
+#define BARE_SLOTS 16384 /* load 0.61 */
+static bare_slot bare[BARE_SLOTS];
+
+static uint64_t bare_hash(const char *k, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, k, 8);
+        h = (h ^ w) * 0x100000001b3ull;
+        h ^= h >> 29;
+        k += 8;
+        n -= 8;
+    }
+    uint64_t w = 0;
+    memcpy(&w, k, n);
+    h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
+    return h ^ (h >> 31);
+}
+
+static void bare_put(const char *k, const char *v, uint32_t vlen)
+{
+    size_t n = strlen(k);
+    for (uint64_t i = bare_hash(k, n);; i++) {
+        bare_slot *s = &bare[i & (BARE_SLOTS - 1)];
+        if (!s->used || strcmp(s->key, k) == 0) {
+            memcpy(s->key, k, n + 1);
+            memcpy(s->val, v, vlen);
+            s->vlen = vlen;
+            s->used = 1;
+            return;
+        }
+    }
+}
+
+static bool bare_get(const char *k, char *out, size_t *len)
+{
+    size_t n = strlen(k);
+    for (uint64_t i = bare_hash(k, n);; i++) {
+        bare_slot *s = &bare[i & (BARE_SLOTS - 1)];
+        if (!s->used)
+            return false;
+        if (memcmp(s->key, k, n + 1) == 0) {
+            memcpy(out, s->val, s->vlen);
+            *len = s->vlen;
+            return true;
+        }
+    }
+}
+
+/* ---- contenders ---- */
+
+typedef struct {
+    nori_backend *b;
+    const uint32_t *seq;
+    size_t ops;
+    int set_every; /* 0: get only; 10: one set in ten */
+    double seconds;
+    uint64_t checksum;
+} run_args;
+
+static void *run_nori(void *arg)
+{
+    run_args *a = arg;
+    char buf[VAL_LEN];
+    size_t len;
+    uint64_t sum = 0;
+    double t0 = now_s();
+    for (size_t i = 0; i < a->ops; i++) {
+        uint32_t k = a->seq[i];
+        if (a->set_every != 0 && i % (size_t)a->set_every == 0) {
+            int rc = nori_backend_set(a->b, keys[k], vals[k], VAL_LEN, 0);
+            if (rc != NORI_OK)
+                die("set", rc);
+        } else {
+            int rc = nori_backend_get_into(a->b, keys[k], buf, sizeof buf, &len);
+            if (rc != NORI_OK)
+                die("get_into", rc);
+            sum += (unsigned char)buf[len - 1];
+        }
+    }
+    a->seconds = now_s() - t0;
+    a->checksum = sum;
+    return NULL;
+}
+
+static void *run_nori_malloc(void *arg)
+{
+    run_args *a = arg;
+    uint64_t sum = 0;
+    double t0 = now_s();
+    for (size_t i = 0; i < a->ops; i++) {
+        nori_buf out;
+        int rc = nori_backend_get(a->b, keys[a->seq[i]], &out);
+        if (rc != NORI_OK)
+            die("get", rc);
+        sum += (unsigned char)out.data[out.len - 1];
+        nori_buf_free(&out);
+    }
+    a->seconds = now_s() - t0;
+    a->checksum = sum;
+    return NULL;
+}
+
+static void *run_bare(void *arg)
+{
+    run_args *a = arg;
+    char buf[VAL_LEN];
+    size_t len;
+    uint64_t sum = 0;
+    double t0 = now_s();
+    for (size_t i = 0; i < a->ops; i++) {
+        if (!bare_get(keys[a->seq[i]], buf, &len))
+            exit(2);
+        sum += (unsigned char)buf[len - 1];
+    }
+    a->seconds = now_s() - t0;
+    a->checksum = sum;
+    return NULL;
+}
+
+/* Runs fn on `threads` threads at once, each over its own sequence; returns
+ * total operations per second. */
+static double run_threads(void *(*fn)(void *), nori_backend *b, uint32_t **seqs, size_t ops,
+                          int set_every, int threads)
+{
+    pthread_t tid[8];
+    run_args args[8];
+    for (int t = 0; t < threads; t++) {
+        args[t] = (run_args){b, seqs[t], ops, set_every, 0, 0};
+        pthread_create(&tid[t], NULL, fn, &args[t]);
+    }
+    double slowest = 0;
+    for (int t = 0; t < threads; t++) {
+        pthread_join(tid[t], NULL);
+        if (args[t].seconds > slowest)
+            slowest = args[t].seconds;
+    }
+    return (double)ops * threads / slowest;
+}
+
+static nori_backend *loaded_backend(size_t max_keys)
+{
+    nori_backend *b;
+    int rc = nori_memory_backend_new(max_keys, &b);
+    if (rc != NORI_OK)
+        die("memory_backend_new", rc);
+    for (int i = 0; i < NKEYS; i++)
+        if ((rc = nori_backend_set(b, keys[i], vals[i], VAL_LEN, 0)) != NORI_OK)
+            die("set", rc);
+    return b;
+}
+
+static double maxd(double a, double b)
+{
+    return a > b ? a : b;
+}
+
+static long rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, resident = 0;
+    if (f == NULL || fscanf(f, "%ld %ld", &pages, &resident) != 2)
+        exit(1);
+    fclose(f);
+    return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+static bool wanted(int argc, char **argv, const char *section)
+{
+    if (argc <= 2)
+        return true;
+    for (int i = 2; i < argc; i++)
+        if (strcmp(argv[i], section) == 0)
+            return true;
+    return false;
+}
+
+int main(int argc, char **argv)
+{
+    int rounds = argc > 1 ? atoi(argv[1]) : 5;
+    if (rounds < 1)
+        rounds = 1;
+    for (int i = 0; i < NKEYS; i++) {
+        snprintf(keys[i], sizeof keys[i], "user:%08d:prof", i); /* 18 bytes */
+        for (int j = 0; j < VAL_LEN; j++)
+            vals[i][j] = (char)('a' + (i + j) % 26);
+        bare_put(keys[i], vals[i], VAL_LEN);
+    }
+    uint32_t *seqs[2] = {make_sequence(GET_OPS, 1), make_sequence(GET_OPS, 2)};
+    printf("bench_memory: %d rounds, best of each; %d keys of %d bytes, values of %d bytes\n",
+           rounds, NKEYS, KEY_LEN, VAL_LEN);
+
+    if (wanted(argc, argv, "get")) {
+        nori_backend *b = loaded_backend(NKEYS);
+        double best_bare = 0, best_into = 0, best_malloc = 0;
+        for (int r = 0; r < rounds; r++) {
+            best_bare = maxd(best_bare, run_threads(run_bare, NULL, seqs, GET_OPS, 0, 1));
+            best_into = maxd(best_into, run_threads(run_nori, b, seqs, GET_OPS, 0, 1));
+            best_malloc = maxd(best_malloc, run_threads(run_nori_malloc, b, seqs, GET_OPS, 0, 1));
+        }
+        printf("get  bare open-addressing table   %12.0f ops/s\n", best_bare);
+        printf("get  nori get_into (caller buf)   %12.0f ops/s  ratio %.2fx bare\n", best_into,
+               best_into / best_bare);
+        printf("get  nori get (malloc'd copy)     %12.0f ops/s  ratio %.2fx bare\n", best_malloc,
+               best_malloc / best_bare);
+        nori_backend_free(b);
+    }
+
+    if (wanted(argc, argv, "mixed")) {
+        nori_backend *b = loaded_backend(NKEYS);
+        double best1 = 0, best2 = 0, bare1 = 0, bare2 = 0;
+        for (int r = 0; r < rounds; r++) {
+            /* The machine's own ceiling: the lock-free bare table scales only
+             * as far as the two cores really run in parallel. */
+            bare1 = maxd(bare1, run_threads(run_bare, NULL, seqs, MIXED_OPS, 0, 1));
+            bare2 = maxd(bare2, run_threads(run_bare, NULL, seqs, MIXED_OPS, 0, 2));
+            best1 = maxd(best1, run_threads(run_nori, b, seqs, MIXED_OPS, 10, 1));
+            best2 = maxd(best2, run_threads(run_nori, b, seqs, MIXED_OPS, 10, 2));
+        }
+        printf("scale bare table get, 1 thread    %12.0f ops/s\n", bare1);
+        printf("scale bare table get, 2 threads   %12.0f ops/s  ratio %.2fx 1 thread\n", bare2,
+               bare2 / bare1);
+        printf("mixed 90/10 1 thread              %12.0f ops/s\n", best1);
+        printf("mixed 90/10 2 threads             %12.0f ops/s  ratio %.2fx 1 thread\n", best2,
+               best2 / best1);
+        nori_backend_free(b);
+    }
+
+    if (wanted(argc, argv, "evict")) {
+        enum { EVICT_KEYS = 100000, EVICT_OPS = 2000000 };
+        char (*ekeys)[24] = malloc(sizeof(*ekeys) * EVICT_KEYS);
+        if (ekeys == NULL)
+            return 1;
+        for (int i = 0; i < EVICT_KEYS; i++)
+            snprintf(ekeys[i], sizeof ekeys[i], "evict:%012d", i);
+        double best = 0;
+        uint64_t evictions = 0;
+        for (int r = 0; r < rounds; r++) {
+            nori_backend *b;
+            nori_memory_backend_new(NKEYS, &b);
+            uint64_t x = 88172645463325252ull;
+            double t0 = now_s();
+            for (int i = 0; i < EVICT_OPS; i++) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                int rc = nori_backend_set(b, ekeys[x % EVICT_KEYS], vals[i % NKEYS], VAL_LEN, 0);
+                if (rc != NORI_OK)
+                    die("set", rc);
+            }
+            best = maxd(best, EVICT_OPS / (now_s() - t0));
+            nori_backend_stats st;
+            nori_backend_get_stats(b, &st);
+            evictions = st.evictions;
+            nori_backend_free(b);
+        }
+        printf("evict set-heavy, max_keys 10000    %12.0f ops/s  (%llu evictions per round)\n",
+               best, (unsigned long long)evictions);
+        free(ekeys);
+    }
+
+    if (wanted(argc, argv, "memory")) {
+        enum { MEM_ENTRIES = 1000000, MEM_KEY = 16, MEM_VAL = 64 };
+        long before = rss_kib();
+        nori_backend *b;
+        nori_memory_backend_new(MEM_ENTRIES, &b);
+        char key[MEM_KEY + 1], val[MEM_VAL];
+        memset(val, 'v', sizeof val);
+        for (int i = 0; i < MEM_ENTRIES; i++) {
+            snprintf(key, sizeof key, "mem:%012d", i); /* 16 bytes */
+            int rc = nori_backend_set(b, key, val, MEM_VAL, 0);
+            if (rc != NORI_OK)
+                die("set", rc);
+        }
+        long after = rss_kib();
+        double per_entry = (double)(after - before) * 1024.0 / MEM_ENTRIES;
+        printf("memory 1M entries: %.1f bytes resident per entry, %.1f beyond the %d raw "
+               "bytes\n",
+               per_entry, per_entry - (MEM_KEY + MEM_VAL), MEM_KEY + MEM_VAL);
+        nori_backend_free(b);
+    }
+    free(seqs[0]);
+    free(seqs[1]);
+    return 0;
+}
