@@ -132,13 +132,19 @@ static const char *path_or_root(const walk_state *w)
     return w->len == 0 ? "(top level)" : w->text;
 }
 
-/* Smallest %.*g precision that reads back as exactly v (1..17). */
+/*
+ * Smallest %.*g precision (1..17) that reads back as exactly v and, like
+ * Python's repr, keeps plain notation for 1 <= |v| < 1e16: %.1g would print
+ * 100.0 as "1e+02" where Python writes "100.0".
+ */
 static int real_precision(double v)
 {
     char buf[40];
+    double mag = v < 0 ? -v : v;
+    bool want_plain = mag >= 1.0 && mag < 1e16;
     for (int p = 1; p < 17; p++) {
         snprintf(buf, sizeof buf, "%.*g", p, v);
-        if (strtod(buf, NULL) == v)
+        if (strtod(buf, NULL) == v && !(want_plain && strchr(buf, 'e') != NULL))
             return p;
     }
     return 17;

@@ -32,9 +32,14 @@
  *    at the top level (42, "text", null), as json.dumps does.
  *  - Non-ASCII text is written as raw UTF-8 (not \uXXXX escapes); a NUL
  *    inside a string is written as \u0000.
- *  - Reals are written with the fewest significant digits (at most 17) that
- *    read back to the identical double for every real in the value, so 0.1
- *    is "0.1" as in Python. Integers are int64 (jansson's json_int_t).
+ *  - Reals: jansson prints every real of a value with one precision, so
+ *    set_json picks the smallest one (at most 17 significant digits) at
+ *    which each real of the value reads back as the identical double, and
+ *    which keeps plain notation for 1 <= |x| < 1e16 as Python's repr does:
+ *    0.1 -> 0.1, 100.0 -> 100.0 (as Python writes them); 1e300 -> 1e300
+ *    (Python: 1e+300). A value holding both 0.1 and a real that needs 17
+ *    digits prints 0.1 as 0.10000000000000001 - still the same double.
+ *    Integers are int64 (jansson's json_int_t).
  *  - Nesting deeper than NORI_JSON_MAX_DEPTH levels is NORI_EINVAL (jansson
  *    could not read it back); a value that contains itself is refused the
  *    same way.
