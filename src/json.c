@@ -225,7 +225,7 @@ static int encode(const json_t *v, char **text)
 {
     *text = NULL;
     if (v == NULL)
-        return nori__fail(NORI_EINVAL, "set_json: value is NULL");
+        return nori__fail(NORI_EINVAL, "value is NULL");
     walk_state w = {.len = 0, .real_precision = 1};
     w.text[0] = '\0';
     int rc = check_value(v, &w, 1);
@@ -234,7 +234,7 @@ static int encode(const json_t *v, char **text)
     size_t flags = JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(w.real_precision);
     *text = json_dumps(v, flags);
     if (*text == NULL)
-        return nori__fail(NORI_ENOMEM, "set_json: out of memory serialising the value");
+        return nori__fail(NORI_ENOMEM, "out of memory serialising the value");
     return NORI_OK;
 }
 
@@ -295,8 +295,24 @@ static bool is_python_json_with_nonfinite(const char *data, size_t len)
     return json;
 }
 
-/* Turns stored bytes into a JSON value (see "Reading" in nori/json.h). */
-static int decode(const char *key, const char *data, size_t len, json_t **out)
+/*
+ * jansson stops at the first number it cannot hold, even when the text goes
+ * on to be malformed. Parsing again with integers read as doubles tells
+ * "valid JSON with a huge integer" (refused) from "not JSON" (text).
+ */
+static bool is_json_with_overflow(const char *data, size_t len)
+{
+    json_error_t err;
+    json_t *v = json_loadb(data, len, JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL,
+                           &err);
+    json_decref(v);
+    /* Still an overflow: a real beyond double range (Python reads it as inf). */
+    return v != NULL || json_error_code(&err) == json_error_numeric_overflow;
+}
+
+/* Turns stored bytes into a JSON value (see "Reading" in nori/json.h).
+ * `op` and `key` only name the call in error messages. */
+static int decode(const char *op, const char *key, const char *data, size_t len, json_t **out)
 {
     json_error_t err;
     json_t *v = parse(data, len, &err);
@@ -306,34 +322,41 @@ static int decode(const char *key, const char *data, size_t len, json_t **out)
     }
     enum json_error_code code = json_error_code(&err);
     if (code == json_error_out_of_memory)
-        return nori__fail(NORI_ENOMEM, "get_json '%.64s': out of memory parsing %zu bytes", key,
+        return nori__fail(NORI_ENOMEM, "%s '%.64s': out of memory parsing %zu bytes", op, key,
                           len);
-    if (code == json_error_numeric_overflow)
+    if (code == json_error_numeric_overflow && is_json_with_overflow(data, len))
         return nori__fail(NORI_ETYPE,
-                          "get_json '%.64s': stored JSON holds a number outside int64/double "
-                          "range at byte %d (%s)",
-                          key, err.position, err.text);
+                          "%s '%.64s': stored JSON holds a number beyond int64/double range "
+                          "at byte %d",
+                          op, key, err.position);
     if (code == json_error_stack_overflow)
-        return nori__fail(NORI_ETYPE,
-                          "get_json '%.64s': stored JSON is nested deeper than %d levels", key,
-                          NORI_JSON_MAX_DEPTH);
+        return nori__fail(NORI_ETYPE, "%s '%.64s': stored JSON is nested deeper than %d levels",
+                          op, key, NORI_JSON_MAX_DEPTH);
     if (is_python_json_with_nonfinite(data, len))
         return nori__fail(NORI_ETYPE,
-                          "get_json '%.64s': stored JSON holds NaN or Infinity, which jansson "
+                          "%s '%.64s': stored JSON holds NaN or Infinity, which jansson "
                           "cannot represent",
-                          key);
+                          op, key);
     size_t bad = utf8_invalid_at((const unsigned char *)data, len);
     if (bad != len)
         return nori__fail(NORI_ETYPE,
-                          "get_json '%.64s': stored value is neither JSON nor UTF-8 text "
+                          "%s '%.64s': stored value is neither JSON nor UTF-8 text "
                           "(byte %zu of %zu); read it with nori_backend_get",
-                          key, bad, len);
+                          op, key, bad, len);
     /* Plain text from another client: hand it back as a string, as Nori does. */
     v = json_stringn_nocheck(data, len);
     if (v == NULL)
-        return nori__fail(NORI_ENOMEM, "get_json '%.64s': out of memory", key);
+        return nori__fail(NORI_ENOMEM, "%s '%.64s': out of memory", op, key);
     *out = v;
     return NORI_OK;
+}
+
+/* Puts "op 'key': " before the message of a failure that did not know them. */
+static int name_call(int rc, const char *op, const char *key)
+{
+    char detail[512];
+    snprintf(detail, sizeof detail, "%s", nori_last_error());
+    return nori__fail(rc, "%s '%.64s': %s", op, key != NULL ? key : "(null)", detail);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -345,7 +368,7 @@ int nori_backend_set_json(nori_backend *b, const char *key, const json_t *value,
     char *text;
     int rc = encode(value, &text);
     if (rc != NORI_OK)
-        return rc;
+        return name_call(rc, "set_json", key);
     rc = nori_backend_set(b, key, text, strlen(text), ttl);
     free(text);
     return rc;
@@ -360,7 +383,7 @@ int nori_backend_get_json(nori_backend *b, const char *key, json_t **out)
     int rc = nori_backend_get(b, key, &buf);
     if (rc != NORI_OK)
         return rc;
-    rc = decode(key, buf.data, buf.len, out);
+    rc = decode("get_json", key, buf.data, buf.len, out);
     nori_buf_free(&buf);
     return rc;
 }
@@ -394,7 +417,7 @@ static int json_update_cb(const nori_buf *current, nori_buf *next, void *ud)
     c->rc = NORI_OK;
     json_t *cur = NULL;
     if (current != NULL) {
-        int rc = decode(c->key, current->data, current->len, &cur);
+        int rc = decode("atomic_update_json", c->key, current->data, current->len, &cur);
         if (rc != NORI_OK)
             return update_fail(c, rc);
     }
@@ -406,7 +429,7 @@ static int json_update_cb(const nori_buf *current, nori_buf *next, void *ud)
     int rc = encode(v, &text);
     if (rc != NORI_OK) {
         json_decref(v);
-        return update_fail(c, rc);
+        return update_fail(c, name_call(rc, "atomic_update_json", c->key));
     }
     c->result = v;
     next->data = text;

@@ -255,7 +255,7 @@ static void test_refuse_invalid_utf8_string(void **state)
     json_t *v = json_pack("{s:{s:s, s:o}}", "profile", "name", "Ada", "bio",
                           json_string_nocheck("caf\xe9"));
     assert_nori(nori_backend_set_json(b, "user", v, 0), NORI_ETYPE);
-    assert_error_mentions("profile.bio");
+    assert_error_mentions("set_json 'user': profile.bio");
     assert_absent(b, "user");
 
     /* An existing value stays as it was. */
@@ -405,6 +405,9 @@ static void test_read_refusals(void **state)
     expect_read_refused(b, "nan", "[NaN]", 5, "NaN or Infinity");
     expect_read_refused(b, "inf", "{\"x\": -Infinity, \"s\": \"NaN\"}", 28, "NaN or Infinity");
     expect_read_refused(b, "bigint", "123456789012345678901234567890", 30, "int64");
+    expect_read_refused(b, "bigreal", "[1e400]", 7, "double range");
+    /* An overflowing number in text that is not JSON anyway: just text. */
+    expect_text_as_string(b, "big-in-text", "[99999999999999999999999 oops", 29);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -499,7 +502,7 @@ static void test_atomic_update_refusals(void **state)
     json_t *out = json_true();
     assert_nori(nori_backend_atomic_update_json(b, "k", write_bad_utf8, &us, 0, &out), NORI_ETYPE);
     assert_null(out);
-    assert_error_mentions("note");
+    assert_error_mentions("atomic_update_json 'k': note");
     assert_raw(b, "k", "1");
 
     /* A stored value that is not readable as JSON: fn never runs. */
@@ -507,6 +510,7 @@ static void test_atomic_update_refusals(void **state)
     assert_nori(nori_backend_set(b, "bin", "\xff\xfe", 2, 0), NORI_OK);
     assert_nori(nori_backend_atomic_update_json(b, "bin", increment_count, &us, 0, NULL),
                 NORI_ETYPE);
+    assert_error_mentions("atomic_update_json 'bin'");
     assert_int_equal(us.calls, 0);
     assert_raw(b, "bin", "\xff\xfe");
 
