@@ -16,6 +16,7 @@
 
 #include <nori/json.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -519,6 +520,40 @@ static void test_atomic_update_refusals(void **state)
                 NORI_EINVAL);
 }
 
+#define UPDATE_THREADS 8
+#define UPDATES_PER_THREAD 50
+
+static void *update_worker(void *arg)
+{
+    nori_backend *b = arg;
+    update_state us = {0};
+    for (int i = 0; i < UPDATES_PER_THREAD; i++)
+        if (nori_backend_atomic_update_json(b, "shared", increment_count, &us, 0, NULL) != NORI_OK)
+            return (void *)1;
+    return NULL;
+}
+
+/* Concurrent read-modify-writes of one JSON document lose nothing. */
+static void test_atomic_update_concurrent(void **state)
+{
+    nori_backend *b = *state;
+    pthread_t t[UPDATE_THREADS];
+    for (int i = 0; i < UPDATE_THREADS; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, update_worker, b), 0);
+    int failures = 0;
+    for (int i = 0; i < UPDATE_THREADS; i++) {
+        void *ret;
+        assert_int_equal(pthread_join(t[i], &ret), 0);
+        failures += ret != NULL;
+    }
+    assert_int_equal(failures, 0);
+    json_t *v = NULL;
+    assert_nori(nori_backend_get_json(b, "shared", &v), NORI_OK);
+    assert_int_equal(json_integer_value(json_object_get(v, "count")),
+                     UPDATE_THREADS * UPDATES_PER_THREAD);
+    json_decref(v);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Typed constructors: exact text (no backend)                              */
 /* ------------------------------------------------------------------------ */
@@ -798,6 +833,7 @@ int main(void)
         STORAGE_TEST(test_atomic_update_increments),
         STORAGE_TEST(test_atomic_update_declines),
         STORAGE_TEST(test_atomic_update_refusals),
+        STORAGE_TEST(test_atomic_update_concurrent),
 #undef STORAGE_TEST
     };
     const struct CMUnitTest codec_tests[] = {
