@@ -218,12 +218,16 @@ static int check_value(const json_t *v, walk_state *w, int depth)
 }
 
 /*
- * Validates v and returns its JSON text (malloc'd, NUL-terminated; JSON text
- * never holds a raw NUL because jansson escapes it as \u0000).
+ * Validates v and returns its JSON text in *text (malloc'd by us, len bytes
+ * plus a NUL). Sized with a first json_dumpb pass rather than json_dumps,
+ * because json_dumps allocates with jansson's allocator, which an
+ * application may replace (json_set_alloc_funcs), while the backends free
+ * nori_buf data with free().
  */
-static int encode(const json_t *v, char **text)
+static int encode(const json_t *v, char **text, size_t *len)
 {
     *text = NULL;
+    *len = 0;
     if (v == NULL)
         return nori__fail(NORI_EINVAL, "value is NULL");
     walk_state w = {.len = 0, .real_precision = 1};
@@ -232,9 +236,19 @@ static int encode(const json_t *v, char **text)
     if (rc != NORI_OK)
         return rc;
     size_t flags = JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(w.real_precision);
-    *text = json_dumps(v, flags);
-    if (*text == NULL)
+    size_t need = json_dumpb(v, NULL, 0, flags);
+    if (need == 0) /* every JSON text is at least one byte: this is a failure */
         return nori__fail(NORI_ENOMEM, "out of memory serialising the value");
+    char *buf = malloc(need + 1);
+    if (buf == NULL)
+        return nori__fail(NORI_ENOMEM, "out of memory serialising %zu bytes", need);
+    if (json_dumpb(v, buf, need, flags) != need) {
+        free(buf);
+        return nori__fail(NORI_ENOMEM, "out of memory serialising the value");
+    }
+    buf[need] = '\0';
+    *text = buf;
+    *len = need;
     return NORI_OK;
 }
 
@@ -366,10 +380,11 @@ static int name_call(int rc, const char *op, const char *key)
 int nori_backend_set_json(nori_backend *b, const char *key, const json_t *value, int64_t ttl)
 {
     char *text;
-    int rc = encode(value, &text);
+    size_t len;
+    int rc = encode(value, &text, &len);
     if (rc != NORI_OK)
         return name_call(rc, "set_json", key);
-    rc = nori_backend_set(b, key, text, strlen(text), ttl);
+    rc = nori_backend_set(b, key, text, len, ttl);
     free(text);
     return rc;
 }
@@ -426,14 +441,15 @@ static int json_update_cb(const nori_buf *current, nori_buf *next, void *ud)
     if (v == NULL)
         return 1; /* declined: the backend reports NORI_EABORT */
     char *text;
-    int rc = encode(v, &text);
+    size_t len;
+    int rc = encode(v, &text, &len);
     if (rc != NORI_OK) {
         json_decref(v);
         return update_fail(c, name_call(rc, "atomic_update_json", c->key));
     }
     c->result = v;
     next->data = text;
-    next->len = strlen(text);
+    next->len = len;
     return 0;
 }
 

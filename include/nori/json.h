@@ -144,6 +144,8 @@ NORI_EXPORT int nori_cache_atomic_update_json(const char *key, nori_json_update_
  * (any label the caller chooses, e.g. "profile.birthday"; NULL -> "value").
  * On NORI_OK *out is a new reference owned by the caller (json_decref it, or
  * hand it to json_object_set_new()). On failure *out = NULL.
+ * Reading gives these values back as the JSON strings they are, as
+ * json.loads does on the Python side; no parsers back to the structs exist.
  * A NULL input pointer or NULL out is NORI_EINVAL. Pure functions:
  * thread-safe.
  */
