@@ -8,6 +8,7 @@ packages=(
   libhiredis-dev                          # Redis client (0.14)
   libmicrohttpd-dev libjansson-dev libsqlite3-dev   # response cache, demo service
   libcmocka-dev                           # unit-test framework
+  clang libclang-rt-14-dev                # libFuzzer targets (fuzz/)
   redis-server redis-tools                # real server for the tests, redis-benchmark
   curl                                    # the README's demo session
 )

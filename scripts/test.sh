@@ -3,7 +3,8 @@
 #   1. installs missing packages (scripts/setup.sh);
 #   2. ThreadSanitizer build: the concurrency tests (label "concurrency");
 #   3. AddressSanitizer + UndefinedBehaviorSanitizer build: every test;
-#   4. normal build: every test; its CTest summary is the last thing printed.
+#   4. libFuzzer targets, 20 seconds each (scripts/fuzz.sh);
+#   5. normal build: every test; its CTest summary is the last thing printed.
 # Warnings are errors in every build. Any sanitizer report fails the run.
 # Tests that need Redis start their own redis-server on a free loopback port.
 set -euo pipefail
@@ -30,6 +31,9 @@ build build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNORI_SANITIZE=thread
 echo "== AddressSanitizer + UndefinedBehaviorSanitizer: all tests"
 build build-asan -DCMAKE_BUILD_TYPE=Debug -DNORI_SANITIZE=address,undefined
 (cd build-asan && ctest -j "$jobs" --no-label-summary)
+
+echo "== libFuzzer targets, briefly"
+bash scripts/fuzz.sh -max_total_time=20
 
 echo "== Normal build: all tests"
 build build -DCMAKE_BUILD_TYPE=RelWithDebInfo

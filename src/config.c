@@ -115,7 +115,7 @@ int nori__dotenv_parse(const char *text, size_t len, const char *source, nori__d
             while (p < end && (*p == ' ' || *p == '\t'))
                 p++;
         }
-        if (!is_name_start((unsigned char)*p))
+        if (p >= end || *p == '\n' || !is_name_start((unsigned char)*p))
             return line_error(source, line, "expected NAME=VALUE (a name starts with a letter or '_')");
         size_t n = 0;
         while (p < end && is_name_char((unsigned char)*p)) {

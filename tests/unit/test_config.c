@@ -176,8 +176,9 @@ static void test_dotenv_malformed_lines(void **state)
     const char *bad[] = {
         "GOOD=1\nno equals sign\n",  "=value\n",         "1NAME=x\n",
         "A=\"unterminated\n",        "A='x' trailing\n", "A B=1\n",
+        "export\t\t",               "export  \nA=1\n", /* found by fuzz_dotenv */
     };
-    const int line[] = {2, 1, 1, 1, 1, 1};
+    const int line[] = {2, 1, 1, 1, 1, 1, 1, 1};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         collected c = {0};
         assert_nori(nori__dotenv_parse(bad[i], strlen(bad[i]), "my.env", collect, &c),
