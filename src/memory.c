@@ -54,17 +54,25 @@
 #define INITIAL_BUCKETS 16
 #define EMPTY_STAMP UINT64_MAX
 
+/*
+ * An entry: a 38-byte header, then the expiry time only when it has one,
+ * then the key and the value, each NUL-terminated. The header is kept this
+ * small because it is most of the per-entry overhead (docs/BENCHMARKS.md):
+ * no stored hash (recomputed on the rare growth and eviction paths), and no
+ * expiry field for the entries that never expire.
+ */
 typedef struct mem_entry {
     struct mem_entry *hnext;    /* next entry in the same bucket */
     struct mem_entry *lru_prev; /* more recently used neighbour */
     struct mem_entry *lru_next; /* less recently used neighbour */
     uint64_t stamp;             /* last access, see next_stamp() */
-    int64_t expires_ms;         /* 0 = never */
-    uint32_t hash;              /* low half of the key's hash, compared first */
     uint32_t vlen;
-    uint16_t klen;
-    char data[]; /* key, NUL, value, NUL */
+    uint16_t kflags;            /* key length (low 15 bits) | HAS_EXPIRY */
+    char data[];                /* [int64 expires_ms] key NUL value NUL */
 } mem_entry;
+
+#define HAS_EXPIRY 0x8000u
+#define KLEN_MASK 0x7fffu
 
 typedef struct mem_shard {
     alignas(64) pthread_mutex_t lock; /* own cache line: shards do not false-share */
@@ -74,6 +82,7 @@ typedef struct mem_shard {
     mem_entry *lru_head;            /* most recently used */
     mem_entry *lru_tail;            /* least recently used */
     _Atomic uint64_t *tail_stamp;   /* -> mem_backend.tail_stamps[this shard] */
+    uint64_t seed;                  /* the backend's hash seed, to rehash entries */
     uint64_t hits, misses, evictions, expired;
 } mem_shard;
 
@@ -113,14 +122,48 @@ static inline uint64_t next_stamp(int64_t now_ms)
     return s;
 }
 
+static inline size_t entry_klen(const mem_entry *e)
+{
+    return e->kflags & KLEN_MASK;
+}
+
+static inline size_t expiry_size(bool has_expiry)
+{
+    return has_expiry ? sizeof(int64_t) : 0;
+}
+
+static inline bool entry_has_expiry(const mem_entry *e)
+{
+    return (e->kflags & HAS_EXPIRY) != 0;
+}
+
+/* When the entry expires, in nori__now_ms() milliseconds; 0 = never. */
+static inline int64_t entry_expires(const mem_entry *e)
+{
+    int64_t t = 0;
+    if (entry_has_expiry(e))
+        memcpy(&t, e->data, sizeof t); /* unaligned: the header is 38 bytes */
+    return t;
+}
+
+static inline void entry_set_expires(mem_entry *e, int64_t t)
+{
+    memcpy(e->data, &t, sizeof t);
+}
+
 static inline const char *entry_key(const mem_entry *e)
 {
-    return e->data;
+    return e->data + expiry_size(entry_has_expiry(e));
 }
 
 static inline char *entry_value(mem_entry *e)
 {
-    return e->data + e->klen + 1;
+    return e->data + expiry_size(entry_has_expiry(e)) + entry_klen(e) + 1;
+}
+
+static inline size_t entry_size(size_t klen, size_t vlen, bool has_expiry)
+{
+    return offsetof(mem_entry, data) + expiry_size(has_expiry) + klen + 1 + vlen + 1;
 }
 
 /* A 64-bit hash that reads the key 8 bytes at a time, with a final
@@ -206,19 +249,22 @@ static void do_touch(mem_shard *s, mem_entry *e, uint64_t stamp)
 static mem_entry **do_find_slot(mem_shard *s, const char *key, size_t klen, uint64_t hash)
 {
     mem_entry **slot = &s->buckets[hash & (s->nbuckets - 1)];
-    uint32_t h32 = (uint32_t)hash;
     while (*slot != NULL) {
         mem_entry *e = *slot;
-        if (e->hash == h32 && e->klen == klen && memcmp(entry_key(e), key, klen) == 0)
+        if (entry_klen(e) == klen && memcmp(entry_key(e), key, klen) == 0)
             return slot;
         slot = &e->hnext;
     }
     return slot;
 }
 
+static inline uint64_t entry_hash(const mem_shard *s, const mem_entry *e)
+{
+    return hash_key(s->seed, entry_key(e), entry_klen(e));
+}
+
 /* Doubles the bucket array when the load passes 1. A failed allocation only
- * keeps the table denser; it is not an error. Entries keep only the low half
- * of their hash, which is enough while a shard has at most 2^32 buckets. */
+ * keeps the table denser; it is not an error. */
 static void do_maybe_grow(mem_shard *s)
 {
     if (s->count < s->nbuckets || s->nbuckets >= ((size_t)1 << 31))
@@ -231,7 +277,7 @@ static void do_maybe_grow(mem_shard *s)
         mem_entry *e = s->buckets[i];
         while (e != NULL) {
             mem_entry *next = e->hnext;
-            mem_entry **head = &nb[e->hash & (n - 1)];
+            mem_entry **head = &nb[entry_hash(s, e) & (n - 1)];
             e->hnext = *head;
             *head = e;
             e = next;
@@ -263,7 +309,8 @@ static void release_places(mem_backend *mb, size_t n)
 
 static inline bool is_expired(const mem_entry *e, int64_t now)
 {
-    return e->expires_ms != 0 && e->expires_ms <= now;
+    int64_t t = entry_expires(e);
+    return t != 0 && t <= now;
 }
 
 /* Finds a live entry; an expired one is removed on the way (lazy expiry).
@@ -283,22 +330,23 @@ static mem_entry **do_lookup(mem_backend *mb, mem_shard *s, const char *key, siz
     return slot;
 }
 
-static mem_entry *entry_new(const char *key, size_t klen, uint64_t hash, const void *val,
+static mem_entry *entry_new(const char *key, size_t klen, const void *val,
                             size_t vlen, int64_t expires_ms)
 {
-    mem_entry *e = malloc(offsetof(mem_entry, data) + klen + 1 + vlen + 1);
+    mem_entry *e = malloc(entry_size(klen, vlen, expires_ms != 0));
     if (e == NULL) {
         nori__fail(NORI_ENOMEM, "out of memory storing %zu bytes under key '%.64s'", vlen, key);
         return NULL;
     }
     e->hnext = e->lru_prev = e->lru_next = NULL;
     e->stamp = 0;
-    e->hash = (uint32_t)hash;
-    e->expires_ms = expires_ms;
-    e->klen = (uint16_t)klen;
+    e->kflags = (uint16_t)(klen | (expires_ms != 0 ? HAS_EXPIRY : 0));
     e->vlen = (uint32_t)vlen;
-    memcpy(e->data, key, klen);
-    e->data[klen] = '\0';
+    if (expires_ms != 0)
+        entry_set_expires(e, expires_ms);
+    char *k = (char *)entry_key(e);
+    memcpy(k, key, klen);
+    k[klen] = '\0';
     char *v = entry_value(e);
     if (vlen > 0)
         memcpy(v, val, vlen);
@@ -323,11 +371,11 @@ static void do_replace(mem_shard *s, mem_entry **slot, mem_entry *e, uint64_t st
 }
 
 /* Links a new key's entry in; its place was reserved by reserve_place(). */
-static void do_insert(mem_shard *s, mem_entry *e, uint64_t stamp)
+static void do_insert(mem_shard *s, mem_entry *e, uint64_t hash, uint64_t stamp)
 {
     s->count++;
     do_maybe_grow(s);
-    mem_entry **head = &s->buckets[e->hash & (s->nbuckets - 1)];
+    mem_entry **head = &s->buckets[hash & (s->nbuckets - 1)];
     e->hnext = *head;
     *head = e;
     e->stamp = stamp;
@@ -377,7 +425,7 @@ static bool evict_one(mem_backend *mb)
             victim->expired++;
         else
             victim->evictions++;
-        mem_entry **slot = &victim->buckets[e->hash & (victim->nbuckets - 1)];
+        mem_entry **slot = &victim->buckets[entry_hash(victim, e) & (victim->nbuckets - 1)];
         while (*slot != e)
             slot = &(*slot)->hnext;
         do_remove(victim, slot);
@@ -418,12 +466,13 @@ static int refuse_reentry(const mem_backend *mb, const char *op)
  * fast path replaces an existing entry under one lock; a new key reserves a
  * place (evicting if needed) with no lock held, then links in.
  */
-static void store_entry(mem_backend *mb, mem_shard *s, mem_entry *e, int64_t now)
+static void store_entry(mem_backend *mb, mem_shard *s, mem_entry *e, uint64_t hash, int64_t now)
 {
     const char *key = entry_key(e);
+    size_t klen = entry_klen(e);
     uint64_t stamp = next_stamp(now);
     shard_lock(s);
-    mem_entry **slot = do_find_slot(s, key, e->klen, e->hash);
+    mem_entry **slot = do_find_slot(s, key, klen, hash);
     if (*slot != NULL) {
         do_replace(s, slot, e, stamp);
         shard_unlock(s);
@@ -432,14 +481,14 @@ static void store_entry(mem_backend *mb, mem_shard *s, mem_entry *e, int64_t now
     shard_unlock(s);
     reserve_place(mb);
     shard_lock(s);
-    slot = do_find_slot(s, key, e->klen, e->hash);
+    slot = do_find_slot(s, key, klen, hash);
     if (*slot != NULL) { /* another thread inserted the key meanwhile */
         do_replace(s, slot, e, stamp);
         shard_unlock(s);
         release_places(mb, 1);
         return;
     }
-    do_insert(s, e, stamp);
+    do_insert(s, e, hash, stamp);
     shard_unlock(s);
 }
 
@@ -521,11 +570,13 @@ static int64_t expiry_from_ttl(int64_t ttl, int64_t now)
     return ttl > 0 ? now + ttl * 1000 : 0;
 }
 
-/* Whether `len` value bytes fit in e's allocation (malloc rounds sizes up),
- * so that an overwrite needs neither malloc nor free. */
-static inline bool value_fits(const mem_entry *e, size_t len)
+/* Whether a value of `len` bytes, with or without an expiry, fits in e's
+ * allocation (malloc rounds sizes up), so that an overwrite needs neither
+ * malloc nor free. */
+static inline bool value_fits(const mem_entry *e, size_t len, bool has_expiry)
 {
-    return offsetof(mem_entry, data) + e->klen + 1 + len + 1 <= malloc_usable_size((void *)e);
+    return entry_has_expiry(e) == has_expiry &&
+           entry_size(entry_klen(e), len, has_expiry) <= malloc_usable_size((void *)e);
 }
 
 /* Values up to this size may be copied while the shard lock is held. */
@@ -549,13 +600,14 @@ static int mem_set(nori_backend *b, const char *key, size_t klen, const void *va
         uint64_t stamp = next_stamp(now);
         shard_lock(s);
         mem_entry **slot = do_find_slot(s, key, klen, hash);
-        if (*slot != NULL && value_fits(*slot, len)) {
+        if (*slot != NULL && value_fits(*slot, len, expires_ms != 0)) {
             mem_entry *e = *slot;
             char *v = entry_value(e);
             memcpy(v, val, len);
             v[len] = '\0';
             e->vlen = (uint32_t)len;
-            e->expires_ms = expires_ms;
+            if (expires_ms != 0)
+                entry_set_expires(e, expires_ms);
             do_touch(s, e, stamp);
             shard_unlock(s);
             return NORI_OK;
@@ -563,10 +615,10 @@ static int mem_set(nori_backend *b, const char *key, size_t klen, const void *va
         shard_unlock(s);
     }
     /* Allocate and copy outside the lock: the critical section only links. */
-    mem_entry *e = entry_new(key, klen, hash, val, len, expires_ms);
+    mem_entry *e = entry_new(key, klen, val, len, expires_ms);
     if (e == NULL)
         return NORI_ENOMEM;
-    store_entry(mb, s, e, now);
+    store_entry(mb, s, e, hash, now);
     return NORI_OK;
 }
 
@@ -654,7 +706,7 @@ static int read_decide_write(mem_backend *mb, const char *key, size_t klen, uint
             if (slot != NULL)
                 do_replace(s, slot, next, stamp);
             else
-                do_insert(s, next, stamp);
+                do_insert(s, next, hash, stamp);
         }
         shard_unlock(s);
         /* The place goes back unless a new key was linked in with it. */
@@ -685,11 +737,11 @@ static int decide_incr(mem_entry *cur, mem_entry **next, void *ctx)
             return nori__fail(NORI_ERANGE, "incr '%.64s': %" PRId64 " + 1 overflows int64", c->key,
                               old);
         value = old + 1;
-        expires_ms = cur->expires_ms; /* an existing counter keeps its expiry */
+        expires_ms = entry_expires(cur); /* an existing counter keeps its expiry */
     }
     char text[24];
     int n = snprintf(text, sizeof text, "%" PRId64, value);
-    *next = entry_new(c->key, c->klen, c->hash, text, (size_t)n, expires_ms);
+    *next = entry_new(c->key, c->klen, text, (size_t)n, expires_ms);
     if (*next == NULL)
         return NORI_ENOMEM;
     c->value = value;
@@ -743,8 +795,8 @@ static int decide_update(mem_entry *cur, mem_entry **next_entry, void *ctx)
     if (rc == NORI_OK) {
         int64_t expires_ms = expiry_from_ttl(c->ttl, c->now);
         if (c->ttl == 0 && cur != NULL)
-            expires_ms = cur->expires_ms; /* ttl 0 keeps the existing expiry */
-        *next_entry = entry_new(c->key, c->klen, c->hash, next.data, next.len, expires_ms);
+            expires_ms = entry_expires(cur); /* ttl 0 keeps the existing expiry */
+        *next_entry = entry_new(c->key, c->klen, next.data, next.len, expires_ms);
         if (*next_entry == NULL)
             rc = NORI_ENOMEM;
     }
@@ -864,6 +916,8 @@ int nori_memory_backend_new(size_t max_keys, nori_backend **out)
     }
     mb->max_keys = max_keys;
     mb->seed = random_seed();
+    for (int i = 0; i < NSHARDS; i++)
+        mb->shards[i].seed = mb->seed;
     atomic_init(&mb->reserved, 0);
     nori__backend_init(&mb->base, &memory_ops);
     *out = &mb->base;
@@ -886,7 +940,7 @@ static bool do_audit_shard(const mem_shard *s)
     size_t hashed = 0;
     for (size_t i = 0; i < s->nbuckets; i++)
         for (const mem_entry *e = s->buckets[i]; e != NULL; e = e->hnext)
-            if ((e->hash & (s->nbuckets - 1)) != i || ++hashed > s->count)
+            if ((entry_hash(s, e) & (s->nbuckets - 1)) != i || ++hashed > s->count)
                 return false;
     uint64_t tail = atomic_load_explicit(s->tail_stamp, memory_order_relaxed);
     return hashed == s->count && tail == (s->lru_tail != NULL ? s->lru_tail->stamp : EMPTY_STAMP);

@@ -18,6 +18,6 @@ cc -std=c11 -Wall -Wextra -Werror "$src_dir/consumer.c" -o "$prefix/consumer" \
 ldd "$prefix/consumer" | grep -q libnoricache.so
 cc -std=c11 "$src_dir/consumer.c" -o "$prefix/consumer_static" \
    $(pkg-config --cflags noricache) "$(pkg-config --variable=libdir noricache)/libnoricache.a" \
-   $(pkg-config --libs --static hiredis) -lpthread
+   $(pkg-config --libs --static noricache | sed 's/-lnoricache//')
 "$prefix/consumer_static" | grep -q ' ok$'
 echo "install check: shared and static consumers ok"
