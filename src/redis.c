@@ -69,20 +69,13 @@ static void make_key(wire_key *k, const char *key, size_t klen)
     k->s[k->len] = '\0';
 }
 
-/*
- * The message for a command that got no reply (r == NULL): c->err is set.
- * A read that hit SO_RCVTIMEO fails with EAGAIN, which hiredis reports as
- * "Resource temporarily unavailable": say "timed out" instead.
- */
+/* The message for a command that got no reply (r == NULL): c->err is set. */
 static int io_fail(const redis_backend *rb, const redisContext *c, const char *op,
                    const char *key)
 {
-    const char *what = c->errstr[0] ? c->errstr : "connection lost";
-    if (c->err == REDIS_ERR_IO && strstr(what, "temporarily unavailable") != NULL)
-        return nori__fail(NORI_EBACKEND, "redis %s: %s '%.64s': timed out (no reply within %d ms)",
-                          rb->url.display, op, key, rb->url.timeout_ms);
+    char why[160];
     return nori__fail(NORI_EBACKEND, "redis %s: %s '%.64s': %s", rb->url.display, op, key,
-                      what);
+                      nori__redis_describe_error(c, rb->url.timeout_ms, why, sizeof why));
 }
 
 static int server_fail(const redis_backend *rb, const redisReply *r, const char *op,

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
@@ -45,6 +46,17 @@ void nori__redis_pool_destroy(nori__redis_pool *p)
     pthread_mutex_destroy(&p->lock);
 }
 
+const char *nori__redis_describe_error(const redisContext *c, int timeout_ms, char *buf,
+                                       size_t size)
+{
+    const char *what = c->errstr[0] ? c->errstr : "connection lost";
+    if (c->err == REDIS_ERR_IO && strstr(what, "temporarily unavailable") != NULL)
+        snprintf(buf, size, "timed out (no reply within %d ms)", timeout_ms);
+    else
+        snprintf(buf, size, "%s", what);
+    return buf;
+}
+
 /* Runs one setup command (AUTH, SELECT) on a fresh context. `what` names the
  * step in the message; the arguments themselves are never printed, as they
  * may hold the password. */
@@ -52,9 +64,11 @@ static int setup_command(nori__redis_pool *p, redisContext *c, const char *what,
                          const char **argv)
 {
     redisReply *r = redisCommandArgv(c, argc, argv, NULL);
-    if (r == NULL)
+    if (r == NULL) {
+        char why[160];
         return nori__fail(NORI_EBACKEND, "redis %s: %s failed: %s", p->url->display, what,
-                          c->errstr[0] ? c->errstr : "connection lost");
+                          nori__redis_describe_error(c, p->url->timeout_ms, why, sizeof why));
+    }
     int rc = NORI_OK;
     if (r->type == REDIS_REPLY_ERROR)
         rc = nori__fail(NORI_EBACKEND, "redis %s: %s refused by the server: %.200s",

@@ -53,6 +53,15 @@ int nori__redis_pool_acquire(nori__redis_pool *p, redisContext **out);
 void nori__redis_pool_release(nori__redis_pool *p, redisContext *c, bool reusable);
 
 /*
+ * Describes why a command on c got no reply (c->err is set) into buf and
+ * returns buf. A read that hit SO_RCVTIMEO fails with EAGAIN, which hiredis
+ * reports as "Resource temporarily unavailable": this says "timed out (no
+ * reply within N ms)" instead.
+ */
+const char *nori__redis_describe_error(const redisContext *c, int timeout_ms, char *buf,
+                                       size_t size);
+
+/*
  * hiredis writes with write(2), so a server that went away between two
  * commands raises SIGPIPE, whose default action kills the process. A library
  * must not change the process's signal dispositions, so every Redis call
