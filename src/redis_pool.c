@@ -169,8 +169,12 @@ void nori__redis_pool_release(nori__redis_pool *p, redisContext *c, bool reusabl
     if (keep && p->nidle < p->url->pool_size) {
         p->idle[p->nidle++] = c;
         c = NULL;
-    } else if (c->err == REDIS_ERR_IO || c->err == REDIS_ERR_EOF) {
-        /* Take the siblings out under the lock, close them outside it. */
+    } else if (c->err == REDIS_ERR_EOF ||
+               (c->err == REDIS_ERR_IO && strstr(c->errstr, "temporarily unavailable") == NULL)) {
+        /* The connection broke (not merely a slow reply): the siblings most
+         * likely point at the same dead server. Take them out under the
+         * lock, close them outside it. A timeout alone does not drain the
+         * pool, so a slow server does not cause a storm of reconnects. */
         nstale = p->nidle;
         memcpy(stale, p->idle, (size_t)nstale * sizeof *stale);
         p->nidle = 0;

@@ -47,8 +47,9 @@ int nori__redis_pool_acquire(nori__redis_pool *p, redisContext **out);
 /*
  * Takes back a context lent by acquire. It goes back to the idle stack only
  * when `reusable` is true, c->err is clear and the stack has room; otherwise
- * it is freed. A context that failed with an I/O error also empties the idle
- * stack: its siblings most likely point at the same dead server.
+ * it is freed. A context whose connection broke (EOF, reset, refused; not a
+ * mere timeout) also empties the idle stack: its siblings most likely point
+ * at the same dead server.
  */
 void nori__redis_pool_release(nori__redis_pool *p, redisContext *c, bool reusable);
 

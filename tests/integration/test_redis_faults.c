@@ -13,11 +13,14 @@
 #include "redis_server.h"
 #include "test_support.h"
 
+#include <arpa/inet.h>
 #include <hiredis/hiredis.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -189,6 +192,50 @@ static void test_debug_sleep(void **state)
     nori_backend_free(b);
 }
 
+/*
+ * A listener whose accept queue is full: the kernel drops further SYNs, so a
+ * connect neither succeeds nor fails, like a server behind a black hole. The
+ * connect timeout must bound it. (Loopback only: listen(fd, 0) allows one
+ * queued connection, which the test fills itself.)
+ */
+static void test_connect_timeout(void **state)
+{
+    (void)state;
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(lfd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(lfd, 0), 0);
+    socklen_t len = sizeof a;
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
+    int fillers[4];
+    for (int i = 0; i < 4; i++) {
+        fillers[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        assert_true(fillers[i] >= 0);
+        (void)connect(fillers[i], (struct sockaddr *)&a, sizeof a);
+    }
+    usleep(50 * 1000);
+    char url[200];
+    snprintf(url, sizeof url, "redis://:%s@127.0.0.1:%d?connect_timeout_ms=%d", PASSWORD,
+             ntohs(a.sin_port), TIMEOUT_MS);
+    nori_backend *b;
+    assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
+    double t0 = now_ms();
+    int rc = nori_backend_verify(b);
+    double elapsed = now_ms() - t0;
+    print_message("verify against a full accept queue: %.1f ms: %s\n", elapsed, nori_last_error());
+    assert_nori(rc, NORI_EBACKEND);
+    assert_true(elapsed >= TIMEOUT_MS * 0.8);
+    assert_true(elapsed < 3 * TIMEOUT_MS);
+    assert_non_null(strstr(nori_last_error(), "timed out"));
+    assert_no_password();
+    nori_backend_free(b);
+    for (int i = 0; i < 4; i++)
+        close(fillers[i]);
+    close(lfd);
+}
+
 static void test_nothing_listening(void **state)
 {
     (void)state;
@@ -216,6 +263,7 @@ int main(void)
         cmocka_unit_test(test_restart_between_calls),
         cmocka_unit_test(test_frozen_server),
         cmocka_unit_test(test_debug_sleep),
+        cmocka_unit_test(test_connect_timeout),
         cmocka_unit_test(test_nothing_listening),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
