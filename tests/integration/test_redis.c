@@ -13,9 +13,11 @@
 #include "test_support.h"
 
 #include <hiredis/hiredis.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct fixture {
     nori_test_redis *server;
@@ -258,6 +260,84 @@ static void test_db_and_auth(void **state)
     nori_test_redis_stop(s);
 }
 
+static void test_unix_socket(void **state)
+{
+    fixture *f = *state;
+    char url[4300];
+    snprintf(url, sizeof url, "unix://%s?db=2&timeout_ms=500", f->server->socket_path);
+    nori_backend *b;
+    assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
+    assert_nori(nori_backend_verify(b), NORI_OK);
+    assert_nori(nori_backend_set(b, "via-unix", "u", 1, 0), NORI_OK);
+    int64_t n;
+    assert_nori(nori_backend_incr(b, "uc", 0, &n), NORI_OK);
+    nori_backend_free(b);
+    /* It went to db 2, not db 0. */
+    assert_int_equal(raw_int(f, "EXISTS %s", "cache:via-unix"), 0);
+    freeReplyObject(raw(f, "SELECT 2"));
+    assert_int_equal(raw_int(f, "EXISTS %s", "cache:via-unix"), 1);
+    freeReplyObject(raw(f, "DEL cache:via-unix cache:uc"));
+    freeReplyObject(raw(f, "SELECT 0"));
+}
+
+/* connected_clients of the private server, minus the raw connection. */
+static long long backend_clients(fixture *f)
+{
+    redisReply *r = raw(f, "INFO clients");
+    const char *p = strstr(r->str, "connected_clients:");
+    assert_non_null(p);
+    long long n = strtoll(p + strlen("connected_clients:"), NULL, 10);
+    freeReplyObject(r);
+    return n - 1;
+}
+
+typedef struct {
+    nori_backend *b;
+    int failures;
+} pool_job;
+
+static void *pool_worker(void *arg)
+{
+    pool_job *j = arg;
+    for (int i = 0; i < 300; i++) {
+        nori_buf v;
+        if (nori_backend_get(j->b, "pooled", &v) != NORI_OK)
+            j->failures++;
+        nori_buf_free(&v);
+    }
+    return NULL;
+}
+
+/* Threads beyond pool_size get connections of their own, but only
+ * pool_size stay open afterwards; freeing the backend closes them all. */
+static void test_pool_bound(void **state)
+{
+    fixture *f = *state;
+    long long before = backend_clients(f);
+    char url[300];
+    snprintf(url, sizeof url, "%s?pool_size=2", f->server->url);
+    nori_backend *b;
+    assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
+    assert_int_equal(backend_clients(f) - before, 0); /* lazy: nothing yet */
+    assert_nori(nori_backend_set(b, "pooled", "p", 1, 0), NORI_OK);
+    pthread_t t[8];
+    pool_job jobs[8] = {{0}};
+    for (int i = 0; i < 8; i++) {
+        jobs[i].b = b;
+        assert_int_equal(pthread_create(&t[i], NULL, pool_worker, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(jobs[i].failures, 0);
+    }
+    long long open = backend_clients(f) - before;
+    assert_true(open >= 1 && open <= 2);
+    nori_backend_free(b);
+    for (int i = 0; i < 100 && backend_clients(f) != before; i++)
+        usleep(10 * 1000);
+    assert_int_equal(backend_clients(f), before);
+}
+
 static void test_backend_from_env(void **state)
 {
     fixture *f = *state;
@@ -289,6 +369,8 @@ int main(void)
         cmocka_unit_test_setup(test_noscript_fallback, case_setup),
         cmocka_unit_test(test_url_errors),
         cmocka_unit_test(test_db_and_auth),
+        cmocka_unit_test_setup(test_unix_socket, case_setup),
+        cmocka_unit_test_setup(test_pool_bound, case_setup),
         cmocka_unit_test_setup(test_backend_from_env, case_setup),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

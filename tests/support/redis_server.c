@@ -84,7 +84,7 @@ static void spawn(nori_test_redis *r)
 {
     char port[16];
     snprintf(port, sizeof port, "%d", r->port);
-    const char *argv[24];
+    const char *argv[32];
     int n = 0;
     argv[n++] = "redis-server";
     argv[n++] = "--port";
@@ -101,6 +101,10 @@ static void spawn(nori_test_redis *r)
     argv[n++] = "no";
     argv[n++] = "--enable-debug-command";
     argv[n++] = "yes";
+    argv[n++] = "--unixsocket";
+    argv[n++] = r->socket_path;
+    argv[n++] = "--unixsocketperm";
+    argv[n++] = "700";
     argv[n++] = "--loglevel";
     argv[n++] = "warning";
     if (r->password != NULL) {
@@ -151,6 +155,7 @@ nori_test_redis *nori_test_redis_start(const char *password)
     r->dir = nori_test_mkdtemp();
     r->password = password != NULL ? strdup(password) : NULL;
     r->port = free_port();
+    snprintf(r->socket_path, sizeof r->socket_path, "%s/redis.sock", r->dir);
     if (password != NULL)
         snprintf(r->url, sizeof r->url, "redis://:%s@127.0.0.1:%d", password, r->port);
     else

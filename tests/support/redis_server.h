@@ -17,6 +17,7 @@ typedef struct nori_test_redis {
     char *dir;        /* owned: temp dir holding the server's files */
     char *password;   /* owned copy, NULL for no --requirepass */
     char url[256];    /* redis://[:password@]127.0.0.1:port */
+    char socket_path[4200]; /* the server also listens on this unix socket */
 } nori_test_redis;
 
 /*
