@@ -34,18 +34,23 @@
 #define UPDATE_MAX_ATTEMPTS 1000
 
 /*
- * INCR, and EXPIRE only when the counter was just created (v == 1): an
- * existing counter keeps its expiry, whatever ttl the caller passes.
- * The script returns the counter as Redis stores it (GET, a decimal string)
- * rather than `return v`: Lua 5.1 numbers are doubles, so returning v loses
- * precision above 2^53 and turns INT64_MAX into INT64_MIN. What is stored and
- * when the TTL is set are exactly as in Nori's Python script.
+ * INCR, and EXPIRE only when the INCR created the counter: an existing
+ * counter keeps its expiry, whatever ttl the caller passes. Two deliberate
+ * differences from Nori's Python script ("if v == 1 ... return v"), which
+ * change nothing in what is stored:
+ *  - creation is tested with EXISTS before the INCR, not with v == 1: an
+ *    existing "0" incremented to 1 is not new and must not gain a TTL
+ *    (DESIGN 2: the TTL is applied when the key was absent, and only then);
+ *  - the script returns the counter as Redis stores it (GET, a decimal
+ *    string) rather than v: Lua 5.1 numbers are doubles, so returning v loses
+ *    precision above 2^53 and turns INT64_MAX into INT64_MIN.
  */
 static const char INCR_SCRIPT[] =
-    "local v = redis.call('INCR', KEYS[1]) if v == 1 and tonumber(ARGV[1]) > 0 then "
-    "redis.call('EXPIRE', KEYS[1], ARGV[1]) end return redis.call('GET', KEYS[1])";
+    "local n = redis.call('EXISTS', KEYS[1]) local v = redis.call('INCR', KEYS[1]) "
+    "if n == 0 and tonumber(ARGV[1]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end "
+    "return redis.call('GET', KEYS[1])";
 /* SHA1 of INCR_SCRIPT; the SCRIPT LOAD answer is checked against it. */
-static const char INCR_SCRIPT_SHA[] = "2da1cae4456461d86cd9dc810a96db8952983d62";
+static const char INCR_SCRIPT_SHA[] = "137df22802a5543446842ecc7afe8dbcae3fa515";
 
 typedef struct redis_backend {
     nori_backend base;    /* must be first */

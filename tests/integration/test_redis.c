@@ -208,7 +208,7 @@ static void test_noscript_fallback(void **state)
     freeReplyObject(raw(f, "SCRIPT FLUSH"));
     assert_nori(nori_backend_incr(f->b, "s", 0, &n), NORI_OK);
     assert_int_equal(n, 2);
-    redisReply *r = raw(f, "SCRIPT EXISTS 2da1cae4456461d86cd9dc810a96db8952983d62");
+    redisReply *r = raw(f, "SCRIPT EXISTS 137df22802a5543446842ecc7afe8dbcae3fa515");
     assert_int_equal(r->element[0]->integer, 1);
     freeReplyObject(r);
 }

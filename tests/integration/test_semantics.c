@@ -137,9 +137,15 @@ static void test_ttl_expiry(void **state)
     assert_nori(nori_backend_set(b, "num", "41", 2, 1), NORI_OK);
     assert_nori(nori_backend_incr(b, "num", 0, &n), NORI_OK);
     assert_int_equal(n, 42);
+    /* An existing "0" is an existing counter: reaching 1 is not creation,
+     * so the ttl is not applied (DESIGN 2: "then, and only then"). */
+    assert_nori(nori_backend_set(b, "zero", "0", 1, 0), NORI_OK);
+    assert_nori(nori_backend_incr(b, "zero", 1, &n), NORI_OK);
+    assert_int_equal(n, 1);
     assert_value(b, "short", "x");
     assert_value(b, "ctr", "2");
     sleep_ms(1600);
+    assert_value(b, "zero", "1");
     assert_missing(b, "short");
     assert_missing(b, "ctr");
     assert_missing(b, "num");
