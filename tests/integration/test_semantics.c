@@ -290,6 +290,15 @@ static int write_nothing(const nori_buf *cur, nori_buf *next, void *ud)
     return 0;
 }
 
+static int bad_next(const nori_buf *cur, nori_buf *next, void *ud)
+{
+    (void)cur;
+    (void)ud;
+    next->data = NULL;
+    next->len = 5; /* length without data: refused */
+    return 0;
+}
+
 static void test_atomic_update(void **state)
 {
     nori_backend *b = backend(state);
@@ -319,6 +328,8 @@ static void test_atomic_update(void **state)
     assert_non_null(out.data);
     assert_int_equal(out.data[0], '\0');
     nori_buf_free(&out);
+    assert_value(b, "new", "");
+    assert_nori(nori_backend_atomic_update(b, "new", bad_next, NULL, 0, NULL), NORI_EINVAL);
     assert_value(b, "new", "");
     /* A counter written by incr is seen as its decimal text. */
     int64_t n;
