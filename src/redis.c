@@ -1,14 +1,570 @@
-/* Placeholder until the Redis backend lands (issue 3): refuses clearly. */
+/*
+ * The Redis backend, on hiredis 0.14 (blocking API).
+ *
+ * Wire format, shared with Nori's Python implementation so that C and Python
+ * services can share one Redis:
+ *  - key "cache:" + key; the value stored as given (binary-safe);
+ *  - set: SET k v EX ttl, or plain SET for ttl 0; delete: UNLINK;
+ *  - incr: one Lua script (INCR, then EXPIRE only when the result is 1), so
+ *    the first increment and its TTL are atomic; run with EVALSHA, falling
+ *    back to EVAL (which also caches it) when the server answers NOSCRIPT;
+ *  - atomic_update: WATCH / GET / fn / MULTI / SET / EXEC, retried when EXEC
+ *    answers nil because another client changed the key; ttl 0 uses KEEPTTL;
+ *  - flush: SCAN MATCH cache:* and UNLINK in batches, never FLUSHDB.
+ *
+ * Each operation borrows one connection from the pool (redis_pool.c) for its
+ * whole duration, and gives it back, or frees it after any I/O or protocol
+ * error so that the next call connects afresh.
+ */
+#include "backend.h"
 #include "error.h"
+#include "redis_pool.h"
 #include "redis_url.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KEY_PREFIX "cache:"
+#define KEY_PREFIX_LEN (sizeof KEY_PREFIX - 1)
+/* Keys fetched per SCAN step and deleted per UNLINK during a flush. */
+#define FLUSH_BATCH "1000"
+/* atomic_update gives up after this many lost WATCH races in a row. */
+#define UPDATE_MAX_ATTEMPTS 1000
+
+/*
+ * INCR, and EXPIRE only when the INCR created the counter: an existing
+ * counter keeps its expiry, whatever ttl the caller passes. Two deliberate
+ * differences from Nori's Python script ("if v == 1 ... return v"), which
+ * change nothing in what is stored:
+ *  - creation is tested with EXISTS before the INCR, not with v == 1: an
+ *    existing "0" incremented to 1 is not new and must not gain a TTL
+ *    (DESIGN 2: the TTL is applied when the key was absent, and only then);
+ *  - the script returns the counter as Redis stores it (GET, a decimal
+ *    string) rather than v: Lua 5.1 numbers are doubles, so returning v loses
+ *    precision above 2^53 and turns INT64_MAX into INT64_MIN.
+ */
+static const char INCR_SCRIPT[] =
+    "local n = redis.call('EXISTS', KEYS[1]) local v = redis.call('INCR', KEYS[1]) "
+    "if n == 0 and tonumber(ARGV[1]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end "
+    "return redis.call('GET', KEYS[1])";
+/* SHA1 of INCR_SCRIPT; the SCRIPT LOAD answer is checked against it. */
+static const char INCR_SCRIPT_SHA[] = "137df22802a5543446842ecc7afe8dbcae3fa515";
+
+typedef struct redis_backend {
+    nori_backend base;    /* must be first */
+    nori__redis_url url;  /* owned; url.display names the server in messages */
+    nori__redis_pool pool;
+    _Atomic bool script_loaded; /* SCRIPT LOAD done once; NOSCRIPT later is handled */
+    _Atomic uint64_t hits, misses;
+} redis_backend;
+
+/* "cache:" + key, built on the stack: keys are at most NORI_MAX_KEY_LEN. */
+typedef struct {
+    char s[KEY_PREFIX_LEN + NORI_MAX_KEY_LEN + 1];
+    size_t len;
+} wire_key;
+
+static void make_key(wire_key *k, const char *key, size_t klen)
+{
+    memcpy(k->s, KEY_PREFIX, KEY_PREFIX_LEN);
+    memcpy(k->s + KEY_PREFIX_LEN, key, klen);
+    k->len = KEY_PREFIX_LEN + klen;
+    k->s[k->len] = '\0';
+}
+
+/* The message for a command that got no reply (r == NULL): c->err is set. */
+static int io_fail(const redis_backend *rb, const redisContext *c, const char *op,
+                   const char *key)
+{
+    char why[160];
+    return nori__fail(NORI_EBACKEND, "redis %s: %s '%.64s': %s", rb->url.display, op, key,
+                      nori__redis_describe_error(c, rb->url.timeout_ms, why, sizeof why));
+}
+
+static int server_fail(const redis_backend *rb, const redisReply *r, const char *op,
+                       const char *key)
+{
+    if (r->type == REDIS_REPLY_ERROR)
+        return nori__fail(NORI_EBACKEND, "redis %s: %s '%.64s': server error: %.200s",
+                          rb->url.display, op, key, r->str);
+    return nori__fail(NORI_EBACKEND, "redis %s: %s '%.64s': unexpected reply type %d",
+                      rb->url.display, op, key, r->type);
+}
+
+/*
+ * One command on a borrowed connection. *reply is the
+ * answer (owned by the caller, freeReplyObject) or NULL after an I/O error,
+ * which has then been reported through io_fail.
+ */
+static int command(redis_backend *rb, redisContext *c, int argc, const char **argv,
+                   const size_t *lens, redisReply **reply, const char *op, const char *key)
+{
+    *reply = redisCommandArgv(c, argc, argv, lens);
+    if (*reply == NULL)
+        return io_fail(rb, c, op, key);
+    return NORI_OK;
+}
+
+/* Borrows a connection with SIGPIPE blocked; pair with end_call. */
+static int begin_call(redis_backend *rb, nori__sigpipe_guard *g, redisContext **c)
+{
+    nori__sigpipe_block(g);
+    int rc = nori__redis_pool_acquire(&rb->pool, c);
+    if (rc != NORI_OK)
+        nori__sigpipe_restore(g);
+    return rc;
+}
+
+static void end_call(redis_backend *rb, nori__sigpipe_guard *g, redisContext *c, bool reusable)
+{
+    nori__redis_pool_release(&rb->pool, c, reusable);
+    nori__sigpipe_restore(g);
+}
+
+/* ---- operations ---- */
+
+static int redis_get(nori_backend *b, const char *key, size_t klen, nori_buf *out)
+{
+    redis_backend *rb = (redis_backend *)b;
+    wire_key k;
+    make_key(&k, key, klen);
+    nori__sigpipe_guard g;
+    redisContext *c;
+    int rc = begin_call(rb, &g, &c);
+    if (rc != NORI_OK)
+        return rc;
+    const char *argv[] = {"GET", k.s};
+    const size_t lens[] = {3, k.len};
+    redisReply *r;
+    rc = command(rb, c, 2, argv, lens, &r, "GET", key);
+    if (rc == NORI_OK) {
+        if (r->type == REDIS_REPLY_NIL) {
+            atomic_fetch_add_explicit(&rb->misses, 1, memory_order_relaxed);
+            rc = NORI_MISS;
+        } else if (r->type == REDIS_REPLY_STRING) {
+            /* Copy out of the reply: the caller owns a plain malloc'd buffer. */
+            char *data = malloc(r->len + 1);
+            if (data == NULL) {
+                rc = nori__fail(NORI_ENOMEM, "out of memory copying the value of '%.64s'", key);
+            } else {
+                memcpy(data, r->str, r->len);
+                data[r->len] = '\0';
+                out->data = data;
+                out->len = r->len;
+                atomic_fetch_add_explicit(&rb->hits, 1, memory_order_relaxed);
+            }
+        } else {
+            rc = server_fail(rb, r, "GET", key);
+        }
+        freeReplyObject(r);
+    }
+    end_call(rb, &g, c, true);
+    return rc;
+}
+
+static int redis_set(nori_backend *b, const char *key, size_t klen, const void *val, size_t len,
+                     int64_t ttl)
+{
+    redis_backend *rb = (redis_backend *)b;
+    wire_key k;
+    make_key(&k, key, klen);
+    char ttl_text[24];
+    int ttl_len = snprintf(ttl_text, sizeof ttl_text, "%" PRId64, ttl);
+    const char *argv[] = {"SET", k.s, val, "EX", ttl_text};
+    const size_t lens[] = {3, k.len, len, 2, (size_t)ttl_len};
+    nori__sigpipe_guard g;
+    redisContext *c;
+    int rc = begin_call(rb, &g, &c);
+    if (rc != NORI_OK)
+        return rc;
+    redisReply *r;
+    rc = command(rb, c, ttl > 0 ? 5 : 3, argv, lens, &r, "SET", key);
+    if (rc == NORI_OK) {
+        if (r->type != REDIS_REPLY_STATUS)
+            rc = server_fail(rb, r, "SET", key);
+        freeReplyObject(r);
+    }
+    end_call(rb, &g, c, true);
+    return rc;
+}
+
+static int redis_del(nori_backend *b, const char *key, size_t klen)
+{
+    redis_backend *rb = (redis_backend *)b;
+    wire_key k;
+    make_key(&k, key, klen);
+    nori__sigpipe_guard g;
+    redisContext *c;
+    int rc = begin_call(rb, &g, &c);
+    if (rc != NORI_OK)
+        return rc;
+    /* UNLINK frees a large value in the background instead of blocking the server. */
+    const char *argv[] = {"UNLINK", k.s};
+    const size_t lens[] = {6, k.len};
+    redisReply *r;
+    rc = command(rb, c, 2, argv, lens, &r, "UNLINK", key);
+    if (rc == NORI_OK) {
+        if (r->type != REDIS_REPLY_INTEGER)
+            rc = server_fail(rb, r, "UNLINK", key);
+        freeReplyObject(r);
+    }
+    end_call(rb, &g, c, true);
+    return rc;
+}
+
+/* UNLINKs the keys of one SCAN page (an array of strings). */
+static int unlink_batch(redis_backend *rb, redisContext *c, const redisReply *keys)
+{
+    if (keys->elements == 0)
+        return NORI_OK;
+    size_t n = keys->elements + 1;
+    const char **argv = malloc(n * sizeof *argv);
+    size_t *lens = malloc(n * sizeof *lens);
+    int rc = NORI_OK;
+    if (argv == NULL || lens == NULL)
+        rc = nori__fail(NORI_ENOMEM, "out of memory flushing redis %s", rb->url.display);
+    for (size_t i = 0; rc == NORI_OK && i < keys->elements; i++) {
+        const redisReply *e = keys->element[i];
+        if (e->type != REDIS_REPLY_STRING)
+            rc = server_fail(rb, e, "flush (SCAN)", KEY_PREFIX "*");
+        else {
+            argv[i + 1] = e->str;
+            lens[i + 1] = e->len;
+        }
+    }
+    if (rc == NORI_OK) {
+        argv[0] = "UNLINK";
+        lens[0] = 6;
+        redisReply *r;
+        rc = command(rb, c, (int)n, argv, lens, &r, "flush (UNLINK)", KEY_PREFIX "*");
+        if (rc == NORI_OK) {
+            if (r->type != REDIS_REPLY_INTEGER)
+                rc = server_fail(rb, r, "flush (UNLINK)", KEY_PREFIX "*");
+            freeReplyObject(r);
+        }
+    }
+    free(argv);
+    free(lens);
+    return rc;
+}
+
+/*
+ * SCAN guarantees that every key present for the whole scan is returned at
+ * least once, so each cache: key that existed when flush started and was not
+ * rewritten meanwhile is removed; keys outside the prefix are never named.
+ */
+static int redis_flush(nori_backend *b)
+{
+    redis_backend *rb = (redis_backend *)b;
+    nori__sigpipe_guard g;
+    redisContext *c;
+    int rc = begin_call(rb, &g, &c);
+    if (rc != NORI_OK)
+        return rc;
+    char cursor[32] = "0";
+    do {
+        const char *argv[] = {"SCAN", cursor, "MATCH", KEY_PREFIX "*", "COUNT", FLUSH_BATCH};
+        redisReply *r;
+        rc = command(rb, c, 6, argv, NULL, &r, "flush (SCAN)", KEY_PREFIX "*");
+        if (rc != NORI_OK)
+            break;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[0]->type != REDIS_REPLY_STRING || r->element[0]->len >= sizeof cursor ||
+            r->element[1]->type != REDIS_REPLY_ARRAY) {
+            rc = server_fail(rb, r, "flush (SCAN)", KEY_PREFIX "*");
+        } else {
+            memcpy(cursor, r->element[0]->str, r->element[0]->len);
+            cursor[r->element[0]->len] = '\0';
+            rc = unlink_batch(rb, c, r->element[1]);
+        }
+        freeReplyObject(r);
+    } while (rc == NORI_OK && strcmp(cursor, "0") != 0);
+    end_call(rb, &g, c, rc == NORI_OK);
+    return rc;
+}
+
+/* Loads the incr script once per backend. Another backend or a server
+ * restart may drop it again; incr then falls back to EVAL on NOSCRIPT. */
+static int load_script(redis_backend *rb, redisContext *c, const char *key)
+{
+    if (atomic_load_explicit(&rb->script_loaded, memory_order_acquire))
+        return NORI_OK;
+    const char *argv[] = {"SCRIPT", "LOAD", INCR_SCRIPT};
+    redisReply *r;
+    int rc = command(rb, c, 3, argv, NULL, &r, "incr (SCRIPT LOAD)", key);
+    if (rc != NORI_OK)
+        return rc;
+    if (r->type != REDIS_REPLY_STRING || strcmp(r->str, INCR_SCRIPT_SHA) != 0)
+        rc = server_fail(rb, r, "incr (SCRIPT LOAD)", key);
+    else
+        atomic_store_explicit(&rb->script_loaded, true, memory_order_release);
+    freeReplyObject(r);
+    return rc;
+}
+
+/* Maps the reply of the incr script to a return code. */
+static int incr_result(redis_backend *rb, const redisReply *r, const char *key, int64_t *out)
+{
+    if (r->type == REDIS_REPLY_STRING) {
+        if (nori__parse_int64(r->str, r->len, out))
+            return NORI_OK;
+        return nori__fail(NORI_EBACKEND, "redis %s: incr '%.64s': the script returned '%.32s'",
+                          rb->url.display, key, r->str);
+    }
+    if (r->type == REDIS_REPLY_ERROR && strstr(r->str, "not an integer") != NULL)
+        return nori__fail(NORI_ETYPE, "incr '%.64s': the stored value is not an int", key);
+    if (r->type == REDIS_REPLY_ERROR && strstr(r->str, "overflow") != NULL)
+        return nori__fail(NORI_ERANGE, "incr '%.64s': the counter would overflow int64", key);
+    return server_fail(rb, r, "incr", key);
+}
+
+static int redis_incr(nori_backend *b, const char *key, size_t klen, int64_t ttl, int64_t *out)
+{
+    redis_backend *rb = (redis_backend *)b;
+    wire_key k;
+    make_key(&k, key, klen);
+    char ttl_text[24];
+    int ttl_len = snprintf(ttl_text, sizeof ttl_text, "%" PRId64, ttl);
+    nori__sigpipe_guard g;
+    redisContext *c;
+    int rc = begin_call(rb, &g, &c);
+    if (rc != NORI_OK)
+        return rc;
+    rc = load_script(rb, c, key);
+    redisReply *r = NULL;
+    if (rc == NORI_OK) {
+        const char *argv[] = {"EVALSHA", INCR_SCRIPT_SHA, "1", k.s, ttl_text};
+        const size_t lens[] = {7, sizeof INCR_SCRIPT_SHA - 1, 1, k.len, (size_t)ttl_len};
+        rc = command(rb, c, 5, argv, lens, &r, "incr (EVALSHA)", key);
+    }
+    if (rc == NORI_OK && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+        /* The server lost its script cache (restart, SCRIPT FLUSH): EVAL
+         * runs the script and caches it again for the next EVALSHA. */
+        freeReplyObject(r);
+        r = NULL;
+        const char *argv[] = {"EVAL", INCR_SCRIPT, "1", k.s, ttl_text};
+        const size_t lens[] = {4, sizeof INCR_SCRIPT - 1, 1, k.len, (size_t)ttl_len};
+        rc = command(rb, c, 5, argv, lens, &r, "incr (EVAL)", key);
+    }
+    if (rc == NORI_OK) {
+        rc = incr_result(rb, r, key, out);
+        freeReplyObject(r);
+    }
+    end_call(rb, &g, c, true);
+    return rc;
+}
+
+/*
+ * One optimistic attempt of atomic_update on connection c. Returns NORI_OK
+ * (written; *written holds the value), NORI_EABORT or an error, or 1 when
+ * EXEC answered nil (another client touched the key: retry).
+ * *reusable is cleared when c may be left in WATCH or MULTI state.
+ */
+static int update_attempt(redis_backend *rb, redisContext *c, const wire_key *k, const char *key,
+                          nori_update_fn fn, void *ud, int64_t ttl, nori_buf *written,
+                          bool *reusable)
+{
+    const char *watch[] = {"WATCH", k->s};
+    const size_t watch_lens[] = {5, k->len};
+    redisReply *r;
+    int rc = command(rb, c, 2, watch, watch_lens, &r, "atomic_update (WATCH)", key);
+    if (rc != NORI_OK)
+        return rc;
+    if (r->type != REDIS_REPLY_STATUS)
+        rc = server_fail(rb, r, "atomic_update (WATCH)", key);
+    freeReplyObject(r);
+    *reusable = false; /* WATCH is active from here on */
+    if (rc != NORI_OK)
+        return rc;
+
+    const char *get[] = {"GET", k->s};
+    const size_t get_lens[] = {3, k->len};
+    redisReply *cur;
+    rc = command(rb, c, 2, get, get_lens, &cur, "atomic_update (GET)", key);
+    if (rc != NORI_OK)
+        return rc;
+    if (cur->type != REDIS_REPLY_NIL && cur->type != REDIS_REPLY_STRING) {
+        rc = server_fail(rb, cur, "atomic_update (GET)", key);
+        freeReplyObject(cur);
+        return rc;
+    }
+    /* hiredis NUL-terminates string replies, so current.data is a C string too. */
+    nori_buf current = {cur->str, cur->len};
+    nori_buf next = {NULL, 0};
+    int declined = fn(cur->type == REDIS_REPLY_STRING ? &current : NULL, &next, ud);
+    freeReplyObject(cur);
+    if (declined != 0) {
+        nori_buf_free(&next);
+        rc = nori__fail(NORI_EABORT, "atomic_update '%.64s': the callback declined (returned %d)",
+                        key, declined);
+    } else if (next.data == NULL && next.len > 0) {
+        rc = nori__fail(NORI_EINVAL, "atomic_update '%.64s': the callback set len %zu with no data",
+                        key, next.len);
+    } else {
+        rc = nori__check_value(&rb->base, key, next.len);
+        if (rc != NORI_OK)
+            nori_buf_free(&next);
+    }
+    /* Take the value now (NUL-terminated for the caller), so that nothing
+     * can fail between a successful EXEC and returning. */
+    if (rc == NORI_OK)
+        rc = nori__adopt_buf(&next, written);
+    if (rc != NORI_OK) {
+        const char *unwatch[] = {"UNWATCH"};
+        redisReply *u = redisCommandArgv(c, 1, unwatch, NULL);
+        if (u != NULL && u->type == REDIS_REPLY_STATUS)
+            *reusable = true;
+        if (u != NULL)
+            freeReplyObject(u);
+        return rc;
+    }
+
+    /* MULTI, SET, EXEC in one round trip. */
+    char ttl_text[24];
+    int ttl_len = snprintf(ttl_text, sizeof ttl_text, "%" PRId64, ttl);
+    const char *set[] = {"SET", k->s, written->data, ttl > 0 ? "EX" : "KEEPTTL", ttl_text};
+    const size_t set_lens[] = {3, k->len, written->len, ttl > 0 ? 2 : 7, (size_t)ttl_len};
+    const char *multi[] = {"MULTI"};
+    const char *exec[] = {"EXEC"};
+    if (redisAppendCommandArgv(c, 1, multi, NULL) != REDIS_OK ||
+        redisAppendCommandArgv(c, ttl > 0 ? 5 : 4, set, set_lens) != REDIS_OK ||
+        redisAppendCommandArgv(c, 1, exec, NULL) != REDIS_OK) {
+        nori_buf_free(written);
+        return nori__fail(NORI_ENOMEM, "out of memory queueing atomic_update '%.64s'", key);
+    }
+    redisReply *replies[3] = {NULL, NULL, NULL};
+    for (int i = 0; i < 3 && rc == NORI_OK; i++) {
+        void *reply;
+        if (redisGetReply(c, &reply) != REDIS_OK)
+            rc = io_fail(rb, c, "atomic_update (MULTI/SET/EXEC)", key);
+        else
+            replies[i] = reply;
+    }
+    if (rc == NORI_OK) {
+        redisReply *e = replies[2];
+        if (e->type == REDIS_REPLY_NIL) {
+            rc = 1; /* lost the race; EXEC also ended the WATCH */
+            *reusable = true;
+        } else if (e->type == REDIS_REPLY_ARRAY && e->elements == 1 &&
+                   e->element[0]->type == REDIS_REPLY_STATUS) {
+            *reusable = true;
+        } else if (e->type == REDIS_REPLY_ARRAY && e->elements == 1) {
+            rc = server_fail(rb, e->element[0], "atomic_update (SET)", key);
+            *reusable = true;
+        } else {
+            rc = server_fail(rb, e, "atomic_update (EXEC)", key);
+        }
+    }
+    for (int i = 0; i < 3; i++)
+        if (replies[i] != NULL)
+            freeReplyObject(replies[i]);
+    if (rc != NORI_OK)
+        nori_buf_free(written);
+    return rc;
+}
+
+static int redis_atomic_update(nori_backend *b, const char *key, size_t klen, nori_update_fn fn,
+                               void *ud, int64_t ttl, nori_buf *out)
+{
+    redis_backend *rb = (redis_backend *)b;
+    wire_key k;
+    make_key(&k, key, klen);
+    nori__sigpipe_guard g;
+    redisContext *c;
+    int rc = begin_call(rb, &g, &c);
+    if (rc != NORI_OK)
+        return rc;
+    nori_buf written = {NULL, 0};
+    bool reusable = true;
+    int attempt = 0;
+    do {
+        rc = update_attempt(rb, c, &k, key, fn, ud, ttl, &written, &reusable);
+    } while (rc == 1 && ++attempt < UPDATE_MAX_ATTEMPTS);
+    if (rc == 1)
+        rc = nori__fail(NORI_EBACKEND,
+                        "redis %s: atomic_update '%.64s': gave up after %d attempts, the key "
+                        "kept changing under WATCH",
+                        rb->url.display, key, UPDATE_MAX_ATTEMPTS);
+    end_call(rb, &g, c, reusable);
+    if (rc == NORI_OK && out != NULL)
+        *out = written;
+    else
+        nori_buf_free(&written);
+    return rc;
+}
+
+static int redis_verify(nori_backend *b)
+{
+    redis_backend *rb = (redis_backend *)b;
+    nori__sigpipe_guard g;
+    redisContext *c;
+    int rc = begin_call(rb, &g, &c);
+    if (rc != NORI_OK)
+        return rc;
+    const char *argv[] = {"PING"};
+    redisReply *r;
+    rc = command(rb, c, 1, argv, NULL, &r, "verify", "PING");
+    if (rc == NORI_OK) {
+        if (r->type != REDIS_REPLY_STATUS || strcmp(r->str, "PONG") != 0)
+            rc = server_fail(rb, r, "verify", "PING");
+        freeReplyObject(r);
+    }
+    end_call(rb, &g, c, true);
+    return rc;
+}
+
+static void redis_stats(nori_backend *b, nori_backend_stats *out)
+{
+    redis_backend *rb = (redis_backend *)b;
+    out->hits = atomic_load_explicit(&rb->hits, memory_order_relaxed);
+    out->misses = atomic_load_explicit(&rb->misses, memory_order_relaxed);
+}
+
+static void redis_destroy(nori_backend *b)
+{
+    redis_backend *rb = (redis_backend *)b;
+    nori__redis_pool_destroy(&rb->pool);
+    nori__redis_url_free(&rb->url);
+    free(rb);
+}
+
+static const nori_backend_ops redis_ops = {
+    .kind = "redis",
+    .get = redis_get,
+    .set = redis_set,
+    .del = redis_del,
+    .flush = redis_flush,
+    .incr = redis_incr,
+    .atomic_update = redis_atomic_update,
+    .verify = redis_verify,
+    .stats = redis_stats,
+    .destroy = redis_destroy,
+};
 
 int nori_redis_backend_new(const char *url, nori_backend **out)
 {
-    nori__redis_url u;
-    int rc = nori__redis_url_parse(url, &u);
-    if (rc != NORI_OK)
+    if (out == NULL)
+        return nori__fail(NORI_EINVAL, "redis backend: out is NULL");
+    redis_backend *rb = calloc(1, sizeof *rb);
+    if (rb == NULL)
+        return nori__fail(NORI_ENOMEM, "out of memory creating a redis backend");
+    int rc = nori__redis_url_parse(url, &rb->url);
+    if (rc != NORI_OK) {
+        free(rb);
         return rc;
-    nori__redis_url_free(&u);
-    (void)out;
-    return nori__fail(NORI_EBACKEND, "the Redis backend is not built yet");
+    }
+    rc = nori__redis_pool_init(&rb->pool, &rb->url);
+    if (rc != NORI_OK) {
+        nori__redis_url_free(&rb->url);
+        free(rb);
+        return rc;
+    }
+    atomic_init(&rb->script_loaded, false);
+    atomic_init(&rb->hits, 0);
+    atomic_init(&rb->misses, 0);
+    nori__backend_init(&rb->base, &redis_ops);
+    *out = &rb->base;
+    return NORI_OK;
 }

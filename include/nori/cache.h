@@ -156,10 +156,44 @@ NORI_EXPORT int nori_memory_backend_new(size_t max_keys, nori_backend **out);
 
 /*
  * A backend on a Redis server, shared by every process that uses the same
- * server. See nori/redis notes in README for URL forms and timeouts.
- * Connects lazily: the URL is validated here (a malformed URL or an
- * unsupported scheme is NORI_EINVAL), the first connection is made by the
- * first call that needs one. Use nori_backend_verify() to check reachability.
+ * server. On success *out is a new backend owned by the caller (free with
+ * nori_backend_free); on failure *out is untouched.
+ *
+ * URL forms:
+ *   redis://[[user]:password@]host[:port][/db][?option=value&...]
+ *       host: a name, an IPv4 address or [IPv6]; port default 6379; db
+ *       default 0. user and password may be percent-encoded (%40 for '@').
+ *       With a password the backend sends AUTH password (AUTH user password
+ *       when a user is given) on every new connection; with db != 0, SELECT.
+ *   unix:///path/to.sock[?db=N&option=value&...]
+ * Options (query string):
+ *   connect_timeout_ms  bound on establishing a connection (default 1000)
+ *   timeout_ms          bound on each command's send and reply (default 1000)
+ *   pool_size           most idle connections kept for reuse (default 64)
+ * rediss:// (TLS: hiredis 0.14 has none), any other scheme, an unknown option
+ * or a malformed URL is NORI_EINVAL, with the URL shown with its password
+ * replaced by "***".
+ *
+ * Connects lazily: the URL is validated here, the first connection is made
+ * by the first call that needs one. Use nori_backend_verify() (a PING) to
+ * check reachability.
+ *
+ * Connections: a pool. Each call borrows one connection for its duration (a
+ * connection is never used by two threads at once); when none is idle a new
+ * one is opened, so the number of connections grows with the number of
+ * threads calling at the same moment; at most pool_size idle ones are kept.
+ * After any I/O error, timeout or protocol error the connection is closed,
+ * not reused: the next call connects afresh, so the same handle works again
+ * once the server is back. A dead or hung server gives NORI_EBACKEND after
+ * about connect_timeout_ms (or timeout_ms for a server that accepted the
+ * connection but does not answer), never a hang; the message names the URL
+ * (password masked) and what happened (connection refused, timed out, the
+ * server's error text).
+ *
+ * Wire format, shared with Nori's Python implementation: key "cache:" + key,
+ * values stored as given. flush only removes keys under "cache:" (SCAN +
+ * UNLINK), never FLUSHDB. SIGPIPE is blocked on the calling thread during
+ * each call, so a dropped connection is an error, never a killed process.
  */
 NORI_EXPORT int nori_redis_backend_new(const char *url, nori_backend **out);
 

@@ -1,0 +1,212 @@
+/*
+ * The connection pool of the Redis backend; see redis_pool.h.
+ *
+ * Why a stack of idle contexts behind one mutex: the lock is held only to
+ * push or pop a pointer (never during I/O or connecting), so contention costs
+ * nanoseconds next to a network round trip; the most recently used context
+ * is reused first, which keeps the set of warm connections small.
+ */
+#include "redis_pool.h"
+
+#include "backend.h"
+#include "error.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+static struct timeval ms_to_timeval(int ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    return tv;
+}
+
+int nori__redis_pool_init(nori__redis_pool *p, const nori__redis_url *url)
+{
+    p->url = url;
+    p->nidle = 0;
+    p->idle = calloc((size_t)url->pool_size, sizeof *p->idle);
+    if (p->idle == NULL)
+        return nori__fail(NORI_ENOMEM, "out of memory creating a Redis connection pool");
+    pthread_mutex_init(&p->lock, NULL);
+    return NORI_OK;
+}
+
+void nori__redis_pool_destroy(nori__redis_pool *p)
+{
+    for (int i = 0; i < p->nidle; i++)
+        redisFree(p->idle[i]);
+    free(p->idle);
+    p->idle = NULL;
+    p->nidle = 0;
+    pthread_mutex_destroy(&p->lock);
+}
+
+const char *nori__redis_describe_error(const redisContext *c, int timeout_ms, char *buf,
+                                       size_t size)
+{
+    const char *what = c->errstr[0] ? c->errstr : "connection lost";
+    if (c->err == REDIS_ERR_IO && strstr(what, "temporarily unavailable") != NULL)
+        snprintf(buf, size, "timed out (no reply within %d ms)", timeout_ms);
+    else
+        snprintf(buf, size, "%s", what);
+    return buf;
+}
+
+/* Runs one setup command (AUTH, SELECT) on a fresh context. `what` names the
+ * step in the message; the arguments themselves are never printed, as they
+ * may hold the password. */
+static int setup_command(nori__redis_pool *p, redisContext *c, const char *what, int argc,
+                         const char **argv)
+{
+    redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+    if (r == NULL) {
+        char why[160];
+        return nori__fail(NORI_EBACKEND, "redis %s: %s failed: %s", p->url->display, what,
+                          nori__redis_describe_error(c, p->url->timeout_ms, why, sizeof why));
+    }
+    int rc = NORI_OK;
+    if (r->type == REDIS_REPLY_ERROR)
+        rc = nori__fail(NORI_EBACKEND, "redis %s: %s refused by the server: %.200s",
+                        p->url->display, what, r->str);
+    freeReplyObject(r);
+    return rc;
+}
+
+/* Connects and sets up a new context. On failure nothing is left open. */
+static int connect_new(nori__redis_pool *p, redisContext **out)
+{
+    const nori__redis_url *u = p->url;
+    struct timeval ctv = ms_to_timeval(u->connect_timeout_ms);
+    redisContext *c = u->is_unix ? redisConnectUnixWithTimeout(u->path, ctv)
+                                 : redisConnectWithTimeout(u->host, u->port, ctv);
+    if (c == NULL)
+        return nori__fail(NORI_ENOMEM, "out of memory connecting to redis %s", u->display);
+    if (c->err) {
+        /* errstr is hiredis's text, e.g. "Connection refused" or
+         * "Connection timed out" (connect_timeout_ms elapsed). */
+        int rc = nori__fail(NORI_EBACKEND, "redis %s: cannot connect: %s (connect timeout %d ms)",
+                            u->display, c->errstr, u->connect_timeout_ms);
+        redisFree(c);
+        return rc;
+    }
+    /* The command timeout bounds every later read and write on the socket;
+     * without it a hung server would block the caller forever. */
+    int rc = NORI_OK;
+    if (redisSetTimeout(c, ms_to_timeval(u->timeout_ms)) != REDIS_OK)
+        rc = nori__fail(NORI_EBACKEND, "redis %s: cannot set the command timeout: %s",
+                        u->display, c->errstr);
+    /* Keepalive (TCP only) notices a peer that vanished without closing. */
+    if (rc == NORI_OK && !u->is_unix && redisEnableKeepAlive(c) != REDIS_OK)
+        rc = nori__fail(NORI_EBACKEND, "redis %s: cannot enable TCP keepalive: %s", u->display,
+                        c->errstr);
+    if (rc == NORI_OK && u->password != NULL) {
+        if (u->user != NULL) {
+            const char *argv[] = {"AUTH", u->user, u->password};
+            rc = setup_command(p, c, "AUTH (user and password)", 3, argv);
+        } else {
+            const char *argv[] = {"AUTH", u->password};
+            rc = setup_command(p, c, "AUTH (password)", 2, argv);
+        }
+    }
+    if (rc == NORI_OK && u->db != 0) {
+        char db[16];
+        snprintf(db, sizeof db, "%d", u->db);
+        const char *argv[] = {"SELECT", db};
+        rc = setup_command(p, c, "SELECT", 2, argv);
+    }
+    if (rc != NORI_OK) {
+        redisFree(c);
+        return rc;
+    }
+    *out = c;
+    return NORI_OK;
+}
+
+/*
+ * An idle connection whose socket is readable has been closed by the server
+ * (a restart, a timeout, CLIENT KILL): there are no replies pending on an
+ * idle context, so readable means EOF or an error. Checking costs one poll(2)
+ * with a zero timeout and saves the caller a failed command after a restart.
+ */
+static bool looks_closed(redisContext *c)
+{
+    struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+    int n = poll(&pfd, 1, 0);
+    return n != 0; /* readable, hung up, or poll failed */
+}
+
+int nori__redis_pool_acquire(nori__redis_pool *p, redisContext **out)
+{
+    for (;;) {
+        redisContext *c = NULL;
+        pthread_mutex_lock(&p->lock);
+        if (p->nidle > 0)
+            c = p->idle[--p->nidle];
+        pthread_mutex_unlock(&p->lock);
+        if (c == NULL)
+            return connect_new(p, out);
+        if (!looks_closed(c)) {
+            *out = c;
+            return NORI_OK;
+        }
+        redisFree(c);
+    }
+}
+
+void nori__redis_pool_release(nori__redis_pool *p, redisContext *c, bool reusable)
+{
+    if (c == NULL)
+        return;
+    redisContext *stale[NORI_REDIS_MAX_POOL_SIZE];
+    int nstale = 0;
+    bool keep = reusable && c->err == 0;
+    pthread_mutex_lock(&p->lock);
+    if (keep && p->nidle < p->url->pool_size) {
+        p->idle[p->nidle++] = c;
+        c = NULL;
+    } else if (c->err == REDIS_ERR_EOF ||
+               (c->err == REDIS_ERR_IO && strstr(c->errstr, "temporarily unavailable") == NULL)) {
+        /* The connection broke (not merely a slow reply): the siblings most
+         * likely point at the same dead server. Take them out under the
+         * lock, close them outside it. A timeout alone does not drain the
+         * pool, so a slow server does not cause a storm of reconnects. */
+        nstale = p->nidle;
+        memcpy(stale, p->idle, (size_t)nstale * sizeof *stale);
+        p->nidle = 0;
+    }
+    pthread_mutex_unlock(&p->lock);
+    for (int i = 0; i < nstale; i++)
+        redisFree(stale[i]);
+    if (c != NULL)
+        redisFree(c);
+}
+
+void nori__sigpipe_block(nori__sigpipe_guard *g)
+{
+    sigset_t set, pending;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, &g->old_mask);
+    g->was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
+}
+
+void nori__sigpipe_restore(nori__sigpipe_guard *g)
+{
+    int saved_errno = errno;
+    sigset_t pending;
+    if (!g->was_pending && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1) {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGPIPE);
+        struct timespec zero = {0, 0};
+        while (sigtimedwait(&set, NULL, &zero) == -1 && errno == EINTR)
+            ;
+    }
+    pthread_sigmask(SIG_SETMASK, &g->old_mask, NULL);
+    errno = saved_errno;
+}

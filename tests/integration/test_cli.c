@@ -1,0 +1,304 @@
+/*
+ * The noricache binary, run as a real process for each subcommand: against a
+ * private redis-server (values persist across invocations) and the memory
+ * backend (each invocation is a fresh cache), exit codes, usage errors, .env
+ * configuration, and check against a dead server.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "redis_server.h"
+#include "test_support.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef NORICACHE_PATH
+#error "NORICACHE_PATH must name the built noricache binary"
+#endif
+
+static nori_test_redis *server;
+static char *workdir; /* cwd of the CLI runs: holds .env for one test */
+
+typedef struct {
+    int status; /* exit code, or -1 if killed */
+    char out[4096];
+    size_t out_len;
+    char err[4096];
+} result;
+
+static int group_setup(void **state)
+{
+    (void)state;
+    server = nori_test_redis_start("cli-Secret");
+    workdir = nori_test_mkdtemp();
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    nori_test_redis_stop(server);
+    nori_test_rmtree(workdir);
+    free(workdir);
+    return 0;
+}
+
+static size_t read_all(int fd, char *buf, size_t size)
+{
+    size_t len = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + len, size - 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        if (len == size - 1)
+            break;
+    }
+    buf[len] = '\0';
+    return len;
+}
+
+/*
+ * Runs noricache with args (NULL-terminated) in workdir. backend NULL leaves
+ * CACHE_BACKEND and REDIS_URL unset (so .env, if any, decides).
+ */
+static void run_cli(result *r, const char *backend, const char *url, const char **args)
+{
+    int out[2], err[2];
+    assert_int_equal(pipe(out), 0);
+    assert_int_equal(pipe(err), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (chdir(workdir) != 0)
+            _exit(126);
+        unsetenv("CACHE_BACKEND");
+        unsetenv("REDIS_URL");
+        if (backend != NULL)
+            setenv("CACHE_BACKEND", backend, 1);
+        if (url != NULL)
+            setenv("REDIS_URL", url, 1);
+        dup2(out[1], STDOUT_FILENO);
+        dup2(err[1], STDERR_FILENO);
+        close(out[0]);
+        close(err[0]);
+        close(out[1]);
+        close(err[1]);
+        const char *argv[16] = {"noricache"};
+        int n = 1;
+        for (; args[n - 1] != NULL && n < 15; n++)
+            argv[n] = args[n - 1];
+        argv[n] = NULL;
+        execv(NORICACHE_PATH, (char *const *)argv);
+        _exit(127);
+    }
+    close(out[1]);
+    close(err[1]);
+    /* Outputs are small (well under a pipe buffer): read one after the other. */
+    r->out_len = read_all(out[0], r->out, sizeof r->out);
+    read_all(err[0], r->err, sizeof r->err);
+    close(out[0]);
+    close(err[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    r->status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+#define RUN(r, backend, url, ...)                                \
+    do {                                                         \
+        const char *args_[] = {__VA_ARGS__, NULL};               \
+        run_cli((r), (backend), (url), args_);                   \
+    } while (0)
+
+static void test_redis_subcommands(void **state)
+{
+    (void)state;
+    const char *url = server->url;
+    result r;
+    RUN(&r, "redis", url, "flush");
+    assert_int_equal(r.status, 0);
+    RUN(&r, "redis", url, "get", "greeting");
+    assert_int_equal(r.status, 1);
+    assert_int_equal(r.out_len, 0);
+    RUN(&r, "redis", url, "set", "greeting", "hello world");
+    assert_int_equal(r.status, 0);
+    RUN(&r, "redis", url, "get", "greeting");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "hello world"); /* raw: no newline added */
+    RUN(&r, "redis", url, "set", "t", "v", "--ttl", "100");
+    assert_int_equal(r.status, 0);
+    RUN(&r, "redis", url, "set", "t2", "-5", "--ttl=7"); /* a value starting with '-' */
+    assert_int_equal(r.status, 0);
+    RUN(&r, "redis", url, "get", "t2");
+    assert_string_equal(r.out, "-5");
+    RUN(&r, "redis", url, "incr", "n", "--ttl", "60");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "1\n");
+    RUN(&r, "redis", url, "incr", "n");
+    assert_string_equal(r.out, "2\n");
+    RUN(&r, "redis", url, "incr", "greeting");
+    assert_int_equal(r.status, 3);
+    assert_non_null(strstr(r.err, "not an int"));
+    RUN(&r, "redis", url, "delete", "greeting");
+    assert_int_equal(r.status, 0);
+    RUN(&r, "redis", url, "get", "greeting");
+    assert_int_equal(r.status, 1);
+    RUN(&r, "redis", url, "delete", "greeting"); /* missing: still success */
+    assert_int_equal(r.status, 0);
+
+    /* What the CLI wrote is what the library (and Python) reads. */
+    nori_backend *b;
+    assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
+    nori_buf v;
+    assert_nori(nori_backend_get(b, "n", &v), NORI_OK);
+    assert_string_equal(v.data, "2");
+    nori_buf_free(&v);
+    RUN(&r, "redis", url, "flush");
+    assert_int_equal(r.status, 0);
+    assert_nori(nori_backend_get(b, "n", &v), NORI_MISS);
+    assert_nori(nori_backend_get(b, "t", &v), NORI_MISS);
+    nori_backend_free(b);
+
+    RUN(&r, "redis", url, "check");
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "ok: redis redis://:***@127.0.0.1:"));
+    assert_null(strstr(r.out, "cli-Secret"));
+}
+
+static void test_memory_subcommands(void **state)
+{
+    (void)state;
+    result r;
+    RUN(&r, "memory", NULL, "set", "k", "v");
+    assert_int_equal(r.status, 0);
+    /* A fresh process has a fresh memory cache. */
+    RUN(&r, "memory", NULL, "get", "k");
+    assert_int_equal(r.status, 1);
+    RUN(&r, "memory", NULL, "incr", "k", "--ttl", "5");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "1\n");
+    RUN(&r, "memory", NULL, "delete", "k");
+    assert_int_equal(r.status, 0);
+    RUN(&r, "memory", NULL, "flush");
+    assert_int_equal(r.status, 0);
+    RUN(&r, "memory", NULL, "check");
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "ok: memory"));
+    /* No configuration at all: the memory backend is the default. */
+    RUN(&r, NULL, NULL, "check");
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "ok: memory"));
+}
+
+static void test_usage_errors(void **state)
+{
+    (void)state;
+    result r;
+    RUN(&r, "memory", NULL, "--help");
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "usage: noricache"));
+    assert_non_null(strstr(r.out, "Exit status"));
+    RUN(&r, "memory", NULL, "-h");
+    assert_int_equal(r.status, 0);
+    RUN(&r, "memory", NULL, "--version");
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, NORI_VERSION_STRING));
+    const char *bad_ttls[] = {"-1", "1.5", "abc", "", " 5", "+5", "5s", "99999999999999999999"};
+    for (size_t i = 0; i < sizeof bad_ttls / sizeof *bad_ttls; i++) {
+        RUN(&r, "memory", NULL, "set", "k", "v", "--ttl", bad_ttls[i]);
+        if (r.status != 2)
+            fail_msg("--ttl '%s' gave exit %d", bad_ttls[i], r.status);
+        assert_non_null(strstr(r.err, "--ttl"));
+    }
+    RUN(&r, "memory", NULL, "set", "k", "v", "--ttl");
+    assert_int_equal(r.status, 2);
+    RUN(&r, "memory", NULL, "bogus");
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "unknown command"));
+    RUN(&r, "memory", NULL, "get");
+    assert_int_equal(r.status, 2);
+    RUN(&r, "memory", NULL, "get", "a", "b");
+    assert_int_equal(r.status, 2);
+    RUN(&r, "memory", NULL, "set", "k");
+    assert_int_equal(r.status, 2);
+    RUN(&r, "memory", NULL, "get", "k", "--ttl", "5");
+    assert_int_equal(r.status, 2);
+    RUN(&r, "memory", NULL, "flush", "--force");
+    assert_int_equal(r.status, 2);
+    RUN(&r, "memory", NULL, "set", "", "v"); /* empty key: the library refuses */
+    assert_int_equal(r.status, 3);
+    assert_non_null(strstr(r.err, "key is empty"));
+    {
+        const char *none[] = {NULL};
+        run_cli(&r, "memory", NULL, none);
+        assert_int_equal(r.status, 2);
+    }
+    /* A bad configuration names the variable. */
+    RUN(&r, "nosuch", NULL, "get", "k");
+    assert_int_equal(r.status, 3);
+    assert_non_null(strstr(r.err, "CACHE_BACKEND"));
+}
+
+static void test_check_dead_server(void **state)
+{
+    (void)state;
+    nori_test_redis_kill(server);
+    char url[400];
+    snprintf(url, sizeof url, "%s?connect_timeout_ms=300", server->url);
+    result r;
+    RUN(&r, "redis", url, "check");
+    assert_int_equal(r.status, 1);
+    assert_int_equal(r.out_len, 0);
+    assert_non_null(strstr(r.err, "refused"));
+    assert_non_null(strstr(r.err, "***"));
+    assert_null(strstr(r.err, "cli-Secret"));
+    RUN(&r, "redis", url, "get", "k");
+    assert_int_equal(r.status, 3);
+    RUN(&r, "redis", "rediss://localhost", "check");
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "TLS"));
+    nori_test_redis_restart(server);
+    RUN(&r, "redis", url, "check");
+    assert_int_equal(r.status, 0);
+}
+
+static void test_dotenv(void **state)
+{
+    (void)state;
+    char path[4200], text[600];
+    snprintf(path, sizeof path, "%s/.env", workdir);
+    snprintf(text, sizeof text, "# from .env\nCACHE_BACKEND=redis\nREDIS_URL=%s\n", server->url);
+    nori_test_write_file(path, text);
+    result r;
+    RUN(&r, NULL, NULL, "set", "fromenv", "yes");
+    assert_int_equal(r.status, 0);
+    RUN(&r, NULL, NULL, "get", "fromenv");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "yes");
+    /* The environment wins over .env. */
+    RUN(&r, "memory", NULL, "get", "fromenv");
+    assert_int_equal(r.status, 1);
+    unlink(path);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_redis_subcommands),
+        cmocka_unit_test(test_memory_subcommands),
+        cmocka_unit_test(test_usage_errors),
+        cmocka_unit_test(test_check_dead_server),
+        cmocka_unit_test(test_dotenv),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

@@ -1,0 +1,270 @@
+/*
+ * Faults against a real, password-protected redis-server that the test
+ * stops, restarts, freezes and puts to sleep: every call comes back with
+ * NORI_EBACKEND within about the configured timeout, never hangs, never shows
+ * the password, and the same backend handle works again once the server does.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "redis_server.h"
+#include "test_support.h"
+
+#include <arpa/inet.h>
+#include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PASSWORD "Fault-Pw-42"
+#define TIMEOUT_MS 300
+
+static nori_test_redis *server;
+
+static int group_setup(void **state)
+{
+    (void)state;
+    server = nori_test_redis_start(PASSWORD);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    if (server != NULL && server->pid > 0)
+        kill(server->pid, SIGCONT); /* in case a test failed while it was frozen */
+    nori_test_redis_stop(server);
+    return 0;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
+}
+
+static nori_backend *new_backend(void)
+{
+    char url[400];
+    snprintf(url, sizeof url, "%s?timeout_ms=%d&connect_timeout_ms=%d", server->url, TIMEOUT_MS,
+             TIMEOUT_MS);
+    nori_backend *b;
+    assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
+    return b;
+}
+
+static void assert_no_password(void)
+{
+    const char *msg = nori_last_error();
+    if (strstr(msg, PASSWORD) != NULL)
+        fail_msg("the password leaked into: %s", msg);
+    assert_non_null(strstr(msg, "***"));
+}
+
+static void test_stopped_then_restarted(void **state)
+{
+    (void)state;
+    nori_backend *b = new_backend();
+    assert_nori(nori_backend_set(b, "k", "before", 6, 0), NORI_OK);
+    nori_test_redis_kill(server);
+
+    double t0 = now_ms();
+    nori_buf v;
+    assert_nori(nori_backend_get(b, "k", &v), NORI_EBACKEND);
+    double elapsed = now_ms() - t0;
+    print_message("get against a stopped server: %.1f ms: %s\n", elapsed, nori_last_error());
+    assert_true(elapsed < 3 * TIMEOUT_MS);
+    assert_no_password();
+    char port[16];
+    snprintf(port, sizeof port, ":%d", server->port);
+    assert_non_null(strstr(nori_last_error(), port));
+    assert_non_null(strstr(nori_last_error(), "refused"));
+
+    t0 = now_ms();
+    assert_nori(nori_backend_verify(b), NORI_EBACKEND);
+    assert_true(now_ms() - t0 < 3 * TIMEOUT_MS);
+    assert_no_password();
+    int64_t n;
+    assert_nori(nori_backend_incr(b, "c", 0, &n), NORI_EBACKEND);
+    assert_nori(nori_backend_set(b, "k", "x", 1, 0), NORI_EBACKEND);
+    assert_nori(nori_backend_flush(b), NORI_EBACKEND);
+
+    nori_test_redis_restart(server);
+    /* Same handle, no recreation: works again (the data did not persist). */
+    assert_nori(nori_backend_verify(b), NORI_OK);
+    assert_nori(nori_backend_get(b, "k", &v), NORI_MISS);
+    assert_nori(nori_backend_set(b, "k", "after", 5, 0), NORI_OK);
+    assert_nori(nori_backend_get(b, "k", &v), NORI_OK);
+    assert_string_equal(v.data, "after");
+    nori_buf_free(&v);
+    /* The restarted server has no scripts cached: incr falls back to EVAL. */
+    assert_nori(nori_backend_incr(b, "c", 0, &n), NORI_OK);
+    assert_int_equal(n, 1);
+    nori_backend_free(b);
+}
+
+/* Pooled connections to a server that restarted between two calls are
+ * dropped before use: the first call after the restart already succeeds. */
+static void test_restart_between_calls(void **state)
+{
+    (void)state;
+    nori_backend *b = new_backend();
+    assert_nori(nori_backend_set(b, "r", "1", 1, 0), NORI_OK);
+    nori_test_redis_kill(server);
+    nori_test_redis_restart(server);
+    assert_nori(nori_backend_set(b, "r", "2", 1, 0), NORI_OK);
+    nori_backend_free(b);
+}
+
+/* A frozen server accepts connections (the kernel does) but never answers:
+ * the command timeout must fire. */
+static void test_frozen_server(void **state)
+{
+    (void)state;
+    nori_backend *b = new_backend();
+    assert_nori(nori_backend_set(b, "f", "v", 1, 0), NORI_OK);
+    assert_int_equal(kill(server->pid, SIGSTOP), 0);
+    double t0 = now_ms();
+    nori_buf v;
+    int rc = nori_backend_get(b, "f", &v);
+    double elapsed = now_ms() - t0;
+    /* A second call opens a new connection (the old one was freed) and
+     * must time out too, in AUTH this time. */
+    double t1 = now_ms();
+    int rc2 = nori_backend_verify(b);
+    double elapsed2 = now_ms() - t1;
+    char msg2[512];
+    snprintf(msg2, sizeof msg2, "%s", nori_last_error());
+    kill(server->pid, SIGCONT);
+    print_message("frozen server: get %.1f ms, verify %.1f ms: %s\n", elapsed, elapsed2, msg2);
+    assert_nori(rc, NORI_EBACKEND);
+    assert_nori(rc2, NORI_EBACKEND);
+    assert_true(elapsed < 3 * TIMEOUT_MS);
+    assert_true(elapsed2 < 3 * TIMEOUT_MS);
+    assert_null(strstr(msg2, PASSWORD));
+    assert_non_null(strstr(msg2, "timed out"));
+    assert_nori(nori_backend_get(b, "f", &v), NORI_OK);
+    nori_buf_free(&v);
+    nori_backend_free(b);
+}
+
+/* DEBUG SLEEP 2 from another connection blocks the whole server for 2 s; a
+ * call with timeout_ms=300 must return well before that. */
+static void test_debug_sleep(void **state)
+{
+    (void)state;
+    nori_backend *b = new_backend();
+    assert_nori(nori_backend_set(b, "d", "v", 1, 0), NORI_OK);
+    redisContext *other = nori_test_redis_connect(server);
+    assert_non_null(other);
+    assert_int_equal(redisAppendCommand(other, "DEBUG SLEEP 2"), REDIS_OK);
+    int done = 0;
+    while (!done)
+        assert_int_equal(redisBufferWrite(other, &done), REDIS_OK);
+    usleep(100 * 1000); /* let the server start sleeping */
+
+    double t0 = now_ms();
+    nori_buf v;
+    int rc = nori_backend_get(b, "d", &v);
+    double elapsed = now_ms() - t0;
+    print_message("get during DEBUG SLEEP 2: %.1f ms: %s\n", elapsed, nori_last_error());
+    assert_nori(rc, NORI_EBACKEND);
+    assert_true(elapsed < 1500);
+    assert_non_null(strstr(nori_last_error(), "timed out"));
+    assert_no_password();
+
+    void *reply;
+    assert_int_equal(redisGetReply(other, &reply), REDIS_OK); /* sleep over */
+    freeReplyObject(reply);
+    redisFree(other);
+    assert_nori(nori_backend_get(b, "d", &v), NORI_OK);
+    assert_string_equal(v.data, "v");
+    nori_buf_free(&v);
+    nori_backend_free(b);
+}
+
+/*
+ * A listener whose accept queue is full: the kernel drops further SYNs, so a
+ * connect neither succeeds nor fails, like a server behind a black hole. The
+ * connect timeout must bound it. (Loopback only: listen(fd, 0) allows one
+ * queued connection, which the test fills itself.)
+ */
+static void test_connect_timeout(void **state)
+{
+    (void)state;
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(lfd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(lfd, 0), 0);
+    socklen_t len = sizeof a;
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
+    int fillers[4];
+    for (int i = 0; i < 4; i++) {
+        fillers[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        assert_true(fillers[i] >= 0);
+        (void)connect(fillers[i], (struct sockaddr *)&a, sizeof a);
+    }
+    usleep(50 * 1000);
+    char url[200];
+    snprintf(url, sizeof url, "redis://:%s@127.0.0.1:%d?connect_timeout_ms=%d", PASSWORD,
+             ntohs(a.sin_port), TIMEOUT_MS);
+    nori_backend *b;
+    assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
+    double t0 = now_ms();
+    int rc = nori_backend_verify(b);
+    double elapsed = now_ms() - t0;
+    print_message("verify against a full accept queue: %.1f ms: %s\n", elapsed, nori_last_error());
+    assert_nori(rc, NORI_EBACKEND);
+    assert_true(elapsed >= TIMEOUT_MS * 0.8);
+    assert_true(elapsed < 3 * TIMEOUT_MS);
+    assert_non_null(strstr(nori_last_error(), "timed out"));
+    assert_no_password();
+    nori_backend_free(b);
+    for (int i = 0; i < 4; i++)
+        close(fillers[i]);
+    close(lfd);
+}
+
+static void test_nothing_listening(void **state)
+{
+    (void)state;
+    /* A port nobody listens on (the server's, while it is stopped), through
+     * CACHE_BACKEND=redis: creation works (lazy), the first call fails. */
+    nori_test_redis_kill(server);
+    char url[400];
+    snprintf(url, sizeof url, "redis://:%s@127.0.0.1:%d/2", PASSWORD, server->port);
+    setenv("CACHE_BACKEND", "redis", 1);
+    setenv("REDIS_URL", url, 1);
+    nori_backend *b;
+    assert_nori(nori_backend_from_env(&b), NORI_OK);
+    assert_nori(nori_backend_verify(b), NORI_EBACKEND);
+    assert_no_password();
+    nori_backend_free(b);
+    unsetenv("CACHE_BACKEND");
+    unsetenv("REDIS_URL");
+    nori_test_redis_restart(server);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_stopped_then_restarted),
+        cmocka_unit_test(test_restart_between_calls),
+        cmocka_unit_test(test_frozen_server),
+        cmocka_unit_test(test_debug_sleep),
+        cmocka_unit_test(test_connect_timeout),
+        cmocka_unit_test(test_nothing_listening),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

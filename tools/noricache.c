@@ -1,0 +1,259 @@
+/*
+ * noricache: the command-line tool of libnoricache (DESIGN 6b).
+ *
+ * Uses the library's configuration (environment, then .env in the working
+ * directory): CACHE_BACKEND, CACHE_MAX_KEYS, REDIS_URL, CACHE_MAX_VALUE_BYTES.
+ * With the memory backend each invocation is its own empty cache, so only
+ * Redis makes values outlive the process; that is the useful case.
+ */
+#include "config.h"
+#include "redis_url.h"
+
+#include <nori/cache.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    EXIT_OK = 0,
+    EXIT_MISS = 1,    /* get found nothing; check failed */
+    EXIT_USAGE = 2,   /* bad command line */
+    EXIT_BACKEND = 3, /* configuration or backend error */
+};
+
+static const char USAGE[] =
+    "usage: noricache [--help | --version] COMMAND [ARGS]\n"
+    "\n"
+    "Commands:\n"
+    "  get KEY                  print the value, raw bytes, no newline added\n"
+    "  set KEY VALUE [--ttl N]  store VALUE; N seconds to live (default 0 = no expiry)\n"
+    "  delete KEY               remove KEY (a missing key is not an error)\n"
+    "  flush                    remove every key of this cache (Redis: only cache:*)\n"
+    "  incr KEY [--ttl N]       increment the counter and print the new value;\n"
+    "                           N applies only when the counter is created\n"
+    "  check                    verify the configured backend (Redis: PING) and print\n"
+    "                           \"ok: <kind> <url>\" (the password shown as ***)\n"
+    "\n"
+    "Options may also be written --ttl=N; N is digits only. \"--\" ends options.\n"
+    "\n"
+    "Configuration (environment first, then ./.env):\n"
+    "  CACHE_BACKEND   memory | redis (default memory; memory lives only as long as\n"
+    "                  this process)\n"
+    "  REDIS_URL       redis://[[user]:password@]host[:port][/db][?timeout_ms=N&...]\n"
+    "                  or unix:///path.sock[?db=N] (default redis://localhost:6379)\n"
+    "  CACHE_MAX_KEYS, CACHE_MAX_VALUE_BYTES\n"
+    "\n"
+    "Exit status:\n"
+    "  0  success\n"
+    "  1  get: key absent or expired; check: the backend is not usable\n"
+    "  2  usage error (unknown command, missing or extra argument, bad --ttl)\n"
+    "  3  configuration or backend error (unreachable, timeout, not an int, ...)\n";
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fputs("noricache: ", stderr);
+    fprintf(stderr, fmt, arg);
+    fputs("\nTry 'noricache --help'.\n", stderr);
+    return EXIT_USAGE;
+}
+
+static int backend_error(const char *what, int rc)
+{
+    fprintf(stderr, "noricache: %s: %s: %s\n", what, nori_strerror(rc), nori_last_error());
+    return EXIT_BACKEND;
+}
+
+/* Strict: decimal digits only, no sign or spaces, at most NORI_MAX_TTL. */
+static bool parse_ttl(const char *s, int64_t *out)
+{
+    if (*s == '\0' || strlen(s) > 18)
+        return false;
+    int64_t v = 0;
+    for (const char *p = s; *p != '\0'; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+        v = v * 10 + (*p - '0');
+    }
+    if (v > NORI_MAX_TTL)
+        return false;
+    *out = v;
+    return true;
+}
+
+typedef struct {
+    const char *pos[3]; /* positional arguments after the command */
+    int npos;
+    int64_t ttl;
+    bool has_ttl;
+} args;
+
+/* Splits argv[first..] into positionals and --ttl. Returns 0 or EXIT_USAGE. */
+static int parse_args(int argc, char **argv, int first, args *a)
+{
+    memset(a, 0, sizeof *a);
+    bool options_done = false;
+    for (int i = first; i < argc; i++) {
+        const char *s = argv[i];
+        const char *ttl_text = NULL;
+        if (!options_done && strcmp(s, "--") == 0) {
+            options_done = true;
+            continue;
+        }
+        if (!options_done && strcmp(s, "--ttl") == 0) {
+            if (i + 1 >= argc)
+                return usage_error("%s needs a value", "--ttl");
+            ttl_text = argv[++i];
+        } else if (!options_done && strncmp(s, "--ttl=", 6) == 0) {
+            ttl_text = s + 6;
+        } else if (!options_done && strncmp(s, "--", 2) == 0) {
+            return usage_error("unknown option '%s'", s);
+        } else {
+            if (a->npos == 3)
+                return usage_error("unexpected argument '%s'", s);
+            a->pos[a->npos++] = s;
+            continue;
+        }
+        if (!parse_ttl(ttl_text, &a->ttl))
+            return usage_error("--ttl '%s' is not a number of seconds (digits only, at most "
+                               "100 years)",
+                               ttl_text);
+        a->has_ttl = true;
+    }
+    return 0;
+}
+
+static int want_args(const char *cmd, const args *a, int n, bool ttl_ok)
+{
+    if (a->has_ttl && !ttl_ok)
+        return usage_error("%s takes no --ttl", cmd);
+    if (a->npos < n)
+        return usage_error("%s: missing argument", cmd);
+    if (a->npos > n)
+        return usage_error("unexpected argument '%s'", a->pos[n]);
+    return 0;
+}
+
+/* "redis redis://:***@host:port" or "memory (max_keys N)", for check. */
+static void describe_backend(const nori_backend *b, char *buf, size_t size)
+{
+    const char *kind = nori_backend_kind(b);
+    nori__config cfg;
+    if (nori__config_load(NULL, &cfg) != NORI_OK) {
+        snprintf(buf, size, "%s", kind);
+        return;
+    }
+    if (!cfg.use_redis) {
+        snprintf(buf, size, "%s (max_keys %zu)", kind, cfg.max_keys);
+        return;
+    }
+    nori__redis_url u;
+    if (nori__redis_url_parse(cfg.redis_url, &u) != NORI_OK) {
+        snprintf(buf, size, "%s", kind);
+        return;
+    }
+    snprintf(buf, size, "%s %s", kind, u.display);
+    nori__redis_url_free(&u);
+}
+
+static int run(nori_backend *b, const char *cmd, const args *a)
+{
+    int rc;
+    if (strcmp(cmd, "get") == 0) {
+        nori_buf v;
+        rc = nori_backend_get(b, a->pos[0], &v);
+        if (rc == NORI_MISS)
+            return EXIT_MISS;
+        if (rc != NORI_OK)
+            return backend_error("get", rc);
+        size_t written = fwrite(v.data, 1, v.len, stdout);
+        bool short_write = written < v.len;
+        nori_buf_free(&v);
+        if (short_write) {
+            perror("noricache: stdout");
+            return EXIT_BACKEND;
+        }
+        return EXIT_OK;
+    }
+    if (strcmp(cmd, "set") == 0) {
+        rc = nori_backend_set(b, a->pos[0], a->pos[1], strlen(a->pos[1]), a->ttl);
+        return rc == NORI_OK ? EXIT_OK : backend_error("set", rc);
+    }
+    if (strcmp(cmd, "delete") == 0) {
+        rc = nori_backend_delete(b, a->pos[0]);
+        return rc == NORI_OK ? EXIT_OK : backend_error("delete", rc);
+    }
+    if (strcmp(cmd, "flush") == 0) {
+        rc = nori_backend_flush(b);
+        return rc == NORI_OK ? EXIT_OK : backend_error("flush", rc);
+    }
+    if (strcmp(cmd, "incr") == 0) {
+        int64_t n;
+        rc = nori_backend_incr(b, a->pos[0], a->ttl, &n);
+        if (rc != NORI_OK)
+            return backend_error("incr", rc);
+        printf("%lld\n", (long long)n);
+        return EXIT_OK;
+    }
+    /* check */
+    char what[NORI_REDIS_MAX_URL_LEN + 64];
+    describe_backend(b, what, sizeof what);
+    rc = nori_backend_verify(b);
+    if (rc != NORI_OK) {
+        fprintf(stderr, "noricache: check failed: %s: %s\n", nori_strerror(rc),
+                nori_last_error());
+        return EXIT_MISS;
+    }
+    printf("ok: %s\n", what);
+    return EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    /* A closed stdout (noricache get k | head -c1) is a write error, not a
+     * silent death. The library guards its own sockets. */
+    signal(SIGPIPE, SIG_IGN);
+    if (argc < 2)
+        return usage_error("%s", "missing command");
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        fputs(USAGE, stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(cmd, "--version") == 0) {
+        printf("noricache %s\n", nori_version());
+        return EXIT_OK;
+    }
+    args a;
+    int rc = parse_args(argc, argv, 2, &a);
+    if (rc != 0)
+        return rc;
+    if (strcmp(cmd, "get") == 0 || strcmp(cmd, "delete") == 0)
+        rc = want_args(cmd, &a, 1, false);
+    else if (strcmp(cmd, "set") == 0)
+        rc = want_args(cmd, &a, 2, true);
+    else if (strcmp(cmd, "incr") == 0)
+        rc = want_args(cmd, &a, 1, true);
+    else if (strcmp(cmd, "flush") == 0 || strcmp(cmd, "check") == 0)
+        rc = want_args(cmd, &a, 0, false);
+    else
+        return usage_error("unknown command '%s'", cmd);
+    if (rc != 0)
+        return rc;
+
+    nori_backend *b;
+    int brc = nori_backend_from_env(&b);
+    if (brc != NORI_OK) {
+        fprintf(stderr, "noricache: configuration: %s: %s\n", nori_strerror(brc),
+                nori_last_error());
+        return strcmp(cmd, "check") == 0 ? EXIT_MISS : EXIT_BACKEND;
+    }
+    rc = run(b, cmd, &a);
+    nori_backend_free(b);
+    if (fflush(stdout) != 0) {
+        perror("noricache: stdout");
+        return EXIT_BACKEND;
+    }
+    return rc;
+}
