@@ -2,8 +2,8 @@
  * nori/json.h: JSON values through the backends, the exact text of the typed
  * constructors, and every refusal (with nothing written).
  *
- * The storage tests run once per entry of backend_factories[], so the Redis
- * backend joins them with one line when it exists. The constructor tests do
+ * The storage tests run once per entry of backend_factories[]: the memory
+ * backend and a Redis backend on a private redis-server. The constructor tests do
  * not touch a backend and run once.
  */
 #include <setjmp.h>
@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "redis_server.h"
 #include "test_support.h"
 
 #include <nori/json.h>
@@ -35,17 +36,20 @@ static int memory_factory(nori_backend **out)
     return nori_memory_backend_new(1000, out);
 }
 
+/* A private redis-server, started by the first Redis test and stopped at the
+ * end of main (tests/support/redis_server.h). */
+static nori_test_redis *redis_server;
+
+static int redis_factory(nori_backend **out)
+{
+    if (redis_server == NULL)
+        redis_server = nori_test_redis_start(NULL);
+    return nori_redis_backend_new(redis_server->url, out);
+}
+
 static const backend_factory backend_factories[] = {
     {"memory", memory_factory},
-    /*
-     * >>> REDIS GOES HERE <<<
-     * When src/redis.c is a real backend, add one line:
-     *     {"redis", redis_factory},
-     * where redis_factory() returns nori_redis_backend_new() on the test
-     * server (and flushes it), and give this test the "redis" label or skip
-     * the entry when no redis-server is available. Every storage test below
-     * then runs against Redis too; none of them depends on the backend kind.
-     */
+    {"redis", redis_factory},
 };
 
 static const backend_factory *current_factory;
@@ -857,5 +861,6 @@ int main(void)
                                           NULL);
     }
     failed += cmocka_run_group_tests_name("json codecs", codec_tests, NULL, NULL);
+    nori_test_redis_stop(redis_server);
     return failed;
 }
