@@ -37,7 +37,7 @@ static int handler(const nori_http_request *req, nori_http_response *resp, void 
         assert_nori(nori_http_response_set_media_type(resp, "application/pdf"), NORI_OK);
     } else {
         char text[128];
-        int n = snprintf(text, sizeof text, "%s %s call %d", req->method, req->path, a->calls);
+        int n = snprintf(text, sizeof text, "%s %.64s call %d", req->method, req->path, a->calls);
         assert_nori(nori_http_response_set_body(resp, text, (size_t)n), NORI_OK);
         assert_nori(nori_http_response_set_media_type(resp, "text/plain"), NORI_OK);
     }
