@@ -43,6 +43,13 @@ bool nori__entry_keeps_header(const char *name)
     return false;
 }
 
+/* The media type to store: the media_type field, or else a Content-Type
+ * header the handler set by hand (so a hit still carries it). */
+static const char *entry_media_type(const nori_http_response *r)
+{
+    return r->media_type != NULL ? r->media_type : nori_http_response_header(r, "Content-Type");
+}
+
 /* ---------------------------------------------------------------- base64 */
 
 static const char b64_alphabet[] =
@@ -179,7 +186,8 @@ static uint32_t get_u32(const unsigned char *p)
 
 int nori__entry_encode_binary(const nori_http_response *r, nori_buf *out)
 {
-    size_t meta = 2 + 2 + 4 + (r->media_type ? strlen(r->media_type) : 0);
+    const char *media = entry_media_type(r);
+    size_t meta = 2 + 2 + 4 + (media ? strlen(media) : 0);
     size_t nh = 0;
     for (size_t i = 0; i < r->n_headers; i++) {
         if (!nori__entry_keeps_header(r->headers[i].name))
@@ -199,10 +207,10 @@ int nori__entry_encode_binary(const nori_http_response *r, nori_buf *out)
     put_u16(m, (uint16_t)r->status);
     put_u16(m + 2, (uint16_t)nh);
     m += 4;
-    if (r->media_type != NULL) {
-        size_t l = strlen(r->media_type);
+    if (media != NULL) {
+        size_t l = strlen(media);
         put_u32(m, (uint32_t)l);
-        memcpy(m + 4, r->media_type, l);
+        memcpy(m + 4, media, l);
         m += 4 + l;
     } else {
         put_u32(m, NO_MEDIA);
@@ -305,15 +313,21 @@ int nori__entry_encode_json(const nori_http_response *r, nori_buf *out)
     if (rc != NORI_OK)
         return rc;
     json_t *obj = json_object(), *headers = json_object();
+    const char *media = entry_media_type(r);
     rc = NORI_ENOMEM;
     if (obj == NULL || headers == NULL)
         goto done;
+    /* Nori's field order. A media type that is not UTF-8 cannot be a JSON
+     * string: it is stored as null. */
+    json_t *media_json = media != NULL ? json_string(media) : NULL;
     /* The base64 text is ASCII: skip jansson's UTF-8 check of a large string. */
     if (json_object_set_new(obj, "body_b64", json_stringn_nocheck(b64.data, b64.len)) ||
-        json_object_set_new(obj, "status_code", json_integer(r->status)) ||
-        json_object_set_new(obj, "media_type", r->media_type
-                                                   ? json_string(r->media_type)
-                                                   : json_null()))
+        json_object_set_new(obj, "status_code", json_integer(r->status))) {
+        json_decref(media_json);
+        goto done;
+    }
+    /* set_new consumes its value even when it fails. */
+    if (json_object_set_new(obj, "media_type", media_json ? media_json : json_null()))
         goto done;
     /* Header names are written lower-case, as Starlette (Nori) keeps them. */
     for (size_t i = 0; i < r->n_headers; i++) {

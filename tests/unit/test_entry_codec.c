@@ -149,6 +149,26 @@ static void test_json_shape(void **state)
                                   "\"media_type\":\"text/plain\","
                                   "\"headers\":{\"content-language\":\"fr\"}}");
     nori_buf_free(&enc);
+
+    /* A Content-Type set as a header instead of media_type is kept too. */
+    nori_http_response_clear(&r);
+    assert_nori(nori_http_response_add_header(&r, "content-type", "image/png"), NORI_OK);
+    nori_http_response back;
+    nori_http_response_init(&back);
+    for (int json = 0; json < 2; json++) {
+        assert_nori(json ? nori__entry_encode_json(&r, &enc) : nori__entry_encode_binary(&r, &enc),
+                    NORI_OK);
+        assert_nori(nori__entry_decode(&enc, !json, &back), NORI_OK);
+        assert_string_equal(back.media_type, "image/png");
+        assert_int_equal(back.n_headers, 0);
+    }
+    nori_http_response_clear(&back);
+    /* A media type that is not UTF-8 is stored as null, not refused. */
+    assert_nori(nori_http_response_set_media_type(&r, "text/\xff"), NORI_OK);
+    r.media_type[5] = (char)0xff;
+    assert_nori(nori__entry_encode_json(&r, &enc), NORI_OK);
+    assert_non_null(strstr(enc.data, "\"media_type\":null"));
+    nori_buf_free(&enc);
     nori_http_response_clear(&r);
 }
 
