@@ -22,6 +22,7 @@
 typedef struct {
     int started;    /* the first call has been seen */
     int too_large;  /* the body went over max_body: answer 413 */
+    int raw_query;  /* query[] holds the raw query (URI log callback ran) */
     char *body;
     size_t body_len, body_cap;
     char query[];   /* raw query string, "" when none */
@@ -43,11 +44,17 @@ void *nori_mhd_uri_log(void *cls, const char *uri, struct MHD_Connection *con)
     (void)cls;
     (void)con;
     const char *q = uri != NULL ? strchr(uri, '?') : NULL;
-    if (q == NULL)
-        return state_new("", 0);
-    q++;
-    /* Browsers never send a fragment, but a hand-written client might. */
-    return state_new(q, strcspn(q, "#"));
+    req_state *st;
+    if (q == NULL) {
+        st = state_new("", 0);
+    } else {
+        q++;
+        /* Browsers never send a fragment, but a hand-written client might. */
+        st = state_new(q, strcspn(q, "#"));
+    }
+    if (st != NULL)
+        st->raw_query = 1;
+    return st;
 }
 
 void nori_mhd_completed(void *cls, struct MHD_Connection *connection, void **req_cls,
@@ -144,7 +151,8 @@ enum MHD_Result nori_mhd_handler(void *cls, struct MHD_Connection *connection, c
     const nori_mhd_app *app = cls;
     req_state *st = *req_cls;
     if (st == NULL) {
-        /* NORI_MHD_OPTIONS missing: work, without the raw query. */
+        /* NORI_MHD_OPTIONS missing: serve, but without the raw query the
+         * cache cannot tell ?page=1 from ?page=2, so it is bypassed below. */
         if ((st = state_new("", 0)) == NULL)
             return MHD_NO;
         *req_cls = st;
@@ -174,16 +182,20 @@ enum MHD_Result nori_mhd_handler(void *cls, struct MHD_Connection *connection, c
                              st->body, st->body_len};
     nori_http_response resp;
     nori_http_response_init(&resp);
-    int rc = nori_http_cache_serve(route->cache, &req, route->handler, route->ud, &resp);
+    nori_http_cache *cache = st->raw_query ? route->cache : NULL;
+    int rc = nori_http_cache_serve(cache, &req, route->handler, route->ud, &resp);
     enum MHD_Result r;
     if (rc < 0) {
         r = queue_text(connection, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error\n");
     } else {
-        const char *x_cache = route->cache != NULL && resp.origin != NORI_HTTP_BYPASS
+        const char *x_cache = cache != NULL && resp.origin != NORI_HTTP_BYPASS
                                   ? nori_http_origin_name(resp.origin)
                                   : NULL;
         r = queue(connection, &resp, x_cache);
     }
     nori_http_response_clear(&resp);
+    /* The request is answered: MHD will not call us again for it, so the
+     * state (and an uploaded body) can go now rather than at completion. */
+    nori_mhd_completed(cls, connection, req_cls, MHD_REQUEST_TERMINATED_COMPLETED_OK);
     return r;
 }

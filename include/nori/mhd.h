@@ -57,7 +57,10 @@ typedef struct {
 /*
  * The MHD_AccessHandlerCallback to pass to MHD_start_daemon with the
  * nori_mhd_app as its cls. Requires NORI_MHD_OPTIONS(app) among the daemon
- * options (without them the raw query is NULL and per-request state leaks).
+ * options. Without them requests are still answered, but never through the
+ * cache (without the raw query string, /p?page=1 and /p?page=2 could not be
+ * told apart), req.query is "", and the state of a request whose client
+ * disconnects mid-upload leaks.
  */
 NORI_EXPORT enum MHD_Result nori_mhd_handler(void *cls, struct MHD_Connection *connection,
                                              const char *url, const char *method,
@@ -68,7 +71,8 @@ NORI_EXPORT enum MHD_Result nori_mhd_handler(void *cls, struct MHD_Connection *c
  * raw query string. cls is the nori_mhd_app. */
 NORI_EXPORT void *nori_mhd_uri_log(void *cls, const char *uri, struct MHD_Connection *con);
 
-/* MHD_OPTION_NOTIFY_COMPLETED: frees the per-request state. */
+/* MHD_OPTION_NOTIFY_COMPLETED: frees the per-request state if the handler
+ * has not already (aborted requests). */
 NORI_EXPORT void nori_mhd_completed(void *cls, struct MHD_Connection *connection,
                                     void **req_cls, enum MHD_RequestTerminationCode toe);
 

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -310,6 +311,27 @@ static void test_large_body_refused(void **state)
     free(big);
 }
 
+/* A client that disconnects mid-upload: the server frees that request's
+ * state (the sanitizer build's clean stop proves it) and keeps serving. */
+static void test_aborted_upload(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 3; i++) {
+        int fd = test_http_connect(demo.port);
+        assert_true(fd >= 0);
+        static const char partial[] = "POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                      "Content-Type: application/x-www-form-urlencoded\r\n"
+                                      "Content-Length: 5000\r\n\r\nuser=frank&pad=xxxxxxxx";
+        assert_int_equal(send(fd, partial, sizeof partial - 1, MSG_NOSIGNAL),
+                         (ssize_t)(sizeof partial - 1));
+        usleep(50 * 1000); /* let the server read the part and call the handler */
+        close(fd);
+    }
+    test_http_response r = get("/hello", NULL);
+    assert_int_equal(r.status, 200);
+    test_http_response_free(&r);
+}
+
 static void test_metrics(void **state)
 {
     (void)state;
@@ -346,7 +368,8 @@ int main(void)
         cmocka_unit_test(test_post_not_cached),   cmocka_unit_test(test_fail_never_cached),
         cmocka_unit_test(test_report_pdf),        cmocka_unit_test(test_separate_slots),
         cmocka_unit_test(test_login_throttle),    cmocka_unit_test(test_keep_alive),
-        cmocka_unit_test(test_large_body_refused), cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_large_body_refused), cmocka_unit_test(test_aborted_upload),
+        cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_clean_stop),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
