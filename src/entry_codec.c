@@ -367,7 +367,8 @@ done:
 static int decode_json(const nori_buf *in, nori_http_response *r)
 {
     json_error_t jerr;
-    json_t *root = json_loadb(in->data, in->len, 0, &jerr);
+    /* JSON_ALLOW_NUL: a legacy text body may contain U+0000 (valid UTF-8). */
+    json_t *root = json_loadb(in->data, in->len, JSON_ALLOW_NUL, &jerr);
     if (root == NULL)
         return nori__fail(NORI_ETYPE, "cache entry is not JSON: %s", jerr.text);
     int rc = NORI_ETYPE;
@@ -382,8 +383,10 @@ static int decode_json(const nori_buf *in, nori_http_response *r)
         goto done;
     }
     json_t *media = json_object_get(root, "media_type");
-    if (media != NULL && !json_is_null(media) && !json_is_string(media)) {
-        nori__fail(rc, "cache entry: media_type is not a string");
+    if (media != NULL && !json_is_null(media) &&
+        (!json_is_string(media) ||
+         memchr(json_string_value(media), '\0', json_string_length(media)) != NULL)) {
+        nori__fail(rc, "cache entry: media_type is not a string without NULs");
         goto done;
     }
     json_t *headers = json_object_get(root, "headers");
@@ -424,7 +427,8 @@ static int decode_json(const nori_buf *in, nori_http_response *r)
             rc = nori__fail(NORI_ETYPE, "cache entry: header %s is not a string", key);
             goto done;
         }
-        if (strcasecmp(key, "content-type") == 0 && mt == NULL)
+        if (strcasecmp(key, "content-type") == 0 && mt == NULL &&
+            memchr(json_string_value(v), '\0', json_string_length(v)) == NULL)
             mt = json_string_value(v);
         if (!nori__entry_keeps_header(key) ||
             memchr(json_string_value(v), '\0', json_string_length(v)) != NULL)

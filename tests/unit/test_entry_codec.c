@@ -194,6 +194,12 @@ static void test_python_entries(void **state)
     assert_string_equal(r.body, "caf\xc3\xa9 \xc3\xbc" "ber");
     assert_int_equal(r.body_len, strlen("caf\xc3\xa9 \xc3\xbc" "ber"));
 
+    /* A legacy text body with U+0000 keeps it. */
+    in = buf_of("{\"body\": \"a\\u0000b\", \"status_code\": 200, \"media_type\": \"text/plain\"}");
+    assert_nori(nori__entry_decode(&in, false, &r), NORI_OK);
+    assert_int_equal(r.body_len, 3);
+    assert_memory_equal(r.body, "a\0b", 3);
+
     /* headers: unknown ones and Set-Cookie are never replayed; content-type
      * fills a missing media type. */
     in = buf_of("{\"body_b64\": \"\", \"status_code\": 200, \"media_type\": null, "
@@ -222,6 +228,7 @@ static void test_malformed_is_miss(void **state)
         "{\"body_b64\": \"aGk=\", \"status_code\": 200.0}",
         "{\"body_b64\": \"aGk=\", \"status_code\": 42}",
         "{\"body_b64\": \"aGk=\", \"status_code\": 200, \"media_type\": 5}",
+        "{\"body_b64\": \"aGk=\", \"status_code\": 200, \"media_type\": \"a\\u0000b\"}",
         "{\"body_b64\": 12, \"status_code\": 200}",
         "{\"body_b64\": null, \"status_code\": 200}",
         "{\"body_b64\": \"a!k=\", \"status_code\": 200}",
