@@ -1,0 +1,286 @@
+/*
+ * nori/http.h - the response cache of libnoricache (DESIGN section 5).
+ *
+ * Framework-neutral: an adapter (see nori/mhd.h for libmicrohttpd) builds a
+ * nori_http_request view of the request it received, calls
+ * nori_http_cache_serve() with the application's handler, and sends the
+ * nori_http_response it gets back. The cache sits on any nori_backend, so the
+ * same code caches in process memory or in a Redis shared with Nori's Python
+ * decorator.
+ *
+ * Semantics (normative):
+ *  - Only GET is served from or stored in the cache. Every other method runs
+ *    the handler and is never stored (origin NORI_HTTP_BYPASS).
+ *  - Only 2xx responses are stored. A response carrying Set-Cookie, or
+ *    Cache-Control with the token `private` or `no-store` (names and tokens
+ *    matched case-insensitively), is never stored.
+ *  - Stored with the entry: status, media type, body bytes (binary-safe) and
+ *    the headers Content-Disposition, Content-Encoding, Content-Language, ETag,
+ *    Last-Modified (Content-Type travels as the media type). Nothing else, and
+ *    never Set-Cookie.
+ *  - A cache failure never fails the request: the handler runs and its
+ *    response is served; the failure is counted in `errors`.
+ *
+ * Keys. Nori's shape is `{prefix}:{path}:{query}`, `{prefix}:{k}:{path}:{query}`
+ * with a key function returning k, and a suffix `:vary=` + comma-joined
+ * `name=value` pairs (lower-cased names, a missing header gives an empty
+ * value) with vary-on headers. Taken literally that shape is ambiguous:
+ * path "/a:b" + query "c" and path "/a" + query "b:c" both give "view:/a:b:c".
+ * This library therefore percent-encodes the separator characters inside
+ * every component it inserts: ':' -> %3A and '%' -> %25 in the path, the
+ * query and the key-function output (so a component can never contain the
+ * ':' that ends it), and additionally ',' -> %2C and '=' -> %3D in vary names
+ * and values (so a value cannot forge another name=value pair). The result is
+ * injective: two different (key-function output, path, query, vary values)
+ * never share an entry.
+ * What this changes: a key is byte-identical to Nori's for every request
+ * whose path, query and key-function output contain no ':' and no '%', and
+ * whose vary values contain none of the four characters - that covers
+ * ordinary URLs such as "/products?page=2&sort=name" ("view:/products:page=2&sort=name").
+ * A query with percent-escapes ("q=a%20b") or a raw ':' gets a different key
+ * ("view:/search:q=a%2520b"); a Python service sharing those Redis entries
+ * must apply the same escaping. The prefix is used verbatim: give each cache
+ * its own prefix.
+ *
+ * Keys longer than NORI_MAX_KEY_LEN are never truncated (a truncated key could
+ * collide): the request passes through to the handler uncached (origin
+ * NORI_HTTP_BYPASS) and is counted in `errors`.
+ *
+ * Entry encoding. On a backend whose kind is "memory" an entry is a compact
+ * binary record whose body comes first, so a hit hands the stored bytes to the
+ * adapter with no decoding work and no further copy. On any other backend
+ * (Redis) an entry is Nori's JSON object
+ *   {"body_b64": "...", "status_code": 200, "media_type": "...", "headers": {...}}
+ * and reads also accept the older {"body": "<utf-8 text>", ...}. An entry that
+ * cannot be decoded (malformed JSON, wrong types, bad base64) is a miss,
+ * counted in `errors`, and is overwritten by the fresh response.
+ *
+ * Thread safety: a nori_http_cache may be used by any number of threads at
+ * once; nori_http_cache_free() must not run concurrently with other use.
+ * A nori_http_response belongs to one thread at a time.
+ */
+#ifndef NORI_HTTP_H
+#define NORI_HTTP_H
+
+#include "nori/cache.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Requests                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Looks up request header `name`, case-insensitively. Returns the value, or
+ * NULL when the request has no such header. The returned string is owned by
+ * the adapter and must stay valid until the request is finished.
+ */
+typedef const char *(*nori_http_header_fn)(void *ud, const char *name);
+
+/*
+ * A read-only view of a request, built by the adapter; nothing is copied.
+ * Every pointer is borrowed and valid for the duration of the serve call.
+ */
+typedef struct {
+    const char *method; /* "GET", "POST", ... */
+    const char *path;   /* decoded path, e.g. "/products" */
+    const char *query;  /* raw query string without '?', e.g. "page=2"; NULL or "" = none */
+    nori_http_header_fn header; /* may be NULL: the request has no headers */
+    void *header_ud;
+    const char *body; /* request body (POST); may be NULL when body_len == 0 */
+    size_t body_len;
+} nori_http_request;
+
+/* The value of header `name` of req, or NULL (also when req->header is NULL). */
+NORI_EXPORT const char *nori_http_request_header(const nori_http_request *req,
+                                                 const char *name);
+
+/*
+ * Finds `name` in an application/x-www-form-urlencoded string (a query
+ * string or a form body) of `len` bytes, and writes its decoded value
+ * ('+' -> ' ', %XX -> byte) NUL-terminated to out[cap]. Returns NORI_OK,
+ * NORI_MISS when the name is absent, NORI_ETOOBIG when the value does not fit
+ * (out then holds nothing useful), NORI_EINVAL on bad arguments. s may be NULL
+ * when len == 0. Thread-safe (pure function).
+ */
+NORI_EXPORT int nori_http_form_value(const char *s, size_t len, const char *name,
+                                     char *out, size_t cap);
+
+/* ------------------------------------------------------------------------ */
+/* Responses                                                                */
+/* ------------------------------------------------------------------------ */
+
+typedef enum {
+    NORI_HTTP_BYPASS = 0, /* the cache was not consulted (non-GET, key opt-out, key too long) */
+    NORI_HTTP_MISS = 1,   /* consulted, not found (or undecodable, or backend error): handler ran */
+    NORI_HTTP_HIT = 2     /* served from the cache; the handler did not run */
+} nori_http_origin;
+
+/* "BYPASS", "MISS" or "HIT". Static string. */
+NORI_EXPORT const char *nori_http_origin_name(nori_http_origin origin);
+
+typedef struct {
+    char *name;  /* owned by the response */
+    char *value; /* owned by the response */
+} nori_http_header;
+
+/*
+ * A response. Initialise with nori_http_response_init(), release with
+ * nori_http_response_clear(). Every pointer in it is owned by the response
+ * and allocated with malloc(); fill it through the setters below (which copy
+ * or adopt), and read the fields directly.
+ *
+ * `body` is a malloc()ed block whose first body_len bytes are the body (the
+ * block may be larger: on a memory-backend hit it is the whole stored entry).
+ * An adapter may take the block over to send it without copying: read `body`
+ * and `body_len`, then set body = NULL, body_len = 0; it must then free() the
+ * block itself.
+ */
+typedef struct {
+    int status;         /* HTTP status; 200 after init */
+    char *media_type;   /* Content-Type; NULL = none */
+    nori_http_header *headers;
+    size_t n_headers;
+    size_t cap_headers;
+    char *body;
+    size_t body_len;
+    nori_http_origin origin; /* set by nori_http_cache_serve() */
+} nori_http_response;
+
+/* Sets *r to an empty 200 response with no media type, headers or body. */
+NORI_EXPORT void nori_http_response_init(nori_http_response *r);
+
+/* Frees everything r owns and re-initialises it. NULL-safe. */
+NORI_EXPORT void nori_http_response_clear(nori_http_response *r);
+
+/* Copies media_type (NULL clears it). NORI_OK or NORI_ENOMEM (r unchanged). */
+NORI_EXPORT int nori_http_response_set_media_type(nori_http_response *r,
+                                                  const char *media_type);
+
+/* Appends a header, copying name and value. NORI_OK, NORI_EINVAL (NULL or
+ * empty name, NULL value), NORI_ENOMEM (r unchanged). Duplicates are kept. */
+NORI_EXPORT int nori_http_response_add_header(nori_http_response *r, const char *name,
+                                              const char *value);
+
+/* The value of the first header named `name` (case-insensitive), or NULL.
+ * Borrowed from r: valid until r changes. */
+NORI_EXPORT const char *nori_http_response_header(const nori_http_response *r,
+                                                  const char *name);
+
+/* Copies len bytes (NULs allowed; data may be NULL when len == 0) as the body,
+ * replacing any previous one. NORI_OK or NORI_ENOMEM (r unchanged). */
+NORI_EXPORT int nori_http_response_set_body(nori_http_response *r, const void *data,
+                                            size_t len);
+
+/* Adopts a malloc()ed block as the body (no copy); r frees it. Replaces and
+ * frees any previous body. Never fails. */
+NORI_EXPORT void nori_http_response_take_body(nori_http_response *r, char *data,
+                                              size_t len);
+
+/*
+ * 1 when the response may be stored by the cache: status 200..299, no
+ * Set-Cookie header, no Cache-Control header with a `private` or `no-store`
+ * token. 0 otherwise. Pure function.
+ */
+NORI_EXPORT int nori_http_response_storable(const nori_http_response *r);
+
+/* ------------------------------------------------------------------------ */
+/* The cache                                                                */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Optional per-request key component (per-user / per-tenant scoping). Write
+ * the component (any bytes but NUL; it is escaped by the cache) into out[cap]
+ * NUL-terminated and return its length, like snprintf: a return >= cap means
+ * it did not fit, and the request passes through uncached, counted as an
+ * error. Return a negative value to opt this request out of the cache (e.g.
+ * an anonymous user): it passes through uncached, not counted as an error.
+ * Called on the serving thread; must be thread-safe.
+ */
+typedef int (*nori_http_key_fn)(const nori_http_request *req, void *ud, char *out,
+                                size_t cap);
+
+typedef struct {
+    int64_t ttl;        /* seconds (0 = no expiry, as in nori_backend_set); default 60 */
+    const char *prefix; /* key prefix; default "view"; copied by nori_http_cache_new */
+    nori_http_key_fn key_fn; /* NULL = none */
+    void *key_fn_ud;
+    const char *const *vary_on; /* header names (any case); copied; NULL = none */
+    size_t n_vary_on;
+    /* Borrowed: must outlive the cache. NULL = the process-wide default
+     * backend (nori_get_backend), looked up on each request. */
+    nori_backend *backend;
+} nori_http_cache_options;
+
+/* Fills *o with the defaults: ttl 60, prefix "view", nothing else. */
+NORI_EXPORT void nori_http_cache_options_init(nori_http_cache_options *o);
+
+/* An opaque response cache: options plus counters. */
+typedef struct nori_http_cache nori_http_cache;
+
+/*
+ * Creates a cache from *opts (NULL = defaults). Strings and the vary list are
+ * copied; the backend is borrowed. NORI_OK (*out owned by the caller, free
+ * with nori_http_cache_free), NORI_EINVAL (ttl < 0 or > NORI_MAX_TTL, empty
+ * prefix, empty vary name), NORI_ENOMEM. On failure *out is untouched.
+ */
+NORI_EXPORT int nori_http_cache_new(const nori_http_cache_options *opts,
+                                    nori_http_cache **out);
+
+/* Frees the cache (not its backend). NULL-safe. */
+NORI_EXPORT void nori_http_cache_free(nori_http_cache *c);
+
+/*
+ * The application's handler: fill `resp` (already initialised, status 200)
+ * and return NORI_OK, or return a negative code (the response is then not
+ * stored, and the code is returned by nori_http_cache_serve()).
+ */
+typedef int (*nori_http_handler_fn)(const nori_http_request *req,
+                                    nori_http_response *resp, void *ud);
+
+/*
+ * Serves `req` through the cache: on a hit fills *resp from the cache
+ * (origin NORI_HTTP_HIT, handler not run); otherwise runs handler(req, resp,
+ * ud) and stores the response when the rules above allow (origin MISS, or
+ * BYPASS when the cache was not consulted). *resp must be initialised (it is
+ * cleared first); the caller owns it afterwards and clears it.
+ * Returns NORI_OK, the handler's negative code, or NORI_EINVAL for NULL
+ * arguments. Cache failures are never returned (they are counted).
+ * c may be NULL: then the handler simply runs (origin BYPASS).
+ */
+NORI_EXPORT int nori_http_cache_serve(nori_http_cache *c, const nori_http_request *req,
+                                      nori_http_handler_fn handler, void *ud,
+                                      nori_http_response *resp);
+
+/*
+ * Builds the key this cache uses for req (without the backend's own prefix,
+ * e.g. Redis's "cache:") into out[cap]. Useful to invalidate an entry with
+ * nori_backend_delete. NORI_OK; NORI_MISS when the key function opted the
+ * request out; NORI_ETOOBIG when the key is longer than NORI_MAX_KEY_LEN or
+ * does not fit in cap; NORI_EINVAL on NULL arguments. Thread-safe.
+ */
+NORI_EXPORT int nori_http_cache_key(const nori_http_cache *c, const nori_http_request *req,
+                                    char *out, size_t cap);
+
+/* Counters since the cache was created (relaxed atomics, read individually). */
+typedef struct {
+    uint64_t hits;   /* GET served from the cache */
+    uint64_t misses; /* GET looked up and not served from the cache */
+    uint64_t stores; /* responses written to the cache */
+    uint64_t errors; /* backend failures, undecodable entries, oversized keys */
+} nori_http_cache_stats;
+
+/* Copies the counters to *out. NULL arguments are ignored. Thread-safe. */
+NORI_EXPORT void nori_http_cache_get_stats(const nori_http_cache *c,
+                                           nori_http_cache_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NORI_HTTP_H */

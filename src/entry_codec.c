@@ -1,0 +1,462 @@
+/*
+ * The entry codec: how a response is written into a cache value and read
+ * back.
+ *
+ * Two encodings:
+ *  - Nori's JSON object (every backend but "memory", i.e. Redis), so C and
+ *    Python services can serve each other's entries:
+ *      {"body_b64": "...", "status_code": 200, "media_type": "...",
+ *       "headers": {"content-disposition": "..."}}
+ *    Reads also accept the pre-v1.19 shape {"body": "<utf-8 text>", ...}.
+ *  - A binary record for the memory backend, laid out body first:
+ *      body | meta | u32 meta_len | "NRB1"
+ *      meta = u16 status | u16 n_headers | u32 media_len (0xFFFFFFFF = none)
+ *             | media | n_headers x (u32 name_len | name | u32 value_len | value)
+ *    (integers little-endian). Putting the body at offset 0 means the block
+ *    returned by nori_backend_get() IS the body block: a hit hands it to the
+ *    adapter as is, with no base64, no JSON and no copy. The trailer at the
+ *    end lets the decoder find the metadata from the length alone.
+ *
+ * Decoding is strict and total: any inconsistency is NORI_ETYPE (a miss for
+ * the cache), never a crash or an out-of-bounds read.
+ */
+#include "http_internal.h"
+
+#include "error.h"
+
+#include <jansson.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static const char *const kept_headers[] = {
+    "Content-Disposition", "Content-Encoding", "Content-Language", "ETag", "Last-Modified",
+};
+#define N_KEPT (sizeof kept_headers / sizeof kept_headers[0])
+
+bool nori__entry_keeps_header(const char *name)
+{
+    for (size_t i = 0; i < N_KEPT; i++)
+        if (strcasecmp(name, kept_headers[i]) == 0)
+            return true;
+    return false;
+}
+
+/* The media type to store: the media_type field, or else a Content-Type
+ * header the handler set by hand (so a hit still carries it). */
+static const char *entry_media_type(const nori_http_response *r)
+{
+    return r->media_type != NULL ? r->media_type : nori_http_response_header(r, "Content-Type");
+}
+
+/* ---------------------------------------------------------------- base64 */
+
+static const char b64_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+int nori__base64_encode(const void *data, size_t len, nori_buf *out)
+{
+    const unsigned char *p = data;
+    size_t olen = (len + 2) / 3 * 4;
+    if (len > (SIZE_MAX - 1) / 4 * 3 - 3)
+        return nori__fail(NORI_ETOOBIG, "body of %zu bytes is too large to encode", len);
+    char *o = malloc(olen + 1);
+    if (o == NULL)
+        return nori__fail(NORI_ENOMEM, "out of memory encoding %zu bytes", len);
+    size_t i = 0, j = 0;
+    for (; i + 3 <= len; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+        o[j++] = b64_alphabet[v >> 18];
+        o[j++] = b64_alphabet[(v >> 12) & 63];
+        o[j++] = b64_alphabet[(v >> 6) & 63];
+        o[j++] = b64_alphabet[v & 63];
+    }
+    if (len - i == 1) {
+        uint32_t v = (uint32_t)p[i] << 16;
+        o[j++] = b64_alphabet[v >> 18];
+        o[j++] = b64_alphabet[(v >> 12) & 63];
+        o[j++] = '=';
+        o[j++] = '=';
+    } else if (len - i == 2) {
+        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
+        o[j++] = b64_alphabet[v >> 18];
+        o[j++] = b64_alphabet[(v >> 12) & 63];
+        o[j++] = b64_alphabet[(v >> 6) & 63];
+        o[j++] = '=';
+    }
+    o[j] = '\0';
+    out->data = o;
+    out->len = j;
+    return NORI_OK;
+}
+
+static int b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+int nori__base64_decode(const char *s, size_t len, nori_buf *out)
+{
+    out->data = NULL;
+    out->len = 0;
+    if (len % 4 != 0)
+        return nori__fail(NORI_ETYPE, "base64 length %zu is not a multiple of 4", len);
+    size_t pad = 0;
+    if (len > 0 && s[len - 1] == '=')
+        pad = (len > 1 && s[len - 2] == '=') ? 2 : 1;
+    size_t olen = len / 4 * 3 - pad;
+    char *o = malloc(olen + 1);
+    if (o == NULL)
+        return nori__fail(NORI_ENOMEM, "out of memory decoding %zu base64 bytes", len);
+    size_t j = 0;
+    for (size_t i = 0; i < len; i += 4) {
+        bool last = i + 4 == len;
+        int v[4];
+        for (int k = 0; k < 4; k++) {
+            unsigned char c = (unsigned char)s[i + (size_t)k];
+            if (last && c == '=' && k >= 4 - (int)pad) {
+                v[k] = 0;
+                continue;
+            }
+            v[k] = b64_value(c);
+            if (v[k] < 0) {
+                free(o);
+                return nori__fail(NORI_ETYPE, "invalid base64 character at offset %zu",
+                                  i + (size_t)k);
+            }
+        }
+        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
+                     (uint32_t)v[3];
+        size_t n = last ? 3 - pad : 3;
+        /* Canonical form only: the bits dropped by the padding must be zero. */
+        if (last && ((pad == 1 && (w & 0xFF) != 0) || (pad == 2 && (w & 0xFFFF) != 0))) {
+            free(o);
+            return nori__fail(NORI_ETYPE, "non-canonical base64 padding bits");
+        }
+        o[j++] = (char)(w >> 16);
+        if (n > 1)
+            o[j++] = (char)(w >> 8);
+        if (n > 2)
+            o[j++] = (char)w;
+    }
+    o[j] = '\0';
+    out->data = o;
+    out->len = j;
+    return NORI_OK;
+}
+
+/* ------------------------------------------------------- binary record */
+
+static const char binary_magic[4] = {'N', 'R', 'B', '1'};
+#define NO_MEDIA UINT32_MAX
+
+static void put_u16(unsigned char *p, uint16_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+}
+
+static void put_u32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint16_t get_u16(const unsigned char *p)
+{
+    return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
+}
+
+int nori__entry_encode_binary(const nori_http_response *r, nori_buf *out)
+{
+    const char *media = entry_media_type(r);
+    size_t meta = 2 + 2 + 4 + (media ? strlen(media) : 0);
+    size_t nh = 0;
+    for (size_t i = 0; i < r->n_headers; i++) {
+        if (!nori__entry_keeps_header(r->headers[i].name))
+            continue;
+        meta += 8 + strlen(r->headers[i].name) + strlen(r->headers[i].value);
+        nh++;
+    }
+    if (meta > UINT32_MAX - 1 || nh > UINT16_MAX || r->status < 0 || r->status > 999)
+        return nori__fail(NORI_ETOOBIG, "response metadata too large to store");
+    size_t total = r->body_len + meta + 8;
+    unsigned char *p = malloc(total + 1);
+    if (p == NULL)
+        return nori__fail(NORI_ENOMEM, "out of memory encoding a %zu-byte entry", total);
+    if (r->body_len > 0)
+        memcpy(p, r->body, r->body_len);
+    unsigned char *m = p + r->body_len;
+    put_u16(m, (uint16_t)r->status);
+    put_u16(m + 2, (uint16_t)nh);
+    m += 4;
+    if (media != NULL) {
+        size_t l = strlen(media);
+        put_u32(m, (uint32_t)l);
+        memcpy(m + 4, media, l);
+        m += 4 + l;
+    } else {
+        put_u32(m, NO_MEDIA);
+        m += 4;
+    }
+    for (size_t i = 0; i < r->n_headers; i++) {
+        const nori_http_header *h = &r->headers[i];
+        if (!nori__entry_keeps_header(h->name))
+            continue;
+        size_t nl = strlen(h->name), vl = strlen(h->value);
+        put_u32(m, (uint32_t)nl);
+        memcpy(m + 4, h->name, nl);
+        m += 4 + nl;
+        put_u32(m, (uint32_t)vl);
+        memcpy(m + 4, h->value, vl);
+        m += 4 + vl;
+    }
+    put_u32(m, (uint32_t)meta);
+    memcpy(m + 4, binary_magic, 4);
+    p[total] = '\0';
+    out->data = (char *)p;
+    out->len = total;
+    return NORI_OK;
+}
+
+/* Copies n bytes at p as a C string; NULs inside are refused (a header or
+ * media type with a NUL cannot be sent). */
+static int dup_field(const unsigned char *p, size_t n, char **out)
+{
+    if (memchr(p, '\0', n) != NULL)
+        return nori__fail(NORI_ETYPE, "cache entry field contains a NUL byte");
+    char *s = malloc(n + 1);
+    if (s == NULL)
+        return nori__fail(NORI_ENOMEM, "out of memory decoding an entry");
+    memcpy(s, p, n);
+    s[n] = '\0';
+    *out = s;
+    return NORI_OK;
+}
+
+/* Parses the binary record in `in` into r; on NORI_OK r->body adopts in->data. */
+static int decode_binary(nori_buf *in, nori_http_response *r)
+{
+    const unsigned char *p = (const unsigned char *)in->data;
+    size_t len = in->len;
+    uint32_t meta = get_u32(p + len - 8);
+    if (meta < 8 || meta > len - 8)
+        return nori__fail(NORI_ETYPE, "binary cache entry: bad metadata length");
+    size_t body_len = len - 8 - meta;
+    const unsigned char *m = p + body_len, *end = m + meta;
+    int status = get_u16(m);
+    size_t nh = get_u16(m + 2);
+    uint32_t ml = get_u32(m + 4);
+    m += 8;
+    if (status < 100 || status > 999)
+        return nori__fail(NORI_ETYPE, "binary cache entry: bad status %d", status);
+    int rc;
+    if (ml != NO_MEDIA) {
+        if (ml > (size_t)(end - m))
+            return nori__fail(NORI_ETYPE, "binary cache entry: truncated media type");
+        if ((rc = dup_field(m, ml, &r->media_type)) != NORI_OK)
+            return rc;
+        m += ml;
+    }
+    for (size_t i = 0; i < nh; i++) {
+        char *fields[2] = {NULL, NULL};
+        for (int k = 0; k < 2; k++) {
+            uint32_t l;
+            if ((size_t)(end - m) < 4 || (l = get_u32(m)) > (size_t)(end - m) - 4) {
+                free(fields[0]);
+                return nori__fail(NORI_ETYPE, "binary cache entry: truncated header");
+            }
+            if ((rc = dup_field(m + 4, l, &fields[k])) != NORI_OK) {
+                free(fields[0]);
+                return rc;
+            }
+            m += 4 + l;
+        }
+        rc = nori_http_response_add_header(r, fields[0], fields[1]);
+        free(fields[0]);
+        free(fields[1]);
+        if (rc != NORI_OK)
+            return rc;
+    }
+    if (m != end)
+        return nori__fail(NORI_ETYPE, "binary cache entry: trailing metadata bytes");
+    r->status = status;
+    nori_http_response_take_body(r, in->data, body_len);
+    in->data = NULL;
+    in->len = 0;
+    return NORI_OK;
+}
+
+/* ---------------------------------------------------------------- JSON */
+
+int nori__entry_encode_json(const nori_http_response *r, nori_buf *out)
+{
+    nori_buf b64;
+    int rc = nori__base64_encode(r->body, r->body_len, &b64);
+    if (rc != NORI_OK)
+        return rc;
+    json_t *obj = json_object(), *headers = json_object();
+    const char *media = entry_media_type(r);
+    rc = NORI_ENOMEM;
+    if (obj == NULL || headers == NULL)
+        goto done;
+    /* Nori's field order. A media type that is not UTF-8 cannot be a JSON
+     * string: it is stored as null. */
+    json_t *media_json = media != NULL ? json_string(media) : NULL;
+    /* The base64 text is ASCII: skip jansson's UTF-8 check of a large string. */
+    if (json_object_set_new(obj, "body_b64", json_stringn_nocheck(b64.data, b64.len)) ||
+        json_object_set_new(obj, "status_code", json_integer(r->status))) {
+        json_decref(media_json);
+        goto done;
+    }
+    /* set_new consumes its value even when it fails. */
+    if (json_object_set_new(obj, "media_type", media_json ? media_json : json_null()))
+        goto done;
+    /* Header names are written lower-case, as Starlette (Nori) keeps them. */
+    for (size_t i = 0; i < r->n_headers; i++) {
+        const nori_http_header *h = &r->headers[i];
+        if (!nori__entry_keeps_header(h->name))
+            continue;
+        char lname[64];
+        size_t n = strlen(h->name);
+        if (n >= sizeof lname)
+            continue; /* cannot be one of the kept names */
+        for (size_t k = 0; k <= n; k++)
+            lname[k] = (char)((h->name[k] >= 'A' && h->name[k] <= 'Z') ? h->name[k] + 32
+                                                                        : h->name[k]);
+        json_t *v = json_string(h->value);
+        if (v == NULL) /* not UTF-8: leave the header out rather than fail */
+            continue;
+        if (json_object_set_new(headers, lname, v))
+            goto done;
+    }
+    if (json_object_set(obj, "headers", headers))
+        goto done;
+    char *text = json_dumps(obj, JSON_COMPACT);
+    if (text == NULL)
+        goto done;
+    out->data = text;
+    out->len = strlen(text);
+    rc = NORI_OK;
+done:
+    if (rc != NORI_OK)
+        nori__fail(rc, "out of memory encoding a cache entry as JSON");
+    json_decref(headers);
+    json_decref(obj);
+    nori_buf_free(&b64);
+    return rc;
+}
+
+static int decode_json(const nori_buf *in, nori_http_response *r)
+{
+    json_error_t jerr;
+    /* JSON_ALLOW_NUL: a legacy text body may contain U+0000 (valid UTF-8). */
+    json_t *root = json_loadb(in->data, in->len, JSON_ALLOW_NUL, &jerr);
+    if (root == NULL)
+        return nori__fail(NORI_ETYPE, "cache entry is not JSON: %s", jerr.text);
+    int rc = NORI_ETYPE;
+    if (!json_is_object(root)) {
+        nori__fail(rc, "cache entry is not a JSON object");
+        goto done;
+    }
+    json_t *status = json_object_get(root, "status_code");
+    if (!json_is_integer(status) || json_integer_value(status) < 100 ||
+        json_integer_value(status) > 999) {
+        nori__fail(rc, "cache entry: status_code missing or not an HTTP status");
+        goto done;
+    }
+    json_t *media = json_object_get(root, "media_type");
+    if (media != NULL && !json_is_null(media) &&
+        (!json_is_string(media) ||
+         memchr(json_string_value(media), '\0', json_string_length(media)) != NULL)) {
+        nori__fail(rc, "cache entry: media_type is not a string without NULs");
+        goto done;
+    }
+    json_t *headers = json_object_get(root, "headers");
+    if (headers != NULL && !json_is_null(headers) && !json_is_object(headers)) {
+        nori__fail(rc, "cache entry: headers is not an object");
+        goto done;
+    }
+    json_t *b64 = json_object_get(root, "body_b64");
+    json_t *text = json_object_get(root, "body");
+    nori_buf body = {NULL, 0};
+    if (b64 != NULL) {
+        if (!json_is_string(b64)) {
+            nori__fail(rc, "cache entry: body_b64 is not a string");
+            goto done;
+        }
+        if ((rc = nori__base64_decode(json_string_value(b64), json_string_length(b64),
+                                      &body)) != NORI_OK)
+            goto done;
+    } else if (text != NULL && json_is_string(text)) {
+        /* Legacy entries: the body is the text's UTF-8 bytes. */
+        if ((rc = nori_http_response_set_body(r, json_string_value(text),
+                                              json_string_length(text))) != NORI_OK)
+            goto done;
+    } else {
+        rc = nori__fail(NORI_ETYPE, "cache entry: neither body_b64 nor body is a string");
+        goto done;
+    }
+    if (body.data != NULL)
+        nori_http_response_take_body(r, body.data, body.len);
+    r->status = (int)json_integer_value(status);
+    rc = NORI_OK;
+    const char *mt = json_is_string(media) ? json_string_value(media) : NULL;
+    const char *key;
+    json_t *v;
+    json_object_foreach(headers, key, v)
+    {
+        if (!json_is_string(v)) {
+            rc = nori__fail(NORI_ETYPE, "cache entry: header %s is not a string", key);
+            goto done;
+        }
+        if (strcasecmp(key, "content-type") == 0 && mt == NULL &&
+            memchr(json_string_value(v), '\0', json_string_length(v)) == NULL)
+            mt = json_string_value(v);
+        if (!nori__entry_keeps_header(key) ||
+            memchr(json_string_value(v), '\0', json_string_length(v)) != NULL)
+            continue; /* never replay Set-Cookie or anything not in the list */
+        if ((rc = nori_http_response_add_header(r, key, json_string_value(v))) != NORI_OK)
+            goto done;
+    }
+    if (mt != NULL)
+        rc = nori_http_response_set_media_type(r, mt);
+done:
+    json_decref(root);
+    return rc;
+}
+
+int nori__entry_decode(nori_buf *in, bool accept_binary, nori_http_response *r)
+{
+    nori_http_response_clear(r);
+    int rc;
+    if (in->data == NULL) {
+        rc = nori__fail(NORI_ETYPE, "empty cache entry");
+    } else if (accept_binary && in->len >= 16 &&
+               memcmp(in->data + in->len - 4, binary_magic, 4) == 0) {
+        rc = decode_binary(in, r);
+    } else {
+        rc = decode_json(in, r);
+    }
+    if (rc != NORI_OK)
+        nori_http_response_clear(r);
+    nori_buf_free(in);
+    return rc;
+}

@@ -1,0 +1,201 @@
+/*
+ * The libmicrohttpd adapter (nori/mhd.h): MHD's access-handler protocol on
+ * one side, nori_http_cache_serve() on the other. Kept outside the core
+ * library (its own library, noricache_mhd) so that applications that do not
+ * use MHD do not link it, as hiredis keeps its event-loop adapters apart.
+ *
+ * MHD calls the access handler several times per request:
+ *   1st call: headers received; *req_cls is ours (from the URI log callback).
+ *             We return without queuing: queuing here makes MHD close the
+ *             connection after the response (no keep-alive).
+ *   next calls with *upload_data_size > 0: body chunks; we append them.
+ *   last call (*upload_data_size == 0): we serve and queue the response.
+ */
+#include "nori/mhd.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_MAX_BODY ((size_t)1024 * 1024)
+
+typedef struct {
+    int started;    /* the first call has been seen */
+    int too_large;  /* the body went over max_body: answer 413 */
+    int raw_query;  /* query[] holds the raw query (URI log callback ran) */
+    char *body;
+    size_t body_len, body_cap;
+    char query[];   /* raw query string, "" when none */
+} req_state;
+
+static req_state *state_new(const char *query, size_t qlen)
+{
+    req_state *st = malloc(sizeof *st + qlen + 1);
+    if (st == NULL)
+        return NULL;
+    memset(st, 0, sizeof *st);
+    memcpy(st->query, query, qlen);
+    st->query[qlen] = '\0';
+    return st;
+}
+
+void *nori_mhd_uri_log(void *cls, const char *uri, struct MHD_Connection *con)
+{
+    (void)cls;
+    (void)con;
+    const char *q = uri != NULL ? strchr(uri, '?') : NULL;
+    req_state *st;
+    if (q == NULL) {
+        st = state_new("", 0);
+    } else {
+        q++;
+        /* Browsers never send a fragment, but a hand-written client might. */
+        st = state_new(q, strcspn(q, "#"));
+    }
+    if (st != NULL)
+        st->raw_query = 1;
+    return st;
+}
+
+void nori_mhd_completed(void *cls, struct MHD_Connection *connection, void **req_cls,
+                        enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)connection;
+    (void)toe;
+    req_state *st = *req_cls;
+    if (st != NULL) {
+        free(st->body);
+        free(st);
+        *req_cls = NULL;
+    }
+}
+
+static const char *mhd_header(void *ud, const char *name)
+{
+    /* MHD compares header names case-insensitively, as HTTP requires. */
+    return MHD_lookup_connection_value(ud, MHD_HEADER_KIND, name);
+}
+
+static int append_body(req_state *st, const char *data, size_t len, size_t max)
+{
+    if (st->too_large || len > max - st->body_len) {
+        st->too_large = 1;
+        return 0;
+    }
+    if (st->body_len + len + 1 > st->body_cap) {
+        size_t cap = st->body_cap ? st->body_cap : 1024;
+        while (cap < st->body_len + len + 1)
+            cap *= 2;
+        char *b = realloc(st->body, cap);
+        if (b == NULL)
+            return -1;
+        st->body = b;
+        st->body_cap = cap;
+    }
+    memcpy(st->body + st->body_len, data, len);
+    st->body_len += len;
+    st->body[st->body_len] = '\0';
+    return 0;
+}
+
+static enum MHD_Result queue_text(struct MHD_Connection *con, unsigned status, const char *text)
+{
+    struct MHD_Response *mr =
+        MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_PERSISTENT);
+    if (mr == NULL)
+        return MHD_NO;
+    MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain");
+    enum MHD_Result r = MHD_queue_response(con, status, mr);
+    MHD_destroy_response(mr);
+    return r;
+}
+
+/* Hands resp (and its body block) to MHD and queues it. */
+static enum MHD_Result queue(struct MHD_Connection *con, nori_http_response *resp,
+                             const char *x_cache)
+{
+    struct MHD_Response *mr;
+    if (resp->body != NULL) {
+        /* Zero copy: MHD sends the block as is and free()s it afterwards. */
+        mr = MHD_create_response_from_buffer_with_free_callback_cls(resp->body_len, resp->body,
+                                                                    free, resp->body);
+        if (mr != NULL) {
+            resp->body = NULL;
+            resp->body_len = 0;
+        }
+    } else {
+        mr = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    }
+    if (mr == NULL)
+        return MHD_NO;
+    if (resp->media_type != NULL)
+        MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE, resp->media_type);
+    /* A header MHD refuses (CR/LF in the value) is dropped, not fatal. */
+    for (size_t i = 0; i < resp->n_headers; i++)
+        MHD_add_response_header(mr, resp->headers[i].name, resp->headers[i].value);
+    if (x_cache != NULL)
+        MHD_add_response_header(mr, "X-Cache", x_cache);
+    unsigned status = resp->status >= 100 && resp->status <= 999 ? (unsigned)resp->status : 500;
+    enum MHD_Result r = MHD_queue_response(con, status, mr);
+    MHD_destroy_response(mr);
+    return r;
+}
+
+enum MHD_Result nori_mhd_handler(void *cls, struct MHD_Connection *connection, const char *url,
+                                 const char *method, const char *version,
+                                 const char *upload_data, size_t *upload_data_size,
+                                 void **req_cls)
+{
+    (void)version;
+    const nori_mhd_app *app = cls;
+    req_state *st = *req_cls;
+    if (st == NULL) {
+        /* NORI_MHD_OPTIONS missing: serve, but without the raw query the
+         * cache cannot tell ?page=1 from ?page=2, so it is bypassed below. */
+        if ((st = state_new("", 0)) == NULL)
+            return MHD_NO;
+        *req_cls = st;
+    }
+    if (!st->started) {
+        st->started = 1;
+        return MHD_YES; /* never queue on the first call: keep-alive */
+    }
+    size_t max = app->max_body ? app->max_body : DEFAULT_MAX_BODY;
+    if (*upload_data_size > 0) {
+        if (append_body(st, upload_data, *upload_data_size, max) < 0)
+            return MHD_NO;
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (st->too_large)
+        return queue_text(connection, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large\n");
+
+    const nori_mhd_route *route = NULL;
+    for (size_t i = 0; i < app->n_routes && route == NULL; i++)
+        if (app->routes[i].path == NULL || strcmp(app->routes[i].path, url) == 0)
+            route = &app->routes[i];
+    if (route == NULL)
+        return queue_text(connection, MHD_HTTP_NOT_FOUND, "not found\n");
+
+    nori_http_request req = {method, url, st->query, mhd_header, connection,
+                             st->body, st->body_len};
+    nori_http_response resp;
+    nori_http_response_init(&resp);
+    nori_http_cache *cache = st->raw_query ? route->cache : NULL;
+    int rc = nori_http_cache_serve(cache, &req, route->handler, route->ud, &resp);
+    enum MHD_Result r;
+    if (rc < 0) {
+        r = queue_text(connection, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error\n");
+    } else {
+        const char *x_cache = cache != NULL && resp.origin != NORI_HTTP_BYPASS
+                                  ? nori_http_origin_name(resp.origin)
+                                  : NULL;
+        r = queue(connection, &resp, x_cache);
+    }
+    nori_http_response_clear(&resp);
+    /* The request is answered: MHD will not call us again for it, so the
+     * state (and an uploaded body) can go now rather than at completion. */
+    nori_mhd_completed(cls, connection, req_cls, MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    return r;
+}

@@ -1,0 +1,376 @@
+/*
+ * End to end: the real nori-demo binary, started as a child process, and a
+ * real HTTP client over TCP. Runs on whatever backend the environment names
+ * (CACHE_BACKEND=redis REDIS_URL=... for Redis); every run uses its own key
+ * prefix, so runs sharing a Redis do not see each other's entries.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "test_support.h"
+
+#include "demo_process.h"
+#include "http_client.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static test_demo demo;
+static char *tmpdir;
+static char prefix[64];
+
+static int group_setup(void **state)
+{
+    (void)state;
+    tmpdir = nori_test_mkdtemp();
+    char db[512], log[512];
+    snprintf(db, sizeof db, "%s/demo.db", tmpdir);
+    snprintf(log, sizeof log, "%s/demo.log", tmpdir);
+    snprintf(prefix, sizeof prefix, "e2e%ld-%ld", (long)getpid(), (long)time(NULL));
+    const char *backend = getenv("CACHE_BACKEND");
+    print_message("nori-demo on backend %s (REDIS_URL=%s), prefix %s\n",
+                  backend ? backend : "memory (default)",
+                  getenv("REDIS_URL") ? getenv("REDIS_URL") : "-", prefix);
+    /* Sanitizer builds create the 200k-row database slowly: be patient. */
+    return test_demo_start(&demo, NORI_DEMO_EXE, db, prefix, log, 120) == 0 ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    if (demo.pid > 0)
+        test_demo_stop(&demo, 10);
+    nori_test_rmtree(tmpdir);
+    free(tmpdir);
+    return 0;
+}
+
+/* GET with optional extra headers; asserts the transport worked. */
+static test_http_response get(const char *target, const char *headers)
+{
+    test_http_response r;
+    if (test_http_once(demo.port, "GET", target, headers, NULL, &r) != 0)
+        test_demo_print_log(&demo);
+    assert_non_null(r.head);
+    return r;
+}
+
+/* The X-Cache header ("HIT", "MISS") or "-" when absent. */
+static const char *xcache(const test_http_response *r)
+{
+    static char buf[16];
+    return test_http_header(r, "X-Cache", buf, sizeof buf) ? buf : "-";
+}
+
+static uint64_t metric(const char *name)
+{
+    test_http_response r = get("/metrics", NULL);
+    assert_int_equal(r.status, 200);
+    char pat[128];
+    snprintf(pat, sizeof pat, "\n%s ", name);
+    const char *p = strstr(r.body, pat);
+    if (p == NULL)
+        print_error("metric %s missing from:\n%s\n", name, r.body);
+    assert_non_null(p);
+    uint64_t v = strtoull(p + strlen(pat), NULL, 10);
+    test_http_response_free(&r);
+    return v;
+}
+
+static void test_miss_then_hit(void **state)
+{
+    (void)state;
+    test_http_response a = get("/dashboard", NULL), b = get("/dashboard", NULL);
+    assert_int_equal(a.status, 200);
+    assert_int_equal(b.status, 200);
+    assert_string_equal(xcache(&a), "MISS");
+    assert_string_equal(xcache(&b), "HIT");
+    assert_int_equal(a.body_len, b.body_len);
+    assert_memory_equal(a.body, b.body, a.body_len);
+    assert_non_null(strstr(a.body, "\"by_status\""));
+    char ct[64];
+    assert_string_equal(test_http_header(&b, "Content-Type", ct, sizeof ct), "application/json");
+    test_http_response_free(&a);
+    test_http_response_free(&b);
+}
+
+static void test_db_counter(void **state)
+{
+    (void)state;
+    test_http_response r = get("/dashboard", NULL); /* make sure it is cached */
+    test_http_response_free(&r);
+    uint64_t q0 = metric("nori_db_queries_total");
+    uint64_t h0 = metric("nori_cache_hits_total");
+    for (int i = 0; i < 5; i++) {
+        r = get("/dashboard", NULL);
+        assert_string_equal(xcache(&r), "HIT");
+        test_http_response_free(&r);
+    }
+    assert_int_equal(metric("nori_db_queries_total"), q0);
+    assert_int_equal(metric("nori_cache_hits_total"), h0 + 5);
+    for (int i = 0; i < 3; i++) {
+        r = get("/dashboard/uncached", NULL);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(xcache(&r), "-");
+        test_http_response_free(&r);
+    }
+    assert_int_equal(metric("nori_db_queries_total"), q0 + 3);
+    /* A new products page queries once, then never again within the TTL. */
+    for (int i = 0; i < 3; i++) {
+        r = get("/products?page=17", NULL);
+        assert_string_equal(xcache(&r), i == 0 ? "MISS" : "HIT");
+        test_http_response_free(&r);
+    }
+    assert_int_equal(metric("nori_db_queries_total"), q0 + 4);
+}
+
+static void test_post_not_cached(void **state)
+{
+    (void)state;
+    uint64_t q0 = metric("nori_db_queries_total");
+    uint64_t s0 = metric("nori_cache_stores_total");
+    for (int i = 0; i < 2; i++) {
+        test_http_response r;
+        assert_int_equal(test_http_once(demo.port, "POST", "/products?page=33", NULL, "x=1", &r), 0);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(xcache(&r), "-");
+        test_http_response_free(&r);
+    }
+    assert_int_equal(metric("nori_db_queries_total"), q0 + 2);
+    assert_int_equal(metric("nori_cache_stores_total"), s0);
+    /* ...and the POSTs left nothing for a GET to hit. */
+    test_http_response r = get("/products?page=33", NULL);
+    assert_string_equal(xcache(&r), "MISS");
+    test_http_response_free(&r);
+}
+
+static void test_fail_never_cached(void **state)
+{
+    (void)state;
+    uint64_t s0 = metric("nori_cache_stores_total");
+    for (int i = 0; i < 3; i++) {
+        test_http_response r = get("/fail", NULL);
+        assert_int_equal(r.status, 500);
+        assert_string_equal(xcache(&r), "MISS");
+        test_http_response_free(&r);
+    }
+    assert_int_equal(metric("nori_cache_stores_total"), s0);
+}
+
+static void test_report_pdf(void **state)
+{
+    (void)state;
+    test_http_response a = get("/report.pdf", NULL), b = get("/report.pdf", NULL);
+    assert_string_equal(xcache(&a), "MISS");
+    assert_string_equal(xcache(&b), "HIT");
+    assert_int_equal(a.body_len, b.body_len);
+    assert_memory_equal(a.body, b.body, a.body_len);
+    assert_memory_equal(b.body, "%PDF-1.4\n%", 10);
+    for (int i = 0; i < 1024; i++)
+        assert_int_equal((unsigned char)b.body[10 + i], i & 255);
+    char v[128];
+    assert_string_equal(test_http_header(&b, "Content-Type", v, sizeof v), "application/pdf");
+    assert_string_equal(test_http_header(&b, "Content-Disposition", v, sizeof v),
+                        "attachment; filename=\"report.pdf\"");
+    test_http_response_free(&a);
+    test_http_response_free(&b);
+}
+
+/* Sends `target` with `headers` and checks the X-Cache and the body start. */
+static void expect(const char *target, const char *headers, const char *x, const char *body)
+{
+    test_http_response r = get(target, headers);
+    assert_int_equal(r.status, 200);
+    if (strcmp(xcache(&r), x) != 0)
+        print_error("%s [%s]: X-Cache %s, expected %s\n", target, headers ? headers : "",
+                    xcache(&r), x);
+    assert_string_equal(xcache(&r), x);
+    if (body != NULL && strncmp(r.body, body, strlen(body)) != 0)
+        print_error("%s: body %s, expected %s\n", target, r.body, body);
+    if (body != NULL)
+        assert_memory_equal(r.body, body, strlen(body));
+    test_http_response_free(&r);
+}
+
+static void test_separate_slots(void **state)
+{
+    (void)state;
+    expect("/products?page=1", NULL, "MISS", "{\"page\":1,");
+    expect("/products?page=2", NULL, "MISS", "{\"page\":2,");
+    expect("/products?page=1", NULL, "HIT", "{\"page\":1,");
+    expect("/products?page=2", NULL, "HIT", "{\"page\":2,");
+
+    expect("/greeting", "Accept-Language: fr-FR\r\n", "MISS", "Bonjour!");
+    expect("/greeting", "Accept-Language: de\r\n", "MISS", "Hallo!");
+    expect("/greeting", NULL, "MISS", "Hello!");
+    expect("/greeting", "accept-language: fr-FR\r\n", "HIT", "Bonjour!");
+    expect("/greeting", "ACCEPT-LANGUAGE: de\r\n", "HIT", "Hallo!");
+    expect("/greeting", NULL, "HIT", "Hello!");
+    test_http_response r = get("/greeting", "Accept-Language: de\r\n");
+    char v[32];
+    assert_string_equal(test_http_header(&r, "Content-Language", v, sizeof v), "de");
+    test_http_response_free(&r);
+
+    expect("/me", "X-User: alice\r\n", "MISS", "you are alice");
+    expect("/me", "X-User: bob\r\n", "MISS", "you are bob");
+    expect("/me", "X-User: alice\r\n", "HIT", "you are alice");
+    expect("/me", "X-User: bob\r\n", "HIT", "you are bob");
+    /* A user name with the key separator gets its own slot too. */
+    expect("/me", "X-User: alice:/me\r\n", "MISS", "you are alice:/me");
+    /* Anonymous requests are not cached at all. */
+    expect("/me", NULL, "-", "you are anonymous");
+    expect("/me", NULL, "-", "you are anonymous");
+}
+
+static void test_login_throttle(void **state)
+{
+    (void)state;
+    char body[160];
+    snprintf(body, sizeof body, "user=carol%%40%s&password=x", prefix);
+    for (int i = 1; i <= 7; i++) {
+        test_http_response r;
+        assert_int_equal(test_http_once(demo.port, "POST", "/login", NULL, body, &r), 0);
+        assert_int_equal(r.status, i <= 5 ? 200 : 429);
+        if (i <= 5) {
+            char want[32];
+            snprintf(want, sizeof want, "attempt %d of 5", i);
+            assert_memory_equal(r.body, want, strlen(want));
+        }
+        test_http_response_free(&r);
+    }
+    /* Another user has their own counter; the query string works too. */
+    char target[128];
+    snprintf(target, sizeof target, "/login?user=dave-%s", prefix);
+    test_http_response r;
+    assert_int_equal(test_http_once(demo.port, "POST", target, NULL, "", &r), 0);
+    assert_int_equal(r.status, 200);
+    test_http_response_free(&r);
+    assert_int_equal(test_http_once(demo.port, "POST", "/login", NULL, "password=x", &r), 0);
+    assert_int_equal(r.status, 400);
+    test_http_response_free(&r);
+    assert_int_equal(test_http_once(demo.port, "GET", "/login", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 405);
+    test_http_response_free(&r);
+}
+
+/* Two requests on one TCP connection, no Connection: close: the adapter
+ * queues on the second call of the access handler. */
+static void test_keep_alive(void **state)
+{
+    (void)state;
+    int fd = test_http_connect(demo.port);
+    assert_true(fd >= 0);
+    static const char *targets[] = {"/hello", "/dashboard", "/dashboard", "/report.pdf", "/nope"};
+    for (int i = 0; i < 5; i++) {
+        test_http_response r;
+        assert_int_equal(test_http_request(fd, "GET", targets[i], NULL, NULL, 0, &r), 0);
+        assert_int_equal(r.status, i == 4 ? 404 : 200);
+        char v[32];
+        const char *conn = test_http_header(&r, "Connection", v, sizeof v);
+        if (conn != NULL)
+            assert_string_not_equal(conn, "close");
+        test_http_response_free(&r);
+    }
+    /* A POST with a body on the same connection, then a GET again. */
+    char body[160];
+    snprintf(body, sizeof body, "user=erin-%s", prefix);
+    test_http_response r;
+    assert_int_equal(test_http_request(fd, "POST", "/login", NULL, body, strlen(body), &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_memory_equal(r.body, "attempt 1 of 5", 14);
+    test_http_response_free(&r);
+    assert_int_equal(test_http_request(fd, "GET", "/hello", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "hello\n");
+    test_http_response_free(&r);
+    close(fd);
+}
+
+static void test_large_body_refused(void **state)
+{
+    (void)state;
+    size_t n = 100 * 1024;
+    char *big = malloc(n + 1);
+    memset(big, 'a', n);
+    memcpy(big, "user=", 5);
+    big[n] = '\0';
+    int fd = test_http_connect(demo.port);
+    assert_true(fd >= 0);
+    test_http_response r;
+    assert_int_equal(test_http_request(fd, "POST", "/login", NULL, big, n, &r), 0);
+    assert_int_equal(r.status, 413);
+    test_http_response_free(&r);
+    close(fd);
+    free(big);
+}
+
+/* A client that disconnects mid-upload: the server frees that request's
+ * state (the sanitizer build's clean stop proves it) and keeps serving. */
+static void test_aborted_upload(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 3; i++) {
+        int fd = test_http_connect(demo.port);
+        assert_true(fd >= 0);
+        static const char partial[] = "POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                      "Content-Type: application/x-www-form-urlencoded\r\n"
+                                      "Content-Length: 5000\r\n\r\nuser=frank&pad=xxxxxxxx";
+        assert_int_equal(send(fd, partial, sizeof partial - 1, MSG_NOSIGNAL),
+                         (ssize_t)(sizeof partial - 1));
+        usleep(50 * 1000); /* let the server read the part and call the handler */
+        close(fd);
+    }
+    test_http_response r = get("/hello", NULL);
+    assert_int_equal(r.status, 200);
+    test_http_response_free(&r);
+}
+
+static void test_metrics(void **state)
+{
+    (void)state;
+    test_http_response r = get("/metrics", NULL);
+    assert_int_equal(r.status, 200);
+    static const char *names[] = {"nori_cache_hits_total", "nori_cache_misses_total",
+                                  "nori_cache_stores_total", "nori_cache_evictions_total",
+                                  "nori_cache_errors_total", "nori_db_queries_total"};
+    for (int i = 0; i < 6; i++) {
+        char line[96];
+        snprintf(line, sizeof line, "# TYPE %s counter\n%s ", names[i], names[i]);
+        assert_non_null(strstr(r.body, line));
+    }
+    test_http_response_free(&r);
+    assert_true(metric("nori_cache_hits_total") >= 10);
+    assert_int_equal(metric("nori_cache_errors_total"), 0);
+}
+
+/* Last: SIGTERM stops the server cleanly (exit 0; sanitizers would make
+ * it non-zero on a leak or an error during shutdown). */
+static void test_clean_stop(void **state)
+{
+    (void)state;
+    int code = test_demo_stop(&demo, 20);
+    if (code != 0)
+        test_demo_print_log(&demo);
+    assert_int_equal(code, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_miss_then_hit),     cmocka_unit_test(test_db_counter),
+        cmocka_unit_test(test_post_not_cached),   cmocka_unit_test(test_fail_never_cached),
+        cmocka_unit_test(test_report_pdf),        cmocka_unit_test(test_separate_slots),
+        cmocka_unit_test(test_login_throttle),    cmocka_unit_test(test_keep_alive),
+        cmocka_unit_test(test_large_body_refused), cmocka_unit_test(test_aborted_upload),
+        cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_clean_stop),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

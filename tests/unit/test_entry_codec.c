@@ -1,0 +1,312 @@
+/* The entry codec: base64, Nori's JSON entry (current and legacy shapes), the
+ * memory backend's binary record, and malformed entries treated as misses. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "test_support.h"
+
+#include "http_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static nori_buf buf_of(const char *s)
+{
+    nori_buf b = {strdup(s), strlen(s)};
+    return b;
+}
+
+static void test_base64_vectors(void **state)
+{
+    (void)state;
+    static const char *plain[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+    static const char *enc[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+    for (size_t i = 0; i < 7; i++) {
+        nori_buf e, d;
+        assert_nori(nori__base64_encode(plain[i], strlen(plain[i]), &e), NORI_OK);
+        assert_string_equal(e.data, enc[i]);
+        assert_nori(nori__base64_decode(e.data, e.len, &d), NORI_OK);
+        assert_int_equal(d.len, strlen(plain[i]));
+        assert_memory_equal(d.data, plain[i], d.len + 1);
+        nori_buf_free(&e);
+        nori_buf_free(&d);
+    }
+    static const char *bad[] = {"Zg=", "Zg", "Z===", "Zm9v!A==", "Zh==", "Zm9=", "=Zm9",
+                                "Zm=v", "Zm9v Yg==", "Zg==Zg=="};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        nori_buf d = {NULL, 0};
+        int rc = nori__base64_decode(bad[i], strlen(bad[i]), &d);
+        if (rc != NORI_ETYPE)
+            print_error("accepted bad base64 \"%s\"\n", bad[i]);
+        assert_nori(rc, NORI_ETYPE);
+        assert_null(d.data);
+    }
+}
+
+/* A response with body bytes 0..255 (NULs included) and a mix of headers. */
+static void make_binary_response(nori_http_response *r, size_t len)
+{
+    nori_http_response_init(r);
+    char *body = malloc(len + 1);
+    assert_non_null(body);
+    for (size_t i = 0; i < len; i++)
+        body[i] = (char)(i * 7 + (i >> 8));
+    nori_http_response_take_body(r, body, len);
+    r->status = 203;
+    assert_nori(nori_http_response_set_media_type(r, "application/pdf"), NORI_OK);
+    assert_nori(nori_http_response_add_header(r, "Content-Disposition", "attachment; filename=\"r.pdf\""), NORI_OK);
+    assert_nori(nori_http_response_add_header(r, "ETag", "\"v1\""), NORI_OK);
+    assert_nori(nori_http_response_add_header(r, "X-Request-Id", "123"), NORI_OK);
+    assert_nori(nori_http_response_add_header(r, "Set-Cookie", "s=1"), NORI_OK);
+    assert_nori(nori_http_response_add_header(r, "last-modified", "Tue, 01 Jan 2030 00:00:00 GMT"), NORI_OK);
+}
+
+static void check_roundtrip(const nori_http_response *orig, const nori_http_response *back)
+{
+    assert_int_equal(back->status, orig->status);
+    assert_string_equal(back->media_type, orig->media_type);
+    assert_int_equal(back->body_len, orig->body_len);
+    if (orig->body_len > 0)
+        assert_memory_equal(back->body, orig->body, orig->body_len);
+    assert_string_equal(nori_http_response_header(back, "content-disposition"),
+                        "attachment; filename=\"r.pdf\"");
+    assert_string_equal(nori_http_response_header(back, "etag"), "\"v1\"");
+    assert_string_equal(nori_http_response_header(back, "Last-Modified"),
+                        "Tue, 01 Jan 2030 00:00:00 GMT");
+    assert_null(nori_http_response_header(back, "Set-Cookie"));
+    assert_null(nori_http_response_header(back, "X-Request-Id"));
+    assert_int_equal(back->n_headers, 3);
+}
+
+static void roundtrip_both(size_t len)
+{
+    nori_http_response r, back;
+    make_binary_response(&r, len);
+    nori_http_response_init(&back);
+    for (int json = 0; json < 2; json++) {
+        nori_buf enc;
+        assert_nori(json ? nori__entry_encode_json(&r, &enc) : nori__entry_encode_binary(&r, &enc),
+                    NORI_OK);
+        char *block = enc.data;
+        assert_nori(nori__entry_decode(&enc, !json, &back), NORI_OK);
+        assert_null(enc.data);
+        check_roundtrip(&r, &back);
+        if (!json) /* the hit path: the body IS the stored block, no copy */
+            assert_ptr_equal(back.body, block);
+        nori_http_response_clear(&back);
+    }
+    nori_http_response_clear(&r);
+}
+
+static void test_all_byte_values(void **state)
+{
+    (void)state;
+    nori_http_response r, back;
+    nori_http_response_init(&r);
+    unsigned char bytes[256];
+    for (int i = 0; i < 256; i++)
+        bytes[i] = (unsigned char)i;
+    assert_nori(nori_http_response_set_body(&r, bytes, sizeof bytes), NORI_OK);
+    nori_http_response_init(&back);
+    for (int json = 0; json < 2; json++) {
+        nori_buf enc;
+        assert_nori(json ? nori__entry_encode_json(&r, &enc) : nori__entry_encode_binary(&r, &enc),
+                    NORI_OK);
+        assert_nori(nori__entry_decode(&enc, !json, &back), NORI_OK);
+        assert_int_equal(back.status, 200);
+        assert_null(back.media_type);
+        assert_int_equal(back.body_len, 256);
+        assert_memory_equal(back.body, bytes, 256);
+        nori_http_response_clear(&back);
+    }
+    nori_http_response_clear(&r);
+    roundtrip_both(256 * 3 + 1);
+}
+
+static void test_empty_and_large(void **state)
+{
+    (void)state;
+    roundtrip_both(0);
+    roundtrip_both(1);
+    roundtrip_both(2);
+    roundtrip_both(5 * 1024 * 1024);
+}
+
+static void test_json_shape(void **state)
+{
+    (void)state;
+    nori_http_response r;
+    nori_http_response_init(&r);
+    assert_nori(nori_http_response_set_body(&r, "hi", 2), NORI_OK);
+    assert_nori(nori_http_response_set_media_type(&r, "text/plain"), NORI_OK);
+    assert_nori(nori_http_response_add_header(&r, "Content-Language", "fr"), NORI_OK);
+    nori_buf enc;
+    assert_nori(nori__entry_encode_json(&r, &enc), NORI_OK);
+    assert_string_equal(enc.data, "{\"body_b64\":\"aGk=\",\"status_code\":200,"
+                                  "\"media_type\":\"text/plain\","
+                                  "\"headers\":{\"content-language\":\"fr\"}}");
+    nori_buf_free(&enc);
+
+    /* A Content-Type set as a header instead of media_type is kept too. */
+    nori_http_response_clear(&r);
+    assert_nori(nori_http_response_add_header(&r, "content-type", "image/png"), NORI_OK);
+    nori_http_response back;
+    nori_http_response_init(&back);
+    for (int json = 0; json < 2; json++) {
+        assert_nori(json ? nori__entry_encode_json(&r, &enc) : nori__entry_encode_binary(&r, &enc),
+                    NORI_OK);
+        assert_nori(nori__entry_decode(&enc, !json, &back), NORI_OK);
+        assert_string_equal(back.media_type, "image/png");
+        assert_int_equal(back.n_headers, 0);
+    }
+    nori_http_response_clear(&back);
+    /* A media type that is not UTF-8 is stored as null, not refused. */
+    assert_nori(nori_http_response_set_media_type(&r, "text/\xff"), NORI_OK);
+    r.media_type[5] = (char)0xff;
+    assert_nori(nori__entry_encode_json(&r, &enc), NORI_OK);
+    assert_non_null(strstr(enc.data, "\"media_type\":null"));
+    nori_buf_free(&enc);
+    nori_http_response_clear(&r);
+}
+
+/* Entries as Nori's Python decorator writes them are served. */
+static void test_python_entries(void **state)
+{
+    (void)state;
+    nori_http_response r;
+    nori_http_response_init(&r);
+    nori_buf in = buf_of("{\"body_b64\": \"JVBERi0AAf8=\", \"status_code\": 200, "
+                         "\"media_type\": \"application/pdf\"}");
+    assert_nori(nori__entry_decode(&in, false, &r), NORI_OK);
+    assert_int_equal(r.body_len, 8);
+    assert_memory_equal(r.body, "%PDF-\0\1\377", 8);
+    assert_string_equal(r.media_type, "application/pdf");
+    assert_int_equal(r.n_headers, 0);
+
+    /* The legacy shape: the body is UTF-8 text. */
+    in = buf_of("{\"body\": \"caf\\u00e9 \\u00fcber\", \"status_code\": 201, "
+                "\"media_type\": \"application/json\"}");
+    assert_nori(nori__entry_decode(&in, true, &r), NORI_OK);
+    assert_int_equal(r.status, 201);
+    assert_string_equal(r.body, "caf\xc3\xa9 \xc3\xbc" "ber");
+    assert_int_equal(r.body_len, strlen("caf\xc3\xa9 \xc3\xbc" "ber"));
+
+    /* A legacy text body with U+0000 keeps it. */
+    in = buf_of("{\"body\": \"a\\u0000b\", \"status_code\": 200, \"media_type\": \"text/plain\"}");
+    assert_nori(nori__entry_decode(&in, false, &r), NORI_OK);
+    assert_int_equal(r.body_len, 3);
+    assert_memory_equal(r.body, "a\0b", 3);
+
+    /* headers: unknown ones and Set-Cookie are never replayed; content-type
+     * fills a missing media type. */
+    in = buf_of("{\"body_b64\": \"\", \"status_code\": 200, \"media_type\": null, "
+                "\"headers\": {\"content-type\": \"text/csv\", \"set-cookie\": \"a=1\", "
+                "\"etag\": \"x\", \"x-other\": \"y\"}}");
+    assert_nori(nori__entry_decode(&in, false, &r), NORI_OK);
+    assert_string_equal(r.media_type, "text/csv");
+    assert_int_equal(r.body_len, 0);
+    assert_int_equal(r.n_headers, 1);
+    assert_string_equal(nori_http_response_header(&r, "ETag"), "x");
+    nori_http_response_clear(&r);
+}
+
+static void test_malformed_is_miss(void **state)
+{
+    (void)state;
+    static const char *bad[] = {
+        "",
+        "not json",
+        "{\"body_b64\": \"aGk=\", \"status_code\": 200",
+        "[1, 2]",
+        "\"text\"",
+        "{}",
+        "{\"body_b64\": \"aGk=\"}",
+        "{\"body_b64\": \"aGk=\", \"status_code\": \"200\"}",
+        "{\"body_b64\": \"aGk=\", \"status_code\": 200.0}",
+        "{\"body_b64\": \"aGk=\", \"status_code\": 42}",
+        "{\"body_b64\": \"aGk=\", \"status_code\": 200, \"media_type\": 5}",
+        "{\"body_b64\": \"aGk=\", \"status_code\": 200, \"media_type\": \"a\\u0000b\"}",
+        "{\"body_b64\": 12, \"status_code\": 200}",
+        "{\"body_b64\": null, \"status_code\": 200}",
+        "{\"body_b64\": \"a!k=\", \"status_code\": 200}",
+        "{\"body_b64\": \"aGk\", \"status_code\": 200}",
+        "{\"body_b64\": \"aGl=\", \"status_code\": 200}",
+        "{\"body\": 7, \"status_code\": 200}",
+        "{\"status_code\": 200, \"media_type\": \"text/plain\"}",
+        "{\"body_b64\": \"\", \"status_code\": 200, \"headers\": []}",
+        "{\"body_b64\": \"\", \"status_code\": 200, \"headers\": {\"etag\": 1}}",
+        "xxxxxxxxxxxxxxxxNRB1",
+        "\x10\0\0\0\xff\xff\xff\xff\x10\0\0\0NRB1",
+    };
+    nori_http_response r;
+    nori_http_response_init(&r);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        size_t len = i == sizeof bad / sizeof bad[0] - 1 ? 16 : strlen(bad[i]);
+        nori_buf in = {malloc(len + 1), len};
+        memcpy(in.data, bad[i], len);
+        int rc = nori__entry_decode(&in, true, &r);
+        if (rc != NORI_ETYPE)
+            print_error("entry %zu accepted: %s\n", i, bad[i]);
+        assert_nori(rc, NORI_ETYPE);
+        assert_null(in.data);
+        assert_null(r.body);
+        assert_int_equal(r.n_headers, 0);
+    }
+    nori_http_response_clear(&r);
+}
+
+/* Every truncation and every single-byte corruption of a binary record's
+ * trailer or metadata is either refused or decodes within bounds (ASan
+ * watches the reads). */
+static void test_binary_corruption(void **state)
+{
+    (void)state;
+    nori_http_response r, back;
+    make_binary_response(&r, 40);
+    nori_buf enc;
+    assert_nori(nori__entry_encode_binary(&r, &enc), NORI_OK);
+    nori_http_response_init(&back);
+    size_t refused = 0;
+    for (size_t cut = 0; cut < enc.len; cut++) {
+        /* Dropping bytes from the front keeps the trailer but loses the body
+         * boundary: must not crash; may decode a shorter body. */
+        nori_buf in = {malloc(enc.len - cut + 1), enc.len - cut};
+        memcpy(in.data, enc.data + cut, in.len);
+        if (nori__entry_decode(&in, true, &back) != NORI_OK)
+            refused++;
+        nori_http_response_clear(&back);
+    }
+    for (size_t pos = 40; pos + 4 < enc.len; pos++) {
+        nori_buf in = {malloc(enc.len + 1), enc.len};
+        memcpy(in.data, enc.data, enc.len);
+        in.data[pos] ^= (char)0xA5;
+        if (nori__entry_decode(&in, true, &back) != NORI_OK)
+            refused++;
+        nori_http_response_clear(&back);
+    }
+    assert_true(refused > 0);
+    /* Targeted: a metadata length pointing before the block, a broken magic. */
+    for (int k = 0; k < 2; k++) {
+        nori_buf in = {malloc(enc.len + 1), enc.len};
+        memcpy(in.data, enc.data, enc.len);
+        in.data[enc.len - (k == 0 ? 5 : 1)] = (char)0x7F;
+        assert_nori(nori__entry_decode(&in, true, &back), NORI_ETYPE);
+    }
+    /* Without accept_binary (Redis), a binary record is not JSON: a miss. */
+    assert_nori(nori__entry_decode(&enc, false, &back), NORI_ETYPE);
+    nori_http_response_clear(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_base64_vectors),  cmocka_unit_test(test_all_byte_values),
+        cmocka_unit_test(test_empty_and_large), cmocka_unit_test(test_json_shape),
+        cmocka_unit_test(test_python_entries),  cmocka_unit_test(test_malformed_is_miss),
+        cmocka_unit_test(test_binary_corruption),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
