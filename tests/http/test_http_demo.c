@@ -26,6 +26,16 @@ static test_demo demo;
 static char *tmpdir;
 static char prefix[64];
 
+#ifdef NORI_DEMO_ON_REDIS
+/* This build of the suite runs the demo on a private redis-server with the
+ * default key prefix, and adds the Redis checks at the end of the file. */
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+
+#include "redis_server.h"
+static nori_test_redis *redis;
+#endif
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -34,6 +44,12 @@ static int group_setup(void **state)
     snprintf(db, sizeof db, "%s/demo.db", tmpdir);
     snprintf(log, sizeof log, "%s/demo.log", tmpdir);
     snprintf(prefix, sizeof prefix, "e2e%ld-%ld", (long)getpid(), (long)time(NULL));
+#ifdef NORI_DEMO_ON_REDIS
+    redis = nori_test_redis_start(NULL);
+    setenv("CACHE_BACKEND", "redis", 1);
+    setenv("REDIS_URL", redis->url, 1);
+    snprintf(prefix, sizeof prefix, "view"); /* a private server: Nori's own prefix */
+#endif
     const char *backend = getenv("CACHE_BACKEND");
     print_message("nori-demo on backend %s (REDIS_URL=%s), prefix %s\n",
                   backend ? backend : "memory (default)",
@@ -49,6 +65,9 @@ static int group_teardown(void **state)
         test_demo_stop(&demo, 10);
     nori_test_rmtree(tmpdir);
     free(tmpdir);
+#ifdef NORI_DEMO_ON_REDIS
+    nori_test_redis_stop(redis);
+#endif
     return 0;
 }
 
@@ -350,6 +369,99 @@ static void test_metrics(void **state)
     assert_int_equal(metric("nori_cache_errors_total"), 0);
 }
 
+#ifdef NORI_DEMO_ON_REDIS
+static redisContext *raw_redis(void)
+{
+    redisContext *c = nori_test_redis_connect(redis);
+    assert_non_null(c);
+    return c;
+}
+
+/* The demo's entries are Nori-shaped JSON under cache:view:{path}:{query},
+ * with the body in base64, byte for byte. */
+static void test_redis_entry_is_nori_json(void **state)
+{
+    (void)state;
+    test_http_response r = get("/report.pdf", NULL);
+    assert_int_equal(r.status, 200);
+    redisContext *c = raw_redis();
+    redisReply *reply = redisCommand(c, "GET cache:view:/report.pdf:");
+    assert_non_null(reply);
+    assert_int_equal(reply->type, REDIS_REPLY_STRING);
+    json_error_t err;
+    json_t *entry = json_loadb(reply->str, reply->len, 0, &err);
+    assert_non_null(entry);
+    assert_int_equal(json_integer_value(json_object_get(entry, "status_code")), 200);
+    assert_string_equal(json_string_value(json_object_get(entry, "media_type")),
+                        "application/pdf");
+    const char *b64 = json_string_value(json_object_get(entry, "body_b64"));
+    assert_non_null(b64);
+    /* Decode with the library's reader: the same bytes come back from a HIT. */
+    test_http_response hit = get("/report.pdf", NULL);
+    assert_string_equal(xcache(&hit), "HIT");
+    assert_int_equal(hit.body_len, r.body_len);
+    assert_memory_equal(hit.body, r.body, r.body_len);
+    assert_int_equal(strlen(b64), (r.body_len + 2) / 3 * 4);
+    json_decref(entry);
+    freeReplyObject(reply);
+    redisFree(c);
+    test_http_response_free(&r);
+    test_http_response_free(&hit);
+}
+
+/* Entries written by another client (Nori's Python decorator) are served:
+ * the current body_b64 shape and the older {"body": text} shape. */
+static void test_redis_foreign_entries_served(void **state)
+{
+    (void)state;
+    redisContext *c = raw_redis();
+    /* "hello from python\n" in base64 */
+    redisReply *a = redisCommand(c, "SET %s %s", "cache:view:/products:page=77",
+                                 "{\"body_b64\": \"aGVsbG8gZnJvbSBweXRob24K\", \"status_code\": 200, "
+                                 "\"media_type\": \"text/plain\"}");
+    redisReply *b = redisCommand(c, "SET %s %s", "cache:view:/products:page=78",
+                                 "{\"body\": \"legacy caf\u00e9\", \"status_code\": 200, "
+                                 "\"media_type\": \"text/plain\"}");
+    assert_non_null(a);
+    assert_non_null(b);
+    freeReplyObject(a);
+    freeReplyObject(b);
+    redisFree(c);
+    test_http_response r = get("/products?page=77", NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(xcache(&r), "HIT");
+    assert_string_equal(r.body, "hello from python\n");
+    test_http_response_free(&r);
+    r = get("/products?page=78", NULL);
+    assert_string_equal(xcache(&r), "HIT");
+    assert_string_equal(r.body, "legacy caf\xc3\xa9");
+    test_http_response_free(&r);
+}
+
+/* With Redis stopped, cached routes still answer 200 (the handler runs) and
+ * the errors are counted; when it is back, the cache works again. */
+static void test_redis_down_fails_open(void **state)
+{
+    (void)state;
+    uint64_t errors_before = metric("nori_cache_errors_total");
+    nori_test_redis_kill(redis);
+    const char *routes[] = {"/dashboard", "/products?page=3", "/report.pdf", "/greeting"};
+    for (int i = 0; i < 4; i++) {
+        test_http_response r = get(routes[i], NULL);
+        assert_int_equal(r.status, 200);
+        assert_true(r.body_len > 0);
+        test_http_response_free(&r);
+    }
+    assert_true(metric("nori_cache_errors_total") > errors_before);
+    nori_test_redis_restart(redis);
+    test_http_response a = get("/products?page=4", NULL), b = get("/products?page=4", NULL);
+    assert_string_equal(xcache(&a), "MISS");
+    assert_string_equal(xcache(&b), "HIT");
+    test_http_response_free(&a);
+    test_http_response_free(&b);
+}
+#endif
+
 /* Last: SIGTERM stops the server cleanly (exit 0; sanitizers would make
  * it non-zero on a leak or an error during shutdown). */
 static void test_clean_stop(void **state)
@@ -370,6 +482,11 @@ int main(void)
         cmocka_unit_test(test_login_throttle),    cmocka_unit_test(test_keep_alive),
         cmocka_unit_test(test_large_body_refused), cmocka_unit_test(test_aborted_upload),
         cmocka_unit_test(test_metrics),
+#ifdef NORI_DEMO_ON_REDIS
+        cmocka_unit_test(test_redis_entry_is_nori_json),
+        cmocka_unit_test(test_redis_foreign_entries_served),
+        cmocka_unit_test(test_redis_down_fails_open),
+#endif
         cmocka_unit_test(test_clean_stop),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
