@@ -501,10 +501,17 @@ static void store_entry(mem_backend *mb, mem_shard *s, mem_entry *e, uint64_t ha
 
 /* ---- operations ---- */
 
-static int mem_get(nori_backend *b, const char *key, size_t klen, nori_buf *out)
+/*
+ * The read path of get and get_into: finds the live entry for `key` and hands
+ * it to `copy` under the shard lock; a successful copy counts a hit and
+ * refreshes the entry's recency.
+ */
+typedef int (*copy_fn)(mem_entry *e, const char *key, void *ctx);
+
+static int read_entry(mem_backend *mb, const char *op, const char *key, size_t klen, copy_fn copy,
+                      void *ctx)
 {
-    mem_backend *mb = (mem_backend *)b;
-    int rc = refuse_reentry(mb, "get");
+    int rc = refuse_reentry(mb, op);
     if (rc != NORI_OK)
         return rc;
     uint64_t hash = hash_key(mb->seed, key, klen);
@@ -518,51 +525,54 @@ static int mem_get(nori_backend *b, const char *key, size_t klen, nori_buf *out)
         shard_unlock(s);
         return NORI_MISS;
     }
-    mem_entry *e = *slot;
-    char *copy = malloc((size_t)e->vlen + 1);
-    if (copy == NULL) {
-        shard_unlock(s);
-        return nori__fail(NORI_ENOMEM, "out of memory copying the value of '%.64s'", key);
+    rc = copy(*slot, key, ctx);
+    if (rc == NORI_OK) {
+        do_touch(s, *slot, stamp);
+        s->hits++;
     }
+    shard_unlock(s);
+    return rc;
+}
+
+static int copy_to_new_buf(mem_entry *e, const char *key, void *ctx)
+{
+    nori_buf *out = ctx;
+    char *copy = malloc((size_t)e->vlen + 1);
+    if (copy == NULL)
+        return nori__fail(NORI_ENOMEM, "out of memory copying the value of '%.64s'", key);
     memcpy(copy, entry_value(e), (size_t)e->vlen + 1);
     out->data = copy;
     out->len = e->vlen;
-    do_touch(s, e, stamp);
-    s->hits++;
-    shard_unlock(s);
+    return NORI_OK;
+}
+
+static int mem_get(nori_backend *b, const char *key, size_t klen, nori_buf *out)
+{
+    return read_entry((mem_backend *)b, "get", key, klen, copy_to_new_buf, out);
+}
+
+typedef struct {
+    void *buf;
+    size_t cap;
+    size_t *len;
+} into_ctx;
+
+static int copy_to_callers_buf(mem_entry *e, const char *key, void *ctx)
+{
+    into_ctx *c = ctx;
+    *c->len = e->vlen;
+    if (e->vlen > c->cap)
+        return nori__fail(NORI_ETOOBIG, "get_into '%.64s': the value is %" PRIu32
+                                        " bytes, the buffer holds %zu", key, e->vlen, c->cap);
+    memcpy(c->buf, entry_value(e), e->vlen);
     return NORI_OK;
 }
 
 static int mem_get_into(nori_backend *b, const char *key, size_t klen, void *buf, size_t cap,
                         size_t *len)
 {
-    mem_backend *mb = (mem_backend *)b;
-    int rc = refuse_reentry(mb, "get_into");
-    if (rc != NORI_OK)
-        return rc;
-    uint64_t hash = hash_key(mb->seed, key, klen);
-    mem_shard *s = shard_of(mb, hash);
-    int64_t now = nori__now_coarse_ms();
-    uint64_t stamp = next_stamp(now);
-    shard_lock(s);
-    mem_entry **slot = do_lookup(mb, s, key, klen, hash, now);
-    if (slot == NULL) {
-        s->misses++;
-        shard_unlock(s);
-        return NORI_MISS;
-    }
-    mem_entry *e = *slot;
-    *len = e->vlen;
-    if (e->vlen > cap) {
-        shard_unlock(s);
-        return nori__fail(NORI_ETOOBIG, "get_into '%.64s': the value is %" PRIu32
-                                        " bytes, the buffer holds %zu", key, e->vlen, cap);
-    }
-    memcpy(buf, entry_value(e), e->vlen);
-    do_touch(s, e, stamp);
-    s->hits++;
-    shard_unlock(s);
-    return NORI_OK;
+    into_ctx c = {buf, cap, len};
+    return read_entry((mem_backend *)b, "get_into", key, klen, copy_to_callers_buf, &c);
 }
 
 static int64_t expiry_from_ttl(int64_t ttl, int64_t now)
