@@ -149,7 +149,7 @@ typedef struct nori_backend nori_backend;
  * different threads in the same instant may count in either order.
  * Expired entries are removed when a read finds them; an eviction removes
  * the least recently used entry, expired or not.
- * The store is split into 16 shards with a lock each, so threads working on
+ * The store is split into 64 shards with a lock each, so threads working on
  * different keys rarely wait for each other.
  */
 NORI_EXPORT int nori_memory_backend_new(size_t max_keys, nori_backend **out);
