@@ -8,7 +8,8 @@
  *  - two requests get the same key if and only if they are the same request
  *    as far as the configuration looks (a missing header counts as empty,
  *    as in Nori's shape);
- *  - a key that does not fit is refused, never truncated. */
+ *  - a key that does not fit (over the limit, or over the caller's buffer
+ *    by a single byte) is refused, never truncated. */
 #include "fuzz.h"
 #include "http_internal.h"
 
@@ -175,9 +176,16 @@ static int build(int cfg, fz_request *r, char *key)
     nori_http_request req = {"GET", r->f[F_PATH], r->f[F_QUERY], header, r, NULL, 0};
     int rc = nori_http_cache_key(caches[cfg], &req, key, NORI_MAX_KEY_LEN + 1);
     if (rc == NORI_OK) {
-        if (strlen(key) > NORI_MAX_KEY_LEN)
+        size_t len = strlen(key);
+        if (len > NORI_MAX_KEY_LEN)
             abort();
         check_parses_back(key, cfg, r);
+        /* A buffer one byte too small refuses the key; an exact one holds it. */
+        char small[NORI_MAX_KEY_LEN + 1];
+        if (nori_http_cache_key(caches[cfg], &req, small, len) != NORI_ETOOBIG ||
+            nori_http_cache_key(caches[cfg], &req, small, len + 1) != NORI_OK ||
+            strcmp(small, key) != 0)
+            abort();
     } else if (rc == NORI_MISS) {
         if (!(cfg & 1) || r->f[F_KEY] != NULL)
             abort(); /* only the key function opts a request out */
