@@ -31,18 +31,21 @@
 #include <unistd.h>
 
 #ifdef NORI_DEMO_ON_REDIS
+#include <hiredis/hiredis.h>
+
 #include "redis_server.h"
 static nori_test_redis *redis;
 #endif
 
 static test_demo demo;
 static char *tmpdir;
+static char prefix[64];
 
 static int group_setup(void **state)
 {
     (void)state;
     tmpdir = nori_test_mkdtemp();
-    char db[512], log[512], prefix[64];
+    char db[512], log[512];
     snprintf(db, sizeof db, "%s/demo.db", tmpdir);
     snprintf(log, sizeof log, "%s/demo.log", tmpdir);
     snprintf(prefix, sizeof prefix, "hostile%ld-%ld", (long)getpid(), (long)time(NULL));
@@ -338,6 +341,43 @@ static void test_no_cross_entries(void **state)
         }
 }
 
+#ifdef NORI_DEMO_ON_REDIS
+/* An entry another client wrote into Redis with header injection attempts:
+ * CR/LF inside a kept header's value and inside the media type, and a
+ * Set-Cookie member. The hit serves the body; no injected header line, no
+ * cookie reaches the client. */
+static void test_hostile_redis_entry(void **state)
+{
+    (void)state;
+    redisContext *c = nori_test_redis_connect(redis);
+    assert_non_null(c);
+    char key[128];
+    snprintf(key, sizeof key, "cache:%s:/products:page=9", prefix);
+    const char *entry =
+        "{\"body_b64\": \"c2VydmVkIGZyb20gcmVkaXMK\", \"status_code\": 200,"
+        " \"media_type\": \"text/plain\\r\\nX-Injected: 1\","
+        " \"headers\": {\"etag\": \"\\\"x\\\"\\r\\nSet-Cookie: stolen=1\","
+        " \"set-cookie\": \"a=b\", \"content-language\": \"en\"}}";
+    redisReply *r = redisCommand(c, "SET %s %s", key, entry);
+    assert_true(r != NULL && r->type == REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    redisFree(c);
+
+    test_http_response resp = get("/products?page=9", NULL);
+    assert_int_equal(resp.status, 200);
+    assert_string_equal(xcache(&resp), "HIT");
+    assert_string_equal(resp.body, "served from redis\n");
+    char v[64];
+    assert_null(test_http_header(&resp, "Set-Cookie", v, sizeof v));
+    assert_null(test_http_header(&resp, "X-Injected", v, sizeof v));
+    assert_string_equal(test_http_header(&resp, "Content-Language", v, sizeof v), "en");
+    if (strstr(resp.head, "stolen") != NULL || strstr(resp.head, "Injected") != NULL)
+        fail_msg("injected header text in the response head:\n%s", resp.head);
+    test_http_response_free(&resp);
+    alive();
+}
+#endif
+
 static void test_clean_stop(void **state)
 {
     (void)state;
@@ -354,7 +394,11 @@ int main(void)
         cmocka_unit_test(test_many_headers),     cmocka_unit_test(test_invalid_utf8),
         cmocka_unit_test(test_colons),           cmocka_unit_test(test_user_collisions),
         cmocka_unit_test(test_vary_collisions),  cmocka_unit_test(test_set_cookie_not_stored),
-        cmocka_unit_test(test_no_cross_entries), cmocka_unit_test(test_clean_stop),
+        cmocka_unit_test(test_no_cross_entries),
+#ifdef NORI_DEMO_ON_REDIS
+        cmocka_unit_test(test_hostile_redis_entry),
+#endif
+        cmocka_unit_test(test_clean_stop),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
