@@ -1,12 +1,14 @@
 /*
  * A redis-server killed with SIGKILL (no goodbye on the sockets) while 8
  * threads run mixed get/set/incr/atomic_update through one backend handle,
- * then started again on the same port:
+ * then started again on the same port; and the same load across a 2-second
+ * stall (DEBUG SLEEP: every reply late):
  *  - every call returns, with NORI_OK/NORI_MISS or NORI_EBACKEND (nothing
  *    else), and none takes longer than 3 x timeout_ms plus a margin;
  *  - while the server is down, calls do fail (the outage is seen);
- *  - every call started after the server answers PING again succeeds, on
- *    the same backend handle (no re-creation), in every thread.
+ *  - every call started after the server answers again (PING after the
+ *    restart, the DEBUG SLEEP reply) succeeds, on the same backend handle
+ *    (no re-creation), in every thread.
  * Run under ASan/UBSan like every test (no leak on the error paths) and
  * under ThreadSanitizer (label "concurrency").
  */
@@ -20,6 +22,7 @@
 #include "test_support.h"
 
 #include <errno.h>
+#include <hiredis/hiredis.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -145,9 +148,39 @@ static void *run(void *arg)
     return NULL;
 }
 
-static void test_sigkill_under_load(void **state)
+/* The server's outage: kill (SIGKILL, then restart on the same port) or
+ * stall (DEBUG SLEEP on a raw connection, which returns when it ends). */
+typedef enum { FAULT_KILL, FAULT_STALL } fault_kind;
+
+static void inject(fault_kind fault)
 {
-    (void)state;
+    if (fault == FAULT_KILL) {
+        /* SIGKILL by pid: the server dies mid-command, sockets reset. */
+        pid_t pid = server->pid;
+        assert_int_equal(kill(pid, SIGKILL), 0);
+        int status;
+        while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
+            ;
+        assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        server->pid = 0;
+        sleep_ms(1500);
+        nori_test_redis_restart(server); /* same port; returns once PING answers */
+    } else {
+        /* Redis runs one command at a time: for 2 s every call's reply is
+         * late, so each must give up at its command timeout. */
+        redisContext *c = nori_test_redis_connect(server);
+        assert_non_null(c);
+        redisReply *r = redisCommand(c, "DEBUG SLEEP 2");
+        assert_true(r != NULL && r->type == REDIS_REPLY_STATUS);
+        freeReplyObject(r);
+        redisFree(c);
+    }
+}
+
+/* 8 threads of mixed calls through one backend across the fault; the
+ * assertions of the file comment. */
+static void run_with_fault(fault_kind fault)
+{
     server = nori_test_redis_start(NULL);
     char url[400];
     snprintf(url, sizeof url, "%s?timeout_ms=%d&connect_timeout_ms=%d", server->url, TIMEOUT_MS,
@@ -158,24 +191,15 @@ static void test_sigkill_under_load(void **state)
     pthread_t th[THREADS];
     memset(w, 0, sizeof w);
     atomic_store(&phase, PHASE_UP);
+    atomic_store(&restarted_at, 0.0);
     for (int i = 0; i < THREADS; i++) {
         w[i].id = i;
         assert_int_equal(pthread_create(&th[i], NULL, run, &w[i]), 0);
     }
     sleep_ms(1000);
 
-    /* SIGKILL by pid: the server dies mid-command, sockets reset. */
-    pid_t pid = server->pid;
     atomic_store(&phase, PHASE_DOWN);
-    assert_int_equal(kill(pid, SIGKILL), 0);
-    int status;
-    while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
-        ;
-    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-    server->pid = 0;
-    sleep_ms(1500);
-
-    nori_test_redis_restart(server); /* same port; returns once PING answers */
+    inject(fault);
     atomic_store(&restarted_at, now_ms());
     atomic_store(&phase, PHASE_BACK);
     sleep_ms(1500);
@@ -187,7 +211,7 @@ static void test_sigkill_under_load(void **state)
     long down_calls = 0, down_failed = 0;
     for (int i = 0; i < THREADS; i++) {
         print_message("thread %d: up %ld calls (%ld failed), down %ld (%ld failed), back %ld "
-                      "(%ld failed, %ld after the restart), max %.1f ms\n",
+                      "(%ld failed, %ld after the server was back), max %.1f ms\n",
                       i, w[i].calls[0], w[i].failed[0], w[i].calls[1], w[i].failed[1],
                       w[i].calls[2], w[i].failed[2], w[i].failed_after_restart, w[i].max_ms);
         if (w[i].unexpected > 0 || w[i].failed[PHASE_UP] > 0 || w[i].failed_after_restart > 0)
@@ -203,12 +227,11 @@ static void test_sigkill_under_load(void **state)
     print_message("max call duration %.1f ms (bound %d ms)\n", max_ms,
                   3 * TIMEOUT_MS + MARGIN_MS);
     assert_true(max_ms < 3 * TIMEOUT_MS + MARGIN_MS);
-    /* The outage was seen: calls made while the server was dead failed. */
+    /* The outage was seen: calls made while the server was out failed. */
     assert_true(down_calls > 0);
     assert_true(down_failed > 0);
 
-    /* The counter works on the restarted (empty) server, through the same
-     * handle: 8 threads' increments continue from what it holds now. */
+    /* The counter works after the outage, through the same handle. */
     int64_t n1, n2;
     assert_nori(nori_backend_incr(backend, "kill:counter", 0, &n1), NORI_OK);
     assert_nori(nori_backend_incr(backend, "kill:counter", 0, &n2), NORI_OK);
@@ -220,10 +243,23 @@ static void test_sigkill_under_load(void **state)
     server = NULL;
 }
 
+static void test_sigkill_under_load(void **state)
+{
+    (void)state;
+    run_with_fault(FAULT_KILL);
+}
+
+static void test_stall_under_load(void **state)
+{
+    (void)state;
+    run_with_fault(FAULT_STALL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sigkill_under_load),
+        cmocka_unit_test(test_stall_under_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
