@@ -11,6 +11,8 @@ packages=(
   clang libclang-rt-14-dev                # libFuzzer targets (fuzz/)
   redis-server redis-tools                # real server for the tests, redis-benchmark
   curl                                    # the README's demo session
+  wrk                                     # load for scripts/soak.sh
+  valgrind                                # scripts/valgrind.sh
   python3                                 # Nori's Python entry format, cross-checked in tests
 )
 

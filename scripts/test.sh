@@ -4,7 +4,8 @@
 #   2. ThreadSanitizer build: the concurrency tests (label "concurrency");
 #   3. AddressSanitizer + UndefinedBehaviorSanitizer build: every test;
 #   4. libFuzzer targets, 20 seconds each (scripts/fuzz.sh);
-#   5. normal build: every test; its CTest summary is the last thing printed.
+#   5. normal build: a 20-second soak per backend (scripts/soak.sh 20), then
+#      every test; its CTest summary is the last thing printed.
 # Warnings are errors in every build. Any sanitizer report fails the run.
 # Tests that need Redis start their own redis-server on a free loopback port.
 set -euo pipefail
@@ -37,4 +38,6 @@ bash scripts/fuzz.sh -max_total_time=20
 
 echo "== Normal build: all tests"
 build build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+echo "== Soak: nori-demo under wrk, 20 s per backend"
+bash scripts/soak.sh 20
 cd build && exec ctest -j "$jobs"

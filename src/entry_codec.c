@@ -289,6 +289,13 @@ static int decode_binary(nori_buf *in, nori_http_response *r)
             }
             m += 4 + l;
         }
+        /* The encoder writes only the kept headers: any other name (Set-Cookie,
+         * an empty one) means the record is not ours, so it is refused. */
+        if (!nori__entry_keeps_header(fields[0])) {
+            free(fields[0]);
+            free(fields[1]);
+            return nori__fail(NORI_ETYPE, "binary cache entry: header not stored with entries");
+        }
         rc = nori_http_response_add_header(r, fields[0], fields[1]);
         free(fields[0]);
         free(fields[1]);

@@ -453,6 +453,10 @@ static int update_attempt(redis_backend *rb, redisContext *c, const wire_key *k,
         } else if (e->type == REDIS_REPLY_ARRAY && e->elements == 1) {
             rc = server_fail(rb, e->element[0], "atomic_update (SET)", key);
             *reusable = true;
+        } else if (replies[1]->type == REDIS_REPLY_ERROR) {
+            /* The server refused to queue the SET (OOM under maxmemory, for
+             * one) and EXEC only says EXECABORT: report the SET's reason. */
+            rc = server_fail(rb, replies[1], "atomic_update (SET)", key);
         } else {
             rc = server_fail(rb, e, "atomic_update (EXEC)", key);
         }

@@ -312,6 +312,22 @@ static int me(const nori_http_request *req, nori_http_response *resp, void *ud)
     return plain(resp, 200, body);
 }
 
+/* A cached route whose handler sets a cookie: the cache must never store
+ * it (a stored Set-Cookie would hand one client's session to the next), so
+ * every request runs the handler and gets its own session id. */
+static int session(const nori_http_request *req, nori_http_response *resp, void *ud)
+{
+    (void)req;
+    (void)ud;
+    static _Atomic unsigned long next_id;
+    unsigned long id = atomic_fetch_add(&next_id, 1) + 1;
+    char body[64], cookie[64];
+    snprintf(body, sizeof body, "session %lu\n", id);
+    snprintf(cookie, sizeof cookie, "sid=%lu; Path=/; HttpOnly", id);
+    int rc = plain(resp, 200, body);
+    return rc ? rc : nori_http_response_add_header(resp, "Set-Cookie", cookie);
+}
+
 static int fail(const nori_http_request *req, nori_http_response *resp, void *ud)
 {
     (void)req;
@@ -485,6 +501,7 @@ int main(int argc, char **argv)
         {"/greeting", greeting, NULL, demo.greet_cache},
         {"/me", me, NULL, demo.me_cache},
         {"/fail", fail, NULL, demo.main_cache},
+        {"/session", session, NULL, demo.main_cache},
         {"/login", login, NULL, NULL},
         {"/metrics", metrics, NULL, NULL},
     };

@@ -82,6 +82,9 @@ const char *test_http_header(const test_http_response *r, const char *name, char
     return NULL;
 }
 
+static int read_response(int fd, const char *method, const char *target,
+                         test_http_response *out);
+
 int test_http_request(int fd, const char *method, const char *target,
                       const char *extra_headers, const char *body, size_t body_len,
                       test_http_response *out)
@@ -101,7 +104,12 @@ int test_http_request(int fd, const char *method, const char *target,
         fprintf(stderr, "http client: cannot send %s %s\n", method, target);
         return -1;
     }
+    return read_response(fd, method, target, out);
+}
 
+static int read_response(int fd, const char *method, const char *target,
+                         test_http_response *out)
+{
     /* Read until the end of the headers; whatever follows is body. */
     size_t cap = 8192, len = 0;
     char *buf = malloc(cap + 1);
@@ -164,6 +172,20 @@ int test_http_request(int fd, const char *method, const char *target,
     out->body[want] = '\0';
     out->body_len = want;
     return 0;
+}
+
+int test_http_raw(int port, const char *raw, size_t len, test_http_response *out)
+{
+    memset(out, 0, sizeof *out);
+    int fd = test_http_connect(port);
+    if (fd < 0)
+        return -1;
+    int rc = send_all(fd, raw, len);
+    /* A refused request may be answered before it is fully sent: read the
+     * answer even when the send failed part-way. */
+    rc = read_response(fd, "RAW", rc == 0 ? "(raw request)" : "(raw request, send cut)", out);
+    close(fd);
+    return rc;
 }
 
 int test_http_once(int port, const char *method, const char *target,

@@ -39,6 +39,14 @@ int test_http_once(int port, const char *method, const char *target,
 const char *test_http_header(const test_http_response *r, const char *name, char *buf,
                              size_t cap);
 
+/*
+ * Sends `len` raw bytes (a request written by hand: any request line,
+ * headers, bytes) on a fresh connection and reads one response. 0 on
+ * success, -1 when no response could be read (connection reset or closed,
+ * timeout).
+ */
+int test_http_raw(int port, const char *raw, size_t len, test_http_response *out);
+
 void test_http_response_free(test_http_response *r);
 
 #endif

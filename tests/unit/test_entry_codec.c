@@ -300,6 +300,57 @@ static void test_binary_corruption(void **state)
     nori_http_response_clear(&r);
 }
 
+/* A binary record built by hand: body | meta | u32 meta_len | "NRB1" with one
+ * header (name, value); no media type. */
+static nori_buf hand_record(const char *name, const char *value)
+{
+    size_t nl = strlen(name), vl = strlen(value);
+    size_t meta = 8 + 4 + nl + 4 + vl, len = 2 + meta + 8;
+    unsigned char *p = calloc(1, len + 1);
+    assert_non_null(p);
+    memcpy(p, "ok", 2);
+    unsigned char *m = p + 2;
+    m[0] = 200; /* u16 status 200 */
+    m[2] = 1;   /* u16 one header */
+    memset(m + 4, 0xFF, 4); /* no media type */
+    m += 8;
+    m[0] = (unsigned char)nl;
+    memcpy(m + 4, name, nl);
+    m += 4 + nl;
+    m[0] = (unsigned char)vl;
+    memcpy(m + 4, value, vl);
+    m += 4 + vl;
+    m[0] = (unsigned char)meta;
+    memcpy(m + 4, "NRB1", 4);
+    nori_buf b = {(char *)p, len};
+    return b;
+}
+
+/* Finding of fuzz_entry_decode: the binary record's decoder took any header
+ * name it found, so a record not written by the encoder (which keeps only
+ * the five entry headers) could replay Set-Cookie, and an empty name came
+ * back as NORI_EINVAL rather than the malformed-entry NORI_ETYPE. Such a
+ * record is now refused as malformed, as every inconsistency is. */
+static void test_fuzz_binary_header_not_kept(void **state)
+{
+    (void)state;
+    nori_http_response r;
+    nori_http_response_init(&r);
+    nori_buf in = hand_record("ETag", "\"1\"");
+    assert_nori(nori__entry_decode(&in, true, &r), NORI_OK);
+    assert_int_equal(r.n_headers, 1);
+    assert_string_equal(nori_http_response_header(&r, "ETag"), "\"1\"");
+    nori_http_response_clear(&r);
+    static const char *const refused[] = {"Set-Cookie", "Conten0-Disposition", "X-Other", ""};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        in = hand_record(refused[i], "a=b");
+        assert_nori(nori__entry_decode(&in, true, &r), NORI_ETYPE);
+        assert_null(in.data);
+        assert_int_equal(r.n_headers, 0);
+        assert_null(r.body);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -307,6 +358,7 @@ int main(void)
         cmocka_unit_test(test_empty_and_large), cmocka_unit_test(test_json_shape),
         cmocka_unit_test(test_python_entries),  cmocka_unit_test(test_malformed_is_miss),
         cmocka_unit_test(test_binary_corruption),
+        cmocka_unit_test(test_fuzz_binary_header_not_kept),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
