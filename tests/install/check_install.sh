@@ -2,6 +2,8 @@
 # Installs the build into a temporary prefix, then compiles and runs a
 # consumer with only `pkg-config noricache` (shared, then static linking).
 set -euo pipefail
+# grep reads its whole input (no -q): under pipefail, grep -q exiting at the
+# first match could kill the writer (ldd) with SIGPIPE and fail the check.
 build_dir=$1
 src_dir=$(cd "$(dirname "$0")" && pwd)
 prefix=$(mktemp -d)
@@ -14,10 +16,10 @@ test -f "$prefix/include/nori/cache.h"
 sed -i "s|^prefix=.*|prefix=$prefix|" "$pc_dir/noricache.pc"
 cc -std=c11 -Wall -Wextra -Werror "$src_dir/consumer.c" -o "$prefix/consumer" \
    $(pkg-config --cflags --libs noricache) -Wl,-rpath,"$(pkg-config --variable=libdir noricache)"
-"$prefix/consumer" | grep -q ' ok$'
-ldd "$prefix/consumer" | grep -q libnoricache.so
+"$prefix/consumer" | grep ' ok$' >/dev/null
+ldd "$prefix/consumer" | grep libnoricache.so >/dev/null
 cc -std=c11 "$src_dir/consumer.c" -o "$prefix/consumer_static" \
    $(pkg-config --cflags noricache) "$(pkg-config --variable=libdir noricache)/libnoricache.a" \
    $(pkg-config --libs --static noricache | sed 's/-lnoricache//')
-"$prefix/consumer_static" | grep -q ' ok$'
+"$prefix/consumer_static" | grep ' ok$' >/dev/null
 echo "install check: shared and static consumers ok"
