@@ -45,18 +45,6 @@ static int group_teardown(void **state)
     return 0;
 }
 
-/* Reads the decimal counter in `cur` (absent = 0) and writes it + 1. */
-static int add_one(const nori_buf *cur, nori_buf *next, void *ud)
-{
-    (void)ud;
-    long long v = cur != NULL ? strtoll(cur->data, NULL, 10) : 0;
-    next->data = malloc(24);
-    if (next->data == NULL)
-        return 1;
-    next->len = (size_t)snprintf(next->data, 24, "%lld", v + 1);
-    return 0;
-}
-
 /* One increment by either primitive; returns the new value or -1. */
 static int64_t increment(nori_backend *b, const char *key, bool use_update)
 {
@@ -65,7 +53,7 @@ static int64_t increment(nori_backend *b, const char *key, bool use_update)
         return nori_backend_incr(b, key, 0, &n) == NORI_OK ? n : -1;
     }
     nori_buf out;
-    if (nori_backend_atomic_update(b, key, add_one, NULL, 0, &out) != NORI_OK)
+    if (nori_backend_atomic_update(b, key, nori_test_add_one, NULL, 0, &out) != NORI_OK)
         return -1;
     int64_t n = strtoll(out.data, NULL, 10);
     nori_buf_free(&out);

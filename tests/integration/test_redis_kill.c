@@ -68,17 +68,6 @@ typedef struct {
     char last_failure[256];
 } worker;
 
-static int add_one(const nori_buf *cur, nori_buf *next, void *ud)
-{
-    (void)ud;
-    long long v = cur != NULL ? strtoll(cur->data, NULL, 10) : 0;
-    next->data = malloc(24);
-    if (next->data == NULL)
-        return 1;
-    next->len = (size_t)snprintf(next->data, 24, "%lld", v + 1);
-    return 0;
-}
-
 /* One call of kind i % 4 on shared keys (set/get/incr) or the thread's own
  * key (atomic_update: shared keys would make WATCH give up under contention,
  * which is a legitimate EBACKEND unrelated to the fault). */
@@ -104,7 +93,7 @@ static int one_call(worker *w, long i)
     default: {
         snprintf(key, sizeof key, "kill:upd:%d", w->id);
         nori_buf out;
-        int rc = nori_backend_atomic_update(backend, key, add_one, NULL, 0, &out);
+        int rc = nori_backend_atomic_update(backend, key, nori_test_add_one, NULL, 0, &out);
         if (rc == NORI_OK)
             nori_buf_free(&out);
         return rc;

@@ -76,17 +76,6 @@ static nori_http_origin serve(nori_http_cache *cache, const char *path, int *run
     return o;
 }
 
-static int add_one(const nori_buf *cur, nori_buf *next, void *ud)
-{
-    (void)ud;
-    long long v = cur != NULL ? strtoll(cur->data, NULL, 10) : 0;
-    next->data = malloc(24);
-    if (next->data == NULL)
-        return 1;
-    next->len = (size_t)snprintf(next->data, 24, "%lld", v + 1);
-    return 0;
-}
-
 static void expect_oom(int rc, const char *what)
 {
     if (rc != NORI_EBACKEND)
@@ -139,7 +128,7 @@ static void test_out_of_memory(void **state)
     expect_oom(nori_backend_incr(b, "oom:counter", 0, &n), "incr");
     expect_oom(nori_backend_incr(b, "oom:fresh-counter", 60, &n), "incr (new key)");
     nori_buf out;
-    expect_oom(nori_backend_atomic_update(b, "oom:upd", add_one, NULL, 0, &out), "atomic_update");
+    expect_oom(nori_backend_atomic_update(b, "oom:upd", nori_test_add_one, NULL, 0, &out), "atomic_update");
     nori_buf v;
     assert_nori(nori_backend_get(b, "oom:new", &v), NORI_MISS);
     assert_nori(nori_backend_get(b, "oom:upd", &v), NORI_MISS);

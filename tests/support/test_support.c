@@ -45,3 +45,15 @@ void nori_test_write_file(const char *path, const char *text)
     assert_int_equal(fputs(text, f) >= 0, 1);
     assert_int_equal(fclose(f), 0);
 }
+
+int nori_test_add_one(const nori_buf *cur, nori_buf *next, void *ud)
+{
+    long long v = cur != NULL ? strtoll(cur->data, NULL, 10) : 0;
+    next->data = malloc(24);
+    if (next->data == NULL)
+        return 1;
+    next->len = (size_t)snprintf(next->data, 24, "%lld", v + 1);
+    if (ud != NULL)
+        *(int64_t *)ud = v + 1;
+    return 0;
+}

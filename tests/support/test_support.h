@@ -16,6 +16,13 @@ void nori_test_rmtree(const char *path);
 /* Writes `text` to path, truncating. Fails the test on error. */
 void nori_test_write_file(const char *path, const char *text);
 
+/*
+ * An atomic_update callback that treats the value as a decimal counter
+ * (absent = 0) and writes it plus one. `ud` may point at an int64_t that
+ * receives the value written. Used by the concurrency and fault tests.
+ */
+int nori_test_add_one(const nori_buf *cur, nori_buf *next, void *ud);
+
 /* Asserts rc == expected, printing nori_last_error() when it is not. */
 #define assert_nori(rc, expected)                                                      \
     do {                                                                               \

@@ -86,24 +86,11 @@ static void test_concurrent_incr_exact(void **state)
     nori_backend_free(b);
 }
 
-/* atomic_update callback: parses a decimal counter and writes it plus one. */
-static int add_one(const nori_buf *cur, nori_buf *next, void *ud)
-{
-    int64_t *seen = ud;
-    long long v = cur != NULL ? strtoll(cur->data, NULL, 10) : 0;
-    next->data = malloc(24);
-    if (next->data == NULL)
-        return 1;
-    next->len = (size_t)snprintf(next->data, 24, "%lld", v + 1);
-    *seen = v + 1;
-    return 0;
-}
-
 static void *update_worker(void *arg)
 {
     worker *w = arg;
     for (int i = 0; i < w->count; i++)
-        if (nori_backend_atomic_update(w->b, "state", add_one, &w->results[i], 0, NULL) !=
+        if (nori_backend_atomic_update(w->b, "state", nori_test_add_one, &w->results[i], 0, NULL) !=
             NORI_OK)
             w->failures++;
     return NULL;
