@@ -12,7 +12,7 @@
 
 #include "test_support.h"
 
-#include "demo_process.h"
+#include "demo_fixture.h"
 #include "http_client.h"
 
 #include <stdio.h>
@@ -22,9 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static test_demo demo;
-static char *tmpdir;
-static char prefix[64];
+static test_demo_fixture fx;
 
 #ifdef NORI_DEMO_ON_REDIS
 /* This build of the suite runs the demo on a private redis-server with the
@@ -33,41 +31,22 @@ static char prefix[64];
 #include <jansson.h>
 
 #include "redis_server.h"
-static nori_test_redis *redis;
 #endif
 
 static int group_setup(void **state)
 {
     (void)state;
-    tmpdir = nori_test_mkdtemp();
-    char db[512], log[512];
-    snprintf(db, sizeof db, "%s/demo.db", tmpdir);
-    snprintf(log, sizeof log, "%s/demo.log", tmpdir);
-    snprintf(prefix, sizeof prefix, "e2e%ld-%ld", (long)getpid(), (long)time(NULL));
 #ifdef NORI_DEMO_ON_REDIS
-    redis = nori_test_redis_start(NULL);
-    setenv("CACHE_BACKEND", "redis", 1);
-    setenv("REDIS_URL", redis->url, 1);
-    snprintf(prefix, sizeof prefix, "view"); /* a private server: Nori's own prefix */
+    return test_demo_fixture_start(&fx, NORI_DEMO_EXE, "e2e", "view", true);
+#else
+    return test_demo_fixture_start(&fx, NORI_DEMO_EXE, "e2e", NULL, false);
 #endif
-    const char *backend = getenv("CACHE_BACKEND");
-    print_message("nori-demo on backend %s (REDIS_URL=%s), prefix %s\n",
-                  backend ? backend : "memory (default)",
-                  getenv("REDIS_URL") ? getenv("REDIS_URL") : "-", prefix);
-    /* Sanitizer builds create the 200k-row database slowly: be patient. */
-    return test_demo_start(&demo, NORI_DEMO_EXE, db, prefix, log, 120) == 0 ? 0 : -1;
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    if (demo.pid > 0)
-        test_demo_stop(&demo, 10);
-    nori_test_rmtree(tmpdir);
-    free(tmpdir);
-#ifdef NORI_DEMO_ON_REDIS
-    nori_test_redis_stop(redis);
-#endif
+    test_demo_fixture_stop(&fx);
     return 0;
 }
 
@@ -75,8 +54,8 @@ static int group_teardown(void **state)
 static test_http_response get(const char *target, const char *headers)
 {
     test_http_response r;
-    if (test_http_once(demo.port, "GET", target, headers, NULL, &r) != 0)
-        test_demo_print_log(&demo);
+    if (test_http_once(fx.demo.port, "GET", target, headers, NULL, &r) != 0)
+        test_demo_print_log(&fx.demo);
     assert_non_null(r.head);
     return r;
 }
@@ -157,7 +136,7 @@ static void test_post_not_cached(void **state)
     uint64_t s0 = metric("nori_cache_stores_total");
     for (int i = 0; i < 2; i++) {
         test_http_response r;
-        assert_int_equal(test_http_once(demo.port, "POST", "/products?page=33", NULL, "x=1", &r), 0);
+        assert_int_equal(test_http_once(fx.demo.port, "POST", "/products?page=33", NULL, "x=1", &r), 0);
         assert_int_equal(r.status, 200);
         assert_string_equal(xcache(&r), "-");
         test_http_response_free(&r);
@@ -252,10 +231,10 @@ static void test_login_throttle(void **state)
 {
     (void)state;
     char body[160];
-    snprintf(body, sizeof body, "user=carol%%40%s&password=x", prefix);
+    snprintf(body, sizeof body, "user=carol%%40%s&password=x", fx.prefix);
     for (int i = 1; i <= 7; i++) {
         test_http_response r;
-        assert_int_equal(test_http_once(demo.port, "POST", "/login", NULL, body, &r), 0);
+        assert_int_equal(test_http_once(fx.demo.port, "POST", "/login", NULL, body, &r), 0);
         assert_int_equal(r.status, i <= 5 ? 200 : 429);
         if (i <= 5) {
             char want[32];
@@ -266,15 +245,15 @@ static void test_login_throttle(void **state)
     }
     /* Another user has their own counter; the query string works too. */
     char target[128];
-    snprintf(target, sizeof target, "/login?user=dave-%s", prefix);
+    snprintf(target, sizeof target, "/login?user=dave-%s", fx.prefix);
     test_http_response r;
-    assert_int_equal(test_http_once(demo.port, "POST", target, NULL, "", &r), 0);
+    assert_int_equal(test_http_once(fx.demo.port, "POST", target, NULL, "", &r), 0);
     assert_int_equal(r.status, 200);
     test_http_response_free(&r);
-    assert_int_equal(test_http_once(demo.port, "POST", "/login", NULL, "password=x", &r), 0);
+    assert_int_equal(test_http_once(fx.demo.port, "POST", "/login", NULL, "password=x", &r), 0);
     assert_int_equal(r.status, 400);
     test_http_response_free(&r);
-    assert_int_equal(test_http_once(demo.port, "GET", "/login", NULL, NULL, &r), 0);
+    assert_int_equal(test_http_once(fx.demo.port, "GET", "/login", NULL, NULL, &r), 0);
     assert_int_equal(r.status, 405);
     test_http_response_free(&r);
 }
@@ -284,7 +263,7 @@ static void test_login_throttle(void **state)
 static void test_keep_alive(void **state)
 {
     (void)state;
-    int fd = test_http_connect(demo.port);
+    int fd = test_http_connect(fx.demo.port);
     assert_true(fd >= 0);
     static const char *targets[] = {"/hello", "/dashboard", "/dashboard", "/report.pdf", "/nope"};
     for (int i = 0; i < 5; i++) {
@@ -299,7 +278,7 @@ static void test_keep_alive(void **state)
     }
     /* A POST with a body on the same connection, then a GET again. */
     char body[160];
-    snprintf(body, sizeof body, "user=erin-%s", prefix);
+    snprintf(body, sizeof body, "user=erin-%s", fx.prefix);
     test_http_response r;
     assert_int_equal(test_http_request(fd, "POST", "/login", NULL, body, strlen(body), &r), 0);
     assert_int_equal(r.status, 200);
@@ -320,7 +299,7 @@ static void test_large_body_refused(void **state)
     memset(big, 'a', n);
     memcpy(big, "user=", 5);
     big[n] = '\0';
-    int fd = test_http_connect(demo.port);
+    int fd = test_http_connect(fx.demo.port);
     assert_true(fd >= 0);
     test_http_response r;
     assert_int_equal(test_http_request(fd, "POST", "/login", NULL, big, n, &r), 0);
@@ -336,7 +315,7 @@ static void test_aborted_upload(void **state)
 {
     (void)state;
     for (int i = 0; i < 3; i++) {
-        int fd = test_http_connect(demo.port);
+        int fd = test_http_connect(fx.demo.port);
         assert_true(fd >= 0);
         static const char partial[] = "POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                                       "Content-Type: application/x-www-form-urlencoded\r\n"
@@ -372,7 +351,7 @@ static void test_metrics(void **state)
 #ifdef NORI_DEMO_ON_REDIS
 static redisContext *raw_redis(void)
 {
-    redisContext *c = nori_test_redis_connect(redis);
+    redisContext *c = nori_test_redis_connect(fx.redis);
     assert_non_null(c);
     return c;
 }
@@ -444,7 +423,7 @@ static void test_redis_down_fails_open(void **state)
 {
     (void)state;
     uint64_t errors_before = metric("nori_cache_errors_total");
-    nori_test_redis_kill(redis);
+    nori_test_redis_kill(fx.redis);
     const char *routes[] = {"/dashboard", "/products?page=3", "/report.pdf", "/greeting"};
     for (int i = 0; i < 4; i++) {
         test_http_response r = get(routes[i], NULL);
@@ -453,7 +432,7 @@ static void test_redis_down_fails_open(void **state)
         test_http_response_free(&r);
     }
     assert_true(metric("nori_cache_errors_total") > errors_before);
-    nori_test_redis_restart(redis);
+    nori_test_redis_restart(fx.redis);
     test_http_response a = get("/products?page=4", NULL), b = get("/products?page=4", NULL);
     assert_string_equal(xcache(&a), "MISS");
     assert_string_equal(xcache(&b), "HIT");
@@ -467,9 +446,9 @@ static void test_redis_down_fails_open(void **state)
 static void test_clean_stop(void **state)
 {
     (void)state;
-    int code = test_demo_stop(&demo, 20);
+    int code = test_demo_stop(&fx.demo, 20);
     if (code != 0)
-        test_demo_print_log(&demo);
+        test_demo_print_log(&fx.demo);
     assert_int_equal(code, 0);
 }
 

@@ -21,7 +21,7 @@
 
 #include "test_support.h"
 
-#include "demo_process.h"
+#include "demo_fixture.h"
 #include "http_client.h"
 
 #include <stdio.h>
@@ -34,49 +34,32 @@
 #include <hiredis/hiredis.h>
 
 #include "redis_server.h"
-static nori_test_redis *redis;
 #endif
 
-static test_demo demo;
-static char *tmpdir;
-static char prefix[64];
+static test_demo_fixture fx;
 
 static int group_setup(void **state)
 {
     (void)state;
-    tmpdir = nori_test_mkdtemp();
-    char db[512], log[512];
-    snprintf(db, sizeof db, "%s/demo.db", tmpdir);
-    snprintf(log, sizeof log, "%s/demo.log", tmpdir);
-    snprintf(prefix, sizeof prefix, "hostile%ld-%ld", (long)getpid(), (long)time(NULL));
 #ifdef NORI_DEMO_ON_REDIS
-    redis = nori_test_redis_start(NULL);
-    setenv("CACHE_BACKEND", "redis", 1);
-    setenv("REDIS_URL", redis->url, 1);
+    return test_demo_fixture_start(&fx, NORI_DEMO_EXE, "hostile", NULL, true);
 #else
-    setenv("CACHE_BACKEND", "memory", 1);
+    return test_demo_fixture_start(&fx, NORI_DEMO_EXE, "hostile", NULL, false);
 #endif
-    return test_demo_start(&demo, NORI_DEMO_EXE, db, prefix, log, 120) == 0 ? 0 : -1;
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    if (demo.pid > 0)
-        test_demo_stop(&demo, 10);
-    nori_test_rmtree(tmpdir);
-    free(tmpdir);
-#ifdef NORI_DEMO_ON_REDIS
-    nori_test_redis_stop(redis);
-#endif
+    test_demo_fixture_stop(&fx);
     return 0;
 }
 
 static test_http_response get(const char *target, const char *headers)
 {
     test_http_response r;
-    if (test_http_once(demo.port, "GET", target, headers, NULL, &r) != 0)
-        test_demo_print_log(&demo);
+    if (test_http_once(fx.demo.port, "GET", target, headers, NULL, &r) != 0)
+        test_demo_print_log(&fx.demo);
     assert_non_null(r.head);
     return r;
 }
@@ -134,7 +117,7 @@ static void expect(const char *target, const char *headers, const char *x, const
 static void expect_raw_status(const char *raw, size_t len, int status)
 {
     test_http_response r;
-    if (test_http_raw(demo.port, raw, len, &r) != 0)
+    if (test_http_raw(fx.demo.port, raw, len, &r) != 0)
         fail_msg("no answer to a hostile request of %zu bytes (expected %d)", len, status);
     if (r.status != status)
         fail_msg("hostile request of %zu bytes: status %d, expected %d", len, r.status, status);
@@ -213,7 +196,7 @@ static void test_many_headers(void **state)
         n += snprintf(raw + n, sizeof raw - (size_t)n, "X-Extra-%d: %d\r\n", i, i);
     n += snprintf(raw + n, sizeof raw - (size_t)n, "Accept-Language: es\r\n\r\n");
     test_http_response r;
-    assert_int_equal(test_http_raw(demo.port, raw, (size_t)n, &r), 0);
+    assert_int_equal(test_http_raw(fx.demo.port, raw, (size_t)n, &r), 0);
     assert_int_equal(r.status, 200);
     assert_string_equal(r.body, "Hola!\n");
     test_http_response_free(&r);
@@ -349,10 +332,10 @@ static void test_no_cross_entries(void **state)
 static void test_hostile_redis_entry(void **state)
 {
     (void)state;
-    redisContext *c = nori_test_redis_connect(redis);
+    redisContext *c = nori_test_redis_connect(fx.redis);
     assert_non_null(c);
     char key[128];
-    snprintf(key, sizeof key, "cache:%s:/products:page=9", prefix);
+    snprintf(key, sizeof key, "cache:%s:/products:page=9", fx.prefix);
     const char *entry =
         "{\"body_b64\": \"c2VydmVkIGZyb20gcmVkaXMK\", \"status_code\": 200,"
         " \"media_type\": \"text/plain\\r\\nX-Injected: 1\","
@@ -381,9 +364,9 @@ static void test_hostile_redis_entry(void **state)
 static void test_clean_stop(void **state)
 {
     (void)state;
-    int code = test_demo_stop(&demo, 20);
+    int code = test_demo_stop(&fx.demo, 20);
     if (code != 0)
-        test_demo_print_log(&demo);
+        test_demo_print_log(&fx.demo);
     assert_int_equal(code, 0);
 }
 

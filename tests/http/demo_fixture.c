@@ -1,0 +1,50 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "demo_fixture.h"
+#include "test_support.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+int test_demo_fixture_start(test_demo_fixture *f, const char *exe, const char *tag,
+                            const char *prefix, bool on_redis)
+{
+    f->tmpdir = nori_test_mkdtemp();
+    f->redis = NULL;
+    char db[512], log[512];
+    snprintf(db, sizeof db, "%s/demo.db", f->tmpdir);
+    snprintf(log, sizeof log, "%s/demo.log", f->tmpdir);
+    if (prefix != NULL)
+        snprintf(f->prefix, sizeof f->prefix, "%s", prefix);
+    else
+        snprintf(f->prefix, sizeof f->prefix, "%s%ld-%ld", tag, (long)getpid(),
+                 (long)time(NULL));
+    if (on_redis) {
+        f->redis = nori_test_redis_start(NULL);
+        setenv("CACHE_BACKEND", "redis", 1);
+        setenv("REDIS_URL", f->redis->url, 1);
+    } else {
+        setenv("CACHE_BACKEND", "memory", 1);
+    }
+    print_message("nori-demo on backend %s (REDIS_URL=%s), prefix %s\n",
+                  on_redis ? "redis" : "memory", on_redis ? f->redis->url : "-", f->prefix);
+    /* Sanitizer builds create the 200k-row database slowly: be patient. */
+    return test_demo_start(&f->demo, exe, db, f->prefix, log, 120) == 0 ? 0 : -1;
+}
+
+void test_demo_fixture_stop(test_demo_fixture *f)
+{
+    if (f->demo.pid > 0)
+        test_demo_stop(&f->demo, 10);
+    nori_test_rmtree(f->tmpdir);
+    free(f->tmpdir);
+    f->tmpdir = NULL;
+    nori_test_redis_stop(f->redis);
+    f->redis = NULL;
+}

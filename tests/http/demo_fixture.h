@@ -1,0 +1,34 @@
+/*
+ * A nori-demo child for one test group: a fresh temporary directory holding
+ * its database and log, on the memory backend or on a private redis-server
+ * (tests/support/redis_server.h) that the fixture starts and stops. Include
+ * after the cmocka headers.
+ */
+#ifndef NORI_TEST_DEMO_FIXTURE_H
+#define NORI_TEST_DEMO_FIXTURE_H
+
+#include <stdbool.h>
+
+#include "demo_process.h"
+#include "redis_server.h"
+
+typedef struct {
+    test_demo demo;
+    char *tmpdir;
+    nori_test_redis *redis; /* NULL on the memory backend */
+    char prefix[64];        /* the cache key prefix the demo runs with */
+} test_demo_fixture;
+
+/*
+ * Starts `exe` with key prefix `prefix` (NULL: "<tag><pid>-<time>", unique
+ * per run), on a private redis-server when on_redis (CACHE_BACKEND and
+ * REDIS_URL are set for the child), else on the memory backend. Returns 0, or
+ * -1 with the demo's log printed.
+ */
+int test_demo_fixture_start(test_demo_fixture *f, const char *exe, const char *tag,
+                            const char *prefix, bool on_redis);
+
+/* Stops the demo (if still running) and the server, removes the directory. */
+void test_demo_fixture_stop(test_demo_fixture *f);
+
+#endif
