@@ -48,3 +48,21 @@ void test_demo_fixture_stop(test_demo_fixture *f)
     nori_test_redis_stop(f->redis);
     f->redis = NULL;
 }
+
+test_http_response test_demo_fixture_get(test_demo_fixture *f, const char *target,
+                                         const char *headers)
+{
+    test_http_response r;
+    if (test_http_once(f->demo.port, "GET", target, headers, NULL, &r) != 0)
+        test_demo_print_log(&f->demo);
+    assert_non_null(r.head);
+    return r;
+}
+
+void test_demo_fixture_assert_clean_stop(test_demo_fixture *f)
+{
+    int code = test_demo_stop(&f->demo, 20);
+    if (code != 0)
+        test_demo_print_log(&f->demo);
+    assert_int_equal(code, 0);
+}

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 
 #include "demo_process.h"
+#include "http_client.h"
 #include "redis_server.h"
 
 typedef struct {
@@ -27,6 +28,15 @@ typedef struct {
  */
 int test_demo_fixture_start(test_demo_fixture *f, const char *exe, const char *tag,
                             const char *prefix, bool on_redis);
+
+/* GET on a fresh connection to the demo; asserts the transport worked (and
+ * prints the demo's log when it did not). Free with test_http_response_free. */
+test_http_response test_demo_fixture_get(test_demo_fixture *f, const char *target,
+                                         const char *headers);
+
+/* SIGTERM, then asserts exit code 0: sanitizer builds make a leak or an
+ * error during shutdown a non-zero exit. */
+void test_demo_fixture_assert_clean_stop(test_demo_fixture *f);
 
 /* Stops the demo (if still running) and the server, removes the directory. */
 void test_demo_fixture_stop(test_demo_fixture *f);

@@ -57,11 +57,7 @@ static int group_teardown(void **state)
 
 static test_http_response get(const char *target, const char *headers)
 {
-    test_http_response r;
-    if (test_http_once(fx.demo.port, "GET", target, headers, NULL, &r) != 0)
-        test_demo_print_log(&fx.demo);
-    assert_non_null(r.head);
-    return r;
+    return test_demo_fixture_get(&fx, target, headers);
 }
 
 /* The server is still up and answering. */
@@ -364,10 +360,7 @@ static void test_hostile_redis_entry(void **state)
 static void test_clean_stop(void **state)
 {
     (void)state;
-    int code = test_demo_stop(&fx.demo, 20);
-    if (code != 0)
-        test_demo_print_log(&fx.demo);
-    assert_int_equal(code, 0);
+    test_demo_fixture_assert_clean_stop(&fx);
 }
 
 int main(void)
