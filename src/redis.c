@@ -123,6 +123,30 @@ static void end_call(redis_backend *rb, nori__sigpipe_guard *g, redisContext *c,
     nori__sigpipe_restore(g);
 }
 
+/*
+ * A whole call of one command whose answer only needs checking: its type,
+ * and its status text when `status` is given. Borrows a connection, sends,
+ * checks, gives the connection back.
+ */
+static int simple_call(redis_backend *rb, int argc, const char **argv, const size_t *lens,
+                       int expected_type, const char *status, const char *op, const char *key)
+{
+    nori__sigpipe_guard g;
+    redisContext *c;
+    int rc = begin_call(rb, &g, &c);
+    if (rc != NORI_OK)
+        return rc;
+    redisReply *r;
+    rc = command(rb, c, argc, argv, lens, &r, op, key);
+    if (rc == NORI_OK) {
+        if (r->type != expected_type || (status != NULL && strcmp(r->str, status) != 0))
+            rc = server_fail(rb, r, op, key);
+        freeReplyObject(r);
+    }
+    end_call(rb, &g, c, true);
+    return rc;
+}
+
 /* ---- operations ---- */
 
 static int redis_get(nori_backend *b, const char *key, size_t klen, nori_buf *out)
@@ -174,20 +198,7 @@ static int redis_set(nori_backend *b, const char *key, size_t klen, const void *
     int ttl_len = snprintf(ttl_text, sizeof ttl_text, "%" PRId64, ttl);
     const char *argv[] = {"SET", k.s, val, "EX", ttl_text};
     const size_t lens[] = {3, k.len, len, 2, (size_t)ttl_len};
-    nori__sigpipe_guard g;
-    redisContext *c;
-    int rc = begin_call(rb, &g, &c);
-    if (rc != NORI_OK)
-        return rc;
-    redisReply *r;
-    rc = command(rb, c, ttl > 0 ? 5 : 3, argv, lens, &r, "SET", key);
-    if (rc == NORI_OK) {
-        if (r->type != REDIS_REPLY_STATUS)
-            rc = server_fail(rb, r, "SET", key);
-        freeReplyObject(r);
-    }
-    end_call(rb, &g, c, true);
-    return rc;
+    return simple_call(rb, ttl > 0 ? 5 : 3, argv, lens, REDIS_REPLY_STATUS, NULL, "SET", key);
 }
 
 static int redis_del(nori_backend *b, const char *key, size_t klen)
@@ -195,23 +206,10 @@ static int redis_del(nori_backend *b, const char *key, size_t klen)
     redis_backend *rb = (redis_backend *)b;
     wire_key k;
     make_key(&k, key, klen);
-    nori__sigpipe_guard g;
-    redisContext *c;
-    int rc = begin_call(rb, &g, &c);
-    if (rc != NORI_OK)
-        return rc;
     /* UNLINK frees a large value in the background instead of blocking the server. */
     const char *argv[] = {"UNLINK", k.s};
     const size_t lens[] = {6, k.len};
-    redisReply *r;
-    rc = command(rb, c, 2, argv, lens, &r, "UNLINK", key);
-    if (rc == NORI_OK) {
-        if (r->type != REDIS_REPLY_INTEGER)
-            rc = server_fail(rb, r, "UNLINK", key);
-        freeReplyObject(r);
-    }
-    end_call(rb, &g, c, true);
-    return rc;
+    return simple_call(rb, 2, argv, lens, REDIS_REPLY_INTEGER, NULL, "UNLINK", key);
 }
 
 /* UNLINKs the keys of one SCAN page (an array of strings). */
@@ -501,22 +499,9 @@ static int redis_atomic_update(nori_backend *b, const char *key, size_t klen, no
 
 static int redis_verify(nori_backend *b)
 {
-    redis_backend *rb = (redis_backend *)b;
-    nori__sigpipe_guard g;
-    redisContext *c;
-    int rc = begin_call(rb, &g, &c);
-    if (rc != NORI_OK)
-        return rc;
     const char *argv[] = {"PING"};
-    redisReply *r;
-    rc = command(rb, c, 1, argv, NULL, &r, "verify", "PING");
-    if (rc == NORI_OK) {
-        if (r->type != REDIS_REPLY_STATUS || strcmp(r->str, "PONG") != 0)
-            rc = server_fail(rb, r, "verify", "PING");
-        freeReplyObject(r);
-    }
-    end_call(rb, &g, c, true);
-    return rc;
+    return simple_call((redis_backend *)b, 1, argv, NULL, REDIS_REPLY_STATUS, "PONG", "verify",
+                       "PING");
 }
 
 static void redis_stats(nori_backend *b, nori_backend_stats *out)
