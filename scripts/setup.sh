@@ -10,6 +10,8 @@ packages=(
   libcmocka-dev                           # unit-test framework
   clang libclang-rt-14-dev                # libFuzzer targets (fuzz/)
   redis-server redis-tools                # real server for the tests, redis-benchmark
+  redis-sentinel                          # Sentinel failover tests (issue 13)
+  liburcu-dev                             # RCU hash table for lock-free reads (memory backend)
   curl                                    # the README's demo session
   wrk                                     # load for scripts/soak.sh
   valgrind                                # scripts/valgrind.sh

@@ -205,7 +205,18 @@ int nori_backend_flush(nori_backend *b)
 {
     int rc = check_backend(b);
     if (rc == NORI_OK)
-        rc = b->ops->flush(b);
+        rc = b->ops->delete_prefix(b, "", 0);
+    return done(b, rc);
+}
+
+int nori_backend_delete_prefix(nori_backend *b, const char *prefix)
+{
+    size_t plen = 0;
+    int rc = check_backend(b);
+    if (rc == NORI_OK)
+        rc = check_key(prefix, &plen);
+    if (rc == NORI_OK)
+        rc = b->ops->delete_prefix(b, prefix, plen);
     return done(b, rc);
 }
 

@@ -23,7 +23,9 @@ typedef struct nori_backend_ops {
     int (*set)(nori_backend *b, const char *key, size_t klen, const void *val,
                size_t len, int64_t ttl);
     int (*del)(nori_backend *b, const char *key, size_t klen);
-    int (*flush)(nori_backend *b);
+    /* Removes every key that starts with prefix[0..plen) (plen 0: every key
+     * of this cache, which is flush). */
+    int (*delete_prefix)(nori_backend *b, const char *prefix, size_t plen);
     /* out is never NULL here. */
     int (*incr)(nori_backend *b, const char *key, size_t klen, int64_t ttl,
                 int64_t *out);

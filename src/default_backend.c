@@ -103,6 +103,13 @@ int nori_cache_flush(void)
     return rc != NORI_OK ? rc : nori_backend_flush(b);
 }
 
+int nori_cache_delete_prefix(const char *prefix)
+{
+    nori_backend *b;
+    int rc = nori_get_backend(&b);
+    return rc != NORI_OK ? rc : nori_backend_delete_prefix(b, prefix);
+}
+
 int nori_cache_incr(const char *key, int64_t ttl, int64_t *out)
 {
     nori_backend *b;

@@ -668,15 +668,35 @@ static size_t do_clear(mem_shard *s)
     return n;
 }
 
-static int mem_flush(nori_backend *b)
+/* Removes the shard's entries whose key starts with prefix; returns how
+ * many. Called with the shard's lock held. */
+static size_t do_delete_prefix(mem_shard *s, const char *prefix, size_t plen)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s->nbuckets; i++) {
+        mem_entry **slot = &s->buckets[i];
+        while (*slot != NULL) {
+            if (entry_klen(*slot) >= plen && memcmp(entry_key(*slot), prefix, plen) == 0) {
+                do_remove(s, slot); /* *slot is now the next entry of the chain */
+                n++;
+            } else {
+                slot = &(*slot)->hnext;
+            }
+        }
+    }
+    return n;
+}
+
+static int mem_delete_prefix(nori_backend *b, const char *prefix, size_t plen)
 {
     mem_backend *mb = (mem_backend *)b;
-    int rc = refuse_reentry(mb, "flush");
+    int rc = refuse_reentry(mb, plen == 0 ? "flush" : "delete_prefix");
     if (rc != NORI_OK)
         return rc;
     for (int i = 0; i < NSHARDS; i++) {
         shard_lock(&mb->shards[i]);
-        size_t n = do_clear(&mb->shards[i]);
+        size_t n = plen == 0 ? do_clear(&mb->shards[i])
+                             : do_delete_prefix(&mb->shards[i], prefix, plen);
         shard_unlock(&mb->shards[i]);
         release_places(mb, n);
     }
@@ -873,7 +893,7 @@ static const nori_backend_ops memory_ops = {
     .get_into = mem_get_into,
     .set = mem_set,
     .del = mem_del,
-    .flush = mem_flush,
+    .delete_prefix = mem_delete_prefix,
     .incr = mem_incr,
     .atomic_update = mem_atomic_update,
     .verify = mem_verify,

@@ -213,7 +213,8 @@ static int redis_del(nori_backend *b, const char *key, size_t klen)
 }
 
 /* UNLINKs the keys of one SCAN page (an array of strings). */
-static int unlink_batch(redis_backend *rb, redisContext *c, const redisReply *keys)
+static int unlink_batch(redis_backend *rb, redisContext *c, const redisReply *keys,
+                        const char *op, const char *pat)
 {
     if (keys->elements == 0)
         return NORI_OK;
@@ -222,11 +223,11 @@ static int unlink_batch(redis_backend *rb, redisContext *c, const redisReply *ke
     size_t *lens = malloc(n * sizeof *lens);
     int rc = NORI_OK;
     if (argv == NULL || lens == NULL)
-        rc = nori__fail(NORI_ENOMEM, "out of memory flushing redis %s", rb->url.display);
+        rc = nori__fail(NORI_ENOMEM, "out of memory in %s on redis %s", op, rb->url.display);
     for (size_t i = 0; rc == NORI_OK && i < keys->elements; i++) {
         const redisReply *e = keys->element[i];
         if (e->type != REDIS_REPLY_STRING)
-            rc = server_fail(rb, e, "flush (SCAN)", KEY_PREFIX "*");
+            rc = server_fail(rb, e, op, pat);
         else {
             argv[i + 1] = e->str;
             lens[i + 1] = e->len;
@@ -236,10 +237,10 @@ static int unlink_batch(redis_backend *rb, redisContext *c, const redisReply *ke
         argv[0] = "UNLINK";
         lens[0] = 6;
         redisReply *r;
-        rc = command(rb, c, (int)n, argv, lens, &r, "flush (UNLINK)", KEY_PREFIX "*");
+        rc = command(rb, c, (int)n, argv, lens, &r, op, pat);
         if (rc == NORI_OK) {
             if (r->type != REDIS_REPLY_INTEGER)
-                rc = server_fail(rb, r, "flush (UNLINK)", KEY_PREFIX "*");
+                rc = server_fail(rb, r, op, pat);
             freeReplyObject(r);
         }
     }
@@ -249,13 +250,36 @@ static int unlink_batch(redis_backend *rb, redisContext *c, const redisReply *ke
 }
 
 /*
- * SCAN guarantees that every key present for the whole scan is returned at
- * least once, so each cache: key that existed when flush started and was not
- * rewritten meanwhile is removed; keys outside the prefix are never named.
+ * "cache:" + prefix with the glob characters of prefix escaped, + "*": the
+ * SCAN MATCH pattern of the keys that start with prefix, and nothing else.
+ * `pat` has room for KEY_PREFIX_LEN + 2 * NORI_MAX_KEY_LEN + 2 bytes.
  */
-static int redis_flush(nori_backend *b)
+static void prefix_pattern(char *pat, const char *prefix, size_t plen)
+{
+    size_t n = KEY_PREFIX_LEN;
+    memcpy(pat, KEY_PREFIX, n);
+    for (size_t i = 0; i < plen; i++) {
+        char c = prefix[i];
+        if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\')
+            pat[n++] = '\\';
+        pat[n++] = c;
+    }
+    pat[n++] = '*';
+    pat[n] = '\0';
+}
+
+/*
+ * SCAN guarantees that every key present for the whole scan is returned at
+ * least once, so each matching key that existed when the call started and was
+ * not rewritten meanwhile is removed; keys outside the pattern are never
+ * named. flush is the empty prefix.
+ */
+static int redis_delete_prefix(nori_backend *b, const char *prefix, size_t plen)
 {
     redis_backend *rb = (redis_backend *)b;
+    const char *op = plen == 0 ? "flush" : "delete_prefix";
+    char pat[KEY_PREFIX_LEN + 2 * NORI_MAX_KEY_LEN + 2];
+    prefix_pattern(pat, prefix, plen);
     nori__sigpipe_guard g;
     redisContext *c;
     int rc = begin_call(rb, &g, &c);
@@ -263,19 +287,19 @@ static int redis_flush(nori_backend *b)
         return rc;
     char cursor[32] = "0";
     do {
-        const char *argv[] = {"SCAN", cursor, "MATCH", KEY_PREFIX "*", "COUNT", FLUSH_BATCH};
+        const char *argv[] = {"SCAN", cursor, "MATCH", pat, "COUNT", FLUSH_BATCH};
         redisReply *r;
-        rc = command(rb, c, 6, argv, NULL, &r, "flush (SCAN)", KEY_PREFIX "*");
+        rc = command(rb, c, 6, argv, NULL, &r, op, pat);
         if (rc != NORI_OK)
             break;
         if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
             r->element[0]->type != REDIS_REPLY_STRING || r->element[0]->len >= sizeof cursor ||
             r->element[1]->type != REDIS_REPLY_ARRAY) {
-            rc = server_fail(rb, r, "flush (SCAN)", KEY_PREFIX "*");
+            rc = server_fail(rb, r, op, pat);
         } else {
             memcpy(cursor, r->element[0]->str, r->element[0]->len);
             cursor[r->element[0]->len] = '\0';
-            rc = unlink_batch(rb, c, r->element[1]);
+            rc = unlink_batch(rb, c, r->element[1], op, pat);
         }
         freeReplyObject(r);
     } while (rc == NORI_OK && strcmp(cursor, "0") != 0);
@@ -524,7 +548,7 @@ static const nori_backend_ops redis_ops = {
     .get = redis_get,
     .set = redis_set,
     .del = redis_del,
-    .flush = redis_flush,
+    .delete_prefix = redis_delete_prefix,
     .incr = redis_incr,
     .atomic_update = redis_atomic_update,
     .verify = redis_verify,

@@ -30,6 +30,7 @@ static const char USAGE[] =
     "  get KEY                  print the value, raw bytes, no newline added\n"
     "  set KEY VALUE [--ttl N]  store VALUE; N seconds to live (default 0 = no expiry)\n"
     "  delete KEY               remove KEY (a missing key is not an error)\n"
+    "  delete-prefix PREFIX     remove every key that starts with PREFIX (literal, no glob)\n"
     "  flush                    remove every key of this cache (Redis: only cache:*)\n"
     "  incr KEY [--ttl N]       increment the counter and print the new value;\n"
     "                           N applies only when the counter is created\n"
@@ -184,6 +185,10 @@ static int run(nori_backend *b, const char *cmd, const args *a)
         rc = nori_backend_delete(b, a->pos[0]);
         return rc == NORI_OK ? EXIT_OK : backend_error("delete", rc);
     }
+    if (strcmp(cmd, "delete-prefix") == 0) {
+        rc = nori_backend_delete_prefix(b, a->pos[0]);
+        return rc == NORI_OK ? EXIT_OK : backend_error("delete-prefix", rc);
+    }
     if (strcmp(cmd, "flush") == 0) {
         rc = nori_backend_flush(b);
         return rc == NORI_OK ? EXIT_OK : backend_error("flush", rc);
@@ -229,7 +234,8 @@ int main(int argc, char **argv)
     int rc = parse_args(argc, argv, 2, &a);
     if (rc != 0)
         return rc;
-    if (strcmp(cmd, "get") == 0 || strcmp(cmd, "delete") == 0)
+    if (strcmp(cmd, "get") == 0 || strcmp(cmd, "delete") == 0 ||
+        strcmp(cmd, "delete-prefix") == 0)
         rc = want_args(cmd, &a, 1, false);
     else if (strcmp(cmd, "set") == 0)
         rc = want_args(cmd, &a, 2, true);

@@ -299,6 +299,18 @@ NORI_EXPORT int nori_backend_atomic_update(nori_backend *b, const char *key,
                                            nori_update_fn fn, void *ud, int64_t ttl,
                                            nori_buf *out);
 
+/*
+ * Removes every key of this cache that starts with `prefix` (a non-empty key
+ * prefix, same limits as a key; NULL or "" is NORI_EINVAL: use flush). The
+ * prefix is literal: '*', '?', '[' and '\\' match only themselves.
+ * Memory backend: one pass over the shards, each under its own lock, so a key
+ * written meanwhile in a shard already passed survives. Redis: SCAN MATCH
+ * over "cache:" + the glob-escaped prefix, UNLINK in batches (never KEYS):
+ * every matching key present for the whole call is removed; the call costs
+ * a full SCAN of the database, as flush does.
+ */
+NORI_EXPORT int nori_backend_delete_prefix(nori_backend *b, const char *prefix);
+
 /* Checks that the backend can serve: memory: NORI_OK; Redis: a PING. */
 NORI_EXPORT int nori_backend_verify(nori_backend *b);
 
@@ -342,6 +354,7 @@ NORI_EXPORT int nori_cache_get(const char *key, nori_buf *out);
 NORI_EXPORT int nori_cache_set(const char *key, const void *val, size_t len, int64_t ttl);
 NORI_EXPORT int nori_cache_delete(const char *key);
 NORI_EXPORT int nori_cache_flush(void);
+NORI_EXPORT int nori_cache_delete_prefix(const char *prefix);
 NORI_EXPORT int nori_cache_incr(const char *key, int64_t ttl, int64_t *out);
 NORI_EXPORT int nori_cache_atomic_update(const char *key, nori_update_fn fn, void *ud,
                                          int64_t ttl, nori_buf *out);

@@ -155,6 +155,17 @@ static void test_redis_subcommands(void **state)
     assert_int_equal(r.status, 1);
     RUN(&r, "redis", url, "delete", "greeting"); /* missing: still success */
     assert_int_equal(r.status, 0);
+    RUN(&r, "redis", url, "set", "view:/p:a=1", "x");
+    RUN(&r, "redis", url, "set", "view:/p:a=2", "x");
+    RUN(&r, "redis", url, "set", "view:/q:", "kept");
+    RUN(&r, "redis", url, "delete-prefix", "view:/p:");
+    assert_int_equal(r.status, 0);
+    RUN(&r, "redis", url, "get", "view:/p:a=2");
+    assert_int_equal(r.status, 1);
+    RUN(&r, "redis", url, "get", "view:/q:");
+    assert_string_equal(r.out, "kept");
+    RUN(&r, "redis", url, "delete-prefix");
+    assert_int_equal(r.status, 2);
 
     /* What the CLI wrote is what the library (and Python) reads. */
     nori_backend *b;

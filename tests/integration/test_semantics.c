@@ -116,6 +116,45 @@ static void test_get_set_delete_flush(void **state)
     assert_missing(b, "empty");
 }
 
+/* delete_prefix removes exactly the keys that start with the prefix, taken
+ * literally: glob characters in it match only themselves on Redis. */
+static void test_delete_prefix(void **state)
+{
+    nori_backend *b = backend(state);
+    static const char *const gone[] = {"view:/p:", "view:/p:page=1", "view:/p:page=2",
+                                       "view:/p:\\x"};
+    static const char *const kept[] = {"view:/q:", "view:/pp:", "view:", "xview:/p:",
+                                       "view:/p", "view*/p:", "v[i]ew:/p:"};
+    for (size_t i = 0; i < sizeof gone / sizeof *gone; i++)
+        assert_nori(nori_backend_set(b, gone[i], "g", 1, i % 2 ? 60 : 0), NORI_OK);
+    for (size_t i = 0; i < sizeof kept / sizeof *kept; i++)
+        assert_nori(nori_backend_set(b, kept[i], "k", 1, 0), NORI_OK);
+    assert_nori(nori_backend_delete_prefix(b, "view:/p:"), NORI_OK);
+    for (size_t i = 0; i < sizeof gone / sizeof *gone; i++)
+        assert_missing(b, gone[i]);
+    for (size_t i = 0; i < sizeof kept / sizeof *kept; i++)
+        assert_value(b, kept[i], "k");
+    /* A glob pattern is literal: nothing starts with "v*". */
+    assert_nori(nori_backend_delete_prefix(b, "v*"), NORI_OK);
+    assert_nori(nori_backend_delete_prefix(b, "v[i]"), NORI_OK);
+    assert_missing(b, "v[i]ew:/p:");
+    assert_value(b, "view:/q:", "k");
+    /* Bad prefixes change nothing. */
+    assert_nori(nori_backend_delete_prefix(b, ""), NORI_EINVAL);
+    assert_nori(nori_backend_delete_prefix(b, NULL), NORI_EINVAL);
+    assert_value(b, "view:", "k");
+    /* Many keys (within the memory fixture's max_keys): several SCAN steps on Redis. */
+    for (int i = 0; i < 900; i++) {
+        char k[32];
+        snprintf(k, sizeof k, "bulk:%d", i);
+        assert_nori(nori_backend_set(b, k, "v", 1, 0), NORI_OK);
+    }
+    assert_nori(nori_backend_delete_prefix(b, "bulk:"), NORI_OK);
+    assert_missing(b, "bulk:0");
+    assert_missing(b, "bulk:899");
+    assert_value(b, "view:/q:", "k");
+}
+
 /* All expiry checks share one sleep, to keep the suite fast. */
 static void test_ttl_expiry(void **state)
 {
@@ -402,6 +441,7 @@ static void test_stats(void **state)
 #define CASES                                                                          \
     cmocka_unit_test_setup(test_get_set_delete_flush, case_setup),                     \
         cmocka_unit_test_setup(test_binary_values, case_setup),                        \
+        cmocka_unit_test_setup(test_delete_prefix, case_setup),                        \
         cmocka_unit_test_setup(test_incr_semantics, case_setup),                       \
         cmocka_unit_test_setup(test_atomic_update, case_setup),                        \
         cmocka_unit_test_setup(test_limits, case_setup),                               \
