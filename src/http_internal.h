@@ -1,7 +1,7 @@
 /*
- * Internal interface between the parts of the response cache: key building
- * (http_key.c), the entry codec (entry_codec.c) and the cache itself
- * (http_cache.c). Exposed to the white-box unit tests through the static
+ * Internal interface between the parts of the response cache (src/http/):
+ * key building (key.c), the entry codec (entry_codec.c) and the cache itself
+ * (cache.c). Exposed to the white-box unit tests through the static
  * library.
  */
 #ifndef NORI_SRC_HTTP_INTERNAL_H
@@ -11,7 +11,13 @@
 
 #include <stdbool.h>
 
-/* ---- http_key.c ---- */
+/* ---- http/response.c ---- */
+
+/* 1 when the comma-separated header value `list` holds `token`
+ * (case-insensitive, arguments ignored: "no-cache=\"x\"" holds no-cache). */
+int nori__http_has_token(const char *list, const char *token);
+
+/* ---- http/key.c ---- */
 
 /*
  * Writes `{prefix}[:{E(keycomp)}]:{E(path)}:{E(query)}[:vary={pairs}]` into
@@ -26,19 +32,39 @@ int nori__http_key_build(const char *prefix, const char *keycomp, const char *pa
                          const char *query, const char *const *vary_on, size_t n_vary,
                          const nori_http_request *req, char *out, size_t cap);
 
-/* ---- entry_codec.c ---- */
+/* ---- http/entry_codec.c ---- */
+
+/* The JSON field, added to Nori's entry, holding when the entry was stored
+ * (Unix seconds). Nori's Python decorator ignores it; its absence marks an
+ * entry Python wrote. */
+#define NORI_ENTRY_FIELD_STORED_AT "stored_at"
 
 /* true when header `name` (any case) is one of those stored with an entry. */
 bool nori__entry_keeps_header(const char *name);
 
+/* true for the statuses an entry may hold: 2xx but 204, 205 and 206. */
+bool nori__entry_status_ok(int status);
+
+/* NORI_OK when header `name` is kept and value[0..len) can be stored and
+ * sent back as is (bounded, no control bytes; an ETag is an entity-tag);
+ * NORI_ETYPE with a message otherwise. */
+int nori__entry_header_check(const char *name, const char *value, size_t len);
+
+/* The same for a media type (Content-Type). */
+int nori__entry_media_check(const char *media, size_t len);
+
 /*
  * The memory backend's record: body first, then the metadata, then a
  * trailer (metadata length + magic). *out receives a new buffer owned by
- * the caller. NORI_OK or NORI_ENOMEM / NORI_ETOOBIG (over 4 GiB of metadata).
+ * the caller. NORI_OK, NORI_ENOMEM, or NORI_ETYPE when the response cannot
+ * be stored exactly (status, a kept header or the media type refused by the
+ * checks above).
  */
 int nori__entry_encode_binary(const nori_http_response *r, nori_buf *out);
 
-/* Nori's JSON entry: {"body_b64", "status_code", "media_type", "headers"}. */
+/* Nori's JSON entry: {"body_b64", "status_code", "media_type", "headers",
+ * "stored_at"}. NORI_ETYPE as above, and also when the media type or a
+ * kept header is not UTF-8 (a JSON string cannot carry it). */
 int nori__entry_encode_json(const nori_http_response *r, nori_buf *out);
 
 /*

@@ -2,14 +2,22 @@
  * nori-demo: an HTTP service that shows every feature of libnoricache's
  * response cache (DESIGN 6), on libmicrohttpd and SQLite.
  *
- *   nori-demo [--port N] [--db PATH] [--prefix P]
+ *   nori-demo [--port N] [--db PATH] [--prefix P] [--max-conns N]
+ *             [--max-conns-per-ip N] [--conn-timeout S]
  *
  * Listens on 127.0.0.1:8080 (--port or PORT), keeps its data in ./nori-demo.db
  * (created with 200k orders on first start), caches in the backend the
  * environment names (CACHE_BACKEND=memory|redis, REDIS_URL, CACHE_MAX_KEYS).
  * --prefix sets the key prefix (default "view"), so several runs can share
- * one Redis without seeing each other's entries. Stops cleanly on SIGINT or
- * SIGTERM.
+ * one Redis without seeing each other's entries; each cache of the demo
+ * has its own prefix under it (P, P.greeting, P.me; counters P.login).
+ * Stops cleanly on SIGINT or SIGTERM.
+ *
+ * The login throttle's counters live in a backend of their own, never in
+ * the one that holds page entries: 10,000 requests for distinct pages
+ * would otherwise evict them and reset the throttle. The throttle fails
+ * closed: when the counter cannot be incremented, the login is refused
+ * (503), not let through uncounted.
  */
 #include "nori/cache.h"
 #include "nori/http.h"
@@ -39,8 +47,10 @@ static struct {
     sqlite3_stmt *dashboard, *products;
     pthread_mutex_t db_lock; /* one connection, prepared statements reused */
     _Atomic uint64_t db_queries;
-    nori_backend *backend;
+    nori_backend *backend;  /* page entries (the response caches) */
+    nori_backend *counters; /* security counters: login throttle; never evicted by pages */
     const char *prefix;
+    char greet_prefix[128], me_prefix[128], login_prefix[128];
     nori_http_cache *main_cache, *greet_cache, *me_cache;
 } demo = {.db_lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -352,14 +362,18 @@ static int login(const nori_http_request *req, nori_http_response *resp, void *u
     if (user[0] == '\0')
         return plain(resp, 400, "user= is empty\n");
     char key[NORI_MAX_KEY_LEN + 1];
-    snprintf(key, sizeof key, "%s:login:%s:attempts", demo.prefix, user);
+    snprintf(key, sizeof key, "%s:%s:attempts", demo.login_prefix, user);
     int64_t n;
-    int rc = nori_backend_incr(demo.backend, key, LOGIN_WINDOW, &n);
+    int rc = nori_backend_incr(demo.counters, key, LOGIN_WINDOW, &n);
     if (rc != NORI_OK) {
-        /* Fail open, like the response cache, but say so. */
+        /* Fail closed: a throttle that lets attempts through when its
+         * counter is unavailable is no throttle (an attacker only has to
+         * make the backend fail). Unlike the response cache, which fails
+         * open because a miss is only slower. */
         fprintf(stderr, "nori-demo: login counter: %s: %s\n", nori_strerror(rc),
                 nori_last_error());
-        return plain(resp, 200, "attempt not counted (cache unavailable)\n");
+        rc = plain(resp, 503, "login temporarily unavailable, try again later\n");
+        return rc ? rc : nori_http_response_add_header(resp, "Retry-After", "5");
     }
     char body[128];
     if (n > LOGIN_LIMIT) {
@@ -375,7 +389,8 @@ static int metrics(const nori_http_request *req, nori_http_response *resp, void 
 {
     (void)req;
     (void)ud;
-    nori_http_cache_stats sum = {0, 0, 0, 0}, s;
+    nori_http_cache_stats sum, s;
+    memset(&sum, 0, sizeof sum);
     nori_http_cache *caches[] = {demo.main_cache, demo.greet_cache, demo.me_cache};
     for (int i = 0; i < 3; i++) {
         nori_http_cache_get_stats(caches[i], &s);
@@ -383,6 +398,12 @@ static int metrics(const nori_http_request *req, nori_http_response *resp, void 
         sum.misses += s.misses;
         sum.stores += s.stores;
         sum.errors += s.errors;
+        sum.bypass_method += s.bypass_method;
+        sum.bypass_authorization += s.bypass_authorization;
+        sum.bypass_cookie += s.bypass_cookie;
+        sum.not_encodable += s.not_encodable;
+        sum.too_big += s.too_big;
+        sum.unsendable += s.unsendable;
     }
     nori_backend_stats b = {0};
     nori_backend_get_stats(demo.backend, &b);
@@ -403,6 +424,21 @@ static int metrics(const nori_http_request *req, nori_http_response *resp, void 
     METRIC("nori_backend_errors_total", "Backend calls that failed.", b.errors);
     METRIC("nori_db_queries_total", "Queries run against the database.",
            atomic_load(&demo.db_queries));
+    fputs("# HELP nori_cache_bypass_total Requests on cached routes that did not consult the"
+          " cache, by reason.\n# TYPE nori_cache_bypass_total counter\n",
+          t.f);
+    fprintf(t.f, "nori_cache_bypass_total{reason=\"method\"} %" PRIu64 "\n", sum.bypass_method);
+    fprintf(t.f, "nori_cache_bypass_total{reason=\"authorization\"} %" PRIu64 "\n",
+            sum.bypass_authorization);
+    fprintf(t.f, "nori_cache_bypass_total{reason=\"cookie\"} %" PRIu64 "\n", sum.bypass_cookie);
+    fputs("# HELP nori_cache_not_stored_total Storable responses that were not stored, by"
+          " reason.\n# TYPE nori_cache_not_stored_total counter\n",
+          t.f);
+    fprintf(t.f, "nori_cache_not_stored_total{reason=\"not_encodable\"} %" PRIu64 "\n",
+            sum.not_encodable);
+    fprintf(t.f, "nori_cache_not_stored_total{reason=\"too_big\"} %" PRIu64 "\n", sum.too_big);
+    METRIC("nori_cache_unsendable_total", "Cache hits the adapter could not send (re-served).",
+           sum.unsendable);
     fprintf(t.f, "# HELP nori_cache_entries Entries held by the memory backend.\n"
                  "# TYPE nori_cache_entries gauge\nnori_cache_entries %" PRIu64 "\n",
             b.entries);
@@ -416,12 +452,27 @@ static int metrics(const nori_http_request *req, nori_http_response *resp, void 
 
 static void usage(FILE *f)
 {
-    fputs("usage: nori-demo [--port N] [--db PATH] [--prefix P]\n"
+    fputs("usage: nori-demo [--port N] [--db PATH] [--prefix P] [--max-conns N]\n"
+          "                 [--max-conns-per-ip N] [--conn-timeout S]\n"
           "  --port N    listen on 127.0.0.1:N (default: $PORT, else 8080)\n"
           "  --db PATH   SQLite database, created on first start (default ./nori-demo.db)\n"
           "  --prefix P  cache key prefix (default view)\n"
+          "  --max-conns N         connections at once, all clients (default 1000)\n"
+          "  --max-conns-per-ip N  connections at once from one address (default 256)\n"
+          "  --conn-timeout S      close a connection idle for S seconds (default 10)\n"
           "Backend from the environment: CACHE_BACKEND=memory|redis, REDIS_URL, CACHE_MAX_KEYS.\n",
           f);
+}
+
+static int parse_uint(const char *s, long max, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end != '\0' || end == s || v < 1 || v > max)
+        return -1;
+    *out = (unsigned)v;
+    return 0;
 }
 
 static int parse_port(const char *s, int *out)
@@ -438,6 +489,11 @@ static int parse_port(const char *s, int *out)
 int main(int argc, char **argv)
 {
     int port = 8080;
+    /* Slowloris defence (issue 10 item 18; see nori/mhd.h): without a
+     * per-address limit one client holding 1020 half-sent requests starves
+     * everyone, and an idle timeout alone does not stop a client that sends
+     * a byte every few seconds. */
+    unsigned max_conns = 1000, max_conns_ip = 256, conn_timeout = 10;
     const char *db_path = "./nori-demo.db";
     demo.prefix = "view";
     const char *env_port = getenv("PORT");
@@ -458,6 +514,19 @@ int main(int argc, char **argv)
             db_path = argv[++i];
         } else if (strcmp(argv[i], "--prefix") == 0 && i + 1 < argc && argv[i + 1][0]) {
             demo.prefix = argv[++i];
+        } else if ((strcmp(argv[i], "--max-conns") == 0 ||
+                    strcmp(argv[i], "--max-conns-per-ip") == 0 ||
+                    strcmp(argv[i], "--conn-timeout") == 0) &&
+                   i + 1 < argc) {
+            unsigned *dst = strcmp(argv[i], "--conn-timeout") == 0 ? &conn_timeout
+                            : strcmp(argv[i], "--max-conns") == 0  ? &max_conns
+                                                                   : &max_conns_ip;
+            if (parse_uint(argv[i + 1], 1000000, dst) < 0) {
+                fprintf(stderr, "nori-demo: %s %s is not a positive integer\n", argv[i],
+                        argv[i + 1]);
+                return 2;
+            }
+            i++;
         } else {
             usage(stderr);
             return 2;
@@ -469,8 +538,27 @@ int main(int argc, char **argv)
         fprintf(stderr, "nori-demo: cache backend: %s: %s\n", nori_strerror(rc), nori_last_error());
         return 1;
     }
+    /* Counters that enforce security get a backend of their own: on
+     * memory a separate store (page entries cannot evict them); on Redis a
+     * separate connection pool to the same server, whose keys have their
+     * own prefix (see README: run such a Redis with a noeviction or
+     * volatile-* policy, or use a separate instance). */
+    if (strcmp(nori_backend_kind(demo.backend), "memory") == 0)
+        rc = nori_memory_backend_new(100000, &demo.counters);
+    else
+        rc = nori_backend_from_env(&demo.counters);
+    if (rc != NORI_OK) {
+        fprintf(stderr, "nori-demo: counter backend: %s: %s\n", nori_strerror(rc),
+                nori_last_error());
+        nori_backend_free(demo.backend);
+        return 1;
+    }
+    snprintf(demo.greet_prefix, sizeof demo.greet_prefix, "%.100s.greeting", demo.prefix);
+    snprintf(demo.me_prefix, sizeof demo.me_prefix, "%.100s.me", demo.prefix);
+    snprintf(demo.login_prefix, sizeof demo.login_prefix, "%.100s.login", demo.prefix);
     if (db_open(db_path) < 0) {
         db_close();
+        nori_backend_free(demo.counters);
         nori_backend_free(demo.backend);
         return 1;
     }
@@ -484,7 +572,9 @@ int main(int argc, char **argv)
     nori_http_cache_options og = o, om = o;
     og.vary_on = vary;
     og.n_vary_on = 1;
+    og.prefix = demo.greet_prefix;
     om.key_fn = user_key;
+    om.prefix = demo.me_prefix;
     if (nori_http_cache_new(&o, &demo.main_cache) != NORI_OK ||
         nori_http_cache_new(&og, &demo.greet_cache) != NORI_OK ||
         nori_http_cache_new(&om, &demo.me_cache) != NORI_OK) {
@@ -526,8 +616,9 @@ int main(int argc, char **argv)
     struct MHD_Daemon *d = MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL,
         nori_mhd_handler, &app, NORI_MHD_OPTIONS(&app), MHD_OPTION_SOCK_ADDR, &addr,
-        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
-        MHD_OPTION_END);
+        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_TIMEOUT, conn_timeout,
+        MHD_OPTION_CONNECTION_LIMIT, max_conns, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        max_conns_ip, MHD_OPTION_END);
     if (d == NULL) {
         fprintf(stderr, "nori-demo: cannot listen on 127.0.0.1:%d\n", port);
         rc = 1;
@@ -545,6 +636,7 @@ int main(int argc, char **argv)
     nori_http_cache_free(demo.greet_cache);
     nori_http_cache_free(demo.me_cache);
     db_close();
+    nori_backend_free(demo.counters);
     nori_backend_free(demo.backend);
     return rc;
 }

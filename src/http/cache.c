@@ -1,7 +1,7 @@
 /*
- * The response cache: looks a GET request up, serves it from the cache or
- * runs the handler and stores what may be stored (DESIGN 5). The key shape
- * is in http_key.c, the value format in entry_codec.c.
+ * The response cache: looks a GET (or HEAD) request up, serves it from the
+ * cache or runs the handler and stores what may be stored (DESIGN 5, 9). The
+ * key shape is in key.c, the value format in entry_codec.c.
  *
  * Fail open: every cache failure (backend error, undecodable entry, key too
  * long) is counted and the handler's response is served; the request itself
@@ -15,6 +15,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 struct nori_http_cache {
     int64_t ttl;
@@ -24,7 +25,10 @@ struct nori_http_cache {
     char **vary_on; /* lower-cased copies */
     size_t n_vary_on;
     nori_backend *backend; /* borrowed; NULL = default backend */
+    int allow_authorized, allow_cookie;
     _Atomic uint64_t hits, misses, stores, errors;
+    _Atomic uint64_t bypass_method, bypass_authorization, bypass_cookie;
+    _Atomic uint64_t not_encodable, too_big, unsendable;
 };
 
 void nori_http_cache_options_init(nori_http_cache_options *o)
@@ -85,6 +89,8 @@ int nori_http_cache_new(const nori_http_cache_options *opts, nori_http_cache **o
     c->key_fn = opts->key_fn;
     c->key_fn_ud = opts->key_fn_ud;
     c->backend = opts->backend;
+    c->allow_authorized = opts->allow_authorized != 0;
+    c->allow_cookie = opts->allow_cookie != 0;
     *out = c;
     return NORI_OK;
 oom:
@@ -92,14 +98,22 @@ oom:
     return nori__fail(NORI_ENOMEM, "out of memory creating a response cache");
 }
 
+#define LOAD(field) atomic_load_explicit(&c->field, memory_order_relaxed)
+
 void nori_http_cache_get_stats(const nori_http_cache *c, nori_http_cache_stats *out)
 {
     if (c == NULL || out == NULL)
         return;
-    out->hits = atomic_load_explicit(&c->hits, memory_order_relaxed);
-    out->misses = atomic_load_explicit(&c->misses, memory_order_relaxed);
-    out->stores = atomic_load_explicit(&c->stores, memory_order_relaxed);
-    out->errors = atomic_load_explicit(&c->errors, memory_order_relaxed);
+    out->hits = LOAD(hits);
+    out->misses = LOAD(misses);
+    out->stores = LOAD(stores);
+    out->errors = LOAD(errors);
+    out->bypass_method = LOAD(bypass_method);
+    out->bypass_authorization = LOAD(bypass_authorization);
+    out->bypass_cookie = LOAD(bypass_cookie);
+    out->not_encodable = LOAD(not_encodable);
+    out->too_big = LOAD(too_big);
+    out->unsendable = LOAD(unsendable);
 }
 
 static void count(_Atomic uint64_t *counter)
@@ -137,13 +151,104 @@ static int run_handler(const nori_http_request *req, nori_http_handler_fn handle
     return rc;
 }
 
-int nori_http_cache_serve(nori_http_cache *c, const nori_http_request *req,
-                          nori_http_handler_fn handler, void *ud, nori_http_response *resp)
+static bool in_vary_on(const nori_http_cache *c, const char *name, size_t len)
+{
+    for (size_t i = 0; i < c->n_vary_on; i++)
+        if (strlen(c->vary_on[i]) == len && strncasecmp(c->vary_on[i], name, len) == 0)
+            return true;
+    return false;
+}
+
+/*
+ * A handler's own Vary says the response depends on those request headers.
+ * The entry is keyed on the route's vary_on headers only, so it may be
+ * stored only when every name is among them (a gzip body with
+ * `Vary: Accept-Encoding` on a route that does not vary on it would reach
+ * clients that cannot read it). `Vary: *` is refused by storable().
+ */
+static bool vary_covered(const nori_http_cache *c, const nori_http_response *r)
+{
+    for (size_t i = 0; i < r->n_headers; i++) {
+        if (strcasecmp(r->headers[i].name, "Vary") != 0)
+            continue;
+        const char *p = r->headers[i].value;
+        while (*p != '\0') {
+            p += strspn(p, " \t,");
+            size_t n = strcspn(p, " \t,");
+            if (n > 0 && !in_vary_on(c, p, n))
+                return false;
+            p += n;
+        }
+    }
+    return true;
+}
+
+/*
+ * An upper bound of the encoded entry's size, computed before encoding, so
+ * that a 200 MiB response over the backend's limit is not base64-encoded
+ * (+270 MiB) only to be refused by set (issue 10 item 17).
+ */
+static size_t encoded_size_bound(const nori_http_response *r, bool memory)
+{
+    size_t meta = 256 + (r->media_type ? strlen(r->media_type) : 0);
+    for (size_t i = 0; i < r->n_headers; i++)
+        meta += strlen(r->headers[i].name) + strlen(r->headers[i].value) + 16;
+    size_t body = memory ? r->body_len : (r->body_len + 2) / 3 * 4;
+    return body + meta;
+}
+
+/* Stores resp under key when the rules allow; counts the outcome. */
+static void store(nori_http_cache *c, nori_backend *b, const char *key,
+                  const nori_http_response *resp)
+{
+    if (!nori_http_response_storable(resp) || !vary_covered(c, resp))
+        return;
+    bool memory = strcmp(nori_backend_kind(b), "memory") == 0;
+    if (encoded_size_bound(resp, memory) > nori_backend_max_value(b)) {
+        count(&c->too_big);
+        return;
+    }
+    nori_buf enc;
+    int erc = memory ? nori__entry_encode_binary(resp, &enc) : nori__entry_encode_json(resp, &enc);
+    if (erc == NORI_ETYPE) {
+        count(&c->not_encodable);
+        return;
+    }
+    if (erc == NORI_OK) {
+        erc = nori_backend_set(b, key, enc.data, enc.len, c->ttl);
+        nori_buf_free(&enc);
+    }
+    if (erc == NORI_ETOOBIG)
+        count(&c->too_big);
+    else
+        count(erc == NORI_OK ? &c->stores : &c->errors);
+}
+
+static int serve(nori_http_cache *c, const nori_http_request *req,
+                 nori_http_handler_fn handler, void *ud, nori_http_response *resp,
+                 bool skip_lookup)
 {
     if (req == NULL || handler == NULL || resp == NULL || req->method == NULL)
         return nori__fail(NORI_EINVAL, "bad arguments to nori_http_cache_serve");
-    if (c == NULL || strcmp(req->method, "GET") != 0)
+    if (c == NULL)
         return run_handler(req, handler, ud, resp, NORI_HTTP_BYPASS);
+    bool head = strcmp(req->method, "HEAD") == 0;
+    if (!head && strcmp(req->method, "GET") != 0) {
+        count(&c->bypass_method);
+        return run_handler(req, handler, ud, resp, NORI_HTTP_BYPASS);
+    }
+    /* Credentials: the response may be this user's alone (RFC 9111 3.5).
+     * A key function scopes entries itself, so it lifts the bypass. */
+    if (c->key_fn == NULL) {
+        if (!c->allow_authorized && nori_http_request_header(req, "Authorization") != NULL) {
+            count(&c->bypass_authorization);
+            return run_handler(req, handler, ud, resp, NORI_HTTP_BYPASS);
+        }
+        if (!c->allow_cookie && nori_http_request_header(req, "Cookie") != NULL) {
+            count(&c->bypass_cookie);
+            return run_handler(req, handler, ud, resp, NORI_HTTP_BYPASS);
+        }
+    }
 
     char key[NORI_MAX_KEY_LEN + 1];
     int rc = nori_http_cache_key(c, req, key, sizeof key);
@@ -159,7 +264,7 @@ int nori_http_cache_serve(nori_http_cache *c, const nori_http_request *req,
         count(&c->errors);
         b = NULL;
     }
-    if (b != NULL) {
+    if (b != NULL && !skip_lookup) {
         bool memory = strcmp(nori_backend_kind(b), "memory") == 0;
         nori_buf val;
         rc = nori_backend_get(b, key, &val);
@@ -173,23 +278,33 @@ int nori_http_cache_serve(nori_http_cache *c, const nori_http_request *req,
             /* Undecodable: a miss; the fresh response overwrites it. */
             count(&c->errors);
         } else if (rc < 0) {
-            /* Backend failing: do not wait on it a second time for the store. */
+            /* Backend failing (NORI_EBACKEND, or NORI_ETOOBIG for a value
+             * over the limit): a miss, and no second wait on it to store. */
             count(&c->errors);
             can_store = false;
         }
     }
     count(&c->misses);
     rc = run_handler(req, handler, ud, resp, NORI_HTTP_MISS);
-    if (rc != NORI_OK || b == NULL || !can_store || !nori_http_response_storable(resp))
-        return rc;
-
-    nori_buf enc;
-    bool memory = strcmp(nori_backend_kind(b), "memory") == 0;
-    int erc = memory ? nori__entry_encode_binary(resp, &enc) : nori__entry_encode_json(resp, &enc);
-    if (erc == NORI_OK) {
-        erc = nori_backend_set(b, key, enc.data, enc.len, c->ttl);
-        nori_buf_free(&enc);
-    }
-    count(erc == NORI_OK ? &c->stores : &c->errors);
+    /* HEAD never stores: its response has no body to store. */
+    if (rc == NORI_OK && b != NULL && can_store && !head)
+        store(c, b, key, resp);
     return rc;
+}
+
+int nori_http_cache_serve(nori_http_cache *c, const nori_http_request *req,
+                          nori_http_handler_fn handler, void *ud, nori_http_response *resp)
+{
+    return serve(c, req, handler, ud, resp, false);
+}
+
+int nori_http_cache_serve_again(nori_http_cache *c, const nori_http_request *req,
+                                nori_http_handler_fn handler, void *ud,
+                                nori_http_response *resp)
+{
+    if (c != NULL) {
+        count(&c->unsendable);
+        count(&c->errors);
+    }
+    return serve(c, req, handler, ud, resp, true);
 }
