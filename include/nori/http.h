@@ -164,10 +164,12 @@ typedef enum {
     NORI_HTTP_BYPASS = 0, /* the cache was not consulted (method, credentials, key opt-out,
                              key too long) */
     NORI_HTTP_MISS = 1,   /* consulted, not found (or undecodable, or backend error): handler ran */
-    NORI_HTTP_HIT = 2     /* served from the cache; the handler did not run */
+    NORI_HTTP_HIT = 2,    /* served from the cache; the handler did not run (also a 304) */
+    NORI_HTTP_STALE = 3   /* served from an expired entry: stale_while_revalidate (a refresh
+                             runs in the background) or stale_if_error (the handler failed) */
 } nori_http_origin;
 
-/* "BYPASS", "MISS" or "HIT". Static string. */
+/* "BYPASS", "MISS", "HIT" or "STALE". Static string. */
 NORI_EXPORT const char *nori_http_origin_name(nori_http_origin origin);
 
 typedef struct {
@@ -267,9 +269,38 @@ typedef struct {
      * cache on a route without a key function. Default 0: they bypass. */
     int allow_authorized;
     int allow_cookie;
+    /* Stale serving (seconds; 0 = off, the default). Within
+     * stale_while_revalidate after the entry's freshness ends, a request is
+     * answered from it at once (NORI_HTTP_STALE) and one refresh per key
+     * runs on the cache's worker pool. Within stale_if_error, a handler
+     * failure (a negative return or a 5xx) is answered from it. The backend
+     * keeps the entry for its lifetime + the longer window. */
+    int64_t stale_while_revalidate;
+    int64_t stale_if_error;
+    /* Coalescing: how long a request waits for another's fill of the same
+     * key before running the handler itself, in ms. Default 5000 (nginx's
+     * proxy_cache_lock_timeout); 0 = never wait (no coalescing). */
+    int64_t lock_timeout_ms;
+    /* How long a key whose response could not be stored is remembered as
+     * such (its requests then run the handler without waiting), in ms.
+     * Default 5000; 0 = off. */
+    int64_t hit_for_miss_ms;
+    /* Worker threads for background refreshes, started on the first one.
+     * Default 2. */
+    size_t refresh_threads;
+    /* A background refresh outlives the request that triggered it, so it
+     * runs the handler on a copy holding the path, the query, and only the
+     * request headers named in vary_on and here (any case; copied; NULL =
+     * none): list every header the handler or the key function reads
+     * (e.g. "X-User"). The copy's key is recomputed, and a refresh whose key
+     * differs from the entry's (the key function needed a header not
+     * copied) is dropped, never stored under another user's key. */
+    const char *const *refresh_headers;
+    size_t n_refresh_headers;
 } nori_http_cache_options;
 
-/* Fills *o with the defaults: ttl 60, prefix "view", nothing else. */
+/* Fills *o with the defaults: ttl 60, prefix "view", lock_timeout_ms 5000,
+ * hit_for_miss_ms 5000, refresh_threads 2, nothing else. */
 NORI_EXPORT void nori_http_cache_options_init(nori_http_cache_options *o);
 
 /* An opaque response cache: options plus counters. */
@@ -284,7 +315,8 @@ typedef struct nori_http_cache nori_http_cache;
 NORI_EXPORT int nori_http_cache_new(const nori_http_cache_options *opts,
                                     nori_http_cache **out);
 
-/* Frees the cache (not its backend). NULL-safe. */
+/* Frees the cache (not its backend): waits for a background refresh that
+ * is running, drops queued ones. No serve call may be running. NULL-safe. */
 NORI_EXPORT void nori_http_cache_free(nori_http_cache *c);
 
 /*
@@ -345,6 +377,16 @@ typedef struct {
     uint64_t not_encodable; /* a kept header or media type that cannot be stored exactly */
     uint64_t too_big;       /* encoded entry over the backend's value limit */
     uint64_t unsendable;    /* hits the adapter could not send (nori_http_cache_serve_again) */
+    /* Issue 11. */
+    uint64_t coalesced;        /* requests served from another request's fill (waited) */
+    uint64_t lock_timeouts;    /* waits that reached lock_timeout_ms (then ran the handler) */
+    uint64_t hit_for_miss;     /* requests that skipped waiting: key remembered unstorable */
+    uint64_t stale_revalidate; /* STALE answers within stale_while_revalidate */
+    uint64_t stale_error;      /* STALE answers within stale_if_error (handler failed) */
+    uint64_t refreshes;        /* background refreshes run */
+    uint64_t refreshes_dropped; /* background refreshes not queued (queue full, no memory) */
+    uint64_t not_modified;     /* 304 answers */
+    uint64_t invalidations;    /* prefix deletions after a successful write */
 } nori_http_cache_stats;
 
 /* Copies the counters to *out. NULL arguments are ignored. Thread-safe. */

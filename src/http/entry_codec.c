@@ -9,8 +9,9 @@
  *       "headers": {"content-disposition": "..."}}
  *    Reads also accept the pre-v1.19 shape {"body": "<utf-8 text>", ...}.
  *  - A binary record for the memory backend, laid out body first:
- *      body | meta | u32 meta_len | "NRB1"
+ *      body | meta | u32 meta_len | "NRB2"
  *      meta = u16 status | u16 n_headers | u32 media_len (0xFFFFFFFF = none)
+ *             | i64 stored_at_ms | i64 fresh_ms
  *             | media | n_headers x (u32 name_len | name | u32 value_len | value)
  *    (integers little-endian). Putting the body at offset 0 means the block
  *    returned by nori_backend_get() IS the body block: a hit hands it to the
@@ -314,7 +315,7 @@ int nori__base64_decode(const char *s, size_t len, nori_buf *out)
 
 /* ------------------------------------------------------- binary record */
 
-static const char binary_magic[4] = {'N', 'R', 'B', '1'};
+static const char binary_magic[4] = {'N', 'R', 'B', '2'};
 #define NO_MEDIA UINT32_MAX
 
 static void put_u16(unsigned char *p, uint16_t v)
@@ -327,6 +328,21 @@ static void put_u32(unsigned char *p, uint32_t v)
 {
     for (int i = 0; i < 4; i++)
         p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void put_i64(unsigned char *p, int64_t v)
+{
+    uint64_t u = (uint64_t)v;
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(u >> (8 * i));
+}
+
+static int64_t get_i64(const unsigned char *p)
+{
+    uint64_t u = 0;
+    for (int i = 0; i < 8; i++)
+        u |= (uint64_t)p[i] << (8 * i);
+    return (int64_t)u;
 }
 
 static uint16_t get_u16(const unsigned char *p)
@@ -342,12 +358,19 @@ static uint32_t get_u32(const unsigned char *p)
 
 int nori__entry_encode_binary(const nori_http_response *r, nori_buf *out)
 {
+    nori__entry_meta meta = {-1, -1};
+    return nori__entry_encode_binary_meta(r, &meta, out);
+}
+
+int nori__entry_encode_binary_meta(const nori_http_response *r, const nori__entry_meta *em,
+                                   nori_buf *out)
+{
     const char *media = entry_media_type(r);
     size_t nh = 0;
     int rc = check_storable_fields(r, media, &nh);
     if (rc != NORI_OK)
         return rc;
-    size_t meta = 2 + 2 + 4 + (media ? strlen(media) : 0);
+    size_t meta = 2 + 2 + 4 + 16 + (media ? strlen(media) : 0);
     nh = 0;
     for (size_t i = 0; i < r->n_headers; i++) {
         if (!nori__entry_keeps_header(r->headers[i].name))
@@ -367,14 +390,14 @@ int nori__entry_encode_binary(const nori_http_response *r, nori_buf *out)
     put_u16(m, (uint16_t)r->status);
     put_u16(m + 2, (uint16_t)nh);
     m += 4;
+    size_t ml = media != NULL ? strlen(media) : 0;
+    put_u32(m, media != NULL ? (uint32_t)ml : NO_MEDIA);
+    put_i64(m + 4, em->stored_at_ms);
+    put_i64(m + 12, em->fresh_ms);
+    m += 20;
     if (media != NULL) {
-        size_t l = strlen(media);
-        put_u32(m, (uint32_t)l);
-        memcpy(m + 4, media, l);
-        m += 4 + l;
-    } else {
-        put_u32(m, NO_MEDIA);
-        m += 4;
+        memcpy(m, media, ml);
+        m += ml;
     }
     for (size_t i = 0; i < r->n_headers; i++) {
         const nori_http_header *h = &r->headers[i];
@@ -412,19 +435,23 @@ static int dup_field(const unsigned char *p, size_t n, char **out)
 }
 
 /* Parses the binary record in `in` into r; on NORI_OK r->body adopts in->data. */
-static int decode_binary(nori_buf *in, nori_http_response *r)
+static int decode_binary(nori_buf *in, nori_http_response *r, nori__entry_meta *em)
 {
     const unsigned char *p = (const unsigned char *)in->data;
     size_t len = in->len;
     uint32_t meta = get_u32(p + len - 8);
-    if (meta < 8 || meta > len - 8)
+    if (meta < 24 || meta > len - 8)
         return nori__fail(NORI_ETYPE, "binary cache entry: bad metadata length");
     size_t body_len = len - 8 - meta;
     const unsigned char *m = p + body_len, *end = m + meta;
     int status = get_u16(m);
     size_t nh = get_u16(m + 2);
     uint32_t ml = get_u32(m + 4);
-    m += 8;
+    em->stored_at_ms = get_i64(m + 8);
+    em->fresh_ms = get_i64(m + 16);
+    m += 24;
+    if (em->stored_at_ms < -1 || em->fresh_ms < -1)
+        return nori__fail(NORI_ETYPE, "binary cache entry: bad freshness fields");
     if (!nori__entry_status_ok(status))
         return nori__fail(NORI_ETYPE, "binary cache entry: status %d is never stored", status);
     if (nh > NORI_HTTP_MAX_ENTRY_HEADERS)
@@ -480,6 +507,13 @@ static int decode_binary(nori_buf *in, nori_http_response *r)
 
 int nori__entry_encode_json(const nori_http_response *r, nori_buf *out)
 {
+    nori__entry_meta meta = {nori__http_now_ms(), -1};
+    return nori__entry_encode_json_meta(r, &meta, out);
+}
+
+int nori__entry_encode_json_meta(const nori_http_response *r, const nori__entry_meta *em,
+                                 nori_buf *out)
+{
     const char *media = entry_media_type(r);
     size_t nh;
     int rc = check_storable_fields(r, media, &nh);
@@ -533,10 +567,15 @@ int nori__entry_encode_json(const nori_http_response *r, nori_buf *out)
     }
     if (json_object_set(obj, "headers", headers))
         goto done;
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    if (json_object_set_new(obj, NORI_ENTRY_FIELD_STORED_AT,
-                            json_real((double)now.tv_sec + now.tv_nsec / 1e9)))
+    /* This library's additions (Nori's Python ignores unknown fields):
+     * when the entry was stored and for how long it is fresh, in seconds, so
+     * that every process sharing the Redis makes the same fresh/stale
+     * decision. */
+    int64_t at = em->stored_at_ms >= 0 ? em->stored_at_ms : nori__http_now_ms();
+    if (json_object_set_new(obj, NORI_ENTRY_FIELD_STORED_AT, json_real((double)at / 1000.0)))
+        goto done;
+    if (em->fresh_ms >= 0 &&
+        json_object_set_new(obj, NORI_ENTRY_FIELD_FRESH_FOR, json_real((double)em->fresh_ms / 1000.0)))
         goto done;
     char *text = json_dumps(obj, JSON_COMPACT);
     if (text == NULL)
@@ -581,7 +620,24 @@ static int set_media_type_nori(nori_http_response *r, const char *mt, bool from_
     return nori_http_response_set_media_type(r, buf);
 }
 
-static int decode_json(const nori_buf *in, nori_http_response *r)
+/* A non-negative number field in seconds, as milliseconds; -1 when absent.
+ * NORI_ETYPE when present but not a finite non-negative number. */
+static int seconds_field(json_t *root, const char *name, int64_t *out_ms)
+{
+    json_t *v = json_object_get(root, name);
+    *out_ms = -1;
+    if (v == NULL || json_is_null(v))
+        return NORI_OK;
+    if (!json_is_number(v))
+        return nori__fail(NORI_ETYPE, "cache entry: %s is not a number", name);
+    double d = json_number_value(v);
+    if (!(d >= 0 && d < 9.2e15))
+        return nori__fail(NORI_ETYPE, "cache entry: %s is out of range", name);
+    *out_ms = (int64_t)(d * 1000.0 + 0.5);
+    return NORI_OK;
+}
+
+static int decode_json(const nori_buf *in, nori_http_response *r, nori__entry_meta *em)
 {
     json_error_t jerr;
     /* JSON_ALLOW_NUL: a legacy text body may contain U+0000 (valid UTF-8). */
@@ -612,6 +668,10 @@ static int decode_json(const nori_buf *in, nori_http_response *r)
         nori__fail(rc, "cache entry: headers is not an object");
         goto done;
     }
+    if ((rc = seconds_field(root, NORI_ENTRY_FIELD_STORED_AT, &em->stored_at_ms)) != NORI_OK ||
+        (rc = seconds_field(root, NORI_ENTRY_FIELD_FRESH_FOR, &em->fresh_ms)) != NORI_OK)
+        goto done;
+    rc = NORI_ETYPE;
     json_t *b64 = json_object_get(root, "body_b64");
     json_t *text = json_object_get(root, "body");
     nori_buf body = {NULL, 0};
@@ -676,15 +736,24 @@ done:
 
 int nori__entry_decode(nori_buf *in, bool accept_binary, nori_http_response *r)
 {
+    nori__entry_meta em;
+    return nori__entry_decode_meta(in, accept_binary, r, &em);
+}
+
+int nori__entry_decode_meta(nori_buf *in, bool accept_binary, nori_http_response *r,
+                            nori__entry_meta *em)
+{
     nori_http_response_clear(r);
+    em->stored_at_ms = -1;
+    em->fresh_ms = -1;
     int rc;
     if (in->data == NULL) {
         rc = nori__fail(NORI_ETYPE, "empty cache entry");
     } else if (accept_binary && in->len >= 16 &&
                memcmp(in->data + in->len - 4, binary_magic, 4) == 0) {
-        rc = decode_binary(in, r);
+        rc = decode_binary(in, r, em);
     } else {
-        rc = decode_json(in, r);
+        rc = decode_json(in, r, em);
     }
     if (rc != NORI_OK)
         nori_http_response_clear(r);

@@ -163,6 +163,8 @@ const char *nori_http_origin_name(nori_http_origin origin)
         return "HIT";
     case NORI_HTTP_MISS:
         return "MISS";
+    case NORI_HTTP_STALE:
+        return "STALE";
     default:
         return "BYPASS";
     }

@@ -306,15 +306,16 @@ static void test_binary_corruption(void **state)
 static nori_buf hand_record(const char *name, const char *value)
 {
     size_t nl = strlen(name), vl = strlen(value);
-    size_t meta = 8 + 4 + nl + 4 + vl, len = 2 + meta + 8;
+    size_t meta = 24 + 4 + nl + 4 + vl, len = 2 + meta + 8;
     unsigned char *p = calloc(1, len + 1);
     assert_non_null(p);
     memcpy(p, "ok", 2);
     unsigned char *m = p + 2;
     m[0] = 200; /* u16 status 200 */
     m[2] = 1;   /* u16 one header */
-    memset(m + 4, 0xFF, 4); /* no media type */
-    m += 8;
+    memset(m + 4, 0xFF, 4);  /* no media type */
+    memset(m + 8, 0xFF, 16); /* stored_at, fresh: -1, unknown */
+    m += 24;
     m[0] = (unsigned char)nl;
     memcpy(m + 4, name, nl);
     m += 4 + nl;
@@ -322,7 +323,7 @@ static nori_buf hand_record(const char *name, const char *value)
     memcpy(m + 4, value, vl);
     m += 4 + vl;
     m[0] = (unsigned char)meta;
-    memcpy(m + 4, "NRB1", 4);
+    memcpy(m + 4, "NRB2", 4);
     nori_buf b = {(char *)p, len};
     return b;
 }

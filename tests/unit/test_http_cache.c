@@ -124,7 +124,7 @@ static void test_miss_then_hit(void **state)
     assert_string_equal(key, "view:/dashboard:");
     nori_buf v;
     assert_nori(nori_backend_get(f->b, key, &v), NORI_OK);
-    assert_memory_equal(v.data + v.len - 4, "NRB1", 4);
+    assert_memory_equal(v.data + v.len - 4, "NRB2", 4);
     nori_buf_free(&v);
     /* Another query is another entry. */
     rq = req("GET", "/dashboard", "x=1");
