@@ -44,14 +44,16 @@
 
 static struct {
     sqlite3 *db;
-    sqlite3_stmt *dashboard, *products;
+    sqlite3_stmt *dashboard, *products, *stock, *touch;
+    _Atomic int db_down; /* POST /admin/db?state=down: simulated outage */
+    _Atomic uint64_t stock_runs; /* per-process count of /stock handler runs */
     pthread_mutex_t db_lock; /* one connection, prepared statements reused */
     _Atomic uint64_t db_queries;
     nori_backend *backend;  /* page entries (the response caches) */
     nori_backend *counters; /* security counters: login throttle; never evicted by pages */
     const char *prefix;
-    char greet_prefix[128], me_prefix[128], login_prefix[128];
-    nori_http_cache *main_cache, *greet_cache, *me_cache;
+    char greet_prefix[128], me_prefix[128], login_prefix[128], stock_prefix[128];
+    nori_http_cache *main_cache, *greet_cache, *me_cache, *stock_cache;
 } demo = {.db_lock = PTHREAD_MUTEX_INITIALIZER};
 
 /* ------------------------------------------------------------- database */
@@ -140,7 +142,12 @@ static int db_open(const char *path)
         sqlite3_prepare_v2(demo.db,
                            "SELECT id, name, price_cents FROM products ORDER BY id"
                            " LIMIT ? OFFSET ?",
-                           -1, &demo.products, NULL) != SQLITE_OK) {
+                           -1, &demo.products, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(demo.db, "SELECT price_cents FROM products WHERE id = ?", -1,
+                           &demo.stock, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(demo.db,
+                           "UPDATE products SET price_cents = price_cents WHERE id = 1", -1,
+                           &demo.touch, NULL) != SQLITE_OK) {
         fprintf(stderr, "nori-demo: prepare: %s\n", sqlite3_errmsg(demo.db));
         return -1;
     }
@@ -151,6 +158,8 @@ static void db_close(void)
 {
     sqlite3_finalize(demo.dashboard);
     sqlite3_finalize(demo.products);
+    sqlite3_finalize(demo.stock);
+    sqlite3_finalize(demo.touch);
     sqlite3_close(demo.db);
 }
 
@@ -188,10 +197,26 @@ static int plain(nori_http_response *resp, int status, const char *body)
     return rc ? rc : nori_http_response_set_media_type(resp, "text/plain; charset=utf-8");
 }
 
+/* The simulated outage (POST /admin/db?state=down): every handler that
+ * needs the database answers 503, as a real one would with the database
+ * gone. Returns 1 when the handler must stop there. */
+static int db_unavailable(nori_http_response *resp, int *rc)
+{
+    if (!atomic_load(&demo.db_down))
+        return 0;
+    *rc = plain(resp, 503, "database unavailable\n");
+    if (*rc == NORI_OK)
+        *rc = nori_http_response_add_header(resp, "Retry-After", "5");
+    return 1;
+}
+
 static int dashboard(const nori_http_request *req, nori_http_response *resp, void *ud)
 {
     (void)req;
     (void)ud;
+    int down_rc;
+    if (db_unavailable(resp, &down_rc))
+        return down_rc;
     text t;
     text_open(&t);
     if (t.f == NULL)
@@ -231,6 +256,20 @@ static int hello(const nori_http_request *req, nori_http_response *resp, void *u
 static int products(const nori_http_request *req, nori_http_response *resp, void *ud)
 {
     (void)ud;
+    int down_rc;
+    if (db_unavailable(resp, &down_rc))
+        return down_rc;
+    if (strcmp(req->method, "POST") == 0) {
+        /* A write: the response cache invalidates every cached
+         * /products?... after its 201 (RFC 9111 4.4). */
+        pthread_mutex_lock(&demo.db_lock);
+        atomic_fetch_add(&demo.db_queries, 1);
+        int rc = sqlite3_step(demo.touch);
+        sqlite3_reset(demo.touch);
+        pthread_mutex_unlock(&demo.db_lock);
+        return plain(resp, rc == SQLITE_DONE ? 201 : 500,
+                     rc == SQLITE_DONE ? "created\n" : "database error\n");
+    }
     char v[32];
     long page = 1;
     const char *q = req->query != NULL ? req->query : "";
@@ -261,6 +300,64 @@ static int products(const nori_http_request *req, nori_http_response *resp, void
     pthread_mutex_unlock(&demo.db_lock);
     fputs("]}\n", t.f);
     return text_finish(&t, resp, "application/json");
+}
+
+/* GET /stock?item=N: cached 1 s, stale_while_revalidate 30 s,
+ * stale_if_error 300 s. Each run returns a different body (the run count),
+ * so a test can tell a stale answer from a fresh one. */
+static int stock(const nori_http_request *req, nori_http_response *resp, void *ud)
+{
+    (void)ud;
+    int down_rc;
+    if (db_unavailable(resp, &down_rc))
+        return down_rc;
+    char v[32];
+    long item = 1;
+    const char *q = req->query != NULL ? req->query : "";
+    if (nori_http_form_value(q, strlen(q), "item", v, sizeof v) == NORI_OK) {
+        char *end;
+        item = strtol(v, &end, 10);
+        if (*end != '\0' || item < 1 || item > N_PRODUCTS)
+            return plain(resp, 400, "item must be 1..500\n");
+    }
+    pthread_mutex_lock(&demo.db_lock);
+    atomic_fetch_add(&demo.db_queries, 1);
+    sqlite3_bind_int64(demo.stock, 1, item);
+    int price = sqlite3_step(demo.stock) == SQLITE_ROW ? sqlite3_column_int(demo.stock, 0) : -1;
+    sqlite3_reset(demo.stock);
+    pthread_mutex_unlock(&demo.db_lock);
+    uint64_t run = atomic_fetch_add(&demo.stock_runs, 1) + 1;
+    char body[128];
+    snprintf(body, sizeof body, "{\"item\":%ld,\"price_cents\":%d,\"run\":%" PRIu64 ",\"pid\":%ld}\n",
+             item, price, run, (long)getpid());
+    int rc = nori_http_response_set_body(resp, body, strlen(body));
+    return rc ? rc : nori_http_response_set_media_type(resp, "application/json");
+}
+
+/* POST /admin/db?state=down|up: switches the simulated database outage.
+ * Loopback only: nori-demo listens on 127.0.0.1 alone, and a request that
+ * came through a proxy (X-Forwarded-For) is refused. */
+static int admin_db(const nori_http_request *req, nori_http_response *resp, void *ud)
+{
+    (void)ud;
+    if (strcmp(req->method, "POST") != 0) {
+        int rc = plain(resp, 405, "use POST\n");
+        return rc ? rc : nori_http_response_add_header(resp, "Allow", "POST");
+    }
+    if (nori_http_request_header(req, "X-Forwarded-For") != NULL)
+        return plain(resp, 403, "loopback only\n");
+    char state[16];
+    const char *q = req->query != NULL ? req->query : "";
+    if (nori_http_form_value(q, strlen(q), "state", state, sizeof state) != NORI_OK &&
+        nori_http_form_value(req->body, req->body_len, "state", state, sizeof state) != NORI_OK)
+        return plain(resp, 400, "state=down|up is required\n");
+    if (strcmp(state, "down") == 0)
+        atomic_store(&demo.db_down, 1);
+    else if (strcmp(state, "up") == 0)
+        atomic_store(&demo.db_down, 0);
+    else
+        return plain(resp, 400, "state must be down or up\n");
+    return plain(resp, 200, atomic_load(&demo.db_down) ? "database down\n" : "database up\n");
 }
 
 /* A "PDF" whose body holds every byte value, NULs included: it proves that
@@ -391,8 +488,9 @@ static int metrics(const nori_http_request *req, nori_http_response *resp, void 
     (void)ud;
     nori_http_cache_stats sum, s;
     memset(&sum, 0, sizeof sum);
-    nori_http_cache *caches[] = {demo.main_cache, demo.greet_cache, demo.me_cache};
-    for (int i = 0; i < 3; i++) {
+    nori_http_cache *caches[] = {demo.main_cache, demo.greet_cache, demo.me_cache,
+                                 demo.stock_cache};
+    for (int i = 0; i < 4; i++) {
         nori_http_cache_get_stats(caches[i], &s);
         sum.hits += s.hits;
         sum.misses += s.misses;
@@ -404,6 +502,15 @@ static int metrics(const nori_http_request *req, nori_http_response *resp, void 
         sum.not_encodable += s.not_encodable;
         sum.too_big += s.too_big;
         sum.unsendable += s.unsendable;
+        sum.coalesced += s.coalesced;
+        sum.lock_timeouts += s.lock_timeouts;
+        sum.hit_for_miss += s.hit_for_miss;
+        sum.stale_revalidate += s.stale_revalidate;
+        sum.stale_error += s.stale_error;
+        sum.refreshes += s.refreshes;
+        sum.refreshes_dropped += s.refreshes_dropped;
+        sum.not_modified += s.not_modified;
+        sum.invalidations += s.invalidations;
     }
     nori_backend_stats b = {0};
     nori_backend_get_stats(demo.backend, &b);
@@ -439,6 +546,24 @@ static int metrics(const nori_http_request *req, nori_http_response *resp, void 
     fprintf(t.f, "nori_cache_not_stored_total{reason=\"too_big\"} %" PRIu64 "\n", sum.too_big);
     METRIC("nori_cache_unsendable_total", "Cache hits the adapter could not send (re-served).",
            sum.unsendable);
+    METRIC("nori_cache_coalesced_total", "Requests served from another request's fill.",
+           sum.coalesced);
+    METRIC("nori_cache_lock_timeouts_total", "Waits for another fill that reached lock_timeout.",
+           sum.lock_timeouts);
+    METRIC("nori_cache_hit_for_miss_total",
+           "Requests that skipped waiting: key remembered as unstorable.", sum.hit_for_miss);
+    fputs("# HELP nori_cache_stale_total Answers from an expired entry, by reason.\n"
+          "# TYPE nori_cache_stale_total counter\n",
+          t.f);
+    fprintf(t.f, "nori_cache_stale_total{reason=\"revalidate\"} %" PRIu64 "\n",
+            sum.stale_revalidate);
+    fprintf(t.f, "nori_cache_stale_total{reason=\"error\"} %" PRIu64 "\n", sum.stale_error);
+    METRIC("nori_cache_background_refreshes_total", "Background refreshes run.", sum.refreshes);
+    METRIC("nori_cache_background_refreshes_dropped_total",
+           "Background refreshes not run (queue full, key changed).", sum.refreshes_dropped);
+    METRIC("nori_cache_not_modified_total", "304 Not Modified answers.", sum.not_modified);
+    METRIC("nori_cache_invalidations_total", "Path invalidations after successful writes.",
+           sum.invalidations);
     fprintf(t.f, "# HELP nori_cache_entries Entries held by the memory backend.\n"
                  "# TYPE nori_cache_entries gauge\nnori_cache_entries %" PRIu64 "\n",
             b.entries);
@@ -556,6 +681,7 @@ int main(int argc, char **argv)
     snprintf(demo.greet_prefix, sizeof demo.greet_prefix, "%.100s.greeting", demo.prefix);
     snprintf(demo.me_prefix, sizeof demo.me_prefix, "%.100s.me", demo.prefix);
     snprintf(demo.login_prefix, sizeof demo.login_prefix, "%.100s.login", demo.prefix);
+    snprintf(demo.stock_prefix, sizeof demo.stock_prefix, "%.100s.stock", demo.prefix);
     if (db_open(db_path) < 0) {
         db_close();
         nori_backend_free(demo.counters);
@@ -575,9 +701,18 @@ int main(int argc, char **argv)
     og.prefix = demo.greet_prefix;
     om.key_fn = user_key;
     om.prefix = demo.me_prefix;
+    const char *user_headers[] = {"X-User"};
+    om.refresh_headers = user_headers;
+    om.n_refresh_headers = 1;
+    nori_http_cache_options os = o;
+    os.ttl = 1;
+    os.stale_while_revalidate = 30;
+    os.stale_if_error = 300;
+    os.prefix = demo.stock_prefix;
     if (nori_http_cache_new(&o, &demo.main_cache) != NORI_OK ||
         nori_http_cache_new(&og, &demo.greet_cache) != NORI_OK ||
-        nori_http_cache_new(&om, &demo.me_cache) != NORI_OK) {
+        nori_http_cache_new(&om, &demo.me_cache) != NORI_OK ||
+        nori_http_cache_new(&os, &demo.stock_cache) != NORI_OK) {
         fprintf(stderr, "nori-demo: %s\n", nori_last_error());
         return 1;
     }
@@ -593,6 +728,8 @@ int main(int argc, char **argv)
         {"/fail", fail, NULL, demo.main_cache},
         {"/session", session, NULL, demo.main_cache},
         {"/login", login, NULL, NULL},
+        {"/stock", stock, NULL, demo.stock_cache},
+        {"/admin/db", admin_db, NULL, NULL},
         {"/metrics", metrics, NULL, NULL},
     };
     nori_mhd_app app = {routes, sizeof routes / sizeof routes[0], 64 * 1024};
@@ -635,6 +772,7 @@ int main(int argc, char **argv)
     nori_http_cache_free(demo.main_cache);
     nori_http_cache_free(demo.greet_cache);
     nori_http_cache_free(demo.me_cache);
+    nori_http_cache_free(demo.stock_cache);
     db_close();
     nori_backend_free(demo.counters);
     nori_backend_free(demo.backend);
