@@ -35,9 +35,9 @@ static void sleep_ms(int ms)
 
 typedef struct {
     _Atomic int runs;
-    int delay_ms;       /* how long the handler takes */
+    _Atomic int delay_ms;   /* how long the handler takes */
     int status;
-    int set_cookie;     /* makes the response unstorable */
+    _Atomic int set_cookie; /* makes the response unstorable */
     _Atomic int inside; /* a handler run is in progress */
 } app;
 
@@ -47,13 +47,14 @@ static int handler(const nori_http_request *req, nori_http_response *resp, void 
     app *a = ud;
     int run = atomic_fetch_add(&a->runs, 1) + 1;
     atomic_store(&a->inside, 1);
-    if (a->delay_ms > 0)
-        sleep_ms(a->delay_ms); /* the slow handler being modelled, not a synchronization */
+    int delay = atomic_load(&a->delay_ms);
+    if (delay > 0)
+        sleep_ms(delay); /* the slow handler being modelled, not a synchronization */
     resp->status = a->status ? a->status : 200;
     char body[64];
     int n = snprintf(body, sizeof body, "run %d", run);
     int rc = nori_http_response_set_body(resp, body, (size_t)n);
-    if (rc == NORI_OK && a->set_cookie)
+    if (rc == NORI_OK && atomic_load(&a->set_cookie))
         rc = nori_http_response_add_header(resp, "Set-Cookie", "a=1");
     return rc;
 }
@@ -150,7 +151,7 @@ static void test_lock_timeout(void **state)
     for (int i = 0; i < 5000 && !atomic_load(&a.inside); i++)
         sleep_ms(1); /* bounded wait for the leader to be inside its handler */
     assert_true(atomic_load(&a.inside));
-    a.delay_ms = 0; /* the waiter's own run is quick */
+    atomic_store(&a.delay_ms, 0); /* the waiter's own run is quick */
     worker_arg ww = {.c = c, .a = &a};
     worker(&ww);
     assert_true(ww.elapsed_ms >= 140);
@@ -197,13 +198,13 @@ static void test_unstorable_releases_waiters(void **state)
     assert_int_equal(s.lock_timeouts, 0);
     assert_int_equal(s.stores, 0);
     /* Hit-for-miss: the next request skips the single-flight. */
-    a.delay_ms = 0;
+    atomic_store(&a.delay_ms, 0);
     worker_arg one = {.c = c, .a = &a};
     worker(&one);
     nori_http_cache_get_stats(c, &s);
     assert_int_equal(s.hit_for_miss, 1);
     /* Once the response is storable again, it is stored. */
-    a.set_cookie = 0;
+    atomic_store(&a.set_cookie, 0);
     worker(&one);
     worker(&one);
     assert_int_equal(one.origin, NORI_HTTP_HIT);
