@@ -55,6 +55,47 @@
  *    An entry written by Nori's Python (no "stored_at" field) whose media
  *    type is text/... without a charset gets "; charset=utf-8", as
  *    Starlette adds when it sends it.
+ *  - Coalescing (single-flight): when a cacheable GET misses, one request
+ *    runs the handler; the other requests for the same key in this process
+ *    wait on a condition variable (no polling) and are served the stored
+ *    response (NORI_HTTP_HIT, counted in `coalesced`). A waiter gives up
+ *    after lock_timeout_ms (default 5 s, nginx's proxy_cache_lock_timeout)
+ *    and runs the handler itself. A response that cannot be stored (5xx,
+ *    Set-Cookie, private...) releases the waiters at once, who each run the
+ *    handler, and the key is remembered as such for hit_for_miss_ms
+ *    (Varnish's hit-for-miss), so later requests do not queue. A handler
+ *    that calls the cache for its own key is answered uncached, never left
+ *    waiting for itself. Coalescing is per process; processes sharing a
+ *    Redis each run the handler once per expiry.
+ *  - Freshness: an entry records when it was stored and how long it is
+ *    fresh: Cache-Control s-maxage, else max-age, of the handler's response,
+ *    never longer than the route's ttl; neither: the ttl. `Expires` alone is
+ *    ignored (a clock-dependent date; every framework that sets it also sets
+ *    max-age). max-age=0 is not stored. A fresh entry is a HIT with `Age`.
+ *  - Stale serving (stale_while_revalidate, stale_if_error, seconds, off by
+ *    default): within stale_while_revalidate after freshness ends, the
+ *    request is answered from the entry at once (NORI_HTTP_STALE, `Age`
+ *    shows how old) and one refresh per key runs on the cache's own worker
+ *    pool (refresh_threads, started on first use); within stale_if_error a
+ *    handler failure (negative return or 5xx) is answered from the entry.
+ *    The backend keeps the entry for its lifetime plus the longer window.
+ *  - What Nori's Python decorator sees of such an entry: a normal entry (its
+ *    extra fields "stored_at" and "fresh_for" are ignored) that lives in
+ *    Redis for ttl + the window, so Python serves it as a hit until Redis
+ *    drops it, stale part included; it neither refreshes it nor sends Age.
+ *  - Validators: a stored response carries a strong ETag, the handler's own
+ *    or one derived from the body bytes alone (the same in every process).
+ *    On a response from the cache, If-None-Match ("*", a list, weak
+ *    comparison) that matches, or else If-Modified-Since not before
+ *    Last-Modified, gives 304 Not Modified: no body, and only the headers RFC
+ *    9110 15.4.5 names (ETag, Cache-Control, Vary, ...) plus Age.
+ *  - A route with vary_on sends `Vary: <its vary_on names>` on every GET and
+ *    HEAD answer.
+ *  - Invalidation (RFC 9111 4.4): a 2xx or 3xx answer to POST, PUT, PATCH or
+ *    DELETE removes every entry of that path under the prefix (all queries
+ *    and vary values: nori_backend_delete_prefix of "{prefix}:{path}:"); on
+ *    a route with a key function the user's part precedes the path, so the
+ *    whole prefix is removed. Counted in `invalidations`.
  *  - A cache failure never fails the request: the handler runs and its
  *    response is served; the failure is counted in `errors`. A backend read
  *    that fails (NORI_EBACKEND, or NORI_ETOOBIG for a value over the limit)
