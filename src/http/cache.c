@@ -342,6 +342,14 @@ static lookup_result lookup_counted(nori_http_cache *c, nori_backend *b, const c
         count(&c->errors);
         return LOOK_ERROR;
     }
+    /* A value over the backend's limit (the limit was lowered, or another
+     * client wrote it) is not decoded: an undecodable entry, a miss. */
+    if (val.len > nori_backend_max_value(b)) {
+        nori_buf_free(&val);
+        if (!quiet)
+            count(&c->errors);
+        return LOOK_MISS;
+    }
     bool memory = strcmp(nori_backend_kind(b), "memory") == 0;
     if (nori__entry_decode_meta(&val, memory, resp, meta) != NORI_OK) {
         if (!quiet)
