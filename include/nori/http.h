@@ -65,8 +65,15 @@
  *    handler, and the key is remembered as such for hit_for_miss_ms
  *    (Varnish's hit-for-miss), so later requests do not queue. A handler
  *    that calls the cache for its own key is answered uncached, never left
- *    waiting for itself. Coalescing is per process; processes sharing a
- *    Redis each run the handler once per expiry.
+ *    waiting for itself. Across processes sharing a backend other than
+ *    memory (Redis), the in-process leader also takes a lease "{key}:lock"
+ *    (nori_backend_add: SET NX PX, for lock_timeout_ms, with a token unique
+ *    to the call) and releases it by token (nori_backend_delete_if_equal);
+ *    a process that finds the lease taken polls the entry (5 ms doubling to
+ *    50 ms; there is nothing to wait on across processes) until the
+ *    holder's fill lands, the lease goes away, or lock_timeout_ms passes.
+ *    A holder that dies blocks nobody past its lease. So N processes on one
+ *    Redis run the handler once per expiry.
  *  - Freshness: an entry records when it was stored and how long it is
  *    fresh: Cache-Control s-maxage, else max-age, of the handler's response,
  *    never longer than the route's ttl; neither: the ttl. `Expires` alone is
