@@ -39,8 +39,11 @@ start_demo() { # name extra-args... -> sets port_<name>
 queries() { # port -> nori_db_queries_total
   curl -s "http://127.0.0.1:$1/metrics" | awk '/^nori_db_queries_total /{print $2}'
 }
-start_demo coal
-start_demo none --no-coalescing
+# 16 worker threads each: with one thread per CPU (2 here) at most two
+# requests can be inside a handler at once, which would cap the
+# no-coalescing figure at 2 whatever the load.
+start_demo coal --threads 16
+start_demo none --threads 16 --no-coalescing
 
 runs_per_expiry() { # port -> handler runs per 1-s expiry under wrk
   local q0 q1

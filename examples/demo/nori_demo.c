@@ -587,6 +587,7 @@ static void usage(FILE *f)
           "  --max-conns-per-ip N  connections at once from one address (default 256)\n"
           "  --conn-timeout S      close a connection idle for S seconds (default 10)\n"
           "  --no-coalescing       run the handler for every concurrent miss (benchmarks)\n"
+          "  --threads N           libmicrohttpd worker threads (default: one per CPU)\n"
           "Backend from the environment: CACHE_BACKEND=memory|redis, REDIS_URL, CACHE_MAX_KEYS.\n",
           f);
 }
@@ -622,6 +623,7 @@ int main(int argc, char **argv)
      * a byte every few seconds. */
     unsigned max_conns = 1000, max_conns_ip = 256, conn_timeout = 10;
     int no_coalescing = 0; /* benchmarks: behave like Nori's Python (no single-flight) */
+    unsigned threads = 0;  /* MHD worker threads; 0 = one per CPU */
     const char *db_path = "./nori-demo.db";
     demo.prefix = "view";
     const char *env_port = getenv("PORT");
@@ -642,6 +644,11 @@ int main(int argc, char **argv)
             db_path = argv[++i];
         } else if (strcmp(argv[i], "--prefix") == 0 && i + 1 < argc && argv[i + 1][0]) {
             demo.prefix = argv[++i];
+        } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
+            if (parse_uint(argv[++i], 256, &threads) < 0) {
+                fprintf(stderr, "nori-demo: --threads %s is not 1..256\n", argv[i]);
+                return 2;
+            }
         } else if (strcmp(argv[i], "--no-coalescing") == 0) {
             no_coalescing = 1;
         } else if ((strcmp(argv[i], "--max-conns") == 0 ||
@@ -764,7 +771,8 @@ int main(int argc, char **argv)
     addr.sin_port = htons((uint16_t)port);
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    unsigned threads = ncpu > 0 ? (unsigned)ncpu : 1;
+    if (threads == 0)
+        threads = ncpu > 0 ? (unsigned)ncpu : 1;
     struct MHD_Daemon *d = MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL,
         nori_mhd_handler, &app, NORI_MHD_OPTIONS(&app), MHD_OPTION_SOCK_ADDR, &addr,
