@@ -616,11 +616,12 @@ static lease_result remote_lease(nori_http_cache *c, nori_backend *b, const char
     int64_t pause = 5;
     for (;;) {
         int added = 0;
+        /* A failing lease is not counted here: the fill that follows meets
+         * the same backend and counts its failure once (the backend's own
+         * stats count every failed call). */
         if (nori_backend_add(b, lease_key, token, strlen(token), c->lock_timeout_ms, &added) !=
-            NORI_OK) {
-            count(&c->errors);
+            NORI_OK)
             return LEASE_NONE;
-        }
         int64_t now = nori__http_now_ms();
         /* Quiet: an undecodable entry was counted by the first lookup. */
         lookup_result l = lookup_counted(c, b, key, resp, meta, now, true);
@@ -842,9 +843,8 @@ static int serve(nori_http_cache *c, const nori_http_request *req,
     rc = fill(c, b, key, req, handler, ud, resp, may_store, &stale, &stale_meta, &stored);
     if (leased) {
         int deleted;
-        if (nori_backend_delete_if_equal(b, lease_key, token, strlen(token), &deleted) !=
-            NORI_OK)
-            count(&c->errors); /* the lease then ends by its own expiry */
+        /* On failure the lease ends by its own expiry. */
+        (void)nori_backend_delete_if_equal(b, lease_key, token, strlen(token), &deleted);
     }
     if (role == NORI__FLIGHT_LEADER) {
         /* Unstorable: remember it, so the next requests do not queue. */
