@@ -96,6 +96,11 @@ int nori_http_cache_new(const nori_http_cache_options *opts, nori_http_cache **o
         opts->hit_for_miss_ms < 0 || opts->hit_for_miss_ms > NORI_MAX_TTL)
         return nori__fail(NORI_EINVAL, "lock_timeout_ms %lld / hit_for_miss_ms %lld out of range",
                           (long long)opts->lock_timeout_ms, (long long)opts->hit_for_miss_ms);
+    if (opts->n_refresh_headers > 0 && opts->refresh_headers == NULL)
+        return nori__fail(NORI_EINVAL, "refresh_headers is NULL with n_refresh_headers > 0");
+    for (size_t i = 0; i < opts->n_refresh_headers; i++)
+        if (opts->refresh_headers[i] == NULL || opts->refresh_headers[i][0] == '\0')
+            return nori__fail(NORI_EINVAL, "refresh_headers[%zu] is empty", i);
     if (opts->refresh_threads > 64)
         return nori__fail(NORI_EINVAL, "refresh_threads %zu is over 64", opts->refresh_threads);
     const char *prefix = opts->prefix != NULL ? opts->prefix : "view";
