@@ -377,12 +377,18 @@ typedef int (*nori_http_handler_fn)(const nori_http_request *req,
 
 /*
  * Serves `req` through the cache: on a hit fills *resp from the cache
- * (origin NORI_HTTP_HIT, handler not run); otherwise runs handler(req, resp,
- * ud) and stores the response when the rules above allow (origin MISS, or
- * BYPASS when the cache was not consulted). *resp must be initialised (it is
+ * (origin NORI_HTTP_HIT, handler not run; a 304 when the request's
+ * validators match); otherwise runs handler(req, resp, ud) and stores the
+ * response when the rules above allow (origin MISS, or BYPASS when the cache
+ * was not consulted), or answers from a stale entry (origin STALE, see
+ * stale_while_revalidate / stale_if_error). *resp must be initialised (it is
  * cleared first); the caller owns it afterwards and clears it.
- * Returns NORI_OK, the handler's negative code, or NORI_EINVAL for NULL
- * arguments. Cache failures are never returned (they are counted).
+ * Returns NORI_OK, the handler's negative code (unless stale_if_error
+ * answered instead), or NORI_EINVAL for NULL arguments. Cache failures are
+ * never returned (they are counted).
+ * With stale_while_revalidate, a background refresh calls handler(..., ud)
+ * after this call has returned: handler and ud must stay valid until
+ * nori_http_cache_free() (which waits for a running refresh).
  * c may be NULL: then the handler simply runs (origin BYPASS).
  */
 NORI_EXPORT int nori_http_cache_serve(nori_http_cache *c, const nori_http_request *req,
