@@ -147,10 +147,19 @@ int nori__dotenv_parse(const char *text, size_t len, const char *source, nori__d
 
 /* ---- configuration ---- */
 
-enum { VAR_BACKEND, VAR_MAX_KEYS, VAR_MAX_VALUE, VAR_REDIS_URL, VAR_COUNT };
+enum {
+    VAR_BACKEND,
+    VAR_MAX_KEYS,
+    VAR_MAX_VALUE,
+    VAR_REDIS_URL,
+    VAR_NEAR_MAX_KEYS,
+    VAR_NEAR_MAX_BYTES,
+    VAR_COUNT
+};
 
 static const char *const var_names[VAR_COUNT] = {
-    "CACHE_BACKEND", "CACHE_MAX_KEYS", "CACHE_MAX_VALUE_BYTES", "REDIS_URL"};
+    "CACHE_BACKEND", "CACHE_MAX_KEYS", "CACHE_MAX_VALUE_BYTES", "REDIS_URL",
+    "CACHE_NEAR_MAX_KEYS", "CACHE_NEAR_MAX_BYTES"};
 
 typedef struct {
     char *values[VAR_COUNT];         /* NULL = not set anywhere; malloc'd */
@@ -280,6 +289,16 @@ static bool parse_size(const char *s, size_t max, size_t *out)
     return true;
 }
 
+/* A decimal integer 0..max, digits only (0 means "off"). */
+static bool parse_size_or_zero(const char *s, size_t max, size_t *out)
+{
+    if (s[0] != '\0' && strspn(s, "0") == strlen(s)) {
+        *out = 0;
+        return true;
+    }
+    return parse_size(s, max, out);
+}
+
 static int validate(const raw_config *raw, nori__config *cfg)
 {
     const char *backend = raw->values[VAR_BACKEND];
@@ -298,6 +317,18 @@ static int validate(const raw_config *raw, nori__config *cfg)
     if (raw->values[VAR_MAX_VALUE] != NULL &&
         !parse_size(raw->values[VAR_MAX_VALUE], NORI_MAX_VALUE_LIMIT, &cfg->max_value))
         return bad_value(raw, VAR_MAX_VALUE, "expected a positive integer up to 536870912");
+    cfg->near_max_keys = 0;
+    if (raw->values[VAR_NEAR_MAX_KEYS] != NULL &&
+        !parse_size_or_zero(raw->values[VAR_NEAR_MAX_KEYS], NORI_MAX_MAX_KEYS,
+                            &cfg->near_max_keys))
+        return bad_value(raw, VAR_NEAR_MAX_KEYS,
+                         "expected 0 (off) or a positive integer up to 4294967296");
+    cfg->near_max_bytes = 0;
+    if (raw->values[VAR_NEAR_MAX_BYTES] != NULL &&
+        !parse_size_or_zero(raw->values[VAR_NEAR_MAX_BYTES], NORI_MAX_NEAR_BYTES,
+                            &cfg->near_max_bytes))
+        return bad_value(raw, VAR_NEAR_MAX_BYTES,
+                         "expected 0 (off) or a positive integer up to 1099511627776");
     const char *url = raw->values[VAR_REDIS_URL];
     if (url == NULL)
         url = "redis://localhost:6379";
