@@ -25,12 +25,13 @@
  *
  * Bounds: at most max_keys entries (markers included) and max_bytes bytes
  * (key, value and a fixed per-entry overhead). The store is split into up to
- * 16 shards, each with its own lock, LRU list and an equal share of both
- * bounds, so the bounds hold at every instant without any cross-shard
- * coordination; the price is that eviction is least-recently-used per shard,
- * not globally, and that a value larger than a shard's byte share is not
- * kept locally (read from Redis every time). Shards are fewer for small
- * bounds (at least 64 keys and 1 MiB per shard), so small stores are exact.
+ * 16 shards, each with its own lock, recency list and an equal share of
+ * both bounds, so the bounds hold at every instant without any cross-shard
+ * coordination; the price is that eviction is per shard, not global, and
+ * that a value larger than a shard's byte share is not kept locally (read
+ * from Redis every time). Shards are fewer for small bounds (at least 64
+ * keys and 1 MiB per shard). Eviction is CLOCK (second chance), close to
+ * LRU, so that reads can share the lock (see near.c).
  *
  * Thread-safety: every call may run from any thread at any time, except
  * nori__near_free.
