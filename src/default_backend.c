@@ -21,14 +21,6 @@ int nori_backend_from_env(nori_backend **out)
     int rc = nori__config_load(NULL, &cfg);
     if (rc != NORI_OK)
         return rc;
-    /* The near cache core exists (src/redis/near/) but is not wired into the
-     * Redis backend yet: asking for it must not silently give a backend
-     * without it. */
-    if (cfg.use_redis && (cfg.near_max_keys != 0 || cfg.near_max_bytes != 0))
-        return nori__fail(NORI_EINVAL,
-                          "CACHE_NEAR_MAX_KEYS=%zu / CACHE_NEAR_MAX_BYTES=%zu: the near cache "
-                          "is not available on the Redis backend in this build (set both to 0)",
-                          cfg.near_max_keys, cfg.near_max_bytes);
     nori_backend *b;
     if (cfg.use_redis)
         rc = nori_redis_backend_new(cfg.redis_url, &b);
@@ -36,6 +28,14 @@ int nori_backend_from_env(nori_backend **out)
         rc = nori_memory_backend_new(cfg.max_keys, &b);
     if (rc != NORI_OK)
         return rc;
+    /* The near cache applies to Redis only (the memory backend is local). */
+    if (cfg.use_redis && (cfg.near_max_keys != 0 || cfg.near_max_bytes != 0)) {
+        rc = nori_redis_backend_enable_near(b, cfg.near_max_keys, cfg.near_max_bytes, 0);
+        if (rc != NORI_OK) {
+            nori_backend_free(b);
+            return rc;
+        }
+    }
     rc = nori_backend_set_max_value(b, cfg.max_value);
     if (rc != NORI_OK) {
         nori_backend_free(b);

@@ -503,6 +503,236 @@ static void test_hot_key_is_silent(void **state)
     assert_int_equal(ls.tracked, 1);
 }
 
+/* ---- the Redis backend with its near cache ---- */
+
+static nori_backend *near_backend;  /* A: with the near cache */
+static nori_backend *plain_backend; /* B: another client of the same server */
+
+static int backend_setup(void **state)
+{
+    (void)state;
+    server = nori_test_redis_start("near-Secret");
+    if (nori_redis_backend_new(server->url, &near_backend) != NORI_OK ||
+        nori_redis_backend_enable_near(near_backend, 1000, 1 << 20, 0) != NORI_OK ||
+        nori_redis_backend_new(server->url, &plain_backend) != NORI_OK)
+        return -1;
+    writer = nori_test_redis_connect(server);
+    return writer != NULL ? 0 : -1;
+}
+
+static int backend_teardown(void **state)
+{
+    (void)state;
+    nori_backend_free(near_backend);
+    nori_backend_free(plain_backend);
+    near_backend = plain_backend = NULL;
+    redisFree(writer);
+    writer = NULL;
+    nori_test_redis_stop(server);
+    return 0;
+}
+
+static nori_near_stats near_stats(void)
+{
+    nori_near_stats st;
+    assert_nori(nori_backend_get_near_stats(near_backend, &st), NORI_OK);
+    return st;
+}
+
+/* A's value of key is want (NULL: a miss). */
+static void expect_a(const char *key, const char *want)
+{
+    nori_buf v;
+    int rc = nori_backend_get(near_backend, key, &v);
+    if (want == NULL) {
+        assert_nori(rc, NORI_MISS);
+        return;
+    }
+    assert_nori(rc, NORI_OK);
+    assert_string_equal(v.data, want);
+    nori_buf_free(&v);
+}
+
+/* Reads key through A until it is served locally (bounded). */
+static void a_make_local(const char *key, const char *want)
+{
+    /* The listener subscribes in the background: a fresh backend, or one
+     * whose tracking was just lost, serves nothing locally until then. */
+    int64_t deadline = nori__now_ms() + 3000;
+    while (!near_stats().active) {
+        if (nori__now_ms() > deadline)
+            fail_msg("A's near cache did not become active within 3 s");
+        pause_ms(1);
+    }
+    for (int i = 0; i < 5; i++) {
+        uint64_t hits = near_stats().hits;
+        expect_a(key, want);
+        if (near_stats().hits > hits)
+            return;
+    }
+    fail_msg("A never served %s locally", key);
+}
+
+/* Waits up to 1 s for A to read want (NULL: a miss); returns the delay in us. */
+static int64_t a_wait_for(const char *key, const char *want, int64_t t0)
+{
+    for (;;) {
+        nori_buf v;
+        int rc = nori_backend_get(near_backend, key, &v);
+        bool ok = want == NULL ? rc == NORI_MISS
+                               : rc == NORI_OK && strcmp(v.data, want) == 0;
+        if (rc == NORI_OK)
+            nori_buf_free(&v);
+        int64_t now = now_us();
+        if (ok)
+            return now - t0;
+        if (now - t0 > 1000000)
+            fail_msg("A still did not read %s as %s 1 s after B's change", key,
+                     want != NULL ? want : "(miss)");
+        struct timespec gap = {0, 50000};
+        nanosleep(&gap, NULL);
+    }
+}
+
+static void test_backend_coherent_across_clients(void **state)
+{
+    (void)state;
+    enum { ROUNDS = 200 };
+    static int64_t delay[ROUNDS];
+    char v[32], next[32];
+    assert_nori(nori_backend_set(plain_backend, "hot", "v0", 2, 0), NORI_OK);
+    for (int i = 0; i < ROUNDS; i++) {
+        snprintf(v, sizeof v, "v%d", i);
+        snprintf(next, sizeof next, "v%d", i + 1);
+        a_make_local("hot", v);
+        int64_t t0 = now_us();
+        assert_nori(nori_backend_set(plain_backend, "hot", next, strlen(next), 0), NORI_OK);
+        delay[i] = a_wait_for("hot", next, t0);
+    }
+    qsort(delay, ROUNDS, sizeof *delay, cmp_i64);
+    print_message("backend: B's SET seen by A after p50 %.3f ms, p99 %.3f ms (%d rounds)\n",
+                  delay[ROUNDS / 2] / 1000.0, delay[ROUNDS * 99 / 100] / 1000.0, ROUNDS);
+    assert_true(delay[ROUNDS * 99 / 100] <= 50000);
+    /* delete, expire, incr from the other client; FLUSHALL. */
+    a_make_local("hot", next);
+    int64_t t0 = now_us();
+    assert_nori(nori_backend_delete(plain_backend, "hot"), NORI_OK);
+    assert_true(a_wait_for("hot", NULL, t0) <= 50000);
+    assert_nori(nori_backend_set(plain_backend, "n", "41", 2, 0), NORI_OK);
+    a_make_local("n", "41");
+    t0 = now_us();
+    int64_t n;
+    assert_nori(nori_backend_incr(plain_backend, "n", 0, &n), NORI_OK);
+    assert_true(a_wait_for("n", "42", t0) <= 50000);
+    a_make_local("n", "42");
+    t0 = now_us();
+    ok_command(writer, "PEXPIRE cache:n 1");
+    assert_true(a_wait_for("n", NULL, t0) <= 50000);
+    assert_nori(nori_backend_set(plain_backend, "f", "1", 1, 0), NORI_OK);
+    a_make_local("f", "1");
+    t0 = now_us();
+    ok_command(writer, "FLUSHALL");
+    assert_true(a_wait_for("f", NULL, t0) <= 50000);
+    nori_near_stats st = near_stats();
+    assert_true(st.invalidations >= ROUNDS);
+    assert_true(st.flushes_server >= 1);
+    assert_int_equal(st.active, 1);
+}
+
+static void test_backend_reads_own_writes(void **state)
+{
+    (void)state;
+    assert_nori(nori_backend_set(near_backend, "k", "one", 3, 0), NORI_OK);
+    a_make_local("k", "one");
+    assert_nori(nori_backend_set(near_backend, "k", "two", 3, 0), NORI_OK);
+    expect_a("k", "two"); /* at once, no waiting for the invalidation */
+    a_make_local("k", "two");
+    int64_t n;
+    assert_nori(nori_backend_set(near_backend, "c", "5", 1, 0), NORI_OK);
+    a_make_local("c", "5");
+    assert_nori(nori_backend_incr(near_backend, "c", 0, &n), NORI_OK);
+    expect_a("c", "6");
+    a_make_local("c", "6");
+    assert_nori(nori_backend_atomic_update(near_backend, "c", nori_test_add_one, NULL, 0, NULL),
+                NORI_OK);
+    expect_a("c", "7");
+    a_make_local("c", "7");
+    assert_nori(nori_backend_delete(near_backend, "c"), NORI_OK);
+    expect_a("c", NULL);
+    a_make_local("k", "two");
+    assert_nori(nori_backend_delete_prefix(near_backend, "k"), NORI_OK);
+    expect_a("k", NULL);
+    assert_nori(nori_backend_set(near_backend, "k", "three", 5, 0), NORI_OK);
+    a_make_local("k", "three");
+    assert_nori(nori_backend_flush(near_backend), NORI_OK);
+    expect_a("k", NULL);
+    /* TTL: a local copy never outlives the key in Redis. Once Redis says
+     * the key is gone, A must not serve it, not even for a moment. */
+    assert_nori(nori_backend_set(near_backend, "t", "x", 1, 1), NORI_OK);
+    a_make_local("t", "x");
+    assert_true(near_stats().entries >= 1);
+    int64_t deadline = nori__now_ms() + 3000;
+    for (;;) {
+        redisReply *r = redisCommand(writer, "PTTL cache:t");
+        assert_non_null(r);
+        long long pttl = r->integer;
+        freeReplyObject(r);
+        if (pttl == -2)
+            break;
+        assert_true(nori__now_ms() < deadline);
+        pause_ms(1);
+    }
+    expect_a("t", NULL);
+}
+
+static void test_backend_connections_killed(void **state)
+{
+    (void)state;
+    assert_nori(nori_backend_set(plain_backend, "k", "one", 3, 0), NORI_OK);
+    a_make_local("k", "one");
+    nori_near_stats before = near_stats();
+    /* Every normal client but this one: A's data and control connections
+     * and B's. A's listener is a pubsub client and survives; the loss of
+     * tracking on A's data connection must still flush A. */
+    ok_command(writer, "CLIENT KILL TYPE normal SKIPME yes");
+    int64_t deadline = nori__now_ms() + 3000;
+    nori_near_stats st;
+    do {
+        st = near_stats();
+        assert_true(nori__now_ms() < deadline);
+        pause_ms(5);
+    } while (st.flushes_tracking_lost + st.flushes_heartbeat ==
+             before.flushes_tracking_lost + before.flushes_heartbeat);
+    assert_int_equal(st.entries, 0);
+    /* Reads stay correct: B's write is what A reads, and A refills later. */
+    assert_nori(nori_backend_set(plain_backend, "k", "two", 3, 0), NORI_OK);
+    a_wait_for("k", "two", now_us());
+    a_make_local("k", "two");
+    assert_nori(nori_backend_set(plain_backend, "k", "three", 5, 0), NORI_OK);
+    assert_true(a_wait_for("k", "three", now_us()) <= 50000);
+}
+
+static void test_backend_hot_key_is_silent(void **state)
+{
+    (void)state;
+    assert_nori(nori_backend_set(plain_backend, "quiet", "v", 1, 0), NORI_OK);
+    a_make_local("quiet", "v");
+    long long before = commands_processed();
+    int64_t end = nori__now_ms() + 1000;
+    long reads = 0;
+    while (nori__now_ms() < end) {
+        expect_a("quiet", "v");
+        reads++;
+    }
+    long long during = commands_processed() - before;
+    print_message("backend: %ld gets in 1 s; Redis processed %lld commands meanwhile\n", reads,
+                  during);
+    assert_true(during <= 8);
+    nori_backend_stats bs;
+    assert_nori(nori_backend_get_stats(near_backend, &bs), NORI_OK);
+    assert_true(bs.hits >= (uint64_t)reads);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -515,5 +745,18 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_server_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hot_key_is_silent, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest backend_tests[] = {
+        cmocka_unit_test_setup_teardown(test_backend_coherent_across_clients, backend_setup,
+                                        backend_teardown),
+        cmocka_unit_test_setup_teardown(test_backend_reads_own_writes, backend_setup,
+                                        backend_teardown),
+        cmocka_unit_test_setup_teardown(test_backend_connections_killed, backend_setup,
+                                        backend_teardown),
+        cmocka_unit_test_setup_teardown(test_backend_hot_key_is_silent, backend_setup,
+                                        backend_teardown),
+    };
+    int failed = cmocka_run_group_tests_name("near cache core", tests, NULL, NULL);
+    failed += cmocka_run_group_tests_name("Redis backend with near cache", backend_tests, NULL,
+                                          NULL);
+    return failed;
 }

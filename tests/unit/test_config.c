@@ -359,14 +359,28 @@ static void test_near_cache_variables(void **state)
     write_dotenv("CACHE_NEAR_MAX_BYTES=64M\n");
     assert_nori(nori__config_load(NULL, &cfg), NORI_EINVAL);
     assert_error_mentions("CACHE_NEAR_MAX_BYTES='64M'", "from .env");
-    /* Not wired into the Redis backend yet: asking for it on Redis is an
-     * error, never a backend without it. */
+    /* With Redis, either variable turns the near cache on (the backend
+     * connects lazily: nothing needs to listen on the port for this). */
     write_dotenv("CACHE_NEAR_MAX_KEYS=100\n");
     setenv("CACHE_BACKEND", "redis", 1);
+    setenv("REDIS_URL", "redis://127.0.0.1:1?connect_timeout_ms=100", 1);
     nori_backend *b = NULL;
-    assert_nori(nori_backend_from_env(&b), NORI_EINVAL);
-    assert_null(b);
-    assert_error_mentions("CACHE_NEAR_MAX_KEYS=100", "not available");
+    assert_nori(nori_backend_from_env(&b), NORI_OK);
+    nori_near_stats ns;
+    assert_nori(nori_backend_get_near_stats(b, &ns), NORI_OK);
+    assert_int_equal(ns.active, 0); /* nothing to prove tracking with */
+    nori_backend_free(b);
+    /* Without it, no near cache. */
+    write_dotenv("CACHE_NEAR_MAX_KEYS=0\n");
+    assert_nori(nori_backend_from_env(&b), NORI_OK);
+    assert_nori(nori_backend_get_near_stats(b, &ns), NORI_EINVAL);
+    nori_backend_free(b);
+    /* The memory backend ignores it. */
+    write_dotenv("CACHE_NEAR_MAX_KEYS=100\n");
+    setenv("CACHE_BACKEND", "memory", 1);
+    assert_nori(nori_backend_from_env(&b), NORI_OK);
+    assert_nori(nori_backend_get_near_stats(b, &ns), NORI_EINVAL);
+    nori_backend_free(b);
 }
 
 static void test_bad_redis_urls(void **state)
