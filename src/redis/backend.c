@@ -537,7 +537,8 @@ static int near_get(nori_backend *b, const char *key, size_t klen, nori_buf *out
     redis_backend *rb = (redis_backend *)b;
     wire_key k;
     make_key(&k, key, klen);
-    int rc = nori__near_client_get(rb->near, &rb->node, key, klen, k.s, k.len, out);
+    int rc = nori__near_client_get(rb->near, &rb->node, key, klen, k.s, k.len,
+                                   nori_backend_max_value(b), out);
     if (rc == NORI_OK || rc == NORI_MISS)
         atomic_fetch_add_explicit(rc == NORI_OK ? &rb->hits : &rb->misses, 1,
                                   memory_order_relaxed);

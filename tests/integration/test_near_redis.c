@@ -666,6 +666,17 @@ static void test_backend_reads_own_writes(void **state)
     a_make_local("k", "three");
     assert_nori(nori_backend_flush(near_backend), NORI_OK);
     expect_a("k", NULL);
+    /* A value over A's value limit is an error, never kept locally. */
+    char big[100];
+    memset(big, 'b', sizeof big);
+    assert_nori(nori_backend_set(plain_backend, "big", big, sizeof big, 0), NORI_OK);
+    assert_nori(nori_backend_set_max_value(near_backend, 10), NORI_OK);
+    for (int i = 0; i < 3; i++) {
+        nori_buf v;
+        assert_nori(nori_backend_get(near_backend, "big", &v), NORI_ETOOBIG);
+        assert_null(v.data);
+    }
+    assert_nori(nori_backend_set_max_value(near_backend, NORI_DEFAULT_MAX_VALUE), NORI_OK);
     /* TTL: a local copy never outlives the key in Redis. Once Redis says
      * the key is gone, A must not serve it, not even for a moment. */
     assert_nori(nori_backend_set(near_backend, "t", "x", 1, 1), NORI_OK);

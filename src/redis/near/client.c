@@ -134,7 +134,8 @@ static void enable_tracking(nori__near_client *nc, nori__redis_conn *conn, uint6
 }
 
 int nori__near_client_get(nori__near_client *nc, nori__redis_node *node, const char *key,
-                          size_t klen, const char *wkey, size_t wklen, nori_buf *out)
+                          size_t klen, const char *wkey, size_t wklen, size_t max_value,
+                          nori_buf *out)
 {
     int rc = nori__near_get(nc->store, key, klen, out);
     if (rc != NORI_MISS)
@@ -167,6 +168,10 @@ int nori__near_client_get(nori__near_client *nc, nori__redis_node *node, const c
                   nori__near_listener_client_id(nc->listener) == redirect;
     if (g->type == REDIS_REPLY_NIL) {
         rc = NORI_MISS;
+    } else if (g->type == REDIS_REPLY_STRING && g->len > max_value) {
+        rc = nori__fail(NORI_ETOOBIG,
+                        "GET '%.64s': the stored value is %zu bytes, over the value limit of %zu",
+                        key, g->len, max_value);
     } else if (g->type == REDIS_REPLY_STRING) {
         char *data = malloc(g->len + 1);
         if (data == NULL) {
