@@ -133,15 +133,17 @@ static void enable_tracking(nori__near_client *nc, nori__redis_conn *conn, uint6
     freeReplyObject(replies[1]);
 }
 
-int nori__near_client_get(nori__near_client *nc, nori__redis_node *node, const char *key,
-                          size_t klen, const char *wkey, size_t wklen, size_t max_value,
-                          nori_buf *out)
+int nori__near_client_local(nori__near_client *nc, const char *key, size_t klen, nori_buf *out)
 {
-    int rc = nori__near_get(nc->store, key, klen, out);
-    if (rc != NORI_MISS)
-        return rc;
+    return nori__near_get(nc->store, key, klen, out);
+}
+
+int nori__near_client_fetch(nori__near_client *nc, nori__redis_node *node, const char *key,
+                            size_t klen, const char *wkey, size_t wklen, size_t max_value,
+                            nori_buf *out)
+{
     nori__redis_conn conn;
-    rc = nori__redis_conn_open(node, &conn);
+    int rc = nori__redis_conn_open(node, &conn);
     if (rc != NORI_OK)
         return rc;
     uint64_t redirect = nori__near_listener_client_id(nc->listener);

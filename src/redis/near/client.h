@@ -42,15 +42,19 @@ int nori__near_client_start(const nori__redis_url *url, const nori__near_limits 
 void nori__near_client_stop(nori__near_client *nc);
 
 /*
- * get through the near cache: the local copy, or the tracked read on a
- * connection of `node`. `wkey` is the key as stored in Redis. Returns as
- * the backend's get does: NORI_OK with *out owned by the caller, NORI_MISS,
- * or an error (*out left {NULL, 0}). A value longer than max_value (the
- * backend's value limit) is NORI_ETOOBIG and is not kept.
+ * get through the near cache, in two steps so that a local hit builds
+ * nothing: nori__near_client_local() is the local copy (NORI_OK with *out
+ * owned by the caller, NORI_MISS, or NORI_ENOMEM); on NORI_MISS,
+ * nori__near_client_fetch() is the tracked read on a connection of `node`
+ * (`wkey` is the key as stored in Redis), returning as the backend's get
+ * does: NORI_OK with *out owned by the caller, NORI_MISS, or an error (*out
+ * left {NULL, 0}). A value longer than max_value (the backend's value limit)
+ * is NORI_ETOOBIG and is not kept.
  */
-int nori__near_client_get(nori__near_client *nc, nori__redis_node *node, const char *key,
-                          size_t klen, const char *wkey, size_t wklen, size_t max_value,
-                          nori_buf *out);
+int nori__near_client_local(nori__near_client *nc, const char *key, size_t klen, nori_buf *out);
+int nori__near_client_fetch(nori__near_client *nc, nori__redis_node *node, const char *key,
+                            size_t klen, const char *wkey, size_t wklen, size_t max_value,
+                            nori_buf *out);
 
 /* This process wrote key (whatever the outcome): drop the local copy. */
 void nori__near_client_drop(nori__near_client *nc, const char *key, size_t klen);
