@@ -10,6 +10,8 @@
 #include <string.h>
 #include <strings.h>
 
+void (*nori__near_test_after_reply)(const char *key);
+
 struct nori__near_client {
     nori__near *store;
     nori__near_listener *listener;
@@ -160,9 +162,17 @@ int nori__near_client_fetch(nori__near_client *nc, nori__redis_node *node, const
     if (rc != NORI_OK) {
         if (filling)
             nori__near_fill_cancel(nc->store, key, klen, &fill);
+        /* The connection is about to be freed, and Redis forgets what a
+         * closed connection read: keys kept through it would no longer be
+         * invalidated. The heartbeat would notice within 500 ms; flushing
+         * now leaves no window. */
+        if (nori__near_is_active(nc->store))
+            nori__near_flush(nc->store, NORI__NEAR_FLUSH_TRACKING_LOST);
         nori__redis_conn_close(&conn);
         return rc;
     }
+    if (nori__near_test_after_reply != NULL)
+        nori__near_test_after_reply(key);
     redisReply *g = replies[1];
     /* The proof, read after the marker was placed: a loss of tracking in
      * between bumped the epoch (fill_end refuses) or withdrew the id. */

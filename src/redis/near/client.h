@@ -56,6 +56,12 @@ int nori__near_client_fetch(nori__near_client *nc, nori__redis_node *node, const
                             size_t klen, const char *wkey, size_t wklen, size_t max_value,
                             nori_buf *out);
 
+/* Tests only: when set, called by fetch between reading the replies and
+ * keeping the value, to let a test change the key in that window (the race
+ * of the client-side caching guide, made deterministic). Not thread-safe to
+ * change while reads run. */
+extern void (*nori__near_test_after_reply)(const char *key);
+
 /* This process wrote key (whatever the outcome): drop the local copy. */
 void nori__near_client_drop(nori__near_client *nc, const char *key, size_t klen);
 
