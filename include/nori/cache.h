@@ -12,6 +12,9 @@
  *    holds a message that names what was wrong (the variable and its value, the
  *    key length and the limit, the Redis URL with the password masked, ...).
  *  - Failure changes nothing: a call that returns an error has written nothing.
+ *    One exception, on Redis: an error after the command was sent (a timeout,
+ *    a lost connection) leaves its outcome unknown, since the server may have
+ *    executed it; see "Outcome of a failed call" at nori_redis_backend_new.
  *  - Thread safety: every function may be called from any thread at any time,
  *    on the same backend handle, except nori_backend_free(), which must not run
  *    concurrently with any other use of that handle.
@@ -168,8 +171,12 @@ NORI_EXPORT int nori_memory_backend_new(size_t max_keys, nori_backend **out);
  *   unix:///path/to.sock[?db=N&option=value&...]
  * Options (query string):
  *   connect_timeout_ms  bound on establishing a connection (default 1000)
- *   timeout_ms          bound on each command's send and reply (default 1000)
+ *   timeout_ms          bound on each round trip, from sending the command
+ *                       (or pipeline) to its complete reply (default 1000)
  *   pool_size           most idle connections kept for reuse (default 64)
+ *   circuit_failures    consecutive timeouts that open the circuit breaker
+ *                       (default 5; 0 turns the breaker off)
+ *   circuit_cooldown_ms how long the breaker stays open (default 2000)
  * rediss:// (TLS: hiredis 0.14 has none), any other scheme, an unknown option
  * or a malformed URL is NORI_EINVAL, with the URL shown with its password
  * replaced by "***".
@@ -189,6 +196,45 @@ NORI_EXPORT int nori_memory_backend_new(size_t max_keys, nori_backend **out);
  * connection but does not answer), never a hang; the message names the URL
  * (password masked) and what happened (connection refused, timed out, the
  * server's error text).
+ *
+ * Deadlines: timeout_ms bounds the whole round trip, not each read, so a
+ * server that trickles its reply byte by byte still fails the call with
+ * NORI_EBACKEND "timed out" after timeout_ms. A call makes one round trip
+ * (get, set, delete, verify), up to three (incr: SCRIPT LOAD once per
+ * backend, EVALSHA, EVAL after a server restart), three or more per attempt
+ * (atomic_update), or one per SCAN page (flush, delete_prefix); a new
+ * connection adds the connect and one round trip each for AUTH and SELECT.
+ *
+ * Reply bounds: a reply may not make the library allocate more than it
+ * needs. A value read (get, get_into, atomic_update's read) longer than the
+ * backend's value limit (nori_backend_set_max_value, CACHE_MAX_VALUE_BYTES)
+ * is NORI_ETOOBIG, refused from its length header before its bytes are read;
+ * other replies may hold strings up to 1 MiB and at most 2^20 array elements
+ * (a hostile "*2147483647" fails at once with NORI_EBACKEND). Either way the
+ * connection is closed.
+ *
+ * Circuit breaker: after circuit_failures consecutive calls that timed out
+ * (no reply by the deadline, or a connect that timed out), the backend fails
+ * every call at once with NORI_EBACKEND "circuit open" for
+ * circuit_cooldown_ms, so that a frozen server does not hold every calling
+ * thread for timeout_ms. Then the next call is let through as a probe while
+ * the others keep failing fast: a reply (any reply) closes the breaker, a
+ * timeout opens it for another cool-down. A refused or reset connection
+ * fails in microseconds and does not count; any reply resets the count.
+ * The state and counters are in nori_backend_get_stats (circuit_state,
+ * circuit_opens, circuit_rejected, timeouts).
+ *
+ * Outcome of a failed call: NORI_EBACKEND (or NORI_ETOOBIG on a read) after
+ * the command was sent means the command may or may not have been executed:
+ * a set may have been stored, a delete done, an incr counted, an
+ * atomic_update written. "circuit open", a refused connection and argument
+ * errors are known not to have sent anything. Writes of whole values (set,
+ * delete) may simply be retried; never retry an incr blindly, since that can
+ * count twice: read the counter back, or accept that a failed incr may have
+ * counted (a rate limit that errs towards counting too much).
+ *
+ * Server version: Redis 6.0 or later (SET ... KEEPTTL, used by
+ * atomic_update with ttl 0; UNLINK needs 4.0). nori_backend_verify checks it.
  *
  * Wire format, shared with Nori's Python implementation: key "cache:" + key,
  * values stored as given. flush only removes keys under "cache:" (SCAN +
@@ -311,7 +357,9 @@ NORI_EXPORT int nori_backend_atomic_update(nori_backend *b, const char *key,
  */
 NORI_EXPORT int nori_backend_delete_prefix(nori_backend *b, const char *prefix);
 
-/* Checks that the backend can serve: memory: NORI_OK; Redis: a PING. */
+/* Checks that the backend can serve: memory: NORI_OK; Redis: INFO server
+ * answers within timeout_ms and reports redis_version 6.0 or later (an older
+ * server is NORI_EBACKEND naming its version). */
 NORI_EXPORT int nori_backend_verify(nori_backend *b);
 
 /*
@@ -326,7 +374,17 @@ typedef struct {
     uint64_t expired;   /* expired entries removed */
     uint64_t errors;    /* calls that returned a negative code */
     uint64_t entries;   /* entries now held */
+    /* Redis only (0 on memory): the circuit breaker, see nori_redis_backend_new. */
+    uint64_t circuit_state;    /* NORI_CIRCUIT_CLOSED, _OPEN or _HALF_OPEN, now */
+    uint64_t circuit_opens;    /* times the breaker opened */
+    uint64_t circuit_rejected; /* calls failed fast because it was open */
+    uint64_t timeouts;         /* commands and connects that ran out of time */
 } nori_backend_stats;
+
+/* Values of nori_backend_stats.circuit_state. */
+#define NORI_CIRCUIT_CLOSED 0    /* calls go to the server */
+#define NORI_CIRCUIT_OPEN 1      /* calls fail fast until the cool-down ends */
+#define NORI_CIRCUIT_HALF_OPEN 2 /* one probe call is testing the server */
 
 NORI_EXPORT int nori_backend_get_stats(nori_backend *b, nori_backend_stats *out);
 
