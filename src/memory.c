@@ -22,8 +22,12 @@
  *  - The hash is seeded per backend from getrandom(), so keys chosen by an
  *    attacker (HTTP paths end up in keys) cannot be made to collide in advance.
  *
- * What holds under concurrency: the bound, and "the victim is the tail with
- * the oldest stamp" at the moment it is chosen. Two accesses from different
+ * What holds under concurrency: the bound (a place is taken by compare-and-
+ * swap only while one is free, so waiting threads hold none and progress is
+ * guaranteed for any thread count), and "the victim is the tail with the
+ * oldest stamp" at the moment it is chosen, among the shards whose lock is
+ * free (trylock; when every shard holding entries is busy, the evicting
+ * thread waits for the oldest one). Two accesses from different
  * threads within the same instant may be ordered either way, and a new key
  * whose insert races with another insert of the same key may cost one entry
  * an early eviction. For a single-threaded sequence the order is exact.
@@ -78,13 +82,21 @@ typedef struct mem_shard {
     alignas(64) pthread_mutex_t lock; /* own cache line: shards do not false-share */
     mem_entry **buckets;
     size_t nbuckets; /* a power of two */
-    size_t count;
+    _Atomic size_t count;           /* written under the lock, read by stats without it */
     mem_entry *lru_head;            /* most recently used */
     mem_entry *lru_tail;            /* least recently used */
     _Atomic uint64_t *tail_stamp;   /* -> mem_backend.tail_stamps[this shard] */
     uint64_t seed;                  /* the backend's hash seed, to rehash entries */
-    uint64_t hits, misses, evictions, expired;
+    /* Written under the lock; read without it by get_stats, which may then
+     * be called from an atomic_update callback without a deadlock. */
+    _Atomic uint64_t hits, misses, evictions, expired;
 } mem_shard;
+
+/* Adds to a counter that only the holder of its shard's lock writes: a plain
+ * load and store, no locked instruction. */
+#define SHARD_ADD(field, n)                                                              \
+    atomic_store_explicit(&(field), atomic_load_explicit(&(field), memory_order_relaxed) + (n), \
+                          memory_order_relaxed)
 
 typedef struct mem_backend {
     nori_backend base; /* must be first */
@@ -99,11 +111,18 @@ typedef struct mem_backend {
 } mem_backend;
 
 /*
- * The backend whose lock the calling thread holds while it runs an
- * atomic_update callback. A callback that calls back into the same backend
- * would deadlock on the non-recursive lock; this turns that into an error.
+ * The backends whose atomic_update callbacks are running on the calling
+ * thread, innermost first: a callback of A may call B, whose callback runs
+ * while A's is still active. A callback that calls back into any of them
+ * would deadlock on the non-recursive shard lock; refuse_reentry() turns
+ * that into an error. Each entry lives on the stack of decide_update().
  */
-static _Thread_local const mem_backend *in_callback_of;
+typedef struct callback_frame {
+    const struct mem_backend *mb;
+    const struct callback_frame *outer;
+} callback_frame;
+
+static _Thread_local const callback_frame *active_callbacks;
 
 /* The last stamp this thread handed out. */
 static _Thread_local uint64_t last_stamp;
@@ -296,7 +315,7 @@ static void do_remove(mem_shard *s, mem_entry **slot)
     bool was_tail = s->lru_tail == e;
     *slot = e->hnext;
     lru_unlink(s, e);
-    s->count--;
+    SHARD_ADD(s->count, -1);
     if (was_tail)
         publish_tail(s);
     free(e);
@@ -324,7 +343,7 @@ static mem_entry **do_lookup(mem_backend *mb, mem_shard *s, const char *key, siz
     if (is_expired(*slot, now)) {
         do_remove(s, slot);
         release_places(mb, 1);
-        s->expired++;
+        SHARD_ADD(s->expired, 1);
         return NULL;
     }
     return slot;
@@ -373,7 +392,7 @@ static void do_replace(mem_shard *s, mem_entry **slot, mem_entry *e, uint64_t st
 /* Links a new key's entry in; its place was reserved by reserve_place(). */
 static void do_insert(mem_shard *s, mem_entry *e, uint64_t hash, uint64_t stamp)
 {
-    s->count++;
+    SHARD_ADD(s->count, 1);
     do_maybe_grow(s);
     mem_entry **head = &s->buckets[hash & (s->nbuckets - 1)];
     e->hnext = *head;
@@ -394,26 +413,60 @@ static void shard_unlock(mem_shard *s)
     pthread_mutex_unlock(&s->lock);
 }
 
+/* The shard whose published tail stamp is the oldest, skipping the shards
+ * in the `skip` mask; -1 when none holds an entry. */
+static int oldest_tail(const mem_backend *mb, uint64_t skip, uint64_t *stamp)
+{
+    int idx = -1;
+    uint64_t oldest = EMPTY_STAMP;
+    for (int i = 0; i < NSHARDS; i++) {
+        if (skip & ((uint64_t)1 << i))
+            continue;
+        uint64_t st = atomic_load_explicit(&mb->tail_stamps[i], memory_order_relaxed);
+        if (st < oldest) {
+            oldest = st;
+            idx = i;
+        }
+    }
+    *stamp = oldest;
+    return idx;
+}
+
 /*
  * Removes the globally least recently used entry: the tail with the oldest
- * stamp. Returns false when every shard is empty (all places are held by
- * inserts still in flight). Called with no lock held.
+ * stamp, or, when that shard's lock is held by another thread, the oldest
+ * tail among the shards that are free at that moment. Returns false when
+ * every shard is empty (all places are held by inserts still in flight).
+ * Called with no lock held.
  */
 static bool evict_one(mem_backend *mb)
 {
+    uint64_t busy = 0; /* shards found locked by another thread in this call */
     for (;;) {
         mem_shard *victim = NULL;
         uint64_t oldest = EMPTY_STAMP;
-        for (int i = 0; i < NSHARDS; i++) {
-            uint64_t st = atomic_load_explicit(&mb->tail_stamps[i], memory_order_relaxed);
-            if (st < oldest) {
-                oldest = st;
-                victim = &mb->shards[i];
+        int idx = oldest_tail(mb, busy, &oldest);
+        if (idx < 0 && busy != 0) {
+            /* Every shard that holds entries is busy: wait for the one with
+             * the oldest tail (its holder's critical section bounds it). */
+            busy = 0;
+            idx = oldest_tail(mb, 0, &oldest);
+            if (idx < 0)
+                return false;
+            victim = &mb->shards[idx];
+            shard_lock(victim);
+        } else if (idx < 0) {
+            return false;
+        } else {
+            victim = &mb->shards[idx];
+            /* A busy victim shard (an atomic_update callback may be running
+             * under its lock) must not stall an unrelated insert: take the
+             * next oldest tail instead. */
+            if (pthread_mutex_trylock(&victim->lock) != 0) {
+                busy |= (uint64_t)1 << idx;
+                continue;
             }
         }
-        if (victim == NULL)
-            return false;
-        shard_lock(victim);
         mem_entry *e = victim->lru_tail;
         /* Another thread may have changed this tail since it was read: then
          * choose again, so the victim is the oldest at the moment it goes. */
@@ -422,9 +475,9 @@ static bool evict_one(mem_backend *mb)
             continue;
         }
         if (is_expired(e, nori__now_coarse_ms()))
-            victim->expired++;
+            SHARD_ADD(victim->expired, 1);
         else
-            victim->evictions++;
+            SHARD_ADD(victim->evictions, 1);
         mem_entry **slot = &victim->buckets[entry_hash(victim, e) & (victim->nbuckets - 1)];
         while (*slot != e)
             slot = &(*slot)->hnext;
@@ -442,19 +495,40 @@ static bool evict_one(mem_backend *mb)
  * than max_keys. When every place is held by an insert still in flight there
  * is nothing to evict yet: wait for one to land (or to give its place back).
  */
+static bool try_reserve_place(mem_backend *mb)
+{
+    size_t r = atomic_load_explicit(&mb->reserved, memory_order_relaxed);
+    do {
+        if (r >= mb->max_keys)
+            return false;
+    } while (!atomic_compare_exchange_weak_explicit(&mb->reserved, &r, r + 1,
+                                                    memory_order_relaxed, memory_order_relaxed));
+    return true;
+}
+
+/*
+ * A thread takes a place only when one is free (compare-and-swap below the
+ * bound), so `reserved` never exceeds max_keys and a thread that waits holds
+ * no place. Every place is then held by a linked entry (which can be evicted)
+ * or by an insert in flight (which holds its place and never waits for
+ * another one, so it lands). One of the two frees a place soon: progress
+ * for any number of threads and any max_keys >= 1. (Before, each waiting
+ * thread counted its own place first: with every shard empty and more
+ * waiters than places, nobody could proceed.)
+ */
 static void reserve_place(mem_backend *mb)
 {
-    atomic_fetch_add_explicit(&mb->reserved, 1, memory_order_relaxed);
-    while (atomic_load_explicit(&mb->reserved, memory_order_relaxed) > mb->max_keys) {
+    while (!try_reserve_place(mb)) {
         if (!evict_one(mb))
-            sched_yield();
+            sched_yield(); /* every place is held by an insert in flight */
     }
 }
 
 static int refuse_reentry(const mem_backend *mb, const char *op)
 {
-    if (in_callback_of == mb)
-        return nori__fail(NORI_EINVAL,
+    for (const callback_frame *f = active_callbacks; f != NULL; f = f->outer)
+        if (f->mb == mb)
+            return nori__fail(NORI_EINVAL,
                           "%s called from inside an atomic_update callback of the same memory "
                           "backend (the callback runs under the backend's lock)",
                           op);
@@ -521,14 +595,14 @@ static int read_entry(mem_backend *mb, const char *op, const char *key, size_t k
     shard_lock(s);
     mem_entry **slot = do_lookup(mb, s, key, klen, hash, now);
     if (slot == NULL) {
-        s->misses++;
+        SHARD_ADD(s->misses, 1);
         shard_unlock(s);
         return NORI_MISS;
     }
     rc = copy(*slot, key, ctx);
     if (rc == NORI_OK) {
         do_touch(s, *slot, stamp);
-        s->hits++;
+        SHARD_ADD(s->hits, 1);
     }
     shard_unlock(s);
     return rc;
@@ -564,7 +638,8 @@ static int copy_to_callers_buf(mem_entry *e, const char *key, void *ctx)
     if (e->vlen > c->cap)
         return nori__fail(NORI_ETOOBIG, "get_into '%.64s': the value is %" PRIu32
                                         " bytes, the buffer holds %zu", key, e->vlen, c->cap);
-    memcpy(c->buf, entry_value(e), e->vlen);
+    if (e->vlen > 0) /* buf may be NULL when cap is 0: memcpy(NULL, .., 0) is undefined */
+        memcpy(c->buf, entry_value(e), e->vlen);
     return NORI_OK;
 }
 
@@ -585,8 +660,14 @@ static int64_t expiry_from_ttl(int64_t ttl, int64_t now)
  * malloc nor free. */
 static inline bool value_fits(const mem_entry *e, size_t len, bool has_expiry)
 {
-    return entry_has_expiry(e) == has_expiry &&
-           entry_size(entry_klen(e), len, has_expiry) <= malloc_usable_size((void *)e);
+    if (entry_has_expiry(e) != has_expiry)
+        return false;
+    size_t need = entry_size(entry_klen(e), len, has_expiry);
+    size_t block = malloc_usable_size((void *)e);
+    /* Never keep a block much larger than the new entry: an 8 MiB block
+     * overwritten with 11 bytes would hold the 8 MiB for as long as the key
+     * lives. Within a quarter (or 64 bytes) the reuse is worth the slack. */
+    return need <= block && block - need <= (need / 4 > 64 ? need / 4 : 64);
 }
 
 /* Values up to this size may be copied while the shard lock is held. */
@@ -663,7 +744,7 @@ static size_t do_clear(mem_shard *s)
     }
     memset(s->buckets, 0, s->nbuckets * sizeof *s->buckets);
     s->lru_head = s->lru_tail = NULL;
-    s->count = 0;
+    atomic_store_explicit(&s->count, 0, memory_order_relaxed);
     publish_tail(s);
     return n;
 }
@@ -810,9 +891,10 @@ static int decide_update(mem_entry *cur, mem_entry **next_entry, void *ctx)
         current.data = entry_value(cur);
         current.len = cur->vlen;
     }
-    in_callback_of = c->mb;
+    callback_frame frame = {c->mb, active_callbacks};
+    active_callbacks = &frame;
     int declined = c->fn(cur != NULL ? &current : NULL, &next, c->ud);
-    in_callback_of = NULL;
+    active_callbacks = frame.outer; /* restore, never clear: callbacks nest */
     int rc = NORI_OK;
     if (declined != 0)
         rc = nori__fail(NORI_EABORT, "atomic_update '%.64s': the callback declined (returned %d)",
@@ -861,18 +943,18 @@ static int mem_verify(nori_backend *b)
     return NORI_OK;
 }
 
+/* Takes no lock (each counter is read on its own), so it is safe from inside
+ * an atomic_update callback; the sum is not one instant's snapshot. */
 static void mem_stats(nori_backend *b, nori_backend_stats *out)
 {
     mem_backend *mb = (mem_backend *)b;
     for (int i = 0; i < NSHARDS; i++) {
         mem_shard *s = &mb->shards[i];
-        shard_lock(s);
-        out->hits += s->hits;
-        out->misses += s->misses;
-        out->evictions += s->evictions;
-        out->expired += s->expired;
-        out->entries += s->count;
-        shard_unlock(s);
+        out->hits += atomic_load_explicit(&s->hits, memory_order_relaxed);
+        out->misses += atomic_load_explicit(&s->misses, memory_order_relaxed);
+        out->evictions += atomic_load_explicit(&s->evictions, memory_order_relaxed);
+        out->expired += atomic_load_explicit(&s->expired, memory_order_relaxed);
+        out->entries += atomic_load_explicit(&s->count, memory_order_relaxed);
     }
 }
 
@@ -992,4 +1074,27 @@ int64_t nori__memory_audit(nori_backend *b)
     for (int i = NSHARDS - 1; i >= 0; i--)
         shard_unlock(&mb->shards[i]);
     return ok ? total : -1;
+}
+
+int nori__memory_shard_index(nori_backend *b, const char *key)
+{
+    if (b == NULL || b->ops != &memory_ops)
+        return -1;
+    mem_backend *mb = (mem_backend *)b;
+    return (int)(shard_of(mb, hash_key(mb->seed, key, strlen(key))) - mb->shards);
+}
+
+size_t nori__memory_block_size(nori_backend *b, const char *key)
+{
+    if (b == NULL || b->ops != &memory_ops)
+        return 0;
+    mem_backend *mb = (mem_backend *)b;
+    size_t klen = strlen(key);
+    uint64_t hash = hash_key(mb->seed, key, klen);
+    mem_shard *s = shard_of(mb, hash);
+    shard_lock(s);
+    mem_entry **slot = do_find_slot(s, key, klen, hash);
+    size_t size = *slot != NULL ? malloc_usable_size(*slot) : 0;
+    shard_unlock(s);
+    return size;
 }

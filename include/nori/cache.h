@@ -144,9 +144,12 @@ typedef struct nori_backend nori_backend;
  * LRU: inserting a new key into a full store evicts the least recently used
  * entry; get, set, incr and atomic_update of an existing key refresh its
  * position. For a single-threaded sequence the order is exact; under
- * concurrency the store never holds more than max_keys entries, the victim is
- * the least recently used at the moment it is chosen, and two accesses from
- * different threads in the same instant may count in either order.
+ * concurrency the store never holds more than max_keys entries, every insert
+ * makes progress whatever the number of threads, the victim is the least
+ * recently used at the moment it is chosen among the shards whose lock is
+ * free (an atomic_update callback running on the oldest key's shard does not
+ * stall an insert), and two accesses from different threads in the same
+ * instant may count in either order.
  * Expired entries are removed when a read finds them; an eviction removes
  * the least recently used entry, expired or not.
  * The store is split into 64 shards with a lock each, so threads working on
