@@ -17,12 +17,13 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "memory.h"
+#include "memory/memory.h"
 #include "test_support.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,7 +68,7 @@ static double now_s(void)
 
 /* ---- item 1: progress with more inserting threads than places ---- */
 
-#define INSERTS_PER_THREAD 500
+#define INSERTS_PER_THREAD 2000
 
 typedef struct {
     nori_backend *b;
@@ -79,6 +80,7 @@ typedef struct {
     nori_backend *b;
     size_t max_keys;
     _Atomic int *stop;
+    pthread_barrier_t *started;
     int over_bound;
     int audits;
 } auditor;
@@ -89,8 +91,10 @@ static void *insert_run(void *arg)
     char key[48];
     for (int i = 0; i < INSERTS_PER_THREAD; i++) {
         snprintf(key, sizeof key, "t%d-k%d", w->id, i);
-        if (nori_backend_set(w->b, key, "v", 1, 0) != NORI_OK)
-            w->errors++;
+        if (nori_backend_set(w->b, key, "v", 1, 0) != NORI_OK) {
+            if (w->errors++ == 0)
+                print_error("set %s: %s\n", key, nori_last_error());
+        }
     }
     return NULL;
 }
@@ -98,11 +102,15 @@ static void *insert_run(void *arg)
 static void *audit_run(void *arg)
 {
     auditor *a = arg;
+    bool first = true;
     while (!atomic_load(a->stop)) {
         int64_t held = nori__memory_audit(a->b);
         if (held < 0 || (size_t)held > a->max_keys)
             a->over_bound++;
         a->audits++;
+        if (first) /* the inserters start once the auditor runs */
+            pthread_barrier_wait(a->started);
+        first = false;
     }
     return NULL;
 }
@@ -114,8 +122,11 @@ static void check_progress(size_t max_keys, int nthreads)
     pthread_t threads[32], audit_thread;
     inserter workers[32];
     _Atomic int stop = 0;
-    auditor a = {b, max_keys, &stop, 0, 0};
+    pthread_barrier_t started;
+    pthread_barrier_init(&started, NULL, 2);
+    auditor a = {b, max_keys, &stop, &started, 0, 0};
     assert_int_equal(pthread_create(&audit_thread, NULL, audit_run, &a), 0);
+    pthread_barrier_wait(&started);
     double start = now_s();
     for (int t = 0; t < nthreads; t++) {
         workers[t] = (inserter){b, t, 0};
@@ -128,6 +139,7 @@ static void check_progress(size_t max_keys, int nthreads)
     double took = now_s() - start;
     atomic_store(&stop, 1);
     pthread_join(audit_thread, NULL);
+    pthread_barrier_destroy(&started);
     assert_int_equal(a.over_bound, 0);
     assert_true(a.audits > 0);
     int64_t held = nori__memory_audit(b);
