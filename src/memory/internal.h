@@ -40,13 +40,14 @@ struct mem_entry {
     mem_entry *lru_next;     /* less recently used neighbour; once unlinked: next retired */
     _Atomic uint64_t stamp;  /* last access, see next_stamp() */
     uint32_t vlen;
-    uint16_t kflags;         /* key length (low 15 bits) | HAS_EXPIRY */
+    uint16_t kflags;         /* key length (low 14 bits) | HAS_EXPIRY | MAPPED */
     _Atomic uint8_t touched; /* a lock-free read refreshed stamp since the entry was placed */
     char data[];             /* [int64 expires_ms] key NUL value NUL */
 };
 
 #define HAS_EXPIRY 0x8000u
-#define KLEN_MASK 0x7fffu
+#define MAPPED 0x4000u /* the entry has pages of its own (mmap), see entry_alloc() */
+#define KLEN_MASK 0x3fffu
 
 /* A bucket array, replaced whole when it grows (readers may hold the old one). */
 typedef struct mem_table {
@@ -132,6 +133,9 @@ static inline void shard_unlock(mem_shard *s)
  * *freed and the entries looked at to *examined. */
 size_t nori__mem_do_sweep_chunk(mem_shard *s, size_t nbuckets, int64_t now, size_t *examined,
                                 size_t *freed);
+
+/* store.c: halves the shard's bucket array while it is mostly empty. */
+void nori__mem_do_maybe_shrink(mem_shard *s);
 
 /* store.c: frees what readers can no longer see. */
 void nori__mem_do_reclaim(mem_shard *s);

@@ -58,6 +58,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -181,10 +182,50 @@ static inline bool is_expired(const mem_entry *e, int64_t now)
     return t != 0 && t <= now;
 }
 
+/*
+ * Entries of MAP_MIN bytes or more get pages of their own (mmap), the rest
+ * come from malloc. Why: memory that glibc's malloc frees stays in the arena
+ * of the thread that allocated it, and a later allocation in another
+ * thread's arena cannot use it; with values of all sizes written from
+ * several threads, a 64 MiB byte bound held 126-189 MiB of RSS that way
+ * (docs/BENCHMARKS.md). A mapping goes back to the system the moment it is
+ * unmapped, so the large entries, which hold most of the bytes, never
+ * strand memory. The cost, two system calls per large write, is small next
+ * to copying 16 KiB.
+ */
+#define MAP_MIN ((size_t)16 * 1024)
+
+static size_t page_round(size_t n)
+{
+    return (n + 4095) & ~(size_t)4095;
+}
+
+static mem_entry *entry_alloc(size_t size, bool *mapped)
+{
+    *mapped = size >= MAP_MIN;
+    if (!*mapped)
+        return malloc(size);
+    void *p = mmap(NULL, page_round(size), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                   -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void entry_free(mem_entry *e)
+{
+    if (e == NULL)
+        return;
+    if (e->kflags & MAPPED)
+        munmap(e, page_round(entry_size(e->kflags & KLEN_MASK, e->vlen,
+                                        (e->kflags & HAS_EXPIRY) != 0)));
+    else
+        free(e);
+}
+
 static mem_entry *entry_new(const char *key, size_t klen, const void *val, size_t vlen,
                             int64_t expires_ms)
 {
-    mem_entry *e = malloc(entry_size(klen, vlen, expires_ms != 0));
+    bool mapped;
+    mem_entry *e = entry_alloc(entry_size(klen, vlen, expires_ms != 0), &mapped);
     if (e == NULL) {
         nori__fail(NORI_ENOMEM, "out of memory storing %zu bytes under key '%.64s'", vlen, key);
         return NULL;
@@ -193,7 +234,7 @@ static mem_entry *entry_new(const char *key, size_t klen, const void *val, size_
     e->lru_prev = e->lru_next = NULL;
     atomic_init(&e->stamp, 0);
     atomic_init(&e->touched, 0);
-    e->kflags = (uint16_t)(klen | (expires_ms != 0 ? HAS_EXPIRY : 0));
+    e->kflags = (uint16_t)(klen | (expires_ms != 0 ? HAS_EXPIRY : 0) | (mapped ? MAPPED : 0));
     e->vlen = (uint32_t)vlen;
     if (expires_ms != 0)
         memcpy(e->data, &expires_ms, sizeof expires_ms);
@@ -274,7 +315,7 @@ void nori__mem_do_reclaim(mem_shard *s)
             *link = e->lru_next;
             s->limbo_count--;
             s->limbo_bytes -= entry_charge(e);
-            free(e);
+            entry_free(e);
         } else {
             link = &e->lru_next;
         }
@@ -412,20 +453,18 @@ static mem_entry *find_lockfree(mem_shard *s, const char *key, size_t klen, uint
 }
 
 /*
- * Doubles the bucket array when the load passes 1. Entries move to the new
+ * Moves the entries to a bucket array of `nbuckets`. Entries move to the new
  * array one by one; a reader walking a chain meanwhile may be led into a
  * chain of the new array and miss its key (never loop: every moved entry
  * points only at moved entries), so the move is bracketed by resize_seq and
  * a reader that missed during it retries under the lock. A failed
  * allocation only keeps the table denser; it is not an error.
  */
-static void do_maybe_grow(mem_shard *s)
+static void do_rehash(mem_shard *s, size_t nbuckets)
 {
     mem_table *t = do_table(s);
     size_t n = t->mask + 1;
-    if (atomic_load_explicit(&s->count, memory_order_relaxed) < n || n >= ((size_t)1 << 31))
-        return;
-    mem_table *nt = table_new(n * 2);
+    mem_table *nt = table_new(nbuckets);
     if (nt == NULL)
         return;
     unsigned seq = atomic_load_explicit(&s->resize_seq, memory_order_relaxed);
@@ -450,6 +489,27 @@ static void do_maybe_grow(mem_shard *s)
     t->retired_at = nori__epoch_now();
     t->retired = s->retired_tables;
     s->retired_tables = t;
+}
+
+static void do_maybe_grow(mem_shard *s)
+{
+    size_t n = do_table(s)->mask + 1;
+    if (atomic_load_explicit(&s->count, memory_order_relaxed) >= n && n < ((size_t)1 << 31))
+        do_rehash(s, n * 2);
+}
+
+/* Halves the bucket array while the load is under 1/8 (the sweeper calls
+ * it), so that a store emptied by expiry gives its bucket memory back. */
+void nori__mem_do_maybe_shrink(mem_shard *s)
+{
+    size_t n = do_table(s)->mask + 1;
+    size_t count = atomic_load_explicit(&s->count, memory_order_relaxed);
+    if (n <= INITIAL_BUCKETS || count >= n / 8)
+        return;
+    size_t target = n / 2;
+    while (target > INITIAL_BUCKETS && count < target / 8)
+        target /= 2;
+    do_rehash(s, target);
 }
 
 /* ---- room: the two bounds ---- */
@@ -897,7 +957,7 @@ static int store_entry(mem_backend *mb, mem_shard *s, mem_entry *e, uint64_t has
         held.bytes = entry_charge(e);
         if (!take_room_blocking(mb, held.places, held.bytes)) {
             int rc = too_big(mb, key, entry_charge(e));
-            free(e);
+            entry_free(e);
             return rc;
         }
     }
@@ -1047,7 +1107,7 @@ static int commit_after_wait(mem_backend *mb, mem_shard *s, const char *key, siz
     }
     if (pinned)
         nori__epoch_exit();
-    free(next);
+    entry_free(next);
     give_back(mb, held->places, held->bytes);
     return rc;
 }
@@ -1077,7 +1137,7 @@ static int read_decide_write(mem_backend *mb, const char *key, size_t klen, uint
             rc = too_big(mb, key, entry_charge(next));
         if (rc != NORI_OK) {
             shard_unlock(s);
-            free(next);
+            entry_free(next);
             give_back(mb, held.places, held.bytes);
             return rc;
         }
@@ -1088,7 +1148,7 @@ static int read_decide_write(mem_backend *mb, const char *key, size_t klen, uint
         shard_unlock(s);
         if (done)
             return NORI_OK;
-        free(next);
+        entry_free(next);
         give_back(mb, held.places, held.bytes);
         held.places = held.bytes = 0;
         if (!take_room_blocking(mb, 1, nb))
@@ -1187,7 +1247,7 @@ static int decide_update(const mem_entry *cur, mem_entry **next_entry, void *ctx
     if (rc == NORI_OK && c->out != NULL) {
         rc = nori__adopt_buf(&next, c->out);
         if (rc != NORI_OK) {
-            free(*next_entry);
+            entry_free(*next_entry);
             *next_entry = NULL;
         }
     }
@@ -1241,13 +1301,13 @@ static void free_shard(mem_shard *s)
     mem_entry *e = s->lru_head;
     while (e != NULL) {
         mem_entry *next = e->lru_next;
-        free(e);
+        entry_free(e);
         e = next;
     }
     e = s->limbo;
     while (e != NULL) {
         mem_entry *next = e->lru_next;
-        free(e);
+        entry_free(e);
         e = next;
     }
     mem_table *t = s->retired_tables;
@@ -1447,7 +1507,10 @@ size_t nori__memory_block_size(nori_backend *b, const char *key)
     mem_shard *s = shard_of(mb, hash);
     shard_lock(s);
     mem_entry *e = link_get(do_find_link(s, key, klen, hash));
-    size_t size = e != NULL ? malloc_usable_size(e) : 0;
+    size_t size = e == NULL ? 0
+                  : (e->kflags & MAPPED) ? page_round(entry_size(entry_klen(e), e->vlen,
+                                                                 entry_has_expiry(e)))
+                                         : malloc_usable_size(e);
     shard_unlock(s);
     return size;
 }

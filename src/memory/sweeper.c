@@ -68,6 +68,8 @@ size_t nori__mem_sweep_cycle(mem_backend *mb, int64_t budget_us, bool full)
             size_t examined = 0;
             shard_lock(s);
             size_t n = nori__mem_do_sweep_chunk(s, SWEEP_CHUNK, nori__now_ms(), &examined, &freed);
+            if (n > 0)
+                nori__mem_do_maybe_shrink(s);
             nori__mem_do_reclaim(s);
             shard_unlock(s);
             removed += n;

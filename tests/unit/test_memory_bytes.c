@@ -226,6 +226,41 @@ static void test_env_variable(void **state)
     free(dir);
 }
 
+/* Entries of 16 KiB and more have pages of their own: the same semantics. */
+static void test_large_entries(void **state)
+{
+    (void)state;
+    nori_backend *b = new_mem(1000, 0);
+    char key[16];
+    for (int i = 0; i < 20; i++) {
+        snprintf(key, sizeof key, "big%d", i);
+        set_n(b, key, 16 * 1024 - 60 + (size_t)i * 3000, (char)('a' + i));
+    }
+    for (int i = 0; i < 20; i++) {
+        snprintf(key, sizeof key, "big%d", i);
+        nori_buf out;
+        assert_nori(nori_backend_get(b, key, &out), NORI_OK);
+        assert_int_equal(out.len, 16 * 1024 - 60 + (size_t)i * 3000);
+        assert_int_equal(out.data[out.len - 1], 'a' + i);
+        assert_int_equal(out.data[out.len], '\0');
+        nori_buf_free(&out);
+        if (i % 2 == 0)
+            set_n(b, key, 5, 's'); /* large -> small */
+        else
+            assert_nori(nori_backend_delete(b, key), NORI_OK);
+    }
+    size_t bytes = 0, want = 0;
+    for (int i = 0; i < 20; i += 2)
+        want += nori_memory_entry_bytes(i < 10 ? 4 : 5, 5, 0);
+    assert_int_equal(nori__memory_audit_bytes(b, &bytes), 10);
+    assert_int_equal(bytes, want);
+    set_n(b, "big0", 40000, 'z');
+    assert_nori(nori_backend_flush(b), NORI_OK);
+    assert_int_equal(nori__memory_audit(b), 0);
+    assert_int_equal(stat_bytes(b), 0);
+    nori_backend_free(b);
+}
+
 /* ---- the sweeper's cycle, on the injected clock ---- */
 
 static void test_sweep_removes_expired_never_live(void **state)
@@ -271,6 +306,7 @@ int main(void)
         cmocka_unit_test(test_lowering_and_removing_the_bound),
         cmocka_unit_test(test_default_and_other_backends),
         cmocka_unit_test(test_env_variable),
+        cmocka_unit_test(test_large_entries),
         cmocka_unit_test(test_sweep_removes_expired_never_live),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
