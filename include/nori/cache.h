@@ -128,6 +128,8 @@ NORI_EXPORT void nori_buf_free(nori_buf *b);
 #define NORI_MAX_TTL ((int64_t)100 * 365 * 24 * 3600)
 /* Default entry bound of the memory backend (CACHE_MAX_KEYS). */
 #define NORI_DEFAULT_MAX_KEYS 10000
+/* Default byte bound of the memory backend (CACHE_MAX_BYTES): 256 MiB. */
+#define NORI_DEFAULT_MAX_BYTES ((size_t)256 * 1024 * 1024)
 /* Default TTL of the convenience API's callers (Nori's cache_set default). */
 #define NORI_DEFAULT_TTL 300
 
@@ -147,15 +149,45 @@ typedef struct nori_backend nori_backend;
  * LRU: inserting a new key into a full store evicts the least recently used
  * entry; get, set, incr and atomic_update of an existing key refresh its
  * position. For a single-threaded sequence the order is exact; under
- * concurrency the store never holds more than max_keys entries, the victim is
- * the least recently used at the moment it is chosen, and two accesses from
- * different threads in the same instant may count in either order.
+ * concurrency the store never holds more than max_keys entries, every insert
+ * makes progress whatever the number of threads, the victim is the least
+ * recently used at the moment it is chosen among the shards whose lock is
+ * free (an atomic_update callback running on the oldest key's shard does not
+ * stall an insert), and two accesses from different threads in the same
+ * instant may count in either order.
  * Expired entries are removed when a read finds them; an eviction removes
  * the least recently used entry, expired or not.
  * The store is split into 64 shards with a lock each, so threads working on
  * different keys rarely wait for each other.
  */
 NORI_EXPORT int nori_memory_backend_new(size_t max_keys, nori_backend **out);
+
+/*
+ * The memory backend's byte bound: the entries held never count more than
+ * `max_bytes` bytes (0: no byte bound). A new backend has
+ * NORI_DEFAULT_MAX_BYTES (256 MiB); nori_backend_from_env() applies
+ * CACHE_MAX_BYTES. Each entry counts nori_memory_entry_bytes(): key, value,
+ * expiry and header rounded up to the allocator's size class, plus 16 bytes
+ * (allocator chunk header and bucket slot). A write that does not fit evicts
+ * least recently used entries until it does; an entry larger than the bound
+ * on its own is NORI_ETOOBIG with nothing written. Both bounds (max_keys and
+ * bytes) hold at every moment under any interleaving; lowering the bound
+ * evicts down to it before returning (writes in flight meanwhile are
+ * checked against the new bound). Not counted: entries just removed that a
+ * concurrent lock-free reader may still be copying (at most 32 entries or
+ * 64 KiB per shard, freed as soon as the readers leave), and the fixed
+ * per-backend structures (about 40 KiB plus the bucket arrays' growth).
+ * NORI_EINVAL when b is not a memory backend; refused (NORI_EINVAL) from
+ * inside an atomic_update callback of the same backend.
+ */
+NORI_EXPORT int nori_memory_backend_set_max_bytes(nori_backend *b, size_t max_bytes);
+
+/* The byte bound (0: none); 0 also when b is not a memory backend. */
+NORI_EXPORT size_t nori_memory_backend_max_bytes(const nori_backend *b);
+
+/* The bytes an entry with a key of key_len bytes and a value of value_len
+ * bytes counts against the byte bound (has_ttl: the entry expires). */
+NORI_EXPORT size_t nori_memory_entry_bytes(size_t key_len, size_t value_len, int has_ttl);
 
 /*
  * A backend on a Redis server, shared by every process that uses the same
@@ -247,7 +279,9 @@ NORI_EXPORT int nori_redis_backend_new(const char *url, nori_backend **out);
  * The backend the environment asks for: CACHE_BACKEND (memory | redis,
  * default memory), CACHE_MAX_KEYS (positive integer, default 10000),
  * REDIS_URL (default redis://localhost:6379), CACHE_MAX_VALUE_BYTES (positive
- * integer, default NORI_DEFAULT_MAX_VALUE). Each is read from the process
+ * integer, default NORI_DEFAULT_MAX_VALUE), CACHE_MAX_BYTES (memory backend
+ * byte bound: a non-negative integer, 0 = none, default
+ * NORI_DEFAULT_MAX_BYTES). Each is read from the process
  * environment first, then from a `.env` file in the working directory.
  * A bad value is NORI_EINVAL with a message naming the variable and the value;
  * there is never a silent fallback to another backend.
@@ -374,6 +408,8 @@ typedef struct {
     uint64_t expired;   /* expired entries removed */
     uint64_t errors;    /* calls that returned a negative code */
     uint64_t entries;   /* entries now held */
+    uint64_t bytes;     /* memory backend: bytes now held, as the byte bound counts them */
+    uint64_t max_bytes; /* memory backend: the byte bound (0: none); 0 for Redis */
     /* Redis only (0 on memory): the circuit breaker, see nori_redis_backend_new. */
     uint64_t circuit_state;    /* NORI_CIRCUIT_CLOSED, _OPEN or _HALF_OPEN, now */
     uint64_t circuit_opens;    /* times the breaker opened */
