@@ -351,6 +351,13 @@ NORI_EXPORT int nori_backend_flush(nori_backend *b);
  *  - INT64_MAX: NORI_ERANGE, value untouched.
  * A counter reads back with get as its decimal text ("42").
  * N concurrent increments return exactly 1..N between them.
+ *
+ * Counters that enforce security (login throttles, rate limits): keep them in
+ * a backend of their own, never in the one that holds cached pages, whose
+ * eviction (memory: CACHE_MAX_KEYS; Redis: maxmemory-policy) lets anyone who
+ * can request many distinct pages reset them. Fail closed: when incr returns
+ * an error, refuse the attempt rather than let it through uncounted. See
+ * README "Counters that enforce security" and nori-demo's /login.
  */
 NORI_EXPORT int nori_backend_incr(nori_backend *b, const char *key, int64_t ttl,
                                   int64_t *out);
