@@ -90,7 +90,7 @@ static int simple_call(redis_backend *rb, int argc, const char **argv, const siz
                        int expected_type, const char *status, const char *op, const char *key)
 {
     redisReply *r;
-    int rc = nori__redis_node_call(&rb->node, argc, argv, lens, &r, op, key);
+    int rc = nori__redis_node_call(&rb->node, argc, argv, lens, 0, &r, op, key);
     if (rc == NORI_OK) {
         if (r->type != expected_type || (status != NULL && strcmp(r->str, status) != 0))
             rc = server_fail(rb, r, op, key);
@@ -113,6 +113,7 @@ static int redis_get(nori_backend *b, const char *key, size_t klen, nori_buf *ou
     const char *argv[] = {"GET", k.s};
     const size_t lens[] = {3, k.len};
     redisReply *r;
+    nori__redis_conn_expect_values(&conn, 1);
     rc = nori__redis_conn_command(&conn, 2, argv, lens, &r, "GET", key);
     if (rc == NORI_OK) {
         if (r->type == REDIS_REPLY_NIL) {
@@ -356,6 +357,7 @@ static int update_attempt(redis_backend *rb, nori__redis_conn *conn, const wire_
     const char *get[] = {"GET", k->s};
     const size_t get_lens[] = {3, k->len};
     redisReply *cur;
+    nori__redis_conn_expect_values(conn, 1);
     rc = nori__redis_conn_command(conn, 2, get, get_lens, &cur, "atomic_update (GET)", key);
     if (rc != NORI_OK)
         return rc;
@@ -387,11 +389,17 @@ static int update_attempt(redis_backend *rb, nori__redis_conn *conn, const wire_
         rc = nori__adopt_buf(&next, written);
     if (rc != NORI_OK) {
         const char *unwatch[] = {"UNWATCH"};
-        redisReply *u = redisCommandArgv(conn->c, 1, unwatch, NULL);
-        if (u != NULL && u->type == REDIS_REPLY_STATUS)
-            *reusable = true;
-        if (u != NULL)
+        /* The caller is told why the update failed, not how UNWATCH went. */
+        char why[512];
+        snprintf(why, sizeof why, "%s", nori_last_error());
+        redisReply *u;
+        if (nori__redis_conn_command(conn, 1, unwatch, NULL, &u, "atomic_update (UNWATCH)",
+                                     key) == NORI_OK) {
+            if (u->type == REDIS_REPLY_STATUS)
+                *reusable = true;
             freeReplyObject(u);
+        }
+        nori__fail(rc, "%s", why);
         return rc;
     }
 
@@ -463,11 +471,54 @@ static int redis_atomic_update(nori_backend *b, const char *key, size_t klen, no
     return rc;
 }
 
+/*
+ * The oldest server this backend works with: atomic_update with ttl 0 sends
+ * SET ... KEEPTTL (Redis 6.0); delete and flush use UNLINK (4.0).
+ */
+#define MIN_SERVER_MAJOR 6
+#define MIN_SERVER_MINOR 0
+
+/* Checks the redis_version line of an INFO server reply. */
+static int check_version(redis_backend *rb, const char *info)
+{
+    const char *line = strstr(info, "redis_version:");
+    if (line == NULL)
+        return nori__fail(NORI_EBACKEND,
+                          "redis %s: verify: INFO server has no redis_version line, so the "
+                          "server version (%d.%d or later needed) cannot be checked",
+                          rb->url.display, MIN_SERVER_MAJOR, MIN_SERVER_MINOR);
+    const char *v = line + strlen("redis_version:");
+    size_t vlen = strcspn(v, "\r\n");
+    int major = 0, minor = 0;
+    int n = sscanf(v, "%d.%d", &major, &minor);
+    if (n < 1)
+        return nori__fail(NORI_EBACKEND, "redis %s: verify: cannot read redis_version '%.*s'",
+                          rb->url.display, (int)(vlen > 32 ? 32 : vlen), v);
+    if (major < MIN_SERVER_MAJOR || (major == MIN_SERVER_MAJOR && minor < MIN_SERVER_MINOR))
+        return nori__fail(NORI_EBACKEND,
+                          "redis %s: verify: the server is Redis %.*s; this backend needs %d.%d "
+                          "or later (SET ... KEEPTTL in atomic_update)",
+                          rb->url.display, (int)(vlen > 32 ? 32 : vlen), v, MIN_SERVER_MAJOR,
+                          MIN_SERVER_MINOR);
+    return NORI_OK;
+}
+
+/* One round trip: INFO server answers only when the server is up, and
+ * carries the version to check. */
 static int redis_verify(nori_backend *b)
 {
-    const char *argv[] = {"PING"};
-    return simple_call((redis_backend *)b, 1, argv, NULL, REDIS_REPLY_STATUS, "PONG", "verify",
-                       "PING");
+    redis_backend *rb = (redis_backend *)b;
+    const char *argv[] = {"INFO", "server"};
+    redisReply *r;
+    int rc = nori__redis_node_call(&rb->node, 2, argv, NULL, 0, &r, "verify", "INFO server");
+    if (rc != NORI_OK)
+        return rc;
+    if (r->type == REDIS_REPLY_STRING)
+        rc = check_version(rb, r->str);
+    else
+        rc = server_fail(rb, r, "verify", "INFO server");
+    freeReplyObject(r);
+    return rc;
 }
 
 static void redis_stats(nori_backend *b, nori_backend_stats *out)
@@ -475,6 +526,7 @@ static void redis_stats(nori_backend *b, nori_backend_stats *out)
     redis_backend *rb = (redis_backend *)b;
     out->hits = atomic_load_explicit(&rb->hits, memory_order_relaxed);
     out->misses = atomic_load_explicit(&rb->misses, memory_order_relaxed);
+    nori__redis_node_stats(&rb->node, out);
 }
 
 static void redis_destroy(nori_backend *b)
@@ -510,7 +562,7 @@ int nori_redis_backend_new(const char *url, nori_backend **out)
         free(rb);
         return rc;
     }
-    rc = nori__redis_node_init(&rb->node, &rb->url);
+    rc = nori__redis_node_init(&rb->node, &rb->url, &rb->base);
     if (rc != NORI_OK) {
         nori__redis_url_free(&rb->url);
         free(rb);

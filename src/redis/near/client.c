@@ -158,6 +158,7 @@ int nori__near_client_fetch(nori__near_client *nc, nori__redis_node *node, const
     const size_t pttl_lens[] = {4, wklen};
     const nori__redis_cmd cmds[3] = {{2, info, NULL}, {2, get, get_lens}, {2, pttl, pttl_lens}};
     redisReply *replies[3];
+    nori__redis_conn_expect_values(&conn, 1); /* the GET's value may be up to the limit */
     rc = nori__redis_conn_pipeline(&conn, 3, cmds, replies, "GET", key);
     if (rc != NORI_OK) {
         if (filling)

@@ -2,15 +2,18 @@
  * The near cache's invalidation listener (see listener.h).
  *
  * One thread owns both of its hiredis contexts (the subscribed one and the
- * control one), so no context is ever shared. The subscribed connection is a
- * blocking hiredis context driven by poll(): the thread reads only when
- * poll() says bytes are there, so a read never blocks, and poll's timeout is
- * the time left to the next heartbeat. A pipe wakes it for stop.
+ * control one), so no context is ever shared. Both are prepared like the
+ * backend's (redis/io.h: non-blocking socket, bounded reader), and every
+ * command runs under a deadline. The subscribed connection is driven by
+ * poll(): its timeout is the time left to the next heartbeat, and a pipe
+ * wakes it for stop.
  */
 #include "listener.h"
 
 #include "clock.h"
 #include "error.h"
+#include "redis/io.h"
+#include "redis/pool.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -66,8 +69,16 @@ static struct timeval ms_to_tv(int ms)
 
 /* ---- connections ---- */
 
-/* A connected, authenticated context with command timeout `timeout_ms`, or
- * NULL. Called by the listener thread only. */
+/* One command under a deadline of timeout_ms, with small bounded replies;
+ * NULL on failure (the context is then dead). */
+static redisReply *command(redisContext *c, int timeout_ms, int argc, const char **argv)
+{
+    return nori__redis_io_command(c, nori__redis_now_ms() + timeout_ms,
+                                  &nori__redis_small_replies, argc, argv, NULL);
+}
+
+/* A connected, authenticated context whose commands run under deadlines of
+ * `timeout_ms`, or NULL. Called by the listener thread only. */
 static redisContext *connect_ctx(nori__near_listener *l, int timeout_ms)
 {
     struct timeval ct = ms_to_tv(l->connect_timeout_ms);
@@ -75,7 +86,7 @@ static redisContext *connect_ctx(nori__near_listener *l, int timeout_ms)
                                            : redisConnectWithTimeout(l->host, l->port, ct);
     if (c == NULL)
         return NULL;
-    if (c->err != 0 || redisSetTimeout(c, ms_to_tv(timeout_ms)) != REDIS_OK) {
+    if (c->err != 0 || nori__redis_io_prepare(c) != 0) {
         redisFree(c);
         return NULL;
     }
@@ -83,8 +94,7 @@ static redisContext *connect_ctx(nori__near_listener *l, int timeout_ms)
         redisEnableKeepAlive(c);
     if (l->password != NULL) {
         const char *argv[3] = {"AUTH", l->user != NULL ? l->user : l->password, l->password};
-        int argc = l->user != NULL ? 3 : 2;
-        redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+        redisReply *r = command(c, timeout_ms, l->user != NULL ? 3 : 2, argv);
         bool ok = r != NULL && r->type == REDIS_REPLY_STATUS;
         if (r != NULL)
             freeReplyObject(r);
@@ -94,6 +104,24 @@ static redisContext *connect_ctx(nori__near_listener *l, int timeout_ms)
         }
     }
     return c;
+}
+
+/* Sends what is queued on c before timeout_ms. 0 or -1 (c is then dead). */
+static int flush_output(redisContext *c, int timeout_ms)
+{
+    int64_t deadline = nori__redis_now_ms() + timeout_ms;
+    for (;;) {
+        int done = 0;
+        if (redisBufferWrite(c, &done) != REDIS_OK)
+            return -1;
+        if (done)
+            return 0;
+        int64_t left = deadline - nori__redis_now_ms();
+        if (left <= 0)
+            return -1;
+        struct pollfd p = {c->fd, POLLOUT, 0};
+        (void)poll(&p, 1, (int)left);
+    }
 }
 
 /* ---- the registry of tracked data connections ---- */
@@ -199,7 +227,7 @@ static int check_tracked(nori__near_listener *l, redisContext **control)
         snprintf(texts[i], sizeof texts[i], "%llu", (unsigned long long)ids[i]);
         argv[i + 3] = texts[i];
     }
-    r = redisCommandArgv(*control, (int)(n + 3), argv, NULL);
+    r = command(*control, l->heartbeat_ms, (int)(n + 3), argv);
     if (r == NULL || r->type != REDIS_REPLY_STRING) {
         if (r == NULL || (*control)->err != 0) {
             redisFree(*control);
@@ -317,13 +345,15 @@ static int run_session(nori__near_listener *l)
         return -1;
     redisContext *control = NULL;
     int cause = -1;
-    redisReply *r = redisCommand(c, "CLIENT ID");
+    const char *client_id[] = {"CLIENT", "ID"};
+    redisReply *r = command(c, l->heartbeat_ms, 2, client_id);
     uint64_t id = r != NULL && r->type == REDIS_REPLY_INTEGER ? (uint64_t)r->integer : 0;
     if (r != NULL)
         freeReplyObject(r);
     if (id == 0)
         goto out;
-    r = redisCommand(c, "SUBSCRIBE __redis__:invalidate");
+    const char *subscribe[] = {"SUBSCRIBE", "__redis__:invalidate"};
+    r = command(c, l->heartbeat_ms, 2, subscribe);
     bool subscribed = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
                       is_str(r->element[0], "subscribe");
     if (r != NULL)
@@ -346,12 +376,8 @@ static int run_session(nori__near_listener *l)
                 cause = NORI__NEAR_FLUSH_HEARTBEAT;
                 break;
             }
-            int done = 0;
-            if (redisAppendCommand(c, "PING") != REDIS_OK)
+            if (redisAppendCommand(c, "PING") != REDIS_OK || flush_output(c, l->heartbeat_ms) != 0)
                 break;
-            while (!done)
-                if (redisBufferWrite(c, &done) != REDIS_OK)
-                    goto out;
             ping_outstanding = true;
             atomic_fetch_add_explicit(&l->pings, 1, memory_order_relaxed);
             int lost = check_tracked(l, &control);
