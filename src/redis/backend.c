@@ -610,19 +610,32 @@ static void near_stats(nori_backend *b, nori_backend_stats *out)
     out->hits += st.hits;
 }
 
+/*
+ * After a write on key: drop its local copy. After NORI_EBACKEND also drop
+ * every copy: the connection that failed is freed, and if it had tracking
+ * on, Redis forgot the keys it read, so their changes would no longer be
+ * announced (the heartbeat would notice within 500 ms; this leaves no
+ * window). Errors are rare, and a flush only costs refills.
+ */
+static int near_after_write(nori_backend *b, const char *key, size_t klen, int rc)
+{
+    redis_backend *rb = (redis_backend *)b;
+    if (rc == NORI_EBACKEND)
+        nori__near_flush(nori__near_client_store(rb->near), NORI__NEAR_FLUSH_TRACKING_LOST);
+    else
+        nori__near_client_drop(rb->near, key, klen);
+    return rc;
+}
+
 static int near_set(nori_backend *b, const char *key, size_t klen, const void *val, size_t len,
                     int64_t ttl)
 {
-    int rc = redis_set(b, key, klen, val, len, ttl);
-    nori__near_client_drop(((redis_backend *)b)->near, key, klen);
-    return rc;
+    return near_after_write(b, key, klen, redis_set(b, key, klen, val, len, ttl));
 }
 
 static int near_del(nori_backend *b, const char *key, size_t klen)
 {
-    int rc = redis_del(b, key, klen);
-    nori__near_client_drop(((redis_backend *)b)->near, key, klen);
-    return rc;
+    return near_after_write(b, key, klen, redis_del(b, key, klen));
 }
 
 static int near_delete_prefix(nori_backend *b, const char *prefix, size_t plen)
@@ -634,17 +647,13 @@ static int near_delete_prefix(nori_backend *b, const char *prefix, size_t plen)
 
 static int near_incr(nori_backend *b, const char *key, size_t klen, int64_t ttl, int64_t *out)
 {
-    int rc = redis_incr(b, key, klen, ttl, out);
-    nori__near_client_drop(((redis_backend *)b)->near, key, klen);
-    return rc;
+    return near_after_write(b, key, klen, redis_incr(b, key, klen, ttl, out));
 }
 
 static int near_atomic_update(nori_backend *b, const char *key, size_t klen, nori_update_fn fn,
                               void *ud, int64_t ttl, nori_buf *out)
 {
-    int rc = redis_atomic_update(b, key, klen, fn, ud, ttl, out);
-    nori__near_client_drop(((redis_backend *)b)->near, key, klen);
-    return rc;
+    return near_after_write(b, key, klen, redis_atomic_update(b, key, klen, fn, ud, ttl, out));
 }
 
 static void near_destroy(nori_backend *b)
