@@ -464,7 +464,10 @@ NORI_EXPORT int nori_backend_get_stats(nori_backend *b, nori_backend_stats *out)
  *  - losing the listener's connection, a PING on it unanswered for 500 ms,
  *    or a tracked data connection that vanished or lost tracking (checked
  *    every 500 ms with CLIENT LIST) empties the near cache and stops filling
- *    it until tracking is proved again.
+ *    it until tracking is proved again; so does a write or tracked read that
+ *    fails with NORI_EBACKEND (its connection is freed, and Redis forgets
+ *    what a closed connection read). A data connection the pool closes for
+ *    being surplus is noticed by the next CLIENT LIST (within about 500 ms).
  * While nothing changes, a hot key costs Redis nothing; the listener sends
  * at most 4 commands per second (PING, CLIENT LIST).
  *
