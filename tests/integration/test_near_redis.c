@@ -802,6 +802,48 @@ static void test_backend_other_process(void **state)
                   delay / 1000.0);
 }
 
+/* Over a unix socket: the listener connects the same way as the data
+ * connections (a server without a password: unix URLs carry none yet). */
+static void test_backend_unix_socket(void **state)
+{
+    (void)state;
+    nori_test_redis *plain = nori_test_redis_start(NULL);
+    char url[4300];
+    snprintf(url, sizeof url, "unix://%s", plain->socket_path);
+    nori_backend *u = NULL;
+    assert_nori(nori_redis_backend_new(url, &u), NORI_OK);
+    assert_nori(nori_redis_backend_enable_near(u, 100, 0, 0), NORI_OK);
+    redisContext *w = nori_test_redis_connect(plain);
+    assert_non_null(w);
+    ok_command(w, "SET cache:u one");
+    nori_near_stats st = {0};
+    int64_t deadline = nori__now_ms() + 3000;
+    while (st.hits == 0) { /* until a read is served locally */
+        assert_true(nori__now_ms() < deadline);
+        nori_buf v;
+        assert_nori(nori_backend_get(u, "u", &v), NORI_OK);
+        assert_string_equal(v.data, "one");
+        nori_buf_free(&v);
+        assert_nori(nori_backend_get_near_stats(u, &st), NORI_OK);
+        pause_ms(1);
+    }
+    ok_command(w, "SET cache:u two");
+    deadline = nori__now_ms() + 1000;
+    for (;;) {
+        nori_buf v;
+        assert_nori(nori_backend_get(u, "u", &v), NORI_OK);
+        bool fresh = strcmp(v.data, "two") == 0;
+        nori_buf_free(&v);
+        if (fresh)
+            break;
+        assert_true(nori__now_ms() < deadline);
+        pause_ms(1);
+    }
+    redisFree(w);
+    nori_backend_free(u);
+    nori_test_redis_stop(plain);
+}
+
 static void test_backend_hot_key_is_silent(void **state)
 {
     (void)state;
@@ -848,6 +890,7 @@ int main(void)
                                         backend_teardown),
         cmocka_unit_test_setup_teardown(test_backend_other_process, backend_setup,
                                         backend_teardown),
+        cmocka_unit_test(test_backend_unix_socket),
     };
     int failed = cmocka_run_group_tests_name("near cache core", tests, NULL, NULL);
     failed += cmocka_run_group_tests_name("Redis backend with near cache", backend_tests, NULL,
