@@ -370,45 +370,47 @@ static int run_session(nori__near_listener *l)
     bool ping_outstanding = false;
     int64_t next_beat = nori__now_ms() + l->heartbeat_ms;
     while (!atomic_load(&l->stop)) {
+        /* Read first, then judge the heartbeat: a listener thread that was
+         * not scheduled for a while must see a PONG already in its socket
+         * before it calls the PING missed. */
         int64_t now = nori__now_ms();
-        if (now >= next_beat) {
-            if (ping_outstanding) {
-                cause = NORI__NEAR_FLUSH_HEARTBEAT;
-                break;
-            }
-            if (redisAppendCommand(c, "PING") != REDIS_OK || flush_output(c, l->heartbeat_ms) != 0)
-                break;
-            ping_outstanding = true;
-            atomic_fetch_add_explicit(&l->pings, 1, memory_order_relaxed);
-            int lost = check_tracked(l, &control);
-            if (lost != 0) {
-                cause = lost;
-                break;
-            }
-            now = nori__now_ms();
-            next_beat = now + l->heartbeat_ms;
-        }
         struct pollfd p[2] = {{c->fd, POLLIN, 0}, {l->wake[0], POLLIN, 0}};
         int wait = (int)(next_beat - now);
         int pr = poll(p, 2, wait > 0 ? wait : 0);
         if (pr < 0 && errno != EINTR)
             break;
-        if (pr <= 0 || (p[0].revents & (POLLIN | POLLERR | POLLHUP)) == 0)
-            continue;
-        if (redisBufferRead(c) != REDIS_OK)
-            break; /* EOF (CLIENT KILL, restart) or an I/O error */
-        for (;;) {
-            void *reply = NULL;
-            if (redisGetReplyFromReader(c, &reply) != REDIS_OK)
-                goto out;
-            if (reply == NULL)
-                break;
-            bool pong = false;
-            handle_reply(l, reply, &pong);
-            if (pong)
-                ping_outstanding = false;
-            freeReplyObject(reply);
+        if (pr > 0 && (p[0].revents & (POLLIN | POLLERR | POLLHUP)) != 0) {
+            if (redisBufferRead(c) != REDIS_OK)
+                break; /* EOF (CLIENT KILL, restart) or an I/O error */
+            for (;;) {
+                void *reply = NULL;
+                if (redisGetReplyFromReader(c, &reply) != REDIS_OK)
+                    goto out;
+                if (reply == NULL)
+                    break;
+                bool pong = false;
+                handle_reply(l, reply, &pong);
+                if (pong)
+                    ping_outstanding = false;
+                freeReplyObject(reply);
+            }
         }
+        if (nori__now_ms() < next_beat)
+            continue;
+        if (ping_outstanding) {
+            cause = NORI__NEAR_FLUSH_HEARTBEAT;
+            break;
+        }
+        if (redisAppendCommand(c, "PING") != REDIS_OK || flush_output(c, l->heartbeat_ms) != 0)
+            break;
+        ping_outstanding = true;
+        atomic_fetch_add_explicit(&l->pings, 1, memory_order_relaxed);
+        int lost = check_tracked(l, &control);
+        if (lost != 0) {
+            cause = lost;
+            break;
+        }
+        next_beat = nori__now_ms() + l->heartbeat_ms;
     }
 out:
     if (atomic_load(&l->stop) && cause != -1)
