@@ -567,6 +567,26 @@ static int metrics(const nori_http_request *req, nori_http_response *resp, void 
     fprintf(t.f, "# HELP nori_cache_entries Entries held by the memory backend.\n"
                  "# TYPE nori_cache_entries gauge\nnori_cache_entries %" PRIu64 "\n",
             b.entries);
+    fprintf(t.f, "# HELP nori_cache_bytes Bytes held by the memory backend (byte bound's count).\n"
+                 "# TYPE nori_cache_bytes gauge\nnori_cache_bytes %" PRIu64 "\n",
+            b.bytes);
+    fprintf(t.f, "# HELP nori_cache_max_bytes The memory backend's byte bound (0: none).\n"
+                 "# TYPE nori_cache_max_bytes gauge\nnori_cache_max_bytes %" PRIu64 "\n",
+            b.max_bytes);
+    fprintf(t.f, "# HELP nori_cache_expired_total Expired entries removed (on read or by the"
+                 " sweeper).\n# TYPE nori_cache_expired_total counter\n"
+                 "nori_cache_expired_total %" PRIu64 "\n",
+            b.expired);
+    fprintf(t.f, "# HELP nori_redis_circuit_state Redis circuit breaker: 0 closed, 1 open,"
+                 " 2 half-open.\n# TYPE nori_redis_circuit_state gauge\n"
+                 "nori_redis_circuit_state %" PRIu64 "\n",
+            b.circuit_state);
+    METRIC("nori_redis_circuit_opens_total", "Times the Redis circuit breaker opened.",
+           b.circuit_opens);
+    METRIC("nori_redis_circuit_rejected_total", "Calls failed fast while the circuit was open.",
+           b.circuit_rejected);
+    METRIC("nori_redis_timeouts_total", "Redis commands and connects that ran out of time.",
+           b.timeouts);
     fprintf(t.f, "# HELP nori_backend_info The configured backend.\n"
                  "# TYPE nori_backend_info gauge\nnori_backend_info{kind=\"%s\"} 1\n",
             nori_backend_kind(demo.backend));
