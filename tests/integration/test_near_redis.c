@@ -32,6 +32,7 @@
 #include "test_support.h"
 
 #include <hiredis/hiredis.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdatomic.h>
@@ -802,6 +803,80 @@ static void test_backend_other_process(void **state)
                   delay / 1000.0);
 }
 
+/*
+ * 8 threads read 32 counters through A while B increments them: a thread
+ * never sees a counter go back (a stale copy kept after a newer value was
+ * read would), and once B stops, every counter reads its final value within
+ * the delay bound.
+ */
+enum { RACE_KEYS = 32, RACE_READERS = 8 };
+static _Atomic bool race_stop;
+static _Atomic long race_regressions;
+
+static void *race_reader(void *arg)
+{
+    (void)arg;
+    long last[RACE_KEYS] = {0};
+    char key[16];
+    while (!atomic_load(&race_stop)) {
+        for (int k = 0; k < RACE_KEYS; k++) {
+            snprintf(key, sizeof key, "ctr%d", k);
+            nori_buf v;
+            if (nori_backend_get(near_backend, key, &v) != NORI_OK)
+                continue;
+            long n = atol(v.data);
+            nori_buf_free(&v);
+            if (n < last[k])
+                atomic_fetch_add(&race_regressions, 1);
+            last[k] = n;
+        }
+    }
+    return NULL;
+}
+
+static void test_backend_threads_never_go_back(void **state)
+{
+    (void)state;
+    char key[16];
+    for (int k = 0; k < RACE_KEYS; k++) {
+        snprintf(key, sizeof key, "ctr%d", k);
+        assert_nori(nori_backend_set(plain_backend, key, "0", 1, 0), NORI_OK);
+    }
+    a_make_local("ctr0", "0");
+    atomic_store(&race_stop, false);
+    atomic_store(&race_regressions, 0);
+    pthread_t t[RACE_READERS];
+    for (int i = 0; i < RACE_READERS; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, race_reader, NULL), 0);
+    int64_t end = nori__now_ms() + 1000;
+    long rounds = 0;
+    while (nori__now_ms() < end) {
+        for (int k = 0; k < RACE_KEYS; k++) {
+            snprintf(key, sizeof key, "ctr%d", k);
+            int64_t n;
+            assert_nori(nori_backend_incr(plain_backend, key, 0, &n), NORI_OK);
+        }
+        rounds++;
+    }
+    atomic_store(&race_stop, true);
+    for (int i = 0; i < RACE_READERS; i++)
+        pthread_join(t[i], NULL);
+    nori_near_stats st = near_stats();
+    print_message("%ld rounds of 32 increments by B; A: %llu local hits, %llu fills, "
+                  "%llu discarded, %llu invalidations\n",
+                  rounds, (unsigned long long)st.hits, (unsigned long long)st.fills,
+                  (unsigned long long)st.fills_discarded,
+                  (unsigned long long)st.invalidations);
+    assert_int_equal(atomic_load(&race_regressions), 0);
+    assert_true(st.hits > 0);
+    char want[32];
+    snprintf(want, sizeof want, "%ld", rounds);
+    for (int k = 0; k < RACE_KEYS; k++) {
+        snprintf(key, sizeof key, "ctr%d", k);
+        a_wait_for(key, want, now_us());
+    }
+}
+
 /* Over a unix socket: the listener connects the same way as the data
  * connections (a server without a password: unix URLs carry none yet). */
 static void test_backend_unix_socket(void **state)
@@ -891,6 +966,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_backend_other_process, backend_setup,
                                         backend_teardown),
         cmocka_unit_test(test_backend_unix_socket),
+        cmocka_unit_test_setup_teardown(test_backend_threads_never_go_back, backend_setup,
+                                        backend_teardown),
     };
     int failed = cmocka_run_group_tests_name("near cache core", tests, NULL, NULL);
     failed += cmocka_run_group_tests_name("Redis backend with near cache", backend_tests, NULL,
