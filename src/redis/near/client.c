@@ -128,9 +128,16 @@ static void enable_tracking(nori__near_client *nc, nori__redis_conn *conn, uint6
     if (nori__redis_conn_pipeline(conn, 2, cmds, replies, "near cache (CLIENT TRACKING)", key) !=
         NORI_OK)
         return;
-    if (replies[0]->type == REDIS_REPLY_INTEGER && replies[0]->integer > 0 &&
-        replies[1]->type == REDIS_REPLY_STATUS)
-        nori__near_listener_track(nc->listener, (uint64_t)replies[0]->integer, redirect);
+    bool on = replies[1]->type == REDIS_REPLY_STATUS;
+    bool registered = on && replies[0]->type == REDIS_REPLY_INTEGER &&
+                      replies[0]->integer > 0 &&
+                      nori__near_listener_track(nc->listener, (uint64_t)replies[0]->integer,
+                                                redirect);
+    /* Tracking on but unknown to the heartbeat (the listener changed
+     * meanwhile, or no memory to register it): its later proofs could not
+     * be checked against a silent loss, so the connection is not reused. */
+    if (on && !registered)
+        conn->reusable = false;
     freeReplyObject(replies[0]);
     freeReplyObject(replies[1]);
 }
