@@ -432,6 +432,76 @@ typedef struct {
 NORI_EXPORT int nori_backend_get_stats(nori_backend *b, nori_backend_stats *out);
 
 /* ------------------------------------------------------------------------ */
+/* Near cache (Redis backend)                                               */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Gives a Redis backend a near cache: a bounded in-process copy of the
+ * values this process reads, served without talking to Redis, and kept
+ * coherent by Redis itself (server-assisted client-side caching: data
+ * connections run `CLIENT TRACKING on REDIRECT <id>` to one connection
+ * subscribed to __redis__:invalidate, read by a background thread). Same
+ * API, same wire format; writes go to Redis first.
+ *
+ * Bounds: at most max_keys local entries and max_bytes bytes (key + value +
+ * 64 bytes each); 0 means no bound on that dimension, both 0 is NORI_EINVAL.
+ * A local copy never outlives the key's TTL in Redis (PTTL, read with the
+ * value) nor max_ttl_ms (0: 60000). A value larger than max_bytes/shards (up
+ * to 16 shards, at least 1 MiB each) is not kept locally.
+ *
+ * Coherence:
+ *  - another client's change (SET, DEL, EXPIRE, INCR, ...) drops the local
+ *    copy when its invalidation message arrives (well under a millisecond
+ *    on loopback; docs/BENCHMARKS.md); FLUSHALL / FLUSHDB drop everything;
+ *  - this process's own set, delete, incr and atomic_update drop the local
+ *    copy before returning (also on error: the outcome is then unknown),
+ *    flush and delete_prefix drop every local copy: a process reads its own
+ *    writes;
+ *  - a reply is kept only if no invalidation of its key arrived while it was
+ *    in flight, and only when the connection it came on proved, in the same
+ *    round trip (CLIENT TRACKINGINFO), that its tracking redirects to the
+ *    live listener;
+ *  - losing the listener's connection, a PING on it unanswered for 500 ms,
+ *    or a tracked data connection that vanished or lost tracking (checked
+ *    every 500 ms with CLIENT LIST) empties the near cache and stops filling
+ *    it until tracking is proved again; so does a write or tracked read that
+ *    fails with NORI_EBACKEND (its connection is freed, and Redis forgets
+ *    what a closed connection read). A data connection the pool closes for
+ *    being surplus is noticed by the next CLIENT LIST (within about 500 ms).
+ * While nothing changes, a hot key costs Redis nothing; the listener sends
+ * at most 4 commands per second (PING, CLIENT LIST).
+ *
+ * Call once, right after nori_redis_backend_new() and before the handle is
+ * used or shared. NORI_EINVAL when b is not a Redis backend, already has a
+ * near cache, or a bound is invalid. Needs Redis 6.2+ (CLIENT TRACKINGINFO);
+ * on an older server nothing is kept locally (reads go to Redis). One extra
+ * connection (two with tracked data connections) per backend.
+ * Environment: CACHE_NEAR_MAX_KEYS, CACHE_NEAR_MAX_BYTES (nori_backend_from_env).
+ */
+NORI_EXPORT int nori_redis_backend_enable_near(nori_backend *b, size_t max_keys,
+                                               size_t max_bytes, int64_t max_ttl_ms);
+
+typedef struct {
+    uint64_t hits;            /* gets served locally */
+    uint64_t misses;          /* gets that went to Redis */
+    uint64_t fills;           /* values kept locally */
+    uint64_t fills_discarded; /* replies not kept (raced with a change, not proved, too big) */
+    uint64_t invalidations;   /* keys named by invalidation messages */
+    uint64_t evictions;       /* local copies dropped by the bounds */
+    uint64_t flushes_own;           /* flush / delete_prefix by this process */
+    uint64_t flushes_server;        /* FLUSHALL / FLUSHDB on the server */
+    uint64_t flushes_listener_lost; /* invalidation connection lost */
+    uint64_t flushes_heartbeat;     /* PING unanswered in time */
+    uint64_t flushes_tracking_lost; /* a tracked data connection lost its tracking */
+    uint64_t entries;         /* local entries now */
+    uint64_t bytes;           /* local bytes now, as counted against max_bytes */
+    int active;               /* 1 while tracking is proved (serving and filling) */
+} nori_near_stats;
+
+/* Counters of b's near cache. NORI_EINVAL when b has none. */
+NORI_EXPORT int nori_backend_get_near_stats(nori_backend *b, nori_near_stats *out);
+
+/* ------------------------------------------------------------------------ */
 /* The process-wide default backend and the convenience API                 */
 /* ------------------------------------------------------------------------ */
 

@@ -19,6 +19,7 @@
 #include "backend.h"
 #include "error.h"
 #include "conn.h"
+#include "near/client.h"
 #include "url.h"
 
 #include <inttypes.h>
@@ -58,6 +59,7 @@ typedef struct redis_backend {
     nori__redis_node node; /* the one server: its pool and settings */
     _Atomic bool script_loaded; /* SCRIPT LOAD done once; NOSCRIPT later is handled */
     _Atomic uint64_t hits, misses;
+    nori__near_client *near; /* set by nori_redis_backend_enable_near (near_ops) */
 } redis_backend;
 
 /* "cache:" + key, built on the stack: keys are at most NORI_MAX_KEY_LEN. */
@@ -571,5 +573,149 @@ int nori_redis_backend_new(const char *url, nori_backend **out)
     atomic_init(&rb->misses, 0);
     nori__backend_init(&rb->base, &redis_ops);
     *out = &rb->base;
+    return NORI_OK;
+}
+
+/* ---- the near cache (src/redis/near/) ----
+ *
+ * A backend with a near cache runs on near_ops: get goes through the near
+ * client (the local copy, or a tracked read); every write drops the local
+ * copy once Redis has answered (or failed: the outcome is then unknown), so
+ * that this process reads its own writes; flush and delete_prefix drop every
+ * local copy. Everything else is the plain backend's. */
+
+static int near_get(nori_backend *b, const char *key, size_t klen, nori_buf *out)
+{
+    redis_backend *rb = (redis_backend *)b;
+    /* A local hit is counted by the store (striped counters: one shared
+     * atomic here cost 8 threads on a hot key a contended cache line). */
+    int rc = nori__near_client_local(rb->near, key, klen, out);
+    if (rc != NORI_MISS)
+        return rc;
+    wire_key k;
+    make_key(&k, key, klen);
+    rc = nori__near_client_fetch(rb->near, &rb->node, key, klen, k.s, k.len,
+                                 nori_backend_max_value(b), out);
+    if (rc == NORI_OK || rc == NORI_MISS)
+        atomic_fetch_add_explicit(rc == NORI_OK ? &rb->hits : &rb->misses, 1,
+                                  memory_order_relaxed);
+    return rc;
+}
+
+static void near_stats(nori_backend *b, nori_backend_stats *out)
+{
+    redis_stats(b, out);
+    nori__near_stats st;
+    nori__near_get_stats(nori__near_client_store(((redis_backend *)b)->near), &st);
+    out->hits += st.hits;
+}
+
+/*
+ * After a write on key: drop its local copy. After NORI_EBACKEND also drop
+ * every copy: the connection that failed is freed, and if it had tracking
+ * on, Redis forgot the keys it read, so their changes would no longer be
+ * announced (the heartbeat would notice within 500 ms; this leaves no
+ * window). Errors are rare, and a flush only costs refills.
+ */
+static int near_after_write(nori_backend *b, const char *key, size_t klen, int rc)
+{
+    redis_backend *rb = (redis_backend *)b;
+    if (rc == NORI_EBACKEND)
+        nori__near_flush(nori__near_client_store(rb->near), NORI__NEAR_FLUSH_TRACKING_LOST);
+    else
+        nori__near_client_drop(rb->near, key, klen);
+    return rc;
+}
+
+static int near_set(nori_backend *b, const char *key, size_t klen, const void *val, size_t len,
+                    int64_t ttl)
+{
+    return near_after_write(b, key, klen, redis_set(b, key, klen, val, len, ttl));
+}
+
+static int near_del(nori_backend *b, const char *key, size_t klen)
+{
+    return near_after_write(b, key, klen, redis_del(b, key, klen));
+}
+
+static int near_delete_prefix(nori_backend *b, const char *prefix, size_t plen)
+{
+    int rc = redis_delete_prefix(b, prefix, plen);
+    nori__near_client_flush(((redis_backend *)b)->near);
+    return rc;
+}
+
+static int near_incr(nori_backend *b, const char *key, size_t klen, int64_t ttl, int64_t *out)
+{
+    return near_after_write(b, key, klen, redis_incr(b, key, klen, ttl, out));
+}
+
+static int near_atomic_update(nori_backend *b, const char *key, size_t klen, nori_update_fn fn,
+                              void *ud, int64_t ttl, nori_buf *out)
+{
+    return near_after_write(b, key, klen, redis_atomic_update(b, key, klen, fn, ud, ttl, out));
+}
+
+static void near_destroy(nori_backend *b)
+{
+    /* The listener thread goes first: it reads the store and the URL. */
+    nori__near_client_stop(((redis_backend *)b)->near);
+    redis_destroy(b);
+}
+
+static const nori_backend_ops redis_near_ops = {
+    .kind = "redis",
+    .get = near_get,
+    .set = near_set,
+    .del = near_del,
+    .delete_prefix = near_delete_prefix,
+    .incr = near_incr,
+    .atomic_update = near_atomic_update,
+    .verify = redis_verify,
+    .stats = near_stats,
+    .destroy = near_destroy,
+};
+
+int nori_redis_backend_enable_near(nori_backend *b, size_t max_keys, size_t max_bytes,
+                                   int64_t max_ttl_ms)
+{
+    if (b == NULL || (b->ops != &redis_ops && b->ops != &redis_near_ops))
+        return nori__fail(NORI_EINVAL, "enable_near: not a Redis backend");
+    if (b->ops == &redis_near_ops)
+        return nori__fail(NORI_EINVAL, "enable_near: this backend already has a near cache");
+    redis_backend *rb = (redis_backend *)b;
+    nori__near_limits limits = {max_keys, max_bytes, max_ttl_ms};
+    int rc = nori__near_client_start(&rb->url, &limits, KEY_PREFIX, &rb->near);
+    if (rc != NORI_OK)
+        return rc;
+    b->ops = &redis_near_ops;
+    return NORI_OK;
+}
+
+int nori_backend_get_near_stats(nori_backend *b, nori_near_stats *out)
+{
+    if (b == NULL || out == NULL)
+        return nori__fail(NORI_EINVAL, "get_near_stats: b or out is NULL");
+    if (b->ops != &redis_near_ops)
+        return nori__fail(NORI_EINVAL, "get_near_stats: this backend has no near cache");
+    redis_backend *rb = (redis_backend *)b;
+    nori__near_stats st;
+    nori__near_get_stats(nori__near_client_store(rb->near), &st);
+    *out = (nori_near_stats){
+        .hits = st.hits,
+        .misses = st.misses,
+        .fills = st.fills,
+        .fills_discarded = st.fills_discarded,
+        .invalidations = st.invalidations,
+        .evictions = st.evictions,
+        .flushes_own = st.flushes[NORI__NEAR_FLUSH_OWN],
+        .flushes_server = st.flushes[NORI__NEAR_FLUSH_SERVER],
+        .flushes_listener_lost = st.flushes[NORI__NEAR_FLUSH_LISTENER_LOST],
+        .flushes_heartbeat = st.flushes[NORI__NEAR_FLUSH_HEARTBEAT],
+        .flushes_tracking_lost = st.flushes[NORI__NEAR_FLUSH_TRACKING_LOST],
+        .entries = st.entries,
+        .bytes = st.bytes,
+        .active = st.active ? 1 : 0,
+    };
     return NORI_OK;
 }
