@@ -587,6 +587,36 @@ static int metrics(const nori_http_request *req, nori_http_response *resp, void 
            b.circuit_rejected);
     METRIC("nori_redis_timeouts_total", "Redis commands and connects that ran out of time.",
            b.timeouts);
+    nori_near_stats near;
+    if (nori_backend_get_near_stats(demo.backend, &near) == NORI_OK) {
+        METRIC("nori_near_hits_total", "Gets served by the near cache.", near.hits);
+        METRIC("nori_near_misses_total", "Gets the near cache sent to Redis.", near.misses);
+        METRIC("nori_near_invalidations_total", "Keys named by Redis invalidation messages.",
+               near.invalidations);
+        METRIC("nori_near_evictions_total", "Local copies dropped by the near cache's bounds.",
+               near.evictions);
+        fputs("# HELP nori_near_flushes_total Near cache emptied, by cause.\n"
+              "# TYPE nori_near_flushes_total counter\n",
+              t.f);
+        const struct {
+            const char *cause;
+            uint64_t n;
+        } flushes[] = {{"own", near.flushes_own},
+                       {"server", near.flushes_server},
+                       {"listener_lost", near.flushes_listener_lost},
+                       {"heartbeat", near.flushes_heartbeat},
+                       {"tracking_lost", near.flushes_tracking_lost}};
+        for (size_t i = 0; i < sizeof flushes / sizeof *flushes; i++)
+            fprintf(t.f, "nori_near_flushes_total{cause=\"%s\"} %" PRIu64 "\n",
+                    flushes[i].cause, flushes[i].n);
+        fprintf(t.f, "# HELP nori_near_entries Local copies held by the near cache.\n"
+                     "# TYPE nori_near_entries gauge\nnori_near_entries %" PRIu64 "\n"
+                     "# HELP nori_near_bytes Bytes held by the near cache.\n"
+                     "# TYPE nori_near_bytes gauge\nnori_near_bytes %" PRIu64 "\n"
+                     "# HELP nori_near_active 1 while Redis tracking is proved.\n"
+                     "# TYPE nori_near_active gauge\nnori_near_active %d\n",
+                near.entries, near.bytes, near.active);
+    }
     fprintf(t.f, "# HELP nori_backend_info The configured backend.\n"
                  "# TYPE nori_backend_info gauge\nnori_backend_info{kind=\"%s\"} 1\n",
             nori_backend_kind(demo.backend));
