@@ -28,13 +28,15 @@ static const char USAGE[] =
     "\n"
     "Commands:\n"
     "  get KEY                  print the value, raw bytes, no newline added\n"
-    "  set KEY VALUE [--ttl N]  store VALUE; N seconds to live (default 0 = no expiry)\n"
+    "  set KEY VALUE [--ttl N]  store VALUE; N seconds to live (default 0 = no expiry);\n"
+    "                           VALUE \"-\" reads the value from stdin up to EOF, byte\n"
+    "                           for byte (NULs too), at most the value limit\n"
     "  delete KEY               remove KEY (a missing key is not an error)\n"
     "  delete-prefix PREFIX     remove every key that starts with PREFIX (literal, no glob)\n"
     "  flush                    remove every key of this cache (Redis: only cache:*)\n"
     "  incr KEY [--ttl N]       increment the counter and print the new value;\n"
     "                           N applies only when the counter is created\n"
-    "  check                    verify the configured backend (Redis: PING) and print\n"
+    "  check                    verify the configured backend (Redis: INFO, >= 6.0) and print\n"
     "                           \"ok: <kind> <url>\" (the password shown as ***)\n"
     "\n"
     "Options may also be written --ttl=N; N is digits only. \"--\" ends options.\n"
@@ -49,7 +51,8 @@ static const char USAGE[] =
     "Exit status:\n"
     "  0  success\n"
     "  1  get: key absent or expired; check: the backend is not usable\n"
-    "  2  usage error (unknown command, missing or extra argument, bad --ttl)\n"
+    "  2  usage error (unknown command, missing or extra argument, empty KEY or\n"
+    "     PREFIX, bad --ttl)\n"
     "  3  configuration or backend error (unreachable, timeout, not an int, ...)\n";
 
 static int usage_error(const char *fmt, const char *arg)
@@ -125,7 +128,9 @@ static int parse_args(int argc, char **argv, int first, args *a)
     return 0;
 }
 
-static int want_args(const char *cmd, const args *a, int n, bool ttl_ok)
+/* `n` positionals; with `key_first` the first one is a KEY (or PREFIX), which
+ * may not be empty: caught here as a usage error, before any backend. */
+static int want_args(const char *cmd, const args *a, int n, bool ttl_ok, bool key_first)
 {
     if (a->has_ttl && !ttl_ok)
         return usage_error("%s takes no --ttl", cmd);
@@ -133,7 +138,63 @@ static int want_args(const char *cmd, const args *a, int n, bool ttl_ok)
         return usage_error("%s: missing argument", cmd);
     if (a->npos > n)
         return usage_error("unexpected argument '%s'", a->pos[n]);
+    if (key_first && a->pos[0][0] == '\0')
+        return usage_error(strcmp(cmd, "delete-prefix") == 0
+                               ? "%s: the prefix is empty (to remove every key, use flush)"
+                               : "%s: the key is empty",
+                           cmd);
     return 0;
+}
+
+/*
+ * Reads stdin to EOF into *out (malloc'd), at most `limit` bytes: one byte
+ * more is refused without storing anything. The buffer grows as data comes,
+ * so a small value costs little whatever the limit.
+ */
+static int read_stdin_value(size_t limit, char **out, size_t *out_len)
+{
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    if (buf == NULL) {
+        fputs("noricache: set: out of memory reading stdin\n", stderr);
+        return EXIT_BACKEND;
+    }
+    for (;;) {
+        if (len == cap) {
+            if (cap > limit) /* holds limit + 1 bytes already */
+                break;
+            size_t next = cap * 2 > limit + 1 ? limit + 1 : cap * 2;
+            char *grown = next > cap ? realloc(buf, next) : NULL;
+            if (grown == NULL) {
+                free(buf);
+                fputs("noricache: set: out of memory reading stdin\n", stderr);
+                return EXIT_BACKEND;
+            }
+            buf = grown;
+            cap = next;
+        }
+        size_t n = fread(buf + len, 1, cap - len, stdin);
+        len += n;
+        if (n == 0) {
+            if (ferror(stdin)) {
+                free(buf);
+                perror("noricache: set: stdin");
+                return EXIT_BACKEND;
+            }
+            break; /* EOF */
+        }
+    }
+    if (len > limit) {
+        free(buf);
+        fprintf(stderr,
+                "noricache: set: the value on stdin is longer than the value limit of %zu "
+                "bytes (CACHE_MAX_VALUE_BYTES); nothing written\n",
+                limit);
+        return EXIT_BACKEND;
+    }
+    *out = buf;
+    *out_len = len;
+    return EXIT_OK;
 }
 
 /* "redis redis://:***@host:port" or "memory (max_keys N)", for check. */
@@ -178,7 +239,17 @@ static int run(nori_backend *b, const char *cmd, const args *a)
         return EXIT_OK;
     }
     if (strcmp(cmd, "set") == 0) {
-        rc = nori_backend_set(b, a->pos[0], a->pos[1], strlen(a->pos[1]), a->ttl);
+        if (strcmp(a->pos[1], "-") != 0) {
+            rc = nori_backend_set(b, a->pos[0], a->pos[1], strlen(a->pos[1]), a->ttl);
+            return rc == NORI_OK ? EXIT_OK : backend_error("set", rc);
+        }
+        char *value;
+        size_t len;
+        int xrc = read_stdin_value(nori_backend_max_value(b), &value, &len);
+        if (xrc != EXIT_OK)
+            return xrc;
+        rc = nori_backend_set(b, a->pos[0], value, len, a->ttl);
+        free(value);
         return rc == NORI_OK ? EXIT_OK : backend_error("set", rc);
     }
     if (strcmp(cmd, "delete") == 0) {
@@ -222,7 +293,10 @@ int main(int argc, char **argv)
     if (argc < 2)
         return usage_error("%s", "missing command");
     const char *cmd = argv[1];
-    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+    bool help = strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0;
+    if ((help || strcmp(cmd, "--version") == 0) && argc > 2)
+        return usage_error("unexpected argument '%s'", argv[2]);
+    if (help) {
         fputs(USAGE, stdout);
         return EXIT_OK;
     }
@@ -236,13 +310,13 @@ int main(int argc, char **argv)
         return rc;
     if (strcmp(cmd, "get") == 0 || strcmp(cmd, "delete") == 0 ||
         strcmp(cmd, "delete-prefix") == 0)
-        rc = want_args(cmd, &a, 1, false);
+        rc = want_args(cmd, &a, 1, false, true);
     else if (strcmp(cmd, "set") == 0)
-        rc = want_args(cmd, &a, 2, true);
+        rc = want_args(cmd, &a, 2, true, true);
     else if (strcmp(cmd, "incr") == 0)
-        rc = want_args(cmd, &a, 1, true);
+        rc = want_args(cmd, &a, 1, true, true);
     else if (strcmp(cmd, "flush") == 0 || strcmp(cmd, "check") == 0)
-        rc = want_args(cmd, &a, 0, false);
+        rc = want_args(cmd, &a, 0, false, false);
     else
         return usage_error("unknown command '%s'", cmd);
     if (rc != 0)

@@ -568,6 +568,56 @@ static int metrics(const nori_http_request *req, nori_http_response *resp, void 
     fprintf(t.f, "# HELP nori_cache_entries Entries held by the memory backend.\n"
                  "# TYPE nori_cache_entries gauge\nnori_cache_entries %" PRIu64 "\n",
             b.entries);
+    fprintf(t.f, "# HELP nori_cache_bytes Bytes held by the memory backend (byte bound's count).\n"
+                 "# TYPE nori_cache_bytes gauge\nnori_cache_bytes %" PRIu64 "\n",
+            b.bytes);
+    fprintf(t.f, "# HELP nori_cache_max_bytes The memory backend's byte bound (0: none).\n"
+                 "# TYPE nori_cache_max_bytes gauge\nnori_cache_max_bytes %" PRIu64 "\n",
+            b.max_bytes);
+    fprintf(t.f, "# HELP nori_cache_expired_total Expired entries removed (on read or by the"
+                 " sweeper).\n# TYPE nori_cache_expired_total counter\n"
+                 "nori_cache_expired_total %" PRIu64 "\n",
+            b.expired);
+    fprintf(t.f, "# HELP nori_redis_circuit_state Redis circuit breaker: 0 closed, 1 open,"
+                 " 2 half-open.\n# TYPE nori_redis_circuit_state gauge\n"
+                 "nori_redis_circuit_state %" PRIu64 "\n",
+            b.circuit_state);
+    METRIC("nori_redis_circuit_opens_total", "Times the Redis circuit breaker opened.",
+           b.circuit_opens);
+    METRIC("nori_redis_circuit_rejected_total", "Calls failed fast while the circuit was open.",
+           b.circuit_rejected);
+    METRIC("nori_redis_timeouts_total", "Redis commands and connects that ran out of time.",
+           b.timeouts);
+    nori_near_stats near;
+    if (nori_backend_get_near_stats(demo.backend, &near) == NORI_OK) {
+        METRIC("nori_near_hits_total", "Gets served by the near cache.", near.hits);
+        METRIC("nori_near_misses_total", "Gets the near cache sent to Redis.", near.misses);
+        METRIC("nori_near_invalidations_total", "Keys named by Redis invalidation messages.",
+               near.invalidations);
+        METRIC("nori_near_evictions_total", "Local copies dropped by the near cache's bounds.",
+               near.evictions);
+        fputs("# HELP nori_near_flushes_total Near cache emptied, by cause.\n"
+              "# TYPE nori_near_flushes_total counter\n",
+              t.f);
+        const struct {
+            const char *cause;
+            uint64_t n;
+        } flushes[] = {{"own", near.flushes_own},
+                       {"server", near.flushes_server},
+                       {"listener_lost", near.flushes_listener_lost},
+                       {"heartbeat", near.flushes_heartbeat},
+                       {"tracking_lost", near.flushes_tracking_lost}};
+        for (size_t i = 0; i < sizeof flushes / sizeof *flushes; i++)
+            fprintf(t.f, "nori_near_flushes_total{cause=\"%s\"} %" PRIu64 "\n",
+                    flushes[i].cause, flushes[i].n);
+        fprintf(t.f, "# HELP nori_near_entries Local copies held by the near cache.\n"
+                     "# TYPE nori_near_entries gauge\nnori_near_entries %" PRIu64 "\n"
+                     "# HELP nori_near_bytes Bytes held by the near cache.\n"
+                     "# TYPE nori_near_bytes gauge\nnori_near_bytes %" PRIu64 "\n"
+                     "# HELP nori_near_active 1 while Redis tracking is proved.\n"
+                     "# TYPE nori_near_active gauge\nnori_near_active %d\n",
+                near.entries, near.bytes, near.active);
+    }
     fprintf(t.f, "# HELP nori_backend_info The configured backend.\n"
                  "# TYPE nori_backend_info gauge\nnori_backend_info{kind=\"%s\"} 1\n",
             nori_backend_kind(demo.backend));

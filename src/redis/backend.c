@@ -19,6 +19,7 @@
 #include "backend.h"
 #include "error.h"
 #include "conn.h"
+#include "near/client.h"
 #include "url.h"
 
 #include <inttypes.h>
@@ -58,6 +59,7 @@ typedef struct redis_backend {
     nori__redis_node node; /* the one server: its pool and settings */
     _Atomic bool script_loaded; /* SCRIPT LOAD done once; NOSCRIPT later is handled */
     _Atomic uint64_t hits, misses;
+    nori__near_client *near; /* set by nori_redis_backend_enable_near (near_ops) */
 } redis_backend;
 
 /* "cache:" + key, built on the stack: keys are at most NORI_MAX_KEY_LEN. */
@@ -88,7 +90,7 @@ static int simple_call(redis_backend *rb, int argc, const char **argv, const siz
                        int expected_type, const char *status, const char *op, const char *key)
 {
     redisReply *r;
-    int rc = nori__redis_node_call(&rb->node, argc, argv, lens, &r, op, key);
+    int rc = nori__redis_node_call(&rb->node, argc, argv, lens, 0, &r, op, key);
     if (rc == NORI_OK) {
         if (r->type != expected_type || (status != NULL && strcmp(r->str, status) != 0))
             rc = server_fail(rb, r, op, key);
@@ -111,6 +113,7 @@ static int redis_get(nori_backend *b, const char *key, size_t klen, nori_buf *ou
     const char *argv[] = {"GET", k.s};
     const size_t lens[] = {3, k.len};
     redisReply *r;
+    nori__redis_conn_expect_values(&conn, 1);
     rc = nori__redis_conn_command(&conn, 2, argv, lens, &r, "GET", key);
     if (rc == NORI_OK) {
         if (r->type == REDIS_REPLY_NIL) {
@@ -163,7 +166,7 @@ static int redis_add(nori_backend *b, const char *key, size_t klen, const void *
     const char *argv[] = {"SET", k.s, val, "NX", "PX", ttl_text};
     const size_t lens[] = {3, k.len, len, 2, 2, (size_t)ttl_len};
     redisReply *r;
-    int rc = nori__redis_node_call(&rb->node, 6, argv, lens, &r, "SET NX", key);
+    int rc = nori__redis_node_call(&rb->node, 6, argv, lens, 0, &r, "SET NX", key);
     if (rc != NORI_OK)
         return rc;
     if (r->type == REDIS_REPLY_STATUS && strcmp(r->str, "OK") == 0)
@@ -191,7 +194,8 @@ static int redis_delete_if_equal(nori_backend *b, const char *key, size_t klen, 
     const char *argv[] = {"EVAL", DEL_IF_EQUAL_SCRIPT, "1", k.s, val};
     const size_t lens[] = {4, sizeof DEL_IF_EQUAL_SCRIPT - 1, 1, k.len, len};
     redisReply *r;
-    int rc = nori__redis_node_call(&rb->node, 5, argv, lens, &r, "delete_if_equal (EVAL)", key);
+    int rc =
+        nori__redis_node_call(&rb->node, 5, argv, lens, 0, &r, "delete_if_equal (EVAL)", key);
     if (rc != NORI_OK)
         return rc;
     if (r->type == REDIS_REPLY_INTEGER)
@@ -406,6 +410,7 @@ static int update_attempt(redis_backend *rb, nori__redis_conn *conn, const wire_
     const char *get[] = {"GET", k->s};
     const size_t get_lens[] = {3, k->len};
     redisReply *cur;
+    nori__redis_conn_expect_values(conn, 1);
     rc = nori__redis_conn_command(conn, 2, get, get_lens, &cur, "atomic_update (GET)", key);
     if (rc != NORI_OK)
         return rc;
@@ -437,11 +442,17 @@ static int update_attempt(redis_backend *rb, nori__redis_conn *conn, const wire_
         rc = nori__adopt_buf(&next, written);
     if (rc != NORI_OK) {
         const char *unwatch[] = {"UNWATCH"};
-        redisReply *u = redisCommandArgv(conn->c, 1, unwatch, NULL);
-        if (u != NULL && u->type == REDIS_REPLY_STATUS)
-            *reusable = true;
-        if (u != NULL)
+        /* The caller is told why the update failed, not how UNWATCH went. */
+        char why[512];
+        snprintf(why, sizeof why, "%s", nori_last_error());
+        redisReply *u;
+        if (nori__redis_conn_command(conn, 1, unwatch, NULL, &u, "atomic_update (UNWATCH)",
+                                     key) == NORI_OK) {
+            if (u->type == REDIS_REPLY_STATUS)
+                *reusable = true;
             freeReplyObject(u);
+        }
+        nori__fail(rc, "%s", why);
         return rc;
     }
 
@@ -513,11 +524,54 @@ static int redis_atomic_update(nori_backend *b, const char *key, size_t klen, no
     return rc;
 }
 
+/*
+ * The oldest server this backend works with: atomic_update with ttl 0 sends
+ * SET ... KEEPTTL (Redis 6.0); delete and flush use UNLINK (4.0).
+ */
+#define MIN_SERVER_MAJOR 6
+#define MIN_SERVER_MINOR 0
+
+/* Checks the redis_version line of an INFO server reply. */
+static int check_version(redis_backend *rb, const char *info)
+{
+    const char *line = strstr(info, "redis_version:");
+    if (line == NULL)
+        return nori__fail(NORI_EBACKEND,
+                          "redis %s: verify: INFO server has no redis_version line, so the "
+                          "server version (%d.%d or later needed) cannot be checked",
+                          rb->url.display, MIN_SERVER_MAJOR, MIN_SERVER_MINOR);
+    const char *v = line + strlen("redis_version:");
+    size_t vlen = strcspn(v, "\r\n");
+    int major = 0, minor = 0;
+    int n = sscanf(v, "%d.%d", &major, &minor);
+    if (n < 1)
+        return nori__fail(NORI_EBACKEND, "redis %s: verify: cannot read redis_version '%.*s'",
+                          rb->url.display, (int)(vlen > 32 ? 32 : vlen), v);
+    if (major < MIN_SERVER_MAJOR || (major == MIN_SERVER_MAJOR && minor < MIN_SERVER_MINOR))
+        return nori__fail(NORI_EBACKEND,
+                          "redis %s: verify: the server is Redis %.*s; this backend needs %d.%d "
+                          "or later (SET ... KEEPTTL in atomic_update)",
+                          rb->url.display, (int)(vlen > 32 ? 32 : vlen), v, MIN_SERVER_MAJOR,
+                          MIN_SERVER_MINOR);
+    return NORI_OK;
+}
+
+/* One round trip: INFO server answers only when the server is up, and
+ * carries the version to check. */
 static int redis_verify(nori_backend *b)
 {
-    const char *argv[] = {"PING"};
-    return simple_call((redis_backend *)b, 1, argv, NULL, REDIS_REPLY_STATUS, "PONG", "verify",
-                       "PING");
+    redis_backend *rb = (redis_backend *)b;
+    const char *argv[] = {"INFO", "server"};
+    redisReply *r;
+    int rc = nori__redis_node_call(&rb->node, 2, argv, NULL, 0, &r, "verify", "INFO server");
+    if (rc != NORI_OK)
+        return rc;
+    if (r->type == REDIS_REPLY_STRING)
+        rc = check_version(rb, r->str);
+    else
+        rc = server_fail(rb, r, "verify", "INFO server");
+    freeReplyObject(r);
+    return rc;
 }
 
 static void redis_stats(nori_backend *b, nori_backend_stats *out)
@@ -525,6 +579,7 @@ static void redis_stats(nori_backend *b, nori_backend_stats *out)
     redis_backend *rb = (redis_backend *)b;
     out->hits = atomic_load_explicit(&rb->hits, memory_order_relaxed);
     out->misses = atomic_load_explicit(&rb->misses, memory_order_relaxed);
+    nori__redis_node_stats(&rb->node, out);
 }
 
 static void redis_destroy(nori_backend *b)
@@ -562,7 +617,7 @@ int nori_redis_backend_new(const char *url, nori_backend **out)
         free(rb);
         return rc;
     }
-    rc = nori__redis_node_init(&rb->node, &rb->url);
+    rc = nori__redis_node_init(&rb->node, &rb->url, &rb->base);
     if (rc != NORI_OK) {
         nori__redis_url_free(&rb->url);
         free(rb);
@@ -573,5 +628,163 @@ int nori_redis_backend_new(const char *url, nori_backend **out)
     atomic_init(&rb->misses, 0);
     nori__backend_init(&rb->base, &redis_ops);
     *out = &rb->base;
+    return NORI_OK;
+}
+
+/* ---- the near cache (src/redis/near/) ----
+ *
+ * A backend with a near cache runs on near_ops: get goes through the near
+ * client (the local copy, or a tracked read); every write drops the local
+ * copy once Redis has answered (or failed: the outcome is then unknown), so
+ * that this process reads its own writes; flush and delete_prefix drop every
+ * local copy. Everything else is the plain backend's. */
+
+static int near_get(nori_backend *b, const char *key, size_t klen, nori_buf *out)
+{
+    redis_backend *rb = (redis_backend *)b;
+    /* A local hit is counted by the store (striped counters: one shared
+     * atomic here cost 8 threads on a hot key a contended cache line). */
+    int rc = nori__near_client_local(rb->near, key, klen, out);
+    if (rc != NORI_MISS)
+        return rc;
+    wire_key k;
+    make_key(&k, key, klen);
+    rc = nori__near_client_fetch(rb->near, &rb->node, key, klen, k.s, k.len,
+                                 nori_backend_max_value(b), out);
+    if (rc == NORI_OK || rc == NORI_MISS)
+        atomic_fetch_add_explicit(rc == NORI_OK ? &rb->hits : &rb->misses, 1,
+                                  memory_order_relaxed);
+    return rc;
+}
+
+static void near_stats(nori_backend *b, nori_backend_stats *out)
+{
+    redis_stats(b, out);
+    nori__near_stats st;
+    nori__near_get_stats(nori__near_client_store(((redis_backend *)b)->near), &st);
+    out->hits += st.hits;
+}
+
+/*
+ * After a write on key: drop its local copy. After NORI_EBACKEND also drop
+ * every copy: the connection that failed is freed, and if it had tracking
+ * on, Redis forgot the keys it read, so their changes would no longer be
+ * announced (the heartbeat would notice within 500 ms; this leaves no
+ * window). Errors are rare, and a flush only costs refills.
+ */
+static int near_after_write(nori_backend *b, const char *key, size_t klen, int rc)
+{
+    redis_backend *rb = (redis_backend *)b;
+    if (rc == NORI_EBACKEND)
+        nori__near_flush(nori__near_client_store(rb->near), NORI__NEAR_FLUSH_TRACKING_LOST);
+    else
+        nori__near_client_drop(rb->near, key, klen);
+    return rc;
+}
+
+static int near_set(nori_backend *b, const char *key, size_t klen, const void *val, size_t len,
+                    int64_t ttl)
+{
+    return near_after_write(b, key, klen, redis_set(b, key, klen, val, len, ttl));
+}
+
+static int near_del(nori_backend *b, const char *key, size_t klen)
+{
+    return near_after_write(b, key, klen, redis_del(b, key, klen));
+}
+
+static int near_delete_prefix(nori_backend *b, const char *prefix, size_t plen)
+{
+    int rc = redis_delete_prefix(b, prefix, plen);
+    nori__near_client_flush(((redis_backend *)b)->near);
+    return rc;
+}
+
+static int near_incr(nori_backend *b, const char *key, size_t klen, int64_t ttl, int64_t *out)
+{
+    return near_after_write(b, key, klen, redis_incr(b, key, klen, ttl, out));
+}
+
+static int near_atomic_update(nori_backend *b, const char *key, size_t klen, nori_update_fn fn,
+                              void *ud, int64_t ttl, nori_buf *out)
+{
+    return near_after_write(b, key, klen, redis_atomic_update(b, key, klen, fn, ud, ttl, out));
+}
+
+static int near_add(nori_backend *b, const char *key, size_t klen, const void *val, size_t len,
+                    int64_t ttl_ms, int *added)
+{
+    return near_after_write(b, key, klen, redis_add(b, key, klen, val, len, ttl_ms, added));
+}
+
+static int near_delete_if_equal(nori_backend *b, const char *key, size_t klen, const void *val,
+                                size_t len, int *deleted)
+{
+    return near_after_write(b, key, klen, redis_delete_if_equal(b, key, klen, val, len, deleted));
+}
+
+static void near_destroy(nori_backend *b)
+{
+    /* The listener thread goes first: it reads the store and the URL. */
+    nori__near_client_stop(((redis_backend *)b)->near);
+    redis_destroy(b);
+}
+
+static const nori_backend_ops redis_near_ops = {
+    .kind = "redis",
+    .get = near_get,
+    .set = near_set,
+    .del = near_del,
+    .delete_prefix = near_delete_prefix,
+    .add = near_add,
+    .delete_if_equal = near_delete_if_equal,
+    .incr = near_incr,
+    .atomic_update = near_atomic_update,
+    .verify = redis_verify,
+    .stats = near_stats,
+    .destroy = near_destroy,
+};
+
+int nori_redis_backend_enable_near(nori_backend *b, size_t max_keys, size_t max_bytes,
+                                   int64_t max_ttl_ms)
+{
+    if (b == NULL || (b->ops != &redis_ops && b->ops != &redis_near_ops))
+        return nori__fail(NORI_EINVAL, "enable_near: not a Redis backend");
+    if (b->ops == &redis_near_ops)
+        return nori__fail(NORI_EINVAL, "enable_near: this backend already has a near cache");
+    redis_backend *rb = (redis_backend *)b;
+    nori__near_limits limits = {max_keys, max_bytes, max_ttl_ms};
+    int rc = nori__near_client_start(&rb->url, &limits, KEY_PREFIX, &rb->near);
+    if (rc != NORI_OK)
+        return rc;
+    b->ops = &redis_near_ops;
+    return NORI_OK;
+}
+
+int nori_backend_get_near_stats(nori_backend *b, nori_near_stats *out)
+{
+    if (b == NULL || out == NULL)
+        return nori__fail(NORI_EINVAL, "get_near_stats: b or out is NULL");
+    if (b->ops != &redis_near_ops)
+        return nori__fail(NORI_EINVAL, "get_near_stats: this backend has no near cache");
+    redis_backend *rb = (redis_backend *)b;
+    nori__near_stats st;
+    nori__near_get_stats(nori__near_client_store(rb->near), &st);
+    *out = (nori_near_stats){
+        .hits = st.hits,
+        .misses = st.misses,
+        .fills = st.fills,
+        .fills_discarded = st.fills_discarded,
+        .invalidations = st.invalidations,
+        .evictions = st.evictions,
+        .flushes_own = st.flushes[NORI__NEAR_FLUSH_OWN],
+        .flushes_server = st.flushes[NORI__NEAR_FLUSH_SERVER],
+        .flushes_listener_lost = st.flushes[NORI__NEAR_FLUSH_LISTENER_LOST],
+        .flushes_heartbeat = st.flushes[NORI__NEAR_FLUSH_HEARTBEAT],
+        .flushes_tracking_lost = st.flushes[NORI__NEAR_FLUSH_TRACKING_LOST],
+        .entries = st.entries,
+        .bytes = st.bytes,
+        .active = st.active ? 1 : 0,
+    };
     return NORI_OK;
 }

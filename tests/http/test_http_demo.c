@@ -378,6 +378,23 @@ static void test_metrics(void **state)
     test_http_response_free(&r);
     assert_true(metric("nori_cache_hits_total") >= 10);
     assert_int_equal(metric("nori_cache_errors_total"), 0);
+#ifdef NORI_DEMO_ON_REDIS
+    assert_int_equal(metric("nori_cache_bytes"), 0);
+    assert_int_equal(metric("nori_cache_max_bytes"), 0);
+    assert_int_equal(metric("nori_redis_circuit_state"), 0);
+    if (getenv("CACHE_NEAR_MAX_KEYS") != NULL) {
+        /* The near cache is on: hits of the cached routes were served locally. */
+        assert_true(metric("nori_near_hits_total") > 0);
+        assert_true(metric("nori_near_entries") > 0);
+        assert_int_equal(metric("nori_near_active"), 1);
+    }
+#else
+    /* The memory backend holds the entries cached so far, within its bound. */
+    uint64_t bytes = metric("nori_cache_bytes"), max_bytes = metric("nori_cache_max_bytes");
+    assert_true(bytes > 0);
+    assert_true(max_bytes == 0 || bytes <= max_bytes);
+#endif
+    assert_int_equal(metric("nori_redis_circuit_opens_total"), 0);
 }
 
 #ifdef NORI_DEMO_ON_REDIS

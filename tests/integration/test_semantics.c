@@ -42,6 +42,15 @@ static int redis_setup(void **state)
     return 0;
 }
 
+/* The Redis backend with its near cache on: the same semantics. */
+static int redis_near_setup(void **state)
+{
+    redis_setup(state);
+    fixture *f = *state;
+    assert_nori(nori_redis_backend_enable_near(f->b, 1000, 0, 0), NORI_OK);
+    return 0;
+}
+
 static int group_teardown(void **state)
 {
     fixture *f = *state;
@@ -454,5 +463,7 @@ int main(void)
     const struct CMUnitTest cases[] = {CASES};
     int failed = cmocka_run_group_tests_name("memory backend", cases, memory_setup, group_teardown);
     failed += cmocka_run_group_tests_name("redis backend", cases, redis_setup, group_teardown);
+    failed += cmocka_run_group_tests_name("redis backend with near cache", cases, redis_near_setup,
+                                          group_teardown);
     return failed;
 }
