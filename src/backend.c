@@ -220,6 +220,48 @@ int nori_backend_delete_prefix(nori_backend *b, const char *prefix)
     return done(b, rc);
 }
 
+int nori_backend_add(nori_backend *b, const char *key, const void *val, size_t len,
+                     int64_t ttl_ms, int *added)
+{
+    size_t klen = 0;
+    int ignored;
+    if (added == NULL)
+        added = &ignored;
+    *added = 0;
+    int rc = check_backend(b);
+    if (rc == NORI_OK)
+        rc = check_key(key, &klen);
+    if (rc == NORI_OK && (ttl_ms <= 0 || ttl_ms > NORI_MAX_TTL * 1000))
+        rc = nori__fail(NORI_EINVAL, "add '%.64s': ttl_ms %lld is out of range 1..%lld", key,
+                        (long long)ttl_ms, (long long)(NORI_MAX_TTL * 1000));
+    if (rc == NORI_OK && val == NULL && len > 0)
+        rc = nori__fail(NORI_EINVAL, "add '%.64s': value is NULL with length %zu", key, len);
+    if (rc == NORI_OK)
+        rc = nori__check_value(b, key, len);
+    if (rc == NORI_OK)
+        rc = b->ops->add(b, key, klen, val == NULL ? "" : val, len, ttl_ms, added);
+    return done(b, rc);
+}
+
+int nori_backend_delete_if_equal(nori_backend *b, const char *key, const void *val, size_t len,
+                                 int *deleted)
+{
+    size_t klen = 0;
+    int ignored;
+    if (deleted == NULL)
+        deleted = &ignored;
+    *deleted = 0;
+    int rc = check_backend(b);
+    if (rc == NORI_OK)
+        rc = check_key(key, &klen);
+    if (rc == NORI_OK && val == NULL && len > 0)
+        rc = nori__fail(NORI_EINVAL, "delete_if_equal '%.64s': value is NULL with length %zu",
+                        key, len);
+    if (rc == NORI_OK)
+        rc = b->ops->delete_if_equal(b, key, klen, val == NULL ? "" : val, len, deleted);
+    return done(b, rc);
+}
+
 int nori_backend_incr(nori_backend *b, const char *key, int64_t ttl, int64_t *out)
 {
     size_t klen = 0;

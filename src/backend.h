@@ -33,6 +33,14 @@ typedef struct nori_backend_ops {
     int (*atomic_update)(nori_backend *b, const char *key, size_t klen,
                          nori_update_fn fn, void *ud, int64_t ttl, nori_buf *out);
     int (*verify)(nori_backend *b);
+    /* Sets key to val only when it is absent or expired, expiring ttl_ms
+     * milliseconds later (> 0); *added 1 when written, 0 when the key
+     * existed. */
+    int (*add)(nori_backend *b, const char *key, size_t klen, const void *val, size_t len,
+               int64_t ttl_ms, int *added);
+    /* Removes key only when its value is exactly val; *deleted 1 or 0. */
+    int (*delete_if_equal)(nori_backend *b, const char *key, size_t klen, const void *val,
+                           size_t len, int *deleted);
     /* Fills the backend-specific counters; backend.c adds `errors`. */
     void (*stats)(nori_backend *b, nori_backend_stats *out);
     /* Frees the backend's own state and the struct itself. */

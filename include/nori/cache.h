@@ -363,6 +363,27 @@ NORI_EXPORT int nori_backend_incr(nori_backend *b, const char *key, int64_t ttl,
                                   int64_t *out);
 
 /*
+ * Leases (short locks shared by every process on a backend; the response
+ * cache uses them to coalesce fills across processes on Redis).
+ *
+ * nori_backend_add: stores val at key only when the key is absent or
+ * expired, with an expiry ttl_ms milliseconds later (1..NORI_MAX_TTL*1000;
+ * required: a lease must end even if its holder dies). *added (may be NULL)
+ * is 1 when written, 0 when the key existed (then nothing changed). Redis:
+ * SET key val NX PX ttl_ms, one atomic command.
+ *
+ * nori_backend_delete_if_equal: removes key only when its value is exactly
+ * val[0..len) (release a lease by its token, never someone else's after
+ * ours expired). *deleted (may be NULL) is 1 or 0. Redis: one Lua script
+ * (GET, compare, DEL).
+ * Both: NORI_OK, or the usual argument/backend errors.
+ */
+NORI_EXPORT int nori_backend_add(nori_backend *b, const char *key, const void *val, size_t len,
+                                 int64_t ttl_ms, int *added);
+NORI_EXPORT int nori_backend_delete_if_equal(nori_backend *b, const char *key, const void *val,
+                                             size_t len, int *deleted);
+
+/*
  * The callback of atomic_update. `current` is the value now stored (NULL when
  * absent or expired); it is owned by the library and valid during the call.
  * To write, fill `next` with a malloc()ed buffer (data may be NULL when

@@ -153,6 +153,59 @@ static int redis_set(nori_backend *b, const char *key, size_t klen, const void *
     return simple_call(rb, ttl > 0 ? 5 : 3, argv, lens, REDIS_REPLY_STATUS, NULL, "SET", key);
 }
 
+/* A lease: SET NX PX in one command, so two processes can never both
+ * get it. */
+static int redis_add(nori_backend *b, const char *key, size_t klen, const void *val, size_t len,
+                     int64_t ttl_ms, int *added)
+{
+    redis_backend *rb = (redis_backend *)b;
+    wire_key k;
+    make_key(&k, key, klen);
+    char ttl_text[24];
+    int ttl_len = snprintf(ttl_text, sizeof ttl_text, "%" PRId64, ttl_ms);
+    const char *argv[] = {"SET", k.s, val, "NX", "PX", ttl_text};
+    const size_t lens[] = {3, k.len, len, 2, 2, (size_t)ttl_len};
+    redisReply *r;
+    int rc = nori__redis_node_call(&rb->node, 6, argv, lens, 0, &r, "SET NX", key);
+    if (rc != NORI_OK)
+        return rc;
+    if (r->type == REDIS_REPLY_STATUS && strcmp(r->str, "OK") == 0)
+        *added = 1;
+    else if (r->type == REDIS_REPLY_NIL)
+        *added = 0;
+    else
+        rc = server_fail(rb, r, "SET NX", key);
+    freeReplyObject(r);
+    return rc;
+}
+
+/* Release by token: GET and DEL must be one step, or a lease that expired
+ * and was taken by another process could be deleted. */
+static const char DEL_IF_EQUAL_SCRIPT[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) "
+    "else return 0 end";
+
+static int redis_delete_if_equal(nori_backend *b, const char *key, size_t klen, const void *val,
+                                 size_t len, int *deleted)
+{
+    redis_backend *rb = (redis_backend *)b;
+    wire_key k;
+    make_key(&k, key, klen);
+    const char *argv[] = {"EVAL", DEL_IF_EQUAL_SCRIPT, "1", k.s, val};
+    const size_t lens[] = {4, sizeof DEL_IF_EQUAL_SCRIPT - 1, 1, k.len, len};
+    redisReply *r;
+    int rc =
+        nori__redis_node_call(&rb->node, 5, argv, lens, 0, &r, "delete_if_equal (EVAL)", key);
+    if (rc != NORI_OK)
+        return rc;
+    if (r->type == REDIS_REPLY_INTEGER)
+        *deleted = r->integer > 0;
+    else
+        rc = server_fail(rb, r, "delete_if_equal (EVAL)", key);
+    freeReplyObject(r);
+    return rc;
+}
+
 static int redis_del(nori_backend *b, const char *key, size_t klen)
 {
     redis_backend *rb = (redis_backend *)b;
@@ -543,6 +596,8 @@ static const nori_backend_ops redis_ops = {
     .set = redis_set,
     .del = redis_del,
     .delete_prefix = redis_delete_prefix,
+    .add = redis_add,
+    .delete_if_equal = redis_delete_if_equal,
     .incr = redis_incr,
     .atomic_update = redis_atomic_update,
     .verify = redis_verify,
@@ -656,6 +711,18 @@ static int near_atomic_update(nori_backend *b, const char *key, size_t klen, nor
     return near_after_write(b, key, klen, redis_atomic_update(b, key, klen, fn, ud, ttl, out));
 }
 
+static int near_add(nori_backend *b, const char *key, size_t klen, const void *val, size_t len,
+                    int64_t ttl_ms, int *added)
+{
+    return near_after_write(b, key, klen, redis_add(b, key, klen, val, len, ttl_ms, added));
+}
+
+static int near_delete_if_equal(nori_backend *b, const char *key, size_t klen, const void *val,
+                                size_t len, int *deleted)
+{
+    return near_after_write(b, key, klen, redis_delete_if_equal(b, key, klen, val, len, deleted));
+}
+
 static void near_destroy(nori_backend *b)
 {
     /* The listener thread goes first: it reads the store and the URL. */
@@ -669,6 +736,8 @@ static const nori_backend_ops redis_near_ops = {
     .set = near_set,
     .del = near_del,
     .delete_prefix = near_delete_prefix,
+    .add = near_add,
+    .delete_if_equal = near_delete_if_equal,
     .incr = near_incr,
     .atomic_update = near_atomic_update,
     .verify = redis_verify,
