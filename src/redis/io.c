@@ -283,6 +283,29 @@ int nori__redis_io_roundtrip(redisContext *c, int64_t deadline_ms, const nori__r
     return rc;
 }
 
+int nori__redis_io_next_reply(redisContext *c, const nori__redis_limits *lim, void **reply)
+{
+    *reply = NULL;
+    if (c->err)
+        return -1;
+    /* The budget covers what this call parses; a reply that spans several
+     * reads is charged per read, so each string and array is still bounded
+     * by lim and the buffered item by check_pending. */
+    read_budget budget = {.lim = lim};
+    read_budget *saved = tl_budget;
+    tl_budget = &budget;
+    int rc = 0;
+    if (redisGetReplyFromReader(c, reply) != REDIS_OK) {
+        if (budget.exceeded)
+            set_error(c, budget.exceeded, "%s", budget.why);
+        rc = -1;
+    } else if (*reply == NULL) {
+        rc = check_pending(c, &budget);
+    }
+    tl_budget = saved;
+    return rc;
+}
+
 redisReply *nori__redis_io_command(redisContext *c, int64_t deadline_ms,
                                    const nori__redis_limits *lim, int argc, const char **argv,
                                    const size_t *lens)

@@ -384,7 +384,9 @@ static int run_session(nori__near_listener *l)
                 break; /* EOF (CLIENT KILL, restart) or an I/O error */
             for (;;) {
                 void *reply = NULL;
-                if (redisGetReplyFromReader(c, &reply) != REDIS_OK)
+                /* Bounded as every round trip's replies are: a server
+                 * pushing a huge message must not make us buffer it. */
+                if (nori__redis_io_next_reply(c, &nori__redis_small_replies, &reply) != 0)
                     goto out;
                 if (reply == NULL)
                     break;
