@@ -342,9 +342,18 @@ static lookup_result lookup_counted(nori_http_cache *c, nori_backend *b, const c
     int rc = nori_backend_get(b, key, &val);
     if (rc == NORI_MISS)
         return LOOK_ABSENT;
+    if (rc == NORI_ETOOBIG) {
+        /* A value over the backend's limit, refused by the backend itself
+         * (Redis reads obey the limit): an undecodable entry, a miss that
+         * the fresh response overwrites, not a failing backend (that would
+         * leave the oversized entry in place and run the handler on every
+         * request for as long as it lives). */
+        if (!quiet)
+            count(&c->errors);
+        return LOOK_MISS;
+    }
     if (rc != NORI_OK) {
-        /* NORI_EBACKEND, or NORI_ETOOBIG for a value over the limit. */
-        count(&c->errors);
+        count(&c->errors); /* NORI_EBACKEND */
         return LOOK_ERROR;
     }
     /* A value over the backend's limit (the limit was lowered, or another
