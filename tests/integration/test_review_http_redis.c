@@ -101,10 +101,83 @@ static void test_oversized_redis_entry_is_overwritten(void **state)
     assert_int_equal(calls, 1);
 }
 
+#include <time.h>
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
+}
+
+/*
+ * Another client leaves a lease "{key}:lock" that no process of this
+ * library took: no TTL, or a token that is not one of ours, or one of ours
+ * whose time is long past. On the merged main of stage 2 every miss of the
+ * key then waited lock_timeout_ms (here 1500 ms, 5 s by default) before
+ * running the handler, after every expiry, for as long as the forged lease
+ * lived (forever without a TTL). A lease whose token is not a recent one of
+ * this library's is not waited for.
+ */
+static void test_forged_lease_not_waited_for(void **state)
+{
+    (void)state;
+    nori_test_redis *srv = nori_test_redis_start(NULL);
+    nori_backend *b;
+    assert_int_equal(nori_redis_backend_new(srv->url, &b), NORI_OK);
+    nori_http_cache_options o;
+    nori_http_cache_options_init(&o);
+    o.backend = b;
+    o.prefix = "review";
+    o.lock_timeout_ms = 1500;
+    nori_http_cache *c;
+    assert_int_equal(nori_http_cache_new(&o, &c), NORI_OK);
+    nori_http_request rq = {"GET", "/big", "", NULL, NULL, NULL, 0};
+    char key[256], lease[300];
+    assert_int_equal(nori_http_cache_key(c, &rq, key, sizeof key), NORI_OK);
+    snprintf(lease, sizeof lease, "%s:lock", key);
+    const char *forged[] = {"forged-by-someone", "1234-1000000000.000000000-7", ""};
+    double worst = 0;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(nori_backend_delete(b, key), NORI_OK);
+        assert_int_equal(nori_backend_set(b, lease, forged[i], strlen(forged[i]), 0), NORI_OK);
+        calls = 0;
+        double t0 = now_ms();
+        assert_int_equal(serve(c), NORI_HTTP_MISS);
+        double took = now_ms() - t0;
+        print_message("forged lease '%s': the miss took %.0f ms\n", forged[i], took);
+        if (took > worst)
+            worst = took;
+        assert_int_equal(calls, 1);
+    }
+    /* A genuine lease (taken by a process of this library just now) is
+     * still waited for: coalescing across processes holds. */
+    assert_int_equal(nori_backend_delete(b, key), NORI_OK);
+    assert_int_equal(nori_backend_delete(b, lease), NORI_OK);
+    struct timespec rt;
+    clock_gettime(CLOCK_REALTIME, &rt);
+    char genuine[64];
+    snprintf(genuine, sizeof genuine, "%d-%lld.%09ld-%d", 999999, (long long)rt.tv_sec,
+             rt.tv_nsec, 1);
+    int added = 0;
+    assert_int_equal(nori_backend_add(b, lease, genuine, strlen(genuine), 400, &added), NORI_OK);
+    assert_true(added);
+    double t0 = now_ms();
+    assert_int_equal(serve(c), NORI_HTTP_MISS);
+    double waited = now_ms() - t0;
+    print_message("genuine lease (400 ms): the miss took %.0f ms\n", waited);
+    nori_http_cache_free(c);
+    nori_backend_free(b);
+    nori_test_redis_stop(srv);
+    assert_true(worst < 500);
+    assert_true(waited >= 300);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_oversized_redis_entry_is_overwritten),
+        cmocka_unit_test(test_forged_lease_not_waited_for),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
