@@ -121,8 +121,8 @@ static void test_listener_reply_total_bounded(void **state)
     nori_backend_free(b);
     nori_test_hostile_stop(h);
     free(reply);
-#if defined(__SANITIZE_ADDRESS__)
-    /* ASan's quarantine keeps the reader's freed buffers resident: RSS says
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    /* The sanitizers keep freed buffers resident (quarantine): RSS says
      * nothing there; the normal build checks the bound. */
     (void)grown;
 #else
