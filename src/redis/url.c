@@ -13,48 +13,43 @@
  * the userinfo after the first ':' up to the last '@'; the whole userinfo
  * when it has no ':' (redis://secret@host, the form Lettuce accepts, where
  * the text before '@' is the password); and the value of a `password=`
- * query option (unix:///path?password=..., redis-py's form). The hidden
- * spans are marked first and each run of hidden characters is written as
- * one "***", so overlapping spans (a password= value holding an '@') hide
- * all of both. Works on malformed URLs too, so that no error message ever
- * shows a password.
+ * query option (unix:///path?password=..., redis-py's form). Works on
+ * malformed URLs too, so that no error message ever shows a password.
  */
 static void mask_url(const char *url, char *buf, size_t size)
 {
-    size_t n = strnlen(url, NORI_REDIS_MAX_URL_LEN);
-    bool hide[NORI_REDIS_MAX_URL_LEN];
-    memset(hide, 0, n);
+    size_t o = 0;
+#define MASK_PUT(c)                                                                               \
+    do {                                                                                          \
+        if (o + 1 < size)                                                                         \
+            buf[o++] = (c);                                                                       \
+    } while (0)
     /* The last '@' anywhere: a careless password may hold '/', '?' or '#'
-     * unencoded, and masking too much is harmless where too little is not.
-     * unix:///path has no userinfo: an '@' there belongs to the socket path
-     * (unix:///run/a@b.sock) or to a password= value. */
+     * unencoded, and masking too much is harmless where too little is not. */
     const char *scheme_end = strstr(url, "://");
     const char *auth = scheme_end != NULL ? scheme_end + 3 : url;
     const char *at = strrchr(auth, '@');
-    if (at != NULL && (size_t)(at - url) < n && strncmp(url, "unix:///", 8) != 0) {
+    const char *p = url;
+    if (at != NULL) {
         const char *colon = memchr(auth, ':', (size_t)(at - auth));
-        for (const char *p = colon != NULL ? colon + 1 : auth; p < at; p++)
-            hide[p - url] = true;
+        const char *keep_end = colon != NULL ? colon + 1 : auth;
+        for (; p < keep_end; p++)
+            MASK_PUT(*p);
+        for (const char *m = "***"; *m != '\0'; m++)
+            MASK_PUT(*m);
+        p = at;
     }
-    /* password= values, in the query only (after the userinfo's '@'): in a
-     * userinfo the same text is part of the password, hidden above. */
-    const char *q = strchr(at != NULL && strncmp(url, "unix:///", 8) != 0 ? at : auth, '?');
-    for (size_t i = q != NULL ? (size_t)(q - url) + 1 : n; i + 9 <= n; i++) {
-        if ((url[i - 1] == '?' || url[i - 1] == '&') && strncmp(url + i, "password=", 9) == 0)
-            for (size_t j = i + 9; j < n && url[j] != '&'; j++)
-                hide[j] = true;
-    }
-    size_t o = 0;
-    for (size_t i = 0; i < n && o + 1 < size; i++) {
-        if (!hide[i]) {
-            buf[o++] = url[i];
+    while (*p != '\0') {
+        if (p > url && (p[-1] == '?' || p[-1] == '&') && strncmp(p, "password=", 9) == 0) {
+            for (const char *m = "password=***"; *m != '\0'; m++)
+                MASK_PUT(*m);
+            p += 9 + strcspn(p + 9, "&");
             continue;
         }
-        if (i > 0 && hide[i - 1])
-            continue;
-        for (const char *m = "***"; *m != '\0' && o + 1 < size; m++)
-            buf[o++] = *m;
+        MASK_PUT(*p);
+        p++;
     }
+#undef MASK_PUT
     if (size > 0)
         buf[o] = '\0';
 }
