@@ -201,11 +201,6 @@ NORI_EXPORT size_t nori_memory_entry_bytes(size_t key_len, size_t value_len, int
  *       With a password the backend sends AUTH password (AUTH user password
  *       when a user is given) on every new connection; with db != 0, SELECT.
  *   unix:///path/to.sock[?db=N&option=value&...]
- *       also takes user=U and password=P (percent-encoded; redis-py's form,
- *       for a password-protected socket). Every error message shows a
- *       password as "***": the text after ':' in the userinfo, the whole
- *       userinfo when it has no ':' (redis://secret@host is refused, masked),
- *       and a password= value.
  * Options (query string):
  *   connect_timeout_ms  bound on establishing a connection (default 1000)
  *   timeout_ms          bound on each round trip, from sending the command

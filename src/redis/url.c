@@ -9,49 +9,23 @@
 #include <string.h>
 
 /*
- * Writes `url` into buf with every password replaced by "***": the part of
- * the userinfo after the first ':' up to the last '@'; the whole userinfo
- * when it has no ':' (redis://secret@host, the form Lettuce accepts, where
- * the text before '@' is the password); and the value of a `password=`
- * query option (unix:///path?password=..., redis-py's form). Works on
- * malformed URLs too, so that no error message ever shows a password.
+ * Writes `url` into buf with the password (the part of the userinfo after the
+ * first ':', up to the last '@') replaced by "***". Works on malformed URLs
+ * too, so that no error message ever shows a password.
  */
 static void mask_url(const char *url, char *buf, size_t size)
 {
-    size_t o = 0;
-#define MASK_PUT(c)                                                                               \
-    do {                                                                                          \
-        if (o + 1 < size)                                                                         \
-            buf[o++] = (c);                                                                       \
-    } while (0)
     /* The last '@' anywhere: a careless password may hold '/', '?' or '#'
      * unencoded, and masking too much is harmless where too little is not. */
     const char *scheme_end = strstr(url, "://");
     const char *auth = scheme_end != NULL ? scheme_end + 3 : url;
     const char *at = strrchr(auth, '@');
-    const char *p = url;
-    if (at != NULL) {
-        const char *colon = memchr(auth, ':', (size_t)(at - auth));
-        const char *keep_end = colon != NULL ? colon + 1 : auth;
-        for (; p < keep_end; p++)
-            MASK_PUT(*p);
-        for (const char *m = "***"; *m != '\0'; m++)
-            MASK_PUT(*m);
-        p = at;
+    const char *colon = at != NULL ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    if (colon == NULL) {
+        snprintf(buf, size, "%s", url);
+        return;
     }
-    while (*p != '\0') {
-        if (p > url && (p[-1] == '?' || p[-1] == '&') && strncmp(p, "password=", 9) == 0) {
-            for (const char *m = "password=***"; *m != '\0'; m++)
-                MASK_PUT(*m);
-            p += 9 + strcspn(p + 9, "&");
-            continue;
-        }
-        MASK_PUT(*p);
-        p++;
-    }
-#undef MASK_PUT
-    if (size > 0)
-        buf[o] = '\0';
+    snprintf(buf, size, "%.*s***%s", (int)(colon + 1 - url), url, at);
 }
 
 static int fail_url(const char *url, const char *what)
@@ -130,22 +104,7 @@ static int parse_query(const char *url, const char *q, nori__redis_url *u)
         size_t nlen = (size_t)(eq - q), vlen = len - nlen - 1;
         const char *v = eq + 1;
         bool ok;
-        if (u->is_unix && ((nlen == 8 && memcmp(q, "password", 8) == 0) ||
-                           (nlen == 4 && memcmp(q, "user", 4) == 0))) {
-            /* redis-py's form: a unix socket has no userinfo to carry them. */
-            char **slot = nlen == 8 ? &u->password : &u->user;
-            if (*slot != NULL)
-                return fail_url(url, nlen == 8 ? "password= is given twice"
-                                               : "user= is given twice");
-            bool bad;
-            *slot = decode(v, vlen, &bad);
-            if (*slot == NULL)
-                return bad ? fail_url(url, nlen == 8 ? "bad percent-escape in password="
-                                                     : "bad percent-escape in user=")
-                           : nori__fail(NORI_ENOMEM, "out of memory parsing REDIS_URL");
-            if ((*slot)[0] == '\0')
-                return fail_url(url, nlen == 8 ? "password= is empty" : "user= is empty");
-        } else if (nlen == 2 && memcmp(q, "db", 2) == 0) {
+        if (nlen == 2 && memcmp(q, "db", 2) == 0) {
             if (!u->is_unix)
                 return fail_url(url, "for redis:// URLs the db goes in the path (/N), not ?db=");
             ok = parse_int(v, vlen, 0, INT_MAX, &u->db);
@@ -168,9 +127,9 @@ static int parse_query(const char *url, const char *q, nori__redis_url *u)
             if (!parse_int(v, vlen, 1, NORI_REDIS_MAX_TIMEOUT_MS, &u->circuit_cooldown_ms))
                 return fail_url(url, "circuit_cooldown_ms must be an integer from 1 to 600000");
         } else {
-            return fail_url(url, "unknown query option (known: db, user and password for "
-                                 "unix://, connect_timeout_ms, timeout_ms, pool_size, "
-                                 "circuit_failures, circuit_cooldown_ms)");
+            return fail_url(url, "unknown query option (known: db for unix://, "
+                                 "connect_timeout_ms, timeout_ms, pool_size, circuit_failures, "
+                                 "circuit_cooldown_ms)");
         }
         q += len;
         if (*q == '&')
@@ -199,24 +158,14 @@ static int parse_unix(const char *url, const char *rest, nori__redis_url *u)
     u->path = strndup(rest, plen);
     if (u->path == NULL)
         return nori__fail(NORI_ENOMEM, "out of memory parsing REDIS_URL");
-    if (rest[plen] == '?') {
-        int rc = parse_query(url, rest + plen + 1, u);
-        if (rc == NORI_OK && u->user != NULL && u->password == NULL)
-            rc = fail_url(url, "user= needs password= (AUTH takes a user with a password)");
-        return rc;
-    }
+    if (rest[plen] == '?')
+        return parse_query(url, rest + plen + 1, u);
     return NORI_OK;
 }
 
 static int parse_tcp(const char *url, const char *rest, nori__redis_url *u)
 {
     size_t auth_len = strcspn(rest, "/?#");
-    /* Nothing after the authority may hold an '@' (the db and the options
-     * are numbers): it ends a user name or password that holds an unencoded
-     * '/', '?' or '#', which cut the authority short. */
-    if (strchr(rest + auth_len, '@') != NULL)
-        return fail_url(url, "an '@' after a '/', '?' or '#': percent-encode '/' (%2F), "
-                             "'?' (%3F) and '#' (%23) in the user name or password");
     if (rest[auth_len] == '#')
         return fail_url(url, "fragments (#) are not allowed");
     const char *hostport = rest;

@@ -5,11 +5,10 @@
  *
  * Accepted forms:
  *   redis://[[user]:password@]host[:port][/db][?option=value&...]
- *   unix:///path/to.sock[?db=N&user=U&password=P&option=value&...]
+ *   unix:///path/to.sock[?db=N&option=value&...]
  * host may be a name, an IPv4 address or a bracketed IPv6 address
  * ([::1]). user and password may be percent-encoded (%40 for '@').
- * Options: db, user, password (unix only, percent-encoded; redis:// puts them
- * in the path and the userinfo), connect_timeout_ms,
+ * Options: db (unix only; redis:// puts it in the path), connect_timeout_ms,
  * timeout_ms (command timeout), pool_size. Anything else is refused.
  */
 #ifndef NORI_SRC_REDIS_URL_H
