@@ -165,10 +165,15 @@ NORI_EXPORT int nori_memory_backend_new(size_t max_keys, nori_backend **out);
  * URL forms:
  *   redis://[[user]:password@]host[:port][/db][?option=value&...]
  *       host: a name, an IPv4 address or [IPv6]; port default 6379; db
- *       default 0. user and password may be percent-encoded (%40 for '@').
+ *       default 0. user and password may be percent-encoded (%40 for '@',
+ *       %2F for '/', %3F for '?', %23 for '#'; an unencoded '/', '?' or '#'
+ *       in them is refused with a message that says so).
  *       With a password the backend sends AUTH password (AUTH user password
  *       when a user is given) on every new connection; with db != 0, SELECT.
- *   unix:///path/to.sock[?db=N&option=value&...]
+ *   redis://password@host...  (no ':' before the '@': the whole userinfo is
+ *       the password, as Lettuce reads it; a user name needs user:password)
+ *   unix:///path/to.sock[?db=N&user=U&password=P&option=value&...]
+ *       (redis-py's form; user needs password; both percent-decoded)
  * Options (query string):
  *   connect_timeout_ms  bound on establishing a connection (default 1000)
  *   timeout_ms          bound on each round trip, from sending the command
@@ -179,10 +184,10 @@ NORI_EXPORT int nori_memory_backend_new(size_t max_keys, nori_backend **out);
  *   circuit_cooldown_ms how long the breaker stays open (default 2000)
  * rediss:// (TLS: hiredis 0.14 has none), any other scheme, an unknown option
  * or a malformed URL is NORI_EINVAL, with the URL shown with its password
- * replaced by "***".
+ * replaced by "***". No message of the library ever shows a password.
  *
  * Connects lazily: the URL is validated here, the first connection is made
- * by the first call that needs one. Use nori_backend_verify() (a PING) to
+ * by the first call that needs one. Use nori_backend_verify() (INFO server) to
  * check reachability.
  *
  * Connections: a pool. Each call borrows one connection for its duration (a
