@@ -499,3 +499,44 @@ int nori__redis_url_parse(const char *url, nori__redis_url *out)
     *out = u;
     return NORI_OK;
 }
+
+static char *dup_or_null(const char *s, bool *failed)
+{
+    if (s == NULL)
+        return NULL;
+    char *d = strdup(s);
+    if (d == NULL)
+        *failed = true;
+    return d;
+}
+
+int nori__redis_url_for_node(const nori__redis_url *base, const char *host, int port,
+                             nori__redis_url *out)
+{
+    nori__redis_url u = *base;
+    bool failed = false;
+    u.is_unix = false;
+    u.path = NULL;
+    u.port = port;
+    u.host = dup_or_null(host, &failed);
+    u.user = dup_or_null(base->user, &failed);
+    u.password = dup_or_null(base->password, &failed);
+    u.display = NULL;
+    if (!failed) {
+        size_t n = strlen(host) + 32;
+        u.display = malloc(n);
+        if (u.display == NULL)
+            failed = true;
+        else if (strchr(host, ':') != NULL)
+            snprintf(u.display, n, "redis://[%s]:%d", host, port);
+        else
+            snprintf(u.display, n, "redis://%s:%d", host, port);
+    }
+    if (failed) {
+        nori__redis_url_free(&u);
+        return nori__fail(NORI_ENOMEM, "out of memory describing Redis node %.64s:%d", host,
+                          port);
+    }
+    *out = u;
+    return NORI_OK;
+}

@@ -60,6 +60,16 @@ int nori__redis_url_parse(const char *url, nori__redis_url *out);
 
 void nori__redis_url_free(nori__redis_url *u);
 
+/*
+ * A copy of `base` that points at host:port over TCP (another node of a
+ * cluster, the master a sentinel names): the same user, password, db,
+ * timeouts, pool size and breaker settings. display is "redis://host:port"
+ * ("redis://[addr]:port" for IPv6), without credentials. Everything in *out
+ * is owned by it (nori__redis_url_free). NORI_OK or NORI_ENOMEM.
+ */
+int nori__redis_url_for_node(const nori__redis_url *base, const char *host, int port,
+                             nori__redis_url *out);
+
 /* A byte range of a URL. */
 typedef struct nori__redis_span {
     size_t off, len;

@@ -161,6 +161,30 @@ static void test_mask_covers_spans(void **state)
     assert_string_equal(masked, "redis://:***@host");
 }
 
+/* The per-node copy the cluster and sentinel code start from. */
+static void test_url_for_node(void **state)
+{
+    (void)state;
+    nori__redis_url base, node;
+    assert_nori(nori__redis_url_parse("redis://alice:S3cretPw@seed:7000/0?timeout_ms=250"
+                                      "&circuit_failures=2",
+                                      &base),
+                NORI_OK);
+    assert_nori(nori__redis_url_for_node(&base, "10.0.0.7", 7003, &node), NORI_OK);
+    assert_string_equal(node.host, "10.0.0.7");
+    assert_int_equal(node.port, 7003);
+    assert_string_equal(node.user, "alice");
+    assert_string_equal(node.password, "S3cretPw");
+    assert_int_equal(node.timeout_ms, 250);
+    assert_int_equal(node.circuit_failures, 2);
+    assert_string_equal(node.display, "redis://10.0.0.7:7003");
+    nori__redis_url_free(&node);
+    assert_nori(nori__redis_url_for_node(&base, "::1", 7001, &node), NORI_OK);
+    assert_string_equal(node.display, "redis://[::1]:7001");
+    nori__redis_url_free(&node);
+    nori__redis_url_free(&base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -169,6 +193,7 @@ int main(void)
         cmocka_unit_test(test_unencoded_delimiters),
         cmocka_unit_test(test_password_spans),
         cmocka_unit_test(test_mask_covers_spans),
+        cmocka_unit_test(test_url_for_node),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
