@@ -27,9 +27,11 @@ typedef struct mem_entry mem_entry;
 typedef _Atomic(mem_entry *) mem_link;
 
 /*
- * An entry: a 39-byte header, then the expiry time only when it has one,
+ * An entry: a 38-byte header, then the expiry time only when it has one,
  * then the key and the value, each NUL-terminated. Immutable once linked,
- * except `stamp` and `touched`, which lock-free readers write.
+ * except `stamp` and the TOUCHED bit, which lock-free readers write. (38
+ * bytes, not 39: with a 16-byte key and a 64-byte value one more byte would
+ * cross a malloc size class and cost 16 bytes per entry.)
  */
 struct mem_entry {
     mem_link hnext; /* next entry in the same bucket; readers follow it */
@@ -40,14 +42,17 @@ struct mem_entry {
     mem_entry *lru_next;     /* less recently used neighbour; once unlinked: next retired */
     _Atomic uint64_t stamp;  /* last access, see next_stamp() */
     uint32_t vlen;
-    uint16_t kflags;         /* key length (low 14 bits) | HAS_EXPIRY | MAPPED */
-    _Atomic uint8_t touched; /* a lock-free read refreshed stamp since the entry was placed */
+    /* key length (low 13 bits) | HAS_EXPIRY | MAPPED, fixed at creation,
+     * | TOUCHED: a lock-free read refreshed `stamp` since the entry was
+     * placed in the recency list (set by readers, cleared under the lock). */
+    _Atomic uint16_t kflags;
     char data[];             /* [int64 expires_ms] key NUL value NUL */
 };
 
 #define HAS_EXPIRY 0x8000u
 #define MAPPED 0x4000u /* the entry has pages of its own (mmap), see entry_alloc() */
-#define KLEN_MASK 0x3fffu
+#define TOUCHED 0x2000u
+#define KLEN_MASK 0x1fffu
 
 /* A bucket array, replaced whole when it grows (readers may hold the old one). */
 typedef struct mem_table {

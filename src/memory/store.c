@@ -9,7 +9,7 @@
  *    to one pointer chase after the bucket, and the per-entry overhead small.
  *  - Reads are lock-free: a get walks the bucket chain with acquire loads
  *    inside an epoch read section (epoch.c), copies the value, and records
- *    the access in the entry (`stamp`, and a `touched` flag). Entries are
+ *    the access in the entry (`stamp`, and a TOUCHED flag). Entries are
  *    immutable once linked, so the copy needs no lock; an unlinked entry is
  *    freed only when no reader can still hold it. A read that finds an
  *    expired entry takes the lock to remove it (lazy expiry).
@@ -115,9 +115,25 @@ static inline uint64_t next_stamp(int64_t now_ms)
 
 /* ---- entries ---- */
 
+static inline unsigned entry_flags(const mem_entry *e)
+{
+    return atomic_load_explicit(&((mem_entry *)e)->kflags, memory_order_relaxed);
+}
+
+/* Sets or clears TOUCHED with a plain load and store: every other bit is
+ * fixed at creation, so concurrent setters and the clearing writer can only
+ * disagree on TOUCHED itself, and either outcome is a valid order of a
+ * concurrent read and an eviction. */
+static inline void set_touched(mem_entry *e, bool on)
+{
+    unsigned f = entry_flags(e);
+    atomic_store_explicit(&e->kflags, (uint16_t)(on ? f | TOUCHED : f & ~TOUCHED),
+                          memory_order_relaxed);
+}
+
 static inline size_t entry_klen(const mem_entry *e)
 {
-    return e->kflags & KLEN_MASK;
+    return entry_flags(e) & KLEN_MASK;
 }
 
 static inline size_t expiry_size(bool has_expiry)
@@ -127,7 +143,7 @@ static inline size_t expiry_size(bool has_expiry)
 
 static inline bool entry_has_expiry(const mem_entry *e)
 {
-    return (e->kflags & HAS_EXPIRY) != 0;
+    return (entry_flags(e) & HAS_EXPIRY) != 0;
 }
 
 /* When the entry expires, in nori__now_ms() milliseconds; 0 = never. */
@@ -135,7 +151,7 @@ static inline int64_t entry_expires(const mem_entry *e)
 {
     int64_t t = 0;
     if (entry_has_expiry(e))
-        memcpy(&t, e->data, sizeof t); /* unaligned: the header is 39 bytes */
+        memcpy(&t, e->data, sizeof t); /* unaligned: the header is 38 bytes */
     return t;
 }
 
@@ -193,7 +209,10 @@ static inline bool is_expired(const mem_entry *e, int64_t now)
  * strand memory. The cost, two system calls per large write, is small next
  * to copying 16 KiB.
  */
-#define MAP_MIN ((size_t)16 * 1024)
+#ifndef NORI_MEMORY_MAP_MIN /* -D to measure other choices (docs/BENCHMARKS.md) */
+#define NORI_MEMORY_MAP_MIN ((size_t)16 * 1024)
+#endif
+#define MAP_MIN ((size_t)NORI_MEMORY_MAP_MIN)
 
 static size_t page_round(size_t n)
 {
@@ -214,9 +233,8 @@ static void entry_free(mem_entry *e)
 {
     if (e == NULL)
         return;
-    if (e->kflags & MAPPED)
-        munmap(e, page_round(entry_size(e->kflags & KLEN_MASK, e->vlen,
-                                        (e->kflags & HAS_EXPIRY) != 0)));
+    if (entry_flags(e) & MAPPED)
+        munmap(e, page_round(entry_size(entry_klen(e), e->vlen, entry_has_expiry(e))));
     else
         free(e);
 }
@@ -233,8 +251,8 @@ static mem_entry *entry_new(const char *key, size_t klen, const void *val, size_
     atomic_init(&e->hnext, NULL);
     e->lru_prev = e->lru_next = NULL;
     atomic_init(&e->stamp, 0);
-    atomic_init(&e->touched, 0);
-    e->kflags = (uint16_t)(klen | (expires_ms != 0 ? HAS_EXPIRY : 0) | (mapped ? MAPPED : 0));
+    atomic_init(&e->kflags,
+                (uint16_t)(klen | (expires_ms != 0 ? HAS_EXPIRY : 0) | (mapped ? MAPPED : 0)));
     e->vlen = (uint32_t)vlen;
     if (expires_ms != 0)
         memcpy(e->data, &expires_ms, sizeof expires_ms);
@@ -389,9 +407,9 @@ static mem_entry *do_oldest(mem_shard *s, const mem_entry *keep)
             e = e->lru_prev;
         if (e == NULL)
             return NULL;
-        if (!atomic_load_explicit(&e->touched, memory_order_relaxed) || limit-- == 0)
+        if (!(entry_flags(e) & TOUCHED) || limit-- == 0)
             return e;
-        atomic_store_explicit(&e->touched, 0, memory_order_relaxed);
+        set_touched(e, false);
         do_place_by_stamp(s, e);
     }
 }
@@ -857,8 +875,8 @@ static int read_entry(mem_backend *mb, const char *op, const char *key, size_t k
             rc = copy(e, key, ctx);
             if (rc == NORI_OK) {
                 atomic_store_explicit(&e->stamp, stamp, memory_order_relaxed);
-                if (!atomic_load_explicit(&e->touched, memory_order_relaxed))
-                    atomic_store_explicit(&e->touched, 1, memory_order_relaxed);
+                if (!(entry_flags(e) & TOUCHED))
+                    set_touched(e, true);
                 atomic_fetch_add_explicit(&st->hits, 1, memory_order_relaxed);
             }
             nori__epoch_exit();
@@ -879,7 +897,7 @@ static int read_entry(mem_backend *mb, const char *op, const char *key, size_t k
     rc = copy(e, key, ctx);
     if (rc == NORI_OK) {
         atomic_store_explicit(&e->stamp, stamp, memory_order_relaxed);
-        atomic_store_explicit(&e->touched, 1, memory_order_relaxed);
+        set_touched(e, true);
         atomic_fetch_add_explicit(&st->hits, 1, memory_order_relaxed);
     }
     shard_unlock(s);
@@ -1508,7 +1526,7 @@ size_t nori__memory_block_size(nori_backend *b, const char *key)
     shard_lock(s);
     mem_entry *e = link_get(do_find_link(s, key, klen, hash));
     size_t size = e == NULL ? 0
-                  : (e->kflags & MAPPED) ? page_round(entry_size(entry_klen(e), e->vlen,
+                  : (entry_flags(e) & MAPPED) ? page_round(entry_size(entry_klen(e), e->vlen,
                                                                  entry_has_expiry(e)))
                                          : malloc_usable_size(e);
     shard_unlock(s);
