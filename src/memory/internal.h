@@ -22,6 +22,8 @@
 /* Counter stripes for hits and misses, written by readers without a lock. */
 #define NSTRIPES 64
 #define EMPTY_STAMP UINT64_MAX
+/* Large entries' mappings of up to this many pages are kept for reuse. */
+#define MAP_CACHE_PAGES 64
 
 typedef struct mem_entry mem_entry;
 typedef _Atomic(mem_entry *) mem_link;
@@ -109,6 +111,13 @@ struct mem_backend {
     _Atomic uint64_t sweep_cycles; /* cycles run, for tests and stats */
     size_t sweep_next_shard;       /* the sweeper thread's own */
     size_t freed_since_trim;       /* the sweeper thread's own */
+
+    /* Mappings of large entries kept for reuse (store.c, entry_alloc()):
+     * map_free[n] lists free mappings of n pages; map_cached counts their
+     * bytes, at most MAP_CACHE_BYTES. */
+    pthread_mutex_t map_lock;
+    void *map_free[MAP_CACHE_PAGES + 1];
+    size_t map_cached;
 
     /* Each shard's tail stamp, packed so that finding the oldest tail reads
      * a few cache lines. Written under the shard's lock, read without it. */
