@@ -111,6 +111,7 @@ struct mem_backend {
     _Atomic uint64_t sweep_cycles; /* cycles run, for tests and stats */
     size_t sweep_next_shard;       /* the sweeper thread's own */
     size_t freed_since_trim;       /* the sweeper thread's own */
+    bool sweep_backlog;            /* the sweeper thread's own: the last cycle left work */
 
     /* Mappings of large entries kept for reuse (store.c, entry_alloc()):
      * map_free[n] lists free mappings of n pages; map_cached counts their

@@ -10,10 +10,12 @@
  * the shard's cursor; it stays on the shard while more than a tenth of the
  * entries looked at had expired (there is probably more to reclaim), and
  * moves on otherwise ("stop early when few are expired"). The cycle ends
- * when the budget is spent or every shard was visited. So a store where
- * everything expired at once is emptied at full speed (1M entries: a few
- * cycles), while a store with few expired entries costs a few microseconds
- * per shard per cycle.
+ * when the budget is spent or every shard was visited. When it ran out of
+ * budget while the last step still found many expired entries, the next
+ * cycle starts after SWEEP_BACKLOG_PERIOD_MS instead. So a store where
+ * everything expired at once is emptied fast (1M entries: about a second),
+ * while a store with few expired entries costs a few microseconds per shard
+ * per cycle.
  *
  * Memory: freed entries go back to malloc; glibc keeps freed memory in its
  * arenas, so after a cycle that freed SWEEP_TRIM_BYTES or more the sweeper
@@ -35,6 +37,10 @@
 #include <time.h>
 
 #define SWEEP_PERIOD_MS 100
+/* After a cycle that ran out of budget while entries were still expiring
+ * fast, the next one starts this soon (50% of a core while the backlog
+ * lasts; Redis's fast cycles play the same part). */
+#define SWEEP_BACKLOG_PERIOD_MS 25
 #define SWEEP_BUDGET_US 25000
 #define SWEEP_CHUNK 32
 #define SWEEP_STALE_PERCENT 10
@@ -51,6 +57,7 @@ size_t nori__mem_sweep_cycle(mem_backend *mb, int64_t budget_us, bool full)
 {
     int64_t start = mono_us();
     size_t removed = 0, freed = 0;
+    mb->sweep_backlog = false;
     for (int visited = 0; visited < NSHARDS; visited++) {
         mem_shard *s = &mb->shards[mb->sweep_next_shard];
         mb->sweep_next_shard = (mb->sweep_next_shard + 1) % NSHARDS;
@@ -73,8 +80,10 @@ size_t nori__mem_sweep_cycle(mem_backend *mb, int64_t budget_us, bool full)
             nori__mem_do_reclaim(s);
             shard_unlock(s);
             removed += n;
-            if (mono_us() - start >= budget_us)
+            if (mono_us() - start >= budget_us) {
+                mb->sweep_backlog = n * 100 > examined * SWEEP_STALE_PERCENT;
                 goto out;
+            }
             if (!full && n * 100 <= examined * SWEEP_STALE_PERCENT)
                 break; /* few expired here: move on */
         }
@@ -96,7 +105,7 @@ static void *sweeper_main(void *arg)
     while (!mb->sweep_stop) {
         struct timespec until;
         clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_nsec += SWEEP_PERIOD_MS * 1000000L;
+        until.tv_nsec += (mb->sweep_backlog ? SWEEP_BACKLOG_PERIOD_MS : SWEEP_PERIOD_MS) * 1000000L;
         if (until.tv_nsec >= 1000000000L) {
             until.tv_sec++;
             until.tv_nsec -= 1000000000L;
