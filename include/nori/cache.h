@@ -328,6 +328,16 @@ typedef int (*nori_update_fn)(const nori_buf *current, nori_buf *next, void *ud)
  * Memory backend: fn runs exactly once, under the backend's lock, so it must
  * be quick and must not call the cache. Redis backend: fn may run more than
  * once under contention (WATCH/MULTI/EXEC retry), so it must be idempotent.
+ * Memory backend details: a call from fn into the same backend (directly, or
+ * through the callback of another backend's atomic_update) is refused with
+ * NORI_EINVAL instead of deadlocking; nori_backend_get_stats() takes no lock
+ * and may be called from fn. A value over the byte bound is NORI_ETOOBIG
+ * after fn ran. When room for the new value has to be made while every
+ * other shard holding entries is locked by other threads, the write waits
+ * for room without the lock and then goes in only if the key did not change
+ * meanwhile; if it did, NORI_ENOMEM with nothing written (fn is not run
+ * again). A slow fn also delays other writes to keys of the same shard (one
+ * of 64), never an insert elsewhere: eviction skips a locked shard.
  */
 NORI_EXPORT int nori_backend_atomic_update(nori_backend *b, const char *key,
                                            nori_update_fn fn, void *ud, int64_t ttl,
