@@ -19,6 +19,7 @@
 typedef struct epoch_slot {
     alignas(64) _Atomic uint64_t active; /* 0: outside a read section; else its epoch */
     _Atomic int in_use;                  /* owned by a live thread */
+    unsigned index;                      /* 0, 1, 2, ... in creation order */
     struct epoch_slot *next;             /* immutable once the slot is published */
 } epoch_slot;
 
@@ -59,9 +60,10 @@ static epoch_slot *acquire_slot(void)
         atomic_init(&s->active, 0);
         atomic_init(&s->in_use, 1);
         s->next = atomic_load_explicit(&slots, memory_order_relaxed);
+        do
+            s->index = s->next != NULL ? s->next->index + 1 : 0;
         while (!atomic_compare_exchange_weak_explicit(&slots, &s->next, s, memory_order_release,
-                                                      memory_order_relaxed))
-            ;
+                                                      memory_order_relaxed));
     }
     if (pthread_setspecific(slot_key, s) != 0) {
         release_slot(s);
@@ -91,6 +93,11 @@ void nori__epoch_exit(void)
 {
     if (--depth == 0)
         atomic_store_explicit(&my_slot->active, 0, memory_order_release);
+}
+
+unsigned nori__epoch_slot_index(void)
+{
+    return my_slot != NULL ? my_slot->index : UINT32_MAX;
 }
 
 uint64_t nori__epoch_now(void)

@@ -24,6 +24,11 @@
 bool nori__epoch_enter(void);
 void nori__epoch_exit(void);
 
+/* The calling thread's slot number (0, 1, ...; UINT32_MAX before its first
+ * read section). No two live threads share one: the memory backend uses it
+ * to give each thread a counter stripe of its own. */
+unsigned nori__epoch_slot_index(void);
+
 /* The current global epoch: the tag of an object unlinked just before. */
 uint64_t nori__epoch_now(void);
 

@@ -88,15 +88,22 @@ static _Thread_local const callback_frame *active_callbacks;
 /* The last stamp this thread handed out. */
 static _Thread_local uint64_t last_stamp;
 
-/* This thread's counter stripe, chosen once round robin. */
-static _Thread_local unsigned my_stripe = UINT32_MAX;
-static _Atomic unsigned next_stripe;
-
-static inline mem_stripe *stripe_of(mem_backend *mb)
+/*
+ * Hit and miss counters: one stripe per thread (by its epoch slot number),
+ * so a read writes only a line of its own. A thread whose slot number is
+ * below NSTRIPES owns its stripe and adds with a plain load and store; the
+ * others share stripes and add atomically.
+ */
+static inline void count_read(mem_backend *mb, bool hit)
 {
-    if (my_stripe == UINT32_MAX)
-        my_stripe = atomic_fetch_add_explicit(&next_stripe, 1, memory_order_relaxed) % NSTRIPES;
-    return &mb->stripes[my_stripe];
+    unsigned i = nori__epoch_slot_index();
+    mem_stripe *st = &mb->stripes[i % NSTRIPES];
+    _Atomic uint64_t *c = hit ? &st->hits : &st->misses;
+    if (i < NSTRIPES)
+        atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+    else
+        atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
 }
 
 /*
@@ -913,7 +920,6 @@ static int read_entry(mem_backend *mb, const char *op, const char *key, size_t k
     mem_shard *s = shard_of(mb, hash);
     int64_t now = nori__now_coarse_ms();
     uint64_t stamp = next_stamp(now);
-    mem_stripe *st = stripe_of(mb);
     if (nori__epoch_enter()) {
         unsigned seq = atomic_load_explicit(&s->resize_seq, memory_order_acquire);
         mem_entry *e = find_lockfree(s, key, klen, hash);
@@ -923,7 +929,7 @@ static int read_entry(mem_backend *mb, const char *op, const char *key, size_t k
         if (sure && (e == NULL || !is_expired(e, now))) {
             if (e == NULL) {
                 nori__epoch_exit();
-                atomic_fetch_add_explicit(&st->misses, 1, memory_order_relaxed);
+                count_read(mb, false);
                 return NORI_MISS;
             }
             rc = copy(e, key, ctx);
@@ -931,7 +937,7 @@ static int read_entry(mem_backend *mb, const char *op, const char *key, size_t k
                 atomic_store_explicit(&e->stamp, stamp, memory_order_relaxed);
                 if (!(entry_flags(e) & TOUCHED))
                     set_touched(e, true);
-                atomic_fetch_add_explicit(&st->hits, 1, memory_order_relaxed);
+                count_read(mb, true);
             }
             nori__epoch_exit();
             return rc;
@@ -944,7 +950,7 @@ static int read_entry(mem_backend *mb, const char *op, const char *key, size_t k
     mem_link *l = do_lookup(s, key, klen, hash, now);
     if (l == NULL) {
         shard_unlock(s);
-        atomic_fetch_add_explicit(&st->misses, 1, memory_order_relaxed);
+        count_read(mb, false);
         return NORI_MISS;
     }
     mem_entry *e = link_get(l);
@@ -952,7 +958,7 @@ static int read_entry(mem_backend *mb, const char *op, const char *key, size_t k
     if (rc == NORI_OK) {
         atomic_store_explicit(&e->stamp, stamp, memory_order_relaxed);
         set_touched(e, true);
-        atomic_fetch_add_explicit(&st->hits, 1, memory_order_relaxed);
+        count_read(mb, true);
     }
     shard_unlock(s);
     return rc;
