@@ -152,8 +152,13 @@ typedef struct nori_backend nori_backend;
  * free (an atomic_update callback running on the oldest key's shard does not
  * stall an insert), and two accesses from different threads in the same
  * instant may count in either order.
- * Expired entries are removed when a read finds them; an eviction removes
- * the least recently used entry, expired or not.
+ * Expired entries are removed when a read finds them, and by the backend's
+ * expiry thread (one per memory backend, started here): every 100 ms it
+ * spends at most 25 ms removing expired entries nobody reads, a few dozen
+ * buckets per lock hold (Redis's active expiry cycle), so they are gone
+ * within about 2 s of expiring. An eviction removes the least recently used
+ * entry, expired or not. get takes no lock: it reads in an epoch section and
+ * records the access in the entry; writers apply it to the recency order.
  * The store is split into 64 shards with a lock each, so threads working on
  * different keys rarely wait for each other.
  */
@@ -243,7 +248,9 @@ NORI_EXPORT int nori_redis_backend_new(const char *url, nori_backend **out);
 NORI_EXPORT int nori_backend_from_env(nori_backend **out);
 
 /* Frees the backend and everything it holds. NULL-safe. No call on the same
- * handle may be running or follow. */
+ * handle may be running or follow. Memory backend: also stops its expiry
+ * thread (signals it and joins it; a cycle in progress ends within its
+ * 25 ms budget). */
 NORI_EXPORT void nori_backend_free(nori_backend *b);
 
 /* The backend's kind: "memory" or "redis". Static string. */
