@@ -105,6 +105,15 @@ uint64_t nori__epoch_now(void)
     return atomic_load_explicit(&global_epoch, memory_order_seq_cst);
 }
 
+bool nori__epoch_any_reader(void)
+{
+    for (epoch_slot *s = atomic_load_explicit(&slots, memory_order_acquire); s != NULL;
+         s = s->next)
+        if (atomic_load_explicit(&s->active, memory_order_seq_cst) != 0)
+            return true;
+    return false;
+}
+
 uint64_t nori__epoch_safe(void)
 {
     atomic_fetch_add_explicit(&global_epoch, 1, memory_order_seq_cst);

@@ -32,6 +32,14 @@ unsigned nori__epoch_slot_index(void);
 /* The current global epoch: the tag of an object unlinked just before. */
 uint64_t nori__epoch_now(void);
 
+/*
+ * Whether any thread is in a read section now. A writer that unlinked an
+ * object with a seq_cst store and then finds no reader may free it at once:
+ * a reader that enters later sees the unlink (its entry is a seq_cst
+ * exchange, after this load in the single total order).
+ */
+bool nori__epoch_any_reader(void);
+
 /* Advances the global epoch and returns the oldest epoch a reader still in
  * a section may hold (UINT64_MAX when none is): an object tagged t may be
  * freed when t < the result. */

@@ -370,9 +370,16 @@ static inline uint64_t entry_hash(const mem_backend *mb, const mem_entry *e)
 
 /* ---- reclamation ---- */
 
-/* Puts an unlinked entry aside until no reader can hold it. */
+/* Frees an unlinked entry at once when no reader is in a read section (the
+ * common case without concurrent gets: the entry is still in cache), else
+ * puts it aside until no reader can hold it. The unlink was a seq_cst
+ * store (see nori__epoch_any_reader()). */
 static void do_retire(mem_shard *s, mem_entry *e)
 {
+    if (!nori__epoch_any_reader()) {
+        entry_free(s->mb, e);
+        return;
+    }
     e->retired_at = nori__epoch_now();
     e->lru_next = s->limbo;
     s->limbo = e;
@@ -635,7 +642,8 @@ static void do_remove(mem_shard *s, mem_link *l)
 {
     mem_entry *e = link_get(l);
     bool was_tail = s->lru_tail == e;
-    atomic_store_explicit(l, link_get(&e->hnext), memory_order_release);
+    /* seq_cst: ordered before do_retire()'s look at the readers */
+    atomic_store_explicit(l, link_get(&e->hnext), memory_order_seq_cst);
     lru_unlink(s, e);
     size_t charge = entry_charge(e);
     SHARD_ADD(s->count, -1);
@@ -820,7 +828,7 @@ static void do_replace(mem_shard *s, mem_link *l, mem_entry *e, uint64_t stamp)
     bool was_tail = s->lru_tail == old;
     atomic_store_explicit(&e->stamp, stamp, memory_order_relaxed);
     atomic_store_explicit(&e->hnext, link_get(&old->hnext), memory_order_relaxed);
-    atomic_store_explicit(l, e, memory_order_release);
+    atomic_store_explicit(l, e, memory_order_seq_cst); /* see do_remove() */
     lru_unlink(s, old);
     lru_link_before(s, e, s->lru_head);
     SHARD_ADD(s->bytes, entry_charge(e) - entry_charge(old));
