@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The memory backend of this tree next to an earlier revision, same run:
-# set-heavy eviction (100k keys into max_keys 10000) and the get/mixed
-# sections, each binary run once per round, alternating, best of ROUNDS.
+# set-heavy eviction (100k keys into max_keys 10000), each binary run once
+# per round, alternating, best of ROUNDS.
 # Usage: bench/memory_before_after.sh BUILD_DIR [ROUNDS] [REV]
 #   REV default 7f8384f (main before the lock-free read path and the byte
 #   bound). The old revision is built from `git archive` in a temporary
