@@ -105,11 +105,18 @@ uint64_t nori__epoch_now(void)
     return atomic_load_explicit(&global_epoch, memory_order_seq_cst);
 }
 
+/* Looking costs a cache miss per slot of a thread that reads: with more
+ * slots than this the answer is "yes" without looking (the caller then
+ * defers the free, which is always correct). */
+#define ANY_READER_MAX_SLOTS 8
+
 bool nori__epoch_any_reader(void)
 {
+    int n = 0;
     for (epoch_slot *s = atomic_load_explicit(&slots, memory_order_acquire); s != NULL;
          s = s->next)
-        if (atomic_load_explicit(&s->active, memory_order_seq_cst) != 0)
+        if (++n > ANY_READER_MAX_SLOTS ||
+            atomic_load_explicit(&s->active, memory_order_seq_cst) != 0)
             return true;
     return false;
 }

@@ -38,7 +38,7 @@ uint64_t nori__epoch_now(void);
  * a reader that enters later sees the unlink (its entry is a seq_cst
  * exchange, after this load in the single total order).
  */
-bool nori__epoch_any_reader(void);
+bool nori__epoch_any_reader(void); /* "true" without looking past 8 slots */
 
 /* Advances the global epoch and returns the oldest epoch a reader still in
  * a section may hold (UINT64_MAX when none is): an object tagged t may be
