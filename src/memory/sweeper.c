@@ -44,7 +44,10 @@
 #define SWEEP_BUDGET_US 25000
 #define SWEEP_CHUNK 32
 #define SWEEP_STALE_PERCENT 10
-#define SWEEP_TRIM_BYTES ((size_t)4 * 1024 * 1024)
+#ifndef NORI_MEMORY_TRIM_BYTES /* -D to measure other choices (docs/BENCHMARKS.md) */
+#define NORI_MEMORY_TRIM_BYTES ((size_t)4 * 1024 * 1024)
+#endif
+#define SWEEP_TRIM_BYTES ((size_t)NORI_MEMORY_TRIM_BYTES)
 
 static int64_t mono_us(void)
 {
