@@ -18,9 +18,12 @@
  * per cycle.
  *
  * Memory: freed entries go back to malloc; glibc keeps freed memory in its
- * arenas, so after a cycle that freed SWEEP_TRIM_BYTES or more the sweeper
+ * arenas, so after cycles that freed SWEEP_TRIM_BYTES (64 MiB), and after
+ * the first cycle that frees nothing following such frees, the sweeper
  * calls malloc_trim(0), which returns the free pages of every arena to the
- * system (docs/BENCHMARKS.md has the measurement that made this the choice).
+ * system (docs/BENCHMARKS.md has the measurement that made this the choice:
+ * without it 1M expired entries left 64 MiB resident). Entries of 16 KiB and
+ * more have pages of their own and go back when unmapped (entry.c).
  *
  * Stopping: nori_backend_free() sets sweep_stop under sweep_lock, signals
  * the condition the thread waits on between cycles, and joins it. A cycle
@@ -44,8 +47,8 @@
 #define SWEEP_BUDGET_US 25000
 #define SWEEP_CHUNK 32
 #define SWEEP_STALE_PERCENT 10
-#ifndef NORI_MEMORY_TRIM_BYTES /* -D to measure other choices (docs/BENCHMARKS.md) */
-#define NORI_MEMORY_TRIM_BYTES ((size_t)4 * 1024 * 1024)
+#ifndef NORI_MEMORY_TRIM_BYTES /* -D to measure other choices; 0: never (docs/BENCHMARKS.md) */
+#define NORI_MEMORY_TRIM_BYTES (64 * 1024 * 1024)
 #endif
 #define SWEEP_TRIM_BYTES ((size_t)NORI_MEMORY_TRIM_BYTES)
 
@@ -94,10 +97,17 @@ size_t nori__mem_sweep_cycle(mem_backend *mb, int64_t budget_us, bool full)
 out:
     atomic_fetch_add_explicit(&mb->sweep_cycles, 1, memory_order_relaxed);
     mb->freed_since_trim += freed;
-    if (mb->freed_since_trim >= SWEEP_TRIM_BYTES) {
+    /* Trim every SWEEP_TRIM_BYTES freed (not more often: malloc_trim walks
+     * every arena's free chunks, tens of milliseconds on a large heap), and
+     * once more when a burst of expiry is over (this cycle removed nothing),
+     * so that the tail of the burst and the bucket arrays shrunk with it go
+     * back too. */
+#if NORI_MEMORY_TRIM_BYTES
+    if (mb->freed_since_trim >= SWEEP_TRIM_BYTES || (removed == 0 && mb->freed_since_trim > 0)) {
         mb->freed_since_trim = 0;
         malloc_trim(0);
     }
+#endif
     return removed;
 }
 
