@@ -2,7 +2,8 @@
  * The in-process memory backend: an LRU cache bounded in entries and in
  * bytes, split into shards, each a chained hash table plus an intrusive
  * doubly-linked recency list. Writers take the shard's lock; readers take
- * no lock and write nothing another thread reads on its own hot path.
+ * no lock, and the only shared memory a read writes is the stamp of the
+ * entry it read (see docs/BENCHMARKS.md for what that still costs).
  *
  * Why this shape:
  *  - One allocation per entry (header, key and value together) keeps a lookup
@@ -17,12 +18,12 @@
  *    list (that would write the neighbours and the list head, the shared
  *    lines that made two threads slower than one). Before an eviction picks
  *    the shard's tail, the writer moves every touched entry it meets at the
- *    tail to its place by stamp (nori__mem_do_oldest()). Invariant: every entry in
- *    front of an untouched entry u has a stamp >= u's, so once the tail is
- *    untouched it holds the oldest stamp of the shard. Each shard publishes
- *    that stamp, so the evicting thread finds the globally oldest entry
- *    without taking every lock; a touch only raises a shard's true minimum,
- *    so a published stamp is never newer than it.
+ *    tail to its place by stamp (table.c, nori__mem_do_oldest()). Invariant:
+ *    every entry in front of an untouched entry u has a stamp >= u's, so once
+ *    the tail is untouched it holds the oldest stamp of the shard. Each
+ *    shard publishes that stamp, so the evicting thread finds the globally
+ *    oldest entry without taking every lock; a touch only raises a shard's
+ *    true minimum, so a published stamp is never newer than it.
  *  - Both bounds are exact: room (a place, and bytes) is taken by compare-
  *    and-swap only while it is below the bound, before an entry is linked;
  *    a write that finds no room evicts first. A thread that waits for room
@@ -42,9 +43,9 @@
  * the lock-free reads), sweeper.c (active expiry); internal.h holds the
  * types and the inline accessors the read path uses.
  *
- * What holds under concurrency: both bounds, at every moment; progress of
- * every call (no livelock); a get returns a value that was stored under its
- * key during the call; "the victim is the entry with the oldest stamp" at
+ * What holds under concurrency: both bounds, at every moment; no livelock
+ * (a thread waiting for room holds none, so some write always completes);
+ * a get returns the value the key had at some instant during the call; "the victim is the entry with the oldest stamp" at
  * the moment it is chosen, among the shards whose lock is free (trylock;
  * when every shard holding entries is busy, the evicting thread waits for
  * the oldest one). Two accesses from different threads within the same
