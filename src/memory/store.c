@@ -45,8 +45,9 @@
  *
  * What holds under concurrency: both bounds, at every moment; no livelock
  * (a thread waiting for room holds none, so some write always completes);
- * a get returns the value the key had at some instant during the call; "the victim is the entry with the oldest stamp" at
- * the moment it is chosen, among the shards whose lock is free (trylock;
+ * a get returns the value the key had at some instant during the call;
+ * "the victim is the entry with the oldest stamp" at the moment it is
+ * chosen, among the shards whose lock is free (trylock;
  * when every shard holding entries is busy, the evicting thread waits for
  * the oldest one). Two accesses from different threads within the same
  * instant may be ordered either way, and a read racing with an eviction may
