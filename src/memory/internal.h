@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/types.h>
 
 /* A power of two; see store.c for why 64. */
 #define NSHARDS 64
@@ -106,6 +107,7 @@ struct mem_backend {
     /* The active expiry thread (sweeper.c). */
     pthread_t sweeper;
     bool has_sweeper;
+    pid_t sweeper_pid;             /* the process the thread runs in (fork) */
     pthread_mutex_t sweep_lock;
     pthread_cond_t sweep_cond;
     bool sweep_stop;               /* under sweep_lock */
