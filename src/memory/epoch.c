@@ -38,9 +38,21 @@ static void release_slot(void *p)
     atomic_store_explicit(&s->in_use, 0, memory_order_release);
 }
 
+/* In a forked child only the forking thread exists: the other threads'
+ * slots would stay "in a read section" forever and hold every retired
+ * entry; they are released. */
+static void forget_other_threads(void)
+{
+    for (epoch_slot *s = atomic_load_explicit(&slots, memory_order_acquire); s != NULL;
+         s = s->next)
+        if (s != my_slot)
+            release_slot(s);
+}
+
 static void make_key(void)
 {
     (void)pthread_key_create(&slot_key, release_slot);
+    (void)pthread_atfork(NULL, NULL, forget_other_threads);
 }
 
 static epoch_slot *acquire_slot(void)
