@@ -14,15 +14,26 @@
 
 /* ---- reclamation ---- */
 
+/* After finding a reader active, this many retires on the thread go to
+ * the limbo without looking again: looking reads the readers' slot lines,
+ * which costs them a cache miss on their next get. */
+#define RETIRE_SKIP_LOOKS 64
+
+static _Thread_local unsigned retire_skip;
+
 /* Frees an unlinked entry at once when no reader is in a read section (the
  * common case without concurrent gets: the entry is still in cache), else
  * puts it aside until no reader can hold it. The unlink was a seq_cst
  * store (see nori__epoch_any_reader()). */
 static void do_retire(mem_shard *s, mem_entry *e)
 {
-    if (!nori__epoch_any_reader()) {
+    if (retire_skip > 0) {
+        retire_skip--;
+    } else if (!nori__epoch_any_reader()) {
         nori__mem_entry_free(s->mb, e);
         return;
+    } else {
+        retire_skip = RETIRE_SKIP_LOOKS;
     }
     e->retired_at = nori__epoch_now();
     e->lru_next = s->limbo;
