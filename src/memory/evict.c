@@ -51,13 +51,13 @@ static bool try_take_room(mem_backend *mb, size_t places, size_t bytes)
 }
 
 /* Evicts e (the oldest entry), counted as expired when it had expired. */
-static void do_evict(mem_shard *s, mem_entry *e)
+static size_t do_evict(mem_shard *s, mem_entry *e)
 {
     if (is_expired(e, nori__now_coarse_ms()))
         SHARD_ADD(s->expired, 1);
     else
         SHARD_ADD(s->evictions, 1);
-    nori__mem_do_remove_entry(s, e);
+    return nori__mem_do_remove_entry(s, e);
 }
 
 /* The shard whose published tail stamp is the oldest, skipping the shards
@@ -84,14 +84,15 @@ static int oldest_tail(const mem_backend *mb, uint64_t skip, uint64_t *stamp)
  * `expected`, if that is still its oldest. Otherwise republishes (a reader
  * touched it: the shard's oldest stamp is newer now) and returns false.
  */
-static bool do_evict_if_oldest(mem_shard *v, uint64_t expected)
+static bool do_evict_if_oldest(mem_shard *v, uint64_t expected, room *freed)
 {
     mem_entry *e = nori__mem_do_oldest(v, NULL);
     if (e == NULL || stamp_of(e) != expected) {
         nori__mem_do_publish_tail(v);
         return false;
     }
-    do_evict(v, e);
+    freed->places++;
+    freed->bytes += do_evict(v, e);
     return true;
 }
 
@@ -127,8 +128,10 @@ bool nori__mem_evict_one(mem_backend *mb)
                 continue;
             }
         }
-        bool done = do_evict_if_oldest(v, oldest);
+        room freed = {0, 0};
+        bool done = do_evict_if_oldest(v, oldest, &freed);
         shard_unlock(v);
+        nori__mem_give_back(mb, freed.places, freed.bytes);
         if (done)
             return true;
     }
@@ -167,25 +170,37 @@ bool nori__mem_make_room_locked(mem_backend *mb, mem_shard *s, const mem_entry *
 {
     int own = (int)(s - mb->shards);
     uint64_t busy = 0;
-    while (!try_take_room(mb, places, bytes)) {
+    /* The room of the entries this call evicts stays counted and serves the
+     * request first (no give-back and take-again of the counters). */
+    room got = {0, 0};
+    for (;;) {
+        size_t need_p = places > got.places ? places - got.places : 0;
+        size_t need_b = bytes > got.bytes ? bytes - got.bytes : 0;
+        if ((need_p == 0 && need_b == 0) || try_take_room(mb, need_p, need_b)) {
+            nori__mem_give_back(mb, got.places > places ? got.places - places : 0,
+                                got.bytes > bytes ? got.bytes - bytes : 0);
+            return true;
+        }
         mem_entry *mine = nori__mem_do_oldest(s, keep);
         uint64_t other;
         int idx = oldest_tail(mb, busy | ((uint64_t)1 << own), &other);
         if (mine != NULL && (idx < 0 || stamp_of(mine) <= other)) {
-            do_evict(s, mine);
+            got.places++;
+            got.bytes += do_evict(s, mine);
             continue;
         }
-        if (idx < 0)
+        if (idx < 0) {
+            nori__mem_give_back(mb, got.places, got.bytes);
             return false;
+        }
         mem_shard *v = &mb->shards[idx];
         if (pthread_mutex_trylock(&v->lock) != 0) {
             busy |= (uint64_t)1 << idx;
             continue;
         }
-        (void)do_evict_if_oldest(v, other);
+        (void)do_evict_if_oldest(v, other, &got);
         shard_unlock(v);
     }
-    return true;
 }
 
 /*

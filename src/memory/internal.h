@@ -320,7 +320,11 @@ mem_table *nori__mem_table_new(size_t nbuckets);
 mem_link *nori__mem_do_find_link(mem_shard *s, const char *key, size_t klen, uint64_t hash);
 void nori__mem_do_maybe_shrink(mem_shard *s);
 void nori__mem_do_remove(mem_shard *s, mem_link *l);
-void nori__mem_do_remove_entry(mem_shard *s, mem_entry *e);
+/* As nori__mem_do_remove(), but the room (one place, the bytes returned)
+ * stays counted: it now belongs to the caller, who gives it back or uses it. */
+size_t nori__mem_do_remove_keep_room(mem_shard *s, mem_link *l);
+/* Removes e (known to be linked), keeping its room as above. */
+size_t nori__mem_do_remove_entry(mem_shard *s, mem_entry *e);
 void nori__mem_do_insert(mem_shard *s, mem_entry *e, uint64_t hash, uint64_t stamp);
 void nori__mem_do_replace(mem_shard *s, mem_link *l, mem_entry *e, uint64_t stamp);
 void nori__mem_do_delete_prefix(mem_shard *s, const char *prefix, size_t plen);

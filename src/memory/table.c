@@ -234,6 +234,11 @@ void nori__mem_do_maybe_shrink(mem_shard *s)
  * back and retires it. */
 void nori__mem_do_remove(mem_shard *s, mem_link *l)
 {
+    nori__mem_give_back(s->mb, 1, nori__mem_do_remove_keep_room(s, l));
+}
+
+size_t nori__mem_do_remove_keep_room(mem_shard *s, mem_link *l)
+{
     mem_entry *e = link_get(l);
     bool was_tail = s->lru_tail == e;
     /* seq_cst: ordered before do_retire()'s look at the readers */
@@ -242,20 +247,20 @@ void nori__mem_do_remove(mem_shard *s, mem_link *l)
     size_t charge = entry_charge(e);
     SHARD_ADD(s->count, -1);
     SHARD_ADD(s->bytes, -charge);
-    nori__mem_give_back(s->mb, 1, charge);
     if (was_tail)
         nori__mem_do_publish_tail(s);
     do_retire(s, e);
+    return charge;
 }
 
 /* Removes e, found by walking its bucket (e is known to be linked). */
-void nori__mem_do_remove_entry(mem_shard *s, mem_entry *e)
+size_t nori__mem_do_remove_entry(mem_shard *s, mem_entry *e)
 {
     mem_table *t = do_table(s);
     mem_link *l = &t->b[entry_hash(s->mb, e) & t->mask];
     while (link_get(l) != e)
         l = &link_get(l)->hnext;
-    nori__mem_do_remove(s, l);
+    return nori__mem_do_remove_keep_room(s, l);
 }
 
 /* Links a new key's entry in (its room is taken) as the most recently used. */
