@@ -573,10 +573,10 @@ static int mem_atomic_update(nori_backend *b, const char *key, size_t klen, nori
     return rc;
 }
 
-
 /* ---- leases: add (set if absent) and delete_if_equal ---- */
 
 typedef struct {
+    mem_backend *mb;
     const char *key;
     size_t klen;
     const void *val;
@@ -589,7 +589,7 @@ static int decide_add(const mem_entry *cur, mem_entry **next, void *ctx)
     add_ctx *c = ctx;
     if (cur != NULL)
         return NORI_EABORT; /* present: nothing written */
-    *next = entry_new(c->key, c->klen, c->val, c->len, c->expires_ms);
+    *next = nori__mem_entry_new(c->mb, c->key, c->klen, c->val, c->len, c->expires_ms);
     return *next != NULL ? NORI_OK : NORI_ENOMEM;
 }
 
@@ -601,7 +601,7 @@ static int mem_add(nori_backend *b, const char *key, size_t klen, const void *va
     if (rc != NORI_OK)
         return rc;
     int64_t now = nori__now_ms();
-    add_ctx c = {key, klen, val, len, now + ttl_ms};
+    add_ctx c = {mb, key, klen, val, len, now + ttl_ms};
     rc = read_decide_write(mb, key, klen, hash_key(mb->seed, key, klen), now, decide_add, &c,
                            true);
     *added = rc == NORI_OK;
@@ -622,7 +622,7 @@ static int mem_delete_if_equal(nori_backend *b, const char *key, size_t klen, co
     mem_entry *e = l != NULL ? link_get(l) : NULL;
     bool equal = e != NULL && e->vlen == len && memcmp(entry_value(e), val, len) == 0;
     if (equal)
-        do_remove(s, l);
+        nori__mem_do_remove(s, l);
     shard_unlock(s);
     *deleted = equal;
     return NORI_OK;
