@@ -141,6 +141,13 @@
  * and reads also accept the older {"body": "<utf-8 text>", ...}. An entry that
  * cannot be decoded (malformed JSON, wrong types, bad base64) is a miss,
  * counted in `errors`, and is overwritten by the fresh response.
+ * Decoded-entry memo: each cache keeps up to 4 MiB of JSON entries it has
+ * decoded (256 slots by key; an entry over 512 KiB is not kept). Every hit
+ * still reads the backend (the near cache or Redis stays the source of
+ * truth); the memo is used only when the key and the raw bytes just read
+ * are identical to those it decoded, so a value another client rewrote is
+ * decoded afresh. Decoding is a function of the bytes alone, so a memo hit
+ * gives exactly the response a decode would.
  *
  * Thread safety: a nori_http_cache may be used by any number of threads at
  * once; nori_http_cache_free() must not run concurrently with other use.
