@@ -95,7 +95,10 @@
  *    On a response from the cache, If-None-Match ("*", a list, weak
  *    comparison) that matches, or else If-Modified-Since not before
  *    Last-Modified, gives 304 Not Modified: no body, and only the headers RFC
- *    9110 15.4.5 names (ETag, Cache-Control, Vary, ...) plus Age.
+ *    9110 15.4.5 names (ETag, Cache-Control, Vary, ...) plus Age, and
+ *    `Content-Length` holding the length of the 200's body (RFC 9110 8.6
+ *    allows only that value on a 304). An adapter sends it as that number
+ *    and sends no body; the libmicrohttpd adapter does (nori/mhd.h).
  *  - A route with vary_on sends `Vary: <its vary_on names>` on every GET and
  *    HEAD answer.
  *  - Invalidation (RFC 9111 4.4): a 2xx or 3xx answer to POST, PUT, PATCH or
