@@ -341,8 +341,9 @@ static void expect_served(fixture *f, const char *path, const char *want, const 
             if (old == NULL || !f->near)
                 print_error("%s: got %.*s, want %s\n", path, (int)r.body_len, r.body, want);
             assert_true(old != NULL && f->near && i < 3000);
-            assert_int_equal(r.body_len, strlen(old));
-            assert_memory_equal(r.body, old, r.body_len);
+            const char *o = old != NULL ? old : "";
+            assert_int_equal(r.body_len, strlen(o));
+            assert_memory_equal(r.body, o, r.body_len);
         }
         nori_http_response_clear(&r);
         if (is_want)
