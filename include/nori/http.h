@@ -451,6 +451,11 @@ typedef struct {
     uint64_t refreshes_dropped; /* background refreshes not queued (queue full, no memory) */
     uint64_t not_modified;     /* 304 answers */
     uint64_t invalidations;    /* prefix deletions after a successful write */
+    /* Decoded-entry memo (JSON entries, i.e. Redis): reads answered by
+     * copying an earlier decode of the same key and bytes, and the bytes it
+     * holds now (at most 4 MiB). */
+    uint64_t memo_hits;
+    uint64_t memo_bytes;
 } nori_http_cache_stats;
 
 /* Copies the counters to *out. NULL arguments are ignored. Thread-safe. */

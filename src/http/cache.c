@@ -199,6 +199,10 @@ void nori_http_cache_get_stats(const nori_http_cache *c, nori_http_cache_stats *
     out->refreshes_dropped = LOAD(refreshes_dropped);
     out->not_modified = LOAD(not_modified);
     out->invalidations = LOAD(invalidations);
+    nori__memo_stats ms;
+    nori__memo_get_stats(c->memo, &ms);
+    out->memo_hits = ms.hits;
+    out->memo_bytes = ms.bytes;
 }
 
 static void count(_Atomic uint64_t *counter)

@@ -369,6 +369,11 @@ static void test_cache_other_client(void **state)
     expect_served(f, "/page", h, NULL);
     expect_served(f, "/page", h, NULL);
     assert_true(stats(m).hits >= hits0 + 2); /* the memo is in use */
+    nori_http_cache_stats cs;
+    nori_http_cache_get_stats(f->c, &cs);
+    assert_int_equal(cs.memo_hits, stats(m).hits);
+    assert_int_equal(cs.memo_bytes, stats(m).bytes);
+    assert_true(cs.memo_bytes > 0);
 
     /* Another client rewrites the entry in Redis. */
     char key[NORI_MAX_KEY_LEN + 1], key2[NORI_MAX_KEY_LEN + 1];
