@@ -112,14 +112,6 @@ static enum MHD_Result queue_text(struct MHD_Connection *con, unsigned status, c
     return r;
 }
 
-/*
- * Builds the MHD response for resp (taking its body block over). Returns
- * NULL on allocation failure, and also when MHD refuses a header of a
- * response that came from the cache (*refused set): a hit must be sent
- * exactly as stored or not at all, so the caller serves it again as a miss.
- * On the handler's own response a refused header (CR/LF in the value) is
- * dropped, as before.
- */
 /* Never called: MHD sends no content with a 304 (it only announces the
  * length). Should a later MHD ask, the connection is closed rather than
  * sending bytes a client would read as the next response. */
@@ -147,6 +139,14 @@ static int64_t length_304(const nori_http_response *resp)
     return *v == '\0' ? n : -1;
 }
 
+/*
+ * Builds the MHD response for resp (taking its body block over). Returns
+ * NULL on allocation failure, and also when MHD refuses a header of a
+ * response that came from the cache (*refused set): a hit must be sent
+ * exactly as stored or not at all, so the caller serves it again as a miss.
+ * On the handler's own response a refused header (CR/LF in the value) is
+ * dropped, as before.
+ */
 static struct MHD_Response *build(nori_http_response *resp, const char *x_cache,
                                   int *refused)
 {
