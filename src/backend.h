@@ -45,6 +45,18 @@ typedef struct nori_backend_ops {
     void (*stats)(nori_backend *b, nori_backend_stats *out);
     /* Frees the backend's own state and the struct itself. */
     void (*destroy)(nori_backend *b);
+    /*
+     * Optional bulk calls (NULL: backend.c loops over get/set/del). backend.c
+     * has checked every key and value: entries with klens[i] == 0 already
+     * hold their error and must be left alone; every other entry must get
+     * its result (get_many: rc and value). n >= 1.
+     */
+    void (*get_many)(nori_backend *b, size_t n, const char *const *keys, const size_t *klens,
+                     nori_get_result *results);
+    void (*set_many)(nori_backend *b, size_t n, const nori_set_item *items,
+                     const size_t *klens, int *results);
+    void (*delete_many)(nori_backend *b, size_t n, const char *const *keys,
+                        const size_t *klens, int *results);
 } nori_backend_ops;
 
 struct nori_backend {

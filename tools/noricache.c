@@ -28,6 +28,8 @@ static const char USAGE[] =
     "\n"
     "Commands:\n"
     "  get KEY                  print the value, raw bytes, no newline added\n"
+    "  get-many KEY...          one line \"KEY<TAB>VALUE\" per key found, in order, in one\n"
+    "                           call (Redis: one round trip); exit 1 if any key is missing\n"
     "  set KEY VALUE [--ttl N]  store VALUE; N seconds to live (default 0 = no expiry);\n"
     "                           VALUE \"-\" reads the value from stdin up to EOF, byte\n"
     "                           for byte (NULs too), at most the value limit\n"
@@ -45,7 +47,8 @@ static const char USAGE[] =
     "  CACHE_BACKEND   memory | redis (default memory; memory lives only as long as\n"
     "                  this process)\n"
     "  REDIS_URL       redis://[[user]:password@]host[:port][/db][?timeout_ms=N&...]\n"
-    "                  or unix:///path.sock[?db=N] (default redis://localhost:6379)\n"
+    "                  or unix:///path.sock[?db=N&user=U&password=P]\n"
+    "                  (default redis://localhost:6379)\n"
     "  CACHE_MAX_KEYS, CACHE_MAX_VALUE_BYTES\n"
     "\n"
     "Exit status:\n"
@@ -285,6 +288,58 @@ static int run(nori_backend *b, const char *cmd, const args *a)
     return EXIT_OK;
 }
 
+/* noricache get-many KEY...: nori_backend_get_many, a line per key found. */
+static int get_many_main(int nkeys, char **keys)
+{
+    if (nkeys > 0 && strcmp(keys[0], "--") == 0)
+        keys++, nkeys--;
+    if (nkeys == 0)
+        return usage_error("%s: missing argument", "get-many");
+    if (nkeys > NORI_MAX_BULK)
+        return usage_error("%s: too many keys (at most 10000)", "get-many");
+    for (int i = 0; i < nkeys; i++)
+        if (keys[i][0] == '\0')
+            return usage_error("%s: a key is empty", "get-many");
+    nori_backend *b;
+    int rc = nori_backend_from_env(&b);
+    if (rc != NORI_OK) {
+        fprintf(stderr, "noricache: configuration: %s: %s\n", nori_strerror(rc),
+                nori_last_error());
+        return EXIT_BACKEND;
+    }
+    nori_get_result *res = calloc((size_t)nkeys, sizeof *res);
+    if (res == NULL) {
+        nori_backend_free(b);
+        fputs("noricache: get-many: out of memory\n", stderr);
+        return EXIT_BACKEND;
+    }
+    rc = nori_backend_get_many(b, (const char *const *)keys, (size_t)nkeys, res);
+    int status = rc == NORI_OK ? EXIT_OK : backend_error("get-many", rc);
+    bool missed = false;
+    for (int i = 0; i < nkeys && status == EXIT_OK; i++) {
+        if (res[i].rc == NORI_MISS) {
+            missed = true;
+            continue;
+        }
+        if (fprintf(stdout, "%s\t", keys[i]) < 0 ||
+            fwrite(res[i].value.data, 1, res[i].value.len, stdout) < res[i].value.len ||
+            fputc('\n', stdout) == EOF) {
+            perror("noricache: stdout");
+            status = EXIT_BACKEND;
+        }
+    }
+    if (status == EXIT_OK && missed)
+        status = EXIT_MISS;
+    nori_get_results_free(res, (size_t)nkeys);
+    free(res);
+    nori_backend_free(b);
+    if (fflush(stdout) != 0) {
+        perror("noricache: stdout");
+        return EXIT_BACKEND;
+    }
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     /* A closed stdout (noricache get k | head -c1) is a write error, not a
@@ -304,6 +359,8 @@ int main(int argc, char **argv)
         printf("noricache %s\n", nori_version());
         return EXIT_OK;
     }
+    if (strcmp(cmd, "get-many") == 0)
+        return get_many_main(argc - 2, argv + 2);
     args a;
     int rc = parse_args(argc, argv, 2, &a);
     if (rc != 0)

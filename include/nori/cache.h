@@ -155,8 +155,13 @@ typedef struct nori_backend nori_backend;
  * free (an atomic_update callback running on the oldest key's shard does not
  * stall an insert), and two accesses from different threads in the same
  * instant may count in either order.
- * Expired entries are removed when a read finds them; an eviction removes
- * the least recently used entry, expired or not.
+ * Expired entries are removed when a read finds them, and by the backend's
+ * expiry thread (one per memory backend, started here): every 100 ms it
+ * spends at most 25 ms removing expired entries nobody reads, a few dozen
+ * buckets per lock hold (Redis's active expiry cycle), so they are gone
+ * within about 2 s of expiring. An eviction removes the least recently used
+ * entry, expired or not. get takes no lock: it reads in an epoch section and
+ * records the access in the entry; writers apply it to the recency order.
  * The store is split into 64 shards with a lock each, so threads working on
  * different keys rarely wait for each other.
  */
@@ -197,10 +202,15 @@ NORI_EXPORT size_t nori_memory_entry_bytes(size_t key_len, size_t value_len, int
  * URL forms:
  *   redis://[[user]:password@]host[:port][/db][?option=value&...]
  *       host: a name, an IPv4 address or [IPv6]; port default 6379; db
- *       default 0. user and password may be percent-encoded (%40 for '@').
+ *       default 0. user and password may be percent-encoded (%40 for '@',
+ *       %2F for '/', %3F for '?', %23 for '#'; an unencoded '/', '?' or '#'
+ *       in them is refused with a message that says so).
  *       With a password the backend sends AUTH password (AUTH user password
  *       when a user is given) on every new connection; with db != 0, SELECT.
- *   unix:///path/to.sock[?db=N&option=value&...]
+ *   redis://password@host...  (no ':' before the '@': the whole userinfo is
+ *       the password, as Lettuce reads it; a user name needs user:password)
+ *   unix:///path/to.sock[?db=N&user=U&password=P&option=value&...]
+ *       (redis-py's form; user needs password; both percent-decoded)
  * Options (query string):
  *   connect_timeout_ms  bound on establishing a connection (default 1000)
  *   timeout_ms          bound on each round trip, from sending the command
@@ -211,10 +221,10 @@ NORI_EXPORT size_t nori_memory_entry_bytes(size_t key_len, size_t value_len, int
  *   circuit_cooldown_ms how long the breaker stays open (default 2000)
  * rediss:// (TLS: hiredis 0.14 has none), any other scheme, an unknown option
  * or a malformed URL is NORI_EINVAL, with the URL shown with its password
- * replaced by "***".
+ * replaced by "***". No message of the library ever shows a password.
  *
  * Connects lazily: the URL is validated here, the first connection is made
- * by the first call that needs one. Use nori_backend_verify() (a PING) to
+ * by the first call that needs one. Use nori_backend_verify() (INFO server) to
  * check reachability.
  *
  * Connections: a pool. Each call borrows one connection for its duration (a
@@ -289,7 +299,9 @@ NORI_EXPORT int nori_redis_backend_new(const char *url, nori_backend **out);
 NORI_EXPORT int nori_backend_from_env(nori_backend **out);
 
 /* Frees the backend and everything it holds. NULL-safe. No call on the same
- * handle may be running or follow. */
+ * handle may be running or follow. Memory backend: also stops its expiry
+ * thread (signals it and joins it; a cycle in progress ends within its
+ * 25 ms budget). */
 NORI_EXPORT void nori_backend_free(nori_backend *b);
 
 /* The backend's kind: "memory" or "redis". Static string. */
@@ -407,6 +419,16 @@ typedef int (*nori_update_fn)(const nori_buf *current, nori_buf *next, void *ud)
  * backends whose callbacks call each other from two threads can deadlock
  * (A's lock then B's against B's then A's). Redis backend: fn may run more than
  * once under contention (WATCH/MULTI/EXEC retry), so it must be idempotent.
+ * Memory backend details: a call from fn into the same backend (directly, or
+ * through the callback of another backend's atomic_update) is refused with
+ * NORI_EINVAL instead of deadlocking; nori_backend_get_stats() takes no lock
+ * and may be called from fn. A value over the byte bound is NORI_ETOOBIG
+ * after fn ran. When room for the new value has to be made while every
+ * other shard holding entries is locked by other threads, the write waits
+ * for room without the lock and then goes in only if the key did not change
+ * meanwhile; if it did, NORI_ENOMEM with nothing written (fn is not run
+ * again). A slow fn also delays other writes to keys of the same shard (one
+ * of 64), never an insert elsewhere: eviction skips a locked shard.
  */
 NORI_EXPORT int nori_backend_atomic_update(nori_backend *b, const char *key,
                                            nori_update_fn fn, void *ud, int64_t ttl,
@@ -526,6 +548,68 @@ typedef struct {
 
 /* Counters of b's near cache. NORI_EINVAL when b has none. */
 NORI_EXPORT int nori_backend_get_near_stats(nori_backend *b, nori_near_stats *out);
+
+/* ------------------------------------------------------------------------ */
+/* Bulk calls: many keys, one round trip                                    */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Conventions of the three bulk calls below:
+ *  - n keys (1 .. NORI_MAX_BULK; n == 0 is NORI_OK and does nothing); each
+ *    key gets its own result code, in order, checked and executed as the
+ *    single-key call would: a bad key (NULL, empty, too long) or a bad
+ *    value fails that key only, the others go ahead.
+ *  - The call returns NORI_OK when every key succeeded (for get_many: NORI_OK
+ *    or NORI_MISS), else the code of the first key that failed, which
+ *    nori_last_error() describes. A bad call itself (b NULL, keys/items or
+ *    results NULL with n > 0, n > NORI_MAX_BULK) is NORI_EINVAL with every
+ *    given result set to NORI_EINVAL and nothing done.
+ *  - Redis (single node): the valid keys go in one round trip (a pipeline of
+ *    GETs or SETs, one UNLINK of all keys), bounded as a whole by
+ *    timeout_ms; an I/O error or timeout fails every key of the round trip,
+ *    with the outcome of writes unknown (see nori_redis_backend_new).
+ *  - Memory, and a Redis backend with a near cache (so that every key goes
+ *    through the local copy and own writes drop it): a loop over the
+ *    single-key operations;
+ *    the calls are not atomic as a group on either backend.
+ */
+#define NORI_MAX_BULK 10000
+
+/* One key's answer in nori_backend_get_many. */
+typedef struct {
+    int rc;         /* NORI_OK, NORI_MISS or this key's error */
+    nori_buf value; /* NORI_OK: the value, owned by the caller; else {NULL, 0} */
+} nori_get_result;
+
+/*
+ * Reads keys[0..n) into results[0..n) (the caller's array; every entry is
+ * written). The values belong to the caller: release them with
+ * nori_get_results_free(results, n) (or nori_buf_free on each value).
+ * Redis: a value longer than the value limit makes that round trip fail
+ * (NORI_ETOOBIG for every key of it: the connection is closed mid-reply).
+ */
+NORI_EXPORT int nori_backend_get_many(nori_backend *b, const char *const *keys, size_t n,
+                                      nori_get_result *results);
+
+/* Frees the values of results[0..n) and sets them to {NULL, 0}. NULL-safe. */
+NORI_EXPORT void nori_get_results_free(nori_get_result *results, size_t n);
+
+/* One write of nori_backend_set_many, with the arguments of nori_backend_set. */
+typedef struct {
+    const char *key;
+    const void *value; /* may be NULL when len == 0 */
+    size_t len;
+    int64_t ttl;       /* seconds; 0: no expiry */
+} nori_set_item;
+
+/* Writes items[0..n); results (NULL, or the caller's array of n) receives
+ * each item's code. The bytes are copied. */
+NORI_EXPORT int nori_backend_set_many(nori_backend *b, const nori_set_item *items, size_t n,
+                                      int *results);
+
+/* Removes keys[0..n) (a missing key is NORI_OK); results as for set_many. */
+NORI_EXPORT int nori_backend_delete_many(nori_backend *b, const char *const *keys, size_t n,
+                                         int *results);
 
 /* ------------------------------------------------------------------------ */
 /* The process-wide default backend and the convenience API                 */

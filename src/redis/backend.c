@@ -20,6 +20,7 @@
 #include "error.h"
 #include "conn.h"
 #include "near/client.h"
+#include "single.h"
 #include "url.h"
 
 #include <inttypes.h>
@@ -27,8 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KEY_PREFIX "cache:"
-#define KEY_PREFIX_LEN (sizeof KEY_PREFIX - 1)
 /* Keys fetched per SCAN step and deleted per UNLINK during a flush. */
 #define FLUSH_BATCH "1000"
 /* atomic_update gives up after this many lost WATCH races in a row. */
@@ -52,29 +51,6 @@ static const char INCR_SCRIPT[] =
     "return redis.call('GET', KEYS[1])";
 /* SHA1 of INCR_SCRIPT; the SCRIPT LOAD answer is checked against it. */
 static const char INCR_SCRIPT_SHA[] = "137df22802a5543446842ecc7afe8dbcae3fa515";
-
-typedef struct redis_backend {
-    nori_backend base;    /* must be first */
-    nori__redis_url url;  /* owned; url.display names the server in messages */
-    nori__redis_node node; /* the one server: its pool and settings */
-    _Atomic bool script_loaded; /* SCRIPT LOAD done once; NOSCRIPT later is handled */
-    _Atomic uint64_t hits, misses;
-    nori__near_client *near; /* set by nori_redis_backend_enable_near (near_ops) */
-} redis_backend;
-
-/* "cache:" + key, built on the stack: keys are at most NORI_MAX_KEY_LEN. */
-typedef struct {
-    char s[KEY_PREFIX_LEN + NORI_MAX_KEY_LEN + 1];
-    size_t len;
-} wire_key;
-
-static void make_key(wire_key *k, const char *key, size_t klen)
-{
-    memcpy(k->s, KEY_PREFIX, KEY_PREFIX_LEN);
-    memcpy(k->s + KEY_PREFIX_LEN, key, klen);
-    k->len = KEY_PREFIX_LEN + klen;
-    k->s[k->len] = '\0';
-}
 
 static int server_fail(redis_backend *rb, const redisReply *r, const char *op,
                        const char *key)
@@ -603,6 +579,9 @@ static const nori_backend_ops redis_ops = {
     .verify = redis_verify,
     .stats = redis_stats,
     .destroy = redis_destroy,
+    .get_many = nori__redis_get_many,
+    .set_many = nori__redis_set_many,
+    .delete_many = nori__redis_delete_many,
 };
 
 int nori_redis_backend_new(const char *url, nori_backend **out)

@@ -203,6 +203,30 @@ static void test_redis_subcommands(void **state)
     assert_null(strstr(r.out, "cli-Secret"));
 }
 
+/* get-many: a line per key found, in order; exit 1 when any is missing. */
+static void test_get_many(void **state)
+{
+    (void)state;
+    const char *url = server->url;
+    result r;
+    RUN(&r, "redis", url, "set", "gm:a", "alpha");
+    RUN(&r, "redis", url, "set", "gm:b", "beta gamma");
+    RUN(&r, "redis", url, "get-many", "gm:a", "gm:b");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "gm:a\talpha\ngm:b\tbeta gamma\n");
+    RUN(&r, "redis", url, "get-many", "gm:b", "gm:none", "gm:a");
+    assert_int_equal(r.status, 1);
+    assert_string_equal(r.out, "gm:b\tbeta gamma\ngm:a\talpha\n");
+    RUN(&r, "redis", url, "get-many");
+    assert_int_equal(r.status, 2);
+    RUN(&r, "redis", url, "get-many", "gm:a", "");
+    assert_int_equal(r.status, 2);
+    RUN(&r, "redis", "redis://127.0.0.1:1", "get-many", "gm:a");
+    assert_int_equal(r.status, 3);
+    RUN(&r, "redis", url, "delete", "gm:a");
+    RUN(&r, "redis", url, "delete", "gm:b");
+}
+
 static void test_memory_subcommands(void **state)
 {
     (void)state;
@@ -386,6 +410,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_redis_subcommands),
+        cmocka_unit_test(test_get_many),
         cmocka_unit_test(test_memory_subcommands),
         cmocka_unit_test(test_usage_errors),
         cmocka_unit_test(test_set_from_stdin),
