@@ -359,12 +359,13 @@ static int conn_read(struct worker *w, struct conn *c)
             return fail(w, "connection %d: closed by the server while %s", c->id,
                         state_name[c->st]);
         }
+        int full = (size_t)n == sizeof c->buf - c->len;
         c->len += (size_t)n;
         if (conn_process(w, c) < 0)
             return -1;
-        if (c->fd < 0 || c->st == C_SENDING || c->st == C_CONNECTING)
-            return 0;
-        if (c->st == C_HEAD && c->len == 0 && now_s() >= w->opt->deadline)
+        /* A short read took all the kernel had: wait for poll rather than
+         * pay a recv that only says EAGAIN (one syscall per response). */
+        if (!full)
             return 0;
     }
 }
@@ -600,7 +601,7 @@ int main(int argc, char **argv)
 
     printf("http_load %s http://%s:%s%s, %lds, %ld connections, %ld threads\n", method, o.host,
            o.port, path, secs, nconns, nthreads);
-    printf("  %" PRIu64 " responses in %.2fs, %" PRIu64 " body bytes, %" PRIu64
+    printf("  %" PRIu64 " responses in %.2fs, %" PRIu64 " body bytes read, %" PRIu64
            " reconnects, mean latency %.3f ms\n",
            done, elapsed, bytes, reconnects, done ? lat / (double)done * 1e3 : 0.0);
     for (int s = 100; s < 600; s++)
