@@ -45,8 +45,11 @@ start_demo() { # name extra-args... -> sets port_<name>
   done
   printf -v "port_$name" '%s' "$port"
 }
-queries() { # port -> nori_db_queries_total
-  curl -s "http://127.0.0.1:$1/metrics" | awk '/^nori_db_queries_total /{print $2}'
+queries() { # port -> nori_db_queries_total; fails rather than print nothing
+  local q
+  q=$(curl -s --max-time 10 "http://127.0.0.1:$1/metrics" | awk '/^nori_db_queries_total /{print $2}')
+  [[ $q =~ ^[0-9]+$ ]] || { echo "no nori_db_queries_total from :$1/metrics (got '$q')" >&2; return 1; }
+  echo "$q"
 }
 # 16 worker threads each: with one thread per CPU (2 here) at most two
 # requests can be inside a handler at once, which would cap the
@@ -56,9 +59,12 @@ start_demo none --threads 16 --no-coalescing
 
 runs_per_expiry() { # port -> handler runs per 1-s expiry under wrk
   local q0 q1
-  q0=$(queries "$1")
-  wrk -t2 -c"$conns" -d"${secs}s" "http://127.0.0.1:$1/dashboard/short" >/dev/null 2>&1
-  q1=$(queries "$1")
+  q0=$(queries "$1") || return 1
+  wrk -t2 -c"$conns" -d"${secs}s" "http://127.0.0.1:$1/dashboard/short" >"$work/wrk.$1.log" 2>&1
+  q1=$(queries "$1") || return 1
+  # An entry of 1 s under load is refilled at least once a second: no
+  # query at all means the load never reached the handler.
+  [[ $q1 -gt $q0 ]] || { echo "no handler run on :$1 under wrk:" >&2; cat "$work/wrk.$1.log" >&2; return 1; }
   awk -v a="$q0" -v b="$q1" -v s="$secs" 'BEGIN { printf "%.1f", (b - a) / s }'
 }
 coal=$(runs_per_expiry "$port_coal")
