@@ -23,6 +23,7 @@
 #include "http_internal.h"
 
 #include "error.h"
+#include "hash.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -48,6 +49,7 @@ typedef struct {
 
 struct nori__memo {
     size_t max_bytes, max_entry;
+    uint64_t seed; /* of the slot hash */
     _Atomic size_t bytes;
     _Atomic uint64_t hits, misses, stores;
     memo_slot slots[MEMO_SLOTS];
@@ -70,6 +72,7 @@ int nori__memo_new(size_t max_bytes, nori__memo **out)
         return nori__fail(NORI_ENOMEM, "out of memory creating the decoded-entry memo");
     m->max_bytes = max_bytes;
     m->max_entry = max_bytes / 8;
+    m->seed = nori__hash_seed();
     for (size_t i = 0; i < MEMO_SLOTS; i++)
         pthread_mutex_init(&m->slots[i].lock, NULL);
     *out = m;
@@ -98,9 +101,8 @@ void nori__memo_get_stats(nori__memo *m, nori__memo_stats *out)
 /* FNV-1a: the slot only spreads keys; equality is checked in full. */
 static memo_slot *slot_of(nori__memo *m, const char *key)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (const unsigned char *p = (const unsigned char *)key; *p != '\0'; p++)
-        h = (h ^ *p) * 1099511628211ULL;
+    /* Seeded: an attacker must not pick keys that evict a hot key's slot. */
+    uint64_t h = nori__hash_key(m->seed, key, strlen(key));
     return &m->slots[(h ^ h >> 32) & (MEMO_SLOTS - 1)];
 }
 

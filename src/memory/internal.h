@@ -8,6 +8,7 @@
 #define NORI_SRC_MEMORY_INTERNAL_H
 
 #include "backend.h"
+#include "hash.h"
 
 #include <pthread.h>
 #include <stdalign.h>
@@ -256,29 +257,6 @@ static inline uint64_t stamp_of(const mem_entry *e)
     return atomic_load_explicit(&e->stamp, memory_order_relaxed);
 }
 
-/* A 64-bit hash that reads the key 8 bytes at a time, with a final
- * avalanche (the splitmix64 finaliser). */
-static inline uint64_t hash_key(uint64_t seed, const char *key, size_t len)
-{
-    uint64_t h = seed ^ (len * 0x9E3779B97F4A7C15ull);
-    while (len >= 8) {
-        uint64_t w;
-        memcpy(&w, key, 8);
-        h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
-        h ^= h >> 31;
-        key += 8;
-        len -= 8;
-    }
-    uint64_t w = 0;
-    memcpy(&w, key, len);
-    h ^= w;
-    h ^= h >> 30;
-    h *= 0xbf58476d1ce4e5b9ull;
-    h ^= h >> 27;
-    h *= 0x94d049bb133111ebull;
-    h ^= h >> 31;
-    return h;
-}
 
 /* The shard comes from the top bits, the bucket from the low bits, so the
  * two choices are independent. */
@@ -289,7 +267,7 @@ static inline mem_shard *shard_of(mem_backend *mb, uint64_t hash)
 
 static inline uint64_t entry_hash(const mem_backend *mb, const mem_entry *e)
 {
-    return hash_key(mb->seed, entry_key(e), entry_klen(e));
+    return nori__hash_key(mb->seed, entry_key(e), entry_klen(e));
 }
 
 static inline mem_table *do_table(mem_shard *s)

@@ -65,7 +65,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 /*
@@ -184,7 +183,7 @@ static int read_entry(mem_backend *mb, const char *op, const char *key, size_t k
     int rc = refuse_reentry(mb, op);
     if (rc != NORI_OK)
         return rc;
-    uint64_t hash = hash_key(mb->seed, key, klen);
+    uint64_t hash = nori__hash_key(mb->seed, key, klen);
     mem_shard *s = shard_of(mb, hash);
     int64_t now = nori__now_coarse_ms();
     uint64_t stamp = next_stamp(now);
@@ -318,7 +317,7 @@ static int mem_set(nori_backend *b, const char *key, size_t klen, const void *va
         rc = too_big(mb, key, nori_memory_entry_bytes(klen, len, ttl > 0));
     if (rc != NORI_OK)
         return rc;
-    uint64_t hash = hash_key(mb->seed, key, klen);
+    uint64_t hash = nori__hash_key(mb->seed, key, klen);
     int64_t now = nori__now_ms();
     mem_entry *e = nori__mem_entry_new(mb, key, klen, val, len, expiry_from_ttl(ttl, now));
     if (e == NULL)
@@ -332,7 +331,7 @@ static int mem_del(nori_backend *b, const char *key, size_t klen)
     int rc = refuse_reentry(mb, "delete");
     if (rc != NORI_OK)
         return rc;
-    uint64_t hash = hash_key(mb->seed, key, klen);
+    uint64_t hash = nori__hash_key(mb->seed, key, klen);
     mem_shard *s = shard_of(mb, hash);
     shard_lock(s);
     mem_link *l = nori__mem_do_find_link(s, key, klen, hash);
@@ -499,7 +498,7 @@ static int mem_incr(nori_backend *b, const char *key, size_t klen, int64_t ttl, 
     if (rc != NORI_OK)
         return rc;
     incr_ctx c = {mb, key, klen, ttl, nori__now_ms(), 0};
-    rc = read_decide_write(mb, key, klen, hash_key(mb->seed, key, klen), c.now, decide_incr, &c,
+    rc = read_decide_write(mb, key, klen, nori__hash_key(mb->seed, key, klen), c.now, decide_incr, &c,
                            true);
     if (rc == NORI_OK)
         *out = c.value;
@@ -566,7 +565,7 @@ static int mem_atomic_update(nori_backend *b, const char *key, size_t klen, nori
     if (rc != NORI_OK)
         return rc;
     update_ctx c = {mb, key, klen, ttl, nori__now_ms(), fn, ud, out};
-    rc = read_decide_write(mb, key, klen, hash_key(mb->seed, key, klen), c.now, decide_update, &c,
+    rc = read_decide_write(mb, key, klen, nori__hash_key(mb->seed, key, klen), c.now, decide_update, &c,
                            false);
     if (rc != NORI_OK && out != NULL)
         nori_buf_free(out); /* written before a failure to make room */
@@ -602,7 +601,7 @@ static int mem_add(nori_backend *b, const char *key, size_t klen, const void *va
         return rc;
     int64_t now = nori__now_ms();
     add_ctx c = {mb, key, klen, val, len, now + ttl_ms};
-    rc = read_decide_write(mb, key, klen, hash_key(mb->seed, key, klen), now, decide_add, &c,
+    rc = read_decide_write(mb, key, klen, nori__hash_key(mb->seed, key, klen), now, decide_add, &c,
                            true);
     *added = rc == NORI_OK;
     return rc == NORI_EABORT ? NORI_OK : rc;
@@ -615,7 +614,7 @@ static int mem_delete_if_equal(nori_backend *b, const char *key, size_t klen, co
     int rc = refuse_reentry(mb, "delete_if_equal");
     if (rc != NORI_OK)
         return rc;
-    uint64_t hash = hash_key(mb->seed, key, klen);
+    uint64_t hash = nori__hash_key(mb->seed, key, klen);
     mem_shard *s = shard_of(mb, hash);
     shard_lock(s);
     mem_link *l = do_lookup(s, key, klen, hash, nori__now_ms());
@@ -684,17 +683,6 @@ static mem_backend *as_memory(nori_backend *b)
     return b != NULL && b->ops == &memory_ops ? (mem_backend *)b : NULL;
 }
 
-static uint64_t random_seed(void)
-{
-    uint64_t seed;
-    if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) == (ssize_t)sizeof seed)
-        return seed;
-    /* No entropy yet (early boot): a weaker seed still differs per process. */
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)(uintptr_t)&seed;
-}
-
 int nori__memory_backend_new_opts(size_t max_keys, bool sweeper, nori_backend **out)
 {
     if (out == NULL)
@@ -708,7 +696,7 @@ int nori__memory_backend_new_opts(size_t max_keys, bool sweeper, nori_backend **
         return nori__fail(NORI_ENOMEM, "out of memory creating a memory backend");
     memset(mb, 0, size);
     mb->max_keys = max_keys;
-    mb->seed = random_seed();
+    mb->seed = nori__hash_seed();
     atomic_init(&mb->max_bytes, NORI_DEFAULT_MAX_BYTES);
     atomic_init(&mb->places, 0);
     atomic_init(&mb->bytes, 0);
@@ -803,7 +791,7 @@ int nori__memory_shard_index(nori_backend *b, const char *key)
     mem_backend *mb = as_memory(b);
     if (mb == NULL)
         return -1;
-    return (int)(shard_of(mb, hash_key(mb->seed, key, strlen(key))) - mb->shards);
+    return (int)(shard_of(mb, nori__hash_key(mb->seed, key, strlen(key))) - mb->shards);
 }
 
 size_t nori__memory_block_size(nori_backend *b, const char *key)
@@ -812,7 +800,7 @@ size_t nori__memory_block_size(nori_backend *b, const char *key)
     if (mb == NULL)
         return 0;
     size_t klen = strlen(key);
-    uint64_t hash = hash_key(mb->seed, key, klen);
+    uint64_t hash = nori__hash_key(mb->seed, key, klen);
     mem_shard *s = shard_of(mb, hash);
     shard_lock(s);
     mem_entry *e = link_get(nori__mem_do_find_link(s, key, klen, hash));
