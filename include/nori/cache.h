@@ -412,7 +412,12 @@ typedef int (*nori_update_fn)(const nori_buf *current, nori_buf *next, void *ud)
  * On NORI_OK, if out is non-NULL, *out receives a copy of the value written.
  *
  * Memory backend: fn runs exactly once, under the backend's lock, so it must
- * be quick and must not call the cache. Redis backend: fn may run more than
+ * be quick and must not call the cache. While it runs it holds its key's
+ * shard lock and, for a new key, one place of max_keys: another thread's
+ * insert that needs that place waits for fn to return (sleeping, not
+ * spinning). A call to another backend from fn is allowed, but two
+ * backends whose callbacks call each other from two threads can deadlock
+ * (A's lock then B's against B's then A's). Redis backend: fn may run more than
  * once under contention (WATCH/MULTI/EXEC retry), so it must be idempotent.
  * Memory backend details: a call from fn into the same backend (directly, or
  * through the callback of another backend's atomic_update) is refused with

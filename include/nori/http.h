@@ -73,7 +73,10 @@
  *    50 ms; there is nothing to wait on across processes) until the
  *    holder's fill lands, the lease goes away, or lock_timeout_ms passes.
  *    A holder that dies blocks nobody past its lease. So N processes on one
- *    Redis run the handler once per expiry.
+ *    Redis run the handler once per expiry. A lease whose value is not a
+ *    recent token of this library (another client left "{key}:lock",
+ *    perhaps without a TTL) is not waited for: counted in `errors`, the
+ *    handler runs at once.
  *  - Freshness: an entry records when it was stored and how long it is
  *    fresh: Cache-Control s-maxage, else max-age, of the handler's response,
  *    never longer than the route's ttl; neither: the ttl. `Expires` alone is

@@ -354,9 +354,18 @@ static lookup_result lookup_counted(nori_http_cache *c, nori_backend *b, const c
     int rc = nori_backend_get(b, key, &val);
     if (rc == NORI_MISS)
         return LOOK_ABSENT;
+    if (rc == NORI_ETOOBIG) {
+        /* A value over the backend's limit, refused by the backend itself
+         * (Redis reads obey the limit): an undecodable entry, a miss that
+         * the fresh response overwrites, not a failing backend (that would
+         * leave the oversized entry in place and run the handler on every
+         * request for as long as it lives). */
+        if (!quiet)
+            count(&c->errors);
+        return LOOK_MISS;
+    }
     if (rc != NORI_OK) {
-        /* NORI_EBACKEND, or NORI_ETOOBIG for a value over the limit. */
-        count(&c->errors);
+        count(&c->errors); /* NORI_EBACKEND */
         return LOOK_ERROR;
     }
     /* A value over the backend's limit (the limit was lowered, or another
@@ -622,6 +631,44 @@ typedef enum { LEASE_NONE, LEASE_HELD, LEASE_SERVED } lease_result;
  * (then it tries to take it), or lock_timeout passes (LEASE_NONE: run the
  * handler). A backend error is LEASE_NONE too: fail open.
  */
+/*
+ * True when the lease value at lease_key is a token remote_lease() wrote
+ * ("pid-sec.nsec-seq", sec the wall clock when it was taken) no longer
+ * ago than a lease lasts, give or take lock_timeout_ms of clock skew
+ * between hosts. Anything else was left by another client (no TTL, a
+ * foreign or past token): waiting for it would delay every miss of the key
+ * by lock_timeout_ms for as long as it lives. A lease gone meanwhile (or a
+ * failed read) is not judged here: the loop's next add decides.
+ */
+static bool lease_looks_genuine(nori_backend *b, const char *lease_key, int64_t timeout_ms)
+{
+    nori_buf v;
+    if (nori_backend_get(b, lease_key, &v) != NORI_OK)
+        return true;
+    bool ok = false;
+    long pid = 0;
+    long long sec = 0;
+    long nsec = 0;
+    unsigned long long seq = 0;
+    int used = 0;
+    char text[64];
+    if (v.len < sizeof text && memchr(v.data, '\0', v.len) == NULL) {
+        memcpy(text, v.data, v.len);
+        text[v.len] = '\0';
+    } else {
+        text[0] = '\0';
+    }
+    if (text[0] != '\0' &&
+        sscanf(text, "%ld-%lld.%9ld-%llu%n", &pid, &sec, &nsec, &seq, &used) == 4 &&
+        (size_t)used == v.len && pid > 0) {
+        int64_t taken_ms = (int64_t)sec * 1000 + nsec / 1000000;
+        int64_t now = nori__http_now_ms();
+        ok = taken_ms >= now - 2 * timeout_ms && taken_ms <= now + timeout_ms;
+    }
+    nori_buf_free(&v);
+    return ok;
+}
+
 static lease_result remote_lease(nori_http_cache *c, nori_backend *b, const char *key,
                                  char *lease_key, char *token, nori_http_response *resp,
                                  nori__entry_meta *meta)
@@ -635,6 +682,7 @@ static lease_result remote_lease(nori_http_cache *c, nori_backend *b, const char
              (unsigned long long)atomic_fetch_add(&seq, 1));
     int64_t deadline = nori__http_now_ms() + c->lock_timeout_ms;
     int64_t pause = 5;
+    bool judged = false;
     for (;;) {
         int added = 0;
         /* A failing lease is not counted here: the fill that follows meets
@@ -661,6 +709,14 @@ static lease_result remote_lease(nori_http_cache *c, nori_backend *b, const char
             if (now >= deadline)
                 count(&c->lock_timeouts);
             return LEASE_NONE;
+        }
+        /* Held by someone: once, check that it is a lease at all. */
+        if (!judged) {
+            judged = true;
+            if (!lease_looks_genuine(b, lease_key, c->lock_timeout_ms)) {
+                count(&c->errors); /* an undecodable lease, as an undecodable entry */
+                return LEASE_NONE;
+            }
         }
         int64_t left = deadline - now;
         int64_t nap = pause < left ? pause : left;

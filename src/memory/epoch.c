@@ -71,11 +71,14 @@ static epoch_slot *acquire_slot(void)
             return NULL;
         atomic_init(&s->active, 0);
         atomic_init(&s->in_use, 1);
-        s->next = atomic_load_explicit(&slots, memory_order_relaxed);
+        /* Acquire, also on a failed exchange: s->next->index was written
+         * by the thread that published that slot (relaxed here was a data
+         * race TSan reports, and test_http_coalesce runs under TSan). */
+        s->next = atomic_load_explicit(&slots, memory_order_acquire);
         do
             s->index = s->next != NULL ? s->next->index + 1 : 0;
         while (!atomic_compare_exchange_weak_explicit(&slots, &s->next, s, memory_order_release,
-                                                      memory_order_relaxed));
+                                                      memory_order_acquire));
     }
     if (pthread_setspecific(slot_key, s) != 0) {
         release_slot(s);

@@ -11,6 +11,7 @@
 #include "clock.h"
 
 #include <sched.h>
+#include <time.h>
 
 /* ---- room: the two bounds ---- */
 
@@ -146,14 +147,30 @@ bool nori__mem_evict_one(mem_backend *mb)
  */
 bool nori__mem_take_room_blocking(mem_backend *mb, size_t places, size_t bytes)
 {
+    long nap_ns = 0;
     for (;;) {
         size_t limit = atomic_load_explicit(&mb->max_bytes, memory_order_relaxed);
         if (limit != 0 && bytes > limit)
             return false;
         if (try_take_room(mb, places, bytes))
             return true;
-        if (!nori__mem_evict_one(mb))
-            sched_yield(); /* all room is held by writes in flight */
+        if (nori__mem_evict_one(mb)) {
+            nap_ns = 0;
+            continue;
+        }
+        /* All room is held by writes in flight. Usually they land within
+         * microseconds, but an atomic_update of a new key holds its place
+         * while the user's callback runs, for as long as it runs: after a
+         * few yields, back off to short sleeps (50 us doubling to 1 ms)
+         * rather than burn a core for the callback's whole duration. */
+        if (nap_ns < 4) {
+            nap_ns++;
+            sched_yield();
+            continue;
+        }
+        nap_ns = nap_ns < 50000 ? 50000 : nap_ns * 2 > 1000000 ? 1000000 : nap_ns * 2;
+        struct timespec d = {0, nap_ns};
+        nanosleep(&d, NULL);
     }
 }
 

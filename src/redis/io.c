@@ -293,6 +293,32 @@ int nori__redis_io_roundtrip(redisContext *c, int64_t deadline_ms, const nori__r
     return rc;
 }
 
+int nori__redis_io_next_reply(redisContext *c, const nori__redis_limits *lim,
+                              nori__redis_reply_charge *charge, void **reply)
+{
+    *reply = NULL;
+    if (c->err)
+        return -1;
+    /* A reply that spans several reads is charged over all of them: the
+     * charge carries what its parts took so far and starts again at 0 with
+     * the next reply. */
+    read_budget budget = {.lim = lim, .bytes = charge->bytes, .elements = charge->elements};
+    read_budget *saved = tl_budget;
+    tl_budget = &budget;
+    int rc = 0;
+    if (redisGetReplyFromReader(c, reply) != REDIS_OK) {
+        if (budget.exceeded)
+            set_error(c, budget.exceeded, "%s", budget.why);
+        rc = -1;
+    } else if (*reply == NULL) {
+        rc = check_pending(c, &budget);
+    }
+    tl_budget = saved;
+    charge->bytes = *reply != NULL ? 0 : budget.bytes;
+    charge->elements = *reply != NULL ? 0 : budget.elements;
+    return rc;
+}
+
 redisReply *nori__redis_io_command(redisContext *c, int64_t deadline_ms,
                                    const nori__redis_limits *lim, int argc, const char **argv,
                                    const size_t *lens)

@@ -63,6 +63,21 @@ int nori__redis_io_prepare(redisContext *c);
  * caller (freeReplyObject). -1: no reply is set, c->err says why (timeout,
  * EOF, I/O error, protocol error, a reply over `lim`).
  */
+/*
+ * Takes the next complete reply already in c's reader (redisBufferRead
+ * filled it) into *reply, building it with the bounded object functions
+ * under `lim`: for a connection read outside a round trip (the near cache's
+ * subscribed connection). `charge` carries what a reply spread over several
+ * reads has taken so far (one per connection, zeroed when it is set up). 0 with *reply NULL when no complete reply is
+ * buffered yet; -1 with c->err set when the reply or the item being
+ * buffered is over lim or malformed (the context is then dead).
+ */
+typedef struct nori__redis_reply_charge {
+    size_t bytes, elements; /* taken so far by the reply in progress; start at 0 */
+} nori__redis_reply_charge;
+int nori__redis_io_next_reply(redisContext *c, const nori__redis_limits *lim,
+                              nori__redis_reply_charge *charge, void **reply);
+
 int nori__redis_io_roundtrip(redisContext *c, int64_t deadline_ms, const nori__redis_limits *lim,
                              size_t n, redisReply **replies);
 

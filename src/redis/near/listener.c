@@ -368,6 +368,7 @@ static int run_session(nori__near_listener *l)
     publish_id(l, id);
     cause = NORI__NEAR_FLUSH_LISTENER_LOST;
     bool ping_outstanding = false;
+    nori__redis_reply_charge charge = {0, 0};
     int64_t next_beat = nori__now_ms() + l->heartbeat_ms;
     while (!atomic_load(&l->stop)) {
         /* Read first, then judge the heartbeat: a listener thread that was
@@ -384,7 +385,10 @@ static int run_session(nori__near_listener *l)
                 break; /* EOF (CLIENT KILL, restart) or an I/O error */
             for (;;) {
                 void *reply = NULL;
-                if (redisGetReplyFromReader(c, &reply) != REDIS_OK)
+                /* Bounded as every round trip's replies are: a server
+                 * pushing a huge message must not make us buffer it. */
+                if (nori__redis_io_next_reply(c, &nori__redis_small_replies, &charge, &reply) !=
+                    0)
                     goto out;
                 if (reply == NULL)
                     break;
