@@ -219,3 +219,74 @@ bool nori__info_cluster_enabled(const char *info, size_t len)
     }
     return false;
 }
+
+/* "MOVED 3999 127.0.0.1:6381", "ASK 3999 [::1]:6381", "MOVED 3999 :6381". */
+static bool parse_target(const char *p, const char *end, nori__redirect *out)
+{
+    char *num_end;
+    if (p >= end || *p < '0' || *p > '9')
+        return false;
+    unsigned long slot = strtoul(p, &num_end, 10);
+    if (slot >= NORI_CLUSTER_SLOTS || num_end >= end || *num_end != ' ')
+        return false;
+    p = num_end + 1;
+    /* host:port, the port after the last ':' (an IPv6 host holds ':' too). */
+    const char *colon = NULL;
+    for (const char *q = p; q < end; q++)
+        if (*q == ':')
+            colon = q;
+    if (colon == NULL)
+        return false;
+    const char *host = p;
+    size_t host_len = (size_t)(colon - p);
+    if (host_len >= 2 && host[0] == '[' && host[host_len - 1] == ']') {
+        host++;
+        host_len -= 2;
+    }
+    if (host_len >= sizeof out->host)
+        return false;
+    int port = 0;
+    const char *q = colon + 1;
+    if (q >= end)
+        return false;
+    for (; q < end; q++) {
+        if (*q < '0' || *q > '9' || port > 65535)
+            return false;
+        port = port * 10 + (*q - '0');
+    }
+    if (port < 1 || port > 65535)
+        return false;
+    for (size_t i = 0; i < host_len; i++)
+        if ((unsigned char)host[i] <= ' ')
+            return false;
+    memcpy(out->host, host, host_len);
+    out->host[host_len] = '\0';
+    out->port = port;
+    out->slot = (unsigned)slot;
+    return true;
+}
+
+nori__redirect_kind nori__redirect_parse(const char *err, size_t len, nori__redirect *out)
+{
+    memset(out, 0, sizeof *out);
+    const char *end = err + len;
+    /* A reply line ends at the first CR or LF, if any were kept. */
+    for (const char *q = err; q < end; q++)
+        if (*q == '\r' || *q == '\n') {
+            end = q;
+            break;
+        }
+    size_t n = (size_t)(end - err);
+    if (n > 6 && memcmp(err, "MOVED ", 6) == 0) {
+        if (parse_target(err + 6, end, out))
+            out->kind = NORI_REDIRECT_MOVED;
+    } else if (n > 4 && memcmp(err, "ASK ", 4) == 0) {
+        if (parse_target(err + 4, end, out))
+            out->kind = NORI_REDIRECT_ASK;
+    } else if (n >= 8 && memcmp(err, "TRYAGAIN", 8) == 0 && (n == 8 || err[8] == ' ')) {
+        out->kind = NORI_REDIRECT_TRYAGAIN;
+    } else if (n >= 11 && memcmp(err, "CLUSTERDOWN", 11) == 0 && (n == 11 || err[11] == ' ')) {
+        out->kind = NORI_REDIRECT_CLUSTERDOWN;
+    }
+    return out->kind;
+}

@@ -73,6 +73,29 @@ void nori__slot_map_free(nori__slot_map *m);
 /* Index of host:port in m->nodes, or -1. */
 int nori__slot_map_find(const nori__slot_map *m, const char *host, int port);
 
+/* What a cluster error reply asks the client to do. */
+typedef enum nori__redirect_kind {
+    NORI_REDIRECT_NONE = 0, /* not a cluster redirection: an ordinary reply or error */
+    NORI_REDIRECT_MOVED,    /* "MOVED slot host:port": the slot lives there now */
+    NORI_REDIRECT_ASK,      /* "ASK slot host:port": ASKING + this one command there */
+    NORI_REDIRECT_TRYAGAIN, /* "TRYAGAIN ...": a multi-key command during resharding */
+    NORI_REDIRECT_CLUSTERDOWN /* "CLUSTERDOWN ...": the cluster cannot serve now */
+} nori__redirect_kind;
+
+typedef struct nori__redirect {
+    nori__redirect_kind kind;
+    unsigned slot;    /* MOVED, ASK */
+    char host[256];   /* MOVED, ASK; an empty host means the node that answered */
+    int port;
+} nori__redirect;
+
+/*
+ * Classifies an error reply text (r->str of a REDIS_REPLY_ERROR). A
+ * MOVED/ASK whose slot or address does not parse is NORI_REDIRECT_NONE: the
+ * caller reports it as the server error it is, never follows it.
+ */
+nori__redirect_kind nori__redirect_parse(const char *err, size_t len, nori__redirect *out);
+
 /* True when an INFO reply (the text) says cluster_enabled:1. */
 bool nori__info_cluster_enabled(const char *info, size_t len);
 

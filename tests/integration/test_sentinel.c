@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "redis/sentinel.h"
+#include "fake_redis.h"
 #include "redis_cluster.h"
 #include "test_support.h"
 
@@ -126,6 +127,47 @@ static void test_wrong_password_for_master(void **state)
     nori__redis_target_free(&t);
 }
 
+/*
+ * Scripted sentinels: one that hangs (its wait is bounded by timeout_ms and
+ * the next is asked), one that names a server whose ROLE says replica (a
+ * stale sentinel: not accepted).
+ */
+static void test_stalled_and_stale_sentinels(void **state)
+{
+    (void)state;
+    nori_fake_redis *hung = nori_fake_redis_start();
+    nori_fake_redis *stale = nori_fake_redis_start();
+    nori_fake_redis *replica = nori_fake_redis_start();
+    nori_fake_redis_default(hung, "SENTINEL GET-MASTER-ADDR-BY-NAME", NORI_FAKE_STALL);
+    char reply[128];
+    snprintf(reply, sizeof reply, "*2\r\n$9\r\n127.0.0.1\r\n$%d\r\n%d\r\n",
+             (int)snprintf(NULL, 0, "%d", nori_fake_redis_port(replica)),
+             nori_fake_redis_port(replica));
+    nori_fake_redis_default(stale, "SENTINEL GET-MASTER-ADDR-BY-NAME", reply);
+    nori_fake_redis_default(replica, "ROLE",
+                            "*5\r\n$5\r\nslave\r\n$9\r\n127.0.0.1\r\n:6379\r\n"
+                            "$9\r\nconnected\r\n:0\r\n");
+    char url[300];
+    snprintf(url, sizeof url, "redis+sentinel://127.0.0.1:%d,127.0.0.1:%d/mymaster?timeout_ms=200",
+             nori_fake_redis_port(hung), nori_fake_redis_port(stale));
+    nori__redis_target t;
+    assert_nori(nori__redis_target_parse(url, &t), NORI_OK);
+    int first = 0, port = 0;
+    char *host = NULL;
+    long long start = nori_test_now_ms();
+    assert_nori(nori__sentinel_resolve(&t, &first, &host, &port), NORI_EBACKEND);
+    long long took = nori_test_now_ms() - start;
+    const char *e = nori_last_error();
+    assert_non_null(strstr(e, "no sentinel named a usable master for 'mymaster'"));
+    assert_non_null(strstr(e, "ROLE is not master"));
+    assert_true(took < 2000); /* one 200 ms timeout, not a hang */
+    assert_int_equal(nori_fake_redis_count(replica, "ROLE"), 1);
+    nori__redis_target_free(&t);
+    nori_fake_redis_stop(hung);
+    nori_fake_redis_stop(stale);
+    nori_fake_redis_stop(replica);
+}
+
 /* Last: kills the master. The sentinels promote the replica; resolve then
  * names it (and ROLE confirms). */
 static void test_failover_resolves_new_master(void **state)
@@ -160,6 +202,7 @@ int main(void)
         cmocka_unit_test(test_unknown_master_name),
         cmocka_unit_test(test_no_sentinel_reachable),
         cmocka_unit_test(test_wrong_password_for_master),
+        cmocka_unit_test(test_stalled_and_stale_sentinels),
         cmocka_unit_test(test_failover_resolves_new_master),
     };
     return cmocka_run_group_tests_name("sentinel", tests, group_setup, group_teardown);

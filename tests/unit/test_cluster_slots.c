@@ -182,6 +182,49 @@ static void test_info_cluster_enabled(void **state)
     assert_true(nori__info_cluster_enabled("cluster_enabled:1", 17));
 }
 
+static nori__redirect_kind redirect(const char *err, nori__redirect *r)
+{
+    return nori__redirect_parse(err, strlen(err), r);
+}
+
+static void test_redirect_parse(void **state)
+{
+    (void)state;
+    nori__redirect r;
+    assert_int_equal(redirect("MOVED 3999 127.0.0.1:6381", &r), NORI_REDIRECT_MOVED);
+    assert_int_equal(r.slot, 3999);
+    assert_string_equal(r.host, "127.0.0.1");
+    assert_int_equal(r.port, 6381);
+    assert_int_equal(redirect("ASK 0 [::1]:7000", &r), NORI_REDIRECT_ASK);
+    assert_string_equal(r.host, "::1");
+    assert_int_equal(r.slot, 0);
+    assert_int_equal(redirect("ASK 16383 fe80::1:7000", &r), NORI_REDIRECT_ASK);
+    assert_string_equal(r.host, "fe80::1");
+    assert_int_equal(r.port, 7000);
+    /* An empty host: the node that answered (Redis 7 with an unknown endpoint). */
+    assert_int_equal(redirect("MOVED 5 :7001", &r), NORI_REDIRECT_MOVED);
+    assert_string_equal(r.host, "");
+    assert_int_equal(redirect("TRYAGAIN Multiple keys request during rehashing of slot", &r),
+                     NORI_REDIRECT_TRYAGAIN);
+    assert_int_equal(redirect("CLUSTERDOWN The cluster is down", &r), NORI_REDIRECT_CLUSTERDOWN);
+    assert_int_equal(redirect("CLUSTERDOWN Hash slot not served", &r), NORI_REDIRECT_CLUSTERDOWN);
+    /* Lies and near-misses are not redirections. */
+    static const char *const bad[] = {
+        "MOVED 16384 h:1", "MOVED -1 h:1", "MOVED 1 h", "MOVED 1 h:0", "MOVED 1 h:65536",
+        "MOVED 1 h:12x", "MOVED x h:1", "MOVED", "MOVED  1 h:1", "ASK 1", "MOVEDX 1 h:1",
+        "TRYAGAINX", "ERR wrong", "READONLY You can't write against a read only replica.",
+        "MOVED 1 h:99999999999999999999",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        if (redirect(bad[i], &r) != NORI_REDIRECT_NONE)
+            fail_msg("'%s' was taken as a redirection", bad[i]);
+    /* An over-long host is refused, not truncated. */
+    char big[400] = "MOVED 1 ";
+    memset(big + 8, 'h', 300);
+    strcpy(big + 308, ":1");
+    assert_int_equal(redirect(big, &r), NORI_REDIRECT_NONE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -190,6 +233,7 @@ int main(void)
         cmocka_unit_test(test_parse_good_map),
         cmocka_unit_test(test_parse_lying_server),
         cmocka_unit_test(test_info_cluster_enabled),
+        cmocka_unit_test(test_redirect_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
