@@ -3,7 +3,7 @@
  * form (with the password masked). */
 #include "fuzz.h"
 #include "nori/cache.h"
-#include "redis_url.h"
+#include "redis/url.h"
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -2,7 +2,7 @@
 
 #include "error.h"
 #include "nori/cache.h"
-#include "redis_url.h"
+#include "redis/url.h"
 
 #include <ctype.h>
 #include <errno.h>

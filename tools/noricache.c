@@ -7,7 +7,7 @@
  * Redis makes values outlive the process; that is the useful case.
  */
 #include "config.h"
-#include "redis_url.h"
+#include "redis/url.h"
 
 #include <nori/cache.h>
 

@@ -1,6 +1,6 @@
 /*
  * The topology part of REDIS_URL (DESIGN section 9), on top of the
- * single-node parser (redis_url.h):
+ * single-node parser (redis/url.h):
  *
  *   redis://[[user]:password@]host[:port][/db][?addr=host:port&addr=...&opts]
  *       any node of a standalone server or of a Redis Cluster; each addr= is
@@ -21,7 +21,7 @@
 #ifndef NORI_SRC_REDIS_URL_TOPOLOGY_H
 #define NORI_SRC_REDIS_URL_TOPOLOGY_H
 
-#include "redis_url.h"
+#include "redis/url.h"
 
 #include <stdbool.h>
 #include <stddef.h>

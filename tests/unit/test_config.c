@@ -9,7 +9,7 @@
 #include <cmocka.h>
 
 #include "config.h"
-#include "redis_url.h"
+#include "redis/url.h"
 #include "test_support.h"
 
 #include <pthread.h>

@@ -1,5 +1,5 @@
 /*
- * The SIGPIPE guard of the Redis backend (src/redis_pool.c): a SIGPIPE
+ * The SIGPIPE guard of the Redis backend (src/redis/pool.c): a SIGPIPE
  * raised on the calling thread during a guarded call is swallowed, the
  * thread's signal mask is restored, and a SIGPIPE that was pending before
  * the call is left for the application.
@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "redis_pool.h"
+#include "redis/pool.h"
 #include "test_support.h"
 
 #include <pthread.h>

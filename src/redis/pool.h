@@ -16,7 +16,7 @@
 #ifndef NORI_SRC_REDIS_POOL_H
 #define NORI_SRC_REDIS_POOL_H
 
-#include "redis_url.h"
+#include "url.h"
 
 #include <hiredis/hiredis.h>
 #include <pthread.h>

@@ -12,14 +12,14 @@
  *    answers nil because another client changed the key; ttl 0 uses KEEPTTL;
  *  - flush: SCAN MATCH cache:* and UNLINK in batches, never FLUSHDB.
  *
- * Each operation borrows one connection from the pool (redis_pool.c) for its
+ * Each operation borrows one connection of the node (conn.h, pool.c) for its
  * whole duration, and gives it back, or frees it after any I/O or protocol
  * error so that the next call connects afresh.
  */
 #include "backend.h"
 #include "error.h"
-#include "redis_pool.h"
-#include "redis_url.h"
+#include "conn.h"
+#include "url.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -55,7 +55,7 @@ static const char INCR_SCRIPT_SHA[] = "137df22802a5543446842ecc7afe8dbcae3fa515"
 typedef struct redis_backend {
     nori_backend base;    /* must be first */
     nori__redis_url url;  /* owned; url.display names the server in messages */
-    nori__redis_pool pool;
+    nori__redis_node node; /* the one server: its pool and settings */
     _Atomic bool script_loaded; /* SCRIPT LOAD done once; NOSCRIPT later is handled */
     _Atomic uint64_t hits, misses;
 } redis_backend;
@@ -74,76 +74,26 @@ static void make_key(wire_key *k, const char *key, size_t klen)
     k->s[k->len] = '\0';
 }
 
-/* The message for a command that got no reply (r == NULL): c->err is set. */
-static int io_fail(const redis_backend *rb, const redisContext *c, const char *op,
-                   const char *key)
-{
-    char why[160];
-    return nori__fail(NORI_EBACKEND, "redis %s: %s '%.64s': %s", rb->url.display, op, key,
-                      nori__redis_describe_error(c, rb->url.timeout_ms, why, sizeof why));
-}
-
-static int server_fail(const redis_backend *rb, const redisReply *r, const char *op,
+static int server_fail(redis_backend *rb, const redisReply *r, const char *op,
                        const char *key)
 {
-    if (r->type == REDIS_REPLY_ERROR)
-        return nori__fail(NORI_EBACKEND, "redis %s: %s '%.64s': server error: %.200s",
-                          rb->url.display, op, key, r->str);
-    return nori__fail(NORI_EBACKEND, "redis %s: %s '%.64s': unexpected reply type %d",
-                      rb->url.display, op, key, r->type);
-}
-
-/*
- * One command on a borrowed connection. *reply is the
- * answer (owned by the caller, freeReplyObject) or NULL after an I/O error,
- * which has then been reported through io_fail.
- */
-static int command(redis_backend *rb, redisContext *c, int argc, const char **argv,
-                   const size_t *lens, redisReply **reply, const char *op, const char *key)
-{
-    *reply = redisCommandArgv(c, argc, argv, lens);
-    if (*reply == NULL)
-        return io_fail(rb, c, op, key);
-    return NORI_OK;
-}
-
-/* Borrows a connection with SIGPIPE blocked; pair with end_call. */
-static int begin_call(redis_backend *rb, nori__sigpipe_guard *g, redisContext **c)
-{
-    nori__sigpipe_block(g);
-    int rc = nori__redis_pool_acquire(&rb->pool, c);
-    if (rc != NORI_OK)
-        nori__sigpipe_restore(g);
-    return rc;
-}
-
-static void end_call(redis_backend *rb, nori__sigpipe_guard *g, redisContext *c, bool reusable)
-{
-    nori__redis_pool_release(&rb->pool, c, reusable);
-    nori__sigpipe_restore(g);
+    return nori__redis_reply_fail(&rb->node, r, op, key);
 }
 
 /*
  * A whole call of one command whose answer only needs checking: its type,
- * and its status text when `status` is given. Borrows a connection, sends,
- * checks, gives the connection back.
+ * and its status text when `status` is given.
  */
 static int simple_call(redis_backend *rb, int argc, const char **argv, const size_t *lens,
                        int expected_type, const char *status, const char *op, const char *key)
 {
-    nori__sigpipe_guard g;
-    redisContext *c;
-    int rc = begin_call(rb, &g, &c);
-    if (rc != NORI_OK)
-        return rc;
     redisReply *r;
-    rc = command(rb, c, argc, argv, lens, &r, op, key);
+    int rc = nori__redis_node_call(&rb->node, argc, argv, lens, &r, op, key);
     if (rc == NORI_OK) {
         if (r->type != expected_type || (status != NULL && strcmp(r->str, status) != 0))
             rc = server_fail(rb, r, op, key);
         freeReplyObject(r);
     }
-    end_call(rb, &g, c, true);
     return rc;
 }
 
@@ -154,15 +104,14 @@ static int redis_get(nori_backend *b, const char *key, size_t klen, nori_buf *ou
     redis_backend *rb = (redis_backend *)b;
     wire_key k;
     make_key(&k, key, klen);
-    nori__sigpipe_guard g;
-    redisContext *c;
-    int rc = begin_call(rb, &g, &c);
+    nori__redis_conn conn;
+    int rc = nori__redis_conn_open(&rb->node, &conn);
     if (rc != NORI_OK)
         return rc;
     const char *argv[] = {"GET", k.s};
     const size_t lens[] = {3, k.len};
     redisReply *r;
-    rc = command(rb, c, 2, argv, lens, &r, "GET", key);
+    rc = nori__redis_conn_command(&conn, 2, argv, lens, &r, "GET", key);
     if (rc == NORI_OK) {
         if (r->type == REDIS_REPLY_NIL) {
             atomic_fetch_add_explicit(&rb->misses, 1, memory_order_relaxed);
@@ -184,7 +133,7 @@ static int redis_get(nori_backend *b, const char *key, size_t klen, nori_buf *ou
         }
         freeReplyObject(r);
     }
-    end_call(rb, &g, c, true);
+    nori__redis_conn_close(&conn);
     return rc;
 }
 
@@ -213,7 +162,7 @@ static int redis_del(nori_backend *b, const char *key, size_t klen)
 }
 
 /* UNLINKs the keys of one SCAN page (an array of strings). */
-static int unlink_batch(redis_backend *rb, redisContext *c, const redisReply *keys,
+static int unlink_batch(redis_backend *rb, nori__redis_conn *conn, const redisReply *keys,
                         const char *op, const char *pat)
 {
     if (keys->elements == 0)
@@ -237,7 +186,7 @@ static int unlink_batch(redis_backend *rb, redisContext *c, const redisReply *ke
         argv[0] = "UNLINK";
         lens[0] = 6;
         redisReply *r;
-        rc = command(rb, c, (int)n, argv, lens, &r, op, pat);
+        rc = nori__redis_conn_command(conn, (int)n, argv, lens, &r, op, pat);
         if (rc == NORI_OK) {
             if (r->type != REDIS_REPLY_INTEGER)
                 rc = server_fail(rb, r, op, pat);
@@ -280,16 +229,15 @@ static int redis_delete_prefix(nori_backend *b, const char *prefix, size_t plen)
     const char *op = plen == 0 ? "flush" : "delete_prefix";
     char pat[KEY_PREFIX_LEN + 2 * NORI_MAX_KEY_LEN + 2];
     prefix_pattern(pat, prefix, plen);
-    nori__sigpipe_guard g;
-    redisContext *c;
-    int rc = begin_call(rb, &g, &c);
+    nori__redis_conn conn;
+    int rc = nori__redis_conn_open(&rb->node, &conn);
     if (rc != NORI_OK)
         return rc;
     char cursor[32] = "0";
     do {
         const char *argv[] = {"SCAN", cursor, "MATCH", pat, "COUNT", FLUSH_BATCH};
         redisReply *r;
-        rc = command(rb, c, 6, argv, NULL, &r, op, pat);
+        rc = nori__redis_conn_command(&conn, 6, argv, NULL, &r, op, pat);
         if (rc != NORI_OK)
             break;
         if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
@@ -299,23 +247,24 @@ static int redis_delete_prefix(nori_backend *b, const char *prefix, size_t plen)
         } else {
             memcpy(cursor, r->element[0]->str, r->element[0]->len);
             cursor[r->element[0]->len] = '\0';
-            rc = unlink_batch(rb, c, r->element[1], op, pat);
+            rc = unlink_batch(rb, &conn, r->element[1], op, pat);
         }
         freeReplyObject(r);
     } while (rc == NORI_OK && strcmp(cursor, "0") != 0);
-    end_call(rb, &g, c, rc == NORI_OK);
+    conn.reusable = rc == NORI_OK;
+    nori__redis_conn_close(&conn);
     return rc;
 }
 
 /* Loads the incr script once per backend. Another backend or a server
  * restart may drop it again; incr then falls back to EVAL on NOSCRIPT. */
-static int load_script(redis_backend *rb, redisContext *c, const char *key)
+static int load_script(redis_backend *rb, nori__redis_conn *conn, const char *key)
 {
     if (atomic_load_explicit(&rb->script_loaded, memory_order_acquire))
         return NORI_OK;
     const char *argv[] = {"SCRIPT", "LOAD", INCR_SCRIPT};
     redisReply *r;
-    int rc = command(rb, c, 3, argv, NULL, &r, "incr (SCRIPT LOAD)", key);
+    int rc = nori__redis_conn_command(conn, 3, argv, NULL, &r, "incr (SCRIPT LOAD)", key);
     if (rc != NORI_OK)
         return rc;
     if (r->type != REDIS_REPLY_STRING || strcmp(r->str, INCR_SCRIPT_SHA) != 0)
@@ -349,17 +298,16 @@ static int redis_incr(nori_backend *b, const char *key, size_t klen, int64_t ttl
     make_key(&k, key, klen);
     char ttl_text[24];
     int ttl_len = snprintf(ttl_text, sizeof ttl_text, "%" PRId64, ttl);
-    nori__sigpipe_guard g;
-    redisContext *c;
-    int rc = begin_call(rb, &g, &c);
+    nori__redis_conn conn;
+    int rc = nori__redis_conn_open(&rb->node, &conn);
     if (rc != NORI_OK)
         return rc;
-    rc = load_script(rb, c, key);
+    rc = load_script(rb, &conn, key);
     redisReply *r = NULL;
     if (rc == NORI_OK) {
         const char *argv[] = {"EVALSHA", INCR_SCRIPT_SHA, "1", k.s, ttl_text};
         const size_t lens[] = {7, sizeof INCR_SCRIPT_SHA - 1, 1, k.len, (size_t)ttl_len};
-        rc = command(rb, c, 5, argv, lens, &r, "incr (EVALSHA)", key);
+        rc = nori__redis_conn_command(&conn, 5, argv, lens, &r, "incr (EVALSHA)", key);
     }
     if (rc == NORI_OK && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
         /* The server lost its script cache (restart, SCRIPT FLUSH): EVAL
@@ -368,13 +316,13 @@ static int redis_incr(nori_backend *b, const char *key, size_t klen, int64_t ttl
         r = NULL;
         const char *argv[] = {"EVAL", INCR_SCRIPT, "1", k.s, ttl_text};
         const size_t lens[] = {4, sizeof INCR_SCRIPT - 1, 1, k.len, (size_t)ttl_len};
-        rc = command(rb, c, 5, argv, lens, &r, "incr (EVAL)", key);
+        rc = nori__redis_conn_command(&conn, 5, argv, lens, &r, "incr (EVAL)", key);
     }
     if (rc == NORI_OK) {
         rc = incr_result(rb, r, key, out);
         freeReplyObject(r);
     }
-    end_call(rb, &g, c, true);
+    nori__redis_conn_close(&conn);
     return rc;
 }
 
@@ -384,14 +332,16 @@ static int redis_incr(nori_backend *b, const char *key, size_t klen, int64_t ttl
  * EXEC answered nil (another client touched the key: retry).
  * *reusable is cleared when c may be left in WATCH or MULTI state.
  */
-static int update_attempt(redis_backend *rb, redisContext *c, const wire_key *k, const char *key,
+static int update_attempt(redis_backend *rb, nori__redis_conn *conn, const wire_key *k,
+                          const char *key,
                           nori_update_fn fn, void *ud, int64_t ttl, nori_buf *written,
                           bool *reusable)
 {
     const char *watch[] = {"WATCH", k->s};
     const size_t watch_lens[] = {5, k->len};
     redisReply *r;
-    int rc = command(rb, c, 2, watch, watch_lens, &r, "atomic_update (WATCH)", key);
+    int rc = nori__redis_conn_command(conn, 2, watch, watch_lens, &r, "atomic_update (WATCH)",
+                                      key);
     if (rc != NORI_OK)
         return rc;
     if (r->type != REDIS_REPLY_STATUS)
@@ -404,7 +354,7 @@ static int update_attempt(redis_backend *rb, redisContext *c, const wire_key *k,
     const char *get[] = {"GET", k->s};
     const size_t get_lens[] = {3, k->len};
     redisReply *cur;
-    rc = command(rb, c, 2, get, get_lens, &cur, "atomic_update (GET)", key);
+    rc = nori__redis_conn_command(conn, 2, get, get_lens, &cur, "atomic_update (GET)", key);
     if (rc != NORI_OK)
         return rc;
     if (cur->type != REDIS_REPLY_NIL && cur->type != REDIS_REPLY_STRING) {
@@ -435,7 +385,7 @@ static int update_attempt(redis_backend *rb, redisContext *c, const wire_key *k,
         rc = nori__adopt_buf(&next, written);
     if (rc != NORI_OK) {
         const char *unwatch[] = {"UNWATCH"};
-        redisReply *u = redisCommandArgv(c, 1, unwatch, NULL);
+        redisReply *u = redisCommandArgv(conn->c, 1, unwatch, NULL);
         if (u != NULL && u->type == REDIS_REPLY_STATUS)
             *reusable = true;
         if (u != NULL)
@@ -450,20 +400,10 @@ static int update_attempt(redis_backend *rb, redisContext *c, const wire_key *k,
     const size_t set_lens[] = {3, k->len, written->len, ttl > 0 ? 2 : 7, (size_t)ttl_len};
     const char *multi[] = {"MULTI"};
     const char *exec[] = {"EXEC"};
-    if (redisAppendCommandArgv(c, 1, multi, NULL) != REDIS_OK ||
-        redisAppendCommandArgv(c, ttl > 0 ? 5 : 4, set, set_lens) != REDIS_OK ||
-        redisAppendCommandArgv(c, 1, exec, NULL) != REDIS_OK) {
-        nori_buf_free(written);
-        return nori__fail(NORI_ENOMEM, "out of memory queueing atomic_update '%.64s'", key);
-    }
+    const nori__redis_cmd cmds[3] = {
+        {1, multi, NULL}, {ttl > 0 ? 5 : 4, set, set_lens}, {1, exec, NULL}};
     redisReply *replies[3] = {NULL, NULL, NULL};
-    for (int i = 0; i < 3 && rc == NORI_OK; i++) {
-        void *reply;
-        if (redisGetReply(c, &reply) != REDIS_OK)
-            rc = io_fail(rb, c, "atomic_update (MULTI/SET/EXEC)", key);
-        else
-            replies[i] = reply;
-    }
+    rc = nori__redis_conn_pipeline(conn, 3, cmds, replies, "atomic_update (MULTI/SET/EXEC)", key);
     if (rc == NORI_OK) {
         redisReply *e = replies[2];
         if (e->type == REDIS_REPLY_NIL) {
@@ -497,23 +437,23 @@ static int redis_atomic_update(nori_backend *b, const char *key, size_t klen, no
     redis_backend *rb = (redis_backend *)b;
     wire_key k;
     make_key(&k, key, klen);
-    nori__sigpipe_guard g;
-    redisContext *c;
-    int rc = begin_call(rb, &g, &c);
+    nori__redis_conn conn;
+    int rc = nori__redis_conn_open(&rb->node, &conn);
     if (rc != NORI_OK)
         return rc;
     nori_buf written = {NULL, 0};
     bool reusable = true;
     int attempt = 0;
     do {
-        rc = update_attempt(rb, c, &k, key, fn, ud, ttl, &written, &reusable);
+        rc = update_attempt(rb, &conn, &k, key, fn, ud, ttl, &written, &reusable);
     } while (rc == 1 && ++attempt < UPDATE_MAX_ATTEMPTS);
     if (rc == 1)
         rc = nori__fail(NORI_EBACKEND,
                         "redis %s: atomic_update '%.64s': gave up after %d attempts, the key "
                         "kept changing under WATCH",
                         rb->url.display, key, UPDATE_MAX_ATTEMPTS);
-    end_call(rb, &g, c, reusable);
+    conn.reusable = reusable;
+    nori__redis_conn_close(&conn);
     if (rc == NORI_OK && out != NULL)
         *out = written;
     else
@@ -538,7 +478,7 @@ static void redis_stats(nori_backend *b, nori_backend_stats *out)
 static void redis_destroy(nori_backend *b)
 {
     redis_backend *rb = (redis_backend *)b;
-    nori__redis_pool_destroy(&rb->pool);
+    nori__redis_node_destroy(&rb->node);
     nori__redis_url_free(&rb->url);
     free(rb);
 }
@@ -568,7 +508,7 @@ int nori_redis_backend_new(const char *url, nori_backend **out)
         free(rb);
         return rc;
     }
-    rc = nori__redis_pool_init(&rb->pool, &rb->url);
+    rc = nori__redis_node_init(&rb->node, &rb->url);
     if (rc != NORI_OK) {
         nori__redis_url_free(&rb->url);
         free(rb);

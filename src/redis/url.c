@@ -1,4 +1,4 @@
-#include "redis_url.h"
+#include "url.h"
 
 #include "error.h"
 

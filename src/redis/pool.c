@@ -1,12 +1,12 @@
 /*
- * The connection pool of the Redis backend; see redis_pool.h.
+ * The connection pool of the Redis backend; see pool.h.
  *
  * Why a stack of idle contexts behind one mutex: the lock is held only to
  * push or pop a pointer (never during I/O or connecting), so contention costs
  * nanoseconds next to a network round trip; the most recently used context
  * is reused first, which keeps the set of warm connections small.
  */
-#include "redis_pool.h"
+#include "pool.h"
 
 #include "backend.h"
 #include "error.h"

@@ -1,0 +1,108 @@
+/*
+ * Commands on one Redis server: the primitive every Redis operation is built
+ * on (the single-node backend today; cluster and sentinel routing reuse it
+ * per node).
+ *
+ * A nori__redis_node is one server: its URL settings (timeouts, AUTH, db)
+ * and its connection pool. A nori__redis_conn is one connection borrowed
+ * from a node's pool for the duration of one operation, with SIGPIPE blocked
+ * on the calling thread (see pool.h). Usage:
+ *
+ *     nori__redis_conn conn;
+ *     int rc = nori__redis_conn_open(node, &conn);
+ *     if (rc != NORI_OK) return rc;
+ *     redisReply *r;
+ *     rc = nori__redis_conn_command(&conn, argc, argv, lens, &r, "GET", key);
+ *     ... use r, freeReplyObject(r) ...
+ *     nori__redis_conn_close(&conn);
+ *
+ * or, for one command whose reply the caller only inspects,
+ * nori__redis_node_call(), which does all of the above.
+ *
+ * Errors are reported through nori__fail with the server's URL (password
+ * masked), the operation `op` and the `key` (first 64 bytes) in the message.
+ */
+#ifndef NORI_SRC_REDIS_CONN_H
+#define NORI_SRC_REDIS_CONN_H
+
+#include "pool.h"
+#include "url.h"
+
+#include <hiredis/hiredis.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct nori__redis_node {
+    const nori__redis_url *url; /* borrowed: outlives the node */
+    nori__redis_pool pool;
+} nori__redis_node;
+
+/* Prepares the node (no connection is made). NORI_OK or NORI_ENOMEM. */
+int nori__redis_node_init(nori__redis_node *n, const nori__redis_url *url);
+/* Closes the idle connections; no connection may be borrowed. */
+void nori__redis_node_destroy(nori__redis_node *n);
+
+typedef struct nori__redis_conn {
+    nori__redis_node *node;
+    redisContext *c;             /* owned by this borrow until close */
+    nori__sigpipe_guard sigpipe; /* SIGPIPE blocked from open to close */
+    /* Cleared by the caller when the connection may be left in a state the
+     * next user must not inherit (WATCH, MULTI, a SCAN cut short); an I/O
+     * error also keeps it out of the pool (c->err). */
+    bool reusable;
+} nori__redis_conn;
+
+/* Borrows a connection of node n (connecting when none is idle). NORI_OK,
+ * NORI_ENOMEM or NORI_EBACKEND; on failure there is nothing to close. */
+int nori__redis_conn_open(nori__redis_node *n, nori__redis_conn *conn);
+
+/* Gives the connection back to the pool (or frees it when it is not
+ * reusable or saw an error) and restores the signal mask. */
+void nori__redis_conn_close(nori__redis_conn *conn);
+
+/*
+ * Sends one command and reads its reply. NORI_OK with *reply set (owned by
+ * the caller: freeReplyObject), which may be a server error reply
+ * (REDIS_REPLY_ERROR) for the caller to judge; or NORI_EBACKEND with *reply
+ * NULL when no reply came (I/O error, timeout): the connection is then dead
+ * and close frees it. argv/lens as for redisCommandArgv (lens NULL: strlen).
+ */
+int nori__redis_conn_command(nori__redis_conn *conn, int argc, const char **argv,
+                             const size_t *lens, redisReply **reply, const char *op,
+                             const char *key);
+
+/* One command of a pipeline: argv/lens as for redisCommandArgv. */
+typedef struct nori__redis_cmd {
+    int argc;
+    const char **argv;
+    const size_t *lens; /* NULL: strlen of each argument */
+} nori__redis_cmd;
+
+/*
+ * Sends n commands in one write and reads their n replies (one round trip).
+ * NORI_OK with replies[0..n) all set (owned by the caller: freeReplyObject
+ * each; any may be an error reply); or NORI_ENOMEM / NORI_EBACKEND with
+ * replies[0..n) all NULL, nothing to free, and the connection dead (when
+ * anything was sent).
+ */
+int nori__redis_conn_pipeline(nori__redis_conn *conn, size_t n, const nori__redis_cmd *cmds,
+                              redisReply **replies, const char *op, const char *key);
+
+/*
+ * One command on a connection borrowed for it alone: open, command, close.
+ * NORI_OK with *reply owned by the caller (possibly an error reply), or an
+ * error with *reply NULL.
+ */
+int nori__redis_node_call(nori__redis_node *n, int argc, const char **argv, const size_t *lens,
+                          redisReply **reply, const char *op, const char *key);
+
+/* Reports an unexpected reply r (an error reply, with the server's text, or
+ * a wrong type) of `op` on `key`: returns NORI_EBACKEND. */
+int nori__redis_reply_fail(const nori__redis_node *n, const redisReply *r, const char *op,
+                           const char *key);
+
+/* Reports that `op` on `key` got no reply on conn (c->err is set): returns
+ * NORI_EBACKEND, with "timed out" spelled out for a timeout. */
+int nori__redis_io_fail(const nori__redis_conn *conn, const char *op, const char *key);
+
+#endif
