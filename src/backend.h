@@ -33,6 +33,9 @@ typedef struct nori_backend_ops {
     int (*atomic_update)(nori_backend *b, const char *key, size_t klen,
                          nori_update_fn fn, void *ud, int64_t ttl, nori_buf *out);
     int (*verify)(nori_backend *b);
+    /* Optional (NULL: the kind alone). A malloc'd description of the
+     * topology, or NULL with the error code in *rc. */
+    char *(*describe)(nori_backend *b, int *rc);
     /* Fills the backend-specific counters; backend.c adds `errors`. */
     void (*stats)(nori_backend *b, nori_backend_stats *out);
     /* Frees the backend's own state and the struct itself. */
