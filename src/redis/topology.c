@@ -413,8 +413,9 @@ int nori__topo_ready(nori__redis_topo *t)
         rc = detect_locked(t);
     pthread_mutex_unlock(&t->lock);
     /* Cluster mode known but the first map failed, or no sentinel answered:
-     * the mode stays, and each call tries again through routing. */
-    return nori__topo_mode(t) != NORI_TOPO_UNKNOWN ? NORI_OK : rc;
+     * the mode stays, this call reports why, and later calls try again
+     * through routing. */
+    return rc;
 }
 
 /* ---- routing ---- */
@@ -492,13 +493,26 @@ int nori__topo_call(nori__redis_topo *t, const char *wkey, size_t wlen, bool ret
     int delay = 10;
     char saved[512];
     for (int attempt = 1;; attempt++) {
+        /* Waits (TRYAGAIN, CLUSTERDOWN, a node down, a slot unserved) are
+         * bounded by time; every attempt, redirections included, by count. */
         bool more = attempt < NORI_TOPO_MAX_ATTEMPTS && now_ms() < deadline;
+        bool more_waits = attempt < NORI_TOPO_MAX_WAITS && now_ms() < deadline;
         topo_node *n = ask >= 0 ? node_get(t, (size_t)ask) : route(t, mode, slot);
         bool asking = ask >= 0;
         ask = -1;
+        if (n == NULL && mode == NORI_TOPO_SENTINEL) {
+            /* No master known (the sentinels failed last time): ask them
+             * now; their answer, good or bad, is this call's. */
+            rc = refresh(t, -1, true);
+            if (rc != NORI_OK)
+                return rc;
+            n = route(t, mode, slot);
+            if (n == NULL)
+                return NORI_EBACKEND;
+        }
         if (n == NULL) {
-            /* Unserved slot, or no master known: ask again after a pause. */
-            if (!more)
+            /* A slot no master serves: ask again after a pause. */
+            if (!more_waits)
                 return NORI_EBACKEND;
             snprintf(saved, sizeof saved, "%s", nori_last_error());
             sleep_ms(delay);
@@ -512,7 +526,7 @@ int nori__topo_call(nori__redis_topo *t, const char *wkey, size_t wlen, bool ret
         rc = nori__redis_conn_open(&n->node, &a.conn);
         if (rc != NORI_OK) {
             /* Nothing was sent: retrying is always safe. */
-            if (!more || rc == NORI_ENOMEM)
+            if (!more_waits || rc == NORI_ENOMEM)
                 return rc;
             snprintf(saved, sizeof saved, "%s", nori_last_error());
             refresh(t, -1, mode == NORI_TOPO_SENTINEL);
@@ -537,8 +551,10 @@ int nori__topo_call(nori__redis_topo *t, const char *wkey, size_t wlen, bool ret
         if (a.readonly)
             a.conn.reusable = false; /* it points at a replica now */
         nori__redis_conn_close(&a.conn);
+        bool waits = a.readonly || a.redirect.kind == NORI_REDIRECT_TRYAGAIN ||
+                     a.redirect.kind == NORI_REDIRECT_CLUSTERDOWN;
         if (rc == NORI__REDIRECTED) {
-            if (!more)
+            if (waits ? !more_waits : !more)
                 return nori__fail(NORI_EBACKEND,
                                   "redis %s: %s '%.64s': still redirected after %d attempts "
                                   "(last: %s from %s:%d)",
@@ -581,7 +597,7 @@ int nori__topo_call(nori__redis_topo *t, const char *wkey, size_t wlen, bool ret
              * be out of date: refresh; retry only what is safe to repeat. */
             snprintf(saved, sizeof saved, "%s", nori_last_error());
             refresh(t, -1, mode == NORI_TOPO_SENTINEL);
-            if (!retry_io || !more)
+            if (!retry_io || !more_waits)
                 return nori__fail(rc, "%s", saved);
             sleep_ms(delay);
             delay = delay < 100 ? delay * 2 : 200;

@@ -21,7 +21,9 @@
  * change), TRYAGAIN and CLUSTERDOWN (retry with back-off), READONLY in
  * sentinel mode (the master changed: ask the sentinels again), and a node
  * that cannot be reached (refresh, then retry). Retries are bounded by count
- * and by NORI_TOPO_RETRY_MS of back-off in total.
+ * and by time: no new attempt starts NORI_TOPO_RETRY_MS after the call
+ * began, so a call takes at most that plus one attempt (connect and command
+ * timeouts) plus one refresh.
  */
 #ifndef NORI_SRC_REDIS_TOPOLOGY_H
 #define NORI_SRC_REDIS_TOPOLOGY_H
@@ -33,8 +35,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* Most attempts of one operation (first try + redirections + retries). */
+/* Most attempts of one operation that end in MOVED or ASK (a lying or
+ * flapping cluster must not loop). */
 #define NORI_TOPO_MAX_ATTEMPTS 16
+/* Most attempts that wait (TRYAGAIN, CLUSTERDOWN, READONLY, an unreachable
+ * node, an unserved slot); the back-off grows 10, 20, 40 ... 200 ms, so the
+ * time bound below is what ends them. */
+#define NORI_TOPO_MAX_WAITS 64
 /* Total back-off one operation may sleep across its retries, in ms: a
  * cluster failover with cluster-node-timeout 1000 takes about 2 s. */
 #define NORI_TOPO_RETRY_MS 3000

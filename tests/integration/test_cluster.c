@@ -234,6 +234,33 @@ static void test_verify_and_describe(void **state)
     free(text);
 }
 
+#ifdef NORICACHE_PATH
+/* `noricache check` prints the topology: mode, every node, roles, slots. */
+static void test_cli_check_prints_topology(void **state)
+{
+    (void)state;
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "CACHE_BACKEND=redis REDIS_URL='%s' %s check", cluster->url,
+             NORICACHE_PATH);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char out[8192];
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    assert_int_equal(pclose(p), 0);
+    assert_non_null(strstr(out, "ok: redis redis://127.0.0.1:"));
+    assert_non_null(strstr(out, "mode: cluster\n"));
+    int masters = 0, replicas = 0;
+    for (const char *q = out; (q = strstr(q, "\nmaster 127.0.0.1:")) != NULL; q++)
+        masters++;
+    for (const char *q = out; (q = strstr(q, "\n  replica 127.0.0.1:")) != NULL; q++)
+        replicas++;
+    assert_int_equal(masters, 3);
+    assert_int_equal(replicas, 3);
+    assert_non_null(strstr(out, " slots 0-"));
+}
+#endif
+
 /* ---- failover under load ---- */
 
 #define THREADS 8
@@ -445,6 +472,9 @@ int main(void)
         cmocka_unit_test(test_hash_tags_together),
         cmocka_unit_test(test_flush_every_master_only_cache),
         cmocka_unit_test(test_verify_and_describe),
+#ifdef NORICACHE_PATH
+        cmocka_unit_test(test_cli_check_prints_topology),
+#endif
         cmocka_unit_test(test_failover_under_load), /* last: it kills a master */
     };
     return cmocka_run_group_tests_name("cluster", tests, group_setup, group_teardown);

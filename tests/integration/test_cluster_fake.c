@@ -149,7 +149,7 @@ static void test_clusterdown_gives_up(void **state)
     long long took = now_ms() - start;
     assert_non_null(strstr(nori_last_error(), "CLUSTERDOWN"));
     assert_true(took < 5000);
-    assert_true(nori_fake_redis_count(a, "GET") <= 16);
+    assert_true(nori_fake_redis_count(a, "GET") <= 64);
     nori_backend_free(b);
     nori_fake_redis_stop(a);
 }
