@@ -89,9 +89,11 @@ static void test_cluster_failover(void **state)
         pthread_t t;
         assert_int_equal(pthread_create(&t, NULL, write_loop, &w), 0);
         sleep_ms(1000);
+        /* Dead once reaped: a write that starts after this cannot be served
+         * by the old master. */
+        nori_test_node_kill(&c->node[victim], SIGKILL);
         long long killed = nori_test_now_ms();
         atomic_store(&w.kill_at, killed);
-        nori_test_node_kill(&c->node[victim], SIGKILL);
         long long promoted = 0;
         while (nori_test_now_ms() < killed + 30000 &&
                (promoted == 0 || atomic_load(&w.first_ok) == 0)) {
@@ -130,9 +132,9 @@ static void test_sentinel_failover(void **state)
         assert_int_equal(pthread_create(&t, NULL, write_loop, &w), 0);
         sleep_ms(1000);
         int old = s->master.port;
+        nori_test_node_kill(&s->master, SIGKILL);
         long long killed = nori_test_now_ms();
         atomic_store(&w.kill_at, killed);
-        nori_test_node_kill(&s->master, SIGKILL);
         long long switched = 0;
         while (nori_test_now_ms() < killed + 30000 &&
                (switched == 0 || atomic_load(&w.first_ok) == 0)) {

@@ -383,8 +383,8 @@ static void test_failover_under_load(void **state)
     }
     unsigned slot0 = nori__cluster_keyslot("cache:ctr:0", 11);
     long long killed = nori_test_now_ms();
-    atomic_store(&kill_at, killed);
     nori_test_node_kill(&cluster->node[victim], SIGKILL);
+    atomic_store(&kill_at, nori_test_now_ms()); /* reaped: dead from here on */
     /* The server's own failover time: until the cluster names a new master
      * for the slot (bounded by the run). */
     long long promoted = 0;

@@ -266,8 +266,8 @@ static void test_failover_under_load(void **state)
     nanosleep(&ts, NULL); /* load before the fault: a duration */
     int old = setup->master.port;
     long long killed = nori_test_now_ms();
-    atomic_store(&kill_at, killed);
     nori_test_node_kill(&setup->master, SIGKILL);
+    atomic_store(&kill_at, nori_test_now_ms()); /* reaped: dead from here on */
     /* The sentinels' switch: until they name another master (bounded). */
     long long switched = 0;
     while (nori_test_now_ms() < killed + 30000) {
