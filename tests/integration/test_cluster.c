@@ -31,6 +31,8 @@
 static nori_test_cluster *cluster;
 static nori_backend *backend;
 
+#define THREADS 8
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -261,9 +263,103 @@ static void test_cli_check_prints_topology(void **state)
 }
 #endif
 
+/* ---- resharding under load ---- */
+
+typedef struct mover {
+    pthread_t thread;
+    int id;
+    atomic_bool *stop;
+    long calls, failures, incr_ok;
+    char last_error[256];
+} mover;
+
+/* Keys over many slots, so that the slots being moved hold some: every
+ * operation must succeed through MOVED and ASK. */
+static void *move_work(void *arg)
+{
+    mover *m = arg;
+    unsigned seed = (unsigned)m->id * 7919u + 1;
+    char ctr[32];
+    snprintf(ctr, sizeof ctr, "rctr:%d", m->id);
+    while (!atomic_load(m->stop)) {
+        char key[32];
+        seed = seed * 1103515245u + 12345u;
+        snprintf(key, sizeof key, "r:%u", (seed >> 8) % 2000);
+        int rc[4];
+        nori_buf v;
+        int64_t n;
+        rc[0] = nori_backend_set(backend, key, "v", 1, 60);
+        rc[1] = nori_backend_get(backend, key, &v);
+        if (rc[1] == NORI_OK)
+            nori_buf_free(&v);
+        rc[2] = nori_backend_incr(backend, ctr, 0, &n);
+        rc[3] = nori_backend_atomic_update(backend, key, nori_test_add_one, NULL, 0, NULL);
+        m->incr_ok += rc[2] == NORI_OK;
+        for (int i = 0; i < 4; i++) {
+            m->calls++;
+            if (rc[i] < 0) {
+                m->failures++;
+                snprintf(m->last_error, sizeof m->last_error, "%s", nori_last_error());
+            }
+        }
+    }
+    return NULL;
+}
+
+static void test_resharding_under_load(void **state)
+{
+    (void)state;
+    int slots = getenv("NORI_CLUSTER_LONG") != NULL ? 1000 : 300;
+    /* Fill the slots with keys first, so that migrations carry keys. */
+    for (int i = 0; i < 2000; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "r:%d", i);
+        assert_nori(nori_backend_set(backend, key, "0", 1, 60), NORI_OK);
+    }
+    int from = nori_test_cluster_slot_master(cluster, 0), to = -1;
+    for (int i = 0; i < NORI_TEST_CLUSTER_NODES && to < 0; i++)
+        if (i != from && nori_test_node_is_master(&cluster->node[i]))
+            to = i;
+    assert_true(from >= 0 && to >= 0);
+    atomic_bool stop;
+    atomic_init(&stop, false);
+    mover m[THREADS];
+    memset(m, 0, sizeof m);
+    for (int i = 0; i < THREADS; i++) {
+        m[i].id = i;
+        m[i].stop = &stop;
+        assert_int_equal(pthread_create(&m[i].thread, NULL, move_work, &m[i]), 0);
+    }
+    long long start = nori_test_now_ms();
+    int rc = nori_test_cluster_reshard(cluster, from, to, slots);
+    long long took = nori_test_now_ms() - start;
+    atomic_store(&stop, true);
+    long calls = 0, failures = 0;
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(m[i].thread, NULL);
+        calls += m[i].calls;
+        failures += m[i].failures;
+        if (m[i].failures > 0)
+            print_message("thread %d: %ld failures, last: %s\n", i, m[i].failures,
+                          m[i].last_error);
+    }
+    print_message("resharding %d slots took %lld ms under %ld calls\n", slots, took, calls);
+    assert_int_equal(rc, 0);
+    assert_int_equal(failures, 0);
+    /* The moved slots are served by their new owner, through the backend too. */
+    assert_int_equal(nori_test_cluster_slot_master(cluster, 0), to);
+    for (int i = 0; i < THREADS; i++) {
+        char ctr[32];
+        snprintf(ctr, sizeof ctr, "rctr:%d", i);
+        nori_buf v;
+        assert_nori(nori_backend_get(backend, ctr, &v), NORI_OK);
+        assert_int_equal(strtol(v.data, NULL, 10), m[i].incr_ok);
+        nori_buf_free(&v);
+    }
+}
+
 /* ---- failover under load ---- */
 
-#define THREADS 8
 /* A call returns within this bound: NORI_TOPO_RETRY_MS (3000) of retries,
  * plus one last attempt (connect 1000 + command 1000 ms), plus slack. */
 #define CALL_BOUND_MS 6500
@@ -475,6 +571,7 @@ int main(void)
 #ifdef NORICACHE_PATH
         cmocka_unit_test(test_cli_check_prints_topology),
 #endif
+        cmocka_unit_test(test_resharding_under_load),
         cmocka_unit_test(test_failover_under_load), /* last: it kills a master */
     };
     return cmocka_run_group_tests_name("cluster", tests, group_setup, group_teardown);

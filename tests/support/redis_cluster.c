@@ -414,6 +414,31 @@ int nori_test_cluster_slot_master(const nori_test_cluster *c, unsigned slot)
     return -1;
 }
 
+static bool node_id(const nori_test_node *n, char *id, size_t size)
+{
+    redisReply *r = ask(n->port, NULL, "CLUSTER MYID");
+    bool ok = r != NULL && r->type == REDIS_REPLY_STRING && r->len < size;
+    if (ok)
+        snprintf(id, size, "%s", r->str);
+    if (r != NULL)
+        freeReplyObject(r);
+    return ok;
+}
+
+int nori_test_cluster_reshard(const nori_test_cluster *c, int from, int to, int slots)
+{
+    char from_id[64], to_id[64], addr[32], count[16];
+    if (!node_id(&c->node[from], from_id, sizeof from_id) ||
+        !node_id(&c->node[to], to_id, sizeof to_id))
+        return -1;
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", c->node[from].port);
+    snprintf(count, sizeof count, "%d", slots);
+    const char *argv[] = {"redis-cli",      "--cluster",      "reshard",       addr,
+                          "--cluster-from", from_id,          "--cluster-to",  to_id,
+                          "--cluster-slots", count,           "--cluster-yes", NULL};
+    return run_bounded(argv, c->node[from].dir, 120000);
+}
+
 /* ---- sentinel ---- */
 
 static void start_sentinel(nori_test_node *n, int master_port, const char *password)

@@ -57,6 +57,10 @@ bool nori_test_node_is_master(const nori_test_node *n);
  * cluster_state:ok; returns whether it did. */
 bool nori_test_cluster_wait_ok(const nori_test_cluster *c, int timeout_ms);
 
+/* Moves `slots` slots from node `from` to node `to` (both masters) with
+ * `redis-cli --cluster reshard`, bounded by 120 s; returns its exit status. */
+int nori_test_cluster_reshard(const nori_test_cluster *c, int from, int to, int slots);
+
 typedef struct nori_test_sentinel {
     nori_test_node master;       /* the first master; after a failover see nori_test_sentinel_master */
     nori_test_node replica;
