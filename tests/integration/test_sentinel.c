@@ -170,6 +170,49 @@ static void test_stalled_and_stale_sentinels(void **state)
     nori_fake_redis_stop(replica);
 }
 
+static void addr_reply(char *buf, size_t size, int port)
+{
+    snprintf(buf, size, "*2\r\n$9\r\n127.0.0.1\r\n$%d\r\n%d\r\n",
+             (int)snprintf(NULL, 0, "%d", port), port);
+}
+
+#define ROLE_MASTER "*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n"
+
+/* A master that was demoted answers READONLY: the backend asks the
+ * sentinels again, drops the old master's connections and writes to the
+ * new one, within the same call. */
+static void test_readonly_reresolves(void **state)
+{
+    (void)state;
+    nori_fake_redis *sent = nori_fake_redis_start();
+    nori_fake_redis *m1 = nori_fake_redis_start(), *m2 = nori_fake_redis_start();
+    char a1[128], a2[128];
+    addr_reply(a1, sizeof a1, nori_fake_redis_port(m1));
+    addr_reply(a2, sizeof a2, nori_fake_redis_port(m2));
+    nori_fake_redis_reply(sent, "SENTINEL GET-MASTER-ADDR-BY-NAME", a1);
+    nori_fake_redis_default(sent, "SENTINEL GET-MASTER-ADDR-BY-NAME", a2);
+    nori_fake_redis_default(m1, "ROLE", ROLE_MASTER);
+    nori_fake_redis_default(m2, "ROLE", ROLE_MASTER);
+    nori_fake_redis_default(m1, "SET", "-READONLY You can't write against a read only replica.\r\n");
+    nori_fake_redis_default(m2, "SET", "+OK\r\n");
+    char url[200];
+    snprintf(url, sizeof url, "redis+sentinel://127.0.0.1:%d/mymaster", nori_fake_redis_port(sent));
+    nori_backend *b;
+    assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
+    assert_nori(nori_backend_set(b, "k", "v", 1, 0), NORI_OK);
+    assert_int_equal(nori_fake_redis_count(m1, "SET"), 1);
+    assert_int_equal(nori_fake_redis_count(m2, "SET"), 1);
+    assert_int_equal(nori_fake_redis_count(sent, "SENTINEL GET-MASTER-ADDR-BY-NAME"), 2);
+    /* Later calls go to the new master directly. */
+    assert_nori(nori_backend_set(b, "k", "v", 1, 0), NORI_OK);
+    assert_int_equal(nori_fake_redis_count(m1, "SET"), 1);
+    assert_int_equal(nori_fake_redis_count(m2, "SET"), 2);
+    nori_backend_free(b);
+    nori_fake_redis_stop(sent);
+    nori_fake_redis_stop(m1);
+    nori_fake_redis_stop(m2);
+}
+
 /* The backend through the sentinels: it works, describes the master, and
  * the two failures give their distinct errors. */
 static void test_backend_through_sentinels(void **state)
@@ -334,6 +377,7 @@ int main(void)
         cmocka_unit_test(test_no_sentinel_reachable),
         cmocka_unit_test(test_wrong_password_for_master),
         cmocka_unit_test(test_stalled_and_stale_sentinels),
+        cmocka_unit_test(test_readonly_reresolves),
         cmocka_unit_test(test_backend_through_sentinels),
         cmocka_unit_test(test_failover_under_load), /* last: it kills the master */
     };
