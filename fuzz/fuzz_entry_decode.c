@@ -1,9 +1,10 @@
 /* The response-entry decoder on arbitrary bytes, as a cache value read back
  * from Redis (JSON only) or from the memory backend (binary record or JSON).
  * Never crashes or leaks; a refusal is NORI_ETYPE (a miss for the cache);
- * what it accepts is a sendable response (status 100..999, no NUL in the
- * media type or a header, only the headers an entry may carry, never
- * Set-Cookie) that survives a re-encode in both formats unchanged. */
+ * what it accepts is a sendable response (a stored status: 2xx but 204,
+ * 205, 206; a media type and kept headers that pass the encoder's own
+ * checks: bounded, no control bytes, a well-formed ETag; never Set-Cookie)
+ * that survives a re-encode in both formats unchanged. */
 #include "fuzz.h"
 #include "http_internal.h"
 
@@ -14,7 +15,10 @@
 
 static void check_sendable(const nori_http_response *r)
 {
-    if (r->status < 100 || r->status > 999)
+    if (!nori__entry_status_ok(r->status))
+        abort();
+    if (r->media_type != NULL &&
+        nori__entry_media_check(r->media_type, strlen(r->media_type)) != NORI_OK)
         abort();
     if (r->body_len > 0 && r->body == NULL)
         abort();
@@ -23,6 +27,9 @@ static void check_sendable(const nori_http_response *r)
         if (name == NULL || r->headers[i].value == NULL || !nori__entry_keeps_header(name))
             abort();
         if (strcasecmp(name, "Set-Cookie") == 0)
+            abort();
+        if (nori__entry_header_check(name, r->headers[i].value, strlen(r->headers[i].value)) !=
+            NORI_OK)
             abort();
     }
 }

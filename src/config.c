@@ -145,10 +145,10 @@ int nori__dotenv_parse(const char *text, size_t len, const char *source, nori__d
 
 /* ---- configuration ---- */
 
-enum { VAR_BACKEND, VAR_MAX_KEYS, VAR_MAX_VALUE, VAR_REDIS_URL, VAR_COUNT };
+enum { VAR_BACKEND, VAR_MAX_KEYS, VAR_MAX_VALUE, VAR_REDIS_URL, VAR_MAX_BYTES, VAR_COUNT };
 
 static const char *const var_names[VAR_COUNT] = {
-    "CACHE_BACKEND", "CACHE_MAX_KEYS", "CACHE_MAX_VALUE_BYTES", "REDIS_URL"};
+    "CACHE_BACKEND", "CACHE_MAX_KEYS", "CACHE_MAX_VALUE_BYTES", "REDIS_URL", "CACHE_MAX_BYTES"};
 
 typedef struct {
     char *values[VAR_COUNT];         /* NULL = not set anywhere; malloc'd */
@@ -247,6 +247,14 @@ static int validate(const raw_config *raw, nori__config *cfg)
     if (raw->values[VAR_MAX_VALUE] != NULL &&
         !parse_size(raw->values[VAR_MAX_VALUE], NORI_MAX_VALUE_LIMIT, &cfg->max_value))
         return bad_value(raw, VAR_MAX_VALUE, "expected a positive integer up to 536870912");
+    /* CACHE_MAX_BYTES may be 0 (no byte bound): parse "0" on its own. */
+    cfg->max_bytes = NORI_DEFAULT_MAX_BYTES;
+    const char *mb = raw->values[VAR_MAX_BYTES];
+    if (mb != NULL && strcmp(mb, "0") == 0)
+        cfg->max_bytes = 0;
+    else if (mb != NULL && !parse_size(mb, NORI_MAX_MAX_BYTES, &cfg->max_bytes))
+        return bad_value(raw, VAR_MAX_BYTES,
+                         "expected a number of bytes from 0 (no byte bound) up to 1099511627776");
     const char *url = raw->values[VAR_REDIS_URL];
     if (url == NULL)
         url = "redis://localhost:6379";

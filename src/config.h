@@ -15,8 +15,12 @@ typedef struct nori__config {
     bool use_redis;      /* CACHE_BACKEND=redis */
     size_t max_keys;     /* CACHE_MAX_KEYS */
     size_t max_value;    /* CACHE_MAX_VALUE_BYTES */
+    size_t max_bytes;    /* CACHE_MAX_BYTES (0: no byte bound) */
     char redis_url[4097]; /* REDIS_URL, validated */
 } nori__config;
+
+/* Largest accepted CACHE_MAX_BYTES: 1 TiB. */
+#define NORI_MAX_MAX_BYTES ((size_t)1 << 40)
 
 /* Largest accepted CACHE_MAX_KEYS. */
 #define NORI_MAX_MAX_KEYS ((size_t)1 << 32)

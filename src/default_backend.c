@@ -29,6 +29,8 @@ int nori_backend_from_env(nori_backend **out)
     if (rc != NORI_OK)
         return rc;
     rc = nori_backend_set_max_value(b, cfg.max_value);
+    if (rc == NORI_OK && !cfg.use_redis)
+        rc = nori_memory_backend_set_max_bytes(b, cfg.max_bytes);
     if (rc != NORI_OK) {
         nori_backend_free(b);
         return rc;

@@ -1,7 +1,7 @@
 /*
- * Internal interface between the parts of the response cache: key building
- * (http_key.c), the entry codec (entry_codec.c) and the cache itself
- * (http_cache.c). Exposed to the white-box unit tests through the static
+ * Internal interface between the parts of the response cache (src/http/):
+ * key building (key.c), the entry codec (entry_codec.c) and the cache itself
+ * (cache.c). Exposed to the white-box unit tests through the static
  * library.
  */
 #ifndef NORI_SRC_HTTP_INTERNAL_H
@@ -11,7 +11,13 @@
 
 #include <stdbool.h>
 
-/* ---- http_key.c ---- */
+/* ---- http/response.c ---- */
+
+/* 1 when the comma-separated header value `list` holds `token`
+ * (case-insensitive, arguments ignored: "no-cache=\"x\"" holds no-cache). */
+int nori__http_has_token(const char *list, const char *token);
+
+/* ---- http/key.c ---- */
 
 /*
  * Writes `{prefix}[:{E(keycomp)}]:{E(path)}:{E(query)}[:vary={pairs}]` into
@@ -26,19 +32,47 @@ int nori__http_key_build(const char *prefix, const char *keycomp, const char *pa
                          const char *query, const char *const *vary_on, size_t n_vary,
                          const nori_http_request *req, char *out, size_t cap);
 
-/* ---- entry_codec.c ---- */
+/* ---- http/entry_codec.c ---- */
+
+/* The JSON field, added to Nori's entry, holding when the entry was stored
+ * (Unix seconds). Nori's Python decorator ignores it; its absence marks an
+ * entry Python wrote. */
+#define NORI_ENTRY_FIELD_STORED_AT "stored_at"
+/* ... and for how long it is fresh (seconds; absent = no limit). */
+#define NORI_ENTRY_FIELD_FRESH_FOR "fresh_for"
+
+/* Freshness metadata stored with an entry (both encodings). */
+typedef struct {
+    int64_t stored_at_ms; /* wall-clock ms (nori__http_now_ms); -1 = unknown (Python's) */
+    int64_t fresh_ms;     /* freshness lifetime; -1 = no limit / unknown */
+} nori__entry_meta;
 
 /* true when header `name` (any case) is one of those stored with an entry. */
 bool nori__entry_keeps_header(const char *name);
 
+/* true for the statuses an entry may hold: 2xx but 204, 205 and 206. */
+bool nori__entry_status_ok(int status);
+
+/* NORI_OK when header `name` is kept and value[0..len) can be stored and
+ * sent back as is (bounded, no control bytes; an ETag is an entity-tag);
+ * NORI_ETYPE with a message otherwise. */
+int nori__entry_header_check(const char *name, const char *value, size_t len);
+
+/* The same for a media type (Content-Type). */
+int nori__entry_media_check(const char *media, size_t len);
+
 /*
  * The memory backend's record: body first, then the metadata, then a
  * trailer (metadata length + magic). *out receives a new buffer owned by
- * the caller. NORI_OK or NORI_ENOMEM / NORI_ETOOBIG (over 4 GiB of metadata).
+ * the caller. NORI_OK, NORI_ENOMEM, or NORI_ETYPE when the response cannot
+ * be stored exactly (status, a kept header or the media type refused by the
+ * checks above).
  */
 int nori__entry_encode_binary(const nori_http_response *r, nori_buf *out);
 
-/* Nori's JSON entry: {"body_b64", "status_code", "media_type", "headers"}. */
+/* Nori's JSON entry: {"body_b64", "status_code", "media_type", "headers",
+ * "stored_at"}. NORI_ETYPE as above, and also when the media type or a
+ * kept header is not UTF-8 (a JSON string cannot carry it). */
 int nori__entry_encode_json(const nori_http_response *r, nori_buf *out);
 
 /*
@@ -51,6 +85,18 @@ int nori__entry_encode_json(const nori_http_response *r, nori_buf *out);
  */
 int nori__entry_decode(nori_buf *in, bool accept_binary, nori_http_response *r);
 
+/* The same, with freshness metadata (the plain forms above store "unknown"
+ * for binary, and "now, no limit" for JSON). */
+int nori__entry_encode_binary_meta(const nori_http_response *r, const nori__entry_meta *m,
+                                   nori_buf *out);
+int nori__entry_encode_json_meta(const nori_http_response *r, const nori__entry_meta *m,
+                                 nori_buf *out);
+
+/* nori__entry_decode that also reports the freshness metadata (-1 fields
+ * when the entry has none, e.g. one written by Nori's Python). */
+int nori__entry_decode_meta(nori_buf *in, bool accept_binary, nori_http_response *r,
+                            nori__entry_meta *m);
+
 /* Standard base64 with padding. *out is a new NUL-terminated buffer. */
 int nori__base64_encode(const void *data, size_t len, nori_buf *out);
 
@@ -60,5 +106,73 @@ int nori__base64_encode(const void *data, size_t len, nori_buf *out);
  * NUL byte after the data). NORI_OK, NORI_ETYPE on bad input, NORI_ENOMEM.
  */
 int nori__base64_decode(const char *s, size_t len, nori_buf *out);
+
+/* ---- http/fresh.c ---- */
+
+#include "clock.h"
+
+/* Wall-clock milliseconds (entries are compared across processes). */
+int64_t nori__http_now_ms(void);
+/* Tests: replace that clock (NULL restores it). */
+void nori__http_clock_override(nori__clock_fn fn);
+
+/* Freshness lifetime of r in ms: Cache-Control s-maxage, else max-age,
+ * capped by route_ttl (seconds; 0 = no cap); neither: route_ttl (or -1 =
+ * no limit when route_ttl is 0). Expires is ignored. */
+int64_t nori__http_lifetime_ms(const nori_http_response *r, int64_t route_ttl);
+
+/* Adds a strong ETag derived from the body bytes when r has none. */
+int nori__http_ensure_etag(nori_http_response *r);
+
+/* 1 when req's validators say the client's copy of r is current:
+ * If-None-Match (weak comparison, lists, *), else If-Modified-Since against
+ * Last-Modified. */
+int nori__http_not_modified(const nori_http_request *req, const nori_http_response *r);
+
+/* Turns r into its 304 Not Modified form (RFC 9110 15.4.5). */
+int nori__http_make_304(nori_http_response *r);
+
+/* ---- http/flight.c ---- */
+
+typedef struct nori__flights nori__flights;
+typedef struct nori__flight nori__flight;
+typedef enum {
+    NORI__FLIGHT_NONE,      /* could not coalesce (out of memory): just run */
+    NORI__FLIGHT_LEADER,    /* this caller fills the key, then calls finish */
+    NORI__FLIGHT_WAITER,    /* another fill is running: call wait */
+    NORI__FLIGHT_REENTRANT  /* the running fill is this thread's own: do not wait */
+} nori__flight_role;
+enum { NORI__FLIGHT_STORED = 1, NORI__FLIGHT_NOT_STORED = 2, NORI__FLIGHT_TIMEOUT = 3 };
+
+int nori__flights_new(nori__flights **out);
+void nori__flights_free(nori__flights *t);
+/* Joins or starts the fill of key. owned: the leader is this thread (a
+ * background fill sets its owner later with set_owner). */
+nori__flight_role nori__flight_join(nori__flights *t, const char *key, bool owned,
+                                    nori__flight **f);
+void nori__flight_set_owner(nori__flights *t, nori__flight *f);
+/* Waiter: waits for the fill up to timeout_ms; returns NORI__FLIGHT_*; f is
+ * released (must not be used afterwards). */
+int nori__flight_wait(nori__flights *t, nori__flight *f, int64_t timeout_ms);
+/* Waiter that will not wait after all: drops its reference. */
+void nori__flight_release(nori__flights *t, nori__flight *f);
+/* Leader: the fill is over (stored or not); wakes the waiters, releases f. */
+void nori__flight_finish(nori__flights *t, nori__flight *f, bool stored);
+/* Hit-for-miss memory. */
+bool nori__hfm_active(nori__flights *t, const char *key, int64_t now_ms);
+void nori__hfm_set(nori__flights *t, const char *key, int64_t until_ms);
+void nori__hfm_clear(nori__flights *t, const char *key);
+
+/* ---- http/refresh.c ---- */
+
+typedef struct nori__refresher nori__refresher;
+typedef void (*nori__refresh_fn)(void *arg);
+int nori__refresher_new(size_t n_threads, nori__refresher **out);
+/* Queues run(arg) on a worker; on NORI_OK exactly one of run(arg) or, when
+ * the pool is freed first, drop(arg) is called. An error means neither. */
+int nori__refresher_submit(nori__refresher *r, nori__refresh_fn run, nori__refresh_fn drop,
+                           void *arg);
+/* Stops the workers (waits for running jobs, drops queued ones). */
+void nori__refresher_free(nori__refresher *r);
 
 #endif

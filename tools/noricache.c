@@ -35,7 +35,7 @@ static const char USAGE[] =
     "  flush                    remove every key of this cache (Redis: only cache:*)\n"
     "  incr KEY [--ttl N]       increment the counter and print the new value;\n"
     "                           N applies only when the counter is created\n"
-    "  check                    verify the configured backend (Redis: PING) and print\n"
+    "  check                    verify the configured backend (Redis: INFO, >= 6.0) and print\n"
     "                           \"ok: <kind> <url>\" (the password shown as ***)\n"
     "\n"
     "Options may also be written --ttl=N; N is digits only. \"--\" ends options.\n"

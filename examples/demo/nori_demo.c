@@ -2,14 +2,22 @@
  * nori-demo: an HTTP service that shows every feature of libnoricache's
  * response cache (DESIGN 6), on libmicrohttpd and SQLite.
  *
- *   nori-demo [--port N] [--db PATH] [--prefix P]
+ *   nori-demo [--port N] [--db PATH] [--prefix P] [--max-conns N]
+ *             [--max-conns-per-ip N] [--conn-timeout S]
  *
  * Listens on 127.0.0.1:8080 (--port or PORT), keeps its data in ./nori-demo.db
  * (created with 200k orders on first start), caches in the backend the
  * environment names (CACHE_BACKEND=memory|redis, REDIS_URL, CACHE_MAX_KEYS).
  * --prefix sets the key prefix (default "view"), so several runs can share
- * one Redis without seeing each other's entries. Stops cleanly on SIGINT or
- * SIGTERM.
+ * one Redis without seeing each other's entries; each cache of the demo
+ * has its own prefix under it (P, P.greeting, P.me; counters P.login).
+ * Stops cleanly on SIGINT or SIGTERM.
+ *
+ * The login throttle's counters live in a backend of their own, never in
+ * the one that holds page entries: 10,000 requests for distinct pages
+ * would otherwise evict them and reset the throttle. The throttle fails
+ * closed: when the counter cannot be incremented, the login is refused
+ * (503), not let through uncounted.
  */
 #include "nori/cache.h"
 #include "nori/http.h"
@@ -36,12 +44,16 @@
 
 static struct {
     sqlite3 *db;
-    sqlite3_stmt *dashboard, *products;
+    sqlite3_stmt *dashboard, *products, *stock, *touch;
+    _Atomic int db_down; /* POST /admin/db?state=down: simulated outage */
+    _Atomic uint64_t stock_runs; /* per-process count of /stock handler runs */
     pthread_mutex_t db_lock; /* one connection, prepared statements reused */
     _Atomic uint64_t db_queries;
-    nori_backend *backend;
+    nori_backend *backend;  /* page entries (the response caches) */
+    nori_backend *counters; /* security counters: login throttle; never evicted by pages */
     const char *prefix;
-    nori_http_cache *main_cache, *greet_cache, *me_cache;
+    char greet_prefix[128], me_prefix[128], login_prefix[128], stock_prefix[128];
+    nori_http_cache *main_cache, *greet_cache, *me_cache, *stock_cache;
 } demo = {.db_lock = PTHREAD_MUTEX_INITIALIZER};
 
 /* ------------------------------------------------------------- database */
@@ -130,7 +142,12 @@ static int db_open(const char *path)
         sqlite3_prepare_v2(demo.db,
                            "SELECT id, name, price_cents FROM products ORDER BY id"
                            " LIMIT ? OFFSET ?",
-                           -1, &demo.products, NULL) != SQLITE_OK) {
+                           -1, &demo.products, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(demo.db, "SELECT price_cents FROM products WHERE id = ?", -1,
+                           &demo.stock, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(demo.db,
+                           "UPDATE products SET price_cents = price_cents WHERE id = 1", -1,
+                           &demo.touch, NULL) != SQLITE_OK) {
         fprintf(stderr, "nori-demo: prepare: %s\n", sqlite3_errmsg(demo.db));
         return -1;
     }
@@ -141,6 +158,8 @@ static void db_close(void)
 {
     sqlite3_finalize(demo.dashboard);
     sqlite3_finalize(demo.products);
+    sqlite3_finalize(demo.stock);
+    sqlite3_finalize(demo.touch);
     sqlite3_close(demo.db);
 }
 
@@ -178,10 +197,26 @@ static int plain(nori_http_response *resp, int status, const char *body)
     return rc ? rc : nori_http_response_set_media_type(resp, "text/plain; charset=utf-8");
 }
 
+/* The simulated outage (POST /admin/db?state=down): every handler that
+ * needs the database answers 503, as a real one would with the database
+ * gone. Returns 1 when the handler must stop there. */
+static int db_unavailable(nori_http_response *resp, int *rc)
+{
+    if (!atomic_load(&demo.db_down))
+        return 0;
+    *rc = plain(resp, 503, "database unavailable\n");
+    if (*rc == NORI_OK)
+        *rc = nori_http_response_add_header(resp, "Retry-After", "5");
+    return 1;
+}
+
 static int dashboard(const nori_http_request *req, nori_http_response *resp, void *ud)
 {
     (void)req;
     (void)ud;
+    int down_rc;
+    if (db_unavailable(resp, &down_rc))
+        return down_rc;
     text t;
     text_open(&t);
     if (t.f == NULL)
@@ -221,6 +256,20 @@ static int hello(const nori_http_request *req, nori_http_response *resp, void *u
 static int products(const nori_http_request *req, nori_http_response *resp, void *ud)
 {
     (void)ud;
+    int down_rc;
+    if (db_unavailable(resp, &down_rc))
+        return down_rc;
+    if (strcmp(req->method, "POST") == 0) {
+        /* A write: the response cache invalidates every cached
+         * /products?... after its 201 (RFC 9111 4.4). */
+        pthread_mutex_lock(&demo.db_lock);
+        atomic_fetch_add(&demo.db_queries, 1);
+        int rc = sqlite3_step(demo.touch);
+        sqlite3_reset(demo.touch);
+        pthread_mutex_unlock(&demo.db_lock);
+        return plain(resp, rc == SQLITE_DONE ? 201 : 500,
+                     rc == SQLITE_DONE ? "created\n" : "database error\n");
+    }
     char v[32];
     long page = 1;
     const char *q = req->query != NULL ? req->query : "";
@@ -251,6 +300,64 @@ static int products(const nori_http_request *req, nori_http_response *resp, void
     pthread_mutex_unlock(&demo.db_lock);
     fputs("]}\n", t.f);
     return text_finish(&t, resp, "application/json");
+}
+
+/* GET /stock?item=N: cached 1 s, stale_while_revalidate 30 s,
+ * stale_if_error 300 s. Each run returns a different body (the run count),
+ * so a test can tell a stale answer from a fresh one. */
+static int stock(const nori_http_request *req, nori_http_response *resp, void *ud)
+{
+    (void)ud;
+    int down_rc;
+    if (db_unavailable(resp, &down_rc))
+        return down_rc;
+    char v[32];
+    long item = 1;
+    const char *q = req->query != NULL ? req->query : "";
+    if (nori_http_form_value(q, strlen(q), "item", v, sizeof v) == NORI_OK) {
+        char *end;
+        item = strtol(v, &end, 10);
+        if (*end != '\0' || item < 1 || item > N_PRODUCTS)
+            return plain(resp, 400, "item must be 1..500\n");
+    }
+    pthread_mutex_lock(&demo.db_lock);
+    atomic_fetch_add(&demo.db_queries, 1);
+    sqlite3_bind_int64(demo.stock, 1, item);
+    int price = sqlite3_step(demo.stock) == SQLITE_ROW ? sqlite3_column_int(demo.stock, 0) : -1;
+    sqlite3_reset(demo.stock);
+    pthread_mutex_unlock(&demo.db_lock);
+    uint64_t run = atomic_fetch_add(&demo.stock_runs, 1) + 1;
+    char body[128];
+    snprintf(body, sizeof body, "{\"item\":%ld,\"price_cents\":%d,\"run\":%" PRIu64 ",\"pid\":%ld}\n",
+             item, price, run, (long)getpid());
+    int rc = nori_http_response_set_body(resp, body, strlen(body));
+    return rc ? rc : nori_http_response_set_media_type(resp, "application/json");
+}
+
+/* POST /admin/db?state=down|up: switches the simulated database outage.
+ * Loopback only: nori-demo listens on 127.0.0.1 alone, and a request that
+ * came through a proxy (X-Forwarded-For) is refused. */
+static int admin_db(const nori_http_request *req, nori_http_response *resp, void *ud)
+{
+    (void)ud;
+    if (strcmp(req->method, "POST") != 0) {
+        int rc = plain(resp, 405, "use POST\n");
+        return rc ? rc : nori_http_response_add_header(resp, "Allow", "POST");
+    }
+    if (nori_http_request_header(req, "X-Forwarded-For") != NULL)
+        return plain(resp, 403, "loopback only\n");
+    char state[16];
+    const char *q = req->query != NULL ? req->query : "";
+    if (nori_http_form_value(q, strlen(q), "state", state, sizeof state) != NORI_OK &&
+        nori_http_form_value(req->body, req->body_len, "state", state, sizeof state) != NORI_OK)
+        return plain(resp, 400, "state=down|up is required\n");
+    if (strcmp(state, "down") == 0)
+        atomic_store(&demo.db_down, 1);
+    else if (strcmp(state, "up") == 0)
+        atomic_store(&demo.db_down, 0);
+    else
+        return plain(resp, 400, "state must be down or up\n");
+    return plain(resp, 200, atomic_load(&demo.db_down) ? "database down\n" : "database up\n");
 }
 
 /* A "PDF" whose body holds every byte value, NULs included: it proves that
@@ -352,14 +459,18 @@ static int login(const nori_http_request *req, nori_http_response *resp, void *u
     if (user[0] == '\0')
         return plain(resp, 400, "user= is empty\n");
     char key[NORI_MAX_KEY_LEN + 1];
-    snprintf(key, sizeof key, "%s:login:%s:attempts", demo.prefix, user);
+    snprintf(key, sizeof key, "%s:%s:attempts", demo.login_prefix, user);
     int64_t n;
-    int rc = nori_backend_incr(demo.backend, key, LOGIN_WINDOW, &n);
+    int rc = nori_backend_incr(demo.counters, key, LOGIN_WINDOW, &n);
     if (rc != NORI_OK) {
-        /* Fail open, like the response cache, but say so. */
+        /* Fail closed: a throttle that lets attempts through when its
+         * counter is unavailable is no throttle (an attacker only has to
+         * make the backend fail). Unlike the response cache, which fails
+         * open because a miss is only slower. */
         fprintf(stderr, "nori-demo: login counter: %s: %s\n", nori_strerror(rc),
                 nori_last_error());
-        return plain(resp, 200, "attempt not counted (cache unavailable)\n");
+        rc = plain(resp, 503, "login temporarily unavailable, try again later\n");
+        return rc ? rc : nori_http_response_add_header(resp, "Retry-After", "5");
     }
     char body[128];
     if (n > LOGIN_LIMIT) {
@@ -375,14 +486,31 @@ static int metrics(const nori_http_request *req, nori_http_response *resp, void 
 {
     (void)req;
     (void)ud;
-    nori_http_cache_stats sum = {0, 0, 0, 0}, s;
-    nori_http_cache *caches[] = {demo.main_cache, demo.greet_cache, demo.me_cache};
-    for (int i = 0; i < 3; i++) {
+    nori_http_cache_stats sum, s;
+    memset(&sum, 0, sizeof sum);
+    nori_http_cache *caches[] = {demo.main_cache, demo.greet_cache, demo.me_cache,
+                                 demo.stock_cache};
+    for (int i = 0; i < 4; i++) {
         nori_http_cache_get_stats(caches[i], &s);
         sum.hits += s.hits;
         sum.misses += s.misses;
         sum.stores += s.stores;
         sum.errors += s.errors;
+        sum.bypass_method += s.bypass_method;
+        sum.bypass_authorization += s.bypass_authorization;
+        sum.bypass_cookie += s.bypass_cookie;
+        sum.not_encodable += s.not_encodable;
+        sum.too_big += s.too_big;
+        sum.unsendable += s.unsendable;
+        sum.coalesced += s.coalesced;
+        sum.lock_timeouts += s.lock_timeouts;
+        sum.hit_for_miss += s.hit_for_miss;
+        sum.stale_revalidate += s.stale_revalidate;
+        sum.stale_error += s.stale_error;
+        sum.refreshes += s.refreshes;
+        sum.refreshes_dropped += s.refreshes_dropped;
+        sum.not_modified += s.not_modified;
+        sum.invalidations += s.invalidations;
     }
     nori_backend_stats b = {0};
     nori_backend_get_stats(demo.backend, &b);
@@ -403,9 +531,62 @@ static int metrics(const nori_http_request *req, nori_http_response *resp, void 
     METRIC("nori_backend_errors_total", "Backend calls that failed.", b.errors);
     METRIC("nori_db_queries_total", "Queries run against the database.",
            atomic_load(&demo.db_queries));
+    fputs("# HELP nori_cache_bypass_total Requests on cached routes that did not consult the"
+          " cache, by reason.\n# TYPE nori_cache_bypass_total counter\n",
+          t.f);
+    fprintf(t.f, "nori_cache_bypass_total{reason=\"method\"} %" PRIu64 "\n", sum.bypass_method);
+    fprintf(t.f, "nori_cache_bypass_total{reason=\"authorization\"} %" PRIu64 "\n",
+            sum.bypass_authorization);
+    fprintf(t.f, "nori_cache_bypass_total{reason=\"cookie\"} %" PRIu64 "\n", sum.bypass_cookie);
+    fputs("# HELP nori_cache_not_stored_total Storable responses that were not stored, by"
+          " reason.\n# TYPE nori_cache_not_stored_total counter\n",
+          t.f);
+    fprintf(t.f, "nori_cache_not_stored_total{reason=\"not_encodable\"} %" PRIu64 "\n",
+            sum.not_encodable);
+    fprintf(t.f, "nori_cache_not_stored_total{reason=\"too_big\"} %" PRIu64 "\n", sum.too_big);
+    METRIC("nori_cache_unsendable_total", "Cache hits the adapter could not send (re-served).",
+           sum.unsendable);
+    METRIC("nori_cache_coalesced_total", "Requests served from another request's fill.",
+           sum.coalesced);
+    METRIC("nori_cache_lock_timeouts_total", "Waits for another fill that reached lock_timeout.",
+           sum.lock_timeouts);
+    METRIC("nori_cache_hit_for_miss_total",
+           "Requests that skipped waiting: key remembered as unstorable.", sum.hit_for_miss);
+    fputs("# HELP nori_cache_stale_total Answers from an expired entry, by reason.\n"
+          "# TYPE nori_cache_stale_total counter\n",
+          t.f);
+    fprintf(t.f, "nori_cache_stale_total{reason=\"revalidate\"} %" PRIu64 "\n",
+            sum.stale_revalidate);
+    fprintf(t.f, "nori_cache_stale_total{reason=\"error\"} %" PRIu64 "\n", sum.stale_error);
+    METRIC("nori_cache_background_refreshes_total", "Background refreshes run.", sum.refreshes);
+    METRIC("nori_cache_background_refreshes_dropped_total",
+           "Background refreshes not run (queue full, key changed).", sum.refreshes_dropped);
+    METRIC("nori_cache_not_modified_total", "304 Not Modified answers.", sum.not_modified);
+    METRIC("nori_cache_invalidations_total", "Path invalidations after successful writes.",
+           sum.invalidations);
     fprintf(t.f, "# HELP nori_cache_entries Entries held by the memory backend.\n"
                  "# TYPE nori_cache_entries gauge\nnori_cache_entries %" PRIu64 "\n",
             b.entries);
+    fprintf(t.f, "# HELP nori_cache_bytes Bytes held by the memory backend (byte bound's count).\n"
+                 "# TYPE nori_cache_bytes gauge\nnori_cache_bytes %" PRIu64 "\n",
+            b.bytes);
+    fprintf(t.f, "# HELP nori_cache_max_bytes The memory backend's byte bound (0: none).\n"
+                 "# TYPE nori_cache_max_bytes gauge\nnori_cache_max_bytes %" PRIu64 "\n",
+            b.max_bytes);
+    fprintf(t.f, "# HELP nori_cache_expired_total Expired entries removed (on read or by the"
+                 " sweeper).\n# TYPE nori_cache_expired_total counter\n"
+                 "nori_cache_expired_total %" PRIu64 "\n",
+            b.expired);
+    fprintf(t.f, "# HELP nori_redis_circuit_state Redis circuit breaker: 0 closed, 1 open,"
+                 " 2 half-open.\n# TYPE nori_redis_circuit_state gauge\n"
+                 "nori_redis_circuit_state %" PRIu64 "\n",
+            b.circuit_state);
+    METRIC("nori_redis_circuit_opens_total", "Times the Redis circuit breaker opened.",
+           b.circuit_opens);
+    METRIC("nori_redis_circuit_rejected_total", "Calls failed fast while the circuit was open.",
+           b.circuit_rejected);
+    METRIC("nori_redis_timeouts_total", "Redis commands and connects that ran out of time.",
+           b.timeouts);
     fprintf(t.f, "# HELP nori_backend_info The configured backend.\n"
                  "# TYPE nori_backend_info gauge\nnori_backend_info{kind=\"%s\"} 1\n",
             nori_backend_kind(demo.backend));
@@ -416,12 +597,27 @@ static int metrics(const nori_http_request *req, nori_http_response *resp, void 
 
 static void usage(FILE *f)
 {
-    fputs("usage: nori-demo [--port N] [--db PATH] [--prefix P]\n"
+    fputs("usage: nori-demo [--port N] [--db PATH] [--prefix P] [--max-conns N]\n"
+          "                 [--max-conns-per-ip N] [--conn-timeout S]\n"
           "  --port N    listen on 127.0.0.1:N (default: $PORT, else 8080)\n"
           "  --db PATH   SQLite database, created on first start (default ./nori-demo.db)\n"
           "  --prefix P  cache key prefix (default view)\n"
+          "  --max-conns N         connections at once, all clients (default 1000)\n"
+          "  --max-conns-per-ip N  connections at once from one address (default 256)\n"
+          "  --conn-timeout S      close a connection idle for S seconds (default 10)\n"
           "Backend from the environment: CACHE_BACKEND=memory|redis, REDIS_URL, CACHE_MAX_KEYS.\n",
           f);
+}
+
+static int parse_uint(const char *s, long max, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end != '\0' || end == s || v < 1 || v > max)
+        return -1;
+    *out = (unsigned)v;
+    return 0;
 }
 
 static int parse_port(const char *s, int *out)
@@ -438,6 +634,11 @@ static int parse_port(const char *s, int *out)
 int main(int argc, char **argv)
 {
     int port = 8080;
+    /* Slowloris defence (issue 10 item 18; see nori/mhd.h): without a
+     * per-address limit one client holding 1020 half-sent requests starves
+     * everyone, and an idle timeout alone does not stop a client that sends
+     * a byte every few seconds. */
+    unsigned max_conns = 1000, max_conns_ip = 256, conn_timeout = 10;
     const char *db_path = "./nori-demo.db";
     demo.prefix = "view";
     const char *env_port = getenv("PORT");
@@ -458,6 +659,19 @@ int main(int argc, char **argv)
             db_path = argv[++i];
         } else if (strcmp(argv[i], "--prefix") == 0 && i + 1 < argc && argv[i + 1][0]) {
             demo.prefix = argv[++i];
+        } else if ((strcmp(argv[i], "--max-conns") == 0 ||
+                    strcmp(argv[i], "--max-conns-per-ip") == 0 ||
+                    strcmp(argv[i], "--conn-timeout") == 0) &&
+                   i + 1 < argc) {
+            unsigned *dst = strcmp(argv[i], "--conn-timeout") == 0 ? &conn_timeout
+                            : strcmp(argv[i], "--max-conns") == 0  ? &max_conns
+                                                                   : &max_conns_ip;
+            if (parse_uint(argv[i + 1], 1000000, dst) < 0) {
+                fprintf(stderr, "nori-demo: %s %s is not a positive integer\n", argv[i],
+                        argv[i + 1]);
+                return 2;
+            }
+            i++;
         } else {
             usage(stderr);
             return 2;
@@ -469,8 +683,28 @@ int main(int argc, char **argv)
         fprintf(stderr, "nori-demo: cache backend: %s: %s\n", nori_strerror(rc), nori_last_error());
         return 1;
     }
+    /* Counters that enforce security get a backend of their own: on
+     * memory a separate store (page entries cannot evict them); on Redis a
+     * separate connection pool to the same server, whose keys have their
+     * own prefix (see README: run such a Redis with a noeviction or
+     * volatile-* policy, or use a separate instance). */
+    if (strcmp(nori_backend_kind(demo.backend), "memory") == 0)
+        rc = nori_memory_backend_new(100000, &demo.counters);
+    else
+        rc = nori_backend_from_env(&demo.counters);
+    if (rc != NORI_OK) {
+        fprintf(stderr, "nori-demo: counter backend: %s: %s\n", nori_strerror(rc),
+                nori_last_error());
+        nori_backend_free(demo.backend);
+        return 1;
+    }
+    snprintf(demo.greet_prefix, sizeof demo.greet_prefix, "%.100s.greeting", demo.prefix);
+    snprintf(demo.me_prefix, sizeof demo.me_prefix, "%.100s.me", demo.prefix);
+    snprintf(demo.login_prefix, sizeof demo.login_prefix, "%.100s.login", demo.prefix);
+    snprintf(demo.stock_prefix, sizeof demo.stock_prefix, "%.100s.stock", demo.prefix);
     if (db_open(db_path) < 0) {
         db_close();
+        nori_backend_free(demo.counters);
         nori_backend_free(demo.backend);
         return 1;
     }
@@ -484,10 +718,21 @@ int main(int argc, char **argv)
     nori_http_cache_options og = o, om = o;
     og.vary_on = vary;
     og.n_vary_on = 1;
+    og.prefix = demo.greet_prefix;
     om.key_fn = user_key;
+    om.prefix = demo.me_prefix;
+    const char *user_headers[] = {"X-User"};
+    om.refresh_headers = user_headers;
+    om.n_refresh_headers = 1;
+    nori_http_cache_options os = o;
+    os.ttl = 1;
+    os.stale_while_revalidate = 30;
+    os.stale_if_error = 300;
+    os.prefix = demo.stock_prefix;
     if (nori_http_cache_new(&o, &demo.main_cache) != NORI_OK ||
         nori_http_cache_new(&og, &demo.greet_cache) != NORI_OK ||
-        nori_http_cache_new(&om, &demo.me_cache) != NORI_OK) {
+        nori_http_cache_new(&om, &demo.me_cache) != NORI_OK ||
+        nori_http_cache_new(&os, &demo.stock_cache) != NORI_OK) {
         fprintf(stderr, "nori-demo: %s\n", nori_last_error());
         return 1;
     }
@@ -503,6 +748,8 @@ int main(int argc, char **argv)
         {"/fail", fail, NULL, demo.main_cache},
         {"/session", session, NULL, demo.main_cache},
         {"/login", login, NULL, NULL},
+        {"/stock", stock, NULL, demo.stock_cache},
+        {"/admin/db", admin_db, NULL, NULL},
         {"/metrics", metrics, NULL, NULL},
     };
     nori_mhd_app app = {routes, sizeof routes / sizeof routes[0], 64 * 1024};
@@ -526,8 +773,9 @@ int main(int argc, char **argv)
     struct MHD_Daemon *d = MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL,
         nori_mhd_handler, &app, NORI_MHD_OPTIONS(&app), MHD_OPTION_SOCK_ADDR, &addr,
-        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
-        MHD_OPTION_END);
+        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_TIMEOUT, conn_timeout,
+        MHD_OPTION_CONNECTION_LIMIT, max_conns, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        max_conns_ip, MHD_OPTION_END);
     if (d == NULL) {
         fprintf(stderr, "nori-demo: cannot listen on 127.0.0.1:%d\n", port);
         rc = 1;
@@ -544,7 +792,9 @@ int main(int argc, char **argv)
     nori_http_cache_free(demo.main_cache);
     nori_http_cache_free(demo.greet_cache);
     nori_http_cache_free(demo.me_cache);
+    nori_http_cache_free(demo.stock_cache);
     db_close();
+    nori_backend_free(demo.counters);
     nori_backend_free(demo.backend);
     return rc;
 }

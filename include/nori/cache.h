@@ -12,6 +12,9 @@
  *    holds a message that names what was wrong (the variable and its value, the
  *    key length and the limit, the Redis URL with the password masked, ...).
  *  - Failure changes nothing: a call that returns an error has written nothing.
+ *    One exception, on Redis: an error after the command was sent (a timeout,
+ *    a lost connection) leaves its outcome unknown, since the server may have
+ *    executed it; see "Outcome of a failed call" at nori_redis_backend_new.
  *  - Thread safety: every function may be called from any thread at any time,
  *    on the same backend handle, except nori_backend_free(), which must not run
  *    concurrently with any other use of that handle.
@@ -125,6 +128,8 @@ NORI_EXPORT void nori_buf_free(nori_buf *b);
 #define NORI_MAX_TTL ((int64_t)100 * 365 * 24 * 3600)
 /* Default entry bound of the memory backend (CACHE_MAX_KEYS). */
 #define NORI_DEFAULT_MAX_KEYS 10000
+/* Default byte bound of the memory backend (CACHE_MAX_BYTES): 256 MiB. */
+#define NORI_DEFAULT_MAX_BYTES ((size_t)256 * 1024 * 1024)
 /* Default TTL of the convenience API's callers (Nori's cache_set default). */
 #define NORI_DEFAULT_TTL 300
 
@@ -144,15 +149,45 @@ typedef struct nori_backend nori_backend;
  * LRU: inserting a new key into a full store evicts the least recently used
  * entry; get, set, incr and atomic_update of an existing key refresh its
  * position. For a single-threaded sequence the order is exact; under
- * concurrency the store never holds more than max_keys entries, the victim is
- * the least recently used at the moment it is chosen, and two accesses from
- * different threads in the same instant may count in either order.
+ * concurrency the store never holds more than max_keys entries, every insert
+ * makes progress whatever the number of threads, the victim is the least
+ * recently used at the moment it is chosen among the shards whose lock is
+ * free (an atomic_update callback running on the oldest key's shard does not
+ * stall an insert), and two accesses from different threads in the same
+ * instant may count in either order.
  * Expired entries are removed when a read finds them; an eviction removes
  * the least recently used entry, expired or not.
  * The store is split into 64 shards with a lock each, so threads working on
  * different keys rarely wait for each other.
  */
 NORI_EXPORT int nori_memory_backend_new(size_t max_keys, nori_backend **out);
+
+/*
+ * The memory backend's byte bound: the entries held never count more than
+ * `max_bytes` bytes (0: no byte bound). A new backend has
+ * NORI_DEFAULT_MAX_BYTES (256 MiB); nori_backend_from_env() applies
+ * CACHE_MAX_BYTES. Each entry counts nori_memory_entry_bytes(): key, value,
+ * expiry and header rounded up to the allocator's size class, plus 16 bytes
+ * (allocator chunk header and bucket slot). A write that does not fit evicts
+ * least recently used entries until it does; an entry larger than the bound
+ * on its own is NORI_ETOOBIG with nothing written. Both bounds (max_keys and
+ * bytes) hold at every moment under any interleaving; lowering the bound
+ * evicts down to it before returning (writes in flight meanwhile are
+ * checked against the new bound). Not counted: entries just removed that a
+ * concurrent lock-free reader may still be copying (at most 32 entries or
+ * 64 KiB per shard, freed as soon as the readers leave), and the fixed
+ * per-backend structures (about 40 KiB plus the bucket arrays' growth).
+ * NORI_EINVAL when b is not a memory backend; refused (NORI_EINVAL) from
+ * inside an atomic_update callback of the same backend.
+ */
+NORI_EXPORT int nori_memory_backend_set_max_bytes(nori_backend *b, size_t max_bytes);
+
+/* The byte bound (0: none); 0 also when b is not a memory backend. */
+NORI_EXPORT size_t nori_memory_backend_max_bytes(const nori_backend *b);
+
+/* The bytes an entry with a key of key_len bytes and a value of value_len
+ * bytes counts against the byte bound (has_ttl: the entry expires). */
+NORI_EXPORT size_t nori_memory_entry_bytes(size_t key_len, size_t value_len, int has_ttl);
 
 /*
  * A backend on a Redis server, shared by every process that uses the same
@@ -168,8 +203,12 @@ NORI_EXPORT int nori_memory_backend_new(size_t max_keys, nori_backend **out);
  *   unix:///path/to.sock[?db=N&option=value&...]
  * Options (query string):
  *   connect_timeout_ms  bound on establishing a connection (default 1000)
- *   timeout_ms          bound on each command's send and reply (default 1000)
+ *   timeout_ms          bound on each round trip, from sending the command
+ *                       (or pipeline) to its complete reply (default 1000)
  *   pool_size           most idle connections kept for reuse (default 64)
+ *   circuit_failures    consecutive timeouts that open the circuit breaker
+ *                       (default 5; 0 turns the breaker off)
+ *   circuit_cooldown_ms how long the breaker stays open (default 2000)
  * rediss:// (TLS: hiredis 0.14 has none), any other scheme, an unknown option
  * or a malformed URL is NORI_EINVAL, with the URL shown with its password
  * replaced by "***".
@@ -211,6 +250,45 @@ NORI_EXPORT int nori_memory_backend_new(size_t max_keys, nori_backend **out);
  * (password masked) and what happened (connection refused, timed out, the
  * server's error text).
  *
+ * Deadlines: timeout_ms bounds the whole round trip, not each read, so a
+ * server that trickles its reply byte by byte still fails the call with
+ * NORI_EBACKEND "timed out" after timeout_ms. A call makes one round trip
+ * (get, set, delete, verify), up to three (incr: SCRIPT LOAD once per
+ * backend, EVALSHA, EVAL after a server restart), three or more per attempt
+ * (atomic_update), or one per SCAN page (flush, delete_prefix); a new
+ * connection adds the connect and one round trip each for AUTH and SELECT.
+ *
+ * Reply bounds: a reply may not make the library allocate more than it
+ * needs. A value read (get, get_into, atomic_update's read) longer than the
+ * backend's value limit (nori_backend_set_max_value, CACHE_MAX_VALUE_BYTES)
+ * is NORI_ETOOBIG, refused from its length header before its bytes are read;
+ * other replies may hold strings up to 1 MiB and at most 2^20 array elements
+ * (a hostile "*2147483647" fails at once with NORI_EBACKEND). Either way the
+ * connection is closed.
+ *
+ * Circuit breaker: after circuit_failures consecutive calls that timed out
+ * (no reply by the deadline, or a connect that timed out), the backend fails
+ * every call at once with NORI_EBACKEND "circuit open" for
+ * circuit_cooldown_ms, so that a frozen server does not hold every calling
+ * thread for timeout_ms. Then the next call is let through as a probe while
+ * the others keep failing fast: a reply (any reply) closes the breaker, a
+ * timeout opens it for another cool-down. A refused or reset connection
+ * fails in microseconds and does not count; any reply resets the count.
+ * The state and counters are in nori_backend_get_stats (circuit_state,
+ * circuit_opens, circuit_rejected, timeouts).
+ *
+ * Outcome of a failed call: NORI_EBACKEND (or NORI_ETOOBIG on a read) after
+ * the command was sent means the command may or may not have been executed:
+ * a set may have been stored, a delete done, an incr counted, an
+ * atomic_update written. "circuit open", a refused connection and argument
+ * errors are known not to have sent anything. Writes of whole values (set,
+ * delete) may simply be retried; never retry an incr blindly, since that can
+ * count twice: read the counter back, or accept that a failed incr may have
+ * counted (a rate limit that errs towards counting too much).
+ *
+ * Server version: Redis 6.0 or later (SET ... KEEPTTL, used by
+ * atomic_update with ttl 0; UNLINK needs 4.0). nori_backend_verify checks it.
+ *
  * Wire format, shared with Nori's Python implementation: key "cache:" + key,
  * values stored as given. flush only removes keys under "cache:" (SCAN +
  * UNLINK), never FLUSHDB. SIGPIPE is blocked on the calling thread during
@@ -222,7 +300,9 @@ NORI_EXPORT int nori_redis_backend_new(const char *url, nori_backend **out);
  * The backend the environment asks for: CACHE_BACKEND (memory | redis,
  * default memory), CACHE_MAX_KEYS (positive integer, default 10000),
  * REDIS_URL (default redis://localhost:6379), CACHE_MAX_VALUE_BYTES (positive
- * integer, default NORI_DEFAULT_MAX_VALUE). Each is read from the process
+ * integer, default NORI_DEFAULT_MAX_VALUE), CACHE_MAX_BYTES (memory backend
+ * byte bound: a non-negative integer, 0 = none, default
+ * NORI_DEFAULT_MAX_BYTES). Each is read from the process
  * environment first, then from a `.env` file in the working directory.
  * A bad value is NORI_EINVAL with a message naming the variable and the value;
  * there is never a silent fallback to another backend.
@@ -301,6 +381,13 @@ NORI_EXPORT int nori_backend_flush(nori_backend *b);
  * server's behaviour, not the library's; a few increments acknowledged in
  * the last milliseconds before the crash). The same holds for set and
  * atomic_update.
+ *
+ * Counters that enforce security (login throttles, rate limits): keep them in
+ * a backend of their own, never in the one that holds cached pages, whose
+ * eviction (memory: CACHE_MAX_KEYS; Redis: maxmemory-policy) lets anyone who
+ * can request many distinct pages reset them. Fail closed: when incr returns
+ * an error, refuse the attempt rather than let it through uncounted. See
+ * README "Counters that enforce security" and nori-demo's /login.
  */
 NORI_EXPORT int nori_backend_incr(nori_backend *b, const char *key, int64_t ttl,
                                   int64_t *out);
@@ -341,9 +428,11 @@ NORI_EXPORT int nori_backend_atomic_update(nori_backend *b, const char *key,
  */
 NORI_EXPORT int nori_backend_delete_prefix(nori_backend *b, const char *prefix);
 
-/* Checks that the backend can serve: memory: NORI_OK; Redis: a PING (on a
- * cluster: every master answers PING and says cluster_state:ok, every slot
- * is served; the message names the node that failed). */
+/* Checks that the backend can serve: memory: NORI_OK; Redis: INFO server
+ * answers within timeout_ms and reports redis_version 6.0 or later (an older
+ * server is NORI_EBACKEND naming its version). On a cluster: every master of
+ * a fresh slot map passes that check and says cluster_state:ok; through
+ * Sentinel: the current master does; the message names the node that failed. */
 NORI_EXPORT int nori_backend_verify(nori_backend *b);
 
 /*
@@ -367,7 +456,19 @@ typedef struct {
     uint64_t expired;   /* expired entries removed */
     uint64_t errors;    /* calls that returned a negative code */
     uint64_t entries;   /* entries now held */
+    uint64_t bytes;     /* memory backend: bytes now held, as the byte bound counts them */
+    uint64_t max_bytes; /* memory backend: the byte bound (0: none); 0 for Redis */
+    /* Redis only (0 on memory): the circuit breaker, see nori_redis_backend_new. */
+    uint64_t circuit_state;    /* NORI_CIRCUIT_CLOSED, _OPEN or _HALF_OPEN, now */
+    uint64_t circuit_opens;    /* times the breaker opened */
+    uint64_t circuit_rejected; /* calls failed fast because it was open */
+    uint64_t timeouts;         /* commands and connects that ran out of time */
 } nori_backend_stats;
+
+/* Values of nori_backend_stats.circuit_state. */
+#define NORI_CIRCUIT_CLOSED 0    /* calls go to the server */
+#define NORI_CIRCUIT_OPEN 1      /* calls fail fast until the cool-down ends */
+#define NORI_CIRCUIT_HALF_OPEN 2 /* one probe call is testing the server */
 
 NORI_EXPORT int nori_backend_get_stats(nori_backend *b, nori_backend_stats *out);
 

@@ -9,17 +9,97 @@
  * decorator.
  *
  * Semantics (normative):
- *  - Only GET is served from or stored in the cache. Every other method runs
+ *  - Only GET is stored. GET and HEAD are served from the cache (HEAD from
+ *    the GET entry: same headers, the adapter sends no body; a HEAD that
+ *    misses runs the handler and stores nothing). Every other method runs
  *    the handler and is never stored (origin NORI_HTTP_BYPASS).
- *  - Only 2xx responses are stored. A response carrying Set-Cookie, or
- *    Cache-Control with the token `private` or `no-store` (names and tokens
- *    matched case-insensitively), is never stored.
- *  - Stored with the entry: status, media type, body bytes (binary-safe) and
- *    the headers Content-Disposition, Content-Encoding, Content-Language, ETag,
- *    Last-Modified (Content-Type travels as the media type). Nothing else, and
- *    never Set-Cookie.
+ *  - Requests that carry credentials bypass the cache (origin BYPASS,
+ *    counted by reason) on a route without a key function, because the
+ *    response may be that user's (RFC 9111 3.5 forbids a shared cache to
+ *    reuse a response to a request with Authorization):
+ *      Authorization: bypass unless the route sets allow_authorized;
+ *      Cookie: bypass unless the route sets allow_cookie. This is the safe
+ *      default although most browser traffic carries some cookie
+ *      (analytics, consent): the cache cannot know whether the handler reads
+ *      the cookie, a wrongly shared page leaks one user's data to the next,
+ *      while a wrong bypass only costs speed. Varnish's builtin.vcl decides
+ *      the same. A route whose handler never reads cookies (public pages,
+ *      assets) sets allow_cookie = 1; a route that does read them scopes its
+ *      entries with a key function (which also lifts both bypasses).
+ *  - Stored only: status 2xx except 204, 205 and 206 (a 206 is one range of
+ *    one request); no Set-Cookie; no Cache-Control `private`, `no-store` or
+ *    `no-cache` (tokens case-insensitive, with or without arguments); no
+ *    `Vary: *`, and a handler's own Vary only when every header it names is
+ *    in the route's vary_on list (the key then already separates them).
+ *  - A response is stored exactly or not at all: a kept header or media
+ *    type that cannot be encoded (control bytes, over the limits below,
+ *    a malformed ETag, non-UTF-8 text in a JSON entry) means not stored
+ *    (counted in `not_encodable`), never stored without it. A body whose
+ *    encoded entry would exceed the backend's value limit
+ *    (nori_backend_max_value) is not stored either, and is not encoded
+ *    first (counted in `too_big`).
+ *  - Stored with the entry and replayed on a hit: status, media type, body
+ *    bytes (binary-safe) and these headers (any case): Content-Disposition,
+ *    Content-Encoding, Content-Language, ETag, Last-Modified, Cache-Control,
+ *    Content-Security-Policy, Content-Security-Policy-Report-Only,
+ *    X-Frame-Options, X-Content-Type-Options, Strict-Transport-Security,
+ *    Referrer-Policy, Permissions-Policy, Cross-Origin-Resource-Policy,
+ *    Cross-Origin-Opener-Policy, Cross-Origin-Embedder-Policy,
+ *    Access-Control-Allow-Origin, Access-Control-Allow-Credentials,
+ *    Access-Control-Expose-Headers, X-Robots-Tag, Link. Content-Type travels
+ *    as the media type. Nothing else, and never Set-Cookie.
+ *  - Entries are read as strictly as they are written: a stored status
+ *    outside the rule above, a kept header or media type the encoder would
+ *    have refused, more than NORI_HTTP_MAX_ENTRY_HEADERS headers: the entry
+ *    is a miss, counted in `errors`, and the fresh response overwrites it.
+ *    An entry written by Nori's Python (no "stored_at" field) whose media
+ *    type is text/... without a charset gets "; charset=utf-8", as
+ *    Starlette adds when it sends it.
+ *  - Coalescing (single-flight): when a cacheable GET misses, one request
+ *    runs the handler; the other requests for the same key in this process
+ *    wait on a condition variable (no polling) and are served the stored
+ *    response (NORI_HTTP_HIT, counted in `coalesced`). A waiter gives up
+ *    after lock_timeout_ms (default 5 s, nginx's proxy_cache_lock_timeout)
+ *    and runs the handler itself. A response that cannot be stored (5xx,
+ *    Set-Cookie, private...) releases the waiters at once, who each run the
+ *    handler, and the key is remembered as such for hit_for_miss_ms
+ *    (Varnish's hit-for-miss), so later requests do not queue. A handler
+ *    that calls the cache for its own key is answered uncached, never left
+ *    waiting for itself. Coalescing is per process; processes sharing a
+ *    Redis each run the handler once per expiry.
+ *  - Freshness: an entry records when it was stored and how long it is
+ *    fresh: Cache-Control s-maxage, else max-age, of the handler's response,
+ *    never longer than the route's ttl; neither: the ttl. `Expires` alone is
+ *    ignored (a clock-dependent date; every framework that sets it also sets
+ *    max-age). max-age=0 is not stored. A fresh entry is a HIT with `Age`.
+ *  - Stale serving (stale_while_revalidate, stale_if_error, seconds, off by
+ *    default): within stale_while_revalidate after freshness ends, the
+ *    request is answered from the entry at once (NORI_HTTP_STALE, `Age`
+ *    shows how old) and one refresh per key runs on the cache's own worker
+ *    pool (refresh_threads, started on first use); within stale_if_error a
+ *    handler failure (negative return or 5xx) is answered from the entry.
+ *    The backend keeps the entry for its lifetime plus the longer window.
+ *  - What Nori's Python decorator sees of such an entry: a normal entry (its
+ *    extra fields "stored_at" and "fresh_for" are ignored) that lives in
+ *    Redis for ttl + the window, so Python serves it as a hit until Redis
+ *    drops it, stale part included; it neither refreshes it nor sends Age.
+ *  - Validators: a stored response carries a strong ETag, the handler's own
+ *    or one derived from the body bytes alone (the same in every process).
+ *    On a response from the cache, If-None-Match ("*", a list, weak
+ *    comparison) that matches, or else If-Modified-Since not before
+ *    Last-Modified, gives 304 Not Modified: no body, and only the headers RFC
+ *    9110 15.4.5 names (ETag, Cache-Control, Vary, ...) plus Age.
+ *  - A route with vary_on sends `Vary: <its vary_on names>` on every GET and
+ *    HEAD answer.
+ *  - Invalidation (RFC 9111 4.4): a 2xx or 3xx answer to POST, PUT, PATCH or
+ *    DELETE removes every entry of that path under the prefix (all queries
+ *    and vary values: nori_backend_delete_prefix of "{prefix}:{path}:"); on
+ *    a route with a key function the user's part precedes the path, so the
+ *    whole prefix is removed. Counted in `invalidations`.
  *  - A cache failure never fails the request: the handler runs and its
- *    response is served; the failure is counted in `errors`.
+ *    response is served; the failure is counted in `errors`. A backend read
+ *    that fails (NORI_EBACKEND, or NORI_ETOOBIG for a value over the limit)
+ *    is a miss, and nothing is written back to the failing backend.
  *
  * Keys. Nori's shape is `{prefix}:{path}:{query}`, `{prefix}:{k}:{path}:{query}`
  * with a key function returning k, and a suffix `:vary=` + comma-joined
@@ -71,6 +151,12 @@
 extern "C" {
 #endif
 
+/* Bounds of what an entry may hold (and what a read entry may hold). */
+#define NORI_HTTP_MAX_MEDIA_TYPE 256     /* bytes of the media type */
+#define NORI_HTTP_MAX_HEADER_VALUE 4096  /* bytes of one kept header value */
+#define NORI_HTTP_MAX_ETAG 256           /* bytes of the ETag, W/ and quotes included */
+#define NORI_HTTP_MAX_ENTRY_HEADERS 32   /* kept headers per entry */
+
 /* ------------------------------------------------------------------------ */
 /* Requests                                                                 */
 /* ------------------------------------------------------------------------ */
@@ -116,12 +202,15 @@ NORI_EXPORT int nori_http_form_value(const char *s, size_t len, const char *name
 /* ------------------------------------------------------------------------ */
 
 typedef enum {
-    NORI_HTTP_BYPASS = 0, /* the cache was not consulted (non-GET, key opt-out, key too long) */
+    NORI_HTTP_BYPASS = 0, /* the cache was not consulted (method, credentials, key opt-out,
+                             key too long) */
     NORI_HTTP_MISS = 1,   /* consulted, not found (or undecodable, or backend error): handler ran */
-    NORI_HTTP_HIT = 2     /* served from the cache; the handler did not run */
+    NORI_HTTP_HIT = 2,    /* served from the cache; the handler did not run (also a 304) */
+    NORI_HTTP_STALE = 3   /* served from an expired entry: stale_while_revalidate (a refresh
+                             runs in the background) or stale_if_error (the handler failed) */
 } nori_http_origin;
 
-/* "BYPASS", "MISS" or "HIT". Static string. */
+/* "BYPASS", "MISS", "HIT" or "STALE". Static string. */
 NORI_EXPORT const char *nori_http_origin_name(nori_http_origin origin);
 
 typedef struct {
@@ -183,9 +272,10 @@ NORI_EXPORT void nori_http_response_take_body(nori_http_response *r, char *data,
                                               size_t len);
 
 /*
- * 1 when the response may be stored by the cache: status 200..299, no
- * Set-Cookie header, no Cache-Control header with a `private` or `no-store`
- * token. 0 otherwise. Pure function.
+ * 1 when the response may be stored by the cache: status 2xx but 204, 205
+ * and 206, no Set-Cookie header, no Cache-Control header with a `private`,
+ * `no-store` or `no-cache` token, no `Vary: *`. 0 otherwise. (The cache
+ * also checks a Vary against the route's vary_on list.) Pure function.
  */
 NORI_EXPORT int nori_http_response_storable(const nori_http_response *r);
 
@@ -215,9 +305,43 @@ typedef struct {
     /* Borrowed: must outlive the cache. NULL = the process-wide default
      * backend (nori_get_backend), looked up on each request. */
     nori_backend *backend;
+    /* Credentials (see "Semantics"): non-zero lets requests with
+     * Authorization (allow_authorized) or Cookie (allow_cookie) use the
+     * cache on a route without a key function. Default 0: they bypass. */
+    int allow_authorized;
+    int allow_cookie;
+    /* Stale serving (seconds; 0 = off, the default). Within
+     * stale_while_revalidate after the entry's freshness ends, a request is
+     * answered from it at once (NORI_HTTP_STALE) and one refresh per key
+     * runs on the cache's worker pool. Within stale_if_error, a handler
+     * failure (a negative return or a 5xx) is answered from it. The backend
+     * keeps the entry for its lifetime + the longer window. */
+    int64_t stale_while_revalidate;
+    int64_t stale_if_error;
+    /* Coalescing: how long a request waits for another's fill of the same
+     * key before running the handler itself, in ms. Default 5000 (nginx's
+     * proxy_cache_lock_timeout); 0 = never wait (no coalescing). */
+    int64_t lock_timeout_ms;
+    /* How long a key whose response could not be stored is remembered as
+     * such (its requests then run the handler without waiting), in ms.
+     * Default 5000; 0 = off. */
+    int64_t hit_for_miss_ms;
+    /* Worker threads for background refreshes, started on the first one.
+     * Default 2. */
+    size_t refresh_threads;
+    /* A background refresh outlives the request that triggered it, so it
+     * runs the handler on a copy holding the path, the query, and only the
+     * request headers named in vary_on and here (any case; copied; NULL =
+     * none): list every header the handler or the key function reads
+     * (e.g. "X-User"). The copy's key is recomputed, and a refresh whose key
+     * differs from the entry's (the key function needed a header not
+     * copied) is dropped, never stored under another user's key. */
+    const char *const *refresh_headers;
+    size_t n_refresh_headers;
 } nori_http_cache_options;
 
-/* Fills *o with the defaults: ttl 60, prefix "view", nothing else. */
+/* Fills *o with the defaults: ttl 60, prefix "view", lock_timeout_ms 5000,
+ * hit_for_miss_ms 5000, refresh_threads 2, nothing else. */
 NORI_EXPORT void nori_http_cache_options_init(nori_http_cache_options *o);
 
 /* An opaque response cache: options plus counters. */
@@ -232,7 +356,8 @@ typedef struct nori_http_cache nori_http_cache;
 NORI_EXPORT int nori_http_cache_new(const nori_http_cache_options *opts,
                                     nori_http_cache **out);
 
-/* Frees the cache (not its backend). NULL-safe. */
+/* Frees the cache (not its backend): waits for a background refresh that
+ * is running, drops queued ones. No serve call may be running. NULL-safe. */
 NORI_EXPORT void nori_http_cache_free(nori_http_cache *c);
 
 /*
@@ -258,6 +383,18 @@ NORI_EXPORT int nori_http_cache_serve(nori_http_cache *c, const nori_http_reques
                                       nori_http_response *resp);
 
 /*
+ * For adapters: the hit that nori_http_cache_serve() returned could not be
+ * sent (the transport refused a header of the stored entry). Counts it in
+ * `unsendable` and `errors`, then serves req as a miss: runs the handler
+ * without looking the entry up and stores its response over the entry, so
+ * the bad entry does not break the URL until it expires. Same contract as
+ * nori_http_cache_serve().
+ */
+NORI_EXPORT int nori_http_cache_serve_again(nori_http_cache *c, const nori_http_request *req,
+                                            nori_http_handler_fn handler, void *ud,
+                                            nori_http_response *resp);
+
+/*
  * Builds the key this cache uses for req (without the backend's own prefix,
  * e.g. Redis's "cache:") into out[cap]. Useful to invalidate an entry with
  * nori_backend_delete. NORI_OK; NORI_MISS when the key function opted the
@@ -269,10 +406,28 @@ NORI_EXPORT int nori_http_cache_key(const nori_http_cache *c, const nori_http_re
 
 /* Counters since the cache was created (relaxed atomics, read individually). */
 typedef struct {
-    uint64_t hits;   /* GET served from the cache */
-    uint64_t misses; /* GET looked up and not served from the cache */
+    uint64_t hits;   /* GET/HEAD served from the cache */
+    uint64_t misses; /* GET/HEAD looked up and not served from the cache */
     uint64_t stores; /* responses written to the cache */
     uint64_t errors; /* backend failures, undecodable entries, oversized keys */
+    /* Requests that did not consult the cache, by reason. */
+    uint64_t bypass_method;        /* not GET or HEAD */
+    uint64_t bypass_authorization; /* Authorization without allow_authorized */
+    uint64_t bypass_cookie;        /* Cookie without allow_cookie */
+    /* Storable responses that were not stored. */
+    uint64_t not_encodable; /* a kept header or media type that cannot be stored exactly */
+    uint64_t too_big;       /* encoded entry over the backend's value limit */
+    uint64_t unsendable;    /* hits the adapter could not send (nori_http_cache_serve_again) */
+    /* Issue 11. */
+    uint64_t coalesced;        /* requests served from another request's fill (waited) */
+    uint64_t lock_timeouts;    /* waits that reached lock_timeout_ms (then ran the handler) */
+    uint64_t hit_for_miss;     /* requests that skipped waiting: key remembered unstorable */
+    uint64_t stale_revalidate; /* STALE answers within stale_while_revalidate */
+    uint64_t stale_error;      /* STALE answers within stale_if_error (handler failed) */
+    uint64_t refreshes;        /* background refreshes run */
+    uint64_t refreshes_dropped; /* background refreshes not queued (queue full, no memory) */
+    uint64_t not_modified;     /* 304 answers */
+    uint64_t invalidations;    /* prefix deletions after a successful write */
 } nori_http_cache_stats;
 
 /* Copies the counters to *out. NULL arguments are ignored. Thread-safe. */

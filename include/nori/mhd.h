@@ -21,7 +21,32 @@
  *  - Sends the response body without copying it: the malloc()ed body block of
  *    the nori_http_response (on a memory-backend hit, the very block the
  *    backend returned) is handed to MHD, which frees it when done.
- *  - Adds `X-Cache: HIT` or `X-Cache: MISS` to GET responses of cached routes.
+ *  - Adds `X-Cache: HIT`, `MISS` or `BYPASS` (the cache was not consulted:
+ *    not GET/HEAD, credentials, key opt-out) to every response of a route
+ *    that has a cache.
+ *  - HEAD: MHD sends the headers of the response (Content-Length of the
+ *    body) without the body; the cache serves HEAD from the GET entry.
+ *  - A hit that MHD cannot send (it refuses a header of the stored entry) is
+ *    served again as a miss through nori_http_cache_serve_again(), which
+ *    overwrites the entry; only statuses 200..599 are sent (anything else
+ *    becomes 500), so a stored 1xx can never desynchronise a keep-alive
+ *    connection.
+ *
+ * Connection limits (what an application should set; nori-demo does):
+ * libmicrohttpd's defaults let one client hold every connection with
+ * half-sent requests (slowloris: 1020 partial connections starved
+ * nori-demo), and its timeout is an idle timeout, reset by every byte.
+ *    MHD_OPTION_PER_IP_CONNECTION_LIMIT  e.g. 256 (nori-demo); the main
+ *        defence: one address cannot take the whole server. Behind a reverse
+ *        proxy every client has the proxy's address: enforce it there.
+ *    MHD_OPTION_CONNECTION_LIMIT  below the process's file descriptor limit
+ *        (nori-demo: 1000).
+ *    MHD_OPTION_CONNECTION_TIMEOUT  seconds a connection may stay idle
+ *        (nori-demo: 10; the default 0 never closes one).
+ *    MHD_OPTION_CONNECTION_MEMORY_LIMIT  bounds the header buffer per
+ *        connection (default 32 KiB).
+ * A client trickling one byte every few seconds is bounded by the per-address
+ * limit, not by the timeout; MHD offers no whole-request deadline.
  *
  * Thread safety: the adapter keeps no global state; the nori_mhd_app and its
  * routes are only read, so any MHD threading model works. They must stay

@@ -145,6 +145,7 @@ static int get_body(nori__topo_attempt *a, void *ctx)
     const char *argv[] = {"GET", g->k->s};
     const size_t lens[] = {3, g->k->len};
     redisReply *r;
+    nori__redis_conn_expect_values(&a->conn, 1);
     int rc = nori__redis_conn_command(&a->conn, 2, argv, lens, &r, "GET", key);
     if (rc == NORI_OK) {
         if (nori__topo_redirected(rb->topo, a, r)) {
@@ -493,6 +494,7 @@ static int update_attempt(redis_backend *rb, nori__topo_attempt *a, const wire_k
     const char *get[] = {"GET", k->s};
     const size_t get_lens[] = {3, k->len};
     redisReply *cur;
+    nori__redis_conn_expect_values(conn, 1);
     rc = nori__redis_conn_command(conn, 2, get, get_lens, &cur, "atomic_update (GET)", key);
     if (rc != NORI_OK)
         return rc;
@@ -525,11 +527,17 @@ static int update_attempt(redis_backend *rb, nori__topo_attempt *a, const wire_k
         rc = nori__adopt_buf(&next, written);
     if (rc != NORI_OK) {
         const char *unwatch[] = {"UNWATCH"};
-        redisReply *u = redisCommandArgv(conn->c, 1, unwatch, NULL);
-        if (u != NULL && u->type == REDIS_REPLY_STATUS)
-            *reusable = true;
-        if (u != NULL)
+        /* The caller is told why the update failed, not how UNWATCH went. */
+        char why[512];
+        snprintf(why, sizeof why, "%s", nori_last_error());
+        redisReply *u;
+        if (nori__redis_conn_command(conn, 1, unwatch, NULL, &u, "atomic_update (UNWATCH)",
+                                     key) == NORI_OK) {
+            if (u->type == REDIS_REPLY_STATUS)
+                *reusable = true;
             freeReplyObject(u);
+        }
+        nori__fail(rc, "%s", why);
         return rc;
     }
 
@@ -621,9 +629,42 @@ static int redis_atomic_update(nori_backend *b, const char *key, size_t klen, no
 }
 
 /*
- * Standalone and sentinel: a PING to the server (the master). Cluster: every
- * master of a fresh slot map answers PING and says cluster_state:ok, and
- * every slot is served; the message names the node that failed.
+ * The oldest server this backend works with: atomic_update with ttl 0 sends
+ * SET ... KEEPTTL (Redis 6.0); delete and flush use UNLINK (4.0).
+ */
+#define MIN_SERVER_MAJOR 6
+#define MIN_SERVER_MINOR 0
+
+/* Checks the redis_version line of an INFO server reply. */
+static int check_version(const char *display, const char *info)
+{
+    const char *line = strstr(info, "redis_version:");
+    if (line == NULL)
+        return nori__fail(NORI_EBACKEND,
+                          "redis %s: verify: INFO server has no redis_version line, so the "
+                          "server version (%d.%d or later needed) cannot be checked",
+                          display, MIN_SERVER_MAJOR, MIN_SERVER_MINOR);
+    const char *v = line + strlen("redis_version:");
+    size_t vlen = strcspn(v, "\r\n");
+    int major = 0, minor = 0;
+    int n = sscanf(v, "%d.%d", &major, &minor);
+    if (n < 1)
+        return nori__fail(NORI_EBACKEND, "redis %s: verify: cannot read redis_version '%.*s'",
+                          display, (int)(vlen > 32 ? 32 : vlen), v);
+    if (major < MIN_SERVER_MAJOR || (major == MIN_SERVER_MAJOR && minor < MIN_SERVER_MINOR))
+        return nori__fail(NORI_EBACKEND,
+                          "redis %s: verify: the server is Redis %.*s; this backend needs %d.%d "
+                          "or later (SET ... KEEPTTL in atomic_update)",
+                          display, (int)(vlen > 32 ? 32 : vlen), v, MIN_SERVER_MAJOR,
+                          MIN_SERVER_MINOR);
+    return NORI_OK;
+}
+
+/*
+ * Standalone and sentinel: INFO server on the server (the master) answers
+ * within timeout_ms and reports a version this backend works with. Cluster:
+ * every master of a fresh slot map passes that check and says
+ * cluster_state:ok. The message names the node that failed.
  */
 static int redis_verify(nori_backend *b)
 {
@@ -637,25 +678,29 @@ static int redis_verify(nori_backend *b)
     if (n < 0)
         return n;
     for (int i = 0; i < n; i++) {
-        const char *ping[] = {"PING"};
+        const char *info_server[] = {"INFO", "server"};
         redisReply *r;
-        rc = nori__redis_node_call(masters[i], 1, ping, NULL, &r, "verify", "PING");
+        rc = nori__redis_node_call(masters[i], 2, info_server, NULL, 0, &r, "verify",
+                                   "INFO server");
         if (rc != NORI_OK)
             return rc;
-        if (r->type != REDIS_REPLY_STATUS || strcmp(r->str, "PONG") != 0)
-            rc = nori__redis_reply_fail(masters[i], r, "verify", "PING");
+        if (r->type == REDIS_REPLY_STRING)
+            rc = check_version(masters[i]->url->display, r->str);
+        else
+            rc = nori__redis_reply_fail(masters[i], r, "verify", "INFO server");
         freeReplyObject(r);
         if (rc != NORI_OK || !cluster)
             return rc;
         const char *info[] = {"CLUSTER", "INFO"};
-        rc = nori__redis_node_call(masters[i], 2, info, NULL, &r, "verify", "CLUSTER INFO");
+        rc = nori__redis_node_call(masters[i], 2, info, NULL, 0, &r, "verify", "CLUSTER INFO");
         if (rc != NORI_OK)
             return rc;
         if (r->type != REDIS_REPLY_STRING)
             rc = nori__redis_reply_fail(masters[i], r, "verify", "CLUSTER INFO");
         else if (strstr(r->str, "cluster_state:ok") == NULL) {
             const char *st = strstr(r->str, "cluster_state:");
-            rc = nori__fail(NORI_EBACKEND, "redis %s: verify: the node says %.*s, not cluster_state:ok",
+            rc = nori__fail(NORI_EBACKEND,
+                            "redis %s: verify: the node says %.*s, not cluster_state:ok",
                             masters[i]->url->display, st ? (int)strcspn(st, "\r\n") : 7,
                             st ? st : "nothing");
         }
@@ -676,6 +721,7 @@ static void redis_stats(nori_backend *b, nori_backend_stats *out)
     redis_backend *rb = (redis_backend *)b;
     out->hits = atomic_load_explicit(&rb->hits, memory_order_relaxed);
     out->misses = atomic_load_explicit(&rb->misses, memory_order_relaxed);
+    nori__topo_stats(rb->topo, out);
 }
 
 static void redis_destroy(nori_backend *b)
@@ -712,7 +758,7 @@ int nori_redis_backend_new(const char *url, nori_backend **out)
         free(rb);
         return rc;
     }
-    rc = nori__topo_new(&rb->target, &rb->topo);
+    rc = nori__topo_new(&rb->target, &rb->base, &rb->topo);
     if (rc != NORI_OK) {
         nori__redis_target_free(&rb->target);
         free(rb);

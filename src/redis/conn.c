@@ -4,25 +4,39 @@
 #include "conn.h"
 
 #include "error.h"
+#include "io.h"
 #include "nori/cache.h"
 
-int nori__redis_node_init(nori__redis_node *n, const nori__redis_url *url)
+#include <stdint.h>
+#include <stdio.h>
+
+int nori__redis_node_init(nori__redis_node *n, const nori__redis_url *url,
+                          const nori_backend *owner)
 {
     n->url = url;
-    return nori__redis_pool_init(&n->pool, url);
+    n->owner = owner;
+    int rc = nori__redis_pool_init(&n->pool, url);
+    if (rc != NORI_OK)
+        return rc;
+    nori__redis_breaker_init(&n->breaker, url->circuit_failures, url->circuit_cooldown_ms);
+    return NORI_OK;
 }
 
 void nori__redis_node_destroy(nori__redis_node *n)
 {
     nori__redis_pool_destroy(&n->pool);
+    nori__redis_breaker_destroy(&n->breaker);
 }
 
-int nori__redis_io_fail(const nori__redis_conn *conn, const char *op, const char *key)
+void nori__redis_node_stats(nori__redis_node *n, nori_backend_stats *out)
 {
-    const nori__redis_url *u = conn->node->url;
-    char why[160];
-    return nori__fail(NORI_EBACKEND, "redis %s: %s '%.64s': %s", u->display, op, key,
-                      nori__redis_describe_error(conn->c, u->timeout_ms, why, sizeof why));
+    const nori__redis_breaker *b = &n->breaker;
+    uint64_t state = (uint64_t)atomic_load_explicit(&b->state, memory_order_relaxed);
+    if (state > out->circuit_state)
+        out->circuit_state = state;
+    out->circuit_opens += atomic_load_explicit(&b->opens, memory_order_relaxed);
+    out->circuit_rejected += atomic_load_explicit(&b->rejected, memory_order_relaxed);
+    out->timeouts += atomic_load_explicit(&b->timeouts, memory_order_relaxed);
 }
 
 int nori__redis_reply_fail(const nori__redis_node *n, const redisReply *r, const char *op,
@@ -40,28 +54,91 @@ int nori__redis_conn_open(nori__redis_node *n, nori__redis_conn *conn)
     conn->node = n;
     conn->c = NULL;
     conn->reusable = true;
-    nori__sigpipe_block(&conn->sigpipe);
-    int rc = nori__redis_pool_acquire(&n->pool, &conn->c);
+    conn->decided = false;
+    conn->values = 0;
+    int rc = nori__redis_breaker_enter(&n->breaker, n->url->display, &conn->probe);
     if (rc != NORI_OK)
+        return rc;
+    nori__sigpipe_block(&conn->sigpipe);
+    bool slow;
+    rc = nori__redis_pool_acquire(&n->pool, &conn->c, &slow);
+    if (rc != NORI_OK) {
+        if (slow)
+            nori__redis_breaker_failure(&n->breaker, conn->probe, nori_last_error());
+        else if (conn->probe)
+            nori__redis_breaker_leave(&n->breaker);
         nori__sigpipe_restore(&conn->sigpipe);
+    }
     return rc;
 }
 
 void nori__redis_conn_close(nori__redis_conn *conn)
 {
+    if (conn->probe && !conn->decided)
+        nori__redis_breaker_leave(&conn->node->breaker);
     nori__redis_pool_release(&conn->node->pool, conn->c, conn->reusable);
     conn->c = NULL;
     nori__sigpipe_restore(&conn->sigpipe);
+}
+
+void nori__redis_conn_expect_values(nori__redis_conn *conn, size_t n)
+{
+    conn->values = n;
+}
+
+/* The round trip of what is queued on conn, with the limits and deadline of
+ * conn.h, reported to the breaker. */
+static int roundtrip(nori__redis_conn *conn, size_t n, redisReply **replies, const char *op,
+                     const char *key)
+{
+    nori__redis_node *node = conn->node;
+    nori__redis_limits lim = nori__redis_small_replies;
+    size_t values = conn->values;
+    size_t value_limit = 0;
+    conn->values = 0;
+    if (values > 0) {
+        value_limit = atomic_load_explicit(&node->owner->max_value, memory_order_relaxed);
+        lim.max_bulk = value_limit;
+        /* n values, plus room for small strings beside them (keys, status). */
+        lim.max_total = values <= (SIZE_MAX - nori__redis_small_replies.max_total) / value_limit
+                            ? values * value_limit + nori__redis_small_replies.max_total
+                            : SIZE_MAX;
+    }
+    int64_t deadline = nori__redis_now_ms() + node->url->timeout_ms;
+    redisContext *c = conn->c;
+    if (nori__redis_io_roundtrip(c, deadline, &lim, n, replies) == 0) {
+        nori__redis_breaker_success(&node->breaker);
+        conn->decided = true;
+        return NORI_OK;
+    }
+    if (c->err == NORI__REDIS_ERR_TIMEOUT) {
+        char why[200];
+        snprintf(why, sizeof why, "%s on %s", c->errstr, op);
+        nori__redis_breaker_failure(&node->breaker, conn->probe, why);
+        conn->decided = true;
+    } else if (c->err == NORI__REDIS_ERR_TOOBIG || c->err == NORI__REDIS_ERR_TOOMANY) {
+        /* The server is answering, however badly. */
+        nori__redis_breaker_success(&node->breaker);
+        conn->decided = true;
+        if (values > 0 && c->err == NORI__REDIS_ERR_TOOBIG)
+            return nori__fail(NORI_ETOOBIG,
+                              "redis %s: %s '%.64s': %s (the backend's value limit is %zu "
+                              "bytes; the connection was closed)",
+                              node->url->display, op, key, c->errstr, value_limit);
+    } else if (c->err == REDIS_ERR_OOM) {
+        return nori__fail(NORI_ENOMEM, "redis %s: %s '%.64s': out of memory reading the reply",
+                          node->url->display, op, key);
+    }
+    return nori__fail(NORI_EBACKEND, "redis %s: %s '%.64s': %s", node->url->display, op, key,
+                      nori__redis_describe_error(c));
 }
 
 int nori__redis_conn_command(nori__redis_conn *conn, int argc, const char **argv,
                              const size_t *lens, redisReply **reply, const char *op,
                              const char *key)
 {
-    *reply = redisCommandArgv(conn->c, argc, argv, lens);
-    if (*reply == NULL)
-        return nori__redis_io_fail(conn, op, key);
-    return NORI_OK;
+    const nori__redis_cmd cmd = {argc, argv, lens};
+    return nori__redis_conn_pipeline(conn, 1, &cmd, reply, op, key);
 }
 
 int nori__redis_conn_pipeline(nori__redis_conn *conn, size_t n, const nori__redis_cmd *cmds,
@@ -72,38 +149,25 @@ int nori__redis_conn_pipeline(nori__redis_conn *conn, size_t n, const nori__redi
     for (size_t i = 0; i < n; i++) {
         if (redisAppendCommandArgv(conn->c, cmds[i].argc, cmds[i].argv, cmds[i].lens) !=
             REDIS_OK) {
-            /* Only the output buffer was touched: nothing reached the
-             * server, but the buffer holds a partial pipeline. */
+            /* Nothing reached the server, but the output buffer holds a
+             * partial pipeline: the connection must not be reused. */
             conn->reusable = false;
+            conn->values = 0;
             return nori__fail(NORI_ENOMEM, "out of memory queueing %s '%.64s'", op, key);
         }
     }
-    int rc = NORI_OK;
-    for (size_t i = 0; i < n && rc == NORI_OK; i++) {
-        void *reply;
-        if (redisGetReply(conn->c, &reply) != REDIS_OK)
-            rc = nori__redis_io_fail(conn, op, key);
-        else
-            replies[i] = reply;
-    }
-    if (rc != NORI_OK) {
-        for (size_t i = 0; i < n; i++) {
-            if (replies[i] != NULL)
-                freeReplyObject(replies[i]);
-            replies[i] = NULL;
-        }
-    }
-    return rc;
+    return roundtrip(conn, n, replies, op, key);
 }
 
 int nori__redis_node_call(nori__redis_node *n, int argc, const char **argv, const size_t *lens,
-                          redisReply **reply, const char *op, const char *key)
+                          size_t values, redisReply **reply, const char *op, const char *key)
 {
     *reply = NULL;
     nori__redis_conn conn;
     int rc = nori__redis_conn_open(n, &conn);
     if (rc != NORI_OK)
         return rc;
+    nori__redis_conn_expect_values(&conn, values);
     rc = nori__redis_conn_command(&conn, argc, argv, lens, reply, op, key);
     nori__redis_conn_close(&conn);
     return rc;

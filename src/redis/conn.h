@@ -3,15 +3,16 @@
  * on (the single-node backend today; cluster and sentinel routing reuse it
  * per node).
  *
- * A nori__redis_node is one server: its URL settings (timeouts, AUTH, db)
- * and its connection pool. A nori__redis_conn is one connection borrowed
- * from a node's pool for the duration of one operation, with SIGPIPE blocked
- * on the calling thread (see pool.h). Usage:
+ * A nori__redis_node is one server: its URL settings (timeouts, AUTH, db),
+ * its connection pool and its circuit breaker. A nori__redis_conn is one
+ * connection borrowed from a node's pool for the duration of one operation,
+ * with SIGPIPE blocked on the calling thread (see pool.h). Usage:
  *
  *     nori__redis_conn conn;
  *     int rc = nori__redis_conn_open(node, &conn);
  *     if (rc != NORI_OK) return rc;
  *     redisReply *r;
+ *     nori__redis_conn_expect_values(&conn, 1);   (GET answers a cache value)
  *     rc = nori__redis_conn_command(&conn, argc, argv, lens, &r, "GET", key);
  *     ... use r, freeReplyObject(r) ...
  *     nori__redis_conn_close(&conn);
@@ -19,12 +20,28 @@
  * or, for one command whose reply the caller only inspects,
  * nori__redis_node_call(), which does all of the above.
  *
+ * Bounds (io.h): each round trip (one command, or one pipeline) is sent and
+ * fully answered within the URL's timeout_ms, measured from its start, or
+ * fails with NORI_EBACKEND "timed out". A reply may hold strings up to 1 MiB
+ * (64 MiB in all) unless the caller announced values with
+ * nori__redis_conn_expect_values(): then each string may be as long as the
+ * backend's value limit, and a longer one fails with NORI_ETOOBIG.
+ * After any failure without a reply the connection is dead and close frees
+ * it. An error after the command was sent means its outcome is unknown: the
+ * server may have executed it.
+ *
+ * Circuit breaker (breaker.h): open makes a call fail fast with
+ * NORI_EBACKEND "circuit open" while the node's breaker is open; every round
+ * trip reports its outcome to it.
+ *
  * Errors are reported through nori__fail with the server's URL (password
  * masked), the operation `op` and the `key` (first 64 bytes) in the message.
  */
 #ifndef NORI_SRC_REDIS_CONN_H
 #define NORI_SRC_REDIS_CONN_H
 
+#include "backend.h"
+#include "breaker.h"
 #include "pool.h"
 #include "url.h"
 
@@ -34,13 +51,21 @@
 
 typedef struct nori__redis_node {
     const nori__redis_url *url; /* borrowed: outlives the node */
+    const nori_backend *owner;  /* borrowed: its value limit bounds value replies */
     nori__redis_pool pool;
+    nori__redis_breaker breaker;
 } nori__redis_node;
 
-/* Prepares the node (no connection is made). NORI_OK or NORI_ENOMEM. */
-int nori__redis_node_init(nori__redis_node *n, const nori__redis_url *url);
+/* Prepares the node (no connection is made). The breaker's thresholds come
+ * from url (circuit_failures, circuit_cooldown_ms). NORI_OK or NORI_ENOMEM. */
+int nori__redis_node_init(nori__redis_node *n, const nori__redis_url *url,
+                          const nori_backend *owner);
 /* Closes the idle connections; no connection may be borrowed. */
 void nori__redis_node_destroy(nori__redis_node *n);
+
+/* Adds the node's breaker state and counters to *out (circuit_state: the
+ * highest of the nodes', so "open" shows when any node is open). */
+void nori__redis_node_stats(nori__redis_node *n, nori_backend_stats *out);
 
 typedef struct nori__redis_conn {
     nori__redis_node *node;
@@ -50,22 +75,32 @@ typedef struct nori__redis_conn {
      * next user must not inherit (WATCH, MULTI, a SCAN cut short); an I/O
      * error also keeps it out of the pool (c->err). */
     bool reusable;
+    bool probe;    /* this borrow is the breaker's half-open probe */
+    bool decided;  /* the probe's outcome was reported */
+    size_t values; /* set by expect_values for the next round trip */
 } nori__redis_conn;
 
 /* Borrows a connection of node n (connecting when none is idle). NORI_OK,
- * NORI_ENOMEM or NORI_EBACKEND; on failure there is nothing to close. */
+ * NORI_ENOMEM or NORI_EBACKEND (also "circuit open"); on failure there is
+ * nothing to close. */
 int nori__redis_conn_open(nori__redis_node *n, nori__redis_conn *conn);
 
 /* Gives the connection back to the pool (or frees it when it is not
  * reusable or saw an error) and restores the signal mask. */
 void nori__redis_conn_close(nori__redis_conn *conn);
 
+/* The next round trip (command or pipeline) answers up to `n` cache values:
+ * each string may be as long as the backend's value limit (longer:
+ * NORI_ETOOBIG), n of them in all. Applies to that round trip only. */
+void nori__redis_conn_expect_values(nori__redis_conn *conn, size_t n);
+
 /*
  * Sends one command and reads its reply. NORI_OK with *reply set (owned by
  * the caller: freeReplyObject), which may be a server error reply
- * (REDIS_REPLY_ERROR) for the caller to judge; or NORI_EBACKEND with *reply
- * NULL when no reply came (I/O error, timeout): the connection is then dead
- * and close frees it. argv/lens as for redisCommandArgv (lens NULL: strlen).
+ * (REDIS_REPLY_ERROR) for the caller to judge; or NORI_EBACKEND /
+ * NORI_ETOOBIG / NORI_ENOMEM with *reply NULL when no (acceptable) reply
+ * came: the connection is then dead and close frees it. argv/lens as for
+ * redisCommandArgv (lens NULL: strlen).
  */
 int nori__redis_conn_command(nori__redis_conn *conn, int argc, const char **argv,
                              const size_t *lens, redisReply **reply, const char *op,
@@ -79,11 +114,10 @@ typedef struct nori__redis_cmd {
 } nori__redis_cmd;
 
 /*
- * Sends n commands in one write and reads their n replies (one round trip).
- * NORI_OK with replies[0..n) all set (owned by the caller: freeReplyObject
- * each; any may be an error reply); or NORI_ENOMEM / NORI_EBACKEND with
- * replies[0..n) all NULL, nothing to free, and the connection dead (when
- * anything was sent).
+ * Sends n commands in one write and reads their n replies: one round trip,
+ * one deadline. NORI_OK with replies[0..n) all set (owned by the caller:
+ * freeReplyObject each; any may be an error reply); or an error as for
+ * nori__redis_conn_command with replies[0..n) all NULL and nothing to free.
  */
 int nori__redis_conn_pipeline(nori__redis_conn *conn, size_t n, const nori__redis_cmd *cmds,
                               redisReply **replies, const char *op, const char *key);
@@ -91,18 +125,14 @@ int nori__redis_conn_pipeline(nori__redis_conn *conn, size_t n, const nori__redi
 /*
  * One command on a connection borrowed for it alone: open, command, close.
  * NORI_OK with *reply owned by the caller (possibly an error reply), or an
- * error with *reply NULL.
+ * error with *reply NULL. `values` as for expect_values (0: none).
  */
 int nori__redis_node_call(nori__redis_node *n, int argc, const char **argv, const size_t *lens,
-                          redisReply **reply, const char *op, const char *key);
+                          size_t values, redisReply **reply, const char *op, const char *key);
 
 /* Reports an unexpected reply r (an error reply, with the server's text, or
  * a wrong type) of `op` on `key`: returns NORI_EBACKEND. */
 int nori__redis_reply_fail(const nori__redis_node *n, const redisReply *r, const char *op,
                            const char *key);
-
-/* Reports that `op` on `key` got no reply on conn (c->err is set): returns
- * NORI_EBACKEND, with "timed out" spelled out for a timeout. */
-int nori__redis_io_fail(const nori__redis_conn *conn, const char *op, const char *key);
 
 #endif

@@ -46,28 +46,30 @@ void nori__redis_pool_destroy(nori__redis_pool *p)
     pthread_mutex_destroy(&p->lock);
 }
 
-const char *nori__redis_describe_error(const redisContext *c, int timeout_ms, char *buf,
-                                       size_t size)
+const nori__redis_limits nori__redis_small_replies = {
+    .max_bulk = (size_t)1 << 20,
+    .max_total = (size_t)64 << 20,
+    .max_elements = NORI__REDIS_MAX_REPLY_ELEMENTS,
+};
+
+const char *nori__redis_describe_error(const redisContext *c)
 {
-    const char *what = c->errstr[0] ? c->errstr : "connection lost";
-    if (c->err == REDIS_ERR_IO && strstr(what, "temporarily unavailable") != NULL)
-        snprintf(buf, size, "timed out (no reply within %d ms)", timeout_ms);
-    else
-        snprintf(buf, size, "%s", what);
-    return buf;
+    return c->errstr[0] ? c->errstr : "connection lost";
 }
 
 /* Runs one setup command (AUTH, SELECT) on a fresh context. `what` names the
  * step in the message; the arguments themselves are never printed, as they
  * may hold the password. */
 static int setup_command(nori__redis_pool *p, redisContext *c, const char *what, int argc,
-                         const char **argv)
+                         const char **argv, bool *slow)
 {
-    redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+    int64_t deadline = nori__redis_now_ms() + p->url->timeout_ms;
+    redisReply *r =
+        nori__redis_io_command(c, deadline, &nori__redis_small_replies, argc, argv, NULL);
     if (r == NULL) {
-        char why[160];
+        *slow = c->err == NORI__REDIS_ERR_TIMEOUT;
         return nori__fail(NORI_EBACKEND, "redis %s: %s failed: %s", p->url->display, what,
-                          nori__redis_describe_error(c, p->url->timeout_ms, why, sizeof why));
+                          nori__redis_describe_error(c));
     }
     int rc = NORI_OK;
     if (r->type == REDIS_REPLY_ERROR)
@@ -78,7 +80,7 @@ static int setup_command(nori__redis_pool *p, redisContext *c, const char *what,
 }
 
 /* Connects and sets up a new context. On failure nothing is left open. */
-static int connect_new(nori__redis_pool *p, redisContext **out)
+static int connect_new(nori__redis_pool *p, redisContext **out, bool *slow)
 {
     const nori__redis_url *u = p->url;
     struct timeval ctv = ms_to_timeval(u->connect_timeout_ms);
@@ -89,16 +91,17 @@ static int connect_new(nori__redis_pool *p, redisContext **out)
     if (c->err) {
         /* errstr is hiredis's text, e.g. "Connection refused" or
          * "Connection timed out" (connect_timeout_ms elapsed). */
+        *slow = strstr(c->errstr, "timed out") != NULL;
         int rc = nori__fail(NORI_EBACKEND, "redis %s: cannot connect: %s (connect timeout %d ms)",
                             u->display, c->errstr, u->connect_timeout_ms);
         redisFree(c);
         return rc;
     }
-    /* The command timeout bounds every later read and write on the socket;
+    /* Every later command is sent and answered before a deadline (io.h);
      * without it a hung server would block the caller forever. */
     int rc = NORI_OK;
-    if (redisSetTimeout(c, ms_to_timeval(u->timeout_ms)) != REDIS_OK)
-        rc = nori__fail(NORI_EBACKEND, "redis %s: cannot set the command timeout: %s",
+    if (nori__redis_io_prepare(c) != 0)
+        rc = nori__fail(NORI_EBACKEND, "redis %s: cannot set up the connection: %s",
                         u->display, c->errstr);
     /* Keepalive (TCP only) notices a peer that vanished without closing. */
     if (rc == NORI_OK && !u->is_unix && redisEnableKeepAlive(c) != REDIS_OK)
@@ -107,17 +110,17 @@ static int connect_new(nori__redis_pool *p, redisContext **out)
     if (rc == NORI_OK && u->password != NULL) {
         if (u->user != NULL) {
             const char *argv[] = {"AUTH", u->user, u->password};
-            rc = setup_command(p, c, "AUTH (user and password)", 3, argv);
+            rc = setup_command(p, c, "AUTH (user and password)", 3, argv, slow);
         } else {
             const char *argv[] = {"AUTH", u->password};
-            rc = setup_command(p, c, "AUTH (password)", 2, argv);
+            rc = setup_command(p, c, "AUTH (password)", 2, argv, slow);
         }
     }
     if (rc == NORI_OK && u->db != 0) {
         char db[16];
         snprintf(db, sizeof db, "%d", u->db);
         const char *argv[] = {"SELECT", db};
-        rc = setup_command(p, c, "SELECT", 2, argv);
+        rc = setup_command(p, c, "SELECT", 2, argv, slow);
     }
     if (rc != NORI_OK) {
         redisFree(c);
@@ -140,8 +143,9 @@ static bool looks_closed(redisContext *c)
     return n != 0; /* readable, hung up, or poll failed */
 }
 
-int nori__redis_pool_acquire(nori__redis_pool *p, redisContext **out)
+int nori__redis_pool_acquire(nori__redis_pool *p, redisContext **out, bool *slow)
 {
+    *slow = false;
     for (;;) {
         redisContext *c = NULL;
         pthread_mutex_lock(&p->lock);
@@ -149,7 +153,7 @@ int nori__redis_pool_acquire(nori__redis_pool *p, redisContext **out)
             c = p->idle[--p->nidle];
         pthread_mutex_unlock(&p->lock);
         if (c == NULL)
-            return connect_new(p, out);
+            return connect_new(p, out, slow);
         if (!looks_closed(c)) {
             *out = c;
             return NORI_OK;
@@ -169,8 +173,7 @@ void nori__redis_pool_release(nori__redis_pool *p, redisContext *c, bool reusabl
     if (keep && p->nidle < p->url->pool_size) {
         p->idle[p->nidle++] = c;
         c = NULL;
-    } else if (c->err == REDIS_ERR_EOF ||
-               (c->err == REDIS_ERR_IO && strstr(c->errstr, "temporarily unavailable") == NULL)) {
+    } else if (c->err == REDIS_ERR_EOF || c->err == REDIS_ERR_IO) {
         /* The connection broke (not merely a slow reply): the siblings most
          * likely point at the same dead server. Take them out under the
          * lock, close them outside it. A timeout alone does not drain the

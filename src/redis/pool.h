@@ -1,5 +1,5 @@
 /*
- * A pool of blocking hiredis connections for one Redis backend.
+ * A pool of hiredis connections for one Redis server.
  *
  * A redisContext is not thread-safe, so the pool lends each context to one
  * thread at a time: nori__redis_pool_acquire() pops an idle context (or
@@ -8,14 +8,15 @@
  * freed instead of being returned, so the next call connects afresh; at most
  * url->pool_size idle contexts are kept, the surplus is closed.
  *
- * Every new connection is set up the same way, because hiredis forgets
- * settings on reconnect: connect timeout, command timeout (SO_RCVTIMEO /
- * SO_SNDTIMEO through redisSetTimeout), TCP keepalive, AUTH (with the user
- * when the URL has one) and SELECT.
+ * Every new connection is set up the same way: connect (bounded by
+ * connect_timeout_ms), non-blocking mode with bounded reply objects (io.h),
+ * TCP keepalive, AUTH (with the user when the URL has one) and SELECT, each
+ * of these commands bounded by timeout_ms.
  */
 #ifndef NORI_SRC_REDIS_POOL_H
 #define NORI_SRC_REDIS_POOL_H
 
+#include "io.h"
 #include "url.h"
 
 #include <hiredis/hiredis.h>
@@ -40,9 +41,11 @@ void nori__redis_pool_destroy(nori__redis_pool *p);
 /*
  * Lends a ready context to the caller (*out, owned by the caller until it is
  * released). Returns NORI_OK, NORI_ENOMEM, or NORI_EBACKEND with a message
- * naming the URL (password masked) and why connecting failed.
+ * naming the URL (password masked) and why connecting failed; *slow is then
+ * true when the failure cost a wait (the connect or a setup command timed
+ * out), which the circuit breaker counts.
  */
-int nori__redis_pool_acquire(nori__redis_pool *p, redisContext **out);
+int nori__redis_pool_acquire(nori__redis_pool *p, redisContext **out, bool *slow);
 
 /*
  * Takes back a context lent by acquire. It goes back to the idle stack only
@@ -53,14 +56,13 @@ int nori__redis_pool_acquire(nori__redis_pool *p, redisContext **out);
  */
 void nori__redis_pool_release(nori__redis_pool *p, redisContext *c, bool reusable);
 
-/*
- * Describes why a command on c got no reply (c->err is set) into buf and
- * returns buf. A read that hit SO_RCVTIMEO fails with EAGAIN, which hiredis
- * reports as "Resource temporarily unavailable": this says "timed out (no
- * reply within N ms)" instead.
- */
-const char *nori__redis_describe_error(const redisContext *c, int timeout_ms, char *buf,
-                                       size_t size);
+/* Why a command on c got no reply (c->err is set): c->errstr, or
+ * "connection lost" when hiredis left it empty. Static or c's storage. */
+const char *nori__redis_describe_error(const redisContext *c);
+
+/* The limits of replies that carry no cache value (status, integers, SCAN
+ * pages, INFO): strings up to 1 MiB, 64 MiB in all. */
+extern const nori__redis_limits nori__redis_small_replies;
 
 /*
  * hiredis writes with write(2), so a server that went away between two

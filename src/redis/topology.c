@@ -27,6 +27,7 @@ typedef struct topo_node {
 
 struct nori__redis_topo {
     const nori__redis_target *target; /* borrowed */
+    const nori_backend *backend;      /* borrowed: the owner, for its value limit */
     _Atomic int mode;
     pthread_mutex_t lock; /* serialises registry growth, refreshes, map, sentinel state */
     _Atomic(topo_node *) nodes[NORI_CLUSTER_MAX_NODES];
@@ -140,7 +141,7 @@ static int node_at_locked(nori__redis_topo *t, const char *host, int port)
         free(tn);
         return -1;
     }
-    if (nori__redis_node_init(&tn->node, &tn->url) != NORI_OK) {
+    if (nori__redis_node_init(&tn->node, &tn->url, t->backend) != NORI_OK) {
         nori__redis_url_free(&tn->url);
         free(tn);
         return -1;
@@ -176,12 +177,14 @@ static void drain(nori__redis_node *n)
         redisFree(stale[i]);
 }
 
-int nori__topo_new(const nori__redis_target *target, nori__redis_topo **out)
+int nori__topo_new(const nori__redis_target *target, const nori_backend *owner,
+                   nori__redis_topo **out)
 {
     nori__redis_topo *t = calloc(1, sizeof *t);
     if (t == NULL)
         return nori__fail(NORI_ENOMEM, "out of memory creating a redis backend");
     t->target = target;
+    t->backend = owner;
     atomic_init(&t->mode, NORI_TOPO_UNKNOWN);
     atomic_init(&t->nnodes, 0);
     atomic_init(&t->master, -1);
@@ -192,6 +195,19 @@ int nori__topo_new(const nori__redis_target *target, nori__redis_topo **out)
     for (size_t i = 0; i < NORI_CLUSTER_SLOTS; i++)
         atomic_init(&t->owner[i], NORI_SLOT_UNSERVED);
     pthread_mutex_init(&t->lock, NULL);
+    /* A sentinel URL is sentinel mode, a unix socket one server: only a
+     * redis:// URL leaves the mode to find out. */
+    if (target->sentinel) {
+        atomic_store(&t->mode, NORI_TOPO_SENTINEL);
+    } else if (target->node.is_unix) {
+        int i = node_at_locked(t, NULL, 0);
+        if (i < 0) {
+            nori__topo_free(t);
+            return NORI_ENOMEM;
+        }
+        atomic_store(&t->master, i);
+        atomic_store(&t->mode, NORI_TOPO_SINGLE);
+    }
     *out = t;
     return NORI_OK;
 }
@@ -212,6 +228,13 @@ void nori__topo_free(nori__redis_topo *t)
     free(t);
 }
 
+void nori__topo_stats(nori__redis_topo *t, nori_backend_stats *out)
+{
+    size_t n = atomic_load_explicit(&t->nnodes, memory_order_acquire);
+    for (size_t i = 0; i < n; i++)
+        nori__redis_node_stats(&node_get(t, i)->node, out);
+}
+
 int nori__topo_mode(const nori__redis_topo *t)
 {
     return atomic_load_explicit(&t->mode, memory_order_acquire);
@@ -225,7 +248,7 @@ static int refresh_from_locked(nori__redis_topo *t, int i)
     topo_node *tn = node_get(t, (size_t)i);
     const char *argv[] = {"CLUSTER", "SLOTS"};
     redisReply *r;
-    int rc = nori__redis_node_call(&tn->node, 2, argv, NULL, &r, "CLUSTER SLOTS", "");
+    int rc = nori__redis_node_call(&tn->node, 2, argv, NULL, 0, &r, "CLUSTER SLOTS", "");
     if (rc != NORI_OK)
         return rc;
     nori__slot_map m;
@@ -379,7 +402,7 @@ static int detect_locked(nori__redis_topo *t)
             return NORI_ENOMEM;
         const char *argv[] = {"INFO", "cluster"};
         redisReply *r;
-        rc = nori__redis_node_call(&node_get(t, (size_t)i)->node, 2, argv, NULL, &r,
+        rc = nori__redis_node_call(&node_get(t, (size_t)i)->node, 2, argv, NULL, 0, &r,
                                    "INFO (cluster detection)", "cluster");
         if (rc != NORI_OK) {
             if (s == 0)
@@ -444,7 +467,8 @@ bool nori__topo_redirected(const nori__redis_topo *t, nori__topo_attempt *a, con
     if (r->type != REDIS_REPLY_ERROR)
         return false;
     int mode = nori__topo_mode(t);
-    if (mode == NORI_TOPO_CLUSTER)
+    /* Mode unknown: the seed may be a cluster node; a redirection says so. */
+    if (mode == NORI_TOPO_CLUSTER || mode == NORI_TOPO_UNKNOWN)
         return nori__redirect_parse(r->str, r->len, &a->redirect) != NORI_REDIRECT_NONE;
     if (mode == NORI_TOPO_SENTINEL && r->len >= 8 && memcmp(r->str, "READONLY", 8) == 0) {
         a->readonly = true;
@@ -466,33 +490,102 @@ static const char *kind_name(const nori__topo_attempt *a)
     }
 }
 
+/*
+ * Acts on a redirection of attempt a, answered by node n for `slot`: MOVED
+ * fixes the slot and refreshes the map, ASK sets *ask for the next attempt,
+ * the others wait (*delay grows). NORI_OK, or an error (registry full, out
+ * of memory) that ends the call.
+ */
+static int follow(nori__redis_topo *t, const nori__topo_attempt *a, const topo_node *n,
+                  unsigned slot, int *ask, int *delay)
+{
+    const nori__redirect *rd = &a->redirect;
+    const char *host = rd->host[0] ? rd->host : n->url.host;
+    if (a->readonly) {
+        refresh(t, -1, true);
+        sleep_ms(*delay);
+        *delay = *delay < 100 ? *delay * 2 : 200;
+    } else if (rd->kind == NORI_REDIRECT_MOVED) {
+        bool known = find(t, host, rd->port) >= 0;
+        int i = node_at(t, host, rd->port);
+        if (i < 0)
+            return NORI_EBACKEND;
+        /* Fix this slot now; the rest of the map is refreshed from the node
+         * that knows the new owner: at once when that node was unknown (the
+         * map is far behind), else at most every NORI_TOPO_REFRESH_MIN_MS (a
+         * resharding sends many MOVEDs). */
+        atomic_store_explicit(&t->owner[rd->slot], (uint16_t)i, memory_order_release);
+        refresh(t, i, !known);
+        if (rd->slot != slot)
+            atomic_store_explicit(&t->owner[slot], (uint16_t)i, memory_order_release);
+    } else if (rd->kind == NORI_REDIRECT_ASK) {
+        *ask = node_at(t, host, rd->port);
+        if (*ask < 0)
+            return NORI_EBACKEND;
+    } else {
+        /* TRYAGAIN, CLUSTERDOWN: the cluster is busy or failing over. */
+        sleep_ms(*delay);
+        *delay = *delay < 100 ? *delay * 2 : 200;
+        if (rd->kind == NORI_REDIRECT_CLUSTERDOWN)
+            refresh(t, -1, false);
+    }
+    return NORI_OK;
+}
+
 int nori__topo_call(nori__redis_topo *t, const char *wkey, size_t wlen, bool retry_io,
                     nori__topo_body body, void *ctx, const char *op, const char *key)
 {
-    int rc = nori__topo_ready(t);
-    if (rc != NORI_OK)
-        return rc;
+    int rc;
     int mode = nori__topo_mode(t);
-    if (mode == NORI_TOPO_SINGLE) {
-        /* One server: no routing, no retries (as before clusters existed). */
-        nori__topo_attempt a;
-        memset(&a, 0, sizeof a);
-        topo_node *n = route(t, mode, 0);
+    nori__topo_attempt first;             /* the attempt made before the mode was known */
+    const topo_node *first_node = NULL;   /* set when it was redirected */
+    if (mode == NORI_TOPO_UNKNOWN || mode == NORI_TOPO_SINGLE) {
+        /*
+         * One server, or a redis:// URL not yet known to be a cluster: the
+         * command goes to the (first) server as it is, with no extra round
+         * trip and no retries, as before clusters existed. A cluster node
+         * answers it, or redirects it: only then is the mode found out (and
+         * a first seed that is down makes the other seeds be tried).
+         */
+        memset(&first, 0, sizeof first);
+        topo_node *n;
+        if (mode == NORI_TOPO_SINGLE) {
+            n = route(t, mode, 0);
+        } else {
+            int i = node_at(t, NULL, 0);
+            n = i >= 0 ? node_get(t, (size_t)i) : NULL;
+        }
         if (n == NULL)
             return NORI_EBACKEND;
-        rc = nori__redis_conn_open(&n->node, &a.conn);
+        rc = nori__redis_conn_open(&n->node, &first.conn);
+        if (rc == NORI_OK) {
+            rc = body(&first, ctx);
+            nori__redis_conn_close(&first.conn);
+            if (rc != NORI__REDIRECTED)
+                return rc;
+            first_node = n;
+        } else if (mode == NORI_TOPO_SINGLE || t->target->naddrs == 0) {
+            return rc;
+        }
+        /* Redirected (a cluster), or the first seed is down and there are
+         * others: find out the mode, then route. */
+        rc = nori__topo_ready(t);
         if (rc != NORI_OK)
             return rc;
-        rc = body(&a, ctx);
-        nori__redis_conn_close(&a.conn);
-        return rc;
+        mode = nori__topo_mode(t);
+        if (mode == NORI_TOPO_SINGLE)
+            return nori__topo_call(t, wkey, wlen, retry_io, body, ctx, op, key);
     }
     unsigned slot = mode == NORI_TOPO_CLUSTER ? nori__cluster_keyslot(wkey, wlen) : 0;
     long long deadline = now_ms() + NORI_TOPO_RETRY_MS;
     int ask = -1;  /* registry index of an ASK target, for the next attempt only */
     int delay = 10;
     char saved[512];
-    for (int attempt = 1;; attempt++) {
+    if (first_node != NULL && mode == NORI_TOPO_CLUSTER &&
+        follow(t, &first, first_node, slot, &ask, &delay) != NORI_OK)
+        return NORI_EBACKEND;
+    /* The attempt made before the mode was known counts. */
+    for (int attempt = first_node != NULL ? 2 : 1;; attempt++) {
         /* Waits (TRYAGAIN, CLUSTERDOWN, a node down, a slot unserved) are
          * bounded by time; every attempt, redirections included, by count. */
         bool more = attempt < NORI_TOPO_MAX_ATTEMPTS && now_ms() < deadline;
@@ -524,6 +617,18 @@ int nori__topo_call(nori__redis_topo *t, const char *wkey, size_t wlen, bool ret
         nori__topo_attempt a;
         memset(&a, 0, sizeof a);
         rc = nori__redis_conn_open(&n->node, &a.conn);
+        if (rc != NORI_OK && atomic_load(&n->node.breaker.state) == NORI_CIRCUIT_OPEN) {
+            /* The node's breaker is open (it kept timing out): fail fast, as
+             * on one server, unless a fresh map or master names another
+             * node, which is then tried. */
+            snprintf(saved, sizeof saved, "%s", nori_last_error());
+            refresh(t, -1, false);
+            topo_node *again = route(t, mode, slot);
+            if (again == NULL || again == n || asking)
+                return nori__fail(rc, "%s", saved);
+            nori__fail(rc, "%s", saved);
+            continue;
+        }
         if (rc != NORI_OK) {
             /* Nothing was sent: retrying is always safe. */
             if (!more_waits || rc == NORI_ENOMEM)
@@ -560,36 +665,8 @@ int nori__topo_call(nori__redis_topo *t, const char *wkey, size_t wlen, bool ret
                                   "(last: %s from %s:%d)",
                                   t->target->display, op, key, attempt, kind_name(&a),
                                   n->url.host ? n->url.host : "?", n->url.port);
-            const nori__redirect *rd = &a.redirect;
-            const char *host = rd->host[0] ? rd->host : n->url.host;
-            if (a.readonly) {
-                refresh(t, -1, true);
-                sleep_ms(delay);
-                delay = delay < 100 ? delay * 2 : 200;
-            } else if (rd->kind == NORI_REDIRECT_MOVED) {
-                bool known = find(t, host, rd->port) >= 0;
-                int i = node_at(t, host, rd->port);
-                if (i < 0)
-                    return NORI_EBACKEND;
-                /* Fix this slot now; the rest of the map is refreshed from
-                 * the node that knows the new owner: at once when that node
-                 * was unknown (the map is far behind), else at most every
-                 * NORI_TOPO_REFRESH_MIN_MS (a resharding sends many MOVEDs). */
-                atomic_store_explicit(&t->owner[rd->slot], (uint16_t)i, memory_order_release);
-                refresh(t, i, !known);
-                if (rd->slot != slot)
-                    atomic_store_explicit(&t->owner[slot], (uint16_t)i, memory_order_release);
-            } else if (rd->kind == NORI_REDIRECT_ASK) {
-                ask = node_at(t, host, rd->port);
-                if (ask < 0)
-                    return NORI_EBACKEND;
-            } else {
-                /* TRYAGAIN, CLUSTERDOWN: the cluster is busy or failing over. */
-                sleep_ms(delay);
-                delay = delay < 100 ? delay * 2 : 200;
-                if (rd->kind == NORI_REDIRECT_CLUSTERDOWN)
-                    refresh(t, -1, false);
-            }
+            if (follow(t, &a, n, slot, &ask, &delay) != NORI_OK)
+                return NORI_EBACKEND;
             continue;
         }
         if (rc == NORI_EBACKEND && io) {

@@ -69,9 +69,11 @@ typedef struct nori__topo_attempt {
  * NORI__REDIRECTED after nori__topo_redirected returned true. */
 typedef int (*nori__topo_body)(nori__topo_attempt *a, void *ctx);
 
-/* Creates the topology of target (borrowed: outlives it). No connection is
- * made. NORI_OK or NORI_ENOMEM. */
-int nori__topo_new(const nori__redis_target *target, nori__redis_topo **out);
+/* Creates the topology of target (borrowed: outlives it) for the backend
+ * `owner` (borrowed: its value limit bounds value replies). No connection
+ * is made. NORI_OK or NORI_ENOMEM. */
+int nori__topo_new(const nori__redis_target *target, const nori_backend *owner,
+                   nori__redis_topo **out);
 void nori__topo_free(nori__redis_topo *t);
 
 /* Finds out the mode if it is not known yet (connects). NORI_OK or NORI_EBACKEND. */
@@ -102,6 +104,9 @@ bool nori__topo_redirected(const nori__redis_topo *t, nori__topo_attempt *a, con
  * reachable, no master resolved).
  */
 int nori__topo_masters(nori__redis_topo *t, nori__redis_node **out, size_t max);
+
+/* Adds every node's circuit-breaker state and counters to *out. */
+void nori__topo_stats(nori__redis_topo *t, nori_backend_stats *out);
 
 /* Asks for a fresh map (cluster) or master (sentinel) now. */
 int nori__topo_refresh(nori__redis_topo *t);

@@ -119,9 +119,17 @@ static int parse_query(const char *url, const char *q, nori__redis_url *u)
         } else if (nlen == 9 && memcmp(q, "pool_size", 9) == 0) {
             if (!parse_int(v, vlen, 1, NORI_REDIS_MAX_POOL_SIZE, &u->pool_size))
                 return fail_url(url, "pool_size must be an integer from 1 to 1024");
+        } else if (nlen == 16 && memcmp(q, "circuit_failures", 16) == 0) {
+            if (!parse_int(v, vlen, 0, NORI_REDIS_MAX_CIRCUIT_FAILURES, &u->circuit_failures))
+                return fail_url(url, "circuit_failures must be an integer from 0 (off) to "
+                                     "1000000");
+        } else if (nlen == 19 && memcmp(q, "circuit_cooldown_ms", 19) == 0) {
+            if (!parse_int(v, vlen, 1, NORI_REDIS_MAX_TIMEOUT_MS, &u->circuit_cooldown_ms))
+                return fail_url(url, "circuit_cooldown_ms must be an integer from 1 to 600000");
         } else {
             return fail_url(url, "unknown query option (known: db for unix://, "
-                                 "connect_timeout_ms, timeout_ms, pool_size)");
+                                 "connect_timeout_ms, timeout_ms, pool_size, circuit_failures, "
+                                 "circuit_cooldown_ms)");
         }
         q += len;
         if (*q == '&')
@@ -250,6 +258,8 @@ int nori__redis_url_parse(const char *url, nori__redis_url *out)
     u.connect_timeout_ms = NORI_REDIS_DEFAULT_CONNECT_TIMEOUT_MS;
     u.timeout_ms = NORI_REDIS_DEFAULT_TIMEOUT_MS;
     u.pool_size = NORI_REDIS_DEFAULT_POOL_SIZE;
+    u.circuit_failures = NORI_REDIS_DEFAULT_CIRCUIT_FAILURES;
+    u.circuit_cooldown_ms = NORI_REDIS_DEFAULT_CIRCUIT_COOLDOWN_MS;
 
     int rc;
     if (strncmp(url, "redis://", 8) == 0) {

@@ -23,6 +23,9 @@
 #define NORI_REDIS_MAX_TIMEOUT_MS 600000
 #define NORI_REDIS_MAX_POOL_SIZE 1024
 #define NORI_REDIS_MAX_URL_LEN 4096
+#define NORI_REDIS_DEFAULT_CIRCUIT_FAILURES 5
+#define NORI_REDIS_DEFAULT_CIRCUIT_COOLDOWN_MS 2000
+#define NORI_REDIS_MAX_CIRCUIT_FAILURES 1000000
 
 typedef struct nori__redis_url {
     bool is_unix;
@@ -35,6 +38,8 @@ typedef struct nori__redis_url {
     int connect_timeout_ms;
     int timeout_ms;
     int pool_size; /* most idle connections kept for reuse */
+    int circuit_failures;    /* consecutive timeouts that open the breaker; 0: off */
+    int circuit_cooldown_ms; /* how long it stays open before one probe */
     char *display; /* the URL with the password replaced by "***", for messages */
 } nori__redis_url;
 

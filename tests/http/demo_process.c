@@ -32,6 +32,8 @@ int test_free_port(void)
     return port;
 }
 
+const char *test_demo_extra_args[TEST_DEMO_MAX_EXTRA_ARGS + 1];
+
 static void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -72,7 +74,13 @@ int test_demo_start(test_demo *d, const char *exe, const char *db, const char *p
             dup2(fd, 2);
             close(fd);
         }
-        execl(exe, exe, "--port", port, "--db", db, "--prefix", prefix, (char *)NULL);
+        const char *argv[8 + TEST_DEMO_MAX_EXTRA_ARGS + 1] = {
+            exe, "--port", port, "--db", db, "--prefix", prefix};
+        size_t n = 7;
+        for (size_t i = 0; i < TEST_DEMO_MAX_EXTRA_ARGS && test_demo_extra_args[i]; i++)
+            argv[n++] = test_demo_extra_args[i];
+        argv[n] = NULL;
+        execv(exe, (char *const *)argv);
         _exit(127);
     }
     for (int waited = 0; waited < timeout_s * 1000; waited += 50) {

@@ -15,6 +15,11 @@ typedef struct {
     char log_path[512];
 } test_demo;
 
+/* Extra command-line arguments for the next test_demo_start() (NULL-ended;
+ * e.g. {"--max-conns-per-ip", "8", NULL}). Tests set and clear it. */
+#define TEST_DEMO_MAX_EXTRA_ARGS 8
+extern const char *test_demo_extra_args[TEST_DEMO_MAX_EXTRA_ARGS + 1];
+
 /* A port that was free on 127.0.0.1 a moment ago (bind to 0, read, close). */
 int test_free_port(void);
 

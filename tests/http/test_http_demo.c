@@ -112,7 +112,7 @@ static void test_db_counter(void **state)
     for (int i = 0; i < 3; i++) {
         r = get("/dashboard/uncached", NULL);
         assert_int_equal(r.status, 200);
-        assert_string_equal(xcache(&r), "-");
+        assert_string_equal(xcache(&r), "-"); /* not a cached route */
         test_http_response_free(&r);
     }
     assert_int_equal(metric("nori_db_queries_total"), q0 + 3);
@@ -133,8 +133,8 @@ static void test_post_not_cached(void **state)
     for (int i = 0; i < 2; i++) {
         test_http_response r;
         assert_int_equal(test_http_once(fx.demo.port, "POST", "/products?page=33", NULL, "x=1", &r), 0);
-        assert_int_equal(r.status, 200);
-        assert_string_equal(xcache(&r), "-");
+        assert_int_equal(r.status, 201); /* a write (issue 11): it invalidates /products */
+        assert_string_equal(xcache(&r), "BYPASS");
         test_http_response_free(&r);
     }
     assert_int_equal(metric("nori_db_queries_total"), q0 + 2);
@@ -219,8 +219,8 @@ static void test_separate_slots(void **state)
     /* A user name with the key separator gets its own slot too. */
     expect("/me", "X-User: alice:/me\r\n", "MISS", "you are alice:/me");
     /* Anonymous requests are not cached at all. */
-    expect("/me", NULL, "-", "you are anonymous");
-    expect("/me", NULL, "-", "you are anonymous");
+    expect("/me", NULL, "BYPASS", "you are anonymous");
+    expect("/me", NULL, "BYPASS", "you are anonymous");
 }
 
 static void test_login_throttle(void **state)
@@ -326,6 +326,42 @@ static void test_aborted_upload(void **state)
     test_http_response_free(&r);
 }
 
+/* Issue 10 item 12: HEAD is answered from the GET entry (same headers, no
+ * body, the handler does not run) and never stores. */
+static void test_head(void **state)
+{
+    (void)state;
+    int fd = test_http_connect(fx.demo.port);
+    assert_true(fd >= 0);
+    test_http_response g, h, g2;
+    assert_int_equal(test_http_request(fd, "GET", "/report.pdf", NULL, NULL, 0, &g), 0);
+    uint64_t q0 = metric("nori_db_queries_total");
+    assert_int_equal(test_http_request(fd, "HEAD", "/report.pdf", NULL, NULL, 0, &h), 0);
+    assert_int_equal(h.status, 200);
+    assert_string_equal(xcache(&h), "HIT");
+    assert_int_equal(h.body_len, 0);
+    char a[64], b[64];
+    assert_string_equal(test_http_header(&h, "Content-Length", a, sizeof a),
+                        test_http_header(&g, "Content-Length", b, sizeof b));
+    assert_string_equal(test_http_header(&h, "Content-Type", a, sizeof a), "application/pdf");
+    assert_non_null(test_http_header(&h, "Content-Disposition", a, sizeof a));
+    /* The connection is still in step: the next GET gets its own answer. */
+    assert_int_equal(test_http_request(fd, "GET", "/report.pdf", NULL, NULL, 0, &g2), 0);
+    assert_int_equal(g2.body_len, g.body_len);
+    test_http_response_free(&g);
+    test_http_response_free(&h);
+    test_http_response_free(&g2);
+    /* A HEAD that misses runs the handler and stores nothing. */
+    assert_int_equal(test_http_request(fd, "HEAD", "/products?page=55", NULL, NULL, 0, &h), 0);
+    assert_string_equal(xcache(&h), "MISS");
+    test_http_response_free(&h);
+    close(fd);
+    test_http_response r = get("/products?page=55", NULL);
+    assert_string_equal(xcache(&r), "MISS");
+    test_http_response_free(&r);
+    assert_int_equal(metric("nori_db_queries_total"), q0 + 2);
+}
+
 static void test_metrics(void **state)
 {
     (void)state;
@@ -342,6 +378,17 @@ static void test_metrics(void **state)
     test_http_response_free(&r);
     assert_true(metric("nori_cache_hits_total") >= 10);
     assert_int_equal(metric("nori_cache_errors_total"), 0);
+#ifdef NORI_DEMO_ON_REDIS
+    assert_int_equal(metric("nori_cache_bytes"), 0);
+    assert_int_equal(metric("nori_cache_max_bytes"), 0);
+    assert_int_equal(metric("nori_redis_circuit_state"), 0);
+#else
+    /* The memory backend holds the entries cached so far, within its bound. */
+    uint64_t bytes = metric("nori_cache_bytes"), max_bytes = metric("nori_cache_max_bytes");
+    assert_true(bytes > 0);
+    assert_true(max_bytes == 0 || bytes <= max_bytes);
+#endif
+    assert_int_equal(metric("nori_redis_circuit_opens_total"), 0);
 }
 
 #ifdef NORI_DEMO_ON_REDIS
@@ -428,6 +475,12 @@ static void test_redis_down_fails_open(void **state)
         test_http_response_free(&r);
     }
     assert_true(metric("nori_cache_errors_total") > errors_before);
+    /* Issue 10 item 14: the login throttle fails closed (it answered 200
+     * "attempt not counted"). */
+    test_http_response lr;
+    assert_int_equal(test_http_once(fx.demo.port, "POST", "/login", NULL, "user=frank", &lr), 0);
+    assert_int_equal(lr.status, 503);
+    test_http_response_free(&lr);
     nori_test_redis_restart(fx.redis);
     test_http_response a = get("/products?page=4", NULL), b = get("/products?page=4", NULL);
     assert_string_equal(xcache(&a), "MISS");
@@ -453,7 +506,7 @@ int main(void)
         cmocka_unit_test(test_report_pdf),        cmocka_unit_test(test_separate_slots),
         cmocka_unit_test(test_login_throttle),    cmocka_unit_test(test_keep_alive),
         cmocka_unit_test(test_large_body_refused), cmocka_unit_test(test_aborted_upload),
-        cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_metrics),           cmocka_unit_test(test_head),
 #ifdef NORI_DEMO_ON_REDIS
         cmocka_unit_test(test_redis_entry_is_nori_json),
         cmocka_unit_test(test_redis_foreign_entries_served),

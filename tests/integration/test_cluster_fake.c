@@ -177,6 +177,8 @@ static void test_slot_not_served(void **state)
     (void)state;
     unsigned s = slot_of("k");
     nori_fake_redis *a = fake_node(s == 0 ? 1 : 0, s == 0 ? 16383 : (int)s - 1);
+    /* What a real node answers for a slot nobody serves. */
+    nori_fake_redis_default(a, "SET", "-CLUSTERDOWN Hash slot not served\r\n");
     nori_backend *b = backend_on(a, "");
     long long start = now_ms();
     assert_nori(nori_backend_set(b, "k", "v", 1, 0), NORI_EBACKEND);
@@ -185,7 +187,9 @@ static void test_slot_not_served(void **state)
     if (strstr(nori_last_error(), want) == NULL)
         fail_msg("%s", nori_last_error());
     assert_true(now_ms() - start < 5000);
-    assert_int_equal(nori_fake_redis_count(a, "SET"), 0);
+    /* Only the first SET, sent before the backend knew it was a cluster:
+     * after that the map says no node serves the slot. */
+    assert_int_equal(nori_fake_redis_count(a, "SET"), 1);
     nori_backend_free(b);
     nori_fake_redis_stop(a);
 }

@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "memory.h"
+#include "memory/memory.h"
 #include "test_support.h"
 
 #include <pthread.h>
@@ -198,12 +198,135 @@ static void test_mixed_workload_with_eviction(void **state)
     nori_backend_free(b);
 }
 
+/* ---- both bounds under 8 threads of mixed sizes ---- */
+
+#define BYTES_MAX_KEYS 300
+#define BYTES_BOUND (64 * 1024)
+#define BYTES_KEYSPACE 1000
+#define BYTES_OPS 6000
+
+typedef struct {
+    nori_backend *b;
+    unsigned seed;
+    int wrong_values;
+    int errors;
+    _Atomic int *stop;
+    _Atomic int *over_bound;
+} bytes_worker;
+
+/* The value of key k is a run of one byte, its length a function of k
+ * (16 bytes to 4 KiB), so a reader can check it belongs to its key. */
+static size_t value_len_of(int k)
+{
+    return 16 + ((size_t)k * 2654435761u) % 4080;
+}
+
+static int append_byte(const nori_buf *cur, nori_buf *next, void *ud)
+{
+    (void)ud;
+    size_t n = cur != NULL ? cur->len : 0;
+    next->data = malloc(n + 1);
+    if (next->data == NULL)
+        return 1;
+    if (n > 0)
+        memcpy(next->data, cur->data, n);
+    next->data[n] = 'u';
+    next->len = n > 4000 ? 1 : n + 1;
+    return 0;
+}
+
+static void *bytes_run(void *arg)
+{
+    bytes_worker *w = arg;
+    char key[32];
+    char *val = malloc(4096);
+    for (int i = 0; i < BYTES_OPS; i++) {
+        int k = (int)(rand_r(&w->seed) % BYTES_KEYSPACE);
+        int op = (int)(rand_r(&w->seed) % 20);
+        snprintf(key, sizeof key, "%s:%d", op >= 16 ? "upd" : "val", k);
+        size_t len = value_len_of(k);
+        memset(val, 'a' + k % 26, len);
+        int rc;
+        if (op < 9) {
+            nori_buf out;
+            rc = nori_backend_get(w->b, key, &out);
+            if (rc == NORI_OK && (out.len != len || memcmp(out.data, val, len) != 0))
+                w->wrong_values++;
+            nori_buf_free(&out);
+        } else if (op < 14) {
+            rc = nori_backend_set(w->b, key, val, len, op == 13 ? 1 : 0);
+        } else if (op < 15) {
+            rc = nori_backend_delete(w->b, key);
+        } else if (op < 16) {
+            snprintf(key, sizeof key, "ctr:%d", k % 50);
+            rc = nori_backend_incr(w->b, key, 0, NULL);
+        } else {
+            rc = nori_backend_atomic_update(w->b, key, append_byte, NULL, 0, NULL);
+        }
+        if (rc < 0 && w->errors++ == 0)
+            print_error("op %d on %s: %s\n", op, key, nori_last_error());
+    }
+    free(val);
+    return NULL;
+}
+
+static void *bytes_audit(void *arg)
+{
+    bytes_worker *w = arg;
+    while (!atomic_load(w->stop)) {
+        size_t bytes = 0;
+        int64_t held = nori__memory_audit_bytes(w->b, &bytes);
+        if (held < 0 || held > BYTES_MAX_KEYS || bytes > BYTES_BOUND)
+            atomic_fetch_add(w->over_bound, 1);
+        nori_backend_stats st;
+        if (nori_backend_get_stats(w->b, &st) != NORI_OK)
+            atomic_fetch_add(w->over_bound, 1);
+    }
+    return NULL;
+}
+
+static void test_both_bounds_under_threads(void **state)
+{
+    (void)state;
+    nori_backend *b;
+    assert_nori(nori_memory_backend_new(BYTES_MAX_KEYS, &b), NORI_OK);
+    assert_nori(nori_memory_backend_set_max_bytes(b, BYTES_BOUND), NORI_OK);
+    _Atomic int stop = 0, over = 0;
+    pthread_t threads[THREADS], auditor;
+    bytes_worker workers[THREADS], audit = {b, 0, 0, 0, &stop, &over};
+    assert_int_equal(pthread_create(&auditor, NULL, bytes_audit, &audit), 0);
+    for (int t = 0; t < THREADS; t++) {
+        workers[t] = (bytes_worker){b, (unsigned)t * 104729u + 3, 0, 0, &stop, &over};
+        assert_int_equal(pthread_create(&threads[t], NULL, bytes_run, &workers[t]), 0);
+    }
+    for (int t = 0; t < THREADS; t++) {
+        pthread_join(threads[t], NULL);
+        assert_int_equal(workers[t].wrong_values, 0);
+        assert_int_equal(workers[t].errors, 0);
+    }
+    atomic_store(&stop, 1);
+    pthread_join(auditor, NULL);
+    assert_int_equal(atomic_load(&over), 0);
+    nori_backend_stats st;
+    assert_nori(nori_backend_get_stats(b, &st), NORI_OK);
+    size_t bytes = 0;
+    int64_t held = nori__memory_audit_bytes(b, &bytes);
+    assert_true(held >= 0 && held <= BYTES_MAX_KEYS);
+    assert_true(bytes <= BYTES_BOUND);
+    assert_int_equal(st.bytes, bytes);
+    assert_true(st.evictions > 0);
+    print_message("%llu evictions, %lld entries, %zu bytes held at the end\n",
+                  (unsigned long long)st.evictions, (long long)held, bytes);
+    nori_backend_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_concurrent_incr_exact),
         cmocka_unit_test(test_concurrent_atomic_update_loses_nothing),
         cmocka_unit_test(test_mixed_workload_with_eviction),
+        cmocka_unit_test(test_both_bounds_under_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -124,7 +124,7 @@ static void test_miss_then_hit(void **state)
     assert_string_equal(key, "view:/dashboard:");
     nori_buf v;
     assert_nori(nori_backend_get(f->b, key, &v), NORI_OK);
-    assert_memory_equal(v.data + v.len - 4, "NRB1", 4);
+    assert_memory_equal(v.data + v.len - 4, "NRB2", 4);
     nori_buf_free(&v);
     /* Another query is another entry. */
     rq = req("GET", "/dashboard", "x=1");
@@ -152,7 +152,7 @@ static void test_binary_body(void **state)
 static void test_other_methods_pass_through(void **state)
 {
     fixture *f = *state;
-    static const char *methods[] = {"POST", "PUT", "DELETE", "PATCH", "HEAD", "get"};
+    static const char *methods[] = {"POST", "PUT", "DELETE", "PATCH", "OPTIONS", "get"};
     for (size_t m = 0; m < 6; m++)
         for (int i = 0; i < 2; i++) {
             nori_http_request rq = req(methods[m], "/login", "");
@@ -160,6 +160,9 @@ static void test_other_methods_pass_through(void **state)
             assert_int_equal(f->r.origin, NORI_HTTP_BYPASS);
         }
     assert_int_equal(f->a.calls, 12);
+    nori_http_cache_stats st;
+    nori_http_cache_get_stats(f->c, &st);
+    assert_int_equal(st.bypass_method, 12);
     assert_int_equal(entries(f->b), 0);
     /* A POST does not read a cached GET entry either. */
     nori_http_request g = req("GET", "/x", ""), p = req("POST", "/x", "");
@@ -292,7 +295,9 @@ static void test_fail_open(void **state)
     }
     nori_http_cache_stats s;
     nori_http_cache_get_stats(f->c, &s);
-    assert_int_equal(s.errors, 2);
+    /* Issue 10 item 17: refused on its size before encoding, not by set. */
+    assert_int_equal(s.too_big, 2);
+    assert_int_equal(s.errors, 0);
     assert_int_equal(s.stores, 0);
 
     /* A key over the limit: served uncached, counted as an error. */
@@ -303,7 +308,7 @@ static void test_fail_open(void **state)
     assert_nori(nori_http_cache_serve(f->c, &rq, handler, &f->a, &f->r), NORI_OK);
     assert_int_equal(f->r.origin, NORI_HTTP_BYPASS);
     nori_http_cache_get_stats(f->c, &s);
-    assert_int_equal(s.errors, 3);
+    assert_int_equal(s.errors, 1);
 
     /* A Redis server that is not there (once the Redis backend exists). */
     nori_backend *dead;
@@ -325,6 +330,163 @@ static void test_fail_open(void **state)
     assert_true(s.errors >= 1);
     nori_http_cache_free(c);
     nori_backend_free(dead);
+}
+
+static nori_http_origin serve_with(fixture *f, nori_http_cache *c, const char *method,
+                                   const char *path, test_headers *h)
+{
+    nori_http_request rq = {method, path, "", test_header_lookup, h, NULL, 0};
+    assert_nori(nori_http_cache_serve(c, &rq, handler, &f->a, &f->r), NORI_OK);
+    return f->r.origin;
+}
+
+/* Issue 10 item 6: alice's Authorization or Cookie response was served to
+ * bob. Such requests bypass unless the route opts in or scopes per user. */
+static void test_credentials_bypass(void **state)
+{
+    fixture *f = *state;
+    test_header auth[] = {{"authorization", "Bearer alice"}};
+    test_header cookie[] = {{"cookie", "session=alice"}};
+    test_headers ha = {auth, 1}, hc = {cookie, 1}, none = {NULL, 0};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(serve_with(f, f->c, "GET", "/cart", &ha), NORI_HTTP_BYPASS);
+        assert_int_equal(serve_with(f, f->c, "GET", "/cart", &hc), NORI_HTTP_BYPASS);
+        assert_int_equal(serve_with(f, f->c, "HEAD", "/cart", &hc), NORI_HTTP_BYPASS);
+    }
+    assert_int_equal(f->a.calls, 6);
+    assert_int_equal(entries(f->b), 0);
+    /* bob (no credentials) gets his own response, not alice's. */
+    assert_int_equal(serve_with(f, f->c, "GET", "/cart", &none), NORI_HTTP_MISS);
+    nori_http_cache_stats s;
+    nori_http_cache_get_stats(f->c, &s);
+    assert_int_equal(s.bypass_authorization, 2);
+    assert_int_equal(s.bypass_cookie, 4);
+
+    /* Opt-ins. */
+    nori_http_cache_options o;
+    nori_http_cache_options_init(&o);
+    o.backend = f->b;
+    o.prefix = "optin";
+    o.allow_authorized = 1;
+    o.allow_cookie = 1;
+    nori_http_cache *c;
+    assert_nori(nori_http_cache_new(&o, &c), NORI_OK);
+    assert_int_equal(serve_with(f, c, "GET", "/pub", &ha), NORI_HTTP_MISS);
+    assert_int_equal(serve_with(f, c, "GET", "/pub", &hc), NORI_HTTP_HIT);
+    nori_http_cache_free(c);
+    /* A key function scopes the entries: no bypass needed. */
+    nori_http_cache_options_init(&o);
+    o.backend = f->b;
+    o.prefix = "scoped";
+    o.key_fn = tenant_key;
+    assert_nori(nori_http_cache_new(&o, &c), NORI_OK);
+    test_header ua[] = {{"x-user", "alice"}, {"authorization", "Bearer alice"}};
+    test_headers hua = {ua, 2};
+    assert_int_equal(serve_with(f, c, "GET", "/me", &hua), NORI_HTTP_MISS);
+    assert_int_equal(serve_with(f, c, "GET", "/me", &hua), NORI_HTTP_HIT);
+    nori_http_cache_free(c);
+}
+
+/* Issue 10 item 7: a handler's own Vary is honoured. */
+static void test_handler_vary(void **state)
+{
+    fixture *f = *state;
+    test_headers none = {NULL, 0};
+    f->a.extra_name = "Vary";
+    f->a.extra_value = "Accept-Encoding";
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(serve_with(f, f->c, "GET", "/gz", &none), NORI_HTTP_MISS);
+    f->a.extra_value = "*";
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(serve_with(f, f->c, "GET", "/star", &none), NORI_HTTP_MISS);
+    assert_int_equal(entries(f->b), 0);
+    /* On a route that varies on Accept-Encoding the same response is stored. */
+    const char *vary[] = {"accept-encoding", "Accept-Language"};
+    nori_http_cache_options o;
+    nori_http_cache_options_init(&o);
+    o.backend = f->b;
+    o.vary_on = vary;
+    o.n_vary_on = 2;
+    nori_http_cache *c;
+    assert_nori(nori_http_cache_new(&o, &c), NORI_OK);
+    f->a.extra_value = "Accept-Language, ACCEPT-ENCODING";
+    test_header gz[] = {{"accept-encoding", "gzip"}};
+    test_headers hgz = {gz, 1};
+    assert_int_equal(serve_with(f, c, "GET", "/gz", &hgz), NORI_HTTP_MISS);
+    assert_int_equal(serve_with(f, c, "GET", "/gz", &hgz), NORI_HTTP_HIT);
+    assert_int_equal(serve_with(f, c, "GET", "/gz", &none), NORI_HTTP_MISS);
+    f->a.extra_value = "Accept-Encoding, Cookie";
+    assert_int_equal(serve_with(f, c, "GET", "/gz2", &hgz), NORI_HTTP_MISS);
+    assert_int_equal(serve_with(f, c, "GET", "/gz2", &hgz), NORI_HTTP_MISS);
+    nori_http_cache_free(c);
+}
+
+/* Issue 10 item 8: 206 and no-cache are never stored. */
+static void test_partial_and_no_cache(void **state)
+{
+    fixture *f = *state;
+    test_headers none = {NULL, 0};
+    f->a.status = 206;
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(serve_with(f, f->c, "GET", "/file", &none), NORI_HTTP_MISS);
+    f->a.status = 200;
+    f->a.extra_name = "Cache-Control";
+    f->a.extra_value = "public, no-cache";
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(serve_with(f, f->c, "GET", "/nc", &none), NORI_HTTP_MISS);
+    assert_int_equal(entries(f->b), 0);
+    assert_int_equal(f->a.calls, 4);
+}
+
+/* Issue 10 item 12: HEAD is served from the GET entry and never stores. */
+static void test_head(void **state)
+{
+    fixture *f = *state;
+    test_headers none = {NULL, 0};
+    assert_int_equal(serve_with(f, f->c, "HEAD", "/h", &none), NORI_HTTP_MISS);
+    assert_int_equal(entries(f->b), 0);
+    assert_int_equal(serve_with(f, f->c, "GET", "/h", &none), NORI_HTTP_MISS);
+    assert_int_equal(serve_with(f, f->c, "HEAD", "/h", &none), NORI_HTTP_HIT);
+    /* Same headers and length as the GET (the adapter sends no body). */
+    assert_int_equal(f->r.body_len, 13);
+    assert_memory_equal(f->r.body, "GET /h call 2", 13);
+    assert_string_equal(nori_http_response_header(&f->r, "Content-Disposition"), "inline");
+    assert_int_equal(f->a.calls, 2);
+}
+
+/* Issue 10 item 9: a hit the adapter could not send is served again as a
+ * miss and overwritten. */
+static void test_serve_again(void **state)
+{
+    fixture *f = *state;
+    test_headers none = {NULL, 0};
+    assert_int_equal(serve_with(f, f->c, "GET", "/u", &none), NORI_HTTP_MISS);
+    assert_int_equal(serve_with(f, f->c, "GET", "/u", &none), NORI_HTTP_HIT);
+    nori_http_request rq = {"GET", "/u", "", test_header_lookup, &none, NULL, 0};
+    assert_nori(nori_http_cache_serve_again(f->c, &rq, handler, &f->a, &f->r), NORI_OK);
+    assert_int_equal(f->r.origin, NORI_HTTP_MISS);
+    assert_string_equal(f->r.body, "GET /u call 2");
+    assert_int_equal(serve_with(f, f->c, "GET", "/u", &none), NORI_HTTP_HIT);
+    assert_memory_equal(f->r.body, "GET /u call 2", 13);
+    nori_http_cache_stats s;
+    nori_http_cache_get_stats(f->c, &s);
+    assert_int_equal(s.unsendable, 1);
+}
+
+/* Issue 10 item 10: a response whose kept header cannot be stored exactly
+ * (here CR/LF in the value) is not stored, rather than stored without it. */
+static void test_unencodable_not_stored(void **state)
+{
+    fixture *f = *state;
+    test_headers none = {NULL, 0};
+    f->a.extra_name = "Content-Disposition";
+    f->a.extra_value = "attachment; filename=\"a\r\nb\"";
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(serve_with(f, f->c, "GET", "/cd", &none), NORI_HTTP_MISS);
+    nori_http_cache_stats s;
+    nori_http_cache_get_stats(f->c, &s);
+    assert_int_equal(s.not_encodable, 2);
+    assert_int_equal(entries(f->b), 0);
 }
 
 static void test_ttl_and_default_backend(void **state)
@@ -364,7 +526,10 @@ int main(void)
         T(test_other_methods_pass_through), T(test_not_stored),
         T(test_slots),                 T(test_undecodable_entry_is_miss),
         T(test_python_entry_served),   T(test_fail_open),
-        T(test_ttl_and_default_backend),
+        T(test_ttl_and_default_backend), T(test_credentials_bypass),
+        T(test_handler_vary),          T(test_partial_and_no_cache),
+        T(test_head),                  T(test_serve_again),
+        T(test_unencodable_not_stored),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -25,9 +25,11 @@ static int storable_with(int status, const char *name, const char *value)
 static void test_status_classes(void **state)
 {
     (void)state;
-    static const int yes[] = {200, 201, 202, 203, 204, 206, 299};
-    static const int no[] = {100, 101, 103, 199, 300, 301, 302, 304, 307, 400, 401,
-                             403, 404, 429, 499, 500, 502, 503, 599, 0, -1, 1000};
+    static const int yes[] = {200, 201, 202, 203, 207, 299};
+    /* 206 is one range of one request (issue 10 item 8); 204/205 carry no
+     * content to reuse. */
+    static const int no[] = {100, 101, 103, 199, 204, 205, 206, 300, 301, 302, 304, 307,
+                             400, 401, 403, 404, 429, 499, 500, 502, 503, 599, 0, -1, 1000};
     for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++)
         assert_int_equal(storable_with(yes[i], NULL, NULL), 1);
     for (size_t i = 0; i < sizeof no / sizeof no[0]; i++) {
@@ -52,7 +54,11 @@ static void test_forbidden_headers(void **state)
                                   "max-age=60,private",
                                   "max-age=0 , private ",
                                   "private=\"Set-Cookie\"",
-                                  "no-cache, no-store, must-revalidate"};
+                                  "no-cache, no-store, must-revalidate",
+                                  /* issue 10 item 8: no-cache was served for the whole TTL */
+                                  "no-cache",
+                                  "No-Cache",
+                                  "public, no-cache=\"Set-Cookie\""};
     static const char *cc_names[] = {"Cache-Control", "cache-control", "CACHE-CONTROL"};
     for (size_t n = 0; n < 3; n++)
         for (size_t i = 0; i < sizeof cc_no / sizeof cc_no[0]; i++) {
@@ -61,7 +67,7 @@ static void test_forbidden_headers(void **state)
             assert_int_equal(storable_with(200, cc_names[n], cc_no[i]), 0);
         }
     /* Token match, not substring match; and other directives are fine. */
-    static const char *cc_yes[] = {"public, max-age=60", "no-cache", "max-age=0",
+    static const char *cc_yes[] = {"public, max-age=60", "no-cache-later", "max-age=0",
                                    "x-private", "privateer", "no-store-later",
                                    "community=\"private, no-store\""};
     for (size_t i = 0; i < sizeof cc_yes / sizeof cc_yes[0]; i++) {
@@ -73,6 +79,9 @@ static void test_forbidden_headers(void **state)
     assert_int_equal(storable_with(200, "Set-Cookie2-Info", "x"), 1);
     assert_int_equal(storable_with(200, "X-Cache-Control", "private"), 1);
     assert_int_equal(storable_with(200, "Vary", "Cookie"), 1);
+    /* Vary: * can never be matched by a later request (issue 10 item 7). */
+    assert_int_equal(storable_with(200, "Vary", "*"), 0);
+    assert_int_equal(storable_with(200, "vary", "Accept-Encoding, *"), 0);
 }
 
 static void test_response_helpers(void **state)

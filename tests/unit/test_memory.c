@@ -10,7 +10,7 @@
 #include <cmocka.h>
 
 #include "clock.h"
-#include "memory.h"
+#include "memory/memory.h"
 #include "test_support.h"
 
 #include <stdio.h>
@@ -52,7 +52,8 @@ static int teardown_fake_clock(void **state)
 static nori_backend *new_mem(size_t max_keys)
 {
     nori_backend *b = NULL;
-    assert_nori(nori_memory_backend_new(max_keys, &b), NORI_OK);
+    /* No sweeper: these tests step the injected clock and count expiries. */
+    assert_nori(nori__memory_backend_new_opts(max_keys, false, &b), NORI_OK);
     assert_non_null(b);
     return b;
 }

@@ -3,7 +3,7 @@
  * the rules that decide whether it may be stored (DESIGN 5).
  */
 #include "error.h"
-#include "nori/http.h"
+#include "http_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -128,16 +128,29 @@ static int has_token(const char *v, const char *token)
     return 0;
 }
 
+int nori__http_has_token(const char *list, const char *token)
+{
+    return has_token(list, token);
+}
+
 int nori_http_response_storable(const nori_http_response *r)
 {
-    if (r == NULL || r->status < 200 || r->status > 299)
+    /* 204/205 carry no content to reuse; a 206 is one range of one request,
+     * replayed to a full GET it would truncate the resource. */
+    if (r == NULL || r->status < 200 || r->status > 299 || r->status == 204 ||
+        r->status == 205 || r->status == 206)
         return 0;
     for (size_t i = 0; i < r->n_headers; i++) {
         const nori_http_header *h = &r->headers[i];
         if (strcasecmp(h->name, "Set-Cookie") == 0)
             return 0;
+        /* no-cache: the origin wants every reuse revalidated; this cache
+         * does not revalidate, so it must not reuse at all. */
         if (strcasecmp(h->name, "Cache-Control") == 0 &&
-            (has_token(h->value, "private") || has_token(h->value, "no-store")))
+            (has_token(h->value, "private") || has_token(h->value, "no-store") ||
+             has_token(h->value, "no-cache")))
+            return 0;
+        if (strcasecmp(h->name, "Vary") == 0 && has_token(h->value, "*"))
             return 0;
     }
     return 1;
@@ -150,6 +163,8 @@ const char *nori_http_origin_name(nori_http_origin origin)
         return "HIT";
     case NORI_HTTP_MISS:
         return "MISS";
+    case NORI_HTTP_STALE:
+        return "STALE";
     default:
         return "BYPASS";
     }

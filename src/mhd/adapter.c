@@ -111,11 +111,19 @@ static enum MHD_Result queue_text(struct MHD_Connection *con, unsigned status, c
     return r;
 }
 
-/* Hands resp (and its body block) to MHD and queues it. */
-static enum MHD_Result queue(struct MHD_Connection *con, nori_http_response *resp,
-                             const char *x_cache)
+/*
+ * Builds the MHD response for resp (taking its body block over). Returns
+ * NULL on allocation failure, and also when MHD refuses a header of a
+ * response that came from the cache (*refused set): a hit must be sent
+ * exactly as stored or not at all, so the caller serves it again as a miss.
+ * On the handler's own response a refused header (CR/LF in the value) is
+ * dropped, as before.
+ */
+static struct MHD_Response *build(nori_http_response *resp, const char *x_cache,
+                                  int *refused)
 {
     struct MHD_Response *mr;
+    *refused = 0;
     if (resp->body != NULL) {
         /* Zero copy: MHD sends the block as is and free()s it afterwards. */
         mr = MHD_create_response_from_buffer_with_free_callback_cls(resp->body_len, resp->body,
@@ -128,15 +136,30 @@ static enum MHD_Result queue(struct MHD_Connection *con, nori_http_response *res
         mr = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     }
     if (mr == NULL)
-        return MHD_NO;
+        return NULL;
+    int ok = 1;
     if (resp->media_type != NULL)
-        MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE, resp->media_type);
-    /* A header MHD refuses (CR/LF in the value) is dropped, not fatal. */
+        ok &= MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE, resp->media_type) ==
+              MHD_YES;
     for (size_t i = 0; i < resp->n_headers; i++)
-        MHD_add_response_header(mr, resp->headers[i].name, resp->headers[i].value);
+        ok &= MHD_add_response_header(mr, resp->headers[i].name, resp->headers[i].value) ==
+              MHD_YES;
     if (x_cache != NULL)
-        MHD_add_response_header(mr, "X-Cache", x_cache);
-    unsigned status = resp->status >= 100 && resp->status <= 999 ? (unsigned)resp->status : 500;
+        ok &= MHD_add_response_header(mr, "X-Cache", x_cache) == MHD_YES;
+    if (!ok && resp->origin == NORI_HTTP_HIT) {
+        MHD_destroy_response(mr);
+        *refused = 1;
+        return NULL;
+    }
+    return mr;
+}
+
+static enum MHD_Result queue_built(struct MHD_Connection *con, const nori_http_response *resp,
+                                   struct MHD_Response *mr)
+{
+    /* Only what an HTTP/1.1 response line can carry: 1xx would desynchronise
+     * keep-alive (the client reads the next response as this one's). */
+    unsigned status = resp->status >= 200 && resp->status <= 599 ? (unsigned)resp->status : 500;
     enum MHD_Result r = MHD_queue_response(con, status, mr);
     MHD_destroy_response(mr);
     return r;
@@ -184,15 +207,25 @@ enum MHD_Result nori_mhd_handler(void *cls, struct MHD_Connection *connection, c
     nori_http_response_init(&resp);
     nori_http_cache *cache = st->raw_query ? route->cache : NULL;
     int rc = nori_http_cache_serve(cache, &req, route->handler, route->ud, &resp);
-    enum MHD_Result r;
-    if (rc < 0) {
-        r = queue_text(connection, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error\n");
-    } else {
-        const char *x_cache = cache != NULL && resp.origin != NORI_HTTP_BYPASS
-                                  ? nori_http_origin_name(resp.origin)
-                                  : NULL;
-        r = queue(connection, &resp, x_cache);
+    enum MHD_Result r = MHD_NO;
+    struct MHD_Response *mr = NULL;
+    /* Every response of a cached route says what the cache did, BYPASS
+     * included (the cache was not consulted: method, credentials, ...). */
+    int refused = 0;
+    if (rc >= 0)
+        mr = build(&resp, route->cache != NULL ? nori_http_origin_name(resp.origin) : NULL,
+                   &refused);
+    if (refused) {
+        /* A stored entry MHD cannot send: serve as a miss, which also
+         * overwrites the entry (see nori_http_cache_serve_again). */
+        rc = nori_http_cache_serve_again(cache, &req, route->handler, route->ud, &resp);
+        if (rc >= 0)
+            mr = build(&resp, nori_http_origin_name(resp.origin), &refused);
     }
+    if (rc < 0)
+        r = queue_text(connection, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error\n");
+    else if (mr != NULL)
+        r = queue_built(connection, &resp, mr);
     nori_http_response_clear(&resp);
     /* The request is answered: MHD will not call us again for it, so the
      * state (and an uploaded body) can go now rather than at completion. */

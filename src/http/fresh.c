@@ -1,0 +1,211 @@
+/*
+ * Freshness and validators of the response cache (issue 11 items 2-4): the
+ * wall clock entries are stamped with, the lifetime a response asks for,
+ * the strong ETag derived from the body, and the conditional-request rules
+ * of RFC 9110 13.1.1/13.1.3 and 15.4.5.
+ */
+#include "http_internal.h"
+
+#include "clock.h"
+#include "error.h"
+
+#include <stdatomic.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+/* ------------------------------------------------------------- clock */
+
+static _Atomic(nori__clock_fn) http_clock;
+
+int64_t nori__http_now_ms(void)
+{
+    nori__clock_fn fn = atomic_load(&http_clock);
+    if (fn != NULL)
+        return fn();
+    /* Wall time, not monotonic: stored_at is compared by every process
+     * sharing a Redis, each with its own monotonic origin. */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void nori__http_clock_override(nori__clock_fn fn)
+{
+    atomic_store(&http_clock, fn);
+}
+
+/* ---------------------------------------------------------- lifetime */
+
+/* The value of directive `name` (delta-seconds) in a Cache-Control value:
+ * 1 and *out when present and valid, else 0. */
+static int directive_seconds(const char *v, const char *name, int64_t *out)
+{
+    size_t nl = strlen(name);
+    const char *p = v;
+    while (*p != '\0') {
+        p += strspn(p, " \t,");
+        if (strncasecmp(p, name, nl) == 0 && p[nl] == '=') {
+            const char *d = p + nl + 1;
+            if (*d == '"')
+                d++;
+            if (*d < '0' || *d > '9')
+                return 0;
+            int64_t n = 0;
+            for (; *d >= '0' && *d <= '9'; d++)
+                n = n > INT64_MAX / 1000 / 10 ? INT64_MAX / 1000 : n * 10 + (*d - '0');
+            *out = n;
+            return 1;
+        }
+        /* skip this directive (a quoted argument may hold commas) */
+        int quoted = 0;
+        while (*p != '\0' && (quoted || *p != ',')) {
+            if (*p == '"')
+                quoted = !quoted;
+            p++;
+        }
+    }
+    return 0;
+}
+
+int64_t nori__http_lifetime_ms(const nori_http_response *r, int64_t route_ttl)
+{
+    int64_t s = -1, v;
+    for (size_t i = 0; i < r->n_headers; i++) {
+        if (strcasecmp(r->headers[i].name, "Cache-Control") != 0)
+            continue;
+        /* s-maxage is the shared cache's own, so it wins over max-age. */
+        if (directive_seconds(r->headers[i].value, "s-maxage", &v))
+            s = v;
+        else if (s < 0 && directive_seconds(r->headers[i].value, "max-age", &v))
+            s = v;
+    }
+    if (s < 0)
+        return route_ttl > 0 ? route_ttl * 1000 : -1;
+    if (route_ttl > 0 && s > route_ttl)
+        s = route_ttl;
+    return s * 1000;
+}
+
+/* -------------------------------------------------------------- ETag */
+
+int nori__http_ensure_etag(nori_http_response *r)
+{
+    if (nori_http_response_header(r, "ETag") != NULL)
+        return NORI_OK;
+    /* Deterministic in the body bytes alone (no per-process salt), so every
+     * process sharing a Redis derives the same tag for the same body: two
+     * 64-bit FNV-1a variants and the length. */
+    uint64_t a = 1469598103934665603ULL, b = 0x84222325cbf29ce4ULL;
+    for (size_t i = 0; i < r->body_len; i++) {
+        unsigned char c = (unsigned char)r->body[i];
+        a = (a ^ c) * 1099511628211ULL;
+        b = (b ^ c) * 0x100000001b3ULL + (uint64_t)i;
+    }
+    char tag[64];
+    snprintf(tag, sizeof tag, "\"%016" PRIx64 "%016" PRIx64 "-%zx\"", a, b, r->body_len);
+    return nori_http_response_add_header(r, "ETag", tag);
+}
+
+/* --------------------------------------------------- conditional GET */
+
+/* The opaque-tag of an entity-tag (W/ dropped): weak comparison. */
+static void opaque(const char *s, size_t n, const char **o, size_t *on)
+{
+    if (n >= 2 && s[0] == 'W' && s[1] == '/') {
+        s += 2;
+        n -= 2;
+    }
+    *o = s;
+    *on = n;
+}
+
+/* RFC 9110 13.1.2: If-None-Match is "*" or a list of entity-tags compared
+ * weakly. 1 when the stored etag matches. */
+static int none_match(const char *inm, const char *etag)
+{
+    const char *eo;
+    size_t en;
+    opaque(etag, strlen(etag), &eo, &en);
+    const char *p = inm;
+    while (*p != '\0') {
+        p += strspn(p, " \t,");
+        if (*p == '\0')
+            break;
+        if (*p == '*')
+            return 1;
+        const char *start = p;
+        if (p[0] == 'W' && p[1] == '/')
+            p += 2;
+        if (*p != '"') { /* malformed member: skip to the next comma */
+            p += strcspn(p, ",");
+            continue;
+        }
+        const char *close = strchr(p + 1, '"');
+        if (close == NULL)
+            break;
+        const char *to;
+        size_t tn;
+        opaque(start, (size_t)(close + 1 - start), &to, &tn);
+        if (tn == en && memcmp(to, eo, en) == 0)
+            return 1;
+        p = close + 1;
+    }
+    return 0;
+}
+
+/* An IMF-fixdate (the only form a sender may generate; RFC 9110 5.6.7). */
+static int parse_http_date(const char *s, time_t *out)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    const char *end = strptime(s, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    if (end == NULL || *end != '\0')
+        return 0;
+    *out = timegm(&tm);
+    return 1;
+}
+
+int nori__http_not_modified(const nori_http_request *req, const nori_http_response *r)
+{
+    const char *inm = nori_http_request_header(req, "If-None-Match");
+    if (inm != NULL) {
+        const char *etag = nori_http_response_header(r, "ETag");
+        return etag != NULL && none_match(inm, etag);
+    }
+    /* If-Modified-Since only without If-None-Match (RFC 9110 13.1.3). */
+    const char *ims = nori_http_request_header(req, "If-Modified-Since");
+    const char *lm = nori_http_response_header(r, "Last-Modified");
+    time_t t_ims, t_lm;
+    return ims != NULL && lm != NULL && parse_http_date(ims, &t_ims) &&
+           parse_http_date(lm, &t_lm) && t_lm <= t_ims;
+}
+
+int nori__http_make_304(nori_http_response *r)
+{
+    /* RFC 9110 15.4.5: the fields a 200 would have carried among
+     * Cache-Control, Content-Location, Date, ETag, Expires and Vary; no
+     * other representation metadata, no body. */
+    static const char *const keep[] = {"Cache-Control", "Content-Location", "Date",
+                                       "ETag",          "Expires",          "Vary",
+                                       "Age"};
+    size_t o = 0;
+    for (size_t i = 0; i < r->n_headers; i++) {
+        bool k = false;
+        for (size_t j = 0; j < sizeof keep / sizeof keep[0] && !k; j++)
+            k = strcasecmp(r->headers[i].name, keep[j]) == 0;
+        if (k) {
+            r->headers[o++] = r->headers[i];
+        } else {
+            free(r->headers[i].name);
+            free(r->headers[i].value);
+        }
+    }
+    r->n_headers = o;
+    r->status = 304;
+    nori_http_response_take_body(r, NULL, 0);
+    return nori_http_response_set_media_type(r, NULL);
+}

@@ -1,0 +1,112 @@
+/*
+ * Epoch-based reclamation (see epoch.h). The classic scheme (Fraser 2004;
+ * Hart et al. 2007), kept minimal: one global epoch, one slot per thread.
+ *
+ * Why it is safe: a reader stores its epoch e with a sequentially consistent
+ * exchange before it reads any shared pointer. A writer unlinks object X,
+ * then reads the epoch r to tag X. A reader that can still reach X loaded
+ * its epoch before the unlink became visible, so e <= r. A reader whose
+ * slot shows 0 has either left (its release store of 0 orders all its reads
+ * of X before the free) or enters later and cannot reach X.
+ */
+#include "memory/epoch.h"
+
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+typedef struct epoch_slot {
+    alignas(64) _Atomic uint64_t active; /* 0: outside a read section; else its epoch */
+    _Atomic int in_use;                  /* owned by a live thread */
+    struct epoch_slot *next;             /* immutable once the slot is published */
+} epoch_slot;
+
+static _Atomic(epoch_slot *) slots;
+static _Atomic uint64_t global_epoch = 1;
+static pthread_key_t slot_key;
+static pthread_once_t slot_key_once = PTHREAD_ONCE_INIT;
+static _Thread_local epoch_slot *my_slot;
+static _Thread_local unsigned depth;
+
+/* Thread exit: the slot goes back to the pool. */
+static void release_slot(void *p)
+{
+    epoch_slot *s = p;
+    atomic_store_explicit(&s->active, 0, memory_order_release);
+    atomic_store_explicit(&s->in_use, 0, memory_order_release);
+}
+
+static void make_key(void)
+{
+    (void)pthread_key_create(&slot_key, release_slot);
+}
+
+static epoch_slot *acquire_slot(void)
+{
+    pthread_once(&slot_key_once, make_key);
+    epoch_slot *s;
+    for (s = atomic_load_explicit(&slots, memory_order_acquire); s != NULL; s = s->next) {
+        int free_slot = 0;
+        if (atomic_load_explicit(&s->in_use, memory_order_relaxed) == 0 &&
+            atomic_compare_exchange_strong(&s->in_use, &free_slot, 1))
+            break;
+    }
+    if (s == NULL) {
+        s = aligned_alloc(64, sizeof *s);
+        if (s == NULL)
+            return NULL;
+        atomic_init(&s->active, 0);
+        atomic_init(&s->in_use, 1);
+        s->next = atomic_load_explicit(&slots, memory_order_relaxed);
+        while (!atomic_compare_exchange_weak_explicit(&slots, &s->next, s, memory_order_release,
+                                                      memory_order_relaxed))
+            ;
+    }
+    if (pthread_setspecific(slot_key, s) != 0) {
+        release_slot(s);
+        return NULL;
+    }
+    my_slot = s;
+    return s;
+}
+
+bool nori__epoch_enter(void)
+{
+    if (depth++ > 0)
+        return true;
+    epoch_slot *s = my_slot;
+    if (s == NULL && (s = acquire_slot()) == NULL) {
+        depth = 0;
+        return false;
+    }
+    uint64_t e = atomic_load_explicit(&global_epoch, memory_order_relaxed);
+    /* seq_cst: the store is ordered before every later load of this thread
+     * (on x86 one xchg). */
+    atomic_exchange_explicit(&s->active, e, memory_order_seq_cst);
+    return true;
+}
+
+void nori__epoch_exit(void)
+{
+    if (--depth == 0)
+        atomic_store_explicit(&my_slot->active, 0, memory_order_release);
+}
+
+uint64_t nori__epoch_now(void)
+{
+    return atomic_load_explicit(&global_epoch, memory_order_seq_cst);
+}
+
+uint64_t nori__epoch_safe(void)
+{
+    atomic_fetch_add_explicit(&global_epoch, 1, memory_order_seq_cst);
+    uint64_t oldest = UINT64_MAX;
+    for (epoch_slot *s = atomic_load_explicit(&slots, memory_order_acquire); s != NULL;
+         s = s->next) {
+        uint64_t a = atomic_load_explicit(&s->active, memory_order_seq_cst);
+        if (a != 0 && a < oldest)
+            oldest = a;
+    }
+    return oldest;
+}

@@ -1,0 +1,35 @@
+/*
+ * Epoch-based reclamation for the memory backend's lock-free read path.
+ *
+ * A reader brackets its lookup with nori__epoch_enter()/nori__epoch_exit():
+ * entering publishes the global epoch in the thread's own slot (its own
+ * cache line: a read writes nothing another thread reads on its hot path).
+ * A writer that unlinks an object tags it with nori__epoch_now() and keeps
+ * it until nori__epoch_safe() returns a value above that tag: by then every
+ * reader that could have seen the object has left its read section.
+ *
+ * The slots form a process-wide list that only grows (one slot per thread
+ * alive at once, reused after a thread exits). All synchronisation is C11
+ * atomics, so ThreadSanitizer sees the happens-before edges (liburcu's
+ * grace periods are invisible to it).
+ */
+#ifndef NORI_SRC_MEMORY_EPOCH_H
+#define NORI_SRC_MEMORY_EPOCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Enters a read section; false when no slot could be allocated (out of
+ * memory): the caller then takes the locked path. Sections nest. */
+bool nori__epoch_enter(void);
+void nori__epoch_exit(void);
+
+/* The current global epoch: the tag of an object unlinked just before. */
+uint64_t nori__epoch_now(void);
+
+/* Advances the global epoch and returns the oldest epoch a reader still in
+ * a section may hold (UINT64_MAX when none is): an object tagged t may be
+ * freed when t < the result. */
+uint64_t nori__epoch_safe(void);
+
+#endif

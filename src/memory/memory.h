@@ -1,0 +1,41 @@
+/* Internal entry points of the memory backend, for tests and benchmarks. */
+#ifndef NORI_SRC_MEMORY_MEMORY_H
+#define NORI_SRC_MEMORY_MEMORY_H
+
+#include "nori/cache.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * nori_memory_backend_new() with the active expiry thread on or off. Tests
+ * that check expiry step by step on an injected clock turn it off, so that
+ * only their own calls remove entries.
+ */
+int nori__memory_backend_new_opts(size_t max_keys, bool sweeper, nori_backend **out);
+
+/*
+ * Locks every shard (in index order, so it cannot deadlock with the
+ * backend's own paths, which never block on a second lock), checks that the
+ * tables, the recency lists, the counts, the bytes and the published tail
+ * stamps agree, and returns the number of entries held at that instant, or
+ * -1 when anything disagrees (or b is not a memory backend). With `bytes`,
+ * also the bytes charged at that instant. Stops the world: tests only.
+ */
+int64_t nori__memory_audit(nori_backend *b);
+int64_t nori__memory_audit_bytes(nori_backend *b, size_t *bytes);
+
+/* The shard (0..63) that holds `key` in this backend, or -1 when b is not a
+ * memory backend. Tests use it to place keys in chosen shards. */
+int nori__memory_shard_index(nori_backend *b, const char *key);
+
+/* The size of the allocation that holds `key`'s entry (malloc_usable_size),
+ * 0 when the key is absent or b is not a memory backend. Tests only. */
+size_t nori__memory_block_size(nori_backend *b, const char *key);
+
+/* Runs one expiry pass over every bucket now, without a time budget or an
+ * early stop; returns the entries removed. */
+size_t nori__memory_sweep_now(nori_backend *b);
+
+#endif

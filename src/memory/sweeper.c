@@ -1,0 +1,150 @@
+/*
+ * Active expiry for the memory backend: one thread per backend removes
+ * expired entries that nobody reads, so their memory goes back without any
+ * call. The model is Redis's activeExpireCycle (expire.c): a cycle every
+ * SWEEP_PERIOD_MS with a time budget of a quarter of the period, and small
+ * steps that never hold a lock long.
+ *
+ * A cycle visits the shards in turn, continuing where the previous cycle
+ * stopped. In each shard it looks at SWEEP_CHUNK buckets per lock hold from
+ * the shard's cursor; it stays on the shard while more than a tenth of the
+ * entries looked at had expired (there is probably more to reclaim), and
+ * moves on otherwise ("stop early when few are expired"). The cycle ends
+ * when the budget is spent or every shard was visited. So a store where
+ * everything expired at once is emptied at full speed (1M entries: a few
+ * cycles), while a store with few expired entries costs a few microseconds
+ * per shard per cycle.
+ *
+ * Memory: freed entries go back to malloc; glibc keeps freed memory in its
+ * arenas, so after a cycle that freed SWEEP_TRIM_BYTES or more the sweeper
+ * calls malloc_trim(0), which returns the free pages of every arena to the
+ * system (docs/BENCHMARKS.md has the measurement that made this the choice).
+ *
+ * Stopping: nori_backend_free() sets sweep_stop under sweep_lock, signals
+ * the condition the thread waits on between cycles, and joins it. A cycle
+ * in progress ends within its budget (each step is short), so free waits at
+ * most about SWEEP_BUDGET_US.
+ */
+#include "memory/internal.h"
+
+#include "clock.h"
+#include "error.h"
+
+#include <errno.h>
+#include <malloc.h>
+#include <time.h>
+
+#define SWEEP_PERIOD_MS 100
+#define SWEEP_BUDGET_US 25000
+#define SWEEP_CHUNK 32
+#define SWEEP_STALE_PERCENT 10
+#define SWEEP_TRIM_BYTES ((size_t)4 * 1024 * 1024)
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+size_t nori__mem_sweep_cycle(mem_backend *mb, int64_t budget_us, bool full)
+{
+    int64_t start = mono_us();
+    size_t removed = 0, freed = 0;
+    for (int visited = 0; visited < NSHARDS; visited++) {
+        mem_shard *s = &mb->shards[mb->sweep_next_shard];
+        mb->sweep_next_shard = (mb->sweep_next_shard + 1) % NSHARDS;
+        if (atomic_load_explicit(&s->count, memory_order_relaxed) == 0) {
+            shard_lock(s);
+            nori__mem_do_reclaim(s); /* entries removed by others, waiting for readers */
+            shard_unlock(s);
+            continue;
+        }
+        /* At most one pass over the shard's buckets per cycle. */
+        shard_lock(s); /* the table may be replaced and freed: read it locked */
+        size_t buckets = atomic_load_explicit(&s->table, memory_order_relaxed)->mask + 1;
+        shard_unlock(s);
+        for (size_t done = 0; done < buckets; done += SWEEP_CHUNK) {
+            size_t examined = 0;
+            shard_lock(s);
+            size_t n = nori__mem_do_sweep_chunk(s, SWEEP_CHUNK, nori__now_ms(), &examined, &freed);
+            if (n > 0)
+                nori__mem_do_maybe_shrink(s);
+            nori__mem_do_reclaim(s);
+            shard_unlock(s);
+            removed += n;
+            if (mono_us() - start >= budget_us)
+                goto out;
+            if (!full && n * 100 <= examined * SWEEP_STALE_PERCENT)
+                break; /* few expired here: move on */
+        }
+    }
+out:
+    atomic_fetch_add_explicit(&mb->sweep_cycles, 1, memory_order_relaxed);
+    mb->freed_since_trim += freed;
+    if (mb->freed_since_trim >= SWEEP_TRIM_BYTES) {
+        mb->freed_since_trim = 0;
+        malloc_trim(0);
+    }
+    return removed;
+}
+
+static void *sweeper_main(void *arg)
+{
+    mem_backend *mb = arg;
+    pthread_mutex_lock(&mb->sweep_lock);
+    while (!mb->sweep_stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += SWEEP_PERIOD_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        int rc = 0;
+        while (!mb->sweep_stop && rc != ETIMEDOUT)
+            rc = pthread_cond_timedwait(&mb->sweep_cond, &mb->sweep_lock, &until);
+        if (mb->sweep_stop)
+            break;
+        pthread_mutex_unlock(&mb->sweep_lock);
+        nori__mem_sweep_cycle(mb, SWEEP_BUDGET_US, false);
+        pthread_mutex_lock(&mb->sweep_lock);
+    }
+    pthread_mutex_unlock(&mb->sweep_lock);
+    return NULL;
+}
+
+int nori__mem_sweeper_start(mem_backend *mb)
+{
+    pthread_condattr_t attr;
+    if (pthread_condattr_init(&attr) != 0)
+        return NORI_ENOMEM;
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(&mb->sweep_cond, &attr);
+    pthread_condattr_destroy(&attr);
+    if (rc != 0)
+        return NORI_ENOMEM;
+    pthread_mutex_init(&mb->sweep_lock, NULL);
+    mb->sweep_stop = false;
+    if (pthread_create(&mb->sweeper, NULL, sweeper_main, mb) != 0) {
+        pthread_cond_destroy(&mb->sweep_cond);
+        pthread_mutex_destroy(&mb->sweep_lock);
+        return nori__fail(NORI_ENOMEM, "memory backend: cannot start the expiry thread");
+    }
+    mb->has_sweeper = true;
+    return NORI_OK;
+}
+
+void nori__mem_sweeper_stop(mem_backend *mb)
+{
+    if (!mb->has_sweeper)
+        return;
+    pthread_mutex_lock(&mb->sweep_lock);
+    mb->sweep_stop = true;
+    pthread_cond_signal(&mb->sweep_cond);
+    pthread_mutex_unlock(&mb->sweep_lock);
+    pthread_join(mb->sweeper, NULL);
+    pthread_cond_destroy(&mb->sweep_cond);
+    pthread_mutex_destroy(&mb->sweep_lock);
+    mb->has_sweeper = false;
+}

@@ -1,0 +1,282 @@
+/* nori-demo end to end for issue 11, on memory and (NAME_redis) on a
+ * private redis-server: coalesced first requests, STALE within
+ * stale_while_revalidate with one background refresh, the simulated
+ * database outage, 304 for matching validators, HEAD, invalidation after
+ * POST /products, and the new metrics. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "test_support.h"
+
+#include "demo_fixture.h"
+#include "http_client.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static test_demo_fixture fx;
+
+static int group_setup(void **state)
+{
+    (void)state;
+#ifdef NORI_DEMO_ON_REDIS
+    return test_demo_fixture_start(&fx, NORI_DEMO_EXE, "rules", NULL, true);
+#else
+    return test_demo_fixture_start(&fx, NORI_DEMO_EXE, "rules", NULL, false);
+#endif
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    test_demo_fixture_stop(&fx);
+    return 0;
+}
+
+static test_http_response get(const char *target, const char *headers)
+{
+    return test_demo_fixture_get(&fx, target, headers);
+}
+
+static const char *xcache(const test_http_response *r)
+{
+    static __thread char buf[16];
+    return test_http_header(r, "X-Cache", buf, sizeof buf) ? buf : "-";
+}
+
+static uint64_t metric(const char *series)
+{
+    test_http_response r = get("/metrics", NULL);
+    assert_int_equal(r.status, 200);
+    char pat[160];
+    snprintf(pat, sizeof pat, "\n%s ", series);
+    const char *p = strstr(r.body, pat);
+    if (p == NULL)
+        fail_msg("metric %s missing from:\n%s", series, r.body);
+    uint64_t v = strtoull(p + strlen(pat), NULL, 10);
+    test_http_response_free(&r);
+    return v;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void post(const char *target, int want_status)
+{
+    test_http_response r;
+    assert_int_equal(test_http_once(fx.demo.port, "POST", target, NULL, "", &r), 0);
+    if (r.status != want_status)
+        fail_msg("POST %s: %d %s, expected %d", target, r.status, r.body, want_status);
+    test_http_response_free(&r);
+}
+
+typedef struct {
+    const char *target;
+    pthread_barrier_t *start;
+    test_http_response r;
+    int ok;
+} getter;
+
+static void *get_thread(void *p)
+{
+    getter *g = p;
+    pthread_barrier_wait(g->start);
+    g->ok = test_http_once(fx.demo.port, "GET", g->target, NULL, NULL, &g->r) == 0;
+    return NULL;
+}
+
+/* 32 concurrent first requests for one page: the database is queried once
+ * and every client gets the same body. */
+static void test_coalesced_first_requests(void **state)
+{
+    (void)state;
+    uint64_t q0 = metric("nori_db_queries_total");
+    enum { N = 32 };
+    pthread_t t[N];
+    getter g[N];
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, N);
+    for (int i = 0; i < N; i++) {
+        g[i] = (getter){.target = "/products?page=64", .start = &start};
+        assert_int_equal(pthread_create(&t[i], NULL, get_thread, &g[i]), 0);
+    }
+    for (int i = 0; i < N; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&start);
+    int misses = 0;
+    for (int i = 0; i < N; i++) {
+        assert_true(g[i].ok);
+        assert_int_equal(g[i].r.status, 200);
+        assert_int_equal(g[i].r.body_len, g[0].r.body_len);
+        assert_memory_equal(g[i].r.body, g[0].r.body, g[0].r.body_len);
+        misses += strcmp(xcache(&g[i].r), "MISS") == 0;
+    }
+    for (int i = 0; i < N; i++)
+        test_http_response_free(&g[i].r);
+    assert_int_equal(misses, 1);
+    assert_int_equal(metric("nori_db_queries_total"), q0 + 1);
+}
+
+/* /stock: ttl 1 s, stale_while_revalidate 30 s. After the second, a
+ * request is answered STALE at once with the old body; one background
+ * refresh replaces it. */
+static void test_stock_stale_while_revalidate(void **state)
+{
+    (void)state;
+    test_http_response a = get("/stock?item=7", NULL);
+    assert_string_equal(xcache(&a), "MISS");
+    sleep_ms(1100); /* let the 1 s lifetime pass: time itself is under test */
+    uint64_t refreshes0 = metric("nori_cache_background_refreshes_total");
+    int64_t t0 = now_ms();
+    test_http_response s = get("/stock?item=7", NULL);
+    int64_t took = now_ms() - t0;
+    assert_string_equal(xcache(&s), "STALE");
+    assert_int_equal(s.body_len, a.body_len);
+    assert_memory_equal(s.body, a.body, a.body_len);
+    assert_true(took < 500);
+    char age[16];
+    assert_non_null(test_http_header(&s, "Age", age, sizeof age));
+    assert_true(atoi(age) >= 1);
+    test_http_response_free(&s);
+    /* Bounded wait for the refresh, then a HIT with a new body. */
+    for (int i = 0; i < 500 && metric("nori_cache_background_refreshes_total") == refreshes0; i++)
+        sleep_ms(10);
+    assert_int_equal(metric("nori_cache_background_refreshes_total"), refreshes0 + 1);
+    test_http_response h = get("/stock?item=7", NULL);
+    assert_string_equal(xcache(&h), "HIT");
+    assert_false(h.body_len == a.body_len && memcmp(h.body, a.body, a.body_len) == 0);
+    test_http_response_free(&h);
+    test_http_response_free(&a);
+    assert_true(metric("nori_cache_stale_total{reason=\"revalidate\"}") >= 1);
+}
+
+/* The simulated outage: handlers that need the database answer 503, /hello
+ * and /metrics still answer, /stock keeps serving its stale entry. */
+static void test_outage(void **state)
+{
+    (void)state;
+    test_http_response a = get("/stock?item=8", NULL);
+    assert_string_equal(xcache(&a), "MISS");
+    post("/admin/db?state=down", 200);
+    test_http_response r = get("/dashboard/uncached", NULL);
+    assert_int_equal(r.status, 503);
+    test_http_response_free(&r);
+    r = get("/products?page=99", NULL);
+    assert_int_equal(r.status, 503);
+    assert_string_equal(xcache(&r), "MISS");
+    test_http_response_free(&r);
+    r = get("/hello", NULL);
+    assert_int_equal(r.status, 200);
+    test_http_response_free(&r);
+    sleep_ms(1100);
+    for (int i = 0; i < 3; i++) {
+        r = get("/stock?item=8", NULL);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(xcache(&r), "STALE");
+        assert_memory_equal(r.body, a.body, a.body_len);
+        test_http_response_free(&r);
+    }
+    /* The 503 was not stored: back up, the page is fresh again. */
+    post("/admin/db?state=up", 200);
+    r = get("/products?page=99", NULL);
+    assert_int_equal(r.status, 200);
+    test_http_response_free(&r);
+    test_http_response_free(&a);
+    post("/admin/db?state=sideways", 400);
+}
+
+/* ETag and If-None-Match: 304 for a matching tag, a weak one, a list, *;
+ * 200 for others. */
+static void test_not_modified(void **state)
+{
+    (void)state;
+    test_http_response a = get("/products?page=63", NULL);
+    char etag[128], hdr[300];
+    assert_non_null(test_http_header(&a, "ETag", etag, sizeof etag));
+    test_http_response_free(&a);
+    const char *fmts[] = {"If-None-Match: %s\r\n", "If-None-Match: W/%s\r\n",
+                          "If-None-Match: \"other\", %s\r\n", "If-None-Match: *\r\n%.0s"};
+    uint64_t n0 = metric("nori_cache_not_modified_total");
+    for (int i = 0; i < 4; i++) {
+        snprintf(hdr, sizeof hdr, fmts[i], etag);
+        test_http_response r = get("/products?page=63", hdr);
+        if (r.status != 304)
+            fail_msg("%s -> %d", hdr, r.status);
+        assert_int_equal(r.body_len, 0);
+        char v[128];
+        assert_string_equal(test_http_header(&r, "ETag", v, sizeof v), etag);
+        test_http_response_free(&r);
+    }
+    test_http_response r = get("/products?page=63", "If-None-Match: \"other\"\r\n");
+    assert_int_equal(r.status, 200);
+    assert_string_equal(xcache(&r), "HIT");
+    test_http_response_free(&r);
+    assert_int_equal(metric("nori_cache_not_modified_total"), n0 + 4);
+    /* Vary on a vary-on route. */
+    r = get("/greeting", "Accept-Language: es\r\n");
+    char v[64];
+    assert_string_equal(test_http_header(&r, "Vary", v, sizeof v), "accept-language");
+    test_http_response_free(&r);
+}
+
+/* POST /products: 201, and every cached /products?... is gone. */
+static void test_post_invalidates(void **state)
+{
+    (void)state;
+    const char *pages[] = {"/products?page=61", "/products?page=62"};
+    for (int i = 0; i < 2; i++) {
+        test_http_response r = get(pages[i], NULL);
+        test_http_response_free(&r);
+        r = get(pages[i], NULL);
+        assert_string_equal(xcache(&r), "HIT");
+        test_http_response_free(&r);
+    }
+    uint64_t inv0 = metric("nori_cache_invalidations_total");
+    test_http_response r;
+    assert_int_equal(test_http_once(fx.demo.port, "POST", "/products", NULL, "name=x", &r), 0);
+    assert_int_equal(r.status, 201);
+    assert_string_equal(xcache(&r), "BYPASS");
+    test_http_response_free(&r);
+    assert_int_equal(metric("nori_cache_invalidations_total"), inv0 + 1);
+    for (int i = 0; i < 2; i++) {
+        r = get(pages[i], NULL);
+        assert_string_equal(xcache(&r), "MISS");
+        test_http_response_free(&r);
+    }
+}
+
+static void test_clean_stop(void **state)
+{
+    (void)state;
+    test_demo_fixture_assert_clean_stop(&fx);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_coalesced_first_requests),
+        cmocka_unit_test(test_stock_stale_while_revalidate),
+        cmocka_unit_test(test_outage),
+        cmocka_unit_test(test_not_modified),
+        cmocka_unit_test(test_post_invalidates),
+        cmocka_unit_test(test_clean_stop),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

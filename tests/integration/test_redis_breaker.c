@@ -1,0 +1,196 @@
+/*
+ * The circuit breaker against a real redis-server frozen with SIGSTOP
+ * (issue 10 item 4): after circuit_failures consecutive timeouts calls fail
+ * fast with "circuit open" for circuit_cooldown_ms; then one probe call goes
+ * to the server while the others still fail fast; a failed probe opens the
+ * breaker again, a successful one (after SIGCONT) closes it. The state and
+ * the counters show in nori_backend_get_stats.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "redis_server.h"
+#include "test_support.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define TIMEOUT_MS 200
+#define FAILURES 3
+#define COOLDOWN_MS 800
+
+static nori_test_redis *server;
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
+}
+
+static void sleep_ms(double ms)
+{
+    if (ms <= 0)
+        return;
+    struct timespec ts = {(time_t)(ms / 1000), (long)((ms - (time_t)(ms / 1000) * 1000) * 1e6)};
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+        ;
+}
+
+static nori_backend_stats stats_of(nori_backend *b)
+{
+    nori_backend_stats s;
+    assert_nori(nori_backend_get_stats(b, &s), NORI_OK);
+    return s;
+}
+
+typedef struct probe {
+    nori_backend *b;
+    int rc;
+} probe;
+
+static void *probe_thread(void *arg)
+{
+    probe *p = arg;
+    nori_buf v = {NULL, 0};
+    p->rc = nori_backend_get(p->b, "k", &v);
+    nori_buf_free(&v);
+    return NULL;
+}
+
+static void test_breaker_opens_probes_and_closes(void **state)
+{
+    (void)state;
+    server = nori_test_redis_start(NULL);
+    char url[400];
+    snprintf(url, sizeof url,
+             "%s?timeout_ms=%d&connect_timeout_ms=%d&circuit_failures=%d&circuit_cooldown_ms=%d",
+             server->url, TIMEOUT_MS, TIMEOUT_MS, FAILURES, COOLDOWN_MS);
+    nori_backend *b;
+    assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
+    assert_nori(nori_backend_set(b, "k", "v", 1, 0), NORI_OK);
+    assert_int_equal(stats_of(b).circuit_state, NORI_CIRCUIT_CLOSED);
+
+    assert_int_equal(kill(server->pid, SIGSTOP), 0);
+    nori_buf v = {NULL, 0};
+    for (int i = 0; i < FAILURES; i++) {
+        double t0 = now_ms();
+        assert_nori(nori_backend_get(b, "k", &v), NORI_EBACKEND);
+        double elapsed = now_ms() - t0;
+        print_message("timeout %d: %.1f ms: %s\n", i + 1, elapsed, nori_last_error());
+        assert_non_null(strstr(nori_last_error(), "timed out"));
+        assert_true(elapsed >= TIMEOUT_MS * 0.8);
+    }
+    double opened = now_ms();
+    nori_backend_stats s = stats_of(b);
+    assert_int_equal(s.circuit_state, NORI_CIRCUIT_OPEN);
+    assert_int_equal(s.circuit_opens, 1);
+    assert_int_equal(s.timeouts, FAILURES);
+
+    /* Open: 50 calls of every kind fail at once, none waits for the server. */
+    double t0 = now_ms();
+    for (int i = 0; i < 10; i++) {
+        int64_t n;
+        assert_nori(nori_backend_get(b, "k", &v), NORI_EBACKEND);
+        assert_non_null(strstr(nori_last_error(), "circuit open"));
+        assert_nori(nori_backend_set(b, "k", "w", 1, 0), NORI_EBACKEND);
+        assert_nori(nori_backend_incr(b, "c", 0, &n), NORI_EBACKEND);
+        assert_nori(nori_backend_verify(b), NORI_EBACKEND);
+        assert_nori(nori_backend_delete(b, "k"), NORI_EBACKEND);
+    }
+    double fast = now_ms() - t0;
+    print_message("50 calls with the circuit open: %.1f ms: %s\n", fast, nori_last_error());
+    assert_true(fast < TIMEOUT_MS);
+    assert_int_equal(stats_of(b).circuit_rejected, 50);
+
+    /* After the cool-down one call probes (the server is still frozen, so it
+     * times out) while the others keep failing fast. */
+    sleep_ms(opened + COOLDOWN_MS + 20 - now_ms());
+    probe p = {b, 0};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, probe_thread, &p), 0);
+    double waited = 0;
+    while (stats_of(b).circuit_state != NORI_CIRCUIT_HALF_OPEN && waited < 2000) {
+        sleep_ms(1);
+        waited += 1;
+    }
+    assert_int_equal(stats_of(b).circuit_state, NORI_CIRCUIT_HALF_OPEN);
+    t0 = now_ms();
+    assert_nori(nori_backend_get(b, "k", &v), NORI_EBACKEND);
+    assert_true(now_ms() - t0 < 50);
+    assert_non_null(strstr(nori_last_error(), "probe"));
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(p.rc, NORI_EBACKEND);
+    s = stats_of(b);
+    assert_int_equal(s.circuit_state, NORI_CIRCUIT_OPEN);
+    assert_int_equal(s.circuit_opens, 2);
+    opened = now_ms();
+
+    /* Thawed: the first call after the cool-down probes, succeeds and closes
+     * the breaker; calls go to the server again. */
+    assert_int_equal(kill(server->pid, SIGCONT), 0);
+    assert_nori(nori_backend_get(b, "k", &v), NORI_EBACKEND); /* still cooling down */
+    sleep_ms(opened + COOLDOWN_MS + 20 - now_ms());
+    assert_nori(nori_backend_get(b, "k", &v), NORI_OK);
+    assert_string_equal(v.data, "v");
+    nori_buf_free(&v);
+    assert_int_equal(stats_of(b).circuit_state, NORI_CIRCUIT_CLOSED);
+    assert_nori(nori_backend_set(b, "k", "x", 1, 0), NORI_OK);
+    nori_backend_free(b);
+    nori_test_redis_stop(server);
+    server = NULL;
+}
+
+/* circuit_failures=0 turns it off: every call waits for the server. */
+static void test_breaker_off(void **state)
+{
+    (void)state;
+    server = nori_test_redis_start(NULL);
+    char url[400];
+    snprintf(url, sizeof url, "%s?timeout_ms=%d&circuit_failures=0", server->url, TIMEOUT_MS);
+    nori_backend *b;
+    assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
+    assert_nori(nori_backend_verify(b), NORI_OK);
+    assert_int_equal(kill(server->pid, SIGSTOP), 0);
+    for (int i = 0; i < 6; i++) {
+        assert_nori(nori_backend_verify(b), NORI_EBACKEND);
+        assert_non_null(strstr(nori_last_error(), "timed out"));
+    }
+    kill(server->pid, SIGCONT);
+    nori_backend_stats s = stats_of(b);
+    assert_int_equal(s.circuit_opens, 0);
+    assert_int_equal(s.timeouts, 6);
+    assert_nori(nori_backend_verify(b), NORI_OK);
+    nori_backend_free(b);
+    nori_test_redis_stop(server);
+    server = NULL;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    if (server != NULL) {
+        if (server->pid > 0)
+            kill(server->pid, SIGCONT);
+        nori_test_redis_stop(server);
+        server = NULL;
+    }
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_breaker_opens_probes_and_closes, teardown),
+        cmocka_unit_test_teardown(test_breaker_off, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

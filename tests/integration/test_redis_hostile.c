@@ -1,0 +1,227 @@
+/*
+ * The Redis backend against a scripted hostile server (tests/support/
+ * hostile_server.c): every bound of a round trip holds whatever the server
+ * sends.
+ *  - a reply trickled one byte at a time: NORI_EBACKEND "timed out" within
+ *    about timeout_ms (the timeout bounds the command, not each recv);
+ *  - "*2147483647": refused at once, nothing of that size allocated;
+ *  - a "$300000000" bulk header: refused at once (NORI_ETOOBIG for a GET),
+ *    before any of its bytes are buffered;
+ *  - a whole value over the backend's value limit: NORI_ETOOBIG, for get and
+ *    get_into (a read obeys the limit as a write does);
+ *  - an endless status line, and silence: bounded too.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "hostile_server.h"
+#include "test_support.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
+}
+
+static nori_backend *backend_for(const nori_test_hostile *h, int timeout_ms)
+{
+    char url[200];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d?timeout_ms=%d&connect_timeout_ms=%d",
+             nori_test_hostile_port(h), timeout_ms, timeout_ms);
+    nori_backend *b;
+    assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
+    return b;
+}
+
+/* A 100-byte value, one byte every 20 ms: 2.2 s in all, each byte well
+ * within the 300 ms timeout. */
+static void test_trickled_reply_meets_the_deadline(void **state)
+{
+    (void)state;
+    char reply[200];
+    int len = snprintf(reply, sizeof reply, "$100\r\n%0100d\r\n", 0);
+    nori_test_hostile *h = nori_test_hostile_start(reply, (size_t)len, 20);
+    nori_backend *b = backend_for(h, 300);
+    double t0 = now_ms();
+    nori_buf v = {NULL, 0};
+    int rc = nori_backend_get(b, "k", &v);
+    double elapsed = now_ms() - t0;
+    print_message("trickled GET: %.1f ms, %zu bytes received: %s\n", elapsed,
+                  nori_test_hostile_bytes_sent(h), nori_last_error());
+    nori_buf_free(&v);
+    assert_nori(rc, NORI_EBACKEND);
+    assert_non_null(strstr(nori_last_error(), "timed out"));
+    assert_true(elapsed >= 250);
+    assert_true(elapsed < 900);
+    nori_backend_free(b);
+    nori_test_hostile_stop(h);
+}
+
+static void test_huge_array_header(void **state)
+{
+    (void)state;
+    static const char reply[] = "*2147483647\r\n";
+    nori_test_hostile *h = nori_test_hostile_start(reply, sizeof reply - 1, 0);
+    nori_backend *b = backend_for(h, 3000);
+    double t0 = now_ms();
+    nori_buf v = {NULL, 0};
+    int rc = nori_backend_get(b, "k", &v);
+    double elapsed = now_ms() - t0;
+    print_message("GET answered *2147483647: %.1f ms: %s\n", elapsed, nori_last_error());
+    assert_nori(rc, NORI_EBACKEND);
+    assert_non_null(strstr(nori_last_error(), "2147483647 elements"));
+    assert_true(elapsed < 1000); /* at once, not at the 3 s timeout */
+    /* The same for a command that returns no value (verify: PING). */
+    t0 = now_ms();
+    assert_nori(nori_backend_verify(b), NORI_EBACKEND);
+    assert_non_null(strstr(nori_last_error(), "2147483647 elements"));
+    assert_true(now_ms() - t0 < 1000);
+    nori_backend_free(b);
+    nori_test_hostile_stop(h);
+}
+
+static void test_huge_bulk_header(void **state)
+{
+    (void)state;
+    static const char reply[] = "$300000000\r\n";
+    nori_test_hostile *h = nori_test_hostile_start(reply, sizeof reply - 1, 0);
+    nori_backend *b = backend_for(h, 3000);
+    double t0 = now_ms();
+    nori_buf v = {NULL, 0};
+    int rc = nori_backend_get(b, "k", &v);
+    double elapsed = now_ms() - t0;
+    print_message("GET answered $300000000: %.1f ms: %s\n", elapsed, nori_last_error());
+    assert_nori(rc, NORI_ETOOBIG);
+    assert_non_null(strstr(nori_last_error(), "300000000"));
+    assert_true(elapsed < 1000);
+    /* incr's reply is no value: refused by the small-reply bound. */
+    int64_t n;
+    t0 = now_ms();
+    assert_nori(nori_backend_incr(b, "c", 0, &n), NORI_EBACKEND);
+    assert_non_null(strstr(nori_last_error(), "300000000"));
+    assert_true(now_ms() - t0 < 1000);
+    nori_backend_free(b);
+    nori_test_hostile_stop(h);
+}
+
+/* A complete 5000-byte value against a 1000-byte limit. */
+static void test_value_over_the_limit(void **state)
+{
+    (void)state;
+    size_t vlen = 5000;
+    char *reply = malloc(vlen + 32);
+    assert_non_null(reply);
+    int hl = snprintf(reply, 32, "$%zu\r\n", vlen);
+    memset(reply + hl, 'v', vlen);
+    memcpy(reply + hl + vlen, "\r\n", 2);
+    nori_test_hostile *h = nori_test_hostile_start(reply, (size_t)hl + vlen + 2, 0);
+    free(reply);
+    nori_backend *b = backend_for(h, 3000);
+    assert_nori(nori_backend_set_max_value(b, 1000), NORI_OK);
+    nori_buf v = {NULL, 0};
+    assert_nori(nori_backend_get(b, "k", &v), NORI_ETOOBIG);
+    assert_null(v.data);
+    assert_non_null(strstr(nori_last_error(), "5000"));
+    assert_non_null(strstr(nori_last_error(), "1000"));
+    char buf[8000];
+    size_t len = 0;
+    assert_nori(nori_backend_get_into(b, "k", buf, sizeof buf, &len), NORI_ETOOBIG);
+    /* Within the limit it is an ordinary value. */
+    assert_nori(nori_backend_set_max_value(b, 5000), NORI_OK);
+    assert_nori(nori_backend_get(b, "k", &v), NORI_OK);
+    assert_int_equal(v.len, 5000);
+    nori_buf_free(&v);
+    nori_backend_free(b);
+    nori_test_hostile_stop(h);
+}
+
+/* A status line that never ends: 200 KB with no CRLF against a 1000-byte
+ * value limit, sent at once. */
+static void test_endless_line(void **state)
+{
+    (void)state;
+    size_t n = 200 * 1000;
+    char *reply = malloc(n);
+    assert_non_null(reply);
+    reply[0] = '+';
+    memset(reply + 1, 'a', n - 1);
+    nori_test_hostile *h = nori_test_hostile_start(reply, n, 0);
+    free(reply);
+    nori_backend *b = backend_for(h, 3000);
+    assert_nori(nori_backend_set_max_value(b, 1000), NORI_OK);
+    double t0 = now_ms();
+    nori_buf v = {NULL, 0};
+    int rc = nori_backend_get(b, "k", &v);
+    double elapsed = now_ms() - t0;
+    print_message("GET answered an endless line: %.1f ms: %s\n", elapsed, nori_last_error());
+    assert_true(rc == NORI_ETOOBIG || rc == NORI_EBACKEND);
+    assert_true(elapsed < 1000);
+    nori_backend_free(b);
+    nori_test_hostile_stop(h);
+}
+
+/* Silence: set and delete time out too (outcome unknown, see cache.h). */
+static void test_silent_server(void **state)
+{
+    (void)state;
+    nori_test_hostile *h = nori_test_hostile_start(NULL, 0, 0);
+    nori_backend *b = backend_for(h, 200);
+    double t0 = now_ms();
+    assert_nori(nori_backend_set(b, "k", "v", 1, 0), NORI_EBACKEND);
+    assert_nori(nori_backend_delete(b, "k"), NORI_EBACKEND);
+    double elapsed = now_ms() - t0;
+    assert_non_null(strstr(nori_last_error(), "timed out"));
+    assert_true(elapsed < 2 * 200 + 400);
+    nori_backend_free(b);
+    nori_test_hostile_stop(h);
+}
+
+/* verify reads the version from INFO server: Redis 6.0 or later (KEEPTTL). */
+static void verify_with_info(const char *info, int expected, const char *in_message)
+{
+    char reply[300];
+    int len = snprintf(reply, sizeof reply, "$%zu\r\n%s\r\n", strlen(info), info);
+    nori_test_hostile *h = nori_test_hostile_start(reply, (size_t)len, 0);
+    nori_backend *b = backend_for(h, 2000);
+    assert_nori(nori_backend_verify(b), expected);
+    if (in_message != NULL) {
+        print_message("verify: %s\n", nori_last_error());
+        assert_non_null(strstr(nori_last_error(), in_message));
+    }
+    nori_backend_free(b);
+    nori_test_hostile_stop(h);
+}
+
+static void test_verify_checks_the_version(void **state)
+{
+    (void)state;
+    verify_with_info("# Server\r\nredis_version:5.0.7\r\nredis_mode:standalone", NORI_EBACKEND,
+                     "Redis 5.0.7; this backend needs 6.0");
+    verify_with_info("# Server\r\nredis_version:4.0.9", NORI_EBACKEND, "4.0.9");
+    verify_with_info("# Server\r\nredis_mode:standalone", NORI_EBACKEND, "no redis_version");
+    verify_with_info("# Server\r\nredis_version:6.0.0\r\n", NORI_OK, NULL);
+    verify_with_info("# Server\r\nredis_version:7.2.4\r\n", NORI_OK, NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_trickled_reply_meets_the_deadline),
+        cmocka_unit_test(test_huge_array_header),
+        cmocka_unit_test(test_huge_bulk_header),
+        cmocka_unit_test(test_value_over_the_limit),
+        cmocka_unit_test(test_endless_line),
+        cmocka_unit_test(test_silent_server),
+        cmocka_unit_test(test_verify_checks_the_version),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

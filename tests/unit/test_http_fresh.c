@@ -1,0 +1,350 @@
+/* Freshness, stale serving, validators and invalidation of the response
+ * cache (issue 11 items 2-5), on the memory backend with a test clock for
+ * the entries' stored-at times (the backend keeps entries for lifetime +
+ * window in real time, which these tests never reach). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "test_support.h"
+
+#include "http_internal.h"
+#include "http_test_headers.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static _Atomic int64_t fake_now = 1700000000000;
+static int64_t fake_clock(void)
+{
+    return atomic_load(&fake_now);
+}
+static void advance(int64_t ms)
+{
+    atomic_fetch_add(&fake_now, ms);
+}
+
+typedef struct {
+    _Atomic int runs;
+    int status;
+    int fail;                 /* return NORI_EBACKEND instead of a response */
+    const char *h_name, *h_value;
+    const char *h2_name, *h2_value;
+    pthread_mutex_t gate_lock;
+    pthread_cond_t gate_cond;
+    int gated, gate_open;     /* refresh runs block until the gate opens */
+} app;
+
+static int handler(const nori_http_request *req, nori_http_response *resp, void *ud)
+{
+    (void)req;
+    app *a = ud;
+    if (a->gated) {
+        pthread_mutex_lock(&a->gate_lock);
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += 10; /* bounded */
+        while (!a->gate_open && pthread_cond_timedwait(&a->gate_cond, &a->gate_lock, &dl) == 0)
+            ;
+        pthread_mutex_unlock(&a->gate_lock);
+    }
+    int run = atomic_fetch_add(&a->runs, 1) + 1;
+    if (a->fail)
+        return NORI_EBACKEND;
+    resp->status = a->status ? a->status : 200;
+    char body[32];
+    int n = snprintf(body, sizeof body, "run %d", run);
+    int rc = nori_http_response_set_body(resp, body, (size_t)n);
+    if (rc == NORI_OK && a->h_name)
+        rc = nori_http_response_add_header(resp, a->h_name, a->h_value);
+    if (rc == NORI_OK && a->h2_name)
+        rc = nori_http_response_add_header(resp, a->h2_name, a->h2_value);
+    return rc;
+}
+
+typedef struct {
+    nori_backend *b;
+    nori_http_cache *c;
+    app a;
+    nori_http_response r;
+} fixture;
+
+static nori_http_cache *make_cache(nori_backend *b, int64_t ttl, int64_t swr, int64_t sie,
+                                   const char *const *vary, size_t n_vary)
+{
+    nori_http_cache_options o;
+    nori_http_cache_options_init(&o);
+    o.backend = b;
+    o.ttl = ttl;
+    o.stale_while_revalidate = swr;
+    o.stale_if_error = sie;
+    o.vary_on = vary;
+    o.n_vary_on = n_vary;
+    nori_http_cache *c;
+    assert_nori(nori_http_cache_new(&o, &c), NORI_OK);
+    return c;
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    assert_nori(nori_memory_backend_new(100, &f->b), NORI_OK);
+    f->c = make_cache(f->b, 10, 30, 300, NULL, 0);
+    pthread_mutex_init(&f->a.gate_lock, NULL);
+    pthread_cond_init(&f->a.gate_cond, NULL);
+    nori_http_response_init(&f->r);
+    nori__http_clock_override(fake_clock);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    nori_http_response_clear(&f->r);
+    nori_http_cache_free(f->c);
+    nori_backend_free(f->b);
+    pthread_mutex_destroy(&f->a.gate_lock);
+    pthread_cond_destroy(&f->a.gate_cond);
+    nori__http_clock_override(NULL);
+    free(f);
+    return 0;
+}
+
+static nori_http_origin serve_h(fixture *f, nori_http_cache *c, const char *method,
+                                const char *path, const char *query, test_headers *h)
+{
+    nori_http_request rq = {method, path, query, h ? test_header_lookup : NULL, h, NULL, 0};
+    assert_nori(nori_http_cache_serve(c, &rq, handler, &f->a, &f->r), NORI_OK);
+    return f->r.origin;
+}
+
+static nori_http_origin serve(fixture *f, const char *path)
+{
+    return serve_h(f, f->c, "GET", path, "", NULL);
+}
+
+static void expect_body(const nori_http_response *r, const char *want)
+{
+    if (r->body_len != strlen(want) || memcmp(r->body, want, r->body_len) != 0)
+        fail_msg("body \"%.*s\", expected \"%s\"", (int)r->body_len, r->body ? r->body : "",
+                 want);
+}
+
+static nori_http_cache_stats stats(nori_http_cache *c)
+{
+    nori_http_cache_stats s;
+    nori_http_cache_get_stats(c, &s);
+    return s;
+}
+
+/* Within stale_while_revalidate: answered from the stale entry at once,
+ * and exactly one background refresh runs however many requests come. */
+static void test_stale_while_revalidate(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(serve(f, "/s"), NORI_HTTP_MISS);
+    advance(5000);
+    assert_int_equal(serve(f, "/s"), NORI_HTTP_HIT);
+    assert_string_equal(nori_http_response_header(&f->r, "Age"), "5");
+    advance(10000); /* 15 s old: stale, within the 30 s window */
+    f->a.gated = 1; /* the refresh waits until every stale request is answered */
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(serve(f, "/s"), NORI_HTTP_STALE);
+        expect_body(&f->r, "run 1");
+    }
+    pthread_mutex_lock(&f->a.gate_lock);
+    f->a.gate_open = 1;
+    pthread_cond_broadcast(&f->a.gate_cond);
+    pthread_mutex_unlock(&f->a.gate_lock);
+    /* Wait (bounded) for the refresh to finish. */
+    for (int i = 0; i < 5000 && stats(f->c).refreshes < 1; i++) {
+        struct timespec ts = {0, 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    nori_http_cache_stats s = stats(f->c);
+    assert_int_equal(s.refreshes, 1);
+    assert_int_equal(s.stale_revalidate, 10);
+    assert_int_equal(atomic_load(&f->a.runs), 2);
+    assert_int_equal(serve(f, "/s"), NORI_HTTP_HIT);
+    expect_body(&f->r, "run 2");
+    /* Past the window (and inside stale_if_error): no stale answer while
+     * the handler works; the handler runs in the foreground. */
+    advance(10000 + 30000 + 1);
+    assert_int_equal(serve(f, "/s"), NORI_HTTP_MISS);
+    expect_body(&f->r, "run 3");
+}
+
+/* Within stale_if_error: a failing handler (5xx or an error code) is
+ * answered with the stale entry; past it, the failure goes out. */
+static void test_stale_if_error(void **state)
+{
+    fixture *f = *state;
+    nori_http_cache_free(f->c);
+    f->c = make_cache(f->b, 1, 0, 300, NULL, 0);
+    assert_int_equal(serve(f, "/e"), NORI_HTTP_MISS);
+    advance(60000);
+    f->a.status = 503;
+    assert_int_equal(serve(f, "/e"), NORI_HTTP_STALE);
+    assert_int_equal(f->r.status, 200);
+    expect_body(&f->r, "run 1");
+    f->a.fail = 1;
+    assert_int_equal(serve(f, "/e"), NORI_HTTP_STALE);
+    expect_body(&f->r, "run 1");
+    assert_int_equal(stats(f->c).stale_error, 2);
+    f->a.fail = 0;
+    advance(300000);
+    assert_int_equal(serve(f, "/e"), NORI_HTTP_MISS);
+    assert_int_equal(f->r.status, 503);
+}
+
+/* Strong ETag, If-None-Match (weak comparison, lists, *) -> 304,
+ * If-Modified-Since only without If-None-Match, Vary on vary-on routes. */
+static void test_conditional(void **state)
+{
+    fixture *f = *state;
+    f->a.h_name = "Last-Modified";
+    f->a.h_value = "Wed, 21 Oct 2015 07:28:00 GMT";
+    f->a.h2_name = "Cache-Control";
+    f->a.h2_value = "public";
+    assert_int_equal(serve(f, "/c"), NORI_HTTP_MISS);
+    const char *e = nori_http_response_header(&f->r, "ETag");
+    assert_non_null(e);
+    char etag[128];
+    snprintf(etag, sizeof etag, "%s", e);
+    assert_true(etag[0] == '"');
+    /* Derived from the body only: another cache derives the same tag. */
+    nori_http_response other;
+    nori_http_response_init(&other);
+    assert_nori(nori_http_response_set_body(&other, "run 1", 5), NORI_OK);
+    assert_nori(nori__http_ensure_etag(&other), NORI_OK);
+    assert_string_equal(nori_http_response_header(&other, "ETag"), etag);
+    nori_http_response_clear(&other);
+
+    char weak[140], list[200];
+    snprintf(weak, sizeof weak, "W/%s", etag);
+    snprintf(list, sizeof list, "\"nope\", %s", weak);
+    const char *match[] = {etag, weak, list, "*"};
+    for (int i = 0; i < 4; i++) {
+        test_header h[] = {{"if-none-match", match[i]}};
+        test_headers hs = {h, 1};
+        assert_int_equal(serve_h(f, f->c, "GET", "/c", "", &hs), NORI_HTTP_HIT);
+        if (f->r.status != 304)
+            fail_msg("If-None-Match: %s gave %d", match[i], f->r.status);
+        assert_int_equal(f->r.body_len, 0);
+        assert_null(f->r.media_type);
+        assert_string_equal(nori_http_response_header(&f->r, "ETag"), etag);
+        assert_string_equal(nori_http_response_header(&f->r, "Cache-Control"), "public");
+        assert_null(nori_http_response_header(&f->r, "Last-Modified"));
+        assert_non_null(nori_http_response_header(&f->r, "Age"));
+    }
+    const char *nomatch[] = {"\"nope\"", "W/\"nope\", \"x\"", "garbage"};
+    for (int i = 0; i < 3; i++) {
+        test_header h[] = {{"if-none-match", nomatch[i]},
+                           /* If-Modified-Since is ignored when If-None-Match is present */
+                           {"if-modified-since", "Thu, 22 Oct 2015 07:28:00 GMT"}};
+        test_headers hs = {h, 2};
+        assert_int_equal(serve_h(f, f->c, "GET", "/c", "", &hs), NORI_HTTP_HIT);
+        assert_int_equal(f->r.status, 200);
+        expect_body(&f->r, "run 1");
+    }
+    test_header later[] = {{"if-modified-since", "Wed, 21 Oct 2015 07:28:00 GMT"}};
+    test_header earlier[] = {{"if-modified-since", "Tue, 20 Oct 2015 07:28:00 GMT"}};
+    test_headers hl = {later, 1}, he = {earlier, 1};
+    serve_h(f, f->c, "GET", "/c", "", &hl);
+    assert_int_equal(f->r.status, 304);
+    serve_h(f, f->c, "GET", "/c", "", &he);
+    assert_int_equal(f->r.status, 200);
+    /* HEAD gets the same validator handling. */
+    test_header inm[] = {{"if-none-match", etag}};
+    test_headers hi = {inm, 1};
+    assert_int_equal(serve_h(f, f->c, "HEAD", "/c", "", &hi), NORI_HTTP_HIT);
+    assert_int_equal(f->r.status, 304);
+    assert_int_equal(stats(f->c).not_modified, 6);
+    assert_int_equal(atomic_load(&f->a.runs), 1);
+
+    /* Vary on a vary-on route, on misses and hits. */
+    const char *vary[] = {"Accept-Language"};
+    nori_http_cache *vc = make_cache(f->b, 10, 0, 0, vary, 1);
+    f->a.h_name = f->a.h2_name = NULL;
+    assert_int_equal(serve_h(f, vc, "GET", "/v", "", NULL), NORI_HTTP_MISS);
+    assert_string_equal(nori_http_response_header(&f->r, "Vary"), "accept-language");
+    assert_int_equal(serve_h(f, vc, "GET", "/v", "", NULL), NORI_HTTP_HIT);
+    assert_string_equal(nori_http_response_header(&f->r, "Vary"), "accept-language");
+    nori_http_cache_free(vc);
+}
+
+/* s-maxage, then max-age, set the lifetime, capped by the route's ttl;
+ * Expires is ignored. */
+static void test_lifetime(void **state)
+{
+    fixture *f = *state;
+    nori_http_cache_free(f->c);
+    f->c = make_cache(f->b, 10, 0, 0, NULL, 0);
+    static const struct {
+        const char *cc;
+        int64_t fresh_s;
+    } cases[] = {{"max-age=3", 3},
+                 {"public, s-maxage=2, max-age=8", 2},
+                 {"max-age=100", 10},
+                 {NULL, 10}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char path[16];
+        snprintf(path, sizeof path, "/l%zu", i);
+        f->a.h_name = cases[i].cc ? "Cache-Control" : "Expires";
+        f->a.h_value = cases[i].cc ? cases[i].cc : "Thu, 01 Jan 1970 00:00:00 GMT";
+        assert_int_equal(serve(f, path), NORI_HTTP_MISS);
+        advance(cases[i].fresh_s * 1000 - 1);
+        assert_int_equal(serve(f, path), NORI_HTTP_HIT);
+        advance(1);
+        if (serve(f, path) != NORI_HTTP_MISS)
+            fail_msg("%s: still fresh after %lld s", f->a.h_value, (long long)cases[i].fresh_s);
+    }
+    /* max-age=0: nothing to reuse, not stored. */
+    f->a.h_name = "Cache-Control";
+    f->a.h_value = "max-age=0";
+    assert_int_equal(serve(f, "/zero"), NORI_HTTP_MISS);
+    assert_int_equal(serve(f, "/zero"), NORI_HTTP_MISS);
+}
+
+/* A 2xx/3xx to POST/PUT/PATCH/DELETE removes every entry of the path
+ * (all queries and vary values) under the prefix; other paths stay. */
+static void test_invalidation(void **state)
+{
+    fixture *f = *state;
+    serve_h(f, f->c, "GET", "/p", "page=1", NULL);
+    serve_h(f, f->c, "GET", "/p", "page=2", NULL);
+    serve_h(f, f->c, "GET", "/p2", "", NULL);
+    assert_int_equal(serve_h(f, f->c, "GET", "/p", "page=1", NULL), NORI_HTTP_HIT);
+    /* A failed write invalidates nothing. */
+    f->a.status = 500;
+    assert_int_equal(serve_h(f, f->c, "POST", "/p", "", NULL), NORI_HTTP_BYPASS);
+    f->a.status = 0;
+    assert_int_equal(serve_h(f, f->c, "GET", "/p", "page=2", NULL), NORI_HTTP_HIT);
+    static const char *const writes[] = {"POST", "PUT", "PATCH", "DELETE"};
+    for (int w = 0; w < 4; w++) {
+        f->a.status = w == 1 ? 303 : 201;
+        assert_int_equal(serve_h(f, f->c, writes[w], "/p", "", NULL), NORI_HTTP_BYPASS);
+        f->a.status = 0;
+        assert_int_equal(serve_h(f, f->c, "GET", "/p", "page=1", NULL), NORI_HTTP_MISS);
+        assert_int_equal(serve_h(f, f->c, "GET", "/p", "page=2", NULL), NORI_HTTP_MISS);
+        assert_int_equal(serve_h(f, f->c, "GET", "/p2", "", NULL), NORI_HTTP_HIT);
+    }
+    assert_int_equal(stats(f->c).invalidations, 4);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_stale_while_revalidate), T(test_stale_if_error), T(test_conditional),
+        T(test_lifetime),               T(test_invalidation),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
