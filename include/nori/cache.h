@@ -217,9 +217,12 @@ NORI_EXPORT size_t nori_memory_entry_bytes(size_t key_len, size_t value_len, int
  * by the first call that needs one. Use nori_backend_verify() (a PING) to
  * check reachability.
  *
- * Redis Cluster: a redis:// URL may name any node of a cluster; the first
- * call finds out (INFO: cluster_enabled:1) and reads the slot map (CLUSTER
- * SLOTS). More seeds, asked in turn when the first is down:
+ * Redis Cluster: a redis:// URL may name any node of a cluster. Keyed calls
+ * go to that node as they are until it redirects one (MOVED, ASK,
+ * CLUSTERDOWN), so a single server pays no extra round trip; a redirection,
+ * or a call on the whole keyspace (flush, delete_prefix, verify, describe),
+ * finds out the mode (INFO: cluster_enabled:1) and reads the slot map
+ * (CLUSTER SLOTS). More seeds, asked in turn when the first is down:
  * ?addr=host:port (repeatable). Each key goes to the master of its slot
  * (CRC16 of "cache:" + key, hash tags {...} honoured), one connection pool
  * per node; MOVED, ASK, TRYAGAIN, CLUSTERDOWN and unreachable nodes are

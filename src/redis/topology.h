@@ -2,11 +2,13 @@
  * Which server a command goes to: one standalone server, the master the
  * sentinels name, or the master of the key's slot in a Redis Cluster.
  *
- * The mode is found out on first use (connections are lazy): a
- * redis+sentinel:// URL is sentinel mode; for redis:// the first seed that
- * answers INFO decides (cluster_enabled:1 is cluster mode, anything else a
- * standalone server), the ?addr= seeds being asked in turn when the first is
- * down.
+ * The mode: a redis+sentinel:// URL is sentinel mode, a unix:// URL one
+ * server. For redis:// it is found out lazily: keyed commands go to the
+ * first seed as they are (no extra round trip for a single server) until
+ * one is redirected (MOVED, ASK, TRYAGAIN, CLUSTERDOWN) or the seed is down
+ * and ?addr= seeds exist; then, or on a whole-keyspace call (flush, verify,
+ * describe), the first seed that answers INFO decides (cluster_enabled:1 is
+ * cluster mode, anything else a standalone server).
  *
  * Nodes are kept in a registry that only grows (bounded by
  * NORI_CLUSTER_MAX_NODES): a node is never freed while the backend lives, so
