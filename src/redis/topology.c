@@ -3,12 +3,12 @@
  * Cluster; see topology.h.
  */
 #include "redis/topology.h"
+#include "redis/topology_impl.h"
 
 #include "error.h"
 #include "redis/sentinel.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -19,27 +19,6 @@
 /* Most candidates one cluster refresh asks for CLUSTER SLOTS, so that a
  * refresh with many dead nodes stays bounded. */
 #define REFRESH_MAX_CANDIDATES 4
-
-typedef struct topo_node {
-    nori__redis_url url;   /* owned: the template's settings with this node's address */
-    nori__redis_node node; /* its pool */
-} topo_node;
-
-struct nori__redis_topo {
-    const nori__redis_target *target; /* borrowed */
-    const nori_backend *backend;      /* borrowed: the owner, for its value limit */
-    _Atomic int mode;
-    pthread_mutex_t lock; /* serialises registry growth, refreshes, map, sentinel state */
-    _Atomic(topo_node *) nodes[NORI_CLUSTER_MAX_NODES];
-    _Atomic size_t nnodes;
-    _Atomic uint16_t owner[NORI_CLUSTER_SLOTS]; /* cluster: registry index or NORI_SLOT_UNSERVED */
-    _Atomic int master;                        /* standalone, sentinel: registry index or -1 */
-    _Atomic long long last_refresh_ms;
-    _Atomic unsigned long refresh_gen; /* successful refreshes so far */
-    nori__slot_map map;  /* under lock: the last CLUSTER SLOTS, for masters() and describe */
-    bool have_map;       /* under lock */
-    int sentinel_first;  /* under lock: the sentinel to ask first */
-};
 
 static long long now_ms(void)
 {
@@ -96,17 +75,12 @@ static int url_for(const nori__redis_url *tpl, const char *host, int port, nori_
     return NORI_OK;
 }
 
-static topo_node *node_get(const nori__redis_topo *t, size_t i)
-{
-    return atomic_load_explicit(&t->nodes[i], memory_order_acquire);
-}
-
 /* Registry index of host:port (host NULL: the template's own address), or -1. Lock-free. */
 static int find(const nori__redis_topo *t, const char *host, int port)
 {
     size_t n = atomic_load_explicit(&t->nnodes, memory_order_acquire);
     for (size_t i = 0; i < n; i++) {
-        const topo_node *tn = node_get(t, i);
+        const topo_node *tn = nori__topo_node(t, i);
         if (host == NULL) {
             if (i == 0 && t->target->node.is_unix)
                 return 0;
@@ -218,7 +192,7 @@ void nori__topo_free(nori__redis_topo *t)
         return;
     size_t n = atomic_load(&t->nnodes);
     for (size_t i = 0; i < n; i++) {
-        topo_node *tn = node_get(t, i);
+        topo_node *tn = nori__topo_node(t, i);
         nori__redis_node_destroy(&tn->node);
         nori__redis_url_free(&tn->url);
         free(tn);
@@ -232,7 +206,7 @@ void nori__topo_stats(nori__redis_topo *t, nori_backend_stats *out)
 {
     size_t n = atomic_load_explicit(&t->nnodes, memory_order_acquire);
     for (size_t i = 0; i < n; i++)
-        nori__redis_node_stats(&node_get(t, i)->node, out);
+        nori__redis_node_stats(&nori__topo_node(t, i)->node, out);
 }
 
 int nori__topo_mode(const nori__redis_topo *t)
@@ -245,7 +219,7 @@ int nori__topo_mode(const nori__redis_topo *t)
 /* Asks node i for CLUSTER SLOTS and installs the map. Lock held. */
 static int refresh_from_locked(nori__redis_topo *t, int i)
 {
-    topo_node *tn = node_get(t, (size_t)i);
+    topo_node *tn = nori__topo_node(t, (size_t)i);
     const char *argv[] = {"CLUSTER", "SLOTS"};
     redisReply *r;
     int rc = nori__redis_node_call(&tn->node, 2, argv, NULL, 0, &r, "CLUSTER SLOTS", "");
@@ -337,7 +311,7 @@ static int resolve_locked(nori__redis_topo *t)
     int old = atomic_load(&t->master);
     if (old != i) {
         if (old >= 0)
-            drain(&node_get(t, (size_t)old)->node);
+            drain(&nori__topo_node(t, (size_t)old)->node);
         atomic_store(&t->master, i);
     }
     atomic_store(&t->last_refresh_ms, now_ms());
@@ -402,7 +376,7 @@ static int detect_locked(nori__redis_topo *t)
             return NORI_ENOMEM;
         const char *argv[] = {"INFO", "cluster"};
         redisReply *r;
-        rc = nori__redis_node_call(&node_get(t, (size_t)i)->node, 2, argv, NULL, 0, &r,
+        rc = nori__redis_node_call(&nori__topo_node(t, (size_t)i)->node, 2, argv, NULL, 0, &r,
                                    "INFO (cluster detection)", "cluster");
         if (rc != NORI_OK) {
             if (s == 0)
@@ -449,14 +423,14 @@ static topo_node *route(nori__redis_topo *t, int mode, unsigned slot)
     if (mode == NORI_TOPO_CLUSTER) {
         uint16_t o = atomic_load_explicit(&t->owner[slot], memory_order_acquire);
         if (o != NORI_SLOT_UNSERVED)
-            return node_get(t, o);
+            return nori__topo_node(t, o);
         nori__fail(NORI_EBACKEND, "redis %s: slot %u is not served by any node of the cluster",
                    t->target->display, slot);
         return NULL;
     }
     int m = atomic_load(&t->master);
     if (m >= 0)
-        return node_get(t, (size_t)m);
+        return nori__topo_node(t, (size_t)m);
     nori__fail(NORI_EBACKEND, "redis %s: no master resolved yet for '%s'", t->target->display,
                t->target->master_name ? t->target->master_name : "?");
     return NULL;
@@ -553,7 +527,7 @@ int nori__topo_call(nori__redis_topo *t, const char *wkey, size_t wlen, bool ret
             n = route(t, mode, 0);
         } else {
             int i = node_at(t, NULL, 0);
-            n = i >= 0 ? node_get(t, (size_t)i) : NULL;
+            n = i >= 0 ? nori__topo_node(t, (size_t)i) : NULL;
         }
         if (n == NULL)
             return NORI_EBACKEND;
@@ -590,7 +564,7 @@ int nori__topo_call(nori__redis_topo *t, const char *wkey, size_t wlen, bool ret
          * bounded by time; every attempt, redirections included, by count. */
         bool more = attempt < NORI_TOPO_MAX_ATTEMPTS && now_ms() < deadline;
         bool more_waits = attempt < NORI_TOPO_MAX_WAITS && now_ms() < deadline;
-        topo_node *n = ask >= 0 ? node_get(t, (size_t)ask) : route(t, mode, slot);
+        topo_node *n = ask >= 0 ? nori__topo_node(t, (size_t)ask) : route(t, mode, slot);
         bool asking = ask >= 0;
         ask = -1;
         if (n == NULL && mode == NORI_TOPO_SENTINEL) {
@@ -713,101 +687,10 @@ int nori__topo_masters(nori__redis_topo *t, nori__redis_node **out, size_t max)
             continue;
         bool dup = false;
         for (size_t j = 0; j < k; j++)
-            dup |= out[j] == &node_get(t, (size_t)i)->node;
+            dup |= out[j] == &nori__topo_node(t, (size_t)i)->node;
         if (!dup && k < max)
-            out[k++] = &node_get(t, (size_t)i)->node;
+            out[k++] = &nori__topo_node(t, (size_t)i)->node;
     }
     pthread_mutex_unlock(&t->lock);
     return rc == NORI_OK ? (int)k : rc;
-}
-
-/* A growing text buffer for describe. */
-typedef struct text {
-    char *s;
-    size_t len, cap;
-    bool oom;
-} text;
-
-static void add(text *b, const char *fmt, ...) NORI__PRINTF(2, 3);
-static void add(text *b, const char *fmt, ...)
-{
-    if (b->oom)
-        return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->oom = true;
-            return;
-        }
-        if (b->s != NULL && b->len + (size_t)n < b->cap) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = (b->cap + (size_t)n + 1) * 2;
-        char *s = realloc(b->s, cap);
-        if (s == NULL) {
-            b->oom = true;
-            return;
-        }
-        b->s = s;
-        b->cap = cap;
-    }
-}
-
-char *nori__topo_describe(nori__redis_topo *t, int *rc)
-{
-    *rc = nori__topo_ready(t);
-    if (*rc != NORI_OK)
-        return NULL;
-    int mode = nori__topo_mode(t);
-    if (mode == NORI_TOPO_CLUSTER || mode == NORI_TOPO_SENTINEL) {
-        *rc = refresh(t, -1, true);
-        if (*rc != NORI_OK)
-            return NULL;
-    }
-    text b = {0};
-    pthread_mutex_lock(&t->lock);
-    if (mode == NORI_TOPO_SINGLE) {
-        add(&b, "mode: standalone\nserver: %s\n", node_get(t, (size_t)atomic_load(&t->master))->url.display);
-    } else if (mode == NORI_TOPO_SENTINEL) {
-        const topo_node *m = node_get(t, (size_t)atomic_load(&t->master));
-        const nori__redis_addr *s = &t->target->addrs[t->sentinel_first];
-        add(&b, "mode: sentinel\nmaster name: %s\nmaster: %s:%d (named by sentinel %s:%d, "
-                "checked with ROLE)\nsentinels:",
-            t->target->master_name, m->url.host, m->url.port, s->host, s->port);
-        for (size_t i = 0; i < t->target->naddrs; i++)
-            add(&b, " %s:%d", t->target->addrs[i].host, t->target->addrs[i].port);
-        add(&b, "\n");
-    } else {
-        const nori__slot_map *m = &t->map;
-        size_t masters = 0;
-        for (size_t i = 0; i < m->nnodes; i++)
-            masters += m->nodes[i].is_master;
-        add(&b, "mode: cluster\nnodes: %zu (%zu masters, %zu replicas), slots served: %zu of %d\n",
-            m->nnodes, masters, m->nnodes - masters, m->served, NORI_CLUSTER_SLOTS);
-        for (size_t i = 0; i < m->nnodes; i++) {
-            const nori__cluster_node *n = &m->nodes[i];
-            if (!n->is_master)
-                continue;
-            add(&b, "master %s:%d id %.40s slots", n->host, n->port, n->id);
-            for (size_t r = 0; r < m->nranges; r++)
-                if (m->ranges[r].master == (int)i)
-                    add(&b, " %d-%d", m->ranges[r].start, m->ranges[r].end);
-            add(&b, "\n");
-            for (size_t j = 0; j < m->nnodes; j++)
-                if (!m->nodes[j].is_master && m->nodes[j].master == (int)i)
-                    add(&b, "  replica %s:%d id %.40s\n", m->nodes[j].host, m->nodes[j].port,
-                        m->nodes[j].id);
-        }
-    }
-    pthread_mutex_unlock(&t->lock);
-    if (b.oom) {
-        free(b.s);
-        *rc = nori__fail(NORI_ENOMEM, "out of memory describing the redis topology");
-        return NULL;
-    }
-    return b.s;
 }
