@@ -11,7 +11,7 @@ rounds=${2:-3}
 ops=${3:-200000}
 source "$here/lib.sh"
 
-pids=() dirs=() ports=()
+pids=() dirs=() ports=() taken=" "
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
@@ -19,9 +19,13 @@ cleanup() {
 }
 trap cleanup EXIT
 for i in 0 1 2 3 4 5; do
+  # A data port and a cluster bus port per node, all distinct.
   port=$(free_port)
-  while [[ " ${ports[*]} " == *" $port "* ]]; do port=$(free_port); done
+  while [[ $taken == *" $port "* ]]; do port=$(free_port); done
+  taken+="$port "
   bus=$(free_port)
+  while [[ $taken == *" $bus "* ]]; do bus=$(free_port); done
+  taken+="$bus "
   dir=$(mktemp -d)
   redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save "" --appendonly no \
     --cluster-enabled yes --cluster-node-timeout 1000 --cluster-port "$bus" \
@@ -29,7 +33,12 @@ for i in 0 1 2 3 4 5; do
   pids+=($!) dirs+=("$dir") ports+=("$port")
 done
 for port in "${ports[@]}"; do
-  for _ in $(seq 1 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+  for _ in $(seq 1 200); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+  if ! redis-cli -p "$port" ping >/dev/null 2>&1; then
+    echo "node on port $port did not start:" >&2
+    for d in "${dirs[@]}"; do cat "$d/redis.log" >&2; done
+    exit 1
+  fi
 done
 addrs=()
 for port in "${ports[@]}"; do addrs+=("127.0.0.1:$port"); done
