@@ -25,6 +25,7 @@ echo "machine: $(nproc) CPUs, $(lscpu | awk -F: '/Model name/{gsub(/^ +/,"",$2);
 ./build-bench/bench/bench_memory "$rounds" get mixed evict threads | tee "$out/memory.txt"
 bash bench/memory_vs_redis.sh build-bench
 bash bench/redis_vs_benchmark.sh build-bench "$rounds" | tee "$out/redis.txt"
+bash bench/redis_bulk.sh build-bench 5 100 100
 bash bench/http_bench.sh build-bench "$rounds" 10
 
 # The chart: memory backend 90/10 by thread count, and the Redis backend next

@@ -221,6 +221,48 @@ int nori_backend_delete_prefix(nori_backend *b, const char *prefix)
     return done(b, rc);
 }
 
+int nori_backend_add(nori_backend *b, const char *key, const void *val, size_t len,
+                     int64_t ttl_ms, int *added)
+{
+    size_t klen = 0;
+    int ignored;
+    if (added == NULL)
+        added = &ignored;
+    *added = 0;
+    int rc = check_backend(b);
+    if (rc == NORI_OK)
+        rc = check_key(key, &klen);
+    if (rc == NORI_OK && (ttl_ms <= 0 || ttl_ms > NORI_MAX_TTL * 1000))
+        rc = nori__fail(NORI_EINVAL, "add '%.64s': ttl_ms %lld is out of range 1..%lld", key,
+                        (long long)ttl_ms, (long long)(NORI_MAX_TTL * 1000));
+    if (rc == NORI_OK && val == NULL && len > 0)
+        rc = nori__fail(NORI_EINVAL, "add '%.64s': value is NULL with length %zu", key, len);
+    if (rc == NORI_OK)
+        rc = nori__check_value(b, key, len);
+    if (rc == NORI_OK)
+        rc = b->ops->add(b, key, klen, val == NULL ? "" : val, len, ttl_ms, added);
+    return done(b, rc);
+}
+
+int nori_backend_delete_if_equal(nori_backend *b, const char *key, const void *val, size_t len,
+                                 int *deleted)
+{
+    size_t klen = 0;
+    int ignored;
+    if (deleted == NULL)
+        deleted = &ignored;
+    *deleted = 0;
+    int rc = check_backend(b);
+    if (rc == NORI_OK)
+        rc = check_key(key, &klen);
+    if (rc == NORI_OK && val == NULL && len > 0)
+        rc = nori__fail(NORI_EINVAL, "delete_if_equal '%.64s': value is NULL with length %zu",
+                        key, len);
+    if (rc == NORI_OK)
+        rc = b->ops->delete_if_equal(b, key, klen, val == NULL ? "" : val, len, deleted);
+    return done(b, rc);
+}
+
 int nori_backend_incr(nori_backend *b, const char *key, int64_t ttl, int64_t *out)
 {
     size_t klen = 0;
@@ -326,4 +368,223 @@ void nori_backend_free(nori_backend *b)
 {
     if (b != NULL)
         b->ops->destroy(b);
+}
+
+/* ---- bulk calls (cache.h: "Bulk calls") ----
+ *
+ * Every key is checked here as the single-key call checks it; a bad key
+ * gets its own code and klens[i] = 0, and the backend's bulk operation (or,
+ * without one, a loop over the single-key operations) handles the rest.
+ * The call's message is the one of the first key that failed, so it is kept
+ * aside while later keys are processed. */
+
+typedef struct first_failure {
+    size_t idx; /* n when nothing failed yet */
+    int rc;
+    char msg[512];
+} first_failure;
+
+static void note_failure(first_failure *f, size_t i, int rc)
+{
+    if (rc < 0 && i < f->idx) {
+        f->idx = i;
+        f->rc = rc;
+        snprintf(f->msg, sizeof f->msg, "%s", nori_last_error());
+    }
+}
+
+/* The call's code: the first failing key's, with its message. `noted`
+ * holds the failures seen here; a failure found first elsewhere (by the
+ * backend's bulk operation) already left its message. */
+static int bulk_outcome(const int *rcs, size_t n, const first_failure *noted)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (rcs[i] >= 0)
+            continue;
+        if (i == noted->idx)
+            return nori__fail(noted->rc, "%s", noted->msg);
+        return rcs[i];
+    }
+    return NORI_OK;
+}
+
+/* Checks the call's own arguments; n <= NORI_MAX_BULK when NORI_OK. */
+static int check_bulk(const nori_backend *b, const char *what, const void *keys, size_t n,
+                      const void *results, bool results_required)
+{
+    int rc = check_backend(b);
+    if (rc == NORI_OK && n > NORI_MAX_BULK)
+        rc = nori__fail(NORI_EINVAL, "%s: %zu keys, the limit is %d", what, n, NORI_MAX_BULK);
+    if (rc == NORI_OK && n > 0 && keys == NULL)
+        rc = nori__fail(NORI_EINVAL, "%s: the key array is NULL with n %zu", what, n);
+    if (rc == NORI_OK && n > 0 && results_required && results == NULL)
+        rc = nori__fail(NORI_EINVAL, "%s: results is NULL with n %zu", what, n);
+    return rc;
+}
+
+void nori_get_results_free(nori_get_result *results, size_t n)
+{
+    if (results == NULL)
+        return;
+    for (size_t i = 0; i < n; i++)
+        nori_buf_free(&results[i].value);
+}
+
+int nori_backend_get_many(nori_backend *b, const char *const *keys, size_t n,
+                          nori_get_result *results)
+{
+    if (results != NULL && n <= NORI_MAX_BULK)
+        for (size_t i = 0; i < n; i++)
+            results[i] = (nori_get_result){NORI_EINVAL, {NULL, 0}};
+    int rc = check_bulk(b, "get_many", keys, n, results, true);
+    if (rc != NORI_OK || n == 0)
+        return done(b, rc);
+    size_t *klens = malloc(n * sizeof *klens);
+    int *rcs = malloc(n * sizeof *rcs);
+    if (klens == NULL || rcs == NULL) {
+        free(klens);
+        free(rcs);
+        rc = nori__fail(NORI_ENOMEM, "get_many: out of memory for %zu keys", n);
+        for (size_t i = 0; i < n; i++)
+            results[i].rc = rc;
+        return done(b, rc);
+    }
+    first_failure f = {.idx = n};
+    bool any = false;
+    for (size_t i = 0; i < n; i++) {
+        results[i].rc = check_key(keys[i], &klens[i]);
+        if (results[i].rc != NORI_OK) {
+            klens[i] = 0;
+            note_failure(&f, i, results[i].rc);
+        }
+        any |= klens[i] != 0;
+    }
+    if (any && b->ops->get_many != NULL) {
+        b->ops->get_many(b, n, keys, klens, results);
+    } else if (any) {
+        for (size_t i = 0; i < n; i++) {
+            if (klens[i] == 0)
+                continue;
+            results[i].rc = b->ops->get(b, keys[i], klens[i], &results[i].value);
+            note_failure(&f, i, results[i].rc);
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        rcs[i] = results[i].rc;
+    rc = bulk_outcome(rcs, n, &f);
+    free(klens);
+    free(rcs);
+    return done(b, rc);
+}
+
+/* The per-key codes go to the caller's array, or to one of ours. */
+static int *bulk_codes(int *results, size_t n, int **owned)
+{
+    *owned = NULL;
+    if (results != NULL)
+        return results;
+    *owned = malloc(n * sizeof **owned);
+    return *owned;
+}
+
+int nori_backend_set_many(nori_backend *b, const nori_set_item *items, size_t n, int *results)
+{
+    if (results != NULL && n <= NORI_MAX_BULK)
+        for (size_t i = 0; i < n; i++)
+            results[i] = NORI_EINVAL;
+    int rc = check_bulk(b, "set_many", items, n, results, false);
+    if (rc != NORI_OK || n == 0)
+        return done(b, rc);
+    int *owned;
+    int *rcs = bulk_codes(results, n, &owned);
+    size_t *klens = malloc(n * sizeof *klens);
+    if (rcs == NULL || klens == NULL) {
+        free(owned);
+        free(klens);
+        rc = nori__fail(NORI_ENOMEM, "set_many: out of memory for %zu items", n);
+        if (results != NULL)
+            for (size_t i = 0; i < n; i++)
+                results[i] = rc;
+        return done(b, rc);
+    }
+    first_failure f = {.idx = n};
+    bool any = false;
+    for (size_t i = 0; i < n; i++) {
+        const nori_set_item *it = &items[i];
+        rcs[i] = check_key(it->key, &klens[i]);
+        if (rcs[i] == NORI_OK)
+            rcs[i] = check_ttl(it->ttl);
+        if (rcs[i] == NORI_OK && it->value == NULL && it->len > 0)
+            rcs[i] = nori__fail(NORI_EINVAL, "set_many '%.64s': value is NULL with length %zu",
+                                it->key, it->len);
+        if (rcs[i] == NORI_OK)
+            rcs[i] = nori__check_value(b, it->key, it->len);
+        if (rcs[i] != NORI_OK) {
+            klens[i] = 0;
+            note_failure(&f, i, rcs[i]);
+        }
+        any |= klens[i] != 0;
+    }
+    if (any && b->ops->set_many != NULL) {
+        b->ops->set_many(b, n, items, klens, rcs);
+    } else if (any) {
+        for (size_t i = 0; i < n; i++) {
+            if (klens[i] == 0)
+                continue;
+            const nori_set_item *it = &items[i];
+            rcs[i] = b->ops->set(b, it->key, klens[i], it->value == NULL ? "" : it->value,
+                                 it->len, it->ttl);
+            note_failure(&f, i, rcs[i]);
+        }
+    }
+    rc = bulk_outcome(rcs, n, &f);
+    free(klens);
+    free(owned);
+    return done(b, rc);
+}
+
+int nori_backend_delete_many(nori_backend *b, const char *const *keys, size_t n, int *results)
+{
+    if (results != NULL && n <= NORI_MAX_BULK)
+        for (size_t i = 0; i < n; i++)
+            results[i] = NORI_EINVAL;
+    int rc = check_bulk(b, "delete_many", keys, n, results, false);
+    if (rc != NORI_OK || n == 0)
+        return done(b, rc);
+    int *owned;
+    int *rcs = bulk_codes(results, n, &owned);
+    size_t *klens = malloc(n * sizeof *klens);
+    if (rcs == NULL || klens == NULL) {
+        free(owned);
+        free(klens);
+        rc = nori__fail(NORI_ENOMEM, "delete_many: out of memory for %zu keys", n);
+        if (results != NULL)
+            for (size_t i = 0; i < n; i++)
+                results[i] = rc;
+        return done(b, rc);
+    }
+    first_failure f = {.idx = n};
+    bool any = false;
+    for (size_t i = 0; i < n; i++) {
+        rcs[i] = check_key(keys[i], &klens[i]);
+        if (rcs[i] != NORI_OK) {
+            klens[i] = 0;
+            note_failure(&f, i, rcs[i]);
+        }
+        any |= klens[i] != 0;
+    }
+    if (any && b->ops->delete_many != NULL) {
+        b->ops->delete_many(b, n, keys, klens, rcs);
+    } else if (any) {
+        for (size_t i = 0; i < n; i++) {
+            if (klens[i] == 0)
+                continue;
+            rcs[i] = b->ops->del(b, keys[i], klens[i]);
+            note_failure(&f, i, rcs[i]);
+        }
+    }
+    rc = bulk_outcome(rcs, n, &f);
+    free(klens);
+    free(owned);
+    return done(b, rc);
 }

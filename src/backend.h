@@ -36,10 +36,30 @@ typedef struct nori_backend_ops {
     /* Optional (NULL: the kind alone). A malloc'd description of the
      * topology, or NULL with the error code in *rc. */
     char *(*describe)(nori_backend *b, int *rc);
+    /* Sets key to val only when it is absent or expired, expiring ttl_ms
+     * milliseconds later (> 0); *added 1 when written, 0 when the key
+     * existed. */
+    int (*add)(nori_backend *b, const char *key, size_t klen, const void *val, size_t len,
+               int64_t ttl_ms, int *added);
+    /* Removes key only when its value is exactly val; *deleted 1 or 0. */
+    int (*delete_if_equal)(nori_backend *b, const char *key, size_t klen, const void *val,
+                           size_t len, int *deleted);
     /* Fills the backend-specific counters; backend.c adds `errors`. */
     void (*stats)(nori_backend *b, nori_backend_stats *out);
     /* Frees the backend's own state and the struct itself. */
     void (*destroy)(nori_backend *b);
+    /*
+     * Optional bulk calls (NULL: backend.c loops over get/set/del). backend.c
+     * has checked every key and value: entries with klens[i] == 0 already
+     * hold their error and must be left alone; every other entry must get
+     * its result (get_many: rc and value). n >= 1.
+     */
+    void (*get_many)(nori_backend *b, size_t n, const char *const *keys, const size_t *klens,
+                     nori_get_result *results);
+    void (*set_many)(nori_backend *b, size_t n, const nori_set_item *items,
+                     const size_t *klens, int *results);
+    void (*delete_many)(nori_backend *b, size_t n, const char *const *keys,
+                        const size_t *klens, int *results);
 } nori_backend_ops;
 
 struct nori_backend {

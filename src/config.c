@@ -7,9 +7,12 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* A .env file larger than this is refused rather than read. */
 #define DOTENV_MAX_BYTES (1024 * 1024)
@@ -145,10 +148,20 @@ int nori__dotenv_parse(const char *text, size_t len, const char *source, nori__d
 
 /* ---- configuration ---- */
 
-enum { VAR_BACKEND, VAR_MAX_KEYS, VAR_MAX_VALUE, VAR_REDIS_URL, VAR_MAX_BYTES, VAR_COUNT };
+enum {
+    VAR_BACKEND,
+    VAR_MAX_KEYS,
+    VAR_MAX_VALUE,
+    VAR_REDIS_URL,
+    VAR_MAX_BYTES,
+    VAR_NEAR_MAX_KEYS,
+    VAR_NEAR_MAX_BYTES,
+    VAR_COUNT
+};
 
 static const char *const var_names[VAR_COUNT] = {
-    "CACHE_BACKEND", "CACHE_MAX_KEYS", "CACHE_MAX_VALUE_BYTES", "REDIS_URL", "CACHE_MAX_BYTES"};
+    "CACHE_BACKEND", "CACHE_MAX_KEYS", "CACHE_MAX_VALUE_BYTES", "REDIS_URL", "CACHE_MAX_BYTES",
+    "CACHE_NEAR_MAX_KEYS", "CACHE_NEAR_MAX_BYTES"};
 
 typedef struct {
     char *values[VAR_COUNT];         /* NULL = not set anywhere; malloc'd */
@@ -176,25 +189,74 @@ static int collect_dotenv(const char *name, const char *value, void *ud)
     return 0;
 }
 
+static const char *file_kind(mode_t mode)
+{
+    if (S_ISDIR(mode))
+        return "a directory";
+    if (S_ISFIFO(mode))
+        return "a FIFO";
+    if (S_ISSOCK(mode))
+        return "a socket";
+    if (S_ISCHR(mode))
+        return "a character device";
+    if (S_ISBLK(mode))
+        return "a block device";
+    return "not a plain file";
+}
+
+/*
+ * Reads the whole .env into a malloc'd buffer. Only a regular file is read:
+ * opening a FIFO for reading blocks until a writer comes, and a device or a
+ * socket may never end, so the file is opened with O_NONBLOCK (which makes
+ * that open return at once) and checked with fstat before any read.
+ */
 static int read_dotenv(const char *path, raw_config *raw)
 {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
         if (errno == ENOENT)
             return NORI_OK;
         return nori__fail(NORI_EINVAL, "cannot read %s: %s", path, strerror(errno));
     }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return nori__fail(NORI_EINVAL, "cannot read %s: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return nori__fail(NORI_EINVAL, "%s is not a regular file (it is %s): refused", path,
+                          file_kind(st.st_mode));
+    }
+    if (st.st_size > DOTENV_MAX_BYTES) {
+        close(fd);
+        return nori__fail(NORI_EINVAL, "%s is larger than %d bytes", path, DOTENV_MAX_BYTES);
+    }
     char *text = malloc(DOTENV_MAX_BYTES + 1);
     if (text == NULL) {
-        fclose(f);
+        close(fd);
         return nori__fail(NORI_ENOMEM, "out of memory reading %s", path);
     }
-    size_t n = fread(text, 1, DOTENV_MAX_BYTES + 1, f);
-    int read_error = ferror(f);
-    fclose(f);
+    /* The size may change while reading: read to EOF, bounded by the limit. */
+    size_t n = 0;
+    int read_errno = 0;
+    while (n <= DOTENV_MAX_BYTES) {
+        ssize_t r = read(fd, text + n, DOTENV_MAX_BYTES + 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            read_errno = errno;
+            break;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
     int rc = NORI_OK;
-    if (read_error)
-        rc = nori__fail(NORI_EINVAL, "cannot read %s", path);
+    if (read_errno != 0)
+        rc = nori__fail(NORI_EINVAL, "cannot read %s: %s", path, strerror(read_errno));
     else if (n > DOTENV_MAX_BYTES)
         rc = nori__fail(NORI_EINVAL, "%s is larger than %d bytes", path, DOTENV_MAX_BYTES);
     else
@@ -229,6 +291,16 @@ static bool parse_size(const char *s, size_t max, size_t *out)
     return true;
 }
 
+/* A decimal integer 0..max, digits only (0 means "off"). */
+static bool parse_size_or_zero(const char *s, size_t max, size_t *out)
+{
+    if (s[0] != '\0' && strspn(s, "0") == strlen(s)) {
+        *out = 0;
+        return true;
+    }
+    return parse_size(s, max, out);
+}
+
 static int validate(const raw_config *raw, nori__config *cfg)
 {
     const char *backend = raw->values[VAR_BACKEND];
@@ -255,6 +327,18 @@ static int validate(const raw_config *raw, nori__config *cfg)
     else if (mb != NULL && !parse_size(mb, NORI_MAX_MAX_BYTES, &cfg->max_bytes))
         return bad_value(raw, VAR_MAX_BYTES,
                          "expected a number of bytes from 0 (no byte bound) up to 1099511627776");
+    cfg->near_max_keys = 0;
+    if (raw->values[VAR_NEAR_MAX_KEYS] != NULL &&
+        !parse_size_or_zero(raw->values[VAR_NEAR_MAX_KEYS], NORI_MAX_MAX_KEYS,
+                            &cfg->near_max_keys))
+        return bad_value(raw, VAR_NEAR_MAX_KEYS,
+                         "expected 0 (off) or a positive integer up to 4294967296");
+    cfg->near_max_bytes = 0;
+    if (raw->values[VAR_NEAR_MAX_BYTES] != NULL &&
+        !parse_size_or_zero(raw->values[VAR_NEAR_MAX_BYTES], NORI_MAX_NEAR_BYTES,
+                            &cfg->near_max_bytes))
+        return bad_value(raw, VAR_NEAR_MAX_BYTES,
+                         "expected 0 (off) or a positive integer up to 1099511627776");
     const char *url = raw->values[VAR_REDIS_URL];
     if (url == NULL)
         url = "redis://localhost:6379";

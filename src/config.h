@@ -17,6 +17,8 @@ typedef struct nori__config {
     size_t max_value;    /* CACHE_MAX_VALUE_BYTES */
     size_t max_bytes;    /* CACHE_MAX_BYTES (0: no byte bound) */
     char redis_url[4097]; /* REDIS_URL, validated */
+    size_t near_max_keys;  /* CACHE_NEAR_MAX_KEYS: near cache entries, 0 = off */
+    size_t near_max_bytes; /* CACHE_NEAR_MAX_BYTES: near cache bytes, 0 = off */
 } nori__config;
 
 /* Largest accepted CACHE_MAX_BYTES: 1 TiB. */
@@ -24,6 +26,8 @@ typedef struct nori__config {
 
 /* Largest accepted CACHE_MAX_KEYS. */
 #define NORI_MAX_MAX_KEYS ((size_t)1 << 32)
+/* Largest accepted CACHE_NEAR_MAX_BYTES: 1 TiB. */
+#define NORI_MAX_NEAR_BYTES ((size_t)1 << 40)
 
 /*
  * Called by the .env parser for each NAME=VALUE, with the value unquoted.

@@ -28,6 +28,14 @@ int nori_backend_from_env(nori_backend **out)
         rc = nori_memory_backend_new(cfg.max_keys, &b);
     if (rc != NORI_OK)
         return rc;
+    /* The near cache applies to Redis only (the memory backend is local). */
+    if (cfg.use_redis && (cfg.near_max_keys != 0 || cfg.near_max_bytes != 0)) {
+        rc = nori_redis_backend_enable_near(b, cfg.near_max_keys, cfg.near_max_bytes, 0);
+        if (rc != NORI_OK) {
+            nori_backend_free(b);
+            return rc;
+        }
+    }
     rc = nori_backend_set_max_value(b, cfg.max_value);
     if (rc == NORI_OK && !cfg.use_redis)
         rc = nori_memory_backend_set_max_bytes(b, cfg.max_bytes);

@@ -261,25 +261,70 @@ static json_t *parse(const char *data, size_t len, json_error_t *err)
     return json_loadb(data, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, err);
 }
 
+static int hex4(const char *p)
+{
+    int v = 0;
+    for (int i = 0; i < 4; i++) {
+        int c = (unsigned char)p[i], d;
+        if (c >= '0' && c <= '9')
+            d = c - '0';
+        else if (c >= 'a' && c <= 'f')
+            d = c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F')
+            d = c - 'A' + 10;
+        else
+            return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/* What is_python_only_json found (a bit set). */
+enum { PY_NONFINITE = 1, PY_LONE_SURROGATE = 2 };
+
 /*
- * Python's json.dumps writes NaN, Infinity and -Infinity by default, and
- * jansson cannot read them. To tell such a document from plain text, blank
- * those tokens (outside strings) into 0 and parse again: if that parses, the
- * original was JSON (to Python) that we cannot hold.
+ * Python's json.dumps writes documents jansson cannot read: NaN, Infinity
+ * and -Infinity by default, and a lone UTF-16 surrogate escape ("\ud800")
+ * for a str holding one. To tell such a document from plain text, blank the
+ * non-finite tokens (outside strings) into 0 and turn each lone surrogate
+ * escape into "\u0020" (inside strings), then parse again: if that parses,
+ * the original was JSON (to Python) that no jansson value can hold. Returns
+ * the PY_* bits of what was found, or 0 when the text is not such JSON.
  */
-static bool is_python_json_with_nonfinite(const char *data, size_t len)
+static int is_python_only_json(const char *data, size_t len)
 {
     char *copy = malloc(len + 1);
     if (copy == NULL)
-        return false;
+        return 0;
     memcpy(copy, data, len);
-    bool changed = false, in_string = false;
+    int found = 0;
+    bool in_string = false;
     for (size_t i = 0; i < len; i++) {
         if (in_string) {
-            if (copy[i] == '\\')
-                i++;
-            else if (copy[i] == '"')
+            if (copy[i] == '"') {
                 in_string = false;
+            } else if (copy[i] == '\\' && i + 1 < len) {
+                i++;
+                if (copy[i] != 'u' || len - i < 5)
+                    continue;
+                int cu = hex4(copy + i + 1);
+                if (cu < 0xD800 || cu > 0xDFFF) {
+                    i += 4;
+                    continue;
+                }
+                /* A high surrogate followed by a low one is a pair: keep both. */
+                if (cu <= 0xDBFF && len - i >= 11 && copy[i + 5] == '\\' &&
+                    copy[i + 6] == 'u') {
+                    int lo = hex4(copy + i + 7);
+                    if (lo >= 0xDC00 && lo <= 0xDFFF) {
+                        i += 10;
+                        continue;
+                    }
+                }
+                memcpy(copy + i + 1, "0020", 4);
+                i += 4;
+                found |= PY_LONE_SURROGATE;
+            }
             continue;
         }
         if (copy[i] == '"') {
@@ -293,20 +338,20 @@ static bool is_python_json_with_nonfinite(const char *data, size_t len)
                 copy[i] = '0';
                 memset(copy + i + 1, ' ', tl - 1);
                 i += tl - 1;
-                changed = true;
+                found |= PY_NONFINITE;
                 break;
             }
         }
     }
-    bool json = false;
-    if (changed) {
+    if (found != 0) {
         json_error_t err;
         json_t *v = parse(copy, len, &err);
-        json = v != NULL;
+        if (v == NULL)
+            found = 0;
         json_decref(v);
     }
     free(copy);
-    return json;
+    return found;
 }
 
 /*
@@ -346,11 +391,15 @@ static int decode(const char *op, const char *key, const char *data, size_t len,
     if (code == json_error_stack_overflow)
         return nori__fail(NORI_ETYPE, "%s '%.64s': stored JSON is nested deeper than %d levels",
                           op, key, NORI_JSON_MAX_DEPTH);
-    if (is_python_json_with_nonfinite(data, len))
+    int python_only = is_python_only_json(data, len);
+    if (python_only != 0)
         return nori__fail(NORI_ETYPE,
-                          "%s '%.64s': stored JSON holds NaN or Infinity, which jansson "
-                          "cannot represent",
-                          op, key);
+                          "%s '%.64s': stored JSON holds %s%s%s, which jansson cannot represent",
+                          op, key, (python_only & PY_NONFINITE) ? "NaN or Infinity" : "",
+                          python_only == (PY_NONFINITE | PY_LONE_SURROGATE) ? " and " : "",
+                          (python_only & PY_LONE_SURROGATE)
+                              ? "a lone UTF-16 surrogate escape (such as \\ud800)"
+                              : "");
     size_t bad = utf8_invalid_at((const unsigned char *)data, len);
     if (bad != len)
         return nori__fail(NORI_ETYPE,

@@ -29,7 +29,11 @@ static const char USAGE[] =
     "\n"
     "Commands:\n"
     "  get KEY                  print the value, raw bytes, no newline added\n"
-    "  set KEY VALUE [--ttl N]  store VALUE; N seconds to live (default 0 = no expiry)\n"
+    "  get-many KEY...          one line \"KEY<TAB>VALUE\" per key found, in order, in one\n"
+    "                           call (Redis: one round trip); exit 1 if any key is missing\n"
+    "  set KEY VALUE [--ttl N]  store VALUE; N seconds to live (default 0 = no expiry);\n"
+    "                           VALUE \"-\" reads the value from stdin up to EOF, byte\n"
+    "                           for byte (NULs too), at most the value limit\n"
     "  delete KEY               remove KEY (a missing key is not an error)\n"
     "  delete-prefix PREFIX     remove every key that starts with PREFIX (literal, no glob)\n"
     "  flush                    remove every key of this cache (Redis: only cache:*)\n"
@@ -44,13 +48,15 @@ static const char USAGE[] =
     "  CACHE_BACKEND   memory | redis (default memory; memory lives only as long as\n"
     "                  this process)\n"
     "  REDIS_URL       redis://[[user]:password@]host[:port][/db][?timeout_ms=N&...]\n"
-    "                  or unix:///path.sock[?db=N] (default redis://localhost:6379)\n"
+    "                  or unix:///path.sock[?db=N&user=U&password=P]\n"
+    "                  (default redis://localhost:6379)\n"
     "  CACHE_MAX_KEYS, CACHE_MAX_VALUE_BYTES\n"
     "\n"
     "Exit status:\n"
     "  0  success\n"
     "  1  get: key absent or expired; check: the backend is not usable\n"
-    "  2  usage error (unknown command, missing or extra argument, bad --ttl)\n"
+    "  2  usage error (unknown command, missing or extra argument, empty KEY or\n"
+    "     PREFIX, bad --ttl)\n"
     "  3  configuration or backend error (unreachable, timeout, not an int, ...)\n";
 
 static int usage_error(const char *fmt, const char *arg)
@@ -126,7 +132,9 @@ static int parse_args(int argc, char **argv, int first, args *a)
     return 0;
 }
 
-static int want_args(const char *cmd, const args *a, int n, bool ttl_ok)
+/* `n` positionals; with `key_first` the first one is a KEY (or PREFIX), which
+ * may not be empty: caught here as a usage error, before any backend. */
+static int want_args(const char *cmd, const args *a, int n, bool ttl_ok, bool key_first)
 {
     if (a->has_ttl && !ttl_ok)
         return usage_error("%s takes no --ttl", cmd);
@@ -134,7 +142,63 @@ static int want_args(const char *cmd, const args *a, int n, bool ttl_ok)
         return usage_error("%s: missing argument", cmd);
     if (a->npos > n)
         return usage_error("unexpected argument '%s'", a->pos[n]);
+    if (key_first && a->pos[0][0] == '\0')
+        return usage_error(strcmp(cmd, "delete-prefix") == 0
+                               ? "%s: the prefix is empty (to remove every key, use flush)"
+                               : "%s: the key is empty",
+                           cmd);
     return 0;
+}
+
+/*
+ * Reads stdin to EOF into *out (malloc'd), at most `limit` bytes: one byte
+ * more is refused without storing anything. The buffer grows as data comes,
+ * so a small value costs little whatever the limit.
+ */
+static int read_stdin_value(size_t limit, char **out, size_t *out_len)
+{
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    if (buf == NULL) {
+        fputs("noricache: set: out of memory reading stdin\n", stderr);
+        return EXIT_BACKEND;
+    }
+    for (;;) {
+        if (len == cap) {
+            if (cap > limit) /* holds limit + 1 bytes already */
+                break;
+            size_t next = cap * 2 > limit + 1 ? limit + 1 : cap * 2;
+            char *grown = next > cap ? realloc(buf, next) : NULL;
+            if (grown == NULL) {
+                free(buf);
+                fputs("noricache: set: out of memory reading stdin\n", stderr);
+                return EXIT_BACKEND;
+            }
+            buf = grown;
+            cap = next;
+        }
+        size_t n = fread(buf + len, 1, cap - len, stdin);
+        len += n;
+        if (n == 0) {
+            if (ferror(stdin)) {
+                free(buf);
+                perror("noricache: set: stdin");
+                return EXIT_BACKEND;
+            }
+            break; /* EOF */
+        }
+    }
+    if (len > limit) {
+        free(buf);
+        fprintf(stderr,
+                "noricache: set: the value on stdin is longer than the value limit of %zu "
+                "bytes (CACHE_MAX_VALUE_BYTES); nothing written\n",
+                limit);
+        return EXIT_BACKEND;
+    }
+    *out = buf;
+    *out_len = len;
+    return EXIT_OK;
 }
 
 /* "redis redis://:***@host:port" or "memory (max_keys N)", for check. */
@@ -179,7 +243,17 @@ static int run(nori_backend *b, const char *cmd, const args *a)
         return EXIT_OK;
     }
     if (strcmp(cmd, "set") == 0) {
-        rc = nori_backend_set(b, a->pos[0], a->pos[1], strlen(a->pos[1]), a->ttl);
+        if (strcmp(a->pos[1], "-") != 0) {
+            rc = nori_backend_set(b, a->pos[0], a->pos[1], strlen(a->pos[1]), a->ttl);
+            return rc == NORI_OK ? EXIT_OK : backend_error("set", rc);
+        }
+        char *value;
+        size_t len;
+        int xrc = read_stdin_value(nori_backend_max_value(b), &value, &len);
+        if (xrc != EXIT_OK)
+            return xrc;
+        rc = nori_backend_set(b, a->pos[0], value, len, a->ttl);
+        free(value);
         return rc == NORI_OK ? EXIT_OK : backend_error("set", rc);
     }
     if (strcmp(cmd, "delete") == 0) {
@@ -224,6 +298,58 @@ static int run(nori_backend *b, const char *cmd, const args *a)
     return EXIT_OK;
 }
 
+/* noricache get-many KEY...: nori_backend_get_many, a line per key found. */
+static int get_many_main(int nkeys, char **keys)
+{
+    if (nkeys > 0 && strcmp(keys[0], "--") == 0)
+        keys++, nkeys--;
+    if (nkeys == 0)
+        return usage_error("%s: missing argument", "get-many");
+    if (nkeys > NORI_MAX_BULK)
+        return usage_error("%s: too many keys (at most 10000)", "get-many");
+    for (int i = 0; i < nkeys; i++)
+        if (keys[i][0] == '\0')
+            return usage_error("%s: a key is empty", "get-many");
+    nori_backend *b;
+    int rc = nori_backend_from_env(&b);
+    if (rc != NORI_OK) {
+        fprintf(stderr, "noricache: configuration: %s: %s\n", nori_strerror(rc),
+                nori_last_error());
+        return EXIT_BACKEND;
+    }
+    nori_get_result *res = calloc((size_t)nkeys, sizeof *res);
+    if (res == NULL) {
+        nori_backend_free(b);
+        fputs("noricache: get-many: out of memory\n", stderr);
+        return EXIT_BACKEND;
+    }
+    rc = nori_backend_get_many(b, (const char *const *)keys, (size_t)nkeys, res);
+    int status = rc == NORI_OK ? EXIT_OK : backend_error("get-many", rc);
+    bool missed = false;
+    for (int i = 0; i < nkeys && status == EXIT_OK; i++) {
+        if (res[i].rc == NORI_MISS) {
+            missed = true;
+            continue;
+        }
+        if (fprintf(stdout, "%s\t", keys[i]) < 0 ||
+            fwrite(res[i].value.data, 1, res[i].value.len, stdout) < res[i].value.len ||
+            fputc('\n', stdout) == EOF) {
+            perror("noricache: stdout");
+            status = EXIT_BACKEND;
+        }
+    }
+    if (status == EXIT_OK && missed)
+        status = EXIT_MISS;
+    nori_get_results_free(res, (size_t)nkeys);
+    free(res);
+    nori_backend_free(b);
+    if (fflush(stdout) != 0) {
+        perror("noricache: stdout");
+        return EXIT_BACKEND;
+    }
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     /* A closed stdout (noricache get k | head -c1) is a write error, not a
@@ -232,7 +358,10 @@ int main(int argc, char **argv)
     if (argc < 2)
         return usage_error("%s", "missing command");
     const char *cmd = argv[1];
-    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+    bool help = strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0;
+    if ((help || strcmp(cmd, "--version") == 0) && argc > 2)
+        return usage_error("unexpected argument '%s'", argv[2]);
+    if (help) {
         fputs(USAGE, stdout);
         return EXIT_OK;
     }
@@ -240,19 +369,21 @@ int main(int argc, char **argv)
         printf("noricache %s\n", nori_version());
         return EXIT_OK;
     }
+    if (strcmp(cmd, "get-many") == 0)
+        return get_many_main(argc - 2, argv + 2);
     args a;
     int rc = parse_args(argc, argv, 2, &a);
     if (rc != 0)
         return rc;
     if (strcmp(cmd, "get") == 0 || strcmp(cmd, "delete") == 0 ||
         strcmp(cmd, "delete-prefix") == 0)
-        rc = want_args(cmd, &a, 1, false);
+        rc = want_args(cmd, &a, 1, false, true);
     else if (strcmp(cmd, "set") == 0)
-        rc = want_args(cmd, &a, 2, true);
+        rc = want_args(cmd, &a, 2, true, true);
     else if (strcmp(cmd, "incr") == 0)
-        rc = want_args(cmd, &a, 1, true);
+        rc = want_args(cmd, &a, 1, true, true);
     else if (strcmp(cmd, "flush") == 0 || strcmp(cmd, "check") == 0)
-        rc = want_args(cmd, &a, 0, false);
+        rc = want_args(cmd, &a, 0, false, false);
     else
         return usage_error("unknown command '%s'", cmd);
     if (rc != 0)

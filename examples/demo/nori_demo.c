@@ -52,8 +52,9 @@ static struct {
     nori_backend *backend;  /* page entries (the response caches) */
     nori_backend *counters; /* security counters: login throttle; never evicted by pages */
     const char *prefix;
-    char greet_prefix[128], me_prefix[128], login_prefix[128], stock_prefix[128];
-    nori_http_cache *main_cache, *greet_cache, *me_cache, *stock_cache;
+    char greet_prefix[128], me_prefix[128], login_prefix[128], stock_prefix[128],
+        short_prefix[128];
+    nori_http_cache *main_cache, *greet_cache, *me_cache, *stock_cache, *short_cache;
 } demo = {.db_lock = PTHREAD_MUTEX_INITIALIZER};
 
 /* ------------------------------------------------------------- database */
@@ -489,8 +490,8 @@ static int metrics(const nori_http_request *req, nori_http_response *resp, void 
     nori_http_cache_stats sum, s;
     memset(&sum, 0, sizeof sum);
     nori_http_cache *caches[] = {demo.main_cache, demo.greet_cache, demo.me_cache,
-                                 demo.stock_cache};
-    for (int i = 0; i < 4; i++) {
+                                 demo.stock_cache, demo.short_cache};
+    for (int i = 0; i < 5; i++) {
         nori_http_cache_get_stats(caches[i], &s);
         sum.hits += s.hits;
         sum.misses += s.misses;
@@ -587,6 +588,36 @@ static int metrics(const nori_http_request *req, nori_http_response *resp, void 
            b.circuit_rejected);
     METRIC("nori_redis_timeouts_total", "Redis commands and connects that ran out of time.",
            b.timeouts);
+    nori_near_stats near;
+    if (nori_backend_get_near_stats(demo.backend, &near) == NORI_OK) {
+        METRIC("nori_near_hits_total", "Gets served by the near cache.", near.hits);
+        METRIC("nori_near_misses_total", "Gets the near cache sent to Redis.", near.misses);
+        METRIC("nori_near_invalidations_total", "Keys named by Redis invalidation messages.",
+               near.invalidations);
+        METRIC("nori_near_evictions_total", "Local copies dropped by the near cache's bounds.",
+               near.evictions);
+        fputs("# HELP nori_near_flushes_total Near cache emptied, by cause.\n"
+              "# TYPE nori_near_flushes_total counter\n",
+              t.f);
+        const struct {
+            const char *cause;
+            uint64_t n;
+        } flushes[] = {{"own", near.flushes_own},
+                       {"server", near.flushes_server},
+                       {"listener_lost", near.flushes_listener_lost},
+                       {"heartbeat", near.flushes_heartbeat},
+                       {"tracking_lost", near.flushes_tracking_lost}};
+        for (size_t i = 0; i < sizeof flushes / sizeof *flushes; i++)
+            fprintf(t.f, "nori_near_flushes_total{cause=\"%s\"} %" PRIu64 "\n",
+                    flushes[i].cause, flushes[i].n);
+        fprintf(t.f, "# HELP nori_near_entries Local copies held by the near cache.\n"
+                     "# TYPE nori_near_entries gauge\nnori_near_entries %" PRIu64 "\n"
+                     "# HELP nori_near_bytes Bytes held by the near cache.\n"
+                     "# TYPE nori_near_bytes gauge\nnori_near_bytes %" PRIu64 "\n"
+                     "# HELP nori_near_active 1 while Redis tracking is proved.\n"
+                     "# TYPE nori_near_active gauge\nnori_near_active %d\n",
+                near.entries, near.bytes, near.active);
+    }
     fprintf(t.f, "# HELP nori_backend_info The configured backend.\n"
                  "# TYPE nori_backend_info gauge\nnori_backend_info{kind=\"%s\"} 1\n",
             nori_backend_kind(demo.backend));
@@ -605,6 +636,8 @@ static void usage(FILE *f)
           "  --max-conns N         connections at once, all clients (default 1000)\n"
           "  --max-conns-per-ip N  connections at once from one address (default 256)\n"
           "  --conn-timeout S      close a connection idle for S seconds (default 10)\n"
+          "  --no-coalescing       run the handler for every concurrent miss (benchmarks)\n"
+          "  --threads N           libmicrohttpd worker threads (default: one per CPU)\n"
           "Backend from the environment: CACHE_BACKEND=memory|redis, REDIS_URL, CACHE_MAX_KEYS.\n",
           f);
 }
@@ -639,6 +672,8 @@ int main(int argc, char **argv)
      * everyone, and an idle timeout alone does not stop a client that sends
      * a byte every few seconds. */
     unsigned max_conns = 1000, max_conns_ip = 256, conn_timeout = 10;
+    int no_coalescing = 0; /* benchmarks: behave like Nori's Python (no single-flight) */
+    unsigned threads = 0;  /* MHD worker threads; 0 = one per CPU */
     const char *db_path = "./nori-demo.db";
     demo.prefix = "view";
     const char *env_port = getenv("PORT");
@@ -659,6 +694,13 @@ int main(int argc, char **argv)
             db_path = argv[++i];
         } else if (strcmp(argv[i], "--prefix") == 0 && i + 1 < argc && argv[i + 1][0]) {
             demo.prefix = argv[++i];
+        } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
+            if (parse_uint(argv[++i], 256, &threads) < 0) {
+                fprintf(stderr, "nori-demo: --threads %s is not 1..256\n", argv[i]);
+                return 2;
+            }
+        } else if (strcmp(argv[i], "--no-coalescing") == 0) {
+            no_coalescing = 1;
         } else if ((strcmp(argv[i], "--max-conns") == 0 ||
                     strcmp(argv[i], "--max-conns-per-ip") == 0 ||
                     strcmp(argv[i], "--conn-timeout") == 0) &&
@@ -714,6 +756,8 @@ int main(int argc, char **argv)
     o.ttl = 60;
     o.prefix = demo.prefix;
     o.backend = demo.backend;
+    if (no_coalescing)
+        o.lock_timeout_ms = 0;
     const char *vary[] = {"Accept-Language"};
     nori_http_cache_options og = o, om = o;
     og.vary_on = vary;
@@ -729,10 +773,17 @@ int main(int argc, char **argv)
     os.stale_while_revalidate = 30;
     os.stale_if_error = 300;
     os.prefix = demo.stock_prefix;
+    /* /dashboard/short: the dashboard cached 1 s with no stale window, so
+     * that a benchmark sees an expiry every second under load. */
+    nori_http_cache_options oshort = o;
+    oshort.ttl = 1;
+    snprintf(demo.short_prefix, sizeof demo.short_prefix, "%.100s.short", demo.prefix);
+    oshort.prefix = demo.short_prefix;
     if (nori_http_cache_new(&o, &demo.main_cache) != NORI_OK ||
         nori_http_cache_new(&og, &demo.greet_cache) != NORI_OK ||
         nori_http_cache_new(&om, &demo.me_cache) != NORI_OK ||
-        nori_http_cache_new(&os, &demo.stock_cache) != NORI_OK) {
+        nori_http_cache_new(&os, &demo.stock_cache) != NORI_OK ||
+        nori_http_cache_new(&oshort, &demo.short_cache) != NORI_OK) {
         fprintf(stderr, "nori-demo: %s\n", nori_last_error());
         return 1;
     }
@@ -740,6 +791,7 @@ int main(int argc, char **argv)
     const nori_mhd_route routes[] = {
         {"/dashboard", dashboard, NULL, demo.main_cache},
         {"/dashboard/uncached", dashboard, NULL, NULL},
+        {"/dashboard/short", dashboard, NULL, demo.short_cache},
         {"/hello", hello, NULL, NULL},
         {"/products", products, NULL, demo.main_cache},
         {"/report.pdf", report, NULL, demo.main_cache},
@@ -769,7 +821,8 @@ int main(int argc, char **argv)
     addr.sin_port = htons((uint16_t)port);
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    unsigned threads = ncpu > 0 ? (unsigned)ncpu : 1;
+    if (threads == 0)
+        threads = ncpu > 0 ? (unsigned)ncpu : 1;
     struct MHD_Daemon *d = MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL,
         nori_mhd_handler, &app, NORI_MHD_OPTIONS(&app), MHD_OPTION_SOCK_ADDR, &addr,
@@ -793,6 +846,7 @@ int main(int argc, char **argv)
     nori_http_cache_free(demo.greet_cache);
     nori_http_cache_free(demo.me_cache);
     nori_http_cache_free(demo.stock_cache);
+    nori_http_cache_free(demo.short_cache);
     db_close();
     nori_backend_free(demo.counters);
     nori_backend_free(demo.backend);

@@ -197,10 +197,15 @@ NORI_EXPORT size_t nori_memory_entry_bytes(size_t key_len, size_t value_len, int
  * URL forms:
  *   redis://[[user]:password@]host[:port][/db][?option=value&...]
  *       host: a name, an IPv4 address or [IPv6]; port default 6379; db
- *       default 0. user and password may be percent-encoded (%40 for '@').
+ *       default 0. user and password may be percent-encoded (%40 for '@',
+ *       %2F for '/', %3F for '?', %23 for '#'; an unencoded '/', '?' or '#'
+ *       in them is refused with a message that says so).
  *       With a password the backend sends AUTH password (AUTH user password
  *       when a user is given) on every new connection; with db != 0, SELECT.
- *   unix:///path/to.sock[?db=N&option=value&...]
+ *   redis://password@host...  (no ':' before the '@': the whole userinfo is
+ *       the password, as Lettuce reads it; a user name needs user:password)
+ *   unix:///path/to.sock[?db=N&user=U&password=P&option=value&...]
+ *       (redis-py's form; user needs password; both percent-decoded)
  * Options (query string):
  *   connect_timeout_ms  bound on establishing a connection (default 1000)
  *   timeout_ms          bound on each round trip, from sending the command
@@ -211,10 +216,10 @@ NORI_EXPORT size_t nori_memory_entry_bytes(size_t key_len, size_t value_len, int
  *   circuit_cooldown_ms how long the breaker stays open (default 2000)
  * rediss:// (TLS: hiredis 0.14 has none), any other scheme, an unknown option
  * or a malformed URL is NORI_EINVAL, with the URL shown with its password
- * replaced by "***".
+ * replaced by "***". No message of the library ever shows a password.
  *
  * Connects lazily: the URL is validated here, the first connection is made
- * by the first call that needs one. Use nori_backend_verify() (a PING) to
+ * by the first call that needs one. Use nori_backend_verify() (INFO server) to
  * check reachability.
  *
  * Redis Cluster: a redis:// URL may name any node of a cluster. Keyed calls
@@ -396,6 +401,27 @@ NORI_EXPORT int nori_backend_incr(nori_backend *b, const char *key, int64_t ttl,
                                   int64_t *out);
 
 /*
+ * Leases (short locks shared by every process on a backend; the response
+ * cache uses them to coalesce fills across processes on Redis).
+ *
+ * nori_backend_add: stores val at key only when the key is absent or
+ * expired, with an expiry ttl_ms milliseconds later (1..NORI_MAX_TTL*1000;
+ * required: a lease must end even if its holder dies). *added (may be NULL)
+ * is 1 when written, 0 when the key existed (then nothing changed). Redis:
+ * SET key val NX PX ttl_ms, one atomic command.
+ *
+ * nori_backend_delete_if_equal: removes key only when its value is exactly
+ * val[0..len) (release a lease by its token, never someone else's after
+ * ours expired). *deleted (may be NULL) is 1 or 0. Redis: one Lua script
+ * (GET, compare, DEL).
+ * Both: NORI_OK, or the usual argument/backend errors.
+ */
+NORI_EXPORT int nori_backend_add(nori_backend *b, const char *key, const void *val, size_t len,
+                                 int64_t ttl_ms, int *added);
+NORI_EXPORT int nori_backend_delete_if_equal(nori_backend *b, const char *key, const void *val,
+                                             size_t len, int *deleted);
+
+/*
  * The callback of atomic_update. `current` is the value now stored (NULL when
  * absent or expired); it is owned by the library and valid during the call.
  * To write, fill `next` with a malloc()ed buffer (data may be NULL when
@@ -474,6 +500,138 @@ typedef struct {
 #define NORI_CIRCUIT_HALF_OPEN 2 /* one probe call is testing the server */
 
 NORI_EXPORT int nori_backend_get_stats(nori_backend *b, nori_backend_stats *out);
+
+/* ------------------------------------------------------------------------ */
+/* Near cache (Redis backend)                                               */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Gives a Redis backend a near cache: a bounded in-process copy of the
+ * values this process reads, served without talking to Redis, and kept
+ * coherent by Redis itself (server-assisted client-side caching: data
+ * connections run `CLIENT TRACKING on REDIRECT <id>` to one connection
+ * subscribed to __redis__:invalidate, read by a background thread). Same
+ * API, same wire format; writes go to Redis first.
+ *
+ * Bounds: at most max_keys local entries and max_bytes bytes (key + value +
+ * 64 bytes each); 0 means no bound on that dimension, both 0 is NORI_EINVAL.
+ * A local copy never outlives the key's TTL in Redis (PTTL, read with the
+ * value) nor max_ttl_ms (0: 60000). A value larger than max_bytes/shards (up
+ * to 16 shards, at least 1 MiB each) is not kept locally.
+ *
+ * Coherence:
+ *  - another client's change (SET, DEL, EXPIRE, INCR, ...) drops the local
+ *    copy when its invalidation message arrives (well under a millisecond
+ *    on loopback; docs/BENCHMARKS.md); FLUSHALL / FLUSHDB drop everything;
+ *  - this process's own set, delete, incr and atomic_update drop the local
+ *    copy before returning (also on error: the outcome is then unknown),
+ *    flush and delete_prefix drop every local copy: a process reads its own
+ *    writes;
+ *  - a reply is kept only if no invalidation of its key arrived while it was
+ *    in flight, and only when the connection it came on proved, in the same
+ *    round trip (CLIENT TRACKINGINFO), that its tracking redirects to the
+ *    live listener;
+ *  - losing the listener's connection, a PING on it unanswered for 500 ms,
+ *    or a tracked data connection that vanished or lost tracking (checked
+ *    every 500 ms with CLIENT LIST) empties the near cache and stops filling
+ *    it until tracking is proved again; so does a write or tracked read that
+ *    fails with NORI_EBACKEND (its connection is freed, and Redis forgets
+ *    what a closed connection read). A data connection the pool closes for
+ *    being surplus is noticed by the next CLIENT LIST (within about 500 ms).
+ * While nothing changes, a hot key costs Redis nothing; the listener sends
+ * at most 4 commands per second (PING, CLIENT LIST).
+ *
+ * Call once, right after nori_redis_backend_new() and before the handle is
+ * used or shared. NORI_EINVAL when b is not a Redis backend, already has a
+ * near cache, or a bound is invalid. Needs Redis 6.2+ (CLIENT TRACKINGINFO);
+ * on an older server nothing is kept locally (reads go to Redis). One extra
+ * connection (two with tracked data connections) per backend.
+ * Environment: CACHE_NEAR_MAX_KEYS, CACHE_NEAR_MAX_BYTES (nori_backend_from_env).
+ */
+NORI_EXPORT int nori_redis_backend_enable_near(nori_backend *b, size_t max_keys,
+                                               size_t max_bytes, int64_t max_ttl_ms);
+
+typedef struct {
+    uint64_t hits;            /* gets served locally */
+    uint64_t misses;          /* gets that went to Redis */
+    uint64_t fills;           /* values kept locally */
+    uint64_t fills_discarded; /* replies not kept (raced with a change, not proved, too big) */
+    uint64_t invalidations;   /* keys named by invalidation messages */
+    uint64_t evictions;       /* local copies dropped by the bounds */
+    uint64_t flushes_own;           /* flush / delete_prefix by this process */
+    uint64_t flushes_server;        /* FLUSHALL / FLUSHDB on the server */
+    uint64_t flushes_listener_lost; /* invalidation connection lost */
+    uint64_t flushes_heartbeat;     /* PING unanswered in time */
+    uint64_t flushes_tracking_lost; /* a tracked data connection lost its tracking */
+    uint64_t entries;         /* local entries now */
+    uint64_t bytes;           /* local bytes now, as counted against max_bytes */
+    int active;               /* 1 while tracking is proved (serving and filling) */
+} nori_near_stats;
+
+/* Counters of b's near cache. NORI_EINVAL when b has none. */
+NORI_EXPORT int nori_backend_get_near_stats(nori_backend *b, nori_near_stats *out);
+
+/* ------------------------------------------------------------------------ */
+/* Bulk calls: many keys, one round trip                                    */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Conventions of the three bulk calls below:
+ *  - n keys (1 .. NORI_MAX_BULK; n == 0 is NORI_OK and does nothing); each
+ *    key gets its own result code, in order, checked and executed as the
+ *    single-key call would: a bad key (NULL, empty, too long) or a bad
+ *    value fails that key only, the others go ahead.
+ *  - The call returns NORI_OK when every key succeeded (for get_many: NORI_OK
+ *    or NORI_MISS), else the code of the first key that failed, which
+ *    nori_last_error() describes. A bad call itself (b NULL, keys/items or
+ *    results NULL with n > 0, n > NORI_MAX_BULK) is NORI_EINVAL with every
+ *    given result set to NORI_EINVAL and nothing done.
+ *  - Redis (single node): the valid keys go in one round trip (a pipeline of
+ *    GETs or SETs, one UNLINK of all keys), bounded as a whole by
+ *    timeout_ms; an I/O error or timeout fails every key of the round trip,
+ *    with the outcome of writes unknown (see nori_redis_backend_new).
+ *  - Memory, and a Redis backend with a near cache (so that every key goes
+ *    through the local copy and own writes drop it): a loop over the
+ *    single-key operations;
+ *    the calls are not atomic as a group on either backend.
+ */
+#define NORI_MAX_BULK 10000
+
+/* One key's answer in nori_backend_get_many. */
+typedef struct {
+    int rc;         /* NORI_OK, NORI_MISS or this key's error */
+    nori_buf value; /* NORI_OK: the value, owned by the caller; else {NULL, 0} */
+} nori_get_result;
+
+/*
+ * Reads keys[0..n) into results[0..n) (the caller's array; every entry is
+ * written). The values belong to the caller: release them with
+ * nori_get_results_free(results, n) (or nori_buf_free on each value).
+ * Redis: a value longer than the value limit makes that round trip fail
+ * (NORI_ETOOBIG for every key of it: the connection is closed mid-reply).
+ */
+NORI_EXPORT int nori_backend_get_many(nori_backend *b, const char *const *keys, size_t n,
+                                      nori_get_result *results);
+
+/* Frees the values of results[0..n) and sets them to {NULL, 0}. NULL-safe. */
+NORI_EXPORT void nori_get_results_free(nori_get_result *results, size_t n);
+
+/* One write of nori_backend_set_many, with the arguments of nori_backend_set. */
+typedef struct {
+    const char *key;
+    const void *value; /* may be NULL when len == 0 */
+    size_t len;
+    int64_t ttl;       /* seconds; 0: no expiry */
+} nori_set_item;
+
+/* Writes items[0..n); results (NULL, or the caller's array of n) receives
+ * each item's code. The bytes are copied. */
+NORI_EXPORT int nori_backend_set_many(nori_backend *b, const nori_set_item *items, size_t n,
+                                      int *results);
+
+/* Removes keys[0..n) (a missing key is NORI_OK); results as for set_many. */
+NORI_EXPORT int nori_backend_delete_many(nori_backend *b, const char *const *keys, size_t n,
+                                         int *results);
 
 /* ------------------------------------------------------------------------ */
 /* The process-wide default backend and the convenience API                 */

@@ -65,8 +65,15 @@
  *    handler, and the key is remembered as such for hit_for_miss_ms
  *    (Varnish's hit-for-miss), so later requests do not queue. A handler
  *    that calls the cache for its own key is answered uncached, never left
- *    waiting for itself. Coalescing is per process; processes sharing a
- *    Redis each run the handler once per expiry.
+ *    waiting for itself. Across processes sharing a backend other than
+ *    memory (Redis), the in-process leader also takes a lease "{key}:lock"
+ *    (nori_backend_add: SET NX PX, for lock_timeout_ms, with a token unique
+ *    to the call) and releases it by token (nori_backend_delete_if_equal);
+ *    a process that finds the lease taken polls the entry (5 ms doubling to
+ *    50 ms; there is nothing to wait on across processes) until the
+ *    holder's fill lands, the lease goes away, or lock_timeout_ms passes.
+ *    A holder that dies blocks nobody past its lease. So N processes on one
+ *    Redis run the handler once per expiry.
  *  - Freshness: an entry records when it was stored and how long it is
  *    fresh: Cache-Control s-maxage, else max-age, of the handler's response,
  *    never longer than the route's ttl; neither: the ttl. `Expires` alone is
@@ -370,12 +377,18 @@ typedef int (*nori_http_handler_fn)(const nori_http_request *req,
 
 /*
  * Serves `req` through the cache: on a hit fills *resp from the cache
- * (origin NORI_HTTP_HIT, handler not run); otherwise runs handler(req, resp,
- * ud) and stores the response when the rules above allow (origin MISS, or
- * BYPASS when the cache was not consulted). *resp must be initialised (it is
+ * (origin NORI_HTTP_HIT, handler not run; a 304 when the request's
+ * validators match); otherwise runs handler(req, resp, ud) and stores the
+ * response when the rules above allow (origin MISS, or BYPASS when the cache
+ * was not consulted), or answers from a stale entry (origin STALE, see
+ * stale_while_revalidate / stale_if_error). *resp must be initialised (it is
  * cleared first); the caller owns it afterwards and clears it.
- * Returns NORI_OK, the handler's negative code, or NORI_EINVAL for NULL
- * arguments. Cache failures are never returned (they are counted).
+ * Returns NORI_OK, the handler's negative code (unless stale_if_error
+ * answered instead), or NORI_EINVAL for NULL arguments. Cache failures are
+ * never returned (they are counted).
+ * With stale_while_revalidate, a background refresh calls handler(..., ud)
+ * after this call has returned: handler and ud must stay valid until
+ * nori_http_cache_free() (which waits for a running refresh).
  * c may be NULL: then the handler simply runs (origin BYPASS).
  */
 NORI_EXPORT int nori_http_cache_serve(nori_http_cache *c, const nori_http_request *req,

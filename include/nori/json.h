@@ -48,7 +48,8 @@
  *  1. a JSON document (any top-level value; \u0000 inside strings allowed)
  *     -> that value;
  *  2. a JSON document that jansson cannot represent, i.e. Python-written
- *     NaN / Infinity / -Infinity, or an integer outside int64
+ *     NaN / Infinity / -Infinity, a lone UTF-16 surrogate escape in a string
+ *     (json.dumps("a\ud800b") writes "a\ud800b"), or an integer outside int64
  *     -> NORI_ETYPE (handing it back as a string would silently change the
  *     value's type, which is what this layer refuses to do);
  *  3. anything else that is valid UTF-8 (plain text written by another

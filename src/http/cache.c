@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
+#include <unistd.h>
 
 struct nori_http_cache {
     int64_t ttl;
@@ -94,6 +96,11 @@ int nori_http_cache_new(const nori_http_cache_options *opts, nori_http_cache **o
         opts->hit_for_miss_ms < 0 || opts->hit_for_miss_ms > NORI_MAX_TTL)
         return nori__fail(NORI_EINVAL, "lock_timeout_ms %lld / hit_for_miss_ms %lld out of range",
                           (long long)opts->lock_timeout_ms, (long long)opts->hit_for_miss_ms);
+    if (opts->n_refresh_headers > 0 && opts->refresh_headers == NULL)
+        return nori__fail(NORI_EINVAL, "refresh_headers is NULL with n_refresh_headers > 0");
+    for (size_t i = 0; i < opts->n_refresh_headers; i++)
+        if (opts->refresh_headers[i] == NULL || opts->refresh_headers[i][0] == '\0')
+            return nori__fail(NORI_EINVAL, "refresh_headers[%zu] is empty", i);
     if (opts->refresh_threads > 64)
         return nori__fail(NORI_EINVAL, "refresh_threads %zu is over 64", opts->refresh_threads);
     const char *prefix = opts->prefix != NULL ? opts->prefix : "view";
@@ -327,8 +334,9 @@ typedef enum {
     LOOK_STALE_SIE  /* within stale_if_error only */
 } lookup_result;
 
-static lookup_result lookup(nori_http_cache *c, nori_backend *b, const char *key,
-                           nori_http_response *resp, nori__entry_meta *meta, int64_t now_ms)
+static lookup_result lookup_counted(nori_http_cache *c, nori_backend *b, const char *key,
+                                   nori_http_response *resp, nori__entry_meta *meta,
+                                   int64_t now_ms, bool quiet)
 {
     nori_buf val;
     int rc = nori_backend_get(b, key, &val);
@@ -339,9 +347,18 @@ static lookup_result lookup(nori_http_cache *c, nori_backend *b, const char *key
         count(&c->errors);
         return LOOK_ERROR;
     }
+    /* A value over the backend's limit (the limit was lowered, or another
+     * client wrote it) is not decoded: an undecodable entry, a miss. */
+    if (val.len > nori_backend_max_value(b)) {
+        nori_buf_free(&val);
+        if (!quiet)
+            count(&c->errors);
+        return LOOK_MISS;
+    }
     bool memory = strcmp(nori_backend_kind(b), "memory") == 0;
     if (nori__entry_decode_meta(&val, memory, resp, meta) != NORI_OK) {
-        count(&c->errors); /* a miss; the fresh response overwrites it */
+        if (!quiet)
+            count(&c->errors); /* a miss; the fresh response overwrites it */
         return LOOK_MISS;
     }
     /* An entry without freshness fields (Nori's Python wrote it) is fresh
@@ -357,6 +374,12 @@ static lookup_result lookup(nori_http_cache *c, nori_backend *b, const char *key
         return LOOK_STALE_SIE;
     nori_http_response_clear(resp);
     return LOOK_ABSENT;
+}
+
+static lookup_result lookup(nori_http_cache *c, nori_backend *b, const char *key,
+                           nori_http_response *resp, nori__entry_meta *meta, int64_t now_ms)
+{
+    return lookup_counted(c, b, key, resp, meta, now_ms, false);
 }
 
 /* Headers every GET/HEAD answer of a vary-on route carries. */
@@ -566,6 +589,72 @@ static int fill(nori_http_cache *c, nori_backend *b, const char *key,
     return rc;
 }
 
+/* ------------------------------------------- coalescing across processes */
+
+typedef enum { LEASE_NONE, LEASE_HELD, LEASE_SERVED } lease_result;
+
+/*
+ * The cross-process half of coalescing, on a shared backend: a lease
+ * "{key}:lock" (an entry key can never end so: ':' inside the query and
+ * the vary values is escaped) taken with nori_backend_add (Redis: SET NX
+ * PX) for lock_timeout_ms, holding a token unique to this call, released
+ * by nori_backend_delete_if_equal (a script: only our own token). A holder
+ * that dies leaves the lease to expire: nobody waits past lock_timeout.
+ * Without the lease, this process polls the entry (there is nothing to
+ * wait on across processes: 5 ms doubling to 50 ms) until the holder's fill
+ * lands (LEASE_SERVED, *resp filled), the lease goes away without an entry
+ * (then it tries to take it), or lock_timeout passes (LEASE_NONE: run the
+ * handler). A backend error is LEASE_NONE too: fail open.
+ */
+static lease_result remote_lease(nori_http_cache *c, nori_backend *b, const char *key,
+                                 char *lease_key, char *token, nori_http_response *resp,
+                                 nori__entry_meta *meta)
+{
+    static _Atomic uint64_t seq;
+    if ((size_t)snprintf(lease_key, NORI_MAX_KEY_LEN + 1, "%s:lock", key) > NORI_MAX_KEY_LEN)
+        return LEASE_NONE;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(token, 64, "%ld-%lld.%09ld-%llu", (long)getpid(), (long long)ts.tv_sec, ts.tv_nsec,
+             (unsigned long long)atomic_fetch_add(&seq, 1));
+    int64_t deadline = nori__http_now_ms() + c->lock_timeout_ms;
+    int64_t pause = 5;
+    for (;;) {
+        int added = 0;
+        /* A failing lease is not counted here: the fill that follows meets
+         * the same backend and counts its failure once (the backend's own
+         * stats count every failed call). */
+        if (nori_backend_add(b, lease_key, token, strlen(token), c->lock_timeout_ms, &added) !=
+            NORI_OK)
+            return LEASE_NONE;
+        int64_t now = nori__http_now_ms();
+        /* Quiet: an undecodable entry was counted by the first lookup. */
+        lookup_result l = lookup_counted(c, b, key, resp, meta, now, true);
+        if (l == LOOK_FRESH) {
+            /* Filled meanwhile (maybe just before our lease): no run. */
+            if (added) {
+                int deleted;
+                (void)nori_backend_delete_if_equal(b, lease_key, token, strlen(token), &deleted);
+            }
+            return LEASE_SERVED;
+        }
+        nori_http_response_clear(resp);
+        if (added)
+            return LEASE_HELD;
+        if (l == LOOK_ERROR || now >= deadline) {
+            if (now >= deadline)
+                count(&c->lock_timeouts);
+            return LEASE_NONE;
+        }
+        int64_t left = deadline - now;
+        int64_t nap = pause < left ? pause : left;
+        struct timespec d = {(time_t)(nap / 1000), (long)(nap % 1000) * 1000000L};
+        nanosleep(&d, NULL);
+        if (pause < 50)
+            pause *= 2;
+    }
+}
+
 static bool is_write_method(const char *m)
 {
     return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0 ||
@@ -735,7 +824,33 @@ static int serve(nori_http_cache *c, const nori_http_request *req,
         }
         nori_http_response_clear(&fresh);
     }
+    /* Across processes (any backend but memory, i.e. Redis): the in-process
+     * leader also takes the key's lease, or waits for the holder's fill. */
+    char lease_key[NORI_MAX_KEY_LEN + 1], token[64];
+    bool leased = false;
+    if (role == NORI__FLIGHT_LEADER && strcmp(nori_backend_kind(b), "memory") != 0) {
+        nori__entry_meta m2;
+        switch (remote_lease(c, b, key, lease_key, token, resp, &m2)) {
+        case LEASE_SERVED:
+            nori__flight_finish(c->flights, f, true);
+            count(&c->coalesced);
+            count(&c->hits);
+            finish_cached(c, req, resp, &m2, nori__http_now_ms(), NORI_HTTP_HIT);
+            nori_http_response_clear(&stale);
+            return NORI_OK;
+        case LEASE_HELD:
+            leased = true;
+            break;
+        case LEASE_NONE:
+            break;
+        }
+    }
     rc = fill(c, b, key, req, handler, ud, resp, may_store, &stale, &stale_meta, &stored);
+    if (leased) {
+        int deleted;
+        /* On failure the lease ends by its own expiry. */
+        (void)nori_backend_delete_if_equal(b, lease_key, token, strlen(token), &deleted);
+    }
     if (role == NORI__FLIGHT_LEADER) {
         /* Unstorable: remember it, so the next requests do not queue. */
         if (!stored && c->hfm_ms > 0)

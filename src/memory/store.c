@@ -1270,6 +1270,61 @@ static int mem_atomic_update(nori_backend *b, const char *key, size_t klen, nori
     return rc;
 }
 
+
+/* ---- leases: add (set if absent) and delete_if_equal ---- */
+
+typedef struct {
+    const char *key;
+    size_t klen;
+    const void *val;
+    size_t len;
+    int64_t expires_ms;
+} add_ctx;
+
+static int decide_add(const mem_entry *cur, mem_entry **next, void *ctx)
+{
+    add_ctx *c = ctx;
+    if (cur != NULL)
+        return NORI_EABORT; /* present: nothing written */
+    *next = entry_new(c->key, c->klen, c->val, c->len, c->expires_ms);
+    return *next != NULL ? NORI_OK : NORI_ENOMEM;
+}
+
+static int mem_add(nori_backend *b, const char *key, size_t klen, const void *val, size_t len,
+                   int64_t ttl_ms, int *added)
+{
+    mem_backend *mb = (mem_backend *)b;
+    int rc = refuse_reentry(mb, "add");
+    if (rc != NORI_OK)
+        return rc;
+    int64_t now = nori__now_ms();
+    add_ctx c = {key, klen, val, len, now + ttl_ms};
+    rc = read_decide_write(mb, key, klen, hash_key(mb->seed, key, klen), now, decide_add, &c,
+                           true);
+    *added = rc == NORI_OK;
+    return rc == NORI_EABORT ? NORI_OK : rc;
+}
+
+static int mem_delete_if_equal(nori_backend *b, const char *key, size_t klen, const void *val,
+                               size_t len, int *deleted)
+{
+    mem_backend *mb = (mem_backend *)b;
+    int rc = refuse_reentry(mb, "delete_if_equal");
+    if (rc != NORI_OK)
+        return rc;
+    uint64_t hash = hash_key(mb->seed, key, klen);
+    mem_shard *s = shard_of(mb, hash);
+    shard_lock(s);
+    mem_link *l = do_lookup(s, key, klen, hash, nori__now_ms());
+    mem_entry *e = l != NULL ? link_get(l) : NULL;
+    bool equal = e != NULL && e->vlen == len && memcmp(entry_value(e), val, len) == 0;
+    if (equal)
+        do_remove(s, l);
+    shard_unlock(s);
+    *deleted = equal;
+    return NORI_OK;
+}
+
 static int mem_verify(nori_backend *b)
 {
     (void)b;
@@ -1336,6 +1391,8 @@ static const nori_backend_ops memory_ops = {
     .set = mem_set,
     .del = mem_del,
     .delete_prefix = mem_delete_prefix,
+    .add = mem_add,
+    .delete_if_equal = mem_delete_if_equal,
     .incr = mem_incr,
     .atomic_update = mem_atomic_update,
     .verify = mem_verify,

@@ -146,7 +146,7 @@ static struct MHD_Response *build(nori_http_response *resp, const char *x_cache,
               MHD_YES;
     if (x_cache != NULL)
         ok &= MHD_add_response_header(mr, "X-Cache", x_cache) == MHD_YES;
-    if (!ok && resp->origin == NORI_HTTP_HIT) {
+    if (!ok && (resp->origin == NORI_HTTP_HIT || resp->origin == NORI_HTTP_STALE)) {
         MHD_destroy_response(mr);
         *refused = 1;
         return NULL;

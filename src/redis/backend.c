@@ -26,8 +26,10 @@
 #include "backend.h"
 #include "error.h"
 #include "conn.h"
+#include "near/client.h"
 #include "redis/topology.h"
 #include "redis/url_topology.h"
+#include "single.h"
 #include "url.h"
 
 #include <inttypes.h>
@@ -35,8 +37,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KEY_PREFIX "cache:"
-#define KEY_PREFIX_LEN (sizeof KEY_PREFIX - 1)
 /* Keys fetched per SCAN step and deleted per UNLINK during a flush. */
 #define FLUSH_BATCH "1000"
 /* atomic_update gives up after this many lost WATCH races in a row. */
@@ -63,28 +63,6 @@ static const char INCR_SCRIPT_SHA[] = "137df22802a5543446842ecc7afe8dbcae3fa515"
 
 /* Most masters flush, delete_prefix and verify visit. */
 #define MAX_MASTERS 256
-
-typedef struct redis_backend {
-    nori_backend base;    /* must be first */
-    nori__redis_target target; /* owned; target.display names it in messages (passwords masked) */
-    nori__redis_topo *topo;    /* owned: the nodes, their pools, the routing */
-    _Atomic bool script_loaded; /* SCRIPT LOAD done once; NOSCRIPT later is handled */
-    _Atomic uint64_t hits, misses;
-} redis_backend;
-
-/* "cache:" + key, built on the stack: keys are at most NORI_MAX_KEY_LEN. */
-typedef struct {
-    char s[KEY_PREFIX_LEN + NORI_MAX_KEY_LEN + 1];
-    size_t len;
-} wire_key;
-
-static void make_key(wire_key *k, const char *key, size_t klen)
-{
-    memcpy(k->s, KEY_PREFIX, KEY_PREFIX_LEN);
-    memcpy(k->s + KEY_PREFIX_LEN, key, klen);
-    k->len = KEY_PREFIX_LEN + klen;
-    k->s[k->len] = '\0';
-}
 
 static int server_fail(const nori__redis_conn *conn, const redisReply *r, const char *op,
                        const char *key)
@@ -193,6 +171,89 @@ static int redis_set(nori_backend *b, const char *key, size_t klen, const void *
     const char *argv[] = {"SET", k.s, val, "EX", ttl_text};
     const size_t lens[] = {3, k.len, len, 2, (size_t)ttl_len};
     return simple_call(rb, ttl > 0 ? 5 : 3, argv, lens, REDIS_REPLY_STATUS, NULL, "SET", key);
+}
+
+/* add and delete_if_equal: one command whose reply sets a 0/1 flag. */
+typedef struct flag_ctx {
+    redis_backend *rb;
+    int argc;
+    const char **argv;
+    const size_t *lens;
+    const char *op, *key;
+    int *flag;
+} flag_ctx;
+
+static int add_body(nori__topo_attempt *a, void *ctx)
+{
+    flag_ctx *c = ctx;
+    redisReply *r;
+    int rc = nori__redis_conn_command(&a->conn, c->argc, c->argv, c->lens, &r, c->op, c->key);
+    if (rc != NORI_OK)
+        return rc;
+    if (nori__topo_redirected(c->rb->topo, a, r))
+        rc = NORI__REDIRECTED;
+    else if (r->type == REDIS_REPLY_STATUS && strcmp(r->str, "OK") == 0)
+        *c->flag = 1;
+    else if (r->type == REDIS_REPLY_NIL)
+        *c->flag = 0;
+    else
+        rc = server_fail(&a->conn, r, c->op, c->key);
+    freeReplyObject(r);
+    return rc;
+}
+
+static int delete_if_equal_body(nori__topo_attempt *a, void *ctx)
+{
+    flag_ctx *c = ctx;
+    redisReply *r;
+    int rc = nori__redis_conn_command(&a->conn, c->argc, c->argv, c->lens, &r, c->op, c->key);
+    if (rc != NORI_OK)
+        return rc;
+    if (nori__topo_redirected(c->rb->topo, a, r))
+        rc = NORI__REDIRECTED;
+    else if (r->type == REDIS_REPLY_INTEGER)
+        *c->flag = r->integer > 0;
+    else
+        rc = server_fail(&a->conn, r, c->op, c->key);
+    freeReplyObject(r);
+    return rc;
+}
+
+/* A lease: SET NX PX in one command, so two processes can never both
+ * get it. */
+static int redis_add(nori_backend *b, const char *key, size_t klen, const void *val, size_t len,
+                     int64_t ttl_ms, int *added)
+{
+    redis_backend *rb = (redis_backend *)b;
+    wire_key k;
+    make_key(&k, key, klen);
+    char ttl_text[24];
+    int ttl_len = snprintf(ttl_text, sizeof ttl_text, "%" PRId64, ttl_ms);
+    const char *argv[] = {"SET", k.s, val, "NX", "PX", ttl_text};
+    const size_t lens[] = {3, k.len, len, 2, 2, (size_t)ttl_len};
+    flag_ctx c = {rb, 6, argv, lens, "SET NX", key, added};
+    /* Not resent after an I/O error: a second SET NX would say "not added"
+     * about the lease the first one took. */
+    return nori__topo_call(rb->topo, k.s, k.len, false, add_body, &c, "SET NX", key);
+}
+
+/* Release by token: GET and DEL must be one step, or a lease that expired
+ * and was taken by another process could be deleted. */
+static const char DEL_IF_EQUAL_SCRIPT[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) "
+    "else return 0 end";
+
+static int redis_delete_if_equal(nori_backend *b, const char *key, size_t klen, const void *val,
+                                 size_t len, int *deleted)
+{
+    redis_backend *rb = (redis_backend *)b;
+    wire_key k;
+    make_key(&k, key, klen);
+    const char *argv[] = {"EVAL", DEL_IF_EQUAL_SCRIPT, "1", k.s, val};
+    const size_t lens[] = {4, sizeof DEL_IF_EQUAL_SCRIPT - 1, 1, k.len, len};
+    flag_ctx c = {rb, 5, argv, lens, "delete_if_equal (EVAL)", key, deleted};
+    return nori__topo_call(rb->topo, k.s, k.len, false, delete_if_equal_body, &c,
+                           "delete_if_equal (EVAL)", key);
 }
 
 static int redis_del(nori_backend *b, const char *key, size_t klen)
@@ -738,12 +799,17 @@ static const nori_backend_ops redis_ops = {
     .set = redis_set,
     .del = redis_del,
     .delete_prefix = redis_delete_prefix,
+    .add = redis_add,
+    .delete_if_equal = redis_delete_if_equal,
     .incr = redis_incr,
     .atomic_update = redis_atomic_update,
     .verify = redis_verify,
     .describe = redis_describe,
     .stats = redis_stats,
     .destroy = redis_destroy,
+    .get_many = nori__redis_get_many,
+    .set_many = nori__redis_set_many,
+    .delete_many = nori__redis_delete_many,
 };
 
 int nori_redis_backend_new(const char *url, nori_backend **out)
@@ -769,5 +835,177 @@ int nori_redis_backend_new(const char *url, nori_backend **out)
     atomic_init(&rb->misses, 0);
     nori__backend_init(&rb->base, &redis_ops);
     *out = &rb->base;
+    return NORI_OK;
+}
+
+/* ---- the near cache (src/redis/near/) ----
+ *
+ * A backend with a near cache runs on near_ops: get goes through the near
+ * client (the local copy, or a tracked read); every write drops the local
+ * copy once Redis has answered (or failed: the outcome is then unknown), so
+ * that this process reads its own writes; flush and delete_prefix drop every
+ * local copy. Everything else is the plain backend's. */
+
+static int near_get(nori_backend *b, const char *key, size_t klen, nori_buf *out)
+{
+    redis_backend *rb = (redis_backend *)b;
+    /* The URL turned out to name a cluster: tracking one node cannot cover
+     * the keys, so the near cache stays out of the way (empty) and reads are
+     * routed. */
+    if (nori__topo_mode(rb->topo) == NORI_TOPO_CLUSTER)
+        return redis_get(b, key, klen, out);
+    /* A local hit is counted by the store (striped counters: one shared
+     * atomic here cost 8 threads on a hot key a contended cache line). */
+    int rc = nori__near_client_local(rb->near, key, klen, out);
+    if (rc != NORI_MISS)
+        return rc;
+    wire_key k;
+    make_key(&k, key, klen);
+    rc = nori__near_client_fetch(rb->near, rb->near_node, key, klen, k.s, k.len,
+                                 nori_backend_max_value(b), out);
+    if (rc == NORI_OK || rc == NORI_MISS)
+        atomic_fetch_add_explicit(rc == NORI_OK ? &rb->hits : &rb->misses, 1,
+                                  memory_order_relaxed);
+    return rc;
+}
+
+static void near_stats(nori_backend *b, nori_backend_stats *out)
+{
+    redis_stats(b, out);
+    nori__near_stats st;
+    nori__near_get_stats(nori__near_client_store(((redis_backend *)b)->near), &st);
+    out->hits += st.hits;
+}
+
+/*
+ * After a write on key: drop its local copy. After NORI_EBACKEND also drop
+ * every copy: the connection that failed is freed, and if it had tracking
+ * on, Redis forgot the keys it read, so their changes would no longer be
+ * announced (the heartbeat would notice within 500 ms; this leaves no
+ * window). Errors are rare, and a flush only costs refills.
+ */
+static int near_after_write(nori_backend *b, const char *key, size_t klen, int rc)
+{
+    redis_backend *rb = (redis_backend *)b;
+    if (rc == NORI_EBACKEND)
+        nori__near_flush(nori__near_client_store(rb->near), NORI__NEAR_FLUSH_TRACKING_LOST);
+    else
+        nori__near_client_drop(rb->near, key, klen);
+    return rc;
+}
+
+static int near_set(nori_backend *b, const char *key, size_t klen, const void *val, size_t len,
+                    int64_t ttl)
+{
+    return near_after_write(b, key, klen, redis_set(b, key, klen, val, len, ttl));
+}
+
+static int near_del(nori_backend *b, const char *key, size_t klen)
+{
+    return near_after_write(b, key, klen, redis_del(b, key, klen));
+}
+
+static int near_delete_prefix(nori_backend *b, const char *prefix, size_t plen)
+{
+    int rc = redis_delete_prefix(b, prefix, plen);
+    nori__near_client_flush(((redis_backend *)b)->near);
+    return rc;
+}
+
+static int near_incr(nori_backend *b, const char *key, size_t klen, int64_t ttl, int64_t *out)
+{
+    return near_after_write(b, key, klen, redis_incr(b, key, klen, ttl, out));
+}
+
+static int near_atomic_update(nori_backend *b, const char *key, size_t klen, nori_update_fn fn,
+                              void *ud, int64_t ttl, nori_buf *out)
+{
+    return near_after_write(b, key, klen, redis_atomic_update(b, key, klen, fn, ud, ttl, out));
+}
+
+static int near_add(nori_backend *b, const char *key, size_t klen, const void *val, size_t len,
+                    int64_t ttl_ms, int *added)
+{
+    return near_after_write(b, key, klen, redis_add(b, key, klen, val, len, ttl_ms, added));
+}
+
+static int near_delete_if_equal(nori_backend *b, const char *key, size_t klen, const void *val,
+                                size_t len, int *deleted)
+{
+    return near_after_write(b, key, klen, redis_delete_if_equal(b, key, klen, val, len, deleted));
+}
+
+static void near_destroy(nori_backend *b)
+{
+    /* The listener thread goes first: it reads the store and the URL. */
+    nori__near_client_stop(((redis_backend *)b)->near);
+    redis_destroy(b);
+}
+
+static const nori_backend_ops redis_near_ops = {
+    .kind = "redis",
+    .get = near_get,
+    .set = near_set,
+    .del = near_del,
+    .delete_prefix = near_delete_prefix,
+    .add = near_add,
+    .delete_if_equal = near_delete_if_equal,
+    .incr = near_incr,
+    .atomic_update = near_atomic_update,
+    .verify = redis_verify,
+    .stats = near_stats,
+    .destroy = near_destroy,
+};
+
+int nori_redis_backend_enable_near(nori_backend *b, size_t max_keys, size_t max_bytes,
+                                   int64_t max_ttl_ms)
+{
+    if (b == NULL || (b->ops != &redis_ops && b->ops != &redis_near_ops))
+        return nori__fail(NORI_EINVAL, "enable_near: not a Redis backend");
+    if (b->ops == &redis_near_ops)
+        return nori__fail(NORI_EINVAL, "enable_near: this backend already has a near cache");
+    redis_backend *rb = (redis_backend *)b;
+    /* Tracking is per server: the near cache is for one server only (no
+     * connection is made here to find out; on a URL that later turns out to
+     * name a cluster node, near_get routes around it). */
+    rb->near_node = nori__topo_seed(rb->topo);
+    if (rb->near_node == NULL)
+        return nori__fail(NORI_EINVAL,
+                          "enable_near: redis %s is a cluster or a sentinel set-up; the near "
+                          "cache needs one server",
+                          rb->target.display);
+    nori__near_limits limits = {max_keys, max_bytes, max_ttl_ms};
+    int rc = nori__near_client_start(rb->near_node->url, &limits, KEY_PREFIX, &rb->near);
+    if (rc != NORI_OK)
+        return rc;
+    b->ops = &redis_near_ops;
+    return NORI_OK;
+}
+
+int nori_backend_get_near_stats(nori_backend *b, nori_near_stats *out)
+{
+    if (b == NULL || out == NULL)
+        return nori__fail(NORI_EINVAL, "get_near_stats: b or out is NULL");
+    if (b->ops != &redis_near_ops)
+        return nori__fail(NORI_EINVAL, "get_near_stats: this backend has no near cache");
+    redis_backend *rb = (redis_backend *)b;
+    nori__near_stats st;
+    nori__near_get_stats(nori__near_client_store(rb->near), &st);
+    *out = (nori_near_stats){
+        .hits = st.hits,
+        .misses = st.misses,
+        .fills = st.fills,
+        .fills_discarded = st.fills_discarded,
+        .invalidations = st.invalidations,
+        .evictions = st.evictions,
+        .flushes_own = st.flushes[NORI__NEAR_FLUSH_OWN],
+        .flushes_server = st.flushes[NORI__NEAR_FLUSH_SERVER],
+        .flushes_listener_lost = st.flushes[NORI__NEAR_FLUSH_LISTENER_LOST],
+        .flushes_heartbeat = st.flushes[NORI__NEAR_FLUSH_HEARTBEAT],
+        .flushes_tracking_lost = st.flushes[NORI__NEAR_FLUSH_TRACKING_LOST],
+        .entries = st.entries,
+        .bytes = st.bytes,
+        .active = st.active ? 1 : 0,
+    };
     return NORI_OK;
 }

@@ -33,6 +33,15 @@ typedef struct read_budget {
 
 static _Thread_local read_budget *tl_budget;
 
+/* Status and error lines ("+OK", "-WRONGTYPE ...") are no values: a tiny
+ * value limit must not refuse them. */
+#define MIN_LINE_LIMIT ((size_t)64 * 1024)
+
+static size_t line_limit(const nori__redis_limits *lim)
+{
+    return lim->max_bulk > MIN_LINE_LIMIT ? lim->max_bulk : MIN_LINE_LIMIT;
+}
+
 static redisReply *new_reply(const redisReadTask *task, int type)
 {
     redisReply *r = calloc(1, sizeof *r);
@@ -50,10 +59,11 @@ static void *create_string(const redisReadTask *task, char *str, size_t len)
 {
     read_budget *b = tl_budget;
     if (b != NULL) {
-        if (len > b->lim->max_bulk || len > b->lim->max_total - b->bytes) {
+        size_t limit = task->type == REDIS_REPLY_STRING ? b->lim->max_bulk : line_limit(b->lim);
+        if (len > limit || len > b->lim->max_total - b->bytes) {
             b->exceeded = NORI__REDIS_ERR_TOOBIG;
             snprintf(b->why, sizeof b->why, "a reply string of %zu bytes is over the limit of %zu",
-                     len, len > b->lim->max_bulk ? b->lim->max_bulk : b->lim->max_total);
+                     len, len > limit ? limit : b->lim->max_total);
             return NULL;
         }
         b->bytes += len;
@@ -213,10 +223,10 @@ static int check_pending(redisContext *c, read_budget *b)
     }
     /* Complete replies were taken before this is called, so the buffer holds
      * one item in progress: a bulk string of at most max_bulk bytes plus its
-     * header, or a line. */
-    if (avail > b->lim->max_bulk + 64)
+     * header, or a status or error line. */
+    if (avail > line_limit(b->lim) + 64)
         return set_error(c, NORI__REDIS_ERR_TOOBIG,
-                         "the reply holds an item of more than %zu bytes", b->lim->max_bulk);
+                         "the reply holds an item of more than %zu bytes", line_limit(b->lim));
     return 0;
 }
 

@@ -202,6 +202,24 @@ void nori__topo_free(nori__redis_topo *t)
     free(t);
 }
 
+nori__redis_node *nori__topo_single(nori__redis_topo *t, int *rc)
+{
+    *rc = nori__topo_ready(t);
+    if (*rc != NORI_OK || nori__topo_mode(t) != NORI_TOPO_SINGLE)
+        return NULL;
+    int m = atomic_load(&t->master);
+    return m >= 0 ? &nori__topo_node(t, (size_t)m)->node : NULL;
+}
+
+nori__redis_node *nori__topo_seed(nori__redis_topo *t)
+{
+    int mode = nori__topo_mode(t);
+    int i = mode == NORI_TOPO_SINGLE    ? atomic_load(&t->master)
+            : mode == NORI_TOPO_UNKNOWN ? node_at(t, NULL, 0)
+                                        : -1;
+    return i >= 0 ? &nori__topo_node(t, (size_t)i)->node : NULL;
+}
+
 void nori__topo_stats(nori__redis_topo *t, nori_backend_stats *out)
 {
     size_t n = atomic_load_explicit(&t->nnodes, memory_order_acquire);

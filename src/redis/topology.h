@@ -107,6 +107,19 @@ bool nori__topo_redirected(const nori__redis_topo *t, nori__topo_attempt *a, con
  */
 int nori__topo_masters(nori__redis_topo *t, nori__redis_node **out, size_t max);
 
+/*
+ * The one server when the backend talks to one (a standalone redis:// or
+ * unix:// server; finds out the mode first, which may cost an INFO): its
+ * node, valid while the backend lives. NULL with *rc NORI_OK on a cluster or
+ * through Sentinel, NULL with *rc an error when the mode cannot be found out.
+ */
+nori__redis_node *nori__topo_single(nori__redis_topo *t, int *rc);
+
+/* Without connecting: the one server when the mode is standalone, the first
+ * seed while the mode is not known yet; NULL on a cluster or through
+ * Sentinel (or out of memory). Valid while the backend lives. */
+nori__redis_node *nori__topo_seed(nori__redis_topo *t);
+
 /* Adds every node's circuit-breaker state and counters to *out. */
 void nori__topo_stats(nori__redis_topo *t, nori_backend_stats *out);
 

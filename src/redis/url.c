@@ -7,31 +7,211 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /*
- * Writes `url` into buf with the password (the part of the userinfo after the
- * first ':', up to the last '@') replaced by "***". Works on malformed URLs
- * too, so that no error message ever shows a password.
+ * The structure of a URL as the parser reads it, in one place: the masker's
+ * exact mode, nori__redis_url_password_spans and the parser all use these
+ * helpers, so they agree on where a password is.
  */
-static void mask_url(const char *url, char *buf, size_t size)
+
+/* The authority of a redis:// URL: rest is the text after "redis://". It
+ * ends at the first '/', '?' or '#'; its userinfo ends at its last '@';
+ * the password starts after the userinfo's first ':' (no ':': the whole
+ * userinfo is the password, as Lettuce reads redis://password@host). */
+typedef struct authority {
+    size_t len;        /* rest[0..len) */
+    const char *at;    /* the userinfo's end, or NULL: no userinfo */
+    const char *colon; /* the user/password separator, or NULL */
+} authority;
+
+static authority split_authority(const char *rest)
 {
-    /* The last '@' anywhere: a careless password may hold '/', '?' or '#'
-     * unencoded, and masking too much is harmless where too little is not. */
+    authority a = {strcspn(rest, "/?#"), NULL, NULL};
+    for (size_t i = 0; i < a.len; i++)
+        if (rest[i] == '@')
+            a.at = rest + i;
+    if (a.at != NULL)
+        a.colon = memchr(rest, ':', (size_t)(a.at - rest));
+    return a;
+}
+
+/* The password text of an authority (raw, before percent-decoding). */
+static void authority_password(const char *rest, const authority *a, const char **pw,
+                               size_t *len)
+{
+    *pw = a->colon != NULL ? a->colon + 1 : rest;
+    *len = (size_t)(a->at - *pw);
+}
+
+/* Where the query of a redis:// URL starts (after the authority and the
+ * optional /db), or NULL when there is none. */
+static const char *tcp_query(const char *rest, const authority *a)
+{
+    const char *p = rest + a->len;
+    if (*p == '/') {
+        p++;
+        p += strcspn(p, "?");
+    }
+    return *p == '?' ? p + 1 : NULL;
+}
+
+/* Where the query of a unix:// URL starts, or NULL. */
+static const char *unix_query(const char *rest)
+{
+    const char *q = strchr(rest, '?');
+    return q != NULL ? q + 1 : NULL;
+}
+
+/* One name=value option of a query; *q advances past it (and its '&').
+ * eq is NULL when the option has no '='. */
+typedef struct option {
+    const char *name;
+    size_t nlen;
+    const char *value; /* NULL when there is no '=' */
+    size_t vlen;
+} option;
+
+static option next_option(const char **q)
+{
+    size_t len = strcspn(*q, "&");
+    option o = {*q, len, NULL, 0};
+    const char *eq = memchr(*q, '=', len);
+    if (eq != NULL) {
+        o.nlen = (size_t)(eq - *q);
+        o.value = eq + 1;
+        o.vlen = len - o.nlen - 1;
+    }
+    *q += len;
+    if (**q == '&')
+        (*q)++;
+    return o;
+}
+
+static bool option_is(const option *o, const char *name)
+{
+    return o->nlen == strlen(name) && memcmp(o->name, name, o->nlen) == 0;
+}
+
+static size_t add_span(nori__redis_span *spans, size_t max, size_t n, const char *url,
+                       const char *p, size_t len)
+{
+    if (n < max) {
+        spans[n].off = (size_t)(p - url);
+        spans[n].len = len;
+    }
+    return n + 1;
+}
+
+size_t nori__redis_url_password_spans(const char *url, nori__redis_span *spans, size_t max)
+{
+    size_t n = 0;
+    const char *q = NULL;
+    if (strncmp(url, "redis://", 8) == 0) {
+        const char *rest = url + 8;
+        authority a = split_authority(rest);
+        if (a.at != NULL) {
+            const char *pw;
+            size_t len;
+            authority_password(rest, &a, &pw, &len);
+            n = add_span(spans, max, n, url, pw, len);
+        }
+        q = tcp_query(rest, &a);
+    } else if (strncmp(url, "unix://", 7) == 0) {
+        q = unix_query(url + 7);
+    }
+    while (q != NULL && *q != '\0') {
+        option o = next_option(&q);
+        if (o.value != NULL && option_is(&o, "password"))
+            n = add_span(spans, max, n, url, o.value, o.vlen);
+    }
+    return n;
+}
+
+/* The URL with the given spans replaced by "***": exact, for URLs that
+ * parsed (the result parses again, with "***" as the password). */
+static char *mask_spans(const char *url, const nori__redis_span *spans, size_t n)
+{
+    size_t len = strlen(url);
+    char *out = malloc(len + 3 * n + 1);
+    if (out == NULL)
+        return NULL;
+    size_t o = 0, from = 0;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(out + o, url + from, spans[i].off - from);
+        o += spans[i].off - from;
+        memcpy(out + o, "***", 3);
+        o += 3;
+        from = spans[i].off + spans[i].len;
+    }
+    memcpy(out + o, url + from, len - from);
+    out[o + len - from] = '\0';
+    return out;
+}
+
+/*
+ * Writes `url` into buf with every password hidden, for the messages about
+ * URLs that did not parse: "***" in place of
+ *  - the userinfo's password: after the first ':' of the userinfo, up to the
+ *    LAST '@' anywhere (a careless password may hold '/', '?', '#' or '@'
+ *    unencoded), or the whole userinfo when it has no ':' (redis://pw@host)
+ *    or when the text before its ':' holds a '@', '/', '?' or '#' (then no
+ *    user name can be told apart from the password);
+ *  - the value of every "password=" (any case), up to the next '&' or the
+ *    end, including one that starts inside the hidden userinfo.
+ * This hides a superset of what the parser reads as a password
+ * (nori__redis_url_password_spans) whatever the input: masking too much is
+ * harmless where too little is not.
+ */
+void nori__redis_url_mask(const char *url, char *buf, size_t size)
+{
+    if (size == 0)
+        return;
     const char *scheme_end = strstr(url, "://");
     const char *auth = scheme_end != NULL ? scheme_end + 3 : url;
     const char *at = strrchr(auth, '@');
-    const char *colon = at != NULL ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
-    if (colon == NULL) {
-        snprintf(buf, size, "%s", url);
-        return;
+    const char *hide_from = NULL, *hide_to = NULL;
+    if (at != NULL) {
+        const char *colon = memchr(auth, ':', (size_t)(at - auth));
+        bool user_shown = colon != NULL && strcspn(auth, "@/?#") >= (size_t)(colon - auth);
+        hide_from = user_shown ? colon + 1 : auth;
+        hide_to = at;
+        for (const char *p = hide_from; p < hide_to; p++)
+            if (strncasecmp(p, "password=", 9) == 0) {
+                const char *end = p + 9 + strcspn(p + 9, "&");
+                if (end > hide_to)
+                    hide_to = end;
+            }
     }
-    snprintf(buf, size, "%.*s***%s", (int)(colon + 1 - url), url, at);
+    size_t o = 0;
+    const char *p = url;
+    while (*p != '\0' && o + 1 < size) {
+        const char *skip_to = NULL;
+        size_t keep = 0;
+        if (p == hide_from) {
+            skip_to = hide_to;
+            hide_from = NULL;
+        } else if ((hide_to == NULL || p >= hide_to) && strncasecmp(p, "password=", 9) == 0) {
+            keep = 9;
+            skip_to = p + 9 + strcspn(p + 9, "&");
+        }
+        if (skip_to == NULL) {
+            buf[o++] = *p++;
+            continue;
+        }
+        for (size_t i = 0; i < keep && o + 1 < size; i++)
+            buf[o++] = p[i];
+        for (int i = 0; i < 3 && o + 1 < size; i++)
+            buf[o++] = '*';
+        p = skip_to;
+    }
+    buf[o] = '\0';
 }
 
 static int fail_url(const char *url, const char *what)
 {
     char masked[256];
-    mask_url(url, masked, sizeof masked);
+    nori__redis_url_mask(url, masked, sizeof masked);
     return nori__fail(NORI_EINVAL, "REDIS_URL '%s' is malformed: %s", masked, what);
 }
 
@@ -94,47 +274,71 @@ static bool parse_int(const char *s, size_t n, long min, long max, int *out)
     return true;
 }
 
+/* Percent-decodes one credential (user or password) into *out. */
+static int decode_credential(const char *url, const char *s, size_t n, const char *what,
+                             char **out)
+{
+    bool bad;
+    *out = decode(s, n, &bad);
+    if (*out == NULL) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "bad percent-escape in the %s", what);
+        return bad ? fail_url(url, msg)
+                   : nori__fail(NORI_ENOMEM, "out of memory parsing REDIS_URL");
+    }
+    return NORI_OK;
+}
+
 static int parse_query(const char *url, const char *q, nori__redis_url *u)
 {
     while (*q != '\0') {
-        size_t len = strcspn(q, "&");
-        const char *eq = memchr(q, '=', len);
-        if (eq == NULL)
+        option o = next_option(&q);
+        if (o.value == NULL)
             return fail_url(url, "a query option has no '=value'");
-        size_t nlen = (size_t)(eq - q), vlen = len - nlen - 1;
-        const char *v = eq + 1;
-        bool ok;
-        if (nlen == 2 && memcmp(q, "db", 2) == 0) {
+        const char *v = o.value;
+        size_t vlen = o.vlen;
+        if (option_is(&o, "db")) {
             if (!u->is_unix)
                 return fail_url(url, "for redis:// URLs the db goes in the path (/N), not ?db=");
-            ok = parse_int(v, vlen, 0, INT_MAX, &u->db);
-            if (!ok)
+            if (!parse_int(v, vlen, 0, INT_MAX, &u->db))
                 return fail_url(url, "db is not a non-negative integer");
-        } else if (nlen == 18 && memcmp(q, "connect_timeout_ms", 18) == 0) {
+        } else if (option_is(&o, "password") || option_is(&o, "user")) {
+            bool pw = o.nlen == 8;
+            if (!u->is_unix)
+                return fail_url(url, "for redis:// URLs the user and password go before the "
+                                     "host (redis://user:password@host), not in ?user=/?password=");
+            if (pw ? u->password != NULL : u->user != NULL)
+                return fail_url(url, pw ? "password= is given twice" : "user= is given twice");
+            int rc = decode_credential(url, v, vlen, pw ? "password" : "user name",
+                                       pw ? &u->password : &u->user);
+            if (rc != NORI_OK)
+                return rc;
+            if ((pw ? u->password : u->user)[0] == '\0')
+                return fail_url(url, pw ? "the password is empty" : "the user name is empty");
+        } else if (option_is(&o, "connect_timeout_ms")) {
             if (!parse_int(v, vlen, 1, NORI_REDIS_MAX_TIMEOUT_MS, &u->connect_timeout_ms))
                 return fail_url(url, "connect_timeout_ms must be an integer from 1 to 600000");
-        } else if (nlen == 10 && memcmp(q, "timeout_ms", 10) == 0) {
+        } else if (option_is(&o, "timeout_ms")) {
             if (!parse_int(v, vlen, 1, NORI_REDIS_MAX_TIMEOUT_MS, &u->timeout_ms))
                 return fail_url(url, "timeout_ms must be an integer from 1 to 600000");
-        } else if (nlen == 9 && memcmp(q, "pool_size", 9) == 0) {
+        } else if (option_is(&o, "pool_size")) {
             if (!parse_int(v, vlen, 1, NORI_REDIS_MAX_POOL_SIZE, &u->pool_size))
                 return fail_url(url, "pool_size must be an integer from 1 to 1024");
-        } else if (nlen == 16 && memcmp(q, "circuit_failures", 16) == 0) {
+        } else if (option_is(&o, "circuit_failures")) {
             if (!parse_int(v, vlen, 0, NORI_REDIS_MAX_CIRCUIT_FAILURES, &u->circuit_failures))
                 return fail_url(url, "circuit_failures must be an integer from 0 (off) to "
                                      "1000000");
-        } else if (nlen == 19 && memcmp(q, "circuit_cooldown_ms", 19) == 0) {
+        } else if (option_is(&o, "circuit_cooldown_ms")) {
             if (!parse_int(v, vlen, 1, NORI_REDIS_MAX_TIMEOUT_MS, &u->circuit_cooldown_ms))
                 return fail_url(url, "circuit_cooldown_ms must be an integer from 1 to 600000");
         } else {
-            return fail_url(url, "unknown query option (known: db for unix://, "
-                                 "connect_timeout_ms, timeout_ms, pool_size, circuit_failures, "
-                                 "circuit_cooldown_ms)");
+            return fail_url(url, "unknown query option (known: db, user and password for "
+                                 "unix://, connect_timeout_ms, timeout_ms, pool_size, "
+                                 "circuit_failures, circuit_cooldown_ms)");
         }
-        q += len;
-        if (*q == '&')
-            q++;
     }
+    if (u->user != NULL && u->password == NULL)
+        return fail_url(url, "user= needs password= too");
     return NORI_OK;
 }
 
@@ -158,40 +362,47 @@ static int parse_unix(const char *url, const char *rest, nori__redis_url *u)
     u->path = strndup(rest, plen);
     if (u->path == NULL)
         return nori__fail(NORI_ENOMEM, "out of memory parsing REDIS_URL");
-    if (rest[plen] == '?')
-        return parse_query(url, rest + plen + 1, u);
+    const char *q = unix_query(rest);
+    if (q != NULL)
+        return parse_query(url, q, u);
     return NORI_OK;
 }
 
 static int parse_tcp(const char *url, const char *rest, nori__redis_url *u)
 {
-    size_t auth_len = strcspn(rest, "/?#");
+    authority a = split_authority(rest);
+    size_t auth_len = a.len;
+    if (strchr(rest + auth_len, '@') != NULL) {
+        /* A '@' after the authority's end: the user name or password holds
+         * the character that ended it, unencoded ("redis://:hun/ter2@host"
+         * would otherwise be reported as an empty host). */
+        char c = rest[auth_len];
+        char msg[200];
+        snprintf(msg, sizeof msg,
+                 "the user name or password contains an unencoded '%c', which ends the host "
+                 "part; percent-encode it (%s)",
+                 c, c == '/' ? "%2F" : c == '?' ? "%3F" : "%23");
+        return fail_url(url, msg);
+    }
     if (rest[auth_len] == '#')
         return fail_url(url, "fragments (#) are not allowed");
     const char *hostport = rest;
-    const char *at = NULL;
-    for (size_t i = 0; i < auth_len; i++)
-        if (rest[i] == '@')
-            at = rest + i;
-    bool bad;
-    if (at != NULL) {
-        const char *colon = memchr(rest, ':', (size_t)(at - rest));
-        if (colon == NULL)
-            return fail_url(url, "the part before '@' needs a ':' before the password "
-                                 "(redis://:password@host or redis://user:password@host)");
-        if (colon > rest) {
-            u->user = decode(rest, (size_t)(colon - rest), &bad);
-            if (u->user == NULL)
-                return bad ? fail_url(url, "bad percent-escape in the user name")
-                           : nori__fail(NORI_ENOMEM, "out of memory parsing REDIS_URL");
+    if (a.at != NULL) {
+        int rc;
+        if (a.colon != NULL && a.colon > rest) {
+            rc = decode_credential(url, rest, (size_t)(a.colon - rest), "user name", &u->user);
+            if (rc != NORI_OK)
+                return rc;
         }
-        u->password = decode(colon + 1, (size_t)(at - colon - 1), &bad);
-        if (u->password == NULL)
-            return bad ? fail_url(url, "bad percent-escape in the password")
-                       : nori__fail(NORI_ENOMEM, "out of memory parsing REDIS_URL");
+        const char *pw;
+        size_t pw_len;
+        authority_password(rest, &a, &pw, &pw_len);
+        rc = decode_credential(url, pw, pw_len, "password", &u->password);
+        if (rc != NORI_OK)
+            return rc;
         if (u->password[0] == '\0')
             return fail_url(url, "the password is empty");
-        hostport = at + 1;
+        hostport = a.at + 1;
     }
     size_t hp_len = (size_t)(rest + auth_len - hostport);
     const char *host = hostport, *port = NULL;
@@ -235,10 +446,10 @@ static int parse_tcp(const char *url, const char *rest, nori__redis_url *u)
         size_t db_len = strcspn(p, "?");
         if (db_len > 0 && !parse_int(p, db_len, 0, INT_MAX, &u->db))
             return fail_url(url, "the database after '/' is not a non-negative integer");
-        p += db_len;
     }
-    if (*p == '?')
-        return parse_query(url, p + 1, u);
+    const char *q = tcp_query(rest, &a);
+    if (q != NULL)
+        return parse_query(url, q, u);
     return NORI_OK;
 }
 
@@ -274,15 +485,57 @@ int nori__redis_url_parse(const char *url, nori__redis_url *out)
         rc = fail_url(url, "the scheme must be redis:// or unix://");
     }
     if (rc == NORI_OK) {
-        char masked[NORI_REDIS_MAX_URL_LEN + 8];
-        mask_url(url, masked, sizeof masked);
-        u.display = strdup(masked);
+        /* Exact: the spans the parser read the password from. */
+        nori__redis_span spans[4];
+        size_t n = nori__redis_url_password_spans(url, spans, 4);
+        u.display = n <= 4 ? mask_spans(url, spans, n) : NULL;
         if (u.display == NULL)
             rc = nori__fail(NORI_ENOMEM, "out of memory parsing REDIS_URL");
     }
     if (rc != NORI_OK) {
         nori__redis_url_free(&u);
         return rc;
+    }
+    *out = u;
+    return NORI_OK;
+}
+
+static char *dup_or_null(const char *s, bool *failed)
+{
+    if (s == NULL)
+        return NULL;
+    char *d = strdup(s);
+    if (d == NULL)
+        *failed = true;
+    return d;
+}
+
+int nori__redis_url_for_node(const nori__redis_url *base, const char *host, int port,
+                             nori__redis_url *out)
+{
+    nori__redis_url u = *base;
+    bool failed = false;
+    u.is_unix = false;
+    u.path = NULL;
+    u.port = port;
+    u.host = dup_or_null(host, &failed);
+    u.user = dup_or_null(base->user, &failed);
+    u.password = dup_or_null(base->password, &failed);
+    u.display = NULL;
+    if (!failed) {
+        size_t n = strlen(host) + 32;
+        u.display = malloc(n);
+        if (u.display == NULL)
+            failed = true;
+        else if (strchr(host, ':') != NULL)
+            snprintf(u.display, n, "redis://[%s]:%d", host, port);
+        else
+            snprintf(u.display, n, "redis://%s:%d", host, port);
+    }
+    if (failed) {
+        nori__redis_url_free(&u);
+        return nori__fail(NORI_ENOMEM, "out of memory describing Redis node %.64s:%d", host,
+                          port);
     }
     *out = u;
     return NORI_OK;

@@ -5,16 +5,23 @@
  *
  * Accepted forms:
  *   redis://[[user]:password@]host[:port][/db][?option=value&...]
- *   unix:///path/to.sock[?db=N&option=value&...]
+ *   redis://password@host...   (no ':': the whole userinfo is the password,
+ *                               as Lettuce reads it)
+ *   unix:///path/to.sock[?db=N&user=U&password=P&option=value&...]
  * host may be a name, an IPv4 address or a bracketed IPv6 address
- * ([::1]). user and password may be percent-encoded (%40 for '@').
- * Options: db (unix only; redis:// puts it in the path), connect_timeout_ms,
- * timeout_ms (command timeout), pool_size. Anything else is refused.
+ * ([::1]). user and password may be percent-encoded (%40 for '@', %2F for
+ * '/', %3F for '?', %23 for '#'); an unencoded '/', '?' or '#' in them is
+ * refused with a message that says so.
+ * Options: db, user, password (unix only; redis:// puts them in the path and
+ * the userinfo), connect_timeout_ms, timeout_ms (round-trip deadline),
+ * pool_size, circuit_failures, circuit_cooldown_ms. Anything else is refused.
+ * No message ever shows a password: "***" stands in its place.
  */
 #ifndef NORI_SRC_REDIS_URL_H
 #define NORI_SRC_REDIS_URL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #define NORI_REDIS_DEFAULT_PORT 6379
 #define NORI_REDIS_DEFAULT_CONNECT_TIMEOUT_MS 1000
@@ -40,7 +47,7 @@ typedef struct nori__redis_url {
     int pool_size; /* most idle connections kept for reuse */
     int circuit_failures;    /* consecutive timeouts that open the breaker; 0: off */
     int circuit_cooldown_ms; /* how long it stays open before one probe */
-    char *display; /* the URL with the password replaced by "***", for messages */
+    char *display; /* the URL with each password replaced by "***", for messages */
 } nori__redis_url;
 
 /*
@@ -52,5 +59,37 @@ typedef struct nori__redis_url {
 int nori__redis_url_parse(const char *url, nori__redis_url *out);
 
 void nori__redis_url_free(nori__redis_url *u);
+
+/*
+ * A copy of `base` that points at host:port over TCP (another node of a
+ * cluster, the master a sentinel names): the same user, password, db,
+ * timeouts, pool size and breaker settings. display is "redis://host:port"
+ * ("redis://[addr]:port" for IPv6), without credentials. Everything in *out
+ * is owned by it (nori__redis_url_free). NORI_OK or NORI_ENOMEM.
+ */
+int nori__redis_url_for_node(const nori__redis_url *base, const char *host, int port,
+                             nori__redis_url *out);
+
+/* A byte range of a URL. */
+typedef struct nori__redis_span {
+    size_t off, len;
+} nori__redis_span;
+
+/*
+ * Where the parser reads a password in `url` (the userinfo's password of a
+ * redis:// URL; the value of each password= option), raw (before
+ * percent-decoding), in URL order: fills spans[0..min(n, max)) and returns
+ * n. Works on any string, parsed or not. The display form of a parsed URL
+ * replaces exactly these spans by "***"; the fuzz target checks error
+ * messages against them.
+ */
+size_t nori__redis_url_password_spans(const char *url, nori__redis_span *spans, size_t max);
+
+/*
+ * Writes url into buf (truncated to size) with every password replaced by
+ * "***", for messages about a URL that may be malformed: it hides a
+ * superset of the password spans above, whatever the input.
+ */
+void nori__redis_url_mask(const char *url, char *buf, size_t size);
 
 #endif

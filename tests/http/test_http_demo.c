@@ -382,6 +382,12 @@ static void test_metrics(void **state)
     assert_int_equal(metric("nori_cache_bytes"), 0);
     assert_int_equal(metric("nori_cache_max_bytes"), 0);
     assert_int_equal(metric("nori_redis_circuit_state"), 0);
+    if (getenv("CACHE_NEAR_MAX_KEYS") != NULL) {
+        /* The near cache is on: hits of the cached routes were served locally. */
+        assert_true(metric("nori_near_hits_total") > 0);
+        assert_true(metric("nori_near_entries") > 0);
+        assert_int_equal(metric("nori_near_active"), 1);
+    }
 #else
     /* The memory backend holds the entries cached so far, within its bound. */
     uint64_t bytes = metric("nori_cache_bytes"), max_bytes = metric("nori_cache_max_bytes");
@@ -460,6 +466,42 @@ static void test_redis_foreign_entries_served(void **state)
     test_http_response_free(&r);
 }
 
+/* Issue 10 item 26: each cache of the demo has its own prefix, so one
+ * cache's keys (or a delete_prefix of it) never touch another's. Issue 11:
+ * entries carry stored_at and fresh_for for every process. */
+static void test_redis_prefix_per_cache(void **state)
+{
+    (void)state;
+    test_http_response r = get("/greeting", "Accept-Language: fr\r\n");
+    test_http_response_free(&r);
+    r = get("/me", "X-User: zed\r\n");
+    test_http_response_free(&r);
+    r = get("/stock?item=2", NULL);
+    test_http_response_free(&r);
+    redisContext *c = raw_redis();
+    static const char *const present[] = {"cache:view.greeting:/greeting::vary=accept-language=fr",
+                                          "cache:view.me:user=zed:/me:",
+                                          "cache:view.stock:/stock:item=2"};
+    for (int i = 0; i < 3; i++) {
+        redisReply *reply = redisCommand(c, "GET %s", present[i]);
+        assert_non_null(reply);
+        if (reply->type != REDIS_REPLY_STRING)
+            fail_msg("no entry at %s", present[i]);
+        json_error_t err;
+        json_t *entry = json_loadb(reply->str, reply->len, 0, &err);
+        assert_non_null(entry);
+        assert_true(json_is_number(json_object_get(entry, "stored_at")));
+        assert_true(json_is_number(json_object_get(entry, "fresh_for")));
+        json_decref(entry);
+        freeReplyObject(reply);
+    }
+    redisReply *reply = redisCommand(c, "EXISTS cache:view:/greeting::vary=accept-language=fr");
+    assert_non_null(reply);
+    assert_int_equal(reply->integer, 0);
+    freeReplyObject(reply);
+    redisFree(c);
+}
+
 /* With Redis stopped, cached routes still answer 200 (the handler runs) and
  * the errors are counted; when it is back, the cache works again. */
 static void test_redis_down_fails_open(void **state)
@@ -509,6 +551,7 @@ int main(void)
         cmocka_unit_test(test_metrics),           cmocka_unit_test(test_head),
 #ifdef NORI_DEMO_ON_REDIS
         cmocka_unit_test(test_redis_entry_is_nori_json),
+        cmocka_unit_test(test_redis_prefix_per_cache),
         cmocka_unit_test(test_redis_foreign_entries_served),
         cmocka_unit_test(test_redis_down_fails_open),
 #endif

@@ -89,6 +89,7 @@ static void post(const char *target, int want_status)
 
 typedef struct {
     const char *target;
+    int port; /* 0: the fixture's demo */
     pthread_barrier_t *start;
     test_http_response r;
     int ok;
@@ -98,7 +99,8 @@ static void *get_thread(void *p)
 {
     getter *g = p;
     pthread_barrier_wait(g->start);
-    g->ok = test_http_once(fx.demo.port, "GET", g->target, NULL, NULL, &g->r) == 0;
+    g->ok = test_http_once(g->port ? g->port : fx.demo.port, "GET", g->target, NULL, NULL,
+                           &g->r) == 0;
     return NULL;
 }
 
@@ -193,6 +195,19 @@ static void test_outage(void **state)
         assert_memory_equal(r.body, a.body, a.body_len);
         test_http_response_free(&r);
     }
+    /* Long form (NORI_TEST_LONG=1, about 31 s more): past the 30 s
+     * stale_while_revalidate window, within stale_if_error, the failing
+     * handler runs in the foreground and the stale entry answers for it. */
+    if (getenv("NORI_TEST_LONG") != NULL) {
+        uint64_t se0 = metric("nori_cache_stale_total{reason=\"error\"}");
+        sleep_ms(31000);
+        r = get("/stock?item=8", NULL);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(xcache(&r), "STALE");
+        assert_memory_equal(r.body, a.body, a.body_len);
+        test_http_response_free(&r);
+        assert_int_equal(metric("nori_cache_stale_total{reason=\"error\"}"), se0 + 1);
+    }
     /* The 503 was not stored: back up, the page is fresh again. */
     post("/admin/db?state=up", 200);
     r = get("/products?page=99", NULL);
@@ -262,6 +277,100 @@ static void test_post_invalidates(void **state)
     }
 }
 
+#ifdef NORI_DEMO_ON_REDIS
+#include <hiredis/hiredis.h>
+
+/* Two nori-demo processes on one Redis, same prefix, 32 concurrent first
+ * requests each for /dashboard (a query of about 20 ms, so the requests
+ * overlap): the database is queried once in total (the lease). */
+static void test_two_processes_one_run(void **state)
+{
+    (void)state;
+    char db[600], log[600];
+    snprintf(db, sizeof db, "%s/demo2.db", fx.tmpdir);
+    snprintf(log, sizeof log, "%s/demo2.log", fx.tmpdir);
+    test_demo second;
+    assert_int_equal(test_demo_start(&second, NORI_DEMO_EXE, db, fx.prefix, log, 120), 0);
+    uint64_t q0 = metric("nori_db_queries_total");
+    int port1 = fx.demo.port;
+    enum { N = 64 };
+    pthread_t t[N];
+    getter g[N];
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, N);
+    for (int i = 0; i < N; i++) {
+        g[i] = (getter){.target = "/dashboard", .start = &start,
+                        .port = i % 2 ? second.port : port1};
+        assert_int_equal(pthread_create(&t[i], NULL, get_thread, &g[i]), 0);
+    }
+    for (int i = 0; i < N; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&start);
+    /* The second process's own count, from its /metrics. */
+    test_http_response m;
+    assert_int_equal(test_http_once(second.port, "GET", "/metrics", NULL, NULL, &m), 0);
+    const char *p = strstr(m.body, "\nnori_db_queries_total ");
+    assert_non_null(p);
+    uint64_t q2 = strtoull(p + strlen("\nnori_db_queries_total "), NULL, 10);
+    test_http_response_free(&m);
+    int stop = test_demo_stop(&second, 10);
+    if (stop != 0) {
+        test_demo_print_log(&second);
+        fail_msg("second nori-demo stopped with %d", stop);
+    }
+    int misses = 0;
+    for (int i = 0; i < N; i++) {
+        if (!g[i].ok || g[i].r.status != 200 || g[i].r.body_len != g[0].r.body_len ||
+            memcmp(g[i].r.body, g[0].r.body, g[0].r.body_len) != 0)
+        {
+            char x0[16], xi[16];
+            snprintf(x0, sizeof x0, "%s", g[0].ok ? xcache(&g[0].r) : "-");
+            snprintf(xi, sizeof xi, "%s", g[i].ok ? xcache(&g[i].r) : "-");
+            fail_msg("request %d (port %d): ok %d status %d X-Cache %s, %zu bytes \"%.200s\"; "
+                     "request 0: X-Cache %s, %zu bytes \"%.200s\"",
+                     i, g[i].port, g[i].ok, g[i].ok ? g[i].r.status : 0, xi,
+                     g[i].ok ? g[i].r.body_len : 0, g[i].ok && g[i].r.body ? g[i].r.body : "",
+                     x0, g[0].ok ? g[0].r.body_len : 0,
+                     g[0].ok && g[0].r.body ? g[0].r.body : "");
+        }
+        misses += strcmp(xcache(&g[i].r), "MISS") == 0;
+    }
+    /* Freed only now: every response is compared with g[0]. */
+    for (int i = 0; i < N; i++)
+        test_http_response_free(&g[i].r);
+    uint64_t q1 = metric("nori_db_queries_total") - q0;
+    if (q1 + q2 != 1)
+        fail_msg("database queried %llu + %llu times for one page, %d misses (lock timeouts "
+                 "%llu, cache errors %llu in the first process)",
+                 (unsigned long long)q1, (unsigned long long)q2, misses,
+                 (unsigned long long)metric("nori_cache_lock_timeouts_total"),
+                 (unsigned long long)metric("nori_cache_errors_total"));
+    assert_int_equal(misses, 1);
+}
+
+/* A holder that died mid-fill (its lease left in Redis, as a SIGKILLed
+ * process leaves it) does not block others past the lease. */
+static void test_dead_holder(void **state)
+{
+    (void)state;
+    redisContext *c = nori_test_redis_connect(fx.redis);
+    assert_non_null(c);
+    redisReply *r = redisCommand(c, "SET cache:%s:/products:page=71:lock dead-holder PX 1500",
+                                 fx.prefix);
+    assert_true(r != NULL && r->type == REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    redisFree(c);
+    int64_t t0 = now_ms();
+    test_http_response a = get("/products?page=71", NULL);
+    int64_t took = now_ms() - t0;
+    assert_int_equal(a.status, 200);
+    assert_string_equal(xcache(&a), "MISS");
+    test_http_response_free(&a);
+    if (took < 1200 || took > 4500)
+        fail_msg("answered after %lld ms; the dead lease lasted 1500 ms", (long long)took);
+}
+#endif
+
 static void test_clean_stop(void **state)
 {
     (void)state;
@@ -276,6 +385,10 @@ int main(void)
         cmocka_unit_test(test_outage),
         cmocka_unit_test(test_not_modified),
         cmocka_unit_test(test_post_invalidates),
+#ifdef NORI_DEMO_ON_REDIS
+        cmocka_unit_test(test_two_processes_one_run),
+        cmocka_unit_test(test_dead_holder),
+#endif
         cmocka_unit_test(test_clean_stop),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -14,6 +14,7 @@
 #include "test_support.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,9 +71,12 @@ static size_t read_all(int fd, char *buf, size_t size)
 
 /*
  * Runs noricache with args (NULL-terminated) in workdir. backend NULL leaves
- * CACHE_BACKEND and REDIS_URL unset (so .env, if any, decides).
+ * CACHE_BACKEND and REDIS_URL unset (so .env, if any, decides). `env`, when
+ * not NULL, is one more NAME=VALUE for the child; `stdin_path`, when not
+ * NULL, is the file the child reads as its standard input.
  */
-static void run_cli(result *r, const char *backend, const char *url, const char **args)
+static void run_cli_with(result *r, const char *backend, const char *url, const char *env,
+                         const char *stdin_path, const char **args)
 {
     int out[2], err[2];
     assert_int_equal(pipe(out), 0);
@@ -88,6 +92,14 @@ static void run_cli(result *r, const char *backend, const char *url, const char 
             setenv("CACHE_BACKEND", backend, 1);
         if (url != NULL)
             setenv("REDIS_URL", url, 1);
+        if (env != NULL && putenv((char *)env) != 0)
+            _exit(126);
+        if (stdin_path != NULL) {
+            int in = open(stdin_path, O_RDONLY);
+            if (in < 0 || dup2(in, STDIN_FILENO) < 0)
+                _exit(126);
+            close(in);
+        }
         dup2(out[1], STDOUT_FILENO);
         dup2(err[1], STDERR_FILENO);
         close(out[0]);
@@ -112,6 +124,11 @@ static void run_cli(result *r, const char *backend, const char *url, const char 
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
     r->status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void run_cli(result *r, const char *backend, const char *url, const char **args)
+{
+    run_cli_with(r, backend, url, NULL, NULL, args);
 }
 
 #define RUN(r, backend, url, ...)                                \
@@ -186,6 +203,30 @@ static void test_redis_subcommands(void **state)
     assert_null(strstr(r.out, "cli-Secret"));
 }
 
+/* get-many: a line per key found, in order; exit 1 when any is missing. */
+static void test_get_many(void **state)
+{
+    (void)state;
+    const char *url = server->url;
+    result r;
+    RUN(&r, "redis", url, "set", "gm:a", "alpha");
+    RUN(&r, "redis", url, "set", "gm:b", "beta gamma");
+    RUN(&r, "redis", url, "get-many", "gm:a", "gm:b");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "gm:a\talpha\ngm:b\tbeta gamma\n");
+    RUN(&r, "redis", url, "get-many", "gm:b", "gm:none", "gm:a");
+    assert_int_equal(r.status, 1);
+    assert_string_equal(r.out, "gm:b\tbeta gamma\ngm:a\talpha\n");
+    RUN(&r, "redis", url, "get-many");
+    assert_int_equal(r.status, 2);
+    RUN(&r, "redis", url, "get-many", "gm:a", "");
+    assert_int_equal(r.status, 2);
+    RUN(&r, "redis", "redis://127.0.0.1:1", "get-many", "gm:a");
+    assert_int_equal(r.status, 3);
+    RUN(&r, "redis", url, "delete", "gm:a");
+    RUN(&r, "redis", url, "delete", "gm:b");
+}
+
 static void test_memory_subcommands(void **state)
 {
     (void)state;
@@ -246,9 +287,22 @@ static void test_usage_errors(void **state)
     assert_int_equal(r.status, 2);
     RUN(&r, "memory", NULL, "flush", "--force");
     assert_int_equal(r.status, 2);
-    RUN(&r, "memory", NULL, "set", "", "v"); /* empty key: the library refuses */
-    assert_int_equal(r.status, 3);
-    assert_non_null(strstr(r.err, "key is empty"));
+    /* An empty key is a usage error (2), whatever the command. */
+    const char *empty_key[][4] = {{"get", "", NULL}, {"set", "", "v", NULL},
+                                  {"set", "", "-", NULL}, {"delete", "", NULL},
+                                  {"incr", "", NULL}, {"delete-prefix", "", NULL}};
+    for (size_t i = 0; i < sizeof empty_key / sizeof *empty_key; i++) {
+        run_cli(&r, "memory", NULL, empty_key[i]);
+        if (r.status != 2)
+            fail_msg("%s with an empty key gave exit %d: %s", empty_key[i][0], r.status, r.err);
+        assert_non_null(strstr(r.err, "empty"));
+    }
+    RUN(&r, "memory", NULL, "--version", "extra");
+    assert_int_equal(r.status, 2);
+    assert_int_equal(r.out_len, 0);
+    assert_non_null(strstr(r.err, "extra"));
+    RUN(&r, "memory", NULL, "--help", "extra");
+    assert_int_equal(r.status, 2);
     {
         const char *none[] = {NULL};
         run_cli(&r, "memory", NULL, none);
@@ -258,6 +312,56 @@ static void test_usage_errors(void **state)
     RUN(&r, "nosuch", NULL, "get", "k");
     assert_int_equal(r.status, 3);
     assert_non_null(strstr(r.err, "CACHE_BACKEND"));
+}
+
+/* Writes `len` bytes to a file in workdir and returns its path (static buffer). */
+static const char *input_file(const void *data, size_t len)
+{
+    static char path[4200];
+    snprintf(path, sizeof path, "%s/stdin.bin", workdir);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+    return path;
+}
+
+/* set KEY - reads the value from stdin to EOF: binary-safe, bounded. */
+static void test_set_from_stdin(void **state)
+{
+    (void)state;
+    const char *url = server->url;
+    result r;
+    const char bin[] = "a\0b\xff\n\0";
+    const char *set[] = {"set", "bin", "-", "--ttl", "60", NULL};
+    run_cli_with(&r, "redis", url, NULL, input_file(bin, sizeof bin - 1), set);
+    assert_int_equal(r.status, 0);
+    RUN(&r, "redis", url, "get", "bin");
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.out_len, sizeof bin - 1);
+    assert_memory_equal(r.out, bin, sizeof bin - 1);
+    /* An empty stdin stores an empty value. */
+    run_cli_with(&r, "redis", url, NULL, input_file("", 0), set);
+    assert_int_equal(r.status, 0);
+    RUN(&r, "redis", url, "get", "bin");
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.out_len, 0);
+    /* Bounded by the value limit: at the limit stored, one byte over refused
+     * with the limit named, and nothing written. */
+    const char *limit = "CACHE_MAX_VALUE_BYTES=8";
+    const char *set2[] = {"set", "lim", "-", NULL};
+    run_cli_with(&r, "redis", url, limit, input_file("12345678", 8), set2);
+    assert_int_equal(r.status, 0);
+    run_cli_with(&r, "redis", url, limit, input_file("123456789", 9), set2);
+    assert_int_equal(r.status, 3);
+    assert_non_null(strstr(r.err, "8 bytes"));
+    RUN(&r, "redis", url, "get", "lim");
+    assert_string_equal(r.out, "12345678");
+    /* VALUE "-" always means stdin: a one-byte "-" value is stored through it. */
+    run_cli_with(&r, "redis", url, NULL, input_file("-", 1), set2);
+    assert_int_equal(r.status, 0);
+    RUN(&r, "redis", url, "get", "lim");
+    assert_string_equal(r.out, "-");
 }
 
 static void test_check_dead_server(void **state)
@@ -306,8 +410,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_redis_subcommands),
+        cmocka_unit_test(test_get_many),
         cmocka_unit_test(test_memory_subcommands),
         cmocka_unit_test(test_usage_errors),
+        cmocka_unit_test(test_set_from_stdin),
         cmocka_unit_test(test_check_dead_server),
         cmocka_unit_test(test_dotenv),
     };

@@ -220,6 +220,37 @@ static void test_flush_every_master_only_cache(void **state)
     assert_nori(nori_backend_delete_prefix(backend, "f:"), NORI_OK);
 }
 
+/* Bulk calls over keys of many slots: each key is routed to its master. */
+static void test_bulk_calls_across_slots(void **state)
+{
+    (void)state;
+    enum { N = 60 };
+    char names[N][32];
+    const char *keys[N];
+    nori_set_item items[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof names[i], "bulk:%d", i);
+        keys[i] = names[i];
+        items[i] = (nori_set_item){names[i], names[i], strlen(names[i]), 60};
+    }
+    int rcs[N];
+    assert_nori(nori_backend_set_many(backend, items, N, rcs), NORI_OK);
+    nori_get_result res[N];
+    assert_nori(nori_backend_get_many(backend, keys, N, res), NORI_OK);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(res[i].rc, NORI_OK);
+        assert_string_equal(res[i].value.data, names[i]);
+    }
+    nori_get_results_free(res, N);
+    assert_nori(nori_backend_delete_many(backend, keys, N, rcs), NORI_OK);
+    assert_nori(nori_backend_get_many(backend, keys, N, res), NORI_OK);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(res[i].rc, NORI_MISS);
+    nori_get_results_free(res, N);
+    /* The near cache tracks one server: refused on a cluster. */
+    assert_nori(nori_redis_backend_enable_near(backend, 100, 0, 0), NORI_EINVAL);
+}
+
 static void test_verify_and_describe(void **state)
 {
     (void)state;
@@ -567,6 +598,7 @@ int main(void)
         cmocka_unit_test(test_keys_spread_over_masters),
         cmocka_unit_test(test_hash_tags_together),
         cmocka_unit_test(test_flush_every_master_only_cache),
+        cmocka_unit_test(test_bulk_calls_across_slots),
         cmocka_unit_test(test_verify_and_describe),
 #ifdef NORICACHE_PATH
         cmocka_unit_test(test_cli_check_prints_topology),

@@ -415,6 +415,40 @@ static void test_read_refusals(void **state)
     expect_text_as_string(b, "big-in-text", "[99999999999999999999999 oops", 29);
 }
 
+/*
+ * Python's json.dumps("a\ud800b") writes a lone surrogate escape; jansson
+ * cannot hold one, and handing back the raw JSON text as a string would be a
+ * different value: refused like NaN.
+ */
+static void test_read_refuses_lone_surrogates(void **state)
+{
+    nori_backend *b = *state;
+#define REFUSED(key, lit, mention) expect_read_refused(b, key, lit, sizeof lit - 1, mention)
+    REFUSED("lone-high", "\"a\\ud800b\"", "lone UTF-16 surrogate");
+    REFUSED("lone-low", "\"\\udc00\"", "lone UTF-16 surrogate");
+    REFUSED("high-at-end", "[\"x\\uDBFF\"]", "lone UTF-16 surrogate");
+    REFUSED("high-then-high", "{\"k\": \"\\ud800\\ud800\"}", "lone UTF-16 surrogate");
+    REFUSED("low-then-high", "\"\\udc00\\ud800\"", "lone UTF-16 surrogate");
+    REFUSED("in-key", "{\"\\ud800\": 1}", "lone UTF-16 surrogate");
+    REFUSED("with-nan", "[NaN, \"\\udfff\"]", "NaN or Infinity");
+#undef REFUSED
+    /* A proper pair is one character (U+1F600) and reads back. */
+    const char *pair = "\"\\ud83d\\ude00\"";
+    assert_nori(nori_backend_set(b, "pair", pair, strlen(pair), 0), NORI_OK);
+    json_t *v = NULL;
+    assert_nori(nori_backend_get_json(b, "pair", &v), NORI_OK);
+    assert_string_equal(json_string_value(v), "\xf0\x9f\x98\x80");
+    json_decref(v);
+    /* An escaped backslash before "ud800" is not an escape: plain JSON. */
+    const char *lit = "\"\\\\ud800\"";
+    assert_nori(nori_backend_set(b, "literal", lit, strlen(lit), 0), NORI_OK);
+    assert_nori(nori_backend_get_json(b, "literal", &v), NORI_OK);
+    assert_string_equal(json_string_value(v), "\\ud800");
+    json_decref(v);
+    /* Not JSON anyway (unterminated): plain text, as before. */
+    expect_text_as_string(b, "surrogate-in-text", "\"a\\ud800", 8);
+}
+
 /* ------------------------------------------------------------------------ */
 /* atomic_update_json                                                       */
 /* ------------------------------------------------------------------------ */
@@ -834,6 +868,7 @@ int main(void)
         STORAGE_TEST(test_read_non_json_text_as_string),
         STORAGE_TEST(test_read_python_written_json),
         STORAGE_TEST(test_read_refusals),
+        STORAGE_TEST(test_read_refuses_lone_surrogates),
         STORAGE_TEST(test_atomic_update_increments),
         STORAGE_TEST(test_atomic_update_declines),
         STORAGE_TEST(test_atomic_update_refusals),

@@ -260,6 +260,52 @@ static void test_db_and_auth(void **state)
     nori_test_redis_stop(s);
 }
 
+/* The password in the forms issue 10 item 19 names, against a real
+ * password-protected server: redis://PASSWORD@host (Lettuce's form) and
+ * unix:///path?password=P&user=U&db=N (redis-py's form). A wrong password
+ * in either form is refused by the server without the password shown. */
+static void test_password_forms(void **state)
+{
+    (void)state;
+    nori_test_redis *s = nori_test_redis_start("Sup3rS3cret");
+    char url[4400];
+    nori_backend *b;
+    snprintf(url, sizeof url, "redis://Sup3rS3cret@127.0.0.1:%d", s->port);
+    assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
+    assert_nori(nori_backend_verify(b), NORI_OK);
+    assert_nori(nori_backend_set(b, "lettuce", "1", 1, 0), NORI_OK);
+    nori_backend_free(b);
+
+    snprintf(url, sizeof url, "unix://%s?user=default&password=Sup3rS3cret&db=4&timeout_ms=500",
+             s->socket_path);
+    assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
+    assert_nori(nori_backend_verify(b), NORI_OK);
+    assert_nori(nori_backend_set(b, "redis-py", "2", 1, 0), NORI_OK);
+    nori_backend_free(b);
+    redisContext *c = nori_test_redis_connect(s);
+    assert_non_null(c);
+    freeReplyObject(redisCommand(c, "SELECT 4"));
+    redisReply *r = redisCommand(c, "EXISTS cache:redis-py");
+    assert_int_equal(r->integer, 1);
+    freeReplyObject(r);
+    redisFree(c);
+
+    snprintf(url, sizeof url, "unix://%s?password=Wr0ngPassw0rd", s->socket_path);
+    assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
+    assert_nori(nori_backend_verify(b), NORI_EBACKEND);
+    assert_non_null(strstr(nori_last_error(), "AUTH"));
+    assert_null(strstr(nori_last_error(), "Wr0ngPassw0rd"));
+    assert_non_null(strstr(nori_last_error(), "password=***"));
+    nori_backend_free(b);
+    snprintf(url, sizeof url, "redis://Wr0ngPassw0rd@127.0.0.1:%d", s->port);
+    assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
+    assert_nori(nori_backend_verify(b), NORI_EBACKEND);
+    assert_null(strstr(nori_last_error(), "Wr0ngPassw0rd"));
+    assert_non_null(strstr(nori_last_error(), "redis://***@127.0.0.1"));
+    nori_backend_free(b);
+    nori_test_redis_stop(s);
+}
+
 static void test_unix_socket(void **state)
 {
     fixture *f = *state;
@@ -369,6 +415,7 @@ int main(void)
         cmocka_unit_test_setup(test_noscript_fallback, case_setup),
         cmocka_unit_test(test_url_errors),
         cmocka_unit_test(test_db_and_auth),
+        cmocka_unit_test(test_password_forms),
         cmocka_unit_test_setup(test_unix_socket, case_setup),
         cmocka_unit_test_setup(test_pool_bound, case_setup),
         cmocka_unit_test_setup(test_backend_from_env, case_setup),

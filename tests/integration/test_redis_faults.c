@@ -97,6 +97,12 @@ static void test_stopped_then_restarted(void **state)
     assert_nori(nori_backend_incr(b, "c", 0, &n), NORI_EBACKEND);
     assert_nori(nori_backend_set(b, "k", "x", 1, 0), NORI_EBACKEND);
     assert_nori(nori_backend_flush(b), NORI_EBACKEND);
+    /* Refused connections cost no wait: the circuit breaker does not count
+     * them, so it stays closed and the restart is seen at once. */
+    nori_backend_stats st;
+    assert_nori(nori_backend_get_stats(b, &st), NORI_OK);
+    assert_int_equal(st.timeouts, 0);
+    assert_int_equal(st.circuit_state, NORI_CIRCUIT_CLOSED);
 
     nori_test_redis_restart(server);
     /* Same handle, no recreation: works again (the data did not persist). */
@@ -230,6 +236,10 @@ static void test_connect_timeout(void **state)
     assert_true(elapsed < 3 * TIMEOUT_MS);
     assert_non_null(strstr(nori_last_error(), "timed out"));
     assert_no_password();
+    /* A connect that timed out counts for the circuit breaker. */
+    nori_backend_stats st;
+    assert_nori(nori_backend_get_stats(b, &st), NORI_OK);
+    assert_int_equal(st.timeouts, 1);
     nori_backend_free(b);
     for (int i = 0; i < 4; i++)
         close(fillers[i]);

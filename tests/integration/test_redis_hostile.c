@@ -169,6 +169,23 @@ static void test_endless_line(void **state)
     nori_test_hostile_stop(h);
 }
 
+/* An error line longer than a tiny value limit is still the server's error,
+ * not a value over the limit. */
+static void test_error_line_under_tiny_limit(void **state)
+{
+    (void)state;
+    static const char reply[] =
+        "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n";
+    nori_test_hostile *h = nori_test_hostile_start(reply, sizeof reply - 1, 0);
+    nori_backend *b = backend_for(h, 2000);
+    assert_nori(nori_backend_set_max_value(b, 10), NORI_OK);
+    nori_buf v = {NULL, 0};
+    assert_nori(nori_backend_get(b, "k", &v), NORI_EBACKEND);
+    assert_non_null(strstr(nori_last_error(), "WRONGTYPE"));
+    nori_backend_free(b);
+    nori_test_hostile_stop(h);
+}
+
 /* Silence: set and delete time out too (outcome unknown, see cache.h). */
 static void test_silent_server(void **state)
 {
@@ -220,6 +237,7 @@ int main(void)
         cmocka_unit_test(test_huge_bulk_header),
         cmocka_unit_test(test_value_over_the_limit),
         cmocka_unit_test(test_endless_line),
+        cmocka_unit_test(test_error_line_under_tiny_limit),
         cmocka_unit_test(test_silent_server),
         cmocka_unit_test(test_verify_checks_the_version),
     };

@@ -68,6 +68,15 @@ static int sentinel_setup(void **state)
     return 0;
 }
 
+/* The Redis backend with its near cache on: the same semantics. */
+static int redis_near_setup(void **state)
+{
+    redis_setup(state);
+    fixture *f = *state;
+    assert_nori(nori_redis_backend_enable_near(f->b, 1000, 0, 0), NORI_OK);
+    return 0;
+}
+
 static int group_teardown(void **state)
 {
     fixture *f = *state;
@@ -485,6 +494,8 @@ int main(void)
     failed += cmocka_run_group_tests_name("redis cluster backend", cases, cluster_setup,
                                           group_teardown);
     failed += cmocka_run_group_tests_name("redis sentinel backend", cases, sentinel_setup,
+                                          group_teardown);
+    failed += cmocka_run_group_tests_name("redis backend with near cache", cases, redis_near_setup,
                                           group_teardown);
     return failed;
 }

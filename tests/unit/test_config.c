@@ -12,10 +12,13 @@
 #include "redis/url.h"
 #include "test_support.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static char *workdir;
@@ -27,6 +30,8 @@ static void clear_env(void)
     unsetenv("CACHE_MAX_KEYS");
     unsetenv("CACHE_MAX_VALUE_BYTES");
     unsetenv("REDIS_URL");
+    unsetenv("CACHE_NEAR_MAX_KEYS");
+    unsetenv("CACHE_NEAR_MAX_BYTES");
 }
 
 /* Each test runs in a fresh empty working directory with a clean environment. */
@@ -205,6 +210,75 @@ static void test_malformed_dotenv_fails_config(void **state)
     assert_null(b);
 }
 
+/*
+ * A .env that is not a regular file is refused promptly, naming it. A FIFO
+ * used to block the open (and the read) until a writer came: the call runs
+ * in a thread with a bounded wait, and a timeout unblocks it by opening the
+ * FIFO for writing so that a failing run still ends.
+ */
+typedef struct {
+    int rc;
+    char message[512];
+    nori_backend *backend;
+} from_env_result;
+
+static void *from_env_thread(void *arg)
+{
+    from_env_result *r = arg;
+    r->rc = nori_backend_from_env(&r->backend);
+    snprintf(r->message, sizeof r->message, "%s", nori_last_error());
+    return NULL;
+}
+
+static void expect_dotenv_refused_promptly(const char *kind)
+{
+    from_env_result r = {0};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, from_env_thread, &r), 0);
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 5;
+    int jr = pthread_timedjoin_np(t, NULL, &deadline);
+    if (jr != 0) {
+        int fd = open(".env", O_WRONLY | O_NONBLOCK); /* lets a blocked reader go */
+        if (fd >= 0)
+            close(fd);
+        pthread_join(t, NULL);
+        nori_backend_free(r.backend);
+        fail_msg("nori_backend_from_env blocked on a .env that is a %s", kind);
+    }
+    if (r.rc != NORI_EINVAL || strstr(r.message, ".env") == NULL ||
+        strstr(r.message, "not a regular file") == NULL)
+        print_error("%s: rc %d, message: %s\n", kind, r.rc, r.message);
+    assert_int_equal(r.rc, NORI_EINVAL);
+    assert_null(r.backend);
+    assert_non_null(strstr(r.message, ".env"));
+    assert_non_null(strstr(r.message, "not a regular file"));
+    assert_non_null(strstr(r.message, kind));
+}
+
+static void test_dotenv_not_regular_file(void **state)
+{
+    (void)state;
+    assert_int_equal(mkfifo(".env", 0600), 0);
+    expect_dotenv_refused_promptly("FIFO");
+    assert_int_equal(unlink(".env"), 0);
+    assert_int_equal(mkdir(".env", 0700), 0);
+    expect_dotenv_refused_promptly("directory");
+    assert_int_equal(rmdir(".env"), 0);
+    /* A symlink to a regular file is still a regular file. */
+    nori_test_write_file("real.env", "CACHE_MAX_KEYS=7\n");
+    assert_int_equal(symlink("real.env", ".env"), 0);
+    nori__config cfg;
+    assert_nori(nori__config_load(NULL, &cfg), NORI_OK);
+    assert_int_equal(cfg.max_keys, 7);
+    /* A symlink to a FIFO is refused like the FIFO. */
+    assert_int_equal(unlink(".env"), 0);
+    assert_int_equal(mkfifo("pipe", 0600), 0);
+    assert_int_equal(symlink("pipe", ".env"), 0);
+    expect_dotenv_refused_promptly("FIFO");
+}
+
 /* ---- refused values ---- */
 
 static void expect_refused(const char *var, const char *value, const char *hint)
@@ -257,6 +331,56 @@ static void test_bad_max_value(void **state)
     expect_refused("CACHE_MAX_VALUE_BYTES", "0", "positive integer");
     expect_refused("CACHE_MAX_VALUE_BYTES", "536870913", "positive integer");
     expect_refused("CACHE_MAX_VALUE_BYTES", "1k", "positive integer");
+}
+
+static void test_near_cache_variables(void **state)
+{
+    (void)state;
+    nori__config cfg;
+    assert_nori(nori__config_load(NULL, &cfg), NORI_OK);
+    assert_int_equal(cfg.near_max_keys, 0); /* off by default */
+    assert_int_equal(cfg.near_max_bytes, 0);
+    setenv("CACHE_NEAR_MAX_KEYS", "5000", 1);
+    setenv("CACHE_NEAR_MAX_BYTES", "1099511627776", 1);
+    assert_nori(nori__config_load(NULL, &cfg), NORI_OK);
+    assert_int_equal(cfg.near_max_keys, 5000);
+    assert_int_equal(cfg.near_max_bytes, (size_t)1 << 40);
+    setenv("CACHE_NEAR_MAX_KEYS", "0", 1);
+    assert_nori(nori__config_load(NULL, &cfg), NORI_OK);
+    assert_int_equal(cfg.near_max_keys, 0);
+    clear_env();
+    const char *bad[] = {"abc", "-1", "1.5", "", " 5", "5 ", "+5", "1k", "4294967297",
+                         "99999999999999999999999"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        expect_refused("CACHE_NEAR_MAX_KEYS", bad[i], "expected 0 (off) or a positive integer");
+    expect_refused("CACHE_NEAR_MAX_BYTES", "1099511627777", "up to 1099511627776");
+    expect_refused("CACHE_NEAR_MAX_BYTES", "-5", "expected 0 (off)");
+    clear_env();
+    write_dotenv("CACHE_NEAR_MAX_BYTES=64M\n");
+    assert_nori(nori__config_load(NULL, &cfg), NORI_EINVAL);
+    assert_error_mentions("CACHE_NEAR_MAX_BYTES='64M'", "from .env");
+    /* With Redis, either variable turns the near cache on (the backend
+     * connects lazily: nothing needs to listen on the port for this). */
+    write_dotenv("CACHE_NEAR_MAX_KEYS=100\n");
+    setenv("CACHE_BACKEND", "redis", 1);
+    setenv("REDIS_URL", "redis://127.0.0.1:1?connect_timeout_ms=100", 1);
+    nori_backend *b = NULL;
+    assert_nori(nori_backend_from_env(&b), NORI_OK);
+    nori_near_stats ns;
+    assert_nori(nori_backend_get_near_stats(b, &ns), NORI_OK);
+    assert_int_equal(ns.active, 0); /* nothing to prove tracking with */
+    nori_backend_free(b);
+    /* Without it, no near cache. */
+    write_dotenv("CACHE_NEAR_MAX_KEYS=0\n");
+    assert_nori(nori_backend_from_env(&b), NORI_OK);
+    assert_nori(nori_backend_get_near_stats(b, &ns), NORI_EINVAL);
+    nori_backend_free(b);
+    /* The memory backend ignores it. */
+    write_dotenv("CACHE_NEAR_MAX_KEYS=100\n");
+    setenv("CACHE_BACKEND", "memory", 1);
+    assert_nori(nori_backend_from_env(&b), NORI_OK);
+    assert_nori(nori_backend_get_near_stats(b, &ns), NORI_EINVAL);
+    nori_backend_free(b);
 }
 
 static void test_bad_redis_urls(void **state)
@@ -439,10 +563,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dotenv_parser_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dotenv_malformed_lines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_dotenv_fails_config, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dotenv_not_regular_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_backend_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_max_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_max_keys_in_dotenv_names_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_max_value, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_near_cache_variables, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_redis_urls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redis_url_forms, setup, teardown),
         cmocka_unit_test_setup_teardown(test_default_backend_from_dotenv, setup, teardown),

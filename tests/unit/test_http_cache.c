@@ -489,6 +489,26 @@ static void test_unencodable_not_stored(void **state)
     assert_int_equal(entries(f->b), 0);
 }
 
+/* Issue 10 item 16: an entry over the backend's value limit is a miss
+ * (counted), never served and never a failed request; the fresh response
+ * replaces it. */
+static void test_entry_over_limit_is_miss(void **state)
+{
+    fixture *f = *state;
+    f->a.body_len = 100000;
+    test_headers none = {NULL, 0};
+    assert_int_equal(serve_with(f, f->c, "GET", "/big", &none), NORI_HTTP_MISS);
+    assert_int_equal(serve_with(f, f->c, "GET", "/big", &none), NORI_HTTP_HIT);
+    assert_nori(nori_backend_set_max_value(f->b, 50000), NORI_OK);
+    f->a.body_len = 0;
+    assert_int_equal(serve_with(f, f->c, "GET", "/big", &none), NORI_HTTP_MISS);
+    nori_http_cache_stats s;
+    nori_http_cache_get_stats(f->c, &s);
+    assert_int_equal(s.errors, 1);
+    assert_int_equal(serve_with(f, f->c, "GET", "/big", &none), NORI_HTTP_HIT);
+    assert_memory_equal(f->r.body, "GET /big call 2", 15);
+}
+
 static void test_ttl_and_default_backend(void **state)
 {
     fixture *f = *state;
@@ -529,7 +549,7 @@ int main(void)
         T(test_ttl_and_default_backend), T(test_credentials_bypass),
         T(test_handler_vary),          T(test_partial_and_no_cache),
         T(test_head),                  T(test_serve_again),
-        T(test_unencodable_not_stored),
+        T(test_unencodable_not_stored), T(test_entry_over_limit_is_miss),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

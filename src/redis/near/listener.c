@@ -1,0 +1,558 @@
+/*
+ * The near cache's invalidation listener (see listener.h).
+ *
+ * One thread owns both of its hiredis contexts (the subscribed one and the
+ * control one), so no context is ever shared. Both are prepared like the
+ * backend's (redis/io.h: non-blocking socket, bounded reader), and every
+ * command runs under a deadline. The subscribed connection is driven by
+ * poll(): its timeout is the time left to the next heartbeat, and a pipe
+ * wakes it for stop.
+ */
+#include "listener.h"
+
+#include "clock.h"
+#include "error.h"
+#include "redis/io.h"
+#include "redis/pool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Pause between two connection attempts. */
+#define RECONNECT_PAUSE_MS 100
+
+struct nori__near_listener {
+    nori__near *near; /* borrowed */
+    char *host, *unix_path, *user, *password, *display, *prefix;
+    size_t prefix_len;
+    int port;
+    int connect_timeout_ms;
+    int heartbeat_ms;
+
+    pthread_t thread;
+    int wake[2]; /* the stop call writes to wake[1] */
+    _Atomic bool stop;
+
+    pthread_mutex_t lock; /* guards client_id changes' broadcast and the registry */
+    pthread_cond_t changed;
+    _Atomic uint64_t client_id;
+    uint64_t *tracked; /* CLIENT IDs of data connections with tracking on */
+    size_t ntracked, cap;
+
+    _Atomic uint64_t connects, messages, pings;
+};
+
+static char *dup_or_null(const char *s, bool *failed)
+{
+    if (s == NULL)
+        return NULL;
+    char *d = strdup(s);
+    if (d == NULL)
+        *failed = true;
+    return d;
+}
+
+static struct timeval ms_to_tv(int ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    return tv;
+}
+
+/* ---- connections ---- */
+
+/* One command under a deadline of timeout_ms, with small bounded replies;
+ * NULL on failure (the context is then dead). */
+static redisReply *command(redisContext *c, int timeout_ms, int argc, const char **argv)
+{
+    return nori__redis_io_command(c, nori__redis_now_ms() + timeout_ms,
+                                  &nori__redis_small_replies, argc, argv, NULL);
+}
+
+/* A connected, authenticated context whose commands run under deadlines of
+ * `timeout_ms`, or NULL. Called by the listener thread only. */
+static redisContext *connect_ctx(nori__near_listener *l, int timeout_ms)
+{
+    struct timeval ct = ms_to_tv(l->connect_timeout_ms);
+    redisContext *c = l->unix_path != NULL ? redisConnectUnixWithTimeout(l->unix_path, ct)
+                                           : redisConnectWithTimeout(l->host, l->port, ct);
+    if (c == NULL)
+        return NULL;
+    if (c->err != 0 || nori__redis_io_prepare(c) != 0) {
+        redisFree(c);
+        return NULL;
+    }
+    if (l->unix_path == NULL)
+        redisEnableKeepAlive(c);
+    if (l->password != NULL) {
+        const char *argv[3] = {"AUTH", l->user != NULL ? l->user : l->password, l->password};
+        redisReply *r = command(c, timeout_ms, l->user != NULL ? 3 : 2, argv);
+        bool ok = r != NULL && r->type == REDIS_REPLY_STATUS;
+        if (r != NULL)
+            freeReplyObject(r);
+        if (!ok) {
+            redisFree(c);
+            return NULL;
+        }
+    }
+    return c;
+}
+
+/* Sends what is queued on c before timeout_ms. 0 or -1 (c is then dead). */
+static int flush_output(redisContext *c, int timeout_ms)
+{
+    int64_t deadline = nori__redis_now_ms() + timeout_ms;
+    for (;;) {
+        int done = 0;
+        if (redisBufferWrite(c, &done) != REDIS_OK)
+            return -1;
+        if (done)
+            return 0;
+        int64_t left = deadline - nori__redis_now_ms();
+        if (left <= 0)
+            return -1;
+        struct pollfd p = {c->fd, POLLOUT, 0};
+        (void)poll(&p, 1, (int)left);
+    }
+}
+
+/* ---- the registry of tracked data connections ---- */
+
+bool nori__near_listener_track(nori__near_listener *l, uint64_t client_id, uint64_t redirect_id)
+{
+    bool ok = false;
+    pthread_mutex_lock(&l->lock);
+    if (redirect_id != 0 && atomic_load(&l->client_id) == redirect_id) {
+        ok = true;
+        for (size_t i = 0; i < l->ntracked; i++)
+            if (l->tracked[i] == client_id)
+                goto out;
+        if (l->ntracked == l->cap) {
+            size_t cap = l->cap != 0 ? l->cap * 2 : 16;
+            uint64_t *t = realloc(l->tracked, cap * sizeof *t);
+            if (t == NULL) {
+                ok = false; /* unverifiable: its replies must not be kept */
+                goto out;
+            }
+            l->tracked = t;
+            l->cap = cap;
+        }
+        l->tracked[l->ntracked++] = client_id;
+    }
+out:
+    pthread_mutex_unlock(&l->lock);
+    return ok;
+}
+
+/* Lock held. */
+static void do_untrack(nori__near_listener *l, uint64_t client_id)
+{
+    for (size_t i = 0; i < l->ntracked; i++) {
+        if (l->tracked[i] == client_id) {
+            l->tracked[i] = l->tracked[--l->ntracked];
+            return;
+        }
+    }
+}
+
+void nori__near_listener_untrack(nori__near_listener *l, uint64_t client_id)
+{
+    pthread_mutex_lock(&l->lock);
+    do_untrack(l, client_id);
+    pthread_mutex_unlock(&l->lock);
+}
+
+/* Reads "name=value" from one CLIENT LIST line into buf; false if absent. */
+static bool client_field(const char *line, const char *end, const char *name, char *buf,
+                         size_t size)
+{
+    size_t nl = strlen(name);
+    for (const char *p = line; p + nl + 1 <= end; p++) {
+        if ((p == line || p[-1] == ' ') && memcmp(p, name, nl) == 0 && p[nl] == '=') {
+            p += nl + 1;
+            size_t n = 0;
+            while (p < end && *p != ' ' && n + 1 < size)
+                buf[n++] = *p++;
+            buf[n] = '\0';
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * Checks on the control connection that every registered data connection
+ * still exists with tracking on and a working redirect. Returns 0 when all
+ * are fine, or the flush cause to apply.
+ */
+static int check_tracked(nori__near_listener *l, redisContext **control)
+{
+    pthread_mutex_lock(&l->lock);
+    size_t n = l->ntracked;
+    uint64_t *ids = n != 0 ? malloc(n * sizeof *ids) : NULL;
+    if (ids != NULL)
+        memcpy(ids, l->tracked, n * sizeof *ids);
+    pthread_mutex_unlock(&l->lock);
+    if (n == 0)
+        return 0;
+    if (ids == NULL)
+        return NORI__NEAR_FLUSH_TRACKING_LOST; /* cannot verify */
+    int cause = 0;
+    const char **argv = malloc((n + 3) * sizeof *argv);
+    char(*texts)[24] = malloc(n * sizeof *texts);
+    bool *seen = calloc(n, sizeof *seen);
+    redisReply *r = NULL;
+    if (argv == NULL || texts == NULL || seen == NULL) {
+        cause = NORI__NEAR_FLUSH_TRACKING_LOST;
+        goto out;
+    }
+    if (*control == NULL)
+        *control = connect_ctx(l, l->heartbeat_ms);
+    if (*control == NULL) {
+        cause = NORI__NEAR_FLUSH_HEARTBEAT;
+        goto out;
+    }
+    argv[0] = "CLIENT";
+    argv[1] = "LIST";
+    argv[2] = "ID";
+    for (size_t i = 0; i < n; i++) {
+        snprintf(texts[i], sizeof texts[i], "%llu", (unsigned long long)ids[i]);
+        argv[i + 3] = texts[i];
+    }
+    r = command(*control, l->heartbeat_ms, (int)(n + 3), argv);
+    if (r == NULL || r->type != REDIS_REPLY_STRING) {
+        if (r == NULL || (*control)->err != 0) {
+            redisFree(*control);
+            *control = NULL;
+        }
+        cause = NORI__NEAR_FLUSH_HEARTBEAT;
+        goto out;
+    }
+    for (const char *line = r->str, *stop = r->str + r->len; line < stop;) {
+        const char *end = memchr(line, '\n', (size_t)(stop - line));
+        if (end == NULL)
+            end = stop;
+        char id[24], flags[64];
+        if (client_field(line, end, "id", id, sizeof id) &&
+            client_field(line, end, "flags", flags, sizeof flags) && strchr(flags, 't') != NULL &&
+            strchr(flags, 'R') == NULL) {
+            unsigned long long v = strtoull(id, NULL, 10);
+            for (size_t i = 0; i < n; i++)
+                if (ids[i] == v)
+                    seen[i] = true;
+        }
+        line = end + 1;
+    }
+    /* A connection unregistered meanwhile (closed on purpose) is no loss. */
+    pthread_mutex_lock(&l->lock);
+    for (size_t i = 0; i < n; i++) {
+        if (seen[i])
+            continue;
+        for (size_t j = 0; j < l->ntracked; j++) {
+            if (l->tracked[j] == ids[i]) {
+                cause = NORI__NEAR_FLUSH_TRACKING_LOST;
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&l->lock);
+out:
+    if (r != NULL)
+        freeReplyObject(r);
+    free(argv);
+    free(texts);
+    free(seen);
+    free(ids);
+    return cause;
+}
+
+/* ---- the subscribed connection ---- */
+
+static bool is_str(const redisReply *r, const char *s)
+{
+    return r != NULL && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) &&
+           r->len == strlen(s) && strncasecmp(r->str, s, r->len) == 0;
+}
+
+static void invalidate_key(nori__near_listener *l, const redisReply *k)
+{
+    if (k->type != REDIS_REPLY_STRING || k->len < l->prefix_len ||
+        memcmp(k->str, l->prefix, l->prefix_len) != 0)
+        return; /* not one of this cache's keys */
+    nori__near_invalidate(l->near, k->str + l->prefix_len, k->len - l->prefix_len);
+}
+
+/* Handles one reply on the subscribed connection; sets *pong on a PING's. */
+static void handle_reply(nori__near_listener *l, const redisReply *r, bool *pong)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1)
+        return;
+    if (is_str(r->element[0], "pong")) {
+        *pong = true;
+        return;
+    }
+    if (!is_str(r->element[0], "message") || r->elements != 3)
+        return; /* subscribe confirmations */
+    atomic_fetch_add_explicit(&l->messages, 1, memory_order_relaxed);
+    const redisReply *payload = r->element[2];
+    if (payload->type == REDIS_REPLY_NIL) {
+        nori__near_flush(l->near, NORI__NEAR_FLUSH_SERVER);
+    } else if (payload->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i < payload->elements; i++)
+            invalidate_key(l, payload->element[i]);
+    } else {
+        invalidate_key(l, payload);
+    }
+}
+
+/* Sleeps up to ms unless stop is asked. Returns true when stopping. */
+static bool pause_or_stop(nori__near_listener *l, int ms)
+{
+    struct pollfd p = {l->wake[0], POLLIN, 0};
+    if (!atomic_load(&l->stop))
+        (void)poll(&p, 1, ms);
+    return atomic_load(&l->stop);
+}
+
+static void publish_id(nori__near_listener *l, uint64_t id)
+{
+    pthread_mutex_lock(&l->lock);
+    atomic_store(&l->client_id, id);
+    if (id == 0)
+        l->ntracked = 0; /* their redirect pointed at the old connection */
+    pthread_cond_broadcast(&l->changed);
+    pthread_mutex_unlock(&l->lock);
+}
+
+/*
+ * One subscription's life: connect, subscribe, prove, then read until the
+ * connection is lost or stop is asked. Returns the flush cause of the loss
+ * (the store was made active), or -1 when it never became active / stopped
+ * before.
+ */
+static int run_session(nori__near_listener *l)
+{
+    redisContext *c = connect_ctx(l, l->heartbeat_ms);
+    if (c == NULL)
+        return -1;
+    redisContext *control = NULL;
+    int cause = -1;
+    const char *client_id[] = {"CLIENT", "ID"};
+    redisReply *r = command(c, l->heartbeat_ms, 2, client_id);
+    uint64_t id = r != NULL && r->type == REDIS_REPLY_INTEGER ? (uint64_t)r->integer : 0;
+    if (r != NULL)
+        freeReplyObject(r);
+    if (id == 0)
+        goto out;
+    const char *subscribe[] = {"SUBSCRIBE", "__redis__:invalidate"};
+    r = command(c, l->heartbeat_ms, 2, subscribe);
+    bool subscribed = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+                      is_str(r->element[0], "subscribe");
+    if (r != NULL)
+        freeReplyObject(r);
+    if (!subscribed)
+        goto out;
+
+    /* Proved: from here on every change to a key read by a connection that
+     * redirects to `id` reaches this socket. */
+    atomic_fetch_add(&l->connects, 1);
+    nori__near_set_active(l->near, true, NORI__NEAR_FLUSH_LISTENER_LOST);
+    publish_id(l, id);
+    cause = NORI__NEAR_FLUSH_LISTENER_LOST;
+    bool ping_outstanding = false;
+    int64_t next_beat = nori__now_ms() + l->heartbeat_ms;
+    while (!atomic_load(&l->stop)) {
+        /* Read first, then judge the heartbeat: a listener thread that was
+         * not scheduled for a while must see a PONG already in its socket
+         * before it calls the PING missed. */
+        int64_t now = nori__now_ms();
+        struct pollfd p[2] = {{c->fd, POLLIN, 0}, {l->wake[0], POLLIN, 0}};
+        int wait = (int)(next_beat - now);
+        int pr = poll(p, 2, wait > 0 ? wait : 0);
+        if (pr < 0 && errno != EINTR)
+            break;
+        if (pr > 0 && (p[0].revents & (POLLIN | POLLERR | POLLHUP)) != 0) {
+            if (redisBufferRead(c) != REDIS_OK)
+                break; /* EOF (CLIENT KILL, restart) or an I/O error */
+            for (;;) {
+                void *reply = NULL;
+                if (redisGetReplyFromReader(c, &reply) != REDIS_OK)
+                    goto out;
+                if (reply == NULL)
+                    break;
+                bool pong = false;
+                handle_reply(l, reply, &pong);
+                if (pong)
+                    ping_outstanding = false;
+                freeReplyObject(reply);
+            }
+        }
+        if (nori__now_ms() < next_beat)
+            continue;
+        if (ping_outstanding) {
+            cause = NORI__NEAR_FLUSH_HEARTBEAT;
+            break;
+        }
+        if (redisAppendCommand(c, "PING") != REDIS_OK || flush_output(c, l->heartbeat_ms) != 0)
+            break;
+        ping_outstanding = true;
+        atomic_fetch_add_explicit(&l->pings, 1, memory_order_relaxed);
+        int lost = check_tracked(l, &control);
+        if (lost != 0) {
+            cause = lost;
+            break;
+        }
+        next_beat = nori__now_ms() + l->heartbeat_ms;
+    }
+out:
+    if (atomic_load(&l->stop) && cause != -1)
+        cause = NORI__NEAR_FLUSH_LISTENER_LOST;
+    if (control != NULL)
+        redisFree(control);
+    redisFree(c);
+    return cause;
+}
+
+static void *listener_main(void *arg)
+{
+    nori__near_listener *l = arg;
+    /* hiredis writes with write(2): a dead peer must be EPIPE, not death. */
+    sigset_t pipe_set;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, NULL);
+    while (!atomic_load(&l->stop)) {
+        int cause = run_session(l);
+        /* Stop filling first (inactive + flush), then withdraw the id so
+         * that data connections re-enable tracking for the next one. */
+        if (cause >= 0)
+            nori__near_set_active(l->near, false, (nori__near_flush_cause)cause);
+        publish_id(l, 0);
+        if (pause_or_stop(l, RECONNECT_PAUSE_MS))
+            break;
+    }
+    return NULL;
+}
+
+/* ---- lifecycle ---- */
+
+static void listener_free(nori__near_listener *l)
+{
+    free(l->host);
+    free(l->unix_path);
+    free(l->user);
+    free(l->password);
+    free(l->display);
+    free(l->prefix);
+    free(l->tracked);
+    free(l);
+}
+
+int nori__near_listener_start(nori__near *n, const nori__near_listener_config *cfg,
+                              nori__near_listener **out)
+{
+    if (n == NULL || cfg == NULL || out == NULL || (cfg->host == NULL) == (cfg->unix_path == NULL) ||
+        cfg->connect_timeout_ms <= 0 || cfg->heartbeat_ms < 0 || cfg->key_prefix == NULL)
+        return nori__fail(NORI_EINVAL, "near cache listener: bad configuration");
+    nori__near_listener *l = calloc(1, sizeof *l);
+    if (l == NULL)
+        return nori__fail(NORI_ENOMEM, "near cache listener: out of memory");
+    bool failed = false;
+    l->near = n;
+    l->host = dup_or_null(cfg->host, &failed);
+    l->unix_path = dup_or_null(cfg->unix_path, &failed);
+    l->user = dup_or_null(cfg->user, &failed);
+    l->password = dup_or_null(cfg->password, &failed);
+    l->display = dup_or_null(cfg->display != NULL ? cfg->display : "redis", &failed);
+    l->prefix = dup_or_null(cfg->key_prefix, &failed);
+    if (failed) {
+        listener_free(l);
+        return nori__fail(NORI_ENOMEM, "near cache listener: out of memory");
+    }
+    l->prefix_len = strlen(l->prefix);
+    l->port = cfg->port;
+    l->connect_timeout_ms = cfg->connect_timeout_ms;
+    l->heartbeat_ms = cfg->heartbeat_ms != 0 ? cfg->heartbeat_ms : NORI_NEAR_DEFAULT_HEARTBEAT_MS;
+    if (pipe2(l->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+        int e = errno;
+        listener_free(l);
+        return nori__fail(NORI_ENOMEM, "near cache listener: pipe: %s", strerror(e));
+    }
+    pthread_mutex_init(&l->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&l->changed, &ca);
+    pthread_condattr_destroy(&ca);
+    int rc = pthread_create(&l->thread, NULL, listener_main, l);
+    if (rc != 0) {
+        close(l->wake[0]);
+        close(l->wake[1]);
+        pthread_cond_destroy(&l->changed);
+        pthread_mutex_destroy(&l->lock);
+        listener_free(l);
+        return nori__fail(NORI_ENOMEM, "near cache listener: cannot start its thread: %s",
+                          strerror(rc));
+    }
+    *out = l;
+    return NORI_OK;
+}
+
+void nori__near_listener_stop(nori__near_listener *l)
+{
+    if (l == NULL)
+        return;
+    atomic_store(&l->stop, true);
+    ssize_t w = write(l->wake[1], "x", 1);
+    (void)w; /* a full pipe already wakes the thread */
+    pthread_join(l->thread, NULL);
+    nori__near_set_active(l->near, false, NORI__NEAR_FLUSH_LISTENER_LOST);
+    close(l->wake[0]);
+    close(l->wake[1]);
+    pthread_cond_destroy(&l->changed);
+    pthread_mutex_destroy(&l->lock);
+    listener_free(l);
+}
+
+uint64_t nori__near_listener_client_id(nori__near_listener *l)
+{
+    return atomic_load(&l->client_id);
+}
+
+uint64_t nori__near_listener_wait_active(nori__near_listener *l, int timeout_ms)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&l->lock);
+    uint64_t id;
+    while ((id = atomic_load(&l->client_id)) == 0)
+        if (pthread_cond_timedwait(&l->changed, &l->lock, &deadline) != 0)
+            break;
+    id = atomic_load(&l->client_id);
+    pthread_mutex_unlock(&l->lock);
+    return id;
+}
+
+void nori__near_listener_get_stats(nori__near_listener *l, nori__near_listener_stats *out)
+{
+    out->connects = atomic_load(&l->connects);
+    out->messages = atomic_load(&l->messages);
+    out->pings = atomic_load(&l->pings);
+    pthread_mutex_lock(&l->lock);
+    out->tracked = l->ntracked;
+    pthread_mutex_unlock(&l->lock);
+}

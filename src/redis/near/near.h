@@ -1,0 +1,160 @@
+/*
+ * The near cache: a bounded in-process copy of values read from Redis, kept
+ * coherent by Redis's own invalidation messages (server-assisted client-side
+ * caching, CLIENT TRACKING in its RESP2 form: the data connections enable
+ * tracking with REDIRECT to one connection subscribed to
+ * __redis__:invalidate, see listener.h).
+ *
+ * This file is the store and its coherence rules; it knows nothing of
+ * hiredis. The rules, from the Redis client-side caching guide:
+ *
+ *  - An invalidation can arrive before the reply of the GET that read the
+ *    old value. So a read that wants to keep its reply first marks the key
+ *    "fill in progress" (nori__near_fill_begin, before sending the GET), and
+ *    stores the reply only if the marker is still there, with its own
+ *    ticket, when the reply is in (nori__near_fill_end). An invalidation of
+ *    the key removes the marker; so does a flush.
+ *  - The store serves and fills only while tracking is proved: the listener
+ *    says so with nori__near_set_active(). Losing it (connection closed, a
+ *    heartbeat missed, a tracked data connection gone) flushes everything
+ *    and bumps the epoch, so a reply read before the loss, whose fill began
+ *    in the old epoch, is never stored.
+ *  - A local copy never outlives the key's TTL in Redis (PTTL read with the
+ *    GET) nor max_ttl_ms (a safety net, default 60 s), counted from the
+ *    moment the fill began, i.e. before the GET was sent.
+ *
+ * Bounds: at most max_keys entries (markers included) and max_bytes bytes
+ * (key, value and a fixed per-entry overhead). The store is split into up to
+ * 16 shards, each with its own lock, recency list and an equal share of
+ * both bounds, so the bounds hold at every instant without any cross-shard
+ * coordination; the price is that eviction is per shard, not global, and
+ * that a value larger than a shard's byte share is not kept locally (read
+ * from Redis every time). Shards are fewer for small bounds (at least 64
+ * keys and 1 MiB per shard). Eviction is CLOCK (second chance), close to
+ * LRU, so that reads can share the lock (see near.c).
+ *
+ * Thread-safety: every call may run from any thread at any time, except
+ * nori__near_free.
+ */
+#ifndef NORI_SRC_REDIS_NEAR_NEAR_H
+#define NORI_SRC_REDIS_NEAR_NEAR_H
+
+#include "nori/cache.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Default cap on a local copy's life, in ms (the safety net under PTTL). */
+#define NORI_NEAR_DEFAULT_MAX_TTL_MS 60000
+/* Bytes counted for each entry besides its key and value. */
+#define NORI_NEAR_ENTRY_OVERHEAD 64
+
+typedef struct nori__near nori__near;
+
+/* Why the whole store was emptied (counted separately in the stats). */
+typedef enum {
+    NORI__NEAR_FLUSH_OWN = 0,       /* this process flushed the cache */
+    NORI__NEAR_FLUSH_SERVER,        /* nil invalidation payload: FLUSHALL / FLUSHDB */
+    NORI__NEAR_FLUSH_LISTENER_LOST, /* the invalidation connection closed or failed */
+    NORI__NEAR_FLUSH_HEARTBEAT,     /* a PING on it was not answered in time */
+    NORI__NEAR_FLUSH_TRACKING_LOST, /* a tracked data connection is gone or untracked */
+    NORI__NEAR_FLUSH_CAUSES
+} nori__near_flush_cause;
+
+/* Names for the causes ("own", "server", "listener_lost", "heartbeat",
+ * "tracking_lost"), for stats and metrics. Static strings. */
+const char *nori__near_flush_cause_name(nori__near_flush_cause cause);
+
+typedef struct {
+    size_t max_keys;    /* 0: no bound on the count (max_bytes must be > 0) */
+    size_t max_bytes;   /* 0: no bound on bytes (max_keys must be > 0) */
+    int64_t max_ttl_ms; /* 0: NORI_NEAR_DEFAULT_MAX_TTL_MS */
+} nori__near_limits;
+
+typedef struct {
+    uint64_t hits;            /* get served locally */
+    uint64_t misses;          /* get found no usable local copy */
+    uint64_t fills;           /* replies stored locally */
+    uint64_t fills_discarded; /* replies not stored: invalidated or flushed meanwhile,
+                                 tracking not proved, too big, already expired */
+    uint64_t invalidations;   /* keys named by invalidation messages */
+    uint64_t evictions;       /* entries dropped by the bounds */
+    uint64_t flushes[NORI__NEAR_FLUSH_CAUSES];
+    uint64_t entries;         /* entries held now (values and markers) */
+    uint64_t bytes;           /* bytes held now, as counted against max_bytes */
+    bool active;              /* tracking proved: serving and filling */
+} nori__near_stats;
+
+/*
+ * Creates an empty, inactive store (nothing is served or filled until
+ * nori__near_set_active(n, true, ...)). Both bounds 0, or a negative
+ * max_ttl_ms: NORI_EINVAL. *out is owned by the caller (nori__near_free).
+ */
+int nori__near_new(const nori__near_limits *limits, nori__near **out);
+
+/* Frees the store. NULL-safe. No other call may be running or follow. */
+void nori__near_free(nori__near *n);
+
+/*
+ * The local copy of `key`: NORI_OK with *out a new copy owned by the caller,
+ * NORI_MISS (nothing usable: absent, a fill in progress, expired, or the
+ * store is inactive), or NORI_ENOMEM. Never talks to anyone.
+ */
+int nori__near_get(nori__near *n, const char *key, size_t klen, nori_buf *out);
+
+/* A fill in progress, from begin to end. Opaque to the caller. */
+typedef struct {
+    uint64_t ticket;
+    uint64_t epoch;
+    int64_t start_ms;
+} nori__near_fill;
+
+/*
+ * Marks `key` "fill in progress", before the read is sent. Returns false
+ * when the reply must not be kept (store inactive, or a value is already
+ * there); the caller then just reads and does not call fill_end. A second
+ * fill of the same key replaces the first one's marker (the first one's
+ * reply is then discarded).
+ */
+bool nori__near_fill_begin(nori__near *n, const char *key, size_t klen, nori__near_fill *f);
+
+/*
+ * Stores the reply of a fill begun with `f` when nothing invalidated the key
+ * or flushed the store since, tracking is still proved and the bounds allow
+ * it. pttl_ms: the key's PTTL read with the value (-1: no expiry; -2 or 0:
+ * gone, nothing stored). Returns true when stored. The value is copied.
+ */
+bool nori__near_fill_end(nori__near *n, const char *key, size_t klen, const nori__near_fill *f,
+                         const void *val, size_t len, int64_t pttl_ms);
+
+/* Gives up a fill (the read failed or missed): removes its marker if it is
+ * still the one `f` placed. */
+void nori__near_fill_cancel(nori__near *n, const char *key, size_t klen,
+                            const nori__near_fill *f);
+
+/* An invalidation message named `key`: drops its copy or marker (counted). */
+void nori__near_invalidate(nori__near *n, const char *key, size_t klen);
+
+/* This process wrote `key` (set, delete, incr, atomic_update): drops its
+ * copy or marker at once, so the next read goes to Redis (not counted as an
+ * invalidation received). */
+void nori__near_drop(nori__near *n, const char *key, size_t klen);
+
+/* Empties the store (values and markers), counting `cause`. */
+void nori__near_flush(nori__near *n, nori__near_flush_cause cause);
+
+/*
+ * Tracking proved (active = true: serve and fill from now on) or lost
+ * (false: stop, bump the epoch, then flush counting `cause`). Deactivating
+ * an inactive store changes nothing and counts nothing.
+ */
+void nori__near_set_active(nori__near *n, bool active, nori__near_flush_cause cause);
+
+/* True while tracking is proved. */
+bool nori__near_is_active(const nori__near *n);
+
+/* Counters since creation, and the entries and bytes held now. */
+void nori__near_get_stats(nori__near *n, nori__near_stats *out);
+
+#endif

@@ -1,0 +1,59 @@
+/*
+ * The Redis backend's state, shared by its files: backend.c (the operations
+ * of cache.h, one key at a time, routed by topology.c) and bulk.c (the bulk
+ * calls, one round trip each on one server; one key at a time, routed, on a
+ * cluster or through Sentinel).
+ */
+#ifndef NORI_SRC_REDIS_SINGLE_H
+#define NORI_SRC_REDIS_SINGLE_H
+
+#include "backend.h"
+#include "conn.h"
+#include "redis/topology.h"
+#include "redis/url_topology.h"
+#include "url.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Every key of this library lives under this prefix, as in Nori's Python
+ * implementation. */
+#define KEY_PREFIX "cache:"
+#define KEY_PREFIX_LEN (sizeof KEY_PREFIX - 1)
+
+typedef struct redis_backend {
+    nori_backend base;          /* must be first */
+    nori__redis_target target;  /* owned; target.display names it in messages (passwords masked) */
+    nori__redis_topo *topo;     /* owned: the nodes (pool, breaker each), the routing */
+    _Atomic bool script_loaded; /* SCRIPT LOAD done once; NOSCRIPT later is handled */
+    _Atomic uint64_t hits, misses;
+    struct nori__near_client *near; /* set by nori_redis_backend_enable_near (near_ops) */
+    nori__redis_node *near_node;    /* the one server the near cache tracks (borrowed from topo) */
+} redis_backend;
+
+/* "cache:" + key, built on the stack: keys are at most NORI_MAX_KEY_LEN. */
+typedef struct {
+    char s[KEY_PREFIX_LEN + NORI_MAX_KEY_LEN + 1];
+    size_t len;
+} wire_key;
+
+static inline void make_key(wire_key *k, const char *key, size_t klen)
+{
+    memcpy(k->s, KEY_PREFIX, KEY_PREFIX_LEN);
+    memcpy(k->s + KEY_PREFIX_LEN, key, klen);
+    k->len = KEY_PREFIX_LEN + klen;
+    k->s[k->len] = '\0';
+}
+
+/* The bulk operations of the ops table (backend.h describes the contract):
+ * a pipeline of GETs, a pipeline of SETs, one UNLINK. */
+void nori__redis_get_many(nori_backend *b, size_t n, const char *const *keys,
+                          const size_t *klens, nori_get_result *results);
+void nori__redis_set_many(nori_backend *b, size_t n, const nori_set_item *items,
+                          const size_t *klens, int *results);
+void nori__redis_delete_many(nori_backend *b, size_t n, const char *const *keys,
+                             const size_t *klens, int *results);
+
+#endif

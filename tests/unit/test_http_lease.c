@@ -1,0 +1,111 @@
+/* The lease operations the response cache coalesces with across processes
+ * (nori_backend_add = set if absent with a TTL in ms, and
+ * nori_backend_delete_if_equal = release by token), on the memory backend
+ * and on a private redis-server. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "redis_server.h"
+#include "test_support.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct {
+    nori_backend *b;
+    nori_test_redis *server;
+} fixture;
+
+static int memory_setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    assert_nori(nori_memory_backend_new(100, &f->b), NORI_OK);
+    *state = f;
+    return 0;
+}
+
+static int redis_setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    f->server = nori_test_redis_start(NULL);
+    assert_nori(nori_redis_backend_new(f->server->url, &f->b), NORI_OK);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    nori_backend_free(f->b);
+    nori_test_redis_stop(f->server);
+    free(f);
+    return 0;
+}
+
+static void test_add_and_release(void **state)
+{
+    nori_backend *b = ((fixture *)*state)->b;
+    int added = -1, deleted = -1;
+    assert_nori(nori_backend_add(b, "lease", "tok-a", 5, 60000, &added), NORI_OK);
+    assert_int_equal(added, 1);
+    /* Present: a second add writes nothing. */
+    assert_nori(nori_backend_add(b, "lease", "tok-b", 5, 60000, &added), NORI_OK);
+    assert_int_equal(added, 0);
+    nori_buf v;
+    assert_nori(nori_backend_get(b, "lease", &v), NORI_OK);
+    assert_memory_equal(v.data, "tok-a", 5);
+    nori_buf_free(&v);
+    /* Only the holder's token releases it. */
+    assert_nori(nori_backend_delete_if_equal(b, "lease", "tok-b", 5, &deleted), NORI_OK);
+    assert_int_equal(deleted, 0);
+    assert_nori(nori_backend_delete_if_equal(b, "lease", "tok-", 4, &deleted), NORI_OK);
+    assert_int_equal(deleted, 0);
+    assert_nori(nori_backend_get(b, "lease", &v), NORI_OK);
+    nori_buf_free(&v);
+    assert_nori(nori_backend_delete_if_equal(b, "lease", "tok-a", 5, &deleted), NORI_OK);
+    assert_int_equal(deleted, 1);
+    assert_nori(nori_backend_get(b, "lease", &v), NORI_MISS);
+    assert_nori(nori_backend_delete_if_equal(b, "lease", "tok-a", 5, NULL), NORI_OK);
+    /* Free again: add succeeds. */
+    assert_nori(nori_backend_add(b, "lease", "tok-c", 5, 60000, &added), NORI_OK);
+    assert_int_equal(added, 1);
+    /* Bad arguments change nothing. */
+    assert_nori(nori_backend_add(b, "x", "v", 1, 0, &added), NORI_EINVAL);
+    assert_int_equal(added, 0);
+    assert_nori(nori_backend_add(b, "x", "v", 1, -5, NULL), NORI_EINVAL);
+    assert_nori(nori_backend_add(b, "", "v", 1, 100, NULL), NORI_EINVAL);
+    assert_nori(nori_backend_get(b, "x", &v), NORI_MISS);
+}
+
+/* A lease ends by itself: a holder that dies never blocks others past it. */
+static void test_lease_expires(void **state)
+{
+    nori_backend *b = ((fixture *)*state)->b;
+    int added;
+    assert_nori(nori_backend_add(b, "short", "dead-holder", 11, 150, &added), NORI_OK);
+    assert_int_equal(added, 1);
+    assert_nori(nori_backend_add(b, "short", "me", 2, 150, &added), NORI_OK);
+    assert_int_equal(added, 0);
+    /* Bounded wait for the expiry (the thing under test is time itself). */
+    for (int i = 0; i < 200 && !added; i++) {
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+        assert_nori(nori_backend_add(b, "short", "me", 2, 60000, &added), NORI_OK);
+    }
+    assert_int_equal(added, 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest cases[] = {
+        cmocka_unit_test(test_add_and_release),
+        cmocka_unit_test(test_lease_expires),
+    };
+    int failed = cmocka_run_group_tests_name("memory backend", cases, memory_setup, teardown);
+    failed += cmocka_run_group_tests_name("redis backend", cases, redis_setup, teardown);
+    return failed;
+}
