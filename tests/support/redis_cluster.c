@@ -514,6 +514,19 @@ nori_test_sentinel *nori_test_sentinel_start(const char *password)
             nori_test_sentinel_stop(s);
             fail_msg("a sentinel did not start");
         }
+        /* A sentinel whose timer sees the wall clock jump by more than 2 s
+         * (a stalled or time-adjusted VM: seen on the CI machines) enters
+         * TILT mode and does nothing for 30 s, again and again, so no
+         * failover ever happens. The tests are about the client: only a
+         * clock jump of an hour counts here. */
+        redisReply *r = ask(s->sentinel[i].port, NULL, "SENTINEL DEBUG tilt-trigger 3600000");
+        bool ok = r != NULL && r->type == REDIS_REPLY_STATUS;
+        if (r != NULL)
+            freeReplyObject(r);
+        if (!ok) {
+            nori_test_sentinel_stop(s);
+            fail_msg("SENTINEL DEBUG tilt-trigger was refused (redis-sentinel 7.0 or later needed)");
+        }
     }
     for (int i = 0; i < 3; i++) {
         while (!sentinel_ready(&s->sentinel[i])) {

@@ -11,7 +11,9 @@
  *  - nori_test_sentinel: a master, one replica and 3 redis-sentinel
  *    processes monitoring it as "mymaster" (quorum 2, down-after 1000 ms);
  *    start returns once every sentinel knows the master, the replica and
- *    the two other sentinels.
+ *    the two other sentinels. TILT mode is only triggered by a clock jump
+ *    of an hour (SENTINEL DEBUG tilt-trigger), so that a stalled test
+ *    machine does not stop the failovers the tests wait for.
  */
 #ifndef NORI_TEST_REDIS_CLUSTER_H
 #define NORI_TEST_REDIS_CLUSTER_H
