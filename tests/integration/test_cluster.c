@@ -487,6 +487,10 @@ static void test_failover_under_load(void **state)
     atomic_init(&stop, false);
     _Atomic long long kill_at;
     atomic_init(&kill_at, 0);
+    /* Kill the master that owns ctr:0, so counters are on the failing node
+     * (found before the workers start: no assertion may leave them running). */
+    int victim = nori_test_cluster_slot_master(cluster, nori__cluster_keyslot("cache:ctr:0", 11));
+    assert_true(victim >= 0);
     worker w[THREADS];
     memset(w, 0, sizeof w);
     for (int i = 0; i < THREADS; i++) {
@@ -497,9 +501,6 @@ static void test_failover_under_load(void **state)
     }
     struct timespec ts = {before_ms / 1000, (long)(before_ms % 1000) * 1000000L};
     nanosleep(&ts, NULL); /* load before the fault: a duration, not a synchronisation */
-    /* Kill the master that owns ctr:0, so counters are on the failing node. */
-    int victim = nori_test_cluster_slot_master(cluster, nori__cluster_keyslot("cache:ctr:0", 11));
-    assert_true(victim >= 0);
     for (int i = 0; i < THREADS; i++) {
         char k[32];
         snprintf(k, sizeof k, "cache:ctr:%d", i);
