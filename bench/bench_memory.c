@@ -5,12 +5,20 @@
  *            a bare single-threaded open-addressing table doing the same
  *            lookups and copying the value to a caller buffer, vs
  *            nori_backend_get_into (caller buffer) and nori_backend_get (malloc'd copy)
- *   mixed    90% get / 10% set on the same keys, from 1 and 2 threads
+ *   mixed    90% get / 10% set on the same keys, from 1, 2, 4 and 8 threads,
+ *            and 100% get from 1 and 2 threads (2 cores here: 4 and 8 show
+ *            oversubscription)
  *   evict    100% set over 100000 keys into max_keys=10000 (eviction on
  *            nearly every insert), 1 thread
  *   memory   resident memory for 1M entries (16-byte keys, 64-byte values)
  *            minus the raw bytes, per entry
  *   threads  90/10 from 1, 2, 4 and 8 threads (for the chart)
+ *   bytes    1M sets of random sizes (64 B .. 64 KiB) over 20000 keys from 4
+ *            threads into a 64 MiB byte bound: peak and final RSS beyond the
+ *            empty process
+ *   expiry   1M entries with ttl 1 s, no reads: entries held and RSS after
+ *            3 s, next to the empty process (malloc_trim on/off is the
+ *            sweeper's choice; see docs/BENCHMARKS.md)
  *
  * Runs alternate between the contenders and the best of several rounds is
  * kept, because the machines are shared and noisy. Prints one line per
@@ -19,6 +27,7 @@
 #include <nori/cache.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -242,6 +251,140 @@ static long rss_kib(void)
     return resident * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
+/* ---- the byte bound: RSS under 4 writer threads of mixed sizes ---- */
+
+#define BYTES_BOUND ((size_t)64 * 1024 * 1024)
+#define BYTES_SETS 1000000
+#define BYTES_KEYS 20000
+#define BYTES_THREADS 4
+
+typedef struct {
+    nori_backend *b;
+    int id;
+    const char *val;
+} bytes_args;
+
+static void *bytes_writer(void *arg)
+{
+    bytes_args *a = arg;
+    uint64_t x = 0x9E3779B97F4A7C15ull * (uint64_t)(a->id + 1);
+    char key[32];
+    for (int i = 0; i < BYTES_SETS / BYTES_THREADS; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        snprintf(key, sizeof key, "blob:%d", (int)(x % BYTES_KEYS));
+        size_t len = 64 + (size_t)((x >> 20) % (64 * 1024 - 64 + 1));
+        int rc = nori_backend_set(a->b, key, a->val, len, 0);
+        if (rc != NORI_OK)
+            die("set", rc);
+    }
+    return NULL;
+}
+
+static _Atomic int sampling;
+static _Atomic long peak_kib;
+
+static void *rss_sampler(void *arg)
+{
+    (void)arg;
+    while (atomic_load(&sampling)) {
+        long r = rss_kib();
+        if (r > atomic_load(&peak_kib))
+            atomic_store(&peak_kib, r);
+        struct timespec ts = {0, 5000000};
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+static void bench_bytes(void)
+{
+    char *val = malloc(64 * 1024);
+    if (val == NULL)
+        exit(1);
+    memset(val, 'b', 64 * 1024);
+    long empty = rss_kib();
+    nori_backend *b;
+    int rc = nori_memory_backend_new(1000000, &b);
+    if (rc == NORI_OK)
+        rc = nori_memory_backend_set_max_bytes(b, BYTES_BOUND);
+    if (rc != NORI_OK)
+        die("memory_backend_new", rc);
+    atomic_store(&sampling, 1);
+    atomic_store(&peak_kib, empty);
+    pthread_t sampler, tid[BYTES_THREADS];
+    bytes_args args[BYTES_THREADS];
+    pthread_create(&sampler, NULL, rss_sampler, NULL);
+    double t0 = now_s();
+    for (int t = 0; t < BYTES_THREADS; t++) {
+        args[t] = (bytes_args){b, t, val};
+        pthread_create(&tid[t], NULL, bytes_writer, &args[t]);
+    }
+    for (int t = 0; t < BYTES_THREADS; t++)
+        pthread_join(tid[t], NULL);
+    double secs = now_s() - t0;
+    atomic_store(&sampling, 0);
+    pthread_join(sampler, NULL);
+    long end = rss_kib();
+    nori_backend_stats st;
+    nori_backend_get_stats(b, &st);
+    double bound_mib = (double)BYTES_BOUND / 1048576.0;
+    double peak_mib = (double)(atomic_load(&peak_kib) - empty) / 1024.0;
+    printf("bytes %d sets of 64 B..64 KiB, %d threads, bound %.0f MiB: %.0f sets/s; held %.1f MiB "
+           "in %llu entries; RSS beyond the empty process: peak %.1f MiB (%.2fx the bound), "
+           "end %.1f MiB\n",
+           BYTES_SETS, BYTES_THREADS, bound_mib, BYTES_SETS / secs, (double)st.bytes / 1048576.0,
+           (unsigned long long)st.entries, peak_mib, peak_mib / bound_mib,
+           (double)(end - empty) / 1024.0);
+    nori_backend_free(b);
+    free(val);
+}
+
+/* ---- active expiry: 1M entries with ttl 1 s, never read ---- */
+
+static void bench_expiry(void)
+{
+    enum { EXP_ENTRIES = 1000000 };
+    long no_backend = rss_kib();
+    nori_backend *b;
+    int rc = nori_memory_backend_new(EXP_ENTRIES, &b);
+    if (rc != NORI_OK)
+        die("memory_backend_new", rc);
+    /* "Empty": the process with the backend created and its expiry thread
+     * running, before the first write. */
+    struct timespec settle = {0, 50000000};
+    nanosleep(&settle, NULL);
+    long empty = rss_kib();
+    char key[32], val[64];
+    memset(val, 'e', sizeof val);
+    for (int i = 0; i < EXP_ENTRIES; i++) {
+        snprintf(key, sizeof key, "exp:%012d", i);
+        if ((rc = nori_backend_set(b, key, val, sizeof val, 1)) != NORI_OK)
+            die("set", rc);
+    }
+    double t0 = now_s();
+    long full = rss_kib();
+    nori_backend_stats st;
+    double drained = -1;
+    while (now_s() - t0 < 3.0) {
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL);
+        nori_backend_get_stats(b, &st);
+        if (drained < 0 && st.entries < EXP_ENTRIES / 100)
+            drained = now_s() - t0;
+    }
+    nori_backend_get_stats(b, &st);
+    long after = rss_kib();
+    printf("expiry %d entries ttl 1 s, no reads: after 3 s %llu held (%.2f%%), below 1%% %.2f s "
+           "after the last write; RSS without a backend %.1f MiB, empty backend %.1f MiB, full "
+           "%.1f MiB, after 3 s %.1f MiB (%.2fx empty)\n",
+           EXP_ENTRIES, (unsigned long long)st.entries, 100.0 * (double)st.entries / EXP_ENTRIES,
+           drained, no_backend / 1024.0, empty / 1024.0, full / 1024.0, after / 1024.0,
+           (double)after / (double)empty);
+    nori_backend_free(b);
+}
+
 static bool wanted(int argc, char **argv, const char *section)
 {
     if (argc <= 2)
@@ -263,9 +406,12 @@ int main(int argc, char **argv)
             vals[i][j] = (char)('a' + (i + j) % 26);
         bare_put(keys[i], vals[i], VAL_LEN);
     }
-    uint32_t *seqs[8];
-    for (int i = 0; i < 8; i++)
-        seqs[i] = make_sequence(GET_OPS, (uint32_t)i + 1);
+    /* The access sequences only for the sections that use them, so that the
+     * bytes and expiry sections measure RSS next to a small empty process. */
+    uint32_t *seqs[8] = {NULL};
+    if (wanted(argc, argv, "get") || wanted(argc, argv, "mixed") || wanted(argc, argv, "threads"))
+        for (int i = 0; i < 8; i++)
+            seqs[i] = make_sequence(GET_OPS, (uint32_t)i + 1);
     printf("bench_memory: %d rounds, best of each; %d keys of %d bytes, values of %d bytes\n",
            rounds, NKEYS, KEY_LEN, VAL_LEN);
 
@@ -287,7 +433,8 @@ int main(int argc, char **argv)
 
     if (wanted(argc, argv, "mixed")) {
         nori_backend *b = loaded_backend(NKEYS);
-        double best1 = 0, best2 = 0, bare1 = 0, bare2 = 0;
+        double best1 = 0, best2 = 0, bare1 = 0, bare2 = 0, best4 = 0, best8 = 0, get1 = 0,
+               get2 = 0;
         for (int r = 0; r < rounds; r++) {
             /* The machine's own ceiling: the lock-free bare table scales only
              * as far as the two cores really run in parallel. */
@@ -295,6 +442,10 @@ int main(int argc, char **argv)
             bare2 = maxd(bare2, run_threads(run_bare, NULL, seqs, MIXED_OPS, 0, 2));
             best1 = maxd(best1, run_threads(run_nori, b, seqs, MIXED_OPS, 10, 1));
             best2 = maxd(best2, run_threads(run_nori, b, seqs, MIXED_OPS, 10, 2));
+            best4 = maxd(best4, run_threads(run_nori, b, seqs, MIXED_OPS / 2, 10, 4));
+            best8 = maxd(best8, run_threads(run_nori, b, seqs, MIXED_OPS / 4, 10, 8));
+            get1 = maxd(get1, run_threads(run_nori, b, seqs, MIXED_OPS, 0, 1));
+            get2 = maxd(get2, run_threads(run_nori, b, seqs, MIXED_OPS, 0, 2));
         }
         printf("scale bare table get, 1 thread    %12.0f ops/s\n", bare1);
         printf("scale bare table get, 2 threads   %12.0f ops/s  ratio %.2fx 1 thread\n", bare2,
@@ -302,6 +453,13 @@ int main(int argc, char **argv)
         printf("mixed 90/10 1 thread              %12.0f ops/s\n", best1);
         printf("mixed 90/10 2 threads             %12.0f ops/s  ratio %.2fx 1 thread\n", best2,
                best2 / best1);
+        printf("mixed 90/10 4 threads             %12.0f ops/s  ratio %.2fx 2 threads\n", best4,
+               best4 / best2);
+        printf("mixed 90/10 8 threads             %12.0f ops/s  ratio %.2fx 2 threads\n", best8,
+               best8 / best2);
+        printf("get 100%% 1 thread                 %12.0f ops/s\n", get1);
+        printf("get 100%% 2 threads                %12.0f ops/s  ratio %.2fx 1 thread\n", get2,
+               get2 / get1);
         nori_backend_free(b);
     }
 
@@ -370,6 +528,10 @@ int main(int argc, char **argv)
         }
         nori_backend_free(b);
     }
+    if (wanted(argc, argv, "bytes"))
+        bench_bytes();
+    if (wanted(argc, argv, "expiry"))
+        bench_expiry();
     for (int i = 0; i < 8; i++)
         free(seqs[i]);
     return 0;

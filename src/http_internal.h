@@ -107,6 +107,33 @@ int nori__base64_encode(const void *data, size_t len, nori_buf *out);
  */
 int nori__base64_decode(const char *s, size_t len, nori_buf *out);
 
+/* ---- http/memo.c ---- */
+
+/*
+ * Decoded-entry memo (see memo.c): decoding a JSON entry that this cache
+ * decoded before for the same key, from the very same bytes, copies the
+ * earlier result instead of parsing again. Never a source of truth: used
+ * only when key and raw bytes both match what the backend returned now.
+ */
+typedef struct nori__memo nori__memo;
+typedef struct {
+    uint64_t hits, misses, stores;
+    size_t bytes;
+} nori__memo_stats;
+
+/* A memo holding at most max_bytes (entries over max_bytes / 8 are not kept). */
+int nori__memo_new(size_t max_bytes, nori__memo **out);
+void nori__memo_free(nori__memo *m);
+/* nori__entry_decode_meta(in, false, r, meta) for the value of key, through
+ * the memo (m NULL: plain decode). Same ownership and results. */
+int nori__memo_decode(nori__memo *m, const char *key, nori_buf *in, nori_http_response *r,
+                      nori__entry_meta *meta);
+void nori__memo_get_stats(nori__memo *m, nori__memo_stats *out);
+/* The bound each response cache gives its memo. */
+#define NORI__MEMO_MAX_BYTES ((size_t)4 * 1024 * 1024)
+/* Tests: the memo of a response cache (cache.c). */
+nori__memo *nori__http_cache_memo(nori_http_cache *c);
+
 /* ---- http/fresh.c ---- */
 
 #include "clock.h"

@@ -512,6 +512,8 @@ static int metrics(const nori_http_request *req, nori_http_response *resp, void 
         sum.refreshes_dropped += s.refreshes_dropped;
         sum.not_modified += s.not_modified;
         sum.invalidations += s.invalidations;
+        sum.memo_hits += s.memo_hits;
+        sum.memo_bytes += s.memo_bytes;
     }
     nori_backend_stats b = {0};
     nori_backend_get_stats(demo.backend, &b);
@@ -565,6 +567,11 @@ static int metrics(const nori_http_request *req, nori_http_response *resp, void 
     METRIC("nori_cache_not_modified_total", "304 Not Modified answers.", sum.not_modified);
     METRIC("nori_cache_invalidations_total", "Path invalidations after successful writes.",
            sum.invalidations);
+    METRIC("nori_cache_memo_hits_total",
+           "Hits whose JSON entry was already decoded (same key, same bytes).", sum.memo_hits);
+    fprintf(t.f, "# HELP nori_cache_memo_bytes Bytes held by the decoded-entry memo.\n"
+                 "# TYPE nori_cache_memo_bytes gauge\nnori_cache_memo_bytes %" PRIu64 "\n",
+            sum.memo_bytes);
     fprintf(t.f, "# HELP nori_cache_entries Entries held by the memory backend.\n"
                  "# TYPE nori_cache_entries gauge\nnori_cache_entries %" PRIu64 "\n",
             b.entries);

@@ -155,8 +155,13 @@ typedef struct nori_backend nori_backend;
  * free (an atomic_update callback running on the oldest key's shard does not
  * stall an insert), and two accesses from different threads in the same
  * instant may count in either order.
- * Expired entries are removed when a read finds them; an eviction removes
- * the least recently used entry, expired or not.
+ * Expired entries are removed when a read finds them, and by the backend's
+ * expiry thread (one per memory backend, started here): every 100 ms it
+ * spends at most 25 ms removing expired entries nobody reads, a few dozen
+ * buckets per lock hold (Redis's active expiry cycle), so they are gone
+ * within about 2 s of expiring. An eviction removes the least recently used
+ * entry, expired or not. get takes no lock: it reads in an epoch section and
+ * records the access in the entry; writers apply it to the recency order.
  * The store is split into 64 shards with a lock each, so threads working on
  * different keys rarely wait for each other.
  */
@@ -318,7 +323,9 @@ NORI_EXPORT int nori_redis_backend_new(const char *url, nori_backend **out);
 NORI_EXPORT int nori_backend_from_env(nori_backend **out);
 
 /* Frees the backend and everything it holds. NULL-safe. No call on the same
- * handle may be running or follow. */
+ * handle may be running or follow. Memory backend: also stops its expiry
+ * thread (signals it and joins it; a cycle in progress ends within its
+ * 25 ms budget). */
 NORI_EXPORT void nori_backend_free(nori_backend *b);
 
 /* The backend's kind: "memory" or "redis". Static string. */
@@ -440,6 +447,16 @@ typedef int (*nori_update_fn)(const nori_buf *current, nori_buf *next, void *ud)
  * Memory backend: fn runs exactly once, under the backend's lock, so it must
  * be quick and must not call the cache. Redis backend: fn may run more than
  * once under contention (WATCH/MULTI/EXEC retry), so it must be idempotent.
+ * Memory backend details: a call from fn into the same backend (directly, or
+ * through the callback of another backend's atomic_update) is refused with
+ * NORI_EINVAL instead of deadlocking; nori_backend_get_stats() takes no lock
+ * and may be called from fn. A value over the byte bound is NORI_ETOOBIG
+ * after fn ran. When room for the new value has to be made while every
+ * other shard holding entries is locked by other threads, the write waits
+ * for room without the lock and then goes in only if the key did not change
+ * meanwhile; if it did, NORI_ENOMEM with nothing written (fn is not run
+ * again). A slow fn also delays other writes to keys of the same shard (one
+ * of 64), never an insert elsewhere: eviction skips a locked shard.
  */
 NORI_EXPORT int nori_backend_atomic_update(nori_backend *b, const char *key,
                                            nori_update_fn fn, void *ud, int64_t ttl,

@@ -95,7 +95,10 @@
  *    On a response from the cache, If-None-Match ("*", a list, weak
  *    comparison) that matches, or else If-Modified-Since not before
  *    Last-Modified, gives 304 Not Modified: no body, and only the headers RFC
- *    9110 15.4.5 names (ETag, Cache-Control, Vary, ...) plus Age.
+ *    9110 15.4.5 names (ETag, Cache-Control, Vary, ...) plus Age, and
+ *    `Content-Length` holding the length of the 200's body (RFC 9110 8.6
+ *    allows only that value on a 304). An adapter sends it as that number
+ *    and sends no body; the libmicrohttpd adapter does (nori/mhd.h).
  *  - A route with vary_on sends `Vary: <its vary_on names>` on every GET and
  *    HEAD answer.
  *  - Invalidation (RFC 9111 4.4): a 2xx or 3xx answer to POST, PUT, PATCH or
@@ -141,6 +144,13 @@
  * and reads also accept the older {"body": "<utf-8 text>", ...}. An entry that
  * cannot be decoded (malformed JSON, wrong types, bad base64) is a miss,
  * counted in `errors`, and is overwritten by the fresh response.
+ * Decoded-entry memo: each cache keeps up to 4 MiB of JSON entries it has
+ * decoded (256 slots by key; an entry over 512 KiB is not kept). Every hit
+ * still reads the backend (the near cache or Redis stays the source of
+ * truth); the memo is used only when the key and the raw bytes just read
+ * are identical to those it decoded, so a value another client rewrote is
+ * decoded afresh. Decoding is a function of the bytes alone, so a memo hit
+ * gives exactly the response a decode would.
  *
  * Thread safety: a nori_http_cache may be used by any number of threads at
  * once; nori_http_cache_free() must not run concurrently with other use.
@@ -441,6 +451,11 @@ typedef struct {
     uint64_t refreshes_dropped; /* background refreshes not queued (queue full, no memory) */
     uint64_t not_modified;     /* 304 answers */
     uint64_t invalidations;    /* prefix deletions after a successful write */
+    /* Decoded-entry memo (JSON entries, i.e. Redis): reads answered by
+     * copying an earlier decode of the same key and bytes, and the bytes it
+     * holds now (at most 4 MiB). */
+    uint64_t memo_hits;
+    uint64_t memo_bytes;
 } nori_http_cache_stats;
 
 /* Copies the counters to *out. NULL arguments are ignored. Thread-safe. */

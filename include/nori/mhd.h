@@ -26,6 +26,12 @@
  *    that has a cache.
  *  - HEAD: MHD sends the headers of the response (Content-Length of the
  *    body) without the body; the cache serves HEAD from the GET entry.
+ *  - A 304 from the cache carries `Content-Length: <the 200's body length>`
+ *    once and no body (RFC 9110 8.6; libmicrohttpd by itself would write
+ *    0): a callback response of that size, which MHD announces and never
+ *    reads. Clients that read a Content-Length body after a 304 against RFC
+ *    9112 6.3 (wrk's http_parser) wait for it; curl, browsers, Python, Go
+ *    and Node do not.
  *  - A hit that MHD cannot send (it refuses a header of the stored entry) is
  *    served again as a miss through nori_http_cache_serve_again(), which
  *    overwrites the entry; only statuses 200..599 are sent (anything else

@@ -13,6 +13,7 @@
 #include "http_internal.h"
 
 #include "error.h"
+#include "hash.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -45,14 +46,14 @@ struct nori__flights {
     nori__flight *buckets[N_BUCKETS];
     hfm_entry *hfm[N_BUCKETS];
     size_t n_hfm;
+    uint64_t seed;
 };
 
-static uint64_t hash_key(const char *s)
+/* Seeded per table: keys come from request paths, so an attacker must not
+ * be able to choose keys that share a bucket. */
+static uint64_t hash_key(const nori__flights *t, const char *key)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (; *s != '\0'; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
+    return nori__hash_key(t->seed, key, strlen(key));
 }
 
 int nori__flights_new(nori__flights **out)
@@ -61,6 +62,7 @@ int nori__flights_new(nori__flights **out)
     if (t == NULL)
         return nori__fail(NORI_ENOMEM, "out of memory creating the single-flight table");
     pthread_mutex_init(&t->lock, NULL);
+    t->seed = nori__hash_seed();
     *out = t;
     return NORI_OK;
 }
@@ -91,7 +93,7 @@ void nori__flights_free(nori__flights *t)
 nori__flight_role nori__flight_join(nori__flights *t, const char *key, bool owned,
                                     nori__flight **out)
 {
-    uint64_t h = hash_key(key);
+    uint64_t h = hash_key(t, key);
     nori__flight **b = &t->buckets[h % N_BUCKETS];
     pthread_mutex_lock(&t->lock);
     for (nori__flight *f = *b; f != NULL; f = f->next) {
@@ -209,7 +211,7 @@ void nori__flight_finish(nori__flights *t, nori__flight *f, bool stored)
 
 bool nori__hfm_active(nori__flights *t, const char *key, int64_t now_ms)
 {
-    uint64_t h = hash_key(key);
+    uint64_t h = hash_key(t, key);
     bool active = false;
     pthread_mutex_lock(&t->lock);
     for (hfm_entry **p = &t->hfm[h % N_BUCKETS]; *p != NULL;) {
@@ -230,7 +232,7 @@ bool nori__hfm_active(nori__flights *t, const char *key, int64_t now_ms)
 
 void nori__hfm_set(nori__flights *t, const char *key, int64_t until_ms)
 {
-    uint64_t h = hash_key(key);
+    uint64_t h = hash_key(t, key);
     size_t len = strlen(key);
     pthread_mutex_lock(&t->lock);
     hfm_entry **b = &t->hfm[h % N_BUCKETS];
@@ -256,7 +258,7 @@ void nori__hfm_set(nori__flights *t, const char *key, int64_t until_ms)
 
 void nori__hfm_clear(nori__flights *t, const char *key)
 {
-    uint64_t h = hash_key(key);
+    uint64_t h = hash_key(t, key);
     pthread_mutex_lock(&t->lock);
     for (hfm_entry **p = &t->hfm[h % N_BUCKETS]; *p != NULL; p = &(*p)->next) {
         hfm_entry *e = *p;

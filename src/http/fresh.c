@@ -206,6 +206,13 @@ int nori__http_make_304(nori_http_response *r)
     }
     r->n_headers = o;
     r->status = 304;
+    /* RFC 9110 8.6: a 304 may carry Content-Length only as the length the
+     * 200 would have had. Recorded before the body goes, so the adapter can
+     * send that instead of its server library's "Content-Length: 0". */
+    char len[24];
+    snprintf(len, sizeof len, "%zu", r->body_len);
     nori_http_response_take_body(r, NULL, 0);
-    return nori_http_response_set_media_type(r, NULL);
+    int rc = nori_http_response_add_header(r, "Content-Length", len);
+    int rc2 = nori_http_response_set_media_type(r, NULL);
+    return rc != NORI_OK ? rc : rc2;
 }

@@ -19,6 +19,7 @@
 typedef struct epoch_slot {
     alignas(64) _Atomic uint64_t active; /* 0: outside a read section; else its epoch */
     _Atomic int in_use;                  /* owned by a live thread */
+    unsigned index;                      /* 0, 1, 2, ... in creation order */
     struct epoch_slot *next;             /* immutable once the slot is published */
 } epoch_slot;
 
@@ -37,9 +38,21 @@ static void release_slot(void *p)
     atomic_store_explicit(&s->in_use, 0, memory_order_release);
 }
 
+/* In a forked child only the forking thread exists: the other threads'
+ * slots would stay "in a read section" forever and hold every retired
+ * entry; they are released. */
+static void forget_other_threads(void)
+{
+    for (epoch_slot *s = atomic_load_explicit(&slots, memory_order_acquire); s != NULL;
+         s = s->next)
+        if (s != my_slot)
+            release_slot(s);
+}
+
 static void make_key(void)
 {
     (void)pthread_key_create(&slot_key, release_slot);
+    (void)pthread_atfork(NULL, NULL, forget_other_threads);
 }
 
 static epoch_slot *acquire_slot(void)
@@ -59,9 +72,10 @@ static epoch_slot *acquire_slot(void)
         atomic_init(&s->active, 0);
         atomic_init(&s->in_use, 1);
         s->next = atomic_load_explicit(&slots, memory_order_relaxed);
+        do
+            s->index = s->next != NULL ? s->next->index + 1 : 0;
         while (!atomic_compare_exchange_weak_explicit(&slots, &s->next, s, memory_order_release,
-                                                      memory_order_relaxed))
-            ;
+                                                      memory_order_relaxed));
     }
     if (pthread_setspecific(slot_key, s) != 0) {
         release_slot(s);
@@ -93,9 +107,30 @@ void nori__epoch_exit(void)
         atomic_store_explicit(&my_slot->active, 0, memory_order_release);
 }
 
+unsigned nori__epoch_slot_index(void)
+{
+    return my_slot != NULL ? my_slot->index : UINT32_MAX;
+}
+
 uint64_t nori__epoch_now(void)
 {
     return atomic_load_explicit(&global_epoch, memory_order_seq_cst);
+}
+
+/* Looking costs a cache miss per slot of a thread that reads: with more
+ * slots than this the answer is "yes" without looking (the caller then
+ * defers the free, which is always correct). */
+#define ANY_READER_MAX_SLOTS 8
+
+bool nori__epoch_any_reader(void)
+{
+    int n = 0;
+    for (epoch_slot *s = atomic_load_explicit(&slots, memory_order_acquire); s != NULL;
+         s = s->next)
+        if (++n > ANY_READER_MAX_SLOTS ||
+            atomic_load_explicit(&s->active, memory_order_seq_cst) != 0)
+            return true;
+    return false;
 }
 
 uint64_t nori__epoch_safe(void)

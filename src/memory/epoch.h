@@ -24,8 +24,21 @@
 bool nori__epoch_enter(void);
 void nori__epoch_exit(void);
 
+/* The calling thread's slot number (0, 1, ...; UINT32_MAX before its first
+ * read section). No two live threads share one: the memory backend uses it
+ * to give each thread a counter stripe of its own. */
+unsigned nori__epoch_slot_index(void);
+
 /* The current global epoch: the tag of an object unlinked just before. */
 uint64_t nori__epoch_now(void);
+
+/*
+ * Whether any thread is in a read section now. A writer that unlinked an
+ * object with a seq_cst store and then finds no reader may free it at once:
+ * a reader that enters later sees the unlink (its entry is a seq_cst
+ * exchange, after this load in the single total order).
+ */
+bool nori__epoch_any_reader(void); /* "true" without looking past 8 slots */
 
 /* Advances the global epoch and returns the oldest epoch a reader still in
  * a section may hold (UINT64_MAX when none is): an object tagged t may be

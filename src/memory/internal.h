@@ -8,6 +8,7 @@
 #define NORI_SRC_MEMORY_INTERNAL_H
 
 #include "backend.h"
+#include "hash.h"
 
 #include <pthread.h>
 #include <stdalign.h>
@@ -15,6 +16,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#include <sys/types.h>
 
 /* A power of two; see store.c for why 64. */
 #define NSHARDS 64
@@ -22,14 +25,18 @@
 /* Counter stripes for hits and misses, written by readers without a lock. */
 #define NSTRIPES 64
 #define EMPTY_STAMP UINT64_MAX
+/* Large entries' mappings of up to this many pages are kept for reuse. */
+#define MAP_CACHE_PAGES 64
 
 typedef struct mem_entry mem_entry;
 typedef _Atomic(mem_entry *) mem_link;
 
 /*
- * An entry: a 39-byte header, then the expiry time only when it has one,
+ * An entry: a 38-byte header, then the expiry time only when it has one,
  * then the key and the value, each NUL-terminated. Immutable once linked,
- * except `stamp` and `touched`, which lock-free readers write.
+ * except `stamp` and the TOUCHED bit, which lock-free readers write. (38
+ * bytes, not 39: with a 16-byte key and a 64-byte value one more byte would
+ * cross a malloc size class and cost 16 bytes per entry.)
  */
 struct mem_entry {
     mem_link hnext; /* next entry in the same bucket; readers follow it */
@@ -40,14 +47,17 @@ struct mem_entry {
     mem_entry *lru_next;     /* less recently used neighbour; once unlinked: next retired */
     _Atomic uint64_t stamp;  /* last access, see next_stamp() */
     uint32_t vlen;
-    uint16_t kflags;         /* key length (low 14 bits) | HAS_EXPIRY | MAPPED */
-    _Atomic uint8_t touched; /* a lock-free read refreshed stamp since the entry was placed */
+    /* key length (low 13 bits) | HAS_EXPIRY | MAPPED, fixed at creation,
+     * | TOUCHED: a lock-free read refreshed `stamp` since the entry was
+     * placed in the recency list (set by readers, cleared under the lock). */
+    _Atomic uint16_t kflags;
     char data[];             /* [int64 expires_ms] key NUL value NUL */
 };
 
 #define HAS_EXPIRY 0x8000u
 #define MAPPED 0x4000u /* the entry has pages of its own (mmap), see entry_alloc() */
-#define KLEN_MASK 0x3fffu
+#define TOUCHED 0x2000u
+#define KLEN_MASK 0x1fffu
 
 /* A bucket array, replaced whole when it grows (readers may hold the old one). */
 typedef struct mem_table {
@@ -98,12 +108,21 @@ struct mem_backend {
     /* The active expiry thread (sweeper.c). */
     pthread_t sweeper;
     bool has_sweeper;
+    pid_t sweeper_pid;             /* the process the thread runs in (fork) */
     pthread_mutex_t sweep_lock;
     pthread_cond_t sweep_cond;
     bool sweep_stop;               /* under sweep_lock */
     _Atomic uint64_t sweep_cycles; /* cycles run, for tests and stats */
     size_t sweep_next_shard;       /* the sweeper thread's own */
     size_t freed_since_trim;       /* the sweeper thread's own */
+    bool sweep_backlog;            /* the sweeper thread's own: the last cycle left work */
+
+    /* Mappings of large entries kept for reuse (store.c, entry_alloc()):
+     * map_free[n] lists free mappings of n pages; map_cached counts their
+     * bytes, at most MAP_CACHE_BYTES. */
+    pthread_mutex_t map_lock;
+    void *map_free[MAP_CACHE_PAGES + 1];
+    size_t map_cached;
 
     /* Each shard's tail stamp, packed so that finding the oldest tail reads
      * a few cache lines. Written under the shard's lock, read without it. */
@@ -128,17 +147,179 @@ static inline void shard_unlock(mem_shard *s)
     pthread_mutex_unlock(&s->lock);
 }
 
-/* store.c: removes the shard's expired entries in the next `nbuckets`
- * buckets from its sweep cursor; returns how many, adds the bytes freed to
- * *freed and the entries looked at to *examined. */
+#define INITIAL_BUCKETS 16
+/* Unlinked entries kept per shard before a reclaim is tried. Small, so that
+ * memory held by retired entries stays a small part of the byte bound. */
+#define LIMBO_MAX_COUNT 32
+#define LIMBO_MAX_BYTES ((size_t)64 * 1024)
+/* Bytes charged per entry beyond its content rounded to a size class: the
+ * allocator's chunk header (8) and the bucket slot at load factor 1 (8). */
+#define ENTRY_EXTRA 16
+
+/* Room a write holds while it is not linked in yet. */
+typedef struct {
+    size_t places, bytes;
+} room;
+
+/* ---- entries (inline: the read path uses them) ---- */
+
+static inline unsigned entry_flags(const mem_entry *e)
+{
+    return atomic_load_explicit(&((mem_entry *)e)->kflags, memory_order_relaxed);
+}
+
+/* Sets or clears TOUCHED with a plain load and store: every other bit is
+ * fixed at creation, so concurrent setters and the clearing writer can only
+ * disagree on TOUCHED itself, and either outcome is a valid order of a
+ * concurrent read and an eviction. */
+static inline void set_touched(mem_entry *e, bool on)
+{
+    unsigned f = entry_flags(e);
+    atomic_store_explicit(&e->kflags, (uint16_t)(on ? f | TOUCHED : f & ~TOUCHED),
+                          memory_order_relaxed);
+}
+
+static inline size_t entry_klen(const mem_entry *e)
+{
+    return entry_flags(e) & KLEN_MASK;
+}
+
+static inline size_t expiry_size(bool has_expiry)
+{
+    return has_expiry ? sizeof(int64_t) : 0;
+}
+
+static inline bool entry_has_expiry(const mem_entry *e)
+{
+    return (entry_flags(e) & HAS_EXPIRY) != 0;
+}
+
+/* When the entry expires, in nori__now_ms() milliseconds; 0 = never. */
+static inline int64_t entry_expires(const mem_entry *e)
+{
+    int64_t t = 0;
+    if (entry_has_expiry(e))
+        memcpy(&t, e->data, sizeof t); /* unaligned: the header is 38 bytes */
+    return t;
+}
+
+static inline const char *entry_key(const mem_entry *e)
+{
+    return e->data + expiry_size(entry_has_expiry(e));
+}
+
+static inline const char *entry_value(const mem_entry *e)
+{
+    return e->data + expiry_size(entry_has_expiry(e)) + entry_klen(e) + 1;
+}
+
+static inline size_t entry_size(size_t klen, size_t vlen, bool has_expiry)
+{
+    return offsetof(mem_entry, data) + expiry_size(has_expiry) + klen + 1 + vlen + 1;
+}
+
+/* The allocator's size class of n bytes (glibc: 16-byte steps for small
+ * chunks; above 128 bytes counted in quarter-power-of-two steps, an upper
+ * bound of what malloc, or mmap pages for large blocks, costs). */
+static inline size_t size_class(size_t n)
+{
+    if (n <= 128)
+        return (n + 15) & ~(size_t)15;
+    size_t p = (size_t)1 << (63 - __builtin_clzll((unsigned long long)(n - 1)));
+    size_t step = p / 4;
+    return (n + step - 1) / step * step;
+}
+
+/* The bytes an entry counts against the byte bound. */
+static inline size_t mem_entry_bytes(size_t klen, size_t vlen, bool has_expiry)
+{
+    return size_class(entry_size(klen, vlen, has_expiry)) + ENTRY_EXTRA;
+}
+
+static inline size_t entry_charge(const mem_entry *e)
+{
+    return mem_entry_bytes(entry_klen(e), e->vlen, entry_has_expiry(e));
+}
+
+static inline size_t page_round(size_t n)
+{
+    return (n + 4095) & ~(size_t)4095;
+}
+
+static inline bool is_expired(const mem_entry *e, int64_t now)
+{
+    int64_t t = entry_expires(e);
+    return t != 0 && t <= now;
+}
+
+static inline uint64_t stamp_of(const mem_entry *e)
+{
+    return atomic_load_explicit(&e->stamp, memory_order_relaxed);
+}
+
+
+/* The shard comes from the top bits, the bucket from the low bits, so the
+ * two choices are independent. */
+static inline mem_shard *shard_of(mem_backend *mb, uint64_t hash)
+{
+    return &mb->shards[hash >> (64 - NSHARDS_BITS)];
+}
+
+static inline uint64_t entry_hash(const mem_backend *mb, const mem_entry *e)
+{
+    return nori__hash_key(mb->seed, entry_key(e), entry_klen(e));
+}
+
+static inline mem_table *do_table(mem_shard *s)
+{
+    return atomic_load_explicit(&s->table, memory_order_relaxed);
+}
+
+static inline mem_entry *link_get(mem_link *l)
+{
+    return atomic_load_explicit(l, memory_order_relaxed);
+}
+
+/* ---- entry.c: allocation (malloc, or pages of their own for large entries) ---- */
+
+/* A new entry for key/value (expires_ms 0: none), or NULL with the error set. */
+void nori__mem_entry_free(mem_backend *mb, mem_entry *e);
+void nori__mem_map_cache_free(mem_backend *mb);
+mem_entry *nori__mem_entry_new(mem_backend *mb, const char *key, size_t klen, const void *val,
+                            size_t vlen, int64_t expires_ms);
+
+/* ---- table.c: the hash table, the recency list, reclamation ---- */
+
+/* Each is described where it is defined; do_* need the shard's lock. */
+void nori__mem_do_reclaim(mem_shard *s);
+mem_entry *nori__mem_do_oldest(mem_shard *s, const mem_entry *keep);
+void nori__mem_do_publish_tail(mem_shard *s);
+mem_table *nori__mem_table_new(size_t nbuckets);
+mem_link *nori__mem_do_find_link(mem_shard *s, const char *key, size_t klen, uint64_t hash);
+void nori__mem_do_maybe_shrink(mem_shard *s);
+void nori__mem_do_remove(mem_shard *s, mem_link *l);
+/* As nori__mem_do_remove(), but the room (one place, the bytes returned)
+ * stays counted: it now belongs to the caller, who gives it back or uses it. */
+size_t nori__mem_do_remove_keep_room(mem_shard *s, mem_link *l);
+/* Removes e (known to be linked), keeping its room as above. */
+size_t nori__mem_do_remove_entry(mem_shard *s, mem_entry *e);
+void nori__mem_do_insert(mem_shard *s, mem_entry *e, uint64_t hash, uint64_t stamp);
+void nori__mem_do_replace(mem_shard *s, mem_link *l, mem_entry *e, uint64_t stamp);
+void nori__mem_do_delete_prefix(mem_shard *s, const char *prefix, size_t plen);
 size_t nori__mem_do_sweep_chunk(mem_shard *s, size_t nbuckets, int64_t now, size_t *examined,
                                 size_t *freed);
+void nori__mem_free_shard(mem_shard *s);
+bool nori__mem_do_audit_shard(mem_shard *s, size_t *bytes);
 
-/* store.c: halves the shard's bucket array while it is mostly empty. */
-void nori__mem_do_maybe_shrink(mem_shard *s);
+/* ---- evict.c: the two bounds (room) and eviction ---- */
 
-/* store.c: frees what readers can no longer see. */
-void nori__mem_do_reclaim(mem_shard *s);
+void nori__mem_give_back(mem_backend *mb, size_t places, size_t bytes);
+bool nori__mem_evict_one(mem_backend *mb);
+bool nori__mem_take_room_blocking(mem_backend *mb, size_t places, size_t bytes);
+bool nori__mem_make_room_locked(mem_backend *mb, mem_shard *s, const mem_entry *keep, size_t places,
+                             size_t bytes);
+bool nori__mem_do_commit(mem_backend *mb, mem_shard *s, const char *key, size_t klen, uint64_t hash,
+                      mem_entry *cur, mem_entry *next, uint64_t stamp, room *held);
 
 /* sweeper.c */
 int nori__mem_sweeper_start(mem_backend *mb);

@@ -10,20 +10,33 @@
  * the shard's cursor; it stays on the shard while more than a tenth of the
  * entries looked at had expired (there is probably more to reclaim), and
  * moves on otherwise ("stop early when few are expired"). The cycle ends
- * when the budget is spent or every shard was visited. So a store where
- * everything expired at once is emptied at full speed (1M entries: a few
- * cycles), while a store with few expired entries costs a few microseconds
- * per shard per cycle.
+ * when the budget is spent or every shard was visited. When it ran out of
+ * budget while the last step still found many expired entries, the next
+ * cycle starts after SWEEP_BACKLOG_PERIOD_MS instead. So a store where
+ * everything expired at once is emptied fast (1M entries: about a second),
+ * while a store with few expired entries costs a few microseconds per shard
+ * per cycle.
  *
  * Memory: freed entries go back to malloc; glibc keeps freed memory in its
- * arenas, so after a cycle that freed SWEEP_TRIM_BYTES or more the sweeper
+ * arenas, so after cycles that freed SWEEP_TRIM_BYTES (64 MiB), and after
+ * the first cycle that frees nothing following such frees, the sweeper
  * calls malloc_trim(0), which returns the free pages of every arena to the
- * system (docs/BENCHMARKS.md has the measurement that made this the choice).
+ * system (docs/BENCHMARKS.md has the measurement that made this the choice:
+ * without it 1M expired entries left 64 MiB resident). Entries of 16 KiB and
+ * more have pages of their own and go back when unmapped (entry.c).
  *
  * Stopping: nori_backend_free() sets sweep_stop under sweep_lock, signals
  * the condition the thread waits on between cycles, and joins it. A cycle
  * in progress ends within its budget (each step is short), so free waits at
  * most about SWEEP_BUDGET_US.
+ *
+ * fork(): a cycle holds shard locks, and a child forked meanwhile would
+ * inherit them locked with no thread to release them. So cycles run under a
+ * process-wide gate (a read lock) that pthread_atfork's prepare handler
+ * takes for writing: fork waits for running cycles (at most one budget) and
+ * none starts until it returns. The child has no expiry thread (expiry there
+ * is lazy only); its nori_backend_free() sees the other pid and does not
+ * join a thread that does not exist in it.
  */
 #include "memory/internal.h"
 
@@ -33,12 +46,20 @@
 #include <errno.h>
 #include <malloc.h>
 #include <time.h>
+#include <unistd.h>
 
 #define SWEEP_PERIOD_MS 100
+/* After a cycle that ran out of budget while entries were still expiring
+ * fast, the next one starts this soon (50% of a core while the backlog
+ * lasts; Redis's fast cycles play the same part). */
+#define SWEEP_BACKLOG_PERIOD_MS 25
 #define SWEEP_BUDGET_US 25000
 #define SWEEP_CHUNK 32
 #define SWEEP_STALE_PERCENT 10
-#define SWEEP_TRIM_BYTES ((size_t)4 * 1024 * 1024)
+#ifndef NORI_MEMORY_TRIM_BYTES /* -D to measure other choices; 0: never (docs/BENCHMARKS.md) */
+#define NORI_MEMORY_TRIM_BYTES (64 * 1024 * 1024)
+#endif
+#define SWEEP_TRIM_BYTES ((size_t)NORI_MEMORY_TRIM_BYTES)
 
 static int64_t mono_us(void)
 {
@@ -51,6 +72,7 @@ size_t nori__mem_sweep_cycle(mem_backend *mb, int64_t budget_us, bool full)
 {
     int64_t start = mono_us();
     size_t removed = 0, freed = 0;
+    mb->sweep_backlog = false;
     for (int visited = 0; visited < NSHARDS; visited++) {
         mem_shard *s = &mb->shards[mb->sweep_next_shard];
         mb->sweep_next_shard = (mb->sweep_next_shard + 1) % NSHARDS;
@@ -73,8 +95,10 @@ size_t nori__mem_sweep_cycle(mem_backend *mb, int64_t budget_us, bool full)
             nori__mem_do_reclaim(s);
             shard_unlock(s);
             removed += n;
-            if (mono_us() - start >= budget_us)
+            if (mono_us() - start >= budget_us) {
+                mb->sweep_backlog = n * 100 > examined * SWEEP_STALE_PERCENT;
                 goto out;
+            }
             if (!full && n * 100 <= examined * SWEEP_STALE_PERCENT)
                 break; /* few expired here: move on */
         }
@@ -82,11 +106,42 @@ size_t nori__mem_sweep_cycle(mem_backend *mb, int64_t budget_us, bool full)
 out:
     atomic_fetch_add_explicit(&mb->sweep_cycles, 1, memory_order_relaxed);
     mb->freed_since_trim += freed;
-    if (mb->freed_since_trim >= SWEEP_TRIM_BYTES) {
+    /* Trim every SWEEP_TRIM_BYTES freed (not more often: malloc_trim walks
+     * every arena's free chunks, tens of milliseconds on a large heap), and
+     * once more when a burst of expiry is over (this cycle removed nothing),
+     * so that the tail of the burst and the bucket arrays shrunk with it go
+     * back too. */
+#if NORI_MEMORY_TRIM_BYTES
+    if (mb->freed_since_trim >= SWEEP_TRIM_BYTES || (removed == 0 && mb->freed_since_trim > 0)) {
         mb->freed_since_trim = 0;
         malloc_trim(0);
     }
+#endif
     return removed;
+}
+
+static pthread_rwlock_t fork_gate;
+static pthread_once_t fork_gate_once = PTHREAD_ONCE_INIT;
+
+static void fork_gate_close(void)
+{
+    pthread_rwlock_wrlock(&fork_gate);
+}
+
+static void fork_gate_open(void)
+{
+    pthread_rwlock_unlock(&fork_gate);
+}
+
+static void fork_gate_init(void)
+{
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    /* Writer first: a fork is not held off by sweepers of many backends. */
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&fork_gate, &attr);
+    pthread_rwlockattr_destroy(&attr);
+    pthread_atfork(fork_gate_close, fork_gate_open, fork_gate_open);
 }
 
 static void *sweeper_main(void *arg)
@@ -96,7 +151,7 @@ static void *sweeper_main(void *arg)
     while (!mb->sweep_stop) {
         struct timespec until;
         clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_nsec += SWEEP_PERIOD_MS * 1000000L;
+        until.tv_nsec += (mb->sweep_backlog ? SWEEP_BACKLOG_PERIOD_MS : SWEEP_PERIOD_MS) * 1000000L;
         if (until.tv_nsec >= 1000000000L) {
             until.tv_sec++;
             until.tv_nsec -= 1000000000L;
@@ -107,7 +162,9 @@ static void *sweeper_main(void *arg)
         if (mb->sweep_stop)
             break;
         pthread_mutex_unlock(&mb->sweep_lock);
+        pthread_rwlock_rdlock(&fork_gate);
         nori__mem_sweep_cycle(mb, SWEEP_BUDGET_US, false);
+        pthread_rwlock_unlock(&fork_gate);
         pthread_mutex_lock(&mb->sweep_lock);
     }
     pthread_mutex_unlock(&mb->sweep_lock);
@@ -116,6 +173,7 @@ static void *sweeper_main(void *arg)
 
 int nori__mem_sweeper_start(mem_backend *mb)
 {
+    pthread_once(&fork_gate_once, fork_gate_init);
     pthread_condattr_t attr;
     if (pthread_condattr_init(&attr) != 0)
         return NORI_ENOMEM;
@@ -132,6 +190,7 @@ int nori__mem_sweeper_start(mem_backend *mb)
         return nori__fail(NORI_ENOMEM, "memory backend: cannot start the expiry thread");
     }
     mb->has_sweeper = true;
+    mb->sweeper_pid = getpid();
     return NORI_OK;
 }
 
@@ -139,6 +198,10 @@ void nori__mem_sweeper_stop(mem_backend *mb)
 {
     if (!mb->has_sweeper)
         return;
+    if (getpid() != mb->sweeper_pid) { /* a forked child: the thread is not here */
+        mb->has_sweeper = false;
+        return;
+    }
     pthread_mutex_lock(&mb->sweep_lock);
     mb->sweep_stop = true;
     pthread_cond_signal(&mb->sweep_cond);

@@ -479,7 +479,9 @@ static void test_slowloris_limits(void **state)
     test_demo_extra_args[0] = "--max-conns-per-ip";
     test_demo_extra_args[1] = "8";
     test_demo_extra_args[2] = "--conn-timeout";
-    test_demo_extra_args[3] = "2";
+    /* Long enough that none of the 8 partial connections times out before
+     * the 9th arrives on a loaded machine, short enough to wait for. */
+    test_demo_extra_args[3] = "4";
     int rc = test_demo_fixture_start(&lim, NORI_DEMO_EXE, "loris", NULL, false);
     test_demo_extra_args[0] = NULL;
     assert_int_equal(rc, 0);
@@ -501,7 +503,7 @@ static void test_slowloris_limits(void **state)
         fail_msg("a 9th connection was served with 8 partial ones open");
     }
     /* The partial connections are closed by the server within the timeout
-     * (2 s; waited for up to 10 s each, by poll, not by sleeping). */
+     * (4 s; waited for up to 10 s each, by poll, not by sleeping). */
     for (int i = 0; i < 8; i++) {
         struct pollfd p = {fds[i], POLLIN, 0};
         assert_int_equal(poll(&p, 1, 10000), 1);

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -242,8 +243,34 @@ static void test_not_modified(void **state)
     test_http_response r = get("/products?page=63", "If-None-Match: \"other\"\r\n");
     assert_int_equal(r.status, 200);
     assert_string_equal(xcache(&r), "HIT");
+    size_t len200 = r.body_len;
     test_http_response_free(&r);
     assert_int_equal(metric("nori_cache_not_modified_total"), n0 + 4);
+    /* RFC 9110 8.6: a 304's Content-Length, if any, is the 200's length
+     * (libmicrohttpd alone would say 0), sent once; and the connection
+     * stays usable: a 200 follows on it, read whole. */
+    int fd = test_http_connect(fx.demo.port);
+    assert_true(fd >= 0);
+    snprintf(hdr, sizeof hdr, "If-None-Match: %s\r\n", etag);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(test_http_request(fd, i ? "HEAD" : "GET", "/products?page=63", hdr,
+                                           NULL, 0, &r), 0);
+        assert_int_equal(r.status, 304);
+        assert_int_equal(r.body_len, 0);
+        char cl[32];
+        assert_non_null(test_http_header(&r, "Content-Length", cl, sizeof cl));
+        assert_int_equal(strtoull(cl, NULL, 10), len200);
+        int n = 0;
+        for (const char *p = r.head; *p != '\0'; p++)
+            n += strncasecmp(p, "\r\nContent-Length:", 17) == 0;
+        assert_int_equal(n, 1);
+        test_http_response_free(&r);
+    }
+    assert_int_equal(test_http_request(fd, "GET", "/products?page=63", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body_len, len200);
+    test_http_response_free(&r);
+    close(fd);
     /* Vary on a vary-on route. */
     r = get("/greeting", "Accept-Language: es\r\n");
     char v[64];

@@ -239,6 +239,8 @@ static void test_conditional(void **state)
             fail_msg("If-None-Match: %s gave %d", match[i], f->r.status);
         assert_int_equal(f->r.body_len, 0);
         assert_null(f->r.media_type);
+        /* RFC 9110 8.6: the 200's length ("run 1"), for the adapter to send. */
+        assert_string_equal(nori_http_response_header(&f->r, "Content-Length"), "5");
         assert_string_equal(nori_http_response_header(&f->r, "ETag"), etag);
         assert_string_equal(nori_http_response_header(&f->r, "Cache-Control"), "public");
         assert_null(nori_http_response_header(&f->r, "Last-Modified"));

@@ -2,7 +2,8 @@
  * The memory backend's active expiry thread, on the real clock: it reclaims
  * expired entries without any read (within about 2 s), leaves live entries
  * alone, and stops cleanly when the backend is freed, also in the middle of
- * a cycle (label "concurrency": run under ThreadSanitizer).
+ * a cycle; a child forked meanwhile can use and free the backend (label
+ * "concurrency": run under ThreadSanitizer).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,10 +14,13 @@
 #include "memory/memory.h"
 #include "test_support.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 static double now_s(void)
 {
@@ -99,11 +103,54 @@ static void test_free_stops_the_thread(void **state)
     assert_true(worst < 1.0);
 }
 
+/* A child forked while the expiry thread works can use and free the
+ * backend: no shard lock inherited locked, no join of a missing thread. */
+static void test_fork_while_sweeping(void **state)
+{
+    (void)state;
+    nori_backend *b;
+    assert_nori(nori_memory_backend_new(100000, &b), NORI_OK);
+    char key[32];
+    for (int round = 0; round < 20; round++) {
+        for (int i = 0; i < 5000; i++) { /* keeps the sweeper busy */
+            snprintf(key, sizeof key, "f%d:%d", round, i);
+            assert_nori(nori_backend_set(b, key, "v", 1, 1), NORI_OK);
+        }
+        pause_ms(round % 4 == 0 ? 30 : 1);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            int ok = nori_backend_set(b, "child", "c", 1, 0) == NORI_OK;
+            nori_buf out;
+            ok = ok && nori_backend_get(b, "child", &out) == NORI_OK;
+            nori_buf_free(&out);
+            ok = ok && nori_backend_flush(b) == NORI_OK;
+            nori_backend_free(b);
+            _exit(ok ? 0 : 1);
+        }
+        /* Bounded wait for the child: 10 s. */
+        int status = -1;
+        double t0 = now_s();
+        while (waitpid(pid, &status, WNOHANG) == 0) {
+            if (now_s() - t0 > 10) {
+                kill(pid, SIGKILL);
+                waitpid(pid, &status, 0);
+                fail_msg("child %d hung (round %d)", (int)pid, round);
+            }
+            pause_ms(2);
+        }
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+    }
+    nori_backend_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reclaims_without_reads),
         cmocka_unit_test(test_free_stops_the_thread),
+        cmocka_unit_test(test_fork_while_sweeping),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -25,13 +25,13 @@
 
 #include "clock.h"
 #include "error.h"
+#include "hash.h"
 
 #include <pthread.h>
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #define MAX_SHARDS 16
 #define MIN_KEYS_PER_SHARD 64
@@ -93,28 +93,6 @@ const char *nori__near_flush_cause_name(nori__near_flush_cause cause)
     return (unsigned)cause < NORI__NEAR_FLUSH_CAUSES ? cause_names[cause] : "unknown";
 }
 
-/* The memory backend's hash: 8 bytes at a time, splitmix64 finaliser. */
-static uint64_t hash_key(uint64_t seed, const char *key, size_t len)
-{
-    uint64_t h = seed ^ (len * 0x9E3779B97F4A7C15ull);
-    while (len >= 8) {
-        uint64_t w;
-        memcpy(&w, key, 8);
-        h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
-        h ^= h >> 31;
-        key += 8;
-        len -= 8;
-    }
-    uint64_t w = 0;
-    memcpy(&w, key, len);
-    h ^= w;
-    h ^= h >> 30;
-    h *= 0xbf58476d1ce4e5b9ull;
-    h ^= h >> 27;
-    h *= 0x94d049bb133111ebull;
-    h ^= h >> 31;
-    return h;
-}
 
 static inline near_shard *shard_of(nori__near *n, uint64_t hash)
 {
@@ -307,8 +285,7 @@ int nori__near_new(const nori__near_limits *limits, nori__near **out)
         bits++;
     n->shard_shift = 64 - bits;
     n->max_ttl_ms = limits->max_ttl_ms != 0 ? limits->max_ttl_ms : NORI_NEAR_DEFAULT_MAX_TTL_MS;
-    if (getrandom(&n->seed, sizeof n->seed, GRND_NONBLOCK) != (ssize_t)sizeof n->seed)
-        n->seed = (uint64_t)(uintptr_t)n ^ (uint64_t)nori__now_ms() * 0x9E3779B97F4A7C15ull;
+    n->seed = nori__hash_seed();
     atomic_init(&n->active, false);
     atomic_init(&n->epoch, 1);
     atomic_init(&n->next_ticket, 1);
@@ -377,7 +354,7 @@ int nori__near_get(nori__near *n, const char *key, size_t klen, nori_buf *out)
 {
     out->data = NULL;
     out->len = 0;
-    uint64_t hash = hash_key(n->seed, key, klen);
+    uint64_t hash = nori__hash_key(n->seed, key, klen);
     near_shard *s = shard_of(n, hash);
     int64_t now = nori__now_coarse_ms();
     pthread_rwlock_rdlock(&s->lock);
@@ -417,7 +394,7 @@ bool nori__near_fill_begin(nori__near *n, const char *key, size_t klen, nori__ne
     uint64_t epoch = atomic_load(&n->epoch);
     if (!atomic_load(&n->active))
         return false;
-    uint64_t hash = hash_key(n->seed, key, klen);
+    uint64_t hash = nori__hash_key(n->seed, key, klen);
     near_shard *s = shard_of(n, hash);
     size_t cost = entry_cost(klen, 0);
     if (cost > s->max_bytes)
@@ -460,7 +437,7 @@ static void do_remove_marker(near_shard *s, const char *key, size_t klen, uint64
 bool nori__near_fill_end(nori__near *n, const char *key, size_t klen, const nori__near_fill *f,
                          const void *val, size_t len, int64_t pttl_ms)
 {
-    uint64_t hash = hash_key(n->seed, key, klen);
+    uint64_t hash = nori__hash_key(n->seed, key, klen);
     near_shard *s = shard_of(n, hash);
     int64_t life = n->max_ttl_ms;
     if (pttl_ms >= 0 && pttl_ms < life)
@@ -492,7 +469,7 @@ bool nori__near_fill_end(nori__near *n, const char *key, size_t klen, const nori
 
 void nori__near_fill_cancel(nori__near *n, const char *key, size_t klen, const nori__near_fill *f)
 {
-    uint64_t hash = hash_key(n->seed, key, klen);
+    uint64_t hash = nori__hash_key(n->seed, key, klen);
     near_shard *s = shard_of(n, hash);
     pthread_rwlock_wrlock(&s->lock);
     do_remove_marker(s, key, klen, hash, f->ticket);
@@ -501,7 +478,7 @@ void nori__near_fill_cancel(nori__near *n, const char *key, size_t klen, const n
 
 void nori__near_drop(nori__near *n, const char *key, size_t klen)
 {
-    uint64_t hash = hash_key(n->seed, key, klen);
+    uint64_t hash = nori__hash_key(n->seed, key, klen);
     near_shard *s = shard_of(n, hash);
     pthread_rwlock_wrlock(&s->lock);
     near_entry **slot = do_find_slot(s, key, klen, hash);

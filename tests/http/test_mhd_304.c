@@ -1,0 +1,107 @@
+/*
+ * The libmicrohttpd adapter's 304 on the wire (RFC 9110 8.6): an in-process
+ * MHD daemon serving a cached route, read with a raw socket client. By
+ * default the 304 carries Content-Length equal to the 200's body length,
+ * exactly once, no body, and the connection carries on (a 200 follows,
+ * read whole). libmicrohttpd alone would write "Content-Length: 0".
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "test_support.h"
+#include "http_client.h"
+
+#include "nori/mhd.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+static const char body200[] = "a cached body of 38 bytes, exactly so.";
+
+static int handler(const nori_http_request *req, nori_http_response *resp, void *ud)
+{
+    (void)req;
+    (void)ud;
+    (void)nori_http_response_set_media_type(resp, "text/plain");
+    return nori_http_response_set_body(resp, body200, strlen(body200));
+}
+
+static int count_content_length(const test_http_response *r)
+{
+    int n = 0;
+    for (const char *p = r->head; *p != '\0'; p++)
+        n += strncasecmp(p, "\r\nContent-Length:", 17) == 0;
+    return n;
+}
+
+/* GET (200, its ETag), then GET and HEAD with that ETag (304s), then a 200
+ * again, all on one connection; returns the 304s' Content-Length. */
+static unsigned long run(void)
+{
+    nori_backend *b;
+    assert_nori(nori_memory_backend_new(100, &b), NORI_OK);
+    nori_http_cache_options o;
+    nori_http_cache_options_init(&o);
+    o.backend = b;
+    nori_http_cache *c;
+    assert_nori(nori_http_cache_new(&o, &c), NORI_OK);
+    nori_mhd_route route = {"/r", handler, NULL, c};
+    nori_mhd_app app = {&route, 1, 0};
+    struct MHD_Daemon *d =
+        MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, nori_mhd_handler, &app,
+                         NORI_MHD_OPTIONS(&app), MHD_OPTION_END);
+    assert_non_null(d);
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    assert_non_null(info);
+    int fd = test_http_connect(info->port);
+    assert_true(fd >= 0);
+    test_http_response r;
+    assert_int_equal(test_http_request(fd, "GET", "/r", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body_len, strlen(body200));
+    char etag[128], hdr[200], cl[32];
+    assert_non_null(test_http_header(&r, "ETag", etag, sizeof etag));
+    test_http_response_free(&r);
+    snprintf(hdr, sizeof hdr, "If-None-Match: %s\r\n", etag);
+    unsigned long len = 0;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(test_http_request(fd, i ? "HEAD" : "GET", "/r", hdr, NULL, 0, &r), 0);
+        assert_int_equal(r.status, 304);
+        assert_int_equal(r.body_len, 0);
+        assert_int_equal(count_content_length(&r), 1);
+        assert_non_null(test_http_header(&r, "Content-Length", cl, sizeof cl));
+        len = strtoul(cl, NULL, 10);
+        assert_non_null(test_http_header(&r, "ETag", cl, sizeof cl));
+        test_http_response_free(&r);
+    }
+    assert_int_equal(test_http_request(fd, "GET", "/r", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body_len, strlen(body200));
+    assert_memory_equal(r.body, body200, r.body_len);
+    test_http_response_free(&r);
+    close(fd);
+    MHD_stop_daemon(d);
+    nori_http_cache_free(c);
+    nori_backend_free(b);
+    return len;
+}
+
+static void test_length_of_the_200(void **state)
+{
+    (void)state;
+    assert_int_equal(run(), strlen(body200));
+}
+
+int main(void)
+{
+    const struct CMUnitTest cases[] = {
+        cmocka_unit_test(test_length_of_the_200),
+    };
+    return cmocka_run_group_tests(cases, NULL, NULL);
+}
