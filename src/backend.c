@@ -305,6 +305,30 @@ int nori_backend_verify(nori_backend *b)
     return done(b, rc);
 }
 
+int nori_backend_describe(nori_backend *b, char **out)
+{
+    int rc = check_backend(b);
+    if (rc == NORI_OK && out == NULL)
+        rc = nori__fail(NORI_EINVAL, "describe: out is NULL");
+    if (rc != NORI_OK)
+        return done(b, rc);
+    *out = NULL;
+    char *text;
+    if (b->ops->describe != NULL) {
+        text = b->ops->describe(b, &rc);
+    } else {
+        size_t n = strlen(b->ops->kind) + 8;
+        text = malloc(n);
+        if (text != NULL)
+            snprintf(text, n, "mode: %s\n", b->ops->kind);
+        else
+            rc = nori__fail(NORI_ENOMEM, "out of memory describing the backend");
+    }
+    if (text != NULL)
+        *out = text;
+    return done(b, text != NULL ? NORI_OK : rc);
+}
+
 int nori_backend_get_stats(nori_backend *b, nori_backend_stats *out)
 {
     int rc = check_backend(b);

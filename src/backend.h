@@ -33,6 +33,9 @@ typedef struct nori_backend_ops {
     int (*atomic_update)(nori_backend *b, const char *key, size_t klen,
                          nori_update_fn fn, void *ud, int64_t ttl, nori_buf *out);
     int (*verify)(nori_backend *b);
+    /* Optional (NULL: the kind alone). A malloc'd description of the
+     * topology, or NULL with the error code in *rc. */
+    char *(*describe)(nori_backend *b, int *rc);
     /* Sets key to val only when it is absent or expired, expiring ttl_ms
      * milliseconds later (> 0); *added 1 when written, 0 when the key
      * existed. */

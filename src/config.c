@@ -3,6 +3,7 @@
 #include "error.h"
 #include "nori/cache.h"
 #include "redis/url.h"
+#include "redis/url_topology.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -341,8 +342,8 @@ static int validate(const raw_config *raw, nori__config *cfg)
     const char *url = raw->values[VAR_REDIS_URL];
     if (url == NULL)
         url = "redis://localhost:6379";
-    nori__redis_url parsed;
-    int rc = nori__redis_url_parse(url, &parsed);
+    nori__redis_target parsed; /* every REDIS_URL form: redis://, unix://, redis+sentinel:// */
+    int rc = nori__redis_target_parse(url, &parsed);
     if (rc != NORI_OK) {
         if (rc == NORI_EINVAL && raw->values[VAR_REDIS_URL] != NULL) {
             char detail[512];
@@ -351,7 +352,7 @@ static int validate(const raw_config *raw, nori__config *cfg)
         }
         return rc;
     }
-    nori__redis_url_free(&parsed);
+    nori__redis_target_free(&parsed);
     snprintf(cfg->redis_url, sizeof cfg->redis_url, "%s", url);
     return NORI_OK;
 }

@@ -8,6 +8,7 @@
  */
 #include "config.h"
 #include "redis/url.h"
+#include "redis/url_topology.h"
 
 #include <nori/cache.h>
 
@@ -213,13 +214,13 @@ static void describe_backend(const nori_backend *b, char *buf, size_t size)
         snprintf(buf, size, "%s (max_keys %zu)", kind, cfg.max_keys);
         return;
     }
-    nori__redis_url u;
-    if (nori__redis_url_parse(cfg.redis_url, &u) != NORI_OK) {
+    nori__redis_target u;
+    if (nori__redis_target_parse(cfg.redis_url, &u) != NORI_OK) {
         snprintf(buf, size, "%s", kind);
         return;
     }
     snprintf(buf, size, "%s %s", kind, u.display);
-    nori__redis_url_free(&u);
+    nori__redis_target_free(&u);
 }
 
 static int run(nori_backend *b, const char *cmd, const args *a)
@@ -284,7 +285,16 @@ static int run(nori_backend *b, const char *cmd, const args *a)
                 nori_last_error());
         return EXIT_MISS;
     }
-    printf("ok: %s\n", what);
+    /* The topology found (mode, nodes, roles, slots; the sentinels' master). */
+    char *topology = NULL;
+    rc = nori_backend_describe(b, &topology);
+    if (rc != NORI_OK) {
+        fprintf(stderr, "noricache: check failed: %s: %s\n", nori_strerror(rc),
+                nori_last_error());
+        return EXIT_MISS;
+    }
+    printf("ok: %s\n%s", what, topology);
+    free(topology);
     return EXIT_OK;
 }
 

@@ -227,6 +227,30 @@ NORI_EXPORT size_t nori_memory_entry_bytes(size_t key_len, size_t value_len, int
  * by the first call that needs one. Use nori_backend_verify() (INFO server) to
  * check reachability.
  *
+ * Redis Cluster: a redis:// URL may name any node of a cluster. Keyed calls
+ * go to that node as they are until it redirects one (MOVED, ASK,
+ * CLUSTERDOWN), so a single server pays no extra round trip; a redirection,
+ * or a call on the whole keyspace (flush, delete_prefix, verify, describe),
+ * finds out the mode (INFO: cluster_enabled:1) and reads the slot map
+ * (CLUSTER SLOTS). More seeds, asked in turn when the first is down:
+ * ?addr=host:port (repeatable). Each key goes to the master of its slot
+ * (CRC16 of "cache:" + key, hash tags {...} honoured), one connection pool
+ * per node; MOVED, ASK, TRYAGAIN, CLUSTERDOWN and unreachable nodes are
+ * retried (at most 16 attempts and about 3 s of back-off per call, then
+ * NORI_EBACKEND naming the last redirection or error). flush and
+ * delete_prefix scan every master; verify checks every master and
+ * cluster_state:ok.
+ *
+ * Sentinel: redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/MASTERNAME[/db][?options]
+ * (sentinel port default 26379). The sentinels are asked in turn (SENTINEL
+ * get-master-addr-by-name), the master is checked with ROLE; the master is
+ * resolved again when a connection to it fails and when it answers
+ * READONLY, and the old master's idle connections are dropped. user:password
+ * are the master's (and its replicas'); sentinels are asked without AUTH
+ * unless ?sentinel_password=P (and ?sentinel_user=U) is given. Distinct
+ * errors: "no sentinel reachable (tried a:p: why, ...)", "unknown master
+ * name 'X' (tried ...)"; passwords never appear in a message.
+ *
  * Connections: a pool. Each call borrows one connection for its duration (a
  * connection is never used by two threads at once); when none is idle a new
  * one is opened, so the number of connections grows with the number of
@@ -364,6 +388,15 @@ NORI_EXPORT int nori_backend_flush(nori_backend *b);
  * A counter reads back with get as its decimal text ("42").
  * N concurrent increments return exactly 1..N between them.
  *
+ * Redis Cluster and Sentinel failover: incr is not retried after an I/O
+ * error or timeout (the script may have run), so such a NORI_EBACKEND means
+ * "maybe applied"; a refused connection or a redirection is retried (nothing
+ * ran). Redis replicates asynchronously: a master killed just after it
+ * acknowledged an increment can lose it when its replica takes over (the
+ * server's behaviour, not the library's; a few increments acknowledged in
+ * the last milliseconds before the crash). The same holds for set and
+ * atomic_update.
+ *
  * Counters that enforce security (login throttles, rate limits): keep them in
  * a backend of their own, never in the one that holds cached pages, whose
  * eviction (memory: CACHE_MAX_KEYS; Redis: maxmemory-policy) lets anyone who
@@ -448,8 +481,19 @@ NORI_EXPORT int nori_backend_delete_prefix(nori_backend *b, const char *prefix);
 
 /* Checks that the backend can serve: memory: NORI_OK; Redis: INFO server
  * answers within timeout_ms and reports redis_version 6.0 or later (an older
- * server is NORI_EBACKEND naming its version). */
+ * server is NORI_EBACKEND naming its version). On a cluster: every master of
+ * a fresh slot map passes that check and says cluster_state:ok; through
+ * Sentinel: the current master does; the message names the node that failed. */
 NORI_EXPORT int nori_backend_verify(nori_backend *b);
+
+/*
+ * Describes what the backend talks to, for diagnostics (`noricache check`):
+ * for Redis the mode (standalone, cluster, sentinel), the nodes with their
+ * role and slot ranges, the sentinels' current master; it connects (and
+ * reads a fresh slot map) to find out. Memory: "mode: memory". On NORI_OK
+ * *out is a malloc'd, NUL-terminated text that the caller frees with free().
+ */
+NORI_EXPORT int nori_backend_describe(nori_backend *b, char **out);
 
 /*
  * Counters since the backend was created. For Redis only hits, misses and

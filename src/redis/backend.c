@@ -15,11 +15,20 @@
  * Each operation borrows one connection of the node (conn.h, pool.c) for its
  * whole duration, and gives it back, or frees it after any I/O or protocol
  * error so that the next call connects afresh.
+ *
+ * Which node: topology.c routes each keyed operation (one server, the
+ * sentinels' master, or the master of the key's cluster slot) and follows
+ * MOVED/ASK/TRYAGAIN/CLUSTERDOWN/READONLY; each operation below is a "body"
+ * run on the connection it is given, which hands a redirection back to the
+ * router instead of failing. flush, delete_prefix and verify visit every
+ * master.
  */
 #include "backend.h"
 #include "error.h"
 #include "conn.h"
 #include "near/client.h"
+#include "redis/topology.h"
+#include "redis/url_topology.h"
 #include "single.h"
 #include "url.h"
 
@@ -52,47 +61,74 @@ static const char INCR_SCRIPT[] =
 /* SHA1 of INCR_SCRIPT; the SCRIPT LOAD answer is checked against it. */
 static const char INCR_SCRIPT_SHA[] = "137df22802a5543446842ecc7afe8dbcae3fa515";
 
-static int server_fail(redis_backend *rb, const redisReply *r, const char *op,
+/* Most masters flush, delete_prefix and verify visit. */
+#define MAX_MASTERS 256
+
+static int server_fail(const nori__redis_conn *conn, const redisReply *r, const char *op,
                        const char *key)
 {
-    return nori__redis_reply_fail(&rb->node, r, op, key);
+    return nori__redis_reply_fail(conn->node, r, op, key);
 }
 
-/*
- * A whole call of one command whose answer only needs checking: its type,
- * and its status text when `status` is given.
- */
+/* One command whose answer only needs checking (its type, and its status
+ * text when `status` is given), as a routed body. */
+typedef struct simple_ctx {
+    redis_backend *rb;
+    int argc;
+    const char **argv;
+    const size_t *lens;
+    int expected_type;
+    const char *status, *op, *key;
+} simple_ctx;
+
+static int simple_body(nori__topo_attempt *a, void *ctx)
+{
+    simple_ctx *s = ctx;
+    redisReply *r;
+    int rc = nori__redis_conn_command(&a->conn, s->argc, s->argv, s->lens, &r, s->op, s->key);
+    if (rc != NORI_OK)
+        return rc;
+    if (nori__topo_redirected(s->rb->topo, a, r))
+        rc = NORI__REDIRECTED;
+    else if (r->type != s->expected_type || (s->status != NULL && strcmp(r->str, s->status) != 0))
+        rc = server_fail(&a->conn, r, s->op, s->key);
+    freeReplyObject(r);
+    return rc;
+}
+
+/* A keyed command (argv[1] is the wire key) on the key's node. Only
+ * idempotent commands come here, so an I/O error may be retried. */
 static int simple_call(redis_backend *rb, int argc, const char **argv, const size_t *lens,
                        int expected_type, const char *status, const char *op, const char *key)
 {
-    redisReply *r;
-    int rc = nori__redis_node_call(&rb->node, argc, argv, lens, 0, &r, op, key);
-    if (rc == NORI_OK) {
-        if (r->type != expected_type || (status != NULL && strcmp(r->str, status) != 0))
-            rc = server_fail(rb, r, op, key);
-        freeReplyObject(r);
-    }
-    return rc;
+    simple_ctx s = {rb, argc, argv, lens, expected_type, status, op, key};
+    return nori__topo_call(rb->topo, argv[1], lens[1], true, simple_body, &s, op, key);
 }
 
 /* ---- operations ---- */
 
-static int redis_get(nori_backend *b, const char *key, size_t klen, nori_buf *out)
+typedef struct get_ctx {
+    redis_backend *rb;
+    const wire_key *k;
+    const char *key;
+    nori_buf *out;
+} get_ctx;
+
+static int get_body(nori__topo_attempt *a, void *ctx)
 {
-    redis_backend *rb = (redis_backend *)b;
-    wire_key k;
-    make_key(&k, key, klen);
-    nori__redis_conn conn;
-    int rc = nori__redis_conn_open(&rb->node, &conn);
-    if (rc != NORI_OK)
-        return rc;
-    const char *argv[] = {"GET", k.s};
-    const size_t lens[] = {3, k.len};
+    get_ctx *g = ctx;
+    redis_backend *rb = g->rb;
+    const char *key = g->key;
+    nori_buf *out = g->out;
+    const char *argv[] = {"GET", g->k->s};
+    const size_t lens[] = {3, g->k->len};
     redisReply *r;
-    nori__redis_conn_expect_values(&conn, 1);
-    rc = nori__redis_conn_command(&conn, 2, argv, lens, &r, "GET", key);
+    nori__redis_conn_expect_values(&a->conn, 1);
+    int rc = nori__redis_conn_command(&a->conn, 2, argv, lens, &r, "GET", key);
     if (rc == NORI_OK) {
-        if (r->type == REDIS_REPLY_NIL) {
+        if (nori__topo_redirected(rb->topo, a, r)) {
+            rc = NORI__REDIRECTED;
+        } else if (r->type == REDIS_REPLY_NIL) {
             atomic_fetch_add_explicit(&rb->misses, 1, memory_order_relaxed);
             rc = NORI_MISS;
         } else if (r->type == REDIS_REPLY_STRING) {
@@ -108,12 +144,20 @@ static int redis_get(nori_backend *b, const char *key, size_t klen, nori_buf *ou
                 atomic_fetch_add_explicit(&rb->hits, 1, memory_order_relaxed);
             }
         } else {
-            rc = server_fail(rb, r, "GET", key);
+            rc = server_fail(&a->conn, r, "GET", key);
         }
         freeReplyObject(r);
     }
-    nori__redis_conn_close(&conn);
     return rc;
+}
+
+static int redis_get(nori_backend *b, const char *key, size_t klen, nori_buf *out)
+{
+    redis_backend *rb = (redis_backend *)b;
+    wire_key k;
+    make_key(&k, key, klen);
+    get_ctx g = {rb, &k, key, out};
+    return nori__topo_call(rb->topo, k.s, k.len, true, get_body, &g, "GET", key);
 }
 
 static int redis_set(nori_backend *b, const char *key, size_t klen, const void *val, size_t len,
@@ -129,6 +173,52 @@ static int redis_set(nori_backend *b, const char *key, size_t klen, const void *
     return simple_call(rb, ttl > 0 ? 5 : 3, argv, lens, REDIS_REPLY_STATUS, NULL, "SET", key);
 }
 
+/* add and delete_if_equal: one command whose reply sets a 0/1 flag. */
+typedef struct flag_ctx {
+    redis_backend *rb;
+    int argc;
+    const char **argv;
+    const size_t *lens;
+    const char *op, *key;
+    int *flag;
+} flag_ctx;
+
+static int add_body(nori__topo_attempt *a, void *ctx)
+{
+    flag_ctx *c = ctx;
+    redisReply *r;
+    int rc = nori__redis_conn_command(&a->conn, c->argc, c->argv, c->lens, &r, c->op, c->key);
+    if (rc != NORI_OK)
+        return rc;
+    if (nori__topo_redirected(c->rb->topo, a, r))
+        rc = NORI__REDIRECTED;
+    else if (r->type == REDIS_REPLY_STATUS && strcmp(r->str, "OK") == 0)
+        *c->flag = 1;
+    else if (r->type == REDIS_REPLY_NIL)
+        *c->flag = 0;
+    else
+        rc = server_fail(&a->conn, r, c->op, c->key);
+    freeReplyObject(r);
+    return rc;
+}
+
+static int delete_if_equal_body(nori__topo_attempt *a, void *ctx)
+{
+    flag_ctx *c = ctx;
+    redisReply *r;
+    int rc = nori__redis_conn_command(&a->conn, c->argc, c->argv, c->lens, &r, c->op, c->key);
+    if (rc != NORI_OK)
+        return rc;
+    if (nori__topo_redirected(c->rb->topo, a, r))
+        rc = NORI__REDIRECTED;
+    else if (r->type == REDIS_REPLY_INTEGER)
+        *c->flag = r->integer > 0;
+    else
+        rc = server_fail(&a->conn, r, c->op, c->key);
+    freeReplyObject(r);
+    return rc;
+}
+
 /* A lease: SET NX PX in one command, so two processes can never both
  * get it. */
 static int redis_add(nori_backend *b, const char *key, size_t klen, const void *val, size_t len,
@@ -141,18 +231,10 @@ static int redis_add(nori_backend *b, const char *key, size_t klen, const void *
     int ttl_len = snprintf(ttl_text, sizeof ttl_text, "%" PRId64, ttl_ms);
     const char *argv[] = {"SET", k.s, val, "NX", "PX", ttl_text};
     const size_t lens[] = {3, k.len, len, 2, 2, (size_t)ttl_len};
-    redisReply *r;
-    int rc = nori__redis_node_call(&rb->node, 6, argv, lens, 0, &r, "SET NX", key);
-    if (rc != NORI_OK)
-        return rc;
-    if (r->type == REDIS_REPLY_STATUS && strcmp(r->str, "OK") == 0)
-        *added = 1;
-    else if (r->type == REDIS_REPLY_NIL)
-        *added = 0;
-    else
-        rc = server_fail(rb, r, "SET NX", key);
-    freeReplyObject(r);
-    return rc;
+    flag_ctx c = {rb, 6, argv, lens, "SET NX", key, added};
+    /* Not resent after an I/O error: a second SET NX would say "not added"
+     * about the lease the first one took. */
+    return nori__topo_call(rb->topo, k.s, k.len, false, add_body, &c, "SET NX", key);
 }
 
 /* Release by token: GET and DEL must be one step, or a lease that expired
@@ -169,17 +251,9 @@ static int redis_delete_if_equal(nori_backend *b, const char *key, size_t klen, 
     make_key(&k, key, klen);
     const char *argv[] = {"EVAL", DEL_IF_EQUAL_SCRIPT, "1", k.s, val};
     const size_t lens[] = {4, sizeof DEL_IF_EQUAL_SCRIPT - 1, 1, k.len, len};
-    redisReply *r;
-    int rc =
-        nori__redis_node_call(&rb->node, 5, argv, lens, 0, &r, "delete_if_equal (EVAL)", key);
-    if (rc != NORI_OK)
-        return rc;
-    if (r->type == REDIS_REPLY_INTEGER)
-        *deleted = r->integer > 0;
-    else
-        rc = server_fail(rb, r, "delete_if_equal (EVAL)", key);
-    freeReplyObject(r);
-    return rc;
+    flag_ctx c = {rb, 5, argv, lens, "delete_if_equal (EVAL)", key, deleted};
+    return nori__topo_call(rb->topo, k.s, k.len, false, delete_if_equal_body, &c,
+                           "delete_if_equal (EVAL)", key);
 }
 
 static int redis_del(nori_backend *b, const char *key, size_t klen)
@@ -193,26 +267,66 @@ static int redis_del(nori_backend *b, const char *key, size_t klen)
     return simple_call(rb, 2, argv, lens, REDIS_REPLY_INTEGER, NULL, "UNLINK", key);
 }
 
-/* UNLINKs the keys of one SCAN page (an array of strings). */
+/*
+ * UNLINKs the keys of one SCAN page (an array of strings). On a cluster the
+ * keys of one page lie in many slots, and a multi-key UNLINK across slots is
+ * refused (CROSSSLOT): there each key gets its own UNLINK, all in one
+ * pipeline (still one round trip).
+ */
+static int unlink_each(nori__redis_conn *conn, const redisReply *keys, const char *op,
+                       const char *pat)
+{
+    size_t n = keys->elements;
+    nori__redis_cmd *cmds = malloc(n * sizeof *cmds);
+    const char **argv = malloc(2 * n * sizeof *argv);
+    size_t *lens = malloc(2 * n * sizeof *lens);
+    redisReply **replies = calloc(n, sizeof *replies);
+    int rc = NORI_OK;
+    if (cmds == NULL || argv == NULL || lens == NULL || replies == NULL)
+        rc = nori__fail(NORI_ENOMEM, "out of memory in %s on redis %s", op,
+                        conn->node->url->display);
+    for (size_t i = 0; rc == NORI_OK && i < n; i++) {
+        argv[2 * i] = "UNLINK";
+        lens[2 * i] = 6;
+        argv[2 * i + 1] = keys->element[i]->str;
+        lens[2 * i + 1] = keys->element[i]->len;
+        cmds[i] = (nori__redis_cmd){2, &argv[2 * i], &lens[2 * i]};
+    }
+    if (rc == NORI_OK)
+        rc = nori__redis_conn_pipeline(conn, n, cmds, replies, op, pat);
+    for (size_t i = 0; rc == NORI_OK && i < n; i++)
+        if (replies[i]->type != REDIS_REPLY_INTEGER)
+            rc = server_fail(conn, replies[i], op, pat);
+    for (size_t i = 0; replies != NULL && i < n; i++)
+        if (replies[i] != NULL)
+            freeReplyObject(replies[i]);
+    free(cmds);
+    free(argv);
+    free(lens);
+    free(replies);
+    return rc;
+}
+
 static int unlink_batch(redis_backend *rb, nori__redis_conn *conn, const redisReply *keys,
                         const char *op, const char *pat)
 {
     if (keys->elements == 0)
         return NORI_OK;
+    for (size_t i = 0; i < keys->elements; i++)
+        if (keys->element[i]->type != REDIS_REPLY_STRING)
+            return server_fail(conn, keys->element[i], op, pat);
+    if (nori__topo_mode(rb->topo) == NORI_TOPO_CLUSTER)
+        return unlink_each(conn, keys, op, pat);
     size_t n = keys->elements + 1;
     const char **argv = malloc(n * sizeof *argv);
     size_t *lens = malloc(n * sizeof *lens);
     int rc = NORI_OK;
     if (argv == NULL || lens == NULL)
-        rc = nori__fail(NORI_ENOMEM, "out of memory in %s on redis %s", op, rb->url.display);
+        rc = nori__fail(NORI_ENOMEM, "out of memory in %s on redis %s", op,
+                        conn->node->url->display);
     for (size_t i = 0; rc == NORI_OK && i < keys->elements; i++) {
-        const redisReply *e = keys->element[i];
-        if (e->type != REDIS_REPLY_STRING)
-            rc = server_fail(rb, e, op, pat);
-        else {
-            argv[i + 1] = e->str;
-            lens[i + 1] = e->len;
-        }
+        argv[i + 1] = keys->element[i]->str;
+        lens[i + 1] = keys->element[i]->len;
     }
     if (rc == NORI_OK) {
         argv[0] = "UNLINK";
@@ -221,7 +335,7 @@ static int unlink_batch(redis_backend *rb, nori__redis_conn *conn, const redisRe
         rc = nori__redis_conn_command(conn, (int)n, argv, lens, &r, op, pat);
         if (rc == NORI_OK) {
             if (r->type != REDIS_REPLY_INTEGER)
-                rc = server_fail(rb, r, op, pat);
+                rc = server_fail(conn, r, op, pat);
             freeReplyObject(r);
         }
     }
@@ -255,14 +369,11 @@ static void prefix_pattern(char *pat, const char *prefix, size_t plen)
  * not rewritten meanwhile is removed; keys outside the pattern are never
  * named. flush is the empty prefix.
  */
-static int redis_delete_prefix(nori_backend *b, const char *prefix, size_t plen)
+static int delete_prefix_on(redis_backend *rb, nori__redis_node *node, const char *op,
+                            const char *pat)
 {
-    redis_backend *rb = (redis_backend *)b;
-    const char *op = plen == 0 ? "flush" : "delete_prefix";
-    char pat[KEY_PREFIX_LEN + 2 * NORI_MAX_KEY_LEN + 2];
-    prefix_pattern(pat, prefix, plen);
     nori__redis_conn conn;
-    int rc = nori__redis_conn_open(&rb->node, &conn);
+    int rc = nori__redis_conn_open(node, &conn);
     if (rc != NORI_OK)
         return rc;
     char cursor[32] = "0";
@@ -275,7 +386,7 @@ static int redis_delete_prefix(nori_backend *b, const char *prefix, size_t plen)
         if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
             r->element[0]->type != REDIS_REPLY_STRING || r->element[0]->len >= sizeof cursor ||
             r->element[1]->type != REDIS_REPLY_ARRAY) {
-            rc = server_fail(rb, r, op, pat);
+            rc = server_fail(&conn, r, op, pat);
         } else {
             memcpy(cursor, r->element[0]->str, r->element[0]->len);
             cursor[r->element[0]->len] = '\0';
@@ -286,6 +397,25 @@ static int redis_delete_prefix(nori_backend *b, const char *prefix, size_t plen)
     conn.reusable = rc == NORI_OK;
     nori__redis_conn_close(&conn);
     return rc;
+}
+
+/* On a cluster, every master scans its own keys (a replica holds copies). */
+static int redis_delete_prefix(nori_backend *b, const char *prefix, size_t plen)
+{
+    redis_backend *rb = (redis_backend *)b;
+    const char *op = plen == 0 ? "flush" : "delete_prefix";
+    char pat[KEY_PREFIX_LEN + 2 * NORI_MAX_KEY_LEN + 2];
+    prefix_pattern(pat, prefix, plen);
+    nori__redis_node *masters[MAX_MASTERS];
+    int n = nori__topo_masters(rb->topo, masters, MAX_MASTERS);
+    if (n < 0)
+        return n;
+    for (int i = 0; i < n; i++) {
+        int rc = delete_prefix_on(rb, masters[i], op, pat);
+        if (rc != NORI_OK)
+            return rc;
+    }
+    return NORI_OK;
 }
 
 /* Loads the incr script once per backend. Another backend or a server
@@ -300,7 +430,7 @@ static int load_script(redis_backend *rb, nori__redis_conn *conn, const char *ke
     if (rc != NORI_OK)
         return rc;
     if (r->type != REDIS_REPLY_STRING || strcmp(r->str, INCR_SCRIPT_SHA) != 0)
-        rc = server_fail(rb, r, "incr (SCRIPT LOAD)", key);
+        rc = server_fail(conn, r, "incr (SCRIPT LOAD)", key);
     else
         atomic_store_explicit(&rb->script_loaded, true, memory_order_release);
     freeReplyObject(r);
@@ -308,38 +438,45 @@ static int load_script(redis_backend *rb, nori__redis_conn *conn, const char *ke
 }
 
 /* Maps the reply of the incr script to a return code. */
-static int incr_result(redis_backend *rb, const redisReply *r, const char *key, int64_t *out)
+static int incr_result(const nori__redis_conn *conn, const redisReply *r, const char *key,
+                       int64_t *out)
 {
     if (r->type == REDIS_REPLY_STRING) {
         if (nori__parse_int64(r->str, r->len, out))
             return NORI_OK;
         return nori__fail(NORI_EBACKEND, "redis %s: incr '%.64s': the script returned '%.32s'",
-                          rb->url.display, key, r->str);
+                          conn->node->url->display, key, r->str);
     }
     if (r->type == REDIS_REPLY_ERROR && strstr(r->str, "not an integer") != NULL)
         return nori__fail(NORI_ETYPE, "incr '%.64s': the stored value is not an int", key);
     if (r->type == REDIS_REPLY_ERROR && strstr(r->str, "overflow") != NULL)
         return nori__fail(NORI_ERANGE, "incr '%.64s': the counter would overflow int64", key);
-    return server_fail(rb, r, "incr", key);
+    return server_fail(conn, r, "incr", key);
 }
 
-static int redis_incr(nori_backend *b, const char *key, size_t klen, int64_t ttl, int64_t *out)
+typedef struct incr_ctx {
+    redis_backend *rb;
+    const wire_key *k;
+    const char *key;
+    const char *ttl_text;
+    size_t ttl_len;
+    int64_t *out;
+} incr_ctx;
+
+static int incr_body(nori__topo_attempt *a, void *ctx)
 {
-    redis_backend *rb = (redis_backend *)b;
-    wire_key k;
-    make_key(&k, key, klen);
-    char ttl_text[24];
-    int ttl_len = snprintf(ttl_text, sizeof ttl_text, "%" PRId64, ttl);
-    nori__redis_conn conn;
-    int rc = nori__redis_conn_open(&rb->node, &conn);
-    if (rc != NORI_OK)
-        return rc;
-    rc = load_script(rb, &conn, key);
+    incr_ctx *c = ctx;
+    redis_backend *rb = c->rb;
+    const wire_key k = *c->k;
+    const char *key = c->key, *ttl_text = c->ttl_text;
+    size_t ttl_len = c->ttl_len;
+    nori__redis_conn *conn = &a->conn;
+    int rc = load_script(rb, conn, key);
     redisReply *r = NULL;
     if (rc == NORI_OK) {
         const char *argv[] = {"EVALSHA", INCR_SCRIPT_SHA, "1", k.s, ttl_text};
-        const size_t lens[] = {7, sizeof INCR_SCRIPT_SHA - 1, 1, k.len, (size_t)ttl_len};
-        rc = nori__redis_conn_command(&conn, 5, argv, lens, &r, "incr (EVALSHA)", key);
+        const size_t lens[] = {7, sizeof INCR_SCRIPT_SHA - 1, 1, k.len, ttl_len};
+        rc = nori__redis_conn_command(conn, 5, argv, lens, &r, "incr (EVALSHA)", key);
     }
     if (rc == NORI_OK && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
         /* The server lost its script cache (restart, SCRIPT FLUSH): EVAL
@@ -347,15 +484,28 @@ static int redis_incr(nori_backend *b, const char *key, size_t klen, int64_t ttl
         freeReplyObject(r);
         r = NULL;
         const char *argv[] = {"EVAL", INCR_SCRIPT, "1", k.s, ttl_text};
-        const size_t lens[] = {4, sizeof INCR_SCRIPT - 1, 1, k.len, (size_t)ttl_len};
-        rc = nori__redis_conn_command(&conn, 5, argv, lens, &r, "incr (EVAL)", key);
+        const size_t lens[] = {4, sizeof INCR_SCRIPT - 1, 1, k.len, ttl_len};
+        rc = nori__redis_conn_command(conn, 5, argv, lens, &r, "incr (EVAL)", key);
     }
     if (rc == NORI_OK) {
-        rc = incr_result(rb, r, key, out);
+        rc = nori__topo_redirected(rb->topo, a, r) ? NORI__REDIRECTED
+                                                    : incr_result(conn, r, key, c->out);
         freeReplyObject(r);
     }
-    nori__redis_conn_close(&conn);
     return rc;
+}
+
+/* Not idempotent: after an I/O error (the script may have run) incr is not
+ * retried; a redirection or a refused connection is (nothing ran). */
+static int redis_incr(nori_backend *b, const char *key, size_t klen, int64_t ttl, int64_t *out)
+{
+    redis_backend *rb = (redis_backend *)b;
+    wire_key k;
+    make_key(&k, key, klen);
+    char ttl_text[24];
+    int ttl_len = snprintf(ttl_text, sizeof ttl_text, "%" PRId64, ttl);
+    incr_ctx c = {rb, &k, key, ttl_text, (size_t)ttl_len, out};
+    return nori__topo_call(rb->topo, k.s, k.len, false, incr_body, &c, "incr", key);
 }
 
 /*
@@ -364,11 +514,26 @@ static int redis_incr(nori_backend *b, const char *key, size_t klen, int64_t ttl
  * EXEC answered nil (another client touched the key: retry).
  * *reusable is cleared when c may be left in WATCH or MULTI state.
  */
-static int update_attempt(redis_backend *rb, nori__redis_conn *conn, const wire_key *k,
+/*
+ * A redirection inside atomic_update. ASK is turned into a pause and a
+ * retry (as TRYAGAIN): ASKING covers one command, and WATCH/GET/MULTI/EXEC
+ * are several; the slot's migration ends within the retry budget.
+ */
+static bool update_redirected(redis_backend *rb, nori__topo_attempt *a, const redisReply *r)
+{
+    if (!nori__topo_redirected(rb->topo, a, r))
+        return false;
+    if (a->redirect.kind == NORI_REDIRECT_ASK)
+        a->redirect.kind = NORI_REDIRECT_TRYAGAIN;
+    return true;
+}
+
+static int update_attempt(redis_backend *rb, nori__topo_attempt *a, const wire_key *k,
                           const char *key,
                           nori_update_fn fn, void *ud, int64_t ttl, nori_buf *written,
                           bool *reusable)
 {
+    nori__redis_conn *conn = &a->conn;
     const char *watch[] = {"WATCH", k->s};
     const size_t watch_lens[] = {5, k->len};
     redisReply *r;
@@ -376,8 +541,12 @@ static int update_attempt(redis_backend *rb, nori__redis_conn *conn, const wire_
                                       key);
     if (rc != NORI_OK)
         return rc;
+    if (update_redirected(rb, a, r)) {
+        freeReplyObject(r); /* no WATCH was set: the connection stays clean */
+        return NORI__REDIRECTED;
+    }
     if (r->type != REDIS_REPLY_STATUS)
-        rc = server_fail(rb, r, "atomic_update (WATCH)", key);
+        rc = server_fail(conn, r, "atomic_update (WATCH)", key);
     freeReplyObject(r);
     *reusable = false; /* WATCH is active from here on */
     if (rc != NORI_OK)
@@ -391,7 +560,8 @@ static int update_attempt(redis_backend *rb, nori__redis_conn *conn, const wire_
     if (rc != NORI_OK)
         return rc;
     if (cur->type != REDIS_REPLY_NIL && cur->type != REDIS_REPLY_STRING) {
-        rc = server_fail(rb, cur, "atomic_update (GET)", key);
+        rc = update_redirected(rb, a, cur) ? NORI__REDIRECTED
+                                           : server_fail(conn, cur, "atomic_update (GET)", key);
         freeReplyObject(cur);
         return rc;
     }
@@ -452,14 +622,19 @@ static int update_attempt(redis_backend *rb, nori__redis_conn *conn, const wire_
                    e->element[0]->type == REDIS_REPLY_STATUS) {
             *reusable = true;
         } else if (e->type == REDIS_REPLY_ARRAY && e->elements == 1) {
-            rc = server_fail(rb, e->element[0], "atomic_update (SET)", key);
+            rc = server_fail(conn, e->element[0], "atomic_update (SET)", key);
+            *reusable = true;
+        } else if (update_redirected(rb, a, replies[1]) || update_redirected(rb, a, e)) {
+            /* The slot moved between WATCH and the SET (or the node became
+             * a replica): EXEC discarded everything, nothing was written. */
+            rc = NORI__REDIRECTED;
             *reusable = true;
         } else if (replies[1]->type == REDIS_REPLY_ERROR) {
             /* The server refused to queue the SET (OOM under maxmemory, for
              * one) and EXEC only says EXECABORT: report the SET's reason. */
-            rc = server_fail(rb, replies[1], "atomic_update (SET)", key);
+            rc = server_fail(conn, replies[1], "atomic_update (SET)", key);
         } else {
-            rc = server_fail(rb, e, "atomic_update (EXEC)", key);
+            rc = server_fail(conn, e, "atomic_update (EXEC)", key);
         }
     }
     for (int i = 0; i < 3; i++)
@@ -470,33 +645,47 @@ static int update_attempt(redis_backend *rb, nori__redis_conn *conn, const wire_
     return rc;
 }
 
+typedef struct update_ctx {
+    redis_backend *rb;
+    const wire_key *k;
+    const char *key;
+    nori_update_fn fn;
+    void *ud;
+    int64_t ttl;
+    nori_buf written; /* the value of the successful attempt */
+} update_ctx;
+
+static int update_body(nori__topo_attempt *a, void *ctx)
+{
+    update_ctx *u = ctx;
+    bool reusable = true;
+    int attempt = 0;
+    int rc;
+    do {
+        rc = update_attempt(u->rb, a, u->k, u->key, u->fn, u->ud, u->ttl, &u->written, &reusable);
+    } while (rc == 1 && ++attempt < UPDATE_MAX_ATTEMPTS);
+    if (rc == 1)
+        rc = nori__fail(NORI_EBACKEND,
+                        "redis %s: atomic_update '%.64s': gave up after %d attempts, the key "
+                        "kept changing under WATCH",
+                        a->conn.node->url->display, u->key, UPDATE_MAX_ATTEMPTS);
+    a->conn.reusable = reusable;
+    return rc;
+}
+
+/* Not retried after an I/O error (EXEC may have run); redirections are. */
 static int redis_atomic_update(nori_backend *b, const char *key, size_t klen, nori_update_fn fn,
                                void *ud, int64_t ttl, nori_buf *out)
 {
     redis_backend *rb = (redis_backend *)b;
     wire_key k;
     make_key(&k, key, klen);
-    nori__redis_conn conn;
-    int rc = nori__redis_conn_open(&rb->node, &conn);
-    if (rc != NORI_OK)
-        return rc;
-    nori_buf written = {NULL, 0};
-    bool reusable = true;
-    int attempt = 0;
-    do {
-        rc = update_attempt(rb, &conn, &k, key, fn, ud, ttl, &written, &reusable);
-    } while (rc == 1 && ++attempt < UPDATE_MAX_ATTEMPTS);
-    if (rc == 1)
-        rc = nori__fail(NORI_EBACKEND,
-                        "redis %s: atomic_update '%.64s': gave up after %d attempts, the key "
-                        "kept changing under WATCH",
-                        rb->url.display, key, UPDATE_MAX_ATTEMPTS);
-    conn.reusable = reusable;
-    nori__redis_conn_close(&conn);
+    update_ctx u = {rb, &k, key, fn, ud, ttl, {NULL, 0}};
+    int rc = nori__topo_call(rb->topo, k.s, k.len, false, update_body, &u, "atomic_update", key);
     if (rc == NORI_OK && out != NULL)
-        *out = written;
+        *out = u.written;
     else
-        nori_buf_free(&written);
+        nori_buf_free(&u.written);
     return rc;
 }
 
@@ -508,46 +697,84 @@ static int redis_atomic_update(nori_backend *b, const char *key, size_t klen, no
 #define MIN_SERVER_MINOR 0
 
 /* Checks the redis_version line of an INFO server reply. */
-static int check_version(redis_backend *rb, const char *info)
+static int check_version(const char *display, const char *info)
 {
     const char *line = strstr(info, "redis_version:");
     if (line == NULL)
         return nori__fail(NORI_EBACKEND,
                           "redis %s: verify: INFO server has no redis_version line, so the "
                           "server version (%d.%d or later needed) cannot be checked",
-                          rb->url.display, MIN_SERVER_MAJOR, MIN_SERVER_MINOR);
+                          display, MIN_SERVER_MAJOR, MIN_SERVER_MINOR);
     const char *v = line + strlen("redis_version:");
     size_t vlen = strcspn(v, "\r\n");
     int major = 0, minor = 0;
     int n = sscanf(v, "%d.%d", &major, &minor);
     if (n < 1)
         return nori__fail(NORI_EBACKEND, "redis %s: verify: cannot read redis_version '%.*s'",
-                          rb->url.display, (int)(vlen > 32 ? 32 : vlen), v);
+                          display, (int)(vlen > 32 ? 32 : vlen), v);
     if (major < MIN_SERVER_MAJOR || (major == MIN_SERVER_MAJOR && minor < MIN_SERVER_MINOR))
         return nori__fail(NORI_EBACKEND,
                           "redis %s: verify: the server is Redis %.*s; this backend needs %d.%d "
                           "or later (SET ... KEEPTTL in atomic_update)",
-                          rb->url.display, (int)(vlen > 32 ? 32 : vlen), v, MIN_SERVER_MAJOR,
+                          display, (int)(vlen > 32 ? 32 : vlen), v, MIN_SERVER_MAJOR,
                           MIN_SERVER_MINOR);
     return NORI_OK;
 }
 
-/* One round trip: INFO server answers only when the server is up, and
- * carries the version to check. */
+/*
+ * Standalone and sentinel: INFO server on the server (the master) answers
+ * within timeout_ms and reports a version this backend works with. Cluster:
+ * every master of a fresh slot map passes that check and says
+ * cluster_state:ok. The message names the node that failed.
+ */
 static int redis_verify(nori_backend *b)
 {
     redis_backend *rb = (redis_backend *)b;
-    const char *argv[] = {"INFO", "server"};
-    redisReply *r;
-    int rc = nori__redis_node_call(&rb->node, 2, argv, NULL, 0, &r, "verify", "INFO server");
+    int rc = nori__topo_refresh(rb->topo);
     if (rc != NORI_OK)
         return rc;
-    if (r->type == REDIS_REPLY_STRING)
-        rc = check_version(rb, r->str);
-    else
-        rc = server_fail(rb, r, "verify", "INFO server");
-    freeReplyObject(r);
-    return rc;
+    bool cluster = nori__topo_mode(rb->topo) == NORI_TOPO_CLUSTER;
+    nori__redis_node *masters[MAX_MASTERS];
+    int n = nori__topo_masters(rb->topo, masters, MAX_MASTERS);
+    if (n < 0)
+        return n;
+    for (int i = 0; i < n; i++) {
+        const char *info_server[] = {"INFO", "server"};
+        redisReply *r;
+        rc = nori__redis_node_call(masters[i], 2, info_server, NULL, 0, &r, "verify",
+                                   "INFO server");
+        if (rc != NORI_OK)
+            return rc;
+        if (r->type == REDIS_REPLY_STRING)
+            rc = check_version(masters[i]->url->display, r->str);
+        else
+            rc = nori__redis_reply_fail(masters[i], r, "verify", "INFO server");
+        freeReplyObject(r);
+        if (rc != NORI_OK || !cluster)
+            return rc;
+        const char *info[] = {"CLUSTER", "INFO"};
+        rc = nori__redis_node_call(masters[i], 2, info, NULL, 0, &r, "verify", "CLUSTER INFO");
+        if (rc != NORI_OK)
+            return rc;
+        if (r->type != REDIS_REPLY_STRING)
+            rc = nori__redis_reply_fail(masters[i], r, "verify", "CLUSTER INFO");
+        else if (strstr(r->str, "cluster_state:ok") == NULL) {
+            const char *st = strstr(r->str, "cluster_state:");
+            rc = nori__fail(NORI_EBACKEND,
+                            "redis %s: verify: the node says %.*s, not cluster_state:ok",
+                            masters[i]->url->display, st ? (int)strcspn(st, "\r\n") : 7,
+                            st ? st : "nothing");
+        }
+        freeReplyObject(r);
+        if (rc != NORI_OK)
+            return rc;
+    }
+    return NORI_OK;
+}
+
+static char *redis_describe(nori_backend *b, int *rc)
+{
+    return nori__topo_describe(((redis_backend *)b)->topo, rc);
 }
 
 static void redis_stats(nori_backend *b, nori_backend_stats *out)
@@ -555,14 +782,14 @@ static void redis_stats(nori_backend *b, nori_backend_stats *out)
     redis_backend *rb = (redis_backend *)b;
     out->hits = atomic_load_explicit(&rb->hits, memory_order_relaxed);
     out->misses = atomic_load_explicit(&rb->misses, memory_order_relaxed);
-    nori__redis_node_stats(&rb->node, out);
+    nori__topo_stats(rb->topo, out);
 }
 
 static void redis_destroy(nori_backend *b)
 {
     redis_backend *rb = (redis_backend *)b;
-    nori__redis_node_destroy(&rb->node);
-    nori__redis_url_free(&rb->url);
+    nori__topo_free(rb->topo);
+    nori__redis_target_free(&rb->target);
     free(rb);
 }
 
@@ -577,6 +804,7 @@ static const nori_backend_ops redis_ops = {
     .incr = redis_incr,
     .atomic_update = redis_atomic_update,
     .verify = redis_verify,
+    .describe = redis_describe,
     .stats = redis_stats,
     .destroy = redis_destroy,
     .get_many = nori__redis_get_many,
@@ -591,14 +819,14 @@ int nori_redis_backend_new(const char *url, nori_backend **out)
     redis_backend *rb = calloc(1, sizeof *rb);
     if (rb == NULL)
         return nori__fail(NORI_ENOMEM, "out of memory creating a redis backend");
-    int rc = nori__redis_url_parse(url, &rb->url);
+    int rc = nori__redis_target_parse(url, &rb->target);
     if (rc != NORI_OK) {
         free(rb);
         return rc;
     }
-    rc = nori__redis_node_init(&rb->node, &rb->url, &rb->base);
+    rc = nori__topo_new(&rb->target, &rb->base, &rb->topo);
     if (rc != NORI_OK) {
-        nori__redis_url_free(&rb->url);
+        nori__redis_target_free(&rb->target);
         free(rb);
         return rc;
     }
@@ -621,6 +849,11 @@ int nori_redis_backend_new(const char *url, nori_backend **out)
 static int near_get(nori_backend *b, const char *key, size_t klen, nori_buf *out)
 {
     redis_backend *rb = (redis_backend *)b;
+    /* The URL turned out to name a cluster: tracking one node cannot cover
+     * the keys, so the near cache stays out of the way (empty) and reads are
+     * routed. */
+    if (nori__topo_mode(rb->topo) == NORI_TOPO_CLUSTER)
+        return redis_get(b, key, klen, out);
     /* A local hit is counted by the store (striped counters: one shared
      * atomic here cost 8 threads on a hot key a contended cache line). */
     int rc = nori__near_client_local(rb->near, key, klen, out);
@@ -628,7 +861,7 @@ static int near_get(nori_backend *b, const char *key, size_t klen, nori_buf *out
         return rc;
     wire_key k;
     make_key(&k, key, klen);
-    rc = nori__near_client_fetch(rb->near, &rb->node, key, klen, k.s, k.len,
+    rc = nori__near_client_fetch(rb->near, rb->near_node, key, klen, k.s, k.len,
                                  nori_backend_max_value(b), out);
     if (rc == NORI_OK || rc == NORI_MISS)
         atomic_fetch_add_explicit(rc == NORI_OK ? &rb->hits : &rb->misses, 1,
@@ -732,8 +965,17 @@ int nori_redis_backend_enable_near(nori_backend *b, size_t max_keys, size_t max_
     if (b->ops == &redis_near_ops)
         return nori__fail(NORI_EINVAL, "enable_near: this backend already has a near cache");
     redis_backend *rb = (redis_backend *)b;
+    /* Tracking is per server: the near cache is for one server only (no
+     * connection is made here to find out; on a URL that later turns out to
+     * name a cluster node, near_get routes around it). */
+    rb->near_node = nori__topo_seed(rb->topo);
+    if (rb->near_node == NULL)
+        return nori__fail(NORI_EINVAL,
+                          "enable_near: redis %s is a cluster or a sentinel set-up; the near "
+                          "cache needs one server",
+                          rb->target.display);
     nori__near_limits limits = {max_keys, max_bytes, max_ttl_ms};
-    int rc = nori__near_client_start(&rb->url, &limits, KEY_PREFIX, &rb->near);
+    int rc = nori__near_client_start(rb->near_node->url, &limits, KEY_PREFIX, &rb->near);
     if (rc != NORI_OK)
         return rc;
     b->ops = &redis_near_ops;

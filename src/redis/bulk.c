@@ -65,18 +65,49 @@ static int bulk_keys_build(bulk_keys *bk, size_t n, const char *const *keys,
 
 /* A per-key failure: the message is written for the first one only, so
  * that nori_last_error() describes the first key that failed. */
-static int key_failure(redis_backend *rb, const redisReply *r, const char *op, const char *key,
-                       bool *reported)
+static int key_failure(const nori__redis_node *node, const redisReply *r, const char *op,
+                       const char *key, bool *reported)
 {
     if (*reported)
         return NORI_EBACKEND;
     *reported = true;
-    return nori__redis_reply_fail(&rb->node, r, op, key);
+    return nori__redis_reply_fail(node, r, op, key);
+}
+
+/*
+ * On a cluster or through Sentinel the keys of one call live on several
+ * nodes (or the master may move mid-call): each key goes through the
+ * routed single-key operation instead (no single round trip). When the mode
+ * cannot be found out, every key gets that error.
+ */
+static bool routed(nori_backend *b, nori__redis_node **node, size_t n, const size_t *klens,
+                   int *rcs, nori_get_result *results)
+{
+    int rc;
+    *node = nori__topo_single(((redis_backend *)b)->topo, &rc);
+    if (*node != NULL)
+        return false;
+    for (size_t i = 0; rc != NORI_OK && i < n; i++) {
+        if (klens[i] == 0)
+            continue;
+        if (rcs != NULL)
+            rcs[i] = rc;
+        if (results != NULL)
+            results[i].rc = rc;
+    }
+    return true;
 }
 
 void nori__redis_get_many(nori_backend *b, size_t n, const char *const *keys,
                           const size_t *klens, nori_get_result *results)
 {
+    nori__redis_node *node;
+    if (routed(b, &node, n, klens, NULL, results)) {
+        for (size_t i = 0; i < n; i++)
+            if (klens[i] != 0 && results[i].rc == NORI_OK)
+                results[i].rc = b->ops->get(b, keys[i], klens[i], &results[i].value);
+        return;
+    }
     redis_backend *rb = (redis_backend *)b;
     bulk_keys bk;
     int rc = bulk_keys_build(&bk, n, keys, klens);
@@ -96,7 +127,7 @@ void nori__redis_get_many(nori_backend *b, size_t n, const char *const *keys,
         rc = nori__fail(NORI_ENOMEM, "get_many: out of memory for %zu keys", m);
     nori__redis_conn conn;
     if (rc == NORI_OK)
-        rc = nori__redis_conn_open(&rb->node, &conn);
+        rc = nori__redis_conn_open(node, &conn);
     if (rc == NORI_OK) {
         for (size_t j = 0; j < m; j++) {
             argv[2 * j] = "GET";
@@ -132,7 +163,7 @@ void nori__redis_get_many(nori_backend *b, size_t n, const char *const *keys,
                 res->rc = NORI_OK;
                 hits++;
             } else {
-                res->rc = key_failure(rb, r, "get_many (GET)", key, &reported);
+                res->rc = key_failure(node, r, "get_many (GET)", key, &reported);
             }
             freeReplyObject(r);
         }
@@ -149,7 +180,15 @@ void nori__redis_get_many(nori_backend *b, size_t n, const char *const *keys,
 void nori__redis_set_many(nori_backend *b, size_t n, const nori_set_item *items,
                           const size_t *klens, int *results)
 {
-    redis_backend *rb = (redis_backend *)b;
+    nori__redis_node *node;
+    if (routed(b, &node, n, klens, results, NULL)) {
+        for (size_t i = 0; i < n; i++)
+            if (klens[i] != 0 && results[i] == NORI_OK)
+                results[i] = b->ops->set(b, items[i].key, klens[i],
+                                         items[i].value == NULL ? "" : items[i].value,
+                                         items[i].len, items[i].ttl);
+        return;
+    }
     const char **keys = malloc(n * sizeof *keys);
     bulk_keys bk = {.mem = NULL};
     int rc = keys == NULL ? nori__fail(NORI_ENOMEM, "set_many: out of memory for %zu items", n)
@@ -176,7 +215,7 @@ void nori__redis_set_many(nori_backend *b, size_t n, const nori_set_item *items,
     }
     nori__redis_conn conn;
     if (rc == NORI_OK)
-        rc = nori__redis_conn_open(&rb->node, &conn);
+        rc = nori__redis_conn_open(node, &conn);
     if (rc == NORI_OK) {
         for (size_t j = 0; j < m; j++) {
             const nori_set_item *it = &items[bk.idx[j]];
@@ -204,7 +243,7 @@ void nori__redis_set_many(nori_backend *b, size_t n, const nori_set_item *items,
             redisReply *r = replies[j];
             results[bk.idx[j]] = r->type == REDIS_REPLY_STATUS
                                      ? NORI_OK
-                                     : key_failure(rb, r, "set_many (SET)",
+                                     : key_failure(node, r, "set_many (SET)",
                                                    items[bk.idx[j]].key, &reported);
             freeReplyObject(r);
         }
@@ -221,7 +260,13 @@ void nori__redis_set_many(nori_backend *b, size_t n, const nori_set_item *items,
 void nori__redis_delete_many(nori_backend *b, size_t n, const char *const *keys,
                              const size_t *klens, int *results)
 {
-    redis_backend *rb = (redis_backend *)b;
+    nori__redis_node *node;
+    if (routed(b, &node, n, klens, results, NULL)) {
+        for (size_t i = 0; i < n; i++)
+            if (klens[i] != 0 && results[i] == NORI_OK)
+                results[i] = b->ops->del(b, keys[i], klens[i]);
+        return;
+    }
     bulk_keys bk;
     int rc = bulk_keys_build(&bk, n, keys, klens);
     const char **argv = NULL;
@@ -240,11 +285,11 @@ void nori__redis_delete_many(nori_backend *b, size_t n, const char *const *keys,
         memcpy(lens + 1, bk.len, bk.m * sizeof *lens);
         redisReply *r;
         const char *first = keys[bk.idx[0]];
-        rc = nori__redis_node_call(&rb->node, (int)(bk.m + 1), argv, lens, 0, &r,
+        rc = nori__redis_node_call(node, (int)(bk.m + 1), argv, lens, 0, &r,
                                    "delete_many (UNLINK)", first);
         if (rc == NORI_OK) {
             if (r->type != REDIS_REPLY_INTEGER)
-                rc = nori__redis_reply_fail(&rb->node, r, "delete_many (UNLINK)", first);
+                rc = nori__redis_reply_fail(node, r, "delete_many (UNLINK)", first);
             freeReplyObject(r);
         }
     }

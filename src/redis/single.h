@@ -1,13 +1,16 @@
 /*
- * The single-node Redis backend's state, shared by its files: backend.c
- * (the operations of cache.h, one key at a time) and bulk.c (the bulk calls,
- * one round trip each).
+ * The Redis backend's state, shared by its files: backend.c (the operations
+ * of cache.h, one key at a time, routed by topology.c) and bulk.c (the bulk
+ * calls, one round trip each on one server; one key at a time, routed, on a
+ * cluster or through Sentinel).
  */
 #ifndef NORI_SRC_REDIS_SINGLE_H
 #define NORI_SRC_REDIS_SINGLE_H
 
 #include "backend.h"
 #include "conn.h"
+#include "redis/topology.h"
+#include "redis/url_topology.h"
 #include "url.h"
 
 #include <stdatomic.h>
@@ -22,11 +25,12 @@
 
 typedef struct redis_backend {
     nori_backend base;          /* must be first */
-    nori__redis_url url;        /* owned; url.display names the server in messages */
-    nori__redis_node node;      /* the one server: its pool, breaker and settings */
+    nori__redis_target target;  /* owned; target.display names it in messages (passwords masked) */
+    nori__redis_topo *topo;     /* owned: the nodes (pool, breaker each), the routing */
     _Atomic bool script_loaded; /* SCRIPT LOAD done once; NOSCRIPT later is handled */
     _Atomic uint64_t hits, misses;
     struct nori__near_client *near; /* set by nori_redis_backend_enable_near (near_ops) */
+    nori__redis_node *near_node;    /* the one server the near cache tracks (borrowed from topo) */
 } redis_backend;
 
 /* "cache:" + key, built on the stack: keys are at most NORI_MAX_KEY_LEN. */

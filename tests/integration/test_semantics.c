@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "redis_cluster.h"
 #include "redis_server.h"
 #include "test_support.h"
 
@@ -21,6 +22,8 @@
 typedef struct fixture {
     nori_backend *b;
     nori_test_redis *server; /* NULL for the memory backend */
+    nori_test_cluster *cluster;   /* the cluster group */
+    nori_test_sentinel *sentinel; /* the sentinel group */
 } fixture;
 
 static int memory_setup(void **state)
@@ -42,6 +45,29 @@ static int redis_setup(void **state)
     return 0;
 }
 
+/* The same cases on a Redis Cluster (3 masters + 3 replicas): keys spread
+ * over the masters, flush visits each. */
+static int cluster_setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    f->cluster = nori_test_cluster_start();
+    assert_nori(nori_redis_backend_new(f->cluster->url, &f->b), NORI_OK);
+    *state = f;
+    return 0;
+}
+
+/* ... and through Sentinel (master + replica + 3 sentinels, with a password). */
+static int sentinel_setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    f->sentinel = nori_test_sentinel_start("sentinel-pw");
+    assert_nori(nori_redis_backend_new(f->sentinel->url, &f->b), NORI_OK);
+    *state = f;
+    return 0;
+}
+
 /* The Redis backend with its near cache on: the same semantics. */
 static int redis_near_setup(void **state)
 {
@@ -56,6 +82,8 @@ static int group_teardown(void **state)
     fixture *f = *state;
     nori_backend_free(f->b);
     nori_test_redis_stop(f->server);
+    nori_test_cluster_stop(f->cluster);
+    nori_test_sentinel_stop(f->sentinel);
     free(f);
     return 0;
 }
@@ -463,6 +491,10 @@ int main(void)
     const struct CMUnitTest cases[] = {CASES};
     int failed = cmocka_run_group_tests_name("memory backend", cases, memory_setup, group_teardown);
     failed += cmocka_run_group_tests_name("redis backend", cases, redis_setup, group_teardown);
+    failed += cmocka_run_group_tests_name("redis cluster backend", cases, cluster_setup,
+                                          group_teardown);
+    failed += cmocka_run_group_tests_name("redis sentinel backend", cases, sentinel_setup,
+                                          group_teardown);
     failed += cmocka_run_group_tests_name("redis backend with near cache", cases, redis_near_setup,
                                           group_teardown);
     return failed;

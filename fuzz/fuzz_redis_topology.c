@@ -1,0 +1,104 @@
+/*
+ * What a cluster or sentinel client takes from outside, on arbitrary bytes.
+ * The first byte picks the parser:
+ *   'u'  the REDIS_URL topology forms (?addr=, redis+sentinel://): never
+ *        crashes or leaks; an accepted URL's display never holds the
+ *        password or the sentinel password;
+ *   'r'  a server error line as a redirection (MOVED/ASK/...): slot and
+ *        port in range;
+ *   anything else: the rest is fed to hiredis's reply reader as a server's
+ *        CLUSTER SLOTS answer, and the slot map parser must accept it with
+ *        every owner in range or refuse it, never crash (a lying server).
+ */
+#include "fuzz.h"
+#include "nori/cache.h"
+#include "redis/cluster_slots.h"
+#include "redis/url_topology.h"
+
+#include <hiredis/hiredis.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void url_case(const char *s)
+{
+    nori__redis_target t;
+    int rc = nori__redis_target_parse(s, &t);
+    if (rc == NORI_OK) {
+        if (t.display == NULL || (t.sentinel && (t.master_name == NULL || t.naddrs == 0)))
+            abort();
+        /* A password of 8+ bytes that stands in the URL once (so only as
+         * the password) is not in the display. */
+        if (t.node.password != NULL && strlen(t.node.password) >= 8) {
+            const char *first = strstr(s, t.node.password);
+            bool once = first != NULL && strstr(first + 1, t.node.password) == NULL;
+            if (once && strstr(t.display, t.node.password) != NULL)
+                abort();
+        }
+        if (t.sentinel_password != NULL && strlen(t.sentinel_password) >= 8 &&
+            strstr(t.display, "sentinel_password=***") == NULL)
+            abort();
+        for (size_t i = 0; i < t.naddrs; i++)
+            if (t.addrs[i].port < 1 || t.addrs[i].port > 65535 || t.addrs[i].host[0] == '\0')
+                abort();
+        nori__redis_target_free(&t);
+    } else if (rc != NORI_EINVAL) {
+        abort();
+    }
+}
+
+static void redirect_case(const char *s, size_t n)
+{
+    nori__redirect r;
+    nori__redirect_kind k = nori__redirect_parse(s, n, &r);
+    if ((k == NORI_REDIRECT_MOVED || k == NORI_REDIRECT_ASK) &&
+        (r.slot >= NORI_CLUSTER_SLOTS || r.port < 1 || r.port > 65535 ||
+         memchr(r.host, '\0', sizeof r.host) == NULL))
+        abort();
+}
+
+static void slots_case(const uint8_t *data, size_t n)
+{
+    redisReader *reader = redisReaderCreate();
+    if (reader == NULL)
+        return;
+    redisReaderFeed(reader, (const char *)data, n);
+    void *reply = NULL;
+    if (redisReaderGetReply(reader, &reply) == REDIS_OK && reply != NULL) {
+        nori__slot_map m;
+        if (nori__slot_map_parse(reply, "seed", "fuzz", &m) == NORI_OK) {
+            size_t served = 0;
+            for (size_t s = 0; s < NORI_CLUSTER_SLOTS; s++) {
+                if (m.owner[s] == NORI_SLOT_UNSERVED)
+                    continue;
+                if (m.owner[s] >= m.nnodes || !m.nodes[m.owner[s]].is_master)
+                    abort();
+                served++;
+            }
+            if (served != m.served)
+                abort();
+            nori__slot_map_free(&m);
+        }
+        freeReplyObject(reply);
+    }
+    redisReaderFree(reader);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return 0;
+    char *s = malloc(size);
+    if (s == NULL)
+        return 0;
+    memcpy(s, data + 1, size - 1);
+    s[size - 1] = '\0';
+    if (data[0] == 'u')
+        url_case(s);
+    else if (data[0] == 'r')
+        redirect_case(s, size - 1);
+    else
+        slots_case(data + 1, size - 1);
+    free(s);
+    return 0;
+}

@@ -1,0 +1,180 @@
+#include "redis/sentinel.h"
+
+#include "error.h"
+
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* What was tried, for the error message: "a:p: why, b:p: why". */
+typedef struct tried {
+    char text[768];
+    size_t len;
+} tried;
+
+static void note(tried *t, const char *host, int port, const char *why)
+{
+    if (t->len >= sizeof t->text - 1)
+        return;
+    int n = snprintf(t->text + t->len, sizeof t->text - t->len, "%s%s:%d%s%s",
+                     t->len > 0 ? ", " : "", host, port, why[0] ? ": " : "", why);
+    if (n > 0)
+        t->len += (size_t)n;
+    if (t->len >= sizeof t->text)
+        t->len = sizeof t->text - 1;
+}
+
+static struct timeval ms_tv(int ms)
+{
+    return (struct timeval){.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+}
+
+/*
+ * Connects with the URL's timeouts and authenticates when password is
+ * given. NULL with `why` filled on failure. The password itself never goes
+ * into `why`.
+ */
+static redisContext *open_conn(const nori__redis_url *u, const char *host, int port,
+                               const char *user, const char *password, char *why,
+                               size_t why_size)
+{
+    redisContext *c = redisConnectWithTimeout(host, port, ms_tv(u->connect_timeout_ms));
+    if (c == NULL) {
+        snprintf(why, why_size, "out of memory");
+        return NULL;
+    }
+    if (c->err) {
+        snprintf(why, why_size, "%s", c->errstr);
+        redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, ms_tv(u->timeout_ms));
+    if (password != NULL) {
+        redisReply *r = user != NULL ? redisCommand(c, "AUTH %s %s", user, password)
+                                     : redisCommand(c, "AUTH %s", password);
+        bool ok = r != NULL && r->type == REDIS_REPLY_STATUS;
+        if (r == NULL)
+            snprintf(why, why_size, "AUTH: %s", c->errstr[0] ? c->errstr : "no reply");
+        else if (!ok)
+            snprintf(why, why_size, "AUTH refused: %.120s",
+                     r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        if (r != NULL)
+            freeReplyObject(r);
+        if (!ok) {
+            redisFree(c);
+            return NULL;
+        }
+    }
+    return c;
+}
+
+/* Asks one sentinel. 1: host and port set; 0: the sentinel does not know the
+ * name; -1: unreachable or a bad answer (why filled). */
+static int ask_sentinel(const nori__redis_target *t, const nori__redis_addr *s, char **host,
+                        int *port, char *why, size_t why_size)
+{
+    redisContext *c = open_conn(&t->node, s->host, s->port, t->sentinel_user,
+                                t->sentinel_password, why, why_size);
+    if (c == NULL)
+        return -1;
+    redisReply *r = redisCommand(c, "SENTINEL get-master-addr-by-name %s", t->master_name);
+    int rc = -1;
+    if (r == NULL) {
+        snprintf(why, why_size, "%s", c->errstr[0] ? c->errstr : "no reply");
+    } else if (r->type == REDIS_REPLY_NIL) {
+        rc = 0;
+    } else if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+               r->element[0]->type == REDIS_REPLY_STRING &&
+               r->element[1]->type == REDIS_REPLY_STRING && r->element[0]->len > 0 &&
+               r->element[0]->len < 256) {
+        char *end;
+        long p = strtol(r->element[1]->str, &end, 10);
+        if (*end != '\0' || p < 1 || p > 65535) {
+            snprintf(why, why_size, "answered a bad port '%.16s'", r->element[1]->str);
+        } else if ((*host = strdup(r->element[0]->str)) == NULL) {
+            snprintf(why, why_size, "out of memory");
+        } else {
+            *port = (int)p;
+            rc = 1;
+        }
+    } else if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(why, why_size, "error: %.120s", r->str);
+    } else {
+        snprintf(why, why_size, "unexpected reply type %d", r->type);
+    }
+    if (r != NULL)
+        freeReplyObject(r);
+    redisFree(c);
+    return rc;
+}
+
+/* ROLE on the named master: true when it answers "master". */
+static bool is_master(const nori__redis_target *t, const char *host, int port, char *why,
+                      size_t why_size)
+{
+    redisContext *c = open_conn(&t->node, host, port, t->node.user, t->node.password, why,
+                                why_size);
+    if (c == NULL)
+        return false;
+    redisReply *r = redisCommand(c, "ROLE");
+    bool ok = false;
+    if (r == NULL)
+        snprintf(why, why_size, "ROLE: %s", c->errstr[0] ? c->errstr : "no reply");
+    else if (r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+             r->element[0]->type == REDIS_REPLY_STRING)
+        ok = strcmp(r->element[0]->str, "master") == 0;
+    if (r != NULL && !ok && why[0] == '\0')
+        snprintf(why, why_size, "ROLE is not master");
+    if (r != NULL)
+        freeReplyObject(r);
+    redisFree(c);
+    return ok;
+}
+
+int nori__sentinel_resolve(const nori__redis_target *t, int *first, char **host, int *port)
+{
+    tried sentinels = {.len = 0}, masters = {.len = 0};
+    sentinels.text[0] = masters.text[0] = '\0';
+    size_t reachable = 0, unknown = 0;
+    size_t n = t->naddrs;
+    size_t start = (*first >= 0 && (size_t)*first < n) ? (size_t)*first : 0;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = (start + k) % n;
+        const nori__redis_addr *s = &t->addrs[i];
+        char why[200] = "";
+        char *h = NULL;
+        int p = 0;
+        int rc = ask_sentinel(t, s, &h, &p, why, sizeof why);
+        if (rc < 0) {
+            note(&sentinels, s->host, s->port, why);
+            continue;
+        }
+        reachable++;
+        if (rc == 0) {
+            unknown++;
+            note(&sentinels, s->host, s->port, "does not know the name");
+            continue;
+        }
+        why[0] = '\0';
+        if (is_master(t, h, p, why, sizeof why)) {
+            *host = h;
+            *port = p;
+            *first = (int)i;
+            return NORI_OK;
+        }
+        note(&sentinels, s->host, s->port, "named a master that failed ROLE");
+        note(&masters, h, p, why);
+        free(h);
+    }
+    if (reachable == 0)
+        return nori__fail(NORI_EBACKEND, "redis %s: no sentinel reachable (tried %s)",
+                          t->display, sentinels.text);
+    if (unknown == reachable)
+        return nori__fail(NORI_EBACKEND, "redis %s: unknown master name '%s' (tried %s)",
+                          t->display, t->master_name, sentinels.text);
+    return nori__fail(NORI_EBACKEND,
+                      "redis %s: no sentinel named a usable master for '%s' (sentinels: %s; "
+                      "masters: %s)",
+                      t->display, t->master_name, sentinels.text, masters.text);
+}

@@ -1,0 +1,714 @@
+/*
+ * Routing over a standalone server, a sentinel-managed master or a Redis
+ * Cluster; see topology.h.
+ */
+#include "redis/topology.h"
+#include "redis/topology_impl.h"
+
+#include "error.h"
+#include "redis/sentinel.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Most candidates one cluster refresh asks for CLUSTER SLOTS, so that a
+ * refresh with many dead nodes stays bounded. */
+#define REFRESH_MAX_CANDIDATES 4
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+        ;
+}
+
+/* ---- the node registry ---- */
+
+/*
+ * A copy of the template URL for host:port, with its own display string
+ * (never a password). host NULL: the template's own address (also unix://).
+ */
+static int url_for(const nori__redis_url *tpl, const char *host, int port, nori__redis_url *out)
+{
+    *out = *tpl;
+    out->host = out->path = out->user = out->password = out->display = NULL;
+    bool ok = true;
+    if (host == NULL) {
+        out->host = tpl->host != NULL ? strdup(tpl->host) : NULL;
+        out->path = tpl->path != NULL ? strdup(tpl->path) : NULL;
+        out->display = strdup(tpl->display);
+        ok = (tpl->host == NULL || out->host != NULL) && (tpl->path == NULL || out->path != NULL);
+    } else {
+        out->is_unix = false;
+        out->path = NULL;
+        out->host = strdup(host);
+        out->port = port;
+        char display[400];
+        bool v6 = strchr(host, ':') != NULL;
+        int n = snprintf(display, sizeof display, "redis://%s%s%s%s%s:%d", tpl->user ? tpl->user : "",
+                         tpl->password ? ":***@" : "", v6 ? "[" : "", host, v6 ? "]" : "", port);
+        if (tpl->db != 0 && n > 0 && (size_t)n < sizeof display)
+            snprintf(display + n, sizeof display - (size_t)n, "/%d", tpl->db);
+        out->display = strdup(display);
+        ok = out->host != NULL;
+    }
+    out->user = tpl->user != NULL ? strdup(tpl->user) : NULL;
+    out->password = tpl->password != NULL ? strdup(tpl->password) : NULL;
+    ok = ok && out->display != NULL && (tpl->user == NULL || out->user != NULL) &&
+         (tpl->password == NULL || out->password != NULL);
+    if (!ok) {
+        nori__redis_url_free(out);
+        return nori__fail(NORI_ENOMEM, "out of memory adding a redis node");
+    }
+    return NORI_OK;
+}
+
+/* Registry index of host:port (host NULL: the template's own address), or -1. Lock-free. */
+static int find(const nori__redis_topo *t, const char *host, int port)
+{
+    size_t n = atomic_load_explicit(&t->nnodes, memory_order_acquire);
+    for (size_t i = 0; i < n; i++) {
+        const topo_node *tn = nori__topo_node(t, i);
+        if (host == NULL) {
+            if (i == 0 && t->target->node.is_unix)
+                return 0;
+            if (!t->target->node.is_unix && tn->url.port == t->target->node.port &&
+                strcmp(tn->url.host, t->target->node.host) == 0)
+                return (int)i;
+        } else if (!tn->url.is_unix && tn->url.port == port && strcmp(tn->url.host, host) == 0) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+/* Index of host:port, adding it when new. Called with t->lock held. -1 on error. */
+static int node_at_locked(nori__redis_topo *t, const char *host, int port)
+{
+    int i = find(t, host, port);
+    if (i >= 0)
+        return i;
+    size_t n = atomic_load_explicit(&t->nnodes, memory_order_relaxed);
+    if (n >= NORI_CLUSTER_MAX_NODES) {
+        nori__fail(NORI_EBACKEND, "redis %s: more than %d nodes seen, refusing %s:%d",
+                   t->target->display, NORI_CLUSTER_MAX_NODES, host ? host : "?", port);
+        return -1;
+    }
+    topo_node *tn = calloc(1, sizeof *tn);
+    if (tn == NULL) {
+        nori__fail(NORI_ENOMEM, "out of memory adding a redis node");
+        return -1;
+    }
+    if (url_for(&t->target->node, host, port, &tn->url) != NORI_OK) {
+        free(tn);
+        return -1;
+    }
+    if (nori__redis_node_init(&tn->node, &tn->url, t->backend) != NORI_OK) {
+        nori__redis_url_free(&tn->url);
+        free(tn);
+        return -1;
+    }
+    atomic_store_explicit(&t->nodes[n], tn, memory_order_release);
+    atomic_store_explicit(&t->nnodes, n + 1, memory_order_release);
+    return (int)n;
+}
+
+static int node_at(nori__redis_topo *t, const char *host, int port)
+{
+    int i = find(t, host, port);
+    if (i >= 0)
+        return i;
+    pthread_mutex_lock(&t->lock);
+    i = node_at_locked(t, host, port);
+    pthread_mutex_unlock(&t->lock);
+    return i;
+}
+
+/* Closes a node's idle connections (the master changed, or it failed):
+ * the next borrow connects afresh. Connections lent out are not touched. */
+static void drain(nori__redis_node *n)
+{
+    nori__redis_pool *p = &n->pool;
+    redisContext *stale[NORI_REDIS_MAX_POOL_SIZE];
+    pthread_mutex_lock(&p->lock);
+    int ns = p->nidle;
+    memcpy(stale, p->idle, (size_t)ns * sizeof *stale);
+    p->nidle = 0;
+    pthread_mutex_unlock(&p->lock);
+    for (int i = 0; i < ns; i++)
+        redisFree(stale[i]);
+}
+
+int nori__topo_new(const nori__redis_target *target, const nori_backend *owner,
+                   nori__redis_topo **out)
+{
+    nori__redis_topo *t = calloc(1, sizeof *t);
+    if (t == NULL)
+        return nori__fail(NORI_ENOMEM, "out of memory creating a redis backend");
+    t->target = target;
+    t->backend = owner;
+    atomic_init(&t->mode, NORI_TOPO_UNKNOWN);
+    atomic_init(&t->nnodes, 0);
+    atomic_init(&t->master, -1);
+    atomic_init(&t->last_refresh_ms, 0);
+    atomic_init(&t->refresh_gen, 0);
+    for (size_t i = 0; i < NORI_CLUSTER_MAX_NODES; i++)
+        atomic_init(&t->nodes[i], NULL);
+    for (size_t i = 0; i < NORI_CLUSTER_SLOTS; i++)
+        atomic_init(&t->owner[i], NORI_SLOT_UNSERVED);
+    pthread_mutex_init(&t->lock, NULL);
+    /* A sentinel URL is sentinel mode, a unix socket one server: only a
+     * redis:// URL leaves the mode to find out. */
+    if (target->sentinel) {
+        atomic_store(&t->mode, NORI_TOPO_SENTINEL);
+    } else if (target->node.is_unix) {
+        int i = node_at_locked(t, NULL, 0);
+        if (i < 0) {
+            nori__topo_free(t);
+            return NORI_ENOMEM;
+        }
+        atomic_store(&t->master, i);
+        atomic_store(&t->mode, NORI_TOPO_SINGLE);
+    }
+    *out = t;
+    return NORI_OK;
+}
+
+void nori__topo_free(nori__redis_topo *t)
+{
+    if (t == NULL)
+        return;
+    size_t n = atomic_load(&t->nnodes);
+    for (size_t i = 0; i < n; i++) {
+        topo_node *tn = nori__topo_node(t, i);
+        nori__redis_node_destroy(&tn->node);
+        nori__redis_url_free(&tn->url);
+        free(tn);
+    }
+    nori__slot_map_free(&t->map);
+    pthread_mutex_destroy(&t->lock);
+    free(t);
+}
+
+nori__redis_node *nori__topo_single(nori__redis_topo *t, int *rc)
+{
+    *rc = nori__topo_ready(t);
+    if (*rc != NORI_OK || nori__topo_mode(t) != NORI_TOPO_SINGLE)
+        return NULL;
+    int m = atomic_load(&t->master);
+    return m >= 0 ? &nori__topo_node(t, (size_t)m)->node : NULL;
+}
+
+nori__redis_node *nori__topo_seed(nori__redis_topo *t)
+{
+    int mode = nori__topo_mode(t);
+    int i = mode == NORI_TOPO_SINGLE    ? atomic_load(&t->master)
+            : mode == NORI_TOPO_UNKNOWN ? node_at(t, NULL, 0)
+                                        : -1;
+    return i >= 0 ? &nori__topo_node(t, (size_t)i)->node : NULL;
+}
+
+void nori__topo_stats(nori__redis_topo *t, nori_backend_stats *out)
+{
+    size_t n = atomic_load_explicit(&t->nnodes, memory_order_acquire);
+    for (size_t i = 0; i < n; i++)
+        nori__redis_node_stats(&nori__topo_node(t, i)->node, out);
+}
+
+int nori__topo_mode(const nori__redis_topo *t)
+{
+    return atomic_load_explicit(&t->mode, memory_order_acquire);
+}
+
+/* ---- refresh ---- */
+
+/* Asks node i for CLUSTER SLOTS and installs the map. Lock held. */
+static int refresh_from_locked(nori__redis_topo *t, int i)
+{
+    topo_node *tn = nori__topo_node(t, (size_t)i);
+    const char *argv[] = {"CLUSTER", "SLOTS"};
+    redisReply *r;
+    int rc = nori__redis_node_call(&tn->node, 2, argv, NULL, 0, &r, "CLUSTER SLOTS", "");
+    if (rc != NORI_OK)
+        return rc;
+    nori__slot_map m;
+    rc = nori__slot_map_parse(r, tn->url.host, tn->url.display, &m);
+    freeReplyObject(r);
+    if (rc != NORI_OK)
+        return rc;
+    /* Registry indices of the map's nodes (masters route; replicas are
+     * registered too, so describe and a later MOVED to them find them). */
+    int idx[NORI_CLUSTER_MAX_NODES];
+    for (size_t k = 0; k < m.nnodes; k++) {
+        idx[k] = node_at_locked(t, m.nodes[k].host, m.nodes[k].port);
+        if (idx[k] < 0) {
+            nori__slot_map_free(&m);
+            return NORI_EBACKEND;
+        }
+    }
+    for (size_t s = 0; s < NORI_CLUSTER_SLOTS; s++) {
+        uint16_t o = m.owner[s] == NORI_SLOT_UNSERVED ? NORI_SLOT_UNSERVED : (uint16_t)idx[m.owner[s]];
+        atomic_store_explicit(&t->owner[s], o, memory_order_release);
+    }
+    nori__slot_map_free(&t->map);
+    t->map = m;
+    t->have_map = true;
+    atomic_store(&t->last_refresh_ms, now_ms());
+    atomic_fetch_add(&t->refresh_gen, 1);
+    return NORI_OK;
+}
+
+/* Candidates: the node that just answered (prefer >= 0), the masters of
+ * the current map, then the seeds. Lock held. */
+static int refresh_cluster_locked(nori__redis_topo *t, int prefer)
+{
+    int tried[REFRESH_MAX_CANDIDATES + 8];
+    int ntried = 0;
+    int rc = NORI_EBACKEND;
+    char last[512] = "no node to ask";
+    int cand[NORI_CLUSTER_MAX_NODES + NORI_REDIS_MAX_ADDRS + 2];
+    size_t nc = 0;
+    if (prefer >= 0)
+        cand[nc++] = prefer;
+    if (t->have_map)
+        for (size_t r = 0; r < t->map.nranges; r++) {
+            const nori__cluster_node *m = &t->map.nodes[t->map.ranges[r].master];
+            int i = find(t, m->host, m->port);
+            if (i >= 0)
+                cand[nc++] = i;
+        }
+    int seed = node_at_locked(t, NULL, 0);
+    if (seed >= 0)
+        cand[nc++] = seed;
+    for (size_t a = 0; a < t->target->naddrs; a++) {
+        int i = node_at_locked(t, t->target->addrs[a].host, t->target->addrs[a].port);
+        if (i >= 0)
+            cand[nc++] = i;
+    }
+    for (size_t c = 0; c < nc && ntried < REFRESH_MAX_CANDIDATES; c++) {
+        bool dup = false;
+        for (int k = 0; k < ntried; k++)
+            dup |= tried[k] == cand[c];
+        if (dup)
+            continue;
+        tried[ntried++] = cand[c];
+        rc = refresh_from_locked(t, cand[c]);
+        if (rc == NORI_OK)
+            return NORI_OK;
+        snprintf(last, sizeof last, "%s", nori_last_error());
+    }
+    return nori__fail(rc == NORI_ENOMEM ? NORI_ENOMEM : NORI_EBACKEND,
+                      "redis %s: cannot read the cluster's slot map (asked %d node%s; last: %s)",
+                      t->target->display, ntried, ntried == 1 ? "" : "s", last);
+}
+
+/* Asks the sentinels; on a new master drops the old one's idle connections. Lock held. */
+static int resolve_locked(nori__redis_topo *t)
+{
+    char *host = NULL;
+    int port = 0;
+    int rc = nori__sentinel_resolve(t->target, &t->sentinel_first, &host, &port);
+    if (rc != NORI_OK)
+        return rc;
+    int i = node_at_locked(t, host, port);
+    free(host);
+    if (i < 0)
+        return NORI_EBACKEND;
+    int old = atomic_load(&t->master);
+    if (old != i) {
+        if (old >= 0)
+            drain(&nori__topo_node(t, (size_t)old)->node);
+        atomic_store(&t->master, i);
+    }
+    atomic_store(&t->last_refresh_ms, now_ms());
+    atomic_fetch_add(&t->refresh_gen, 1);
+    return NORI_OK;
+}
+
+/* force: ignore the rate limit (a MOVED to an unknown node, READONLY). */
+static int refresh(nori__redis_topo *t, int prefer, bool force)
+{
+    int mode = nori__topo_mode(t);
+    if (mode != NORI_TOPO_CLUSTER && mode != NORI_TOPO_SENTINEL)
+        return NORI_OK;
+    unsigned long gen = atomic_load(&t->refresh_gen);
+    pthread_mutex_lock(&t->lock);
+    int rc = NORI_OK;
+    long long last = atomic_load(&t->last_refresh_ms);
+    /* Another thread refreshed while this one waited for the lock, or very
+     * recently: that map is as fresh as this one would be. */
+    if (atomic_load(&t->refresh_gen) != gen ||
+        (!force && now_ms() - last < NORI_TOPO_REFRESH_MIN_MS)) {
+        pthread_mutex_unlock(&t->lock);
+        return NORI_OK;
+    }
+    if (mode == NORI_TOPO_CLUSTER)
+        rc = refresh_cluster_locked(t, prefer);
+    else
+        rc = resolve_locked(t);
+    pthread_mutex_unlock(&t->lock);
+    return rc;
+}
+
+int nori__topo_refresh(nori__redis_topo *t)
+{
+    int rc = nori__topo_ready(t);
+    return rc == NORI_OK ? refresh(t, -1, true) : rc;
+}
+
+/* ---- mode detection ---- */
+
+static int detect_locked(nori__redis_topo *t)
+{
+    const nori__redis_target *tg = t->target;
+    if (tg->sentinel) {
+        atomic_store(&t->mode, NORI_TOPO_SENTINEL);
+        return resolve_locked(t);
+    }
+    if (tg->node.is_unix) {
+        int i = node_at_locked(t, NULL, 0);
+        if (i < 0)
+            return NORI_ENOMEM;
+        atomic_store(&t->master, i);
+        atomic_store(&t->mode, NORI_TOPO_SINGLE);
+        return NORI_OK;
+    }
+    int rc = NORI_EBACKEND;
+    char first_err[512] = "";
+    for (size_t s = 0; s <= tg->naddrs; s++) {
+        int i = s == 0 ? node_at_locked(t, NULL, 0)
+                       : node_at_locked(t, tg->addrs[s - 1].host, tg->addrs[s - 1].port);
+        if (i < 0)
+            return NORI_ENOMEM;
+        const char *argv[] = {"INFO", "cluster"};
+        redisReply *r;
+        rc = nori__redis_node_call(&nori__topo_node(t, (size_t)i)->node, 2, argv, NULL, 0, &r,
+                                   "INFO (cluster detection)", "cluster");
+        if (rc != NORI_OK) {
+            if (s == 0)
+                snprintf(first_err, sizeof first_err, "%s", nori_last_error());
+            continue;
+        }
+        bool cluster = r->type == REDIS_REPLY_STRING && nori__info_cluster_enabled(r->str, r->len);
+        freeReplyObject(r);
+        if (cluster) {
+            atomic_store(&t->mode, NORI_TOPO_CLUSTER);
+            return refresh_cluster_locked(t, i);
+        }
+        /* Not a cluster (or INFO refused, e.g. by an ACL): one server. */
+        atomic_store(&t->master, i);
+        atomic_store(&t->mode, NORI_TOPO_SINGLE);
+        return NORI_OK;
+    }
+    if (tg->naddrs == 0)
+        return nori__fail(rc, "%s", first_err); /* the connect error, unchanged */
+    return nori__fail(rc, "%s (and the %zu other seed%s given with ?addr= did not answer either)",
+                      first_err, tg->naddrs, tg->naddrs == 1 ? "" : "s");
+}
+
+int nori__topo_ready(nori__redis_topo *t)
+{
+    if (nori__topo_mode(t) != NORI_TOPO_UNKNOWN)
+        return NORI_OK;
+    pthread_mutex_lock(&t->lock);
+    int rc = NORI_OK;
+    if (nori__topo_mode(t) == NORI_TOPO_UNKNOWN)
+        rc = detect_locked(t);
+    pthread_mutex_unlock(&t->lock);
+    /* Cluster mode known but the first map failed, or no sentinel answered:
+     * the mode stays, this call reports why, and later calls try again
+     * through routing. */
+    return rc;
+}
+
+/* ---- routing ---- */
+
+/* The node for slot (cluster) or the master; NULL with an error set. */
+static topo_node *route(nori__redis_topo *t, int mode, unsigned slot)
+{
+    if (mode == NORI_TOPO_CLUSTER) {
+        uint16_t o = atomic_load_explicit(&t->owner[slot], memory_order_acquire);
+        if (o != NORI_SLOT_UNSERVED)
+            return nori__topo_node(t, o);
+        nori__fail(NORI_EBACKEND, "redis %s: slot %u is not served by any node of the cluster",
+                   t->target->display, slot);
+        return NULL;
+    }
+    int m = atomic_load(&t->master);
+    if (m >= 0)
+        return nori__topo_node(t, (size_t)m);
+    nori__fail(NORI_EBACKEND, "redis %s: no master resolved yet for '%s'", t->target->display,
+               t->target->master_name ? t->target->master_name : "?");
+    return NULL;
+}
+
+bool nori__topo_redirected(const nori__redis_topo *t, nori__topo_attempt *a, const redisReply *r)
+{
+    if (r->type != REDIS_REPLY_ERROR)
+        return false;
+    int mode = nori__topo_mode(t);
+    /* Mode unknown: the seed may be a cluster node; a redirection says so. */
+    if (mode == NORI_TOPO_CLUSTER || mode == NORI_TOPO_UNKNOWN)
+        return nori__redirect_parse(r->str, r->len, &a->redirect) != NORI_REDIRECT_NONE;
+    if (mode == NORI_TOPO_SENTINEL && r->len >= 8 && memcmp(r->str, "READONLY", 8) == 0) {
+        a->readonly = true;
+        return true;
+    }
+    return false;
+}
+
+static const char *kind_name(const nori__topo_attempt *a)
+{
+    if (a->readonly)
+        return "READONLY";
+    switch (a->redirect.kind) {
+    case NORI_REDIRECT_MOVED: return "MOVED";
+    case NORI_REDIRECT_ASK: return "ASK";
+    case NORI_REDIRECT_TRYAGAIN: return "TRYAGAIN";
+    case NORI_REDIRECT_CLUSTERDOWN: return "CLUSTERDOWN";
+    default: return "?";
+    }
+}
+
+/*
+ * Acts on a redirection of attempt a, answered by node n for `slot`: MOVED
+ * fixes the slot and refreshes the map, ASK sets *ask for the next attempt,
+ * the others wait (*delay grows). NORI_OK, or an error (registry full, out
+ * of memory) that ends the call.
+ */
+static int follow(nori__redis_topo *t, const nori__topo_attempt *a, const topo_node *n,
+                  unsigned slot, int *ask, int *delay)
+{
+    const nori__redirect *rd = &a->redirect;
+    const char *host = rd->host[0] ? rd->host : n->url.host;
+    if (a->readonly) {
+        refresh(t, -1, true);
+        sleep_ms(*delay);
+        *delay = *delay < 100 ? *delay * 2 : 200;
+    } else if (rd->kind == NORI_REDIRECT_MOVED) {
+        bool known = find(t, host, rd->port) >= 0;
+        int i = node_at(t, host, rd->port);
+        if (i < 0)
+            return NORI_EBACKEND;
+        /* Fix this slot now; the rest of the map is refreshed from the node
+         * that knows the new owner: at once when that node was unknown (the
+         * map is far behind), else at most every NORI_TOPO_REFRESH_MIN_MS (a
+         * resharding sends many MOVEDs). */
+        atomic_store_explicit(&t->owner[rd->slot], (uint16_t)i, memory_order_release);
+        refresh(t, i, !known);
+        if (rd->slot != slot)
+            atomic_store_explicit(&t->owner[slot], (uint16_t)i, memory_order_release);
+    } else if (rd->kind == NORI_REDIRECT_ASK) {
+        *ask = node_at(t, host, rd->port);
+        if (*ask < 0)
+            return NORI_EBACKEND;
+    } else {
+        /* TRYAGAIN, CLUSTERDOWN: the cluster is busy or failing over. */
+        sleep_ms(*delay);
+        *delay = *delay < 100 ? *delay * 2 : 200;
+        if (rd->kind == NORI_REDIRECT_CLUSTERDOWN)
+            refresh(t, -1, false);
+    }
+    return NORI_OK;
+}
+
+int nori__topo_call(nori__redis_topo *t, const char *wkey, size_t wlen, bool retry_io,
+                    nori__topo_body body, void *ctx, const char *op, const char *key)
+{
+    int rc;
+    int mode = nori__topo_mode(t);
+    nori__topo_attempt first;             /* the attempt made before the mode was known */
+    const topo_node *first_node = NULL;   /* set when it was redirected */
+    if (mode == NORI_TOPO_UNKNOWN || mode == NORI_TOPO_SINGLE) {
+        /*
+         * One server, or a redis:// URL not yet known to be a cluster: the
+         * command goes to the (first) server as it is, with no extra round
+         * trip and no retries, as before clusters existed. A cluster node
+         * answers it, or redirects it: only then is the mode found out (and
+         * a first seed that is down makes the other seeds be tried).
+         */
+        memset(&first, 0, sizeof first);
+        topo_node *n;
+        if (mode == NORI_TOPO_SINGLE) {
+            n = route(t, mode, 0);
+        } else {
+            int i = node_at(t, NULL, 0);
+            n = i >= 0 ? nori__topo_node(t, (size_t)i) : NULL;
+        }
+        if (n == NULL)
+            return NORI_EBACKEND;
+        rc = nori__redis_conn_open(&n->node, &first.conn);
+        if (rc == NORI_OK) {
+            rc = body(&first, ctx);
+            nori__redis_conn_close(&first.conn);
+            if (rc != NORI__REDIRECTED)
+                return rc;
+            first_node = n;
+        } else if (mode == NORI_TOPO_SINGLE || t->target->naddrs == 0) {
+            return rc;
+        }
+        /* Redirected (a cluster), or the first seed is down and there are
+         * others: find out the mode, then route. */
+        rc = nori__topo_ready(t);
+        if (rc != NORI_OK)
+            return rc;
+        mode = nori__topo_mode(t);
+        if (mode == NORI_TOPO_SINGLE)
+            return nori__topo_call(t, wkey, wlen, retry_io, body, ctx, op, key);
+    }
+    unsigned slot = mode == NORI_TOPO_CLUSTER ? nori__cluster_keyslot(wkey, wlen) : 0;
+    long long deadline = now_ms() + NORI_TOPO_RETRY_MS;
+    int ask = -1;  /* registry index of an ASK target, for the next attempt only */
+    int delay = 10;
+    char saved[512];
+    if (first_node != NULL && mode == NORI_TOPO_CLUSTER &&
+        follow(t, &first, first_node, slot, &ask, &delay) != NORI_OK)
+        return NORI_EBACKEND;
+    /* The attempt made before the mode was known counts. */
+    for (int attempt = first_node != NULL ? 2 : 1;; attempt++) {
+        /* Waits (TRYAGAIN, CLUSTERDOWN, a node down, a slot unserved) are
+         * bounded by time; every attempt, redirections included, by count. */
+        bool more = attempt < NORI_TOPO_MAX_ATTEMPTS && now_ms() < deadline;
+        bool more_waits = attempt < NORI_TOPO_MAX_WAITS && now_ms() < deadline;
+        topo_node *n = ask >= 0 ? nori__topo_node(t, (size_t)ask) : route(t, mode, slot);
+        bool asking = ask >= 0;
+        ask = -1;
+        if (n == NULL && mode == NORI_TOPO_SENTINEL) {
+            /* No master known (the sentinels failed last time): ask them
+             * now; their answer, good or bad, is this call's. */
+            rc = refresh(t, -1, true);
+            if (rc != NORI_OK)
+                return rc;
+            n = route(t, mode, slot);
+            if (n == NULL)
+                return NORI_EBACKEND;
+        }
+        if (n == NULL) {
+            /* A slot no master serves: ask again after a pause. */
+            if (!more_waits)
+                return NORI_EBACKEND;
+            snprintf(saved, sizeof saved, "%s", nori_last_error());
+            sleep_ms(delay);
+            delay = delay < 100 ? delay * 2 : 200;
+            if (refresh(t, -1, false) != NORI_OK)
+                nori__fail(NORI_EBACKEND, "%s", saved);
+            continue;
+        }
+        nori__topo_attempt a;
+        memset(&a, 0, sizeof a);
+        rc = nori__redis_conn_open(&n->node, &a.conn);
+        if (rc != NORI_OK && atomic_load(&n->node.breaker.state) == NORI_CIRCUIT_OPEN) {
+            /* The node's breaker is open (it kept timing out): fail fast, as
+             * on one server, unless a fresh map or master names another
+             * node, which is then tried. */
+            snprintf(saved, sizeof saved, "%s", nori_last_error());
+            refresh(t, -1, false);
+            topo_node *again = route(t, mode, slot);
+            if (again == NULL || again == n || asking)
+                return nori__fail(rc, "%s", saved);
+            nori__fail(rc, "%s", saved);
+            continue;
+        }
+        if (rc != NORI_OK) {
+            /* Nothing was sent: retrying is always safe. */
+            if (!more_waits || rc == NORI_ENOMEM)
+                return rc;
+            snprintf(saved, sizeof saved, "%s", nori_last_error());
+            refresh(t, -1, mode == NORI_TOPO_SENTINEL);
+            sleep_ms(delay);
+            delay = delay < 100 ? delay * 2 : 200;
+            nori__fail(rc, "%s", saved);
+            continue;
+        }
+        if (asking) {
+            const char *argv[] = {"ASKING"};
+            redisReply *r;
+            rc = nori__redis_conn_command(&a.conn, 1, argv, NULL, &r, "ASKING", key);
+            if (rc == NORI_OK) {
+                if (r->type != REDIS_REPLY_STATUS)
+                    rc = nori__redis_reply_fail(&n->node, r, "ASKING", key);
+                freeReplyObject(r);
+            }
+        }
+        if (rc == NORI_OK)
+            rc = body(&a, ctx);
+        bool io = a.conn.c != NULL && a.conn.c->err != 0;
+        if (a.readonly)
+            a.conn.reusable = false; /* it points at a replica now */
+        nori__redis_conn_close(&a.conn);
+        bool waits = a.readonly || a.redirect.kind == NORI_REDIRECT_TRYAGAIN ||
+                     a.redirect.kind == NORI_REDIRECT_CLUSTERDOWN;
+        if (rc == NORI__REDIRECTED) {
+            if (waits ? !more_waits : !more)
+                return nori__fail(NORI_EBACKEND,
+                                  "redis %s: %s '%.64s': still redirected after %d attempts "
+                                  "(last: %s from %s:%d)",
+                                  t->target->display, op, key, attempt, kind_name(&a),
+                                  n->url.host ? n->url.host : "?", n->url.port);
+            if (follow(t, &a, n, slot, &ask, &delay) != NORI_OK)
+                return NORI_EBACKEND;
+            continue;
+        }
+        if (rc == NORI_EBACKEND && io) {
+            /* The node failed under us (killed master, reset). The map may
+             * be out of date: refresh; retry only what is safe to repeat. */
+            snprintf(saved, sizeof saved, "%s", nori_last_error());
+            refresh(t, -1, mode == NORI_TOPO_SENTINEL);
+            if (!retry_io || !more_waits)
+                return nori__fail(rc, "%s", saved);
+            sleep_ms(delay);
+            delay = delay < 100 ? delay * 2 : 200;
+            nori__fail(rc, "%s", saved);
+            continue;
+        }
+        return rc;
+    }
+}
+
+/* ---- whole-keyspace operations and description ---- */
+
+int nori__topo_masters(nori__redis_topo *t, nori__redis_node **out, size_t max)
+{
+    int rc = nori__topo_ready(t);
+    if (rc != NORI_OK)
+        return rc;
+    int mode = nori__topo_mode(t);
+    if (mode != NORI_TOPO_CLUSTER) {
+        if (atomic_load(&t->master) < 0 && (rc = refresh(t, -1, true)) != NORI_OK)
+            return rc;
+        topo_node *n = route(t, mode, 0);
+        if (n == NULL)
+            return NORI_EBACKEND;
+        out[0] = &n->node;
+        return 1;
+    }
+    pthread_mutex_lock(&t->lock);
+    if (!t->have_map)
+        rc = refresh_cluster_locked(t, -1);
+    size_t k = 0;
+    for (size_t r = 0; rc == NORI_OK && r < t->map.nranges; r++) {
+        const nori__cluster_node *m = &t->map.nodes[t->map.ranges[r].master];
+        int i = find(t, m->host, m->port);
+        if (i < 0)
+            continue;
+        bool dup = false;
+        for (size_t j = 0; j < k; j++)
+            dup |= out[j] == &nori__topo_node(t, (size_t)i)->node;
+        if (!dup && k < max)
+            out[k++] = &nori__topo_node(t, (size_t)i)->node;
+    }
+    pthread_mutex_unlock(&t->lock);
+    return rc == NORI_OK ? (int)k : rc;
+}

@@ -1,0 +1,136 @@
+/*
+ * Which server a command goes to: one standalone server, the master the
+ * sentinels name, or the master of the key's slot in a Redis Cluster.
+ *
+ * The mode: a redis+sentinel:// URL is sentinel mode, a unix:// URL one
+ * server. For redis:// it is found out lazily: keyed commands go to the
+ * first seed as they are (no extra round trip for a single server) until
+ * one is redirected (MOVED, ASK, TRYAGAIN, CLUSTERDOWN) or the seed is down
+ * and ?addr= seeds exist; then, or on a whole-keyspace call (flush, verify,
+ * describe), the first seed that answers INFO decides (cluster_enabled:1 is
+ * cluster mode, anything else a standalone server).
+ *
+ * Nodes are kept in a registry that only grows (bounded by
+ * NORI_CLUSTER_MAX_NODES): a node is never freed while the backend lives, so
+ * a thread may keep using a node pointer after the map changed, without
+ * reference counts. Routing reads atomics only (the slot table and the
+ * registry), no lock; a refresh (CLUSTER SLOTS, or asking the sentinels)
+ * runs under the topology mutex, one at a time, rate-limited.
+ *
+ * nori__topo_call() runs one keyed operation with the redirections of the
+ * cluster specification: MOVED (retry at the new owner, fix that slot at once
+ * and refresh the map), ASK (ASKING + the command at the node named, no map
+ * change), TRYAGAIN and CLUSTERDOWN (retry with back-off), READONLY in
+ * sentinel mode (the master changed: ask the sentinels again), and a node
+ * that cannot be reached (refresh, then retry). Retries are bounded by count
+ * and by time: no new attempt starts NORI_TOPO_RETRY_MS after the call
+ * began, so a call takes at most that plus one attempt (connect and command
+ * timeouts) plus one refresh.
+ */
+#ifndef NORI_SRC_REDIS_TOPOLOGY_H
+#define NORI_SRC_REDIS_TOPOLOGY_H
+
+#include "conn.h"
+#include "redis/cluster_slots.h"
+#include "redis/url_topology.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Most attempts of one operation that end in MOVED or ASK (a lying or
+ * flapping cluster must not loop). */
+#define NORI_TOPO_MAX_ATTEMPTS 16
+/* Most attempts that wait (TRYAGAIN, CLUSTERDOWN, READONLY, an unreachable
+ * node, an unserved slot); the back-off grows 10, 20, 40 ... 200 ms, so the
+ * time bound below is what ends them. */
+#define NORI_TOPO_MAX_WAITS 64
+/* Total back-off one operation may sleep across its retries, in ms: a
+ * cluster failover with cluster-node-timeout 1000 takes about 2 s. */
+#define NORI_TOPO_RETRY_MS 3000
+/* A refresh is not repeated within this many ms (unless forced by a MOVED
+ * that names a node the map does not know). */
+#define NORI_TOPO_REFRESH_MIN_MS 100
+
+enum { NORI_TOPO_UNKNOWN = 0, NORI_TOPO_SINGLE, NORI_TOPO_CLUSTER, NORI_TOPO_SENTINEL };
+
+/* Returned by a body when the server redirected the command (see
+ * nori__topo_redirected); never reaches the caller of nori__topo_call. */
+#define NORI__REDIRECTED 100
+
+typedef struct nori__redis_topo nori__redis_topo;
+
+/* One attempt of an operation: the connection borrowed for it, and what
+ * the server redirected to (filled by nori__topo_redirected). */
+typedef struct nori__topo_attempt {
+    nori__redis_conn conn;
+    nori__redirect redirect;
+    bool readonly; /* the server answered READONLY (sentinel: it is a replica now) */
+} nori__topo_attempt;
+
+/* The body of an operation, run on the key's node. Returns a NORI_* code, or
+ * NORI__REDIRECTED after nori__topo_redirected returned true. */
+typedef int (*nori__topo_body)(nori__topo_attempt *a, void *ctx);
+
+/* Creates the topology of target (borrowed: outlives it) for the backend
+ * `owner` (borrowed: its value limit bounds value replies). No connection
+ * is made. NORI_OK or NORI_ENOMEM. */
+int nori__topo_new(const nori__redis_target *target, const nori_backend *owner,
+                   nori__redis_topo **out);
+void nori__topo_free(nori__redis_topo *t);
+
+/* Finds out the mode if it is not known yet (connects). NORI_OK or NORI_EBACKEND. */
+int nori__topo_ready(nori__redis_topo *t);
+int nori__topo_mode(const nori__redis_topo *t);
+
+/*
+ * Runs body on the node that serves the wire key wkey[0..wlen) (the
+ * standalone server or the sentinel master when not a cluster), following
+ * redirections. `retry_io`: the body may be run again after an I/O error
+ * (only for idempotent commands: a write that timed out may have been
+ * applied). Returns the body's result or the last error.
+ */
+int nori__topo_call(nori__redis_topo *t, const char *wkey, size_t wlen, bool retry_io,
+                    nori__topo_body body, void *ctx, const char *op, const char *key);
+
+/*
+ * For a body: when r is a redirection (MOVED, ASK, TRYAGAIN, CLUSTERDOWN in
+ * cluster mode; READONLY in sentinel mode) records it in a and returns true;
+ * the body then frees r and returns NORI__REDIRECTED.
+ */
+bool nori__topo_redirected(const nori__redis_topo *t, nori__topo_attempt *a, const redisReply *r);
+
+/*
+ * The masters to visit for a whole-keyspace operation (flush, verify): at
+ * most max nodes into out (pointers stay valid while the backend lives).
+ * Returns how many, or a negative NORI_* error (mode unknown and no seed
+ * reachable, no master resolved).
+ */
+int nori__topo_masters(nori__redis_topo *t, nori__redis_node **out, size_t max);
+
+/*
+ * The one server when the backend talks to one (a standalone redis:// or
+ * unix:// server; finds out the mode first, which may cost an INFO): its
+ * node, valid while the backend lives. NULL with *rc NORI_OK on a cluster or
+ * through Sentinel, NULL with *rc an error when the mode cannot be found out.
+ */
+nori__redis_node *nori__topo_single(nori__redis_topo *t, int *rc);
+
+/* Without connecting: the one server when the mode is standalone, the first
+ * seed while the mode is not known yet; NULL on a cluster or through
+ * Sentinel (or out of memory). Valid while the backend lives. */
+nori__redis_node *nori__topo_seed(nori__redis_topo *t);
+
+/* Adds every node's circuit-breaker state and counters to *out. */
+void nori__topo_stats(nori__redis_topo *t, nori_backend_stats *out);
+
+/* Asks for a fresh map (cluster) or master (sentinel) now. */
+int nori__topo_refresh(nori__redis_topo *t);
+
+/*
+ * A description of what was found, for `noricache check`: mode, nodes with
+ * role and slots, the sentinel master. malloc'd text (the caller frees), or
+ * NULL with an error code in *rc.
+ */
+char *nori__topo_describe(nori__redis_topo *t, int *rc);
+
+#endif

@@ -1,0 +1,153 @@
+/*
+ * REDIS_URL topology forms (DESIGN 9): redis:// with ?addr= seeds, and
+ * redis+sentinel://. Passwords never appear in a message or display string.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "redis/url_topology.h"
+#include "test_support.h"
+
+#include <string.h>
+
+static void test_plain_urls_unchanged(void **state)
+{
+    (void)state;
+    nori__redis_target t;
+    assert_nori(nori__redis_target_parse("redis://:pw@h:7000/2?timeout_ms=5", &t), NORI_OK);
+    assert_false(t.sentinel);
+    assert_int_equal(t.naddrs, 0);
+    assert_string_equal(t.node.host, "h");
+    assert_int_equal(t.node.port, 7000);
+    assert_int_equal(t.node.db, 2);
+    assert_int_equal(t.node.timeout_ms, 5);
+    assert_string_equal(t.node.password, "pw");
+    assert_string_equal(t.display, "redis://:***@h:7000/2?timeout_ms=5");
+    nori__redis_target_free(&t);
+    assert_nori(nori__redis_target_parse("unix:///tmp/r.sock?db=3", &t), NORI_OK);
+    assert_true(t.node.is_unix);
+    assert_int_equal(t.node.db, 3);
+    nori__redis_target_free(&t);
+}
+
+static void test_cluster_seeds(void **state)
+{
+    (void)state;
+    nori__redis_target t;
+    assert_nori(nori__redis_target_parse(
+                    "redis://u:secret@a:7000?addr=b:7001&timeout_ms=50&addr=[::1]:7002", &t),
+                NORI_OK);
+    assert_string_equal(t.node.host, "a");
+    assert_int_equal(t.node.port, 7000);
+    assert_int_equal(t.node.timeout_ms, 50);
+    assert_string_equal(t.node.user, "u");
+    assert_int_equal(t.naddrs, 2);
+    assert_string_equal(t.addrs[0].host, "b");
+    assert_int_equal(t.addrs[0].port, 7001);
+    assert_string_equal(t.addrs[1].host, "::1");
+    assert_int_equal(t.addrs[1].port, 7002);
+    assert_null(strstr(t.display, "secret"));
+    nori__redis_target_free(&t);
+}
+
+/* Bad input: EINVAL naming the problem, never the password. */
+static void expect_bad(const char *url, const char *needle)
+{
+    nori__redis_target t = {0};
+    assert_nori(nori__redis_target_parse(url, &t), NORI_EINVAL);
+    const char *e = nori_last_error();
+    if (strstr(e, needle) == NULL)
+        fail_msg("'%s': error '%s' does not mention '%s'", url, e, needle);
+    if (strstr(e, "hunter2") != NULL)
+        fail_msg("'%s': error '%s' shows the password", url, e);
+    assert_null(t.display);
+}
+
+static void test_bad_seeds(void **state)
+{
+    (void)state;
+    expect_bad("redis://:hunter2@a:1?addr=b", "addr=");
+    expect_bad("redis://:hunter2@a:1?addr=b:0", "addr=");
+    expect_bad("redis://:hunter2@a:1?addr=:5", "addr=");
+    expect_bad("redis://:hunter2@a:1?addr=b:5&bogus=1", "unknown query option");
+    expect_bad("redis://:hunter2@a:99999?addr=b:5", "port");
+    expect_bad("unix:///x?addr=b:1", "unknown query option");
+}
+
+static void test_sentinel(void **state)
+{
+    (void)state;
+    nori__redis_target t;
+    assert_nori(nori__redis_target_parse("redis+sentinel://:hunter2@s1:26379,s2:26380,s3/mymaster/4"
+                                         "?sentinel_password=sp%21&timeout_ms=200",
+                                         &t),
+                NORI_OK);
+    assert_true(t.sentinel);
+    assert_string_equal(t.master_name, "mymaster");
+    assert_int_equal(t.naddrs, 3);
+    assert_string_equal(t.addrs[1].host, "s2");
+    assert_int_equal(t.addrs[1].port, 26380);
+    assert_int_equal(t.addrs[2].port, 26379); /* the sentinel default */
+    assert_int_equal(t.node.db, 4);
+    assert_int_equal(t.node.timeout_ms, 200);
+    assert_string_equal(t.node.password, "hunter2");
+    assert_null(t.node.user);
+    assert_string_equal(t.sentinel_password, "sp!");
+    assert_null(strstr(t.display, "hunter2"));
+    assert_null(strstr(t.display, "sp%21"));
+    assert_string_equal(t.display, "redis+sentinel://:***@s1:26379,s2:26380,s3/mymaster/4"
+                                   "?sentinel_password=***&timeout_ms=200");
+    nori__redis_target_free(&t);
+
+    assert_nori(nori__redis_target_parse("redis+sentinel://[::1]:5000/m", &t), NORI_OK);
+    assert_int_equal(t.naddrs, 1);
+    assert_string_equal(t.addrs[0].host, "::1");
+    assert_null(t.node.password);
+    assert_int_equal(t.node.db, 0);
+    nori__redis_target_free(&t);
+}
+
+static void test_bad_sentinel(void **state)
+{
+    (void)state;
+    expect_bad("redis+sentinel://:hunter2@s1:26379", "no master name");
+    expect_bad("redis+sentinel://:hunter2@s1:26379/", "no master name");
+    expect_bad("redis+sentinel://:hunter2@/m", "no sentinel");
+    expect_bad("redis+sentinel://:hunter2@s1:x/m", "sentinel is not host");
+    expect_bad("redis+sentinel://:hunter2@s1,/m", "sentinel");
+    expect_bad("redis+sentinel://:hunter2@s1/m a", "space");
+    expect_bad("redis+sentinel://:hunter2@s1/m!x", "master name");
+    expect_bad("redis+sentinel://:hunter2@s1/m/x", "database");
+    expect_bad("redis+sentinel://:hunter2@s1/m?addr=h:1", "addr=");
+    expect_bad("redis+sentinel://:hunter2@s1/m?sentinel_password=", "sentinel_password");
+    expect_bad("redis+sentinel://:hunter2@s1/m?sentinel_password=hunter2&x=1", "unknown");
+    expect_bad("redis+sentinel://:@s1/m", "password is empty");
+}
+
+static void test_mask(void **state)
+{
+    (void)state;
+    char buf[256];
+    nori__redis_target_mask("unix:///s?db=1&password=hunter2&user=u", buf, sizeof buf);
+    assert_string_equal(buf, "unix:///s?db=1&password=***&user=u");
+    nori__redis_target_mask("redis://u:hunter2@h", buf, sizeof buf);
+    assert_string_equal(buf, "redis://u:***@h");
+    nori__redis_target_mask("redis://u:hunter2@h", buf, 10);
+    assert_null(strstr(buf, "hunter2"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_plain_urls_unchanged),
+        cmocka_unit_test(test_cluster_seeds),
+        cmocka_unit_test(test_bad_seeds),
+        cmocka_unit_test(test_sentinel),
+        cmocka_unit_test(test_bad_sentinel),
+        cmocka_unit_test(test_mask),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
