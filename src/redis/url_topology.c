@@ -14,7 +14,8 @@
 void nori__redis_target_mask(const char *url, char *buf, size_t size)
 {
     /* Userinfo: everything between the first ':' after the scheme and the
-     * last '@' (as redis_url.c does: masking too much is harmless). */
+     * last '@', or all of it when it has no ':' (as url.c does: masking too
+     * much is harmless). */
     const char *scheme_end = strstr(url, "://");
     const char *auth = scheme_end != NULL ? scheme_end + 3 : url;
     const char *at = strrchr(auth, '@');
@@ -28,8 +29,11 @@ void nori__redis_target_mask(const char *url, char *buf, size_t size)
         if (o + 1 < size)                                                                  \
             buf[o++] = (ch);                                                               \
     } while (0)
-    if (colon != NULL) {
-        for (; p <= colon; p++)
+    if (at != NULL) {
+        /* "user:password@": keep the user. "password@" (the form Lettuce
+         * accepts, and so does url.c): the whole userinfo is the password. */
+        const char *keep_to = colon != NULL ? colon : auth - 1;
+        for (; p <= keep_to; p++)
             PUT(*p);
         PUT('*'); PUT('*'); PUT('*');
         p = at;

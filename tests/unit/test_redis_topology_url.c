@@ -27,6 +27,15 @@ static void test_plain_urls_unchanged(void **state)
     assert_string_equal(t.node.password, "pw");
     assert_string_equal(t.display, "redis://:***@h:7000/2?timeout_ms=5");
     nori__redis_target_free(&t);
+    /* The form Lettuce accepts: the whole userinfo is the password (found by
+     * fuzz_redis_topology: it was displayed in clear). */
+    assert_nori(nori__redis_target_parse("redis://Sup3rS3cret@h:7000?addr=h2:7001", &t), NORI_OK);
+    assert_string_equal(t.node.password, "Sup3rS3cret");
+    assert_string_equal(t.display, "redis://***@h:7000?addr=h2:7001");
+    nori__redis_target_free(&t);
+    assert_nori(nori__redis_target_parse("redis+sentinel://Sup3rS3cret@s1:1,s2:2/m", &t), NORI_OK);
+    assert_null(strstr(t.display, "Sup3rS3cret"));
+    nori__redis_target_free(&t);
     assert_nori(nori__redis_target_parse("unix:///tmp/r.sock?db=3", &t), NORI_OK);
     assert_true(t.node.is_unix);
     assert_int_equal(t.node.db, 3);
