@@ -15,14 +15,6 @@
 
 /* ---- room: the two bounds ---- */
 
-void nori__mem_give_back(mem_backend *mb, size_t places, size_t bytes)
-{
-    if (places > 0)
-        atomic_fetch_sub_explicit(&mb->places, places, memory_order_relaxed);
-    if (bytes > 0)
-        atomic_fetch_sub_explicit(&mb->bytes, bytes, memory_order_relaxed);
-}
-
 /* Takes `places` (0 or 1) and `bytes` when both stay within their bound,
  * else takes nothing. */
 static bool try_take_room(mem_backend *mb, size_t places, size_t bytes)

@@ -311,9 +311,19 @@ size_t nori__mem_do_sweep_chunk(mem_shard *s, size_t nbuckets, int64_t now, size
 void nori__mem_free_shard(mem_shard *s);
 bool nori__mem_do_audit_shard(mem_shard *s, size_t *bytes);
 
+/* Returns room (places and bytes) to the two bounds. Inline here, not in
+ * evict.c, because the table's removals give room back too: the table must
+ * not depend on the eviction policy above it. */
+static inline void nori__mem_give_back(mem_backend *mb, size_t places, size_t bytes)
+{
+    if (places > 0)
+        atomic_fetch_sub_explicit(&mb->places, places, memory_order_relaxed);
+    if (bytes > 0)
+        atomic_fetch_sub_explicit(&mb->bytes, bytes, memory_order_relaxed);
+}
+
 /* ---- evict.c: the two bounds (room) and eviction ---- */
 
-void nori__mem_give_back(mem_backend *mb, size_t places, size_t bytes);
 bool nori__mem_evict_one(mem_backend *mb);
 bool nori__mem_take_room_blocking(mem_backend *mb, size_t places, size_t bytes);
 bool nori__mem_make_room_locked(mem_backend *mb, mem_shard *s, const mem_entry *keep, size_t places,
