@@ -130,6 +130,23 @@ static redisReplyObjectFunctions bounded_functions = {
     create_string, create_array, create_integer, create_nil, freeReplyObject,
 };
 
+redisReply *nori__redis_reply_parse(const char *buf, size_t len, const nori__redis_limits *lim)
+{
+    redisReader *reader = redisReaderCreateWithFunctions(&bounded_functions);
+    if (reader == NULL)
+        return NULL;
+    read_budget budget = {.lim = lim};
+    read_budget *saved = tl_budget;
+    tl_budget = &budget;
+    void *reply = NULL;
+    if (redisReaderFeed(reader, buf, len) != REDIS_OK ||
+        redisReaderGetReply(reader, &reply) != REDIS_OK)
+        reply = NULL;
+    tl_budget = saved;
+    redisReaderFree(reader);
+    return reply;
+}
+
 /* ---- the round trip ---- */
 
 int64_t nori__redis_now_ms(void)

@@ -50,6 +50,14 @@ typedef struct nori__redis_limits {
 int64_t nori__redis_now_ms(void);
 
 /*
+ * Parses one reply from buf[0..len) with the same bounded object functions
+ * and limits as a round trip: the reply (the caller frees it with
+ * freeReplyObject), or NULL when the bytes are incomplete, malformed or over
+ * lim. For fuzz targets and tests that feed a server's bytes directly.
+ */
+redisReply *nori__redis_reply_parse(const char *buf, size_t len, const nori__redis_limits *lim);
+
+/*
  * Prepares a freshly connected context for the functions below: its socket
  * becomes non-blocking (hiredis's REDIS_BLOCK flag cleared accordingly) and
  * its reader uses the bounded object functions. 0, or -1 with c->err set.
