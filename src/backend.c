@@ -477,114 +477,118 @@ int nori_backend_get_many(nori_backend *b, const char *const *keys, size_t n,
     return done(b, rc);
 }
 
-/* The per-key codes go to the caller's array, or to one of ours. */
-static int *bulk_codes(int *results, size_t n, int **owned)
+/*
+ * The working state of set_many and delete_many: a code per item (in the
+ * caller's array, or in ours when results is NULL), the checked key lengths
+ * (0: the item failed its checks and is skipped) and the first failure.
+ */
+typedef struct bulk_call {
+    int *rcs, *owned;
+    size_t *klens;
+    size_t n;
+    first_failure f;
+} bulk_call;
+
+/* Allocates the state; on failure every given result is NORI_ENOMEM. */
+static int bulk_begin(bulk_call *c, const char *what, size_t n, int *results)
 {
-    *owned = NULL;
+    c->owned = NULL;
+    c->rcs = results != NULL ? results : (c->owned = malloc(n * sizeof *c->owned));
+    c->klens = malloc(n * sizeof *c->klens);
+    c->n = n;
+    c->f = (first_failure){.idx = n};
+    if (c->rcs != NULL && c->klens != NULL)
+        return NORI_OK;
+    free(c->owned);
+    free(c->klens);
+    int rc = nori__fail(NORI_ENOMEM, "%s: out of memory for %zu keys", what, n);
     if (results != NULL)
-        return results;
-    *owned = malloc(n * sizeof **owned);
-    return *owned;
+        for (size_t i = 0; i < n; i++)
+            results[i] = rc;
+    return rc;
+}
+
+/* Records item i's code (of its checks, or of its operation); true when it
+ * succeeded. An item that failed its checks is skipped from then on. */
+static bool bulk_note(bulk_call *c, size_t i, int rc)
+{
+    c->rcs[i] = rc;
+    note_failure(&c->f, i, rc);
+    return rc >= 0;
+}
+
+/* The call's code; frees the state. */
+static int bulk_end(bulk_call *c)
+{
+    int rc = bulk_outcome(c->rcs, c->n, &c->f);
+    free(c->klens);
+    free(c->owned);
+    return rc;
+}
+
+/* Sets every result to NORI_EINVAL before the call's own arguments are
+ * checked, so a refused call leaves no stale code behind. */
+static void bulk_preset(int *results, size_t n)
+{
+    if (results != NULL && n <= NORI_MAX_BULK)
+        for (size_t i = 0; i < n; i++)
+            results[i] = NORI_EINVAL;
 }
 
 int nori_backend_set_many(nori_backend *b, const nori_set_item *items, size_t n, int *results)
 {
-    if (results != NULL && n <= NORI_MAX_BULK)
-        for (size_t i = 0; i < n; i++)
-            results[i] = NORI_EINVAL;
+    bulk_preset(results, n);
     int rc = check_bulk(b, "set_many", items, n, results, false);
-    if (rc != NORI_OK || n == 0)
+    bulk_call c;
+    if (rc != NORI_OK || n == 0 || (rc = bulk_begin(&c, "set_many", n, results)) != NORI_OK)
         return done(b, rc);
-    int *owned;
-    int *rcs = bulk_codes(results, n, &owned);
-    size_t *klens = malloc(n * sizeof *klens);
-    if (rcs == NULL || klens == NULL) {
-        free(owned);
-        free(klens);
-        rc = nori__fail(NORI_ENOMEM, "set_many: out of memory for %zu items", n);
-        if (results != NULL)
-            for (size_t i = 0; i < n; i++)
-                results[i] = rc;
-        return done(b, rc);
-    }
-    first_failure f = {.idx = n};
     bool any = false;
     for (size_t i = 0; i < n; i++) {
         const nori_set_item *it = &items[i];
-        rcs[i] = check_key(it->key, &klens[i]);
-        if (rcs[i] == NORI_OK)
-            rcs[i] = check_ttl(it->ttl);
-        if (rcs[i] == NORI_OK && it->value == NULL && it->len > 0)
-            rcs[i] = nori__fail(NORI_EINVAL, "set_many '%.64s': value is NULL with length %zu",
-                                it->key, it->len);
-        if (rcs[i] == NORI_OK)
-            rcs[i] = nori__check_value(b, it->key, it->len);
-        if (rcs[i] != NORI_OK) {
-            klens[i] = 0;
-            note_failure(&f, i, rcs[i]);
-        }
-        any |= klens[i] != 0;
+        int irc = check_key(it->key, &c.klens[i]);
+        if (irc == NORI_OK)
+            irc = check_ttl(it->ttl);
+        if (irc == NORI_OK && it->value == NULL && it->len > 0)
+            irc = nori__fail(NORI_EINVAL, "set_many '%.64s': value is NULL with length %zu",
+                             it->key, it->len);
+        if (irc == NORI_OK)
+            irc = nori__check_value(b, it->key, it->len);
+        if (!bulk_note(&c, i, irc))
+            c.klens[i] = 0;
+        any |= c.klens[i] != 0;
     }
     if (any && b->ops->set_many != NULL) {
-        b->ops->set_many(b, n, items, klens, rcs);
+        b->ops->set_many(b, n, items, c.klens, c.rcs);
     } else if (any) {
-        for (size_t i = 0; i < n; i++) {
-            if (klens[i] == 0)
-                continue;
-            const nori_set_item *it = &items[i];
-            rcs[i] = b->ops->set(b, it->key, klens[i], it->value == NULL ? "" : it->value,
-                                 it->len, it->ttl);
-            note_failure(&f, i, rcs[i]);
-        }
+        for (size_t i = 0; i < n; i++)
+            if (c.klens[i] != 0)
+                bulk_note(&c, i,
+                          b->ops->set(b, items[i].key, c.klens[i],
+                                      items[i].value == NULL ? "" : items[i].value,
+                                      items[i].len, items[i].ttl));
     }
-    rc = bulk_outcome(rcs, n, &f);
-    free(klens);
-    free(owned);
-    return done(b, rc);
+    return done(b, bulk_end(&c));
 }
 
 int nori_backend_delete_many(nori_backend *b, const char *const *keys, size_t n, int *results)
 {
-    if (results != NULL && n <= NORI_MAX_BULK)
-        for (size_t i = 0; i < n; i++)
-            results[i] = NORI_EINVAL;
+    bulk_preset(results, n);
     int rc = check_bulk(b, "delete_many", keys, n, results, false);
-    if (rc != NORI_OK || n == 0)
+    bulk_call c;
+    if (rc != NORI_OK || n == 0 || (rc = bulk_begin(&c, "delete_many", n, results)) != NORI_OK)
         return done(b, rc);
-    int *owned;
-    int *rcs = bulk_codes(results, n, &owned);
-    size_t *klens = malloc(n * sizeof *klens);
-    if (rcs == NULL || klens == NULL) {
-        free(owned);
-        free(klens);
-        rc = nori__fail(NORI_ENOMEM, "delete_many: out of memory for %zu keys", n);
-        if (results != NULL)
-            for (size_t i = 0; i < n; i++)
-                results[i] = rc;
-        return done(b, rc);
-    }
-    first_failure f = {.idx = n};
     bool any = false;
     for (size_t i = 0; i < n; i++) {
-        rcs[i] = check_key(keys[i], &klens[i]);
-        if (rcs[i] != NORI_OK) {
-            klens[i] = 0;
-            note_failure(&f, i, rcs[i]);
-        }
-        any |= klens[i] != 0;
+        if (!bulk_note(&c, i, check_key(keys[i], &c.klens[i])))
+            c.klens[i] = 0;
+        any |= c.klens[i] != 0;
     }
     if (any && b->ops->delete_many != NULL) {
-        b->ops->delete_many(b, n, keys, klens, rcs);
+        b->ops->delete_many(b, n, keys, c.klens, c.rcs);
     } else if (any) {
-        for (size_t i = 0; i < n; i++) {
-            if (klens[i] == 0)
-                continue;
-            rcs[i] = b->ops->del(b, keys[i], klens[i]);
-            note_failure(&f, i, rcs[i]);
-        }
+        for (size_t i = 0; i < n; i++)
+            if (c.klens[i] != 0)
+                bulk_note(&c, i, b->ops->del(b, keys[i], c.klens[i]));
     }
-    rc = bulk_outcome(rcs, n, &f);
-    free(klens);
-    free(owned);
-    return done(b, rc);
+    return done(b, bulk_end(&c));
 }
