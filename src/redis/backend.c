@@ -70,30 +70,43 @@ static int server_fail(const nori__redis_conn *conn, const redisReply *r, const 
     return nori__redis_reply_fail(conn->node, r, op, key);
 }
 
-/* One command whose answer only needs checking (its type, and its status
- * text when `status` is given), as a routed body. */
-typedef struct simple_ctx {
+/*
+ * One keyed command as a routed body: send it on the key's node, follow a
+ * redirection, and let `accept` read the answer (true: the expected one;
+ * false: reported as a server failure naming op and key).
+ */
+typedef struct routed_cmd routed_cmd;
+struct routed_cmd {
     redis_backend *rb;
     int argc;
     const char **argv;
     const size_t *lens;
-    int expected_type;
-    const char *status, *op, *key;
-} simple_ctx;
+    const char *op, *key;
+    bool (*accept)(const redisReply *r, const routed_cmd *c);
+    int expected_type;  /* accept_simple: the reply type wanted */
+    const char *status; /* accept_simple: the status text wanted, or NULL */
+    int *flag;          /* accept_added, accept_deleted: set from the answer */
+};
 
-static int simple_body(nori__topo_attempt *a, void *ctx)
+static int routed_body(nori__topo_attempt *a, void *ctx)
 {
-    simple_ctx *s = ctx;
+    routed_cmd *c = ctx;
     redisReply *r;
-    int rc = nori__redis_conn_command(&a->conn, s->argc, s->argv, s->lens, &r, s->op, s->key);
+    int rc = nori__redis_conn_command(&a->conn, c->argc, c->argv, c->lens, &r, c->op, c->key);
     if (rc != NORI_OK)
         return rc;
-    if (nori__topo_redirected(s->rb->topo, a, r))
+    if (nori__topo_redirected(c->rb->topo, a, r))
         rc = NORI__REDIRECTED;
-    else if (r->type != s->expected_type || (s->status != NULL && strcmp(r->str, s->status) != 0))
-        rc = server_fail(&a->conn, r, s->op, s->key);
+    else if (!c->accept(r, c))
+        rc = server_fail(&a->conn, r, c->op, c->key);
     freeReplyObject(r);
     return rc;
+}
+
+/* The answer only needs checking: its type, and its status text when given. */
+static bool accept_simple(const redisReply *r, const routed_cmd *c)
+{
+    return r->type == c->expected_type && (c->status == NULL || strcmp(r->str, c->status) == 0);
 }
 
 /* A keyed command (argv[1] is the wire key) on the key's node. Only
@@ -101,8 +114,8 @@ static int simple_body(nori__topo_attempt *a, void *ctx)
 static int simple_call(redis_backend *rb, int argc, const char **argv, const size_t *lens,
                        int expected_type, const char *status, const char *op, const char *key)
 {
-    simple_ctx s = {rb, argc, argv, lens, expected_type, status, op, key};
-    return nori__topo_call(rb->topo, argv[1], lens[1], true, simple_body, &s, op, key);
+    routed_cmd c = {rb, argc, argv, lens, op, key, accept_simple, expected_type, status, NULL};
+    return nori__topo_call(rb->topo, argv[1], lens[1], true, routed_body, &c, op, key);
 }
 
 /* ---- operations ---- */
@@ -174,49 +187,23 @@ static int redis_set(nori_backend *b, const char *key, size_t klen, const void *
 }
 
 /* add and delete_if_equal: one command whose reply sets a 0/1 flag. */
-typedef struct flag_ctx {
-    redis_backend *rb;
-    int argc;
-    const char **argv;
-    const size_t *lens;
-    const char *op, *key;
-    int *flag;
-} flag_ctx;
-
-static int add_body(nori__topo_attempt *a, void *ctx)
+static bool accept_added(const redisReply *r, const routed_cmd *c)
 {
-    flag_ctx *c = ctx;
-    redisReply *r;
-    int rc = nori__redis_conn_command(&a->conn, c->argc, c->argv, c->lens, &r, c->op, c->key);
-    if (rc != NORI_OK)
-        return rc;
-    if (nori__topo_redirected(c->rb->topo, a, r))
-        rc = NORI__REDIRECTED;
-    else if (r->type == REDIS_REPLY_STATUS && strcmp(r->str, "OK") == 0)
+    if (r->type == REDIS_REPLY_STATUS && strcmp(r->str, "OK") == 0)
         *c->flag = 1;
     else if (r->type == REDIS_REPLY_NIL)
         *c->flag = 0;
     else
-        rc = server_fail(&a->conn, r, c->op, c->key);
-    freeReplyObject(r);
-    return rc;
+        return false;
+    return true;
 }
 
-static int delete_if_equal_body(nori__topo_attempt *a, void *ctx)
+static bool accept_deleted(const redisReply *r, const routed_cmd *c)
 {
-    flag_ctx *c = ctx;
-    redisReply *r;
-    int rc = nori__redis_conn_command(&a->conn, c->argc, c->argv, c->lens, &r, c->op, c->key);
-    if (rc != NORI_OK)
-        return rc;
-    if (nori__topo_redirected(c->rb->topo, a, r))
-        rc = NORI__REDIRECTED;
-    else if (r->type == REDIS_REPLY_INTEGER)
-        *c->flag = r->integer > 0;
-    else
-        rc = server_fail(&a->conn, r, c->op, c->key);
-    freeReplyObject(r);
-    return rc;
+    if (r->type != REDIS_REPLY_INTEGER)
+        return false;
+    *c->flag = r->integer > 0;
+    return true;
 }
 
 /* A lease: SET NX PX in one command, so two processes can never both
@@ -231,10 +218,10 @@ static int redis_add(nori_backend *b, const char *key, size_t klen, const void *
     int ttl_len = snprintf(ttl_text, sizeof ttl_text, "%" PRId64, ttl_ms);
     const char *argv[] = {"SET", k.s, val, "NX", "PX", ttl_text};
     const size_t lens[] = {3, k.len, len, 2, 2, (size_t)ttl_len};
-    flag_ctx c = {rb, 6, argv, lens, "SET NX", key, added};
+    routed_cmd c = {rb, 6, argv, lens, "SET NX", key, accept_added, 0, NULL, added};
     /* Not resent after an I/O error: a second SET NX would say "not added"
      * about the lease the first one took. */
-    return nori__topo_call(rb->topo, k.s, k.len, false, add_body, &c, "SET NX", key);
+    return nori__topo_call(rb->topo, k.s, k.len, false, routed_body, &c, "SET NX", key);
 }
 
 /* Release by token: GET and DEL must be one step, or a lease that expired
@@ -251,8 +238,9 @@ static int redis_delete_if_equal(nori_backend *b, const char *key, size_t klen, 
     make_key(&k, key, klen);
     const char *argv[] = {"EVAL", DEL_IF_EQUAL_SCRIPT, "1", k.s, val};
     const size_t lens[] = {4, sizeof DEL_IF_EQUAL_SCRIPT - 1, 1, k.len, len};
-    flag_ctx c = {rb, 5, argv, lens, "delete_if_equal (EVAL)", key, deleted};
-    return nori__topo_call(rb->topo, k.s, k.len, false, delete_if_equal_body, &c,
+    routed_cmd c = {rb,  5,   argv, lens, "delete_if_equal (EVAL)", key, accept_deleted,
+                    0,   NULL, deleted};
+    return nori__topo_call(rb->topo, k.s, k.len, false, routed_body, &c,
                            "delete_if_equal (EVAL)", key);
 }
 
