@@ -25,7 +25,20 @@
 #include <string.h>
 #include <time.h>
 
-/* A JSON entry (the Redis form) for body, stored now, fresh for 60 s. */
+/* When every entry of a test was stored: one instant for all, so that
+ * entries with bodies of equal length have encodings of equal length
+ * (stored_at is written as a decimal of varying length, e.g. "...1.5" or
+ * "...1.2299999"). */
+static int64_t stored_at_ms(void)
+{
+    static int64_t at;
+    if (at == 0)
+        at = nori__http_now_ms();
+    return at;
+}
+
+/* A JSON entry (the Redis form) for body, stored at stored_at_ms(), fresh
+ * for 60 s. */
 static nori_buf entry(const char *body)
 {
     nori_http_response r;
@@ -36,7 +49,7 @@ static nori_buf entry(const char *body)
     assert_nori(nori_http_response_add_header(&r, "Content-Disposition", disp), NORI_OK);
     assert_nori(nori_http_response_set_body(&r, body, strlen(body)), NORI_OK);
     assert_nori(nori__http_ensure_etag(&r), NORI_OK);
-    nori__entry_meta m = {nori__http_now_ms(), 60000};
+    nori__entry_meta m = {stored_at_ms(), 60000};
     nori_buf out;
     assert_nori(nori__entry_encode_json_meta(&r, &m, &out), NORI_OK);
     nori_http_response_clear(&r);
