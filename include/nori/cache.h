@@ -304,8 +304,9 @@ NORI_EXPORT size_t nori_memory_entry_bytes(size_t key_len, size_t value_len, int
  *
  * Wire format, shared with Nori's Python implementation: key "cache:" + key,
  * values stored as given. flush only removes keys under "cache:" (SCAN +
- * UNLINK), never FLUSHDB. SIGPIPE is blocked on the calling thread during
- * each call, so a dropped connection is an error, never a killed process.
+ * UNLINK), never FLUSHDB. Writes use send(2) with MSG_NOSIGNAL, so a
+ * dropped connection is an error (NORI_EBACKEND), never a killed process;
+ * the library touches no signal mask or disposition.
  */
 NORI_EXPORT int nori_redis_backend_new(const char *url, nori_backend **out);
 

@@ -59,7 +59,6 @@ int nori__redis_conn_open(nori__redis_node *n, nori__redis_conn *conn)
     int rc = nori__redis_breaker_enter(&n->breaker, n->url->display, &conn->probe);
     if (rc != NORI_OK)
         return rc;
-    nori__sigpipe_block(&conn->sigpipe);
     bool slow;
     rc = nori__redis_pool_acquire(&n->pool, &conn->c, &slow);
     if (rc != NORI_OK) {
@@ -67,7 +66,6 @@ int nori__redis_conn_open(nori__redis_node *n, nori__redis_conn *conn)
             nori__redis_breaker_failure(&n->breaker, conn->probe, nori_last_error());
         else if (conn->probe)
             nori__redis_breaker_leave(&n->breaker);
-        nori__sigpipe_restore(&conn->sigpipe);
     }
     return rc;
 }
@@ -78,7 +76,6 @@ void nori__redis_conn_close(nori__redis_conn *conn)
         nori__redis_breaker_leave(&conn->node->breaker);
     nori__redis_pool_release(&conn->node->pool, conn->c, conn->reusable);
     conn->c = NULL;
-    nori__sigpipe_restore(&conn->sigpipe);
 }
 
 void nori__redis_conn_expect_values(nori__redis_conn *conn, size_t n)

@@ -6,7 +6,7 @@
  * A nori__redis_node is one server: its URL settings (timeouts, AUTH, db),
  * its connection pool and its circuit breaker. A nori__redis_conn is one
  * connection borrowed from a node's pool for the duration of one operation,
- * with SIGPIPE blocked on the calling thread (see pool.h). Usage:
+ * (writes never raise SIGPIPE: see io.h). Usage:
  *
  *     nori__redis_conn conn;
  *     int rc = nori__redis_conn_open(node, &conn);
@@ -70,7 +70,6 @@ void nori__redis_node_stats(nori__redis_node *n, nori_backend_stats *out);
 typedef struct nori__redis_conn {
     nori__redis_node *node;
     redisContext *c;             /* owned by this borrow until close */
-    nori__sigpipe_guard sigpipe; /* SIGPIPE blocked from open to close */
     /* Cleared by the caller when the connection may be left in a state the
      * next user must not inherit (WATCH, MULTI, a SCAN cut short); an I/O
      * error also keeps it out of the pool (c->err). */
@@ -86,7 +85,7 @@ typedef struct nori__redis_conn {
 int nori__redis_conn_open(nori__redis_node *n, nori__redis_conn *conn);
 
 /* Gives the connection back to the pool (or frees it when it is not
- * reusable or saw an error) and restores the signal mask. */
+ * reusable or saw an error). */
 void nori__redis_conn_close(nori__redis_conn *conn);
 
 /* The next round trip (command or pipeline) answers up to `n` cache values:

@@ -7,8 +7,13 @@
  * byte at a time keeps a blocking redisGetReply for as long as it likes (one
  * review measured 24.6 s for a 1000 ms timeout). So each context is switched
  * to non-blocking mode after connecting, and a round trip is
- * redisBufferWrite / redisBufferRead / redisGetReplyFromReader driven by
+ * a send loop / redisBufferRead / redisGetReplyFromReader driven by
  * poll(2) on the time left before the deadline.
+ *
+ * Writes go out with send(2) and MSG_NOSIGNAL (not hiredis's write(2)): a
+ * peer that has gone gives EPIPE, never SIGPIPE, so the application needs
+ * no signal handling and no call blocks SIGPIPE. Every write to a Redis
+ * socket of this library goes through this file.
  *
  * Why custom reader object functions: hiredis 0.14 allocates what the server
  * announces. "*2147483647\r\n" makes it calloc 16 GiB of element pointers,
@@ -63,6 +68,14 @@ redisReply *nori__redis_reply_parse(const char *buf, size_t len, const nori__red
  * its reader uses the bounded object functions. 0, or -1 with c->err set.
  */
 int nori__redis_io_prepare(redisContext *c);
+
+/*
+ * Sends what is queued in c's output buffer (redisAppendCommand...) before
+ * deadline_ms, reading nothing: for a connection whose replies are read
+ * elsewhere (the near cache's subscribed connection). 0, or -1 with c->err
+ * set.
+ */
+int nori__redis_io_flush(redisContext *c, int64_t deadline_ms);
 
 /*
  * Sends what is queued in c's output buffer (redisAppendCommandArgv) and

@@ -188,28 +188,3 @@ void nori__redis_pool_release(nori__redis_pool *p, redisContext *c, bool reusabl
     if (c != NULL)
         redisFree(c);
 }
-
-void nori__sigpipe_block(nori__sigpipe_guard *g)
-{
-    sigset_t set, pending;
-    sigemptyset(&set);
-    sigaddset(&set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &set, &g->old_mask);
-    g->was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
-}
-
-void nori__sigpipe_restore(nori__sigpipe_guard *g)
-{
-    int saved_errno = errno;
-    sigset_t pending;
-    if (!g->was_pending && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1) {
-        sigset_t set;
-        sigemptyset(&set);
-        sigaddset(&set, SIGPIPE);
-        struct timespec zero = {0, 0};
-        while (sigtimedwait(&set, NULL, &zero) == -1 && errno == EINTR)
-            ;
-    }
-    pthread_sigmask(SIG_SETMASK, &g->old_mask, NULL);
-    errno = saved_errno;
-}

@@ -21,7 +21,6 @@
 
 #include <hiredis/hiredis.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
 
 typedef struct nori__redis_pool {
@@ -63,21 +62,5 @@ const char *nori__redis_describe_error(const redisContext *c);
 /* The limits of replies that carry no cache value (status, integers, SCAN
  * pages, INFO): strings up to 1 MiB, 64 MiB in all. */
 extern const nori__redis_limits nori__redis_small_replies;
-
-/*
- * hiredis writes with write(2), so a server that went away between two
- * commands raises SIGPIPE, whose default action kills the process. A library
- * must not change the process's signal dispositions, so every Redis call
- * blocks SIGPIPE on the calling thread for its duration and discards a
- * SIGPIPE it caused itself (the write then fails with EPIPE, an ordinary
- * I/O error).
- */
-typedef struct nori__sigpipe_guard {
-    sigset_t old_mask;
-    bool was_pending; /* a SIGPIPE was already pending: not ours to discard */
-} nori__sigpipe_guard;
-
-void nori__sigpipe_block(nori__sigpipe_guard *g);
-void nori__sigpipe_restore(nori__sigpipe_guard *g);
 
 #endif

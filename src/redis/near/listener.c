@@ -20,7 +20,6 @@
 #include <hiredis/hiredis.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,19 +108,7 @@ static redisContext *connect_ctx(nori__near_listener *l, int timeout_ms)
 /* Sends what is queued on c before timeout_ms. 0 or -1 (c is then dead). */
 static int flush_output(redisContext *c, int timeout_ms)
 {
-    int64_t deadline = nori__redis_now_ms() + timeout_ms;
-    for (;;) {
-        int done = 0;
-        if (redisBufferWrite(c, &done) != REDIS_OK)
-            return -1;
-        if (done)
-            return 0;
-        int64_t left = deadline - nori__redis_now_ms();
-        if (left <= 0)
-            return -1;
-        struct pollfd p = {c->fd, POLLOUT, 0};
-        (void)poll(&p, 1, (int)left);
-    }
+    return nori__redis_io_flush(c, nori__redis_now_ms() + timeout_ms);
 }
 
 /* ---- the registry of tracked data connections ---- */
@@ -428,11 +415,6 @@ out:
 static void *listener_main(void *arg)
 {
     nori__near_listener *l = arg;
-    /* hiredis writes with write(2): a dead peer must be EPIPE, not death. */
-    sigset_t pipe_set;
-    sigemptyset(&pipe_set);
-    sigaddset(&pipe_set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe_set, NULL);
     while (!atomic_load(&l->stop)) {
         int cause = run_session(l);
         /* Stop filling first (inactive + flush), then withdraw the id so
