@@ -1,6 +1,8 @@
 #include "redis/sentinel.h"
 
 #include "error.h"
+#include "redis/io.h"
+#include "redis/pool.h"
 
 #include <hiredis/hiredis.h>
 #include <stdio.h>
@@ -31,6 +33,18 @@ static struct timeval ms_tv(int ms)
 }
 
 /*
+ * One command on c, sent and answered within the URL's timeout_ms, its reply
+ * bounded like every reply without a cache value (io.h): a sentinel or
+ * master that trickles its answer, or announces a huge one, costs at most
+ * the timeout. NULL on failure, with c->errstr saying why.
+ */
+static redisReply *command(redisContext *c, const nori__redis_url *u, int argc, const char **argv)
+{
+    return nori__redis_io_command(c, nori__redis_now_ms() + u->timeout_ms,
+                                  &nori__redis_small_replies, argc, argv, NULL);
+}
+
+/*
  * Connects with the URL's timeouts and authenticates when password is
  * given. NULL with `why` filled on failure. The password itself never goes
  * into `why`.
@@ -44,15 +58,14 @@ static redisContext *open_conn(const nori__redis_url *u, const char *host, int p
         snprintf(why, why_size, "out of memory");
         return NULL;
     }
-    if (c->err) {
+    if (c->err || nori__redis_io_prepare(c) != 0) {
         snprintf(why, why_size, "%s", c->errstr);
         redisFree(c);
         return NULL;
     }
-    redisSetTimeout(c, ms_tv(u->timeout_ms));
     if (password != NULL) {
-        redisReply *r = user != NULL ? redisCommand(c, "AUTH %s %s", user, password)
-                                     : redisCommand(c, "AUTH %s", password);
+        const char *argv[] = {"AUTH", user != NULL ? user : password, password};
+        redisReply *r = command(c, u, user != NULL ? 3 : 2, argv);
         bool ok = r != NULL && r->type == REDIS_REPLY_STATUS;
         if (r == NULL)
             snprintf(why, why_size, "AUTH: %s", c->errstr[0] ? c->errstr : "no reply");
@@ -78,7 +91,8 @@ static int ask_sentinel(const nori__redis_target *t, const nori__redis_addr *s, 
                                 t->sentinel_password, why, why_size);
     if (c == NULL)
         return -1;
-    redisReply *r = redisCommand(c, "SENTINEL get-master-addr-by-name %s", t->master_name);
+    const char *argv[] = {"SENTINEL", "get-master-addr-by-name", t->master_name};
+    redisReply *r = command(c, &t->node, 3, argv);
     int rc = -1;
     if (r == NULL) {
         snprintf(why, why_size, "%s", c->errstr[0] ? c->errstr : "no reply");
@@ -117,7 +131,8 @@ static bool is_master(const nori__redis_target *t, const char *host, int port, c
                                 why_size);
     if (c == NULL)
         return false;
-    redisReply *r = redisCommand(c, "ROLE");
+    const char *argv[] = {"ROLE"};
+    redisReply *r = command(c, &t->node, 1, argv);
     bool ok = false;
     if (r == NULL)
         snprintf(why, why_size, "ROLE: %s", c->errstr[0] ? c->errstr : "no reply");

@@ -9,7 +9,8 @@
  *    before any of its bytes are buffered;
  *  - a whole value over the backend's value limit: NORI_ETOOBIG, for get and
  *    get_into (a read obeys the limit as a write does);
- *  - an endless status line, and silence: bounded too.
+ *  - an endless status line, and silence: bounded too;
+ *  - a sentinel that trickles or announces a huge array: bounded the same.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -64,6 +65,43 @@ static void test_trickled_reply_meets_the_deadline(void **state)
     assert_true(elapsed < 900);
     nori_backend_free(b);
     nori_test_hostile_stop(h);
+}
+
+/* A sentinel that trickles its answer to SENTINEL get-master-addr-by-name
+ * (one byte every 50 ms, each well within the timeout), or announces a
+ * 2^31-element array: asking it is bounded by timeout_ms like any command
+ * (hiredis's blocking redisCommand bounded each recv only, and allocated
+ * what the array header announced). */
+static void test_hostile_sentinel(void **state)
+{
+    (void)state;
+    static const char trickled[] = "*2\r\n$9\r\n127.0.0.1\r\n$5\r\n65000\r\n";
+    static const char huge[] = "*2147483647\r\n";
+    const char *replies[] = {trickled, huge};
+    size_t lens[] = {sizeof trickled - 1, sizeof huge - 1};
+    int intervals[] = {50, 0};
+    for (int i = 0; i < 2; i++) {
+        nori_test_hostile *h = nori_test_hostile_start(replies[i], lens[i], intervals[i]);
+        char url[160];
+        snprintf(url, sizeof url,
+                 "redis+sentinel://127.0.0.1:%d/mymaster?timeout_ms=300&connect_timeout_ms=300",
+                 nori_test_hostile_port(h));
+        double t0 = now_ms();
+        nori_backend *b = NULL;
+        int rc = nori_redis_backend_new(url, &b);
+        nori_buf v = {NULL, 0};
+        if (rc == NORI_OK)
+            rc = nori_backend_get(b, "k", &v);
+        double elapsed = now_ms() - t0;
+        print_message("sentinel %s: %.1f ms: %s\n", i == 0 ? "trickling" : "*2147483647", elapsed,
+                      nori_last_error());
+        nori_buf_free(&v);
+        assert_nori(rc, NORI_EBACKEND);
+        assert_non_null(strstr(nori_last_error(), i == 0 ? "timed out" : "2147483647 elements"));
+        assert_true(elapsed < 900);
+        nori_backend_free(b);
+        nori_test_hostile_stop(h);
+    }
 }
 
 static void test_huge_array_header(void **state)
@@ -233,6 +271,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_trickled_reply_meets_the_deadline),
+        cmocka_unit_test(test_hostile_sentinel),
         cmocka_unit_test(test_huge_array_header),
         cmocka_unit_test(test_huge_bulk_header),
         cmocka_unit_test(test_value_over_the_limit),
