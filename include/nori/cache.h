@@ -219,6 +219,26 @@ NORI_EXPORT size_t nori_memory_entry_bytes(size_t key_len, size_t value_len, int
  *   circuit_failures    consecutive timeouts that open the circuit breaker
  *                       (default 5; 0 turns the breaker off)
  *   circuit_cooldown_ms how long the breaker stays open (default 2000)
+ *   wait_replicas       0 (default): off. N >= 1: every write (set, add,
+ *                       delete, delete_if_equal, incr, atomic_update,
+ *                       set_many, delete_many, flush and delete_prefix
+ *                       batches) is followed, in the same round trip and on
+ *                       the same connection, by WAIT N wait_timeout_ms; when
+ *                       fewer than N replicas acknowledged it, the call is
+ *                       NORI_EBACKEND ("written on the master, but only k of
+ *                       the N replicas ... may be lost if the master fails
+ *                       now"): the write WAS applied on the master, it is
+ *                       just not yet safe from a failover. A write that
+ *                       wrote nothing (an error, SET NX not done, EXEC
+ *                       aborted) does not judge the WAIT. Reads never wait.
+ *                       WAIT narrows the loss window of asynchronous
+ *                       replication; it does not make Redis strongly
+ *                       consistent (a failover may still promote a replica
+ *                       that had not acknowledged). Use a separate backend
+ *                       with this option for the writes that need it.
+ *   wait_timeout_ms     WAIT's timeout (default 100; 1 to less than
+ *                       timeout_ms, since the WAIT is part of the write's
+ *                       round trip)
  * rediss:// (TLS: hiredis 0.14 has none), any other scheme, an unknown option
  * or a malformed URL is NORI_EINVAL, with the URL shown with its password
  * replaced by "***". No message of the library ever shows a password.
@@ -396,7 +416,9 @@ NORI_EXPORT int nori_backend_flush(nori_backend *b);
  * acknowledged an increment can lose it when its replica takes over (the
  * server's behaviour, not the library's; a few increments acknowledged in
  * the last milliseconds before the crash). The same holds for set and
- * atomic_update.
+ * atomic_update. The URL option wait_replicas=N makes each such write wait
+ * (WAIT) until N replicas have it, or fail saying they did not (see
+ * nori_redis_backend_new).
  *
  * Counters that enforce security (login throttles, rate limits): keep them in
  * a backend of their own, never in the one that holds cached pages, whose

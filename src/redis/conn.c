@@ -9,6 +9,8 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
+#include <strings.h>
 
 int nori__redis_node_init(nori__redis_node *n, const nori__redis_url *url,
                           const nori_backend *owner)
@@ -138,22 +140,98 @@ int nori__redis_conn_command(nori__redis_conn *conn, int argc, const char **argv
     return nori__redis_conn_pipeline(conn, 1, &cmd, reply, op, key);
 }
 
+/* ---- writes that wait for replicas (wait_replicas) ---- */
+
+static bool command_is(const nori__redis_cmd *cmd, const char *name)
+{
+    size_t len = cmd->lens != NULL ? cmd->lens[0] : strlen(cmd->argv[0]);
+    return len == strlen(name) && strncasecmp(cmd->argv[0], name, len) == 0;
+}
+
+/*
+ * Whether a pipeline writes, so that with wait_replicas a WAIT must follow
+ * it: it holds one of the writing commands this library sends (SET, UNLINK,
+ * DEL, the INCR and delete_if_equal scripts, a transaction's EXEC), and it
+ * does not end inside MULTI (a WAIT there would be queued in the
+ * transaction instead of waiting).
+ */
+static bool pipeline_writes(size_t n, const nori__redis_cmd *cmds)
+{
+    static const char *const writes[] = {"SET", "UNLINK", "DEL", "EVAL", "EVALSHA", "EXEC"};
+    bool writes_any = false, in_multi = false;
+    for (size_t i = 0; i < n; i++) {
+        if (command_is(&cmds[i], "MULTI"))
+            in_multi = true;
+        else if (command_is(&cmds[i], "EXEC") || command_is(&cmds[i], "DISCARD"))
+            in_multi = false;
+        for (size_t w = 0; w < sizeof writes / sizeof writes[0]; w++)
+            writes_any |= command_is(&cmds[i], writes[w]);
+    }
+    return writes_any && !in_multi;
+}
+
+/*
+ * Reads the reply of the WAIT queued after a write's n replies and judges
+ * it. A write that wrote nothing (an error reply, a nil: SET NX not done,
+ * EXEC aborted) has nothing to wait for, and its own answer stands.
+ * NORI_OK, or an error with replies[0..n) freed and NULL.
+ */
+static int judge_wait(nori__redis_conn *conn, size_t n, redisReply **replies, const char *op,
+                      const char *key)
+{
+    redisReply *w;
+    int rc = roundtrip(conn, 1, &w, op, key);
+    bool wrote = true;
+    for (size_t i = 0; i < n; i++)
+        if (replies[i]->type == REDIS_REPLY_ERROR || replies[i]->type == REDIS_REPLY_NIL)
+            wrote = false;
+    const nori__redis_url *u = conn->node->url;
+    if (rc == NORI_OK && wrote) {
+        if (w->type != REDIS_REPLY_INTEGER)
+            rc = nori__redis_reply_fail(conn->node, w, "WAIT after the write", key);
+        else if (w->integer < u->wait_replicas)
+            rc = nori__fail(NORI_EBACKEND,
+                            "redis %s: %s '%.64s': written on the master, but only %lld of the "
+                            "%d replicas asked for (wait_replicas) acknowledged it within %d ms: "
+                            "it may be lost if the master fails now",
+                            u->display, op, key, w->integer, u->wait_replicas,
+                            u->wait_timeout_ms);
+    }
+    if (w != NULL)
+        freeReplyObject(w);
+    if (rc != NORI_OK)
+        for (size_t i = 0; i < n; i++) {
+            freeReplyObject(replies[i]);
+            replies[i] = NULL;
+        }
+    return rc;
+}
+
 int nori__redis_conn_pipeline(nori__redis_conn *conn, size_t n, const nori__redis_cmd *cmds,
                               redisReply **replies, const char *op, const char *key)
 {
     for (size_t i = 0; i < n; i++)
         replies[i] = NULL;
-    for (size_t i = 0; i < n; i++) {
-        if (redisAppendCommandArgv(conn->c, cmds[i].argc, cmds[i].argv, cmds[i].lens) !=
-            REDIS_OK) {
-            /* Nothing reached the server, but the output buffer holds a
-             * partial pipeline: the connection must not be reused. */
-            conn->reusable = false;
-            conn->values = 0;
-            return nori__fail(NORI_ENOMEM, "out of memory queueing %s '%.64s'", op, key);
-        }
+    const nori__redis_url *u = conn->node->url;
+    bool wait = u->wait_replicas > 0 && pipeline_writes(n, cmds);
+    int queued = REDIS_OK;
+    for (size_t i = 0; queued == REDIS_OK && i < n; i++)
+        queued = redisAppendCommandArgv(conn->c, cmds[i].argc, cmds[i].argv, cmds[i].lens);
+    if (queued == REDIS_OK && wait)
+        queued = redisAppendCommand(conn->c, "WAIT %d %d", u->wait_replicas, u->wait_timeout_ms);
+    if (queued != REDIS_OK) {
+        /* Nothing reached the server, but the output buffer holds a
+         * partial pipeline: the connection must not be reused. */
+        conn->reusable = false;
+        conn->values = 0;
+        return nori__fail(NORI_ENOMEM, "out of memory queueing %s '%.64s'", op, key);
     }
-    return roundtrip(conn, n, replies, op, key);
+    /* The write and its WAIT go out in one write(2); the write's replies
+     * are read first, then the WAIT's (each read within timeout_ms). */
+    int rc = roundtrip(conn, n, replies, op, key);
+    if (rc == NORI_OK && wait)
+        rc = judge_wait(conn, n, replies, op, key);
+    return rc;
 }
 
 int nori__redis_node_call(nori__redis_node *n, int argc, const char **argv, const size_t *lens,

@@ -331,14 +331,32 @@ static int parse_query(const char *url, const char *q, nori__redis_url *u)
         } else if (option_is(&o, "circuit_cooldown_ms")) {
             if (!parse_int(v, vlen, 1, NORI_REDIS_MAX_TIMEOUT_MS, &u->circuit_cooldown_ms))
                 return fail_url(url, "circuit_cooldown_ms must be an integer from 1 to 600000");
+        } else if (option_is(&o, "wait_replicas")) {
+            if (!parse_int(v, vlen, 0, NORI_REDIS_MAX_WAIT_REPLICAS, &u->wait_replicas))
+                return fail_url(url, "wait_replicas must be an integer from 0 (off) to 64");
+        } else if (option_is(&o, "wait_timeout_ms")) {
+            if (!parse_int(v, vlen, 1, NORI_REDIS_MAX_TIMEOUT_MS, &u->wait_timeout_ms))
+                return fail_url(url, "wait_timeout_ms must be an integer from 1 to 600000 "
+                                     "(WAIT 0 would wait forever)");
         } else {
             return fail_url(url, "unknown query option (known: db, user and password for "
                                  "unix://, connect_timeout_ms, timeout_ms, pool_size, "
-                                 "circuit_failures, circuit_cooldown_ms)");
+                                 "circuit_failures, circuit_cooldown_ms, wait_replicas, "
+                                 "wait_timeout_ms)");
         }
     }
     if (u->user != NULL && u->password == NULL)
         return fail_url(url, "user= needs password= too");
+    /* The WAIT travels in the write's round trip, which ends at timeout_ms:
+     * a longer WAIT would always be cut off as a timeout. */
+    if (u->wait_replicas > 0 && u->wait_timeout_ms >= u->timeout_ms) {
+        char why[160];
+        snprintf(why, sizeof why,
+                 "wait_timeout_ms (%d) must be less than timeout_ms (%d): the WAIT is part of "
+                 "the write's round trip",
+                 u->wait_timeout_ms, u->timeout_ms);
+        return fail_url(url, why);
+    }
     return NORI_OK;
 }
 
@@ -471,6 +489,7 @@ int nori__redis_url_parse(const char *url, nori__redis_url *out)
     u.pool_size = NORI_REDIS_DEFAULT_POOL_SIZE;
     u.circuit_failures = NORI_REDIS_DEFAULT_CIRCUIT_FAILURES;
     u.circuit_cooldown_ms = NORI_REDIS_DEFAULT_CIRCUIT_COOLDOWN_MS;
+    u.wait_timeout_ms = NORI_REDIS_DEFAULT_WAIT_TIMEOUT_MS;
 
     int rc;
     if (strncmp(url, "redis://", 8) == 0) {

@@ -14,7 +14,9 @@
  * refused with a message that says so.
  * Options: db, user, password (unix only; redis:// puts them in the path and
  * the userinfo), connect_timeout_ms, timeout_ms (round-trip deadline),
- * pool_size, circuit_failures, circuit_cooldown_ms. Anything else is refused.
+ * pool_size, circuit_failures, circuit_cooldown_ms, wait_replicas and
+ * wait_timeout_ms (writes wait for replicas: see nori_redis_backend_new).
+ * Anything else is refused.
  * No message ever shows a password: "***" stands in its place.
  */
 #ifndef NORI_SRC_REDIS_URL_H
@@ -33,6 +35,8 @@
 #define NORI_REDIS_DEFAULT_CIRCUIT_FAILURES 5
 #define NORI_REDIS_DEFAULT_CIRCUIT_COOLDOWN_MS 2000
 #define NORI_REDIS_MAX_CIRCUIT_FAILURES 1000000
+#define NORI_REDIS_MAX_WAIT_REPLICAS 64
+#define NORI_REDIS_DEFAULT_WAIT_TIMEOUT_MS 100
 
 typedef struct nori__redis_url {
     bool is_unix;
@@ -47,6 +51,8 @@ typedef struct nori__redis_url {
     int pool_size; /* most idle connections kept for reuse */
     int circuit_failures;    /* consecutive timeouts that open the breaker; 0: off */
     int circuit_cooldown_ms; /* how long it stays open before one probe */
+    int wait_replicas;       /* writes are followed by WAIT wait_replicas ...; 0: off */
+    int wait_timeout_ms;     /* ... wait_timeout_ms (less than timeout_ms) */
     char *display; /* the URL with each password replaced by "***", for messages */
 } nori__redis_url;
 

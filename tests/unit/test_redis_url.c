@@ -185,6 +185,35 @@ static void test_url_for_node(void **state)
     nori__redis_url_free(&base);
 }
 
+/* wait_replicas / wait_timeout_ms: in range, and the WAIT shorter than the
+ * round trip that carries it. */
+static void test_wait_options(void **state)
+{
+    (void)state;
+    nori__redis_url u;
+    assert_nori(nori__redis_url_parse("redis://h?wait_replicas=1", &u), NORI_OK);
+    assert_int_equal(u.wait_replicas, 1);
+    assert_int_equal(u.wait_timeout_ms, NORI_REDIS_DEFAULT_WAIT_TIMEOUT_MS);
+    nori__redis_url_free(&u);
+    assert_nori(nori__redis_url_parse("redis://h?wait_replicas=2&wait_timeout_ms=250", &u),
+                NORI_OK);
+    assert_int_equal(u.wait_replicas, 2);
+    assert_int_equal(u.wait_timeout_ms, 250);
+    nori__redis_url_free(&u);
+    /* Off by default; a short timeout_ms alone is no conflict. */
+    assert_nori(nori__redis_url_parse("redis://h?timeout_ms=50", &u), NORI_OK);
+    assert_int_equal(u.wait_replicas, 0);
+    nori__redis_url_free(&u);
+    assert_refused_without("redis://h?wait_replicas=65", NULL, "wait_replicas must be");
+    assert_refused_without("redis://h?wait_replicas=-1", NULL, "wait_replicas must be");
+    assert_refused_without("redis://h?wait_replicas=1&wait_timeout_ms=0", NULL,
+                           "WAIT 0 would wait forever");
+    assert_refused_without("redis://h?wait_replicas=1&wait_timeout_ms=1000", NULL,
+                           "wait_timeout_ms (1000) must be less than timeout_ms (1000)");
+    assert_refused_without("redis://h?timeout_ms=80&wait_replicas=1", NULL,
+                           "wait_timeout_ms (100) must be less than timeout_ms (80)");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -194,6 +223,7 @@ int main(void)
         cmocka_unit_test(test_password_spans),
         cmocka_unit_test(test_mask_covers_spans),
         cmocka_unit_test(test_url_for_node),
+        cmocka_unit_test(test_wait_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
