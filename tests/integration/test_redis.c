@@ -314,6 +314,7 @@ static void db_and_auth_through_sentinel(fixture *f)
     assert_nori(nori_backend_set(b, "indb3", "v", 1, 0), NORI_OK);
     redisContext *c = nori_test_topology_connect(f->topo, NULL);
     redisReply *r = redisCommand(c, "EXISTS cache:indb3");
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
     assert_int_equal(r->integer, 0);
     freeReplyObject(r);
     freeReplyObject(redisCommand(c, "SELECT 3"));
