@@ -11,7 +11,9 @@
  * the server answers /hello after each hostile request, and it stops
  * cleanly at the end (exit 0; under ASan that also means no leak).
  * Built twice: on the memory backend, and on a private redis-server
- * (test_http_hostile_redis), where entries go through Nori's JSON.
+ * (test_http_hostile_redis), where entries go through Nori's JSON; that
+ * program runs again on a Redis Cluster and through Sentinel
+ * (test_http_hostile_cluster, _sentinel: NORI_TEST_TOPOLOGY).
  */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -2,7 +2,9 @@
  * private redis-server: coalesced first requests, STALE within
  * stale_while_revalidate with one background refresh, the simulated
  * database outage, 304 for matching validators, HEAD, invalidation after
- * POST /products, and the new metrics. */
+ * POST /products, and the new metrics. NAME_redis runs again on a Redis
+ * Cluster and through Sentinel (NAME_cluster, NAME_sentinel:
+ * NORI_TEST_TOPOLOGY, tests/support/redis_topology.h). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
