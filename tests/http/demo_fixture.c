@@ -12,6 +12,10 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The Redis set-up of the fixtures alive in this process, and how many. */
+static nori_test_topology *shared_redis;
+static int shared_users;
+
 int test_demo_fixture_start(test_demo_fixture *f, const char *exe, const char *tag,
                             const char *prefix, bool on_redis)
 {
@@ -26,14 +30,18 @@ int test_demo_fixture_start(test_demo_fixture *f, const char *exe, const char *t
         snprintf(f->prefix, sizeof f->prefix, "%s%ld-%ld", tag, (long)getpid(),
                  (long)time(NULL));
     if (on_redis) {
-        f->redis = nori_test_redis_start(NULL);
+        if (shared_redis == NULL)
+            shared_redis = nori_test_topology_start();
+        shared_users++;
+        f->redis = shared_redis;
         setenv("CACHE_BACKEND", "redis", 1);
         setenv("REDIS_URL", f->redis->url, 1);
     } else {
         setenv("CACHE_BACKEND", "memory", 1);
     }
-    print_message("nori-demo on backend %s (REDIS_URL=%s), prefix %s\n",
-                  on_redis ? "redis" : "memory", on_redis ? f->redis->url : "-", f->prefix);
+    print_message("nori-demo on backend %s (%s REDIS_URL=%s), prefix %s\n",
+                  on_redis ? "redis" : "memory", on_redis ? f->redis->name : "",
+                  on_redis ? f->redis->url : "-", f->prefix);
     /* Sanitizer builds create the 200k-row database slowly: be patient. */
     return test_demo_start(&f->demo, exe, db, f->prefix, log, 120) == 0 ? 0 : -1;
 }
@@ -45,7 +53,10 @@ void test_demo_fixture_stop(test_demo_fixture *f)
     nori_test_rmtree(f->tmpdir);
     free(f->tmpdir);
     f->tmpdir = NULL;
-    nori_test_redis_stop(f->redis);
+    if (f->redis != NULL && --shared_users == 0) {
+        nori_test_topology_stop(shared_redis);
+        shared_redis = NULL;
+    }
     f->redis = NULL;
 }
 

@@ -26,11 +26,13 @@ static test_demo_fixture fx;
 
 #ifdef NORI_DEMO_ON_REDIS
 /* This build of the suite runs the demo on a private redis-server with the
- * default key prefix, and adds the Redis checks at the end of the file. */
+ * default key prefix, and adds the Redis checks at the end of the file.
+ * NORI_TEST_TOPOLOGY=cluster|sentinel runs it on that set-up instead
+ * (test_http_demo_cluster, test_http_demo_sentinel). */
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 
-#include "redis_server.h"
+#include "redis_topology.h"
 #endif
 
 static int group_setup(void **state)
@@ -398,9 +400,11 @@ static void test_metrics(void **state)
 }
 
 #ifdef NORI_DEMO_ON_REDIS
-static redisContext *raw_redis(void)
+/* A raw connection to the master that holds `key` (on one server: the
+ * server). */
+static redisContext *raw_redis(const char *key)
 {
-    redisContext *c = nori_test_redis_connect(fx.redis);
+    redisContext *c = nori_test_topology_connect(fx.redis, key);
     assert_non_null(c);
     return c;
 }
@@ -412,7 +416,7 @@ static void test_redis_entry_is_nori_json(void **state)
     (void)state;
     test_http_response r = get("/report.pdf", NULL);
     assert_int_equal(r.status, 200);
-    redisContext *c = raw_redis();
+    redisContext *c = raw_redis("cache:view:/report.pdf:");
     redisReply *reply = redisCommand(c, "GET cache:view:/report.pdf:");
     assert_non_null(reply);
     assert_int_equal(reply->type, REDIS_REPLY_STRING);
@@ -442,19 +446,21 @@ static void test_redis_entry_is_nori_json(void **state)
 static void test_redis_foreign_entries_served(void **state)
 {
     (void)state;
-    redisContext *c = raw_redis();
+    redisContext *c = raw_redis("cache:view:/products:page=77");
     /* "hello from python\n" in base64 */
     redisReply *a = redisCommand(c, "SET %s %s", "cache:view:/products:page=77",
                                  "{\"body_b64\": \"aGVsbG8gZnJvbSBweXRob24K\", \"status_code\": 200, "
                                  "\"media_type\": \"text/plain\"}");
+    redisFree(c);
+    c = raw_redis("cache:view:/products:page=78");
     redisReply *b = redisCommand(c, "SET %s %s", "cache:view:/products:page=78",
                                  "{\"body\": \"legacy caf\u00e9\", \"status_code\": 200, "
                                  "\"media_type\": \"text/plain\"}");
-    assert_non_null(a);
-    assert_non_null(b);
+    redisFree(c);
+    assert_true(a != NULL && a->type == REDIS_REPLY_STATUS);
+    assert_true(b != NULL && b->type == REDIS_REPLY_STATUS);
     freeReplyObject(a);
     freeReplyObject(b);
-    redisFree(c);
     test_http_response r = get("/products?page=77", NULL);
     assert_int_equal(r.status, 200);
     assert_string_equal(xcache(&r), "HIT");
@@ -478,12 +484,13 @@ static void test_redis_prefix_per_cache(void **state)
     test_http_response_free(&r);
     r = get("/stock?item=2", NULL);
     test_http_response_free(&r);
-    redisContext *c = raw_redis();
     static const char *const present[] = {"cache:view.greeting:/greeting::vary=accept-language=fr",
                                           "cache:view.me:user=zed:/me:",
                                           "cache:view.stock:/stock:item=2"};
     for (int i = 0; i < 3; i++) {
+        redisContext *c = raw_redis(present[i]);
         redisReply *reply = redisCommand(c, "GET %s", present[i]);
+        redisFree(c);
         assert_non_null(reply);
         if (reply->type != REDIS_REPLY_STRING)
             fail_msg("no entry at %s", present[i]);
@@ -495,20 +502,24 @@ static void test_redis_prefix_per_cache(void **state)
         json_decref(entry);
         freeReplyObject(reply);
     }
+    redisContext *c = raw_redis("cache:view:/greeting::vary=accept-language=fr");
     redisReply *reply = redisCommand(c, "EXISTS cache:view:/greeting::vary=accept-language=fr");
     assert_non_null(reply);
+    assert_int_equal(reply->type, REDIS_REPLY_INTEGER); /* not a MOVED: the right node */
     assert_int_equal(reply->integer, 0);
     freeReplyObject(reply);
     redisFree(c);
 }
 
 /* With Redis stopped, cached routes still answer 200 (the handler runs) and
- * the errors are counted; when it is back, the cache works again. */
+ * the errors are counted; when it is back, the cache works again. On a
+ * cluster every node is stopped, through Sentinel the master and its
+ * replica (the sentinels stay), and all come back on their ports. */
 static void test_redis_down_fails_open(void **state)
 {
     (void)state;
     uint64_t errors_before = metric("nori_cache_errors_total");
-    nori_test_redis_kill(fx.redis);
+    nori_test_topology_kill(fx.redis);
     const char *routes[] = {"/dashboard", "/products?page=3", "/report.pdf", "/greeting"};
     for (int i = 0; i < 4; i++) {
         test_http_response r = get(routes[i], NULL);
@@ -523,7 +534,7 @@ static void test_redis_down_fails_open(void **state)
     assert_int_equal(test_http_once(fx.demo.port, "POST", "/login", NULL, "user=frank", &lr), 0);
     assert_int_equal(lr.status, 503);
     test_http_response_free(&lr);
-    nori_test_redis_restart(fx.redis);
+    nori_test_topology_restart(fx.redis);
     test_http_response a = get("/products?page=4", NULL), b = get("/products?page=4", NULL);
     assert_string_equal(xcache(&a), "MISS");
     assert_string_equal(xcache(&b), "HIT");

@@ -11,7 +11,9 @@
  * the server answers /hello after each hostile request, and it stops
  * cleanly at the end (exit 0; under ASan that also means no leak).
  * Built twice: on the memory backend, and on a private redis-server
- * (test_http_hostile_redis), where entries go through Nori's JSON.
+ * (test_http_hostile_redis), where entries go through Nori's JSON; that
+ * program runs again on a Redis Cluster and through Sentinel
+ * (test_http_hostile_cluster, _sentinel: NORI_TEST_TOPOLOGY).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -35,7 +37,7 @@
 #ifdef NORI_DEMO_ON_REDIS
 #include <hiredis/hiredis.h>
 
-#include "redis_server.h"
+#include "redis_topology.h"
 #endif
 
 static test_demo_fixture fx;
@@ -345,10 +347,10 @@ static void test_no_cross_entries(void **state)
 static void test_hostile_redis_entry(void **state)
 {
     (void)state;
-    redisContext *c = nori_test_redis_connect(fx.redis);
-    assert_non_null(c);
     char key[128];
     snprintf(key, sizeof key, "cache:%s:/products:page=9", fx.prefix);
+    redisContext *c = nori_test_topology_connect(fx.redis, key); /* the key's master */
+    assert_non_null(c);
     const char *entry =
         "{\"body_b64\": \"c2VydmVkIGZyb20gcmVkaXMK\", \"status_code\": 200,"
         " \"media_type\": \"text/plain\\r\\nX-Injected: 1\","
@@ -382,7 +384,7 @@ static void test_hostile_redis_entry(void **state)
         "{\"body_b64\": \"eA==\", \"status_code\": 101, \"media_type\": \"text/plain\"}",
         "{\"body_b64\": \"eA==\", \"status_code\": 304, \"media_type\": \"text/plain\"}",
         NULL};
-    c = nori_test_redis_connect(fx.redis);
+    c = nori_test_topology_connect(fx.redis, key);
     assert_non_null(c);
     size_t big = 100 * 1024;
     char *etag_entry = malloc(big + 200);

@@ -2,7 +2,9 @@
  * private redis-server: coalesced first requests, STALE within
  * stale_while_revalidate with one background refresh, the simulated
  * database outage, 304 for matching validators, HEAD, invalidation after
- * POST /products, and the new metrics. */
+ * POST /products, and the new metrics. NAME_redis runs again on a Redis
+ * Cluster and through Sentinel (NAME_cluster, NAME_sentinel:
+ * NORI_TEST_TOPOLOGY, tests/support/redis_topology.h). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -380,15 +382,17 @@ static void test_two_processes_one_run(void **state)
 static void test_dead_holder(void **state)
 {
     (void)state;
-    redisContext *c = nori_test_redis_connect(fx.redis);
+    char key[128];
+    snprintf(key, sizeof key, "cache:%s:/products:page=71:lock", fx.prefix);
+    redisContext *c = nori_test_topology_connect(fx.redis, key); /* the key's master */
     assert_non_null(c);
     /* A token as a process of this library writes it ("pid-sec.nsec-seq",
      * taken now): a lease that is not one is not waited for. */
     struct timespec rt;
     clock_gettime(CLOCK_REALTIME, &rt);
     redisReply *r =
-        redisCommand(c, "SET cache:%s:/products:page=71:lock 4242-%lld.%09ld-1 PX 1500",
-                     fx.prefix, (long long)rt.tv_sec, rt.tv_nsec);
+        redisCommand(c, "SET %s 4242-%lld.%09ld-1 PX 1500", key, (long long)rt.tv_sec,
+                     rt.tv_nsec);
     assert_true(r != NULL && r->type == REDIS_REPLY_STATUS);
     freeReplyObject(r);
     redisFree(c);

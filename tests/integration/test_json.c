@@ -5,6 +5,11 @@
  * The storage tests run once per entry of backend_factories[]: the memory
  * backend and a Redis backend on a private redis-server. The constructor tests do
  * not touch a backend and run once.
+ *
+ * With NORI_TEST_TOPOLOGY=cluster or sentinel (tests/support/redis_topology.h;
+ * CTest entries test_json_cluster, test_json_sentinel) the same program runs
+ * the storage tests on the Redis backend only, over that set-up: the memory
+ * and codec groups do not depend on it and run in test_json.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,7 +17,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "redis_server.h"
+#include "redis_topology.h"
 #include "test_support.h"
 
 #include <nori/json.h>
@@ -36,15 +41,17 @@ static int memory_factory(nori_backend **out)
     return nori_memory_backend_new(1000, out);
 }
 
-/* A private redis-server, started by the first Redis test and stopped at the
- * end of main (tests/support/redis_server.h). */
-static nori_test_redis *redis_server;
+/* A private Redis set-up (one server unless NORI_TEST_TOPOLOGY names
+ * another), started by the first Redis test and stopped at the end of main. */
+static nori_test_topology *redis_topology;
 
 static int redis_factory(nori_backend **out)
 {
-    if (redis_server == NULL)
-        redis_server = nori_test_redis_start(NULL);
-    return nori_redis_backend_new(redis_server->url, out);
+    if (redis_topology == NULL) {
+        redis_topology = nori_test_topology_start();
+        print_message("Redis set-up: %s (%s)\n", redis_topology->name, redis_topology->url);
+    }
+    return nori_redis_backend_new(redis_topology->url, out);
 }
 
 static const backend_factory backend_factories[] = {
@@ -887,15 +894,20 @@ int main(void)
         cmocka_unit_test(test_default_backend_twins),
     };
     int failed = 0;
+    bool one_server = nori_test_topology_kind_from_env() == NORI_TEST_TOPOLOGY_SERVER;
     for (size_t i = 0; i < sizeof backend_factories / sizeof backend_factories[0]; i++) {
         current_factory = &backend_factories[i];
-        char name[64];
-        snprintf(name, sizeof name, "json storage on %s", current_factory->name);
+        if (!one_server && current_factory->create != redis_factory)
+            continue;
+        char name[96];
+        snprintf(name, sizeof name, "json storage on %s%s%s", current_factory->name,
+                 one_server ? "" : " ", one_server ? "" : getenv("NORI_TEST_TOPOLOGY"));
         failed += _cmocka_run_group_tests(name, storage_tests,
                                           sizeof storage_tests / sizeof storage_tests[0], NULL,
                                           NULL);
     }
-    failed += cmocka_run_group_tests_name("json codecs", codec_tests, NULL, NULL);
-    nori_test_redis_stop(redis_server);
+    if (one_server)
+        failed += cmocka_run_group_tests_name("json codecs", codec_tests, NULL, NULL);
+    nori_test_topology_stop(redis_topology);
     return failed;
 }

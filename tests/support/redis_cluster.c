@@ -574,3 +574,13 @@ int nori_test_sentinel_master_port(const nori_test_sentinel *s)
     }
     return 0;
 }
+
+/* ---- restarts (tests/support/redis_topology.c) ---- */
+
+bool nori_test_node_restart(nori_test_node *n, bool cluster, const char *password,
+                            int replica_of)
+{
+    assert_int_equal(n->pid, 0);
+    start_server(n, cluster, password, replica_of);
+    return wait_ping(n, password);
+}

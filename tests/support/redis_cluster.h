@@ -83,4 +83,12 @@ int nori_test_sentinel_master_port(const nori_test_sentinel *s);
 /* Milliseconds on CLOCK_MONOTONIC, for bounded waits. */
 long long nori_test_now_ms(void);
 
+/* Starts a stopped node again on its port and directory, as the set-up
+ * started it: a cluster node (it reads its nodes.conf back), or a plain
+ * server with `password` (may be NULL) and, when replica_of > 0, as a
+ * replica of that port. Returns once it answers PING (10 s at most), false
+ * (its log printed) when it does not. */
+bool nori_test_node_restart(nori_test_node *n, bool cluster, const char *password,
+                            int replica_of);
+
 #endif
