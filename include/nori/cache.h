@@ -305,8 +305,13 @@ NORI_EXPORT size_t nori_memory_entry_bytes(size_t key_len, size_t value_len, int
  * circuit_cooldown_ms, so that a frozen server does not hold every calling
  * thread for timeout_ms. Then the next call is let through as a probe while
  * the others keep failing fast: a reply (any reply) closes the breaker, a
- * timeout opens it for another cool-down. A refused or reset connection
- * fails in microseconds and does not count; any reply resets the count.
+ * timeout opens it for another cool-down. On one server a refused or reset
+ * connection fails in microseconds and does not count. On a cluster or
+ * through Sentinel it does count (per node): there it starts the retries
+ * above (up to about 3 s per call), so with every node down the calls would
+ * each wait that long; after circuit_failures refusals the node's calls
+ * fail fast instead, and a map or master that names another node is still
+ * followed. Any reply resets the count.
  * The state and counters are in nori_backend_get_stats (circuit_state,
  * circuit_opens, circuit_rejected, timeouts).
  *

@@ -57,11 +57,11 @@ int nori__redis_breaker_enter(nori__redis_breaker *b, const char *display, bool 
     if (state == NORI_CIRCUIT_HALF_OPEN)
         return nori__fail(NORI_EBACKEND,
                           "redis %s: circuit open (a probe call is testing the server; opened "
-                          "after %d consecutive timeouts, last: %s)",
+                          "after %d consecutive failures, last: %s)",
                           display, b->threshold, why);
     return nori__fail(NORI_EBACKEND,
                       "redis %s: circuit open (failing fast for %lld ms more, after %d "
-                      "consecutive timeouts; last: %s)",
+                      "consecutive failures; last: %s)",
                       display, left, b->threshold, why);
 }
 
@@ -78,9 +78,21 @@ void nori__redis_breaker_success(nori__redis_breaker *b)
     pthread_mutex_unlock(&b->lock);
 }
 
+static void count_failure(nori__redis_breaker *b, bool probe, const char *why);
+
 void nori__redis_breaker_failure(nori__redis_breaker *b, bool probe, const char *why)
 {
     atomic_fetch_add_explicit(&b->timeouts, 1, memory_order_relaxed);
+    count_failure(b, probe, why);
+}
+
+void nori__redis_breaker_refused(nori__redis_breaker *b, bool probe, const char *why)
+{
+    count_failure(b, probe, why);
+}
+
+static void count_failure(nori__redis_breaker *b, bool probe, const char *why)
+{
     if (b->threshold == 0)
         return;
     int n = atomic_fetch_add_explicit(&b->failures, 1, memory_order_relaxed) + 1;

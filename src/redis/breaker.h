@@ -11,10 +11,14 @@
  * success closes the breaker, its failure opens it for another cool-down.
  *
  * What counts: a command that got no reply by its deadline, and a connect
- * that timed out. A refused or reset connection does not: it fails in
- * microseconds, so it stalls nobody, and counting it would only delay
- * recovery after a restart. Any reply (even an error reply) is a success and
- * resets the count. threshold 0 disables the breaker.
+ * that timed out. On one server a refused or reset connection does not: it
+ * fails in microseconds, so it stalls nobody, and counting it would only
+ * delay recovery after a restart. On a cluster or through Sentinel it does
+ * (nori__redis_breaker_refused): there a refused connection starts the
+ * routed call's waits (back-off, map refresh, up to NORI_TOPO_RETRY_MS), so
+ * with every node down each call would cost seconds. Any reply (even an
+ * error reply) is a success and resets the count. threshold 0 disables the
+ * breaker.
  */
 #ifndef NORI_SRC_REDIS_BREAKER_H
 #define NORI_SRC_REDIS_BREAKER_H
@@ -54,6 +58,11 @@ void nori__redis_breaker_success(nori__redis_breaker *b);
 /* A slow failure (timeout); `why` is kept for the fast-fail message. Opens
  * the breaker when the count reaches the threshold, or when `probe`. */
 void nori__redis_breaker_failure(nori__redis_breaker *b, bool probe, const char *why);
+
+/* A refused (or reset) connection on a node whose refusals cost waits (a
+ * cluster or Sentinel node): counted like a slow failure, without adding
+ * to the timeouts counter. */
+void nori__redis_breaker_refused(nori__redis_breaker *b, bool probe, const char *why);
 
 /* The probe ended with neither a reply nor a slow failure (a refused
  * connection, ENOMEM): the next call may probe at once. */

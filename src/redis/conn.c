@@ -21,6 +21,7 @@ int nori__redis_node_init(nori__redis_node *n, const nori__redis_url *url,
     if (rc != NORI_OK)
         return rc;
     nori__redis_breaker_init(&n->breaker, url->circuit_failures, url->circuit_cooldown_ms);
+    atomic_init(&n->refusals_count, false);
     return NORI_OK;
 }
 
@@ -66,6 +67,9 @@ int nori__redis_conn_open(nori__redis_node *n, nori__redis_conn *conn)
     if (rc != NORI_OK) {
         if (slow)
             nori__redis_breaker_failure(&n->breaker, conn->probe, nori_last_error());
+        else if (rc == NORI_EBACKEND && atomic_load_explicit(&n->refusals_count,
+                                                             memory_order_relaxed))
+            nori__redis_breaker_refused(&n->breaker, conn->probe, nori_last_error());
         else if (conn->probe)
             nori__redis_breaker_leave(&n->breaker);
     }

@@ -46,6 +46,7 @@
 #include "url.h"
 
 #include <hiredis/hiredis.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -54,6 +55,9 @@ typedef struct nori__redis_node {
     const nori_backend *owner;  /* borrowed: its value limit bounds value replies */
     nori__redis_pool pool;
     nori__redis_breaker breaker;
+    /* Set by the topology on cluster and Sentinel nodes: a refused
+     * connection counts towards the breaker there (breaker.h). */
+    _Atomic bool refusals_count;
 } nori__redis_node;
 
 /* Prepares the node (no connection is made). The breaker's thresholds come

@@ -120,6 +120,8 @@ static int node_at_locked(nori__redis_topo *t, const char *host, int port)
         free(tn);
         return -1;
     }
+    int mode = nori__topo_mode(t);
+    atomic_init(&tn->node.refusals_count, mode == NORI_TOPO_CLUSTER || mode == NORI_TOPO_SENTINEL);
     atomic_store_explicit(&t->nodes[n], tn, memory_order_release);
     atomic_store_explicit(&t->nnodes, n + 1, memory_order_release);
     return (int)n;
@@ -405,6 +407,10 @@ static int detect_locked(nori__redis_topo *t)
         freeReplyObject(r);
         if (cluster) {
             atomic_store(&t->mode, NORI_TOPO_CLUSTER);
+            /* The seeds were registered before the mode was known. */
+            size_t nn = atomic_load_explicit(&t->nnodes, memory_order_acquire);
+            for (size_t k = 0; k < nn; k++)
+                atomic_store(&nori__topo_node(t, k)->node.refusals_count, true);
             return refresh_cluster_locked(t, i);
         }
         /* Not a cluster (or INFO refused, e.g. by an ACL): one server. */
