@@ -712,3 +712,18 @@ int nori__topo_masters(nori__redis_topo *t, nori__redis_node **out, size_t max)
     pthread_mutex_unlock(&t->lock);
     return rc == NORI_OK ? (int)k : rc;
 }
+
+/* ---- for the bulk calls (bulk.c) ---- */
+
+nori__redis_node *nori__topo_slot_master(nori__redis_topo *t, unsigned slot)
+{
+    if (nori__topo_mode(t) != NORI_TOPO_CLUSTER || slot >= NORI_CLUSTER_SLOTS)
+        return NULL;
+    uint16_t o = atomic_load_explicit(&t->owner[slot], memory_order_acquire);
+    return o != NORI_SLOT_UNSERVED ? &nori__topo_node(t, o)->node : NULL;
+}
+
+void nori__topo_node_failed(nori__redis_topo *t)
+{
+    refresh(t, -1, false);
+}
