@@ -27,8 +27,8 @@
  *  - a group's round trip fails without replies (node down, timeout, reply
  *    over the limits): every key of that group fails with that code, and
  *    the message names the node; the other groups go ahead. On a cluster
- *    the map is then read again once (rate-limited), so that a failover is
- *    seen by the next call;
+ *    the map is then read again once (rate-limited; asking first a node
+ *    that answered), so that a failover is seen by the next call;
  *  - a reply MOVED, ASK, TRYAGAIN or CLUSTERDOWN (the command was not run),
  *    or a slot no master serves in the map: that key is sent again alone,
  *    after every group, through the routed single-key operation (which
@@ -135,6 +135,7 @@ struct bulk_call {
     redisReply **replies;
     uint64_t hits, misses;
     bool node_failed;           /* a cluster node failed: refresh the map */
+    nori__redis_node *answered; /* a node whose round trip succeeded, or NULL */
     size_t first;               /* caller's index of the first key that failed; n: none */
     int first_rc;
     char first_msg[512];
@@ -177,6 +178,7 @@ static void send_group(bulk_call *c, nori__redis_node *node, size_t k, bool clus
         c->node_failed |= cluster;
         return;
     }
+    c->answered = node;
     for (size_t t = 0; t < k; t++) {
         size_t j = c->group[t];
         redisReply *r = c->replies[t];
@@ -222,7 +224,7 @@ static void dispatch(bulk_call *c, nori__redis_node *single)
         send_group(c, node, k, cluster);
     }
     if (c->node_failed)
-        nori__topo_node_failed(c->rb->topo);
+        nori__topo_node_failed(c->rb->topo, c->answered);
     for (size_t j = 0; j < m; j++)
         if (c->state[j] == KEY_ALONE)
             settle(c, j, c->op->alone(c, j));

@@ -723,7 +723,14 @@ nori__redis_node *nori__topo_slot_master(nori__redis_topo *t, unsigned slot)
     return o != NORI_SLOT_UNSERVED ? &nori__topo_node(t, o)->node : NULL;
 }
 
-void nori__topo_node_failed(nori__redis_topo *t)
+void nori__topo_node_failed(nori__redis_topo *t, const nori__redis_node *answered)
 {
-    refresh(t, -1, false);
+    /* Ask a node that just answered first: the failed one may be stuck, and
+     * asking it would cost the caller its timeout a second time. */
+    int prefer = -1;
+    size_t n = atomic_load_explicit(&t->nnodes, memory_order_acquire);
+    for (size_t i = 0; answered != NULL && i < n && prefer < 0; i++)
+        if (&nori__topo_node(t, i)->node == answered)
+            prefer = (int)i;
+    refresh(t, prefer, false);
 }

@@ -143,8 +143,10 @@ nori__redis_node *nori__topo_slot_master(nori__redis_topo *t, unsigned slot);
 
 /* A node failed under a bulk call (no reply, or a timeout): the map may be
  * out of date (a failover), so it is read again, unless a refresh was made
- * within NORI_TOPO_REFRESH_MIN_MS. Its outcome is not the caller's concern;
- * it may change nori_last_error(). */
-void nori__topo_node_failed(nori__redis_topo *t);
+ * within NORI_TOPO_REFRESH_MIN_MS; `answered` (NULL: none), a node that
+ * answered during the call, is asked first. The refresh is bounded as
+ * nori__topo_refresh; its outcome is not the caller's concern (it may change
+ * nori_last_error()). */
+void nori__topo_node_failed(nori__redis_topo *t, const nori__redis_node *answered);
 
 #endif
