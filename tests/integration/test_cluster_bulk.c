@@ -179,7 +179,7 @@ static void test_agrees_with_single_calls(void **state)
         redisContext *c = node_conn(o);
         redisReply *r = redisCommand(c, "CLUSTER KEYSLOT cache:%s", names[i]);
         char wire[64];
-        snprintf(wire, sizeof wire, "cache:%s", names[i]);
+        snprintf(wire, sizeof wire, "cache:%.31s", names[i]);
         assert_int_equal(r->integer, nori__cluster_keyslot(wire, strlen(wire)));
         freeReplyObject(r);
         r = redisCommand(c, "GET cache:%s", names[i]);
