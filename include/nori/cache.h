@@ -613,12 +613,15 @@ NORI_EXPORT int nori_backend_get_near_stats(nori_backend *b, nori_near_stats *ou
  *    timeout_ms; an I/O error or timeout fails every key of the round trip,
  *    with the outcome of writes unknown (see nori_redis_backend_new).
  *  - Redis Cluster: the keys are grouped by the master of their slot (the
- *    current map) and each group is one such round trip, node after node,
- *    each with its own timeout_ms (a stuck node delays the call by its own
- *    bound, once). A node that fails (down, timeout) fails only its own keys,
- *    with a message naming it; the other nodes' keys succeed. A key
- *    answered MOVED, ASK, TRYAGAIN or CLUSTERDOWN (not run) is sent again
- *    alone through the routed single-key call, whose result it gets.
+ *    current map), one pipeline per master; all are sent before any reply
+ *    is read, and all replies are read within one timeout_ms (plus
+ *    connect_timeout_ms per node that has no idle pooled connection). A
+ *    node that fails (down, timeout) fails only its own keys, with a
+ *    message naming it, and the map is read again (one more round trip,
+ *    asked first of a node that answered); the other nodes' keys succeed.
+ *    A key answered MOVED, ASK, TRYAGAIN or CLUSTERDOWN (not run) is sent
+ *    again alone through the routed single-key call, whose result and
+ *    bound (see nori_redis_backend_new) it gets.
  *    Through Sentinel each key is a routed single-key call.
  *  - Memory, and a Redis backend with a near cache (so that every key goes
  *    through the local copy and own writes drop it): a loop over the

@@ -1,8 +1,8 @@
 /*
  * The bulk calls of the Redis backend: the valid keys of a call are grouped
- * by the server that holds them, and each group is one round trip on one
+ * by the server that holds them, and each group is one pipeline on one
  * borrowed connection (conn.h), so that 100 keys cost one network round
- * trip per node instead of 100.
+ * trip (the nodes' pipelines overlap) instead of 100.
  *  - get_many: a pipeline of GETs rather than one MGET, so that each key
  *    answers exactly as nori_backend_get would (MGET answers nil for a key
  *    of another type, where GET answers WRONGTYPE);
@@ -17,11 +17,14 @@
  *
  * Groups: one server (redis://, unix://) is one group. On a cluster, the
  * keys go to the master of their slot in the current map (topology.h), one
- * group per master, sent node after node: each round trip has its own
- * deadline (timeout_ms from its start; plus connect_timeout_ms when no idle
- * connection is pooled), so a stuck node costs its own group that bound
- * and the other groups nothing. Through Sentinel (the master may move
- * mid-call) every key goes alone through the routed single-key operation.
+ * group per master. A connection is borrowed for every group first (each
+ * bounded by connect_timeout_ms when none is idle), then every group's
+ * pipeline is sent before any reply is read, so that the nodes work in
+ * parallel, and all replies are read by one deadline: timeout_ms from when
+ * the connections were ready. A stuck node thus costs the call timeout_ms
+ * once, however many nodes there are. Through Sentinel (the master may
+ * move mid-call) every key goes alone through the routed single-key
+ * operation.
  *
  * Failures, per key:
  *  - a group's round trip fails without replies (node down, timeout, reply
@@ -41,9 +44,13 @@
 #include "single.h"
 
 #include "error.h"
+#include "io.h"
 #include "redis/cluster_slots.h"
 
+#include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -97,6 +104,7 @@ enum { KEY_PENDING, KEY_ALONE, KEY_DONE };
 #define MAX_ARGS 5
 
 typedef struct bulk_call bulk_call;
+typedef struct bulk_group bulk_group;
 
 /* What differs between the three calls. */
 typedef struct bulk_op {
@@ -129,10 +137,11 @@ struct bulk_call {
     char (*ttl)[24];            /* set_many: the EX argument */
     const char **argv;          /* [MAX_ARGS * j + a] */
     size_t *lens;
-    /* [t], t < the size of the group being sent */
-    size_t *group;              /* the j of each command of the group */
+    /* [t]: the keys grouped by node (bulk_group) */
+    size_t *order;              /* the j of the t-th command */
     nori__redis_cmd *gcmds;
     redisReply **replies;
+    bulk_group *groups;         /* at most one per key */
     uint64_t hits, misses;
     bool node_failed;           /* a cluster node failed: refresh the map */
     nori__redis_node *answered; /* a node whose round trip succeeded, or NULL */
@@ -158,38 +167,154 @@ static void settle(bulk_call *c, size_t j, int rc)
     }
 }
 
-/* Sends the commands of the k keys in c->group[0..k) to node in one round
- * trip and reads their replies. */
-static void send_group(bulk_call *c, nori__redis_node *node, size_t k, bool cluster)
+/* The keys of one node: c->order[off .. off + k), their commands
+ * c->gcmds[off ...], their replies c->replies[off ...]. */
+struct bulk_group {
+    nori__redis_node *node;
+    size_t off, k;
+    bool open; /* a connection is borrowed for it */
+    bool sent; /* and its commands went out */
+};
+
+/* Every key of group g fails with rc, whose message (conn.h: it names the
+ * node, the call and the group's first key) is the current one. */
+static void group_failed(bulk_call *c, const bulk_group *g, int rc, bool cluster)
 {
-    const char *first = c->keys[c->bk.idx[c->group[0]]];
-    nori__redis_conn conn;
-    int rc = nori__redis_conn_open(node, &conn);
-    if (rc == NORI_OK) {
-        if (c->op->values)
-            nori__redis_conn_expect_values(&conn, k);
-        rc = nori__redis_conn_pipeline(&conn, k, c->gcmds, c->replies, c->op->pipeline, first);
-        nori__redis_conn_close(&conn);
-    }
-    if (rc != NORI_OK) {
-        /* The message (conn.h) names the node, the call and its first key. */
-        for (size_t t = 0; t < k; t++)
-            settle(c, c->group[t], rc);
-        c->node_failed |= cluster;
-        return;
-    }
-    c->answered = node;
-    for (size_t t = 0; t < k; t++) {
-        size_t j = c->group[t];
-        redisReply *r = c->replies[t];
+    for (size_t t = 0; t < g->k; t++)
+        settle(c, c->order[g->off + t], rc);
+    c->node_failed |= cluster;
+}
+
+/* Reads the replies of group g (received). */
+static void group_replies(bulk_call *c, const bulk_group *g, bool cluster)
+{
+    c->answered = g->node;
+    for (size_t t = 0; t < g->k; t++) {
+        size_t j = c->order[g->off + t];
+        redisReply *r = c->replies[g->off + t];
         nori__topo_attempt a;
         memset(&a, 0, sizeof a);
         if (cluster && nori__topo_redirected(c->rb->topo, &a, r))
             c->state[j] = KEY_ALONE; /* not run there: sent again alone below */
         else
-            settle(c, j, c->op->reply(c, j, node, r));
+            settle(c, j, c->op->reply(c, j, g->node, r));
         freeReplyObject(r);
     }
+}
+
+/* Reads the replies of group g (sent) by the deadline. */
+static void receive_group(bulk_call *c, bulk_group *g, nori__redis_conn *conn, int64_t deadline,
+                          bool cluster)
+{
+    const char *first = c->keys[c->bk.idx[c->order[g->off]]];
+    bool late = nori__redis_now_ms() >= deadline;
+    int rc = nori__redis_conn_recv(conn, g->k, &c->replies[g->off], deadline, c->op->pipeline,
+                                   first);
+    g->sent = false;
+    if (rc == NORI_OK) {
+        group_replies(c, g, cluster);
+        return;
+    }
+    /* Called after the deadline (nothing had come), the timeout message
+     * would count from now: say how long the node really had. */
+    if (late && conn->c != NULL && conn->c->err == NORI__REDIS_ERR_TIMEOUT)
+        rc = nori__fail(rc, "redis %s: %s '%.64s': timed out (no reply within %d ms)",
+                        g->node->url->display, c->op->pipeline, first,
+                        g->node->url->timeout_ms);
+    group_failed(c, g, rc, cluster);
+}
+
+/*
+ * Reads the sent groups' replies in the order in which they arrive (poll),
+ * so that a node that does not answer (stopped, overloaded) keeps no other
+ * group from being read before the deadline. A group is read whole once
+ * its first bytes are there; what is still missing at the deadline fails
+ * (conn.h: timed out).
+ */
+static void receive(bulk_call *c, bulk_group *groups, size_t ng, nori__redis_conn *conns,
+                    int64_t deadline, bool cluster)
+{
+    struct pollfd *pfd = malloc(ng * sizeof *pfd);
+    size_t *which = malloc(ng * sizeof *which);
+    for (;;) {
+        size_t np = 0;
+        for (size_t g = 0; g < ng; g++)
+            if (groups[g].sent && pfd != NULL && which != NULL) {
+                pfd[np] = (struct pollfd){.fd = conns[g].c->fd, .events = POLLIN};
+                which[np++] = g;
+            }
+        if (np == 0)
+            break;
+        int64_t left = deadline - nori__redis_now_ms();
+        int ready = poll(pfd, (nfds_t)np, left <= 0 ? 0 : left > INT_MAX ? INT_MAX : (int)left);
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready <= 0) {
+            /* The deadline passed (or poll failed): the rest time out. */
+            for (size_t p = 0; p < np; p++)
+                receive_group(c, &groups[which[p]], &conns[which[p]], deadline, cluster);
+            break;
+        }
+        for (size_t p = 0; p < np; p++)
+            if (pfd[p].revents != 0)
+                receive_group(c, &groups[which[p]], &conns[which[p]], deadline, cluster);
+    }
+    /* Out of memory for the poll set: read them in order. */
+    for (size_t g = 0; g < ng; g++)
+        if (groups[g].sent)
+            receive_group(c, &groups[g], &conns[g], deadline, cluster);
+    free(pfd);
+    free(which);
+}
+
+/*
+ * The round trips of the ng groups: every connection is borrowed first
+ * (connect_timeout_ms each when none is idle), then every pipeline is sent
+ * before any reply is read, so that the nodes work in parallel, all by one
+ * deadline (timeout_ms from when the connections are ready). The
+ * connections are given back in the reverse order of their borrowing, so
+ * that each restores the signal mask it found (pool.h: SIGPIPE).
+ */
+static void round_trips(bulk_call *c, bulk_group *groups, size_t ng, bool cluster)
+{
+    nori__redis_conn *conns = malloc(ng * sizeof *conns);
+    if (conns == NULL) {
+        int rc = nori__fail(NORI_ENOMEM, "%s: out of memory for %zu nodes", c->op->pipeline, ng);
+        for (size_t g = 0; g < ng; g++)
+            group_failed(c, &groups[g], rc, false);
+        return;
+    }
+    int timeout_ms = 0;
+    for (size_t g = 0; g < ng; g++) {
+        bulk_group *gr = &groups[g];
+        int rc = nori__redis_conn_open(gr->node, &conns[g]);
+        gr->open = rc == NORI_OK;
+        gr->sent = false;
+        if (rc != NORI_OK)
+            group_failed(c, gr, rc, cluster);
+        else if (gr->node->url->timeout_ms > timeout_ms)
+            timeout_ms = gr->node->url->timeout_ms;
+    }
+    int64_t deadline = nori__redis_now_ms() + timeout_ms;
+    for (size_t g = 0; g < ng; g++) {
+        bulk_group *gr = &groups[g];
+        if (!gr->open)
+            continue;
+        const char *first = c->keys[c->bk.idx[c->order[gr->off]]];
+        if (c->op->values)
+            nori__redis_conn_expect_values(&conns[g], gr->k);
+        int rc = nori__redis_conn_send(&conns[g], gr->k, &c->gcmds[gr->off], deadline,
+                                       c->op->pipeline, first);
+        if (rc == NORI_OK)
+            gr->sent = true;
+        else
+            group_failed(c, gr, rc, cluster); /* dead now: freed by close */
+    }
+    receive(c, groups, ng, conns, deadline, cluster);
+    for (size_t g = ng; g-- > 0;)
+        if (groups[g].open)
+            nori__redis_conn_close(&conns[g]);
+    free(conns);
 }
 
 /* Sends every group, then the keys that go alone. */
@@ -209,20 +334,24 @@ static void dispatch(bulk_call *c, nori__redis_node *single)
         c->state[j] = c->node[j] != NULL ? KEY_PENDING : KEY_ALONE;
     }
     /* One group per node, in the order of each node's first key. */
+    size_t ng = 0, pos = 0;
     for (size_t j = 0; j < m; j++) {
         if (c->state[j] != KEY_PENDING)
             continue;
-        nori__redis_node *node = c->node[j];
-        size_t k = 0;
+        bulk_group *g = &c->groups[ng++];
+        g->node = c->node[j];
+        g->off = pos;
         for (size_t t = j; t < m; t++)
-            if (c->state[t] == KEY_PENDING && c->node[t] == node) {
-                c->group[k] = t;
-                c->gcmds[k] = c->cmds[t];
-                k++;
+            if (c->state[t] == KEY_PENDING && c->node[t] == g->node) {
+                c->order[pos] = t;
+                c->gcmds[pos] = c->cmds[t];
+                pos++;
                 c->state[t] = KEY_DONE;
             }
-        send_group(c, node, k, cluster);
+        g->k = pos - g->off;
     }
+    if (ng > 0)
+        round_trips(c, c->groups, ng, cluster);
     if (c->node_failed)
         nori__topo_node_failed(c->rb->topo, c->answered);
     for (size_t j = 0; j < m; j++)
@@ -247,12 +376,13 @@ static void run(bulk_call *c)
         c->ttl = c->items != NULL ? malloc(m * sizeof *c->ttl) : NULL;
         c->argv = malloc(MAX_ARGS * m * sizeof *c->argv);
         c->lens = malloc(MAX_ARGS * m * sizeof *c->lens);
-        c->group = malloc(m * sizeof *c->group);
+        c->order = malloc(m * sizeof *c->order);
+        c->groups = malloc(m * sizeof *c->groups);
         c->gcmds = malloc(m * sizeof *c->gcmds);
         c->replies = malloc(m * sizeof *c->replies);
         if (c->cmds == NULL || c->node == NULL || c->state == NULL ||
             (c->items != NULL && c->ttl == NULL) || c->argv == NULL || c->lens == NULL ||
-            c->group == NULL || c->gcmds == NULL || c->replies == NULL)
+            c->order == NULL || c->groups == NULL || c->gcmds == NULL || c->replies == NULL)
             rc = nori__fail(NORI_ENOMEM, "%s: out of memory for %zu keys", c->op->pipeline, m);
     }
     nori__redis_node *single = NULL;
@@ -278,7 +408,8 @@ static void run(bulk_call *c)
     free(c->ttl);
     free(c->argv);
     free(c->lens);
-    free(c->group);
+    free(c->order);
+    free(c->groups);
     free(c->gcmds);
     free(c->replies);
     free(c->bk.mem);

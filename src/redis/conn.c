@@ -86,16 +86,19 @@ void nori__redis_conn_expect_values(nori__redis_conn *conn, size_t n)
     conn->values = n;
 }
 
-/* The round trip of what is queued on conn, with the limits and deadline of
- * conn.h, reported to the breaker. */
-static int roundtrip(nori__redis_conn *conn, size_t n, redisReply **replies, const char *op,
-                     const char *key)
+/* The round trip of what is queued on conn, with the limits of conn.h and
+ * the given deadline, reported to the breaker. n == 0 only sends (the first
+ * half of a split round trip, nori__redis_conn_send): nothing is reported
+ * yet, and the announced values are kept for the replies. */
+static int roundtrip(nori__redis_conn *conn, size_t n, redisReply **replies, int64_t deadline,
+                     const char *op, const char *key)
 {
     nori__redis_node *node = conn->node;
     nori__redis_limits lim = nori__redis_small_replies;
     size_t values = conn->values;
     size_t value_limit = 0;
-    conn->values = 0;
+    if (n > 0)
+        conn->values = 0;
     if (values > 0) {
         value_limit = atomic_load_explicit(&node->owner->max_value, memory_order_relaxed);
         lim.max_bulk = value_limit;
@@ -104,11 +107,12 @@ static int roundtrip(nori__redis_conn *conn, size_t n, redisReply **replies, con
                             ? values * value_limit + nori__redis_small_replies.max_total
                             : SIZE_MAX;
     }
-    int64_t deadline = nori__redis_now_ms() + node->url->timeout_ms;
     redisContext *c = conn->c;
     if (nori__redis_io_roundtrip(c, deadline, &lim, n, replies) == 0) {
-        nori__redis_breaker_success(&node->breaker);
-        conn->decided = true;
+        if (n > 0) {
+            nori__redis_breaker_success(&node->breaker);
+            conn->decided = true;
+        }
         return NORI_OK;
     }
     if (c->err == NORI__REDIS_ERR_TIMEOUT) {
@@ -141,11 +145,10 @@ int nori__redis_conn_command(nori__redis_conn *conn, int argc, const char **argv
     return nori__redis_conn_pipeline(conn, 1, &cmd, reply, op, key);
 }
 
-int nori__redis_conn_pipeline(nori__redis_conn *conn, size_t n, const nori__redis_cmd *cmds,
-                              redisReply **replies, const char *op, const char *key)
+/* Queues n commands on conn's output buffer. */
+static int queue(nori__redis_conn *conn, size_t n, const nori__redis_cmd *cmds, const char *op,
+                 const char *key)
 {
-    for (size_t i = 0; i < n; i++)
-        replies[i] = NULL;
     for (size_t i = 0; i < n; i++) {
         if (redisAppendCommandArgv(conn->c, cmds[i].argc, cmds[i].argv, cmds[i].lens) !=
             REDIS_OK) {
@@ -156,7 +159,32 @@ int nori__redis_conn_pipeline(nori__redis_conn *conn, size_t n, const nori__redi
             return nori__fail(NORI_ENOMEM, "out of memory queueing %s '%.64s'", op, key);
         }
     }
-    return roundtrip(conn, n, replies, op, key);
+    return NORI_OK;
+}
+
+int nori__redis_conn_pipeline(nori__redis_conn *conn, size_t n, const nori__redis_cmd *cmds,
+                              redisReply **replies, const char *op, const char *key)
+{
+    for (size_t i = 0; i < n; i++)
+        replies[i] = NULL;
+    int rc = queue(conn, n, cmds, op, key);
+    if (rc != NORI_OK)
+        return rc;
+    return roundtrip(conn, n, replies, nori__redis_now_ms() + conn->node->url->timeout_ms, op,
+                     key);
+}
+
+int nori__redis_conn_send(nori__redis_conn *conn, size_t n, const nori__redis_cmd *cmds,
+                          int64_t deadline_ms, const char *op, const char *key)
+{
+    int rc = queue(conn, n, cmds, op, key);
+    return rc == NORI_OK ? roundtrip(conn, 0, NULL, deadline_ms, op, key) : rc;
+}
+
+int nori__redis_conn_recv(nori__redis_conn *conn, size_t n, redisReply **replies,
+                          int64_t deadline_ms, const char *op, const char *key)
+{
+    return roundtrip(conn, n, replies, deadline_ms, op, key);
 }
 
 int nori__redis_node_call(nori__redis_node *n, int argc, const char **argv, const size_t *lens,

@@ -48,6 +48,7 @@
 #include <hiredis/hiredis.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct nori__redis_node {
     const nori__redis_url *url; /* borrowed: outlives the node */
@@ -121,6 +122,21 @@ typedef struct nori__redis_cmd {
  */
 int nori__redis_conn_pipeline(nori__redis_conn *conn, size_t n, const nori__redis_cmd *cmds,
                               redisReply **replies, const char *op, const char *key);
+
+/*
+ * The two halves of nori__redis_conn_pipeline, for a caller that sends to
+ * several nodes before reading any reply, so that they work in parallel
+ * (bulk.c): send queues and writes n commands, recv reads their n replies
+ * (n > 0), both by the one deadline_ms (nori__redis_now_ms() time base)
+ * given by the caller. expect_values, if any, is called before send. After
+ * a failed send the connection is dead: do not recv, close it. Errors and
+ * ownership of the replies as for nori__redis_conn_pipeline; the breaker
+ * hears the outcome of the pair (a failed send, or recv).
+ */
+int nori__redis_conn_send(nori__redis_conn *conn, size_t n, const nori__redis_cmd *cmds,
+                          int64_t deadline_ms, const char *op, const char *key);
+int nori__redis_conn_recv(nori__redis_conn *conn, size_t n, redisReply **replies,
+                          int64_t deadline_ms, const char *op, const char *key);
 
 /*
  * One command on a connection borrowed for it alone: open, command, close.
