@@ -620,8 +620,11 @@ NORI_EXPORT int nori_backend_get_near_stats(nori_backend *b, nori_near_stats *ou
  *    message naming it, and the map is read again (one more round trip,
  *    asked first of a node that answered); the other nodes' keys succeed.
  *    A key answered MOVED, ASK, TRYAGAIN or CLUSTERDOWN (not run) is sent
- *    again alone through the routed single-key call, whose result and
- *    bound (see nori_redis_backend_new) it gets.
+ *    again alone through the routed single-key call, whose result it gets;
+ *    these keys share one retry budget of about 3 s: once it is spent the
+ *    remaining ones fail with NORI_EBACKEND without being sent, so a bulk
+ *    call on a cluster that stays down ends after about one single call's
+ *    bound (see Redis Cluster at nori_redis_backend_new).
  *    Through Sentinel each key is a routed single-key call.
  *  - Memory, and a Redis backend with a near cache (so that every key goes
  *    through the local copy and own writes drop it): a loop over the

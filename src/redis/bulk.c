@@ -36,7 +36,9 @@
  *    or a slot no master serves in the map: that key is sent again alone,
  *    after every group, through the routed single-key operation (which
  *    follows redirections, refreshes the map and is bounded as a single
- *    call: topology.h); its result is that call's;
+ *    call: topology.h); its result is that call's. A MOVED fixes the slot
+ *    in the map first (nori__topo_moved), so that the retry goes straight
+ *    to the new owner. These keys share one retry budget (see alone());
  *  - any other error reply (WRONGTYPE, OOM ...) fails that key only.
  * nori_last_error() describes the first key (in the caller's order) that
  * failed.
@@ -194,9 +196,11 @@ static void group_replies(bulk_call *c, const bulk_group *g, bool cluster)
         redisReply *r = c->replies[g->off + t];
         nori__topo_attempt a;
         memset(&a, 0, sizeof a);
-        if (cluster && nori__topo_redirected(c->rb->topo, &a, r))
+        if (cluster && nori__topo_redirected(c->rb->topo, &a, r)) {
             c->state[j] = KEY_ALONE; /* not run there: sent again alone below */
-        else
+            if (a.redirect.kind == NORI_REDIRECT_MOVED)
+                nori__topo_moved(c->rb->topo, &a, g->node);
+        } else
             settle(c, j, c->op->reply(c, j, g->node, r));
         freeReplyObject(r);
     }
@@ -317,6 +321,36 @@ static void round_trips(bulk_call *c, bulk_group *groups, size_t ng, bool cluste
     free(conns);
 }
 
+/*
+ * The keys that go alone, one routed single-key call each. Each such call
+ * may retry for NORI_TOPO_RETRY_MS (a cluster failing over answers
+ * CLUSTERDOWN to every key); together they get that budget once: a key
+ * whose turn comes after it is spent fails without being sent, so a call
+ * of many keys on a failing cluster ends after about one single call's
+ * bound, not one per key.
+ */
+static void alone(bulk_call *c)
+{
+    int64_t budget_end = nori__redis_now_ms() + NORI_TOPO_RETRY_MS;
+    size_t done = 0;
+    for (size_t j = 0; j < c->bk.m; j++) {
+        if (c->state[j] != KEY_ALONE)
+            continue;
+        size_t i = c->bk.idx[j];
+        if (done > 0 && nori__redis_now_ms() >= budget_end) {
+            settle(c, j,
+                   nori__fail(NORI_EBACKEND,
+                              "redis %s: %s '%.64s': not sent: the %zu key%s of this call "
+                              "redirected before it used up the retry budget (%d ms)",
+                              c->rb->target.display, c->op->command, c->keys[i], done,
+                              done == 1 ? "" : "s", NORI_TOPO_RETRY_MS));
+            continue;
+        }
+        settle(c, j, c->op->alone(c, j));
+        done++;
+    }
+}
+
 /* Sends every group, then the keys that go alone. */
 static void dispatch(bulk_call *c, nori__redis_node *single)
 {
@@ -354,9 +388,7 @@ static void dispatch(bulk_call *c, nori__redis_node *single)
         round_trips(c, c->groups, ng, cluster);
     if (c->node_failed)
         nori__topo_node_failed(c->rb->topo, c->answered);
-    for (size_t j = 0; j < m; j++)
-        if (c->state[j] == KEY_ALONE)
-            settle(c, j, c->op->alone(c, j));
+    alone(c);
     atomic_fetch_add_explicit(&c->rb->hits, c->hits, memory_order_relaxed);
     atomic_fetch_add_explicit(&c->rb->misses, c->misses, memory_order_relaxed);
     if (c->first < c->n)

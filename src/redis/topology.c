@@ -723,14 +723,29 @@ nori__redis_node *nori__topo_slot_master(nori__redis_topo *t, unsigned slot)
     return o != NORI_SLOT_UNSERVED ? &nori__topo_node(t, o)->node : NULL;
 }
 
+/* Registry index of the node whose pool is n, or -1. Lock-free. */
+static int index_of(const nori__redis_topo *t, const nori__redis_node *n)
+{
+    size_t count = atomic_load_explicit(&t->nnodes, memory_order_acquire);
+    for (size_t i = 0; n != NULL && i < count; i++)
+        if (&nori__topo_node(t, i)->node == n)
+            return (int)i;
+    return -1;
+}
+
+void nori__topo_moved(nori__redis_topo *t, const nori__topo_attempt *a,
+                      const nori__redis_node *from)
+{
+    int i = index_of(t, from);
+    if (a->redirect.kind != NORI_REDIRECT_MOVED || i < 0)
+        return;
+    int ask = -1, delay = 10;
+    follow(t, a, nori__topo_node(t, (size_t)i), a->redirect.slot, &ask, &delay);
+}
+
 void nori__topo_node_failed(nori__redis_topo *t, const nori__redis_node *answered)
 {
     /* Ask a node that just answered first: the failed one may be stuck, and
      * asking it would cost the caller its timeout a second time. */
-    int prefer = -1;
-    size_t n = atomic_load_explicit(&t->nnodes, memory_order_acquire);
-    for (size_t i = 0; answered != NULL && i < n && prefer < 0; i++)
-        if (&nori__topo_node(t, i)->node == answered)
-            prefer = (int)i;
-    refresh(t, prefer, false);
+    refresh(t, index_of(t, answered), false);
 }

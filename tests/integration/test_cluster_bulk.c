@@ -9,6 +9,10 @@
  *  - a key of another type on one node (WRONGTYPE) fails alone;
  *  - a map made stale by a reshard (MOVED) and bulk calls during a reshard
  *    (MOVED and ASK) give zero failed keys;
+ *  - on scripted fake nodes (tests/support/fake_redis.c): a key answered
+ *    MOVED is sent again alone to the new owner while the others are read
+ *    from the pipeline; a cluster that answers CLUSTERDOWN to every key
+ *    ends the call after one retry budget, not one per key;
  *  - (last) a SIGSTOPped master fails only its own keys, within the bound
  *    of cache.h (its round trip's timeout_ms plus a map refresh), the other
  *    masters' keys succeed, and the backend recovers after SIGCONT.
@@ -19,6 +23,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "fake_redis.h"
 #include "redis/cluster_slots.h"
 #include "redis_cluster.h"
 #include "test_support.h"
@@ -457,6 +462,92 @@ static void test_reshard(void **state)
     nori_backend_free(stale);
 }
 
+/* ---- scripted fake nodes ---- */
+
+#define CLUSTER_INFO "$17\r\ncluster_enabled:1\r\n"
+
+/* A fake cluster node whose map gives it every slot. */
+static nori_fake_redis *fake_node(void)
+{
+    nori_fake_redis *f = nori_fake_redis_start();
+    char slots[256];
+    int port = nori_fake_redis_port(f);
+    snprintf(slots, sizeof slots,
+             "*1\r\n*3\r\n:0\r\n:16383\r\n*3\r\n$9\r\n127.0.0.1\r\n:%d\r\n$40\r\n"
+             "%040d\r\n",
+             port, port);
+    nori_fake_redis_default(f, "INFO", CLUSTER_INFO);
+    nori_fake_redis_default(f, "CLUSTER SLOTS", slots);
+    return f;
+}
+
+static nori_backend *backend_on(const nori_fake_redis *f)
+{
+    char url[200];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", nori_fake_redis_port(f));
+    nori_backend *b;
+    assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
+    return b;
+}
+
+/* The first GET of the pipeline is MOVED: that key alone goes straight to
+ * the new owner (the MOVED fixed the map; the old owner is not asked
+ * again); the other four are answered by the pipeline, not sent again. */
+static void test_fake_moved_key_alone(void **state)
+{
+    (void)state;
+    nori_fake_redis *a = fake_node(), *bn = fake_node();
+    char moved[128];
+    snprintf(moved, sizeof moved, "-MOVED %u 127.0.0.1:%d\r\n",
+             nori__cluster_keyslot("cache:k0", 8), nori_fake_redis_port(bn));
+    nori_fake_redis_reply(a, "GET", moved);
+    nori_fake_redis_default(a, "GET", "$2\r\nva\r\n");
+    nori_fake_redis_default(bn, "GET", "$2\r\nvb\r\n");
+    nori_backend *b = backend_on(a);
+    const char *keys[] = {"k0", "k1", "k2", "k3", "k4"};
+    nori_get_result res[5];
+    assert_nori(nori_backend_get_many(b, keys, 5, res), NORI_OK);
+    assert_string_equal(res[0].value.data, "vb");
+    for (int i = 1; i < 5; i++)
+        assert_string_equal(res[i].value.data, "va");
+    nori_get_results_free(res, 5);
+    assert_int_equal(nori_fake_redis_count(a, "GET"), 5);
+    assert_int_equal(nori_fake_redis_count(bn, "GET"), 1);
+    nori_backend_free(b);
+    nori_fake_redis_stop(a);
+    nori_fake_redis_stop(bn);
+}
+
+/* CLUSTERDOWN for every key: the keys sent again alone share one retry
+ * budget (NORI_TOPO_RETRY_MS, 3 s), so 20 keys end in about one single
+ * call's bound (3 s of retries plus an attempt), not 20 of them. */
+static void test_fake_clusterdown_bounded(void **state)
+{
+    (void)state;
+    nori_fake_redis *a = fake_node();
+    nori_fake_redis_default(a, "GET", "-CLUSTERDOWN The cluster is down\r\n");
+    nori_backend *b = backend_on(a);
+    enum { N = 20 };
+    char names[N][16];
+    const char *keys[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof names[i], "d%d", i);
+        keys[i] = names[i];
+    }
+    nori_get_result res[N];
+    long long start = nori_test_now_ms();
+    assert_nori(nori_backend_get_many(b, keys, N, res), NORI_EBACKEND);
+    long long took = nori_test_now_ms() - start;
+    print_message("CLUSTERDOWN for %d keys: %lld ms, %d GETs\n", N, took,
+                  nori_fake_redis_count(a, "GET"));
+    assert_non_null(strstr(nori_last_error(), "CLUSTERDOWN"));
+    for (int i = 0; i < N; i++)
+        assert_int_equal(res[i].rc, NORI_EBACKEND);
+    assert_true(took < 7000);
+    nori_backend_free(b);
+    nori_fake_redis_stop(a);
+}
+
 /* ---- a stopped master (last: the cluster may fail it over) ---- */
 
 #define STOP_TIMEOUT_MS 300
@@ -541,6 +632,8 @@ int main(void)
         cmocka_unit_test(test_one_round_trip_per_node),
         cmocka_unit_test(test_wrong_type_fails_one_key),
         cmocka_unit_test(test_reshard),
+        cmocka_unit_test(test_fake_moved_key_alone),
+        cmocka_unit_test(test_fake_clusterdown_bounded),
         cmocka_unit_test(test_stopped_master),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
