@@ -37,8 +37,9 @@
  *    after every group, through the routed single-key operation (which
  *    follows redirections, refreshes the map and is bounded as a single
  *    call: topology.h); its result is that call's. A MOVED fixes the slot
- *    in the map first (nori__topo_moved), so that the retry goes straight
- *    to the new owner. These keys share one retry budget (see alone());
+ *    in the map first (nori__topo_moved, after every group is read), so
+ *    that the retry goes straight to the new owner. These keys share one
+ *    retry budget (see alone());
  *  - any other error reply (WRONGTYPE, OOM ...) fails that key only.
  * nori_last_error() describes the first key (in the caller's order) that
  * failed.
@@ -197,12 +198,35 @@ static void group_replies(bulk_call *c, const bulk_group *g, bool cluster)
         nori__topo_attempt a;
         memset(&a, 0, sizeof a);
         if (cluster && nori__topo_redirected(c->rb->topo, &a, r)) {
-            c->state[j] = KEY_ALONE; /* not run there: sent again alone below */
+            /* Not run there: sent again alone after the round trips. A
+             * MOVED is kept for moved_keys(). */
+            c->state[j] = KEY_ALONE;
             if (a.redirect.kind == NORI_REDIRECT_MOVED)
-                nori__topo_moved(c->rb->topo, &a, g->node);
-        } else
+                continue;
+        } else {
             settle(c, j, c->op->reply(c, j, g->node, r));
+        }
         freeReplyObject(r);
+        c->replies[g->off + t] = NULL;
+    }
+}
+
+/* The MOVED replies kept by group_replies fix their slots in the map (and
+ * refresh it, rate-limited), so that those keys' retries go straight to
+ * the new owner. After the round trips, whose shared deadline a refresh
+ * must not eat into. */
+static void moved_keys(bulk_call *c, size_t total)
+{
+    for (size_t pos = 0; pos < total; pos++) {
+        redisReply *r = c->replies[pos];
+        if (r == NULL)
+            continue;
+        nori__topo_attempt a;
+        memset(&a, 0, sizeof a);
+        if (nori__topo_redirected(c->rb->topo, &a, r))
+            nori__topo_moved(c->rb->topo, &a, c->node[c->order[pos]]);
+        freeReplyObject(r);
+        c->replies[pos] = NULL;
     }
 }
 
@@ -384,8 +408,11 @@ static void dispatch(bulk_call *c, nori__redis_node *single)
             }
         g->k = pos - g->off;
     }
+    for (size_t t = 0; t < pos; t++)
+        c->replies[t] = NULL;
     if (ng > 0)
         round_trips(c, c->groups, ng, cluster);
+    moved_keys(c, pos);
     if (c->node_failed)
         nori__topo_node_failed(c->rb->topo, c->answered);
     alone(c);
