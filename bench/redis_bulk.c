@@ -3,9 +3,26 @@
  * blocks of about 0.5 s each, ROUNDS times; prints keys read per second for
  * each and the ratio of the medians (one thread, values of VALUE bytes).
  *   redis_bulk URL|memory [ROUNDS] [K] [VALUE]
+ *   redis_bulk_cluster cluster [ROUNDS] [K] [VALUE]
  * Defaults: 5 rounds, 100 keys, 100-byte values. On Redis a get_many is one
- * round trip (a pipeline of K GETs); K single gets are K round trips.
+ * round trip per node holding some of the keys (a pipeline of GETs); K
+ * single gets are K round trips.
+ *
+ * redis_bulk_cluster is this file built with the tests' harness
+ * (tests/CMakeLists.txt, NORI_BENCH_CLUSTER): "cluster" starts a private
+ * Redis Cluster of 3 masters and 3 replicas on loopback
+ * (tests/support/redis_cluster.h), measures against it and stops it.
  */
+#ifdef NORI_BENCH_CLUSTER
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "redis_cluster.h"
+#endif
+
 #include <nori/cache.h>
 
 #include <stdio.h>
@@ -29,7 +46,7 @@ static int cmp(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: redis_bulk URL|memory [ROUNDS] [K] [VALUE]\n");
+        fprintf(stderr, "usage: redis_bulk URL|memory|cluster [ROUNDS] [K] [VALUE]\n");
         return 2;
     }
     int rounds = argc > 2 ? atoi(argv[2]) : 5;
@@ -39,11 +56,27 @@ int main(int argc, char **argv)
         fprintf(stderr, "redis_bulk: bad ROUNDS, K or VALUE\n");
         return 2;
     }
+    const char *url = argv[1];
+#ifdef NORI_BENCH_CLUSTER
+    nori_test_cluster *cluster = NULL;
+    if (strcmp(url, "cluster") == 0) {
+        cluster = nori_test_cluster_start();
+        url = cluster->url;
+    }
+#else
+    if (strcmp(url, "cluster") == 0) {
+        fprintf(stderr, "redis_bulk: for a cluster run redis_bulk_cluster (built with the tests)\n");
+        return 2;
+    }
+#endif
     nori_backend *b;
-    int rc = strcmp(argv[1], "memory") == 0 ? nori_memory_backend_new((size_t)k + 10, &b)
-                                            : nori_redis_backend_new(argv[1], &b);
+    int rc = strcmp(url, "memory") == 0 ? nori_memory_backend_new((size_t)k + 10, &b)
+                                        : nori_redis_backend_new(url, &b);
     if (rc != NORI_OK) {
         fprintf(stderr, "redis_bulk: %s\n", nori_last_error());
+#ifdef NORI_BENCH_CLUSTER
+        nori_test_cluster_stop(cluster);
+#endif
         return 1;
     }
     char **names = calloc((size_t)k, sizeof *names);
@@ -65,6 +98,9 @@ int main(int argc, char **argv)
     }
     if (nori_backend_set_many(b, items, (size_t)k, NULL) != NORI_OK) {
         fprintf(stderr, "redis_bulk: set_many: %s\n", nori_last_error());
+#ifdef NORI_BENCH_CLUSTER
+        nori_test_cluster_stop(cluster);
+#endif
         return 1;
     }
     long failures = 0;
@@ -96,9 +132,10 @@ int main(int argc, char **argv)
     qsort(single, (size_t)rounds, sizeof *single, cmp);
     qsort(bulk, (size_t)rounds, sizeof *bulk, cmp);
     double ms = single[rounds / 2], mb = bulk[rounds / 2];
-    printf("%s, %d keys of %d bytes, median of %d: single gets %.0f keys/s, get_many %.0f "
+    printf("%s%s, %d keys of %d bytes, median of %d: single gets %.0f keys/s, get_many %.0f "
            "keys/s, ratio %.1fx (%ld failures)\n",
-           nori_backend_kind(b), k, vlen, rounds, ms, mb, mb / ms, failures);
+           nori_backend_kind(b), strcmp(argv[1], "cluster") == 0 ? " cluster" : "", k, vlen,
+           rounds, ms, mb, mb / ms, failures);
     nori_backend_delete_many(b, keys, (size_t)k, NULL);
     nori_backend_free(b);
     for (int i = 0; i < k; i++)
@@ -110,5 +147,8 @@ int main(int argc, char **argv)
     free(value);
     free(single);
     free(bulk);
+#ifdef NORI_BENCH_CLUSTER
+    nori_test_cluster_stop(cluster);
+#endif
     return failures != 0;
 }

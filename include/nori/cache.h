@@ -637,9 +637,23 @@ NORI_EXPORT int nori_backend_get_near_stats(nori_backend *b, nori_near_stats *ou
  *    results NULL with n > 0, n > NORI_MAX_BULK) is NORI_EINVAL with every
  *    given result set to NORI_EINVAL and nothing done.
  *  - Redis (single node): the valid keys go in one round trip (a pipeline of
- *    GETs or SETs, one UNLINK of all keys), bounded as a whole by
+ *    GETs, SETs or UNLINKs, one per key), bounded as a whole by
  *    timeout_ms; an I/O error or timeout fails every key of the round trip,
  *    with the outcome of writes unknown (see nori_redis_backend_new).
+ *  - Redis Cluster: the keys are grouped by the master of their slot (the
+ *    current map), one pipeline per master; all are sent before any reply
+ *    is read, and all replies are read within one timeout_ms (plus
+ *    connect_timeout_ms per node that has no idle pooled connection). A
+ *    node that fails (down, timeout) fails only its own keys, with a
+ *    message naming it, and the map is read again (one more round trip,
+ *    asked first of a node that answered); the other nodes' keys succeed.
+ *    A key answered MOVED, ASK, TRYAGAIN or CLUSTERDOWN (not run) is sent
+ *    again alone through the routed single-key call, whose result it gets;
+ *    these keys share one retry budget of about 3 s: once it is spent the
+ *    remaining ones fail with NORI_EBACKEND without being sent, so a bulk
+ *    call on a cluster that stays down ends after about one single call's
+ *    bound (see Redis Cluster at nori_redis_backend_new).
+ *    Through Sentinel each key is a routed single-key call.
  *  - Memory, and a Redis backend with a near cache (so that every key goes
  *    through the local copy and own writes drop it): a loop over the
  *    single-key operations;

@@ -59,6 +59,7 @@ int nori__redis_conn_open(nori__redis_node *n, nori__redis_conn *conn)
     conn->reusable = true;
     conn->decided = false;
     conn->values = 0;
+    conn->wait_cmds = NULL;
     int rc = nori__redis_breaker_enter(&n->breaker, n->url->display, &conn->probe);
     if (rc != NORI_OK)
         return rc;
@@ -89,16 +90,19 @@ void nori__redis_conn_expect_values(nori__redis_conn *conn, size_t n)
     conn->values = n;
 }
 
-/* The round trip of what is queued on conn, with the limits and deadline of
- * conn.h, reported to the breaker. */
-static int roundtrip(nori__redis_conn *conn, size_t n, redisReply **replies, const char *op,
-                     const char *key)
+/* The round trip of what is queued on conn, with the limits of conn.h and
+ * the given deadline, reported to the breaker. n == 0 only sends (the first
+ * half of a split round trip, nori__redis_conn_send): nothing is reported
+ * yet, and the announced values are kept for the replies. */
+static int roundtrip(nori__redis_conn *conn, size_t n, redisReply **replies, int64_t deadline,
+                     const char *op, const char *key)
 {
     nori__redis_node *node = conn->node;
     nori__redis_limits lim = nori__redis_small_replies;
     size_t values = conn->values;
     size_t value_limit = 0;
-    conn->values = 0;
+    if (n > 0)
+        conn->values = 0;
     if (values > 0) {
         value_limit = atomic_load_explicit(&node->owner->max_value, memory_order_relaxed);
         lim.max_bulk = value_limit;
@@ -107,11 +111,12 @@ static int roundtrip(nori__redis_conn *conn, size_t n, redisReply **replies, con
                             ? values * value_limit + nori__redis_small_replies.max_total
                             : SIZE_MAX;
     }
-    int64_t deadline = nori__redis_now_ms() + node->url->timeout_ms;
     redisContext *c = conn->c;
     if (nori__redis_io_roundtrip(c, deadline, &lim, n, replies) == 0) {
-        nori__redis_breaker_success(&node->breaker);
-        conn->decided = true;
+        if (n > 0) {
+            nori__redis_breaker_success(&node->breaker);
+            conn->decided = true;
+        }
         return NORI_OK;
     }
     if (c->err == NORI__REDIS_ERR_TIMEOUT) {
@@ -152,45 +157,75 @@ static bool command_is(const nori__redis_cmd *cmd, const char *name)
     return len == strlen(name) && strncasecmp(cmd->argv[0], name, len) == 0;
 }
 
+/* The writing commands this library sends: SET, UNLINK, DEL, the INCR and
+ * delete_if_equal scripts, a transaction's EXEC. */
+static bool is_write(const nori__redis_cmd *cmd)
+{
+    static const char *const writes[] = {"SET", "UNLINK", "DEL", "EVAL", "EVALSHA", "EXEC"};
+    for (size_t w = 0; w < sizeof writes / sizeof writes[0]; w++)
+        if (command_is(cmd, writes[w]))
+            return true;
+    return false;
+}
+
 /*
  * Whether a pipeline writes, so that with wait_replicas a WAIT must follow
- * it: it holds one of the writing commands this library sends (SET, UNLINK,
- * DEL, the INCR and delete_if_equal scripts, a transaction's EXEC), and it
- * does not end inside MULTI (a WAIT there would be queued in the
- * transaction instead of waiting).
+ * it: it holds a writing command, and it does not end inside MULTI (a WAIT
+ * there would be queued in the transaction instead of waiting).
  */
 static bool pipeline_writes(size_t n, const nori__redis_cmd *cmds)
 {
-    static const char *const writes[] = {"SET", "UNLINK", "DEL", "EVAL", "EVALSHA", "EXEC"};
     bool writes_any = false, in_multi = false;
     for (size_t i = 0; i < n; i++) {
         if (command_is(&cmds[i], "MULTI"))
             in_multi = true;
         else if (command_is(&cmds[i], "EXEC") || command_is(&cmds[i], "DISCARD"))
             in_multi = false;
-        for (size_t w = 0; w < sizeof writes / sizeof writes[0]; w++)
-            writes_any |= command_is(&cmds[i], writes[w]);
+        writes_any |= is_write(&cmds[i]);
     }
     return writes_any && !in_multi;
 }
 
+/* Whether the replies say something was written: a writing command outside
+ * MULTI (inside, a SET only answers QUEUED; its EXEC writes) answered
+ * neither an error nor a nil (SET NX not done, EXEC aborted). */
+static bool something_written(size_t n, const nori__redis_cmd *cmds, redisReply **replies)
+{
+    bool in_multi = false;
+    for (size_t i = 0; i < n; i++) {
+        if (command_is(&cmds[i], "MULTI")) {
+            in_multi = true;
+            continue;
+        }
+        if (command_is(&cmds[i], "EXEC") || command_is(&cmds[i], "DISCARD"))
+            in_multi = false;
+        else if (in_multi)
+            continue;
+        if (is_write(&cmds[i]) && replies[i]->type != REDIS_REPLY_ERROR &&
+            replies[i]->type != REDIS_REPLY_NIL)
+            return true;
+    }
+    return false;
+}
+
+static int roundtrip(nori__redis_conn *conn, size_t n, redisReply **replies, int64_t deadline,
+                     const char *op, const char *key);
+
 /*
- * Reads the reply of the WAIT queued after a write's n replies and judges
- * it. A write that wrote nothing (an error reply, a nil: SET NX not done,
- * EXEC aborted) has nothing to wait for, and its own answer stands.
- * NORI_OK, or an error with replies[0..n) freed and NULL.
+ * Reads the reply of the WAIT queued after a write's n replies (by its own
+ * deadline: the write's round trip may have used most of the first) and
+ * judges it. A write that wrote nothing has nothing to wait for, and its
+ * own answer stands. NORI_OK, or an error with replies[0..n) freed and NULL.
  */
 static int judge_wait(nori__redis_conn *conn, size_t n, redisReply **replies, const char *op,
                       const char *key)
 {
-    redisReply *w;
-    int rc = roundtrip(conn, 1, &w, op, key);
-    bool wrote = true;
-    for (size_t i = 0; i < n; i++)
-        if (replies[i]->type == REDIS_REPLY_ERROR || replies[i]->type == REDIS_REPLY_NIL)
-            wrote = false;
+    const nori__redis_cmd *cmds = conn->wait_cmds;
+    conn->wait_cmds = NULL;
     const nori__redis_url *u = conn->node->url;
-    if (rc == NORI_OK && wrote) {
+    redisReply *w;
+    int rc = roundtrip(conn, 1, &w, nori__redis_now_ms() + u->timeout_ms, op, key);
+    if (rc == NORI_OK && something_written(n, cmds, replies)) {
         if (w->type != REDIS_REPLY_INTEGER)
             rc = nori__redis_reply_fail(conn->node, w, "WAIT after the write", key);
         else if (w->integer < u->wait_replicas)
@@ -211,11 +246,12 @@ static int judge_wait(nori__redis_conn *conn, size_t n, redisReply **replies, co
     return rc;
 }
 
-int nori__redis_conn_pipeline(nori__redis_conn *conn, size_t n, const nori__redis_cmd *cmds,
-                              redisReply **replies, const char *op, const char *key)
+/* Queues n commands on conn's output buffer, and a WAIT after them when
+ * they write and the URL asks for replicas (cmds must then stay valid
+ * until their replies are read). */
+static int queue(nori__redis_conn *conn, size_t n, const nori__redis_cmd *cmds, const char *op,
+                 const char *key)
 {
-    for (size_t i = 0; i < n; i++)
-        replies[i] = NULL;
     const nori__redis_url *u = conn->node->url;
     bool wait = u->wait_replicas > 0 && pipeline_writes(n, cmds);
     int queued = REDIS_OK;
@@ -230,12 +266,44 @@ int nori__redis_conn_pipeline(nori__redis_conn *conn, size_t n, const nori__redi
         conn->values = 0;
         return nori__fail(NORI_ENOMEM, "out of memory queueing %s '%.64s'", op, key);
     }
-    /* The write and its WAIT go out in one write(2); the write's replies
-     * are read first, then the WAIT's (each read within timeout_ms). */
-    int rc = roundtrip(conn, n, replies, op, key);
-    if (rc == NORI_OK && wait)
+    conn->wait_cmds = wait ? cmds : NULL;
+    return NORI_OK;
+}
+
+/* Reads the n replies of what was queued, then the WAIT's if one followed. */
+static int receive(nori__redis_conn *conn, size_t n, redisReply **replies, int64_t deadline,
+                   const char *op, const char *key)
+{
+    int rc = roundtrip(conn, n, replies, deadline, op, key);
+    if (rc == NORI_OK && conn->wait_cmds != NULL)
         rc = judge_wait(conn, n, replies, op, key);
+    conn->wait_cmds = NULL;
     return rc;
+}
+
+int nori__redis_conn_pipeline(nori__redis_conn *conn, size_t n, const nori__redis_cmd *cmds,
+                              redisReply **replies, const char *op, const char *key)
+{
+    for (size_t i = 0; i < n; i++)
+        replies[i] = NULL;
+    int rc = queue(conn, n, cmds, op, key);
+    if (rc != NORI_OK)
+        return rc;
+    return receive(conn, n, replies, nori__redis_now_ms() + conn->node->url->timeout_ms, op,
+                   key);
+}
+
+int nori__redis_conn_send(nori__redis_conn *conn, size_t n, const nori__redis_cmd *cmds,
+                          int64_t deadline_ms, const char *op, const char *key)
+{
+    int rc = queue(conn, n, cmds, op, key);
+    return rc == NORI_OK ? roundtrip(conn, 0, NULL, deadline_ms, op, key) : rc;
+}
+
+int nori__redis_conn_recv(nori__redis_conn *conn, size_t n, redisReply **replies,
+                          int64_t deadline_ms, const char *op, const char *key)
+{
+    return receive(conn, n, replies, deadline_ms, op, key);
 }
 
 int nori__redis_node_call(nori__redis_node *n, int argc, const char **argv, const size_t *lens,

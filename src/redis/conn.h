@@ -49,6 +49,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct nori__redis_node {
     const nori__redis_url *url; /* borrowed: outlives the node */
@@ -81,6 +82,9 @@ typedef struct nori__redis_conn {
     bool probe;    /* this borrow is the breaker's half-open probe */
     bool decided;  /* the probe's outcome was reported */
     size_t values; /* set by expect_values for the next round trip */
+    /* The commands of the round trip in progress when a WAIT follows them
+     * (wait_replicas), to judge its reply; borrowed, NULL otherwise. */
+    const struct nori__redis_cmd *wait_cmds;
 } nori__redis_conn;
 
 /* Borrows a connection of node n (connecting when none is idle). NORI_OK,
@@ -124,6 +128,21 @@ typedef struct nori__redis_cmd {
  */
 int nori__redis_conn_pipeline(nori__redis_conn *conn, size_t n, const nori__redis_cmd *cmds,
                               redisReply **replies, const char *op, const char *key);
+
+/*
+ * The two halves of nori__redis_conn_pipeline, for a caller that sends to
+ * several nodes before reading any reply, so that they work in parallel
+ * (bulk.c): send queues and writes n commands, recv reads their n replies
+ * (n > 0), both by the one deadline_ms (nori__redis_now_ms() time base)
+ * given by the caller. expect_values, if any, is called before send. After
+ * a failed send the connection is dead: do not recv, close it. Errors and
+ * ownership of the replies as for nori__redis_conn_pipeline; the breaker
+ * hears the outcome of the pair (a failed send, or recv).
+ */
+int nori__redis_conn_send(nori__redis_conn *conn, size_t n, const nori__redis_cmd *cmds,
+                          int64_t deadline_ms, const char *op, const char *key);
+int nori__redis_conn_recv(nori__redis_conn *conn, size_t n, redisReply **replies,
+                          int64_t deadline_ms, const char *op, const char *key);
 
 /*
  * One command on a connection borrowed for it alone: open, command, close.

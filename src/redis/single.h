@@ -1,8 +1,8 @@
 /*
  * The Redis backend's state, shared by its files: backend.c (the operations
  * of cache.h, one key at a time, routed by topology.c) and bulk.c (the bulk
- * calls, one round trip each on one server; one key at a time, routed, on a
- * cluster or through Sentinel).
+ * calls: one round trip per node, on one server or a cluster; one key at a
+ * time, routed, through Sentinel).
  */
 #ifndef NORI_SRC_REDIS_SINGLE_H
 #define NORI_SRC_REDIS_SINGLE_H
@@ -48,7 +48,7 @@ static inline void make_key(wire_key *k, const char *key, size_t klen)
 }
 
 /* The bulk operations of the ops table (backend.h describes the contract):
- * a pipeline of GETs, a pipeline of SETs, one UNLINK. */
+ * a pipeline of GETs, SETs or UNLINKs per node (bulk.c). */
 void nori__redis_get_many(nori_backend *b, size_t n, const char *const *keys,
                           const size_t *klens, nori_get_result *results);
 void nori__redis_set_many(nori_backend *b, size_t n, const nori_set_item *items,

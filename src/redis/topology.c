@@ -718,3 +718,40 @@ int nori__topo_masters(nori__redis_topo *t, nori__redis_node **out, size_t max)
     pthread_mutex_unlock(&t->lock);
     return rc == NORI_OK ? (int)k : rc;
 }
+
+/* ---- for the bulk calls (bulk.c) ---- */
+
+nori__redis_node *nori__topo_slot_master(nori__redis_topo *t, unsigned slot)
+{
+    if (nori__topo_mode(t) != NORI_TOPO_CLUSTER || slot >= NORI_CLUSTER_SLOTS)
+        return NULL;
+    uint16_t o = atomic_load_explicit(&t->owner[slot], memory_order_acquire);
+    return o != NORI_SLOT_UNSERVED ? &nori__topo_node(t, o)->node : NULL;
+}
+
+/* Registry index of the node whose pool is n, or -1. Lock-free. */
+static int index_of(const nori__redis_topo *t, const nori__redis_node *n)
+{
+    size_t count = atomic_load_explicit(&t->nnodes, memory_order_acquire);
+    for (size_t i = 0; n != NULL && i < count; i++)
+        if (&nori__topo_node(t, i)->node == n)
+            return (int)i;
+    return -1;
+}
+
+void nori__topo_moved(nori__redis_topo *t, const nori__topo_attempt *a,
+                      const nori__redis_node *from)
+{
+    int i = index_of(t, from);
+    if (a->redirect.kind != NORI_REDIRECT_MOVED || i < 0)
+        return;
+    int ask = -1, delay = 10;
+    follow(t, a, nori__topo_node(t, (size_t)i), a->redirect.slot, &ask, &delay);
+}
+
+void nori__topo_node_failed(nori__redis_topo *t, const nori__redis_node *answered)
+{
+    /* Ask a node that just answered first: the failed one may be stuck, and
+     * asking it would cost the caller its timeout a second time. */
+    refresh(t, index_of(t, answered), false);
+}

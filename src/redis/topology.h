@@ -133,4 +133,28 @@ int nori__topo_refresh(nori__redis_topo *t);
  */
 char *nori__topo_describe(nori__redis_topo *t, int *rc);
 
+/*
+ * For the bulk calls on a cluster (bulk.c), which group keys by node
+ * themselves: the master that serves `slot` in the current map, without
+ * connecting, waiting or setting an error. NULL when no node serves the
+ * slot or the mode is not cluster. Lock-free; valid while the backend lives.
+ */
+nori__redis_node *nori__topo_slot_master(nori__redis_topo *t, unsigned slot);
+
+/* For a bulk call: node `from` answered a key's command with the
+ * redirection recorded in a (nori__topo_redirected). A MOVED fixes that
+ * slot in the map and refreshes it, as a routed call does, so that the
+ * key's retry goes straight to the new owner; other redirections change
+ * nothing. May change nori_last_error(). */
+void nori__topo_moved(nori__redis_topo *t, const nori__topo_attempt *a,
+                      const nori__redis_node *from);
+
+/* A node failed under a bulk call (no reply, or a timeout): the map may be
+ * out of date (a failover), so it is read again, unless a refresh was made
+ * within NORI_TOPO_REFRESH_MIN_MS; `answered` (NULL: none), a node that
+ * answered during the call, is asked first. The refresh is bounded as
+ * nori__topo_refresh; its outcome is not the caller's concern (it may change
+ * nori_last_error()). */
+void nori__topo_node_failed(nori__redis_topo *t, const nori__redis_node *answered);
+
 #endif
