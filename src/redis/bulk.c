@@ -22,9 +22,13 @@
  * pipeline is sent before any reply is read, so that the nodes work in
  * parallel, and all replies are read by one deadline: timeout_ms from when
  * the connections were ready. A stuck node thus costs the call timeout_ms
- * once, however many nodes there are. Through Sentinel (the master may
- * move mid-call) every key goes alone through the routed single-key
- * operation.
+ * once, however many nodes there are. Through Sentinel the keys are one
+ * group on the master resolved last; as the master may move mid-call, a key
+ * answered READONLY, and every key of a group whose connection failed
+ * without timing out (refused, reset: the master is gone), is sent again
+ * alone through the routed single-key operation, which resolves the master
+ * again (all three bulk commands are idempotent, so resending is safe). A
+ * timeout fails the group's keys, as on a cluster.
  *
  * Failures, per key:
  *  - a group's round trip fails without replies (node down, timeout, reply
@@ -147,6 +151,7 @@ struct bulk_call {
     bulk_group *groups;         /* at most one per key */
     uint64_t hits, misses;
     bool node_failed;           /* a cluster node failed: refresh the map */
+    bool sentinel;              /* through Sentinel: one group, on the master */
     nori__redis_node *answered; /* a node whose round trip succeeded, or NULL */
     size_t first;               /* caller's index of the first key that failed; n: none */
     int first_rc;
@@ -188,6 +193,19 @@ static void group_failed(bulk_call *c, const bulk_group *g, int rc, bool cluster
     c->node_failed |= cluster;
 }
 
+/* A group whose round trip failed: through Sentinel, unless it timed out,
+ * its keys go alone (the master moved: the routed path finds the new one);
+ * otherwise they fail with rc. */
+static void group_lost(bulk_call *c, const bulk_group *g, int rc, bool timed_out, bool cluster)
+{
+    if (c->sentinel && !timed_out) {
+        for (size_t t = 0; t < g->k; t++)
+            c->state[c->order[g->off + t]] = KEY_ALONE;
+        return;
+    }
+    group_failed(c, g, rc, cluster);
+}
+
 /* Reads the replies of group g (received). */
 static void group_replies(bulk_call *c, const bulk_group *g, bool cluster)
 {
@@ -197,8 +215,9 @@ static void group_replies(bulk_call *c, const bulk_group *g, bool cluster)
         redisReply *r = c->replies[g->off + t];
         nori__topo_attempt a;
         memset(&a, 0, sizeof a);
-        if (cluster && nori__topo_redirected(c->rb->topo, &a, r)) {
-            /* Not run there: sent again alone after the round trips. A
+        if ((cluster || c->sentinel) && nori__topo_redirected(c->rb->topo, &a, r)) {
+            /* Not run there (a redirection, or READONLY from a master that
+             * became a replica): sent again alone after the round trips. A
              * MOVED is kept for moved_keys(). */
             c->state[j] = KEY_ALONE;
             if (a.redirect.kind == NORI_REDIRECT_MOVED)
@@ -245,11 +264,12 @@ static void receive_group(bulk_call *c, bulk_group *g, nori__redis_conn *conn, i
     }
     /* Called after the deadline (nothing had come), the timeout message
      * would count from now: say how long the node really had. */
-    if (late && conn->c != NULL && conn->c->err == NORI__REDIS_ERR_TIMEOUT)
+    bool timed_out = conn->c != NULL && conn->c->err == NORI__REDIS_ERR_TIMEOUT;
+    if (late && timed_out)
         rc = nori__fail(rc, "redis %s: %s '%.64s': timed out (no reply within %d ms)",
                         g->node->url->display, c->op->pipeline, first,
                         g->node->url->timeout_ms);
-    group_failed(c, g, rc, cluster);
+    group_lost(c, g, rc, timed_out, cluster);
 }
 
 /*
@@ -299,9 +319,7 @@ static void receive(bulk_call *c, bulk_group *groups, size_t ng, nori__redis_con
  * The round trips of the ng groups: every connection is borrowed first
  * (connect_timeout_ms each when none is idle), then every pipeline is sent
  * before any reply is read, so that the nodes work in parallel, all by one
- * deadline (timeout_ms from when the connections are ready). The
- * connections are given back in the reverse order of their borrowing, so
- * that each restores the signal mask it found (pool.h: SIGPIPE).
+ * deadline (timeout_ms from when the connections are ready).
  */
 static void round_trips(bulk_call *c, bulk_group *groups, size_t ng, bool cluster)
 {
@@ -319,7 +337,7 @@ static void round_trips(bulk_call *c, bulk_group *groups, size_t ng, bool cluste
         gr->open = rc == NORI_OK;
         gr->sent = false;
         if (rc != NORI_OK)
-            group_failed(c, gr, rc, cluster);
+            group_lost(c, gr, rc, false, cluster);
         else if (gr->node->url->timeout_ms > timeout_ms)
             timeout_ms = gr->node->url->timeout_ms;
     }
@@ -335,8 +353,9 @@ static void round_trips(bulk_call *c, bulk_group *groups, size_t ng, bool cluste
                                        c->op->pipeline, first);
         if (rc == NORI_OK)
             gr->sent = true;
-        else
-            group_failed(c, gr, rc, cluster); /* dead now: freed by close */
+        else /* dead now: freed by close */
+            group_lost(c, gr, rc,
+                       conns[g].c != NULL && conns[g].c->err == NORI__REDIS_ERR_TIMEOUT, cluster);
     }
     receive(c, groups, ng, conns, deadline, cluster);
     for (size_t g = ng; g-- > 0;)
@@ -380,6 +399,10 @@ static void dispatch(bulk_call *c, nori__redis_node *single)
 {
     size_t m = c->bk.m;
     bool cluster = single == NULL && nori__topo_mode(c->rb->topo) == NORI_TOPO_CLUSTER;
+    /* Through Sentinel: the master resolved last; NULL (none yet): every
+     * key alone, the routed path resolves it. */
+    nori__redis_node *master = nori__topo_sentinel_master(c->rb->topo);
+    c->sentinel = single == NULL && nori__topo_mode(c->rb->topo) == NORI_TOPO_SENTINEL;
     for (size_t j = 0; j < m; j++) {
         c->op->build(c, j);
         if (single != NULL)
@@ -388,7 +411,7 @@ static void dispatch(bulk_call *c, nori__redis_node *single)
             c->node[j] = nori__topo_slot_master(
                 c->rb->topo, nori__cluster_keyslot(c->bk.key[j], c->bk.len[j]));
         else
-            c->node[j] = NULL; /* Sentinel */
+            c->node[j] = master;
         c->state[j] = c->node[j] != NULL ? KEY_PENDING : KEY_ALONE;
     }
     /* One group per node, in the order of each node's first key. */

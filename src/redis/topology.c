@@ -213,6 +213,14 @@ nori__redis_node *nori__topo_single(nori__redis_topo *t, int *rc)
     return m >= 0 ? &nori__topo_node(t, (size_t)m)->node : NULL;
 }
 
+nori__redis_node *nori__topo_sentinel_master(nori__redis_topo *t)
+{
+    if (nori__topo_mode(t) != NORI_TOPO_SENTINEL)
+        return NULL;
+    int m = atomic_load(&t->master);
+    return m >= 0 ? &nori__topo_node(t, (size_t)m)->node : NULL;
+}
+
 nori__redis_node *nori__topo_seed(nori__redis_topo *t)
 {
     int mode = nori__topo_mode(t);

@@ -115,6 +115,11 @@ int nori__topo_masters(nori__redis_topo *t, nori__redis_node **out, size_t max);
  */
 nori__redis_node *nori__topo_single(nori__redis_topo *t, int *rc);
 
+/* Through Sentinel: the master resolved last (it may have moved since:
+ * its connections answer READONLY or fail, and the routed path resolves it
+ * again), or NULL when none is known yet or the mode is another. */
+nori__redis_node *nori__topo_sentinel_master(nori__redis_topo *t);
+
 /* Without connecting: the one server when the mode is standalone, the first
  * seed while the mode is not known yet; NULL on a cluster or through
  * Sentinel (or out of memory). Valid while the backend lives. */
