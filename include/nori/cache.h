@@ -655,9 +655,10 @@ NORI_EXPORT int nori_backend_get_near_stats(nori_backend *b, nori_near_stats *ou
  *    bound (see Redis Cluster at nori_redis_backend_new).
  *    Through Sentinel the keys are one pipeline on the current master; a
  *    key answered READONLY (the master became a replica), and every key of
- *    a round trip that failed without timing out (the master is gone), is
- *    sent again alone through the routed call, which resolves the master
- *    again (the three commands are idempotent); a timeout fails the keys.
+ *    a round trip whose connection was lost (refused, closed, reset: the
+ *    master is gone), is sent again alone through the routed call, which
+ *    resolves the master again (the three commands are idempotent); any
+ *    other failure (a timeout, a WAIT short of replicas) fails the keys.
  *  - Memory, and a Redis backend with a near cache (so that every key goes
  *    through the local copy and own writes drop it): a loop over the
  *    single-key operations;

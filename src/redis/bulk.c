@@ -24,11 +24,12 @@
  * the connections were ready. A stuck node thus costs the call timeout_ms
  * once, however many nodes there are. Through Sentinel the keys are one
  * group on the master resolved last; as the master may move mid-call, a key
- * answered READONLY, and every key of a group whose connection failed
- * without timing out (refused, reset: the master is gone), is sent again
- * alone through the routed single-key operation, which resolves the master
- * again (all three bulk commands are idempotent, so resending is safe). A
- * timeout fails the group's keys, as on a cluster.
+ * answered READONLY, and every key of a group whose connection was lost
+ * (refused, closed, reset: the master is gone), is sent again alone through
+ * the routed single-key operation, which resolves the master again (all
+ * three bulk commands are idempotent, so resending is safe). Any other
+ * failure of the round trip (a timeout, a reply over the limits, a WAIT
+ * short of replicas) fails the group's keys, as on a cluster.
  *
  * Failures, per key:
  *  - a group's round trip fails without replies (node down, timeout, reply
@@ -193,12 +194,12 @@ static void group_failed(bulk_call *c, const bulk_group *g, int rc, bool cluster
     c->node_failed |= cluster;
 }
 
-/* A group whose round trip failed: through Sentinel, unless it timed out,
- * its keys go alone (the master moved: the routed path finds the new one);
- * otherwise they fail with rc. */
-static void group_lost(bulk_call *c, const bulk_group *g, int rc, bool timed_out, bool cluster)
+/* A group whose round trip failed: through Sentinel, when its connection
+ * was lost (`gone`: the master may have moved), its keys go alone (the
+ * routed path finds the new master); otherwise they fail with rc. */
+static void group_lost(bulk_call *c, const bulk_group *g, int rc, bool gone, bool cluster)
 {
-    if (c->sentinel && !timed_out) {
+    if (c->sentinel && gone) {
         for (size_t t = 0; t < g->k; t++)
             c->state[c->order[g->off + t]] = KEY_ALONE;
         return;
@@ -249,6 +250,18 @@ static void moved_keys(bulk_call *c, size_t total)
     }
 }
 
+/*
+ * Whether a failed round trip lost its connection (refused, closed, reset:
+ * through Sentinel, the master may be gone). Not a timeout, a reply over
+ * the limits, or a WAIT that saw too few replicas (the connection is fine
+ * and the writes were done: sending them again alone would repeat every
+ * write and its wait, and end in the same shortfall).
+ */
+static bool connection_lost(const nori__redis_conn *conn)
+{
+    return conn->c != NULL && (conn->c->err == REDIS_ERR_EOF || conn->c->err == REDIS_ERR_IO);
+}
+
 /* Reads the replies of group g (sent) by the deadline. */
 static void receive_group(bulk_call *c, bulk_group *g, nori__redis_conn *conn, int64_t deadline,
                           bool cluster)
@@ -269,7 +282,7 @@ static void receive_group(bulk_call *c, bulk_group *g, nori__redis_conn *conn, i
         rc = nori__fail(rc, "redis %s: %s '%.64s': timed out (no reply within %d ms)",
                         g->node->url->display, c->op->pipeline, first,
                         g->node->url->timeout_ms);
-    group_lost(c, g, rc, timed_out, cluster);
+    group_lost(c, g, rc, connection_lost(conn), cluster);
 }
 
 /*
@@ -337,7 +350,7 @@ static void round_trips(bulk_call *c, bulk_group *groups, size_t ng, bool cluste
         gr->open = rc == NORI_OK;
         gr->sent = false;
         if (rc != NORI_OK)
-            group_lost(c, gr, rc, false, cluster);
+            group_lost(c, gr, rc, true, cluster);
         else if (gr->node->url->timeout_ms > timeout_ms)
             timeout_ms = gr->node->url->timeout_ms;
     }
@@ -354,8 +367,7 @@ static void round_trips(bulk_call *c, bulk_group *groups, size_t ng, bool cluste
         if (rc == NORI_OK)
             gr->sent = true;
         else /* dead now: freed by close */
-            group_lost(c, gr, rc,
-                       conns[g].c != NULL && conns[g].c->err == NORI__REDIS_ERR_TIMEOUT, cluster);
+            group_lost(c, gr, rc, connection_lost(&conns[g]), cluster);
     }
     receive(c, groups, ng, conns, deadline, cluster);
     for (size_t g = ng; g-- > 0;)

@@ -168,7 +168,12 @@ void nori__redis_pool_release(nori__redis_pool *p, redisContext *c, bool reusabl
         return;
     redisContext *stale[NORI_REDIS_MAX_POOL_SIZE];
     int nstale = 0;
-    bool keep = reusable && c->err == 0;
+    /* Input left unread in the reader after the replies that were asked
+     * for (a server that answered more than it was asked, in the same
+     * read) would be taken as the next user's reply, for another key: a
+     * cross-key leak. Such a connection is never lent again. */
+    bool unread = c->reader != NULL && c->reader->len > c->reader->pos;
+    bool keep = reusable && c->err == 0 && !unread;
     pthread_mutex_lock(&p->lock);
     if (keep && p->nidle < p->url->pool_size) {
         p->idle[p->nidle++] = c;

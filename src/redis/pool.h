@@ -48,8 +48,9 @@ int nori__redis_pool_acquire(nori__redis_pool *p, redisContext **out, bool *slow
 
 /*
  * Takes back a context lent by acquire. It goes back to the idle stack only
- * when `reusable` is true, c->err is clear and the stack has room; otherwise
- * it is freed. A context whose connection broke (EOF, reset, refused; not a
+ * when `reusable` is true, c->err is clear, its reader holds no unread
+ * input (a surplus reply would answer the next user's command) and the
+ * stack has room; otherwise it is freed. A context whose connection broke (EOF, reset, refused; not a
  * mere timeout) also empties the idle stack: its siblings most likely point
  * at the same dead server.
  */
