@@ -183,19 +183,35 @@ int nori__redis_io_prepare(redisContext *c)
     return 0;
 }
 
-/* Waits until c's socket is ready for `events` or the deadline passes. */
-static int wait_ready(redisContext *c, short events, int64_t start, int64_t deadline)
+/*
+ * Reads a round trip may still make once its deadline has passed, each of
+ * what the socket already holds (no waiting): a caller that was busy
+ * elsewhere until the deadline (bulk.c reads one node's replies while
+ * another's arrive) must not fail replies that came in time. 256 reads of
+ * hiredis's 16 KiB are more than a socket's receive buffer holds by
+ * default, and bound what a server streaming without pause adds.
+ */
+#define LATE_READS 256
+
+/* Waits until c's socket is ready for `events` or the deadline passes.
+ * late_reads (NULL: none) counts down the looks allowed after it. */
+static int wait_ready(redisContext *c, short events, int64_t start, int64_t deadline,
+                      int *late_reads)
 {
     for (;;) {
         int64_t left = deadline - nori__redis_now_ms();
-        if (left <= 0)
+        if (left <= 0 && (late_reads == NULL || *late_reads <= 0))
             return set_error(c, NORI__REDIS_ERR_TIMEOUT, "timed out (no %s within %lld ms)",
                              events == POLLOUT ? "room to send the command" : "reply",
                              (long long)(deadline - start));
+        if (left <= 0)
+            (*late_reads)--; /* one look at what is already there, no wait */
         struct pollfd pfd = {.fd = c->fd, .events = events};
-        int n = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left);
+        int n = poll(&pfd, 1, left <= 0 ? 0 : left > INT_MAX ? INT_MAX : (int)left);
         if (n > 0)
             return 0; /* ready, or an error/hang-up that the next I/O call reports */
+        if (n == 0 && left <= 0 && late_reads != NULL)
+            *late_reads = 0; /* nothing was there: the deadline holds */
         if (n == -1 && errno != EINTR)
             return set_error(c, REDIS_ERR_IO, "poll: %s", strerror(errno));
     }
@@ -246,7 +262,7 @@ static int write_all(redisContext *c, int64_t start, int64_t deadline)
             return -1;
         if (done)
             return 0;
-        if (wait_ready(c, POLLOUT, start, deadline) != 0)
+        if (wait_ready(c, POLLOUT, start, deadline, NULL) != 0)
             return -1;
     }
 }
@@ -292,11 +308,15 @@ static int check_pending(redisContext *c, read_budget *b)
 }
 
 /* Reads what the socket has, waiting for it first when nothing is expected
- * to be there yet. */
-static int read_some(redisContext *c, bool wait_first, int64_t start, int64_t deadline)
+ * to be there yet. After the deadline every read goes through wait_ready,
+ * so that *late_reads bounds them (a server sending without pause would
+ * otherwise never meet the deadline). */
+static int read_some(redisContext *c, bool wait_first, int64_t start, int64_t deadline,
+                     int *late_reads)
 {
     for (;;) {
-        if (wait_first && wait_ready(c, POLLIN, start, deadline) != 0)
+        if ((wait_first || nori__redis_now_ms() >= deadline) &&
+            wait_ready(c, POLLIN, start, deadline, late_reads) != 0)
             return -1;
         size_t before = c->reader->len;
         if (redisBufferRead(c) != REDIS_OK)
@@ -323,6 +343,7 @@ int nori__redis_io_roundtrip(redisContext *c, int64_t deadline_ms, const nori__r
     /* Right after sending, the answer cannot be there yet: poll first. A
      * read that filled hiredis's 16 KiB buffer suggests more is waiting. */
     bool wait_first = true;
+    int late_reads = LATE_READS;
     while (rc == 0 && got < n) {
         void *reply = NULL;
         if (redisGetReplyFromReader(c, &reply) != REDIS_OK) {
@@ -339,7 +360,7 @@ int nori__redis_io_roundtrip(redisContext *c, int64_t deadline_ms, const nori__r
         if (rc != 0)
             break;
         size_t before = c->reader->len;
-        rc = read_some(c, wait_first, start, deadline_ms);
+        rc = read_some(c, wait_first, start, deadline_ms, &late_reads);
         wait_first = c->reader->len - before < 16 * 1024;
     }
     tl_budget = saved;

@@ -23,6 +23,11 @@
  * read loop refuses a bulk header beyond the limit as soon as the header has
  * arrived, before its bytes do.
  *
+ * Replies that are already in the socket when the deadline passes are
+ * still taken (reads without waiting, at most 256 of 16 KiB): a caller busy
+ * with another connection until then (bulk.c) must not fail replies that
+ * came in time; a server that sends without pause is cut off by that bound.
+ *
  * After any failure the context is dead: c->err is set (for the failures
  * detected here, to one of the NORI__REDIS_ERR_* codes below, with c->errstr
  * saying what happened), so the pool frees it instead of reusing it.
