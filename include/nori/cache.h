@@ -311,7 +311,11 @@ NORI_EXPORT size_t nori_memory_entry_bytes(size_t key_len, size_t value_len, int
  * above (up to about 3 s per call), so with every node down the calls would
  * each wait that long; after circuit_failures refusals the node's calls
  * fail fast instead, and a map or master that names another node is still
- * followed. Any reply resets the count.
+ * followed. A breaker opened by refusals is probed again every 100 ms (a
+ * refused probe costs microseconds), so a node that restarts is used again
+ * within about 100 ms of accepting connections. AUTH or SELECT refused by
+ * the server is a reply, not a refusal, and does not count. Any reply
+ * resets the count.
  * The state and counters are in nori_backend_get_stats (circuit_state,
  * circuit_opens, circuit_rejected, timeouts).
  *

@@ -78,20 +78,28 @@ void nori__redis_breaker_success(nori__redis_breaker *b)
     pthread_mutex_unlock(&b->lock);
 }
 
-static void count_failure(nori__redis_breaker *b, bool probe, const char *why);
+static void count_failure(nori__redis_breaker *b, bool probe, const char *why, int cooldown_ms);
 
 void nori__redis_breaker_failure(nori__redis_breaker *b, bool probe, const char *why)
 {
     atomic_fetch_add_explicit(&b->timeouts, 1, memory_order_relaxed);
-    count_failure(b, probe, why);
+    count_failure(b, probe, why, b->cooldown_ms);
 }
 
+/*
+ * A refused connection costs its probe microseconds, not timeout_ms, so the
+ * breaker it opens is probed again soon: a server that restarts in 300 ms is
+ * used again about NORI__REDIS_REFUSED_COOLDOWN_MS after it is back, instead
+ * of after the whole cool-down, while calls still fail fast in between.
+ */
 void nori__redis_breaker_refused(nori__redis_breaker *b, bool probe, const char *why)
 {
-    count_failure(b, probe, why);
+    count_failure(b, probe, why,
+                  b->cooldown_ms < NORI__REDIS_REFUSED_COOLDOWN_MS ? b->cooldown_ms
+                                                                   : NORI__REDIS_REFUSED_COOLDOWN_MS);
 }
 
-static void count_failure(nori__redis_breaker *b, bool probe, const char *why)
+static void count_failure(nori__redis_breaker *b, bool probe, const char *why, int cooldown_ms)
 {
     if (b->threshold == 0)
         return;
@@ -104,7 +112,7 @@ static void count_failure(nori__redis_breaker *b, bool probe, const char *why)
      * closed. Calls that were already running when it opened and fail later
      * do not push the cool-down further. */
     if (probe || state == NORI_CIRCUIT_CLOSED) {
-        b->open_until = nori__redis_now_ms() + b->cooldown_ms;
+        b->open_until = nori__redis_now_ms() + cooldown_ms;
         snprintf(b->why, sizeof b->why, "%s", why);
         atomic_store_explicit(&b->state, NORI_CIRCUIT_OPEN, memory_order_release);
         atomic_fetch_add_explicit(&b->opens, 1, memory_order_relaxed);

@@ -59,9 +59,14 @@ void nori__redis_breaker_success(nori__redis_breaker *b);
  * the breaker when the count reaches the threshold, or when `probe`. */
 void nori__redis_breaker_failure(nori__redis_breaker *b, bool probe, const char *why);
 
+/* How long a breaker opened by refused connections stays open before the
+ * next probe (at most the configured cool-down). */
+#define NORI__REDIS_REFUSED_COOLDOWN_MS 100
+
 /* A refused (or reset) connection on a node whose refusals cost waits (a
  * cluster or Sentinel node): counted like a slow failure, without adding
- * to the timeouts counter. */
+ * to the timeouts counter; the breaker it opens is probed again after
+ * NORI__REDIS_REFUSED_COOLDOWN_MS, since a refused probe costs nothing. */
 void nori__redis_breaker_refused(nori__redis_breaker *b, bool probe, const char *why);
 
 /* The probe ended with neither a reply nor a slow failure (a refused

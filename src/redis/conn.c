@@ -63,13 +63,13 @@ int nori__redis_conn_open(nori__redis_node *n, nori__redis_conn *conn)
     int rc = nori__redis_breaker_enter(&n->breaker, n->url->display, &conn->probe);
     if (rc != NORI_OK)
         return rc;
-    bool slow;
-    rc = nori__redis_pool_acquire(&n->pool, &conn->c, &slow);
+    nori__connect_failure why;
+    rc = nori__redis_pool_acquire(&n->pool, &conn->c, &why);
     if (rc != NORI_OK) {
-        if (slow)
+        if (why == NORI__CONNECT_SLOW)
             nori__redis_breaker_failure(&n->breaker, conn->probe, nori_last_error());
-        else if (rc == NORI_EBACKEND && atomic_load_explicit(&n->refusals_count,
-                                                             memory_order_relaxed))
+        else if (why == NORI__CONNECT_REFUSED &&
+                 atomic_load_explicit(&n->refusals_count, memory_order_relaxed))
             nori__redis_breaker_refused(&n->breaker, conn->probe, nori_last_error());
         else if (conn->probe)
             nori__redis_breaker_leave(&n->breaker);

@@ -61,13 +61,15 @@ const char *nori__redis_describe_error(const redisContext *c)
  * step in the message; the arguments themselves are never printed, as they
  * may hold the password. */
 static int setup_command(nori__redis_pool *p, redisContext *c, const char *what, int argc,
-                         const char **argv, bool *slow)
+                         const char **argv, nori__connect_failure *why)
 {
     int64_t deadline = nori__redis_now_ms() + p->url->timeout_ms;
     redisReply *r =
         nori__redis_io_command(c, deadline, &nori__redis_small_replies, argc, argv, NULL);
     if (r == NULL) {
-        *slow = c->err == NORI__REDIS_ERR_TIMEOUT;
+        *why = c->err == NORI__REDIS_ERR_TIMEOUT ? NORI__CONNECT_SLOW
+               : c->err == REDIS_ERR_EOF || c->err == REDIS_ERR_IO ? NORI__CONNECT_REFUSED
+                                                                  : NORI__CONNECT_FAILED;
         return nori__fail(NORI_EBACKEND, "redis %s: %s failed: %s", p->url->display, what,
                           nori__redis_describe_error(c));
     }
@@ -80,7 +82,7 @@ static int setup_command(nori__redis_pool *p, redisContext *c, const char *what,
 }
 
 /* Connects and sets up a new context. On failure nothing is left open. */
-static int connect_new(nori__redis_pool *p, redisContext **out, bool *slow)
+static int connect_new(nori__redis_pool *p, redisContext **out, nori__connect_failure *why)
 {
     const nori__redis_url *u = p->url;
     struct timeval ctv = ms_to_timeval(u->connect_timeout_ms);
@@ -91,7 +93,8 @@ static int connect_new(nori__redis_pool *p, redisContext **out, bool *slow)
     if (c->err) {
         /* errstr is hiredis's text, e.g. "Connection refused" or
          * "Connection timed out" (connect_timeout_ms elapsed). */
-        *slow = strstr(c->errstr, "timed out") != NULL;
+        *why = strstr(c->errstr, "timed out") != NULL ? NORI__CONNECT_SLOW
+                                                       : NORI__CONNECT_REFUSED;
         int rc = nori__fail(NORI_EBACKEND, "redis %s: cannot connect: %s (connect timeout %d ms)",
                             u->display, c->errstr, u->connect_timeout_ms);
         redisFree(c);
@@ -110,17 +113,17 @@ static int connect_new(nori__redis_pool *p, redisContext **out, bool *slow)
     if (rc == NORI_OK && u->password != NULL) {
         if (u->user != NULL) {
             const char *argv[] = {"AUTH", u->user, u->password};
-            rc = setup_command(p, c, "AUTH (user and password)", 3, argv, slow);
+            rc = setup_command(p, c, "AUTH (user and password)", 3, argv, why);
         } else {
             const char *argv[] = {"AUTH", u->password};
-            rc = setup_command(p, c, "AUTH (password)", 2, argv, slow);
+            rc = setup_command(p, c, "AUTH (password)", 2, argv, why);
         }
     }
     if (rc == NORI_OK && u->db != 0) {
         char db[16];
         snprintf(db, sizeof db, "%d", u->db);
         const char *argv[] = {"SELECT", db};
-        rc = setup_command(p, c, "SELECT", 2, argv, slow);
+        rc = setup_command(p, c, "SELECT", 2, argv, why);
     }
     if (rc != NORI_OK) {
         redisFree(c);
@@ -143,9 +146,9 @@ static bool looks_closed(redisContext *c)
     return n != 0; /* readable, hung up, or poll failed */
 }
 
-int nori__redis_pool_acquire(nori__redis_pool *p, redisContext **out, bool *slow)
+int nori__redis_pool_acquire(nori__redis_pool *p, redisContext **out, nori__connect_failure *why)
 {
-    *slow = false;
+    *why = NORI__CONNECT_FAILED;
     for (;;) {
         redisContext *c = NULL;
         pthread_mutex_lock(&p->lock);
@@ -153,7 +156,7 @@ int nori__redis_pool_acquire(nori__redis_pool *p, redisContext **out, bool *slow
             c = p->idle[--p->nidle];
         pthread_mutex_unlock(&p->lock);
         if (c == NULL)
-            return connect_new(p, out, slow);
+            return connect_new(p, out, why);
         if (!looks_closed(c)) {
             *out = c;
             return NORI_OK;

@@ -37,14 +37,20 @@ int nori__redis_pool_init(nori__redis_pool *p, const nori__redis_url *url);
  * lent out. */
 void nori__redis_pool_destroy(nori__redis_pool *p);
 
+/* Why acquiring a context failed, for the circuit breaker (breaker.h). */
+typedef enum {
+    NORI__CONNECT_FAILED,  /* anything else: out of memory, AUTH or SELECT refused */
+    NORI__CONNECT_SLOW,    /* the connect or a setup command timed out */
+    NORI__CONNECT_REFUSED, /* no connection: refused, reset, unreachable */
+} nori__connect_failure;
+
 /*
  * Lends a ready context to the caller (*out, owned by the caller until it is
  * released). Returns NORI_OK, NORI_ENOMEM, or NORI_EBACKEND with a message
- * naming the URL (password masked) and why connecting failed; *slow is then
- * true when the failure cost a wait (the connect or a setup command timed
- * out), which the circuit breaker counts.
+ * naming the URL (password masked) and why connecting failed; *why then
+ * says which kind of failure it was.
  */
-int nori__redis_pool_acquire(nori__redis_pool *p, redisContext **out, bool *slow);
+int nori__redis_pool_acquire(nori__redis_pool *p, redisContext **out, nori__connect_failure *why);
 
 /*
  * Takes back a context lent by acquire. It goes back to the idle stack only
