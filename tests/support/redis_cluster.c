@@ -65,7 +65,7 @@ static void init_nodes(nori_test_node *nodes, int n)
         close(fds[i]);
 }
 
-static redisContext *connect_port(int port, const char *password)
+void *nori_test_connect_port(int port, const char *password)
 {
     redisContext *c = redisConnectWithTimeout("127.0.0.1", port, (struct timeval){1, 0});
     if (c == NULL || c->err) {
@@ -89,13 +89,13 @@ static redisContext *connect_port(int port, const char *password)
 
 void *nori_test_node_connect(const nori_test_node *n)
 {
-    return n->pid > 0 ? connect_port(n->port, NULL) : NULL;
+    return n->pid > 0 ? (redisContext *)nori_test_connect_port(n->port, NULL) : NULL;
 }
 
 /* Runs one command on a fresh connection; the reply (or NULL) is the caller's. */
 static redisReply *ask(int port, const char *password, const char *fmt, ...)
 {
-    redisContext *c = connect_port(port, password);
+    redisContext *c = (redisContext *)nori_test_connect_port(port, password);
     if (c == NULL)
         return NULL;
     va_list ap;

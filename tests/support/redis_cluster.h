@@ -45,6 +45,10 @@ void nori_test_cluster_stop(nori_test_cluster *c);
 /* Sends sig to node i and reaps it (SIGKILL for a crash, SIGTERM for a stop). */
 void nori_test_node_kill(nori_test_node *n, int sig);
 
+/* A raw hiredis connection (a redisContext *) to 127.0.0.1:port, AUTHed with
+ * password when given (may be NULL); NULL when it cannot be made. */
+void *nori_test_connect_port(int port, const char *password);
+
 /* A raw hiredis connection to node i (a redisContext *), NULL when it is down. */
 void *nori_test_node_connect(const nori_test_node *n);
 

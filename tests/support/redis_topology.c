@@ -73,29 +73,6 @@ void nori_test_topology_stop(nori_test_topology *t)
     free(t);
 }
 
-/* A connection to port, AUTHed with password when given; NULL on failure. */
-static redisContext *connect_port(int port, const char *password)
-{
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, (struct timeval){1, 0});
-    if (c == NULL || c->err) {
-        if (c != NULL)
-            redisFree(c);
-        return NULL;
-    }
-    redisSetTimeout(c, (struct timeval){5, 0});
-    if (password != NULL) {
-        redisReply *r = redisCommand(c, "AUTH %s", password);
-        bool ok = r != NULL && r->type == REDIS_REPLY_STATUS;
-        if (r != NULL)
-            freeReplyObject(r);
-        if (!ok) {
-            redisFree(c);
-            return NULL;
-        }
-    }
-    return c;
-}
-
 /* The slot of key, asked of the first live cluster node (CLUSTER KEYSLOT:
  * the server's own hash, not a copy of the library's). */
 static int cluster_keyslot(const nori_test_cluster *c, const char *key)
@@ -137,7 +114,7 @@ void *nori_test_topology_connect(const nori_test_topology *t, const char *key)
         int port = nori_test_sentinel_master_port(t->sentinel);
         if (port <= 0)
             fail_msg("no sentinel names the master of mymaster");
-        c = connect_port(port, t->sentinel->password);
+        c = (redisContext *)nori_test_connect_port(port, t->sentinel->password);
         break;
     }
     }
