@@ -417,11 +417,14 @@ static void *listener_main(void *arg)
     nori__near_listener *l = arg;
     while (!atomic_load(&l->stop)) {
         int cause = run_session(l);
-        /* Stop filling first (inactive + flush), then withdraw the id so
-         * that data connections re-enable tracking for the next one. */
+        /* Withdraw the id first, then flush: a read that took the old id
+         * and began its fill after the flush finds the id changed when its
+         * reply is in (client.c), and one that began before finds the epoch
+         * bumped. The other order left a window on a cluster, where the
+         * store stays active while other nodes' listeners are proved. */
+        publish_id(l, 0);
         if (cause >= 0)
             nori__near_set_active(l->near, false, (nori__near_flush_cause)cause);
-        publish_id(l, 0);
         if (pause_or_stop(l, RECONNECT_PAUSE_MS))
             break;
     }
@@ -499,8 +502,9 @@ void nori__near_listener_stop(nori__near_listener *l)
     atomic_store(&l->stop, true);
     ssize_t w = write(l->wake[1], "x", 1);
     (void)w; /* a full pipe already wakes the thread */
+    /* The thread deactivated (and flushed) what it had activated before it
+     * ended: set_active calls are counted per listener. */
     pthread_join(l->thread, NULL);
-    nori__near_set_active(l->near, false, NORI__NEAR_FLUSH_LISTENER_LOST);
     close(l->wake[0]);
     close(l->wake[1]);
     pthread_cond_destroy(&l->changed);

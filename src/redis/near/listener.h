@@ -1,7 +1,7 @@
 /*
  * The invalidation listener of the near cache: one hiredis connection per
  * Redis node, subscribed to __redis__:invalidate, read by a background
- * thread. Data connections enable tracking with
+ * thread (registry.h keeps one per node of a cluster or sentinel set-up). Data connections enable tracking with
  * `CLIENT TRACKING on REDIRECT <nori__near_listener_client_id()>`, and Redis
  * then sends here the keys they read when anyone changes them (RESP2 form of
  * client-side caching; hiredis 0.14 has no RESP3).
@@ -21,8 +21,9 @@
  *    tracking silently when a data connection is killed, and over RESP2 tells
  *    nobody, so this is the only way to learn it;
  *  - on connection loss, a missed heartbeat or a lost tracked connection:
- *    the store is made inactive and flushed (the cause counted), the client
- *    id is withdrawn (0), and it reconnects after a short pause; data
+ *    the client id is withdrawn (0), this listener's proof is withdrawn from
+ *    the store, which flushes it (the cause counted; near.h), and it
+ *    reconnects after a short pause; data
  *    connections must then enable tracking again with the new id before
  *    their replies may be kept.
  * While nothing changes it sends at most two commands per heartbeat.
@@ -66,7 +67,8 @@ int nori__near_listener_start(nori__near *n, const nori__near_listener_config *c
                               nori__near_listener **out);
 
 /* Stops the thread (bounded by the connect timeout at worst), closes its
- * connections, deactivates the store and frees l. NULL-safe. */
+ * connections, withdraws its proof from the store (which flushes it) if it
+ * had one, and frees l. NULL-safe. */
 void nori__near_listener_stop(nori__near_listener *l);
 
 /* The CLIENT ID data connections must REDIRECT to; 0 while tracking is not
