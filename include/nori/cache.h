@@ -598,7 +598,8 @@ typedef struct {
     uint64_t flushes_topology;      /* keys changed node: cluster slot moved, new sentinel master */
     uint64_t entries;         /* local entries now */
     uint64_t bytes;           /* local bytes now, as counted against max_bytes */
-    int active;               /* 1 while tracking is proved (serving and filling) */
+    int active;               /* 1 while tracking is proved (serving and filling); on a
+                                 cluster or through Sentinel: on at least one node */
 } nori_near_stats;
 
 /* Counters of b's near cache. NORI_EINVAL when b has none. */

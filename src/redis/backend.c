@@ -832,7 +832,11 @@ int nori_redis_backend_new(const char *url, nori_backend **out)
  * client (the local copy, or a tracked read); every write drops the local
  * copy once Redis has answered (or failed: the outcome is then unknown), so
  * that this process reads its own writes; flush and delete_prefix drop every
- * local copy. Everything else is the plain backend's. */
+ * local copy. Everything else is the plain backend's. The tracked read is
+ * routed like every keyed command (topology.c): on a cluster to the key's
+ * master, through Sentinel to the current master, each node with its own
+ * invalidation listener (near/registry.h); the topology tells the near
+ * cache when keys change node (near_moved). */
 
 typedef struct near_get_ctx {
     redis_backend *rb;
