@@ -571,7 +571,9 @@ NORI_EXPORT int nori_backend_get_stats(nori_backend *b, nori_backend_stats *out)
  * with the key still routed to that node when the reply is in. Losing any
  * node's listener or tracking, a slot that changes owner in the map
  * (failover, reshard) or a new sentinel master empties the whole near
- * cache (flushes_topology counts the last two).
+ * cache (flushes_topology counts the last two). Through Sentinel each
+ * listener checks that its node is a master (ROLE, every 2 s): a demoted
+ * one is not trusted and the backend asks the sentinels at once.
  *
  * Call once, right after nori_redis_backend_new() and before the handle is
  * used or shared. NORI_EINVAL when b is not a Redis backend, already has a

@@ -971,6 +971,17 @@ static void near_moved(void *ud)
     nori__near_flush(nori__near_client_store(ud), NORI__NEAR_FLUSH_TOPOLOGY);
 }
 
+/* Sentinel: a listener found its node demoted. When that node is still the
+ * master this process routes to, ask the sentinels now rather than at the
+ * next failed call or READONLY (a hot key served locally may make none):
+ * the new master flushes the near cache (near_moved). */
+static void near_not_master(void *ud, const nori__redis_node *node)
+{
+    redis_backend *rb = ud;
+    if (nori__topo_routes_to(rb->topo, "", 0, node))
+        (void)nori__topo_refresh(rb->topo);
+}
+
 int nori_redis_backend_enable_near(nori_backend *b, size_t max_keys, size_t max_bytes,
                                    int64_t max_ttl_ms)
 {
@@ -980,7 +991,10 @@ int nori_redis_backend_enable_near(nori_backend *b, size_t max_keys, size_t max_
         return nori__fail(NORI_EINVAL, "enable_near: this backend already has a near cache");
     redis_backend *rb = (redis_backend *)b;
     nori__near_limits limits = {max_keys, max_bytes, max_ttl_ms};
-    int rc = nori__near_client_start(&limits, KEY_PREFIX, &rb->near);
+    /* Through Sentinel each listener checks that its node is a master: the
+     * sentinels may demote it without closing a connection. */
+    int rc = nori__near_client_start(&limits, KEY_PREFIX, rb->target.sentinel, near_not_master,
+                                     rb, &rb->near);
     if (rc != NORI_OK)
         return rc;
     /* One listener per node, started at the node's first read (registry.h);

@@ -18,6 +18,7 @@ struct nori__near_client {
 };
 
 int nori__near_client_start(const nori__near_limits *limits, const char *key_prefix,
+                            bool check_role, nori__near_not_master_fn on_not_master, void *ud,
                             nori__near_client **out)
 {
     nori__near_client *nc = calloc(1, sizeof *nc);
@@ -28,7 +29,8 @@ int nori__near_client_start(const nori__near_limits *limits, const char *key_pre
         free(nc);
         return rc;
     }
-    rc = nori__near_registry_new(nc->store, key_prefix, &nc->listeners);
+    rc = nori__near_registry_new(nc->store, key_prefix, check_role, on_not_master, ud,
+                                 &nc->listeners);
     if (rc != NORI_OK) {
         nori__near_free(nc->store);
         free(nc);

@@ -40,11 +40,13 @@ typedef struct nori__near_client nori__near_client;
 
 /*
  * Creates the store with the given bounds (see nori__near_new) and an empty
- * listener registry. `key_prefix` is the backend's key prefix ("cache:").
+ * listener registry (check_role, on_not_master, ud: see registry.h).
+ * `key_prefix` is the backend's key prefix ("cache:").
  * NORI_OK with *out owned by the caller (nori__near_client_stop), or
  * NORI_EINVAL / NORI_ENOMEM.
  */
 int nori__near_client_start(const nori__near_limits *limits, const char *key_prefix,
+                            bool check_role, nori__near_not_master_fn on_not_master, void *ud,
                             nori__near_client **out);
 
 /* Starts node's listener now rather than at its first read (the one server

@@ -26,7 +26,11 @@
  *    reconnects after a short pause; data
  *    connections must then enable tracking again with the new id before
  *    their replies may be kept.
- * While nothing changes it sends at most two commands per heartbeat.
+ *  - with check_role (Sentinel): a node found not to be a master (it was
+ *    demoted by a failover) ends the session like a lost connection, and
+ *    the listener stays unproved while it is a replica.
+ * While nothing changes it sends at most two commands per heartbeat (and a
+ * ROLE every NORI_NEAR_ROLE_BEATS heartbeats with check_role).
  *
  * Every wait is bounded: connect by connect_timeout_ms, commands on the
  * control connection by heartbeat_ms, the reader's poll by heartbeat_ms;
@@ -54,7 +58,20 @@ typedef struct {
     int connect_timeout_ms;  /* > 0 */
     int heartbeat_ms;        /* 0: NORI_NEAR_DEFAULT_HEARTBEAT_MS */
     const char *key_prefix;  /* "cache:": only these keys are invalidated, prefix stripped */
+    /* Through Sentinel: the node must be a master. ROLE is checked before
+     * subscribing and every NORI_NEAR_ROLE_BEATS heartbeats; a node that is
+     * not a master is not proved (tracking lost: flush, cause topology;
+     * tried again every heartbeat_ms), and on_not_master(ud) is called from
+     * the listener thread, at most once per heartbeat_ms. A refused ROLE
+     * (ACL) is taken as "master". */
+    bool check_role;
+    void (*on_not_master)(void *ud);
+    void *ud;
 } nori__near_listener_config;
+
+/* ROLE is checked every this many heartbeats (2 s by default), so that the
+ * idle cost stays at most 4 commands per second on one node. */
+#define NORI_NEAR_ROLE_BEATS 4
 
 /*
  * Starts the listener thread for store `n` (borrowed: it must outlive the

@@ -16,20 +16,26 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct {
+typedef struct near_slot {
     const nori__redis_node *node;
     nori__near_listener *listener;
+    struct nori__near_registry *registry;
 } near_slot;
 
 struct nori__near_registry {
     nori__near *store; /* borrowed */
     char *prefix;
+    bool check_role;
+    nori__near_not_master_fn on_not_master;
+    void *ud;
     pthread_mutex_t lock; /* serialises starts */
     _Atomic(near_slot *) slots[NORI_CLUSTER_MAX_NODES];
     _Atomic size_t n;
 };
 
-int nori__near_registry_new(nori__near *n, const char *key_prefix, nori__near_registry **out)
+int nori__near_registry_new(nori__near *n, const char *key_prefix, bool check_role,
+                            nori__near_not_master_fn on_not_master, void *ud,
+                            nori__near_registry **out)
 {
     nori__near_registry *r = calloc(1, sizeof *r);
     if (r == NULL || (r->prefix = strdup(key_prefix)) == NULL) {
@@ -37,6 +43,9 @@ int nori__near_registry_new(nori__near *n, const char *key_prefix, nori__near_re
         return nori__fail(NORI_ENOMEM, "near cache: out of memory for its listener registry");
     }
     r->store = n;
+    r->check_role = check_role;
+    r->on_not_master = on_not_master;
+    r->ud = ud;
     pthread_mutex_init(&r->lock, NULL);
     for (size_t i = 0; i < NORI_CLUSTER_MAX_NODES; i++)
         atomic_init(&r->slots[i], NULL);
@@ -58,6 +67,14 @@ void nori__near_registry_free(nori__near_registry *r)
     pthread_mutex_destroy(&r->lock);
     free(r->prefix);
     free(r);
+}
+
+/* A listener's on_not_master: names its node to the registry's owner. */
+static void slot_not_master(void *ud)
+{
+    near_slot *s = ud;
+    if (s->registry->on_not_master != NULL)
+        s->registry->on_not_master(s->registry->ud, s->node);
 }
 
 static nori__near_listener *find(nori__near_registry *r, const nori__redis_node *node)
@@ -96,7 +113,12 @@ nori__near_listener *nori__near_registry_listener(nori__near_registry *r,
         .connect_timeout_ms = url->connect_timeout_ms,
         .heartbeat_ms = 0,
         .key_prefix = r->prefix,
+        .check_role = r->check_role,
+        .on_not_master = slot_not_master,
+        .ud = s,
     };
+    s->node = node;
+    s->registry = r;
     if (nori__near_listener_start(r->store, &cfg, &l) != NORI_OK) {
         free(s);
         l = NULL;

@@ -31,10 +31,18 @@
 
 typedef struct nori__near_registry nori__near_registry;
 
+/* Called from a listener's thread when its node is found not to be a
+ * master (Sentinel only: see check_role in listener.h). */
+typedef void (*nori__near_not_master_fn)(void *ud, const nori__redis_node *node);
+
 /* An empty registry for store `n` (borrowed: outlives the registry);
- * key_prefix is copied. NORI_OK with *out owned by the caller
- * (nori__near_registry_free), or NORI_ENOMEM. */
-int nori__near_registry_new(nori__near *n, const char *key_prefix, nori__near_registry **out);
+ * key_prefix is copied. check_role: every listener checks that its node is
+ * a master (Sentinel), calling on_not_master(ud, node) when it is not.
+ * NORI_OK with *out owned by the caller (nori__near_registry_free), or
+ * NORI_ENOMEM. */
+int nori__near_registry_new(nori__near *n, const char *key_prefix, bool check_role,
+                            nori__near_not_master_fn on_not_master, void *ud,
+                            nori__near_registry **out);
 
 /* Stops every listener (each withdraws its proof) and frees r. NULL-safe. */
 void nori__near_registry_free(nori__near_registry *r);
