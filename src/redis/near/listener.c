@@ -493,8 +493,9 @@ static void *listener_main(void *arg)
         publish_id(l, 0);
         if (cause >= 0)
             nori__near_set_active(l->near, false, (nori__near_flush_cause)cause);
-        /* A replica is asked again at the heartbeat's pace, not hammered. */
-        int pause = l->demoted ? l->heartbeat_ms : RECONNECT_PAUSE_MS;
+        /* A replica is asked again at the pace of the ROLE checks (2 s by
+         * default), not hammered: it may stay one for good. */
+        int pause = l->demoted ? l->heartbeat_ms * NORI_NEAR_ROLE_BEATS : RECONNECT_PAUSE_MS;
         l->demoted = false;
         if (pause_or_stop(l, pause))
             break;

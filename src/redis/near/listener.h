@@ -61,9 +61,9 @@ typedef struct {
     /* Through Sentinel: the node must be a master. ROLE is checked before
      * subscribing and every NORI_NEAR_ROLE_BEATS heartbeats; a node that is
      * not a master is not proved (tracking lost: flush, cause topology;
-     * tried again every heartbeat_ms), and on_not_master(ud) is called from
-     * the listener thread, at most once per heartbeat_ms. A refused ROLE
-     * (ACL) is taken as "master". */
+     * asked again every NORI_NEAR_ROLE_BEATS heartbeats), and
+     * on_not_master(ud) is called from the listener thread each time. A
+     * refused ROLE (ACL) is taken as "master". */
     bool check_role;
     void (*on_not_master)(void *ud);
     void *ud;

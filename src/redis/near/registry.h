@@ -15,7 +15,9 @@
  * NORI__NEAR_FLUSH_TOPOLOGY), the routing check of client.c keeps nothing
  * read from a node that no longer serves the key, and a node coming back is
  * simply tracked again. A dead node's listener retries its connection every
- * 100 ms (bounded by the connect timeout), like the one-server listener.
+ * 100 ms (bounded by the connect timeout), like the one-server listener;
+ * through Sentinel, a demoted master's listener asks it every 2 s whether it
+ * is a master again (ROLE), and is not proved meanwhile.
  * Like the topology's node registry, this one only grows, bounded by
  * NORI_CLUSTER_MAX_NODES.
  *
