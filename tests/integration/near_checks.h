@@ -108,6 +108,20 @@ static inline int64_t near_wait_for(nori_backend *a, const char *key, const char
     }
 }
 
+/* Waits up to 1 s for A's count of server flushes (FLUSHALL/FLUSHDB) to
+ * pass `before`: the store counts a flush once it has emptied every shard,
+ * so a reader may see the key gone a moment before the count moves. */
+static inline bool near_server_flushed(nori_backend *a, uint64_t before)
+{
+    int64_t deadline = near_now_us() + 1000000;
+    while (near_stats_of(a).flushes_server <= before) {
+        if (near_now_us() > deadline)
+            return false;
+        near_pause_ms(1);
+    }
+    return true;
+}
+
 static inline int near_cmp_i64(const void *x, const void *y)
 {
     int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
