@@ -595,11 +595,22 @@ NORI_EXPORT int nori_backend_get_stats(nori_backend *b, nori_backend_stats *out)
  * While nothing changes, a hot key costs Redis nothing; the listener sends
  * at most 4 commands per second (PING, CLIENT LIST).
  *
+ * Redis Cluster and Sentinel: the same guarantees. One listener per node
+ * this process reads from (started at the node's first read, which is not
+ * kept locally); a reply is kept only from the operation's first attempt
+ * (never after MOVED, ASK or a retry), proved on the node that answered,
+ * with the key still routed to that node when the reply is in. Losing any
+ * node's listener or tracking, a slot that changes owner in the map
+ * (failover, reshard) or a new sentinel master empties the whole near
+ * cache (flushes_topology counts the last two). Through Sentinel each
+ * listener checks that its node is a master (ROLE, every 2 s): a demoted
+ * one is not trusted and the backend asks the sentinels at once.
+ *
  * Call once, right after nori_redis_backend_new() and before the handle is
  * used or shared. NORI_EINVAL when b is not a Redis backend, already has a
  * near cache, or a bound is invalid. Needs Redis 6.2+ (CLIENT TRACKINGINFO);
  * on an older server nothing is kept locally (reads go to Redis). One extra
- * connection (two with tracked data connections) per backend.
+ * connection (two with tracked data connections) per node read from.
  * Environment: CACHE_NEAR_MAX_KEYS, CACHE_NEAR_MAX_BYTES (nori_backend_from_env).
  */
 NORI_EXPORT int nori_redis_backend_enable_near(nori_backend *b, size_t max_keys,
@@ -617,9 +628,11 @@ typedef struct {
     uint64_t flushes_listener_lost; /* invalidation connection lost */
     uint64_t flushes_heartbeat;     /* PING unanswered in time */
     uint64_t flushes_tracking_lost; /* a tracked data connection lost its tracking */
+    uint64_t flushes_topology;      /* keys changed node: cluster slot moved, new sentinel master */
     uint64_t entries;         /* local entries now */
     uint64_t bytes;           /* local bytes now, as counted against max_bytes */
-    int active;               /* 1 while tracking is proved (serving and filling) */
+    int active;               /* 1 while tracking is proved (serving and filling); on a
+                                 cluster or through Sentinel: on at least one node */
 } nori_near_stats;
 
 /* Counters of b's near cache. NORI_EINVAL when b has none. */

@@ -832,16 +832,34 @@ int nori_redis_backend_new(const char *url, nori_backend **out)
  * client (the local copy, or a tracked read); every write drops the local
  * copy once Redis has answered (or failed: the outcome is then unknown), so
  * that this process reads its own writes; flush and delete_prefix drop every
- * local copy. Everything else is the plain backend's. */
+ * local copy. Everything else is the plain backend's. The tracked read is
+ * routed like every keyed command (topology.c): on a cluster to the key's
+ * master, through Sentinel to the current master, each node with its own
+ * invalidation listener (near/registry.h); the topology tells the near
+ * cache when keys change node (near_moved). */
+
+typedef struct near_get_ctx {
+    redis_backend *rb;
+    const char *key;
+    size_t klen;
+    const wire_key *k;
+    nori_buf *out;
+    int attempts;
+} near_get_ctx;
+
+/* The tracked read on the key's node; only the first attempt may be kept
+ * (client.h). */
+static int near_get_body(nori__topo_attempt *a, void *ctx)
+{
+    near_get_ctx *g = ctx;
+    bool first = g->attempts++ == 0;
+    return nori__near_client_fetch(g->rb->near, g->rb->topo, a, first, g->key, g->klen, g->k->s,
+                                   g->k->len, nori_backend_max_value(&g->rb->base), g->out);
+}
 
 static int near_get(nori_backend *b, const char *key, size_t klen, nori_buf *out)
 {
     redis_backend *rb = (redis_backend *)b;
-    /* The URL turned out to name a cluster: tracking one node cannot cover
-     * the keys, so the near cache stays out of the way (empty) and reads are
-     * routed. */
-    if (nori__topo_mode(rb->topo) == NORI_TOPO_CLUSTER)
-        return redis_get(b, key, klen, out);
     /* A local hit is counted by the store (striped counters: one shared
      * atomic here cost 8 threads on a hot key a contended cache line). */
     int rc = nori__near_client_local(rb->near, key, klen, out);
@@ -849,8 +867,8 @@ static int near_get(nori_backend *b, const char *key, size_t klen, nori_buf *out
         return rc;
     wire_key k;
     make_key(&k, key, klen);
-    rc = nori__near_client_fetch(rb->near, rb->near_node, key, klen, k.s, k.len,
-                                 nori_backend_max_value(b), out);
+    near_get_ctx g = {rb, key, klen, &k, out, 0};
+    rc = nori__topo_call(rb->topo, k.s, k.len, true, near_get_body, &g, "GET", key);
     if (rc == NORI_OK || rc == NORI_MISS)
         atomic_fetch_add_explicit(rc == NORI_OK ? &rb->hits : &rb->misses, 1,
                                   memory_order_relaxed);
@@ -941,9 +959,28 @@ static const nori_backend_ops redis_near_ops = {
     .incr = near_incr,
     .atomic_update = near_atomic_update,
     .verify = redis_verify,
+    .describe = redis_describe,
     .stats = near_stats,
     .destroy = near_destroy,
 };
+
+/* The topology moved keys to another node (a slot, the sentinel master):
+ * what was read from the old one may miss its invalidations from now on. */
+static void near_moved(void *ud)
+{
+    nori__near_flush(nori__near_client_store(ud), NORI__NEAR_FLUSH_TOPOLOGY);
+}
+
+/* Sentinel: a listener found its node demoted. When that node is still the
+ * master this process routes to, ask the sentinels now rather than at the
+ * next failed call or READONLY (a hot key served locally may make none):
+ * the new master flushes the near cache (near_moved). */
+static void near_not_master(void *ud, const nori__redis_node *node)
+{
+    redis_backend *rb = ud;
+    if (nori__topo_routes_to(rb->topo, "", 0, node))
+        (void)nori__topo_refresh(rb->topo);
+}
 
 int nori_redis_backend_enable_near(nori_backend *b, size_t max_keys, size_t max_bytes,
                                    int64_t max_ttl_ms)
@@ -953,19 +990,21 @@ int nori_redis_backend_enable_near(nori_backend *b, size_t max_keys, size_t max_
     if (b->ops == &redis_near_ops)
         return nori__fail(NORI_EINVAL, "enable_near: this backend already has a near cache");
     redis_backend *rb = (redis_backend *)b;
-    /* Tracking is per server: the near cache is for one server only (no
-     * connection is made here to find out; on a URL that later turns out to
-     * name a cluster node, near_get routes around it). */
-    rb->near_node = nori__topo_seed(rb->topo);
-    if (rb->near_node == NULL)
-        return nori__fail(NORI_EINVAL,
-                          "enable_near: redis %s is a cluster or a sentinel set-up; the near "
-                          "cache needs one server",
-                          rb->target.display);
     nori__near_limits limits = {max_keys, max_bytes, max_ttl_ms};
-    int rc = nori__near_client_start(rb->near_node->url, &limits, KEY_PREFIX, &rb->near);
+    /* Through Sentinel each listener checks that its node is a master: the
+     * sentinels may demote it without closing a connection. */
+    int rc = nori__near_client_start(&limits, KEY_PREFIX, rb->target.sentinel, near_not_master,
+                                     rb, &rb->near);
     if (rc != NORI_OK)
         return rc;
+    /* One listener per node, started at the node's first read (registry.h);
+     * the one server (or the first seed, while the mode is unknown) at once,
+     * so that a standalone backend keeps its first reads. No connection is
+     * made here. */
+    nori__redis_node *seed = nori__topo_seed(rb->topo);
+    if (seed != NULL)
+        nori__near_client_watch(rb->near, seed);
+    nori__topo_on_moved(rb->topo, near_moved, rb->near);
     b->ops = &redis_near_ops;
     return NORI_OK;
 }
@@ -991,6 +1030,7 @@ int nori_backend_get_near_stats(nori_backend *b, nori_near_stats *out)
         .flushes_listener_lost = st.flushes[NORI__NEAR_FLUSH_LISTENER_LOST],
         .flushes_heartbeat = st.flushes[NORI__NEAR_FLUSH_HEARTBEAT],
         .flushes_tracking_lost = st.flushes[NORI__NEAR_FLUSH_TRACKING_LOST],
+        .flushes_topology = st.flushes[NORI__NEAR_FLUSH_TOPOLOGY],
         .entries = st.entries,
         .bytes = st.bytes,
         .active = st.active ? 1 : 0,

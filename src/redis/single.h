@@ -30,7 +30,6 @@ typedef struct redis_backend {
     _Atomic bool script_loaded; /* SCRIPT LOAD done once; NOSCRIPT later is handled */
     _Atomic uint64_t hits, misses;
     struct nori__near_client *near; /* set by nori_redis_backend_enable_near (near_ops) */
-    nori__redis_node *near_node;    /* the one server the near cache tracks (borrowed from topo) */
 } redis_backend;
 
 /* "cache:" + key, built on the stack: keys are at most NORI_MAX_KEY_LEN. */

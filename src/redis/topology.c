@@ -153,6 +153,13 @@ static void drain(nori__redis_node *n)
         redisFree(stale[i]);
 }
 
+/* Keys changed node: tell the near cache (topology.h). */
+static void moved(const nori__redis_topo *t)
+{
+    if (t->moved_fn != NULL)
+        t->moved_fn(t->moved_ud);
+}
+
 int nori__topo_new(const nori__redis_target *target, const nori_backend *owner,
                    nori__redis_topo **out)
 {
@@ -268,10 +275,14 @@ static int refresh_from_locked(nori__redis_topo *t, int i)
             return NORI_EBACKEND;
         }
     }
+    bool changed = false;
     for (size_t s = 0; s < NORI_CLUSTER_SLOTS; s++) {
         uint16_t o = m.owner[s] == NORI_SLOT_UNSERVED ? NORI_SLOT_UNSERVED : (uint16_t)idx[m.owner[s]];
-        atomic_store_explicit(&t->owner[s], o, memory_order_release);
+        uint16_t was = atomic_exchange_explicit(&t->owner[s], o, memory_order_acq_rel);
+        changed |= was != NORI_SLOT_UNSERVED && was != o;
     }
+    if (changed)
+        moved(t);
     nori__slot_map_free(&t->map);
     t->map = m;
     t->have_map = true;
@@ -341,6 +352,8 @@ static int resolve_locked(nori__redis_topo *t)
         if (old >= 0)
             drain(&nori__topo_node(t, (size_t)old)->node);
         atomic_store(&t->master, i);
+        if (old >= 0)
+            moved(t);
     }
     atomic_store(&t->last_refresh_ms, now_ms());
     atomic_fetch_add(&t->refresh_gen, 1);
@@ -419,7 +432,9 @@ static int detect_locked(nori__redis_topo *t)
             size_t nn = atomic_load_explicit(&t->nnodes, memory_order_acquire);
             for (size_t k = 0; k < nn; k++)
                 atomic_store(&nori__topo_node(t, k)->node.refusals_count, true);
-            return refresh_cluster_locked(t, i);
+            rc = refresh_cluster_locked(t, i);
+            moved(t); /* reads until now went to the seed, as it was */
+            return rc;
         }
         /* Not a cluster (or INFO refused, e.g. by an ACL): one server. */
         atomic_store(&t->master, i);
@@ -520,10 +535,15 @@ static int follow(nori__redis_topo *t, const nori__topo_attempt *a, const topo_n
          * that knows the new owner: at once when that node was unknown (the
          * map is far behind), else at most every NORI_TOPO_REFRESH_MIN_MS (a
          * resharding sends many MOVEDs). */
-        atomic_store_explicit(&t->owner[rd->slot], (uint16_t)i, memory_order_release);
+        uint16_t was = atomic_exchange_explicit(&t->owner[rd->slot], (uint16_t)i,
+                                                memory_order_acq_rel);
+        if (was != NORI_SLOT_UNSERVED && was != (uint16_t)i)
+            moved(t);
         refresh(t, i, !known);
-        if (rd->slot != slot)
-            atomic_store_explicit(&t->owner[slot], (uint16_t)i, memory_order_release);
+        if (rd->slot != slot &&
+            atomic_exchange_explicit(&t->owner[slot], (uint16_t)i, memory_order_acq_rel) !=
+                (uint16_t)i)
+            moved(t);
     } else if (rd->kind == NORI_REDIRECT_ASK) {
         *ask = node_at(t, host, rd->port);
         if (*ask < 0)
@@ -762,4 +782,29 @@ void nori__topo_node_failed(nori__redis_topo *t, const nori__redis_node *answere
     /* Ask a node that just answered first: the failed one may be stuck, and
      * asking it would cost the caller its timeout a second time. */
     refresh(t, index_of(t, answered), false);
+}
+
+/* ---- for the near cache ---- */
+
+void nori__topo_on_moved(nori__redis_topo *t, nori__topo_moved_fn fn, void *ud)
+{
+    t->moved_fn = fn;
+    t->moved_ud = ud;
+}
+
+bool nori__topo_routes_to(nori__redis_topo *t, const char *wkey, size_t wlen,
+                          const nori__redis_node *node)
+{
+    int mode = nori__topo_mode(t);
+    int i;
+    if (mode == NORI_TOPO_CLUSTER) {
+        uint16_t o = atomic_load_explicit(&t->owner[nori__cluster_keyslot(wkey, wlen)],
+                                          memory_order_acquire);
+        i = o == NORI_SLOT_UNSERVED ? -1 : (int)o;
+    } else if (mode == NORI_TOPO_UNKNOWN) {
+        i = find(t, NULL, 0);
+    } else {
+        i = atomic_load(&t->master);
+    }
+    return i >= 0 && &nori__topo_node(t, (size_t)i)->node == node;
 }

@@ -162,4 +162,26 @@ void nori__topo_moved(nori__redis_topo *t, const nori__topo_attempt *a,
  * nori_last_error()). */
 void nori__topo_node_failed(nori__redis_topo *t, const nori__redis_node *answered);
 
+/* ---- for the near cache (src/redis/near/, backend.c) ---- */
+
+/*
+ * Called after keys changed node: a slot of the cluster map got another
+ * owner than before (a refresh, a MOVED), the mode was found to be a
+ * cluster, or the sentinels named another master. It runs after the new
+ * route is stored, under the topology lock or in a routing thread, so it
+ * must be quick and must not call the topology. Set once, before the
+ * backend is shared (NULL: none).
+ */
+typedef void (*nori__topo_moved_fn)(void *ud);
+void nori__topo_on_moved(nori__redis_topo *t, nori__topo_moved_fn fn, void *ud);
+
+/*
+ * True when a keyed command on wkey would now be sent to `node` without a
+ * redirection: the owner of its slot (cluster), the current master
+ * (sentinel), the server (standalone) or, while the mode is unknown, the
+ * first seed. Lock-free.
+ */
+bool nori__topo_routes_to(nori__redis_topo *t, const char *wkey, size_t wlen,
+                          const nori__redis_node *node);
+
 #endif

@@ -30,6 +30,8 @@ struct nori__redis_topo {
     nori__slot_map map;  /* under lock: the last CLUSTER SLOTS, for masters() and describe */
     bool have_map;       /* under lock */
     int sentinel_first;  /* under lock: the sentinel to ask first */
+    nori__topo_moved_fn moved_fn; /* set before sharing (nori__topo_on_moved) */
+    void *moved_ud;
 };
 
 /* Node i of the registry (i < nnodes). Lock-free. */

@@ -45,15 +45,22 @@ static int redis_setup(void **state)
     return 0;
 }
 
+/* One cluster and one sentinel set-up for the whole program (each start
+ * costs seconds): the plain and the near-cache groups share them, and main
+ * stops them at the end. */
+static nori_test_cluster *shared_cluster;
+static nori_test_sentinel *shared_sentinel;
+
 /* The same cases on a Redis Cluster (3 masters + 3 replicas): keys spread
  * over the masters, flush visits each. */
 static int cluster_setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
     assert_non_null(f);
-    f->cluster = nori_test_cluster_start();
-    assert_nori(nori_redis_backend_new(f->cluster->url, &f->b), NORI_OK);
     *state = f;
+    if (shared_cluster == NULL)
+        shared_cluster = nori_test_cluster_start();
+    assert_nori(nori_redis_backend_new(shared_cluster->url, &f->b), NORI_OK);
     return 0;
 }
 
@@ -62,9 +69,27 @@ static int sentinel_setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
     assert_non_null(f);
-    f->sentinel = nori_test_sentinel_start("sentinel-pw");
-    assert_nori(nori_redis_backend_new(f->sentinel->url, &f->b), NORI_OK);
     *state = f;
+    if (shared_sentinel == NULL)
+        shared_sentinel = nori_test_sentinel_start("sentinel-pw");
+    assert_nori(nori_redis_backend_new(shared_sentinel->url, &f->b), NORI_OK);
+    return 0;
+}
+
+/* The near cache on the cluster and through Sentinel: the same semantics. */
+static int cluster_near_setup(void **state)
+{
+    cluster_setup(state);
+    fixture *f = *state;
+    assert_nori(nori_redis_backend_enable_near(f->b, 1000, 0, 0), NORI_OK);
+    return 0;
+}
+
+static int sentinel_near_setup(void **state)
+{
+    sentinel_setup(state);
+    fixture *f = *state;
+    assert_nori(nori_redis_backend_enable_near(f->b, 1000, 0, 0), NORI_OK);
     return 0;
 }
 
@@ -497,5 +522,11 @@ int main(void)
                                           group_teardown);
     failed += cmocka_run_group_tests_name("redis backend with near cache", cases, redis_near_setup,
                                           group_teardown);
+    failed += cmocka_run_group_tests_name("redis cluster backend with near cache", cases,
+                                          cluster_near_setup, group_teardown);
+    failed += cmocka_run_group_tests_name("redis sentinel backend with near cache", cases,
+                                          sentinel_near_setup, group_teardown);
+    nori_test_cluster_stop(shared_cluster);
+    nori_test_sentinel_stop(shared_sentinel);
     return failed;
 }

@@ -85,6 +85,35 @@ static void test_inactive_serves_and_fills_nothing(void **state)
     nori__near_free(n);
 }
 
+/* Several listeners (one per Redis node): the loss of one flushes the whole
+ * store but it keeps serving what is filled afterwards while another is
+ * proved; it stops once none is. */
+static void test_active_counts_listeners(void **state)
+{
+    (void)state;
+    nori__near_limits lim = {100, 0, 0};
+    nori__near *n = NULL;
+    assert_nori(nori__near_new(&lim, &n), NORI_OK);
+    nori__near_set_active(n, true, NORI__NEAR_FLUSH_OWN);
+    nori__near_set_active(n, true, NORI__NEAR_FLUSH_OWN);
+    assert_true(fill(n, "k", "v", -1));
+    nori__near_set_active(n, false, NORI__NEAR_FLUSH_LISTENER_LOST);
+    assert_true(nori__near_is_active(n));
+    expect_near(n, "k", NULL); /* flushed: the lost node may have served it */
+    assert_true(fill(n, "k", "w", -1));
+    expect_near(n, "k", "w");
+    nori__near_set_active(n, false, NORI__NEAR_FLUSH_HEARTBEAT);
+    assert_false(nori__near_is_active(n));
+    expect_near(n, "k", NULL);
+    nori__near_set_active(n, false, NORI__NEAR_FLUSH_HEARTBEAT); /* unpaired: nothing */
+    nori__near_stats st;
+    nori__near_get_stats(n, &st);
+    assert_int_equal(st.flushes[NORI__NEAR_FLUSH_LISTENER_LOST], 1);
+    assert_int_equal(st.flushes[NORI__NEAR_FLUSH_HEARTBEAT], 1);
+    assert_string_equal(nori__near_flush_cause_name(NORI__NEAR_FLUSH_TOPOLOGY), "topology");
+    nori__near_free(n);
+}
+
 static void test_fill_and_binary_values(void **state)
 {
     (void)state;
@@ -360,6 +389,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_limits_refused),
         cmocka_unit_test(test_inactive_serves_and_fills_nothing),
+        cmocka_unit_test(test_active_counts_listeners),
         cmocka_unit_test(test_fill_and_binary_values),
         cmocka_unit_test(test_invalidation_during_fill_discards_reply),
         cmocka_unit_test(test_flush_and_loss_during_fill_discard_reply),

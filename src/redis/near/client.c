@@ -14,11 +14,12 @@ void (*nori__near_test_after_reply)(const char *key);
 
 struct nori__near_client {
     nori__near *store;
-    nori__near_listener *listener;
+    nori__near_registry *listeners;
 };
 
-int nori__near_client_start(const nori__redis_url *url, const nori__near_limits *limits,
-                            const char *key_prefix, nori__near_client **out)
+int nori__near_client_start(const nori__near_limits *limits, const char *key_prefix,
+                            bool check_role, nori__near_not_master_fn on_not_master, void *ud,
+                            nori__near_client **out)
 {
     nori__near_client *nc = calloc(1, sizeof *nc);
     if (nc == NULL)
@@ -28,18 +29,8 @@ int nori__near_client_start(const nori__redis_url *url, const nori__near_limits 
         free(nc);
         return rc;
     }
-    nori__near_listener_config cfg = {
-        .host = url->is_unix ? NULL : url->host,
-        .port = url->port,
-        .unix_path = url->is_unix ? url->path : NULL,
-        .user = url->user,
-        .password = url->password,
-        .display = url->display,
-        .connect_timeout_ms = url->connect_timeout_ms,
-        .heartbeat_ms = 0,
-        .key_prefix = key_prefix,
-    };
-    rc = nori__near_listener_start(nc->store, &cfg, &nc->listener);
+    rc = nori__near_registry_new(nc->store, key_prefix, check_role, on_not_master, ud,
+                                 &nc->listeners);
     if (rc != NORI_OK) {
         nori__near_free(nc->store);
         free(nc);
@@ -49,11 +40,16 @@ int nori__near_client_start(const nori__redis_url *url, const nori__near_limits 
     return NORI_OK;
 }
 
+void nori__near_client_watch(nori__near_client *nc, const nori__redis_node *node)
+{
+    (void)nori__near_registry_listener(nc->listeners, node);
+}
+
 void nori__near_client_stop(nori__near_client *nc)
 {
     if (nc == NULL)
         return;
-    nori__near_listener_stop(nc->listener);
+    nori__near_registry_free(nc->listeners);
     nori__near_free(nc->store);
     free(nc);
 }
@@ -63,9 +59,9 @@ nori__near *nori__near_client_store(nori__near_client *nc)
     return nc->store;
 }
 
-nori__near_listener *nori__near_client_listener(nori__near_client *nc)
+nori__near_registry *nori__near_client_registry(nori__near_client *nc)
 {
-    return nc->listener;
+    return nc->listeners;
 }
 
 void nori__near_client_drop(nori__near_client *nc, const char *key, size_t klen)
@@ -116,8 +112,8 @@ static bool tracking_proved(const redisReply *r, uint64_t redirect)
  * connection with the listener. Failures only mean the connection's next
  * reads are not kept (checked again each time): they are not the caller's.
  */
-static void enable_tracking(nori__near_client *nc, nori__redis_conn *conn, uint64_t redirect,
-                            const char *key)
+static void enable_tracking(nori__near_listener *listener, nori__redis_conn *conn,
+                            uint64_t redirect, const char *key)
 {
     char id_text[24];
     snprintf(id_text, sizeof id_text, "%llu", (unsigned long long)redirect);
@@ -131,7 +127,7 @@ static void enable_tracking(nori__near_client *nc, nori__redis_conn *conn, uint6
     bool on = replies[1]->type == REDIS_REPLY_STATUS;
     bool registered = on && replies[0]->type == REDIS_REPLY_INTEGER &&
                       replies[0]->integer > 0 &&
-                      nori__near_listener_track(nc->listener, (uint64_t)replies[0]->integer,
+                      nori__near_listener_track(listener, (uint64_t)replies[0]->integer,
                                                 redirect);
     /* Tracking on but unknown to the heartbeat (the listener changed
      * meanwhile, or no memory to register it): its later proofs could not
@@ -147,15 +143,58 @@ int nori__near_client_local(nori__near_client *nc, const char *key, size_t klen,
     return nori__near_get(nc->store, key, klen, out);
 }
 
-int nori__near_client_fetch(nori__near_client *nc, nori__redis_node *node, const char *key,
-                            size_t klen, const char *wkey, size_t wklen, size_t max_value,
-                            nori_buf *out)
+/* The GET reply g as the backend's get returns it. */
+static int copy_value(const nori__redis_node *node, const redisReply *g, const char *key,
+                      size_t max_value, nori_buf *out)
 {
-    nori__redis_conn conn;
-    int rc = nori__redis_conn_open(node, &conn);
+    if (g->type == REDIS_REPLY_NIL)
+        return NORI_MISS;
+    if (g->type == REDIS_REPLY_STRING && g->len > max_value)
+        return nori__fail(NORI_ETOOBIG,
+                          "GET '%.64s': the stored value is %zu bytes, over the value limit of %zu",
+                          key, g->len, max_value);
+    if (g->type != REDIS_REPLY_STRING)
+        return nori__redis_reply_fail(node, g, "GET", key);
+    char *data = malloc(g->len + 1);
+    if (data == NULL)
+        return nori__fail(NORI_ENOMEM, "out of memory copying the value of '%.64s'", key);
+    memcpy(data, g->str, g->len);
+    data[g->len] = '\0';
+    out->data = data;
+    out->len = g->len;
+    return NORI_OK;
+}
+
+/* A read that keeps nothing: a retry after a redirection or an error. A
+ * lone GET, because an ASK attempt's ASKING covers the next command only. */
+static int plain_get(nori__redis_topo *topo, nori__topo_attempt *a, const char *key,
+                     const char *wkey, size_t wklen, size_t max_value, nori_buf *out)
+{
+    const char *get[] = {"GET", wkey};
+    const size_t get_lens[] = {3, wklen};
+    redisReply *g;
+    nori__redis_conn_expect_values(&a->conn, 1);
+    int rc = nori__redis_conn_command(&a->conn, 2, get, get_lens, &g, "GET", key);
     if (rc != NORI_OK)
         return rc;
-    uint64_t redirect = nori__near_listener_client_id(nc->listener);
+    if (nori__topo_redirected(topo, a, g))
+        rc = NORI__REDIRECTED;
+    else
+        rc = copy_value(a->conn.node, g, key, max_value, out);
+    freeReplyObject(g);
+    return rc;
+}
+
+int nori__near_client_fetch(nori__near_client *nc, nori__redis_topo *topo, nori__topo_attempt *a,
+                            bool first, const char *key, size_t klen, const char *wkey,
+                            size_t wklen, size_t max_value, nori_buf *out)
+{
+    if (!first)
+        return plain_get(topo, a, key, wkey, wklen, max_value, out);
+    nori__redis_conn *conn = &a->conn;
+    nori__redis_node *node = conn->node;
+    nori__near_listener *listener = nori__near_registry_listener(nc->listeners, node);
+    uint64_t redirect = listener != NULL ? nori__near_listener_client_id(listener) : 0;
     nori__near_fill fill;
     bool filling = redirect != 0 && nori__near_fill_begin(nc->store, key, klen, &fill);
     const char *info[] = {"CLIENT", "TRACKINGINFO"};
@@ -165,8 +204,8 @@ int nori__near_client_fetch(nori__near_client *nc, nori__redis_node *node, const
     const size_t pttl_lens[] = {4, wklen};
     const nori__redis_cmd cmds[3] = {{2, info, NULL}, {2, get, get_lens}, {2, pttl, pttl_lens}};
     redisReply *replies[3];
-    nori__redis_conn_expect_values(&conn, 1); /* the GET's value may be up to the limit */
-    rc = nori__redis_conn_pipeline(&conn, 3, cmds, replies, "GET", key);
+    nori__redis_conn_expect_values(conn, 1); /* the GET's value may be up to the limit */
+    int rc = nori__redis_conn_pipeline(conn, 3, cmds, replies, "GET", key);
     if (rc != NORI_OK) {
         if (filling)
             nori__near_fill_cancel(nc->store, key, klen, &fill);
@@ -176,35 +215,21 @@ int nori__near_client_fetch(nori__near_client *nc, nori__redis_node *node, const
          * now leaves no window. */
         if (nori__near_is_active(nc->store))
             nori__near_flush(nc->store, NORI__NEAR_FLUSH_TRACKING_LOST);
-        nori__redis_conn_close(&conn);
         return rc;
     }
     if (nori__near_test_after_reply != NULL)
         nori__near_test_after_reply(key);
     redisReply *g = replies[1];
     /* The proof, read after the marker was placed: a loss of tracking in
-     * between bumped the epoch (fill_end refuses) or withdrew the id. */
+     * between bumped the epoch (fill_end refuses) or withdrew the id; the
+     * route, checked after the reply: see client.h. */
     bool proved = redirect != 0 && tracking_proved(replies[0], redirect) &&
-                  nori__near_listener_client_id(nc->listener) == redirect;
-    if (g->type == REDIS_REPLY_NIL) {
-        rc = NORI_MISS;
-    } else if (g->type == REDIS_REPLY_STRING && g->len > max_value) {
-        rc = nori__fail(NORI_ETOOBIG,
-                        "GET '%.64s': the stored value is %zu bytes, over the value limit of %zu",
-                        key, g->len, max_value);
-    } else if (g->type == REDIS_REPLY_STRING) {
-        char *data = malloc(g->len + 1);
-        if (data == NULL) {
-            rc = nori__fail(NORI_ENOMEM, "out of memory copying the value of '%.64s'", key);
-        } else {
-            memcpy(data, g->str, g->len);
-            data[g->len] = '\0';
-            out->data = data;
-            out->len = g->len;
-        }
-    } else {
-        rc = nori__redis_reply_fail(node, g, "GET", key);
-    }
+                  nori__near_listener_client_id(listener) == redirect &&
+                  nori__topo_routes_to(topo, wkey, wklen, node);
+    if (nori__topo_redirected(topo, a, g))
+        rc = NORI__REDIRECTED;
+    else
+        rc = copy_value(node, g, key, max_value, out);
     int64_t pttl_ms = replies[2]->type == REDIS_REPLY_INTEGER ? replies[2]->integer : -2;
     if (filling) {
         if (rc == NORI_OK && proved)
@@ -215,8 +240,7 @@ int nori__near_client_fetch(nori__near_client *nc, nori__redis_node *node, const
     for (int i = 0; i < 3; i++)
         freeReplyObject(replies[i]);
     if (redirect != 0 && !proved && (rc == NORI_OK || rc == NORI_MISS) &&
-        nori__near_listener_client_id(nc->listener) == redirect)
-        enable_tracking(nc, &conn, redirect, key);
-    nori__redis_conn_close(&conn);
+        nori__near_listener_client_id(listener) == redirect)
+        enable_tracking(listener, conn, redirect, key);
     return rc;
 }

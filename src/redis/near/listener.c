@@ -48,6 +48,11 @@ struct nori__near_listener {
     size_t ntracked, cap;
 
     _Atomic uint64_t connects, messages, pings;
+
+    bool check_role;
+    void (*on_not_master)(void *ud);
+    void *ud;
+    bool demoted; /* listener thread only: the last session found a replica */
 };
 
 static char *dup_or_null(const char *s, bool *failed)
@@ -261,6 +266,57 @@ out:
     return cause;
 }
 
+/* ---- the node's role (Sentinel) ---- */
+
+static bool is_str(const redisReply *r, const char *s);
+
+/* ROLE on c: 1 a master, 0 not a master, -1 unknown (refused: taken as a
+ * master), -2 no reply (c is then dead). */
+static int node_role(redisContext *c, int timeout_ms)
+{
+    const char *argv[] = {"ROLE"};
+    redisReply *r = command(c, timeout_ms, 1, argv);
+    if (r == NULL)
+        return -2;
+    int role = -1;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1)
+        role = is_str(r->element[0], "master") ? 1 : 0;
+    freeReplyObject(r);
+    return role;
+}
+
+/* The node turned out not to be a master: tell the owner (once per
+ * session; sessions are heartbeat_ms apart while it stays so). */
+static void not_master(nori__near_listener *l)
+{
+    l->demoted = true;
+    if (l->on_not_master != NULL)
+        l->on_not_master(l->ud);
+}
+
+/* Every NORI_NEAR_ROLE_BEATS heartbeats, on the control connection: 0, or
+ * the flush cause (not a master: topology; no answer: heartbeat). */
+static int check_role(nori__near_listener *l, redisContext **control, unsigned beat)
+{
+    if (!l->check_role || beat % NORI_NEAR_ROLE_BEATS != 0)
+        return 0;
+    if (*control == NULL)
+        *control = connect_ctx(l, l->heartbeat_ms);
+    if (*control == NULL)
+        return NORI__NEAR_FLUSH_HEARTBEAT;
+    int role = node_role(*control, l->heartbeat_ms);
+    if (role == -2) {
+        redisFree(*control);
+        *control = NULL;
+        return NORI__NEAR_FLUSH_HEARTBEAT;
+    }
+    if (role == 0) {
+        not_master(l);
+        return NORI__NEAR_FLUSH_TOPOLOGY;
+    }
+    return 0;
+}
+
 /* ---- the subscribed connection ---- */
 
 static bool is_str(const redisReply *r, const char *s)
@@ -339,6 +395,15 @@ static int run_session(nori__near_listener *l)
         freeReplyObject(r);
     if (id == 0)
         goto out;
+    /* A replica is never proved: reads from it would be kept while the
+     * writes go to the new master. */
+    if (l->check_role) {
+        int role = node_role(c, l->heartbeat_ms);
+        if (role == 0)
+            not_master(l);
+        if (role == 0 || role == -2)
+            goto out;
+    }
     const char *subscribe[] = {"SUBSCRIBE", "__redis__:invalidate"};
     r = command(c, l->heartbeat_ms, 2, subscribe);
     bool subscribed = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
@@ -355,6 +420,7 @@ static int run_session(nori__near_listener *l)
     publish_id(l, id);
     cause = NORI__NEAR_FLUSH_LISTENER_LOST;
     bool ping_outstanding = false;
+    unsigned beat = 0;
     nori__redis_reply_charge charge = {0, 0};
     int64_t next_beat = nori__now_ms() + l->heartbeat_ms;
     while (!atomic_load(&l->stop)) {
@@ -397,6 +463,8 @@ static int run_session(nori__near_listener *l)
         ping_outstanding = true;
         atomic_fetch_add_explicit(&l->pings, 1, memory_order_relaxed);
         int lost = check_tracked(l, &control);
+        if (lost == 0)
+            lost = check_role(l, &control, ++beat);
         if (lost != 0) {
             cause = lost;
             break;
@@ -417,12 +485,19 @@ static void *listener_main(void *arg)
     nori__near_listener *l = arg;
     while (!atomic_load(&l->stop)) {
         int cause = run_session(l);
-        /* Stop filling first (inactive + flush), then withdraw the id so
-         * that data connections re-enable tracking for the next one. */
+        /* Withdraw the id first, then flush: a read that took the old id
+         * and began its fill after the flush finds the id changed when its
+         * reply is in (client.c), and one that began before finds the epoch
+         * bumped. The other order left a window on a cluster, where the
+         * store stays active while other nodes' listeners are proved. */
+        publish_id(l, 0);
         if (cause >= 0)
             nori__near_set_active(l->near, false, (nori__near_flush_cause)cause);
-        publish_id(l, 0);
-        if (pause_or_stop(l, RECONNECT_PAUSE_MS))
+        /* A replica is asked again at the pace of the ROLE checks (2 s by
+         * default), not hammered: it may stay one for good. */
+        int pause = l->demoted ? l->heartbeat_ms * NORI_NEAR_ROLE_BEATS : RECONNECT_PAUSE_MS;
+        l->demoted = false;
+        if (pause_or_stop(l, pause))
             break;
     }
     return NULL;
@@ -467,6 +542,9 @@ int nori__near_listener_start(nori__near *n, const nori__near_listener_config *c
     l->port = cfg->port;
     l->connect_timeout_ms = cfg->connect_timeout_ms;
     l->heartbeat_ms = cfg->heartbeat_ms != 0 ? cfg->heartbeat_ms : NORI_NEAR_DEFAULT_HEARTBEAT_MS;
+    l->check_role = cfg->check_role;
+    l->on_not_master = cfg->on_not_master;
+    l->ud = cfg->ud;
     if (pipe2(l->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
         int e = errno;
         listener_free(l);
@@ -499,8 +577,9 @@ void nori__near_listener_stop(nori__near_listener *l)
     atomic_store(&l->stop, true);
     ssize_t w = write(l->wake[1], "x", 1);
     (void)w; /* a full pipe already wakes the thread */
+    /* The thread deactivated (and flushed) what it had activated before it
+     * ended: set_active calls are counted per listener. */
     pthread_join(l->thread, NULL);
-    nori__near_set_active(l->near, false, NORI__NEAR_FLUSH_LISTENER_LOST);
     close(l->wake[0]);
     close(l->wake[1]);
     pthread_cond_destroy(&l->changed);

@@ -1,7 +1,7 @@
 /*
  * The invalidation listener of the near cache: one hiredis connection per
  * Redis node, subscribed to __redis__:invalidate, read by a background
- * thread. Data connections enable tracking with
+ * thread (registry.h keeps one per node of a cluster or sentinel set-up). Data connections enable tracking with
  * `CLIENT TRACKING on REDIRECT <nori__near_listener_client_id()>`, and Redis
  * then sends here the keys they read when anyone changes them (RESP2 form of
  * client-side caching; hiredis 0.14 has no RESP3).
@@ -21,11 +21,16 @@
  *    tracking silently when a data connection is killed, and over RESP2 tells
  *    nobody, so this is the only way to learn it;
  *  - on connection loss, a missed heartbeat or a lost tracked connection:
- *    the store is made inactive and flushed (the cause counted), the client
- *    id is withdrawn (0), and it reconnects after a short pause; data
+ *    the client id is withdrawn (0), this listener's proof is withdrawn from
+ *    the store, which flushes it (the cause counted; near.h), and it
+ *    reconnects after a short pause; data
  *    connections must then enable tracking again with the new id before
  *    their replies may be kept.
- * While nothing changes it sends at most two commands per heartbeat.
+ *  - with check_role (Sentinel): a node found not to be a master (it was
+ *    demoted by a failover) ends the session like a lost connection, and
+ *    the listener stays unproved while it is a replica.
+ * While nothing changes it sends at most two commands per heartbeat (and a
+ * ROLE every NORI_NEAR_ROLE_BEATS heartbeats with check_role).
  *
  * Every wait is bounded: connect by connect_timeout_ms, commands on the
  * control connection by heartbeat_ms, the reader's poll by heartbeat_ms;
@@ -53,7 +58,20 @@ typedef struct {
     int connect_timeout_ms;  /* > 0 */
     int heartbeat_ms;        /* 0: NORI_NEAR_DEFAULT_HEARTBEAT_MS */
     const char *key_prefix;  /* "cache:": only these keys are invalidated, prefix stripped */
+    /* Through Sentinel: the node must be a master. ROLE is checked before
+     * subscribing and every NORI_NEAR_ROLE_BEATS heartbeats; a node that is
+     * not a master is not proved (tracking lost: flush, cause topology;
+     * asked again every NORI_NEAR_ROLE_BEATS heartbeats), and
+     * on_not_master(ud) is called from the listener thread each time. A
+     * refused ROLE (ACL) is taken as "master". */
+    bool check_role;
+    void (*on_not_master)(void *ud);
+    void *ud;
 } nori__near_listener_config;
+
+/* ROLE is checked every this many heartbeats (2 s by default), so that the
+ * idle cost stays at most 4 commands per second on one node. */
+#define NORI_NEAR_ROLE_BEATS 4
 
 /*
  * Starts the listener thread for store `n` (borrowed: it must outlive the
@@ -66,7 +84,8 @@ int nori__near_listener_start(nori__near *n, const nori__near_listener_config *c
                               nori__near_listener **out);
 
 /* Stops the thread (bounded by the connect timeout at worst), closes its
- * connections, deactivates the store and frees l. NULL-safe. */
+ * connections, withdraws its proof from the store (which flushes it) if it
+ * had one, and frees l. NULL-safe. */
 void nori__near_listener_stop(nori__near_listener *l);
 
 /* The CLIENT ID data connections must REDIRECT to; 0 while tracking is not

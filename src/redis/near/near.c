@@ -77,7 +77,9 @@ struct nori__near {
     unsigned shard_shift; /* 64 - log2(nshards); 64 for one shard */
     uint64_t seed;
     int64_t max_ttl_ms;
-    _Atomic bool active;
+    _Atomic bool active;   /* proved > 0 */
+    pthread_mutex_t state_lock; /* orders set_active calls of several listeners */
+    unsigned proved;       /* under state_lock: listeners with tracking proved */
     _Atomic uint64_t epoch;
     _Atomic uint64_t next_ticket;
     _Atomic uint64_t fills, fills_discarded, invalidations;
@@ -86,7 +88,7 @@ struct nori__near {
 };
 
 static const char *const cause_names[NORI__NEAR_FLUSH_CAUSES] = {
-    "own", "server", "listener_lost", "heartbeat", "tracking_lost"};
+    "own", "server", "listener_lost", "heartbeat", "tracking_lost", "topology"};
 
 const char *nori__near_flush_cause_name(nori__near_flush_cause cause)
 {
@@ -287,6 +289,7 @@ int nori__near_new(const nori__near_limits *limits, nori__near **out)
     n->max_ttl_ms = limits->max_ttl_ms != 0 ? limits->max_ttl_ms : NORI_NEAR_DEFAULT_MAX_TTL_MS;
     n->seed = nori__hash_seed();
     atomic_init(&n->active, false);
+    pthread_mutex_init(&n->state_lock, NULL);
     atomic_init(&n->epoch, 1);
     atomic_init(&n->next_ticket, 1);
     pthread_rwlockattr_t rwa;
@@ -303,6 +306,7 @@ int nori__near_new(const nori__near_limits *limits, nori__near **out)
                 free(n->shards[j].buckets);
             }
             pthread_rwlockattr_destroy(&rwa);
+            pthread_mutex_destroy(&n->state_lock);
             free(n);
             return nori__fail(NORI_ENOMEM, "near cache: out of memory");
         }
@@ -324,6 +328,7 @@ void nori__near_free(nori__near *n)
         free(n->shards[i].buckets);
         pthread_rwlock_destroy(&n->shards[i].lock);
     }
+    pthread_mutex_destroy(&n->state_lock);
     free(n);
 }
 
@@ -510,12 +515,24 @@ void nori__near_flush(nori__near *n, nori__near_flush_cause cause)
 
 void nori__near_set_active(nori__near *n, bool active, nori__near_flush_cause cause)
 {
+    pthread_mutex_lock(&n->state_lock);
     if (active) {
+        n->proved++;
         atomic_store(&n->active, true);
+        pthread_mutex_unlock(&n->state_lock);
         return;
     }
-    if (!atomic_exchange(&n->active, false))
+    if (n->proved == 0) {
+        pthread_mutex_unlock(&n->state_lock);
         return;
+    }
+    /* `active` goes false before the flush (see nori__near_get) when this
+     * was the last proved listener; with others still proved the store keeps
+     * serving, but only what is filled after this flush, and the lost node's
+     * reads are not kept until its listener is back (client.c). */
+    if (--n->proved == 0)
+        atomic_store(&n->active, false);
+    pthread_mutex_unlock(&n->state_lock);
     nori__near_flush(n, cause);
 }
 

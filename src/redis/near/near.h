@@ -14,11 +14,14 @@
  *    stores the reply only if the marker is still there, with its own
  *    ticket, when the reply is in (nori__near_fill_end). An invalidation of
  *    the key removes the marker; so does a flush.
- *  - The store serves and fills only while tracking is proved: the listener
- *    says so with nori__near_set_active(). Losing it (connection closed, a
- *    heartbeat missed, a tracked data connection gone) flushes everything
- *    and bumps the epoch, so a reply read before the loss, whose fill began
- *    in the old epoch, is never stored.
+ *  - The store serves and fills only while tracking is proved: each
+ *    listener (one per Redis node) says so with nori__near_set_active().
+ *    Losing any of them (connection closed, a heartbeat missed, a tracked
+ *    data connection gone) flushes everything and bumps the epoch, so a
+ *    reply read before the loss, whose fill began in the old epoch, is never
+ *    stored. The store is one for all nodes (a key lives on one node at a
+ *    time, but moves), so a loss on one node empties it all: simple, and
+ *    safe without knowing which node served which entry.
  *  - A local copy never outlives the key's TTL in Redis (PTTL read with the
  *    GET) nor max_ttl_ms (a safety net, default 60 s), counted from the
  *    moment the fill began, i.e. before the GET was sent.
@@ -59,11 +62,13 @@ typedef enum {
     NORI__NEAR_FLUSH_LISTENER_LOST, /* the invalidation connection closed or failed */
     NORI__NEAR_FLUSH_HEARTBEAT,     /* a PING on it was not answered in time */
     NORI__NEAR_FLUSH_TRACKING_LOST, /* a tracked data connection is gone or untracked */
+    NORI__NEAR_FLUSH_TOPOLOGY,      /* keys changed node: a cluster slot moved, a new
+                                       sentinel master */
     NORI__NEAR_FLUSH_CAUSES
 } nori__near_flush_cause;
 
 /* Names for the causes ("own", "server", "listener_lost", "heartbeat",
- * "tracking_lost"), for stats and metrics. Static strings. */
+ * "tracking_lost", "topology"), for stats and metrics. Static strings. */
 const char *nori__near_flush_cause_name(nori__near_flush_cause cause);
 
 typedef struct {
@@ -145,13 +150,15 @@ void nori__near_drop(nori__near *n, const char *key, size_t klen);
 void nori__near_flush(nori__near *n, nori__near_flush_cause cause);
 
 /*
- * Tracking proved (active = true: serve and fill from now on) or lost
- * (false: stop, bump the epoch, then flush counting `cause`). Deactivating
- * an inactive store changes nothing and counts nothing.
+ * One listener proved tracking (active = true: serve and fill from now on)
+ * or lost it (false: bump the epoch, then flush counting `cause`; the store
+ * stops serving once no listener is proved any more). Calls are counted:
+ * each listener pairs every false with an earlier true of its own.
+ * Deactivating a store no listener proved changes nothing, counts nothing.
  */
 void nori__near_set_active(nori__near *n, bool active, nori__near_flush_cause cause);
 
-/* True while tracking is proved. */
+/* True while at least one listener has tracking proved. */
 bool nori__near_is_active(const nori__near *n);
 
 /* Counters since creation, and the entries and bytes held now. */
