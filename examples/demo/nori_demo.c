@@ -613,7 +613,8 @@ static int metrics(const nori_http_request *req, nori_http_response *resp, void 
                        {"server", near.flushes_server},
                        {"listener_lost", near.flushes_listener_lost},
                        {"heartbeat", near.flushes_heartbeat},
-                       {"tracking_lost", near.flushes_tracking_lost}};
+                       {"tracking_lost", near.flushes_tracking_lost},
+                       {"topology", near.flushes_topology}};
         for (size_t i = 0; i < sizeof flushes / sizeof *flushes; i++)
             fprintf(t.f, "nori_near_flushes_total{cause=\"%s\"} %" PRIu64 "\n",
                     flushes[i].cause, flushes[i].n);

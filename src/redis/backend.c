@@ -888,12 +888,15 @@ static void near_stats(nori_backend *b, nori_backend_stats *out)
  * every copy: the connection that failed is freed, and if it had tracking
  * on, Redis forgot the keys it read, so their changes would no longer be
  * announced (the heartbeat would notice within 500 ms; this leaves no
- * window). Errors are rare, and a flush only costs refills.
+ * window). Errors are rare, and a flush only costs refills. Not after a
+ * write that failed only on its WAIT (wait_replicas): its connection and
+ * tracking are intact, and a replica that is down would otherwise empty
+ * the near cache at every write.
  */
 static int near_after_write(nori_backend *b, const char *key, size_t klen, int rc)
 {
     redis_backend *rb = (redis_backend *)b;
-    if (rc == NORI_EBACKEND)
+    if (rc == NORI_EBACKEND && !nori__redis_conn_wait_fell_short())
         nori__near_flush(nori__near_client_store(rb->near), NORI__NEAR_FLUSH_TRACKING_LOST);
     else
         nori__near_client_drop(rb->near, key, klen);

@@ -12,6 +12,15 @@
 #include <string.h>
 #include <strings.h>
 
+/* Set when this thread's last write failed only on its WAIT (see conn.h);
+ * cleared by each conn_open. */
+static _Thread_local bool tl_wait_shortfall;
+
+bool nori__redis_conn_wait_fell_short(void)
+{
+    return tl_wait_shortfall;
+}
+
 int nori__redis_node_init(nori__redis_node *n, const nori__redis_url *url,
                           const nori_backend *owner)
 {
@@ -60,6 +69,7 @@ int nori__redis_conn_open(nori__redis_node *n, nori__redis_conn *conn)
     conn->decided = false;
     conn->values = 0;
     conn->wait_cmds = NULL;
+    tl_wait_shortfall = false;
     int rc = nori__redis_breaker_enter(&n->breaker, n->url->display, &conn->probe);
     if (rc != NORI_OK)
         return rc;
@@ -228,13 +238,15 @@ static int judge_wait(nori__redis_conn *conn, size_t n, redisReply **replies, co
     if (rc == NORI_OK && something_written(n, cmds, replies)) {
         if (w->type != REDIS_REPLY_INTEGER)
             rc = nori__redis_reply_fail(conn->node, w, "WAIT after the write", key);
-        else if (w->integer < u->wait_replicas)
+        else if (w->integer < u->wait_replicas) {
+            tl_wait_shortfall = true;
             rc = nori__fail(NORI_EBACKEND,
                             "redis %s: %s '%.64s': written on the master, but only %lld of the "
                             "%d replicas asked for (wait_replicas) acknowledged it within %d ms: "
                             "it may be lost if the master fails now",
                             u->display, op, key, w->integer, u->wait_replicas,
                             u->wait_timeout_ms);
+        }
     }
     if (w != NULL)
         freeReplyObject(w);

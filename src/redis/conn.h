@@ -152,6 +152,11 @@ int nori__redis_conn_recv(nori__redis_conn *conn, size_t n, redisReply **replies
 int nori__redis_node_call(nori__redis_node *n, int argc, const char **argv, const size_t *lens,
                           size_t values, redisReply **reply, const char *op, const char *key);
 
+/* True when the last write of this thread (since its last conn_open) failed
+ * only because fewer replicas than wait_replicas acknowledged it: the write
+ * was applied and the connection is intact (its tracking too). */
+bool nori__redis_conn_wait_fell_short(void);
+
 /* Reports an unexpected reply r (an error reply, with the server's text, or
  * a wrong type) of `op` on `key`: returns NORI_EBACKEND. */
 int nori__redis_reply_fail(const nori__redis_node *n, const redisReply *r, const char *op,

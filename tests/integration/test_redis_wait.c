@@ -191,6 +191,55 @@ static void test_stopped_replica(void **state)
     nori_backend_free(b);
 }
 
+/* A write that fails only on its WAIT leaves the near cache alone (its
+ * connection and tracking are intact): with the replica stopped, another
+ * key's local copy stays and is still served locally; the written key's
+ * copy is dropped (the write was applied on the master). Before, every
+ * such write emptied the near cache (flushes_tracking_lost). */
+static void test_near_cache_survives_a_wait_shortfall(void **state)
+{
+    (void)state;
+    nori_backend *b = backend(1, 200);
+    assert_nori(nori_redis_backend_enable_near(b, 1000, 1 << 20, 0), NORI_OK);
+    assert_nori(nori_backend_set(b, "w:hot", "hot", 3, 60), NORI_OK);
+    assert_nori(nori_backend_set(b, "w:cold", "c0", 2, 60), NORI_OK);
+    /* Read until local: a read is kept once the near cache's listener
+     * has proved tracking (bounded). */
+    nori_near_stats st;
+    double until = now_ms() + 10000;
+    do {
+        nori_buf v = {NULL, 0};
+        assert_nori(nori_backend_get(b, "w:hot", &v), NORI_OK);
+        nori_buf_free(&v);
+        v = (nori_buf){NULL, 0};
+        assert_nori(nori_backend_get(b, "w:cold", &v), NORI_OK);
+        nori_buf_free(&v);
+        assert_nori(nori_backend_get_near_stats(b, &st), NORI_OK);
+    } while (st.entries < 2 && now_ms() < until);
+    assert_int_equal(st.entries, 2);
+    uint64_t lost_before = st.flushes_tracking_lost;
+    assert_int_equal(kill(replica->pid, SIGSTOP), 0);
+    int rc = nori_backend_set(b, "w:cold", "c1", 2, 60);
+    assert_int_equal(kill(replica->pid, SIGCONT), 0);
+    assert_nori(rc, NORI_EBACKEND);
+    assert_non_null(strstr(nori_last_error(), "only 0 of the 1 replicas"));
+    assert_nori(nori_backend_get_near_stats(b, &st), NORI_OK);
+    assert_int_equal(st.flushes_tracking_lost, lost_before);
+    assert_int_equal(st.entries, 1); /* w:hot kept, w:cold dropped */
+    uint64_t hits = st.hits;
+    nori_buf v = {NULL, 0};
+    assert_nori(nori_backend_get(b, "w:hot", &v), NORI_OK);
+    nori_buf_free(&v);
+    v = (nori_buf){NULL, 0};
+    assert_nori(nori_backend_get(b, "w:cold", &v), NORI_OK);
+    assert_int_equal(v.len, 2);
+    assert_memory_equal(v.data, "c1", 2); /* the master's value, not the old copy */
+    nori_buf_free(&v);
+    assert_nori(nori_backend_get_near_stats(b, &st), NORI_OK);
+    assert_int_equal(st.hits, hits + 1);
+    nori_backend_free(b);
+}
+
 static void test_more_replicas_than_exist(void **state)
 {
     (void)state;
@@ -206,6 +255,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_acknowledged_writes_are_on_the_replica),
         cmocka_unit_test(test_stopped_replica),
+        cmocka_unit_test(test_near_cache_survives_a_wait_shortfall),
         cmocka_unit_test(test_more_replicas_than_exist),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
