@@ -1,6 +1,7 @@
 /*
  * The Redis backend's state, shared by its files: backend.c (the operations
- * of cache.h, one key at a time, routed by topology.c) and bulk.c (the bulk
+ * of cache.h, one key at a time, routed by topology.c), near_ops.c (the same
+ * with a near cache in front) and bulk.c (the bulk
  * calls: one round trip per node, on one server or a cluster; one key at a
  * time, routed, through Sentinel).
  */
@@ -45,6 +46,10 @@ static inline void make_key(wire_key *k, const char *key, size_t klen)
     k->len = KEY_PREFIX_LEN + klen;
     k->s[k->len] = '\0';
 }
+
+/* The plain Redis backend's operations (backend.c); the near cache's table
+ * (near_ops.c) wraps them. */
+extern const nori_backend_ops nori__redis_ops;
 
 /* The bulk operations of the ops table (backend.h describes the contract):
  * a pipeline of GETs, SETs or UNLINKs per node (bulk.c). */
