@@ -195,8 +195,12 @@ int nori__near_client_fetch(nori__near_client *nc, nori__redis_topo *topo, nori_
     nori__redis_node *node = conn->node;
     nori__near_listener *listener = nori__near_registry_listener(nc->listeners, node);
     uint64_t redirect = listener != NULL ? nori__near_listener_client_id(listener) : 0;
-    nori__near_fill fill;
+    nori__near_fill fill = {0};
     bool filling = redirect != 0 && nori__near_fill_begin(nc->store, key, klen, &fill);
+    /* Filled by another thread since this get missed: serve that copy (see
+     * near.h); if it went meanwhile, read Redis without keeping the reply. */
+    if (!filling && fill.live && nori__near_get(nc->store, key, klen, out) == NORI_OK)
+        return NORI_OK;
     const char *info[] = {"CLIENT", "TRACKINGINFO"};
     const char *get[] = {"GET", wkey};
     const size_t get_lens[] = {3, wklen};

@@ -46,6 +46,7 @@ typedef struct near_entry {
     struct near_entry *prev, *next;      /* LRU list */
     uint64_t hash;
     uint64_t ticket;                     /* non-zero: a marker (no value) */
+    bool contended;                      /* a marker that displaced another one */
     int64_t expires_ms;                  /* values: last moment it may be served */
     _Atomic bool referenced;             /* read since it last reached the tail */
     size_t klen, vlen;
@@ -115,6 +116,7 @@ static near_entry *entry_new(const char *key, size_t klen, const void *val, size
     e->hnext = e->prev = e->next = NULL;
     e->hash = hash;
     e->ticket = 0;
+    e->contended = false;
     e->expires_ms = 0;
     atomic_init(&e->referenced, false);
     e->klen = klen;
@@ -396,6 +398,7 @@ bool nori__near_fill_begin(nori__near *n, const char *key, size_t klen, nori__ne
     /* The epoch is read before `active`: a deactivation stores active=false
      * and then bumps the epoch, so a fill that saw the store active carries
      * either the current epoch or one that fill_end will find stale. */
+    f->live = false;
     uint64_t epoch = atomic_load(&n->epoch);
     if (!atomic_load(&n->active))
         return false;
@@ -417,8 +420,18 @@ bool nori__near_fill_begin(nori__near *n, const char *key, size_t klen, nori__ne
         if (e->ticket == 0 && nori__now_coarse_ms() <= e->expires_ms) {
             pthread_rwlock_unlock(&s->lock);
             free(marker);
-            return false; /* another thread filled it meanwhile */
+            /* Another thread filled it meanwhile: the caller serves that
+             * copy rather than a fresher read from Redis, or it could see
+             * the key go back to this copy on its next get (the copy may
+             * wait for an invalidation that is on its way). */
+            f->live = true;
+            return false;
         }
+        /* Another fill in flight: both replies go (the older marker's by
+         * its ticket, this one's by `contended`). Which GET the server ran
+         * first is unknown, so keeping this one's could store a value older
+         * than one the other thread has already returned to its caller. */
+        marker->contended = e->ticket != 0;
         do_remove(s, slot); /* an older marker, or an expired value */
     }
     do_insert(s, marker);
@@ -454,9 +467,11 @@ bool nori__near_fill_end(nori__near *n, const char *key, size_t klen, const nori
     pthread_rwlock_wrlock(&s->lock);
     near_entry **slot = do_find_slot(s, key, klen, hash);
     bool ours = *slot != NULL && (*slot)->ticket == f->ticket;
+    bool contended = ours && (*slot)->contended;
     /* Under the shard lock: a flush bumps the epoch before it takes any
      * shard lock, so a stale epoch is seen here or the flush comes after. */
-    bool valid = ours && atomic_load(&n->epoch) == f->epoch && atomic_load(&n->active);
+    bool valid = ours && !contended && atomic_load(&n->epoch) == f->epoch &&
+                 atomic_load(&n->active);
     if (ours)
         do_remove(s, slot);
     bool stored = false;

@@ -113,14 +113,19 @@ typedef struct {
     uint64_t ticket;
     uint64_t epoch;
     int64_t start_ms;
+    bool live; /* fill_begin refused because a live copy is there: serve it */
 } nori__near_fill;
 
 /*
  * Marks `key` "fill in progress", before the read is sent. Returns false
  * when the reply must not be kept (store inactive, or a value is already
- * there); the caller then just reads and does not call fill_end. A second
- * fill of the same key replaces the first one's marker (the first one's
- * reply is then discarded).
+ * there: then f->live is set, and the caller should serve that copy with
+ * nori__near_get rather than read Redis); the caller then does not call
+ * fill_end. A second fill of the same key while the first is in flight
+ * replaces the first one's marker, and neither reply is kept: which GET ran
+ * first on the server is unknown, and keeping the older value after the
+ * other thread returned the newer one would let that thread see the key go
+ * back (a thread's reads never go back in time).
  */
 bool nori__near_fill_begin(nori__near *n, const char *key, size_t klen, nori__near_fill *f);
 
