@@ -189,8 +189,12 @@ int nori__near_client_fetch(nori__near_client *nc, nori__redis_topo *topo, nori_
                             bool first, const char *key, size_t klen, const char *wkey,
                             size_t wklen, size_t max_value, nori_buf *out)
 {
-    if (!first)
-        return plain_get(topo, a, key, wkey, wklen, max_value, out);
+    if (!first) {
+        int prc = plain_get(topo, a, key, wkey, wklen, max_value, out);
+        if (prc == NORI_OK || prc == NORI_MISS)
+            nori__near_note_read(nc->store, key, klen, out->data, out->len, prc == NORI_OK);
+        return prc;
+    }
     nori__redis_conn *conn = &a->conn;
     nori__redis_node *node = conn->node;
     nori__near_listener *listener = nori__near_registry_listener(nc->listeners, node);
@@ -234,6 +238,10 @@ int nori__near_client_fetch(nori__near_client *nc, nori__redis_topo *topo, nori_
         rc = NORI__REDIRECTED;
     else
         rc = copy_value(node, g, key, max_value, out);
+    /* Read without a fill of its own (another was in flight, or the copy
+     * went): say what was read, for the fill in flight (near.h). */
+    if (!filling && (rc == NORI_OK || rc == NORI_MISS))
+        nori__near_note_read(nc->store, key, klen, out->data, out->len, rc == NORI_OK);
     int64_t pttl_ms = replies[2]->type == REDIS_REPLY_INTEGER ? replies[2]->integer : -2;
     if (filling) {
         if (rc == NORI_OK && proved)

@@ -46,7 +46,11 @@ typedef struct near_entry {
     struct near_entry *prev, *next;      /* LRU list */
     uint64_t hash;
     uint64_t ticket;                     /* non-zero: a marker (no value) */
-    bool contended;                      /* a marker that displaced another one */
+    /* Markers: what other threads read from Redis while this fill was in
+     * flight (nori__near_note_read). The fill keeps its reply only if every
+     * such read saw the same value. */
+    bool seen, mismatch;
+    uint64_t seen_hash;
     int64_t expires_ms;                  /* values: last moment it may be served */
     _Atomic bool referenced;             /* read since it last reached the tail */
     size_t klen, vlen;
@@ -102,6 +106,16 @@ static inline near_shard *shard_of(nori__near *n, uint64_t hash)
     return n->shard_shift >= 64 ? &n->shards[0] : &n->shards[hash >> n->shard_shift];
 }
 
+/* How long a marker blocks other fills at most (see fill_begin). */
+#define MARKER_LIFE_MS 10000
+
+/* A value's hash, to compare what concurrent readers saw (a value of 0
+ * bytes and a nil differ by `found`, hashed as 0). */
+static uint64_t value_hash(const nori__near *n, const void *val, size_t len)
+{
+    return nori__hash_key(n->seed ^ 0x9e3779b97f4a7c15ull, (const char *)val, len) | 1;
+}
+
 static inline size_t entry_cost(size_t klen, size_t vlen)
 {
     return NORI_NEAR_ENTRY_OVERHEAD + klen + vlen;
@@ -116,7 +130,8 @@ static near_entry *entry_new(const char *key, size_t klen, const void *val, size
     e->hnext = e->prev = e->next = NULL;
     e->hash = hash;
     e->ticket = 0;
-    e->contended = false;
+    e->seen = e->mismatch = false;
+    e->seen_hash = 0;
     e->expires_ms = 0;
     atomic_init(&e->referenced, false);
     e->klen = klen;
@@ -413,25 +428,29 @@ bool nori__near_fill_begin(nori__near *n, const char *key, size_t klen, nori__ne
     uint64_t ticket = atomic_fetch_add(&n->next_ticket, 1);
     marker->ticket = ticket;
     int64_t now = nori__now_ms();
+    /* A marker whose fill never ended (it always does: fill_end or cancel)
+     * stops blocking fills after this long. */
+    marker->expires_ms = now + MARKER_LIFE_MS;
     pthread_rwlock_wrlock(&s->lock);
     near_entry **slot = do_find_slot(s, key, klen, hash);
     if (*slot != NULL) {
         near_entry *e = *slot;
-        if (e->ticket == 0 && nori__now_coarse_ms() <= e->expires_ms) {
+        bool live = e->ticket == 0 && nori__now_coarse_ms() <= e->expires_ms;
+        bool in_flight = e->ticket != 0 && now <= e->expires_ms;
+        if (live || in_flight) {
             pthread_rwlock_unlock(&s->lock);
             free(marker);
-            /* Another thread filled it meanwhile: the caller serves that
+            /* Filled by another thread meanwhile: the caller serves that
              * copy rather than a fresher read from Redis, or it could see
              * the key go back to this copy on its next get (the copy may
-             * wait for an invalidation that is on its way). */
-            f->live = true;
+             * wait for an invalidation that is on its way). Another fill
+             * in flight: it is left alone (replacing it, under steady
+             * concurrent misses of a hot key, would let no fill finish);
+             * the caller reads without a marker and reports what it read
+             * (nori__near_note_read). */
+            f->live = live;
             return false;
         }
-        /* Another fill in flight: both replies go (the older marker's by
-         * its ticket, this one's by `contended`). Which GET the server ran
-         * first is unknown, so keeping this one's could store a value older
-         * than one the other thread has already returned to its caller. */
-        marker->contended = e->ticket != 0;
         do_remove(s, slot); /* an older marker, or an expired value */
     }
     do_insert(s, marker);
@@ -467,7 +486,10 @@ bool nori__near_fill_end(nori__near *n, const char *key, size_t klen, const nori
     pthread_rwlock_wrlock(&s->lock);
     near_entry **slot = do_find_slot(s, key, klen, hash);
     bool ours = *slot != NULL && (*slot)->ticket == f->ticket;
-    bool contended = ours && (*slot)->contended;
+    /* Another thread read the key from Redis meanwhile and got something
+     * else: which read is newer is unknown, so keep neither. */
+    bool contended = ours && ((*slot)->mismatch ||
+                              ((*slot)->seen && (*slot)->seen_hash != value_hash(n, val, len)));
     /* Under the shard lock: a flush bumps the epoch before it takes any
      * shard lock, so a stale epoch is seen here or the flush comes after. */
     bool valid = ours && !contended && atomic_load(&n->epoch) == f->epoch &&
@@ -485,6 +507,32 @@ bool nori__near_fill_end(nori__near *n, const char *key, size_t klen, const nori
         free(e);
     atomic_fetch_add_explicit(stored ? &n->fills : &n->fills_discarded, 1, memory_order_relaxed);
     return stored;
+}
+
+void nori__near_note_read(nori__near *n, const char *key, size_t klen, const void *val,
+                          size_t len, bool found)
+{
+    uint64_t hash = nori__hash_key(n->seed, key, klen);
+    near_shard *s = shard_of(n, hash);
+    uint64_t vh = found ? value_hash(n, val, len) : 0;
+    pthread_rwlock_wrlock(&s->lock);
+    near_entry **slot = do_find_slot(s, key, klen, hash);
+    near_entry *e = *slot;
+    if (e != NULL && e->ticket != 0) {
+        if (!e->seen) {
+            e->seen = true;
+            e->seen_hash = vh;
+        } else if (e->seen_hash != vh) {
+            e->mismatch = true;
+        }
+    } else if (e != NULL && (!found || e->vlen != len ||
+                             memcmp(e->data + e->klen + 1, val, len) != 0)) {
+        /* A copy stored since this read began that differs from it: one of
+         * the two is older, and the caller is about to return its own: drop
+         * the copy so that the caller's next get cannot go back to it. */
+        do_remove(s, slot);
+    }
+    pthread_rwlock_unlock(&s->lock);
 }
 
 void nori__near_fill_cancel(nori__near *n, const char *key, size_t klen, const nori__near_fill *f)

@@ -118,16 +118,21 @@ typedef struct {
 
 /*
  * Marks `key` "fill in progress", before the read is sent. Returns false
- * when the reply must not be kept (store inactive, or a value is already
- * there: then f->live is set, and the caller should serve that copy with
- * nori__near_get rather than read Redis); the caller then does not call
- * fill_end. A second fill of the same key while the first is in flight
- * replaces the first one's marker, and neither reply is kept: which GET ran
- * first on the server is unknown, and keeping the older value after the
- * other thread returned the newer one would let that thread see the key go
- * back (a thread's reads never go back in time).
+ * when the reply must not be kept: store inactive; a copy is already there
+ * (f->live is then set: serve it with nori__near_get rather than read
+ * Redis); or another thread's fill is in flight (it is left alone). The
+ * caller then does not call fill_end; when it reads Redis anyway it reports
+ * what it read with nori__near_note_read, so that a thread never sees a key
+ * go back to an older value: the fill in flight keeps its reply only if
+ * every such concurrent read saw the same value, and a copy stored
+ * meanwhile that differs from the read is dropped.
  */
 bool nori__near_fill_begin(nori__near *n, const char *key, size_t klen, nori__near_fill *f);
+
+/* A read of `key` made without a fill of its own (see fill_begin) saw
+ * val[0..len) (found) or nothing (!found, a nil). */
+void nori__near_note_read(nori__near *n, const char *key, size_t klen, const void *val,
+                          size_t len, bool found);
 
 /*
  * Stores the reply of a fill begun with `f` when nothing invalidated the key
