@@ -47,11 +47,15 @@ extern "C" {
 #define NORI_EXPORT
 #endif
 
-/* Library version, also available at run time through nori_version(). */
+/* Library version, also available at run time through nori_version(). The
+ * build reads these lines (CMakeLists.txt), so they are the one place the
+ * version is written. While the major version is 0, a change of the minor
+ * version may change the ABI: the shared libraries' soname carries both
+ * (libnoricache.so.0.2). */
 #define NORI_VERSION_MAJOR 0
-#define NORI_VERSION_MINOR 1
+#define NORI_VERSION_MINOR 2
 #define NORI_VERSION_PATCH 0
-#define NORI_VERSION_STRING "0.1.0"
+#define NORI_VERSION_STRING "0.2.0"
 
 /* ------------------------------------------------------------------------ */
 /* Return codes                                                             */
@@ -93,7 +97,7 @@ NORI_EXPORT const char *nori_strerror(int code);
  */
 NORI_EXPORT const char *nori_last_error(void);
 
-/* The run-time version string, e.g. "0.1.0". Static. */
+/* The run-time version string, e.g. "0.2.0". Static. */
 NORI_EXPORT const char *nori_version(void);
 
 /* ------------------------------------------------------------------------ */
