@@ -10,6 +10,36 @@
 #include "nori/http.h"
 
 #include <stdbool.h>
+#include <stdint.h>
+
+/* ---- saturating arithmetic ----
+ *
+ * For lifetimes, ages and deadlines in ms: a max-age of 2^63-1 on a route
+ * without a ttl cap, a hostile entry or lease value, or a test clock at the
+ * end of its range must clamp, never overflow (undefined behaviour). */
+static inline int64_t nori__sat_add(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_add_overflow(a, b, &r))
+        return b > 0 ? INT64_MAX : INT64_MIN;
+    return r;
+}
+
+static inline int64_t nori__sat_sub(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_sub_overflow(a, b, &r))
+        return b < 0 ? INT64_MAX : INT64_MIN;
+    return r;
+}
+
+static inline int64_t nori__sat_mul(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_mul_overflow(a, b, &r))
+        return (a < 0) == (b < 0) ? INT64_MAX : INT64_MIN;
+    return r;
+}
 
 /* ---- http/response.c ---- */
 

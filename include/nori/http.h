@@ -82,6 +82,10 @@
  *    never longer than the route's ttl; neither: the ttl. `Expires` alone is
  *    ignored (a clock-dependent date; every framework that sets it also sets
  *    max-age). max-age=0 is not stored. A fresh entry is a HIT with `Age`.
+ *    A lifetime longer than NORI_MAX_TTL (a route with ttl 0 and a huge
+ *    max-age) is stored as NORI_MAX_TTL; sums of lifetimes, windows and ages
+ *    saturate at the int64 bounds, whatever an entry read from a shared
+ *    backend claims.
  *  - Stale serving (stale_while_revalidate, stale_if_error, seconds, off by
  *    default): within stale_while_revalidate after freshness ends, the
  *    request is answered from the entry at once (NORI_HTTP_STALE, `Age`

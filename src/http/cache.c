@@ -288,12 +288,25 @@ static size_t encoded_size_bound(const nori_http_response *r, bool memory)
 
 /* ------------------------------------------------------------ storing */
 
+/* The backend's ttl for an entry fresh for fresh_ms (-1: no limit, 0 then:
+ * no expiry): the lifetime plus the longer stale window, in seconds
+ * rounded up, at most NORI_MAX_TTL. */
+static int64_t backend_ttl(const nori_http_cache *c, int64_t fresh_ms)
+{
+    if (fresh_ms < 0)
+        return 0;
+    int64_t keep_ms = nori__sat_add(fresh_ms, c->swr_ms > c->sie_ms ? c->swr_ms : c->sie_ms);
+    int64_t ttl = keep_ms / 1000 + (keep_ms % 1000 != 0);
+    return ttl > NORI_MAX_TTL ? NORI_MAX_TTL : ttl;
+}
+
 /*
  * Stores resp under key when the rules allow, with its freshness metadata
  * (stored now, fresh for the lifetime it asks for, capped by the route's
- * ttl); the backend keeps it for that lifetime plus the longer stale window.
- * Adds the derived ETag to resp first, so the miss carries the same tag the
- * hits will. Counts the outcome; true when stored.
+ * ttl and by NORI_MAX_TTL, as long as any backend keeps it); the backend
+ * keeps it for that lifetime plus the longer stale window. Adds the derived
+ * ETag to resp first, so the miss carries the same tag the hits will.
+ * Counts the outcome; true when stored.
  */
 static bool store(nori_http_cache *c, nori_backend *b, const char *key, nori_http_response *resp,
                   int64_t now_ms)
@@ -303,6 +316,8 @@ static bool store(nori_http_cache *c, nori_backend *b, const char *key, nori_htt
     int64_t fresh_ms = nori__http_lifetime_ms(resp, c->ttl);
     if (fresh_ms == 0) /* max-age=0: stale at once, nothing to reuse */
         return false;
+    if (fresh_ms > NORI_MAX_TTL * 1000)
+        fresh_ms = NORI_MAX_TTL * 1000;
     bool memory = strcmp(nori_backend_kind(b), "memory") == 0;
     if (encoded_size_bound(resp, memory) > nori_backend_max_value(b)) {
         count(&c->too_big);
@@ -321,11 +336,7 @@ static bool store(nori_http_cache *c, nori_backend *b, const char *key, nori_htt
         return false;
     }
     if (erc == NORI_OK) {
-        int64_t keep_ms = 0; /* 0: no expiry */
-        if (fresh_ms > 0)
-            keep_ms = fresh_ms + (c->swr_ms > c->sie_ms ? c->swr_ms : c->sie_ms);
-        int64_t ttl = (keep_ms + 999) / 1000;
-        erc = nori_backend_set(b, key, enc.data, enc.len, ttl > NORI_MAX_TTL ? NORI_MAX_TTL : ttl);
+        erc = nori_backend_set(b, key, enc.data, enc.len, backend_ttl(c, fresh_ms));
         nori_buf_free(&enc);
     }
     if (erc == NORI_ETOOBIG)
@@ -390,12 +401,12 @@ static lookup_result lookup_counted(nori_http_cache *c, nori_backend *b, const c
      * for as long as the backend keeps it, as Python would serve it. */
     if (meta->stored_at_ms < 0 || meta->fresh_ms < 0)
         return LOOK_FRESH;
-    int64_t age = now_ms - meta->stored_at_ms;
+    int64_t age = nori__sat_sub(now_ms, meta->stored_at_ms);
     if (age < meta->fresh_ms)
         return LOOK_FRESH;
-    if (age < meta->fresh_ms + c->swr_ms)
+    if (age < nori__sat_add(meta->fresh_ms, c->swr_ms))
         return LOOK_STALE_SWR;
-    if (age < meta->fresh_ms + c->sie_ms)
+    if (age < nori__sat_add(meta->fresh_ms, c->sie_ms))
         return LOOK_STALE_SIE;
     nori_http_response_clear(resp);
     return LOOK_ABSENT;
@@ -661,9 +672,10 @@ static bool lease_looks_genuine(nori_backend *b, const char *lease_key, int64_t 
     if (text[0] != '\0' &&
         sscanf(text, "%ld-%lld.%9ld-%llu%n", &pid, &sec, &nsec, &seq, &used) == 4 &&
         (size_t)used == v.len && pid > 0) {
-        int64_t taken_ms = (int64_t)sec * 1000 + nsec / 1000000;
+        int64_t taken_ms = nori__sat_add(nori__sat_mul(sec, 1000), nsec / 1000000);
         int64_t now = nori__http_now_ms();
-        ok = taken_ms >= now - 2 * timeout_ms && taken_ms <= now + timeout_ms;
+        ok = taken_ms >= nori__sat_sub(now, nori__sat_mul(2, timeout_ms)) &&
+             taken_ms <= nori__sat_add(now, timeout_ms);
     }
     nori_buf_free(&v);
     return ok;
@@ -680,7 +692,7 @@ static lease_result remote_lease(nori_http_cache *c, nori_backend *b, const char
     clock_gettime(CLOCK_REALTIME, &ts);
     snprintf(token, 64, "%ld-%lld.%09ld-%llu", (long)getpid(), (long long)ts.tv_sec, ts.tv_nsec,
              (unsigned long long)atomic_fetch_add(&seq, 1));
-    int64_t deadline = nori__http_now_ms() + c->lock_timeout_ms;
+    int64_t deadline = nori__sat_add(nori__http_now_ms(), c->lock_timeout_ms);
     int64_t pause = 5;
     bool judged = false;
     for (;;) {
@@ -926,7 +938,7 @@ static int serve(nori_http_cache *c, const nori_http_request *req,
     if (role == NORI__FLIGHT_LEADER) {
         /* Unstorable: remember it, so the next requests do not queue. */
         if (!stored && c->hfm_ms > 0)
-            nori__hfm_set(c->flights, key, nori__http_now_ms() + c->hfm_ms);
+            nori__hfm_set(c->flights, key, nori__sat_add(nori__http_now_ms(), c->hfm_ms));
         nori__flight_finish(c->flights, f, stored);
     } else if (stored && role == NORI__FLIGHT_NONE && c->hfm_ms > 0 && c->lock_timeout_ms > 0) {
         nori__hfm_clear(c->flights, key); /* storable again */

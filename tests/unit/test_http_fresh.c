@@ -99,6 +99,7 @@ static int setup(void **state)
     pthread_mutex_init(&f->a.gate_lock, NULL);
     pthread_cond_init(&f->a.gate_cond, NULL);
     nori_http_response_init(&f->r);
+    atomic_store(&fake_now, 1700000000000);
     nori__http_clock_override(fake_clock);
     *state = f;
     return 0;
@@ -341,12 +342,64 @@ static void test_invalidation(void **state)
     assert_int_equal(stats(f->c).invalidations, 4);
 }
 
+/* Lifetimes and clocks at the ends of int64: a max-age of 2^63-1 on a route
+ * without a ttl cap, with stale windows, is stored and served; an entry
+ * whose lifetime is near 2^63 ms (another writer's: this cache caps what it
+ * writes at NORI_MAX_TTL) read at the far end of the clock is classified
+ * without overflow (UBSan aborts on a signed overflow in the sanitizer
+ * build; in the normal one the wrapped sum made the entry a miss). */
+static void test_lifetime_extremes(void **state)
+{
+    fixture *f = *state;
+    nori_http_cache_free(f->c);
+    f->c = make_cache(f->b, 0, 30, 60, NULL, 0);
+    static const char *const cc[] = {"max-age=9223372036854775807",
+                                     "s-maxage=99999999999999999999999, max-age=1",
+                                     "max-age=9223372036854775"};
+    for (size_t i = 0; i < sizeof cc / sizeof cc[0]; i++) {
+        char path[16];
+        snprintf(path, sizeof path, "/huge%zu", i);
+        f->a.h_name = "Cache-Control";
+        f->a.h_value = cc[i];
+        assert_int_equal(serve(f, path), NORI_HTTP_MISS);
+        if (serve(f, path) != NORI_HTTP_HIT)
+            fail_msg("Cache-Control: %s was not stored", cc[i]);
+    }
+    /* Stored at 0, fresh for 2^63-6 ms, read at 2^63-2: past the lifetime,
+     * within the stale window (whose end saturates at 2^63-1). */
+    nori_http_response e;
+    nori_http_response_init(&e);
+    assert_nori(nori_http_response_set_body(&e, "far", 3), NORI_OK);
+    nori__entry_meta m = {0, INT64_MAX - 5};
+    nori_buf enc;
+    assert_nori(nori__entry_encode_binary_meta(&e, &m, &enc), NORI_OK);
+    assert_nori(nori_backend_set(f->b, "view:/end:", enc.data, enc.len, 0), NORI_OK);
+    nori_buf_free(&enc);
+    nori_http_response_clear(&e);
+    f->a.gated = 1; /* the refresh waits: nothing else reads the clock meanwhile */
+    atomic_store(&fake_now, INT64_MAX - 1);
+    assert_int_equal(serve(f, "/end"), NORI_HTTP_STALE);
+    expect_body(&f->r, "far");
+    pthread_mutex_lock(&f->a.gate_lock);
+    f->a.gate_open = 1;
+    pthread_cond_broadcast(&f->a.gate_cond);
+    pthread_mutex_unlock(&f->a.gate_lock);
+    for (int i = 0; i < 5000 && stats(f->c).refreshes < 1; i++) {
+        struct timespec ts = {0, 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(stats(f->c).refreshes, 1);
+    assert_int_equal(serve(f, "/end"), NORI_HTTP_HIT);
+    expect_body(&f->r, "run 4");
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_stale_while_revalidate), T(test_stale_if_error), T(test_conditional),
         T(test_lifetime),               T(test_invalidation),
+        T(test_lifetime_extremes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
