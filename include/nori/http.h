@@ -93,6 +93,9 @@
  *    pool (refresh_threads, started on first use); within stale_if_error a
  *    handler failure (negative return or 5xx) is answered from the entry.
  *    The backend keeps the entry for its lifetime plus the longer window.
+ *    stale_if_error is judged when the failure is answered, not when the
+ *    request came in: a handler that fails after the window closed sends
+ *    its failure.
  *  - What Nori's Python decorator sees of such an entry: a normal entry (its
  *    extra fields "stored_at" and "fresh_for" are ignored) that lives in
  *    Redis for ttl + the window, so Python serves it as a hit until Redis

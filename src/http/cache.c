@@ -592,6 +592,15 @@ static void schedule_refresh(nori_http_cache *c, const char *key, const nori_htt
 
 /* ------------------------------------------------------------ serving */
 
+/* Whether an entry (of known age) is within stale_if_error at now_ms:
+ * judged when the answer goes out, since the handler may have run past
+ * the window. */
+static bool within_stale_if_error(const nori_http_cache *c, const nori__entry_meta *m,
+                                  int64_t now_ms)
+{
+    return nori__sat_sub(now_ms, m->stored_at_ms) < nori__sat_add(m->fresh_ms, c->sie_ms);
+}
+
 /* Runs the handler for a cacheable request, stores what may be stored,
  * and answers from `stale` when the handler failed within stale_if_error.
  * *stored tells whether the response was written. */
@@ -606,7 +615,8 @@ static int fill(nori_http_cache *c, nori_backend *b, const char *key,
     int64_t now = nori__http_now_ms();
     if (rc == NORI_OK && may_store && b != NULL)
         *stored = store(c, b, key, resp, now);
-    if (stale != NULL && stale->origin == NORI_HTTP_STALE && (rc < 0 || resp->status >= 500)) {
+    if (stale != NULL && stale->origin == NORI_HTTP_STALE && (rc < 0 || resp->status >= 500) &&
+        within_stale_if_error(c, stale_meta, now)) {
         /* stale_if_error: the stale entry beats an error page. */
         nori_http_response_clear(resp);
         *resp = *stale;

@@ -39,6 +39,7 @@ typedef struct {
     pthread_mutex_t gate_lock;
     pthread_cond_t gate_cond;
     int gated, gate_open;     /* refresh runs block until the gate opens */
+    int64_t takes_ms;         /* the handler advances the test clock this much */
 } app;
 
 static int handler(const nori_http_request *req, nori_http_response *resp, void *ud)
@@ -55,6 +56,8 @@ static int handler(const nori_http_request *req, nori_http_response *resp, void 
         pthread_mutex_unlock(&a->gate_lock);
     }
     int run = atomic_fetch_add(&a->runs, 1) + 1;
+    if (a->takes_ms > 0)
+        advance(a->takes_ms);
     if (a->fail)
         return NORI_EBACKEND;
     resp->status = a->status ? a->status : 200;
@@ -342,6 +345,30 @@ static void test_invalidation(void **state)
     assert_int_equal(stats(f->c).invalidations, 4);
 }
 
+/* stale_if_error is decided when the answer goes out, not when the request
+ * came in: a handler that fails after the window closed sends its failure,
+ * not an entry older than the window allows. */
+static void test_stale_if_error_at_answer_time(void **state)
+{
+    fixture *f = *state;
+    nori_http_cache_free(f->c);
+    f->c = make_cache(f->b, 1, 0, 1, NULL, 0); /* fresh 1 s, then 1 s of stale_if_error */
+    assert_int_equal(serve(f, "/late"), NORI_HTTP_MISS);
+    advance(1100); /* stale, 0.9 s left of the window */
+    f->a.fail = 1;
+    /* Fails at once: within the window, the entry answers. */
+    assert_int_equal(serve(f, "/late"), NORI_HTTP_STALE);
+    expect_body(&f->r, "run 1");
+    assert_string_equal(nori_http_response_header(&f->r, "Age"), "1");
+    /* Fails 1.6 s later, when the entry is 2.7 s old: past the window. */
+    f->a.takes_ms = 1600;
+    nori_http_request rq = {"GET", "/late", "", NULL, NULL, NULL, 0};
+    assert_int_equal(nori_http_cache_serve(f->c, &rq, handler, &f->a, &f->r), NORI_EBACKEND);
+    assert_int_equal(f->r.origin, NORI_HTTP_MISS);
+    assert_null(nori_http_response_header(&f->r, "Age"));
+    assert_int_equal(stats(f->c).stale_error, 1);
+}
+
 /* Lifetimes and clocks at the ends of int64: a max-age of 2^63-1 on a route
  * without a ttl cap, with stale windows, is stored and served; an entry
  * whose lifetime is near 2^63 ms (another writer's: this cache caps what it
@@ -399,7 +426,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_stale_while_revalidate), T(test_stale_if_error), T(test_conditional),
         T(test_lifetime),               T(test_invalidation),
-        T(test_lifetime_extremes),
+        T(test_stale_if_error_at_answer_time), T(test_lifetime_extremes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
