@@ -115,7 +115,35 @@
  *    DELETE removes every entry of that path under the prefix (all queries
  *    and vary values: nori_backend_delete_prefix of "{prefix}:{path}:"); on
  *    a route with a key function the user's part precedes the path, so the
- *    whole prefix is removed. Counted in `invalidations`.
+ *    whole prefix is removed. Counted in `invalidations`. Leases of fills
+ *    in flight for the path go with the entries.
+ *    Once that write has returned, no GET or HEAD of the path is answered
+ *    with a response whose handler began before it: a fill (or background
+ *    refresh) whose handler was running during the write does not store
+ *    its response (counted in `superseded`; its own request, which came
+ *    before the write returned, gets it), and a request that comes after
+ *    the write does not wait for such a fill but starts its own. How: each
+ *    write first moves an invalidation generation of its scope (the prefix
+ *    above), then deletes; each fill reads the generation before its handler
+ *    runs and stores only if it has not moved, in one atomic step. Scopes
+ *    are hashed into 1024 buckets, so a write to another path of the same
+ *    bucket at that moment also costs a fill its store. On
+ *    the memory backend the generation lives in the nori_http_cache (writes
+ *    through another cache object with the same prefix are not seen: give
+ *    each cache its own prefix). On Redis it is also a key
+ *    "{prefix}#gen:{bucket}" (one per bucket that was ever written, no TTL,
+ *    removed by flush; never an entry key) holding a random token per write,
+ *    and the store is one Lua script that compares it and writes the entry,
+ *    so this holds across every process sharing the server. Each miss reads
+ *    that key once before its handler runs (one more round trip). On a Redis
+ *    Cluster a script's keys must share a slot and an entry's key and its
+ *    generation key rarely do: there the store compares, writes, compares
+ *    again and takes the entry back if the generation moved, so for that
+ *    one round trip a request may still be served the superseded entry.
+ *    Redis may evict a generation key under an allkeys-* maxmemory policy:
+ *    a fill that began while the key was absent, and stores after the token
+ *    of a write was evicted again, is not stopped. With a near cache (nori_redis_backend_enable_near) another
+ *    process drops its copies when Redis's invalidation message reaches it.
  *  - A cache failure never fails the request: the handler runs and its
  *    response is served; the failure is counted in `errors`. A backend read
  *    that fails (NORI_EBACKEND, or NORI_ETOOBIG for a value over the limit)
@@ -451,7 +479,7 @@ typedef struct {
     uint64_t not_encodable; /* a kept header or media type that cannot be stored exactly */
     uint64_t too_big;       /* encoded entry over the backend's value limit */
     uint64_t unsendable;    /* hits the adapter could not send (nori_http_cache_serve_again) */
-    /* Issue 11. */
+    /* Coalescing, stale serving, validators, invalidation. */
     uint64_t coalesced;        /* requests served from another request's fill (waited) */
     uint64_t lock_timeouts;    /* waits that reached lock_timeout_ms (then ran the handler) */
     uint64_t hit_for_miss;     /* requests that skipped waiting: key remembered unstorable */
@@ -461,6 +489,8 @@ typedef struct {
     uint64_t refreshes_dropped; /* background refreshes not queued (queue full, no memory) */
     uint64_t not_modified;     /* 304 answers */
     uint64_t invalidations;    /* prefix deletions after a successful write */
+    uint64_t superseded;       /* responses not stored: a write to their path came while
+                                  their handler ran */
     /* Decoded-entry memo (JSON entries, i.e. Redis): reads answered by
      * copying an earlier decode of the same key and bytes, and the bytes it
      * holds now (at most 4 MiB). */

@@ -36,6 +36,7 @@ struct nori_http_cache {
     int64_t swr_ms, sie_ms, lock_timeout_ms, hfm_ms;
     size_t refresh_threads;
     nori__flights *flights;
+    nori__gens *gens; /* invalidation generations (generation.c) */
     pthread_mutex_t refresher_lock;
     nori__refresher *refresher; /* started on the first background refresh */
     nori__memo *memo; /* decoded JSON entries (non-memory backends) */
@@ -44,6 +45,7 @@ struct nori_http_cache {
     _Atomic uint64_t not_encodable, too_big, unsendable;
     _Atomic uint64_t coalesced, lock_timeouts, hit_for_miss, stale_revalidate, stale_error;
     _Atomic uint64_t refreshes, refreshes_dropped, not_modified, invalidations;
+    _Atomic uint64_t superseded;
 };
 
 void nori_http_cache_options_init(nori_http_cache_options *o)
@@ -63,6 +65,7 @@ void nori_http_cache_free(nori_http_cache *c)
     /* Refreshes first: a running one still uses the tables below. */
     nori__refresher_free(c->refresher);
     nori__flights_free(c->flights);
+    nori__gens_free(c->gens);
     nori__memo_free(c->memo);
     pthread_mutex_destroy(&c->refresher_lock);
     for (size_t i = 0; i < c->n_vary_on; i++)
@@ -122,6 +125,7 @@ int nori_http_cache_new(const nori_http_cache_options *opts, nori_http_cache **o
         return nori__fail(NORI_ENOMEM, "out of memory creating a response cache");
     pthread_mutex_init(&c->refresher_lock, NULL);
     if ((c->prefix = strdup(prefix)) == NULL || nori__flights_new(&c->flights) != NORI_OK ||
+        nori__gens_new(&c->gens) != NORI_OK ||
         nori__memo_new(NORI__MEMO_MAX_BYTES, &c->memo) != NORI_OK)
         goto oom;
     if (opts->n_vary_on > 0 &&
@@ -199,6 +203,7 @@ void nori_http_cache_get_stats(const nori_http_cache *c, nori_http_cache_stats *
     out->refreshes_dropped = LOAD(refreshes_dropped);
     out->not_modified = LOAD(not_modified);
     out->invalidations = LOAD(invalidations);
+    out->superseded = LOAD(superseded);
     nori__memo_stats ms;
     nori__memo_get_stats(c->memo, &ms);
     out->memo_hits = ms.hits;
@@ -288,6 +293,12 @@ static size_t encoded_size_bound(const nori_http_response *r, bool memory)
 
 /* ------------------------------------------------------------ storing */
 
+typedef enum {
+    STORE_NO,        /* not stored: unstorable, or failed (counted) */
+    STORE_DONE,      /* stored */
+    STORE_SUPERSEDED /* a write to the path came while the handler ran */
+} store_result;
+
 /* The backend's ttl for an entry fresh for fresh_ms (-1: no limit, 0 then:
  * no expiry): the lifetime plus the longer stale window, in seconds
  * rounded up, at most NORI_MAX_TTL. */
@@ -304,28 +315,29 @@ static int64_t backend_ttl(const nori_http_cache *c, int64_t fresh_ms)
  * Stores resp under key when the rules allow, with its freshness metadata
  * (stored now, fresh for the lifetime it asks for, capped by the route's
  * ttl and by NORI_MAX_TTL, as long as any backend keeps it); the backend
- * keeps it for that lifetime plus the longer stale window. Adds the derived
- * ETag to resp first, so the miss carries the same tag the hits will.
- * Counts the outcome; true when stored.
+ * keeps it for that lifetime plus the longer stale window. Only if no write
+ * to the path came since `guard` was read (before the handler ran). Adds
+ * the derived ETag to resp first, so the miss carries the same tag the hits
+ * will. Counts the outcome.
  */
-static bool store(nori_http_cache *c, nori_backend *b, const char *key, nori_http_response *resp,
-                  int64_t now_ms)
+static store_result store(nori_http_cache *c, nori_backend *b, const char *key,
+                          nori_http_response *resp, int64_t now_ms, const nori__gen_guard *guard)
 {
     if (!nori_http_response_storable(resp) || !vary_covered(c, resp))
-        return false;
+        return STORE_NO;
     int64_t fresh_ms = nori__http_lifetime_ms(resp, c->ttl);
     if (fresh_ms == 0) /* max-age=0: stale at once, nothing to reuse */
-        return false;
+        return STORE_NO;
     if (fresh_ms > NORI_MAX_TTL * 1000)
         fresh_ms = NORI_MAX_TTL * 1000;
     bool memory = strcmp(nori_backend_kind(b), "memory") == 0;
     if (encoded_size_bound(resp, memory) > nori_backend_max_value(b)) {
         count(&c->too_big);
-        return false;
+        return STORE_NO;
     }
     if (nori__http_ensure_etag(resp) != NORI_OK) {
         count(&c->errors);
-        return false;
+        return STORE_NO;
     }
     nori__entry_meta meta = {now_ms, fresh_ms};
     nori_buf enc;
@@ -333,17 +345,52 @@ static bool store(nori_http_cache *c, nori_backend *b, const char *key, nori_htt
                      : nori__entry_encode_json_meta(resp, &meta, &enc);
     if (erc == NORI_ETYPE) {
         count(&c->not_encodable);
-        return false;
+        return STORE_NO;
     }
+    int stored = 0;
     if (erc == NORI_OK) {
-        erc = nori_backend_set(b, key, enc.data, enc.len, backend_ttl(c, fresh_ms));
+        erc = nori__gen_store(c->gens, b, guard, key, enc.data, enc.len,
+                              backend_ttl(c, fresh_ms), &stored);
         nori_buf_free(&enc);
+    }
+    if (erc == NORI_OK && !stored) {
+        count(&c->superseded);
+        return STORE_SUPERSEDED;
     }
     if (erc == NORI_ETOOBIG)
         count(&c->too_big);
     else
         count(erc == NORI_OK ? &c->stores : &c->errors);
-    return erc == NORI_OK;
+    return erc == NORI_OK ? STORE_DONE : STORE_NO;
+}
+
+/*
+ * Reads the generation that guards a store of req's response; called
+ * before the handler runs. false (counted) when it cannot be known (the
+ * backend failed): the response is then not stored.
+ */
+static bool read_guard(nori_http_cache *c, nori_backend *b, const nori_http_request *req,
+                       nori__gen_guard *g)
+{
+    char scope[NORI_MAX_KEY_LEN + 1];
+    if (nori__gen_scope(c->prefix, c->key_fn != NULL, req, scope, sizeof scope) == NORI_OK) {
+        nori__gen_read(c->gens, b, c->prefix, scope, g);
+        if (g->ok)
+            return true;
+        nori__gen_guard_clear(g);
+    }
+    count(&c->errors);
+    return false;
+}
+
+/* The in-process generation of req's path: the epoch of the flights of its
+ * keys (a write moves it, and later requests start a new fill). */
+static uint64_t path_epoch(nori_http_cache *c, const nori_http_request *req)
+{
+    char scope[NORI_MAX_KEY_LEN + 1];
+    if (nori__gen_scope(c->prefix, c->key_fn != NULL, req, scope, sizeof scope) != NORI_OK)
+        return 0; /* too long: the key is too, and nothing is filled */
+    return nori__gen_epoch(c->gens, scope);
 }
 
 /* ------------------------------------------------------------ reading */
@@ -517,6 +564,23 @@ static void refresh_drop(void *arg)
     job_free(j);
 }
 
+/* Runs the handler on the copied request and stores its response. */
+static store_result refresh_fill(nori_http_cache *c, nori_backend *b, refresh_job *j,
+                                 const nori_http_request *req)
+{
+    nori__gen_guard guard;
+    bool guarded = read_guard(c, b, req, &guard);
+    nori_http_response resp;
+    nori_http_response_init(&resp);
+    store_result stored = STORE_NO;
+    if (j->handler(req, &resp, j->ud) == NORI_OK && guarded)
+        stored = store(c, b, j->key, &resp, nori__http_now_ms(), &guard);
+    if (guarded)
+        nori__gen_guard_clear(&guard);
+    nori_http_response_clear(&resp);
+    return stored;
+}
+
 static void refresh_run(void *arg)
 {
     refresh_job *j = arg;
@@ -525,7 +589,6 @@ static void refresh_run(void *arg)
      * wait for this very refresh. */
     nori__flight_set_owner(c->flights, j->flight);
     nori_http_request req = {"GET", j->path, j->query, job_header, j, NULL, 0};
-    bool stored = false;
     /* The copy must map to the same entry: a key function that read a
      * header not copied would otherwise file this response under another
      * key (another user's). */
@@ -536,15 +599,12 @@ static void refresh_run(void *arg)
         job_free(j);
         return;
     }
-    nori_http_response resp;
-    nori_http_response_init(&resp);
-    int rc = j->handler(&req, &resp, j->ud);
     nori_backend *b = c->backend;
-    if (rc == NORI_OK && (b != NULL || nori_get_backend(&b) == NORI_OK))
-        stored = store(c, b, j->key, &resp, nori__http_now_ms());
+    store_result stored = STORE_NO;
+    if (b != NULL || nori_get_backend(&b) == NORI_OK)
+        stored = refresh_fill(c, b, j, &req);
     count(&c->refreshes);
-    nori_http_response_clear(&resp);
-    nori__flight_finish(c->flights, j->flight, stored);
+    nori__flight_finish(c->flights, j->flight, stored == STORE_DONE);
     job_free(j);
 }
 
@@ -554,7 +614,7 @@ static void schedule_refresh(nori_http_cache *c, const char *key, const nori_htt
                              nori_http_handler_fn handler, void *ud)
 {
     nori__flight *f;
-    nori__flight_role role = nori__flight_join(c->flights, key, false, &f);
+    nori__flight_role role = nori__flight_join(c->flights, key, false, path_epoch(c, req), &f);
     if (role == NORI__FLIGHT_WAITER)
         nori__flight_release(c->flights, f);
     if (role != NORI__FLIGHT_LEADER)
@@ -607,14 +667,18 @@ static bool within_stale_if_error(const nori_http_cache *c, const nori__entry_me
 static int fill(nori_http_cache *c, nori_backend *b, const char *key,
                 const nori_http_request *req, nori_http_handler_fn handler, void *ud,
                 nori_http_response *resp, bool may_store, nori_http_response *stale,
-                const nori__entry_meta *stale_meta, bool *stored)
+                const nori__entry_meta *stale_meta, store_result *stored)
 {
     count(&c->misses);
+    nori__gen_guard guard;
+    bool guarded = may_store && read_guard(c, b, req, &guard);
     int rc = run_handler(req, handler, ud, resp, NORI_HTTP_MISS);
-    *stored = false;
+    *stored = STORE_NO;
     int64_t now = nori__http_now_ms();
-    if (rc == NORI_OK && may_store && b != NULL)
-        *stored = store(c, b, key, resp, now);
+    if (rc == NORI_OK && guarded)
+        *stored = store(c, b, key, resp, now, &guard);
+    if (guarded)
+        nori__gen_guard_clear(&guard);
     if (stale != NULL && stale->origin == NORI_HTTP_STALE && (rc < 0 || resp->status >= 500) &&
         within_stale_if_error(c, stale_meta, now)) {
         /* stale_if_error: the stale entry beats an error page. */
@@ -627,7 +691,7 @@ static int fill(nori_http_cache *c, nori_backend *b, const char *key,
     }
     if (rc == NORI_OK) {
         (void)add_vary(c, resp);
-        if (*stored && nori__http_not_modified(req, resp)) {
+        if (*stored == STORE_DONE && nori__http_not_modified(req, resp)) {
             (void)nori__http_make_304(resp);
             count(&c->not_modified);
         }
@@ -762,6 +826,9 @@ static bool is_write_method(const char *m)
  * With a key function the user's component comes before the path, so no
  * prefix selects one path for every user: the whole cache ("{prefix}:") is
  * invalidated instead.
+ * The scope's generation moves first (generation.c): a fill that began
+ * before this write either stored before the deletion, which removes its
+ * entry, or finds the generation moved and stores nothing.
  */
 static void invalidate(nori_http_cache *c, const nori_http_request *req)
 {
@@ -770,18 +837,13 @@ static void invalidate(nori_http_cache *c, const nori_http_request *req)
         count(&c->errors);
         return;
     }
-    char prefix[NORI_MAX_KEY_LEN + 1];
-    int rc;
-    if (c->key_fn != NULL) {
-        rc = (size_t)snprintf(prefix, sizeof prefix, "%s:", c->prefix) < sizeof prefix
-                 ? NORI_OK
-                 : NORI_ETOOBIG;
-    } else {
-        rc = nori__http_key_build(c->prefix, NULL, req->path, "", NULL, 0, req, prefix,
-                                  sizeof prefix);
+    char scope[NORI_MAX_KEY_LEN + 1];
+    int rc = nori__gen_scope(c->prefix, c->key_fn != NULL, req, scope, sizeof scope);
+    if (rc == NORI_OK) {
+        if (nori__gen_bump(c->gens, b, c->prefix, scope) != NORI_OK)
+            count(&c->errors); /* the entries still go; a fill in flight may store */
+        rc = nori_backend_delete_prefix(b, scope);
     }
-    if (rc == NORI_OK)
-        rc = nori_backend_delete_prefix(b, prefix);
     count(rc == NORI_OK ? &c->invalidations : &c->errors);
 }
 
@@ -834,7 +896,8 @@ static int serve(nori_http_cache *c, const nori_http_request *req,
     nori__entry_meta meta = {-1, -1}, stale_meta = {-1, -1};
     nori_http_response stale;
     nori_http_response_init(&stale);
-    bool stored, absent = false;
+    store_result stored;
+    bool absent = false;
     if (b != NULL && !skip_lookup) {
         lookup_result l = lookup(c, b, key, resp, &meta, now);
         absent = l == LOOK_ABSENT;
@@ -873,7 +936,7 @@ static int serve(nori_http_cache *c, const nori_http_request *req,
         if (c->hfm_ms > 0 && nori__hfm_active(c->flights, key, now))
             count(&c->hit_for_miss);
         else
-            role = nori__flight_join(c->flights, key, true, &f);
+            role = nori__flight_join(c->flights, key, true, path_epoch(c, req), &f);
     }
     if (role == NORI__FLIGHT_WAITER) {
         int w = nori__flight_wait(c->flights, f, c->lock_timeout_ms);
@@ -946,11 +1009,13 @@ static int serve(nori_http_cache *c, const nori_http_request *req,
         (void)nori_backend_delete_if_equal(b, lease_key, token, strlen(token), &deleted);
     }
     if (role == NORI__FLIGHT_LEADER) {
-        /* Unstorable: remember it, so the next requests do not queue. */
-        if (!stored && c->hfm_ms > 0)
+        /* Unstorable: remember it, so the next requests do not queue. (Not
+         * when a write superseded it: the next fill stores.) */
+        if (stored == STORE_NO && c->hfm_ms > 0)
             nori__hfm_set(c->flights, key, nori__sat_add(nori__http_now_ms(), c->hfm_ms));
-        nori__flight_finish(c->flights, f, stored);
-    } else if (stored && role == NORI__FLIGHT_NONE && c->hfm_ms > 0 && c->lock_timeout_ms > 0) {
+        nori__flight_finish(c->flights, f, stored == STORE_DONE);
+    } else if (stored == STORE_DONE && role == NORI__FLIGHT_NONE && c->hfm_ms > 0 &&
+               c->lock_timeout_ms > 0) {
         nori__hfm_clear(c->flights, key); /* storable again */
     }
     nori_http_response_clear(&stale);

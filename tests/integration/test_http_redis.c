@@ -1,10 +1,13 @@
 /*
  * The response cache on Redis, in one process and across processes that
- * share the server: lifetimes and lease values at the ends of int64. Every
- * process reads one test clock in shared memory (entries' stored-at times);
- * Redis keeps the entries for lifetime + window in real time, which these
- * tests never reach. NORI_TEST_TOPOLOGY=cluster|sentinel runs the same
- * cases on that set-up (test_http_redis_cluster, _sentinel).
+ * share the server (forked here, each with its own backend and cache):
+ *  - a write to a path while a GET's fill of that path is running: once the
+ *    write has returned, no GET is answered with what that fill produced;
+ *  - lifetimes and lease values at the ends of int64.
+ * Every process reads one test clock in shared memory (entries' stored-at
+ * times); Redis keeps the entries for lifetime + window in real time, which
+ * these tests never reach. NORI_TEST_TOPOLOGY=cluster|sentinel runs the
+ * same cases on that set-up (test_http_redis_cluster, _sentinel).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,18 +21,26 @@
 #include "http_internal.h"
 #include "nori/http.h"
 
+#include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 /* What every process of a case shares (MAP_SHARED, lock-free atomics). */
 typedef struct {
     _Atomic int64_t now; /* the test clock */
+    /* a write during a fill */
+    _Atomic int version;      /* the "database": writes bump it */
+    _Atomic int get_runs;     /* GET handler runs */
+    _Atomic int first_inside; /* the first GET run has read the version */
+    _Atomic int released;     /* ... and may answer now */
 } shared_state;
 
 static shared_state *sh;
@@ -38,6 +49,21 @@ static nori_test_topology *topo;
 static int64_t shared_clock(void)
 {
     return atomic_load(&sh->now);
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Waits (bounded) until *v >= want; true when it got there. Polls: the
+ * waiters may be in other processes. */
+static bool wait_at_least(_Atomic int *v, int want, int ms)
+{
+    for (int i = 0; i < ms && atomic_load(v) < want; i++)
+        sleep_ms(1);
+    return atomic_load(v) >= want;
 }
 
 static int group_setup(void **state)
@@ -117,6 +143,121 @@ static int serve_copy(nori_http_cache *c, const char *method, const char *path,
     return rc;
 }
 
+/* ------------------------------------------------ a write during a fill */
+
+/* GET: reads the version, and on the first run waits until the test lets
+ * it answer (a slow query). Anything else: a write, 201. */
+static int db_handler(const nori_http_request *req, nori_http_response *resp, void *ud)
+{
+    (void)ud;
+    if (strcmp(req->method, "GET") != 0) {
+        atomic_fetch_add(&sh->version, 1);
+        resp->status = 201;
+        return nori_http_response_set_body(resp, "written", 7);
+    }
+    int run = atomic_fetch_add(&sh->get_runs, 1) + 1;
+    int v = atomic_load(&sh->version);
+    if (run == 1) {
+        atomic_store(&sh->first_inside, 1);
+        wait_at_least(&sh->released, 1, 30000);
+    }
+    char body[32];
+    int n = snprintf(body, sizeof body, "version %d", v);
+    return nori_http_response_set_body(resp, body, (size_t)n);
+}
+
+typedef struct {
+    nori_http_cache *c;
+    _Atomic int done;
+    char body[64];
+} get_arg;
+
+static void *get_thread(void *p)
+{
+    get_arg *g = p;
+    serve_copy(g->c, "GET", "/w", db_handler, NULL, g->body);
+    atomic_store(&g->done, 1);
+    return NULL;
+}
+
+/* One process: the fill that read version 0 is held while a POST writes
+ * and returns; a GET sent then is answered with version 1 without waiting
+ * for the held fill, and the held fill's response is not stored. */
+static void test_write_during_fill_threads(void **state)
+{
+    (void)state;
+    nori_backend *b = new_backend();
+    assert_non_null(b);
+    nori_http_cache *c = new_cache(b, "wdf", 0, 1, 60000);
+    assert_non_null(c);
+    get_arg first = {.c = c}, after = {.c = c};
+    pthread_t t1, t2;
+    assert_int_equal(pthread_create(&t1, NULL, get_thread, &first), 0);
+    assert_true(wait_at_least(&sh->first_inside, 1, 10000));
+    char body[64];
+    assert_nori(serve_copy(c, "POST", "/w", db_handler, NULL, body), NORI_OK);
+    assert_int_equal(pthread_create(&t2, NULL, get_thread, &after), 0);
+    bool answered_while_held = wait_at_least(&after.done, 1, 10000);
+    atomic_store(&sh->released, 1);
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    assert_string_equal(first.body, "version 0");
+    assert_string_equal(after.body, "version 1");
+    assert_true(answered_while_held);
+    nori_http_origin o;
+    assert_nori(serve_copy(c, "GET", "/w", db_handler, &o, body), NORI_OK);
+    assert_string_equal(body, "version 1");
+    assert_int_equal(o, NORI_HTTP_HIT);
+    nori_http_cache_free(c);
+    nori_backend_free(b);
+}
+
+/* The held fill runs in another process (holding the key's lease): the
+ * write and the GETs after it in this one. A GET sent after the write is
+ * answered with version 1 (the write's deletion took the lease too, so it
+ * does not wait for the held fill), and so is every GET after: the held
+ * fill's response is not stored. */
+static void test_write_during_fill_processes(void **state)
+{
+    (void)state;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        nori_backend *cb = new_backend();
+        nori_http_cache *cc = cb != NULL ? new_cache(cb, "wdfp", 0, 1, 5000) : NULL;
+        char body[64];
+        if (cc == NULL || serve_copy(cc, "GET", "/w", db_handler, NULL, body) != NORI_OK)
+            _exit(2);
+        /* It was sent before the write: the old version is its answer. */
+        int rc = strcmp(body, "version 0") == 0 ? 0 : 3;
+        nori_http_cache_free(cc);
+        nori_backend_free(cb);
+        _exit(rc);
+    }
+    nori_backend *b = new_backend();
+    assert_non_null(b);
+    nori_http_cache *c = new_cache(b, "wdfp", 0, 1, 5000);
+    assert_non_null(c);
+    assert_true(wait_at_least(&sh->first_inside, 1, 10000));
+    char body[64];
+    assert_nori(serve_copy(c, "POST", "/w", db_handler, NULL, body), NORI_OK);
+    get_arg after = {.c = c};
+    pthread_t t2;
+    assert_int_equal(pthread_create(&t2, NULL, get_thread, &after), 0);
+    atomic_store(&sh->released, 1);
+    pthread_join(t2, NULL);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_string_equal(after.body, "version 1");
+    nori_http_origin o;
+    assert_nori(serve_copy(c, "GET", "/w", db_handler, &o, body), NORI_OK);
+    assert_string_equal(body, "version 1");
+    nori_http_cache_free(c);
+    nori_backend_free(b);
+}
+
 /* ------------------------------------------------------------ extremes */
 
 static int forever_handler(const nori_http_request *req, nori_http_response *resp, void *ud)
@@ -193,6 +334,8 @@ int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
+        T(test_write_during_fill_threads),
+        T(test_write_during_fill_processes),
         T(test_endless_max_age),
         T(test_lease_time_extremes),
     };

@@ -1,7 +1,8 @@
 /* Freshness, stale serving, validators and invalidation of the response
- * cache (issue 11 items 2-5), on the memory backend with a test clock for
- * the entries' stored-at times (the backend keeps entries for lifetime +
- * window in real time, which these tests never reach). */
+ * cache, on the memory backend with a test clock for the entries' stored-at
+ * times (the backend keeps entries for lifetime + window in real time, which
+ * these tests never reach). Some cases run a fill on another thread while
+ * the test writes, and are labelled "concurrency" (run under TSan too). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -420,6 +421,127 @@ static void test_lifetime_extremes(void **state)
     expect_body(&f->r, "run 4");
 }
 
+/* ---- a write while a fill is running ---- */
+
+/* A "database" with a version that writes bump; a GET's handler reads the
+ * version first, then (on its first run only, when the test holds it)
+ * waits before answering, as a slow query would. */
+typedef struct {
+    _Atomic int version;
+    _Atomic int runs;
+    _Atomic int first_inside; /* the first run has read the version */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int hold_first, released;
+} db_app;
+
+static void db_release(db_app *d)
+{
+    pthread_mutex_lock(&d->lock);
+    d->released = 1;
+    pthread_cond_broadcast(&d->cond);
+    pthread_mutex_unlock(&d->lock);
+}
+
+static int db_handler(const nori_http_request *req, nori_http_response *resp, void *ud)
+{
+    db_app *d = ud;
+    if (strcmp(req->method, "GET") != 0) {
+        atomic_fetch_add(&d->version, 1);
+        resp->status = 201;
+        return nori_http_response_set_body(resp, "written", 7);
+    }
+    int run = atomic_fetch_add(&d->runs, 1) + 1;
+    int v = atomic_load(&d->version);
+    if (run == 1 && d->hold_first) {
+        atomic_store(&d->first_inside, 1);
+        pthread_mutex_lock(&d->lock);
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += 30; /* bounded */
+        while (!d->released && pthread_cond_timedwait(&d->cond, &d->lock, &dl) == 0)
+            ;
+        pthread_mutex_unlock(&d->lock);
+    }
+    char body[32];
+    int n = snprintf(body, sizeof body, "version %d", v);
+    return nori_http_response_set_body(resp, body, (size_t)n);
+}
+
+typedef struct {
+    nori_http_cache *c;
+    db_app *d;
+    _Atomic int done;
+    char body[32];
+} db_get;
+
+static void *db_get_thread(void *p)
+{
+    db_get *g = p;
+    nori_http_request rq = {"GET", "/w", "", NULL, NULL, NULL, 0};
+    nori_http_response r;
+    nori_http_response_init(&r);
+    if (nori_http_cache_serve(g->c, &rq, db_handler, g->d, &r) == NORI_OK &&
+        r.body_len < sizeof g->body) {
+        memcpy(g->body, r.body, r.body_len);
+        g->body[r.body_len] = '\0';
+    }
+    nori_http_response_clear(&r);
+    atomic_store(&g->done, 1);
+    return NULL;
+}
+
+static bool wait_flag(_Atomic int *flag, int ms)
+{
+    for (int i = 0; i < ms && !atomic_load(flag); i++) {
+        struct timespec ts = {0, 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return atomic_load(flag) != 0;
+}
+
+/* A GET whose handler read the data before a successful POST to its path,
+ * and answers after it: once the POST has returned, no GET is answered with
+ * what that fill produced: not from the cache, and not by joining the fill
+ * (the entry it stores would outlive the POST's invalidation for the whole
+ * ttl, and the client that wrote would read its write back as the old body). */
+static void test_write_during_fill(void **state)
+{
+    fixture *f = *state;
+    nori_http_cache_free(f->c);
+    nori_http_cache_options o;
+    nori_http_cache_options_init(&o);
+    o.backend = f->b;
+    o.lock_timeout_ms = 60000; /* a waiter would wait for the held fill */
+    assert_nori(nori_http_cache_new(&o, &f->c), NORI_OK);
+    db_app d = {.hold_first = 1};
+    pthread_mutex_init(&d.lock, NULL);
+    pthread_cond_init(&d.cond, NULL);
+    db_get first = {.c = f->c, .d = &d}, after = {.c = f->c, .d = &d};
+    pthread_t t1, t2;
+    assert_int_equal(pthread_create(&t1, NULL, db_get_thread, &first), 0);
+    assert_true(wait_flag(&d.first_inside, 10000));
+    nori_http_request post = {"POST", "/w", "", NULL, NULL, NULL, 0};
+    assert_nori(nori_http_cache_serve(f->c, &post, db_handler, &d, &f->r), NORI_OK);
+    assert_int_equal(f->r.status, 201);
+    /* The POST has returned. A GET now must not wait for the old fill:
+     * it is answered while that fill is still held. */
+    assert_int_equal(pthread_create(&t2, NULL, db_get_thread, &after), 0);
+    bool answered_while_held = wait_flag(&after.done, 10000);
+    db_release(&d);
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    assert_string_equal(first.body, "version 0"); /* it came before the POST */
+    assert_string_equal(after.body, "version 1");
+    assert_true(answered_while_held);
+    /* And the old fill's response was not stored. */
+    nori_http_request get = {"GET", "/w", "", NULL, NULL, NULL, 0};
+    assert_nori(nori_http_cache_serve(f->c, &get, db_handler, &d, &f->r), NORI_OK);
+    expect_body(&f->r, "version 1");
+    pthread_mutex_destroy(&d.lock);
+    pthread_cond_destroy(&d.cond);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -427,6 +549,7 @@ int main(void)
         T(test_stale_while_revalidate), T(test_stale_if_error), T(test_conditional),
         T(test_lifetime),               T(test_invalidation),
         T(test_stale_if_error_at_answer_time), T(test_lifetime_extremes),
+        T(test_write_during_fill),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
