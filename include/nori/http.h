@@ -95,7 +95,14 @@
  *    The backend keeps the entry for its lifetime plus the longer window.
  *    stale_if_error is judged when the failure is answered, not when the
  *    request came in: a handler that fails after the window closed sends
- *    its failure.
+ *    its failure. One refresh per expiry, also across processes: a refresh
+ *    first reads the entry again and does nothing when it is no longer the
+ *    one that was served stale (another refresh replaced it: counted in
+ *    `refreshes_skipped`); on a backend other than memory it then takes the
+ *    key's lease "{key}:lock" like a miss (for lock_timeout_ms; not with
+ *    lock_timeout_ms 0), without waiting: a lease held by another process
+ *    means that process is filling or refreshing the key, and this refresh
+ *    is skipped too.
  *  - What Nori's Python decorator sees of such an entry: a normal entry (its
  *    extra fields "stored_at" and "fresh_for" are ignored) that lives in
  *    Redis for ttl + the window, so Python serves it as a hit until Redis
@@ -487,6 +494,8 @@ typedef struct {
     uint64_t stale_error;      /* STALE answers within stale_if_error (handler failed) */
     uint64_t refreshes;        /* background refreshes run */
     uint64_t refreshes_dropped; /* background refreshes not queued (queue full, no memory) */
+    uint64_t refreshes_skipped; /* background refreshes that found nothing to do: the entry
+                                   was refreshed meanwhile, or another process holds its lease */
     uint64_t not_modified;     /* 304 answers */
     uint64_t invalidations;    /* prefix deletions after a successful write */
     uint64_t superseded;       /* responses not stored: a write to their path came while

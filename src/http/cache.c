@@ -45,7 +45,7 @@ struct nori_http_cache {
     _Atomic uint64_t not_encodable, too_big, unsendable;
     _Atomic uint64_t coalesced, lock_timeouts, hit_for_miss, stale_revalidate, stale_error;
     _Atomic uint64_t refreshes, refreshes_dropped, not_modified, invalidations;
-    _Atomic uint64_t superseded;
+    _Atomic uint64_t superseded, refreshes_skipped;
 };
 
 void nori_http_cache_options_init(nori_http_cache_options *o)
@@ -204,6 +204,7 @@ void nori_http_cache_get_stats(const nori_http_cache *c, nori_http_cache_stats *
     out->not_modified = LOAD(not_modified);
     out->invalidations = LOAD(invalidations);
     out->superseded = LOAD(superseded);
+    out->refreshes_skipped = LOAD(refreshes_skipped);
     nori__memo_stats ms;
     nori__memo_get_stats(c->memo, &ms);
     out->memo_hits = ms.hits;
@@ -494,6 +495,35 @@ static void finish_cached(nori_http_cache *c, const nori_http_request *req,
     }
 }
 
+/* ------------------------------------------------------------- leases */
+
+/* The lease of an entry key: "{key}:lock" (an entry key can never end so:
+ * ':' inside the query and the vary values is escaped) into
+ * lease_key[NORI_MAX_KEY_LEN + 1]. false when it would be too long. */
+static bool lease_name(const char *key, char *lease_key)
+{
+    return (size_t)snprintf(lease_key, NORI_MAX_KEY_LEN + 1, "%s:lock", key) <=
+           NORI_MAX_KEY_LEN;
+}
+
+/* A token unique to this call, "pid-sec.nsec-seq" (sec: the wall clock),
+ * into token[64]. */
+static void lease_token(char *token)
+{
+    static _Atomic uint64_t seq;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(token, 64, "%ld-%lld.%09ld-%llu", (long)getpid(), (long long)ts.tv_sec, ts.tv_nsec,
+             (unsigned long long)atomic_fetch_add(&seq, 1));
+}
+
+static void lease_release(nori_backend *b, const char *lease_key, const char *token)
+{
+    int deleted;
+    /* On failure the lease ends by its own expiry. */
+    (void)nori_backend_delete_if_equal(b, lease_key, token, strlen(token), &deleted);
+}
+
 /* ------------------------------------------------- background refresh */
 
 /* A request copied for a refresh that outlives it. */
@@ -505,6 +535,7 @@ typedef struct {
     char *key, *path, *query;
     char **names, **values;
     size_t n, cap;
+    int64_t seen_stored_at; /* stored_at_ms of the stale entry that asked for it */
 } refresh_job;
 
 static int copy_one_header(void *ud, const char *name, const char *value)
@@ -564,6 +595,51 @@ static void refresh_drop(void *arg)
     job_free(j);
 }
 
+/*
+ * Whether the entry j saw stale is still the one stored (and still stale).
+ * A refresh asked for by a read that came just before another refresh of
+ * the entry landed finds the newer entry here, and has nothing to do.
+ */
+static bool refresh_wanted(nori_http_cache *c, nori_backend *b, const refresh_job *j)
+{
+    nori_http_response cur;
+    nori_http_response_init(&cur);
+    nori__entry_meta m = {-1, -1};
+    lookup_result l = lookup_counted(c, b, j->key, &cur, &m, nori__http_now_ms(), true);
+    nori_http_response_clear(&cur);
+    return (l == LOOK_STALE_SWR || l == LOOK_STALE_SIE) && m.stored_at_ms == j->seen_stored_at;
+}
+
+/*
+ * Across processes (a backend other than memory, with lock_timeout_ms):
+ * the refresh takes the key's lease, as a miss's fill does, but does not
+ * wait for it: a lease held elsewhere means another process is filling or
+ * refreshing the key already. Once taken, the entry is checked again (a
+ * refresh may have landed and let the lease go just before). true: run the
+ * handler; *held: the lease is ours to release.
+ */
+static bool refresh_lease(nori_http_cache *c, nori_backend *b, const refresh_job *j,
+                          char *lease_key, char *token, bool *held)
+{
+    *held = false;
+    if (strcmp(nori_backend_kind(b), "memory") == 0 || c->lock_timeout_ms == 0 ||
+        !lease_name(j->key, lease_key))
+        return true;
+    lease_token(token);
+    int added = 0;
+    if (nori_backend_add(b, lease_key, token, strlen(token), c->lock_timeout_ms, &added) !=
+        NORI_OK)
+        return true; /* fail open, as a miss does without its lease */
+    if (!added)
+        return false;
+    *held = true;
+    if (refresh_wanted(c, b, j))
+        return true;
+    lease_release(b, lease_key, token);
+    *held = false;
+    return false;
+}
+
 /* Runs the handler on the copied request and stores its response. */
 static store_result refresh_fill(nori_http_cache *c, nori_backend *b, refresh_job *j,
                                  const nori_http_request *req)
@@ -600,18 +676,27 @@ static void refresh_run(void *arg)
         return;
     }
     nori_backend *b = c->backend;
+    char lease_key[NORI_MAX_KEY_LEN + 1], token[64];
+    bool held = false;
     store_result stored = STORE_NO;
-    if (b != NULL || nori_get_backend(&b) == NORI_OK)
+    if ((b != NULL || nori_get_backend(&b) == NORI_OK) && refresh_wanted(c, b, j) &&
+        refresh_lease(c, b, j, lease_key, token, &held)) {
         stored = refresh_fill(c, b, j, &req);
-    count(&c->refreshes);
+        count(&c->refreshes);
+    } else {
+        count(&c->refreshes_skipped);
+    }
+    if (held)
+        lease_release(b, lease_key, token);
     nori__flight_finish(c->flights, j->flight, stored == STORE_DONE);
     job_free(j);
 }
 
 /* Starts one background refresh of key unless one (or a fill) is already
- * running for it. The stale answer goes out either way. */
+ * running for it. The stale answer (whose metadata is *seen) goes out
+ * either way. */
 static void schedule_refresh(nori_http_cache *c, const char *key, const nori_http_request *req,
-                             nori_http_handler_fn handler, void *ud)
+                             nori_http_handler_fn handler, void *ud, const nori__entry_meta *seen)
 {
     nori__flight *f;
     nori__flight_role role = nori__flight_join(c->flights, key, false, path_epoch(c, req), &f);
@@ -626,6 +711,7 @@ static void schedule_refresh(nori_http_cache *c, const char *key, const nori_htt
         j->flight = f;
         j->handler = handler;
         j->ud = ud;
+        j->seen_stored_at = seen->stored_at_ms;
         ok = (j->key = strdup(key)) != NULL && (j->path = strdup(req->path)) != NULL &&
              (j->query = strdup(req->query != NULL ? req->query : "")) != NULL;
     }
@@ -759,13 +845,9 @@ static lease_result remote_lease(nori_http_cache *c, nori_backend *b, const char
                                  char *lease_key, char *token, nori_http_response *resp,
                                  nori__entry_meta *meta)
 {
-    static _Atomic uint64_t seq;
-    if ((size_t)snprintf(lease_key, NORI_MAX_KEY_LEN + 1, "%s:lock", key) > NORI_MAX_KEY_LEN)
+    if (!lease_name(key, lease_key))
         return LEASE_NONE;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    snprintf(token, 64, "%ld-%lld.%09ld-%llu", (long)getpid(), (long long)ts.tv_sec, ts.tv_nsec,
-             (unsigned long long)atomic_fetch_add(&seq, 1));
+    lease_token(token);
     int64_t deadline = nori__sat_add(nori__http_now_ms(), c->lock_timeout_ms);
     int64_t pause = 5;
     bool judged = false;
@@ -782,10 +864,8 @@ static lease_result remote_lease(nori_http_cache *c, nori_backend *b, const char
         lookup_result l = lookup_counted(c, b, key, resp, meta, now, true);
         if (l == LOOK_FRESH) {
             /* Filled meanwhile (maybe just before our lease): no run. */
-            if (added) {
-                int deleted;
-                (void)nori_backend_delete_if_equal(b, lease_key, token, strlen(token), &deleted);
-            }
+            if (added)
+                lease_release(b, lease_key, token);
             return LEASE_SERVED;
         }
         nori_http_response_clear(resp);
@@ -908,7 +988,7 @@ static int serve(nori_http_cache *c, const nori_http_request *req,
             return NORI_OK;
         case LOOK_STALE_SWR:
             count(&c->stale_revalidate);
-            schedule_refresh(c, key, req, handler, ud);
+            schedule_refresh(c, key, req, handler, ud, &meta);
             finish_cached(c, req, resp, &meta, now, NORI_HTTP_STALE);
             return NORI_OK;
         case LOOK_STALE_SIE:
@@ -1003,11 +1083,8 @@ static int serve(nori_http_cache *c, const nori_http_request *req,
         }
     }
     rc = fill(c, b, key, req, handler, ud, resp, may_store, &stale, &stale_meta, &stored);
-    if (leased) {
-        int deleted;
-        /* On failure the lease ends by its own expiry. */
-        (void)nori_backend_delete_if_equal(b, lease_key, token, strlen(token), &deleted);
-    }
+    if (leased)
+        lease_release(b, lease_key, token);
     if (role == NORI__FLIGHT_LEADER) {
         /* Unstorable: remember it, so the next requests do not queue. (Not
          * when a write superseded it: the next fill stores.) */

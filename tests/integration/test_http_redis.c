@@ -3,6 +3,8 @@
  * share the server (forked here, each with its own backend and cache):
  *  - a write to a path while a GET's fill of that path is running: once the
  *    write has returned, no GET is answered with what that fill produced;
+ *  - background refreshes (stale_while_revalidate): one handler run per
+ *    expiry however many requests and processes see the stale entry;
  *  - lifetimes and lease values at the ends of int64.
  * Every process reads one test clock in shared memory (entries' stored-at
  * times); Redis keeps the entries for lifetime + window in real time, which
@@ -33,6 +35,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#define PROCS 4
+
 /* What every process of a case shares (MAP_SHARED, lock-free atomics). */
 typedef struct {
     _Atomic int64_t now; /* the test clock */
@@ -41,6 +45,11 @@ typedef struct {
     _Atomic int get_runs;     /* GET handler runs */
     _Atomic int first_inside; /* the first GET run has read the version */
     _Atomic int released;     /* ... and may answer now */
+    /* refreshes */
+    _Atomic int r_runs;          /* handler runs for /r */
+    _Atomic int m_runs[PROCS + 1]; /* handler runs for /m0 .. /m<PROCS> */
+    _Atomic int stale_answers;   /* STALE answers for /r this round */
+    _Atomic int hold_r;          /* /r's handler waits for hold_r STALE answers */
 } shared_state;
 
 static shared_state *sh;
@@ -258,6 +267,156 @@ static void test_write_during_fill_processes(void **state)
     nori_backend_free(b);
 }
 
+/* ------------------------------------------------------------ refreshes */
+
+/* /r and /m<i> count their runs; /r's run waits (bounded) until hold_r
+ * STALE answers were given, so that every process has asked for its
+ * refresh before any refresh stores. */
+static int count_handler(const nori_http_request *req, nori_http_response *resp, void *ud)
+{
+    (void)ud;
+    int run;
+    if (strcmp(req->path, "/r") == 0) {
+        int hold = atomic_load(&sh->hold_r);
+        if (hold > 0)
+            wait_at_least(&sh->stale_answers, hold, 10000);
+        run = atomic_fetch_add(&sh->r_runs, 1) + 1;
+    } else {
+        int i = atoi(req->path + 2);
+        if (i < 0 || i > PROCS)
+            return NORI_EINVAL;
+        run = atomic_fetch_add(&sh->m_runs[i], 1) + 1;
+    }
+    char body[32];
+    int n = snprintf(body, sizeof body, "%s run %d", req->path, run);
+    return nori_http_response_set_body(resp, body, (size_t)n);
+}
+
+/* A process of the refresh case: a stale /r (its refresh is queued), then
+ * its own stale marker /m<i>, whose refresh runs after /r's on the single
+ * refresh thread; once the marker ran, /r's refresh is over. */
+static void refresh_child(int i, int marker_runs)
+{
+    nori_backend *b = new_backend();
+    nori_http_cache *c = b != NULL ? new_cache(b, "refresh", 30, 1, 5000) : NULL;
+    if (c == NULL)
+        _exit(2);
+    nori_http_origin o;
+    char path[8];
+    snprintf(path, sizeof path, "/m%d", i);
+    if (serve_copy(c, "GET", "/r", count_handler, &o, NULL) != NORI_OK || o != NORI_HTTP_STALE)
+        _exit(3);
+    atomic_fetch_add(&sh->stale_answers, 1);
+    if (serve_copy(c, "GET", path, count_handler, &o, NULL) != NORI_OK || o != NORI_HTTP_STALE)
+        _exit(4);
+    if (!wait_at_least(&sh->m_runs[i], marker_runs, 20000))
+        _exit(5);
+    nori_http_cache_free(c);
+    nori_backend_free(b);
+    _exit(0);
+}
+
+/* PROCS processes on one Redis see the same stale entry at once: one
+ * handler run per expiry (the refresh takes the key's lease; the others
+ * find it taken, or find the entry already refreshed). */
+static void test_refresh_once_across_processes(void **state)
+{
+    (void)state;
+    nori_backend *b = new_backend();
+    assert_non_null(b);
+    nori_http_cache *c = new_cache(b, "refresh", 30, 1, 5000);
+    assert_non_null(c);
+    char path[8], body[64];
+    nori_http_origin o;
+    assert_nori(serve_copy(c, "GET", "/r", count_handler, &o, NULL), NORI_OK);
+    for (int i = 0; i < PROCS; i++) {
+        snprintf(path, sizeof path, "/m%d", i);
+        assert_nori(serve_copy(c, "GET", path, count_handler, &o, NULL), NORI_OK);
+    }
+    for (int round = 1; round <= 2; round++) {
+        atomic_fetch_add(&sh->now, 15000); /* stale, within the 30 s window */
+        atomic_store(&sh->stale_answers, 0);
+        atomic_store(&sh->hold_r, PROCS);
+        pid_t pids[PROCS];
+        for (int i = 0; i < PROCS; i++) {
+            pids[i] = fork();
+            assert_true(pids[i] >= 0);
+            if (pids[i] == 0)
+                refresh_child(i, round + 1);
+        }
+        for (int i = 0; i < PROCS; i++) {
+            int status;
+            assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+            if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                fail_msg("process %d failed (status %d)", i, status);
+        }
+        assert_int_equal(atomic_load(&sh->r_runs), 1 + round);
+        assert_nori(serve_copy(c, "GET", "/r", count_handler, &o, body), NORI_OK);
+        assert_int_equal(o, NORI_HTTP_HIT);
+        char want[32];
+        snprintf(want, sizeof want, "/r run %d", 1 + round);
+        assert_string_equal(body, want);
+    }
+    nori_http_cache_free(c);
+    nori_backend_free(b);
+}
+
+#define STALE_THREADS 20
+#define STALE_ROUNDS 20
+
+typedef struct {
+    nori_http_cache *c;
+    pthread_barrier_t *start;
+} stale_arg;
+
+static void *stale_thread(void *p)
+{
+    stale_arg *a = p;
+    pthread_barrier_wait(a->start);
+    serve_copy(a->c, "GET", "/r", count_handler, NULL, NULL);
+    return NULL;
+}
+
+/* 20 concurrent GETs of one key in its stale window, round after round: one
+ * refresh run per round. A marker refresh queued after theirs on the single
+ * refresh thread tells when the round's refreshes are over. */
+static void test_stale_window_one_refresh(void **state)
+{
+    (void)state;
+    nori_backend *b = new_backend();
+    assert_non_null(b);
+    nori_http_cache *c = new_cache(b, "window", 30, 1, 5000);
+    assert_non_null(c);
+    nori_http_origin o;
+    assert_nori(serve_copy(c, "GET", "/r", count_handler, &o, NULL), NORI_OK);
+    assert_nori(serve_copy(c, "GET", "/m0", count_handler, &o, NULL), NORI_OK);
+    int extra = 0;
+    for (int round = 1; round <= STALE_ROUNDS; round++) {
+        atomic_fetch_add(&sh->now, 15000);
+        int before = atomic_load(&sh->r_runs);
+        pthread_barrier_t start;
+        pthread_barrier_init(&start, NULL, STALE_THREADS);
+        pthread_t t[STALE_THREADS];
+        stale_arg a = {c, &start};
+        for (int i = 0; i < STALE_THREADS; i++)
+            assert_int_equal(pthread_create(&t[i], NULL, stale_thread, &a), 0);
+        for (int i = 0; i < STALE_THREADS; i++)
+            pthread_join(t[i], NULL);
+        pthread_barrier_destroy(&start);
+        assert_nori(serve_copy(c, "GET", "/m0", count_handler, &o, NULL), NORI_OK);
+        assert_int_equal(o, NORI_HTTP_STALE);
+        assert_true(wait_at_least(&sh->m_runs[0], round + 1, 20000));
+        int runs = atomic_load(&sh->r_runs) - before;
+        if (runs != 1) {
+            print_message("round %d: %d refresh runs\n", round, runs);
+            extra++;
+        }
+    }
+    assert_int_equal(extra, 0);
+    nori_http_cache_free(c);
+    nori_backend_free(b);
+}
+
 /* ------------------------------------------------------------ extremes */
 
 static int forever_handler(const nori_http_request *req, nori_http_response *resp, void *ud)
@@ -336,6 +495,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_write_during_fill_threads),
         T(test_write_during_fill_processes),
+        T(test_refresh_once_across_processes),
+        T(test_stale_window_one_refresh),
         T(test_endless_max_age),
         T(test_lease_time_extremes),
     };

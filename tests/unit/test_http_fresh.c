@@ -11,6 +11,7 @@
 
 #include "test_support.h"
 
+#include "backend.h"
 #include "http_internal.h"
 #include "http_test_headers.h"
 
@@ -346,6 +347,7 @@ static void test_invalidation(void **state)
     assert_int_equal(stats(f->c).invalidations, 4);
 }
 
+
 /* stale_if_error is decided when the answer goes out, not when the request
  * came in: a handler that fails after the window closed sends its failure,
  * not an entry older than the window allows. */
@@ -542,6 +544,197 @@ static void test_write_during_fill(void **state)
     pthread_cond_destroy(&d.cond);
 }
 
+/* ---- a refresh that comes after another refresh of the same entry ----
+ *
+ * A backend in front of the memory backend whose reads on a marked thread
+ * stop after reading, until the test lets them go: the test then decides
+ * what happens between a request's read of a stale entry and its request
+ * for a refresh. */
+typedef struct {
+    nori_backend base; /* must be first */
+    nori_backend *inner;
+} held_backend;
+
+static _Thread_local int tl_hold_reads;
+static _Atomic int held_read; /* a marked read has read */
+static _Atomic int reads_go;  /* the marked read may return */
+
+#define INNER(b) (((held_backend *)(b))->inner)
+
+static int held_get(nori_backend *b, const char *key, size_t klen, nori_buf *out)
+{
+    int rc = INNER(b)->ops->get(INNER(b), key, klen, out);
+    if (tl_hold_reads) {
+        atomic_store(&held_read, 1);
+        wait_flag(&reads_go, 30000);
+    }
+    return rc;
+}
+static int held_set(nori_backend *b, const char *key, size_t klen, const void *val, size_t len,
+                    int64_t ttl)
+{
+    return INNER(b)->ops->set(INNER(b), key, klen, val, len, ttl);
+}
+static int held_del(nori_backend *b, const char *key, size_t klen)
+{
+    return INNER(b)->ops->del(INNER(b), key, klen);
+}
+static int held_delete_prefix(nori_backend *b, const char *prefix, size_t plen)
+{
+    return INNER(b)->ops->delete_prefix(INNER(b), prefix, plen);
+}
+static int held_incr(nori_backend *b, const char *key, size_t klen, int64_t ttl, int64_t *out)
+{
+    return INNER(b)->ops->incr(INNER(b), key, klen, ttl, out);
+}
+static int held_update(nori_backend *b, const char *key, size_t klen, nori_update_fn fn,
+                       void *ud, int64_t ttl, nori_buf *out)
+{
+    return INNER(b)->ops->atomic_update(INNER(b), key, klen, fn, ud, ttl, out);
+}
+static int held_verify(nori_backend *b)
+{
+    return INNER(b)->ops->verify(INNER(b));
+}
+static int held_add(nori_backend *b, const char *key, size_t klen, const void *val, size_t len,
+                    int64_t ttl_ms, int *added)
+{
+    return INNER(b)->ops->add(INNER(b), key, klen, val, len, ttl_ms, added);
+}
+static int held_delete_if_equal(nori_backend *b, const char *key, size_t klen, const void *val,
+                                size_t len, int *deleted)
+{
+    return INNER(b)->ops->delete_if_equal(INNER(b), key, klen, val, len, deleted);
+}
+static void held_stats(nori_backend *b, nori_backend_stats *out)
+{
+    INNER(b)->ops->stats(INNER(b), out);
+}
+static void held_destroy(nori_backend *b)
+{
+    nori_backend_free(INNER(b));
+    free(b);
+}
+
+static const nori_backend_ops held_ops = {
+    .kind = "memory", /* entries in the memory backend's format */
+    .get = held_get,
+    .set = held_set,
+    .del = held_del,
+    .delete_prefix = held_delete_prefix,
+    .incr = held_incr,
+    .atomic_update = held_update,
+    .verify = held_verify,
+    .add = held_add,
+    .delete_if_equal = held_delete_if_equal,
+    .stats = held_stats,
+    .destroy = held_destroy,
+};
+
+static nori_backend *held_backend_new(void)
+{
+    held_backend *h = calloc(1, sizeof *h);
+    assert_non_null(h);
+    assert_nori(nori_memory_backend_new(100, &h->inner), NORI_OK);
+    nori__backend_init(&h->base, &held_ops);
+    return &h->base;
+}
+
+typedef struct {
+    _Atomic int r, m;
+} path_runs;
+
+static int counting_handler(const nori_http_request *req, nori_http_response *resp, void *ud)
+{
+    path_runs *p = ud;
+    int run = atomic_fetch_add(strcmp(req->path, "/r") == 0 ? &p->r : &p->m, 1) + 1;
+    char body[32];
+    int n = snprintf(body, sizeof body, "%s run %d", req->path, run);
+    return nori_http_response_set_body(resp, body, (size_t)n);
+}
+
+typedef struct {
+    nori_http_cache *c;
+    path_runs *runs;
+    nori_http_origin origin;
+} held_request;
+
+static void *held_request_thread(void *p)
+{
+    held_request *h = p;
+    tl_hold_reads = 1;
+    nori_http_request rq = {"GET", "/r", "", NULL, NULL, NULL, 0};
+    nori_http_response r;
+    nori_http_response_init(&r);
+    if (nori_http_cache_serve(h->c, &rq, counting_handler, h->runs, &r) == NORI_OK)
+        h->origin = r.origin;
+    nori_http_response_clear(&r);
+    return NULL;
+}
+
+/* Request B reads the stale entry; meanwhile request A's refresh of that
+ * entry runs and stores a new one; then B asks for its refresh. The entry
+ * B saw stale is already replaced: B's refresh must not run the handler a
+ * second time. A marker refresh of another path, queued after B's on the
+ * single refresh thread, tells when B's refresh is over. */
+static void test_refresh_after_refresh(void **state)
+{
+    fixture *f = *state;
+    nori_backend *b = held_backend_new();
+    nori_http_cache_options o;
+    nori_http_cache_options_init(&o);
+    o.backend = b;
+    o.ttl = 10;
+    o.stale_while_revalidate = 30;
+    o.refresh_threads = 1; /* one queue, in order */
+    nori_http_cache *c;
+    assert_nori(nori_http_cache_new(&o, &c), NORI_OK);
+    path_runs runs = {0, 0};
+    nori_http_request r_req = {"GET", "/r", "", NULL, NULL, NULL, 0};
+    nori_http_request m_req = {"GET", "/m", "", NULL, NULL, NULL, 0};
+    assert_nori(nori_http_cache_serve(c, &r_req, counting_handler, &runs, &f->r), NORI_OK);
+    assert_nori(nori_http_cache_serve(c, &m_req, counting_handler, &runs, &f->r), NORI_OK);
+    advance(15000); /* both stale, within the window */
+
+    atomic_store(&held_read, 0);
+    atomic_store(&reads_go, 0);
+    held_request hb = {c, &runs, NORI_HTTP_BYPASS};
+    pthread_t tb;
+    assert_int_equal(pthread_create(&tb, NULL, held_request_thread, &hb), 0);
+    assert_true(wait_flag(&held_read, 10000)); /* B has read the stale entry */
+    /* A: stale answer, and a refresh that runs and stores a new entry. */
+    assert_nori(nori_http_cache_serve(c, &r_req, counting_handler, &runs, &f->r), NORI_OK);
+    assert_int_equal(f->r.origin, NORI_HTTP_STALE);
+    nori_http_cache_stats s;
+    for (int i = 0; i < 10000; i++) {
+        nori_http_cache_get_stats(c, &s);
+        if (s.refreshes >= 1)
+            break;
+        struct timespec ts = {0, 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(s.refreshes, 1);
+    assert_int_equal(atomic_load(&runs.r), 2);
+    /* B goes on with what it read: a stale answer, and a refresh request. */
+    atomic_store(&reads_go, 1);
+    pthread_join(tb, NULL);
+    assert_int_equal(hb.origin, NORI_HTTP_STALE);
+    /* The marker: /m's refresh is queued after B's. */
+    assert_nori(nori_http_cache_serve(c, &m_req, counting_handler, &runs, &f->r), NORI_OK);
+    assert_int_equal(f->r.origin, NORI_HTTP_STALE);
+    for (int i = 0; i < 10000 && atomic_load(&runs.m) < 2; i++) {
+        struct timespec ts = {0, 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(atomic_load(&runs.m), 2);
+    assert_int_equal(atomic_load(&runs.r), 2); /* B's refresh ran nothing */
+    assert_nori(nori_http_cache_serve(c, &r_req, counting_handler, &runs, &f->r), NORI_OK);
+    assert_int_equal(f->r.origin, NORI_HTTP_HIT);
+    expect_body(&f->r, "/r run 2");
+    nori_http_cache_free(c);
+    nori_backend_free(b);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -549,7 +742,7 @@ int main(void)
         T(test_stale_while_revalidate), T(test_stale_if_error), T(test_conditional),
         T(test_lifetime),               T(test_invalidation),
         T(test_stale_if_error_at_answer_time), T(test_lifetime_extremes),
-        T(test_write_during_fill),
+        T(test_write_during_fill),      T(test_refresh_after_refresh),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
