@@ -263,6 +263,32 @@ int nori_backend_delete_if_equal(nori_backend *b, const char *key, const void *v
     return done(b, rc);
 }
 
+int nori__backend_set_guarded(nori_backend *b, const char *key, const void *val, size_t len,
+                              int64_t ttl, const char *guard, const void *expect, size_t elen,
+                              int *stored)
+{
+    size_t klen = 0, glen = 0;
+    *stored = 0;
+    int rc = check_backend(b);
+    if (rc == NORI_OK)
+        rc = check_key(key, &klen);
+    if (rc == NORI_OK)
+        rc = check_key(guard, &glen);
+    if (rc == NORI_OK)
+        rc = check_ttl(ttl);
+    if (rc == NORI_OK && val == NULL && len > 0)
+        rc = nori__fail(NORI_EINVAL, "set_guarded '%.64s': value is NULL with length %zu", key,
+                        len);
+    if (rc == NORI_OK)
+        rc = nori__check_value(b, key, len);
+    if (rc == NORI_OK && b->ops->set_guarded == NULL)
+        rc = nori__fail(NORI_EINVAL, "the %s backend offers no guarded set", b->ops->kind);
+    if (rc == NORI_OK)
+        rc = b->ops->set_guarded(b, key, klen, val == NULL ? "" : val, len, ttl, guard, glen,
+                                 expect, expect != NULL ? elen : 0, stored);
+    return done(b, rc);
+}
+
 int nori_backend_incr(nori_backend *b, const char *key, int64_t ttl, int64_t *out)
 {
     size_t klen = 0;

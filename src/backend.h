@@ -44,6 +44,13 @@ typedef struct nori_backend_ops {
     /* Removes key only when its value is exactly val; *deleted 1 or 0. */
     int (*delete_if_equal)(nori_backend *b, const char *key, size_t klen, const void *val,
                            size_t len, int *deleted);
+    /* Optional (NULL: not offered). Sets key to val (ttl as in set) only
+     * when guard holds exactly expect[0..elen), or is absent when expect is
+     * NULL, as one step that no write of guard can fall inside; *stored 1
+     * when written, 0 when guard differed (nothing written). */
+    int (*set_guarded)(nori_backend *b, const char *key, size_t klen, const void *val,
+                       size_t len, int64_t ttl, const char *guard, size_t glen,
+                       const void *expect, size_t elen, int *stored);
     /* Fills the backend-specific counters; backend.c adds `errors`. */
     void (*stats)(nori_backend *b, nori_backend_stats *out);
     /* Frees the backend's own state and the struct itself. */
@@ -70,6 +77,17 @@ struct nori_backend {
 
 /* Initialises the common part; called by each backend's constructor. */
 void nori__backend_init(nori_backend *b, const nori_backend_ops *ops);
+
+/*
+ * The checked call of ops->set_guarded (see there), for the response
+ * cache's invalidation generations (src/http/generation.c). expect may be
+ * NULL (guard must be absent). NORI_OK with *stored, NORI_EINVAL when the
+ * backend offers no such write, or the usual argument and backend errors
+ * (*stored 0). Counted in the backend's errors like every public call.
+ */
+int nori__backend_set_guarded(nori_backend *b, const char *key, const void *val, size_t len,
+                              int64_t ttl, const char *guard, const void *expect, size_t elen,
+                              int *stored);
 
 /* NORI_OK when `len` is within the backend's value limit, else NORI_ETOOBIG
  * with a message naming the key, the length and the limit. */

@@ -10,6 +10,36 @@
 #include "nori/http.h"
 
 #include <stdbool.h>
+#include <stdint.h>
+
+/* ---- saturating arithmetic ----
+ *
+ * For lifetimes, ages and deadlines in ms: a max-age of 2^63-1 on a route
+ * without a ttl cap, a hostile entry or lease value, or a test clock at the
+ * end of its range must clamp, never overflow (undefined behaviour). */
+static inline int64_t nori__sat_add(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_add_overflow(a, b, &r))
+        return b > 0 ? INT64_MAX : INT64_MIN;
+    return r;
+}
+
+static inline int64_t nori__sat_sub(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_sub_overflow(a, b, &r))
+        return b < 0 ? INT64_MAX : INT64_MIN;
+    return r;
+}
+
+static inline int64_t nori__sat_mul(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_mul_overflow(a, b, &r))
+        return (a < 0) == (b < 0) ? INT64_MAX : INT64_MIN;
+    return r;
+}
 
 /* ---- http/response.c ---- */
 
@@ -174,9 +204,11 @@ enum { NORI__FLIGHT_STORED = 1, NORI__FLIGHT_NOT_STORED = 2, NORI__FLIGHT_TIMEOU
 int nori__flights_new(nori__flights **out);
 void nori__flights_free(nori__flights *t);
 /* Joins or starts the fill of key. owned: the leader is this thread (a
- * background fill sets its owner later with set_owner). */
+ * background fill sets its owner later with set_owner). epoch: the key's
+ * invalidation generation now (nori__gen_epoch); a fill begun under
+ * another one is not joined but replaced in the table. */
 nori__flight_role nori__flight_join(nori__flights *t, const char *key, bool owned,
-                                    nori__flight **f);
+                                    uint64_t epoch, nori__flight **f);
 void nori__flight_set_owner(nori__flights *t, nori__flight *f);
 /* Waiter: waits for the fill up to timeout_ms; returns NORI__FLIGHT_*; f is
  * released (must not be used afterwards). */
@@ -189,6 +221,58 @@ void nori__flight_finish(nori__flights *t, nori__flight *f, bool stored);
 bool nori__hfm_active(nori__flights *t, const char *key, int64_t now_ms);
 void nori__hfm_set(nori__flights *t, const char *key, int64_t until_ms);
 void nori__hfm_clear(nori__flights *t, const char *key);
+
+/* ---- http/generation.c ---- */
+
+/* Buckets the invalidation scopes are hashed into (the same in every
+ * process sharing a backend: the number is part of the key names). */
+#define NORI__GEN_BUCKETS 1024
+
+/* A cache's in-process generations (one counter per bucket). */
+typedef struct nori__gens nori__gens;
+int nori__gens_new(nori__gens **out);
+void nori__gens_free(nori__gens *g);
+
+/* The invalidation scope of req: "{prefix}:{E(path)}:", or "{prefix}:"
+ * with whole_prefix (a route with a key function). NORI_OK or
+ * NORI_ETOOBIG. */
+int nori__gen_scope(const char *prefix, bool whole_prefix, const nori_http_request *req,
+                    char *out, size_t cap);
+
+/* The in-process generation of scope now: a flight begun under another
+ * value is not joined (see nori__flight_join). Lock-free. */
+uint64_t nori__gen_epoch(nori__gens *g, const char *scope);
+
+/* What a fill read before its handler ran. */
+typedef struct {
+    unsigned bucket;
+    uint64_t local;  /* the in-process generation */
+    bool shared;     /* b is not the memory backend: key/remote are used */
+    bool ok;         /* read; false: unknown, so the fill stores nothing */
+    nori_buf remote; /* the value of key; data NULL: absent */
+    char key[NORI_MAX_KEY_LEN + 1];
+} nori__gen_guard;
+
+/* Reads scope's generation (on a shared backend also its key: one GET).
+ * Never fails: a failed read leaves out->ok false. Clear with
+ * nori__gen_guard_clear. */
+void nori__gen_read(nori__gens *g, nori_backend *b, const char *prefix, const char *scope,
+                    nori__gen_guard *out);
+void nori__gen_guard_clear(nori__gen_guard *gd);
+
+/* nori_backend_set(b, key, val, len, ttl) only if the generation read into
+ * gd did not move, atomically with respect to nori__gen_bump (memory: under
+ * the bucket's lock; shared: nori__backend_set_guarded). NORI_OK with
+ * *stored 1 (written) or 0 (superseded by a write: nothing written), or the
+ * backend's error (*stored 0; also when gd->ok is false). */
+int nori__gen_store(nori__gens *g, nori_backend *b, const nori__gen_guard *gd, const char *key,
+                    const void *val, size_t len, int64_t ttl, int *stored);
+
+/* A successful write to scope: moves its generation, in the process and on
+ * a shared backend (a fresh random token in its key). Call before deleting
+ * the scope's entries. NORI_OK or the backend's error (the in-process
+ * generation moved anyway). */
+int nori__gen_bump(nori__gens *g, nori_backend *b, const char *prefix, const char *scope);
 
 /* ---- http/refresh.c ---- */
 

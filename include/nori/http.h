@@ -82,6 +82,10 @@
  *    never longer than the route's ttl; neither: the ttl. `Expires` alone is
  *    ignored (a clock-dependent date; every framework that sets it also sets
  *    max-age). max-age=0 is not stored. A fresh entry is a HIT with `Age`.
+ *    A lifetime longer than NORI_MAX_TTL (a route with ttl 0 and a huge
+ *    max-age) is stored as NORI_MAX_TTL; sums of lifetimes, windows and ages
+ *    saturate at the int64 bounds, whatever an entry read from a shared
+ *    backend claims.
  *  - Stale serving (stale_while_revalidate, stale_if_error, seconds, off by
  *    default): within stale_while_revalidate after freshness ends, the
  *    request is answered from the entry at once (NORI_HTTP_STALE, `Age`
@@ -89,6 +93,16 @@
  *    pool (refresh_threads, started on first use); within stale_if_error a
  *    handler failure (negative return or 5xx) is answered from the entry.
  *    The backend keeps the entry for its lifetime plus the longer window.
+ *    stale_if_error is judged when the failure is answered, not when the
+ *    request came in: a handler that fails after the window closed sends
+ *    its failure. One refresh per expiry, also across processes: a refresh
+ *    first reads the entry again and does nothing when it is no longer the
+ *    one that was served stale (another refresh replaced it: counted in
+ *    `refreshes_skipped`); on a backend other than memory it then takes the
+ *    key's lease "{key}:lock" like a miss (for lock_timeout_ms; not with
+ *    lock_timeout_ms 0), without waiting: a lease held by another process
+ *    means that process is filling or refreshing the key, and this refresh
+ *    is skipped too.
  *  - What Nori's Python decorator sees of such an entry: a normal entry (its
  *    extra fields "stored_at" and "fresh_for" are ignored) that lives in
  *    Redis for ttl + the window, so Python serves it as a hit until Redis
@@ -108,7 +122,35 @@
  *    DELETE removes every entry of that path under the prefix (all queries
  *    and vary values: nori_backend_delete_prefix of "{prefix}:{path}:"); on
  *    a route with a key function the user's part precedes the path, so the
- *    whole prefix is removed. Counted in `invalidations`.
+ *    whole prefix is removed. Counted in `invalidations`. Leases of fills
+ *    in flight for the path go with the entries.
+ *    Once that write has returned, no GET or HEAD of the path is answered
+ *    with a response whose handler began before it: a fill (or background
+ *    refresh) whose handler was running during the write does not store
+ *    its response (counted in `superseded`; its own request, which came
+ *    before the write returned, gets it), and a request that comes after
+ *    the write does not wait for such a fill but starts its own. How: each
+ *    write first moves an invalidation generation of its scope (the prefix
+ *    above), then deletes; each fill reads the generation before its handler
+ *    runs and stores only if it has not moved, in one atomic step. Scopes
+ *    are hashed into 1024 buckets, so a write to another path of the same
+ *    bucket at that moment also costs a fill its store. On
+ *    the memory backend the generation lives in the nori_http_cache (writes
+ *    through another cache object with the same prefix are not seen: give
+ *    each cache its own prefix). On Redis it is also a key
+ *    "{prefix}#gen:{bucket}" (one per bucket that was ever written, no TTL,
+ *    removed by flush; never an entry key) holding a random token per write,
+ *    and the store is one Lua script that compares it and writes the entry,
+ *    so this holds across every process sharing the server. Each miss reads
+ *    that key once before its handler runs (one more round trip). On a Redis
+ *    Cluster a script's keys must share a slot and an entry's key and its
+ *    generation key rarely do: there the store compares, writes, compares
+ *    again and takes the entry back if the generation moved, so for that
+ *    one round trip a request may still be served the superseded entry.
+ *    Redis may evict a generation key under an allkeys-* maxmemory policy:
+ *    a fill that began while the key was absent, and stores after the token
+ *    of a write was evicted again, is not stopped. With a near cache (nori_redis_backend_enable_near) another
+ *    process drops its copies when Redis's invalidation message reaches it.
  *  - A cache failure never fails the request: the handler runs and its
  *    response is served; the failure is counted in `errors`. A backend read
  *    that fails (NORI_EBACKEND, or NORI_ETOOBIG for a value over the limit)
@@ -444,7 +486,7 @@ typedef struct {
     uint64_t not_encodable; /* a kept header or media type that cannot be stored exactly */
     uint64_t too_big;       /* encoded entry over the backend's value limit */
     uint64_t unsendable;    /* hits the adapter could not send (nori_http_cache_serve_again) */
-    /* Issue 11. */
+    /* Coalescing, stale serving, validators, invalidation. */
     uint64_t coalesced;        /* requests served from another request's fill (waited) */
     uint64_t lock_timeouts;    /* waits that reached lock_timeout_ms (then ran the handler) */
     uint64_t hit_for_miss;     /* requests that skipped waiting: key remembered unstorable */
@@ -452,8 +494,12 @@ typedef struct {
     uint64_t stale_error;      /* STALE answers within stale_if_error (handler failed) */
     uint64_t refreshes;        /* background refreshes run */
     uint64_t refreshes_dropped; /* background refreshes not queued (queue full, no memory) */
+    uint64_t refreshes_skipped; /* background refreshes that found nothing to do: the entry
+                                   was refreshed meanwhile, or another process holds its lease */
     uint64_t not_modified;     /* 304 answers */
     uint64_t invalidations;    /* prefix deletions after a successful write */
+    uint64_t superseded;       /* responses not stored: a write to their path came while
+                                  their handler ran */
     /* Decoded-entry memo (JSON entries, i.e. Redis): reads answered by
      * copying an earlier decode of the same key and bytes, and the bytes it
      * holds now (at most 4 MiB). */

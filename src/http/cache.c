@@ -1,13 +1,15 @@
 /*
  * The response cache: looks a GET (or HEAD) request up, serves it from the
  * cache or runs the handler and stores what may be stored (DESIGN 5, 9). The
- * key shape is in key.c, the value format in entry_codec.c.
+ * key shape is in key.c, the value format in entry_codec.c; coalescing
+ * across processes in lease.c, background refreshes in revalidate.c, and
+ * the state they share in cache_internal.h.
  *
  * Fail open: every cache failure (backend error, undecodable entry, key too
  * long) is counted and the handler's response is served; the request itself
  * never fails because of the cache.
  */
-#include "http_internal.h"
+#include "cache_internal.h"
 
 #include "error.h"
 
@@ -18,33 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
-#include <unistd.h>
-
-struct nori_http_cache {
-    int64_t ttl;
-    char *prefix;
-    nori_http_key_fn key_fn;
-    void *key_fn_ud;
-    char **vary_on; /* lower-cased copies */
-    size_t n_vary_on;
-    char *vary_header; /* "accept-language, ..." sent as Vary; NULL without vary_on */
-    char **refresh_headers; /* copies */
-    size_t n_refresh_headers;
-    nori_backend *backend; /* borrowed; NULL = default backend */
-    int allow_authorized, allow_cookie;
-    int64_t swr_ms, sie_ms, lock_timeout_ms, hfm_ms;
-    size_t refresh_threads;
-    nori__flights *flights;
-    pthread_mutex_t refresher_lock;
-    nori__refresher *refresher; /* started on the first background refresh */
-    nori__memo *memo; /* decoded JSON entries (non-memory backends) */
-    _Atomic uint64_t hits, misses, stores, errors;
-    _Atomic uint64_t bypass_method, bypass_authorization, bypass_cookie;
-    _Atomic uint64_t not_encodable, too_big, unsendable;
-    _Atomic uint64_t coalesced, lock_timeouts, hit_for_miss, stale_revalidate, stale_error;
-    _Atomic uint64_t refreshes, refreshes_dropped, not_modified, invalidations;
-};
 
 void nori_http_cache_options_init(nori_http_cache_options *o)
 {
@@ -63,6 +38,7 @@ void nori_http_cache_free(nori_http_cache *c)
     /* Refreshes first: a running one still uses the tables below. */
     nori__refresher_free(c->refresher);
     nori__flights_free(c->flights);
+    nori__gens_free(c->gens);
     nori__memo_free(c->memo);
     pthread_mutex_destroy(&c->refresher_lock);
     for (size_t i = 0; i < c->n_vary_on; i++)
@@ -122,6 +98,7 @@ int nori_http_cache_new(const nori_http_cache_options *opts, nori_http_cache **o
         return nori__fail(NORI_ENOMEM, "out of memory creating a response cache");
     pthread_mutex_init(&c->refresher_lock, NULL);
     if ((c->prefix = strdup(prefix)) == NULL || nori__flights_new(&c->flights) != NORI_OK ||
+        nori__gens_new(&c->gens) != NORI_OK ||
         nori__memo_new(NORI__MEMO_MAX_BYTES, &c->memo) != NORI_OK)
         goto oom;
     if (opts->n_vary_on > 0 &&
@@ -199,15 +176,12 @@ void nori_http_cache_get_stats(const nori_http_cache *c, nori_http_cache_stats *
     out->refreshes_dropped = LOAD(refreshes_dropped);
     out->not_modified = LOAD(not_modified);
     out->invalidations = LOAD(invalidations);
+    out->superseded = LOAD(superseded);
+    out->refreshes_skipped = LOAD(refreshes_skipped);
     nori__memo_stats ms;
     nori__memo_get_stats(c->memo, &ms);
     out->memo_hits = ms.hits;
     out->memo_bytes = ms.bytes;
-}
-
-static void count(_Atomic uint64_t *counter)
-{
-    atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
 }
 
 int nori_http_cache_key(const nori_http_cache *c, const nori_http_request *req, char *out,
@@ -288,29 +262,46 @@ static size_t encoded_size_bound(const nori_http_response *r, bool memory)
 
 /* ------------------------------------------------------------ storing */
 
+/* The backend's ttl for an entry fresh for fresh_ms (-1: no limit, 0 then:
+ * no expiry): the lifetime plus the longer stale window, in seconds
+ * rounded up, at most NORI_MAX_TTL. */
+static int64_t backend_ttl(const nori_http_cache *c, int64_t fresh_ms)
+{
+    if (fresh_ms < 0)
+        return 0;
+    int64_t keep_ms = nori__sat_add(fresh_ms, c->swr_ms > c->sie_ms ? c->swr_ms : c->sie_ms);
+    int64_t ttl = keep_ms / 1000 + (keep_ms % 1000 != 0);
+    return ttl > NORI_MAX_TTL ? NORI_MAX_TTL : ttl;
+}
+
 /*
  * Stores resp under key when the rules allow, with its freshness metadata
  * (stored now, fresh for the lifetime it asks for, capped by the route's
- * ttl); the backend keeps it for that lifetime plus the longer stale window.
- * Adds the derived ETag to resp first, so the miss carries the same tag the
- * hits will. Counts the outcome; true when stored.
+ * ttl and by NORI_MAX_TTL, as long as any backend keeps it); the backend
+ * keeps it for that lifetime plus the longer stale window. Only if no write
+ * to the path came since `guard` was read (before the handler ran). Adds
+ * the derived ETag to resp first, so the miss carries the same tag the hits
+ * will. Counts the outcome.
  */
-static bool store(nori_http_cache *c, nori_backend *b, const char *key, nori_http_response *resp,
-                  int64_t now_ms)
+nori__store_result nori__http_store(nori_http_cache *c, nori_backend *b, const char *key,
+                                    nori_http_response *resp, int64_t now_ms,
+                                    const nori__gen_guard *guard)
 {
     if (!nori_http_response_storable(resp) || !vary_covered(c, resp))
-        return false;
+        return NORI__STORE_NO;
     int64_t fresh_ms = nori__http_lifetime_ms(resp, c->ttl);
     if (fresh_ms == 0) /* max-age=0: stale at once, nothing to reuse */
-        return false;
+        return NORI__STORE_NO;
+    if (fresh_ms > NORI_MAX_TTL * 1000)
+        fresh_ms = NORI_MAX_TTL * 1000;
     bool memory = strcmp(nori_backend_kind(b), "memory") == 0;
     if (encoded_size_bound(resp, memory) > nori_backend_max_value(b)) {
         count(&c->too_big);
-        return false;
+        return NORI__STORE_NO;
     }
     if (nori__http_ensure_etag(resp) != NORI_OK) {
         count(&c->errors);
-        return false;
+        return NORI__STORE_NO;
     }
     nori__entry_meta meta = {now_ms, fresh_ms};
     nori_buf enc;
@@ -318,42 +309,64 @@ static bool store(nori_http_cache *c, nori_backend *b, const char *key, nori_htt
                      : nori__entry_encode_json_meta(resp, &meta, &enc);
     if (erc == NORI_ETYPE) {
         count(&c->not_encodable);
-        return false;
+        return NORI__STORE_NO;
     }
+    int stored = 0;
     if (erc == NORI_OK) {
-        int64_t keep_ms = 0; /* 0: no expiry */
-        if (fresh_ms > 0)
-            keep_ms = fresh_ms + (c->swr_ms > c->sie_ms ? c->swr_ms : c->sie_ms);
-        int64_t ttl = (keep_ms + 999) / 1000;
-        erc = nori_backend_set(b, key, enc.data, enc.len, ttl > NORI_MAX_TTL ? NORI_MAX_TTL : ttl);
+        erc = nori__gen_store(c->gens, b, guard, key, enc.data, enc.len,
+                              backend_ttl(c, fresh_ms), &stored);
         nori_buf_free(&enc);
+    }
+    if (erc == NORI_OK && !stored) {
+        count(&c->superseded);
+        return NORI__STORE_SUPERSEDED;
     }
     if (erc == NORI_ETOOBIG)
         count(&c->too_big);
     else
         count(erc == NORI_OK ? &c->stores : &c->errors);
-    return erc == NORI_OK;
+    return erc == NORI_OK ? NORI__STORE_DONE : NORI__STORE_NO;
+}
+
+/*
+ * Reads the generation that guards a store of req's response; called
+ * before the handler runs. false (counted) when it cannot be known (the
+ * backend failed): the response is then not stored.
+ */
+bool nori__http_read_guard(nori_http_cache *c, nori_backend *b, const nori_http_request *req,
+                           nori__gen_guard *g)
+{
+    char scope[NORI_MAX_KEY_LEN + 1];
+    if (nori__gen_scope(c->prefix, c->key_fn != NULL, req, scope, sizeof scope) == NORI_OK) {
+        nori__gen_read(c->gens, b, c->prefix, scope, g);
+        if (g->ok)
+            return true;
+        nori__gen_guard_clear(g);
+    }
+    count(&c->errors);
+    return false;
+}
+
+/* The in-process generation of req's path: the epoch of the flights of its
+ * keys (a write moves it, and later requests start a new fill). */
+uint64_t nori__http_path_epoch(nori_http_cache *c, const nori_http_request *req)
+{
+    char scope[NORI_MAX_KEY_LEN + 1];
+    if (nori__gen_scope(c->prefix, c->key_fn != NULL, req, scope, sizeof scope) != NORI_OK)
+        return 0; /* too long: the key is too, and nothing is filled */
+    return nori__gen_epoch(c->gens, scope);
 }
 
 /* ------------------------------------------------------------ reading */
 
-typedef enum {
-    LOOK_ABSENT, /* no entry, or one past every window */
-    LOOK_MISS,  /* undecodable (counted) */
-    LOOK_ERROR, /* the backend failed (counted): do not write to it either */
-    LOOK_FRESH,
-    LOOK_STALE_SWR, /* within stale_while_revalidate */
-    LOOK_STALE_SIE  /* within stale_if_error only */
-} lookup_result;
-
-static lookup_result lookup_counted(nori_http_cache *c, nori_backend *b, const char *key,
-                                   nori_http_response *resp, nori__entry_meta *meta,
-                                   int64_t now_ms, bool quiet)
+nori__lookup_result nori__http_lookup(nori_http_cache *c, nori_backend *b, const char *key,
+                                      nori_http_response *resp, nori__entry_meta *meta,
+                                      int64_t now_ms, bool quiet)
 {
     nori_buf val;
     int rc = nori_backend_get(b, key, &val);
     if (rc == NORI_MISS)
-        return LOOK_ABSENT;
+        return NORI__LOOK_ABSENT;
     if (rc == NORI_ETOOBIG) {
         /* A value over the backend's limit, refused by the backend itself
          * (Redis reads obey the limit): an undecodable entry, a miss that
@@ -362,11 +375,11 @@ static lookup_result lookup_counted(nori_http_cache *c, nori_backend *b, const c
          * request for as long as it lives). */
         if (!quiet)
             count(&c->errors);
-        return LOOK_MISS;
+        return NORI__LOOK_MISS;
     }
     if (rc != NORI_OK) {
         count(&c->errors); /* NORI_EBACKEND */
-        return LOOK_ERROR;
+        return NORI__LOOK_ERROR;
     }
     /* A value over the backend's limit (the limit was lowered, or another
      * client wrote it) is not decoded: an undecodable entry, a miss. */
@@ -374,7 +387,7 @@ static lookup_result lookup_counted(nori_http_cache *c, nori_backend *b, const c
         nori_buf_free(&val);
         if (!quiet)
             count(&c->errors);
-        return LOOK_MISS;
+        return NORI__LOOK_MISS;
     }
     bool memory = strcmp(nori_backend_kind(b), "memory") == 0;
     /* JSON entries go through the memo: the near cache answers a hot key
@@ -384,27 +397,28 @@ static lookup_result lookup_counted(nori_http_cache *c, nori_backend *b, const c
                 : nori__memo_decode(c->memo, key, &val, resp, meta)) != NORI_OK) {
         if (!quiet)
             count(&c->errors); /* a miss; the fresh response overwrites it */
-        return LOOK_MISS;
+        return NORI__LOOK_MISS;
     }
     /* An entry without freshness fields (Nori's Python wrote it) is fresh
      * for as long as the backend keeps it, as Python would serve it. */
     if (meta->stored_at_ms < 0 || meta->fresh_ms < 0)
-        return LOOK_FRESH;
-    int64_t age = now_ms - meta->stored_at_ms;
+        return NORI__LOOK_FRESH;
+    int64_t age = nori__sat_sub(now_ms, meta->stored_at_ms);
     if (age < meta->fresh_ms)
-        return LOOK_FRESH;
-    if (age < meta->fresh_ms + c->swr_ms)
-        return LOOK_STALE_SWR;
-    if (age < meta->fresh_ms + c->sie_ms)
-        return LOOK_STALE_SIE;
+        return NORI__LOOK_FRESH;
+    if (age < nori__sat_add(meta->fresh_ms, c->swr_ms))
+        return NORI__LOOK_STALE_SWR;
+    if (age < nori__sat_add(meta->fresh_ms, c->sie_ms))
+        return NORI__LOOK_STALE_SIE;
     nori_http_response_clear(resp);
-    return LOOK_ABSENT;
+    return NORI__LOOK_ABSENT;
 }
 
-static lookup_result lookup(nori_http_cache *c, nori_backend *b, const char *key,
-                           nori_http_response *resp, nori__entry_meta *meta, int64_t now_ms)
+static nori__lookup_result lookup(nori_http_cache *c, nori_backend *b, const char *key,
+                                  nori_http_response *resp, nori__entry_meta *meta,
+                                  int64_t now_ms)
 {
-    return lookup_counted(c, b, key, resp, meta, now_ms, false);
+    return nori__http_lookup(c, b, key, resp, meta, now_ms, false);
 }
 
 /* Headers every GET/HEAD answer of a vary-on route carries. */
@@ -436,150 +450,16 @@ static void finish_cached(nori_http_cache *c, const nori_http_request *req,
     }
 }
 
-/* ------------------------------------------------- background refresh */
-
-/* A request copied for a refresh that outlives it. */
-typedef struct {
-    nori_http_cache *c;
-    nori__flight *flight;
-    nori_http_handler_fn handler;
-    void *ud;
-    char *key, *path, *query;
-    char **names, **values;
-    size_t n, cap;
-} refresh_job;
-
-static int copy_one_header(void *ud, const char *name, const char *value)
-{
-    refresh_job *j = ud;
-    if (j->n == j->cap) {
-        size_t cap = j->cap ? j->cap * 2 : 8;
-        char **n = realloc(j->names, cap * sizeof *n);
-        if (n == NULL)
-            return 1;
-        j->names = n;
-        char **v = realloc(j->values, cap * sizeof *v);
-        if (v == NULL)
-            return 1;
-        j->values = v;
-        j->cap = cap;
-    }
-    char *nc = strdup(name), *vc = strdup(value);
-    if (nc == NULL || vc == NULL) {
-        free(nc);
-        free(vc);
-        return 1;
-    }
-    j->names[j->n] = nc;
-    j->values[j->n] = vc;
-    j->n++;
-    return 0;
-}
-
-static const char *job_header(void *ud, const char *name)
-{
-    const refresh_job *j = ud;
-    for (size_t i = 0; i < j->n; i++)
-        if (strcasecmp(j->names[i], name) == 0)
-            return j->values[i];
-    return NULL;
-}
-
-static void job_free(refresh_job *j)
-{
-    for (size_t i = 0; i < j->n; i++) {
-        free(j->names[i]);
-        free(j->values[i]);
-    }
-    free(j->names);
-    free(j->values);
-    free(j->key);
-    free(j->path);
-    free(j->query);
-    free(j);
-}
-
-static void refresh_drop(void *arg)
-{
-    refresh_job *j = arg;
-    nori__flight_finish(j->c->flights, j->flight, false);
-    job_free(j);
-}
-
-static void refresh_run(void *arg)
-{
-    refresh_job *j = arg;
-    nori_http_cache *c = j->c;
-    /* A handler that calls the cache for its own key from here must not
-     * wait for this very refresh. */
-    nori__flight_set_owner(c->flights, j->flight);
-    nori_http_request req = {"GET", j->path, j->query, job_header, j, NULL, 0};
-    bool stored = false;
-    /* The copy must map to the same entry: a key function that read a
-     * header not copied would otherwise file this response under another
-     * key (another user's). */
-    char key[NORI_MAX_KEY_LEN + 1];
-    if (nori_http_cache_key(c, &req, key, sizeof key) != NORI_OK || strcmp(key, j->key) != 0) {
-        count(&c->refreshes_dropped);
-        nori__flight_finish(c->flights, j->flight, false);
-        job_free(j);
-        return;
-    }
-    nori_http_response resp;
-    nori_http_response_init(&resp);
-    int rc = j->handler(&req, &resp, j->ud);
-    nori_backend *b = c->backend;
-    if (rc == NORI_OK && (b != NULL || nori_get_backend(&b) == NORI_OK))
-        stored = store(c, b, j->key, &resp, nori__http_now_ms());
-    count(&c->refreshes);
-    nori_http_response_clear(&resp);
-    nori__flight_finish(c->flights, j->flight, stored);
-    job_free(j);
-}
-
-/* Starts one background refresh of key unless one (or a fill) is already
- * running for it. The stale answer goes out either way. */
-static void schedule_refresh(nori_http_cache *c, const char *key, const nori_http_request *req,
-                             nori_http_handler_fn handler, void *ud)
-{
-    nori__flight *f;
-    nori__flight_role role = nori__flight_join(c->flights, key, false, &f);
-    if (role == NORI__FLIGHT_WAITER)
-        nori__flight_release(c->flights, f);
-    if (role != NORI__FLIGHT_LEADER)
-        return;
-    refresh_job *j = calloc(1, sizeof *j);
-    bool ok = j != NULL;
-    if (ok) {
-        j->c = c;
-        j->flight = f;
-        j->handler = handler;
-        j->ud = ud;
-        ok = (j->key = strdup(key)) != NULL && (j->path = strdup(req->path)) != NULL &&
-             (j->query = strdup(req->query != NULL ? req->query : "")) != NULL;
-    }
-    for (size_t i = 0; ok && i < c->n_vary_on + c->n_refresh_headers; i++) {
-        const char *name = i < c->n_vary_on ? c->vary_on[i]
-                                            : c->refresh_headers[i - c->n_vary_on];
-        const char *v = nori_http_request_header(req, name);
-        if (v != NULL && copy_one_header(j, name, v) != 0)
-            ok = false;
-    }
-    if (ok) {
-        pthread_mutex_lock(&c->refresher_lock);
-        if (c->refresher == NULL)
-            ok = nori__refresher_new(c->refresh_threads, &c->refresher) == NORI_OK;
-        pthread_mutex_unlock(&c->refresher_lock);
-    }
-    if (ok && nori__refresher_submit(c->refresher, refresh_run, refresh_drop, j) == NORI_OK)
-        return;
-    count(&c->refreshes_dropped);
-    nori__flight_finish(c->flights, f, false);
-    if (j != NULL)
-        job_free(j);
-}
-
 /* ------------------------------------------------------------ serving */
+
+/* Whether an entry (of known age) is within stale_if_error at now_ms:
+ * judged when the answer goes out, since the handler may have run past
+ * the window. */
+static bool within_stale_if_error(const nori_http_cache *c, const nori__entry_meta *m,
+                                  int64_t now_ms)
+{
+    return nori__sat_sub(now_ms, m->stored_at_ms) < nori__sat_add(m->fresh_ms, c->sie_ms);
+}
 
 /* Runs the handler for a cacheable request, stores what may be stored,
  * and answers from `stale` when the handler failed within stale_if_error.
@@ -587,15 +467,20 @@ static void schedule_refresh(nori_http_cache *c, const char *key, const nori_htt
 static int fill(nori_http_cache *c, nori_backend *b, const char *key,
                 const nori_http_request *req, nori_http_handler_fn handler, void *ud,
                 nori_http_response *resp, bool may_store, nori_http_response *stale,
-                const nori__entry_meta *stale_meta, bool *stored)
+                const nori__entry_meta *stale_meta, nori__store_result *stored)
 {
     count(&c->misses);
+    nori__gen_guard guard;
+    bool guarded = may_store && nori__http_read_guard(c, b, req, &guard);
     int rc = run_handler(req, handler, ud, resp, NORI_HTTP_MISS);
-    *stored = false;
+    *stored = NORI__STORE_NO;
     int64_t now = nori__http_now_ms();
-    if (rc == NORI_OK && may_store && b != NULL)
-        *stored = store(c, b, key, resp, now);
-    if (stale != NULL && stale->origin == NORI_HTTP_STALE && (rc < 0 || resp->status >= 500)) {
+    if (rc == NORI_OK && guarded)
+        *stored = nori__http_store(c, b, key, resp, now, &guard);
+    if (guarded)
+        nori__gen_guard_clear(&guard);
+    if (stale != NULL && stale->origin == NORI_HTTP_STALE && (rc < 0 || resp->status >= 500) &&
+        within_stale_if_error(c, stale_meta, now)) {
         /* stale_if_error: the stale entry beats an error page. */
         nori_http_response_clear(resp);
         *resp = *stale;
@@ -606,125 +491,12 @@ static int fill(nori_http_cache *c, nori_backend *b, const char *key,
     }
     if (rc == NORI_OK) {
         (void)add_vary(c, resp);
-        if (*stored && nori__http_not_modified(req, resp)) {
+        if (*stored == NORI__STORE_DONE && nori__http_not_modified(req, resp)) {
             (void)nori__http_make_304(resp);
             count(&c->not_modified);
         }
     }
     return rc;
-}
-
-/* ------------------------------------------- coalescing across processes */
-
-typedef enum { LEASE_NONE, LEASE_HELD, LEASE_SERVED } lease_result;
-
-/*
- * The cross-process half of coalescing, on a shared backend: a lease
- * "{key}:lock" (an entry key can never end so: ':' inside the query and
- * the vary values is escaped) taken with nori_backend_add (Redis: SET NX
- * PX) for lock_timeout_ms, holding a token unique to this call, released
- * by nori_backend_delete_if_equal (a script: only our own token). A holder
- * that dies leaves the lease to expire: nobody waits past lock_timeout.
- * Without the lease, this process polls the entry (there is nothing to
- * wait on across processes: 5 ms doubling to 50 ms) until the holder's fill
- * lands (LEASE_SERVED, *resp filled), the lease goes away without an entry
- * (then it tries to take it), or lock_timeout passes (LEASE_NONE: run the
- * handler). A backend error is LEASE_NONE too: fail open.
- */
-/*
- * True when the lease value at lease_key is a token remote_lease() wrote
- * ("pid-sec.nsec-seq", sec the wall clock when it was taken) no longer
- * ago than a lease lasts, give or take lock_timeout_ms of clock skew
- * between hosts. Anything else was left by another client (no TTL, a
- * foreign or past token): waiting for it would delay every miss of the key
- * by lock_timeout_ms for as long as it lives. A lease gone meanwhile (or a
- * failed read) is not judged here: the loop's next add decides.
- */
-static bool lease_looks_genuine(nori_backend *b, const char *lease_key, int64_t timeout_ms)
-{
-    nori_buf v;
-    if (nori_backend_get(b, lease_key, &v) != NORI_OK)
-        return true;
-    bool ok = false;
-    long pid = 0;
-    long long sec = 0;
-    long nsec = 0;
-    unsigned long long seq = 0;
-    int used = 0;
-    char text[64];
-    if (v.len < sizeof text && memchr(v.data, '\0', v.len) == NULL) {
-        memcpy(text, v.data, v.len);
-        text[v.len] = '\0';
-    } else {
-        text[0] = '\0';
-    }
-    if (text[0] != '\0' &&
-        sscanf(text, "%ld-%lld.%9ld-%llu%n", &pid, &sec, &nsec, &seq, &used) == 4 &&
-        (size_t)used == v.len && pid > 0) {
-        int64_t taken_ms = (int64_t)sec * 1000 + nsec / 1000000;
-        int64_t now = nori__http_now_ms();
-        ok = taken_ms >= now - 2 * timeout_ms && taken_ms <= now + timeout_ms;
-    }
-    nori_buf_free(&v);
-    return ok;
-}
-
-static lease_result remote_lease(nori_http_cache *c, nori_backend *b, const char *key,
-                                 char *lease_key, char *token, nori_http_response *resp,
-                                 nori__entry_meta *meta)
-{
-    static _Atomic uint64_t seq;
-    if ((size_t)snprintf(lease_key, NORI_MAX_KEY_LEN + 1, "%s:lock", key) > NORI_MAX_KEY_LEN)
-        return LEASE_NONE;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    snprintf(token, 64, "%ld-%lld.%09ld-%llu", (long)getpid(), (long long)ts.tv_sec, ts.tv_nsec,
-             (unsigned long long)atomic_fetch_add(&seq, 1));
-    int64_t deadline = nori__http_now_ms() + c->lock_timeout_ms;
-    int64_t pause = 5;
-    bool judged = false;
-    for (;;) {
-        int added = 0;
-        /* A failing lease is not counted here: the fill that follows meets
-         * the same backend and counts its failure once (the backend's own
-         * stats count every failed call). */
-        if (nori_backend_add(b, lease_key, token, strlen(token), c->lock_timeout_ms, &added) !=
-            NORI_OK)
-            return LEASE_NONE;
-        int64_t now = nori__http_now_ms();
-        /* Quiet: an undecodable entry was counted by the first lookup. */
-        lookup_result l = lookup_counted(c, b, key, resp, meta, now, true);
-        if (l == LOOK_FRESH) {
-            /* Filled meanwhile (maybe just before our lease): no run. */
-            if (added) {
-                int deleted;
-                (void)nori_backend_delete_if_equal(b, lease_key, token, strlen(token), &deleted);
-            }
-            return LEASE_SERVED;
-        }
-        nori_http_response_clear(resp);
-        if (added)
-            return LEASE_HELD;
-        if (l == LOOK_ERROR || now >= deadline) {
-            if (now >= deadline)
-                count(&c->lock_timeouts);
-            return LEASE_NONE;
-        }
-        /* Held by someone: once, check that it is a lease at all. */
-        if (!judged) {
-            judged = true;
-            if (!lease_looks_genuine(b, lease_key, c->lock_timeout_ms)) {
-                count(&c->errors); /* an undecodable lease, as an undecodable entry */
-                return LEASE_NONE;
-            }
-        }
-        int64_t left = deadline - now;
-        int64_t nap = pause < left ? pause : left;
-        struct timespec d = {(time_t)(nap / 1000), (long)(nap % 1000) * 1000000L};
-        nanosleep(&d, NULL);
-        if (pause < 50)
-            pause *= 2;
-    }
 }
 
 static bool is_write_method(const char *m)
@@ -740,6 +512,9 @@ static bool is_write_method(const char *m)
  * With a key function the user's component comes before the path, so no
  * prefix selects one path for every user: the whole cache ("{prefix}:") is
  * invalidated instead.
+ * The scope's generation moves first (generation.c): a fill that began
+ * before this write either stored before the deletion, which removes its
+ * entry, or finds the generation moved and stores nothing.
  */
 static void invalidate(nori_http_cache *c, const nori_http_request *req)
 {
@@ -748,18 +523,13 @@ static void invalidate(nori_http_cache *c, const nori_http_request *req)
         count(&c->errors);
         return;
     }
-    char prefix[NORI_MAX_KEY_LEN + 1];
-    int rc;
-    if (c->key_fn != NULL) {
-        rc = (size_t)snprintf(prefix, sizeof prefix, "%s:", c->prefix) < sizeof prefix
-                 ? NORI_OK
-                 : NORI_ETOOBIG;
-    } else {
-        rc = nori__http_key_build(c->prefix, NULL, req->path, "", NULL, 0, req, prefix,
-                                  sizeof prefix);
+    char scope[NORI_MAX_KEY_LEN + 1];
+    int rc = nori__gen_scope(c->prefix, c->key_fn != NULL, req, scope, sizeof scope);
+    if (rc == NORI_OK) {
+        if (nori__gen_bump(c->gens, b, c->prefix, scope) != NORI_OK)
+            count(&c->errors); /* the entries still go; a fill in flight may store */
+        rc = nori_backend_delete_prefix(b, scope);
     }
-    if (rc == NORI_OK)
-        rc = nori_backend_delete_prefix(b, prefix);
     count(rc == NORI_OK ? &c->invalidations : &c->errors);
 }
 
@@ -812,32 +582,33 @@ static int serve(nori_http_cache *c, const nori_http_request *req,
     nori__entry_meta meta = {-1, -1}, stale_meta = {-1, -1};
     nori_http_response stale;
     nori_http_response_init(&stale);
-    bool stored, absent = false;
+    nori__store_result stored;
+    bool absent = false;
     if (b != NULL && !skip_lookup) {
-        lookup_result l = lookup(c, b, key, resp, &meta, now);
-        absent = l == LOOK_ABSENT;
+        nori__lookup_result l = lookup(c, b, key, resp, &meta, now);
+        absent = l == NORI__LOOK_ABSENT;
         switch (l) {
-        case LOOK_FRESH:
+        case NORI__LOOK_FRESH:
             count(&c->hits);
             finish_cached(c, req, resp, &meta, now, NORI_HTTP_HIT);
             return NORI_OK;
-        case LOOK_STALE_SWR:
+        case NORI__LOOK_STALE_SWR:
             count(&c->stale_revalidate);
-            schedule_refresh(c, key, req, handler, ud);
+            nori__http_schedule_refresh(c, key, req, handler, ud, &meta);
             finish_cached(c, req, resp, &meta, now, NORI_HTTP_STALE);
             return NORI_OK;
-        case LOOK_STALE_SIE:
+        case NORI__LOOK_STALE_SIE:
             /* Kept aside in case the handler fails. */
             stale = *resp;
             stale.origin = NORI_HTTP_STALE;
             nori_http_response_init(resp);
             stale_meta = meta;
             break;
-        case LOOK_ERROR:
+        case NORI__LOOK_ERROR:
             may_store = false; /* no second wait on a failing backend */
             break;
-        case LOOK_ABSENT:
-        case LOOK_MISS:
+        case NORI__LOOK_ABSENT:
+        case NORI__LOOK_MISS:
             break;
         }
     }
@@ -851,7 +622,7 @@ static int serve(nori_http_cache *c, const nori_http_request *req,
         if (c->hfm_ms > 0 && nori__hfm_active(c->flights, key, now))
             count(&c->hit_for_miss);
         else
-            role = nori__flight_join(c->flights, key, true, &f);
+            role = nori__flight_join(c->flights, key, true, nori__http_path_epoch(c, req), &f);
     }
     if (role == NORI__FLIGHT_WAITER) {
         int w = nori__flight_wait(c->flights, f, c->lock_timeout_ms);
@@ -859,8 +630,8 @@ static int serve(nori_http_cache *c, const nori_http_request *req,
             now = nori__http_now_ms();
             nori_http_response fresh;
             nori_http_response_init(&fresh);
-            lookup_result l = lookup(c, b, key, &fresh, &meta, now);
-            if (l == LOOK_FRESH || l == LOOK_STALE_SWR) {
+            nori__lookup_result l = lookup(c, b, key, &fresh, &meta, now);
+            if (l == NORI__LOOK_FRESH || l == NORI__LOOK_STALE_SWR) {
                 nori_http_response_clear(resp);
                 *resp = fresh;
                 count(&c->coalesced);
@@ -885,7 +656,7 @@ static int serve(nori_http_cache *c, const nori_http_request *req,
         nori_http_response fresh;
         nori_http_response_init(&fresh);
         nori__entry_meta m2;
-        if (lookup(c, b, key, &fresh, &m2, now) == LOOK_FRESH) {
+        if (lookup(c, b, key, &fresh, &m2, now) == NORI__LOOK_FRESH) {
             nori__flight_finish(c->flights, f, true);
             nori_http_response_clear(resp);
             *resp = fresh;
@@ -902,33 +673,32 @@ static int serve(nori_http_cache *c, const nori_http_request *req,
     bool leased = false;
     if (role == NORI__FLIGHT_LEADER && strcmp(nori_backend_kind(b), "memory") != 0) {
         nori__entry_meta m2;
-        switch (remote_lease(c, b, key, lease_key, token, resp, &m2)) {
-        case LEASE_SERVED:
+        switch (nori__http_remote_lease(c, b, key, lease_key, token, resp, &m2)) {
+        case NORI__LEASE_SERVED:
             nori__flight_finish(c->flights, f, true);
             count(&c->coalesced);
             count(&c->hits);
             finish_cached(c, req, resp, &m2, nori__http_now_ms(), NORI_HTTP_HIT);
             nori_http_response_clear(&stale);
             return NORI_OK;
-        case LEASE_HELD:
+        case NORI__LEASE_HELD:
             leased = true;
             break;
-        case LEASE_NONE:
+        case NORI__LEASE_NONE:
             break;
         }
     }
     rc = fill(c, b, key, req, handler, ud, resp, may_store, &stale, &stale_meta, &stored);
-    if (leased) {
-        int deleted;
-        /* On failure the lease ends by its own expiry. */
-        (void)nori_backend_delete_if_equal(b, lease_key, token, strlen(token), &deleted);
-    }
+    if (leased)
+        nori__http_lease_release(b, lease_key, token);
     if (role == NORI__FLIGHT_LEADER) {
-        /* Unstorable: remember it, so the next requests do not queue. */
-        if (!stored && c->hfm_ms > 0)
-            nori__hfm_set(c->flights, key, nori__http_now_ms() + c->hfm_ms);
-        nori__flight_finish(c->flights, f, stored);
-    } else if (stored && role == NORI__FLIGHT_NONE && c->hfm_ms > 0 && c->lock_timeout_ms > 0) {
+        /* Unstorable: remember it, so the next requests do not queue. (Not
+         * when a write superseded it: the next fill stores.) */
+        if (stored == NORI__STORE_NO && c->hfm_ms > 0)
+            nori__hfm_set(c->flights, key, nori__sat_add(nori__http_now_ms(), c->hfm_ms));
+        nori__flight_finish(c->flights, f, stored == NORI__STORE_DONE);
+    } else if (stored == NORI__STORE_DONE && role == NORI__FLIGHT_NONE && c->hfm_ms > 0 &&
+               c->lock_timeout_ms > 0) {
         nori__hfm_clear(c->flights, key); /* storable again */
     }
     nori_http_response_clear(&stale);

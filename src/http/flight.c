@@ -27,6 +27,7 @@ struct nori__flight {
     struct nori__flight *next;
     char *key;
     uint64_t hash;
+    uint64_t epoch; /* the key's invalidation generation when the fill began */
     pthread_cond_t cond;
     pthread_t owner;
     bool has_owner;
@@ -90,8 +91,20 @@ void nori__flights_free(nori__flights *t)
     free(t);
 }
 
+/* Takes f out of the table (its leader and waiters keep their references);
+ * called with the lock held. */
+static void do_unlink(nori__flights *t, nori__flight *f)
+{
+    nori__flight **p = &t->buckets[f->hash % N_BUCKETS];
+    while (*p != f)
+        p = &(*p)->next;
+    *p = f->next;
+    f->in_table = false;
+    f->refs--; /* the table's reference; the leader still holds one */
+}
+
 nori__flight_role nori__flight_join(nori__flights *t, const char *key, bool owned,
-                                    nori__flight **out)
+                                    uint64_t epoch, nori__flight **out)
 {
     uint64_t h = hash_key(t, key);
     nori__flight **b = &t->buckets[h % N_BUCKETS];
@@ -99,6 +112,14 @@ nori__flight_role nori__flight_join(nori__flights *t, const char *key, bool owne
     for (nori__flight *f = *b; f != NULL; f = f->next) {
         if (f->hash != h || strcmp(f->key, key) != 0)
             continue;
+        if (f->epoch != epoch) {
+            /* Begun before a write to the key's path (which moved the
+             * generation): its response predates the write, so a request
+             * that comes after the write must not wait for it. A new fill
+             * takes its place in the table; the old one finishes alone. */
+            do_unlink(t, f);
+            break;
+        }
         /* The fill in progress is this very thread's: its handler called
          * the cache for its own key. Waiting would wait for ourselves. */
         if (f->has_owner && pthread_equal(f->owner, pthread_self())) {
@@ -124,6 +145,7 @@ nori__flight_role nori__flight_join(nori__flights *t, const char *key, bool owne
     pthread_cond_init(&f->cond, &ca);
     pthread_condattr_destroy(&ca);
     f->hash = h;
+    f->epoch = epoch;
     f->refs = 2; /* table + leader */
     f->in_table = true;
     if (owned) {
@@ -192,14 +214,8 @@ void nori__flight_finish(nori__flights *t, nori__flight *f, bool stored)
     pthread_mutex_lock(&t->lock);
     f->done = true;
     f->stored = stored;
-    if (f->in_table) {
-        nori__flight **p = &t->buckets[f->hash % N_BUCKETS];
-        while (*p != f)
-            p = &(*p)->next;
-        *p = f->next;
-        f->in_table = false;
-        f->refs--; /* the table's reference */
-    }
+    if (f->in_table)
+        do_unlink(t, f);
     pthread_cond_broadcast(&f->cond);
     unref_locked(f, &destroy); /* the leader's */
     pthread_mutex_unlock(&t->lock);

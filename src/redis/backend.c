@@ -788,6 +788,7 @@ const nori_backend_ops nori__redis_ops = {
     .delete_prefix = redis_delete_prefix,
     .add = redis_add,
     .delete_if_equal = redis_delete_if_equal,
+    .set_guarded = nori__redis_set_guarded,
     .incr = redis_incr,
     .atomic_update = redis_atomic_update,
     .verify = redis_verify,

@@ -132,6 +132,15 @@ static int near_delete_if_equal(nori_backend *b, const char *key, size_t klen, c
     return near_after_write(b, key, klen, nori__redis_ops.delete_if_equal(b, key, klen, val, len, deleted));
 }
 
+static int near_set_guarded(nori_backend *b, const char *key, size_t klen, const void *val,
+                            size_t len, int64_t ttl, const char *guard, size_t glen,
+                            const void *expect, size_t elen, int *stored)
+{
+    return near_after_write(b, key, klen,
+                            nori__redis_set_guarded(b, key, klen, val, len, ttl, guard, glen,
+                                                    expect, elen, stored));
+}
+
 static int near_verify(nori_backend *b)
 {
     return nori__redis_ops.verify(b);
@@ -157,6 +166,7 @@ static const nori_backend_ops redis_near_ops = {
     .delete_prefix = near_delete_prefix,
     .add = near_add,
     .delete_if_equal = near_delete_if_equal,
+    .set_guarded = near_set_guarded,
     .incr = near_incr,
     .atomic_update = near_atomic_update,
     .verify = near_verify,

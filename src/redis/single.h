@@ -51,6 +51,12 @@ static inline void make_key(wire_key *k, const char *key, size_t klen)
  * (near_ops.c) wraps them. */
 extern const nori_backend_ops nori__redis_ops;
 
+/* set_guarded of the ops table (backend.h): one script over both keys,
+ * three steps on a cluster whose slots split them (guarded.c). */
+int nori__redis_set_guarded(nori_backend *b, const char *key, size_t klen, const void *val,
+                            size_t len, int64_t ttl, const char *guard, size_t glen,
+                            const void *expect, size_t elen, int *stored);
+
 /* The bulk operations of the ops table (backend.h describes the contract):
  * a pipeline of GETs, SETs or UNLINKs per node (bulk.c). */
 void nori__redis_get_many(nori_backend *b, size_t n, const char *const *keys,

@@ -1,7 +1,8 @@
 /* Freshness, stale serving, validators and invalidation of the response
- * cache (issue 11 items 2-5), on the memory backend with a test clock for
- * the entries' stored-at times (the backend keeps entries for lifetime +
- * window in real time, which these tests never reach). */
+ * cache, on the memory backend with a test clock for the entries' stored-at
+ * times (the backend keeps entries for lifetime + window in real time, which
+ * these tests never reach). Some cases run a fill on another thread while
+ * the test writes, and are labelled "concurrency" (run under TSan too). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,7 @@
 
 #include "test_support.h"
 
+#include "backend.h"
 #include "http_internal.h"
 #include "http_test_headers.h"
 
@@ -39,6 +41,7 @@ typedef struct {
     pthread_mutex_t gate_lock;
     pthread_cond_t gate_cond;
     int gated, gate_open;     /* refresh runs block until the gate opens */
+    int64_t takes_ms;         /* the handler advances the test clock this much */
 } app;
 
 static int handler(const nori_http_request *req, nori_http_response *resp, void *ud)
@@ -55,6 +58,8 @@ static int handler(const nori_http_request *req, nori_http_response *resp, void 
         pthread_mutex_unlock(&a->gate_lock);
     }
     int run = atomic_fetch_add(&a->runs, 1) + 1;
+    if (a->takes_ms > 0)
+        advance(a->takes_ms);
     if (a->fail)
         return NORI_EBACKEND;
     resp->status = a->status ? a->status : 200;
@@ -99,6 +104,7 @@ static int setup(void **state)
     pthread_mutex_init(&f->a.gate_lock, NULL);
     pthread_cond_init(&f->a.gate_cond, NULL);
     nori_http_response_init(&f->r);
+    atomic_store(&fake_now, 1700000000000);
     nori__http_clock_override(fake_clock);
     *state = f;
     return 0;
@@ -341,12 +347,402 @@ static void test_invalidation(void **state)
     assert_int_equal(stats(f->c).invalidations, 4);
 }
 
+
+/* stale_if_error is decided when the answer goes out, not when the request
+ * came in: a handler that fails after the window closed sends its failure,
+ * not an entry older than the window allows. */
+static void test_stale_if_error_at_answer_time(void **state)
+{
+    fixture *f = *state;
+    nori_http_cache_free(f->c);
+    f->c = make_cache(f->b, 1, 0, 1, NULL, 0); /* fresh 1 s, then 1 s of stale_if_error */
+    assert_int_equal(serve(f, "/late"), NORI_HTTP_MISS);
+    advance(1100); /* stale, 0.9 s left of the window */
+    f->a.fail = 1;
+    /* Fails at once: within the window, the entry answers. */
+    assert_int_equal(serve(f, "/late"), NORI_HTTP_STALE);
+    expect_body(&f->r, "run 1");
+    assert_string_equal(nori_http_response_header(&f->r, "Age"), "1");
+    /* Fails 1.6 s later, when the entry is 2.7 s old: past the window. */
+    f->a.takes_ms = 1600;
+    nori_http_request rq = {"GET", "/late", "", NULL, NULL, NULL, 0};
+    assert_int_equal(nori_http_cache_serve(f->c, &rq, handler, &f->a, &f->r), NORI_EBACKEND);
+    assert_int_equal(f->r.origin, NORI_HTTP_MISS);
+    assert_null(nori_http_response_header(&f->r, "Age"));
+    assert_int_equal(stats(f->c).stale_error, 1);
+}
+
+/* Lifetimes and clocks at the ends of int64: a max-age of 2^63-1 on a route
+ * without a ttl cap, with stale windows, is stored and served; an entry
+ * whose lifetime is near 2^63 ms (another writer's: this cache caps what it
+ * writes at NORI_MAX_TTL) read at the far end of the clock is classified
+ * without overflow (UBSan aborts on a signed overflow in the sanitizer
+ * build; in the normal one the wrapped sum made the entry a miss). */
+static void test_lifetime_extremes(void **state)
+{
+    fixture *f = *state;
+    nori_http_cache_free(f->c);
+    f->c = make_cache(f->b, 0, 30, 60, NULL, 0);
+    static const char *const cc[] = {"max-age=9223372036854775807",
+                                     "s-maxage=99999999999999999999999, max-age=1",
+                                     "max-age=9223372036854775"};
+    for (size_t i = 0; i < sizeof cc / sizeof cc[0]; i++) {
+        char path[16];
+        snprintf(path, sizeof path, "/huge%zu", i);
+        f->a.h_name = "Cache-Control";
+        f->a.h_value = cc[i];
+        assert_int_equal(serve(f, path), NORI_HTTP_MISS);
+        if (serve(f, path) != NORI_HTTP_HIT)
+            fail_msg("Cache-Control: %s was not stored", cc[i]);
+    }
+    /* Stored at 0, fresh for 2^63-6 ms, read at 2^63-2: past the lifetime,
+     * within the stale window (whose end saturates at 2^63-1). */
+    nori_http_response e;
+    nori_http_response_init(&e);
+    assert_nori(nori_http_response_set_body(&e, "far", 3), NORI_OK);
+    nori__entry_meta m = {0, INT64_MAX - 5};
+    nori_buf enc;
+    assert_nori(nori__entry_encode_binary_meta(&e, &m, &enc), NORI_OK);
+    assert_nori(nori_backend_set(f->b, "view:/end:", enc.data, enc.len, 0), NORI_OK);
+    nori_buf_free(&enc);
+    nori_http_response_clear(&e);
+    f->a.gated = 1; /* the refresh waits: nothing else reads the clock meanwhile */
+    atomic_store(&fake_now, INT64_MAX - 1);
+    assert_int_equal(serve(f, "/end"), NORI_HTTP_STALE);
+    expect_body(&f->r, "far");
+    pthread_mutex_lock(&f->a.gate_lock);
+    f->a.gate_open = 1;
+    pthread_cond_broadcast(&f->a.gate_cond);
+    pthread_mutex_unlock(&f->a.gate_lock);
+    for (int i = 0; i < 5000 && stats(f->c).refreshes < 1; i++) {
+        struct timespec ts = {0, 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(stats(f->c).refreshes, 1);
+    assert_int_equal(serve(f, "/end"), NORI_HTTP_HIT);
+    expect_body(&f->r, "run 4");
+}
+
+/* ---- a write while a fill is running ---- */
+
+/* A "database" with a version that writes bump; a GET's handler reads the
+ * version first, then (on its first run only, when the test holds it)
+ * waits before answering, as a slow query would. */
+typedef struct {
+    _Atomic int version;
+    _Atomic int runs;
+    _Atomic int first_inside; /* the first run has read the version */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int hold_first, released;
+} db_app;
+
+static void db_release(db_app *d)
+{
+    pthread_mutex_lock(&d->lock);
+    d->released = 1;
+    pthread_cond_broadcast(&d->cond);
+    pthread_mutex_unlock(&d->lock);
+}
+
+static int db_handler(const nori_http_request *req, nori_http_response *resp, void *ud)
+{
+    db_app *d = ud;
+    if (strcmp(req->method, "GET") != 0) {
+        atomic_fetch_add(&d->version, 1);
+        resp->status = 201;
+        return nori_http_response_set_body(resp, "written", 7);
+    }
+    int run = atomic_fetch_add(&d->runs, 1) + 1;
+    int v = atomic_load(&d->version);
+    if (run == 1 && d->hold_first) {
+        atomic_store(&d->first_inside, 1);
+        pthread_mutex_lock(&d->lock);
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += 30; /* bounded */
+        while (!d->released && pthread_cond_timedwait(&d->cond, &d->lock, &dl) == 0)
+            ;
+        pthread_mutex_unlock(&d->lock);
+    }
+    char body[32];
+    int n = snprintf(body, sizeof body, "version %d", v);
+    return nori_http_response_set_body(resp, body, (size_t)n);
+}
+
+typedef struct {
+    nori_http_cache *c;
+    db_app *d;
+    _Atomic int done;
+    char body[32];
+} db_get;
+
+static void *db_get_thread(void *p)
+{
+    db_get *g = p;
+    nori_http_request rq = {"GET", "/w", "", NULL, NULL, NULL, 0};
+    nori_http_response r;
+    nori_http_response_init(&r);
+    if (nori_http_cache_serve(g->c, &rq, db_handler, g->d, &r) == NORI_OK &&
+        r.body_len < sizeof g->body) {
+        memcpy(g->body, r.body, r.body_len);
+        g->body[r.body_len] = '\0';
+    }
+    nori_http_response_clear(&r);
+    atomic_store(&g->done, 1);
+    return NULL;
+}
+
+static bool wait_flag(_Atomic int *flag, int ms)
+{
+    for (int i = 0; i < ms && !atomic_load(flag); i++) {
+        struct timespec ts = {0, 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return atomic_load(flag) != 0;
+}
+
+/* A GET whose handler read the data before a successful POST to its path,
+ * and answers after it: once the POST has returned, no GET is answered with
+ * what that fill produced: not from the cache, and not by joining the fill
+ * (the entry it stores would outlive the POST's invalidation for the whole
+ * ttl, and the client that wrote would read its write back as the old body). */
+static void test_write_during_fill(void **state)
+{
+    fixture *f = *state;
+    nori_http_cache_free(f->c);
+    nori_http_cache_options o;
+    nori_http_cache_options_init(&o);
+    o.backend = f->b;
+    o.lock_timeout_ms = 60000; /* a waiter would wait for the held fill */
+    assert_nori(nori_http_cache_new(&o, &f->c), NORI_OK);
+    db_app d = {.hold_first = 1};
+    pthread_mutex_init(&d.lock, NULL);
+    pthread_cond_init(&d.cond, NULL);
+    db_get first = {.c = f->c, .d = &d}, after = {.c = f->c, .d = &d};
+    pthread_t t1, t2;
+    assert_int_equal(pthread_create(&t1, NULL, db_get_thread, &first), 0);
+    assert_true(wait_flag(&d.first_inside, 10000));
+    nori_http_request post = {"POST", "/w", "", NULL, NULL, NULL, 0};
+    assert_nori(nori_http_cache_serve(f->c, &post, db_handler, &d, &f->r), NORI_OK);
+    assert_int_equal(f->r.status, 201);
+    /* The POST has returned. A GET now must not wait for the old fill:
+     * it is answered while that fill is still held. */
+    assert_int_equal(pthread_create(&t2, NULL, db_get_thread, &after), 0);
+    bool answered_while_held = wait_flag(&after.done, 10000);
+    db_release(&d);
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    assert_string_equal(first.body, "version 0"); /* it came before the POST */
+    assert_string_equal(after.body, "version 1");
+    assert_true(answered_while_held);
+    /* And the old fill's response was not stored. */
+    nori_http_request get = {"GET", "/w", "", NULL, NULL, NULL, 0};
+    assert_nori(nori_http_cache_serve(f->c, &get, db_handler, &d, &f->r), NORI_OK);
+    expect_body(&f->r, "version 1");
+    pthread_mutex_destroy(&d.lock);
+    pthread_cond_destroy(&d.cond);
+}
+
+/* ---- a refresh that comes after another refresh of the same entry ----
+ *
+ * A backend in front of the memory backend whose reads on a marked thread
+ * stop after reading, until the test lets them go: the test then decides
+ * what happens between a request's read of a stale entry and its request
+ * for a refresh. */
+typedef struct {
+    nori_backend base; /* must be first */
+    nori_backend *inner;
+} held_backend;
+
+static _Thread_local int tl_hold_reads;
+static _Atomic int held_read; /* a marked read has read */
+static _Atomic int reads_go;  /* the marked read may return */
+
+#define INNER(b) (((held_backend *)(b))->inner)
+
+static int held_get(nori_backend *b, const char *key, size_t klen, nori_buf *out)
+{
+    int rc = INNER(b)->ops->get(INNER(b), key, klen, out);
+    if (tl_hold_reads) {
+        atomic_store(&held_read, 1);
+        wait_flag(&reads_go, 30000);
+    }
+    return rc;
+}
+static int held_set(nori_backend *b, const char *key, size_t klen, const void *val, size_t len,
+                    int64_t ttl)
+{
+    return INNER(b)->ops->set(INNER(b), key, klen, val, len, ttl);
+}
+static int held_del(nori_backend *b, const char *key, size_t klen)
+{
+    return INNER(b)->ops->del(INNER(b), key, klen);
+}
+static int held_delete_prefix(nori_backend *b, const char *prefix, size_t plen)
+{
+    return INNER(b)->ops->delete_prefix(INNER(b), prefix, plen);
+}
+static int held_incr(nori_backend *b, const char *key, size_t klen, int64_t ttl, int64_t *out)
+{
+    return INNER(b)->ops->incr(INNER(b), key, klen, ttl, out);
+}
+static int held_update(nori_backend *b, const char *key, size_t klen, nori_update_fn fn,
+                       void *ud, int64_t ttl, nori_buf *out)
+{
+    return INNER(b)->ops->atomic_update(INNER(b), key, klen, fn, ud, ttl, out);
+}
+static int held_verify(nori_backend *b)
+{
+    return INNER(b)->ops->verify(INNER(b));
+}
+static int held_add(nori_backend *b, const char *key, size_t klen, const void *val, size_t len,
+                    int64_t ttl_ms, int *added)
+{
+    return INNER(b)->ops->add(INNER(b), key, klen, val, len, ttl_ms, added);
+}
+static int held_delete_if_equal(nori_backend *b, const char *key, size_t klen, const void *val,
+                                size_t len, int *deleted)
+{
+    return INNER(b)->ops->delete_if_equal(INNER(b), key, klen, val, len, deleted);
+}
+static void held_stats(nori_backend *b, nori_backend_stats *out)
+{
+    INNER(b)->ops->stats(INNER(b), out);
+}
+static void held_destroy(nori_backend *b)
+{
+    nori_backend_free(INNER(b));
+    free(b);
+}
+
+static const nori_backend_ops held_ops = {
+    .kind = "memory", /* entries in the memory backend's format */
+    .get = held_get,
+    .set = held_set,
+    .del = held_del,
+    .delete_prefix = held_delete_prefix,
+    .incr = held_incr,
+    .atomic_update = held_update,
+    .verify = held_verify,
+    .add = held_add,
+    .delete_if_equal = held_delete_if_equal,
+    .stats = held_stats,
+    .destroy = held_destroy,
+};
+
+static nori_backend *held_backend_new(void)
+{
+    held_backend *h = calloc(1, sizeof *h);
+    assert_non_null(h);
+    assert_nori(nori_memory_backend_new(100, &h->inner), NORI_OK);
+    nori__backend_init(&h->base, &held_ops);
+    return &h->base;
+}
+
+typedef struct {
+    _Atomic int r, m;
+} path_runs;
+
+static int counting_handler(const nori_http_request *req, nori_http_response *resp, void *ud)
+{
+    path_runs *p = ud;
+    int run = atomic_fetch_add(strcmp(req->path, "/r") == 0 ? &p->r : &p->m, 1) + 1;
+    char body[32];
+    int n = snprintf(body, sizeof body, "%s run %d", req->path, run);
+    return nori_http_response_set_body(resp, body, (size_t)n);
+}
+
+typedef struct {
+    nori_http_cache *c;
+    path_runs *runs;
+    nori_http_origin origin;
+} held_request;
+
+static void *held_request_thread(void *p)
+{
+    held_request *h = p;
+    tl_hold_reads = 1;
+    nori_http_request rq = {"GET", "/r", "", NULL, NULL, NULL, 0};
+    nori_http_response r;
+    nori_http_response_init(&r);
+    if (nori_http_cache_serve(h->c, &rq, counting_handler, h->runs, &r) == NORI_OK)
+        h->origin = r.origin;
+    nori_http_response_clear(&r);
+    return NULL;
+}
+
+/* Request B reads the stale entry; meanwhile request A's refresh of that
+ * entry runs and stores a new one; then B asks for its refresh. The entry
+ * B saw stale is already replaced: B's refresh must not run the handler a
+ * second time. A marker refresh of another path, queued after B's on the
+ * single refresh thread, tells when B's refresh is over. */
+static void test_refresh_after_refresh(void **state)
+{
+    fixture *f = *state;
+    nori_backend *b = held_backend_new();
+    nori_http_cache_options o;
+    nori_http_cache_options_init(&o);
+    o.backend = b;
+    o.ttl = 10;
+    o.stale_while_revalidate = 30;
+    o.refresh_threads = 1; /* one queue, in order */
+    nori_http_cache *c;
+    assert_nori(nori_http_cache_new(&o, &c), NORI_OK);
+    path_runs runs = {0, 0};
+    nori_http_request r_req = {"GET", "/r", "", NULL, NULL, NULL, 0};
+    nori_http_request m_req = {"GET", "/m", "", NULL, NULL, NULL, 0};
+    assert_nori(nori_http_cache_serve(c, &r_req, counting_handler, &runs, &f->r), NORI_OK);
+    assert_nori(nori_http_cache_serve(c, &m_req, counting_handler, &runs, &f->r), NORI_OK);
+    advance(15000); /* both stale, within the window */
+
+    atomic_store(&held_read, 0);
+    atomic_store(&reads_go, 0);
+    held_request hb = {c, &runs, NORI_HTTP_BYPASS};
+    pthread_t tb;
+    assert_int_equal(pthread_create(&tb, NULL, held_request_thread, &hb), 0);
+    assert_true(wait_flag(&held_read, 10000)); /* B has read the stale entry */
+    /* A: stale answer, and a refresh that runs and stores a new entry. */
+    assert_nori(nori_http_cache_serve(c, &r_req, counting_handler, &runs, &f->r), NORI_OK);
+    assert_int_equal(f->r.origin, NORI_HTTP_STALE);
+    nori_http_cache_stats s;
+    for (int i = 0; i < 10000; i++) {
+        nori_http_cache_get_stats(c, &s);
+        if (s.refreshes >= 1)
+            break;
+        struct timespec ts = {0, 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(s.refreshes, 1);
+    assert_int_equal(atomic_load(&runs.r), 2);
+    /* B goes on with what it read: a stale answer, and a refresh request. */
+    atomic_store(&reads_go, 1);
+    pthread_join(tb, NULL);
+    assert_int_equal(hb.origin, NORI_HTTP_STALE);
+    /* The marker: /m's refresh is queued after B's. */
+    assert_nori(nori_http_cache_serve(c, &m_req, counting_handler, &runs, &f->r), NORI_OK);
+    assert_int_equal(f->r.origin, NORI_HTTP_STALE);
+    for (int i = 0; i < 10000 && atomic_load(&runs.m) < 2; i++) {
+        struct timespec ts = {0, 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(atomic_load(&runs.m), 2);
+    assert_int_equal(atomic_load(&runs.r), 2); /* B's refresh ran nothing */
+    assert_nori(nori_http_cache_serve(c, &r_req, counting_handler, &runs, &f->r), NORI_OK);
+    assert_int_equal(f->r.origin, NORI_HTTP_HIT);
+    expect_body(&f->r, "/r run 2");
+    nori_http_cache_free(c);
+    nori_backend_free(b);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_stale_while_revalidate), T(test_stale_if_error), T(test_conditional),
         T(test_lifetime),               T(test_invalidation),
+        T(test_stale_if_error_at_answer_time), T(test_lifetime_extremes),
+        T(test_write_during_fill),      T(test_refresh_after_refresh),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

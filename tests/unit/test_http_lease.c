@@ -1,7 +1,8 @@
-/* The lease operations the response cache coalesces with across processes
- * (nori_backend_add = set if absent with a TTL in ms, and
- * nori_backend_delete_if_equal = release by token), on the memory backend
- * and on a private redis-server. */
+/* The backend operations the response cache coordinates processes with:
+ * the leases it coalesces with (nori_backend_add = set if absent with a TTL
+ * in ms, and nori_backend_delete_if_equal = release by token), and the
+ * guarded write of its invalidation generations (nori__backend_set_guarded,
+ * internal), on the memory backend and on a private redis-server. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,8 @@
 
 #include "redis_server.h"
 #include "test_support.h"
+
+#include "backend.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -99,11 +102,68 @@ static void test_lease_expires(void **state)
     assert_int_equal(added, 1);
 }
 
+static void expect_entry(nori_backend *b, const char *key, const char *want)
+{
+    nori_buf v;
+    if (want == NULL) {
+        assert_nori(nori_backend_get(b, key, &v), NORI_MISS);
+        return;
+    }
+    assert_nori(nori_backend_get(b, key, &v), NORI_OK);
+    assert_int_equal(v.len, strlen(want));
+    assert_memory_equal(v.data, want, v.len);
+    nori_buf_free(&v);
+}
+
+/* Writes key only while guard holds what the writer expects (absent:
+ * expect NULL); the memory backend offers no such write (the response
+ * cache guards its stores in the process there). */
+static void test_set_guarded(void **state)
+{
+    nori_backend *b = ((fixture *)*state)->b;
+    int stored = -1;
+    if (strcmp(nori_backend_kind(b), "memory") == 0) {
+        assert_nori(nori__backend_set_guarded(b, "e", "v", 1, 0, "g", NULL, 0, &stored),
+                    NORI_EINVAL);
+        assert_int_equal(stored, 0);
+        expect_entry(b, "e", NULL);
+        return;
+    }
+    /* Absent guard, absent expected: written (with its ttl). */
+    assert_nori(nori__backend_set_guarded(b, "e", "v1", 2, 60, "g", NULL, 0, &stored), NORI_OK);
+    assert_int_equal(stored, 1);
+    expect_entry(b, "e", "v1");
+    /* The guard moves: neither the old expectation nor "absent" writes. */
+    assert_nori(nori_backend_set(b, "g", "t1", 2, 0), NORI_OK);
+    assert_nori(nori__backend_set_guarded(b, "e", "v2", 2, 60, "g", NULL, 0, &stored), NORI_OK);
+    assert_int_equal(stored, 0);
+    assert_nori(nori__backend_set_guarded(b, "e", "v2", 2, 60, "g", "t0", 2, &stored), NORI_OK);
+    assert_int_equal(stored, 0);
+    assert_nori(nori__backend_set_guarded(b, "e", "v2", 2, 60, "g", "t", 1, &stored), NORI_OK);
+    assert_int_equal(stored, 0);
+    expect_entry(b, "e", "v1");
+    /* The value it holds: written, binary-safe, without expiry (ttl 0). */
+    assert_nori(nori__backend_set_guarded(b, "e", "v\0\n3", 4, 0, "g", "t1", 2, &stored),
+                NORI_OK);
+    assert_int_equal(stored, 1);
+    nori_buf v;
+    assert_nori(nori_backend_get(b, "e", &v), NORI_OK);
+    assert_int_equal(v.len, 4);
+    assert_memory_equal(v.data, "v\0\n3", 4);
+    nori_buf_free(&v);
+    expect_entry(b, "g", "t1"); /* the guard itself is never written */
+    /* Bad arguments change nothing. */
+    assert_nori(nori__backend_set_guarded(b, "e", "x", 1, -1, "g", "t1", 2, &stored), NORI_EINVAL);
+    assert_nori(nori__backend_set_guarded(b, "e", "x", 1, 0, "", "t1", 2, &stored), NORI_EINVAL);
+    assert_int_equal(stored, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest cases[] = {
         cmocka_unit_test(test_add_and_release),
         cmocka_unit_test(test_lease_expires),
+        cmocka_unit_test(test_set_guarded),
     };
     int failed = cmocka_run_group_tests_name("memory backend", cases, memory_setup, teardown);
     failed += cmocka_run_group_tests_name("redis backend", cases, redis_setup, teardown);

@@ -1,0 +1,115 @@
+/*
+ * The response cache's own state, shared by the files that make it up:
+ * cache.c (creating it, serving: lookup, fill, store, invalidation),
+ * lease.c (coalescing across processes) and revalidate.c (background
+ * refreshes). Not for the other parts of src/http/, which see the cache
+ * through http_internal.h only.
+ */
+#ifndef NORI_SRC_HTTP_CACHE_INTERNAL_H
+#define NORI_SRC_HTTP_CACHE_INTERNAL_H
+
+#include "http_internal.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct nori_http_cache {
+    int64_t ttl;
+    char *prefix;
+    nori_http_key_fn key_fn;
+    void *key_fn_ud;
+    char **vary_on; /* lower-cased copies */
+    size_t n_vary_on;
+    char *vary_header; /* "accept-language, ..." sent as Vary; NULL without vary_on */
+    char **refresh_headers; /* copies */
+    size_t n_refresh_headers;
+    nori_backend *backend; /* borrowed; NULL = default backend */
+    int allow_authorized, allow_cookie;
+    int64_t swr_ms, sie_ms, lock_timeout_ms, hfm_ms;
+    size_t refresh_threads;
+    nori__flights *flights;
+    nori__gens *gens; /* invalidation generations (generation.c) */
+    pthread_mutex_t refresher_lock;
+    nori__refresher *refresher; /* started on the first background refresh */
+    nori__memo *memo; /* decoded JSON entries (non-memory backends) */
+    _Atomic uint64_t hits, misses, stores, errors;
+    _Atomic uint64_t bypass_method, bypass_authorization, bypass_cookie;
+    _Atomic uint64_t not_encodable, too_big, unsendable;
+    _Atomic uint64_t coalesced, lock_timeouts, hit_for_miss, stale_revalidate, stale_error;
+    _Atomic uint64_t refreshes, refreshes_dropped, not_modified, invalidations;
+    _Atomic uint64_t superseded, refreshes_skipped;
+};
+
+static inline void count(_Atomic uint64_t *counter)
+{
+    atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
+}
+
+/* ---- cache.c ---- */
+
+typedef enum {
+    NORI__LOOK_ABSENT, /* no entry, or one past every window */
+    NORI__LOOK_MISS,   /* undecodable (counted) */
+    NORI__LOOK_ERROR,  /* the backend failed (counted): do not write to it either */
+    NORI__LOOK_FRESH,
+    NORI__LOOK_STALE_SWR, /* within stale_while_revalidate */
+    NORI__LOOK_STALE_SIE  /* within stale_if_error only */
+} nori__lookup_result;
+
+/* Reads key's entry into *resp (initialised by the caller) and *meta, and
+ * classifies it at now_ms. quiet: an undecodable entry is not counted (the
+ * caller's first lookup counted it). */
+nori__lookup_result nori__http_lookup(nori_http_cache *c, nori_backend *b, const char *key,
+                                      nori_http_response *resp, nori__entry_meta *meta,
+                                      int64_t now_ms, bool quiet);
+
+typedef enum {
+    NORI__STORE_NO,        /* not stored: unstorable, or failed (counted) */
+    NORI__STORE_DONE,      /* stored */
+    NORI__STORE_SUPERSEDED /* a write to the path came while the handler ran */
+} nori__store_result;
+
+/* Stores resp under key when the rules allow and no write to the path came
+ * since guard was read (see cache.c). Counts the outcome. */
+nori__store_result nori__http_store(nori_http_cache *c, nori_backend *b, const char *key,
+                                    nori_http_response *resp, int64_t now_ms,
+                                    const nori__gen_guard *guard);
+
+/* Reads the generation guarding a store of req's response, before its
+ * handler runs; false (counted) when it cannot be known. */
+bool nori__http_read_guard(nori_http_cache *c, nori_backend *b, const nori_http_request *req,
+                           nori__gen_guard *g);
+
+/* The in-process generation of req's path: the epoch of its flights. */
+uint64_t nori__http_path_epoch(nori_http_cache *c, const nori_http_request *req);
+
+/* ---- lease.c ---- */
+
+/* "{key}:lock" into lease_key[NORI_MAX_KEY_LEN + 1]; false when too long. */
+bool nori__http_lease_name(const char *key, char *lease_key);
+/* A token unique to this call into token[64]. */
+void nori__http_lease_token(char *token);
+/* Releases the lease if it still holds token (else it ends by expiry). */
+void nori__http_lease_release(nori_backend *b, const char *lease_key, const char *token);
+
+typedef enum { NORI__LEASE_NONE, NORI__LEASE_HELD, NORI__LEASE_SERVED } nori__lease_result;
+
+/* The in-process leader's lease of key across processes (see lease.c):
+ * NORI__LEASE_HELD (lease_key/token: release it after the fill),
+ * NORI__LEASE_SERVED (*resp and *meta hold the entry another process
+ * filled), or NORI__LEASE_NONE (run the handler without it). */
+nori__lease_result nori__http_remote_lease(nori_http_cache *c, nori_backend *b, const char *key,
+                                           char *lease_key, char *token, nori_http_response *resp,
+                                           nori__entry_meta *meta);
+
+/* ---- revalidate.c ---- */
+
+/* Starts one background refresh of key unless one (or a fill) is already
+ * running for it; *seen is the metadata of the stale entry answered. */
+void nori__http_schedule_refresh(nori_http_cache *c, const char *key,
+                                 const nori_http_request *req, nori_http_handler_fn handler,
+                                 void *ud, const nori__entry_meta *seen);
+
+#endif
