@@ -585,6 +585,11 @@ NORI_EXPORT int nori_backend_get_stats(nori_backend *b, nori_backend_stats *out)
  *    in flight, and only when the connection it came on proved, in the same
  *    round trip (CLIENT TRACKINGINFO), that its tracking redirects to the
  *    live listener;
+ *  - a thread never reads a value older than one it has read before: every
+ *    read from Redis, kept or not, is checked against the fill in flight
+ *    for its key and the copy held (a fill that raced with a read of
+ *    another value keeps nothing; a copy that differs from a newer read is
+ *    dropped);
  *  - losing the listener's connection, a PING on it unanswered for 500 ms,
  *    or a tracked data connection that vanished or lost tracking (checked
  *    every 500 ms with CLIENT LIST) empties the near cache and stops filling

@@ -26,6 +26,8 @@
 #include <string.h>
 #include <unistd.h>
 
+void (*_Atomic nori__near_test_before_message)(void);
+
 /* Pause between two connection attempts. */
 #define RECONNECT_PAUSE_MS 100
 
@@ -344,6 +346,9 @@ static void handle_reply(nori__near_listener *l, const redisReply *r, bool *pong
     }
     if (!is_str(r->element[0], "message") || r->elements != 3)
         return; /* subscribe confirmations */
+    void (*hook)(void) = nori__near_test_before_message;
+    if (hook != NULL)
+        hook();
     atomic_fetch_add_explicit(&l->messages, 1, memory_order_relaxed);
     const redisReply *payload = r->element[2];
     if (payload->type == REDIS_REPLY_NIL) {

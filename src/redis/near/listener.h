@@ -117,4 +117,10 @@ typedef struct {
 
 void nori__near_listener_get_stats(nori__near_listener *l, nori__near_listener_stats *out);
 
+/* Tests only: when set, called by every listener thread before it applies
+ * an invalidation message, so that a test can hold invalidations back for
+ * a moment (as a slow network or a descheduled thread would). Atomic: a
+ * test sets and clears it while listeners run. */
+extern void (*_Atomic nori__near_test_before_message)(void);
+
 #endif
