@@ -93,7 +93,7 @@ struct nori__near {
 };
 
 static const char *const cause_names[NORI__NEAR_FLUSH_CAUSES] = {
-    "own", "server", "listener_lost", "heartbeat", "tracking_lost", "topology"};
+    "own", "server", "listener_lost", "heartbeat", "tracking_lost", "topology", "db_changed"};
 
 const char *nori__near_flush_cause_name(nori__near_flush_cause cause)
 {

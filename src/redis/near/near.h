@@ -96,11 +96,14 @@ typedef enum {
     NORI__NEAR_FLUSH_TRACKING_LOST, /* a tracked data connection is gone or untracked */
     NORI__NEAR_FLUSH_TOPOLOGY,      /* keys changed node: a cluster slot moved, a new
                                        sentinel master */
+    NORI__NEAR_FLUSH_DB_CHANGED,    /* the database's identity marker changed or went
+                                       (SWAPDB, a flush of the cache: db_id.h) */
     NORI__NEAR_FLUSH_CAUSES
 } nori__near_flush_cause;
 
 /* Names for the causes ("own", "server", "listener_lost", "heartbeat",
- * "tracking_lost", "topology"), for stats and metrics. Static strings. */
+ * "tracking_lost", "topology", "db_changed"), for stats and metrics. Static
+ * strings. */
 const char *nori__near_flush_cause_name(nori__near_flush_cause cause);
 
 typedef struct {
