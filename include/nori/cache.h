@@ -630,7 +630,8 @@ NORI_EXPORT int nori_backend_get_stats(nori_backend *b, nori_backend_stats *out)
  * on an older server nothing is kept locally (reads go to Redis). Two extra
  * connections per node read from (the subscribed one and one for the
  * heartbeat's checks).
- * Environment: CACHE_NEAR_MAX_KEYS, CACHE_NEAR_MAX_BYTES (nori_backend_from_env).
+ * Environment: CACHE_NEAR_MAX_KEYS, CACHE_NEAR_MAX_BYTES, CACHE_NEAR_MAX_TTL_MS
+ * (max_ttl_ms; nori_backend_from_env).
  */
 NORI_EXPORT int nori_redis_backend_enable_near(nori_backend *b, size_t max_keys,
                                                size_t max_bytes, int64_t max_ttl_ms);

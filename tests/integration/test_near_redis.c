@@ -1345,6 +1345,58 @@ static void test_backend_debug_reload(void **state)
     expect_a("r", "before"); /* the same data, read again */
 }
 
+/*
+ * CACHE_NEAR_MAX_TTL_MS, through nori_backend_from_env: a copy of a key that
+ * never changes is no longer served once the cap (1 s here) has passed. A
+ * flush meanwhile (a lost heartbeat on a loaded machine) would prove
+ * nothing: the round is then run again (3 at most).
+ */
+static void test_backend_max_ttl_from_env(void **state)
+{
+    (void)state;
+    setenv("CACHE_BACKEND", "redis", 1);
+    setenv("REDIS_URL", server->url, 1);
+    setenv("CACHE_NEAR_MAX_KEYS", "100", 1);
+    setenv("CACHE_NEAR_MAX_TTL_MS", "1000", 1);
+    nori_backend *e = NULL;
+    int rc = nori_backend_from_env(&e);
+    unsetenv("CACHE_BACKEND");
+    unsetenv("REDIS_URL");
+    unsetenv("CACHE_NEAR_MAX_KEYS");
+    unsetenv("CACHE_NEAR_MAX_TTL_MS");
+    assert_nori(rc, NORI_OK);
+    assert_nori(nori_backend_set(plain_backend, "cap", "v", 1, 0), NORI_OK);
+    bool shown = false;
+    for (int round = 0; round < 3 && !shown; round++) {
+        nori_near_stats st = {0}, before;
+        assert_nori(nori_backend_get_near_stats(e, &before), NORI_OK);
+        int64_t deadline = nori__now_ms() + 3000;
+        while (st.hits <= before.hits) { /* until a read is served locally */
+            assert_true(nori__now_ms() < deadline);
+            nori_buf v;
+            assert_nori(nori_backend_get(e, "cap", &v), NORI_OK);
+            nori_buf_free(&v);
+            assert_nori(nori_backend_get_near_stats(e, &st), NORI_OK);
+            pause_ms(1);
+        }
+        pause_ms(1100);
+        assert_nori(nori_backend_get_near_stats(e, &before), NORI_OK);
+        nori_buf v;
+        assert_nori(nori_backend_get(e, "cap", &v), NORI_OK);
+        assert_string_equal(v.data, "v");
+        nori_buf_free(&v);
+        assert_nori(nori_backend_get_near_stats(e, &st), NORI_OK);
+        uint64_t flushes = st.flushes_db_changed + st.flushes_server + near_flushes_lost(&st);
+        if (flushes != before.flushes_db_changed + before.flushes_server +
+                           near_flushes_lost(&before))
+            continue;
+        assert_int_equal(st.misses, before.misses + 1); /* read from Redis again */
+        shown = true;
+    }
+    assert_true(shown);
+    nori_backend_free(e);
+}
+
 /* Over a unix socket: the listener connects the same way as the data
  * connections (a server without a password: unix URLs carry none yet). */
 static void test_backend_unix_socket(void **state)
@@ -1445,6 +1497,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_backend_db_marker_shared_and_flushed,
                                         backend_setup, backend_teardown),
         cmocka_unit_test_setup_teardown(test_backend_debug_reload, backend_setup,
+                                        backend_teardown),
+        cmocka_unit_test_setup_teardown(test_backend_max_ttl_from_env, backend_setup,
                                         backend_teardown),
     };
     int failed = cmocka_run_group_tests_name("near cache core", tests, NULL, NULL);
