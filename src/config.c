@@ -2,6 +2,7 @@
 
 #include "error.h"
 #include "nori/cache.h"
+#include "redis/near/near.h"
 #include "redis/url.h"
 #include "redis/url_topology.h"
 
@@ -156,12 +157,13 @@ enum {
     VAR_MAX_BYTES,
     VAR_NEAR_MAX_KEYS,
     VAR_NEAR_MAX_BYTES,
+    VAR_NEAR_MAX_TTL_MS,
     VAR_COUNT
 };
 
 static const char *const var_names[VAR_COUNT] = {
     "CACHE_BACKEND", "CACHE_MAX_KEYS", "CACHE_MAX_VALUE_BYTES", "REDIS_URL", "CACHE_MAX_BYTES",
-    "CACHE_NEAR_MAX_KEYS", "CACHE_NEAR_MAX_BYTES"};
+    "CACHE_NEAR_MAX_KEYS", "CACHE_NEAR_MAX_BYTES", "CACHE_NEAR_MAX_TTL_MS"};
 
 typedef struct {
     char *values[VAR_COUNT];         /* NULL = not set anywhere; malloc'd */
@@ -339,6 +341,12 @@ static int validate(const raw_config *raw, nori__config *cfg)
                             &cfg->near_max_bytes))
         return bad_value(raw, VAR_NEAR_MAX_BYTES,
                          "expected 0 (off) or a positive integer up to 1099511627776");
+    size_t ttl = NORI_NEAR_DEFAULT_MAX_TTL_MS;
+    if (raw->values[VAR_NEAR_MAX_TTL_MS] != NULL &&
+        !parse_size(raw->values[VAR_NEAR_MAX_TTL_MS], NORI_MAX_NEAR_TTL_MS, &ttl))
+        return bad_value(raw, VAR_NEAR_MAX_TTL_MS,
+                         "expected a number of milliseconds from 1 to 86400000 (one day)");
+    cfg->near_max_ttl_ms = (int64_t)ttl;
     const char *url = raw->values[VAR_REDIS_URL];
     if (url == NULL)
         url = "redis://localhost:6379";

@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct nori__config {
     bool use_redis;      /* CACHE_BACKEND=redis */
@@ -19,6 +20,7 @@ typedef struct nori__config {
     char redis_url[4097]; /* REDIS_URL, validated */
     size_t near_max_keys;  /* CACHE_NEAR_MAX_KEYS: near cache entries, 0 = off */
     size_t near_max_bytes; /* CACHE_NEAR_MAX_BYTES: near cache bytes, 0 = off */
+    int64_t near_max_ttl_ms; /* CACHE_NEAR_MAX_TTL_MS: cap on a near copy's life */
 } nori__config;
 
 /* Largest accepted CACHE_MAX_BYTES: 1 TiB. */
@@ -28,6 +30,9 @@ typedef struct nori__config {
 #define NORI_MAX_MAX_KEYS ((size_t)1 << 32)
 /* Largest accepted CACHE_NEAR_MAX_BYTES: 1 TiB. */
 #define NORI_MAX_NEAR_BYTES ((size_t)1 << 40)
+/* Largest accepted CACHE_NEAR_MAX_TTL_MS: one day (the default is the near
+ * cache's, NORI_NEAR_DEFAULT_MAX_TTL_MS: 60 s). */
+#define NORI_MAX_NEAR_TTL_MS 86400000
 
 /*
  * Called by the .env parser for each NAME=VALUE, with the value unquoted.

@@ -30,7 +30,8 @@ int nori_backend_from_env(nori_backend **out)
         return rc;
     /* The near cache applies to Redis only (the memory backend is local). */
     if (cfg.use_redis && (cfg.near_max_keys != 0 || cfg.near_max_bytes != 0)) {
-        rc = nori_redis_backend_enable_near(b, cfg.near_max_keys, cfg.near_max_bytes, 0);
+        rc = nori_redis_backend_enable_near(b, cfg.near_max_keys, cfg.near_max_bytes,
+                                            cfg.near_max_ttl_ms);
         if (rc != NORI_OK) {
             nori_backend_free(b);
             return rc;

@@ -574,8 +574,10 @@ NORI_EXPORT int nori_backend_get_stats(nori_backend *b, nori_backend_stats *out)
  * Bounds: at most max_keys local entries and max_bytes bytes (key + value +
  * 64 bytes each); 0 means no bound on that dimension, both 0 is NORI_EINVAL.
  * A local copy never outlives the key's TTL in Redis (PTTL, read with the
- * value) nor max_ttl_ms (0: 60000). A value larger than max_bytes/shards (up
- * to 16 shards, at least 1 MiB each) is not kept locally.
+ * value) nor max_ttl_ms (0: 60000; negative: NORI_EINVAL), the bound on
+ * staleness for whatever Redis does not announce (below). A value larger
+ * than max_bytes/shards (up to 16 shards, at least 1 MiB each) is not kept
+ * locally.
  *
  * Coherence:
  *  - another client's change (SET, DEL, EXPIRE, INCR, ...) drops the local
@@ -589,6 +591,22 @@ NORI_EXPORT int nori_backend_get_stats(nori_backend *b, nori_backend_stats *out)
  *    in flight, and only when the connection it came on proved, in the same
  *    round trip (CLIENT TRACKINGINFO), that its tracking redirects to the
  *    live listener;
+ *  - a thread never reads a value older than one it has read before: every
+ *    read from Redis, kept or not, is checked against the fill in flight
+ *    for its key and the copy held (a fill that raced with a read of
+ *    another value keeps nothing; a copy that differs from a newer read is
+ *    dropped);
+ *  - SWAPDB sends no invalidation (Redis 7.0): the listener keeps a marker
+ *    key in the database, `cache:__nori_near_db_id__` (a random token,
+ *    written once with SET NX by the first process that finds it absent),
+ *    and reads it at every heartbeat; a changed or missing marker empties
+ *    the near cache (flushes_db_changed), so a SWAPDB is seen within about
+ *    one heartbeat (500 ms) and a round trip. A flush of the cache deletes
+ *    the marker too (it is written again, with one more near-cache flush). Not detected, so bounded by max_ttl_ms
+ *    only: an older copy of the same database restored without a restart,
+ *    and any node counted in db_unchecked (a cluster master that does not
+ *    hold the marker's slot, where SWAPDB is refused anyway; a marker the
+ *    ACL forbids). Do not use that key for data;
  *  - losing the listener's connection, a PING on it unanswered for 500 ms,
  *    or a tracked data connection that vanished or lost tracking (checked
  *    every 500 ms with CLIENT LIST) empties the near cache and stops filling
@@ -597,7 +615,7 @@ NORI_EXPORT int nori_backend_get_stats(nori_backend *b, nori_backend_stats *out)
  *    what a closed connection read). A data connection the pool closes for
  *    being surplus is noticed by the next CLIENT LIST (within about 500 ms).
  * While nothing changes, a hot key costs Redis nothing; the listener sends
- * at most 4 commands per second (PING, CLIENT LIST).
+ * at most 6 commands per second (PING, CLIENT LIST, GET of the marker).
  *
  * Redis Cluster and Sentinel: the same guarantees. One listener per node
  * this process reads from (started at the node's first read, which is not
@@ -613,9 +631,11 @@ NORI_EXPORT int nori_backend_get_stats(nori_backend *b, nori_backend_stats *out)
  * Call once, right after nori_redis_backend_new() and before the handle is
  * used or shared. NORI_EINVAL when b is not a Redis backend, already has a
  * near cache, or a bound is invalid. Needs Redis 6.2+ (CLIENT TRACKINGINFO);
- * on an older server nothing is kept locally (reads go to Redis). One extra
- * connection (two with tracked data connections) per node read from.
- * Environment: CACHE_NEAR_MAX_KEYS, CACHE_NEAR_MAX_BYTES (nori_backend_from_env).
+ * on an older server nothing is kept locally (reads go to Redis). Two extra
+ * connections per node read from (the subscribed one and one for the
+ * heartbeat's checks).
+ * Environment: CACHE_NEAR_MAX_KEYS, CACHE_NEAR_MAX_BYTES, CACHE_NEAR_MAX_TTL_MS
+ * (max_ttl_ms; nori_backend_from_env).
  */
 NORI_EXPORT int nori_redis_backend_enable_near(nori_backend *b, size_t max_keys,
                                                size_t max_bytes, int64_t max_ttl_ms);
@@ -637,6 +657,10 @@ typedef struct {
     uint64_t bytes;           /* local bytes now, as counted against max_bytes */
     int active;               /* 1 while tracking is proved (serving and filling); on a
                                  cluster or through Sentinel: on at least one node */
+    uint64_t flushes_db_changed; /* the database marker changed or went: SWAPDB, a flush */
+    uint64_t db_unchecked;    /* nodes listened to now whose database marker is not
+                                 read (see above): SWAPDB there is bounded by
+                                 max_ttl_ms only */
 } nori_near_stats;
 
 /* Counters of b's near cache. NORI_EINVAL when b has none. */

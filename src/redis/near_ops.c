@@ -229,6 +229,8 @@ int nori_backend_get_near_stats(nori_backend *b, nori_near_stats *out)
     redis_backend *rb = (redis_backend *)b;
     nori__near_stats st;
     nori__near_get_stats(nori__near_client_store(rb->near), &st);
+    nori__near_listener_stats ls;
+    nori__near_registry_stats(nori__near_client_registry(rb->near), &ls);
     *out = (nori_near_stats){
         .hits = st.hits,
         .misses = st.misses,
@@ -242,9 +244,11 @@ int nori_backend_get_near_stats(nori_backend *b, nori_near_stats *out)
         .flushes_heartbeat = st.flushes[NORI__NEAR_FLUSH_HEARTBEAT],
         .flushes_tracking_lost = st.flushes[NORI__NEAR_FLUSH_TRACKING_LOST],
         .flushes_topology = st.flushes[NORI__NEAR_FLUSH_TOPOLOGY],
+        .flushes_db_changed = st.flushes[NORI__NEAR_FLUSH_DB_CHANGED],
         .entries = st.entries,
         .bytes = st.bytes,
         .active = st.active ? 1 : 0,
+        .db_unchecked = ls.db_unchecked,
     };
     return NORI_OK;
 }

@@ -5,6 +5,8 @@
  * change the topology):
  *  - keys on all three masters become local: A serves them with no GET
  *    reaching any master (INFO commandstats), one listener per master;
+ *  - SWAPDB is refused; the database marker is read on its slot's master
+ *    only;
  *  - another client's SET (p99 of 200 rounds over the masters), DEL,
  *    PEXPIRE and FLUSHALL on each master reach A within the bound of
  *    test_near_redis (200 ms; NEAR_STRICT=1: 50 ms);
@@ -169,6 +171,27 @@ static void test_keys_on_all_masters_become_local(void **state)
         assert_int_equal(gets_served(masters[m]), before[m]); /* no GET reached Redis */
         assert_int_equal(subscribers(masters[m]), 1);         /* one listener per master */
     }
+}
+
+/* The database marker (README, near cache): a cluster refuses SWAPDB; the
+ * marker lives on the master of its slot, whose listener reads it, and the
+ * two other listeners, answered MOVED, leave it alone (db_unchecked). */
+static void test_db_marker_on_one_master(void **state)
+{
+    (void)state;
+    const char *marker = "cache:__nori_near_db_id__";
+    int owner = nori_test_cluster_slot_master(cluster, nori__cluster_keyslot(marker,
+                                                                             strlen(marker)));
+    redisReply *r = raw_command(owner, "GET %s", marker);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    freeReplyObject(r);
+    redisContext *c = raw(masters[0]);
+    r = redisCommand(c, "SWAPDB 0 1");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ERROR);
+    freeReplyObject(r);
+    redisFree(c);
+    assert_int_equal(near_stats_of(a).db_unchecked, 2);
 }
 
 /* ---- another client's changes ---- */
@@ -541,6 +564,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_keys_on_all_masters_become_local),
+        cmocka_unit_test(test_db_marker_on_one_master),
         cmocka_unit_test(test_changes_on_each_master_seen),
         cmocka_unit_test(test_listener_of_one_node_killed),
         cmocka_unit_test(test_data_connections_of_one_node_killed),

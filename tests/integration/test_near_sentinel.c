@@ -5,6 +5,7 @@
  *  - keys become local on the master (no GET reaches it); another client's
  *    SET (p99 of 200 rounds), DEL and FLUSHALL reach A within the bound of
  *    test_near_redis (200 ms; NEAR_STRICT=1: 50 ms);
+ *  - SWAPDB on the master is seen (the database marker);
  *  - SENTINEL FAILOVER (the old master stays up and turns replica): A,
  *    idle, follows the new master (its listener finds the old one a replica
  *    and A asks the sentinels, flushing), B's write on the new master
@@ -125,6 +126,50 @@ static void test_changes_seen(void **state)
     freeReplyObject(on_master("FLUSHALL"));
     assert_true(near_wait_for(a, "k", NULL, t0) <= near_delay_limit_us());
     assert_true(near_server_flushed(a, flushes));
+}
+
+/* SWAPDB on the master (the database marker, README): seen within a
+ * heartbeat or two, as on one server; 5 s is the generous bound of
+ * test_near_redis. */
+static void test_swapdb_seen(void **state)
+{
+    (void)state;
+    b_set("sw", "old");
+    redisContext *c = nori_test_node_connect(master_node());
+    assert_non_null(c);
+    redisReply *r = redisCommand(c, "SELECT 1");
+    assert_true(r != NULL && r->type == REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    r = redisCommand(c, "SET cache:sw new");
+    assert_true(r != NULL && r->type == REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    /* No connection tracks "sw" yet: neither SET is announced to A. */
+    near_make_local(a, "sw", "old");
+    assert_int_equal(near_stats_of(a).db_unchecked, 0);
+    nori_near_stats before = near_stats_of(a);
+    int64_t t0 = near_now_us();
+    r = redisCommand(c, "SWAPDB 0 1");
+    assert_true(r != NULL && r->type == REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    redisFree(c);
+    for (;;) {
+        nori_buf v;
+        assert_nori(nori_backend_get(a, "sw", &v), NORI_OK);
+        bool fresh = strcmp(v.data, "new") == 0;
+        nori_buf_free(&v);
+        if (fresh)
+            break;
+        if (near_now_us() - t0 > 5000000)
+            fail_msg("A still read the old value 5 s after SWAPDB on the master");
+        near_pause_ms(1);
+    }
+    print_message("sentinel: SWAPDB seen by A after %.1f ms\n", (near_now_us() - t0) / 1000.0);
+    /* The marker did it, or (a loaded machine) a lost heartbeat first. */
+    nori_near_stats st = near_stats_of(a);
+    assert_true(st.flushes_db_changed > before.flushes_db_changed ||
+                near_flushes_lost(&st) > near_flushes_lost(&before));
+    /* Back to the data set the other tests expect. */
+    freeReplyObject(on_master("SWAPDB 0 1"));
 }
 
 /* ---- SENTINEL FAILOVER: the old master stays up, as a replica ---- */
@@ -312,6 +357,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_changes_seen),
+        cmocka_unit_test(test_swapdb_seen),
         cmocka_unit_test(test_manual_failover),
         cmocka_unit_test(test_master_killed),
     };

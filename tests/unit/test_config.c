@@ -32,6 +32,7 @@ static void clear_env(void)
     unsetenv("REDIS_URL");
     unsetenv("CACHE_NEAR_MAX_KEYS");
     unsetenv("CACHE_NEAR_MAX_BYTES");
+    unsetenv("CACHE_NEAR_MAX_TTL_MS");
 }
 
 /* Each test runs in a fresh empty working directory with a clean environment. */
@@ -355,6 +356,31 @@ static void test_near_cache_variables(void **state)
         expect_refused("CACHE_NEAR_MAX_KEYS", bad[i], "expected 0 (off) or a positive integer");
     expect_refused("CACHE_NEAR_MAX_BYTES", "1099511627777", "up to 1099511627776");
     expect_refused("CACHE_NEAR_MAX_BYTES", "-5", "expected 0 (off)");
+    /* The cap on a local copy's life: milliseconds, 1 .. one day. */
+    clear_env();
+    assert_nori(nori__config_load(NULL, &cfg), NORI_OK);
+    assert_int_equal(cfg.near_max_ttl_ms, 60000);
+    setenv("CACHE_NEAR_MAX_TTL_MS", "1500", 1);
+    assert_nori(nori__config_load(NULL, &cfg), NORI_OK);
+    assert_int_equal(cfg.near_max_ttl_ms, 1500);
+    setenv("CACHE_NEAR_MAX_TTL_MS", "86400000", 1);
+    assert_nori(nori__config_load(NULL, &cfg), NORI_OK);
+    assert_int_equal(cfg.near_max_ttl_ms, 86400000);
+    const char *bad_ttl[] = {"0", "-1", "", "1.5", "5s", " 5", "+5", "86400001",
+                             "99999999999999999999999"};
+    for (size_t i = 0; i < sizeof bad_ttl / sizeof bad_ttl[0]; i++) {
+        expect_refused("CACHE_NEAR_MAX_TTL_MS", bad_ttl[i],
+                       "expected a number of milliseconds from 1 to 86400000");
+        assert_error_mentions("from environment", NULL);
+    }
+    clear_env();
+    write_dotenv("CACHE_NEAR_MAX_TTL_MS=1m\n");
+    assert_nori(nori__config_load(NULL, &cfg), NORI_EINVAL);
+    assert_error_mentions("CACHE_NEAR_MAX_TTL_MS='1m'", "from .env");
+    /* Validated whichever backend is selected (memory here: the default). */
+    nori_backend *mb = NULL;
+    assert_nori(nori_backend_from_env(&mb), NORI_EINVAL);
+    assert_null(mb);
     clear_env();
     write_dotenv("CACHE_NEAR_MAX_BYTES=64M\n");
     assert_nori(nori__config_load(NULL, &cfg), NORI_EINVAL);

@@ -161,16 +161,16 @@ static void test_invalidation_during_fill_discards_reply(void **state)
     assert_true(nori__near_fill_begin(n, "k", 1, &f1));
     assert_false(nori__near_fill_begin(n, "k", 1, &f2));
     assert_false(f2.live);
-    nori__near_note_read(n, "k", 1, "first", 5, true);
+    nori__near_note_read(n, "k", 1, NULL, "first", 5, true);
     assert_true(nori__near_fill_end(n, "k", 1, &f1, "first", 5, -1));
     expect_near(n, "k", "first");
     nori__near_drop(n, "k", 1);
     assert_true(nori__near_fill_begin(n, "k", 1, &f1));
-    nori__near_note_read(n, "k", 1, "second", 6, true);
+    nori__near_note_read(n, "k", 1, NULL, "second", 6, true);
     assert_false(nori__near_fill_end(n, "k", 1, &f1, "first", 5, -1));
     expect_near(n, "k", NULL);
     assert_true(nori__near_fill_begin(n, "k", 1, &f1));
-    nori__near_note_read(n, "k", 1, NULL, 0, false); /* saw it gone */
+    nori__near_note_read(n, "k", 1, NULL, NULL, 0, false); /* saw it gone */
     assert_false(nori__near_fill_end(n, "k", 1, &f1, "first", 5, -1));
     /* A fill that finds a live copy is refused and says so (serve it); a
      * reader that saw another value than the copy drops the copy. */
@@ -178,9 +178,9 @@ static void test_invalidation_during_fill_discards_reply(void **state)
     assert_true(nori__near_fill_end(n, "k", 1, &f1, "second", 6, -1));
     assert_false(nori__near_fill_begin(n, "k", 1, &f2));
     assert_true(f2.live);
-    nori__near_note_read(n, "k", 1, "second", 6, true);
+    nori__near_note_read(n, "k", 1, NULL, "second", 6, true);
     expect_near(n, "k", "second");
-    nori__near_note_read(n, "k", 1, "third", 5, true);
+    nori__near_note_read(n, "k", 1, NULL, "third", 5, true);
     expect_near(n, "k", NULL);
     assert_true(nori__near_fill_begin(n, "k", 1, &f1));
     assert_true(nori__near_fill_end(n, "k", 1, &f1, "second", 6, -1));
@@ -193,6 +193,76 @@ static void test_invalidation_during_fill_discards_reply(void **state)
     assert_int_equal(st.invalidations, 1);
     assert_int_equal(st.fills, 3);
     assert_int_equal(st.fills_discarded, 4);
+    nori__near_free(n);
+}
+
+/*
+ * A fill whose marker an invalidation removed is still a read of the key:
+ * when another fill took the key meanwhile, what the first one read decides
+ * whether the second keeps its reply. The sequence from the field: T marks
+ * the key, an invalidation removes the marker, F marks it and reads 2920,
+ * the key becomes 2921, T's slower read returns 2921 (returned to T's
+ * caller), F's reply comes in: F must not keep 2920, or T's next get would
+ * go back to it. Both orders of the two replies.
+ */
+static void test_displaced_fill_reports_its_read(void **state)
+{
+    (void)state;
+    nori__near *n = make(100, 0, 0);
+    nori__near_fill t, f;
+    /* T's reply first: F's fill learns of it and keeps nothing. */
+    assert_true(nori__near_fill_begin(n, "k", 1, &t));
+    nori__near_invalidate(n, "k", 1);
+    assert_true(nori__near_fill_begin(n, "k", 1, &f));
+    assert_false(nori__near_fill_end(n, "k", 1, &t, "2921", 4, -1));
+    assert_false(nori__near_fill_end(n, "k", 1, &f, "2920", 4, -1));
+    expect_near(n, "k", NULL);
+    /* F's reply first and kept: T's newer reply drops that copy. */
+    assert_true(nori__near_fill_begin(n, "k", 1, &t));
+    nori__near_invalidate(n, "k", 1);
+    assert_true(nori__near_fill_begin(n, "k", 1, &f));
+    assert_true(nori__near_fill_end(n, "k", 1, &f, "2920", 4, -1));
+    assert_false(nori__near_fill_end(n, "k", 1, &t, "2921", 4, -1));
+    expect_near(n, "k", NULL);
+    /* Both read the same value: F keeps it. */
+    assert_true(nori__near_fill_begin(n, "k", 1, &t));
+    nori__near_invalidate(n, "k", 1);
+    assert_true(nori__near_fill_begin(n, "k", 1, &f));
+    assert_false(nori__near_fill_end(n, "k", 1, &t, "2922", 4, -1));
+    assert_true(nori__near_fill_end(n, "k", 1, &f, "2922", 4, -1));
+    expect_near(n, "k", "2922");
+    /* T's displaced read saw the key gone (a nil, not kept): reported too,
+     * in both orders. */
+    nori__near_drop(n, "k", 1);
+    assert_true(nori__near_fill_begin(n, "k", 1, &t));
+    nori__near_invalidate(n, "k", 1);
+    assert_true(nori__near_fill_begin(n, "k", 1, &f));
+    nori__near_note_read(n, "k", 1, &t, NULL, 0, false);
+    assert_false(nori__near_fill_end(n, "k", 1, &f, "2922", 4, -1));
+    expect_near(n, "k", NULL);
+    assert_true(nori__near_fill_begin(n, "k", 1, &t));
+    nori__near_invalidate(n, "k", 1);
+    assert_true(nori__near_fill_begin(n, "k", 1, &f));
+    assert_true(nori__near_fill_end(n, "k", 1, &f, "2922", 4, -1));
+    nori__near_note_read(n, "k", 1, &t, NULL, 0, false);
+    expect_near(n, "k", NULL);
+    /* A value T may not keep (not proved), displaced: the same. */
+    assert_true(nori__near_fill_begin(n, "k", 1, &t));
+    nori__near_invalidate(n, "k", 1);
+    assert_true(nori__near_fill_begin(n, "k", 1, &f));
+    nori__near_note_read(n, "k", 1, &t, "2923", 4, true);
+    assert_false(nori__near_fill_end(n, "k", 1, &f, "2922", 4, -1));
+    expect_near(n, "k", NULL);
+    /* Its own marker still in place: the fill just ends (nothing kept, no
+     * report to itself), and the next fill goes ahead. */
+    assert_true(nori__near_fill_begin(n, "k", 1, &t));
+    nori__near_note_read(n, "k", 1, &t, NULL, 0, false);
+    nori__near_stats st;
+    nori__near_get_stats(n, &st);
+    assert_int_equal(st.entries, 0);
+    assert_true(nori__near_fill_begin(n, "k", 1, &f));
+    assert_true(nori__near_fill_end(n, "k", 1, &f, "2924", 4, -1));
+    expect_near(n, "k", "2924");
     nori__near_free(n);
 }
 
@@ -416,6 +486,7 @@ int main(void)
         cmocka_unit_test(test_active_counts_listeners),
         cmocka_unit_test(test_fill_and_binary_values),
         cmocka_unit_test(test_invalidation_during_fill_discards_reply),
+        cmocka_unit_test(test_displaced_fill_reports_its_read),
         cmocka_unit_test(test_flush_and_loss_during_fill_discard_reply),
         cmocka_unit_test(test_ttl_caps),
         cmocka_unit_test(test_key_bound_lru),

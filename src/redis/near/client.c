@@ -11,6 +11,7 @@
 #include <strings.h>
 
 void (*nori__near_test_after_reply)(const char *key);
+void (*nori__near_test_before_read)(const char *key);
 
 struct nori__near_client {
     nori__near *store;
@@ -192,7 +193,8 @@ int nori__near_client_fetch(nori__near_client *nc, nori__redis_topo *topo, nori_
     if (!first) {
         int prc = plain_get(topo, a, key, wkey, wklen, max_value, out);
         if (prc == NORI_OK || prc == NORI_MISS)
-            nori__near_note_read(nc->store, key, klen, out->data, out->len, prc == NORI_OK);
+            nori__near_note_read(nc->store, key, klen, NULL, out->data, out->len,
+                                 prc == NORI_OK);
         return prc;
     }
     nori__redis_conn *conn = &a->conn;
@@ -205,6 +207,8 @@ int nori__near_client_fetch(nori__near_client *nc, nori__redis_topo *topo, nori_
      * near.h); if it went meanwhile, read Redis without keeping the reply. */
     if (!filling && fill.live && nori__near_get(nc->store, key, klen, out) == NORI_OK)
         return NORI_OK;
+    if (nori__near_test_before_read != NULL)
+        nori__near_test_before_read(key);
     const char *info[] = {"CLIENT", "TRACKINGINFO"};
     const char *get[] = {"GET", wkey};
     const size_t get_lens[] = {3, wklen};
@@ -238,17 +242,18 @@ int nori__near_client_fetch(nori__near_client *nc, nori__redis_topo *topo, nori_
         rc = NORI__REDIRECTED;
     else
         rc = copy_value(node, g, key, max_value, out);
-    /* Read without a fill of its own (another was in flight, or the copy
-     * went): say what was read, for the fill in flight (near.h). */
-    if (!filling && (rc == NORI_OK || rc == NORI_MISS))
-        nori__near_note_read(nc->store, key, klen, out->data, out->len, rc == NORI_OK);
+    /* Every read whose result the caller gets is reported before it
+     * returns, filling or not, its marker still there or not (near.h, the
+     * monotonic reads): kept only by its own fill, proved; a failed read
+     * (an error, a redirection: nothing returned) just ends its fill. */
     int64_t pttl_ms = replies[2]->type == REDIS_REPLY_INTEGER ? replies[2]->integer : -2;
-    if (filling) {
-        if (rc == NORI_OK && proved)
-            nori__near_fill_end(nc->store, key, klen, &fill, g->str, g->len, pttl_ms);
-        else
-            nori__near_fill_cancel(nc->store, key, klen, &fill);
-    }
+    if (filling && rc == NORI_OK && proved)
+        nori__near_fill_end(nc->store, key, klen, &fill, g->str, g->len, pttl_ms);
+    else if (rc == NORI_OK || rc == NORI_MISS)
+        nori__near_note_read(nc->store, key, klen, filling ? &fill : NULL, out->data, out->len,
+                             rc == NORI_OK);
+    else if (filling)
+        nori__near_fill_cancel(nc->store, key, klen, &fill);
     for (int i = 0; i < 3; i++)
         freeReplyObject(replies[i]);
     if (redirect != 0 && !proved && (rc == NORI_OK || rc == NORI_MISS) &&

@@ -78,6 +78,11 @@ int nori__near_client_fetch(nori__near_client *nc, nori__redis_topo *topo, nori_
  * change while reads run. */
 extern void (*nori__near_test_after_reply)(const char *key);
 
+/* Tests only: when set, called by fetch on its first attempt after the
+ * fill's marker is placed (or refused) and before the read is sent, to let
+ * a test interleave other threads' reads with this one. Same rules. */
+extern void (*nori__near_test_before_read)(const char *key);
+
 /* This process wrote key (whatever the outcome): drop the local copy. */
 void nori__near_client_drop(nori__near_client *nc, const char *key, size_t klen);
 

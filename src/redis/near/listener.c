@@ -11,6 +11,7 @@
 #include "listener.h"
 
 #include "clock.h"
+#include "db_id.h"
 #include "error.h"
 #include "redis/io.h"
 #include "redis/pool.h"
@@ -26,14 +27,18 @@
 #include <string.h>
 #include <unistd.h>
 
+void (*_Atomic nori__near_test_before_message)(void);
+
 /* Pause between two connection attempts. */
 #define RECONNECT_PAUSE_MS 100
 
 struct nori__near_listener {
     nori__near *near; /* borrowed */
     char *host, *unix_path, *user, *password, *display, *prefix;
+    char *db_key; /* prefix + NORI_NEAR_DB_ID_KEY */
     size_t prefix_len;
     int port;
+    int db;
     int connect_timeout_ms;
     int heartbeat_ms;
 
@@ -48,6 +53,7 @@ struct nori__near_listener {
     size_t ntracked, cap;
 
     _Atomic uint64_t connects, messages, pings;
+    _Atomic int db_state; /* the session's nori__near_db_id_state; -1 between sessions */
 
     bool check_role;
     void (*on_not_master)(void *ud);
@@ -99,6 +105,22 @@ static redisContext *connect_ctx(nori__near_listener *l, int timeout_ms)
     if (l->password != NULL) {
         const char *argv[3] = {"AUTH", l->user != NULL ? l->user : l->password, l->password};
         redisReply *r = command(c, timeout_ms, l->user != NULL ? 3 : 2, argv);
+        bool ok = r != NULL && r->type == REDIS_REPLY_STATUS;
+        if (r != NULL)
+            freeReplyObject(r);
+        if (!ok) {
+            redisFree(c);
+            return NULL;
+        }
+    }
+    /* The data connections' database: the marker (db_id.h) lives there.
+     * Harmless on the subscribed connection (invalidations are not per
+     * database). */
+    if (l->db != 0) {
+        char db[16];
+        snprintf(db, sizeof db, "%d", l->db);
+        const char *argv[2] = {"SELECT", db};
+        redisReply *r = command(c, timeout_ms, 2, argv);
         bool ok = r != NULL && r->type == REDIS_REPLY_STATUS;
         if (r != NULL)
             freeReplyObject(r);
@@ -317,6 +339,33 @@ static int check_role(nori__near_listener *l, redisContext **control, unsigned b
     return 0;
 }
 
+/* ---- the database's identity (db_id.h) ---- */
+
+/* At each heartbeat, on the control connection: 0, or the flush cause when
+ * the check could not be made (no answer: heartbeat). A changed marker
+ * flushes the store here (db_changed) without ending the session: tracking
+ * itself is intact. */
+static int check_db_id(nori__near_listener *l, redisContext **control, nori__near_db_id *id)
+{
+    if (id->state == NORI__DB_ID_OFF)
+        return 0;
+    if (*control == NULL)
+        *control = connect_ctx(l, l->heartbeat_ms);
+    if (*control == NULL)
+        return NORI__NEAR_FLUSH_HEARTBEAT;
+    nori__near_db_id_result r =
+        nori__near_db_id_check(id, *control, l->db_key, l->heartbeat_ms, false);
+    atomic_store(&l->db_state, (int)id->state);
+    if (r == NORI__DB_ID_NO_REPLY) {
+        redisFree(*control);
+        *control = NULL;
+        return NORI__NEAR_FLUSH_HEARTBEAT;
+    }
+    if (r == NORI__DB_ID_CHANGED)
+        nori__near_flush(l->near, NORI__NEAR_FLUSH_DB_CHANGED);
+    return 0;
+}
+
 /* ---- the subscribed connection ---- */
 
 static bool is_str(const redisReply *r, const char *s)
@@ -344,6 +393,9 @@ static void handle_reply(nori__near_listener *l, const redisReply *r, bool *pong
     }
     if (!is_str(r->element[0], "message") || r->elements != 3)
         return; /* subscribe confirmations */
+    void (*hook)(void) = nori__near_test_before_message;
+    if (hook != NULL)
+        hook();
     atomic_fetch_add_explicit(&l->messages, 1, memory_order_relaxed);
     const redisReply *payload = r->element[2];
     if (payload->type == REDIS_REPLY_NIL) {
@@ -412,6 +464,16 @@ static int run_session(nori__near_listener *l)
         freeReplyObject(r);
     if (!subscribed)
         goto out;
+    /* The database's marker, read before tracking is proved: every fill of
+     * this session begins after it, so a swap after it is the next
+     * heartbeat's to find (db_id.h). */
+    nori__near_db_id db_id;
+    control = connect_ctx(l, l->heartbeat_ms);
+    if (control == NULL ||
+        nori__near_db_id_check(&db_id, control, l->db_key, l->heartbeat_ms, true) ==
+            NORI__DB_ID_NO_REPLY)
+        goto out;
+    atomic_store(&l->db_state, (int)db_id.state);
 
     /* Proved: from here on every change to a key read by a connection that
      * redirects to `id` reaches this socket. */
@@ -465,6 +527,8 @@ static int run_session(nori__near_listener *l)
         int lost = check_tracked(l, &control);
         if (lost == 0)
             lost = check_role(l, &control, ++beat);
+        if (lost == 0)
+            lost = check_db_id(l, &control, &db_id);
         if (lost != 0) {
             cause = lost;
             break;
@@ -472,6 +536,7 @@ static int run_session(nori__near_listener *l)
         next_beat = nori__now_ms() + l->heartbeat_ms;
     }
 out:
+    atomic_store(&l->db_state, -1);
     if (atomic_load(&l->stop) && cause != -1)
         cause = NORI__NEAR_FLUSH_LISTENER_LOST;
     if (control != NULL)
@@ -513,6 +578,7 @@ static void listener_free(nori__near_listener *l)
     free(l->password);
     free(l->display);
     free(l->prefix);
+    free(l->db_key);
     free(l->tracked);
     free(l);
 }
@@ -539,7 +605,16 @@ int nori__near_listener_start(nori__near *n, const nori__near_listener_config *c
         return nori__fail(NORI_ENOMEM, "near cache listener: out of memory");
     }
     l->prefix_len = strlen(l->prefix);
+    size_t klen = l->prefix_len + sizeof NORI_NEAR_DB_ID_KEY;
+    l->db_key = malloc(klen);
+    if (l->db_key == NULL) {
+        listener_free(l);
+        return nori__fail(NORI_ENOMEM, "near cache listener: out of memory");
+    }
+    snprintf(l->db_key, klen, "%s%s", l->prefix, NORI_NEAR_DB_ID_KEY);
     l->port = cfg->port;
+    l->db = cfg->db;
+    atomic_init(&l->db_state, -1);
     l->connect_timeout_ms = cfg->connect_timeout_ms;
     l->heartbeat_ms = cfg->heartbeat_ms != 0 ? cfg->heartbeat_ms : NORI_NEAR_DEFAULT_HEARTBEAT_MS;
     l->check_role = cfg->check_role;
@@ -617,6 +692,8 @@ void nori__near_listener_get_stats(nori__near_listener *l, nori__near_listener_s
     out->connects = atomic_load(&l->connects);
     out->messages = atomic_load(&l->messages);
     out->pings = atomic_load(&l->pings);
+    int db = atomic_load(&l->db_state);
+    out->db_unchecked = db >= 0 && db != NORI__DB_ID_KNOWN ? 1 : 0;
     pthread_mutex_lock(&l->lock);
     out->tracked = l->ntracked;
     pthread_mutex_unlock(&l->lock);

@@ -19,7 +19,10 @@
  *    connection that each of them still exists with tracking on and a valid
  *    redirect (CLIENT LIST ID ..., flags 't' and not 'R'): Redis drops
  *    tracking silently when a data connection is killed, and over RESP2 tells
- *    nobody, so this is the only way to learn it;
+ *    nobody, so this is the only way to learn it; and it reads the
+ *    database's identity marker there (db_id.h: SWAPDB sends no
+ *    invalidation), read first before the store is made active: a changed
+ *    marker flushes the store (db_changed);
  *  - on connection loss, a missed heartbeat or a lost tracked connection:
  *    the client id is withdrawn (0), this listener's proof is withdrawn from
  *    the store, which flushes it (the cause counted; near.h), and it
@@ -29,8 +32,9 @@
  *  - with check_role (Sentinel): a node found not to be a master (it was
  *    demoted by a failover) ends the session like a lost connection, and
  *    the listener stays unproved while it is a replica.
- * While nothing changes it sends at most two commands per heartbeat (and a
- * ROLE every NORI_NEAR_ROLE_BEATS heartbeats with check_role).
+ * While nothing changes it sends at most three commands per heartbeat (PING,
+ * CLIENT LIST, GET of the marker; and a ROLE every NORI_NEAR_ROLE_BEATS
+ * heartbeats with check_role).
  *
  * Every wait is bounded: connect by connect_timeout_ms, commands on the
  * control connection by heartbeat_ms, the reader's poll by heartbeat_ms;
@@ -55,6 +59,7 @@ typedef struct {
     const char *user;        /* AUTH user, or NULL */
     const char *password;    /* AUTH password, or NULL (no AUTH) */
     const char *display;     /* the server's URL with the password masked, for messages */
+    int db;                  /* the data connections' database (SELECT when non-zero) */
     int connect_timeout_ms;  /* > 0 */
     int heartbeat_ms;        /* 0: NORI_NEAR_DEFAULT_HEARTBEAT_MS */
     const char *key_prefix;  /* "cache:": only these keys are invalidated, prefix stripped */
@@ -113,8 +118,17 @@ typedef struct {
     uint64_t messages;        /* invalidation messages read */
     uint64_t pings;           /* heartbeats sent */
     uint64_t tracked;         /* data connections registered now */
+    uint64_t db_unchecked;    /* 1 while subscribed without a readable marker
+                                 (db_id.h: a cluster node without its slot, an
+                                 error reply, or none written) */
 } nori__near_listener_stats;
 
 void nori__near_listener_get_stats(nori__near_listener *l, nori__near_listener_stats *out);
+
+/* Tests only: when set, called by every listener thread before it applies
+ * an invalidation message, so that a test can hold invalidations back for
+ * a moment (as a slow network or a descheduled thread would). Atomic: a
+ * test sets and clears it while listeners run. */
+extern void (*_Atomic nori__near_test_before_message)(void);
 
 #endif

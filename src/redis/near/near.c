@@ -93,7 +93,7 @@ struct nori__near {
 };
 
 static const char *const cause_names[NORI__NEAR_FLUSH_CAUSES] = {
-    "own", "server", "listener_lost", "heartbeat", "tracking_lost", "topology"};
+    "own", "server", "listener_lost", "heartbeat", "tracking_lost", "topology", "db_changed"};
 
 const char *nori__near_flush_cause_name(nori__near_flush_cause cause)
 {
@@ -471,11 +471,37 @@ static void do_remove_marker(near_shard *s, const char *key, size_t klen, uint64
         do_remove(s, slot);
 }
 
+/*
+ * A read of the key from Redis, other than the fill whose marker is at
+ * *slot, saw val[0..len) (found) or a nil, with hash vh: the rule 2 of
+ * near.h. Another fill's marker records it; a copy that differs from it
+ * goes (one of the two is older, and the reader is about to return its
+ * own). Shard lock held for writing.
+ */
+static void do_note_read(near_shard *s, near_entry **slot, const void *val, size_t len,
+                         bool found, uint64_t vh)
+{
+    near_entry *e = *slot;
+    if (e == NULL)
+        return;
+    if (e->ticket != 0) {
+        if (!e->seen) {
+            e->seen = true;
+            e->seen_hash = vh;
+        } else if (e->seen_hash != vh) {
+            e->mismatch = true;
+        }
+    } else if (!found || e->vlen != len || memcmp(e->data + e->klen + 1, val, len) != 0) {
+        do_remove(s, slot);
+    }
+}
+
 bool nori__near_fill_end(nori__near *n, const char *key, size_t klen, const nori__near_fill *f,
                          const void *val, size_t len, int64_t pttl_ms)
 {
     uint64_t hash = nori__hash_key(n->seed, key, klen);
     near_shard *s = shard_of(n, hash);
+    uint64_t vh = value_hash(n, val, len);
     int64_t life = n->max_ttl_ms;
     if (pttl_ms >= 0 && pttl_ms < life)
         life = pttl_ms;
@@ -488,14 +514,15 @@ bool nori__near_fill_end(nori__near *n, const char *key, size_t klen, const nori
     bool ours = *slot != NULL && (*slot)->ticket == f->ticket;
     /* Another thread read the key from Redis meanwhile and got something
      * else: which read is newer is unknown, so keep neither. */
-    bool contended = ours && ((*slot)->mismatch ||
-                              ((*slot)->seen && (*slot)->seen_hash != value_hash(n, val, len)));
+    bool contended = ours && ((*slot)->mismatch || ((*slot)->seen && (*slot)->seen_hash != vh));
     /* Under the shard lock: a flush bumps the epoch before it takes any
      * shard lock, so a stale epoch is seen here or the flush comes after. */
     bool valid = ours && !contended && atomic_load(&n->epoch) == f->epoch &&
                  atomic_load(&n->active);
     if (ours)
         do_remove(s, slot);
+    else /* displaced (invalidated, flushed): still a read the caller returns */
+        do_note_read(s, slot, val, len, true, vh);
     bool stored = false;
     if (valid && e != NULL) {
         e->expires_ms = expires;
@@ -509,29 +536,18 @@ bool nori__near_fill_end(nori__near *n, const char *key, size_t klen, const nori
     return stored;
 }
 
-void nori__near_note_read(nori__near *n, const char *key, size_t klen, const void *val,
-                          size_t len, bool found)
+void nori__near_note_read(nori__near *n, const char *key, size_t klen, const nori__near_fill *f,
+                          const void *val, size_t len, bool found)
 {
     uint64_t hash = nori__hash_key(n->seed, key, klen);
     near_shard *s = shard_of(n, hash);
     uint64_t vh = found ? value_hash(n, val, len) : 0;
     pthread_rwlock_wrlock(&s->lock);
     near_entry **slot = do_find_slot(s, key, klen, hash);
-    near_entry *e = *slot;
-    if (e != NULL && e->ticket != 0) {
-        if (!e->seen) {
-            e->seen = true;
-            e->seen_hash = vh;
-        } else if (e->seen_hash != vh) {
-            e->mismatch = true;
-        }
-    } else if (e != NULL && (!found || e->vlen != len ||
-                             memcmp(e->data + e->klen + 1, val, len) != 0)) {
-        /* A copy stored since this read began that differs from it: one of
-         * the two is older, and the caller is about to return its own: drop
-         * the copy so that the caller's next get cannot go back to it. */
-        do_remove(s, slot);
-    }
+    if (f != NULL && *slot != NULL && (*slot)->ticket == f->ticket)
+        do_remove(s, slot); /* its own marker: the fill ends, keeping nothing */
+    else
+        do_note_read(s, slot, val, len, found, vh);
     pthread_rwlock_unlock(&s->lock);
 }
 

@@ -26,6 +26,38 @@
  *    GET) nor max_ttl_ms (a safety net, default 60 s), counted from the
  *    moment the fill began, i.e. before the GET was sent.
  *
+ * Monotonic reads. The invariant: a thread never reads a value older than
+ * one it has read before (locally or from Redis, through this store).
+ * Redis runs the reads of a key in one order; what could break it is a
+ * copy of an older read that is stored, or left in place, after a thread
+ * returned a newer read, and served to that thread before the invalidation
+ * that removes it is in (the listener is another thread on another
+ * connection: nothing orders its messages with the data replies). So:
+ *  1. Every read of a key from Redis whose result a caller gets (a value or
+ *     a nil), by any thread, filling or not, its own marker still in place
+ *     or not, is reported here before the caller gets it: with
+ *     nori__near_fill_end (a value its own fill may keep) or
+ *     nori__near_note_read (anything else). A read that failed returns
+ *     nothing and only ends its fill (nori__near_fill_cancel).
+ *  2. A report that finds another fill's marker records what it read: that
+ *     fill keeps its reply only if every report it got saw the same value
+ *     (compared by a 64-bit hash). A report that finds a copy that differs
+ *     from what it read removes the copy.
+ *  3. A fill stores its reply only while its own marker is in place; the
+ *     marker is placed before the read is sent.
+ * Why that is enough: let R be a read a thread returned, reported at t. A
+ * copy served to that thread afterwards was either (a) stored before t and
+ * still there at t: R's report saw it, so it equals R or was removed; or
+ * (b) stored after t by a fill whose marker was in place at t: R's report
+ * reached that marker, so the fill's reply equals R or is not kept; or (c)
+ * stored by a fill whose marker was placed after t: its read was sent after
+ * R's reply was in, so Redis ran it after R and it is not older. A marker
+ * that goes (an invalidation, a flush, a write of this process, a newer
+ * fill after MARKER_LIFE_MS) takes its reports with it, which is safe: its
+ * fill can no longer store, and any later fill reads after all of them.
+ * (Through a failover, Redis's asynchronous replication may itself lose
+ * the newest writes: the store is flushed then, and reads follow Redis.)
+ *
  * Bounds: at most max_keys entries (markers included) and max_bytes bytes
  * (key, value and a fixed per-entry overhead). The store is split into up to
  * 16 shards, each with its own lock, recency list and an equal share of
@@ -64,11 +96,14 @@ typedef enum {
     NORI__NEAR_FLUSH_TRACKING_LOST, /* a tracked data connection is gone or untracked */
     NORI__NEAR_FLUSH_TOPOLOGY,      /* keys changed node: a cluster slot moved, a new
                                        sentinel master */
+    NORI__NEAR_FLUSH_DB_CHANGED,    /* the database's identity marker changed or went
+                                       (SWAPDB, a flush of the cache: db_id.h) */
     NORI__NEAR_FLUSH_CAUSES
 } nori__near_flush_cause;
 
 /* Names for the causes ("own", "server", "listener_lost", "heartbeat",
- * "tracking_lost", "topology"), for stats and metrics. Static strings. */
+ * "tracking_lost", "topology", "db_changed"), for stats and metrics. Static
+ * strings. */
 const char *nori__near_flush_cause_name(nori__near_flush_cause cause);
 
 typedef struct {
@@ -120,31 +155,39 @@ typedef struct {
  * Marks `key` "fill in progress", before the read is sent. Returns false
  * when the reply must not be kept: store inactive; a copy is already there
  * (f->live is then set: serve it with nori__near_get rather than read
- * Redis); or another thread's fill is in flight (it is left alone). The
- * caller then does not call fill_end; when it reads Redis anyway it reports
- * what it read with nori__near_note_read, so that a thread never sees a key
- * go back to an older value: the fill in flight keeps its reply only if
- * every such concurrent read saw the same value, and a copy stored
- * meanwhile that differs from the read is dropped.
+ * Redis); or another thread's fill is in flight (it is left alone: under
+ * steady concurrent misses of a hot key, replacing it would let no fill
+ * finish). The caller that reads Redis anyway reports what it read with
+ * nori__near_note_read(f = NULL).
  */
 bool nori__near_fill_begin(nori__near *n, const char *key, size_t klen, nori__near_fill *f);
 
-/* A read of `key` made without a fill of its own (see fill_begin) saw
- * val[0..len) (found) or nothing (!found, a nil). */
-void nori__near_note_read(nori__near *n, const char *key, size_t klen, const void *val,
-                          size_t len, bool found);
+/*
+ * A read of `key` from Redis whose result the caller returns, and that is
+ * not kept: made without a fill (f NULL), or by the fill `f` when its reply
+ * is a nil or may not be kept (not proved). It saw val[0..len) (found) or
+ * nothing (!found, a nil). Ends f's fill if its marker is still in place;
+ * otherwise tells the fill in flight (or the copy) what was read: rule 2
+ * of the monotonic reads above.
+ */
+void nori__near_note_read(nori__near *n, const char *key, size_t klen, const nori__near_fill *f,
+                          const void *val, size_t len, bool found);
 
 /*
- * Stores the reply of a fill begun with `f` when nothing invalidated the key
- * or flushed the store since, tracking is still proved and the bounds allow
- * it. pttl_ms: the key's PTTL read with the value (-1: no expiry; -2 or 0:
- * gone, nothing stored). Returns true when stored. The value is copied.
+ * The value read by the fill begun with `f`, proved (client.h): stores it
+ * when f's marker is still in place (nothing invalidated the key or flushed
+ * the store since, and every concurrent read reported the same value),
+ * tracking is still proved and the bounds allow it. pttl_ms: the key's
+ * PTTL read with the value (-1: no expiry; -2 or 0: gone, nothing stored).
+ * When f's marker is gone the read is reported as nori__near_note_read
+ * does. Returns true when stored. The value is copied.
  */
 bool nori__near_fill_end(nori__near *n, const char *key, size_t klen, const nori__near_fill *f,
                          const void *val, size_t len, int64_t pttl_ms);
 
-/* Gives up a fill (the read failed or missed): removes its marker if it is
- * still the one `f` placed. */
+/* Gives up a fill whose read failed (an error, a redirection: the caller
+ * returns no value): removes its marker if it is still the one `f`
+ * placed. */
 void nori__near_fill_cancel(nori__near *n, const char *key, size_t klen,
                             const nori__near_fill *f);
 

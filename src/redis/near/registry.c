@@ -110,6 +110,7 @@ nori__near_listener *nori__near_registry_listener(nori__near_registry *r,
         .user = url->user,
         .password = url->password,
         .display = url->display,
+        .db = url->db,
         .connect_timeout_ms = url->connect_timeout_ms,
         .heartbeat_ms = 0,
         .key_prefix = r->prefix,
@@ -149,5 +150,6 @@ void nori__near_registry_stats(nori__near_registry *r, nori__near_listener_stats
         out->messages += one.messages;
         out->pings += one.pings;
         out->tracked += one.tracked;
+        out->db_unchecked += one.db_unchecked;
     }
 }
