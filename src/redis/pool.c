@@ -10,6 +10,7 @@
 
 #include "backend.h"
 #include "error.h"
+#include "redis/resolve.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -85,20 +86,32 @@ static int setup_command(nori__redis_pool *p, redisContext *c, const char *what,
 static int connect_new(nori__redis_pool *p, redisContext **out, nori__connect_failure *why)
 {
     const nori__redis_url *u = p->url;
-    struct timeval ctv = ms_to_timeval(u->connect_timeout_ms);
-    redisContext *c = u->is_unix ? redisConnectUnixWithTimeout(u->path, ctv)
-                                 : redisConnectWithTimeout(u->host, u->port, ctv);
-    if (c == NULL)
-        return nori__fail(NORI_ENOMEM, "out of memory connecting to redis %s", u->display);
-    if (c->err) {
-        /* errstr is hiredis's text, e.g. "Connection refused" or
-         * "Connection timed out" (connect_timeout_ms elapsed). */
-        *why = strstr(c->errstr, "timed out") != NULL ? NORI__CONNECT_SLOW
-                                                       : NORI__CONNECT_REFUSED;
-        int rc = nori__fail(NORI_EBACKEND, "redis %s: cannot connect: %s (connect timeout %d ms)",
-                            u->display, c->errstr, u->connect_timeout_ms);
-        redisFree(c);
-        return rc;
+    redisContext *c;
+    char failure[256];
+    bool slow = false;
+    if (u->is_unix) {
+        c = redisConnectUnixWithTimeout(u->path, ms_to_timeval(u->connect_timeout_ms));
+        if (c != NULL && c->err) {
+            slow = strstr(c->errstr, "timed out") != NULL;
+            snprintf(failure, sizeof failure, "%s", c->errstr);
+            redisFree(c);
+            c = NULL;
+        } else if (c == NULL) {
+            snprintf(failure, sizeof failure, "out of memory");
+        }
+    } else {
+        /* The host name's lookup is bounded too (resolve.h). */
+        c = nori__redis_connect_tcp(u->host, u->port, u->connect_timeout_ms, failure,
+                                    sizeof failure, &slow);
+    }
+    if (c == NULL) {
+        /* hiredis's text, e.g. "Connection refused" or "Connection timed
+         * out" (connect_timeout_ms elapsed), or the lookup's. */
+        *why = slow ? NORI__CONNECT_SLOW : NORI__CONNECT_REFUSED;
+        if (strcmp(failure, "out of memory") == 0)
+            return nori__fail(NORI_ENOMEM, "out of memory connecting to redis %s", u->display);
+        return nori__fail(NORI_EBACKEND, "redis %s: cannot connect: %s (connect timeout %d ms)",
+                          u->display, failure, u->connect_timeout_ms);
     }
     /* Every later command is sent and answered before a deadline (io.h);
      * without it a hung server would block the caller forever. */

@@ -8,8 +8,9 @@
  * freed instead of being returned, so the next call connects afresh; at most
  * url->pool_size idle contexts are kept, the surplus is closed.
  *
- * Every new connection is set up the same way: connect (bounded by
- * connect_timeout_ms), non-blocking mode with bounded reply objects (io.h),
+ * Every new connection is set up the same way: connect (the host name's
+ * lookup and the connect together bounded by connect_timeout_ms:
+ * resolve.h), non-blocking mode with bounded reply objects (io.h),
  * TCP keepalive, AUTH (with the user when the URL has one) and SELECT, each
  * of these commands bounded by timeout_ms.
  */
