@@ -353,3 +353,36 @@ redisContext *nori__redis_connect_tcp(const char *host, int port, int timeout_ms
     }
     return NULL;
 }
+
+redisContext *nori__redis_connect_start(const char *host, int port, int timeout_ms, char *why,
+                                        size_t why_size, bool *timed_out)
+{
+    why[0] = '\0';
+    answer a;
+    if (resolve(host, nori__redis_now_ms() + timeout_ms, timeout_ms, &a, why, why_size,
+                timed_out) != 0)
+        return NULL;
+    redisContext *c = redisConnectNonBlock(a.addr[0], port);
+    if (c == NULL) {
+        snprintf(why, why_size, "out of memory");
+        return NULL;
+    }
+    if (c->err != 0) {
+        snprintf(why, why_size, "%s", c->errstr);
+        redisFree(c);
+        return NULL;
+    }
+    return c;
+}
+
+int nori__redis_connect_finish(redisContext *c, char *why, size_t why_size)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+        err = errno;
+    if (err == 0)
+        return 0;
+    snprintf(why, why_size, "%s", strerror(err));
+    return -1;
+}

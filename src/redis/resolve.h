@@ -66,6 +66,21 @@
 redisContext *nori__redis_connect_tcp(const char *host, int port, int timeout_ms, char *why,
                                       size_t why_size, bool *timed_out);
 
+/*
+ * The same, for a caller that waits for several sockets at once (the
+ * sentinel watch): the lookup as above (bounded by timeout_ms; it blocks
+ * the caller that long at most), then a connect to the first address,
+ * started without waiting. Returns the context, its socket connecting
+ * (hiredis marks it connected already): wait until it is writable, then
+ * call nori__redis_connect_finish. NULL with why / *timed_out as above.
+ */
+redisContext *nori__redis_connect_start(const char *host, int port, int timeout_ms, char *why,
+                                        size_t why_size, bool *timed_out);
+
+/* After c's socket became writable: 0 when its connect succeeded, -1 with
+ * why filled when it failed (c is then to be freed). */
+int nori__redis_connect_finish(redisContext *c, char *why, size_t why_size);
+
 /* ---- for tests ---- */
 
 /* The function a lookup thread calls in place of getaddrinfo(3) (same
