@@ -50,6 +50,13 @@ static void addr_reply(char *buf, size_t size, int port)
 #define ROLE_REPLICA                                                                               \
     "*5\r\n$5\r\nslave\r\n$9\r\n127.0.0.1\r\n:6379\r\n$9\r\nconnected\r\n:0\r\n"
 
+/* The fakes answer at once, but a loaded machine may not schedule their
+ * thread for a while: calls get generous timeouts (the subject here is the
+ * watch, not the deadlines), which is also how long a SUBSCRIBE that never
+ * gets its answer is waited for. */
+#define SLACK_MS 3000
+#define SLACK "?timeout_ms=3000&connect_timeout_ms=3000"
+
 /* A scripted sentinel that names m1 once (m1 NULL: never), then m2, and
  * answers the watch. */
 static nori_fake_redis *fake_sentinel(nori_fake_redis *m1, nori_fake_redis *m2)
@@ -139,7 +146,7 @@ static void test_watch_follows_announcement(void **state)
     fake_masters(&m1, &m2);
     nori_fake_redis *sent = fake_sentinel(m1, m2);
     char url[200];
-    snprintf(url, sizeof url, "redis+sentinel://127.0.0.1:%d/mymaster", nori_fake_redis_port(sent));
+    snprintf(url, sizeof url, "redis+sentinel://127.0.0.1:%d/mymaster" SLACK, nori_fake_redis_port(sent));
     nori_backend *b;
     assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
     assert_nori(nori_backend_set(b, "k", "v", 1, 0), NORI_OK);
@@ -183,21 +190,22 @@ static void test_watch_stalled_and_lost_sentinels(void **state)
     nori_fake_redis_default(hung, "SUBSCRIBE", NORI_FAKE_STALL);
     nori_fake_redis *sent = fake_sentinel(NULL, m2); /* asked only after its announcement */
     char url[300];
-    snprintf(url, sizeof url, "redis+sentinel://127.0.0.1:%d,127.0.0.1:%d/mymaster?timeout_ms=300",
+    snprintf(url, sizeof url, "redis+sentinel://127.0.0.1:%d,127.0.0.1:%d/mymaster" SLACK,
              nori_fake_redis_port(hung), nori_fake_redis_port(sent));
     nori_backend *b;
     assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
     assert_nori(nori_backend_set(b, "k", "v", 1, 0), NORI_OK); /* the hung one named m1 */
     assert_int_equal(nori_fake_redis_count(m1, "SET"), 1);
     assert_true(wait_count(sent, "PING", 1, 5000));
-    assert_true(wait_count(hung, "SUBSCRIBE", 2, 5000)); /* dropped, tried again */
+    /* Dropped after timeout_ms, tried again. */
+    assert_true(wait_count(hung, "SUBSCRIBE", 2, SLACK_MS + 5000));
     announce(sent, "+promoted-slave", nori_fake_redis_port(m1), nori_fake_redis_port(m2));
     assert_true(sets_reach(b, m2, 5000));
     nori_backend_free(b);
 
     /* A sentinel that hangs up: subscribed again, and asked again. */
     nori_fake_redis *lone = fake_sentinel(m1, m2);
-    snprintf(url, sizeof url, "redis+sentinel://127.0.0.1:%d/mymaster", nori_fake_redis_port(lone));
+    snprintf(url, sizeof url, "redis+sentinel://127.0.0.1:%d/mymaster" SLACK, nori_fake_redis_port(lone));
     assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
     int m1_sets = nori_fake_redis_count(m1, "SET");
     assert_nori(nori_backend_set(b, "k", "v", 1, 0), NORI_OK);
@@ -230,7 +238,7 @@ static void test_watch_drops_a_silent_sentinel(void **state)
     fake_masters(&m1, &m2);
     nori_fake_redis *sent = fake_sentinel(m1, m2);
     char url[200];
-    snprintf(url, sizeof url, "redis+sentinel://127.0.0.1:%d/mymaster", nori_fake_redis_port(sent));
+    snprintf(url, sizeof url, "redis+sentinel://127.0.0.1:%d/mymaster" SLACK, nori_fake_redis_port(sent));
     nori_backend *b;
     assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
     assert_nori(nori_backend_set(b, "k", "v", 1, 0), NORI_OK);
@@ -266,7 +274,7 @@ static void test_idle_connection_confirms_role(void **state)
     fake_masters(&m1, &m2);
     nori_fake_redis *sent = fake_sentinel(m1, m2);
     char url[200];
-    snprintf(url, sizeof url, "redis+sentinel://127.0.0.1:%d/mymaster", nori_fake_redis_port(sent));
+    snprintf(url, sizeof url, "redis+sentinel://127.0.0.1:%d/mymaster" SLACK, nori_fake_redis_port(sent));
     nori_backend *b;
     assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
     assert_nori(nori_backend_set(b, "k", "v", 1, 0), NORI_OK);
@@ -299,7 +307,7 @@ static void test_watch_fork_child_frees(void **state)
     fake_masters(&m1, &m2);
     nori_fake_redis *sent = fake_sentinel(m1, m2);
     char url[200];
-    snprintf(url, sizeof url, "redis+sentinel://127.0.0.1:%d/mymaster", nori_fake_redis_port(sent));
+    snprintf(url, sizeof url, "redis+sentinel://127.0.0.1:%d/mymaster" SLACK, nori_fake_redis_port(sent));
     nori_backend *b;
     assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
     assert_nori(nori_backend_set(b, "k", "v", 1, 0), NORI_OK); /* the watch starts */
