@@ -107,7 +107,8 @@ static int confirm_master(nori__redis_pool *p, redisContext *c, nori__connect_fa
     }
     bool array = r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
                  r->element[0]->type == REDIS_REPLY_STRING;
-    bool master = r->type == REDIS_REPLY_ERROR || (array && strcmp(r->element[0]->str, "master") == 0);
+    bool master =
+        r->type == REDIS_REPLY_ERROR || (array && strcmp(r->element[0]->str, "master") == 0);
     int rc = 0;
     if (!master) {
         *why = NORI__CONNECT_FAILED;

@@ -68,11 +68,12 @@ typedef struct nori__sentinel_watch nori__sentinel_watch;
 /*
  * Runs on the watch thread: sentinel >= 0, that sentinel (index in
  * t->addrs) announced that the master of t->master_name is now (or is
- * about to be, +promoted-slave) host:port; -1 (host NULL), one may have been missed. It must resolve the
- * master again (bounded; the thread reads nothing meanwhile) and return
- * whether it did and, for an announcement, found the announced master:
- * otherwise an announcement is acted on again every 200 ms, 10 times at
- * most (a sentinel or the new master may not answer at once).
+ * about to be, +promoted-slave) host:port; -1 (host NULL), one may have
+ * been missed. It must resolve the master again (bounded; the thread reads
+ * nothing meanwhile) and return whether it did and, for an announcement,
+ * found the announced master: otherwise an announcement is acted on again
+ * every 200 ms, 10 times at most (a sentinel or the new master may not
+ * answer at once).
  */
 typedef bool (*nori__sentinel_switch_fn)(void *ud, int sentinel, const char *host, int port);
 

@@ -146,7 +146,8 @@ static void test_watch_follows_announcement(void **state)
     fake_masters(&m1, &m2);
     nori_fake_redis *sent = fake_sentinel(m1, m2);
     char url[200];
-    snprintf(url, sizeof url, "redis+sentinel://127.0.0.1:%d/mymaster" SLACK, nori_fake_redis_port(sent));
+    snprintf(url, sizeof url, "redis+sentinel://127.0.0.1:%d/mymaster" SLACK,
+             nori_fake_redis_port(sent));
     nori_backend *b;
     assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
     assert_nori(nori_backend_set(b, "k", "v", 1, 0), NORI_OK);
@@ -205,7 +206,8 @@ static void test_watch_stalled_and_lost_sentinels(void **state)
 
     /* A sentinel that hangs up: subscribed again, and asked again. */
     nori_fake_redis *lone = fake_sentinel(m1, m2);
-    snprintf(url, sizeof url, "redis+sentinel://127.0.0.1:%d/mymaster" SLACK, nori_fake_redis_port(lone));
+    snprintf(url, sizeof url, "redis+sentinel://127.0.0.1:%d/mymaster" SLACK,
+             nori_fake_redis_port(lone));
     assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
     int m1_sets = nori_fake_redis_count(m1, "SET");
     assert_nori(nori_backend_set(b, "k", "v", 1, 0), NORI_OK);
@@ -238,7 +240,8 @@ static void test_watch_drops_a_silent_sentinel(void **state)
     fake_masters(&m1, &m2);
     nori_fake_redis *sent = fake_sentinel(m1, m2);
     char url[200];
-    snprintf(url, sizeof url, "redis+sentinel://127.0.0.1:%d/mymaster" SLACK, nori_fake_redis_port(sent));
+    snprintf(url, sizeof url, "redis+sentinel://127.0.0.1:%d/mymaster" SLACK,
+             nori_fake_redis_port(sent));
     nori_backend *b;
     assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
     assert_nori(nori_backend_set(b, "k", "v", 1, 0), NORI_OK);
@@ -274,7 +277,8 @@ static void test_idle_connection_confirms_role(void **state)
     fake_masters(&m1, &m2);
     nori_fake_redis *sent = fake_sentinel(m1, m2);
     char url[200];
-    snprintf(url, sizeof url, "redis+sentinel://127.0.0.1:%d/mymaster" SLACK, nori_fake_redis_port(sent));
+    snprintf(url, sizeof url, "redis+sentinel://127.0.0.1:%d/mymaster" SLACK,
+             nori_fake_redis_port(sent));
     nori_backend *b;
     assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
     assert_nori(nori_backend_set(b, "k", "v", 1, 0), NORI_OK);
@@ -307,7 +311,8 @@ static void test_watch_fork_child_frees(void **state)
     fake_masters(&m1, &m2);
     nori_fake_redis *sent = fake_sentinel(m1, m2);
     char url[200];
-    snprintf(url, sizeof url, "redis+sentinel://127.0.0.1:%d/mymaster" SLACK, nori_fake_redis_port(sent));
+    snprintf(url, sizeof url, "redis+sentinel://127.0.0.1:%d/mymaster" SLACK,
+             nori_fake_redis_port(sent));
     nori_backend *b;
     assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
     assert_nori(nori_backend_set(b, "k", "v", 1, 0), NORI_OK); /* the watch starts */
