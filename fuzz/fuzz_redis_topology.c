@@ -2,8 +2,9 @@
  * What a cluster or sentinel client takes from outside, on arbitrary bytes.
  * The first byte picks the parser:
  *   'u'  the REDIS_URL topology forms (?addr=, redis+sentinel://): never
- *        crashes or leaks; an accepted URL's display never holds the
- *        password or the sentinel password;
+ *        crashes or leaks; no password (the parser's spans, url_oracle.h:
+ *        userinfo, password= and sentinel_password= in any case) shows in
+ *        an accepted URL's display or in the message about a refused one;
  *   'r'  a server error line as a redirection (MOVED/ASK/...): slot and
  *        port in range;
  *   anything else: the rest is fed to hiredis's reply reader as a server's
@@ -15,6 +16,7 @@
 #include "redis/cluster_slots.h"
 #include "redis/io.h"
 #include "redis/url_topology.h"
+#include "url_oracle.h"
 
 #include <hiredis/hiredis.h>
 #include <stdbool.h>
@@ -23,28 +25,47 @@
 
 static void url_case(const char *s)
 {
+    static secret secrets[MAX_SPANS];
+    size_t nsecrets = secrets_of(s, secrets);
     nori__redis_target t;
     int rc = nori__redis_target_parse(s, &t);
     if (rc == NORI_OK) {
         if (t.display == NULL || (t.sentinel && (t.master_name == NULL || t.naddrs == 0)))
             abort();
-        /* A password of 8+ bytes that stands in the URL once (so only as
-         * the password) is not in the display. */
-        if (t.node.password != NULL && strlen(t.node.password) >= 8) {
-            const char *first = strstr(s, t.node.password);
-            bool once = first != NULL && strstr(first + 1, t.node.password) == NULL;
-            if (once && strstr(t.display, t.node.password) != NULL)
+        for (size_t i = 0; i < nsecrets; i++)
+            if (strstr(t.display, secrets[i].text) != NULL)
                 abort();
-        }
-        if (t.sentinel_password != NULL && strlen(t.sentinel_password) >= 8 &&
-            strstr(t.display, "sentinel_password=***") == NULL)
+        /* Every password the parser took is one of the spans. */
+        if ((t.node.password != NULL || t.sentinel_password != NULL) &&
+            strstr(t.display, "***") == NULL)
             abort();
         for (size_t i = 0; i < t.naddrs; i++)
             if (t.addrs[i].port < 1 || t.addrs[i].port > 65535 || t.addrs[i].host[0] == '\0')
                 abort();
+        /* The display form parses again to the same shape. */
+        nori__redis_target again;
+        if (nori__redis_target_parse(t.display, &again) != NORI_OK)
+            abort();
+        if (again.sentinel != t.sentinel || again.naddrs != t.naddrs ||
+            (again.node.password != NULL) != (t.node.password != NULL) ||
+            (again.sentinel_password != NULL) != (t.sentinel_password != NULL))
+            abort();
+        nori__redis_target_free(&again);
         nori__redis_target_free(&t);
     } else if (rc != NORI_EINVAL) {
         abort();
+    } else {
+        /* Every message echoes the URL as written, masked into 256 bytes by
+         * the one masker; the topology layer once re-rendered the inner
+         * parser's message with a masker of its own ("?PASSWORD=" shown). */
+        char echo[256];
+        nori__redis_url_mask(s, echo, sizeof echo);
+        const char *msg = nori_last_error();
+        if (quotes_other_form(msg, echo))
+            abort();
+        for (size_t i = 0; i < nsecrets; i++)
+            if (shows(msg, echo, &secrets[i]))
+                abort();
     }
 }
 

@@ -8,10 +8,24 @@
  * freed instead of being returned, so the next call connects afresh; at most
  * url->pool_size idle contexts are kept, the surplus is closed.
  *
- * Every new connection is set up the same way: connect (bounded by
- * connect_timeout_ms), non-blocking mode with bounded reply objects (io.h),
+ * Every new connection is set up the same way: connect (the host name's
+ * lookup and the connect together bounded by connect_timeout_ms:
+ * resolve.h), non-blocking mode with bounded reply objects (io.h),
  * TCP keepalive, AUTH (with the user when the URL has one) and SELECT, each
  * of these commands bounded by timeout_ms.
+ *
+ * Through Sentinel (check_role) a connection also confirms that its server
+ * is still the master, with ROLE: when it is new, and when it was idle for
+ * more than NORI_REDIS_ROLE_IDLE_MS. The sentinels may demote a master
+ * without closing a connection, and the announcement that says so
+ * (sentinel_watch.h) may be missed; a demoted server answers reads with
+ * what it replicates, stale until it has resynchronised. A server that
+ * says it is not the master fails the acquire (and its idle connections
+ * are closed), so that the caller asks the sentinels again; a ROLE refused
+ * by an ACL counts as "master" (the sentinels named it). A busy connection
+ * (used within the bound) is not checked: its writes would be answered
+ * READONLY, and the sentinels close the connections of a server they
+ * reconfigure.
  */
 #ifndef NORI_SRC_REDIS_POOL_H
 #define NORI_SRC_REDIS_POOL_H
@@ -23,11 +37,17 @@
 #include <pthread.h>
 #include <stdbool.h>
 
+/* An idle connection unused for longer is checked with ROLE before it is
+ * lent (check_role only). */
+#define NORI_REDIS_ROLE_IDLE_MS 1000
+
 typedef struct nori__redis_pool {
-    pthread_mutex_t lock;           /* guards idle and nidle */
+    pthread_mutex_t lock;           /* guards idle, idle_since and nidle */
     const nori__redis_url *url;     /* borrowed: owned by the backend, outlives the pool */
     redisContext **idle;            /* owned array of url->pool_size slots */
+    int64_t *idle_since;            /* owned, parallel to idle: when each was given back */
     int nidle;                      /* idle contexts, owned by the pool while idle */
+    bool check_role;                /* set before the pool is used: see above */
 } nori__redis_pool;
 
 /* Prepares an empty pool (no connection is made). NORI_OK or NORI_ENOMEM. */
@@ -39,7 +59,8 @@ void nori__redis_pool_destroy(nori__redis_pool *p);
 
 /* Why acquiring a context failed, for the circuit breaker (breaker.h). */
 typedef enum {
-    NORI__CONNECT_FAILED,  /* anything else: out of memory, AUTH or SELECT refused */
+    NORI__CONNECT_FAILED,  /* anything else: out of memory, AUTH or SELECT refused, not the
+                              master (check_role) */
     NORI__CONNECT_SLOW,    /* the connect or a setup command timed out */
     NORI__CONNECT_REFUSED, /* no connection: refused, reset, unreachable */
 } nori__connect_failure;

@@ -3,6 +3,7 @@
 #include "error.h"
 #include "redis/io.h"
 #include "redis/pool.h"
+#include "redis/resolve.h"
 
 #include <hiredis/hiredis.h>
 #include <stdio.h>
@@ -27,11 +28,6 @@ static void note(tried *t, const char *host, int port, const char *why)
         t->len = sizeof t->text - 1;
 }
 
-static struct timeval ms_tv(int ms)
-{
-    return (struct timeval){.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-}
-
 /*
  * One command on c, sent and answered within the URL's timeout_ms, its reply
  * bounded like every reply without a cache value (io.h): a sentinel or
@@ -53,12 +49,12 @@ static redisContext *open_conn(const nori__redis_url *u, const char *host, int p
                                const char *user, const char *password, char *why,
                                size_t why_size)
 {
-    redisContext *c = redisConnectWithTimeout(host, port, ms_tv(u->connect_timeout_ms));
-    if (c == NULL) {
-        snprintf(why, why_size, "out of memory");
+    bool slow;
+    redisContext *c = nori__redis_connect_tcp(host, port, u->connect_timeout_ms, why, why_size,
+                                              &slow);
+    if (c == NULL)
         return NULL;
-    }
-    if (c->err || nori__redis_io_prepare(c) != 0) {
+    if (nori__redis_io_prepare(c) != 0) {
         snprintf(why, why_size, "%s", c->errstr);
         redisFree(c);
         return NULL;

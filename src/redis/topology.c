@@ -6,7 +6,7 @@
 #include "redis/topology_impl.h"
 
 #include "error.h"
-#include "redis/sentinel.h"
+#include "redis/sentinel_watch.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -94,8 +94,7 @@ static int find(const nori__redis_topo *t, const char *host, int port)
     return -1;
 }
 
-/* Index of host:port, adding it when new. Called with t->lock held. -1 on error. */
-static int node_at_locked(nori__redis_topo *t, const char *host, int port)
+int nori__topo_do_node_at(nori__redis_topo *t, const char *host, int port)
 {
     int i = find(t, host, port);
     if (i >= 0)
@@ -122,6 +121,9 @@ static int node_at_locked(nori__redis_topo *t, const char *host, int port)
     }
     int mode = nori__topo_mode(t);
     atomic_init(&tn->node.refusals_count, mode == NORI_TOPO_CLUSTER || mode == NORI_TOPO_SENTINEL);
+    /* Through Sentinel a node serves only while it is the master: its
+     * connections confirm it (pool.h). */
+    tn->node.pool.check_role = mode == NORI_TOPO_SENTINEL;
     atomic_store_explicit(&t->nodes[n], tn, memory_order_release);
     atomic_store_explicit(&t->nnodes, n + 1, memory_order_release);
     return (int)n;
@@ -133,14 +135,12 @@ static int node_at(nori__redis_topo *t, const char *host, int port)
     if (i >= 0)
         return i;
     pthread_mutex_lock(&t->lock);
-    i = node_at_locked(t, host, port);
+    i = nori__topo_do_node_at(t, host, port);
     pthread_mutex_unlock(&t->lock);
     return i;
 }
 
-/* Closes a node's idle connections (the master changed, or it failed):
- * the next borrow connects afresh. Connections lent out are not touched. */
-static void drain(nori__redis_node *n)
+void nori__topo_drain(nori__redis_node *n)
 {
     nori__redis_pool *p = &n->pool;
     redisContext *stale[NORI_REDIS_MAX_POOL_SIZE];
@@ -153,8 +153,7 @@ static void drain(nori__redis_node *n)
         redisFree(stale[i]);
 }
 
-/* Keys changed node: tell the near cache (topology.h). */
-static void moved(const nori__redis_topo *t)
+void nori__topo_notify_moved(const nori__redis_topo *t)
 {
     if (t->moved_fn != NULL)
         t->moved_fn(t->moved_ud);
@@ -183,7 +182,7 @@ int nori__topo_new(const nori__redis_target *target, const nori_backend *owner,
     if (target->sentinel) {
         atomic_store(&t->mode, NORI_TOPO_SENTINEL);
     } else if (target->node.is_unix) {
-        int i = node_at_locked(t, NULL, 0);
+        int i = nori__topo_do_node_at(t, NULL, 0);
         if (i < 0) {
             nori__topo_free(t);
             return NORI_ENOMEM;
@@ -199,6 +198,8 @@ void nori__topo_free(nori__redis_topo *t)
 {
     if (t == NULL)
         return;
+    /* First: its callback uses the nodes. */
+    nori__sentinel_watch_stop(t->watch);
     size_t n = atomic_load(&t->nnodes);
     for (size_t i = 0; i < n; i++) {
         topo_node *tn = nori__topo_node(t, i);
@@ -269,7 +270,7 @@ static int refresh_from_locked(nori__redis_topo *t, int i)
      * registered too, so describe and a later MOVED to them find them). */
     int idx[NORI_CLUSTER_MAX_NODES];
     for (size_t k = 0; k < m.nnodes; k++) {
-        idx[k] = node_at_locked(t, m.nodes[k].host, m.nodes[k].port);
+        idx[k] = nori__topo_do_node_at(t, m.nodes[k].host, m.nodes[k].port);
         if (idx[k] < 0) {
             nori__slot_map_free(&m);
             return NORI_EBACKEND;
@@ -282,7 +283,7 @@ static int refresh_from_locked(nori__redis_topo *t, int i)
         changed |= was != NORI_SLOT_UNSERVED && was != o;
     }
     if (changed)
-        moved(t);
+        nori__topo_notify_moved(t);
     nori__slot_map_free(&t->map);
     t->map = m;
     t->have_map = true;
@@ -310,11 +311,11 @@ static int refresh_cluster_locked(nori__redis_topo *t, int prefer)
             if (i >= 0)
                 cand[nc++] = i;
         }
-    int seed = node_at_locked(t, NULL, 0);
+    int seed = nori__topo_do_node_at(t, NULL, 0);
     if (seed >= 0)
         cand[nc++] = seed;
     for (size_t a = 0; a < t->target->naddrs; a++) {
-        int i = node_at_locked(t, t->target->addrs[a].host, t->target->addrs[a].port);
+        int i = nori__topo_do_node_at(t, t->target->addrs[a].host, t->target->addrs[a].port);
         if (i >= 0)
             cand[nc++] = i;
     }
@@ -333,31 +334,6 @@ static int refresh_cluster_locked(nori__redis_topo *t, int prefer)
     return nori__fail(rc == NORI_ENOMEM ? NORI_ENOMEM : NORI_EBACKEND,
                       "redis %s: cannot read the cluster's slot map (asked %d node%s; last: %s)",
                       t->target->display, ntried, ntried == 1 ? "" : "s", last);
-}
-
-/* Asks the sentinels; on a new master drops the old one's idle connections. Lock held. */
-static int resolve_locked(nori__redis_topo *t)
-{
-    char *host = NULL;
-    int port = 0;
-    int rc = nori__sentinel_resolve(t->target, &t->sentinel_first, &host, &port);
-    if (rc != NORI_OK)
-        return rc;
-    int i = node_at_locked(t, host, port);
-    free(host);
-    if (i < 0)
-        return NORI_EBACKEND;
-    int old = atomic_load(&t->master);
-    if (old != i) {
-        if (old >= 0)
-            drain(&nori__topo_node(t, (size_t)old)->node);
-        atomic_store(&t->master, i);
-        if (old >= 0)
-            moved(t);
-    }
-    atomic_store(&t->last_refresh_ms, now_ms());
-    atomic_fetch_add(&t->refresh_gen, 1);
-    return NORI_OK;
 }
 
 /* force: ignore the rate limit (a MOVED to an unknown node, READONLY). */
@@ -380,7 +356,7 @@ static int refresh(nori__redis_topo *t, int prefer, bool force)
     if (mode == NORI_TOPO_CLUSTER)
         rc = refresh_cluster_locked(t, prefer);
     else
-        rc = resolve_locked(t);
+        rc = nori__topo_do_resolve(t);
     pthread_mutex_unlock(&t->lock);
     return rc;
 }
@@ -398,10 +374,10 @@ static int detect_locked(nori__redis_topo *t)
     const nori__redis_target *tg = t->target;
     if (tg->sentinel) {
         atomic_store(&t->mode, NORI_TOPO_SENTINEL);
-        return resolve_locked(t);
+        return nori__topo_do_resolve(t);
     }
     if (tg->node.is_unix) {
-        int i = node_at_locked(t, NULL, 0);
+        int i = nori__topo_do_node_at(t, NULL, 0);
         if (i < 0)
             return NORI_ENOMEM;
         atomic_store(&t->master, i);
@@ -411,8 +387,8 @@ static int detect_locked(nori__redis_topo *t)
     int rc = NORI_EBACKEND;
     char first_err[512] = "";
     for (size_t s = 0; s <= tg->naddrs; s++) {
-        int i = s == 0 ? node_at_locked(t, NULL, 0)
-                       : node_at_locked(t, tg->addrs[s - 1].host, tg->addrs[s - 1].port);
+        int i = s == 0 ? nori__topo_do_node_at(t, NULL, 0)
+                       : nori__topo_do_node_at(t, tg->addrs[s - 1].host, tg->addrs[s - 1].port);
         if (i < 0)
             return NORI_ENOMEM;
         const char *argv[] = {"INFO", "cluster"};
@@ -433,7 +409,7 @@ static int detect_locked(nori__redis_topo *t)
             for (size_t k = 0; k < nn; k++)
                 atomic_store(&nori__topo_node(t, k)->node.refusals_count, true);
             rc = refresh_cluster_locked(t, i);
-            moved(t); /* reads until now went to the seed, as it was */
+            nori__topo_notify_moved(t); /* reads until now went to the seed, as it was */
             return rc;
         }
         /* Not a cluster (or INFO refused, e.g. by an ACL): one server. */
@@ -538,12 +514,12 @@ static int follow(nori__redis_topo *t, const nori__topo_attempt *a, const topo_n
         uint16_t was = atomic_exchange_explicit(&t->owner[rd->slot], (uint16_t)i,
                                                 memory_order_acq_rel);
         if (was != NORI_SLOT_UNSERVED && was != (uint16_t)i)
-            moved(t);
+            nori__topo_notify_moved(t);
         refresh(t, i, !known);
         if (rd->slot != slot &&
             atomic_exchange_explicit(&t->owner[slot], (uint16_t)i, memory_order_acq_rel) !=
                 (uint16_t)i)
-            moved(t);
+            nori__topo_notify_moved(t);
     } else if (rd->kind == NORI_REDIRECT_ASK) {
         *ask = node_at(t, host, rd->port);
         if (*ask < 0)

@@ -26,6 +26,11 @@
  * and by time: no new attempt starts NORI_TOPO_RETRY_MS after the call
  * began, so a call takes at most that plus one attempt (connect and command
  * timeouts) plus one refresh.
+ *
+ * Through Sentinel the master is also resolved again, off the calling
+ * threads, when a sentinel announces a switch (topology_sentinel.c,
+ * sentinel_watch.h), and each node's connections confirm with ROLE that it
+ * is still the master when they are new or were idle (pool.h).
  */
 #ifndef NORI_SRC_REDIS_TOPOLOGY_H
 #define NORI_SRC_REDIS_TOPOLOGY_H
@@ -127,6 +132,13 @@ nori__redis_node *nori__topo_seed(nori__redis_topo *t);
 
 /* Adds every node's circuit-breaker state and counters to *out. */
 void nori__topo_stats(nori__redis_topo *t, nori_backend_stats *out);
+
+/* Through Sentinel: the counters of the thread that follows the sentinels'
+ * announcements (sentinel_watch.h); all 0 before the first master is
+ * resolved, and in other modes. Takes the topology lock: never call it from
+ * the watch's own thread. */
+struct nori__sentinel_watch_stats;
+void nori__topo_watch_stats(nori__redis_topo *t, struct nori__sentinel_watch_stats *out);
 
 /* Asks for a fresh map (cluster) or master (sentinel) now. */
 int nori__topo_refresh(nori__redis_topo *t);

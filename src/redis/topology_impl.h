@@ -1,11 +1,13 @@
 /*
- * The topology's state, shared by topology.c (routing, refresh, mode) and
- * topology_describe.c (what `noricache check` prints). Not for other files:
- * they use topology.h.
+ * The topology's state, shared by topology.c (routing, refresh, mode),
+ * topology_sentinel.c (the master through Sentinel, and following the
+ * sentinels' announcements) and topology_describe.c (what `noricache check`
+ * prints). Not for other files: they use topology.h.
  */
 #ifndef NORI_SRC_REDIS_TOPOLOGY_IMPL_H
 #define NORI_SRC_REDIS_TOPOLOGY_IMPL_H
 
+#include "redis/sentinel_watch.h"
 #include "redis/topology.h"
 
 #include <pthread.h>
@@ -30,6 +32,9 @@ struct nori__redis_topo {
     nori__slot_map map;  /* under lock: the last CLUSTER SLOTS, for masters() and describe */
     bool have_map;       /* under lock */
     int sentinel_first;  /* under lock: the sentinel to ask first */
+    /* Under lock: through Sentinel, the thread that follows the sentinels'
+     * announcements, started with the first master resolved. */
+    nori__sentinel_watch *watch;
     nori__topo_moved_fn moved_fn; /* set before sharing (nori__topo_on_moved) */
     void *moved_ud;
 };
@@ -39,5 +44,24 @@ static inline topo_node *nori__topo_node(const nori__redis_topo *t, size_t i)
 {
     return atomic_load_explicit(&t->nodes[i], memory_order_acquire);
 }
+
+/* Index of host:port in the registry (host NULL: the template's own
+ * address), adding it when new. Called with t->lock held. -1 on error. */
+int nori__topo_do_node_at(nori__redis_topo *t, const char *host, int port);
+
+/* Closes a node's idle connections (the master changed, or it failed):
+ * the next borrow connects afresh. Connections lent out are not touched. */
+void nori__topo_drain(nori__redis_node *n);
+
+/* Keys changed node: tell the near cache (topology.h). */
+void nori__topo_notify_moved(const nori__redis_topo *t);
+
+/* Through Sentinel: asks the sentinels (t->sentinel_first first) and makes
+ * the master they name, checked with ROLE, the one routed to; on a new
+ * master drops the old one's idle connections. Starts the sentinel watch
+ * with the first master resolved (again in a forked child). Called with
+ * t->lock held. NORI_OK, or an error from nori__sentinel_resolve (or
+ * NORI_ENOMEM: no watch thread). */
+int nori__topo_do_resolve(nori__redis_topo *t);
 
 #endif

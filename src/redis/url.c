@@ -10,24 +10,17 @@
 #include <strings.h>
 
 /*
- * The structure of a URL as the parser reads it, in one place: the masker's
- * exact mode, nori__redis_url_password_spans and the parser all use these
- * helpers, so they agree on where a password is.
+ * The structure of a URL as the parsers read it, in one place: the display
+ * form, nori__redis_url_password_spans, the masker of every message and
+ * both parsers (this one and url_topology.c) use these helpers, so they
+ * agree on where a password is.
  */
 
-/* The authority of a redis:// URL: rest is the text after "redis://". It
- * ends at the first '/', '?' or '#'; its userinfo ends at its last '@';
- * the password starts after the userinfo's first ':' (no ':': the whole
- * userinfo is the password, as Lettuce reads redis://password@host). */
-typedef struct authority {
-    size_t len;        /* rest[0..len) */
-    const char *at;    /* the userinfo's end, or NULL: no userinfo */
-    const char *colon; /* the user/password separator, or NULL */
-} authority;
+#define SENTINEL_SCHEME "redis+sentinel://"
 
-static authority split_authority(const char *rest)
+nori__redis_authority nori__redis_split_authority(const char *rest)
 {
-    authority a = {strcspn(rest, "/?#"), NULL, NULL};
+    nori__redis_authority a = {strcspn(rest, "/?#"), NULL, NULL};
     for (size_t i = 0; i < a.len; i++)
         if (rest[i] == '@')
             a.at = rest + i;
@@ -37,16 +30,17 @@ static authority split_authority(const char *rest)
 }
 
 /* The password text of an authority (raw, before percent-decoding). */
-static void authority_password(const char *rest, const authority *a, const char **pw,
-                               size_t *len)
+static void authority_password(const char *rest, const nori__redis_authority *a,
+                               const char **pw, size_t *len)
 {
     *pw = a->colon != NULL ? a->colon + 1 : rest;
     *len = (size_t)(a->at - *pw);
 }
 
-/* Where the query of a redis:// URL starts (after the authority and the
- * optional /db), or NULL when there is none. */
-static const char *tcp_query(const char *rest, const authority *a)
+/* Where the query of a redis:// or redis+sentinel:// URL starts (after the
+ * authority and the optional path: /db, or /MASTERNAME[/db]), or NULL when
+ * there is none. */
+static const char *tcp_query(const char *rest, const nori__redis_authority *a)
 {
     const char *p = rest + a->len;
     if (*p == '/') {
@@ -93,6 +87,13 @@ static bool option_is(const option *o, const char *name)
     return o->nlen == strlen(name) && memcmp(o->name, name, o->nlen) == 0;
 }
 
+/* The same name in any case: the parsers refuse such an option (names are
+ * lower case), but its value is masked all the same. */
+static bool option_like(const option *o, const char *name)
+{
+    return o->nlen == strlen(name) && strncasecmp(o->name, name, o->nlen) == 0;
+}
+
 static size_t add_span(nori__redis_span *spans, size_t max, size_t n, const char *url,
                        const char *p, size_t len)
 {
@@ -107,9 +108,12 @@ size_t nori__redis_url_password_spans(const char *url, nori__redis_span *spans, 
 {
     size_t n = 0;
     const char *q = NULL;
-    if (strncmp(url, "redis://", 8) == 0) {
-        const char *rest = url + 8;
-        authority a = split_authority(rest);
+    const char *rest = strncmp(url, "redis://", 8) == 0 ? url + 8
+                       : strncmp(url, SENTINEL_SCHEME, strlen(SENTINEL_SCHEME)) == 0
+                           ? url + strlen(SENTINEL_SCHEME)
+                           : NULL;
+    if (rest != NULL) {
+        nori__redis_authority a = nori__redis_split_authority(rest);
         if (a.at != NULL) {
             const char *pw;
             size_t len;
@@ -122,7 +126,8 @@ size_t nori__redis_url_password_spans(const char *url, nori__redis_span *spans, 
     }
     while (q != NULL && *q != '\0') {
         option o = next_option(&q);
-        if (o.value != NULL && option_is(&o, "password"))
+        if (o.value != NULL &&
+            (option_like(&o, "password") || option_like(&o, "sentinel_password")))
             n = add_span(spans, max, n, url, o.value, o.vlen);
     }
     return n;
@@ -149,72 +154,130 @@ static char *mask_spans(const char *url, const nori__redis_span *spans, size_t n
     return out;
 }
 
+char *nori__redis_url_display(const char *url)
+{
+    size_t max = 1;
+    for (const char *p = url; *p != '\0'; p++)
+        max += *p == '&' || *p == '?' || *p == '@';
+    nori__redis_span *spans = malloc(max * sizeof *spans);
+    if (spans == NULL)
+        return NULL;
+    size_t n = nori__redis_url_password_spans(url, spans, max);
+    char *out = n <= max ? mask_spans(url, spans, n) : NULL;
+    free(spans);
+    return out;
+}
+
+/* Marks url[from..to) hidden; an empty range still shows as "***" (an
+ * empty password, or one cut short by the end of the URL). */
+static void hide(bool *hidden, bool *mark, size_t from, size_t to)
+{
+    mark[from] = true;
+    for (size_t i = from; i < to; i++)
+        hidden[i] = true;
+}
+
 /*
- * Writes `url` into buf with every password hidden, for the messages about
- * URLs that did not parse: "***" in place of
- *  - the userinfo's password: after the first ':' of the userinfo, up to the
- *    LAST '@' anywhere (a careless password may hold '/', '?', '#' or '@'
- *    unencoded), or the whole userinfo when it has no ':' (redis://pw@host)
- *    or when the text before its ':' holds a '@', '/', '?' or '#' (then no
- *    user name can be told apart from the password);
- *  - the value of every "password=" (any case), up to the next '&' or the
- *    end, including one that starts inside the hidden userinfo.
- * This hides a superset of what the parser reads as a password
- * (nori__redis_url_password_spans) whatever the input: masking too much is
- * harmless where too little is not.
+ * Writes `url` into buf with every password hidden: the one masker of the
+ * messages about a URL, accepted or not. "***" stands in place of
+ *  - every password span of the parser (nori__redis_url_password_spans);
+ *  - and, for URLs the parser may not have understood: the userinfo's
+ *    password after the first ':' of the userinfo, up to the LAST '@'
+ *    anywhere (a careless password may hold '/', '?', '#' or '@'
+ *    unencoded), or the whole userinfo when it has no ':'
+ *    (redis://pw@host) or when the text before its ':' holds a '@', '/',
+ *    '?' or '#' (then no user name can be told apart from the password);
+ *  - the value of every "password=" in any case (so also
+ *    "sentinel_password=", "PASSWORD="), up to the next '&' or the end,
+ *    including one that starts inside the hidden userinfo.
+ * Masking too much is harmless where too little is not.
  */
 void nori__redis_url_mask(const char *url, char *buf, size_t size)
 {
     if (size == 0)
         return;
+    size_t len = strlen(url);
+    bool *hidden = calloc(2 * (len + 1), sizeof *hidden);
+    if (hidden == NULL) {
+        snprintf(buf, size, "***"); /* cannot tell: show nothing of it */
+        return;
+    }
+    bool *mark = hidden + len + 1;
+    nori__redis_span one[16];
+    size_t n = nori__redis_url_password_spans(url, one, 16);
+    nori__redis_span *spans = one;
+    if (n > 16 && (spans = malloc(n * sizeof *spans)) != NULL)
+        n = nori__redis_url_password_spans(url, spans, n);
+    for (size_t i = 0; spans != NULL && i < n; i++)
+        hide(hidden, mark, spans[i].off, spans[i].off + spans[i].len);
+    if (spans == NULL)
+        hide(hidden, mark, 0, len);
+    else if (spans != one)
+        free(spans);
+
     const char *scheme_end = strstr(url, "://");
     const char *auth = scheme_end != NULL ? scheme_end + 3 : url;
     const char *at = strrchr(auth, '@');
-    const char *hide_from = NULL, *hide_to = NULL;
     if (at != NULL) {
         const char *colon = memchr(auth, ':', (size_t)(at - auth));
         bool user_shown = colon != NULL && strcspn(auth, "@/?#") >= (size_t)(colon - auth);
-        hide_from = user_shown ? colon + 1 : auth;
-        hide_to = at;
-        for (const char *p = hide_from; p < hide_to; p++)
-            if (strncasecmp(p, "password=", 9) == 0) {
-                const char *end = p + 9 + strcspn(p + 9, "&");
-                if (end > hide_to)
-                    hide_to = end;
-            }
+        const char *from = user_shown ? colon + 1 : auth;
+        hide(hidden, mark, (size_t)(from - url), (size_t)(at - url));
     }
+    /* Inside the hidden userinfo too: its value may run past the '@'. */
+    for (const char *p = url; *p != '\0'; p++)
+        if (strncasecmp(p, "password=", 9) == 0)
+            hide(hidden, mark, (size_t)(p - url) + 9, (size_t)(p - url) + 9 + strcspn(p + 9, "&"));
+
+    /* Each run of hidden bytes (or empty range) becomes one "***". */
     size_t o = 0;
-    const char *p = url;
-    while (*p != '\0' && o + 1 < size) {
-        const char *skip_to = NULL;
-        size_t keep = 0;
-        if (p == hide_from) {
-            skip_to = hide_to;
-            hide_from = NULL;
-        } else if ((hide_to == NULL || p >= hide_to) && strncasecmp(p, "password=", 9) == 0) {
-            keep = 9;
-            skip_to = p + 9 + strcspn(p + 9, "&");
+    for (size_t i = 0; i <= len && o + 1 < size;) {
+        if (mark[i] || (i < len && hidden[i])) {
+            for (int k = 0; k < 3 && o + 1 < size; k++)
+                buf[o++] = '*';
+            while (i < len && hidden[i])
+                i++;
+            if (i == len || o + 1 >= size)
+                break;
         }
-        if (skip_to == NULL) {
-            buf[o++] = *p++;
-            continue;
-        }
-        for (size_t i = 0; i < keep && o + 1 < size; i++)
-            buf[o++] = p[i];
-        for (int i = 0; i < 3 && o + 1 < size; i++)
-            buf[o++] = '*';
-        p = skip_to;
+        if (i == len)
+            break;
+        buf[o++] = url[i++];
     }
     buf[o] = '\0';
+    free(hidden);
 }
 
-static int fail_url(const char *url, const char *what)
+/* The message about a URL: the masked URL as the user wrote it (`shown`),
+ * then what is wrong. */
+static int fail_url(const char *shown, const char *what)
 {
     char masked[256];
-    nori__redis_url_mask(url, masked, sizeof masked);
+    nori__redis_url_mask(shown, masked, sizeof masked);
     return nori__fail(NORI_EINVAL, "REDIS_URL '%s' is malformed: %s", masked, what);
 }
 
+int nori__redis_check_authority(const char *shown, const char *rest,
+                                const nori__redis_authority *a)
+{
+    if (strchr(rest + a->len, '@') == NULL)
+        return NORI_OK;
+    /* A '@' after the authority's end: the user name or password holds the
+     * character that ended it, unencoded ("redis://:hun/ter2@host" would
+     * otherwise be reported as an empty host). */
+    char c = rest[a->len];
+    char msg[200];
+    snprintf(msg, sizeof msg,
+             "the user name or password contains an unencoded '%c', which ends the host "
+             "part; percent-encode it (%s)",
+             c, c == '/' ? "%2F" : c == '?' ? "%3F" : "%23");
+    return fail_url(shown, msg);
+}
+
+int nori__redis_url_fail(const char *shown, const char *what)
+{
+    return fail_url(shown, what);
+}
 static int hexval(int c)
 {
     if (c >= '0' && c <= '9')
@@ -275,7 +338,7 @@ static bool parse_int(const char *s, size_t n, long min, long max, int *out)
 }
 
 /* Percent-decodes one credential (user or password) into *out. */
-static int decode_credential(const char *url, const char *s, size_t n, const char *what,
+static int decode_credential(const char *shown, const char *s, size_t n, const char *what,
                              char **out)
 {
     bool bad;
@@ -283,70 +346,101 @@ static int decode_credential(const char *url, const char *s, size_t n, const cha
     if (*out == NULL) {
         char msg[96];
         snprintf(msg, sizeof msg, "bad percent-escape in the %s", what);
-        return bad ? fail_url(url, msg)
+        return bad ? fail_url(shown, msg)
                    : nori__fail(NORI_ENOMEM, "out of memory parsing REDIS_URL");
     }
     return NORI_OK;
 }
 
-static int parse_query(const char *url, const char *q, nori__redis_url *u)
+/*
+ * An option this parser does not know, named when its name shows in the
+ * masked URL anyway (never a piece of a hidden password), with the right
+ * spelling when only its case differs from an option's: names are lower
+ * case, and "PASSWORD=x" must not be taken for something else silently.
+ */
+static int fail_unknown(const char *shown, const option *o)
+{
+    static const char *const known[] = {"db", "user", "password", "connect_timeout_ms",
+                                        "timeout_ms", "pool_size", "circuit_failures",
+                                        "circuit_cooldown_ms", "wait_replicas",
+                                        "wait_timeout_ms", "addr", "sentinel_user",
+                                        "sentinel_password"};
+    char masked[256], name[80] = "", hint[96] = "";
+    nori__redis_url_mask(shown, masked, sizeof masked);
+    int nlen = o->nlen > 64 ? 64 : (int)o->nlen;
+    char text[65];
+    memcpy(text, o->name, (size_t)nlen);
+    text[nlen] = '\0';
+    if (nlen > 0 && strstr(masked, text) != NULL)
+        snprintf(name, sizeof name, " '%s%s'", text, o->nlen > 64 ? "..." : "");
+    for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
+        if (option_like(o, known[k]))
+            snprintf(hint, sizeof hint, " (option names are lower case: '%s')", known[k]);
+    char what[512];
+    snprintf(what, sizeof what,
+             "unknown query option%s%s (known: db, user and password for unix://, "
+             "connect_timeout_ms, timeout_ms, pool_size, circuit_failures, circuit_cooldown_ms, "
+             "wait_replicas, wait_timeout_ms; addr for redis://; sentinel_user, "
+             "sentinel_password for redis+sentinel://)",
+             name, hint);
+    return fail_url(shown, what);
+}
+
+static int parse_query(const char *shown, const char *q, nori__redis_url *u)
 {
     while (*q != '\0') {
         option o = next_option(&q);
         if (o.value == NULL)
-            return fail_url(url, "a query option has no '=value'");
+            return fail_url(shown, "a query option has no '=value'");
         const char *v = o.value;
         size_t vlen = o.vlen;
         if (option_is(&o, "db")) {
             if (!u->is_unix)
-                return fail_url(url, "for redis:// URLs the db goes in the path (/N), not ?db=");
+                return fail_url(shown, "for redis:// URLs the db goes in the path (/N), not ?db=");
             if (!parse_int(v, vlen, 0, INT_MAX, &u->db))
-                return fail_url(url, "db is not a non-negative integer");
+                return fail_url(shown, "db is not a non-negative integer");
         } else if (option_is(&o, "password") || option_is(&o, "user")) {
             bool pw = o.nlen == 8;
             if (!u->is_unix)
-                return fail_url(url, "for redis:// URLs the user and password go before the "
+                return fail_url(shown, "for redis:// URLs the user and password go before the "
                                      "host (redis://user:password@host), not in ?user=/?password=");
             if (pw ? u->password != NULL : u->user != NULL)
-                return fail_url(url, pw ? "password= is given twice" : "user= is given twice");
-            int rc = decode_credential(url, v, vlen, pw ? "password" : "user name",
+                return fail_url(shown, pw ? "password= is given twice" : "user= is given twice");
+            int rc = decode_credential(shown, v, vlen, pw ? "password" : "user name",
                                        pw ? &u->password : &u->user);
             if (rc != NORI_OK)
                 return rc;
             if ((pw ? u->password : u->user)[0] == '\0')
-                return fail_url(url, pw ? "the password is empty" : "the user name is empty");
+                return fail_url(shown, pw ? "the password is empty" : "the user name is empty");
         } else if (option_is(&o, "connect_timeout_ms")) {
             if (!parse_int(v, vlen, 1, NORI_REDIS_MAX_TIMEOUT_MS, &u->connect_timeout_ms))
-                return fail_url(url, "connect_timeout_ms must be an integer from 1 to 600000");
+                return fail_url(shown, "connect_timeout_ms must be an integer from 1 to 600000");
         } else if (option_is(&o, "timeout_ms")) {
             if (!parse_int(v, vlen, 1, NORI_REDIS_MAX_TIMEOUT_MS, &u->timeout_ms))
-                return fail_url(url, "timeout_ms must be an integer from 1 to 600000");
+                return fail_url(shown, "timeout_ms must be an integer from 1 to 600000");
         } else if (option_is(&o, "pool_size")) {
             if (!parse_int(v, vlen, 1, NORI_REDIS_MAX_POOL_SIZE, &u->pool_size))
-                return fail_url(url, "pool_size must be an integer from 1 to 1024");
+                return fail_url(shown, "pool_size must be an integer from 1 to 1024");
         } else if (option_is(&o, "circuit_failures")) {
             if (!parse_int(v, vlen, 0, NORI_REDIS_MAX_CIRCUIT_FAILURES, &u->circuit_failures))
-                return fail_url(url, "circuit_failures must be an integer from 0 (off) to "
+                return fail_url(shown, "circuit_failures must be an integer from 0 (off) to "
                                      "1000000");
         } else if (option_is(&o, "circuit_cooldown_ms")) {
             if (!parse_int(v, vlen, 1, NORI_REDIS_MAX_TIMEOUT_MS, &u->circuit_cooldown_ms))
-                return fail_url(url, "circuit_cooldown_ms must be an integer from 1 to 600000");
+                return fail_url(shown, "circuit_cooldown_ms must be an integer from 1 to 600000");
         } else if (option_is(&o, "wait_replicas")) {
             if (!parse_int(v, vlen, 0, NORI_REDIS_MAX_WAIT_REPLICAS, &u->wait_replicas))
-                return fail_url(url, "wait_replicas must be an integer from 0 (off) to 64");
+                return fail_url(shown, "wait_replicas must be an integer from 0 (off) to 64");
         } else if (option_is(&o, "wait_timeout_ms")) {
             if (!parse_int(v, vlen, 1, NORI_REDIS_MAX_TIMEOUT_MS, &u->wait_timeout_ms))
-                return fail_url(url, "wait_timeout_ms must be an integer from 1 to 600000 "
+                return fail_url(shown, "wait_timeout_ms must be an integer from 1 to 600000 "
                                      "(WAIT 0 would wait forever)");
         } else {
-            return fail_url(url, "unknown query option (known: db, user and password for "
-                                 "unix://, connect_timeout_ms, timeout_ms, pool_size, "
-                                 "circuit_failures, circuit_cooldown_ms, wait_replicas, "
-                                 "wait_timeout_ms)");
+            return fail_unknown(shown, &o);
         }
     }
     if (u->user != NULL && u->password == NULL)
-        return fail_url(url, "user= needs password= too");
+        return fail_url(shown, "user= needs password= too");
     /* The WAIT travels in the write's round trip, which ends at timeout_ms:
      * a longer WAIT would always be cut off as a timeout. */
     if (u->wait_replicas > 0 && u->wait_timeout_ms >= u->timeout_ms) {
@@ -355,7 +449,7 @@ static int parse_query(const char *url, const char *q, nori__redis_url *u)
                  "wait_timeout_ms (%d) must be less than timeout_ms (%d): the WAIT is part of "
                  "the write's round trip",
                  u->wait_timeout_ms, u->timeout_ms);
-        return fail_url(url, why);
+        return fail_url(shown, why);
     }
     return NORI_OK;
 }
@@ -372,54 +466,44 @@ void nori__redis_url_free(nori__redis_url *u)
     memset(u, 0, sizeof *u);
 }
 
-static int parse_unix(const char *url, const char *rest, nori__redis_url *u)
+static int parse_unix(const char *shown, const char *rest, nori__redis_url *u)
 {
     size_t plen = strcspn(rest, "?");
     if (plen == 0 || rest[0] != '/')
-        return fail_url(url, "unix:// needs an absolute socket path (unix:///path/to.sock)");
+        return fail_url(shown, "unix:// needs an absolute socket path (unix:///path/to.sock)");
     u->path = strndup(rest, plen);
     if (u->path == NULL)
         return nori__fail(NORI_ENOMEM, "out of memory parsing REDIS_URL");
     const char *q = unix_query(rest);
     if (q != NULL)
-        return parse_query(url, q, u);
+        return parse_query(shown, q, u);
     return NORI_OK;
 }
 
-static int parse_tcp(const char *url, const char *rest, nori__redis_url *u)
+static int parse_tcp(const char *shown, const char *rest, nori__redis_url *u)
 {
-    authority a = split_authority(rest);
+    nori__redis_authority a = nori__redis_split_authority(rest);
     size_t auth_len = a.len;
-    if (strchr(rest + auth_len, '@') != NULL) {
-        /* A '@' after the authority's end: the user name or password holds
-         * the character that ended it, unencoded ("redis://:hun/ter2@host"
-         * would otherwise be reported as an empty host). */
-        char c = rest[auth_len];
-        char msg[200];
-        snprintf(msg, sizeof msg,
-                 "the user name or password contains an unencoded '%c', which ends the host "
-                 "part; percent-encode it (%s)",
-                 c, c == '/' ? "%2F" : c == '?' ? "%3F" : "%23");
-        return fail_url(url, msg);
-    }
+    int rc = nori__redis_check_authority(shown, rest, &a);
+    if (rc != NORI_OK)
+        return rc;
     if (rest[auth_len] == '#')
-        return fail_url(url, "fragments (#) are not allowed");
+        return fail_url(shown, "fragments (#) are not allowed");
     const char *hostport = rest;
     if (a.at != NULL) {
-        int rc;
         if (a.colon != NULL && a.colon > rest) {
-            rc = decode_credential(url, rest, (size_t)(a.colon - rest), "user name", &u->user);
+            rc = decode_credential(shown, rest, (size_t)(a.colon - rest), "user name", &u->user);
             if (rc != NORI_OK)
                 return rc;
         }
         const char *pw;
         size_t pw_len;
         authority_password(rest, &a, &pw, &pw_len);
-        rc = decode_credential(url, pw, pw_len, "password", &u->password);
+        rc = decode_credential(shown, pw, pw_len, "password", &u->password);
         if (rc != NORI_OK)
             return rc;
         if (u->password[0] == '\0')
-            return fail_url(url, "the password is empty");
+            return fail_url(shown, "the password is empty");
         hostport = a.at + 1;
     }
     size_t hp_len = (size_t)(rest + auth_len - hostport);
@@ -428,13 +512,13 @@ static int parse_tcp(const char *url, const char *rest, nori__redis_url *u)
     if (hp_len > 0 && hostport[0] == '[') {
         const char *close = memchr(hostport, ']', hp_len);
         if (close == NULL)
-            return fail_url(url, "an IPv6 address has no closing ']'");
+            return fail_url(shown, "an IPv6 address has no closing ']'");
         host = hostport + 1;
         host_len = (size_t)(close - host);
         const char *after = close + 1;
         if (after < hostport + hp_len) {
             if (*after != ':')
-                return fail_url(url, "unexpected text after ']'");
+                return fail_url(shown, "unexpected text after ']'");
             port = after + 1;
         }
     } else {
@@ -444,11 +528,11 @@ static int parse_tcp(const char *url, const char *rest, nori__redis_url *u)
             port = colon + 1;
     }
     if (host_len == 0)
-        return fail_url(url, "the host is empty");
+        return fail_url(shown, "the host is empty");
     for (size_t i = 0; i < host_len; i++) {
         unsigned char c = (unsigned char)host[i];
         if (!(isalnum(c) || c == '.' || c == '-' || c == '_' || c == ':'))
-            return fail_url(url, "the host has a character that is not allowed");
+            return fail_url(shown, "the host has a character that is not allowed");
     }
     u->host = strndup(host, host_len);
     if (u->host == NULL)
@@ -456,22 +540,27 @@ static int parse_tcp(const char *url, const char *rest, nori__redis_url *u)
     u->port = NORI_REDIS_DEFAULT_PORT;
     if (port != NULL &&
         !parse_int(port, (size_t)(rest + auth_len - port), 1, 65535, &u->port))
-        return fail_url(url, "the port is not an integer from 1 to 65535");
+        return fail_url(shown, "the port is not an integer from 1 to 65535");
 
     const char *p = rest + auth_len;
     if (*p == '/') {
         p++;
         size_t db_len = strcspn(p, "?");
         if (db_len > 0 && !parse_int(p, db_len, 0, INT_MAX, &u->db))
-            return fail_url(url, "the database after '/' is not a non-negative integer");
+            return fail_url(shown, "the database after '/' is not a non-negative integer");
     }
     const char *q = tcp_query(rest, &a);
     if (q != NULL)
-        return parse_query(url, q, u);
+        return parse_query(shown, q, u);
     return NORI_OK;
 }
 
 int nori__redis_url_parse(const char *url, nori__redis_url *out)
+{
+    return nori__redis_url_parse_as(url, url, out);
+}
+
+int nori__redis_url_parse_as(const char *url, const char *shown, nori__redis_url *out)
 {
     nori__redis_url u = {0};
     if (url == NULL)
@@ -483,7 +572,7 @@ int nori__redis_url_parse(const char *url, nori__redis_url *out)
                           strlen(url), NORI_REDIS_MAX_URL_LEN);
     for (const char *c = url; *c != '\0'; c++)
         if ((unsigned char)*c <= ' ' || *c == 0x7f)
-            return fail_url(url, "it contains a space or a control character");
+            return fail_url(shown, "it contains a space or a control character");
     u.connect_timeout_ms = NORI_REDIS_DEFAULT_CONNECT_TIMEOUT_MS;
     u.timeout_ms = NORI_REDIS_DEFAULT_TIMEOUT_MS;
     u.pool_size = NORI_REDIS_DEFAULT_POOL_SIZE;
@@ -493,21 +582,19 @@ int nori__redis_url_parse(const char *url, nori__redis_url *out)
 
     int rc;
     if (strncmp(url, "redis://", 8) == 0) {
-        rc = parse_tcp(url, url + 8, &u);
+        rc = parse_tcp(shown, url + 8, &u);
     } else if (strncmp(url, "unix://", 7) == 0) {
         u.is_unix = true;
-        rc = parse_unix(url, url + 7, &u);
+        rc = parse_unix(shown, url + 7, &u);
     } else if (strncmp(url, "rediss://", 9) == 0) {
-        rc = fail_url(url, "rediss:// (TLS) is not supported: hiredis 0.14 has no TLS; "
+        rc = fail_url(shown, "rediss:// (TLS) is not supported: hiredis 0.14 has no TLS; "
                            "use redis:// or unix://");
     } else {
-        rc = fail_url(url, "the scheme must be redis:// or unix://");
+        rc = fail_url(shown, "the scheme must be redis://, redis+sentinel:// or unix://");
     }
     if (rc == NORI_OK) {
         /* Exact: the spans the parser read the password from. */
-        nori__redis_span spans[4];
-        size_t n = nori__redis_url_password_spans(url, spans, 4);
-        u.display = n <= 4 ? mask_spans(url, spans, n) : NULL;
+        u.display = nori__redis_url_display(url);
         if (u.display == NULL)
             rc = nori__fail(NORI_ENOMEM, "out of memory parsing REDIS_URL");
     }

@@ -16,8 +16,12 @@
  * the userinfo), connect_timeout_ms, timeout_ms (round-trip deadline),
  * pool_size, circuit_failures, circuit_cooldown_ms, wait_replicas and
  * wait_timeout_ms (writes wait for replicas: see nori_redis_backend_new).
- * Anything else is refused.
- * No message ever shows a password: "***" stands in its place.
+ * Option names are lower case, as written here. Anything else is refused
+ * with a message that names the option (and the right spelling when only
+ * its case differs: "?PASSWORD=" is refused, its value masked).
+ * No message ever shows a password: "***" stands in its place, put there
+ * by the one masker below (nori__redis_url_mask), which every message
+ * about a URL uses, the topology forms' (url_topology.h) included.
  */
 #ifndef NORI_SRC_REDIS_URL_H
 #define NORI_SRC_REDIS_URL_H
@@ -64,6 +68,12 @@ typedef struct nori__redis_url {
  */
 int nori__redis_url_parse(const char *url, nori__redis_url *out);
 
+/* The same, for a URL rewritten from the one the user wrote (url_topology.c
+ * hands the node part of a topology URL over): messages name `shown`, the
+ * URL as written, masked by nori__redis_url_mask, so that no message is
+ * rendered twice. */
+int nori__redis_url_parse_as(const char *url, const char *shown, nori__redis_url *out);
+
 void nori__redis_url_free(nori__redis_url *u);
 
 /*
@@ -82,20 +92,52 @@ typedef struct nori__redis_span {
 } nori__redis_span;
 
 /*
- * Where the parser reads a password in `url` (the userinfo's password of a
- * redis:// URL; the value of each password= option), raw (before
+ * Where the parsers read a password in `url` (the userinfo's password of a
+ * redis:// or redis+sentinel:// URL; the value of each password= and
+ * sentinel_password= option, whose name is matched in any case since a
+ * refused "PASSWORD=" holds a password all the same), raw (before
  * percent-decoding), in URL order: fills spans[0..min(n, max)) and returns
  * n. Works on any string, parsed or not. The display form of a parsed URL
- * replaces exactly these spans by "***"; the fuzz target checks error
- * messages against them.
+ * replaces exactly these spans by "***"; the fuzz targets check messages
+ * against them.
  */
 size_t nori__redis_url_password_spans(const char *url, nori__redis_span *spans, size_t max);
 
+/* The display form of a URL that parsed: the password spans above replaced
+ * by "***", nothing else changed. malloc'd (the caller frees), NULL when
+ * out of memory. */
+char *nori__redis_url_display(const char *url);
+
 /*
  * Writes url into buf (truncated to size) with every password replaced by
- * "***", for messages about a URL that may be malformed: it hides a
- * superset of the password spans above, whatever the input.
+ * "***": the masker of every message about a URL, accepted or refused. It
+ * hides the password spans above and, for URLs that did not parse, a
+ * superset of what any parser could take for a password (the userinfo up
+ * to the last '@', the value of every "password=" in any case), whatever
+ * the input.
  */
 void nori__redis_url_mask(const char *url, char *buf, size_t size);
+
+/* NORI_EINVAL with "REDIS_URL '<shown, masked>' is malformed: <what>". */
+int nori__redis_url_fail(const char *shown, const char *what);
+
+/* The authority of a redis:// or redis+sentinel:// URL, rest being the
+ * text after the scheme: it ends at the first '/', '?' or '#'; its
+ * userinfo ends at its last '@'; the password starts after the userinfo's
+ * first ':' (no ':': the whole userinfo is the password, as Lettuce reads
+ * redis://password@host). */
+typedef struct nori__redis_authority {
+    size_t len;        /* rest[0..len) */
+    const char *at;    /* the userinfo's end, or NULL: no userinfo */
+    const char *colon; /* the user/password separator, or NULL */
+} nori__redis_authority;
+
+nori__redis_authority nori__redis_split_authority(const char *rest);
+
+/* NORI_OK, or NORI_EINVAL naming `shown` when a '@' follows the authority:
+ * the user name or password holds the '/', '?' or '#' that ended it,
+ * unencoded (the message says which, and its percent-encoding). */
+int nori__redis_check_authority(const char *shown, const char *rest,
+                                const nori__redis_authority *a);
 
 #endif

@@ -11,71 +11,11 @@
 #define SENTINEL_DEFAULT_PORT 26379
 #define MAX_MASTER_NAME 128
 
-void nori__redis_target_mask(const char *url, char *buf, size_t size)
-{
-    /* Userinfo: everything between the first ':' after the scheme and the
-     * last '@', or all of it when it has no ':' (as url.c does: masking too
-     * much is harmless). */
-    const char *scheme_end = strstr(url, "://");
-    const char *auth = scheme_end != NULL ? scheme_end + 3 : url;
-    const char *at = strrchr(auth, '@');
-    const char *colon = at != NULL ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
-    size_t o = 0;
-    const char *p = url;
-    if (size == 0)
-        return;
-#define PUT(ch)                                                                            \
-    do {                                                                                   \
-        if (o + 1 < size)                                                                  \
-            buf[o++] = (ch);                                                               \
-    } while (0)
-    if (at != NULL) {
-        /* "user:password@": keep the user. "password@" (the form Lettuce
-         * accepts, and so does url.c): the whole userinfo is the password. */
-        const char *keep_to = colon != NULL ? colon : auth - 1;
-        for (; p <= keep_to; p++)
-            PUT(*p);
-        PUT('*'); PUT('*'); PUT('*');
-        p = at;
-    }
-    /* Query options whose name ends in "password" have their value masked. */
-    const char *q = strchr(p, '?');
-    while (*p != '\0') {
-        if (q != NULL && p > q && (p[-1] == '?' || p[-1] == '&')) {
-            size_t len = strcspn(p, "&");
-            const char *eq = memchr(p, '=', len);
-            if (eq != NULL && eq - p >= 8 && memcmp(eq - 8, "password", 8) == 0) {
-                for (; p <= eq; p++)
-                    PUT(*p);
-                PUT('*'); PUT('*'); PUT('*');
-                p += strcspn(p, "&");
-                continue;
-            }
-        }
-        PUT(*p);
-        p++;
-    }
-#undef PUT
-    buf[o] = '\0';
-}
-
+/* Every message names the URL as the user wrote it, masked by the one
+ * masker (url.h). */
 static int fail_url(const char *url, const char *what)
 {
-    char masked[320];
-    nori__redis_target_mask(url, masked, sizeof masked);
-    return nori__fail(NORI_EINVAL, "REDIS_URL '%s' is malformed: %s", masked, what);
-}
-
-/* The inner single-node parser names the URL it was given (a rewritten
- * one); say it again about the URL the user wrote. */
-static int refail(const char *url, int rc)
-{
-    if (rc != NORI_EINVAL)
-        return rc;
-    const char *why = strstr(nori_last_error(), "is malformed: ");
-    char copy[256];
-    snprintf(copy, sizeof copy, "%s", why != NULL ? why + 14 : nori_last_error());
-    return fail_url(url, copy);
+    return nori__redis_url_fail(url, what);
 }
 
 static bool parse_port(const char *s, size_t n, int *out)
@@ -254,7 +194,13 @@ static int split_query(nori__redis_target *t, const char *url, const char *q, ch
 static int parse_sentinel(const char *url, nori__redis_target *t, char *node_url, size_t size)
 {
     const char *rest = url + strlen(SENTINEL_SCHEME);
-    const char *at = strrchr(rest, '@');
+    /* The userinfo as url.c reads it (and masks it): up to the authority's
+     * last '@'. */
+    nori__redis_authority auth = nori__redis_split_authority(rest);
+    int rc = nori__redis_check_authority(url, rest, &auth);
+    if (rc != NORI_OK)
+        return rc;
+    const char *at = auth.at;
     const char *hosts = at != NULL ? at + 1 : rest;
     size_t hosts_len = strcspn(hosts, "/?#");
     if (hosts[hosts_len] == '#')
@@ -265,8 +211,8 @@ static int parse_sentinel(const char *url, nori__redis_target *t, char *node_url
         size_t n = strcspn(h, ",");
         if (h + n > hosts + hosts_len)
             n = (size_t)(hosts + hosts_len - h);
-        int rc = add_addr(t, url, h, n, SENTINEL_DEFAULT_PORT,
-                          "a sentinel is not host[:port] (port 1..65535)");
+        rc = add_addr(t, url, h, n, SENTINEL_DEFAULT_PORT,
+                      "a sentinel is not host[:port] (port 1..65535)");
         if (rc != NORI_OK)
             return rc;
         h += n;
@@ -313,6 +259,12 @@ static int parse_sentinel(const char *url, nori__redis_target *t, char *node_url
 
 static int parse_redis(const char *url, nori__redis_target *t, char *node_url, size_t size)
 {
+    /* A '?' in an unencoded password is refused here, before its tail can
+     * be read as options. Past this check the first '?' starts the query. */
+    nori__redis_authority auth = nori__redis_split_authority(url + 8);
+    int rc = nori__redis_check_authority(url, url + 8, &auth);
+    if (rc != NORI_OK)
+        return rc;
     const char *q = strchr(url, '?');
     size_t base = q != NULL ? (size_t)(q - url) : strlen(url);
     if (base + 1 >= size)
@@ -337,7 +289,6 @@ int nori__redis_target_parse(const char *url, nori__redis_target *out)
     if (node_url == NULL)
         return nori__fail(NORI_ENOMEM, "out of memory parsing REDIS_URL");
     int rc;
-    bool rewritten = false;
     if (strncmp(url, SENTINEL_SCHEME, strlen(SENTINEL_SCHEME)) == 0) {
         for (const char *c = url; *c != '\0'; c++)
             if ((unsigned char)*c <= ' ' || *c == 0x7f) {
@@ -346,26 +297,22 @@ int nori__redis_target_parse(const char *url, nori__redis_target *out)
             }
         t.sentinel = true;
         rc = parse_sentinel(url, &t, node_url, len + 64);
-        rewritten = true;
     } else if (strncmp(url, "redis://", 8) == 0) {
         rc = parse_redis(url, &t, node_url, len + 64);
-        rewritten = true;
     } else {
         /* Plain single-node forms (and every error about the scheme) are
          * the single-node parser's. */
         snprintf(node_url, len + 64, "%s", url);
         rc = NORI_OK;
     }
-    if (rc == NORI_OK) {
-        rc = nori__redis_url_parse(node_url, &t.node);
-        if (rc != NORI_OK && rewritten)
-            rc = refail(url, rc);
-    }
+    /* The node part, rewritten (the sentinels and the master name out, a
+     * placeholder host in), is checked by the single-node parser, whose
+     * messages name the URL as written. */
+    if (rc == NORI_OK)
+        rc = nori__redis_url_parse_as(node_url, url, &t.node);
     free(node_url);
     if (rc == NORI_OK) {
-        char masked[NORI_REDIS_MAX_URL_LEN + 64];
-        nori__redis_target_mask(url, masked, sizeof masked);
-        t.display = strdup(masked);
+        t.display = nori__redis_url_display(url);
         if (t.display == NULL)
             rc = nori__fail(NORI_ENOMEM, "out of memory parsing REDIS_URL");
     }

@@ -15,8 +15,10 @@
  *       redis:// (connect_timeout_ms, timeout_ms, pool_size) apply to the
  *       master's connections and to the sentinel queries.
  *
- * A password (either one) never appears in a message: display strings show
- * "***" in its place.
+ * A password (either one) never appears in a message: display strings and
+ * messages show "***" in its place, put there by url.h's one masker
+ * (nori__redis_url_password_spans covers these forms too). Option names are
+ * lower case; any other spelling is refused as unknown, naming it.
  */
 #ifndef NORI_SRC_REDIS_URL_TOPOLOGY_H
 #define NORI_SRC_REDIS_URL_TOPOLOGY_H
@@ -64,8 +66,5 @@ void nori__redis_target_free(nori__redis_target *t);
  * recorded: the caller names the URL).
  */
 int nori__redis_addr_parse(const char *s, size_t n, nori__redis_addr *out);
-
-/* Writes the URL with every password (userinfo, sentinel_password=) as "***". */
-void nori__redis_target_mask(const char *url, char *buf, size_t size);
 
 #endif

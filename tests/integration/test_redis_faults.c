@@ -10,13 +10,18 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "redis/resolve.h"
 #include "redis_server.h"
 #include "test_support.h"
 
 #include <arpa/inet.h>
 #include <hiredis/hiredis.h>
+#include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <resolv.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -266,6 +271,167 @@ static void test_nothing_listening(void **state)
     nori_test_redis_restart(server);
 }
 
+/* ---- a resolver that stalls ----
+ *
+ * The real glibc resolver, pointed at a local UDP socket that reads nothing
+ * and answers nothing: a DNS server that is down behind a firewall that
+ * drops, or one too busy to answer. The nameserver is set in the resolver
+ * state of the thread that resolves (_res is per thread), so nothing else
+ * in the process is touched: the test's hook does it in the library's
+ * lookup thread; and the calls are made from a thread whose own state is
+ * stalled the same way, so that a library resolving on the caller's thread
+ * (hiredis's redisConnectWithTimeout, before) stalls there too, for
+ * retrans * retry = 10 s per address family.
+ */
+#define STALL_NAME "redis.nori-test.invalid"
+
+static struct sockaddr_in silent_dns;
+static _Atomic int lookups_entered, lookups_returned;
+static _Atomic(const char *) answer_with; /* NULL: stall; else names resolve to it */
+
+static void stall_this_thread(void)
+{
+    res_init();
+    _res.nscount = 1;
+    _res.nsaddr_list[0] = silent_dns;
+    _res.retrans = 5;
+    _res.retry = 2;
+}
+
+static int test_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                            struct addrinfo **res)
+{
+    atomic_fetch_add(&lookups_entered, 1);
+    int rc;
+    const char *address = atomic_load(&answer_with);
+    if (address != NULL) {
+        rc = getaddrinfo(address, service, hints, res);
+    } else {
+        stall_this_thread();
+        rc = getaddrinfo(node, service, hints, res);
+    }
+    atomic_fetch_add(&lookups_returned, 1);
+    return rc;
+}
+
+typedef struct stalled_call {
+    nori_backend *b;
+    int rc;
+    double took_ms;
+    char error[512];
+} stalled_call;
+
+static void *call_main(void *arg)
+{
+    stalled_call *c = arg;
+    stall_this_thread();
+    double t0 = now_ms();
+    c->rc = nori_backend_set(c->b, "k", "v", 1, 0);
+    c->took_ms = now_ms() - t0;
+    snprintf(c->error, sizeof c->error, "%s", nori_last_error());
+    return NULL;
+}
+
+/* One set on b from a thread whose own resolver stalls. */
+static stalled_call call_stalled(nori_backend *b)
+{
+    stalled_call c = {.b = b};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, call_main, &c), 0);
+    pthread_join(t, NULL);
+    return c;
+}
+
+static nori_backend *backend_for(const char *host)
+{
+    char url[400];
+    snprintf(url, sizeof url, "redis://:%s@%s:%d?timeout_ms=%d&connect_timeout_ms=%d", PASSWORD,
+             host, server->port, TIMEOUT_MS, TIMEOUT_MS);
+    nori_backend *b;
+    assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
+    return b;
+}
+
+/*
+ * redis://<name> with a resolver that does not answer: every call that must
+ * connect fails within about connect_timeout_ms (it took 10 s or more when
+ * hiredis resolved the name on the caller's thread), one lookup serves
+ * every call while it is in flight, and a name resolved before keeps being
+ * served from its last answer while the resolver stalls.
+ */
+static void test_resolver_stalls(void **state)
+{
+    (void)state;
+    int dns = socket(AF_INET, SOCK_DGRAM, 0);
+    assert_true(dns >= 0);
+    silent_dns = (struct sockaddr_in){.sin_family = AF_INET};
+    silent_dns.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(dns, (struct sockaddr *)&silent_dns, sizeof silent_dns), 0);
+    socklen_t len = sizeof silent_dns;
+    assert_int_equal(getsockname(dns, (struct sockaddr *)&silent_dns, &len), 0);
+    nori__resolve_set_hook(test_getaddrinfo);
+    atomic_store(&answer_with, NULL);
+
+    /* No answer known: each call fails within the bound, saying why. */
+    uint64_t lookups = nori__resolve_lookups();
+    nori_backend *b = backend_for(STALL_NAME);
+    for (int i = 0; i < 3; i++) {
+        stalled_call c = call_stalled(b);
+        print_message("set with a stalled resolver: %.1f ms: %s\n", c.took_ms, c.error);
+        assert_nori(c.rc, NORI_EBACKEND);
+        assert_true(c.took_ms >= TIMEOUT_MS * 0.8);
+        assert_true(c.took_ms < 3 * TIMEOUT_MS); /* 10 s and more before */
+        assert_non_null(strstr(c.error, "resolving '" STALL_NAME "' took longer than 300 ms"));
+        assert_null(strstr(c.error, PASSWORD));
+    }
+    /* The resolver really was asked, and was still stalled: one lookup for
+     * the three calls. */
+    char query[512];
+    assert_true(recv(dns, query, sizeof query, MSG_DONTWAIT) > 0);
+    assert_int_equal(nori__resolve_lookups() - lookups, 1);
+    assert_int_equal(atomic_load(&lookups_returned), 0);
+    /* A stalled connect counts for the circuit breaker as a slow one. */
+    nori_backend_stats st;
+    assert_nori(nori_backend_get_stats(b, &st), NORI_OK);
+    assert_int_equal(st.timeouts, 3);
+    nori_backend_free(b);
+
+    /* Another name, resolved while the resolver answers ... */
+    atomic_store(&answer_with, "127.0.0.1");
+    b = backend_for("cache.nori-test.invalid");
+    assert_nori(nori_backend_set(b, "k", "v", 1, 0), NORI_OK);
+    nori_backend_free(b);
+    /* ... is served from that answer when the resolver stalls (a new backend
+     * has no connection: it must resolve), after the bounded wait. */
+    atomic_store(&answer_with, NULL);
+    b = backend_for("cache.nori-test.invalid");
+    stalled_call c = call_stalled(b);
+    print_message("set with a stalled resolver and a known answer: %.1f ms: %s\n", c.took_ms,
+                  c.rc == NORI_OK ? "ok" : c.error);
+    if (c.rc != NORI_OK)
+        fail_msg("%s", c.error);
+    assert_true(c.took_ms < 3 * TIMEOUT_MS);
+    nori_backend_free(b);
+    /* Without that answer (older than NORI_RESOLVE_STALE_MS), it fails again. */
+    nori__resolve_forget();
+    b = backend_for("cache.nori-test.invalid");
+    c = call_stalled(b);
+    assert_nori(c.rc, NORI_EBACKEND);
+    assert_true(c.took_ms < 3 * TIMEOUT_MS);
+    nori_backend_free(b);
+
+    /* Numeric addresses make no lookup. */
+    lookups = nori__resolve_lookups();
+    b = backend_for("127.0.0.1");
+    c = call_stalled(b);
+    assert_nori(c.rc, NORI_OK);
+    assert_int_equal(nori__resolve_lookups(), lookups);
+    nori_backend_free(b);
+    /* The stalled lookups go on in their threads; the process may end. */
+    nori__resolve_set_hook(NULL);
+    close(dns);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -275,6 +441,7 @@ int main(void)
         cmocka_unit_test(test_debug_sleep),
         cmocka_unit_test(test_connect_timeout),
         cmocka_unit_test(test_nothing_listening),
+        cmocka_unit_test(test_resolver_stalls),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -127,6 +127,30 @@ static void test_password_spans(void **state)
     spans_are("unix:///s?db=1&password=p%40&user=u", 1, "p%40", NULL);
     spans_are("unix:///s@x?user=u", 0, NULL, NULL);
     spans_are("redis://h", 0, NULL, NULL);
+    /* Any case: the parser refuses these names, the masker hides their value. */
+    spans_are("unix:///s?PASSWORD=x&Password=yz", 2, "x", "yz");
+    spans_are("redis://h?PassWord=x", 1, "x", NULL);
+    /* The sentinel form: the userinfo and sentinel_password= (any case). */
+    spans_are("redis+sentinel://u:pw@s1,s2/m/1?sentinel_password=sp", 2, "pw", "sp");
+    spans_are("redis+sentinel://pw@s1/m?Sentinel_Password=sp&timeout_ms=1", 2, "pw", "sp");
+    spans_are("redis+sentinel://s1/m?sentinel_user=u", 0, NULL, NULL);
+}
+
+/* An unknown option is named (its spelling given when only the case
+ * differs), its value masked. */
+static void test_unknown_option_named(void **state)
+{
+    (void)state;
+    assert_refused_without("redis://h?bogus=1", NULL, "option 'bogus'");
+    assert_refused_without("redis://h?PASSWORD=TopSecret99", "TopSecret99",
+                           "option 'PASSWORD' (option names are lower case: 'password')");
+    assert_refused_without("unix:///r.sock?Password=TopSecret99", "TopSecret99",
+                           "option 'Password' (option names are lower case: 'password')");
+    assert_refused_without("unix:///r.sock?DB=1", NULL, "lower case: 'db'");
+    /* A name longer than 64 bytes is cut. */
+    assert_refused_without("redis://h?aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                           "aaaaaaaaaa=1",
+                           NULL, "aaaaaaaa...'");
 }
 
 /* The masker hides a superset of the spans, whatever the input. */
@@ -142,6 +166,9 @@ static void test_mask_covers_spans(void **state)
         "unix:///p?PASSWORD=secret&password=other",
         "redis://a@b:c@d",
         "redis://:p@ss@host",
+        "redis://h?PassWord=secret",
+        "redis+sentinel://:secret@s1/m?SENTINEL_password=other1",
+        "redis+sentinel://u:secret@s1,s2:3/m?x=1&sentinel_password=other1",
     };
     for (size_t i = 0; i < sizeof urls / sizeof *urls; i++) {
         char masked[256];
@@ -221,6 +248,7 @@ int main(void)
         cmocka_unit_test(test_unix_credentials),
         cmocka_unit_test(test_unencoded_delimiters),
         cmocka_unit_test(test_password_spans),
+        cmocka_unit_test(test_unknown_option_named),
         cmocka_unit_test(test_mask_covers_spans),
         cmocka_unit_test(test_url_for_node),
         cmocka_unit_test(test_wait_options),
