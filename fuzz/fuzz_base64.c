@@ -2,7 +2,7 @@
  * and the strict decoder, fed arbitrary text, never crashes and accepts only
  * canonical text: whatever it accepts re-encodes to exactly that text. */
 #include "fuzz.h"
-#include "http_internal.h"
+#include "http/internal.h"
 
 #include <stdint.h>
 #include <stdlib.h>

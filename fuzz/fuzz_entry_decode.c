@@ -6,7 +6,7 @@
  * checks: bounded, no control bytes, a well-formed ETag; never Set-Cookie)
  * that survives a re-encode in both formats unchanged. */
 #include "fuzz.h"
-#include "http_internal.h"
+#include "http/internal.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -11,7 +11,7 @@
  *  - a key that does not fit (over the limit, or over the caller's buffer
  *    by a single byte) is refused, never truncated. */
 #include "fuzz.h"
-#include "http_internal.h"
+#include "http/internal.h"
 
 #include <stdint.h>
 #include <stdio.h>

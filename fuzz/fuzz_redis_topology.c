@@ -13,9 +13,9 @@
  */
 #include "fuzz.h"
 #include "nori/cache.h"
-#include "redis/cluster_slots.h"
-#include "redis/io.h"
-#include "redis/url_topology.h"
+#include "redis/route/cluster_slots.h"
+#include "redis/wire/io.h"
+#include "redis/route/url_topology.h"
 #include "url_oracle.h"
 
 #include <hiredis/hiredis.h>

@@ -5,7 +5,7 @@
  * where the passwords are: the parser's own spans). */
 #include "fuzz.h"
 #include "nori/cache.h"
-#include "redis/url.h"
+#include "redis/wire/url.h"
 #include "url_oracle.h"
 
 #include <stdbool.h>

@@ -12,7 +12,7 @@
 #ifndef NORI_FUZZ_URL_ORACLE_H
 #define NORI_FUZZ_URL_ORACLE_H
 
-#include "redis/url.h"
+#include "redis/wire/url.h"
 
 #include <stdbool.h>
 #include <stddef.h>

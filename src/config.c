@@ -3,8 +3,8 @@
 #include "error.h"
 #include "nori/cache.h"
 #include "redis/near/near.h"
-#include "redis/url.h"
-#include "redis/url_topology.h"
+#include "redis/wire/url.h"
+#include "redis/route/url_topology.h"
 
 #include <ctype.h>
 #include <errno.h>

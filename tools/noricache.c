@@ -7,8 +7,8 @@
  * Redis makes values outlive the process; that is the useful case.
  */
 #include "config.h"
-#include "redis/url.h"
-#include "redis/url_topology.h"
+#include "redis/wire/url.h"
+#include "redis/route/url_topology.h"
 
 #include <nori/cache.h>
 

@@ -9,7 +9,7 @@
  * long) is counted and the handler's response is served; the request itself
  * never fails because of the cache.
  */
-#include "cache_internal.h"
+#include "http/cache_internal.h"
 
 #include "error.h"
 

@@ -3,12 +3,12 @@
  * cache.c (creating it, serving: lookup, fill, store, invalidation),
  * lease.c (coalescing across processes) and revalidate.c (background
  * refreshes). Not for the other parts of src/http/, which see the cache
- * through http_internal.h only.
+ * through http/internal.h only.
  */
 #ifndef NORI_SRC_HTTP_CACHE_INTERNAL_H
 #define NORI_SRC_HTTP_CACHE_INTERNAL_H
 
-#include "http_internal.h"
+#include "http/internal.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

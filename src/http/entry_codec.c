@@ -21,7 +21,7 @@
  * Decoding is strict and total: any inconsistency is NORI_ETYPE (a miss for
  * the cache), never a crash or an out-of-bounds read.
  */
-#include "http_internal.h"
+#include "http/internal.h"
 
 #include "error.h"
 

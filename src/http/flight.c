@@ -10,7 +10,7 @@
  * touches it), held for a few pointer operations, never across a handler
  * or a backend call.
  */
-#include "http_internal.h"
+#include "http/internal.h"
 
 #include "error.h"
 #include "hash.h"

@@ -4,7 +4,7 @@
  * the strong ETag derived from the body, and the conditional-request rules
  * of RFC 9110 13.1.1/13.1.3 and 15.4.5.
  */
-#include "http_internal.h"
+#include "http/internal.h"
 
 #include "clock.h"
 #include "error.h"

@@ -24,7 +24,7 @@
  * fill read before. The store there is nori__backend_set_guarded: one
  * script that checks the token and writes the entry.
  */
-#include "http_internal.h"
+#include "http/internal.h"
 
 #include "backend.h"
 #include "error.h"

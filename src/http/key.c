@@ -5,7 +5,7 @@
  * changes). Keys are built into a caller's fixed buffer: no allocation on
  * the request path, and a key that does not fit is refused, never truncated.
  */
-#include "http_internal.h"
+#include "http/internal.h"
 
 #include "error.h"
 

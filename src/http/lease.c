@@ -4,7 +4,7 @@
  * takes (revalidate.c). A lease is "{key}:lock", taken with
  * nori_backend_add for lock_timeout_ms and released by its token.
  */
-#include "cache_internal.h"
+#include "http/cache_internal.h"
 
 #include "error.h"
 

@@ -20,7 +20,7 @@
  * outside it. Bounded by max_bytes in total; an entry larger than an eighth
  * of that is not kept (decoded on each hit, as before).
  */
-#include "http_internal.h"
+#include "http/internal.h"
 
 #include "error.h"
 #include "hash.h"

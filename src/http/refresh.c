@@ -7,7 +7,7 @@
  * the refresh is dropped (the entry stays stale a little longer, the next
  * stale hit asks again), never an unbounded backlog.
  */
-#include "http_internal.h"
+#include "http/internal.h"
 
 #include "error.h"
 

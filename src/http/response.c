@@ -3,7 +3,7 @@
  * the rules that decide whether it may be stored (DESIGN 5).
  */
 #include "error.h"
-#include "http_internal.h"
+#include "http/internal.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -5,7 +5,7 @@
  * first checks that the entry is still the one served stale, and across
  * processes takes the key's lease (lease.c) without waiting for it.
  */
-#include "cache_internal.h"
+#include "http/cache_internal.h"
 
 #include "error.h"
 

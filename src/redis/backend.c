@@ -25,11 +25,11 @@
  */
 #include "backend.h"
 #include "error.h"
-#include "conn.h"
-#include "redis/topology.h"
-#include "redis/url_topology.h"
-#include "single.h"
-#include "url.h"
+#include "redis/wire/conn.h"
+#include "redis/route/topology.h"
+#include "redis/route/url_topology.h"
+#include "redis/internal.h"
+#include "redis/wire/url.h"
 
 #include <inttypes.h>
 #include <stdio.h>

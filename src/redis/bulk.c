@@ -49,11 +49,11 @@
  * nori_last_error() describes the first key (in the caller's order) that
  * failed.
  */
-#include "single.h"
+#include "redis/internal.h"
 
 #include "error.h"
-#include "io.h"
-#include "redis/cluster_slots.h"
+#include "redis/wire/io.h"
+#include "redis/route/cluster_slots.h"
 
 #include <errno.h>
 #include <inttypes.h>

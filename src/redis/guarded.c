@@ -17,10 +17,10 @@
  * between the SET and the second GET is then seen, but for that one round
  * trip a reader may be served the entry. nori/http.h says so.
  */
-#include "single.h"
+#include "redis/internal.h"
 
 #include "error.h"
-#include "redis/cluster_slots.h"
+#include "redis/route/cluster_slots.h"
 
 #include <inttypes.h>
 #include <stdio.h>

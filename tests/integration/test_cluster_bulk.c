@@ -24,7 +24,7 @@
 #include <cmocka.h>
 
 #include "fake_redis.h"
-#include "redis/cluster_slots.h"
+#include "redis/route/cluster_slots.h"
 #include "redis_cluster.h"
 #include "test_support.h"
 

@@ -11,7 +11,7 @@
 #include <cmocka.h>
 
 #include "fake_redis.h"
-#include "redis/cluster_slots.h"
+#include "redis/route/cluster_slots.h"
 #include "test_support.h"
 
 #include <stdio.h>

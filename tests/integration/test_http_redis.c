@@ -20,7 +20,7 @@
 #include "redis_topology.h"
 #include "test_support.h"
 
-#include "http_internal.h"
+#include "http/internal.h"
 #include "nori/http.h"
 
 #include <errno.h>

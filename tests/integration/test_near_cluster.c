@@ -25,7 +25,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "redis/cluster_slots.h"
+#include "redis/route/cluster_slots.h"
 #include "redis_cluster.h"
 #include "test_support.h"
 #include "near_checks.h"

@@ -28,7 +28,7 @@
 #include "redis/near/client.h"
 #include "redis/near/listener.h"
 #include "redis/near/near.h"
-#include "redis/single.h"
+#include "redis/internal.h"
 #include "redis_server.h"
 #include "test_support.h"
 

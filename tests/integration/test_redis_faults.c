@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "redis/resolve.h"
+#include "redis/wire/resolve.h"
 #include "redis_server.h"
 #include "test_support.h"
 

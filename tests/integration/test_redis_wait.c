@@ -1,5 +1,5 @@
 /*
- * wait_replicas / wait_timeout_ms (src/redis/conn.c): with the option, every
+ * wait_replicas / wait_timeout_ms (src/redis/wire/conn.c): with the option, every
  * write of the Redis backend is followed, in the same round trip, by
  * "WAIT wait_replicas wait_timeout_ms", and a write that fewer replicas
  * acknowledged is NORI_EBACKEND ("may be lost if the master fails now").

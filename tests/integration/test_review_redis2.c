@@ -26,7 +26,7 @@
 #include <cmocka.h>
 
 #include "fake_redis.h"
-#include "redis/cluster_slots.h"
+#include "redis/route/cluster_slots.h"
 #include "redis_server.h"
 #include "test_support.h"
 

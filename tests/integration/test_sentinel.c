@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "redis/sentinel.h"
+#include "redis/route/sentinel.h"
 #include "fake_redis.h"
 #include "redis_cluster.h"
 #include "test_support.h"

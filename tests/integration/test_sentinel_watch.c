@@ -14,8 +14,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "redis/sentinel_watch.h"
-#include "redis/single.h"
+#include "redis/route/sentinel_watch.h"
+#include "redis/internal.h"
 #include "fake_redis.h"
 #include "redis_cluster.h"
 #include "test_support.h"

@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "redis/cluster_slots.h"
+#include "redis/route/cluster_slots.h"
 #include "test_support.h"
 
 #include <stdlib.h>

@@ -9,7 +9,7 @@
 #include <cmocka.h>
 
 #include "config.h"
-#include "redis/url.h"
+#include "redis/wire/url.h"
 #include "test_support.h"
 
 #include <fcntl.h>

@@ -8,7 +8,7 @@
 
 #include "test_support.h"
 
-#include "http_internal.h"
+#include "http/internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -8,7 +8,7 @@
 
 #include "test_support.h"
 
-#include "http_internal.h"
+#include "http/internal.h"
 #include "http_test_headers.h"
 
 #include <stdio.h>

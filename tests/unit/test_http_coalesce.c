@@ -11,7 +11,7 @@
 
 #include "test_support.h"
 
-#include "http_internal.h"
+#include "http/internal.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

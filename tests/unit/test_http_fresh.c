@@ -12,7 +12,7 @@
 #include "test_support.h"
 
 #include "backend.h"
-#include "http_internal.h"
+#include "http/internal.h"
 #include "http_test_headers.h"
 
 #include <pthread.h>

@@ -17,7 +17,7 @@
 #include "redis_server.h"
 #include "test_support.h"
 
-#include "http_internal.h"
+#include "http/internal.h"
 
 #include <pthread.h>
 #include <stdio.h>

@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "redis/url_topology.h"
+#include "redis/route/url_topology.h"
 #include "test_support.h"
 
 #include <string.h>

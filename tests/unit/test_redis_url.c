@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "redis/url.h"
+#include "redis/wire/url.h"
 #include "test_support.h"
 
 #include <stdio.h>

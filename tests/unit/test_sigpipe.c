@@ -1,7 +1,7 @@
 /*
  * A Redis peer that goes away in the middle of a command must be an error,
  * never a killed process: the library writes with send(2) and MSG_NOSIGNAL
- * (src/redis/io.c), so with SIGPIPE at its default action (terminate) and
+ * (src/redis/wire/io.c), so with SIGPIPE at its default action (terminate) and
  * unblocked, the write fails with EPIPE and the call returns NORI_EBACKEND.
  * The library also leaves the thread's signal mask and pending signals as it
  * found them. (Checked: with write(2), or send without MSG_NOSIGNAL, this

@@ -1,7 +1,7 @@
 /*
  * The near cache as the Redis backend uses it (see client.h).
  */
-#include "client.h"
+#include "redis/near/client.h"
 
 #include "error.h"
 

@@ -30,11 +30,11 @@
 #ifndef NORI_SRC_REDIS_NEAR_CLIENT_H
 #define NORI_SRC_REDIS_NEAR_CLIENT_H
 
-#include "redis/conn.h"
+#include "redis/wire/conn.h"
 #include "redis/near/listener.h"
 #include "redis/near/near.h"
 #include "redis/near/registry.h"
-#include "redis/topology.h"
+#include "redis/route/topology.h"
 
 typedef struct nori__near_client nori__near_client;
 

@@ -1,11 +1,11 @@
 /*
  * The near cache's database identity marker (see db_id.h).
  */
-#include "db_id.h"
+#include "redis/near/db_id.h"
 
 #include "hash.h"
-#include "redis/io.h"
-#include "redis/pool.h"
+#include "redis/wire/io.h"
+#include "redis/wire/pool.h"
 
 #include <inttypes.h>
 #include <stdio.h>

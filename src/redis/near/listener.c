@@ -8,13 +8,13 @@
  * poll(): its timeout is the time left to the next heartbeat, and a pipe
  * wakes it for stop.
  */
-#include "listener.h"
+#include "redis/near/listener.h"
 
 #include "clock.h"
-#include "db_id.h"
+#include "redis/near/db_id.h"
 #include "error.h"
-#include "redis/io.h"
-#include "redis/pool.h"
+#include "redis/wire/io.h"
+#include "redis/wire/pool.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -43,7 +43,7 @@
 #ifndef NORI_SRC_REDIS_NEAR_LISTENER_H
 #define NORI_SRC_REDIS_NEAR_LISTENER_H
 
-#include "near.h"
+#include "redis/near/near.h"
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -21,7 +21,7 @@
  * remove, a byte bound and exact accounting of what each eviction frees; the
  * memory backend offers whole-second TTLs and a key bound only.
  */
-#include "near.h"
+#include "redis/near/near.h"
 
 #include "clock.h"
 #include "error.h"

@@ -6,10 +6,10 @@
  * takes the mutex, which also makes two threads that miss at once start
  * only one.
  */
-#include "registry.h"
+#include "redis/near/registry.h"
 
 #include "error.h"
-#include "redis/cluster_slots.h"
+#include "redis/route/cluster_slots.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

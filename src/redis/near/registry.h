@@ -27,7 +27,7 @@
 #ifndef NORI_SRC_REDIS_NEAR_REGISTRY_H
 #define NORI_SRC_REDIS_NEAR_REGISTRY_H
 
-#include "redis/conn.h"
+#include "redis/wire/conn.h"
 #include "redis/near/listener.h"
 #include "redis/near/near.h"
 

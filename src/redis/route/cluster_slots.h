@@ -15,8 +15,8 @@
  * types, a port out of range) must give an error, never a crash or a map
  * that routes a slot to garbage.
  */
-#ifndef NORI_SRC_REDIS_CLUSTER_SLOTS_H
-#define NORI_SRC_REDIS_CLUSTER_SLOTS_H
+#ifndef NORI_SRC_REDIS_ROUTE_CLUSTER_SLOTS_H
+#define NORI_SRC_REDIS_ROUTE_CLUSTER_SLOTS_H
 
 #include <hiredis/hiredis.h>
 #include <stdbool.h>

@@ -10,9 +10,9 @@
  * entry, to attach to a lookup and to store an answer; never during
  * getaddrinfo.
  */
-#include "redis/resolve.h"
+#include "redis/wire/resolve.h"
 
-#include "redis/io.h"
+#include "redis/wire/io.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

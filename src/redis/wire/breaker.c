@@ -4,10 +4,10 @@
  * The closed state, the common case, costs one relaxed atomic load per call
  * and nothing else: the lock is taken only on transitions and while open.
  */
-#include "breaker.h"
+#include "redis/wire/breaker.h"
 
 #include "error.h"
-#include "io.h"
+#include "redis/wire/io.h"
 #include "nori/cache.h"
 
 #include <stdio.h>

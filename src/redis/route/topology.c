@@ -2,11 +2,11 @@
  * Routing over a standalone server, a sentinel-managed master or a Redis
  * Cluster; see topology.h.
  */
-#include "redis/topology.h"
-#include "redis/topology_impl.h"
+#include "redis/route/topology.h"
+#include "redis/route/topology_impl.h"
 
 #include "error.h"
-#include "redis/sentinel_watch.h"
+#include "redis/route/sentinel_watch.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -14,10 +14,10 @@
  * nsentinels * (connect + command timeout) + (connect + 2 * command timeout)
  * per candidate master.
  */
-#ifndef NORI_SRC_REDIS_SENTINEL_H
-#define NORI_SRC_REDIS_SENTINEL_H
+#ifndef NORI_SRC_REDIS_ROUTE_SENTINEL_H
+#define NORI_SRC_REDIS_ROUTE_SENTINEL_H
 
-#include "redis/url_topology.h"
+#include "redis/route/url_topology.h"
 
 /*
  * Resolves t->master_name. On NORI_OK *host (malloc'd, the caller frees)

@@ -49,10 +49,10 @@
  * exist: stop then only frees (nori__sentinel_watch_here says whether the
  * calling process started it).
  */
-#ifndef NORI_SRC_REDIS_SENTINEL_WATCH_H
-#define NORI_SRC_REDIS_SENTINEL_WATCH_H
+#ifndef NORI_SRC_REDIS_ROUTE_SENTINEL_WATCH_H
+#define NORI_SRC_REDIS_ROUTE_SENTINEL_WATCH_H
 
-#include "redis/url_topology.h"
+#include "redis/route/url_topology.h"
 
 #include <stdbool.h>
 #include <stdint.h>

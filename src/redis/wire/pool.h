@@ -27,11 +27,11 @@
  * READONLY, and the sentinels close the connections of a server they
  * reconfigure.
  */
-#ifndef NORI_SRC_REDIS_POOL_H
-#define NORI_SRC_REDIS_POOL_H
+#ifndef NORI_SRC_REDIS_WIRE_POOL_H
+#define NORI_SRC_REDIS_WIRE_POOL_H
 
-#include "io.h"
-#include "url.h"
+#include "redis/wire/io.h"
+#include "redis/wire/url.h"
 
 #include <hiredis/hiredis.h>
 #include <pthread.h>

@@ -23,8 +23,8 @@
  * by the one masker below (nori__redis_url_mask), which every message
  * about a URL uses, the topology forms' (url_topology.h) included.
  */
-#ifndef NORI_SRC_REDIS_URL_H
-#define NORI_SRC_REDIS_URL_H
+#ifndef NORI_SRC_REDIS_WIRE_URL_H
+#define NORI_SRC_REDIS_WIRE_URL_H
 
 #include <stdbool.h>
 #include <stddef.h>

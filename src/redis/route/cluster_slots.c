@@ -1,4 +1,4 @@
-#include "redis/cluster_slots.h"
+#include "redis/route/cluster_slots.h"
 
 #include "error.h"
 

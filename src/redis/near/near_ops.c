@@ -5,11 +5,11 @@
  * through the local copy, writes drop it.
  */
 #include "backend.h"
-#include "conn.h"
+#include "redis/wire/conn.h"
 #include "error.h"
-#include "near/client.h"
-#include "redis/topology.h"
-#include "single.h"
+#include "redis/near/client.h"
+#include "redis/route/topology.h"
+#include "redis/internal.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>

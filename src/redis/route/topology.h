@@ -32,12 +32,12 @@
  * sentinel_watch.h), and each node's connections confirm with ROLE that it
  * is still the master when they are new or were idle (pool.h).
  */
-#ifndef NORI_SRC_REDIS_TOPOLOGY_H
-#define NORI_SRC_REDIS_TOPOLOGY_H
+#ifndef NORI_SRC_REDIS_ROUTE_TOPOLOGY_H
+#define NORI_SRC_REDIS_ROUTE_TOPOLOGY_H
 
-#include "conn.h"
-#include "redis/cluster_slots.h"
-#include "redis/url_topology.h"
+#include "redis/wire/conn.h"
+#include "redis/route/cluster_slots.h"
+#include "redis/route/url_topology.h"
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,10 +1,10 @@
 /*
  * Commands on one Redis server; see conn.h.
  */
-#include "conn.h"
+#include "redis/wire/conn.h"
 
 #include "error.h"
-#include "io.h"
+#include "redis/wire/io.h"
 #include "nori/cache.h"
 
 #include <stdint.h>

@@ -10,12 +10,12 @@
  * hold the thread or stay silent for long. Only the thread touches the
  * connections; the counters are atomics read by other threads.
  */
-#include "redis/sentinel_watch.h"
+#include "redis/route/sentinel_watch.h"
 
 #include "error.h"
-#include "redis/io.h"
-#include "redis/pool.h"
-#include "redis/resolve.h"
+#include "redis/wire/io.h"
+#include "redis/wire/pool.h"
+#include "redis/wire/resolve.h"
 
 #include <errno.h>
 #include <fcntl.h>

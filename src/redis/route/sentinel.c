@@ -1,9 +1,9 @@
-#include "redis/sentinel.h"
+#include "redis/route/sentinel.h"
 
 #include "error.h"
-#include "redis/io.h"
-#include "redis/pool.h"
-#include "redis/resolve.h"
+#include "redis/wire/io.h"
+#include "redis/wire/pool.h"
+#include "redis/wire/resolve.h"
 
 #include <hiredis/hiredis.h>
 #include <stdio.h>

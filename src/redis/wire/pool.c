@@ -6,11 +6,11 @@
  * nanoseconds next to a network round trip; the most recently used context
  * is reused first, which keeps the set of warm connections small.
  */
-#include "pool.h"
+#include "redis/wire/pool.h"
 
 #include "backend.h"
 #include "error.h"
-#include "redis/resolve.h"
+#include "redis/wire/resolve.h"
 
 #include <errno.h>
 #include <poll.h>

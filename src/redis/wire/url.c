@@ -1,4 +1,4 @@
-#include "url.h"
+#include "redis/wire/url.h"
 
 #include "error.h"
 

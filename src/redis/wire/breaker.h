@@ -20,8 +20,8 @@
  * error reply) is a success and resets the count. threshold 0 disables the
  * breaker.
  */
-#ifndef NORI_SRC_REDIS_BREAKER_H
-#define NORI_SRC_REDIS_BREAKER_H
+#ifndef NORI_SRC_REDIS_WIRE_BREAKER_H
+#define NORI_SRC_REDIS_WIRE_BREAKER_H
 
 #include <pthread.h>
 #include <stdatomic.h>

@@ -32,8 +32,8 @@
  * detected here, to one of the NORI__REDIS_ERR_* codes below, with c->errstr
  * saying what happened), so the pool frees it instead of reusing it.
  */
-#ifndef NORI_SRC_REDIS_IO_H
-#define NORI_SRC_REDIS_IO_H
+#ifndef NORI_SRC_REDIS_WIRE_IO_H
+#define NORI_SRC_REDIS_WIRE_IO_H
 
 #include <hiredis/hiredis.h>
 #include <stddef.h>

@@ -1,8 +1,8 @@
 /*
  * What the topology found, as text for `noricache check`; see topology.h.
  */
-#include "redis/topology.h"
-#include "redis/topology_impl.h"
+#include "redis/route/topology.h"
+#include "redis/route/topology_impl.h"
 
 #include "error.h"
 

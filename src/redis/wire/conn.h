@@ -37,13 +37,13 @@
  * Errors are reported through nori__fail with the server's URL (password
  * masked), the operation `op` and the `key` (first 64 bytes) in the message.
  */
-#ifndef NORI_SRC_REDIS_CONN_H
-#define NORI_SRC_REDIS_CONN_H
+#ifndef NORI_SRC_REDIS_WIRE_CONN_H
+#define NORI_SRC_REDIS_WIRE_CONN_H
 
 #include "backend.h"
-#include "breaker.h"
-#include "pool.h"
-#include "url.h"
+#include "redis/wire/breaker.h"
+#include "redis/wire/pool.h"
+#include "redis/wire/url.h"
 
 #include <hiredis/hiredis.h>
 #include <stdatomic.h>

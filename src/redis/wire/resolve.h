@@ -35,8 +35,8 @@
  *
  * Thread-safe.
  */
-#ifndef NORI_SRC_REDIS_RESOLVE_H
-#define NORI_SRC_REDIS_RESOLVE_H
+#ifndef NORI_SRC_REDIS_WIRE_RESOLVE_H
+#define NORI_SRC_REDIS_WIRE_RESOLVE_H
 
 #include <hiredis/hiredis.h>
 #include <netdb.h>

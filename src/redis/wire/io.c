@@ -1,7 +1,7 @@
 /*
  * Bounded I/O on one hiredis context; see io.h.
  */
-#include "io.h"
+#include "redis/wire/io.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -5,14 +5,14 @@
  * calls: one round trip per node, on one server or a cluster; one key at a
  * time, routed, through Sentinel).
  */
-#ifndef NORI_SRC_REDIS_SINGLE_H
-#define NORI_SRC_REDIS_SINGLE_H
+#ifndef NORI_SRC_REDIS_INTERNAL_H
+#define NORI_SRC_REDIS_INTERNAL_H
 
 #include "backend.h"
-#include "conn.h"
-#include "redis/topology.h"
-#include "redis/url_topology.h"
-#include "url.h"
+#include "redis/wire/conn.h"
+#include "redis/route/topology.h"
+#include "redis/route/url_topology.h"
+#include "redis/wire/url.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>

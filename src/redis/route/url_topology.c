@@ -1,4 +1,4 @@
-#include "redis/url_topology.h"
+#include "redis/route/url_topology.h"
 
 #include "error.h"
 

@@ -2,11 +2,11 @@
  * The master through Sentinel: resolving it (sentinel.h) and following the
  * sentinels' announcements (sentinel_watch.h); see topology.h.
  */
-#include "redis/topology_impl.h"
+#include "redis/route/topology_impl.h"
 
 #include "error.h"
-#include "redis/io.h"
-#include "redis/sentinel.h"
+#include "redis/wire/io.h"
+#include "redis/route/sentinel.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -4,11 +4,11 @@
  * sentinels' announcements) and topology_describe.c (what `noricache check`
  * prints). Not for other files: they use topology.h.
  */
-#ifndef NORI_SRC_REDIS_TOPOLOGY_IMPL_H
-#define NORI_SRC_REDIS_TOPOLOGY_IMPL_H
+#ifndef NORI_SRC_REDIS_ROUTE_TOPOLOGY_IMPL_H
+#define NORI_SRC_REDIS_ROUTE_TOPOLOGY_IMPL_H
 
-#include "redis/sentinel_watch.h"
-#include "redis/topology.h"
+#include "redis/route/sentinel_watch.h"
+#include "redis/route/topology.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

@@ -20,10 +20,10 @@
  * (nori__redis_url_password_spans covers these forms too). Option names are
  * lower case; any other spelling is refused as unknown, naming it.
  */
-#ifndef NORI_SRC_REDIS_URL_TOPOLOGY_H
-#define NORI_SRC_REDIS_URL_TOPOLOGY_H
+#ifndef NORI_SRC_REDIS_ROUTE_URL_TOPOLOGY_H
+#define NORI_SRC_REDIS_ROUTE_URL_TOPOLOGY_H
 
-#include "redis/url.h"
+#include "redis/wire/url.h"
 
 #include <stdbool.h>
 #include <stddef.h>
