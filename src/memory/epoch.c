@@ -29,13 +29,36 @@ static pthread_key_t slot_key;
 static pthread_once_t slot_key_once = PTHREAD_ONCE_INIT;
 static _Thread_local epoch_slot *my_slot;
 static _Thread_local unsigned depth;
+/*
+ * Set when slot_key's destructor has run on this thread: the thread is
+ * exiting and has handed its slot back. Destructors of keys created after
+ * slot_key run after it, and may still read the cache (an application that
+ * flushes per-thread state at exit). Such a thread must not keep the slot it
+ * handed back (a new thread may own it already: the two would share it, and
+ * the first to leave its section would mark it idle while the other still
+ * copies). Nor may it take a slot for good, whose destructor round may be
+ * over (PTHREAD_DESTRUCTOR_ITERATIONS). So each of its read sections
+ * borrows a free slot and hands it back when the section ends. (A thread
+ * whose very first read comes from a destructor in the last round, after
+ * slot_key's turn, takes a slot that no destructor hands back: 64 bytes,
+ * never reused. Nothing tells such a thread from one starting its work.)
+ */
+static _Thread_local bool exiting;
 
-/* Thread exit: the slot goes back to the pool. */
-static void release_slot(void *p)
+static void give_back(epoch_slot *s)
 {
-    epoch_slot *s = p;
     atomic_store_explicit(&s->active, 0, memory_order_release);
     atomic_store_explicit(&s->in_use, 0, memory_order_release);
+}
+
+/* slot_key's destructor, on the exiting thread: the slot goes back to the
+ * pool and the thread forgets it (see `exiting`). */
+static void release_slot(void *p)
+{
+    give_back(p);
+    my_slot = NULL;
+    depth = 0; /* a section left open by pthread_exit() ended with the slot */
+    exiting = true;
 }
 
 /* In a forked child only the forking thread exists: the other threads'
@@ -46,7 +69,7 @@ static void forget_other_threads(void)
     for (epoch_slot *s = atomic_load_explicit(&slots, memory_order_acquire); s != NULL;
          s = s->next)
         if (s != my_slot)
-            release_slot(s);
+            give_back(s);
 }
 
 static void make_key(void)
@@ -80,8 +103,10 @@ static epoch_slot *acquire_slot(void)
         while (!atomic_compare_exchange_weak_explicit(&slots, &s->next, s, memory_order_release,
                                                       memory_order_acquire));
     }
-    if (pthread_setspecific(slot_key, s) != 0) {
-        release_slot(s);
+    /* An exiting thread borrows the slot for one section (see `exiting`);
+     * any other keeps it until slot_key's destructor hands it back. */
+    if (!exiting && pthread_setspecific(slot_key, s) != 0) {
+        give_back(s);
         return NULL;
     }
     my_slot = s;
@@ -106,10 +131,17 @@ bool nori__epoch_enter(void)
 
 void nori__epoch_exit(void)
 {
-    if (--depth == 0)
-        atomic_store_explicit(&my_slot->active, 0, memory_order_release);
+    if (--depth > 0)
+        return;
+    epoch_slot *s = my_slot;
+    atomic_store_explicit(&s->active, 0, memory_order_release);
+    if (exiting) { /* a borrowed slot */
+        my_slot = NULL;
+        atomic_store_explicit(&s->in_use, 0, memory_order_release);
+    }
 }
 
+/* Outside a section, an exiting thread holds no slot: UINT32_MAX. */
 unsigned nori__epoch_slot_index(void)
 {
     return my_slot != NULL ? my_slot->index : UINT32_MAX;
@@ -147,4 +179,22 @@ uint64_t nori__epoch_safe(void)
             oldest = a;
     }
     return oldest;
+}
+
+unsigned nori__epoch_slot_count(void)
+{
+    unsigned n = 0;
+    for (epoch_slot *s = atomic_load_explicit(&slots, memory_order_acquire); s != NULL;
+         s = s->next)
+        n++;
+    return n;
+}
+
+unsigned nori__epoch_slots_in_use(void)
+{
+    unsigned n = 0;
+    for (epoch_slot *s = atomic_load_explicit(&slots, memory_order_acquire); s != NULL;
+         s = s->next)
+        n += atomic_load_explicit(&s->in_use, memory_order_acquire) != 0;
+    return n;
 }

@@ -22,7 +22,8 @@
 /* A power of two; see store.c for why 64. */
 #define NSHARDS 64
 #define NSHARDS_BITS 6
-/* Counter stripes for hits and misses, written by readers without a lock. */
+/* Counter stripes for hits and misses, written by readers without a lock:
+ * one per epoch slot below NSTRIPES, plus one shared by every other thread. */
 #define NSTRIPES 64
 #define EMPTY_STAMP UINT64_MAX
 /* Large entries' mappings of up to this many pages are kept for reuse. */
@@ -128,7 +129,7 @@ struct mem_backend {
      * a few cache lines. Written under the shard's lock, read without it. */
     alignas(64) _Atomic uint64_t tail_stamps[NSHARDS];
     mem_shard shards[NSHARDS];
-    mem_stripe stripes[NSTRIPES];
+    mem_stripe stripes[NSTRIPES + 1]; /* [NSTRIPES]: the shared one */
 };
 
 /* Adds to a counter that only the holder of its shard's lock writes: a plain

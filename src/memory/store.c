@@ -87,13 +87,16 @@ static _Thread_local uint64_t last_stamp;
 /*
  * Hit and miss counters: one stripe per thread (by its epoch slot number),
  * so a read writes only a line of its own. A thread whose slot number is
- * below NSTRIPES owns its stripe and adds with a plain load and store; the
- * others share stripes and add atomically.
+ * below NSTRIPES owns its stripe (no other thread holds that slot) and adds
+ * with a plain load and store. Every other thread (more than NSTRIPES
+ * threads reading, or an exiting thread between its read sections) adds
+ * atomically to the one shared stripe: never to an owned one, where the
+ * owner's plain store would overwrite its addition.
  */
 static inline void count_read(mem_backend *mb, bool hit)
 {
     unsigned i = nori__epoch_slot_index();
-    mem_stripe *st = &mb->stripes[i % NSTRIPES];
+    mem_stripe *st = &mb->stripes[i < NSTRIPES ? i : NSTRIPES];
     _Atomic uint64_t *c = hit ? &st->hits : &st->misses;
     if (i < NSTRIPES)
         atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
@@ -645,7 +648,7 @@ static void mem_stats(nori_backend *b, nori_backend_stats *out)
         out->entries += atomic_load_explicit(&s->count, memory_order_relaxed);
         out->bytes += atomic_load_explicit(&s->bytes, memory_order_relaxed);
     }
-    for (int i = 0; i < NSTRIPES; i++) {
+    for (int i = 0; i <= NSTRIPES; i++) {
         out->hits += atomic_load_explicit(&mb->stripes[i].hits, memory_order_relaxed);
         out->misses += atomic_load_explicit(&mb->stripes[i].misses, memory_order_relaxed);
     }
