@@ -327,6 +327,7 @@ static inline void nori__mem_give_back(mem_backend *mb, size_t places, size_t by
 
 bool nori__mem_evict_one(mem_backend *mb);
 bool nori__mem_take_room_blocking(mem_backend *mb, size_t places, size_t bytes);
+void nori__mem_shrink_to_bound(mem_backend *mb);
 bool nori__mem_make_room_locked(mem_backend *mb, mem_shard *s, const mem_entry *keep, size_t places,
                              size_t bytes);
 bool nori__mem_do_commit(mem_backend *mb, mem_shard *s, const char *key, size_t klen, uint64_t hash,

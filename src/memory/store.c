@@ -743,11 +743,11 @@ int nori_memory_backend_set_max_bytes(nori_backend *b, size_t max_bytes)
     int rc = refuse_reentry(mb, "set_max_bytes");
     if (rc != NORI_OK)
         return rc;
-    atomic_store_explicit(&mb->max_bytes, max_bytes, memory_order_relaxed);
-    /* A lower bound takes effect now: evict down to it. */
-    while (max_bytes != 0 && atomic_load_explicit(&mb->bytes, memory_order_relaxed) > max_bytes &&
-           nori__mem_evict_one(mb))
-        ;
+    /* seq_cst: ordered before the shrink's load of mb->bytes (evict.c,
+     * try_take_room()). A lower bound takes effect now: evict down to it,
+     * waiting for the writes that took room under the old one. */
+    atomic_store_explicit(&mb->max_bytes, max_bytes, memory_order_seq_cst);
+    nori__mem_shrink_to_bound(mb);
     return NORI_OK;
 }
 
