@@ -497,7 +497,10 @@ typedef int (*nori_update_fn)(const nori_buf *current, nori_buf *next, void *ud)
  * for room without the lock and then goes in only if the key did not change
  * meanwhile; if it did, NORI_ENOMEM with nothing written (fn is not run
  * again). A slow fn also delays other writes to keys of the same shard (one
- * of 64), never an insert elsewhere: eviction skips a locked shard.
+ * of 64), never an insert elsewhere: eviction skips a locked shard. fork()
+ * in another thread waits for fn to return (README, "Memory backend and
+ * fork()"); fn may itself call fork(): the update completes in both
+ * processes.
  */
 NORI_EXPORT int nori_backend_atomic_update(nori_backend *b, const char *key,
                                            nori_update_fn fn, void *ud, int64_t ttl,

@@ -50,6 +50,27 @@ bool nori__epoch_any_reader(void); /* "true" without looking past 8 slots */
  * freed when t < the result. */
 uint64_t nori__epoch_safe(void);
 
+/*
+ * The memory backend's locks, marked in the thread's slot so that fork()
+ * can wait until no other thread holds one (fork.c has the protocol). A
+ * thread marks its slot before it takes its outermost lock and unmarks it
+ * after letting it go; while a fork is prepared, a thread about to take an
+ * outermost lock (or waiting for a busy one) steps back and waits until
+ * fork() has returned. nori__epoch_trylock() is false also then.
+ *
+ * nori__epoch_fork_begin() (the prepare handler) makes new outermost locks
+ * wait; nori__epoch_others_marked() says whether a thread other than the
+ * caller is still marked; nori__epoch_fork_end() (parent and child handlers)
+ * lets them go on.
+ */
+#include <pthread.h>
+void nori__epoch_lock(pthread_mutex_t *m);
+bool nori__epoch_trylock(pthread_mutex_t *m);
+void nori__epoch_unlock(pthread_mutex_t *m);
+void nori__epoch_fork_begin(void);
+bool nori__epoch_others_marked(void);
+void nori__epoch_fork_end(void);
+
 /* Tests: the slots that exist, and those owned by a thread now. */
 unsigned nori__epoch_slot_count(void);
 unsigned nori__epoch_slots_in_use(void);

@@ -137,7 +137,7 @@ bool nori__mem_evict_one(mem_backend *mb)
             shard_lock(v);
         } else {
             v = &mb->shards[idx];
-            if (pthread_mutex_trylock(&v->lock) != 0) {
+            if (!shard_trylock(v)) {
                 busy |= (uint64_t)1 << idx;
                 continue;
             }
@@ -255,7 +255,7 @@ bool nori__mem_make_room_locked(mem_backend *mb, mem_shard *s, const mem_entry *
             return false;
         }
         mem_shard *v = &mb->shards[idx];
-        if (pthread_mutex_trylock(&v->lock) != 0) {
+        if (!shard_trylock(v)) {
             busy |= (uint64_t)1 << idx;
             continue;
         }

@@ -68,18 +68,33 @@
 #include <time.h>
 
 /*
- * The backends whose atomic_update callbacks are running on the calling
- * thread, innermost first: a callback of A may call B, whose callback runs
- * while A's is still active. A callback that calls back into any of them
- * would deadlock on the non-recursive shard lock; refuse_reentry() turns
- * that into an error. Each frame lives on the stack of decide_update().
+ * The decisions (atomic_update callbacks, and incr's and add's own) running
+ * on the calling thread, innermost first: a callback of A may call B, whose
+ * callback runs while A's is still active. A callback that calls back into
+ * any of them would deadlock on the non-recursive shard lock;
+ * refuse_reentry() turns that into an error. A frame also says which room
+ * the thread holds meanwhile: a callback may call fork(), and the child's
+ * fork handler (fork.c) must not forget that room. Each frame lives on the
+ * stack of read_decide_write().
  */
 typedef struct callback_frame {
     const mem_backend *mb;
+    const room *held;
     const struct callback_frame *outer;
 } callback_frame;
 
 static _Thread_local const callback_frame *active_callbacks;
+
+room nori__mem_room_held_here(const mem_backend *mb)
+{
+    room r = {0, 0};
+    for (const callback_frame *f = active_callbacks; f != NULL; f = f->outer)
+        if (f->mb == mb) {
+            r.places += f->held->places;
+            r.bytes += f->held->bytes;
+        }
+    return r;
+}
 
 /* The last stamp this thread handed out. */
 static _Thread_local uint64_t last_stamp;
@@ -436,7 +451,10 @@ static int read_decide_write(mem_backend *mb, const char *key, size_t klen, uint
             held.places = 1;
         }
         mem_entry *next = NULL;
+        callback_frame frame = {mb, &held, active_callbacks};
+        active_callbacks = &frame;
         int rc = decide(cur, &next, ctx);
+        active_callbacks = frame.outer; /* restore, never clear: callbacks nest */
         if (rc == NORI_OK)
             rc = too_big(mb, key, entry_charge(next));
         if (rc != NORI_OK) {
@@ -526,10 +544,7 @@ static int decide_update(const mem_entry *cur, mem_entry **next_entry, void *ctx
         current.data = (char *)entry_value(cur);
         current.len = cur->vlen;
     }
-    callback_frame frame = {c->mb, active_callbacks};
-    active_callbacks = &frame;
     int declined = c->fn(cur != NULL ? &current : NULL, &next, c->ud);
-    active_callbacks = frame.outer; /* restore, never clear: callbacks nest */
     int rc = NORI_OK;
     if (declined != 0)
         rc = nori__fail(NORI_EABORT, "atomic_update '%.64s': the callback declined (returned %d)",
@@ -658,6 +673,7 @@ static void mem_stats(nori_backend *b, nori_backend_stats *out)
 static void mem_destroy(nori_backend *b)
 {
     mem_backend *mb = (mem_backend *)b;
+    nori__mem_fork_unregister(mb);
     nori__mem_sweeper_stop(mb);
     for (int i = 0; i < NSHARDS; i++)
         nori__mem_free_shard(&mb->shards[i]);
@@ -718,7 +734,13 @@ int nori__memory_backend_new_opts(size_t max_keys, bool sweeper, nori_backend **
         pthread_mutex_init(&s->lock, NULL);
     }
     nori__backend_init(&mb->base, &memory_ops);
+    /* Registered once complete, so that a forked child recounts its room
+     * (fork.c). */
+    if (made == NSHARDS)
+        nori__mem_fork_register(mb);
     if (made < NSHARDS || (sweeper && nori__mem_sweeper_start(mb) != NORI_OK)) {
+        if (made == NSHARDS)
+            nori__mem_fork_unregister(mb);
         for (int j = 0; j < made; j++)
             nori__mem_free_shard(&mb->shards[j]);
         nori__mem_map_cache_free(mb);
