@@ -361,6 +361,9 @@ room nori__mem_room_held_here(const mem_backend *mb);
 void nori__mem_fork_register(mem_backend *mb);
 void nori__mem_fork_unregister(mem_backend *mb);
 
+/* store.c: b as a memory backend, NULL when it is another kind. */
+mem_backend *nori__mem_as_memory(nori_backend *b);
+
 /* sweeper.c */
 int nori__mem_sweeper_start(mem_backend *mb);
 void nori__mem_sweeper_stop(mem_backend *mb);

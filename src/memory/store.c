@@ -37,10 +37,11 @@
  *  - The hash is seeded per backend from getrandom(), so keys chosen by an
  *    attacker (HTTP paths end up in keys) cannot be made to collide in advance.
  *
- * Files: store.c (this: the operations, creation, the checks for tests),
- * table.c (hash table, recency list, reclamation), evict.c (the two bounds
- * and eviction), entry.c (allocation), epoch.c (safe memory reclamation for
- * the lock-free reads), sweeper.c (active expiry); internal.h holds the
+ * Files: store.c (this: the operations, creation), table.c (hash table,
+ * recency list, reclamation), evict.c (the two bounds and eviction),
+ * entry.c (allocation), epoch.c (safe memory reclamation for the lock-free
+ * reads, and the lock marks fork() waits on), fork.c (fork()), sweeper.c
+ * (active expiry), checks.c (the checks for tests); internal.h holds the
  * types and the inline accessors the read path uses.
  *
  * What holds under concurrency: both bounds, at every moment; no livelock
@@ -61,7 +62,6 @@
 #include "memory/memory.h"
 
 #include <inttypes.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -697,7 +697,7 @@ static const nori_backend_ops memory_ops = {
     .destroy = mem_destroy,
 };
 
-static mem_backend *as_memory(nori_backend *b)
+mem_backend *nori__mem_as_memory(nori_backend *b)
 {
     return b != NULL && b->ops == &memory_ops ? (mem_backend *)b : NULL;
 }
@@ -758,7 +758,7 @@ int nori_memory_backend_new(size_t max_keys, nori_backend **out)
 
 int nori_memory_backend_set_max_bytes(nori_backend *b, size_t max_bytes)
 {
-    mem_backend *mb = as_memory(b);
+    mem_backend *mb = nori__mem_as_memory(b);
     if (mb == NULL)
         return nori__fail(NORI_EINVAL, "set_max_bytes: the backend is %s, not a memory backend",
                           nori_backend_kind(b));
@@ -778,67 +778,4 @@ size_t nori_memory_backend_max_bytes(const nori_backend *b)
     if (b == NULL || b->ops != &memory_ops)
         return 0;
     return atomic_load_explicit(&((const mem_backend *)b)->max_bytes, memory_order_relaxed);
-}
-
-/* ---- checks (tests) ---- */
-
-int64_t nori__memory_audit_bytes(nori_backend *b, size_t *bytes)
-{
-    mem_backend *mb = as_memory(b);
-    if (mb == NULL)
-        return -1;
-    for (int i = 0; i < NSHARDS; i++)
-        shard_lock(&mb->shards[i]);
-    int64_t total = 0;
-    size_t held = 0;
-    bool ok = true;
-    for (int i = 0; i < NSHARDS; i++) {
-        ok = ok && nori__mem_do_audit_shard(&mb->shards[i], &held);
-        total += (int64_t)atomic_load_explicit(&mb->shards[i].count, memory_order_relaxed);
-    }
-    /* The global counters include the room of writes in flight. */
-    ok = ok && atomic_load_explicit(&mb->places, memory_order_relaxed) >= (size_t)total &&
-         atomic_load_explicit(&mb->bytes, memory_order_relaxed) >= held;
-    for (int i = NSHARDS - 1; i >= 0; i--)
-        shard_unlock(&mb->shards[i]);
-    if (bytes != NULL)
-        *bytes = held;
-    return ok ? total : -1;
-}
-
-int64_t nori__memory_audit(nori_backend *b)
-{
-    return nori__memory_audit_bytes(b, NULL);
-}
-
-int nori__memory_shard_index(nori_backend *b, const char *key)
-{
-    mem_backend *mb = as_memory(b);
-    if (mb == NULL)
-        return -1;
-    return (int)(shard_of(mb, nori__hash_key(mb->seed, key, strlen(key))) - mb->shards);
-}
-
-size_t nori__memory_block_size(nori_backend *b, const char *key)
-{
-    mem_backend *mb = as_memory(b);
-    if (mb == NULL)
-        return 0;
-    size_t klen = strlen(key);
-    uint64_t hash = nori__hash_key(mb->seed, key, klen);
-    mem_shard *s = shard_of(mb, hash);
-    shard_lock(s);
-    mem_entry *e = link_get(nori__mem_do_find_link(s, key, klen, hash));
-    size_t size = e == NULL ? 0
-                  : (entry_flags(e) & MAPPED) ? page_round(entry_size(entry_klen(e), e->vlen,
-                                                                 entry_has_expiry(e)))
-                                         : malloc_usable_size(e);
-    shard_unlock(s);
-    return size;
-}
-
-size_t nori__memory_sweep_now(nori_backend *b)
-{
-    mem_backend *mb = as_memory(b);
-    return mb != NULL ? nori__mem_sweep_cycle(mb, INT64_MAX / 2, true) : 0;
 }
