@@ -5,10 +5,19 @@
  * The default backend is published through an atomic pointer so that the
  * common path (already built) costs one acquire load and no lock; the mutex
  * only serialises the first build and nori_reset_backend().
+ *
+ * fork(): a child forked while another thread held the mutex (building the
+ * backend) would hang in its first nori_cache_* call, so a pthread_atfork
+ * prepare handler takes it (waiting for a build in progress) and the
+ * parent and child handlers release it. A memory backend's build takes the
+ * memory backend's registry lock under this mutex, so this prepare handler
+ * must run before the memory backend's: it is registered after it
+ * (prepare handlers run in the reverse order of registration).
  */
 #include "backend.h"
 #include "config.h"
 #include "error.h"
+#include "memory/memory.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -50,6 +59,23 @@ int nori_backend_from_env(nori_backend **out)
 
 static _Atomic(nori_backend *) default_backend;
 static pthread_mutex_t default_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void lock_default(void)
+{
+    pthread_mutex_lock(&default_lock);
+}
+
+static void unlock_default(void)
+{
+    pthread_mutex_unlock(&default_lock);
+}
+
+static void register_atfork(void)
+{
+    nori__memory_fork_init(); /* first: see the opening comment */
+    (void)pthread_atfork(lock_default, unlock_default, unlock_default);
+}
 
 int nori_get_backend(nori_backend **out)
 {
@@ -61,6 +87,7 @@ int nori_get_backend(nori_backend **out)
         return NORI_OK;
     }
     int rc = NORI_OK;
+    pthread_once(&atfork_once, register_atfork);
     pthread_mutex_lock(&default_lock);
     b = atomic_load_explicit(&default_backend, memory_order_relaxed);
     if (b == NULL) {
@@ -76,6 +103,7 @@ int nori_get_backend(nori_backend **out)
 
 void nori_reset_backend(void)
 {
+    pthread_once(&atfork_once, register_atfork);
     pthread_mutex_lock(&default_lock);
     nori_backend *b = atomic_exchange_explicit(&default_backend, NULL, memory_order_acq_rel);
     pthread_mutex_unlock(&default_lock);

@@ -180,9 +180,13 @@ NORI_EXPORT int nori_memory_backend_new(size_t max_keys, nori_backend **out);
  * (allocator chunk header and bucket slot). A write that does not fit evicts
  * least recently used entries until it does; an entry larger than the bound
  * on its own is NORI_ETOOBIG with nothing written. Both bounds (max_keys and
- * bytes) hold at every moment under any interleaving; lowering the bound
- * evicts down to it before returning (writes in flight meanwhile are
- * checked against the new bound). Not counted: entries just removed that a
+ * bytes) hold at every moment under any interleaving. A lower bound holds
+ * from the moment this call returns: the call evicts down to it, and waits
+ * for the writes that took room under the old bound to land (then evicts
+ * them) or give their room back. Such writes land within microseconds,
+ * unless one waits for a shard whose atomic_update callback is running: the
+ * call then waits for that callback too. Room taken after the new bound is
+ * stored is checked against it. Not counted: entries just removed that a
  * concurrent lock-free reader may still be copying (at most 32 entries or
  * 64 KiB per shard, freed as soon as the readers leave), and the fixed
  * per-backend structures (about 40 KiB plus the bucket arrays' growth).
@@ -497,7 +501,10 @@ typedef int (*nori_update_fn)(const nori_buf *current, nori_buf *next, void *ud)
  * for room without the lock and then goes in only if the key did not change
  * meanwhile; if it did, NORI_ENOMEM with nothing written (fn is not run
  * again). A slow fn also delays other writes to keys of the same shard (one
- * of 64), never an insert elsewhere: eviction skips a locked shard.
+ * of 64), never an insert elsewhere: eviction skips a locked shard. fork()
+ * in another thread waits for fn to return (README, "Memory backend and
+ * fork()"); fn may itself call fork(): the update completes in both
+ * processes.
  */
 NORI_EXPORT int nori_backend_atomic_update(nori_backend *b, const char *key,
                                            nori_update_fn fn, void *ud, int64_t ttl,

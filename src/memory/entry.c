@@ -49,13 +49,13 @@ static mem_entry *entry_alloc(mem_backend *mb, size_t size, bool *mapped)
         return malloc(size);
     size_t len = page_round(size), pages = len / 4096;
     if (pages <= MAP_CACHE_PAGES) {
-        pthread_mutex_lock(&mb->map_lock);
+        nori__epoch_lock(&mb->map_lock);
         void *p = mb->map_free[pages];
         if (p != NULL) {
             memcpy(&mb->map_free[pages], p, sizeof p);
             mb->map_cached -= len;
         }
-        pthread_mutex_unlock(&mb->map_lock);
+        nori__epoch_unlock(&mb->map_lock);
         if (p != NULL)
             return p;
     }
@@ -68,14 +68,14 @@ static void map_release(mem_backend *mb, void *p, size_t len)
 {
     size_t pages = len / 4096;
     if (pages <= MAP_CACHE_PAGES) {
-        pthread_mutex_lock(&mb->map_lock);
+        nori__epoch_lock(&mb->map_lock);
         bool keep = mb->map_cached + len <= MAP_CACHE_BYTES;
         if (keep) {
             memcpy(p, &mb->map_free[pages], sizeof p);
             mb->map_free[pages] = p;
             mb->map_cached += len;
         }
-        pthread_mutex_unlock(&mb->map_lock);
+        nori__epoch_unlock(&mb->map_lock);
         if (keep)
             return;
     }

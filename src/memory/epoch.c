@@ -11,16 +11,22 @@
  */
 #include "memory/epoch.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 
 typedef struct epoch_slot {
     alignas(64) _Atomic uint64_t active; /* 0: outside a read section; else its epoch */
     _Atomic int in_use;                  /* owned by a live thread */
     unsigned index;                      /* 0, 1, 2, ... in creation order */
     struct epoch_slot *next;             /* immutable once the slot is published */
+    /* Its own line: written on every lock the thread takes, while writers
+     * read `active` of every slot on their retire path. */
+    alignas(64) _Atomic unsigned locked; /* 1: holds, or is taking, a lock (nori__epoch_lock) */
 } epoch_slot;
 
 static _Atomic(epoch_slot *) slots;
@@ -28,25 +34,57 @@ static _Atomic uint64_t global_epoch = 1;
 static pthread_key_t slot_key;
 static pthread_once_t slot_key_once = PTHREAD_ONCE_INIT;
 static _Thread_local epoch_slot *my_slot;
-static _Thread_local unsigned depth;
+static _Thread_local unsigned depth;      /* read sections, nested */
+static _Thread_local unsigned lock_depth; /* lock marks, nested */
+/* Lock marks of threads that could get no slot (out of memory), and whether
+ * this thread's outermost mark is counted there. */
+static _Atomic unsigned slotless_marks;
+static _Thread_local bool marked_slotless;
+/*
+ * Set when slot_key's destructor has run on this thread: the thread is
+ * exiting and has handed its slot back. Destructors of keys created after
+ * slot_key run after it, and may still read the cache (an application that
+ * flushes per-thread state at exit). Such a thread must not keep the slot it
+ * handed back (a new thread may own it already: the two would share it, and
+ * the first to leave its section would mark it idle while the other still
+ * copies). Nor may it take a slot for good, whose destructor round may be
+ * over (PTHREAD_DESTRUCTOR_ITERATIONS). So each of its read sections (and
+ * lock marks) borrows a free slot and hands it back when the last one ends.
+ * (A thread whose very first read comes from a destructor in the last
+ * round, after slot_key's turn, takes a slot that no destructor hands back:
+ * 128 bytes, never reused. Nothing tells such a thread from one starting
+ * its work.)
+ */
+static _Thread_local bool exiting;
 
-/* Thread exit: the slot goes back to the pool. */
+static void give_back(epoch_slot *s)
+{
+    atomic_store_explicit(&s->active, 0, memory_order_release);
+    atomic_store_explicit(&s->locked, 0, memory_order_release);
+    atomic_store_explicit(&s->in_use, 0, memory_order_release);
+}
+
+/* slot_key's destructor, on the exiting thread: the slot goes back to the
+ * pool and the thread forgets it (see `exiting`). */
 static void release_slot(void *p)
 {
-    epoch_slot *s = p;
-    atomic_store_explicit(&s->active, 0, memory_order_release);
-    atomic_store_explicit(&s->in_use, 0, memory_order_release);
+    give_back(p);
+    my_slot = NULL;
+    depth = 0; /* sections left open by pthread_exit() ended with the slot */
+    lock_depth = 0;
+    exiting = true;
 }
 
 /* In a forked child only the forking thread exists: the other threads'
  * slots would stay "in a read section" forever and hold every retired
- * entry; they are released. */
+ * entry; they are released, and their lock marks with them. */
 static void forget_other_threads(void)
 {
     for (epoch_slot *s = atomic_load_explicit(&slots, memory_order_acquire); s != NULL;
          s = s->next)
         if (s != my_slot)
-            release_slot(s);
+            give_back(s);
+    atomic_store_explicit(&slotless_marks, marked_slotless ? 1 : 0, memory_order_relaxed);
 }
 
 static void make_key(void)
@@ -70,6 +108,7 @@ static epoch_slot *acquire_slot(void)
         if (s == NULL)
             return NULL;
         atomic_init(&s->active, 0);
+        atomic_init(&s->locked, 0);
         atomic_init(&s->in_use, 1);
         /* Acquire, also on a failed exchange: s->next->index was written
          * by the thread that published that slot (relaxed here was a data
@@ -80,12 +119,24 @@ static epoch_slot *acquire_slot(void)
         while (!atomic_compare_exchange_weak_explicit(&slots, &s->next, s, memory_order_release,
                                                       memory_order_acquire));
     }
-    if (pthread_setspecific(slot_key, s) != 0) {
-        release_slot(s);
+    /* An exiting thread borrows the slot for one section (see `exiting`);
+     * any other keeps it until slot_key's destructor hands it back. */
+    if (!exiting && pthread_setspecific(slot_key, s) != 0) {
+        give_back(s);
         return NULL;
     }
     my_slot = s;
     return s;
+}
+
+/* After the end of a read section or of a lock mark: an exiting thread
+ * hands its borrowed slot back once it is in neither. */
+static void section_ended(epoch_slot *s)
+{
+    if (exiting && depth == 0 && lock_depth == 0 && s == my_slot) {
+        my_slot = NULL;
+        atomic_store_explicit(&s->in_use, 0, memory_order_release);
+    }
 }
 
 bool nori__epoch_enter(void)
@@ -106,10 +157,161 @@ bool nori__epoch_enter(void)
 
 void nori__epoch_exit(void)
 {
-    if (--depth == 0)
-        atomic_store_explicit(&my_slot->active, 0, memory_order_release);
+    if (--depth > 0)
+        return;
+    epoch_slot *s = my_slot;
+    atomic_store_explicit(&s->active, 0, memory_order_release);
+    if (exiting) /* a borrowed slot */
+        section_ended(s);
 }
 
+/* ---- lock marks (fork.c has the why) ---- */
+
+static _Atomic int forking; /* a fork is being prepared */
+
+/* Marks the thread; true for the outermost mark, whose seq_cst store is
+ * ordered before the caller's load of `forking`. */
+static bool lock_mark(void)
+{
+    if (lock_depth++ > 0)
+        return false;
+    epoch_slot *s = my_slot;
+    if (s == NULL && (s = acquire_slot()) == NULL) {
+        /* No slot (out of memory): a shared counter does the slot's work. */
+        marked_slotless = true;
+        atomic_fetch_add_explicit(&slotless_marks, 1, memory_order_seq_cst);
+        return true;
+    }
+    atomic_exchange_explicit(&s->locked, 1, memory_order_seq_cst);
+    return true;
+}
+
+static void lock_unmark(void)
+{
+    if (--lock_depth > 0)
+        return;
+    if (marked_slotless) {
+        marked_slotless = false;
+        atomic_fetch_sub_explicit(&slotless_marks, 1, memory_order_release);
+        return;
+    }
+    epoch_slot *s = my_slot;
+    atomic_store_explicit(&s->locked, 0, memory_order_release);
+    if (exiting)
+        section_ended(s);
+}
+
+/*
+ * Steps back while a fork is prepared: unmarked, waits until fork() has
+ * returned (yields, then naps of 50 us doubling to 1 ms). It polls the flag
+ * rather than wait on a lock the prepare handler holds: a waiter of a
+ * pthread lock or condition is registered in the lock's own state, which
+ * the child would inherit with waiters that never leave (glibc's rwlock
+ * counts a waiting reader as a reader), and the child's own next fork()
+ * would wait for them forever.
+ */
+static void wait_for_fork(void)
+{
+    lock_unmark();
+    long nap_ns = 0;
+    while (atomic_load_explicit(&forking, memory_order_acquire)) {
+        if (nap_ns < 4) {
+            nap_ns++;
+            sched_yield();
+            continue;
+        }
+        nap_ns = nap_ns < 50000 ? 50000 : nap_ns * 2 > 1000000 ? 1000000 : nap_ns * 2;
+        struct timespec d = {0, nap_ns};
+        nanosleep(&d, NULL);
+    }
+}
+
+/* Marks the thread (*outermost: the outermost mark); false when a fork is
+ * pending and it stepped back: the caller starts again. */
+static bool mark_for_lock(bool *outermost)
+{
+    *outermost = lock_mark();
+    if (*outermost && atomic_load_explicit(&forking, memory_order_seq_cst)) {
+        wait_for_fork();
+        return false;
+    }
+    return true;
+}
+
+#define WAIT_SLICE_MS 1
+
+void nori__epoch_lock(pthread_mutex_t *m)
+{
+    bool outermost;
+    for (;;) {
+        if (!mark_for_lock(&outermost))
+            continue;
+        if (pthread_mutex_trylock(m) == 0)
+            return;
+        if (!outermost) { /* holds another lock: cannot step back */
+            pthread_mutex_lock(m);
+            return;
+        }
+        for (;;) { /* busy: wait in slices, stepping back for a fork */
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until); /* pthread_mutex_timedlock's clock */
+            until.tv_nsec += WAIT_SLICE_MS * 1000000L;
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            int rc = pthread_mutex_timedlock(m, &until);
+            if (rc == 0)
+                return;
+            if (rc != ETIMEDOUT && rc != EINTR) { /* not with a valid mutex */
+                pthread_mutex_lock(m);
+                return;
+            }
+            if (atomic_load_explicit(&forking, memory_order_seq_cst))
+                break;
+        }
+        wait_for_fork();
+    }
+}
+
+bool nori__epoch_trylock(pthread_mutex_t *m)
+{
+    bool outermost;
+    if (!mark_for_lock(&outermost))
+        return false; /* a fork is pending: busy */
+    if (pthread_mutex_trylock(m) == 0)
+        return true;
+    lock_unmark();
+    return false;
+}
+
+void nori__epoch_unlock(pthread_mutex_t *m)
+{
+    pthread_mutex_unlock(m);
+    lock_unmark();
+}
+
+void nori__epoch_fork_begin(void)
+{
+    atomic_store_explicit(&forking, 1, memory_order_seq_cst);
+}
+
+void nori__epoch_fork_end(void)
+{
+    atomic_store_explicit(&forking, 0, memory_order_release);
+}
+
+bool nori__epoch_others_marked(void)
+{
+    for (epoch_slot *s = atomic_load_explicit(&slots, memory_order_acquire); s != NULL;
+         s = s->next)
+        if (s != my_slot && atomic_load_explicit(&s->locked, memory_order_seq_cst) != 0)
+            return true;
+    unsigned mine = marked_slotless ? 1 : 0;
+    return atomic_load_explicit(&slotless_marks, memory_order_seq_cst) > mine;
+}
+
+/* Outside a section, an exiting thread holds no slot: UINT32_MAX. */
 unsigned nori__epoch_slot_index(void)
 {
     return my_slot != NULL ? my_slot->index : UINT32_MAX;
@@ -147,4 +349,22 @@ uint64_t nori__epoch_safe(void)
             oldest = a;
     }
     return oldest;
+}
+
+unsigned nori__epoch_slot_count(void)
+{
+    unsigned n = 0;
+    for (epoch_slot *s = atomic_load_explicit(&slots, memory_order_acquire); s != NULL;
+         s = s->next)
+        n++;
+    return n;
+}
+
+unsigned nori__epoch_slots_in_use(void)
+{
+    unsigned n = 0;
+    for (epoch_slot *s = atomic_load_explicit(&slots, memory_order_acquire); s != NULL;
+         s = s->next)
+        n += atomic_load_explicit(&s->in_use, memory_order_acquire) != 0;
+    return n;
 }

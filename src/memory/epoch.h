@@ -9,7 +9,11 @@
  * reader that could have seen the object has left its read section.
  *
  * The slots form a process-wide list that only grows (one slot per thread
- * alive at once, reused after a thread exits). All synchronisation is C11
+ * alive at once, reused after a thread exits). A thread owns its slot from
+ * its first read section until its pthread key destructor hands it back;
+ * read sections it runs after that (from other keys' destructors, as it
+ * exits) each borrow a free slot for the section only, so no two threads
+ * ever use one slot at once and no slot outlives its thread. All synchronisation is C11
  * atomics, so ThreadSanitizer sees the happens-before edges (liburcu's
  * grace periods are invisible to it).
  */
@@ -25,8 +29,9 @@ bool nori__epoch_enter(void);
 void nori__epoch_exit(void);
 
 /* The calling thread's slot number (0, 1, ...; UINT32_MAX before its first
- * read section). No two live threads share one: the memory backend uses it
- * to give each thread a counter stripe of its own. */
+ * read section, and outside a section once the thread is exiting). No two
+ * threads hold one slot at once: the memory backend uses it to give each
+ * thread a counter stripe of its own. */
 unsigned nori__epoch_slot_index(void);
 
 /* The current global epoch: the tag of an object unlinked just before. */
@@ -44,5 +49,30 @@ bool nori__epoch_any_reader(void); /* "true" without looking past 8 slots */
  * a section may hold (UINT64_MAX when none is): an object tagged t may be
  * freed when t < the result. */
 uint64_t nori__epoch_safe(void);
+
+/*
+ * The memory backend's locks, marked in the thread's slot so that fork()
+ * can wait until no other thread holds one (fork.c has the protocol). A
+ * thread marks its slot before it takes its outermost lock and unmarks it
+ * after letting it go; while a fork is prepared, a thread about to take an
+ * outermost lock (or waiting for a busy one) steps back and waits until
+ * fork() has returned. nori__epoch_trylock() is false also then.
+ *
+ * nori__epoch_fork_begin() (the prepare handler) makes new outermost locks
+ * wait; nori__epoch_others_marked() says whether a thread other than the
+ * caller is still marked; nori__epoch_fork_end() (parent and child handlers)
+ * lets them go on.
+ */
+#include <pthread.h>
+void nori__epoch_lock(pthread_mutex_t *m);
+bool nori__epoch_trylock(pthread_mutex_t *m);
+void nori__epoch_unlock(pthread_mutex_t *m);
+void nori__epoch_fork_begin(void);
+bool nori__epoch_others_marked(void);
+void nori__epoch_fork_end(void);
+
+/* Tests: the slots that exist, and those owned by a thread now. */
+unsigned nori__epoch_slot_count(void);
+unsigned nori__epoch_slots_in_use(void);
 
 #endif

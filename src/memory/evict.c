@@ -15,8 +15,19 @@
 
 /* ---- room: the two bounds ---- */
 
-/* Takes `places` (0 or 1) and `bytes` when both stay within their bound,
- * else takes nothing. */
+/*
+ * Takes `places` (0 or 1) and `bytes` when both stay within their bound,
+ * else takes nothing.
+ *
+ * The byte bound may be lowered meanwhile (nori_memory_backend_set_max_bytes).
+ * The reservation (a seq_cst compare-and-swap of mb->bytes) is followed by a
+ * seq_cst load of the bound, and the lowering stores the bound (seq_cst)
+ * before it reads mb->bytes: in the single total order either the lowering
+ * sees this reservation in mb->bytes, and waits for it to land and evicts
+ * down, or this load sees the new bound and the reservation is checked
+ * against it again (and undone when it does not fit). So no room taken
+ * after a lowering returned was checked against the old bound only.
+ */
 static bool try_take_room(mem_backend *mb, size_t places, size_t bytes)
 {
     if (places > 0) {
@@ -31,14 +42,24 @@ static bool try_take_room(mem_backend *mb, size_t places, size_t bytes)
     if (bytes > 0) {
         size_t limit = atomic_load_explicit(&mb->max_bytes, memory_order_relaxed);
         size_t b = atomic_load_explicit(&mb->bytes, memory_order_relaxed);
-        do {
+        for (;;) {
             if (limit != 0 && (b > limit || bytes > limit - b)) {
                 nori__mem_give_back(mb, places, 0);
                 return false;
             }
-        } while (!atomic_compare_exchange_weak_explicit(&mb->bytes, &b, b + bytes,
-                                                        memory_order_relaxed,
-                                                        memory_order_relaxed));
+            if (!atomic_compare_exchange_weak_explicit(&mb->bytes, &b, b + bytes,
+                                                       memory_order_seq_cst,
+                                                       memory_order_relaxed))
+                continue; /* b is the current value now */
+            size_t now = atomic_load_explicit(&mb->max_bytes, memory_order_seq_cst);
+            if (now == 0 || (b <= now && bytes <= now - b))
+                return true;
+            /* Lowered meanwhile, and this reservation does not fit the new
+             * bound: undo it and check again. */
+            atomic_fetch_sub_explicit(&mb->bytes, bytes, memory_order_relaxed);
+            limit = now;
+            b = atomic_load_explicit(&mb->bytes, memory_order_relaxed);
+        }
     }
     return true;
 }
@@ -116,7 +137,7 @@ bool nori__mem_evict_one(mem_backend *mb)
             shard_lock(v);
         } else {
             v = &mb->shards[idx];
-            if (pthread_mutex_trylock(&v->lock) != 0) {
+            if (!shard_trylock(v)) {
                 busy |= (uint64_t)1 << idx;
                 continue;
             }
@@ -128,6 +149,25 @@ bool nori__mem_evict_one(mem_backend *mb)
         if (done)
             return true;
     }
+}
+
+/*
+ * A wait for writes in flight (room taken, entry not linked yet). Usually
+ * they land within microseconds, but an atomic_update of a new key holds
+ * its place while the user's callback runs, for as long as it runs: after a
+ * few yields, back off to short sleeps (50 us doubling to 1 ms) rather than
+ * burn a core for the callback's whole duration. *nap_ns starts at 0.
+ */
+static void wait_for_writes_in_flight(long *nap_ns)
+{
+    if (*nap_ns < 4) {
+        (*nap_ns)++;
+        sched_yield();
+        return;
+    }
+    *nap_ns = *nap_ns < 50000 ? 50000 : *nap_ns * 2 > 1000000 ? 1000000 : *nap_ns * 2;
+    struct timespec d = {0, *nap_ns};
+    nanosleep(&d, NULL);
 }
 
 /*
@@ -150,19 +190,31 @@ bool nori__mem_take_room_blocking(mem_backend *mb, size_t places, size_t bytes)
             nap_ns = 0;
             continue;
         }
-        /* All room is held by writes in flight. Usually they land within
-         * microseconds, but an atomic_update of a new key holds its place
-         * while the user's callback runs, for as long as it runs: after a
-         * few yields, back off to short sleeps (50 us doubling to 1 ms)
-         * rather than burn a core for the callback's whole duration. */
-        if (nap_ns < 4) {
-            nap_ns++;
-            sched_yield();
-            continue;
-        }
-        nap_ns = nap_ns < 50000 ? 50000 : nap_ns * 2 > 1000000 ? 1000000 : nap_ns * 2;
-        struct timespec d = {0, nap_ns};
-        nanosleep(&d, NULL);
+        wait_for_writes_in_flight(&nap_ns); /* all room is held by writes in flight */
+    }
+}
+
+/*
+ * Brings the bytes held and reserved down to the byte bound in force (just
+ * lowered by the caller): evicts, and when nothing is left to evict, waits
+ * for the writes in flight, whose room was taken under the old bound, to
+ * land (then evicts them) or give their room back. They never wait for
+ * room, so this ends; a write that takes room meanwhile is checked against
+ * the new bound (try_take_room()). Called with no lock held.
+ */
+void nori__mem_shrink_to_bound(mem_backend *mb)
+{
+    long nap_ns = 0;
+    for (;;) {
+        /* seq_cst: after the caller's store of the bound (try_take_room()) */
+        size_t b = atomic_load_explicit(&mb->bytes, memory_order_seq_cst);
+        size_t limit = atomic_load_explicit(&mb->max_bytes, memory_order_relaxed);
+        if (limit == 0 || b <= limit)
+            return;
+        if (nori__mem_evict_one(mb))
+            nap_ns = 0;
+        else
+            wait_for_writes_in_flight(&nap_ns);
     }
 }
 
@@ -203,7 +255,7 @@ bool nori__mem_make_room_locked(mem_backend *mb, mem_shard *s, const mem_entry *
             return false;
         }
         mem_shard *v = &mb->shards[idx];
-        if (pthread_mutex_trylock(&v->lock) != 0) {
+        if (!shard_trylock(v)) {
             busy |= (uint64_t)1 << idx;
             continue;
         }

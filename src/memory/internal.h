@@ -22,7 +22,8 @@
 /* A power of two; see store.c for why 64. */
 #define NSHARDS 64
 #define NSHARDS_BITS 6
-/* Counter stripes for hits and misses, written by readers without a lock. */
+/* Counter stripes for hits and misses, written by readers without a lock:
+ * one per epoch slot below NSTRIPES, plus one shared by every other thread. */
 #define NSTRIPES 64
 #define EMPTY_STAMP UINT64_MAX
 /* Large entries' mappings of up to this many pages are kept for reuse. */
@@ -117,6 +118,10 @@ struct mem_backend {
     size_t freed_since_trim;       /* the sweeper thread's own */
     bool sweep_backlog;            /* the sweeper thread's own: the last cycle left work */
 
+    /* The registry of live backends whose room a forked child recounts
+     * (fork.c), under its registry lock. */
+    mem_backend *fork_prev, *fork_next;
+
     /* Mappings of large entries kept for reuse (store.c, entry_alloc()):
      * map_free[n] lists free mappings of n pages; map_cached counts their
      * bytes, at most MAP_CACHE_BYTES. */
@@ -128,7 +133,7 @@ struct mem_backend {
      * a few cache lines. Written under the shard's lock, read without it. */
     alignas(64) _Atomic uint64_t tail_stamps[NSHARDS];
     mem_shard shards[NSHARDS];
-    mem_stripe stripes[NSTRIPES];
+    mem_stripe stripes[NSTRIPES + 1]; /* [NSTRIPES]: the shared one */
 };
 
 /* Adds to a counter that only the holder of its shard's lock writes: a plain
@@ -137,14 +142,27 @@ struct mem_backend {
     atomic_store_explicit(&(field), atomic_load_explicit(&(field), memory_order_relaxed) + (n), \
                           memory_order_relaxed)
 
+/* Every lock of the memory backend (the shards', the mapping cache's) is
+ * taken and let go through epoch.c's nori__epoch_lock() and friends, so
+ * that fork() can wait until no other thread holds one (fork.c). A trylock
+ * is false also while a fork is being prepared. */
+void nori__epoch_lock(pthread_mutex_t *m);
+bool nori__epoch_trylock(pthread_mutex_t *m);
+void nori__epoch_unlock(pthread_mutex_t *m);
+
 static inline void shard_lock(mem_shard *s)
 {
-    pthread_mutex_lock(&s->lock);
+    nori__epoch_lock(&s->lock);
+}
+
+static inline bool shard_trylock(mem_shard *s)
+{
+    return nori__epoch_trylock(&s->lock);
 }
 
 static inline void shard_unlock(mem_shard *s)
 {
-    pthread_mutex_unlock(&s->lock);
+    nori__epoch_unlock(&s->lock);
 }
 
 #define INITIAL_BUCKETS 16
@@ -326,10 +344,25 @@ static inline void nori__mem_give_back(mem_backend *mb, size_t places, size_t by
 
 bool nori__mem_evict_one(mem_backend *mb);
 bool nori__mem_take_room_blocking(mem_backend *mb, size_t places, size_t bytes);
+void nori__mem_shrink_to_bound(mem_backend *mb);
 bool nori__mem_make_room_locked(mem_backend *mb, mem_shard *s, const mem_entry *keep, size_t places,
                              size_t bytes);
 bool nori__mem_do_commit(mem_backend *mb, mem_shard *s, const char *key, size_t klen, uint64_t hash,
                       mem_entry *cur, mem_entry *next, uint64_t stamp, room *held);
+
+/* store.c: the room the calling thread holds while an atomic_update
+ * callback (or incr's or add's decision) of mb runs on it, for the fork
+ * handlers. */
+room nori__mem_room_held_here(const mem_backend *mb);
+
+/* fork.c: a backend is registered once complete and unregistered first
+ * thing when freed; a forked child recounts the room of the registered
+ * ones. */
+void nori__mem_fork_register(mem_backend *mb);
+void nori__mem_fork_unregister(mem_backend *mb);
+
+/* store.c: b as a memory backend, NULL when it is another kind. */
+mem_backend *nori__mem_as_memory(nori_backend *b);
 
 /* sweeper.c */
 int nori__mem_sweeper_start(mem_backend *mb);

@@ -16,6 +16,16 @@
 int nori__memory_backend_new_opts(size_t max_keys, bool sweeper, nori_backend **out);
 
 /*
+ * Registers the memory backend's pthread_atfork handlers (once; creating a
+ * backend does it too). Another module whose fork handlers must run before
+ * the memory backend's prepare handler (because it holds a lock while it
+ * creates a backend: src/default_backend.c) calls this first, then
+ * registers its own: prepare handlers run in the reverse order of
+ * registration.
+ */
+void nori__memory_fork_init(void);
+
+/*
  * Locks every shard (in index order, so it cannot deadlock with the
  * backend's own paths, which never block on a second lock), checks that the
  * tables, the recency lists, the counts, the bytes and the published tail

@@ -37,10 +37,11 @@
  *  - The hash is seeded per backend from getrandom(), so keys chosen by an
  *    attacker (HTTP paths end up in keys) cannot be made to collide in advance.
  *
- * Files: store.c (this: the operations, creation, the checks for tests),
- * table.c (hash table, recency list, reclamation), evict.c (the two bounds
- * and eviction), entry.c (allocation), epoch.c (safe memory reclamation for
- * the lock-free reads), sweeper.c (active expiry); internal.h holds the
+ * Files: store.c (this: the operations, creation), table.c (hash table,
+ * recency list, reclamation), evict.c (the two bounds and eviction),
+ * entry.c (allocation), epoch.c (safe memory reclamation for the lock-free
+ * reads, and the lock marks fork() waits on), fork.c (fork()), sweeper.c
+ * (active expiry), checks.c (the checks for tests); internal.h holds the
  * types and the inline accessors the read path uses.
  *
  * What holds under concurrency: both bounds, at every moment; no livelock
@@ -61,25 +62,39 @@
 #include "memory/memory.h"
 
 #include <inttypes.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 /*
- * The backends whose atomic_update callbacks are running on the calling
- * thread, innermost first: a callback of A may call B, whose callback runs
- * while A's is still active. A callback that calls back into any of them
- * would deadlock on the non-recursive shard lock; refuse_reentry() turns
- * that into an error. Each frame lives on the stack of decide_update().
+ * The decisions (atomic_update callbacks, and incr's and add's own) running
+ * on the calling thread, innermost first: a callback of A may call B, whose
+ * callback runs while A's is still active. A callback that calls back into
+ * any of them would deadlock on the non-recursive shard lock;
+ * refuse_reentry() turns that into an error. A frame also says which room
+ * the thread holds meanwhile: a callback may call fork(), and the child's
+ * fork handler (fork.c) must not forget that room. Each frame lives on the
+ * stack of read_decide_write().
  */
 typedef struct callback_frame {
     const mem_backend *mb;
+    const room *held;
     const struct callback_frame *outer;
 } callback_frame;
 
 static _Thread_local const callback_frame *active_callbacks;
+
+room nori__mem_room_held_here(const mem_backend *mb)
+{
+    room r = {0, 0};
+    for (const callback_frame *f = active_callbacks; f != NULL; f = f->outer)
+        if (f->mb == mb) {
+            r.places += f->held->places;
+            r.bytes += f->held->bytes;
+        }
+    return r;
+}
 
 /* The last stamp this thread handed out. */
 static _Thread_local uint64_t last_stamp;
@@ -87,13 +102,16 @@ static _Thread_local uint64_t last_stamp;
 /*
  * Hit and miss counters: one stripe per thread (by its epoch slot number),
  * so a read writes only a line of its own. A thread whose slot number is
- * below NSTRIPES owns its stripe and adds with a plain load and store; the
- * others share stripes and add atomically.
+ * below NSTRIPES owns its stripe (no other thread holds that slot) and adds
+ * with a plain load and store. Every other thread (more than NSTRIPES
+ * threads reading, or an exiting thread between its read sections) adds
+ * atomically to the one shared stripe: never to an owned one, where the
+ * owner's plain store would overwrite its addition.
  */
 static inline void count_read(mem_backend *mb, bool hit)
 {
     unsigned i = nori__epoch_slot_index();
-    mem_stripe *st = &mb->stripes[i % NSTRIPES];
+    mem_stripe *st = &mb->stripes[i < NSTRIPES ? i : NSTRIPES];
     _Atomic uint64_t *c = hit ? &st->hits : &st->misses;
     if (i < NSTRIPES)
         atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
@@ -433,7 +451,10 @@ static int read_decide_write(mem_backend *mb, const char *key, size_t klen, uint
             held.places = 1;
         }
         mem_entry *next = NULL;
+        callback_frame frame = {mb, &held, active_callbacks};
+        active_callbacks = &frame;
         int rc = decide(cur, &next, ctx);
+        active_callbacks = frame.outer; /* restore, never clear: callbacks nest */
         if (rc == NORI_OK)
             rc = too_big(mb, key, entry_charge(next));
         if (rc != NORI_OK) {
@@ -523,10 +544,7 @@ static int decide_update(const mem_entry *cur, mem_entry **next_entry, void *ctx
         current.data = (char *)entry_value(cur);
         current.len = cur->vlen;
     }
-    callback_frame frame = {c->mb, active_callbacks};
-    active_callbacks = &frame;
     int declined = c->fn(cur != NULL ? &current : NULL, &next, c->ud);
-    active_callbacks = frame.outer; /* restore, never clear: callbacks nest */
     int rc = NORI_OK;
     if (declined != 0)
         rc = nori__fail(NORI_EABORT, "atomic_update '%.64s': the callback declined (returned %d)",
@@ -645,7 +663,7 @@ static void mem_stats(nori_backend *b, nori_backend_stats *out)
         out->entries += atomic_load_explicit(&s->count, memory_order_relaxed);
         out->bytes += atomic_load_explicit(&s->bytes, memory_order_relaxed);
     }
-    for (int i = 0; i < NSTRIPES; i++) {
+    for (int i = 0; i <= NSTRIPES; i++) {
         out->hits += atomic_load_explicit(&mb->stripes[i].hits, memory_order_relaxed);
         out->misses += atomic_load_explicit(&mb->stripes[i].misses, memory_order_relaxed);
     }
@@ -655,6 +673,7 @@ static void mem_stats(nori_backend *b, nori_backend_stats *out)
 static void mem_destroy(nori_backend *b)
 {
     mem_backend *mb = (mem_backend *)b;
+    nori__mem_fork_unregister(mb);
     nori__mem_sweeper_stop(mb);
     for (int i = 0; i < NSHARDS; i++)
         nori__mem_free_shard(&mb->shards[i]);
@@ -678,7 +697,7 @@ static const nori_backend_ops memory_ops = {
     .destroy = mem_destroy,
 };
 
-static mem_backend *as_memory(nori_backend *b)
+mem_backend *nori__mem_as_memory(nori_backend *b)
 {
     return b != NULL && b->ops == &memory_ops ? (mem_backend *)b : NULL;
 }
@@ -715,7 +734,13 @@ int nori__memory_backend_new_opts(size_t max_keys, bool sweeper, nori_backend **
         pthread_mutex_init(&s->lock, NULL);
     }
     nori__backend_init(&mb->base, &memory_ops);
+    /* Registered once complete, so that a forked child recounts its room
+     * (fork.c). */
+    if (made == NSHARDS)
+        nori__mem_fork_register(mb);
     if (made < NSHARDS || (sweeper && nori__mem_sweeper_start(mb) != NORI_OK)) {
+        if (made == NSHARDS)
+            nori__mem_fork_unregister(mb);
         for (int j = 0; j < made; j++)
             nori__mem_free_shard(&mb->shards[j]);
         nori__mem_map_cache_free(mb);
@@ -733,18 +758,18 @@ int nori_memory_backend_new(size_t max_keys, nori_backend **out)
 
 int nori_memory_backend_set_max_bytes(nori_backend *b, size_t max_bytes)
 {
-    mem_backend *mb = as_memory(b);
+    mem_backend *mb = nori__mem_as_memory(b);
     if (mb == NULL)
         return nori__fail(NORI_EINVAL, "set_max_bytes: the backend is %s, not a memory backend",
                           nori_backend_kind(b));
     int rc = refuse_reentry(mb, "set_max_bytes");
     if (rc != NORI_OK)
         return rc;
-    atomic_store_explicit(&mb->max_bytes, max_bytes, memory_order_relaxed);
-    /* A lower bound takes effect now: evict down to it. */
-    while (max_bytes != 0 && atomic_load_explicit(&mb->bytes, memory_order_relaxed) > max_bytes &&
-           nori__mem_evict_one(mb))
-        ;
+    /* seq_cst: ordered before the shrink's load of mb->bytes (evict.c,
+     * try_take_room()). A lower bound takes effect now: evict down to it,
+     * waiting for the writes that took room under the old one. */
+    atomic_store_explicit(&mb->max_bytes, max_bytes, memory_order_seq_cst);
+    nori__mem_shrink_to_bound(mb);
     return NORI_OK;
 }
 
@@ -753,67 +778,4 @@ size_t nori_memory_backend_max_bytes(const nori_backend *b)
     if (b == NULL || b->ops != &memory_ops)
         return 0;
     return atomic_load_explicit(&((const mem_backend *)b)->max_bytes, memory_order_relaxed);
-}
-
-/* ---- checks (tests) ---- */
-
-int64_t nori__memory_audit_bytes(nori_backend *b, size_t *bytes)
-{
-    mem_backend *mb = as_memory(b);
-    if (mb == NULL)
-        return -1;
-    for (int i = 0; i < NSHARDS; i++)
-        shard_lock(&mb->shards[i]);
-    int64_t total = 0;
-    size_t held = 0;
-    bool ok = true;
-    for (int i = 0; i < NSHARDS; i++) {
-        ok = ok && nori__mem_do_audit_shard(&mb->shards[i], &held);
-        total += (int64_t)atomic_load_explicit(&mb->shards[i].count, memory_order_relaxed);
-    }
-    /* The global counters include the room of writes in flight. */
-    ok = ok && atomic_load_explicit(&mb->places, memory_order_relaxed) >= (size_t)total &&
-         atomic_load_explicit(&mb->bytes, memory_order_relaxed) >= held;
-    for (int i = NSHARDS - 1; i >= 0; i--)
-        shard_unlock(&mb->shards[i]);
-    if (bytes != NULL)
-        *bytes = held;
-    return ok ? total : -1;
-}
-
-int64_t nori__memory_audit(nori_backend *b)
-{
-    return nori__memory_audit_bytes(b, NULL);
-}
-
-int nori__memory_shard_index(nori_backend *b, const char *key)
-{
-    mem_backend *mb = as_memory(b);
-    if (mb == NULL)
-        return -1;
-    return (int)(shard_of(mb, nori__hash_key(mb->seed, key, strlen(key))) - mb->shards);
-}
-
-size_t nori__memory_block_size(nori_backend *b, const char *key)
-{
-    mem_backend *mb = as_memory(b);
-    if (mb == NULL)
-        return 0;
-    size_t klen = strlen(key);
-    uint64_t hash = nori__hash_key(mb->seed, key, klen);
-    mem_shard *s = shard_of(mb, hash);
-    shard_lock(s);
-    mem_entry *e = link_get(nori__mem_do_find_link(s, key, klen, hash));
-    size_t size = e == NULL ? 0
-                  : (entry_flags(e) & MAPPED) ? page_round(entry_size(entry_klen(e), e->vlen,
-                                                                 entry_has_expiry(e)))
-                                         : malloc_usable_size(e);
-    shard_unlock(s);
-    return size;
-}
-
-size_t nori__memory_sweep_now(nori_backend *b)
-{
-    mem_backend *mb = as_memory(b);
-    return mb != NULL ? nori__mem_sweep_cycle(mb, INT64_MAX / 2, true) : 0;
 }

@@ -30,13 +30,11 @@
  * in progress ends within its budget (each step is short), so free waits at
  * most about SWEEP_BUDGET_US.
  *
- * fork(): a cycle holds shard locks, and a child forked meanwhile would
- * inherit them locked with no thread to release them. So cycles run under a
- * process-wide gate (a read lock) that pthread_atfork's prepare handler
- * takes for writing: fork waits for running cycles (at most one budget) and
- * none starts until it returns. The child has no expiry thread (expiry there
- * is lazy only); its nori_backend_free() sees the other pid and does not
- * join a thread that does not exist in it.
+ * fork(): a cycle's steps hold shard locks; fork() waits until no other
+ * thread holds a lock of the backend (fork.c), so it waits for the step in
+ * progress, and the child never inherits a lock held by this thread. The child has no expiry
+ * thread (expiry there is lazy only); its nori_backend_free() sees the other
+ * pid and does not join a thread that does not exist in it.
  */
 #include "memory/internal.h"
 
@@ -120,30 +118,6 @@ out:
     return removed;
 }
 
-static pthread_rwlock_t fork_gate;
-static pthread_once_t fork_gate_once = PTHREAD_ONCE_INIT;
-
-static void fork_gate_close(void)
-{
-    pthread_rwlock_wrlock(&fork_gate);
-}
-
-static void fork_gate_open(void)
-{
-    pthread_rwlock_unlock(&fork_gate);
-}
-
-static void fork_gate_init(void)
-{
-    pthread_rwlockattr_t attr;
-    pthread_rwlockattr_init(&attr);
-    /* Writer first: a fork is not held off by sweepers of many backends. */
-    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-    pthread_rwlock_init(&fork_gate, &attr);
-    pthread_rwlockattr_destroy(&attr);
-    pthread_atfork(fork_gate_close, fork_gate_open, fork_gate_open);
-}
-
 static void *sweeper_main(void *arg)
 {
     mem_backend *mb = arg;
@@ -162,9 +136,7 @@ static void *sweeper_main(void *arg)
         if (mb->sweep_stop)
             break;
         pthread_mutex_unlock(&mb->sweep_lock);
-        pthread_rwlock_rdlock(&fork_gate);
         nori__mem_sweep_cycle(mb, SWEEP_BUDGET_US, false);
-        pthread_rwlock_unlock(&fork_gate);
         pthread_mutex_lock(&mb->sweep_lock);
     }
     pthread_mutex_unlock(&mb->sweep_lock);
@@ -173,7 +145,6 @@ static void *sweeper_main(void *arg)
 
 int nori__mem_sweeper_start(mem_backend *mb)
 {
-    pthread_once(&fork_gate_once, fork_gate_init);
     pthread_condattr_t attr;
     if (pthread_condattr_init(&attr) != 0)
         return NORI_ENOMEM;

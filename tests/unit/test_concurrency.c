@@ -14,10 +14,12 @@
 #include "test_support.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define THREADS 8
 #define INCRS_PER_THREAD 10000
@@ -320,6 +322,108 @@ static void test_both_bounds_under_threads(void **state)
     nori_backend_free(b);
 }
 
+/* ---- lowering the byte bound while writers run ---- */
+
+/*
+ * Writers store values of 26 to 48 KB (one fits under the low bound, two do
+ * not) while the bound goes up to 1 MB and back down to LOW_BOUND, round
+ * after round. Right after nori_memory_backend_set_max_bytes() lowered it,
+ * an instant snapshot (every shard locked) must hold at most LOW_BOUND
+ * bytes. Before the fix, room a writer had taken under the old bound was
+ * linked after the call returned: 70-98 KB held.
+ */
+#define LOW_BOUND 50000
+#define HIGH_BOUND 1000000
+#ifdef __SANITIZE_THREAD__
+#define LOWER_ROUNDS 3000 /* ThreadSanitizer: 10-20x slower */
+#else
+#define LOWER_ROUNDS 20000
+#endif
+#define LOWER_WRITERS 4
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+typedef struct {
+    nori_backend *b;
+    unsigned seed;
+    _Atomic int *stop;
+    _Atomic long *writes;
+    int errors;
+} lower_writer;
+
+static void *lower_write(void *arg)
+{
+    lower_writer *w = arg;
+    char *val = malloc(48000);
+    char key[32];
+    memset(val, 'v', 48000);
+    while (!atomic_load(w->stop)) {
+        snprintf(key, sizeof key, "big:%u", rand_r(&w->seed) % 64);
+        size_t len = 26000 + rand_r(&w->seed) % 22000;
+        int rc = nori_backend_set(w->b, key, val, len, 0);
+        if (rc != NORI_OK && w->errors++ == 0)
+            print_error("set %s (%zu bytes): %s\n", key, len, nori_last_error());
+        atomic_fetch_add(w->writes, 1);
+    }
+    free(val);
+    return NULL;
+}
+
+static void test_lowered_bound_holds_on_return(void **state)
+{
+    (void)state;
+    nori_backend *b;
+    assert_nori(nori_memory_backend_new(1000, &b), NORI_OK);
+    _Atomic int stop = 0;
+    _Atomic long writes = 0;
+    pthread_t threads[LOWER_WRITERS];
+    lower_writer workers[LOWER_WRITERS];
+    for (int t = 0; t < LOWER_WRITERS; t++) {
+        workers[t] = (lower_writer){b, (unsigned)t * 31337u + 5, &stop, &writes, 0};
+        assert_int_equal(pthread_create(&threads[t], NULL, lower_write, &workers[t]), 0);
+    }
+    int over = 0;
+    size_t worst = 0;
+    double slowest = 0, total = 0;
+    for (int round = 0; round < LOWER_ROUNDS; round++) {
+        assert_nori(nori_memory_backend_set_max_bytes(b, HIGH_BOUND), NORI_OK);
+        /* Let a few writes land under the high bound (bounded: 1,000,000
+         * yields; the writers never stop, so it ends long before). */
+        long target = atomic_load(&writes) + 2;
+        for (long spin = 0; atomic_load(&writes) < target && spin < 1000000; spin++)
+            sched_yield();
+        double t0 = now_s();
+        assert_nori(nori_memory_backend_set_max_bytes(b, LOW_BOUND), NORI_OK);
+        double took = now_s() - t0;
+        total += took;
+        if (took > slowest)
+            slowest = took;
+        size_t bytes = 0;
+        assert_true(nori__memory_audit_bytes(b, &bytes) >= 0);
+        if (bytes > LOW_BOUND) {
+            over++;
+            if (bytes > worst)
+                worst = bytes;
+        }
+    }
+    atomic_store(&stop, 1);
+    for (int t = 0; t < LOWER_WRITERS; t++) {
+        pthread_join(threads[t], NULL);
+        assert_int_equal(workers[t].errors, 0);
+    }
+    print_message("%d of %d rounds held more than %d bytes right after the call (worst %zu); "
+                  "%ld writes; lowering took %.1f us on average, %.1f ms at most\n",
+                  over, LOWER_ROUNDS, LOW_BOUND, worst, atomic_load(&writes),
+                  total / LOWER_ROUNDS * 1e6, slowest * 1e3);
+    assert_int_equal(over, 0);
+    nori_backend_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -327,6 +431,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_atomic_update_loses_nothing),
         cmocka_unit_test(test_mixed_workload_with_eviction),
         cmocka_unit_test(test_both_bounds_under_threads),
+        cmocka_unit_test(test_lowered_bound_holds_on_return),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
