@@ -335,16 +335,13 @@ static int stock(const nori_http_request *req, nori_http_response *resp, void *u
     return rc ? rc : nori_http_response_set_media_type(resp, "application/json");
 }
 
-/* POST /admin/db?state=down|up: switches the simulated database outage.
+/* POST /admin/db?state=down|up: switches the simulated database outage
+ * (its route declares POST alone: other methods get the adapter's 405).
  * Loopback only: nori-demo listens on 127.0.0.1 alone, and a request that
  * came through a proxy (X-Forwarded-For) is refused. */
 static int admin_db(const nori_http_request *req, nori_http_response *resp, void *ud)
 {
     (void)ud;
-    if (strcmp(req->method, "POST") != 0) {
-        int rc = plain(resp, 405, "use POST\n");
-        return rc ? rc : nori_http_response_add_header(resp, "Allow", "POST");
-    }
     if (nori_http_request_header(req, "X-Forwarded-For") != NULL)
         return plain(resp, 403, "loopback only\n");
     char state[16];
@@ -443,15 +440,12 @@ static int fail(const nori_http_request *req, nori_http_response *resp, void *ud
     return plain(resp, 500, "this route always fails, and is never cached\n");
 }
 
-/* A login throttle: attempts per user counted with incr (TTL set on the
+/* POST /login (its route declares POST alone: other methods get the
+ * adapter's 405). A login throttle: attempts per user counted with incr (TTL set on the
  * first attempt only, so the window is fixed), 429 from the 6th. */
 static int login(const nori_http_request *req, nori_http_response *resp, void *ud)
 {
     (void)ud;
-    if (strcmp(req->method, "POST") != 0) {
-        int rc = plain(resp, 405, "use POST\n");
-        return rc ? rc : nori_http_response_add_header(resp, "Allow", "POST");
-    }
     char user[128];
     const char *q = req->query != NULL ? req->query : "";
     if (nori_http_form_value(req->body, req->body_len, "user", user, sizeof user) != NORI_OK &&
@@ -796,21 +790,25 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    /* Each route declares the methods it serves; any other is answered 405
+     * by the adapter before the handler and the cache, so a POST to
+     * /dashboard cannot invalidate its entries. */
+    enum { GET = NORI_HTTP_GET, POST = NORI_HTTP_POST };
     const nori_mhd_route routes[] = {
-        {"/dashboard", dashboard, NULL, demo.main_cache},
-        {"/dashboard/uncached", dashboard, NULL, NULL},
-        {"/dashboard/short", dashboard, NULL, demo.short_cache},
-        {"/hello", hello, NULL, NULL},
-        {"/products", products, NULL, demo.main_cache},
-        {"/report.pdf", report, NULL, demo.main_cache},
-        {"/greeting", greeting, NULL, demo.greet_cache},
-        {"/me", me, NULL, demo.me_cache},
-        {"/fail", fail, NULL, demo.main_cache},
-        {"/session", session, NULL, demo.main_cache},
-        {"/login", login, NULL, NULL},
-        {"/stock", stock, NULL, demo.stock_cache},
-        {"/admin/db", admin_db, NULL, NULL},
-        {"/metrics", metrics, NULL, NULL},
+        {"/dashboard", dashboard, NULL, demo.main_cache, GET},
+        {"/dashboard/uncached", dashboard, NULL, NULL, GET},
+        {"/dashboard/short", dashboard, NULL, demo.short_cache, GET},
+        {"/hello", hello, NULL, NULL, GET},
+        {"/products", products, NULL, demo.main_cache, GET | POST},
+        {"/report.pdf", report, NULL, demo.main_cache, GET},
+        {"/greeting", greeting, NULL, demo.greet_cache, GET},
+        {"/me", me, NULL, demo.me_cache, GET},
+        {"/fail", fail, NULL, demo.main_cache, GET},
+        {"/session", session, NULL, demo.main_cache, GET},
+        {"/login", login, NULL, NULL, POST},
+        {"/stock", stock, NULL, demo.stock_cache, GET},
+        {"/admin/db", admin_db, NULL, NULL, POST},
+        {"/metrics", metrics, NULL, NULL, GET},
     };
     nori_mhd_app app = {routes, sizeof routes / sizeof routes[0], 64 * 1024};
 
