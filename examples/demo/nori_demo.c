@@ -49,6 +49,7 @@ static struct {
     _Atomic uint64_t stock_runs; /* per-process count of /stock handler runs */
     pthread_mutex_t db_lock; /* one connection, prepared statements reused */
     _Atomic uint64_t db_queries;
+    _Atomic int64_t connections; /* open HTTP connections (MHD's notify callback) */
     nori_backend *backend;  /* page entries (the response caches) */
     nori_backend *counters; /* security counters: login throttle; never evicted by pages */
     const char *prefix;
@@ -397,6 +398,21 @@ static int greeting(const nori_http_request *req, nori_http_response *resp, void
     return rc ? rc : nori_http_response_add_header(resp, "Content-Language", words[w].lang);
 }
 
+/* MHD_OPTION_NOTIFY_CONNECTION: STARTED once a connection has been
+ * accepted and admitted (per-address and total limits), CLOSED when it is
+ * gone. Feeds the nori_demo_connections gauge. */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    (void)cls;
+    (void)c;
+    (void)socket_context;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+        atomic_fetch_add(&demo.connections, 1);
+    else if (toe == MHD_CONNECTION_NOTIFY_CLOSED)
+        atomic_fetch_sub(&demo.connections, 1);
+}
+
 /* Per-user scoping: each X-User gets its own cache slot; requests without
  * one are not cached at all. */
 static int user_key(const nori_http_request *req, void *ud, char *out, size_t cap)
@@ -528,6 +544,14 @@ static int metrics(const nori_http_request *req, nori_http_response *resp, void 
     METRIC("nori_backend_errors_total", "Backend calls that failed.", b.errors);
     METRIC("nori_db_queries_total", "Queries run against the database.",
            atomic_load(&demo.db_queries));
+    /* A gauge: the connections libmicrohttpd has accepted and not yet
+     * closed (this one included). Counted after MHD's connection limits
+     * admitted them, so a test can wait until the connections it opened
+     * are all held before it checks a limit. */
+    fprintf(t.f,
+            "# HELP nori_demo_connections Open HTTP connections, this one included.\n"
+            "# TYPE nori_demo_connections gauge\nnori_demo_connections %" PRId64 "\n",
+            atomic_load(&demo.connections));
     fputs("# HELP nori_cache_bypass_total Requests on cached routes that did not consult the"
           " cache, by reason.\n# TYPE nori_cache_bypass_total counter\n",
           t.f);
@@ -834,7 +858,7 @@ int main(int argc, char **argv)
         nori_mhd_handler, &app, NORI_MHD_OPTIONS(&app), MHD_OPTION_SOCK_ADDR, &addr,
         MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_TIMEOUT, conn_timeout,
         MHD_OPTION_CONNECTION_LIMIT, max_conns, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        max_conns_ip, MHD_OPTION_END);
+        max_conns_ip, MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_END);
     if (d == NULL) {
         fprintf(stderr, "nori-demo: cannot listen on 127.0.0.1:%d\n", port);
         rc = 1;
