@@ -52,10 +52,16 @@ static int group_setup(void **state)
 #endif
 }
 
+/* test_slowloris_limits' own demo: stopped here too, so that a failed
+ * assertion (which leaves the test at once) does not leave it running. */
+static test_demo_fixture loris;
+
 static int group_teardown(void **state)
 {
     (void)state;
     test_demo_fixture_stop(&fx);
+    if (loris.tmpdir != NULL)
+        test_demo_fixture_stop(&loris);
     return 0;
 }
 
@@ -519,8 +525,7 @@ static void wait_connections(int observer, long want, int bound_ms, const char *
 static void test_slowloris_limits(void **state)
 {
     (void)state;
-    test_demo_fixture lim;
-    memset(&lim, 0, sizeof lim);
+    test_demo_fixture *const lim = &loris;
     test_demo_extra_args[0] = "--max-conns-per-ip";
     test_demo_extra_args[1] = "8";
     test_demo_extra_args[2] = "--conn-timeout";
@@ -528,17 +533,17 @@ static void test_slowloris_limits(void **state)
      * together, a few ms normally), and the test waits for the timeout at
      * the end: 8 s. */
     test_demo_extra_args[3] = "8";
-    int rc = test_demo_fixture_start(&lim, NORI_DEMO_EXE, "loris", NULL, false);
+    int rc = test_demo_fixture_start(lim, NORI_DEMO_EXE, "loris", NULL, false);
     test_demo_extra_args[0] = NULL;
     assert_int_equal(rc, 0);
-    int observer = test_http_connect_from(lim.demo.port, "127.0.0.2");
+    int observer = test_http_connect_from(lim->demo.port, "127.0.0.2");
     assert_true(observer >= 0);
     /* The fixture's start-up probes are gone: only the observer is left. */
     wait_connections(observer, 1, 5000, "before the partial connections");
     int fds[8];
     static const char partial[] = "GET /hello HTTP/1.1\r\nHost: x\r\n";
     for (int i = 0; i < 8; i++) {
-        fds[i] = test_http_connect(lim.demo.port);
+        fds[i] = test_http_connect(lim->demo.port);
         assert_true(fds[i] >= 0);
         assert_int_equal(send(fds[i], partial, sizeof partial - 1, MSG_NOSIGNAL),
                          (ssize_t)(sizeof partial - 1));
@@ -546,12 +551,12 @@ static void test_slowloris_limits(void **state)
     wait_connections(observer, 9, 5000, "8 partial connections and the observer");
     /* The 9th connection from this address is closed without an answer. */
     test_http_response r;
-    if (test_http_once(lim.demo.port, "GET", "/hello", NULL, NULL, &r) == 0) {
+    if (test_http_once(lim->demo.port, "GET", "/hello", NULL, NULL, &r) == 0) {
         test_http_response_free(&r);
         for (int i = 0; i < 8; i++)
             close(fds[i]);
         close(observer);
-        test_demo_fixture_stop(&lim);
+        test_demo_fixture_stop(lim);
         fail_msg("a 9th connection was served with 8 partial ones open");
     }
     /* The partial connections are closed by the server within the timeout
@@ -569,15 +574,15 @@ static void test_slowloris_limits(void **state)
      * limit (that happens in its next clean-up pass), so first wait until
      * the gauge says the partial ones are gone, on a fresh observer (the
      * old one may reach its own idle timeout now). */
-    observer = test_http_connect_from(lim.demo.port, "127.0.0.2");
+    observer = test_http_connect_from(lim->demo.port, "127.0.0.2");
     assert_true(observer >= 0);
     wait_connections(observer, 1, 5000, "after the partial connections closed");
     close(observer);
-    r = test_demo_fixture_get(&lim, "/hello", NULL);
+    r = test_demo_fixture_get(lim, "/hello", NULL);
     assert_int_equal(r.status, 200);
     test_http_response_free(&r);
-    test_demo_fixture_assert_clean_stop(&lim);
-    test_demo_fixture_stop(&lim);
+    test_demo_fixture_assert_clean_stop(lim);
+    test_demo_fixture_stop(lim);
 }
 #endif
 
