@@ -16,6 +16,8 @@ packages=(
   wrk                                     # load for scripts/soak.sh
   valgrind                                # scripts/valgrind.sh
   python3                                 # Nori's Python entry format, cross-checked in tests
+  locales                                 # de_DE.UTF-8 for test_http_date (below)
+  stress-ng                               # load beside the suite when hunting timing flakes
 )
 
 missing=()
@@ -24,16 +26,22 @@ for p in "${packages[@]}"; do
   [[ "$status" == "install ok installed" ]] || missing+=("$p")
 done
 
-if ((${#missing[@]} == 0)); then
-  echo "setup: all ${#packages[@]} packages present"
-  exit 0
-fi
-
 sudo=()
 if [[ $(id -u) -ne 0 ]]; then
   sudo=(sudo)
 fi
-echo "setup: installing ${missing[*]}"
-# A fresh machine's package lists may be empty: update first.
-"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
-"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+if ((${#missing[@]} == 0)); then
+  echo "setup: all ${#packages[@]} packages present"
+else
+  echo "setup: installing ${missing[*]}"
+  # A fresh machine's package lists may be empty: update first.
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# test_http_date runs under a German locale to prove that HTTP dates do not
+# depend on LC_TIME; Debian's locales package ships the definitions only.
+if ! locale -a 2>/dev/null | grep -qix 'de_DE.utf8'; then
+  echo "setup: generating the de_DE.UTF-8 locale"
+  "${sudo[@]}" localedef -i de_DE -f UTF-8 de_DE.UTF-8
+fi

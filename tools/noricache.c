@@ -17,11 +17,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* One rule, whatever the command: the exit status says what kind of thing
+ * went wrong, never which command ran. */
 enum {
     EXIT_OK = 0,
-    EXIT_MISS = 1,    /* get found nothing; check failed */
-    EXIT_USAGE = 2,   /* bad command line */
-    EXIT_BACKEND = 3, /* configuration or backend error */
+    EXIT_MISS = 1,    /* get / get-many: a key is absent or expired; nothing else */
+    EXIT_USAGE = 2,   /* the command line: unknown command or option, missing or extra
+                         argument, or an argument the cache refuses (empty or oversized
+                         key, bad --ttl, value over the limit) */
+    EXIT_CONFIG = 3,  /* the configuration (environment, .env) is invalid */
+    EXIT_BACKEND = 4, /* the backend failed (unreachable, timeout, error reply, wrong
+                         type), out of memory, or stdin/stdout failed */
 };
 
 static const char USAGE[] =
@@ -52,12 +58,17 @@ static const char USAGE[] =
     "                  (default redis://localhost:6379)\n"
     "  CACHE_MAX_KEYS, CACHE_MAX_VALUE_BYTES\n"
     "\n"
-    "Exit status:\n"
+    "Exit status (the same rule for every command):\n"
     "  0  success\n"
-    "  1  get: key absent or expired; check: the backend is not usable\n"
-    "  2  usage error (unknown command, missing or extra argument, empty KEY or\n"
-    "     PREFIX, bad --ttl)\n"
-    "  3  configuration or backend error (unreachable, timeout, not an int, ...)\n";
+    "  1  not found: get, or get-many, met a key that is absent or expired\n"
+    "  2  usage: unknown command or option, missing or extra argument, or an\n"
+    "     invalid argument: empty KEY or PREFIX, KEY or PREFIX over 1024 bytes,\n"
+    "     bad --ttl, a value over the value limit (CACHE_MAX_VALUE_BYTES)\n"
+    "  3  configuration: CACHE_BACKEND, REDIS_URL, CACHE_MAX_* (environment or\n"
+    "     .env) is invalid\n"
+    "  4  backend: unreachable, timed out, replied with an error, or the value\n"
+    "     is not an integer (incr); check fails with 4 too. Also out of memory\n"
+    "     and a failed read of stdin or write to stdout\n";
 
 static int usage_error(const char *fmt, const char *arg)
 {
@@ -67,10 +78,39 @@ static int usage_error(const char *fmt, const char *arg)
     return EXIT_USAGE;
 }
 
+/* A library code met while running a command: an argument it refuses is
+ * the command line's fault (2), anything else the backend's (4). */
 static int backend_error(const char *what, int rc)
 {
     fprintf(stderr, "noricache: %s: %s: %s\n", what, nori_strerror(rc), nori_last_error());
-    return EXIT_BACKEND;
+    return rc == NORI_EINVAL || rc == NORI_ETOOBIG ? EXIT_USAGE : EXIT_BACKEND;
+}
+
+/* nori_backend_from_env failed: a bad setting (3), unless the failure was
+ * not the configuration's (out of memory, a backend that refused). */
+static int config_error(int rc)
+{
+    fprintf(stderr, "noricache: configuration: %s: %s\n", nori_strerror(rc), nori_last_error());
+    return rc == NORI_ENOMEM || rc == NORI_EBACKEND ? EXIT_BACKEND : EXIT_CONFIG;
+}
+
+/* A KEY or PREFIX argument: non-empty and within NORI_MAX_KEY_LEN, checked
+ * before any backend exists so that the rule does not depend on it. */
+static int check_key_arg(const char *cmd, const char *key, bool prefix)
+{
+    if (key[0] == '\0')
+        return usage_error(prefix ? "%s: the prefix is empty (to remove every key, use flush)"
+                                  : "%s: the key is empty",
+                           cmd);
+    size_t n = strlen(key);
+    if (n > NORI_MAX_KEY_LEN) {
+        fprintf(stderr,
+                "noricache: %s: the %s is %zu bytes, the limit is %d\n"
+                "Try 'noricache --help'.\n",
+                cmd, prefix ? "prefix" : "key", n, NORI_MAX_KEY_LEN);
+        return EXIT_USAGE;
+    }
+    return 0;
 }
 
 /* Strict: decimal digits only, no sign or spaces, at most NORI_MAX_TTL. */
@@ -142,11 +182,8 @@ static int want_args(const char *cmd, const args *a, int n, bool ttl_ok, bool ke
         return usage_error("%s: missing argument", cmd);
     if (a->npos > n)
         return usage_error("unexpected argument '%s'", a->pos[n]);
-    if (key_first && a->pos[0][0] == '\0')
-        return usage_error(strcmp(cmd, "delete-prefix") == 0
-                               ? "%s: the prefix is empty (to remove every key, use flush)"
-                               : "%s: the key is empty",
-                           cmd);
+    if (key_first)
+        return check_key_arg(cmd, a->pos[0], strcmp(cmd, "delete-prefix") == 0);
     return 0;
 }
 
@@ -194,7 +231,7 @@ static int read_stdin_value(size_t limit, char **out, size_t *out_len)
                 "noricache: set: the value on stdin is longer than the value limit of %zu "
                 "bytes (CACHE_MAX_VALUE_BYTES); nothing written\n",
                 limit);
-        return EXIT_BACKEND;
+        return EXIT_USAGE;
     }
     *out = buf;
     *out_len = len;
@@ -283,7 +320,7 @@ static int run(nori_backend *b, const char *cmd, const args *a)
     if (rc != NORI_OK) {
         fprintf(stderr, "noricache: check failed: %s: %s\n", nori_strerror(rc),
                 nori_last_error());
-        return EXIT_MISS;
+        return EXIT_BACKEND; /* the backend is there but not usable */
     }
     /* The topology found (mode, nodes, roles, slots; the sentinels' master). */
     char *topology = NULL;
@@ -291,7 +328,7 @@ static int run(nori_backend *b, const char *cmd, const args *a)
     if (rc != NORI_OK) {
         fprintf(stderr, "noricache: check failed: %s: %s\n", nori_strerror(rc),
                 nori_last_error());
-        return EXIT_MISS;
+        return EXIT_BACKEND; /* the backend is there but not usable */
     }
     printf("ok: %s\n%s", what, topology);
     free(topology);
@@ -307,16 +344,15 @@ static int get_many_main(int nkeys, char **keys)
         return usage_error("%s: missing argument", "get-many");
     if (nkeys > NORI_MAX_BULK)
         return usage_error("%s: too many keys (at most 10000)", "get-many");
-    for (int i = 0; i < nkeys; i++)
-        if (keys[i][0] == '\0')
-            return usage_error("%s: a key is empty", "get-many");
+    for (int i = 0; i < nkeys; i++) {
+        int urc = check_key_arg("get-many", keys[i], false);
+        if (urc != 0)
+            return urc;
+    }
     nori_backend *b;
     int rc = nori_backend_from_env(&b);
-    if (rc != NORI_OK) {
-        fprintf(stderr, "noricache: configuration: %s: %s\n", nori_strerror(rc),
-                nori_last_error());
-        return EXIT_BACKEND;
-    }
+    if (rc != NORI_OK)
+        return config_error(rc);
     nori_get_result *res = calloc((size_t)nkeys, sizeof *res);
     if (res == NULL) {
         nori_backend_free(b);
@@ -391,11 +427,8 @@ int main(int argc, char **argv)
 
     nori_backend *b;
     int brc = nori_backend_from_env(&b);
-    if (brc != NORI_OK) {
-        fprintf(stderr, "noricache: configuration: %s: %s\n", nori_strerror(brc),
-                nori_last_error());
-        return strcmp(cmd, "check") == 0 ? EXIT_MISS : EXIT_BACKEND;
-    }
+    if (brc != NORI_OK)
+        return config_error(brc);
     rc = run(b, cmd, &a);
     nori_backend_free(b);
     if (fflush(stdout) != 0) {

@@ -49,6 +49,7 @@ static struct {
     _Atomic uint64_t stock_runs; /* per-process count of /stock handler runs */
     pthread_mutex_t db_lock; /* one connection, prepared statements reused */
     _Atomic uint64_t db_queries;
+    _Atomic int64_t connections; /* open HTTP connections (MHD's notify callback) */
     nori_backend *backend;  /* page entries (the response caches) */
     nori_backend *counters; /* security counters: login throttle; never evicted by pages */
     const char *prefix;
@@ -335,16 +336,13 @@ static int stock(const nori_http_request *req, nori_http_response *resp, void *u
     return rc ? rc : nori_http_response_set_media_type(resp, "application/json");
 }
 
-/* POST /admin/db?state=down|up: switches the simulated database outage.
+/* POST /admin/db?state=down|up: switches the simulated database outage
+ * (its route declares POST alone: other methods get the adapter's 405).
  * Loopback only: nori-demo listens on 127.0.0.1 alone, and a request that
  * came through a proxy (X-Forwarded-For) is refused. */
 static int admin_db(const nori_http_request *req, nori_http_response *resp, void *ud)
 {
     (void)ud;
-    if (strcmp(req->method, "POST") != 0) {
-        int rc = plain(resp, 405, "use POST\n");
-        return rc ? rc : nori_http_response_add_header(resp, "Allow", "POST");
-    }
     if (nori_http_request_header(req, "X-Forwarded-For") != NULL)
         return plain(resp, 403, "loopback only\n");
     char state[16];
@@ -400,6 +398,21 @@ static int greeting(const nori_http_request *req, nori_http_response *resp, void
     return rc ? rc : nori_http_response_add_header(resp, "Content-Language", words[w].lang);
 }
 
+/* MHD_OPTION_NOTIFY_CONNECTION: STARTED once a connection has been
+ * accepted and admitted (per-address and total limits), CLOSED when it is
+ * gone. Feeds the nori_demo_connections gauge. */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    (void)cls;
+    (void)c;
+    (void)socket_context;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+        atomic_fetch_add(&demo.connections, 1);
+    else if (toe == MHD_CONNECTION_NOTIFY_CLOSED)
+        atomic_fetch_sub(&demo.connections, 1);
+}
+
 /* Per-user scoping: each X-User gets its own cache slot; requests without
  * one are not cached at all. */
 static int user_key(const nori_http_request *req, void *ud, char *out, size_t cap)
@@ -443,15 +456,12 @@ static int fail(const nori_http_request *req, nori_http_response *resp, void *ud
     return plain(resp, 500, "this route always fails, and is never cached\n");
 }
 
-/* A login throttle: attempts per user counted with incr (TTL set on the
+/* POST /login (its route declares POST alone: other methods get the
+ * adapter's 405). A login throttle: attempts per user counted with incr (TTL set on the
  * first attempt only, so the window is fixed), 429 from the 6th. */
 static int login(const nori_http_request *req, nori_http_response *resp, void *ud)
 {
     (void)ud;
-    if (strcmp(req->method, "POST") != 0) {
-        int rc = plain(resp, 405, "use POST\n");
-        return rc ? rc : nori_http_response_add_header(resp, "Allow", "POST");
-    }
     char user[128];
     const char *q = req->query != NULL ? req->query : "";
     if (nori_http_form_value(req->body, req->body_len, "user", user, sizeof user) != NORI_OK &&
@@ -534,6 +544,14 @@ static int metrics(const nori_http_request *req, nori_http_response *resp, void 
     METRIC("nori_backend_errors_total", "Backend calls that failed.", b.errors);
     METRIC("nori_db_queries_total", "Queries run against the database.",
            atomic_load(&demo.db_queries));
+    /* A gauge: the connections libmicrohttpd has accepted and not yet
+     * closed (this one included). Counted after MHD's connection limits
+     * admitted them, so a test can wait until the connections it opened
+     * are all held before it checks a limit. */
+    fprintf(t.f,
+            "# HELP nori_demo_connections Open HTTP connections, this one included.\n"
+            "# TYPE nori_demo_connections gauge\nnori_demo_connections %" PRId64 "\n",
+            atomic_load(&demo.connections));
     fputs("# HELP nori_cache_bypass_total Requests on cached routes that did not consult the"
           " cache, by reason.\n# TYPE nori_cache_bypass_total counter\n",
           t.f);
@@ -796,21 +814,25 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    /* Each route declares the methods it serves; any other is answered 405
+     * by the adapter before the handler and the cache, so a POST to
+     * /dashboard cannot invalidate its entries. */
+    enum { GET = NORI_HTTP_GET, POST = NORI_HTTP_POST };
     const nori_mhd_route routes[] = {
-        {"/dashboard", dashboard, NULL, demo.main_cache},
-        {"/dashboard/uncached", dashboard, NULL, NULL},
-        {"/dashboard/short", dashboard, NULL, demo.short_cache},
-        {"/hello", hello, NULL, NULL},
-        {"/products", products, NULL, demo.main_cache},
-        {"/report.pdf", report, NULL, demo.main_cache},
-        {"/greeting", greeting, NULL, demo.greet_cache},
-        {"/me", me, NULL, demo.me_cache},
-        {"/fail", fail, NULL, demo.main_cache},
-        {"/session", session, NULL, demo.main_cache},
-        {"/login", login, NULL, NULL},
-        {"/stock", stock, NULL, demo.stock_cache},
-        {"/admin/db", admin_db, NULL, NULL},
-        {"/metrics", metrics, NULL, NULL},
+        {"/dashboard", dashboard, NULL, demo.main_cache, GET},
+        {"/dashboard/uncached", dashboard, NULL, NULL, GET},
+        {"/dashboard/short", dashboard, NULL, demo.short_cache, GET},
+        {"/hello", hello, NULL, NULL, GET},
+        {"/products", products, NULL, demo.main_cache, GET | POST},
+        {"/report.pdf", report, NULL, demo.main_cache, GET},
+        {"/greeting", greeting, NULL, demo.greet_cache, GET},
+        {"/me", me, NULL, demo.me_cache, GET},
+        {"/fail", fail, NULL, demo.main_cache, GET},
+        {"/session", session, NULL, demo.main_cache, GET},
+        {"/login", login, NULL, NULL, POST},
+        {"/stock", stock, NULL, demo.stock_cache, GET},
+        {"/admin/db", admin_db, NULL, NULL, POST},
+        {"/metrics", metrics, NULL, NULL, GET},
     };
     nori_mhd_app app = {routes, sizeof routes / sizeof routes[0], 64 * 1024};
 
@@ -836,7 +858,7 @@ int main(int argc, char **argv)
         nori_mhd_handler, &app, NORI_MHD_OPTIONS(&app), MHD_OPTION_SOCK_ADDR, &addr,
         MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_TIMEOUT, conn_timeout,
         MHD_OPTION_CONNECTION_LIMIT, max_conns, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        max_conns_ip, MHD_OPTION_END);
+        max_conns_ip, MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_END);
     if (d == NULL) {
         fprintf(stderr, "nori-demo: cannot listen on 127.0.0.1:%d\n", port);
         rc = 1;

@@ -151,6 +151,9 @@
  *    a fill that began while the key was absent, and stores after the token
  *    of a write was evicted again, is not stopped. With a near cache (nori_redis_backend_enable_near) another
  *    process drops its copies when Redis's invalidation message reaches it.
+ *    An adapter answers a method its route does not declare with 405
+ *    before the cache (see nori_http_route), so only writes a handler
+ *    really serves invalidate.
  *  - A cache failure never fails the request: the handler runs and its
  *    response is served; the failure is counted in `errors`. A backend read
  *    that fails (NORI_EBACKEND, or NORI_ETOOBIG for a value over the limit)
@@ -510,6 +513,80 @@ typedef struct {
 /* Copies the counters to *out. NULL arguments are ignored. Thread-safe. */
 NORI_EXPORT void nori_http_cache_get_stats(const nori_http_cache *c,
                                            nori_http_cache_stats *out);
+
+/* ------------------------------------------------------------------------ */
+/* Routes: what an adapter serves                                           */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The methods a route serves, a bitmask for nori_http_route.methods. GET
+ * brings HEAD with it. Other bits are reserved and ignored.
+ */
+#define NORI_HTTP_GET 0x01u
+#define NORI_HTTP_HEAD 0x02u
+#define NORI_HTTP_POST 0x04u
+#define NORI_HTTP_PUT 0x08u
+#define NORI_HTTP_PATCH 0x10u
+#define NORI_HTTP_DELETE 0x20u
+#define NORI_HTTP_OPTIONS 0x40u
+#define NORI_HTTP_METHODS_ALL 0x7fu
+
+/*
+ * One route of an adapter (the same type for every adapter; nori/mhd.h
+ * calls it nori_mhd_route): requests whose decoded path equals `path`
+ * (NULL = any path) go to handler(req, resp, ud) through `cache` (NULL =
+ * never cached), if their method is one of `methods`. Everything is
+ * borrowed and only read.
+ *
+ * For handler writers:
+ *  - A handler is called only with the methods its route declares. Any
+ *    other method is answered by the adapter with 405 Method Not Allowed
+ *    and `Allow: <the declared methods>`, before the handler and before the
+ *    cache: such a request neither runs the handler nor invalidates
+ *    anything.
+ *  - methods = 0 (what an initialiser that stops after `cache` gives, e.g.
+ *    {"/dashboard", dashboard, NULL, cache}) serves GET and HEAD only: the
+ *    safe default, since a 2xx/3xx answer to POST, PUT, PATCH or DELETE
+ *    removes every cached entry of the path (see "Invalidation" above).
+ *    A handler that writes declares it: NORI_HTTP_GET | NORI_HTTP_POST.
+ *  - HEAD is served wherever GET is, by the GET handler (the adapter sends
+ *    no body). Method names are case-sensitive: "get" is refused.
+ * `methods` is the last field so that initialisers written before it existed
+ * keep compiling and mean GET + HEAD.
+ */
+typedef struct {
+    const char *path;
+    nori_http_handler_fn handler;
+    void *ud;
+    nori_http_cache *cache;
+    unsigned methods; /* NORI_HTTP_GET | ...; 0 = GET and HEAD */
+} nori_http_route;
+
+/* Bytes that any Allow value fits in, NUL included. */
+#define NORI_HTTP_ALLOW_MAX 64
+
+/*
+ * 1 when a route whose methods field is `methods` serves `method` ("GET",
+ * "POST", ...; case-sensitive; HEAD wherever GET; 0 = GET and HEAD), else 0
+ * (also for a NULL or unknown method). Pure function, thread-safe.
+ */
+NORI_EXPORT int nori_http_method_allowed(unsigned methods, const char *method);
+
+/*
+ * Writes the Allow value of `methods` (e.g. "GET, HEAD, POST"), NUL-terminated,
+ * into out[cap]. NORI_OK; NORI_ETOOBIG when cap is too small (out is then
+ * ""; NORI_HTTP_ALLOW_MAX is always enough); NORI_EINVAL for out NULL or
+ * cap 0. Thread-safe.
+ */
+NORI_EXPORT int nori_http_allow_value(unsigned methods, char *out, size_t cap);
+
+/*
+ * Makes *resp (initialised; cleared first) the adapter's answer to a method
+ * the route does not serve: 405, `Allow: <methods>`, text/plain body
+ * "method not allowed\n", origin NORI_HTTP_BYPASS. NORI_OK, NORI_ENOMEM
+ * (resp then empty), NORI_EINVAL (resp NULL).
+ */
+NORI_EXPORT int nori_http_response_not_allowed(nori_http_response *resp, unsigned methods);
 
 #ifdef __cplusplus
 }

@@ -4,8 +4,11 @@
  * Wraps an application's handlers (nori_http_handler_fn, see nori/http.h) as
  * an MHD access handler, in two lines:
  *
- *     nori_mhd_route routes[] = {{"/dashboard", dashboard, NULL, cache}};
- *     nori_mhd_app app = {routes, 1, 0};
+ *     nori_mhd_route routes[] = {
+ *         {"/dashboard", dashboard, NULL, cache, NORI_HTTP_GET},
+ *         {"/products", products, NULL, cache, NORI_HTTP_GET | NORI_HTTP_POST},
+ *     };
+ *     nori_mhd_app app = {routes, 2, 0};
  *     d = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD, 8080, NULL, NULL,
  *                          nori_mhd_handler, &app, NORI_MHD_OPTIONS(&app),
  *                          MHD_OPTION_END);
@@ -21,9 +24,14 @@
  *  - Sends the response body without copying it: the malloc()ed body block of
  *    the nori_http_response (on a memory-backend hit, the very block the
  *    backend returned) is handed to MHD, which frees it when done.
+ *  - Answers a method the route does not declare (nori_http_route.methods)
+ *    with 405 and `Allow` (nori_http_response_not_allowed), before the
+ *    handler and before the cache, so it can neither run a GET-only handler
+ *    nor invalidate its entries.
  *  - Adds `X-Cache: HIT`, `MISS` or `BYPASS` (the cache was not consulted:
  *    not GET/HEAD, credentials, key opt-out) to every response of a route
- *    that has a cache.
+ *    that has a cache and that the handler or the cache answered (not to
+ *    the adapter's own 404, 405 and 413).
  *  - HEAD: MHD sends the headers of the response (Content-Length of the
  *    body) without the body; the cache serves HEAD from the GET entry.
  *  - A 304 from the cache carries `Content-Length: <the 200's body length>`
@@ -69,15 +77,12 @@
 extern "C" {
 #endif
 
-/* One route: requests whose decoded path equals `path` (NULL = any path) go
- * to handler(req, resp, ud), through `cache` (NULL = never cached). The
- * first matching route wins; no match is a 404. Everything is borrowed. */
-typedef struct {
-    const char *path;
-    nori_http_handler_fn handler;
-    void *ud;
-    nori_http_cache *cache;
-} nori_mhd_route;
+/* One route: nori_http_route (nori/http.h): path, handler, ud, cache and the
+ * methods it serves (0 = GET and HEAD). The first route whose path matches
+ * wins; no match is a 404; a method the route does not declare is a 405
+ * with `Allow`, answered before the handler and the cache (the request's
+ * body is read and dropped). Everything is borrowed. */
+typedef nori_http_route nori_mhd_route;
 
 typedef struct {
     const nori_mhd_route *routes; /* borrowed */

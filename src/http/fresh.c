@@ -157,16 +157,10 @@ static int none_match(const char *inm, const char *etag)
     return 0;
 }
 
-/* An IMF-fixdate (the only form a sender may generate; RFC 9110 5.6.7). */
-static int parse_http_date(const char *s, time_t *out)
+/* An HTTP-date in any of its three forms, whatever the locale (date.c). */
+static int parse_http_date(const char *s, int64_t *out)
 {
-    struct tm tm;
-    memset(&tm, 0, sizeof tm);
-    const char *end = strptime(s, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    if (end == NULL || *end != '\0')
-        return 0;
-    *out = timegm(&tm);
-    return 1;
+    return nori__http_date_parse(s, strlen(s), nori__http_now_ms() / 1000, out) == NORI_OK;
 }
 
 int nori__http_not_modified(const nori_http_request *req, const nori_http_response *r)
@@ -179,7 +173,7 @@ int nori__http_not_modified(const nori_http_request *req, const nori_http_respon
     /* If-Modified-Since only without If-None-Match (RFC 9110 13.1.3). */
     const char *ims = nori_http_request_header(req, "If-Modified-Since");
     const char *lm = nori_http_response_header(r, "Last-Modified");
-    time_t t_ims, t_lm;
+    int64_t t_ims, t_lm;
     return ims != NULL && lm != NULL && parse_http_date(ims, &t_ims) &&
            parse_http_date(lm, &t_lm) && t_lm <= t_ims;
 }

@@ -189,6 +189,35 @@ int nori__http_not_modified(const nori_http_request *req, const nori_http_respon
 /* Turns r into its 304 Not Modified form (RFC 9110 15.4.5). */
 int nori__http_make_304(nori_http_response *r);
 
+/* ---- http/date.c ---- */
+
+/* An IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") and its NUL. */
+#define NORI_HTTP_DATE_SIZE 30
+/* The instants an HTTP-date can name: years 0000 to 9999 (Unix seconds). */
+#define NORI_HTTP_DATE_MIN (-62167219200LL) /* Sat, 01 Jan 0000 00:00:00 GMT */
+#define NORI_HTTP_DATE_MAX 253402300799LL   /* Fri, 31 Dec 9999 23:59:59 GMT */
+
+/*
+ * Parses s[0..len) as an HTTP-date (RFC 9110 5.6.7), whatever the locale:
+ * IMF-fixdate, or the obsolete rfc850-date and asctime-date forms, exactly
+ * as the grammar spells them (case-sensitive English names, fixed digit
+ * counts, single spaces, no surrounding whitespace). Strict otherwise: a
+ * weekday that is not the date's, a day past the month's end, an hour over
+ * 23, a minute over 59, a second over 60 (60 is a leap second, read as the
+ * next second) or any trailing byte makes it invalid. An rfc850 two-digit
+ * year that would lie more than 50 years after now_s (Unix seconds) is taken
+ * from the century before. NORI_OK and *out (Unix seconds, in
+ * NORI_HTTP_DATE_MIN..MAX); NORI_EINVAL with a message naming the form.
+ */
+int nori__http_date_parse(const char *s, size_t len, int64_t now_s, int64_t *out);
+
+/*
+ * Writes t (Unix seconds) as an IMF-fixdate into out, NUL-terminated.
+ * NORI_OK; NORI_ERANGE when t is outside NORI_HTTP_DATE_MIN..MAX (out is
+ * then ""); NORI_EINVAL for out NULL. Locale-free, thread-safe.
+ */
+int nori__http_date_format(int64_t t, char out[NORI_HTTP_DATE_SIZE]);
+
 /* ---- http/flight.c ---- */
 
 typedef struct nori__flights nori__flights;

@@ -23,6 +23,9 @@
 typedef struct {
     int started;    /* the first call has been seen */
     int too_large;  /* the body went over max_body: answer 413 */
+    int refused;    /* no route, or a method the route does not serve: the
+                       body is dropped, the answer is 404 or 405 */
+    const nori_mhd_route *route; /* found on the first call; NULL = 404 */
     int raw_query;  /* query[] holds the raw query (URI log callback ran) */
     char *body;
     size_t body_len, body_cap;
@@ -205,6 +208,22 @@ static enum MHD_Result queue_built(struct MHD_Connection *con, const nori_http_r
     return r;
 }
 
+/* 405 with Allow, before the handler and the cache: a method the route does
+ * not declare must not reach a handler that would answer it 2xx, which the
+ * cache would then take for a write and invalidate the path. */
+static enum MHD_Result queue_not_allowed(struct MHD_Connection *con, const nori_mhd_route *route)
+{
+    nori_http_response resp;
+    nori_http_response_init(&resp);
+    int refused = 0;
+    struct MHD_Response *mr = NULL;
+    if (nori_http_response_not_allowed(&resp, route->methods) == NORI_OK)
+        mr = build(&resp, NULL, &refused);
+    enum MHD_Result r = mr != NULL ? queue_built(con, &resp, mr) : MHD_NO;
+    nori_http_response_clear(&resp);
+    return r;
+}
+
 enum MHD_Result nori_mhd_handler(void *cls, struct MHD_Connection *connection, const char *url,
                                  const char *method, const char *version,
                                  const char *upload_data, size_t *upload_data_size,
@@ -222,24 +241,28 @@ enum MHD_Result nori_mhd_handler(void *cls, struct MHD_Connection *connection, c
     }
     if (!st->started) {
         st->started = 1;
+        /* The route and the method are decided on the headers, so that a
+         * request that will be refused does not have its body kept. */
+        for (size_t i = 0; i < app->n_routes && st->route == NULL; i++)
+            if (app->routes[i].path == NULL || strcmp(app->routes[i].path, url) == 0)
+                st->route = &app->routes[i];
+        st->refused = st->route == NULL || !nori_http_method_allowed(st->route->methods, method);
         return MHD_YES; /* never queue on the first call: keep-alive */
     }
     size_t max = app->max_body ? app->max_body : DEFAULT_MAX_BODY;
     if (*upload_data_size > 0) {
-        if (append_body(st, upload_data, *upload_data_size, max) < 0)
+        if (!st->refused && append_body(st, upload_data, *upload_data_size, max) < 0)
             return MHD_NO;
         *upload_data_size = 0;
         return MHD_YES;
     }
-    if (st->too_large)
-        return queue_text(connection, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large\n");
-
-    const nori_mhd_route *route = NULL;
-    for (size_t i = 0; i < app->n_routes && route == NULL; i++)
-        if (app->routes[i].path == NULL || strcmp(app->routes[i].path, url) == 0)
-            route = &app->routes[i];
+    const nori_mhd_route *route = st->route;
     if (route == NULL)
         return queue_text(connection, MHD_HTTP_NOT_FOUND, "not found\n");
+    if (st->refused)
+        return queue_not_allowed(connection, route);
+    if (st->too_large)
+        return queue_text(connection, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large\n");
 
     nori_http_request req = {method, url, st->query, mhd_header, connection,
                              st->body, st->body_len};

@@ -20,6 +20,11 @@ typedef struct {
 /* Connects to 127.0.0.1:port with 10 s send/receive timeouts. fd or -1. */
 int test_http_connect(int port);
 
+/* The same from local address `source` (e.g. "127.0.0.2": the whole of
+ * 127.0.0.0/8 is loopback on Linux), which a server counts as another
+ * client address; NULL = the kernel's choice. fd or -1. */
+int test_http_connect_from(int port, const char *source);
+
 /*
  * Sends one request on fd and reads one response into *out (free with
  * test_http_response_free). extra_headers: "Name: value\r\n" lines or NULL.

@@ -2,7 +2,8 @@
  * private redis-server: coalesced first requests, STALE within
  * stale_while_revalidate with one background refresh, the simulated
  * database outage, 304 for matching validators, HEAD, invalidation after
- * POST /products, and the new metrics. NAME_redis runs again on a Redis
+ * POST /products, 405 for a method a route does not declare (nothing
+ * invalidated), and the new metrics. NAME_redis runs again on a Redis
  * Cluster and through Sentinel (NAME_cluster, NAME_sentinel:
  * NORI_TEST_TOPOLOGY, tests/support/redis_topology.h). */
 #include <setjmp.h>
@@ -306,6 +307,61 @@ static void test_post_invalidates(void **state)
     }
 }
 
+/* A method the route does not declare is refused by the adapter (405 with
+ * Allow) before the handler and the cache: /dashboard is GET only, so a
+ * POST or DELETE to it can no longer invalidate its entry. */
+static void test_undeclared_method_refused(void **state)
+{
+    (void)state;
+    const char *page = "/dashboard?m=405";
+    test_http_response r = get(page, NULL);
+    test_http_response_free(&r);
+    r = get(page, NULL);
+    assert_string_equal(xcache(&r), "HIT");
+    test_http_response_free(&r);
+    uint64_t inv0 = metric("nori_cache_invalidations_total");
+    static const char *const unsafe[] = {"POST", "DELETE", "PUT", "PATCH"};
+    char allow[64];
+    for (size_t i = 0; i < sizeof unsafe / sizeof unsafe[0]; i++) {
+        assert_int_equal(test_http_once(fx.demo.port, unsafe[i], page, NULL,
+                                        i == 0 ? "x=1" : NULL, &r),
+                         0);
+        if (r.status != 405)
+            fail_msg("%s %s: %d %s, expected 405", unsafe[i], page, r.status, r.body);
+        assert_non_null(test_http_header(&r, "Allow", allow, sizeof allow));
+        assert_string_equal(allow, "GET, HEAD");
+        assert_string_equal(r.body, "method not allowed\n");
+        assert_string_equal(xcache(&r), "-"); /* the cache was not involved */
+        test_http_response_free(&r);
+    }
+    assert_int_equal(metric("nori_cache_invalidations_total"), inv0);
+    r = get(page, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(xcache(&r), "HIT");
+    test_http_response_free(&r);
+    /* HEAD comes with GET. */
+    assert_int_equal(test_http_once(fx.demo.port, "HEAD", page, NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(xcache(&r), "HIT");
+    test_http_response_free(&r);
+    /* Each route says what it serves. */
+    static const struct {
+        const char *method, *target, *allow;
+    } refused[] = {{"PUT", "/products", "GET, HEAD, POST"},
+                   {"GET", "/login", "POST"},
+                   {"HEAD", "/admin/db", "POST"},
+                   {"DELETE", "/metrics", "GET, HEAD"}};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        assert_int_equal(
+            test_http_once(fx.demo.port, refused[i].method, refused[i].target, NULL, NULL, &r),
+            0);
+        assert_int_equal(r.status, 405);
+        assert_non_null(test_http_header(&r, "Allow", allow, sizeof allow));
+        assert_string_equal(allow, refused[i].allow);
+        test_http_response_free(&r);
+    }
+}
+
 #ifdef NORI_DEMO_ON_REDIS
 #include <hiredis/hiredis.h>
 
@@ -421,6 +477,7 @@ int main(void)
         cmocka_unit_test(test_outage),
         cmocka_unit_test(test_not_modified),
         cmocka_unit_test(test_post_invalidates),
+        cmocka_unit_test(test_undeclared_method_refused),
 #ifdef NORI_DEMO_ON_REDIS
         cmocka_unit_test(test_two_processes_one_run),
         cmocka_unit_test(test_dead_holder),

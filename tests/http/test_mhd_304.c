@@ -4,6 +4,9 @@
  * default the 304 carries Content-Length equal to the 200's body length,
  * exactly once, no body, and the connection carries on (a 200 follows,
  * read whole). libmicrohttpd alone would write "Content-Length: 0".
+ * Also the route's methods: a route initialised without them (the README's
+ * four-field form) serves GET and HEAD only, and answers POST with 405 and
+ * Allow without running the handler or reading the body into it.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -51,7 +54,7 @@ static unsigned long run(void)
     o.backend = b;
     nori_http_cache *c;
     assert_nori(nori_http_cache_new(&o, &c), NORI_OK);
-    nori_mhd_route route = {"/r", handler, NULL, c};
+    nori_mhd_route route = {"/r", handler, NULL, c, NORI_HTTP_GET};
     nori_mhd_app app = {&route, 1, 0};
     struct MHD_Daemon *d =
         MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, nori_mhd_handler, &app,
@@ -92,6 +95,82 @@ static unsigned long run(void)
     return len;
 }
 
+static int handler_runs;
+
+static int counting_handler(const nori_http_request *req, nori_http_response *resp, void *ud)
+{
+    (void)ud;
+    handler_runs++;
+    return handler(req, resp, NULL);
+}
+
+static void test_default_methods(void **state)
+{
+    (void)state;
+    nori_backend *b;
+    assert_nori(nori_memory_backend_new(100, &b), NORI_OK);
+    nori_http_cache_options o;
+    nori_http_cache_options_init(&o);
+    o.backend = b;
+    nori_http_cache *c;
+    assert_nori(nori_http_cache_new(&o, &c), NORI_OK);
+    /* The form every application wrote before routes had methods: it must
+     * keep compiling (-Wextra only notes the missing field) and mean
+     * GET + HEAD. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+    nori_mhd_route route = {"/r", counting_handler, NULL, c};
+#pragma GCC diagnostic pop
+    assert_int_equal(route.methods, 0);
+    nori_mhd_app app = {&route, 1, 0};
+    struct MHD_Daemon *d =
+        MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, nori_mhd_handler, &app,
+                         NORI_MHD_OPTIONS(&app), MHD_OPTION_END);
+    assert_non_null(d);
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    assert_non_null(info);
+    int fd = test_http_connect(info->port);
+    assert_true(fd >= 0);
+    test_http_response r;
+    char allow[64];
+    assert_int_equal(test_http_request(fd, "GET", "/r", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    test_http_response_free(&r);
+    assert_int_equal(handler_runs, 1);
+    /* On the same connection: refused, and the connection carries on. */
+    static const char body[] = "a=1&b=2";
+    assert_int_equal(test_http_request(fd, "POST", "/r", NULL, body, sizeof body - 1, &r), 0);
+    assert_int_equal(r.status, 405);
+    assert_non_null(test_http_header(&r, "Allow", allow, sizeof allow));
+    assert_string_equal(allow, "GET, HEAD");
+    assert_null(test_http_header(&r, "X-Cache", allow, sizeof allow));
+    test_http_response_free(&r);
+    assert_int_equal(test_http_request(fd, "DELETE", "/r", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 405);
+    test_http_response_free(&r);
+    assert_int_equal(handler_runs, 1);
+    /* Nothing was invalidated: the entry is still served. */
+    assert_int_equal(test_http_request(fd, "HEAD", "/r", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(test_http_header(&r, "X-Cache", allow, sizeof allow));
+    assert_string_equal(allow, "HIT");
+    test_http_response_free(&r);
+    assert_int_equal(test_http_request(fd, "GET", "/r", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(test_http_header(&r, "X-Cache", allow, sizeof allow));
+    assert_string_equal(allow, "HIT");
+    test_http_response_free(&r);
+    assert_int_equal(handler_runs, 1);
+    nori_http_cache_stats st;
+    nori_http_cache_get_stats(c, &st);
+    assert_int_equal(st.invalidations, 0);
+    assert_int_equal(st.bypass_method, 0);
+    close(fd);
+    MHD_stop_daemon(d);
+    nori_http_cache_free(c);
+    nori_backend_free(b);
+}
+
 static void test_length_of_the_200(void **state)
 {
     (void)state;
@@ -102,6 +181,7 @@ int main(void)
 {
     const struct CMUnitTest cases[] = {
         cmocka_unit_test(test_length_of_the_200),
+        cmocka_unit_test(test_default_methods),
     };
     return cmocka_run_group_tests(cases, NULL, NULL);
 }

@@ -3,6 +3,10 @@
  * private redis-server (values persist across invocations) and the memory
  * backend (each invocation is a fresh cache), exit codes, usage errors, .env
  * configuration, and check against a dead server.
+ * Exit codes follow one rule whatever the command (noricache --help): 0
+ * success, 1 a key not found (get, get-many), 2 usage or an invalid argument
+ * (empty or over-1024-byte key, bad --ttl, value over the limit), 3 invalid
+ * configuration, 4 the backend failed (check included).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -164,7 +168,7 @@ static void test_redis_subcommands(void **state)
     RUN(&r, "redis", url, "incr", "n");
     assert_string_equal(r.out, "2\n");
     RUN(&r, "redis", url, "incr", "greeting");
-    assert_int_equal(r.status, 3);
+    assert_int_equal(r.status, 4); /* the backend refused: not a usage error */
     assert_non_null(strstr(r.err, "not an int"));
     RUN(&r, "redis", url, "delete", "greeting");
     assert_int_equal(r.status, 0);
@@ -222,7 +226,7 @@ static void test_get_many(void **state)
     RUN(&r, "redis", url, "get-many", "gm:a", "");
     assert_int_equal(r.status, 2);
     RUN(&r, "redis", "redis://127.0.0.1:1", "get-many", "gm:a");
-    assert_int_equal(r.status, 3);
+    assert_int_equal(r.status, 4);
     RUN(&r, "redis", url, "delete", "gm:a");
     RUN(&r, "redis", url, "delete", "gm:b");
 }
@@ -308,10 +312,42 @@ static void test_usage_errors(void **state)
         run_cli(&r, "memory", NULL, none);
         assert_int_equal(r.status, 2);
     }
-    /* A bad configuration names the variable. */
-    RUN(&r, "nosuch", NULL, "get", "k");
-    assert_int_equal(r.status, 3);
-    assert_non_null(strstr(r.err, "CACHE_BACKEND"));
+    /* A bad configuration names the variable, and exits 3 whatever the
+     * command. */
+    static const char *const every[][4] = {{"get", "k", NULL},   {"set", "k", "v", NULL},
+                                           {"delete", "k", NULL}, {"incr", "k", NULL},
+                                           {"flush", NULL},       {"check", NULL},
+                                           {"get-many", "k", NULL}, {"delete-prefix", "p", NULL}};
+    for (size_t i = 0; i < sizeof every / sizeof *every; i++) {
+        run_cli(&r, "nosuch", NULL, (const char **)every[i]);
+        if (r.status != 3)
+            fail_msg("%s with CACHE_BACKEND=nosuch gave exit %d: %s", every[i][0], r.status,
+                     r.err);
+        assert_non_null(strstr(r.err, "CACHE_BACKEND"));
+    }
+    /* A key over the limit is an invalid argument (2) like an empty one,
+     * whatever the command, and is refused before the configuration is
+     * read; at the limit it is fine. */
+    char big[NORI_MAX_KEY_LEN + 2];
+    memset(big, 'k', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    const char *long_key[][4] = {{"get", big, NULL},    {"set", big, "v", NULL},
+                                 {"delete", big, NULL}, {"incr", big, NULL},
+                                 {"get-many", "k", big}, {"delete-prefix", big, NULL}};
+    for (size_t i = 0; i < sizeof long_key / sizeof *long_key; i++) {
+        run_cli(&r, "memory", NULL, long_key[i]);
+        if (r.status != 2)
+            fail_msg("%s with a 1025-byte key gave exit %d: %s", long_key[i][0], r.status,
+                     r.err);
+        assert_non_null(strstr(r.err, "1024"));
+        run_cli(&r, "nosuch", NULL, long_key[i]);
+        assert_int_equal(r.status, 2);
+    }
+    big[NORI_MAX_KEY_LEN] = '\0';
+    RUN(&r, "memory", NULL, "get", big);
+    assert_int_equal(r.status, 1); /* absent, not refused */
+    RUN(&r, "memory", NULL, "get-many", "");
+    assert_int_equal(r.status, 2);
 }
 
 /* Writes `len` bytes to a file in workdir and returns its path (static buffer). */
@@ -353,7 +389,7 @@ static void test_set_from_stdin(void **state)
     run_cli_with(&r, "redis", url, limit, input_file("12345678", 8), set2);
     assert_int_equal(r.status, 0);
     run_cli_with(&r, "redis", url, limit, input_file("123456789", 9), set2);
-    assert_int_equal(r.status, 3);
+    assert_int_equal(r.status, 2); /* an invalid argument, like an oversized key */
     assert_non_null(strstr(r.err, "8 bytes"));
     RUN(&r, "redis", url, "get", "lim");
     assert_string_equal(r.out, "12345678");
@@ -371,17 +407,23 @@ static void test_check_dead_server(void **state)
     char url[400];
     snprintf(url, sizeof url, "%s?connect_timeout_ms=300", server->url);
     result r;
+    /* Unreachable: 4 from check as from every other command. */
     RUN(&r, "redis", url, "check");
-    assert_int_equal(r.status, 1);
+    assert_int_equal(r.status, 4);
     assert_int_equal(r.out_len, 0);
     assert_non_null(strstr(r.err, "refused"));
     assert_non_null(strstr(r.err, "***"));
     assert_null(strstr(r.err, "cli-Secret"));
     RUN(&r, "redis", url, "get", "k");
-    assert_int_equal(r.status, 3);
+    assert_int_equal(r.status, 4);
+    RUN(&r, "redis", url, "set", "k", "v");
+    assert_int_equal(r.status, 4);
+    /* A configuration the library refuses: 3 from check as from get. */
     RUN(&r, "redis", "rediss://localhost", "check");
-    assert_int_equal(r.status, 1);
+    assert_int_equal(r.status, 3);
     assert_non_null(strstr(r.err, "TLS"));
+    RUN(&r, "redis", "rediss://localhost", "get", "k");
+    assert_int_equal(r.status, 3);
     nori_test_redis_restart(server);
     RUN(&r, "redis", url, "check");
     assert_int_equal(r.status, 0);
