@@ -7,7 +7,7 @@
  *    fixdate without a leap second re-formats to exactly the input.
  * The rfc850 century depends on "now": the next 8 bytes pick it. */
 #include "fuzz.h"
-#include "http_internal.h"
+#include "http/internal.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -10,7 +10,7 @@
  * Gregorian, no time zone: HTTP dates are GMT), so nothing depends on the
  * C library's locale, time zone or time_t width.
  */
-#include "http_internal.h"
+#include "http/internal.h"
 
 #include "error.h"
 

@@ -15,7 +15,7 @@
 
 #include "test_support.h"
 
-#include "http_internal.h"
+#include "http/internal.h"
 #include "http_test_headers.h"
 
 #include <locale.h>
