@@ -234,6 +234,21 @@ extern "C" {
 typedef const char *(*nori_http_header_fn)(void *ud, const char *name);
 
 /*
+ * Called once per request header by nori_http_request_each_header(), in the
+ * order the adapter received them (a repeated header once per line). name
+ * and value are borrowed for the call only. Return 0 to go on, non-zero to
+ * stop.
+ */
+typedef int (*nori_http_header_visit_fn)(void *visit_ud, const char *name, const char *value);
+
+/*
+ * Enumerates the request's headers: calls visit(visit_ud, name, value) for
+ * each until visit returns non-zero. Provided by the adapter; returns 0, or
+ * the non-zero value that stopped it.
+ */
+typedef int (*nori_http_headers_fn)(void *ud, nori_http_header_visit_fn visit, void *visit_ud);
+
+/*
  * A read-only view of a request, built by the adapter; nothing is copied.
  * Every pointer is borrowed and valid for the duration of the serve call.
  */
@@ -245,11 +260,25 @@ typedef struct {
     void *header_ud;
     const char *body; /* request body (POST); may be NULL when body_len == 0 */
     size_t body_len;
+    /* Enumerates every header, called with header_ud (a proxy forwards
+     * them); may be NULL: nori_http_request_each_header() then sees none.
+     * Last, so that initialisers written before it keep compiling. */
+    nori_http_headers_fn each_header;
 } nori_http_request;
 
 /* The value of header `name` of req, or NULL (also when req->header is NULL). */
 NORI_EXPORT const char *nori_http_request_header(const nori_http_request *req,
                                                  const char *name);
+
+/*
+ * Calls visit(visit_ud, name, value) for each header of req, in the order
+ * received, until visit returns non-zero. Returns 0 when every header was
+ * visited (also when the adapter provides no enumeration: req->each_header
+ * NULL), the non-zero value that stopped it, or NORI_EINVAL (req or visit
+ * NULL). Runs on the calling thread; the strings are borrowed for the call.
+ */
+NORI_EXPORT int nori_http_request_each_header(const nori_http_request *req,
+                                              nori_http_header_visit_fn visit, void *visit_ud);
 
 /*
  * Finds `name` in an application/x-www-form-urlencoded string (a query

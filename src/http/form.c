@@ -15,6 +15,16 @@ const char *nori_http_request_header(const nori_http_request *req, const char *n
     return req->header(req->header_ud, name);
 }
 
+int nori_http_request_each_header(const nori_http_request *req, nori_http_header_visit_fn visit,
+                                  void *visit_ud)
+{
+    if (req == NULL || visit == NULL)
+        return NORI_EINVAL;
+    if (req->each_header == NULL)
+        return 0;
+    return req->each_header(req->header_ud, visit, visit_ud);
+}
+
 static int hexval(char c)
 {
     if (c >= '0' && c <= '9')

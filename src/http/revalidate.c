@@ -61,6 +61,19 @@ static const char *job_header(void *ud, const char *name)
     return NULL;
 }
 
+/* The refresh's copy holds only the headers named in vary_on and
+ * refresh_headers: those are all it enumerates. */
+static int job_each_header(void *ud, nori_http_header_visit_fn visit, void *visit_ud)
+{
+    const refresh_job *j = ud;
+    for (size_t i = 0; i < j->n; i++) {
+        int rc = visit(visit_ud, j->names[i], j->values[i]);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
 static void job_free(refresh_job *j)
 {
     for (size_t i = 0; i < j->n; i++) {
@@ -153,7 +166,7 @@ static void refresh_run(void *arg)
     /* A handler that calls the cache for its own key from here must not
      * wait for this very refresh. */
     nori__flight_set_owner(c->flights, j->flight);
-    nori_http_request req = {"GET", j->path, j->query, job_header, j, NULL, 0};
+    nori_http_request req = {"GET", j->path, j->query, job_header, j, NULL, 0, job_each_header};
     /* The copy must map to the same entry: a key function that read a
      * header not copied would otherwise file this response under another
      * key (another user's). */

@@ -81,6 +81,29 @@ static const char *mhd_header(void *ud, const char *name)
     return MHD_lookup_connection_value(ud, MHD_HEADER_KIND, name);
 }
 
+typedef struct {
+    nori_http_header_visit_fn visit;
+    void *visit_ud;
+    int stopped_with;
+} header_walk;
+
+static enum MHD_Result mhd_visit(void *cls, enum MHD_ValueKind kind, const char *name,
+                                 const char *value)
+{
+    header_walk *w = cls;
+    (void)kind;
+    w->stopped_with = w->visit(w->visit_ud, name, value != NULL ? value : "");
+    return w->stopped_with == 0 ? MHD_YES : MHD_NO;
+}
+
+/* MHD keeps the headers in the order received. */
+static int mhd_each_header(void *ud, nori_http_header_visit_fn visit, void *visit_ud)
+{
+    header_walk w = {visit, visit_ud, 0};
+    MHD_get_connection_values(ud, MHD_HEADER_KIND, mhd_visit, &w);
+    return w.stopped_with;
+}
+
 static int append_body(req_state *st, const char *data, size_t len, size_t max)
 {
     if (st->too_large || len > max - st->body_len) {
@@ -265,7 +288,7 @@ enum MHD_Result nori_mhd_handler(void *cls, struct MHD_Connection *connection, c
         return queue_text(connection, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large\n");
 
     nori_http_request req = {method, url, st->query, mhd_header, connection,
-                             st->body, st->body_len};
+                             st->body, st->body_len, mhd_each_header};
     nori_http_response resp;
     nori_http_response_init(&resp);
     nori_http_cache *cache = st->raw_query ? route->cache : NULL;

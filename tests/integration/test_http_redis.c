@@ -137,7 +137,7 @@ static nori_http_cache *new_cache(nori_backend *b, const char *prefix, int64_t s
 static int serve_copy(nori_http_cache *c, const char *method, const char *path,
                       nori_http_handler_fn h, nori_http_origin *origin, char body[64])
 {
-    nori_http_request rq = {method, path, "", NULL, NULL, NULL, 0};
+    nori_http_request rq = {method, path, "", NULL, NULL, NULL, 0, NULL};
     nori_http_response r;
     nori_http_response_init(&r);
     int rc = nori_http_cache_serve(c, &rq, h, NULL, &r);

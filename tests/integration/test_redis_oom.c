@@ -63,7 +63,7 @@ static int handler(const nori_http_request *req, nori_http_response *resp, void 
 static nori_http_origin serve(nori_http_cache *cache, const char *path, int *runs,
                               const char *expect_prefix)
 {
-    nori_http_request req = {"GET", path, "", NULL, NULL, NULL, 0};
+    nori_http_request req = {"GET", path, "", NULL, NULL, NULL, 0, NULL};
     nori_http_response resp;
     nori_http_response_init(&resp);
     assert_nori(nori_http_cache_serve(cache, &req, handler, runs, &resp), NORI_OK);

@@ -39,7 +39,7 @@ static int handler(const nori_http_request *req, nori_http_response *resp, void 
 
 static nori_http_origin serve(nori_http_cache *c)
 {
-    nori_http_request rq = {"GET", "/big", "", NULL, NULL, NULL, 0};
+    nori_http_request rq = {"GET", "/big", "", NULL, NULL, NULL, 0, NULL};
     nori_http_response r;
     nori_http_response_init(&r);
     assert_int_equal(nori_http_cache_serve(c, &rq, handler, NULL, &r), NORI_OK);
@@ -64,7 +64,7 @@ static void test_oversized_redis_entry_is_overwritten(void **state)
     /* Another client leaves a 200 KB value, with no TTL, at the entry's key. */
     char key[256];
     assert_int_equal(nori_http_cache_key(c, &(nori_http_request){"GET", "/big", "", NULL, NULL,
-                                                                 NULL, 0},
+                                                                 NULL, 0, NULL},
                                          key, sizeof key),
                      NORI_OK);
     assert_int_equal(nori_backend_set_max_value(b, 100000), NORI_OK);
@@ -132,7 +132,7 @@ static void test_forged_lease_not_waited_for(void **state)
     o.lock_timeout_ms = 1500;
     nori_http_cache *c;
     assert_int_equal(nori_http_cache_new(&o, &c), NORI_OK);
-    nori_http_request rq = {"GET", "/big", "", NULL, NULL, NULL, 0};
+    nori_http_request rq = {"GET", "/big", "", NULL, NULL, NULL, 0, NULL};
     char key[256], lease[300];
     assert_int_equal(nori_http_cache_key(c, &rq, key, sizeof key), NORI_OK);
     snprintf(lease, sizeof lease, "%s:lock", key);

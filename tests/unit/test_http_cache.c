@@ -81,7 +81,7 @@ static int teardown(void **state)
 
 static nori_http_request req(const char *method, const char *path, const char *query)
 {
-    nori_http_request r = {method, path, query, NULL, NULL, NULL, 0};
+    nori_http_request r = {method, path, query, NULL, NULL, NULL, 0, NULL};
     return r;
 }
 
@@ -233,7 +233,7 @@ static void test_slots(void **state)
     test_headers t[] = {{h1, 2}, {h2, 2}, {h3, 2}, {NULL, 0}};
     for (int round = 0; round < 2; round++)
         for (int i = 0; i < 4; i++) {
-            nori_http_request rq = {"GET", "/greeting", "", test_header_lookup, &t[i], NULL, 0};
+            nori_http_request rq = {"GET", "/greeting", "", test_header_lookup, &t[i], NULL, 0, NULL};
             assert_nori(nori_http_cache_serve(c, &rq, handler, &f->a, &f->r), NORI_OK);
             nori_http_origin want = i == 3 ? NORI_HTTP_BYPASS
                                            : round == 0 ? NORI_HTTP_MISS : NORI_HTTP_HIT;
@@ -335,7 +335,7 @@ static void test_fail_open(void **state)
 static nori_http_origin serve_with(fixture *f, nori_http_cache *c, const char *method,
                                    const char *path, test_headers *h)
 {
-    nori_http_request rq = {method, path, "", test_header_lookup, h, NULL, 0};
+    nori_http_request rq = {method, path, "", test_header_lookup, h, NULL, 0, NULL};
     assert_nori(nori_http_cache_serve(c, &rq, handler, &f->a, &f->r), NORI_OK);
     return f->r.origin;
 }
@@ -462,7 +462,7 @@ static void test_serve_again(void **state)
     test_headers none = {NULL, 0};
     assert_int_equal(serve_with(f, f->c, "GET", "/u", &none), NORI_HTTP_MISS);
     assert_int_equal(serve_with(f, f->c, "GET", "/u", &none), NORI_HTTP_HIT);
-    nori_http_request rq = {"GET", "/u", "", test_header_lookup, &none, NULL, 0};
+    nori_http_request rq = {"GET", "/u", "", test_header_lookup, &none, NULL, 0, NULL};
     assert_nori(nori_http_cache_serve_again(f->c, &rq, handler, &f->a, &f->r), NORI_OK);
     assert_int_equal(f->r.origin, NORI_HTTP_MISS);
     assert_string_equal(f->r.body, "GET /u call 2");

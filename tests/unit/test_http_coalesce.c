@@ -73,7 +73,7 @@ static void *worker(void *p)
     worker_arg *w = p;
     if (w->start != NULL)
         pthread_barrier_wait(w->start);
-    nori_http_request rq = {"GET", "/dashboard", "", NULL, NULL, NULL, 0};
+    nori_http_request rq = {"GET", "/dashboard", "", NULL, NULL, NULL, 0, NULL};
     nori_http_response r;
     nori_http_response_init(&r);
     int64_t t0 = now_ms();
@@ -242,7 +242,7 @@ static void test_reentrant(void **state)
     nori_backend *b;
     assert_nori(nori_memory_backend_new(100, &b), NORI_OK);
     reentrant_cache = new_cache(b, 5000);
-    nori_http_request rq = {"GET", "/page", "", NULL, NULL, NULL, 0};
+    nori_http_request rq = {"GET", "/page", "", NULL, NULL, NULL, 0, NULL};
     nori_http_response r;
     nori_http_response_init(&r);
     int64_t t0 = now_ms();

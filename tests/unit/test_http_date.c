@@ -239,7 +239,7 @@ static void test_not_modified_in_german_locale(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         test_header hh[] = {{"If-Modified-Since", cases[i].ims}};
         test_headers h = {hh, 1};
-        nori_http_request req = {"GET", "/p", "", test_header_lookup, &h, NULL, 0};
+        nori_http_request req = {"GET", "/p", "", test_header_lookup, &h, NULL, 0, NULL};
         if (nori__http_not_modified(&req, &r) != cases[i].not_modified)
             fail_msg("If-Modified-Since: %s: expected %s", cases[i].ims,
                      cases[i].not_modified ? "304" : "200");

@@ -126,7 +126,7 @@ static int teardown(void **state)
 static nori_http_origin serve_h(fixture *f, nori_http_cache *c, const char *method,
                                 const char *path, const char *query, test_headers *h)
 {
-    nori_http_request rq = {method, path, query, h ? test_header_lookup : NULL, h, NULL, 0};
+    nori_http_request rq = {method, path, query, h ? test_header_lookup : NULL, h, NULL, 0, NULL};
     assert_nori(nori_http_cache_serve(c, &rq, handler, &f->a, &f->r), NORI_OK);
     return f->r.origin;
 }
@@ -365,7 +365,7 @@ static void test_stale_if_error_at_answer_time(void **state)
     assert_string_equal(nori_http_response_header(&f->r, "Age"), "1");
     /* Fails 1.6 s later, when the entry is 2.7 s old: past the window. */
     f->a.takes_ms = 1600;
-    nori_http_request rq = {"GET", "/late", "", NULL, NULL, NULL, 0};
+    nori_http_request rq = {"GET", "/late", "", NULL, NULL, NULL, 0, NULL};
     assert_int_equal(nori_http_cache_serve(f->c, &rq, handler, &f->a, &f->r), NORI_EBACKEND);
     assert_int_equal(f->r.origin, NORI_HTTP_MISS);
     assert_null(nori_http_response_header(&f->r, "Age"));
@@ -480,7 +480,7 @@ typedef struct {
 static void *db_get_thread(void *p)
 {
     db_get *g = p;
-    nori_http_request rq = {"GET", "/w", "", NULL, NULL, NULL, 0};
+    nori_http_request rq = {"GET", "/w", "", NULL, NULL, NULL, 0, NULL};
     nori_http_response r;
     nori_http_response_init(&r);
     if (nori_http_cache_serve(g->c, &rq, db_handler, g->d, &r) == NORI_OK &&
@@ -523,7 +523,7 @@ static void test_write_during_fill(void **state)
     pthread_t t1, t2;
     assert_int_equal(pthread_create(&t1, NULL, db_get_thread, &first), 0);
     assert_true(wait_flag(&d.first_inside, 10000));
-    nori_http_request post = {"POST", "/w", "", NULL, NULL, NULL, 0};
+    nori_http_request post = {"POST", "/w", "", NULL, NULL, NULL, 0, NULL};
     assert_nori(nori_http_cache_serve(f->c, &post, db_handler, &d, &f->r), NORI_OK);
     assert_int_equal(f->r.status, 201);
     /* The POST has returned. A GET now must not wait for the old fill:
@@ -537,7 +537,7 @@ static void test_write_during_fill(void **state)
     assert_string_equal(after.body, "version 1");
     assert_true(answered_while_held);
     /* And the old fill's response was not stored. */
-    nori_http_request get = {"GET", "/w", "", NULL, NULL, NULL, 0};
+    nori_http_request get = {"GET", "/w", "", NULL, NULL, NULL, 0, NULL};
     assert_nori(nori_http_cache_serve(f->c, &get, db_handler, &d, &f->r), NORI_OK);
     expect_body(&f->r, "version 1");
     pthread_mutex_destroy(&d.lock);
@@ -663,7 +663,7 @@ static void *held_request_thread(void *p)
 {
     held_request *h = p;
     tl_hold_reads = 1;
-    nori_http_request rq = {"GET", "/r", "", NULL, NULL, NULL, 0};
+    nori_http_request rq = {"GET", "/r", "", NULL, NULL, NULL, 0, NULL};
     nori_http_response r;
     nori_http_response_init(&r);
     if (nori_http_cache_serve(h->c, &rq, counting_handler, h->runs, &r) == NORI_OK)
@@ -690,8 +690,8 @@ static void test_refresh_after_refresh(void **state)
     nori_http_cache *c;
     assert_nori(nori_http_cache_new(&o, &c), NORI_OK);
     path_runs runs = {0, 0};
-    nori_http_request r_req = {"GET", "/r", "", NULL, NULL, NULL, 0};
-    nori_http_request m_req = {"GET", "/m", "", NULL, NULL, NULL, 0};
+    nori_http_request r_req = {"GET", "/r", "", NULL, NULL, NULL, 0, NULL};
+    nori_http_request m_req = {"GET", "/m", "", NULL, NULL, NULL, 0, NULL};
     assert_nori(nori_http_cache_serve(c, &r_req, counting_handler, &runs, &f->r), NORI_OK);
     assert_nori(nori_http_cache_serve(c, &m_req, counting_handler, &runs, &f->r), NORI_OK);
     advance(15000); /* both stale, within the window */

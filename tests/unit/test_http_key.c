@@ -15,7 +15,7 @@
 
 static nori_http_request get(const char *path, const char *query, test_headers *h)
 {
-    nori_http_request r = {"GET", path, query, test_header_lookup, h, NULL, 0};
+    nori_http_request r = {"GET", path, query, test_header_lookup, h, NULL, 0, NULL};
     return r;
 }
 

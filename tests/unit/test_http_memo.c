@@ -343,7 +343,7 @@ static void other_set(fixture *f, const char *key, const char *val, size_t len)
  * answer on the way must be `want` or `old`, and a HIT. */
 static void expect_served(fixture *f, const char *path, const char *want, const char *old)
 {
-    nori_http_request rq = {"GET", path, "", NULL, NULL, NULL, 0};
+    nori_http_request rq = {"GET", path, "", NULL, NULL, NULL, 0, NULL};
     for (int i = 0;; i++) {
         nori_http_response r;
         nori_http_response_init(&r);
@@ -370,7 +370,7 @@ static void test_cache_other_client(void **state)
 {
     fixture *f = *state;
     nori__memo *m = nori__http_cache_memo(f->c);
-    nori_http_request rq = {"GET", "/page", "", NULL, NULL, NULL, 0};
+    nori_http_request rq = {"GET", "/page", "", NULL, NULL, NULL, 0, NULL};
     nori_http_response r;
     nori_http_response_init(&r);
     assert_nori(nori_http_cache_serve(f->c, &rq, handler, NULL, &r), NORI_OK);
@@ -403,7 +403,7 @@ static void test_cache_other_client(void **state)
     expect_served(f, "/page", "rewritten by another clienT", "rewritten by another client");
 
     /* A different key holding equal bytes: its own decode, its own answer. */
-    nori_http_request rq2 = {"GET", "/copy", "", NULL, NULL, NULL, 0};
+    nori_http_request rq2 = {"GET", "/copy", "", NULL, NULL, NULL, 0, NULL};
     assert_nori(nori_http_cache_key(f->c, &rq2, key2, sizeof key2), NORI_OK);
     assert_nori(nori_backend_get(f->b, key, &v), NORI_OK);
     other_set(f, key2, v.data, v.len);

@@ -43,7 +43,7 @@ static void *worker(void *arg)
         char query[32], want[64];
         snprintf(query, sizeof query, "k=%u", (seed >> 16) % KEYS);
         snprintf(want, sizeof want, "body of %s", query);
-        nori_http_request req = {"GET", "/t", query, NULL, NULL, NULL, 0};
+        nori_http_request req = {"GET", "/t", query, NULL, NULL, NULL, 0, NULL};
         if (nori_http_cache_serve(cache, &req, handler, NULL, &resp) != NORI_OK ||
             resp.body_len != strlen(want) || memcmp(resp.body, want, resp.body_len) != 0)
             wrong++;
