@@ -581,7 +581,8 @@ NORI_EXPORT void nori_http_cache_get_stats(const nori_http_cache *c,
  *  - HEAD is served wherever GET is, by the GET handler (the adapter sends
  *    no body). Method names are case-sensitive: "get" is refused.
  * `methods` is the last field so that initialisers written before it existed
- * keep compiling and mean GET + HEAD.
+ * keep compiling and mean GET + HEAD (gcc's and clang's -Wextra note the
+ * missing field: write it, as NORI_HTTP_GET).
  */
 typedef struct {
     const char *path;
