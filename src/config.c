@@ -212,7 +212,7 @@ static const char *file_kind(mode_t mode)
  * socket may never end, so the file is opened with O_NONBLOCK (which makes
  * that open return at once) and checked with fstat before any read.
  */
-static int read_dotenv(const char *path, raw_config *raw)
+static int read_dotenv_with(const char *path, nori__dotenv_cb cb, void *ud)
 {
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
@@ -262,9 +262,14 @@ static int read_dotenv(const char *path, raw_config *raw)
     else if (n > DOTENV_MAX_BYTES)
         rc = nori__fail(NORI_EINVAL, "%s is larger than %d bytes", path, DOTENV_MAX_BYTES);
     else
-        rc = nori__dotenv_parse(text, n, path, collect_dotenv, raw);
+        rc = nori__dotenv_parse(text, n, path, cb, ud);
     free(text);
     return rc;
+}
+
+static int read_dotenv(const char *path, raw_config *raw)
+{
+    return read_dotenv_with(path, collect_dotenv, raw);
 }
 
 static int bad_value(const raw_config *raw, int var, const char *expected)
@@ -363,6 +368,106 @@ static int validate(const raw_config *raw, nori__config *cfg)
     nori__redis_target_free(&parsed);
     snprintf(cfg->redis_url, sizeof cfg->redis_url, "%s", url);
     return NORI_OK;
+}
+
+/* ---- names that look like ours but are not ---- */
+
+/* Edit distance (insertions, deletions, substitutions, and a swap of two
+ * neighbours counting as one), for the nearest known name. Names here are
+ * short (under 64 bytes); longer ones are "far". */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 63 || lb > 63)
+        return SIZE_MAX;
+    size_t d[64][64];
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            size_t best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < best)
+                best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best)
+                best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    return d[la][lb];
+}
+
+static bool looks_like_ours(const char *name)
+{
+    return strncmp(name, "CACHE_", 6) == 0 || strncmp(name, "REDIS_", 6) == 0;
+}
+
+static bool is_known(const char *name)
+{
+    for (int i = 0; i < VAR_COUNT; i++)
+        if (strcmp(name, var_names[i]) == 0)
+            return true;
+    return false;
+}
+
+/* The known name nearest to `name`, or NULL when none is close (more than a
+ * third of the name would have to change). */
+static const char *nearest_known(const char *name)
+{
+    const char *best = NULL;
+    size_t best_d = SIZE_MAX;
+    for (int i = 0; i < VAR_COUNT; i++) {
+        size_t d = edit_distance(name, var_names[i]);
+        if (d < best_d) {
+            best_d = d;
+            best = var_names[i];
+        }
+    }
+    return best_d <= strlen(name) / 3 ? best : NULL;
+}
+
+typedef struct {
+    nori__unknown_var_cb cb;
+    void *ud;
+    const char *source;
+    int stopped;
+} unknown_walk;
+
+static int report_unknown(const char *name, const char *value, void *ud)
+{
+    (void)value;
+    unknown_walk *w = ud;
+    if (!looks_like_ours(name) || is_known(name))
+        return 0;
+    w->stopped = w->cb(name, w->source, nearest_known(name), w->ud);
+    return w->stopped;
+}
+
+int nori__config_unknown_names(const char *dotenv_path, nori__unknown_var_cb cb, void *ud)
+{
+    if (cb == NULL)
+        return nori__fail(NORI_EINVAL, "no callback");
+    unknown_walk w = {cb, ud, from_environment, 0};
+    extern char **environ;
+    for (char **e = environ; e != NULL && *e != NULL && w.stopped == 0; e++) {
+        const char *eq = strchr(*e, '=');
+        size_t len = eq != NULL ? (size_t)(eq - *e) : strlen(*e);
+        char name[128];
+        if (len >= sizeof name)
+            continue;
+        memcpy(name, *e, len);
+        name[len] = '\0';
+        report_unknown(name, eq != NULL ? eq + 1 : "", &w);
+    }
+    if (w.stopped != 0)
+        return NORI_OK;
+    /* .env, again, for its names only. */
+    w.source = dotenv_path != NULL ? dotenv_path : ".env";
+    int rc = read_dotenv_with(w.source, report_unknown, &w);
+    return w.stopped != 0 ? NORI_OK : rc;
 }
 
 int nori__config_load(const char *dotenv_path, nori__config *out)

@@ -56,4 +56,22 @@ int nori__dotenv_parse(const char *text, size_t len, const char *source, nori__d
  */
 int nori__config_load(const char *dotenv_path, nori__config *out);
 
+/*
+ * Called by nori__config_unknown_names() for each name that looks like a
+ * nori-cache variable (CACHE_* or REDIS_*) but is not one: `source` is
+ * "environment" or the .env path, `nearest` the known name it is closest to
+ * (NULL when none is close). Return non-zero to stop.
+ */
+typedef int (*nori__unknown_var_cb)(const char *name, const char *source, const char *nearest,
+                                    void *ud);
+
+/*
+ * Reports the CACHE_* and REDIS_* names of the environment, then of the
+ * .env file at `dotenv_path` (NULL: ".env"), that nori-cache does not know,
+ * so that a misspelt CACHE_BACKND is not silently ignored. Such names are
+ * not errors (another program may own them). NORI_OK, or NORI_EINVAL when
+ * the .env cannot be read or parsed (nori__config_load says the same).
+ */
+int nori__config_unknown_names(const char *dotenv_path, nori__unknown_var_cb cb, void *ud);
+
 #endif

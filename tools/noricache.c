@@ -46,7 +46,8 @@ static const char USAGE[] =
     "  incr KEY [--ttl N]       increment the counter and print the new value;\n"
     "                           N applies only when the counter is created\n"
     "  check                    verify the configured backend (Redis: INFO, >= 6.0) and print\n"
-    "                           \"ok: <kind> <url>\" (the password shown as ***)\n"
+    "                           \"ok: <kind> <url>\" (the password shown as ***); warn about\n"
+    "                           CACHE_* / REDIS_* names it does not know (misspellings)\n"
     "\n"
     "Options may also be written --ttl=N; N is digits only. \"--\" ends options.\n"
     "\n"
@@ -80,9 +81,17 @@ static int usage_error(const char *fmt, const char *arg)
 
 /* A library code met while running a command: an argument it refuses is
  * the command line's fault (2), anything else the backend's (4). */
+/* The library's detail names what was wrong; its generic text only when
+ * there is no detail. */
+static const char *detail(int rc)
+{
+    const char *d = nori_last_error();
+    return d[0] != '\0' ? d : nori_strerror(rc);
+}
+
 static int backend_error(const char *what, int rc)
 {
-    fprintf(stderr, "noricache: %s: %s: %s\n", what, nori_strerror(rc), nori_last_error());
+    fprintf(stderr, "noricache: %s: %s\n", what, detail(rc));
     return rc == NORI_EINVAL || rc == NORI_ETOOBIG ? EXIT_USAGE : EXIT_BACKEND;
 }
 
@@ -90,7 +99,7 @@ static int backend_error(const char *what, int rc)
  * not the configuration's (out of memory, a backend that refused). */
 static int config_error(int rc)
 {
-    fprintf(stderr, "noricache: configuration: %s: %s\n", nori_strerror(rc), nori_last_error());
+    fprintf(stderr, "noricache: %s\n", detail(rc));
     return rc == NORI_ENOMEM || rc == NORI_EBACKEND ? EXIT_BACKEND : EXIT_CONFIG;
 }
 
@@ -238,6 +247,18 @@ static int read_stdin_value(size_t limit, char **out, size_t *out_len)
     return EXIT_OK;
 }
 
+static int warn_unknown(const char *name, const char *source, const char *nearest, void *ud)
+{
+    (void)ud;
+    if (nearest != NULL)
+        fprintf(stderr, "noricache: warning: %s (from %s) is not a nori-cache variable; did you "
+                        "mean %s?\n", name, source, nearest);
+    else
+        fprintf(stderr, "noricache: warning: %s (from %s) is not a nori-cache variable\n", name,
+                source);
+    return 0;
+}
+
 /* "redis redis://:***@host:port" or "memory (max_keys N)", for check. */
 static void describe_backend(const nori_backend *b, char *buf, size_t size)
 {
@@ -313,21 +334,21 @@ static int run(nori_backend *b, const char *cmd, const args *a)
         printf("%lld\n", (long long)n);
         return EXIT_OK;
     }
-    /* check */
+    /* check: first the names that look like ours but are not (a misspelt
+     * CACHE_BACKND would otherwise leave the default quietly in force). */
+    (void)nori__config_unknown_names(NULL, warn_unknown, NULL);
     char what[NORI_REDIS_MAX_URL_LEN + 64];
     describe_backend(b, what, sizeof what);
     rc = nori_backend_verify(b);
     if (rc != NORI_OK) {
-        fprintf(stderr, "noricache: check failed: %s: %s\n", nori_strerror(rc),
-                nori_last_error());
+        fprintf(stderr, "noricache: check failed: %s\n", detail(rc));
         return EXIT_BACKEND; /* the backend is there but not usable */
     }
     /* The topology found (mode, nodes, roles, slots; the sentinels' master). */
     char *topology = NULL;
     rc = nori_backend_describe(b, &topology);
     if (rc != NORI_OK) {
-        fprintf(stderr, "noricache: check failed: %s: %s\n", nori_strerror(rc),
-                nori_last_error());
+        fprintf(stderr, "noricache: check failed: %s\n", detail(rc));
         return EXIT_BACKEND; /* the backend is there but not usable */
     }
     printf("ok: %s\n%s", what, topology);

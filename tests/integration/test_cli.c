@@ -448,9 +448,60 @@ static void test_dotenv(void **state)
     unlink(path);
 }
 
+/* A bad setting is one sentence: the variable, its value, where it came
+ * from and what is accepted, with no generic prefix before it. */
+static void test_configuration_error_is_one_sentence(void **state)
+{
+    (void)state;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/.env", workdir);
+    nori_test_write_file(path, "CACHE_MAX_KEYS=12x\n");
+    result r;
+    RUN(&r, NULL, NULL, "get", "k");
+    assert_int_equal(r.status, 3);
+    assert_string_equal(r.err, "noricache: CACHE_MAX_KEYS='12x' (from .env) is invalid: expected "
+                               "a positive integer up to 4294967296\n");
+    RUN(&r, "memroy", NULL, "check");
+    assert_int_equal(r.status, 3);
+    assert_string_equal(r.err, "noricache: CACHE_BACKEND='memroy' (from environment) is invalid: "
+                               "expected 'memory' or 'redis'\n");
+    unlink(path);
+}
+
+/* check names the CACHE_* / REDIS_* variables it does not know, from the
+ * environment and .env, with the nearest known name; they are warnings,
+ * not errors (another program may own a CACHE_* name). */
+static void test_check_names_unknown_variables(void **state)
+{
+    (void)state;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/.env", workdir);
+    nori_test_write_file(path, "CACHE_BACKND=redis\nCACHE_DIR=/var/cache/app\nOTHER=1\n");
+    result r;
+    const char *check[] = {"check", NULL};
+    run_cli_with(&r, NULL, NULL, "REDIS_UR=redis://127.0.0.1:1", NULL, check);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "ok: memory"));
+    assert_non_null(strstr(r.err, "noricache: warning: REDIS_UR (from environment) is not a "
+                                  "nori-cache variable; did you mean REDIS_URL?\n"));
+    assert_non_null(strstr(r.err, "noricache: warning: CACHE_BACKND (from .env) is not a "
+                                  "nori-cache variable; did you mean CACHE_BACKEND?\n"));
+    assert_non_null(strstr(r.err, "noricache: warning: CACHE_DIR (from .env) is not a "
+                                  "nori-cache variable\n"));
+    assert_null(strstr(r.err, "OTHER"));
+    /* Known names are never reported. */
+    nori_test_write_file(path, "CACHE_BACKEND=memory\nCACHE_NEAR_MAX_TTL_MS=100\n");
+    RUN(&r, NULL, NULL, "check");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.err, "");
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_configuration_error_is_one_sentence),
+        cmocka_unit_test(test_check_names_unknown_variables),
         cmocka_unit_test(test_redis_subcommands),
         cmocka_unit_test(test_get_many),
         cmocka_unit_test(test_memory_subcommands),
