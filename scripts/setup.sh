@@ -10,14 +10,12 @@ packages=(
   libcmocka-dev                           # unit-test framework
   clang libclang-rt-14-dev                # libFuzzer targets (fuzz/)
   redis-server redis-tools                # real server for the tests, redis-benchmark
-  redis-sentinel                          # Sentinel failover tests (issue 13)
-  liburcu-dev                             # RCU hash table for lock-free reads (memory backend)
+  redis-sentinel                          # Sentinel failover tests
   curl                                    # the README's demo session
   wrk                                     # load for scripts/soak.sh
   valgrind                                # scripts/valgrind.sh
   python3                                 # Nori's Python entry format, cross-checked in tests
   locales                                 # de_DE.UTF-8 for test_http_date (below)
-  stress-ng                               # load beside the suite when hunting timing flakes
 )
 
 missing=()
