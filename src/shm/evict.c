@@ -8,7 +8,10 @@
  * own shard, or from another shard by trylock (a busy shard is skipped, as
  * on the memory backend, so a slow atomic_update callback on the oldest
  * key's shard does not stall an insert). When every shard holding entries
- * is busy, the caller waits for the oldest one, within the lock timeout.
+ * is busy, the caller lets its own lock go and waits for the oldest one
+ * (within the lock timeout), then tries again: never waiting for a lock
+ * while holding one (but the arena's, and shards in index order), no
+ * two processes can wait for each other.
  */
 #include "shm/internal.h"
 
@@ -112,14 +115,25 @@ static int evict_one(shm_backend *sb, shm_shard *s, uint32_t keep, uint64_t held
     }
 }
 
-/* Every other shard holding entries was busy: wait (within the lock
- * timeout) for the one with the oldest tail and evict from it. */
-static int evict_waiting(shm_backend *sb, shm_shard *s, uint64_t held)
+int nori__shm_wait_for_room(shm_backend *sb, int64_t *deadline, const char *key)
 {
+    int64_t now = shm_real_ms();
+    if (*deadline == 0)
+        *deadline = now + atomic_load_explicit(&sb->lock_timeout_ms, memory_order_relaxed);
+    else if (now >= *deadline)
+        return nori__fail(NORI_EBACKEND,
+                          "shm segment '%s': no room for '%.64s' within the lock timeout "
+                          "(every entry is held by writes in progress in other processes)",
+                          sb->name, key);
     uint64_t other;
-    int idx = oldest_tail(sb, held | ((uint64_t)1 << shm_shard_no(sb, s)), &other);
-    if (idx < 0)
-        return NORI_MISS;
+    int idx = oldest_tail(sb, 0, &other);
+    if (idx < 0) {
+        /* All room is held by allocations in flight: they link within
+         * microseconds. */
+        struct timespec d = {0, 50000};
+        nanosleep(&d, NULL);
+        return NORI_OK;
+    }
     shm_shard *v = &sb->shards[idx];
     int rc = nori__shm_shard_lock(sb, v);
     if (rc != NORI_OK)
@@ -136,7 +150,6 @@ int nori__shm_alloc_evicting(shm_backend *sb, shm_shard *s, uint32_t *keep, int 
     if (charge > sb->max_bytes)
         return nori__shm_too_big(sb, key, charge);
     uint64_t held = also_held >= 0 ? (uint64_t)1 << also_held : 0;
-    int64_t deadline = 0;
     for (;;) {
         int why = 0;
         uint64_t credit = *keep != 0 ? shm_entry_charge(shm_entry_at(sb, *keep)) : 0;
@@ -160,24 +173,8 @@ int nori__shm_alloc_evicting(shm_backend *sb, shm_shard *s, uint32_t *keep, int 
             *keep = 0;
             continue;
         }
-        /* Nothing to evict without waiting: other shards are busy, or the
-         * room is held by allocations in flight (they link within
-         * microseconds). Bounded by the lock timeout. */
-        int64_t now = shm_now_ms();
-        if (deadline == 0)
-            deadline = now + atomic_load_explicit(&sb->lock_timeout_ms, memory_order_relaxed);
-        else if (now >= deadline)
-            return nori__fail(NORI_EBACKEND,
-                              "shm segment '%s': no room for '%.64s' within the lock timeout "
-                              "(every entry is held by writes in progress in other processes)",
-                              sb->name, key);
-        if (busy != 0) {
-            rc = evict_waiting(sb, s, held);
-            if (rc != NORI_OK && rc != NORI_MISS)
-                return rc;
-        } else {
-            struct timespec d = {0, 50000};
-            nanosleep(&d, NULL);
-        }
+        /* Nothing to evict without waiting for a lock while s is held:
+         * the caller lets s go and waits (nori__shm_wait_for_room). */
+        return SHM_AGAIN;
     }
 }

@@ -110,6 +110,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/types.h>
+#include <time.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <x86intrin.h>
 #endif
@@ -383,11 +384,33 @@ static inline unsigned char *shm_page_data(const shm_backend *sb, uint32_t idx)
     return sb->arena + (uint64_t)idx * SHM_PAGE;
 }
 
-/* Relaxed loads and stores of shared words, so that lock-free readers and
- * the writers they race with never make a data race the compiler may
- * exploit (and ThreadSanitizer sees them as atomic). */
-#define LD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
-#define ST(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+/*
+ * Loads and stores of shared words, so that lock-free readers and the
+ * writers they race with never make a data race the compiler may exploit:
+ * relaxed, ordered where it matters by SHM_FENCE_*. GCC's ThreadSanitizer
+ * supports no fences: under it every load is an acquire and every store a
+ * release instead, which orders at least as much, and the fences vanish.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define NORI_SHM_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define NORI_SHM_TSAN 1
+#endif
+#endif
+#ifdef NORI_SHM_TSAN
+#define SHM_ORD_LD __ATOMIC_ACQUIRE
+#define SHM_ORD_ST __ATOMIC_RELEASE
+#define SHM_FENCE_ACQUIRE() ((void)0)
+#define SHM_FENCE_RELEASE() ((void)0)
+#else
+#define SHM_ORD_LD __ATOMIC_RELAXED
+#define SHM_ORD_ST __ATOMIC_RELAXED
+#define SHM_FENCE_ACQUIRE() atomic_thread_fence(memory_order_acquire)
+#define SHM_FENCE_RELEASE() atomic_thread_fence(memory_order_release)
+#endif
+#define LD(p) __atomic_load_n((p), SHM_ORD_LD)
+#define ST(p, v) __atomic_store_n((p), (v), SHM_ORD_ST)
 
 /* The size of chunk class c. */
 uint32_t nori__shm_class_size(unsigned c);
@@ -448,6 +471,20 @@ static inline int64_t shm_now_ms(void)
 static inline int64_t shm_now_coarse_ms(void)
 {
     return nori__now_coarse_ms();
+}
+
+/* Real milliseconds (CLOCK_MONOTONIC, never the tests' injected clock), for
+ * deadlines of waits: a bound on waiting is a bound in real time. */
+static inline int64_t shm_real_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static inline int64_t shm_real_ms(void)
+{
+    return shm_real_us() / 1000;
 }
 
 /* The machine-wide tick behind LRU stamps: the time-stamp counter, the same
@@ -562,6 +599,9 @@ void nori__shm_do_seq_begin(shm_backend *sb, shm_shard *s, shm_bucket *bk);
 void nori__shm_do_seq_end(shm_bucket *bk);
 void nori__shm_do_seq_bump(shm_backend *sb, shm_shard *s, shm_bucket *bk);
 
+/* A crash point for tests (see nori__shm_crash_after, shm.h). */
+void nori__shm_crash_point(void);
+
 /* The message of a lock that timed out. */
 int nori__shm_lock_timeout(shm_backend *sb, const shm_lockbox *lb, const char *what, int idx);
 
@@ -650,6 +690,16 @@ void nori__shm_copy_in(void *dst, const void *src, size_t n);
 
 /* ---- evict.c ---- */
 
+/* Returned by nori__shm_alloc_evicting (and the writes built on it) when
+ * room needs a wait for another shard's lock: the caller commits, lets its
+ * shard go, calls nori__shm_wait_for_room, and tries again. */
+#define SHM_AGAIN 2
+/* Waits (no lock held) for the shard with the oldest entry and evicts it,
+ * or naps when all room is held by writes in flight. *deadline (0 on the
+ * first call) bounds the whole wait by the lock timeout: NORI_EBACKEND
+ * once it has passed. */
+int nori__shm_wait_for_room(shm_backend *sb, int64_t *deadline, const char *key);
+
 /* Allocates an entry for shard s (locked), evicting least recently used
  * entries until both bounds and the arena allow it. *keep: the entry of s
  * being replaced (0 for a new key): not evicted while anything else can
@@ -657,8 +707,8 @@ void nori__shm_copy_in(void *dst, const void *src, size_t n);
  * alone is left and the two do not fit together, it is removed first and
  * *keep set to 0 (the caller then inserts). also_held: the index of another
  * shard this thread holds (-1: none), never waited for.
- * NORI_OK with *ref, NORI_ETOOBIG (over the byte bound on its own), or
- * NORI_EBACKEND (a lock timed out, or no room within the lock timeout). */
+ * NORI_OK with *ref, NORI_ETOOBIG (over the byte bound on its own),
+ * SHM_AGAIN (see above), or NORI_EBACKEND (a lock timed out). */
 int nori__shm_alloc_evicting(shm_backend *sb, shm_shard *s, uint32_t *keep, int also_held,
                              const char *key, size_t klen, size_t vlen, uint32_t *ref);
 /* The bytes limit message (NORI_ETOOBIG) for an entry of `charge` bytes. */

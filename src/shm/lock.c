@@ -29,19 +29,13 @@
 #include "error.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
-#if defined(__SANITIZE_THREAD__)
-#define NORI_SHM_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define NORI_SHM_TSAN 1
-#endif
-#endif
 
 int nori__shm_lock_init(shm_lockbox *lb)
 {
@@ -59,6 +53,23 @@ int nori__shm_lock_init(shm_lockbox *lb)
     return rc == 0 ? NORI_OK
                    : nori__fail(NORI_EBACKEND, "cannot make a robust process-shared mutex: %s",
                                 strerror(rc));
+}
+
+/* Tests: the process kills itself (SIGKILL) at the n-th crash point from
+ * now: before and after every logged store, between the halves of an
+ * in-place rewrite. 0: off. */
+static _Atomic long crash_countdown;
+
+void nori__shm_crash_after(long n)
+{
+    atomic_store_explicit(&crash_countdown, n, memory_order_relaxed);
+}
+
+void nori__shm_crash_point(void)
+{
+    if (atomic_load_explicit(&crash_countdown, memory_order_relaxed) > 0 &&
+        atomic_fetch_sub_explicit(&crash_countdown, 1, memory_order_relaxed) == 1)
+        kill(getpid(), SIGKILL);
 }
 
 static _Noreturn void fatal(const char *what)
@@ -80,22 +91,30 @@ static int take(shm_backend *sb, shm_lockbox *lb, bool wait)
         rc = pthread_mutex_trylock(&lb->mutex);
     } else {
         int64_t ms = atomic_load_explicit(&sb->lock_timeout_ms, memory_order_relaxed);
-        struct timespec ts;
 #ifdef NORI_SHM_TSAN
-        /* ThreadSanitizer intercepts timedlock, not clocklock. */
-        clock_gettime(CLOCK_REALTIME, &ts);
+        /* ThreadSanitizer (GCC 12) intercepts neither clocklock nor an
+         * EOWNERDEAD from timedlock: poll trylock, which it follows, until
+         * the deadline (sanitizer builds only). */
+        int64_t deadline = shm_real_ms() + ms;
+        long nap_us = 20;
+        while ((rc = pthread_mutex_trylock(&lb->mutex)) == EBUSY) {
+            if (shm_real_ms() >= deadline) {
+                rc = ETIMEDOUT;
+                break;
+            }
+            struct timespec d = {0, nap_us * 1000};
+            nanosleep(&d, NULL);
+            nap_us = nap_us < 1000 ? nap_us * 2 : 1000;
+        }
 #else
+        struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-#endif
         ts.tv_sec += (time_t)(ms / 1000);
         ts.tv_nsec += (long)(ms % 1000) * 1000000L;
         if (ts.tv_nsec >= 1000000000L) {
             ts.tv_sec++;
             ts.tv_nsec -= 1000000000L;
         }
-#ifdef NORI_SHM_TSAN
-        rc = pthread_mutex_timedlock(&lb->mutex, &ts);
-#else
         rc = pthread_mutex_clocklock(&lb->mutex, CLOCK_MONOTONIC, &ts);
 #endif
     }
@@ -202,6 +221,7 @@ void nori__shm_arena_unlock(shm_backend *sb)
 static void append(shm_backend *sb, shm_rec *rec, _Atomic uint32_t *count, uint32_t cap,
                    uint64_t type, void *p, uint64_t old)
 {
+    nori__shm_crash_point();
     uint32_t n = atomic_load_explicit(count, memory_order_relaxed);
     if (n >= cap)
         fatal("undo log overflow (a locked section logged more than it may)");
@@ -209,31 +229,35 @@ static void append(shm_backend *sb, shm_rec *rec, _Atomic uint32_t *count, uint3
     rec[n].old = old;
     atomic_store_explicit(count, n + 1, memory_order_release);
     /* The count is visible before the store that follows. */
-    atomic_thread_fence(memory_order_release);
+    SHM_FENCE_RELEASE();
 }
 
 void nori__shm_log_w32(shm_backend *sb, shm_log *lg, uint32_t *p, uint32_t v)
 {
     append(sb, lg->rec, &lg->n, SHM_LOG_CAP, SHM_REC_W32, p, LD(p));
     ST(p, v);
+    nori__shm_crash_point();
 }
 
 void nori__shm_log_w64(shm_backend *sb, shm_log *lg, uint64_t *p, uint64_t v)
 {
     append(sb, lg->rec, &lg->n, SHM_LOG_CAP, SHM_REC_W64, p, LD(p));
     ST(p, v);
+    nori__shm_crash_point();
 }
 
 void nori__shm_alog_w32(shm_backend *sb, uint32_t *p, uint32_t v)
 {
     append(sb, sb->g->log.rec, &sb->g->log.n, SHM_ARENA_LOG_CAP, SHM_REC_W32, p, LD(p));
     ST(p, v);
+    nori__shm_crash_point();
 }
 
 void nori__shm_alog_w64(shm_backend *sb, uint64_t *p, uint64_t v)
 {
     append(sb, sb->g->log.rec, &sb->g->log.n, SHM_ARENA_LOG_CAP, SHM_REC_W64, p, LD(p));
     ST(p, v);
+    nori__shm_crash_point();
 }
 
 /* Old bytes: the data records first, the header record above them, all
@@ -241,6 +265,7 @@ void nori__shm_alog_w64(shm_backend *sb, uint64_t *p, uint64_t v)
  * first and finds the data below it). */
 void nori__shm_log_bytes(shm_backend *sb, shm_log *lg, const void *p, size_t len)
 {
+    nori__shm_crash_point();
     uint32_t n = atomic_load_explicit(&lg->n, memory_order_relaxed);
     uint32_t k = (uint32_t)((len + sizeof(shm_rec) - 1) / sizeof(shm_rec));
     if (len > 64 || n + k + 1 > SHM_LOG_CAP)
@@ -249,7 +274,7 @@ void nori__shm_log_bytes(shm_backend *sb, shm_log *lg, const void *p, size_t len
     lg->rec[n + k].what = SHM_REC_MAKE(SHM_REC_BYTES, shm_off(sb, p));
     lg->rec[n + k].old = len;
     atomic_store_explicit(&lg->n, n + k + 1, memory_order_release);
-    atomic_thread_fence(memory_order_release);
+    SHM_FENCE_RELEASE();
 }
 
 void nori__shm_log_seq(shm_backend *sb, shm_log *lg, shm_bucket *bk)
@@ -293,7 +318,7 @@ void nori__shm_do_seq_begin(shm_backend *sb, shm_shard *s, shm_bucket *bk)
     uint32_t v = atomic_load_explicit(&bk->seq, memory_order_relaxed);
     atomic_store_explicit(&bk->seq, v | 1u, memory_order_relaxed);
     /* Readers that see any store below see the odd counter too. */
-    atomic_thread_fence(memory_order_release);
+    SHM_FENCE_RELEASE();
 }
 
 void nori__shm_do_seq_end(shm_bucket *bk)
@@ -325,6 +350,7 @@ int nori__shm_do_commit(shm_backend *sb, shm_shard *s)
 {
     shm_log *lg = &s->log;
     atomic_store_explicit(&lg->n, 0, memory_order_release);
+    nori__shm_crash_point();
     if (atomic_load_explicit(&lg->npending, memory_order_relaxed) == 0)
         return NORI_OK;
     int rc = nori__shm_arena_lock(sb);
@@ -384,7 +410,7 @@ static void seq_pass(shm_backend *sb, shm_log *lg, uint32_t n, bool after)
         uint32_t v = atomic_load_explicit(seq, memory_order_relaxed);
         if (!after) {
             atomic_store_explicit(seq, v | 1u, memory_order_relaxed);
-            atomic_thread_fence(memory_order_release);
+            SHM_FENCE_RELEASE();
         } else {
             atomic_store_explicit(seq, (v | 1u) + 1u, memory_order_release);
         }

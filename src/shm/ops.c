@@ -182,7 +182,7 @@ static int try_read(shm_backend *sb, shm_bucket *bk, const char *key, size_t kle
         ref = __atomic_load_n(&c->hnext, __ATOMIC_ACQUIRE);
     }
     if (e == NULL) {
-        atomic_thread_fence(memory_order_acquire);
+        SHM_FENCE_ACQUIRE();
         return atomic_load_explicit(&bk->seq, memory_order_relaxed) == seq ? R_MISS : R_RETRY;
     }
     unsigned cls = LD(&e->cls), flags = LD(&e->flags);
@@ -200,7 +200,7 @@ static int try_read(shm_backend *sb, shm_bucket *bk, const char *key, size_t kle
         r = copy_value(sb, e, vlen, rq);
     if (r == R_RETRY || r == R_ERR)
         return r;
-    atomic_thread_fence(memory_order_acquire);
+    SHM_FENCE_ACQUIRE();
     if (atomic_load_explicit(&bk->seq, memory_order_relaxed) != seq)
         return R_RETRY;
     if (r == R_TOOBIG) {
@@ -373,14 +373,20 @@ static int shm_set(nori_backend *b, const char *key, size_t klen, const void *va
     shm_bucket *bk = shm_bucket_of(sb, h);
     int64_t expires = expiry_from_ttl(ttl, shm_now_ms());
     uint64_t stamp = nori__shm_next_stamp();
-    rc = nori__shm_shard_lock(sb, s);
-    if (rc != NORI_OK)
-        return rc;
-    uint32_t cur = LD(nori__shm_do_find_link(sb, s, bk, key, klen, (uint32_t)h));
-    rc = do_store(sb, s, bk, -1, key, klen, (uint32_t)h, cur, val, len, expires, stamp);
-    nori__shm_do_commit(sb, s);
-    nori__shm_shard_unlock(sb, s);
-    return rc;
+    int64_t deadline = 0;
+    for (;;) {
+        rc = nori__shm_shard_lock(sb, s);
+        if (rc != NORI_OK)
+            return rc;
+        uint32_t cur = LD(nori__shm_do_find_link(sb, s, bk, key, klen, (uint32_t)h));
+        rc = do_store(sb, s, bk, -1, key, klen, (uint32_t)h, cur, val, len, expires, stamp);
+        nori__shm_do_commit(sb, s);
+        nori__shm_shard_unlock(sb, s);
+        if (rc != SHM_AGAIN)
+            return rc;
+        if ((rc = nori__shm_wait_for_room(sb, &deadline, key)) != NORI_OK)
+            return rc;
+    }
 }
 
 static int shm_del(nori_backend *b, const char *key, size_t klen)
@@ -423,17 +429,52 @@ static int shm_delete_prefix(nori_backend *b, const char *prefix, size_t plen)
     return NORI_OK;
 }
 
+typedef int (*decide_fn)(const nori_buf *cur, int64_t cur_expires, nori_buf *next,
+                         int64_t *next_expires, void *ctx);
+
+/* Finds key's live entry in locked shard s (an expired one is removed and
+ * counted) and copies its value (NUL-terminated) into *val. */
+static int do_read_current(shm_backend *sb, shm_shard *s, shm_bucket *bk, const char *op,
+                           const char *key, size_t klen, uint32_t h32, int64_t now,
+                           uint32_t *cur, nori_buf *val, int64_t *expires)
+{
+    uint32_t *link = nori__shm_do_find_link(sb, s, bk, key, klen, h32);
+    *cur = LD(link);
+    if (*cur != 0 && expired(LD(&shm_entry_at(sb, *cur)->expires), now)) {
+        nori__shm_log_w64(sb, &s->log, &s->expired, LD(&s->expired) + 1);
+        nori__shm_do_remove(sb, s, bk, link);
+        nori__shm_do_commit(sb, s);
+        *cur = 0;
+    }
+    val->data = NULL;
+    val->len = 0;
+    *expires = 0;
+    if (*cur == 0)
+        return NORI_OK;
+    shm_entry *e = shm_entry_at(sb, *cur);
+    val->len = LD(&e->vlen);
+    *expires = LD(&e->expires);
+    val->data = malloc(val->len + 1);
+    if (val->data == NULL)
+        return nori__fail(NORI_ENOMEM, "%s '%.64s': out of memory reading %zu bytes", op, key,
+                          val->len);
+    nori__shm_read_value(sb, e, val->len, val->data);
+    val->data[val->len] = '\0';
+    return NORI_OK;
+}
+
 /*
  * The read-decide-write core of incr, atomic_update and add. `decide` sees
  * the current value (a NUL-terminated copy; NULL when absent or expired)
  * and its expiry, and fills the value to write and its expiry, or returns
- * an error to write nothing. It runs once, under the shard's lock.
+ * an error to write nothing. It runs under the shard's lock. When room
+ * needs a wait for another shard, the lock is let go meanwhile: incr and
+ * add (may_decide_again) then decide again; atomic_update's callback is
+ * not run twice: its value goes in only if the key still holds what the
+ * callback saw, else NORI_ENOMEM with nothing written.
  */
-typedef int (*decide_fn)(const nori_buf *cur, int64_t cur_expires, nori_buf *next,
-                         int64_t *next_expires, void *ctx);
-
 static int read_decide_write(shm_backend *sb, const char *op, const char *key, size_t klen,
-                             decide_fn decide, void *ctx)
+                             decide_fn decide, void *ctx, bool may_decide_again)
 {
     int rc = refuse_reentry(sb, op);
     if (rc != NORI_OK)
@@ -442,58 +483,74 @@ static int read_decide_write(shm_backend *sb, const char *op, const char *key, s
     uint64_t h = shm_hash(sb, key, klen);
     shm_shard *s = shm_shard_of(sb, h);
     shm_bucket *bk = shm_bucket_of(sb, h);
-    int64_t now = shm_now_ms();
+    int64_t now = shm_now_ms(), deadline = 0;
     uint64_t stamp = nori__shm_next_stamp();
-    rc = nori__shm_shard_lock(sb, s);
-    if (rc != NORI_OK)
-        return rc;
-    uint32_t *link = nori__shm_do_find_link(sb, s, bk, key, klen, (uint32_t)h);
-    uint32_t cur = LD(link);
-    if (cur != 0 && expired(LD(&shm_entry_at(sb, cur)->expires), now)) {
-        nori__shm_log_w64(sb, &s->log, &s->expired, LD(&s->expired) + 1);
-        nori__shm_do_remove(sb, s, bk, link);
-        nori__shm_do_commit(sb, s);
-        cur = 0;
-    }
     nori_buf curbuf = {NULL, 0}, next = {NULL, 0};
     int64_t cur_expires = 0, next_expires = 0;
-    if (cur != 0) {
-        shm_entry *e = shm_entry_at(sb, cur);
-        curbuf.len = LD(&e->vlen);
-        cur_expires = LD(&e->expires);
-        curbuf.data = malloc(curbuf.len + 1);
-        if (curbuf.data == NULL) {
-            nori__shm_shard_unlock(sb, s);
-            return nori__fail(NORI_ENOMEM, "%s '%.64s': out of memory reading %zu bytes", op,
-                              key, curbuf.len);
+    bool decided = false;
+    for (;;) {
+        rc = nori__shm_shard_lock(sb, s);
+        if (rc != NORI_OK)
+            break;
+        uint32_t cur;
+        nori_buf now_val;
+        int64_t now_expires;
+        rc = do_read_current(sb, s, bk, op, key, klen, (uint32_t)h, now, &cur, &now_val,
+                             &now_expires);
+        if (rc == NORI_OK && decided) {
+            /* After a wait for room: does the key still hold what was
+             * decided on? */
+            bool same = (now_val.data == NULL) == (curbuf.data == NULL) &&
+                        now_val.len == curbuf.len && now_expires == cur_expires &&
+                        (now_val.len == 0 || memcmp(now_val.data, curbuf.data, now_val.len) == 0);
+            if (!same)
+                rc = nori__fail(NORI_ENOMEM,
+                                "%s '%.64s': the key changed while the write waited for room "
+                                "under the bounds; nothing written",
+                                op, key);
+            nori_buf_free(&now_val);
+        } else if (rc == NORI_OK) {
+            curbuf = now_val;
+            cur_expires = now_expires;
+            pid_t pid = atomic_load_explicit(&sb->pid, memory_order_relaxed);
+            callback_frame frame = {sb->generation, pid, active_callbacks};
+            active_callbacks = &frame;
+            rc = decide(cur != 0 ? &curbuf : NULL, cur_expires, &next, &next_expires, ctx);
+            active_callbacks = frame.outer; /* restore, never clear: callbacks nest */
+            decided = true;
+            if (atomic_load_explicit(&sb->pid, memory_order_relaxed) != pid) {
+                /* fork() inside the callback, and this is the child: the
+                 * lock and the section are the parent's, which finishes
+                 * them. */
+                nori_buf_free(&next);
+                nori_buf_free(&curbuf);
+                return nori__fail(NORI_EBACKEND,
+                                  "%s '%.64s': the callback called fork(); the update is the "
+                                  "parent process's, this child wrote nothing",
+                                  op, key);
+            }
+            if (rc == NORI_OK) {
+                uint64_t charge = shm_charge_for(klen, next.len);
+                if (charge > sb->max_bytes)
+                    rc = nori__shm_too_big(sb, key, charge);
+            }
         }
-        nori__shm_read_value(sb, e, curbuf.len, curbuf.data);
-        curbuf.data[curbuf.len] = '\0';
+        if (rc == NORI_OK)
+            rc = do_store(sb, s, bk, -1, key, klen, (uint32_t)h, cur,
+                          next.data == NULL ? "" : next.data, next.len, next_expires, stamp);
+        nori__shm_do_commit(sb, s);
+        nori__shm_shard_unlock(sb, s);
+        if (rc != SHM_AGAIN)
+            break;
+        if ((rc = nori__shm_wait_for_room(sb, &deadline, key)) != NORI_OK)
+            break;
+        if (may_decide_again) {
+            decided = false;
+            nori_buf_free(&curbuf);
+            nori_buf_free(&next);
+        }
     }
-    pid_t pid = atomic_load_explicit(&sb->pid, memory_order_relaxed);
-    callback_frame frame = {sb->generation, pid, active_callbacks};
-    active_callbacks = &frame;
-    rc = decide(cur != 0 ? &curbuf : NULL, cur_expires, &next, &next_expires, ctx);
-    active_callbacks = frame.outer; /* restore, never clear: callbacks nest */
-    free(curbuf.data);
-    if (atomic_load_explicit(&sb->pid, memory_order_relaxed) != pid) {
-        /* fork() inside the callback, and this is the child: the lock and
-         * the section are the parent's, which finishes them. */
-        nori_buf_free(&next);
-        return nori__fail(NORI_EBACKEND,
-                          "%s '%.64s': the callback called fork(); the update is the parent "
-                          "process's, this child wrote nothing", op, key);
-    }
-    if (rc == NORI_OK) {
-        uint64_t charge = shm_charge_for(klen, next.len);
-        if (charge > sb->max_bytes)
-            rc = nori__shm_too_big(sb, key, charge);
-    }
-    if (rc == NORI_OK)
-        rc = do_store(sb, s, bk, -1, key, klen, (uint32_t)h, cur,
-                      next.data == NULL ? "" : next.data, next.len, next_expires, stamp);
-    nori__shm_do_commit(sb, s);
-    nori__shm_shard_unlock(sb, s);
+    nori_buf_free(&curbuf);
     nori_buf_free(&next);
     return rc;
 }
@@ -534,7 +591,7 @@ static int decide_incr(const nori_buf *cur, int64_t cur_expires, nori_buf *next,
 static int shm_incr(nori_backend *b, const char *key, size_t klen, int64_t ttl, int64_t *out)
 {
     incr_ctx c = {key, ttl, shm_now_ms(), 0, {0}};
-    int rc = read_decide_write((shm_backend *)b, "incr", key, klen, decide_incr, &c);
+    int rc = read_decide_write((shm_backend *)b, "incr", key, klen, decide_incr, &c, true);
     if (rc == NORI_OK)
         *out = c.value;
     return rc;
@@ -590,7 +647,7 @@ static int shm_atomic_update(nori_backend *b, const char *key, size_t klen, nori
 {
     shm_backend *sb = (shm_backend *)b;
     update_ctx c = {sb, key, ttl, shm_now_ms(), fn, ud, out};
-    int rc = read_decide_write(sb, "atomic_update", key, klen, decide_update, &c);
+    int rc = read_decide_write(sb, "atomic_update", key, klen, decide_update, &c, false);
     if (rc != NORI_OK && out != NULL)
         nori_buf_free(out);
     return rc;
@@ -623,7 +680,7 @@ static int shm_add(nori_backend *b, const char *key, size_t klen, const void *va
                    int64_t ttl_ms, int *added)
 {
     add_ctx c = {val, len, shm_now_ms() + ttl_ms};
-    int rc = read_decide_write((shm_backend *)b, "add", key, klen, decide_add, &c);
+    int rc = read_decide_write((shm_backend *)b, "add", key, klen, decide_add, &c, true);
     *added = rc == NORI_OK;
     return rc == NORI_EABORT ? NORI_OK : rc;
 }
@@ -709,33 +766,37 @@ static int shm_set_guarded(nori_backend *b, const char *key, size_t klen, const 
     /* Two shards: in index order, so two such calls cannot wait for each
      * other. */
     shm_shard *first = s < gs ? s : gs, *second = s < gs ? gs : s;
-    rc = nori__shm_shard_lock(sb, first);
-    if (rc != NORI_OK)
-        return rc;
-    if (second != first && (rc = nori__shm_shard_lock(sb, second)) != NORI_OK) {
+    int64_t deadline = 0;
+    for (;;) {
+        rc = nori__shm_shard_lock(sb, first);
+        if (rc != NORI_OK)
+            return rc;
+        if (second != first && (rc = nori__shm_shard_lock(sb, second)) != NORI_OK) {
+            nori__shm_shard_unlock(sb, first);
+            return rc;
+        }
+        uint32_t *glink = do_lookup_live(sb, gs, gbk, guard, glen, (uint32_t)gh, now);
+        bool ok = false;
+        if (expect == NULL)
+            ok = LD(glink) == 0;
+        else if (LD(glink) != 0)
+            rc = do_value_equal(sb, LD(glink), expect, elen, &ok);
+        *stored = 0;
+        if (rc == NORI_OK && ok) {
+            uint32_t cur = LD(nori__shm_do_find_link(sb, s, bk, key, klen, (uint32_t)h));
+            rc = do_store(sb, s, bk, s != gs ? (int)shm_shard_no(sb, gs) : -1, key, klen,
+                          (uint32_t)h, cur, val, len, expiry_from_ttl(ttl, now), stamp);
+            *stored = rc == NORI_OK;
+            nori__shm_do_commit(sb, s);
+        }
+        if (second != first)
+            nori__shm_shard_unlock(sb, second);
         nori__shm_shard_unlock(sb, first);
-        return rc;
+        if (rc != SHM_AGAIN)
+            return rc;
+        if ((rc = nori__shm_wait_for_room(sb, &deadline, key)) != NORI_OK)
+            return rc;
     }
-    uint32_t *glink = do_lookup_live(sb, gs, gbk, guard, glen, (uint32_t)gh, now);
-    bool ok;
-    if (expect == NULL)
-        ok = LD(glink) == 0;
-    else if (LD(glink) == 0)
-        ok = false;
-    else
-        rc = do_value_equal(sb, LD(glink), expect, elen, &ok);
-    *stored = 0;
-    if (rc == NORI_OK && ok) {
-        uint32_t cur = LD(nori__shm_do_find_link(sb, s, bk, key, klen, (uint32_t)h));
-        rc = do_store(sb, s, bk, s != gs ? (int)shm_shard_no(sb, gs) : -1, key, klen,
-                      (uint32_t)h, cur, val, len, expiry_from_ttl(ttl, now), stamp);
-        *stored = rc == NORI_OK;
-        nori__shm_do_commit(sb, s);
-    }
-    if (second != first)
-        nori__shm_shard_unlock(sb, second);
-    nori__shm_shard_unlock(sb, first);
-    return rc;
 }
 
 /* ---- the rest of the table ---- */

@@ -45,6 +45,11 @@ int nori__shm_shard_index(nori_backend *b, const char *key);
 /* One expiry pass over every bucket now; the entries removed. */
 size_t nori__shm_sweep_now(nori_backend *b);
 
+/* Tests: this process kills itself with SIGKILL at the n-th crash point
+ * from now (before and after each logged store of a locked section,
+ * between the halves of an in-place rewrite); 0 turns it off. */
+void nori__shm_crash_after(long n);
+
 /* The pid stored as holder of shard i's lock (tests). */
 int nori__shm_shard_owner(nori_backend *b, int shard);
 

@@ -26,17 +26,10 @@
 #define SWEEP_CHUNK 32
 #define SWEEP_STALE_PERCENT 10
 
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* One cycle; *backlog: it ran out of budget with entries still expiring. */
 static size_t cycle(shm_backend *sb, int64_t budget_us, bool full, bool *backlog)
 {
-    int64_t start = mono_us();
+    int64_t start = shm_real_us();
     size_t removed = 0;
     *backlog = false;
     unsigned first = atomic_load_explicit(&sb->g->sweep_shard, memory_order_relaxed);
@@ -54,7 +47,7 @@ static size_t cycle(shm_backend *sb, int64_t budget_us, bool full, bool *backlog
             (void)nori__shm_do_sweep(sb, s, SWEEP_CHUNK, shm_now_ms(), &examined, &n);
             nori__shm_shard_unlock(sb, s);
             removed += n;
-            if (mono_us() - start >= budget_us) {
+            if (shm_real_us() - start >= budget_us) {
                 *backlog = n * 100 > examined * SWEEP_STALE_PERCENT;
                 out = true;
                 break;
@@ -106,7 +99,7 @@ static void *sweeper_main(void *arg)
         if (sb->sweep_stop)
             break;
         pthread_mutex_unlock(&sb->sweep_lock);
-        if (claim(sb, shm_now_ms(), backlog ? SWEEP_BACKLOG_PERIOD_MS : SWEEP_PERIOD_MS))
+        if (claim(sb, shm_real_ms(), backlog ? SWEEP_BACKLOG_PERIOD_MS : SWEEP_PERIOD_MS))
             cycle(sb, SWEEP_BUDGET_US, false, &backlog);
         else
             backlog = false;

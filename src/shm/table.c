@@ -19,13 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#if defined(__SANITIZE_THREAD__)
-#define NORI_SHM_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define NORI_SHM_TSAN 1
-#endif
-#endif
 
 static _Thread_local uint64_t last_stamp;
 
@@ -48,7 +41,7 @@ void nori__shm_copy_out(void *dst, const void *src, size_t n)
     unsigned char *d = dst;
     const unsigned char *s = src;
     for (size_t i = 0; i < n; i++)
-        d[i] = __atomic_load_n(&s[i], __ATOMIC_RELAXED);
+        d[i] = __atomic_load_n(&s[i], SHM_ORD_LD);
 #else
     if (n > 0)
         memcpy(dst, src, n);
@@ -61,7 +54,7 @@ void nori__shm_copy_in(void *dst, const void *src, size_t n)
     unsigned char *d = dst;
     const unsigned char *s = src;
     for (size_t i = 0; i < n; i++)
-        __atomic_store_n(&d[i], s[i], __ATOMIC_RELAXED);
+        __atomic_store_n(&d[i], s[i], SHM_ORD_ST);
 #else
     if (n > 0)
         memcpy(dst, src, n);
@@ -72,7 +65,7 @@ bool nori__shm_key_equal(const shm_entry *e, const char *key, size_t klen)
 {
 #ifdef NORI_SHM_TSAN
     for (size_t i = 0; i < klen; i++)
-        if (__atomic_load_n(&e->data[i], __ATOMIC_RELAXED) != key[i])
+        if (__atomic_load_n(&e->data[i], SHM_ORD_LD) != key[i])
             return false;
     return true;
 #else
@@ -242,7 +235,7 @@ void nori__shm_do_insert(shm_backend *sb, shm_shard *s, shm_bucket *bk, uint32_t
     ST(&e->hnext, LD(&bk->head));
     nori__shm_log_seq(sb, &s->log, bk); /* moved on by a rollback (see above) */
     /* Release: a reader that sees the new head sees the entry's bytes. */
-    atomic_thread_fence(memory_order_release);
+    SHM_FENCE_RELEASE();
     LOG32((uint32_t *)&bk->head, ref);
     bool was_empty = LD(&s->lru_head) == 0;
     do_lru_link_before(sb, s, ref, LD(&s->lru_head));
@@ -321,7 +314,9 @@ void nori__shm_do_rewrite(shm_backend *sb, shm_shard *s, shm_bucket *bk, uint32_
     nori__shm_log_bytes(sb, &s->log, e->data + klen, vlen);
     LOG32(&e->vlen, (uint32_t)vlen);
     LOG64((uint64_t *)&e->expires, (uint64_t)expires);
-    nori__shm_copy_in(e->data + klen, val, vlen);
+    nori__shm_copy_in(e->data + klen, val, vlen / 2);
+    nori__shm_crash_point(); /* a torn rewrite, for the tests */
+    nori__shm_copy_in(e->data + klen + vlen / 2, (const char *)val + vlen / 2, vlen - vlen / 2);
     nori__shm_do_seq_end(bk);
     nori__shm_do_touch(sb, s, ref, stamp);
 }
@@ -419,7 +414,7 @@ void nori__shm_do_reset_shard(shm_backend *sb, shm_shard *s)
         shm_bucket *bk = bucket_at(sb, s, i);
         uint32_t v = atomic_load_explicit(&bk->seq, memory_order_relaxed);
         atomic_store_explicit(&bk->seq, v | 1u, memory_order_relaxed);
-        atomic_thread_fence(memory_order_release);
+        SHM_FENCE_RELEASE();
         atomic_store_explicit(&bk->head, 0, memory_order_relaxed);
         atomic_store_explicit(&bk->seq, (v | 1u) + 1u, memory_order_release);
     }
