@@ -132,9 +132,11 @@ static int take(shm_backend *sb, shm_lockbox *lb, bool wait)
     return rc;
 }
 
+/* The holder's pid stays after the unlock: a waiter that times out names
+ * the holder, or in the instants between an unlock and the next holder's
+ * store, the last one. */
 static void release(shm_lockbox *lb)
 {
-    atomic_store_explicit(&lb->owner_pid, 0, memory_order_relaxed);
     pthread_mutex_unlock(&lb->mutex);
 }
 

@@ -115,6 +115,14 @@ static inline int shm_test_wait(pid_t pid, int64_t timeout_ms)
         if (r < 0 && errno != EINTR)
             return -2;
         if (shm_test_now_us() >= deadline) {
+            /* A hang is a bug: show where it is before killing it. */
+            char cmd[160];
+            snprintf(cmd, sizeof cmd,
+                     "command -v gdb >/dev/null && gdb -p %ld -batch -ex 'thread apply all bt' "
+                     ">&2 2>/dev/null",
+                     (long)pid);
+            if (system(cmd) != 0)
+                fprintf(stderr, "(no gdb to show where child %ld hangs)\n", (long)pid);
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
             return -1;
