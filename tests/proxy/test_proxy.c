@@ -210,7 +210,7 @@ static void origin_stop(origin *o, int serve)
 
 static char *tmpdir;
 static origin live, stalled;
-static test_demo px_main, px_down, px_stall;
+static test_demo px_main, px_down, px_stall, px_host;
 #ifdef NORI_PROXY_ON_REDIS
 static nori_test_redis *redis;
 #endif
@@ -298,11 +298,13 @@ static int group_setup(void **state)
     /* A port nothing listens on: bound, then closed. */
     int down_port = test_free_port();
     static const char *const main_args[] = {"--timeout-ms", "10000", NULL};
+    static const char *const host_args[] = {"--preserve-host", NULL};
     static const char *const short_args[] = {"--connect-timeout-ms", "1000", "--timeout-ms",
                                              "1000", NULL};
     if (proxy_start(&px_main, "main", live.port, main_args) < 0 ||
         proxy_start(&px_down, "down", down_port, short_args) < 0 ||
-        proxy_start(&px_stall, "stall", stalled.port, short_args) < 0)
+        proxy_start(&px_stall, "stall", stalled.port, short_args) < 0 ||
+        proxy_start(&px_host, "host", live.port, host_args) < 0)
         return -1;
     return 0;
 }
@@ -312,11 +314,11 @@ static int group_teardown(void **state)
     (void)state;
     /* A clean exit (0) also means no sanitizer report at shutdown. */
     int rc_main = test_demo_stop(&px_main, 20), rc_down = test_demo_stop(&px_down, 20),
-        rc_stall = test_demo_stop(&px_stall, 20);
-    if (rc_main || rc_down || rc_stall) {
+        rc_stall = test_demo_stop(&px_stall, 20), rc_host = test_demo_stop(&px_host, 20);
+    if (rc_main || rc_down || rc_stall || rc_host) {
         test_demo_print_log(&px_main);
-        fprintf(stderr, "proxy exit codes: main %d, down %d, stall %d\n", rc_main, rc_down,
-                rc_stall);
+        fprintf(stderr, "proxy exit codes: main %d, down %d, stall %d, host %d\n", rc_main,
+                rc_down, rc_stall, rc_host);
     }
     origin_stop(&live, 1);
     origin_stop(&stalled, 0);
@@ -325,7 +327,7 @@ static int group_teardown(void **state)
 #endif
     nori_test_rmtree(tmpdir);
     free(tmpdir);
-    return rc_main || rc_down || rc_stall ? -1 : 0;
+    return rc_main || rc_down || rc_stall || rc_host ? -1 : 0;
 }
 
 /* ------------------------------------------------------------ the tests */
@@ -511,6 +513,30 @@ static void test_post_body_and_methods(void **state)
     }
 }
 
+/* --preserve-host: the client's Host goes upstream, and entries are kept
+ * apart by it (the route varies on Host). */
+static void test_preserve_host(void **state)
+{
+    (void)state;
+    test_http_response r = get(&px_host, "GET", "/echo/h", "X-A: 1\r\n", NULL, 0);
+    assert_int_equal(r.status, 200);
+    assert_true(echo_has(&r, "Host", "127.0.0.1")); /* the test client's Host */
+    assert_false(echo_has(&r, "X-Forwarded-Host", NULL));
+    test_http_response_free(&r);
+    /* test_http_request sends "Host: 127.0.0.1"; a raw request names another. */
+    char raw[256];
+    static const char *const want[] = {"MISS", "HIT", "MISS", "HIT"};
+    static const char *const hosts[] = {"a.example", "a.example", "b.example", "b.example"};
+    for (int i = 0; i < 4; i++) {
+        int n = snprintf(raw, sizeof raw, "GET /small/host HTTP/1.1\r\nHost: %s\r\n\r\n",
+                         hosts[i]);
+        assert_int_equal(test_http_raw(px_host.port, raw, (size_t)n, &r), 0);
+        assert_int_equal(r.status, 200);
+        assert_header(&r, "X-Cache", want[i]);
+        test_http_response_free(&r);
+    }
+}
+
 /* The bounds below are generous on purpose: the machine running the test
  * may be loaded. What they check is that the answer comes from the bound,
  * not from a client timeout (10 s in the test client) or never. */
@@ -581,6 +607,7 @@ int main(void)
         cmocka_unit_test(test_non_2xx_passed_through),
         cmocka_unit_test(test_head),
         cmocka_unit_test(test_post_body_and_methods),
+        cmocka_unit_test(test_preserve_host),
         cmocka_unit_test(test_origin_down_is_502),
         cmocka_unit_test(test_origin_stalled_is_504),
 #ifndef NORI_PROXY_ON_REDIS
