@@ -30,7 +30,7 @@ ct_install() {
   local lock="$CT_LIB_DIR/package-lock.json"
   local hash
   hash=$(cat "$CT_LIB_DIR/package.json" "$lock" | sha256sum | cut -c1-16)
-  local base="${NORI_CACHE_TESTS_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/nori-cache/cache-tests}"
+  local base="${NORI_CACHE_TESTS_HOME:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/nori-cache/cache-tests}"
   local dir="$base/$hash"
   CT_SUITE="$dir/node_modules/http-cache-tests"
   [[ -f "$dir/.complete" ]] && return 0
