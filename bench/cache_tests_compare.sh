@@ -30,6 +30,7 @@ ct_install
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 trap ct_stop_all EXIT
+trap 'ct_stop_all; exit 1' TERM INT HUP
 summaries=()
 
 # run_through NAME LABEL START-FUNCTION: a fresh origin, the cache the

@@ -64,6 +64,8 @@ mkdir -p "$out"
 out=$(cd "$out" && pwd)
 rm -f "$out"/*.log "$out/results.json" "$out/report.tsv" "$out/breakdown.md"
 trap ct_stop_all EXIT
+# CTest's timeout and ^C: stop what was started before going.
+trap 'ct_stop_all; exit 1' TERM INT HUP
 start=$(date +%s)
 
 proxy_env=(CACHE_BACKEND=memory)

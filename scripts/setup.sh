@@ -23,8 +23,9 @@ packages=(
   python3                                 # Nori's Python entry format, cross-checked in tests
   locales                                 # de_DE.UTF-8 for test_http_date (below)
   stress-ng                               # load beside the suite when hunting timing flakes
-  libcurl4-openssl-dev                    # nori-proxy's origin client (examples/proxy)
 )
+
+packages+=(libcurl4-openssl-dev)          # nori-proxy's origin client (examples/proxy)
 # The HTTP caching test suite (test_cache_suite_*) runs on Node >= 14.8 with
 # npm. A Node installed otherwise (with its own npm) is used as it is:
 # Debian's npm package would conflict with it.
@@ -65,4 +66,7 @@ fi
 
 # The suite itself (npm http-cache-tests, pinned by tests/cache-tests/
 # package-lock.json), into ~/.cache/nori-cache, never the source tree.
-bash "$(dirname "$0")/cache-tests.sh" --install-only
+# A failed install (registry unreachable) does not stop the set-up: the
+# test_cache_suite_* tests then fail and say why.
+bash "$(dirname "$0")/cache-tests.sh" --install-only ||
+  echo "setup: WARNING: the HTTP caching test suite could not be installed" >&2
