@@ -11,6 +11,7 @@
  */
 #include "http/cache_internal.h"
 
+#include "backend.h"
 #include "error.h"
 
 #include <ctype.h>
@@ -251,12 +252,12 @@ static bool vary_covered(const nori_http_cache *c, const nori_http_response *r)
  * that a 200 MiB response over the backend's limit is not base64-encoded
  * (+270 MiB) only to be refused by set (issue 10 item 17).
  */
-static size_t encoded_size_bound(const nori_http_response *r, bool memory)
+static size_t encoded_size_bound(const nori_http_response *r, nori__entry_format format)
 {
     size_t meta = 256 + (r->media_type ? strlen(r->media_type) : 0);
     for (size_t i = 0; i < r->n_headers; i++)
         meta += strlen(r->headers[i].name) + strlen(r->headers[i].value) + 16;
-    size_t body = memory ? r->body_len : (r->body_len + 2) / 3 * 4;
+    size_t body = format == NORI__ENTRY_BINARY ? r->body_len : (r->body_len + 2) / 3 * 4;
     return body + meta;
 }
 
@@ -294,8 +295,8 @@ nori__store_result nori__http_store(nori_http_cache *c, nori_backend *b, const c
         return NORI__STORE_NO;
     if (fresh_ms > NORI_MAX_TTL * 1000)
         fresh_ms = NORI_MAX_TTL * 1000;
-    bool memory = strcmp(nori_backend_kind(b), "memory") == 0;
-    if (encoded_size_bound(resp, memory) > nori_backend_max_value(b)) {
+    nori__entry_format format = nori__backend_traits(b)->entry_format;
+    if (encoded_size_bound(resp, format) > nori_backend_max_value(b)) {
         count(&c->too_big);
         return NORI__STORE_NO;
     }
@@ -305,8 +306,8 @@ nori__store_result nori__http_store(nori_http_cache *c, nori_backend *b, const c
     }
     nori__entry_meta meta = {now_ms, fresh_ms};
     nori_buf enc;
-    int erc = memory ? nori__entry_encode_binary_meta(resp, &meta, &enc)
-                     : nori__entry_encode_json_meta(resp, &meta, &enc);
+    int erc = format == NORI__ENTRY_BINARY ? nori__entry_encode_binary_meta(resp, &meta, &enc)
+                                           : nori__entry_encode_json_meta(resp, &meta, &enc);
     if (erc == NORI_ETYPE) {
         count(&c->not_encodable);
         return NORI__STORE_NO;
@@ -389,11 +390,15 @@ nori__lookup_result nori__http_lookup(nori_http_cache *c, nori_backend *b, const
             count(&c->errors);
         return NORI__LOOK_MISS;
     }
-    bool memory = strcmp(nori_backend_kind(b), "memory") == 0;
-    /* JSON entries go through the memo: the near cache answers a hot key
-     * with the same bytes until Redis invalidates it, and parsing JSON and
-     * base64 on each hit cost more than the rest of the hit. */
-    if ((memory ? nori__entry_decode_meta(&val, true, resp, meta)
+    /* A binary record is decoded in place (its body is the block get
+     * returned). JSON entries go through the memo: a near cache answers a
+     * hot key with the same bytes until its source invalidates it, and
+     * parsing JSON and base64 on each hit cost more than the rest of the
+     * hit. Binary records are accepted only from a backend that declares
+     * them: on one that other clients write, bytes that happen to end like
+     * a record are not trusted as one. */
+    bool binary = nori__backend_traits(b)->entry_format == NORI__ENTRY_BINARY;
+    if ((binary ? nori__entry_decode_meta(&val, true, resp, meta)
                 : nori__memo_decode(c->memo, key, &val, resp, meta)) != NORI_OK) {
         if (!quiet)
             count(&c->errors); /* a miss; the fresh response overwrites it */
@@ -667,11 +672,11 @@ static int serve(nori_http_cache *c, const nori_http_request *req,
         }
         nori_http_response_clear(&fresh);
     }
-    /* Across processes (any backend but memory, i.e. Redis): the in-process
-     * leader also takes the key's lease, or waits for the holder's fill. */
+    /* Across processes (a shared backend): the in-process leader also
+     * takes the key's lease, or waits for the holder's fill. */
     char lease_key[NORI_MAX_KEY_LEN + 1], token[64];
     bool leased = false;
-    if (role == NORI__FLIGHT_LEADER && strcmp(nori_backend_kind(b), "memory") != 0) {
+    if (role == NORI__FLIGHT_LEADER && nori__backend_traits(b)->shared) {
         nori__entry_meta m2;
         switch (nori__http_remote_lease(c, b, key, lease_key, token, resp, &m2)) {
         case NORI__LEASE_SERVED:

@@ -33,7 +33,7 @@ struct nori_http_cache {
     nori__gens *gens; /* invalidation generations (generation.c) */
     pthread_mutex_t refresher_lock;
     nori__refresher *refresher; /* started on the first background refresh */
-    nori__memo *memo; /* decoded JSON entries (non-memory backends) */
+    nori__memo *memo; /* decoded JSON entries (backends with NORI__ENTRY_JSON) */
     _Atomic uint64_t hits, misses, stores, errors;
     _Atomic uint64_t bypass_method, bypass_authorization, bypass_cookie;
     _Atomic uint64_t not_encodable, too_big, unsendable;
