@@ -5,10 +5,11 @@
  * first checks that the entry is still the one served stale, and across
  * processes takes the key's lease (lease.c) without waiting for it.
  */
-#include "http/cache_internal.h"
+#include "http/revalidate.h"
 
 #include "backend.h"
 #include "error.h"
+#include "http/lease.h"
 
 #include <stdlib.h>
 #include <string.h>
