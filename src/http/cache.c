@@ -1,7 +1,7 @@
 /*
  * The response cache: looks a GET (or HEAD) request up, serves it from the
  * cache or runs the handler and stores what may be stored (DESIGN 5, 9).
- * This file serves requests; creating the cache is
+ * This file serves requests, step by step (below); creating the cache is
  * setup.c, reading and writing entries entries.c (the value format is
  * entry_codec.c, the key shape key.c), coalescing across processes
  * lease.c, background refreshes revalidate.c.
@@ -28,13 +28,6 @@ static int run_handler(const nori_http_request *req, nori_http_handler_fn handle
     int rc = handler(req, resp, ud);
     resp->origin = origin;
     return rc;
-}
-
-static nori__lookup_result lookup(nori_http_cache *c, nori_backend *b, const char *key,
-                                  nori_http_response *resp, nori__entry_meta *meta,
-                                  int64_t now_ms)
-{
-    return nori__http_lookup(c, b, key, resp, meta, now_ms, false);
 }
 
 /* Headers every GET/HEAD answer of a vary-on route carries. */
@@ -77,44 +70,6 @@ static bool within_stale_if_error(const nori_http_cache *c, const nori__entry_me
     return nori__sat_sub(now_ms, m->stored_at_ms) < nori__sat_add(m->fresh_ms, c->sie_ms);
 }
 
-/* Runs the handler for a cacheable request, stores what may be stored,
- * and answers from `stale` when the handler failed within stale_if_error.
- * *stored tells whether the response was written. */
-static int fill(nori_http_cache *c, nori_backend *b, const char *key,
-                const nori_http_request *req, nori_http_handler_fn handler, void *ud,
-                nori_http_response *resp, bool may_store, nori_http_response *stale,
-                const nori__entry_meta *stale_meta, nori__store_result *stored)
-{
-    count(&c->misses);
-    nori__gen_guard guard;
-    bool guarded = may_store && nori__http_read_guard(c, b, req, &guard);
-    int rc = run_handler(req, handler, ud, resp, NORI_HTTP_MISS);
-    *stored = NORI__STORE_NO;
-    int64_t now = nori__http_now_ms();
-    if (rc == NORI_OK && guarded)
-        *stored = nori__http_store(c, b, key, resp, now, &guard);
-    if (guarded)
-        nori__gen_guard_clear(&guard);
-    if (stale != NULL && stale->origin == NORI_HTTP_STALE && (rc < 0 || resp->status >= 500) &&
-        within_stale_if_error(c, stale_meta, now)) {
-        /* stale_if_error: the stale entry beats an error page. */
-        nori_http_response_clear(resp);
-        *resp = *stale;
-        nori_http_response_init(stale);
-        finish_cached(c, req, resp, stale_meta, now, NORI_HTTP_STALE);
-        count(&c->stale_error);
-        return NORI_OK;
-    }
-    if (rc == NORI_OK) {
-        (void)add_vary(c, resp);
-        if (*stored == NORI__STORE_DONE && nori__http_not_modified(req, resp)) {
-            (void)nori__http_make_304(resp);
-            count(&c->not_modified);
-        }
-    }
-    return rc;
-}
-
 static bool is_write_method(const char *m)
 {
     return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0 ||
@@ -149,6 +104,389 @@ static void invalidate(nori_http_cache *c, const nori_http_request *req)
     count(rc == NORI_OK ? &c->invalidations : &c->errors);
 }
 
+/*
+ * Serving, in named steps (as Varnish's cache_req_fsm.c): each step does
+ * one thing to the request's state and returns the next step.
+ *
+ *   recv --not GET/HEAD, credentials, no key--> pass
+ *    |
+ *   lookup --fresh--> hit --> deliver
+ *    |     --within stale_while_revalidate--> stale --> deliver
+ *    |
+ *   miss --another fill's entry (in process or across)--> hit
+ *    |
+ *   fetch --> store --> deliver
+ *               |
+ *               +--handler failed, an entry within stale_if_error
+ *                  kept aside--> stale_if_error --> deliver
+ *
+ * pass and deliver end the request; serve_end() lets go of whatever a
+ * step still holds. The RFC 9111 rules still to come each have a step to
+ * land in: revalidation with validators (a 304 refreshing a stored entry)
+ * between lookup and fetch, Vary's secondary keys in lookup, storing
+ * no-cache responses in store, invalidating Location / Content-Location
+ * in pass.
+ */
+typedef enum {
+    STEP_RECV,
+    STEP_PASS,
+    STEP_LOOKUP,
+    STEP_HIT,
+    STEP_STALE,
+    STEP_MISS,
+    STEP_FETCH,
+    STEP_STORE,
+    STEP_STALE_IF_ERROR,
+    STEP_DELIVER,
+    STEP_DONE
+} serve_step;
+
+/* One request on its way through the steps. */
+typedef struct {
+    nori_http_cache *c;
+    const nori_http_request *req;
+    nori_http_handler_fn handler;
+    void *ud;
+    nori_http_response *resp; /* the answer */
+    bool skip_lookup;         /* serve_again: the entry found could not be sent */
+    nori_backend *b;          /* NULL: the backend could not be had (counted) */
+    bool may_store;           /* a GET on a backend that answers */
+    bool absent;              /* the lookup found no entry at all */
+    int64_t now;              /* when the entry in resp was judged */
+    nori_http_origin answer;  /* HIT or STALE: resp is an entry (meta); MISS: the handler's */
+    nori__entry_meta meta;    /* of the entry in resp */
+    nori_http_response stale; /* origin STALE: an entry within stale_if_error only, kept
+                                 aside in case the handler fails */
+    nori__entry_meta stale_meta;
+    nori__flight_role role;  /* in-process coalescing */
+    nori__flight *flight;    /* the leader's flight, until it is finished */
+    bool leased;             /* the cross-process lease is ours to release */
+    bool guarded;            /* guard was read: the response may be stored */
+    nori__gen_guard guard;
+    int rc; /* the answer's: the handler's, or NORI_OK from the cache */
+    nori__store_result stored;
+    char key[NORI_MAX_KEY_LEN + 1];
+    char lease_key[NORI_MAX_KEY_LEN + 1], token[64];
+} serve_state;
+
+/* Method, credentials, key, backend: whether the cache is consulted. */
+static serve_step step_recv(serve_state *s)
+{
+    nori_http_cache *c = s->c;
+    bool head = strcmp(s->req->method, "HEAD") == 0;
+    if (!head && strcmp(s->req->method, "GET") != 0) {
+        count(&c->bypass_method);
+        return STEP_PASS;
+    }
+    /* Credentials: the response may be this user's alone (RFC 9111 3.5).
+     * A key function scopes entries itself, so it lifts the bypass. */
+    if (c->key_fn == NULL) {
+        if (!c->allow_authorized && nori_http_request_header(s->req, "Authorization") != NULL) {
+            count(&c->bypass_authorization);
+            return STEP_PASS;
+        }
+        if (!c->allow_cookie && nori_http_request_header(s->req, "Cookie") != NULL) {
+            count(&c->bypass_cookie);
+            return STEP_PASS;
+        }
+    }
+    int rc = nori_http_cache_key(c, s->req, s->key, sizeof s->key);
+    if (rc != NORI_OK) {
+        if (rc != NORI_MISS) /* too long: uncacheable, and the app should know */
+            count(&c->errors);
+        return STEP_PASS;
+    }
+    s->b = c->backend;
+    if (s->b == NULL && nori_get_backend(&s->b) != NORI_OK) {
+        count(&c->errors);
+        s->b = NULL;
+    }
+    /* HEAD never stores: its response has no body. */
+    s->may_store = s->b != NULL && !head;
+    return STEP_LOOKUP;
+}
+
+/* Not for the cache: the handler answers, and a successful write
+ * invalidates what is cached for its path. */
+static serve_step step_pass(serve_state *s)
+{
+    s->rc = run_handler(s->req, s->handler, s->ud, s->resp, NORI_HTTP_BYPASS);
+    if (s->rc == NORI_OK && is_write_method(s->req->method) && s->resp->status >= 200 &&
+        s->resp->status <= 399)
+        invalidate(s->c, s->req);
+    return STEP_DONE;
+}
+
+static serve_step step_lookup(serve_state *s)
+{
+    s->now = nori__http_now_ms();
+    if (s->b == NULL || s->skip_lookup)
+        return STEP_MISS;
+    nori__lookup_result l = nori__http_lookup(s->c, s->b, s->key, s->resp, &s->meta, s->now,
+                                              false);
+    s->absent = l == NORI__LOOK_ABSENT;
+    switch (l) {
+    case NORI__LOOK_FRESH:
+        return STEP_HIT;
+    case NORI__LOOK_STALE_SWR:
+        return STEP_STALE;
+    case NORI__LOOK_STALE_SIE:
+        /* Kept aside in case the handler fails. */
+        s->stale = *s->resp;
+        s->stale.origin = NORI_HTTP_STALE;
+        nori_http_response_init(s->resp);
+        s->stale_meta = s->meta;
+        return STEP_MISS;
+    case NORI__LOOK_ERROR:
+        s->may_store = false; /* no second wait on a failing backend */
+        return STEP_MISS;
+    case NORI__LOOK_ABSENT:
+    case NORI__LOOK_MISS:
+        break;
+    }
+    return STEP_MISS;
+}
+
+/* resp holds a fresh entry (s->meta, judged at s->now). */
+static serve_step step_hit(serve_state *s)
+{
+    count(&s->c->hits);
+    s->answer = NORI_HTTP_HIT;
+    s->rc = NORI_OK;
+    return STEP_DELIVER;
+}
+
+/* resp holds an entry within stale_while_revalidate: it answers at once,
+ * and one refresh runs in the background. */
+static serve_step step_stale(serve_state *s)
+{
+    count(&s->c->stale_revalidate);
+    nori__http_schedule_refresh(s->c, s->key, s->req, s->handler, s->ud, &s->meta);
+    s->answer = NORI_HTTP_STALE;
+    s->rc = NORI_OK;
+    return STEP_DELIVER;
+}
+
+/* Looks the key up again, into a response of its own: when the entry is
+ * fresh (or, with swr_ok, within stale_while_revalidate) it becomes the
+ * answer, judged at now. */
+static bool look_again(serve_state *s, int64_t now, bool swr_ok)
+{
+    nori_http_response found;
+    nori_http_response_init(&found);
+    nori__entry_meta m = {-1, -1};
+    nori__lookup_result l = nori__http_lookup(s->c, s->b, s->key, &found, &m, now, false);
+    if (l == NORI__LOOK_FRESH || (swr_ok && l == NORI__LOOK_STALE_SWR)) {
+        nori_http_response_clear(s->resp);
+        *s->resp = found;
+        s->meta = m;
+        s->now = now;
+        return true;
+    }
+    nori_http_response_clear(&found);
+    return false;
+}
+
+/* The leader's flight is over: wake its waiters. */
+static void end_flight(serve_state *s, bool stored)
+{
+    nori__flight_finish(s->c->flights, s->flight, stored);
+    s->flight = NULL;
+}
+
+/* A waiter: the entry the leader stored answers, else the handler runs
+ * here (not stored, gone already, or timed out). */
+static serve_step miss_wait(serve_state *s)
+{
+    int w = nori__flight_wait(s->c->flights, s->flight, s->c->lock_timeout_ms);
+    s->flight = NULL; /* released by the wait */
+    if (w == NORI__FLIGHT_STORED) {
+        if (look_again(s, nori__http_now_ms(), true)) {
+            count(&s->c->coalesced);
+            return STEP_HIT;
+        }
+    } else if (w == NORI__FLIGHT_TIMEOUT) {
+        count(&s->c->lock_timeouts);
+    }
+    return STEP_FETCH;
+}
+
+/* The in-process leader: a last look, then the lease across processes. */
+static serve_step miss_lead(serve_state *s)
+{
+    /* Between our lookup and the join another fill may have finished:
+     * look again before running the handler a second time. */
+    if (s->absent && look_again(s, s->now, false)) {
+        end_flight(s, true);
+        return STEP_HIT;
+    }
+    /* On a shared backend the leader also takes the key's lease, or waits
+     * for the holder's fill. */
+    if (!nori__backend_traits(s->b)->shared)
+        return STEP_FETCH;
+    nori__entry_meta m;
+    switch (nori__http_remote_lease(s->c, s->b, s->key, s->lease_key, s->token, s->resp, &m)) {
+    case NORI__LEASE_SERVED:
+        end_flight(s, true);
+        count(&s->c->coalesced);
+        s->meta = m;
+        s->now = nori__http_now_ms();
+        return STEP_HIT;
+    case NORI__LEASE_HELD:
+        s->leased = true;
+        break;
+    case NORI__LEASE_NONE:
+        break;
+    }
+    return STEP_FETCH;
+}
+
+/* Nothing to answer from: coalesce with the other fills of the key. One
+ * fill per key in this process; not for HEAD (it does not fill), not when
+ * the backend fails, not for a key remembered as unstorable (hit-for-miss:
+ * waiting would not help). */
+static serve_step step_miss(serve_state *s)
+{
+    nori_http_cache *c = s->c;
+    if (s->may_store && c->lock_timeout_ms > 0) {
+        if (c->hfm_ms > 0 && nori__hfm_active(c->flights, s->key, s->now))
+            count(&c->hit_for_miss);
+        else
+            s->role = nori__flight_join(c->flights, s->key, true,
+                                        nori__http_path_epoch(c, s->req), &s->flight);
+    }
+    switch (s->role) {
+    case NORI__FLIGHT_WAITER:
+        return miss_wait(s);
+    case NORI__FLIGHT_LEADER:
+        return miss_lead(s);
+    case NORI__FLIGHT_REENTRANT:
+        /* The handler filling this key asked for it again: answer
+         * uncached, without waiting for ourselves and without storing
+         * (the outer fill stores). */
+        s->may_store = false;
+        break;
+    case NORI__FLIGHT_NONE:
+        break;
+    }
+    return STEP_FETCH;
+}
+
+/* Runs the handler, after reading the generation that guards its store. */
+static serve_step step_fetch(serve_state *s)
+{
+    count(&s->c->misses);
+    s->guarded = s->may_store && nori__http_read_guard(s->c, s->b, s->req, &s->guard);
+    s->rc = run_handler(s->req, s->handler, s->ud, s->resp, NORI_HTTP_MISS);
+    return STEP_STORE;
+}
+
+/* Stores what may be stored, and ends the fill: the lease goes, the
+ * waiters wake, and an unstorable key is remembered. */
+static serve_step step_store(serve_state *s)
+{
+    nori_http_cache *c = s->c;
+    s->now = nori__http_now_ms();
+    s->stored = NORI__STORE_NO;
+    if (s->rc == NORI_OK && s->guarded)
+        s->stored = nori__http_store(c, s->b, s->key, s->resp, s->now, &s->guard);
+    if (s->guarded) {
+        nori__gen_guard_clear(&s->guard);
+        s->guarded = false;
+    }
+    if (s->leased) {
+        nori__http_lease_release(s->b, s->lease_key, s->token);
+        s->leased = false;
+    }
+    if (s->role == NORI__FLIGHT_LEADER) {
+        /* Unstorable: remember it, so the next requests do not queue. (Not
+         * when a write superseded it: the next fill stores.) */
+        if (s->stored == NORI__STORE_NO && c->hfm_ms > 0)
+            nori__hfm_set(c->flights, s->key, nori__sat_add(nori__http_now_ms(), c->hfm_ms));
+        end_flight(s, s->stored == NORI__STORE_DONE);
+    } else if (s->stored == NORI__STORE_DONE && s->role == NORI__FLIGHT_NONE && c->hfm_ms > 0 &&
+               c->lock_timeout_ms > 0) {
+        nori__hfm_clear(c->flights, s->key); /* storable again */
+    }
+    if (s->stale.origin == NORI_HTTP_STALE && (s->rc < 0 || s->resp->status >= 500) &&
+        within_stale_if_error(c, &s->stale_meta, s->now))
+        return STEP_STALE_IF_ERROR;
+    return STEP_DELIVER;
+}
+
+/* The handler failed: the stale entry kept aside beats an error page. */
+static serve_step step_stale_if_error(serve_state *s)
+{
+    nori_http_response_clear(s->resp);
+    *s->resp = s->stale;
+    nori_http_response_init(&s->stale);
+    s->meta = s->stale_meta;
+    count(&s->c->stale_error);
+    s->answer = NORI_HTTP_STALE;
+    s->rc = NORI_OK;
+    return STEP_DELIVER;
+}
+
+/* The answer's last headers, and the conditional request's 304. */
+static serve_step step_deliver(serve_state *s)
+{
+    if (s->answer != NORI_HTTP_MISS) {
+        finish_cached(s->c, s->req, s->resp, &s->meta, s->now, s->answer);
+    } else if (s->rc == NORI_OK) {
+        (void)add_vary(s->c, s->resp);
+        if (s->stored == NORI__STORE_DONE && nori__http_not_modified(s->req, s->resp)) {
+            (void)nori__http_make_304(s->resp);
+            count(&s->c->not_modified);
+        }
+    }
+    return STEP_DONE;
+}
+
+/* One step of the request: a switch, not a table of pointers, so that the
+ * compiler can inline each step into the loop of serve(). */
+static serve_step run_step(serve_state *s, serve_step step)
+{
+    switch (step) {
+    case STEP_RECV:
+        return step_recv(s);
+    case STEP_PASS:
+        return step_pass(s);
+    case STEP_LOOKUP:
+        return step_lookup(s);
+    case STEP_HIT:
+        return step_hit(s);
+    case STEP_STALE:
+        return step_stale(s);
+    case STEP_MISS:
+        return step_miss(s);
+    case STEP_FETCH:
+        return step_fetch(s);
+    case STEP_STORE:
+        return step_store(s);
+    case STEP_STALE_IF_ERROR:
+        return step_stale_if_error(s);
+    case STEP_DELIVER:
+        return step_deliver(s);
+    case STEP_DONE:
+        break;
+    }
+    return STEP_DONE;
+}
+
+/* Lets go of whatever the last step left held (the steps above let go of
+ * their own on every path; this is the net under new ones). */
+static void serve_end(serve_state *s)
+{
+    if (s->guarded)
+        nori__gen_guard_clear(&s->guard);
+    if (s->leased)
+        nori__http_lease_release(s->b, s->lease_key, s->token);
+    if (s->role == NORI__FLIGHT_LEADER && s->flight != NULL)
+        end_flight(s, false);
+    if (s->stale.origin == NORI_HTTP_STALE) /* else it holds nothing */
+        nori_http_response_clear(&s->stale);
+}
+
 static int serve(nori_http_cache *c, const nori_http_request *req,
                  nori_http_handler_fn handler, void *ud, nori_http_response *resp,
                  bool skip_lookup)
@@ -157,168 +495,32 @@ static int serve(nori_http_cache *c, const nori_http_request *req,
         return nori__fail(NORI_EINVAL, "bad arguments to nori_http_cache_serve");
     if (c == NULL)
         return run_handler(req, handler, ud, resp, NORI_HTTP_BYPASS);
-    bool head = strcmp(req->method, "HEAD") == 0;
-    if (!head && strcmp(req->method, "GET") != 0) {
-        count(&c->bypass_method);
-        int rc = run_handler(req, handler, ud, resp, NORI_HTTP_BYPASS);
-        if (rc == NORI_OK && is_write_method(req->method) && resp->status >= 200 &&
-            resp->status <= 399)
-            invalidate(c, req);
-        return rc;
-    }
-    /* Credentials: the response may be this user's alone (RFC 9111 3.5).
-     * A key function scopes entries itself, so it lifts the bypass. */
-    if (c->key_fn == NULL) {
-        if (!c->allow_authorized && nori_http_request_header(req, "Authorization") != NULL) {
-            count(&c->bypass_authorization);
-            return run_handler(req, handler, ud, resp, NORI_HTTP_BYPASS);
-        }
-        if (!c->allow_cookie && nori_http_request_header(req, "Cookie") != NULL) {
-            count(&c->bypass_cookie);
-            return run_handler(req, handler, ud, resp, NORI_HTTP_BYPASS);
-        }
-    }
-
-    char key[NORI_MAX_KEY_LEN + 1];
-    int rc = nori_http_cache_key(c, req, key, sizeof key);
-    if (rc != NORI_OK) {
-        if (rc != NORI_MISS) /* too long: uncacheable, and the app should know */
-            count(&c->errors);
-        return run_handler(req, handler, ud, resp, NORI_HTTP_BYPASS);
-    }
-
-    nori_backend *b = c->backend;
-    if (b == NULL && nori_get_backend(&b) != NORI_OK) {
-        count(&c->errors);
-        b = NULL;
-    }
-    /* HEAD never stores: its response has no body. */
-    bool may_store = b != NULL && !head;
-    int64_t now = nori__http_now_ms();
-    nori__entry_meta meta = {-1, -1}, stale_meta = {-1, -1};
-    nori_http_response stale;
-    nori_http_response_init(&stale);
-    nori__store_result stored;
-    bool absent = false;
-    if (b != NULL && !skip_lookup) {
-        nori__lookup_result l = lookup(c, b, key, resp, &meta, now);
-        absent = l == NORI__LOOK_ABSENT;
-        switch (l) {
-        case NORI__LOOK_FRESH:
-            count(&c->hits);
-            finish_cached(c, req, resp, &meta, now, NORI_HTTP_HIT);
-            return NORI_OK;
-        case NORI__LOOK_STALE_SWR:
-            count(&c->stale_revalidate);
-            nori__http_schedule_refresh(c, key, req, handler, ud, &meta);
-            finish_cached(c, req, resp, &meta, now, NORI_HTTP_STALE);
-            return NORI_OK;
-        case NORI__LOOK_STALE_SIE:
-            /* Kept aside in case the handler fails. */
-            stale = *resp;
-            stale.origin = NORI_HTTP_STALE;
-            nori_http_response_init(resp);
-            stale_meta = meta;
-            break;
-        case NORI__LOOK_ERROR:
-            may_store = false; /* no second wait on a failing backend */
-            break;
-        case NORI__LOOK_ABSENT:
-        case NORI__LOOK_MISS:
-            break;
-        }
-    }
-
-    /* Coalescing: one fill per key in this process. Not for HEAD (it does
-     * not fill), not when the backend fails, not for a key remembered as
-     * unstorable (hit-for-miss: waiting would not help). */
-    nori__flight *f = NULL;
-    nori__flight_role role = NORI__FLIGHT_NONE;
-    if (may_store && c->lock_timeout_ms > 0) {
-        if (c->hfm_ms > 0 && nori__hfm_active(c->flights, key, now))
-            count(&c->hit_for_miss);
-        else
-            role = nori__flight_join(c->flights, key, true, nori__http_path_epoch(c, req), &f);
-    }
-    if (role == NORI__FLIGHT_WAITER) {
-        int w = nori__flight_wait(c->flights, f, c->lock_timeout_ms);
-        if (w == NORI__FLIGHT_STORED) {
-            now = nori__http_now_ms();
-            nori_http_response fresh;
-            nori_http_response_init(&fresh);
-            nori__lookup_result l = lookup(c, b, key, &fresh, &meta, now);
-            if (l == NORI__LOOK_FRESH || l == NORI__LOOK_STALE_SWR) {
-                nori_http_response_clear(resp);
-                *resp = fresh;
-                count(&c->coalesced);
-                count(&c->hits);
-                finish_cached(c, req, resp, &meta, now, NORI_HTTP_HIT);
-                nori_http_response_clear(&stale);
-                return NORI_OK;
-            }
-            nori_http_response_clear(&fresh);
-        } else if (w == NORI__FLIGHT_TIMEOUT) {
-            count(&c->lock_timeouts);
-        }
-        /* Not stored, gone already, or timed out: run the handler here. */
-    } else if (role == NORI__FLIGHT_REENTRANT) {
-        /* The handler filling this key asked for it again: answer
-         * uncached, without waiting for ourselves and without storing
-         * (the outer fill stores). */
-        may_store = false;
-    } else if (role == NORI__FLIGHT_LEADER && absent) {
-        /* Between our lookup and the join another fill may have finished:
-         * look again before running the handler a second time. */
-        nori_http_response fresh;
-        nori_http_response_init(&fresh);
-        nori__entry_meta m2;
-        if (lookup(c, b, key, &fresh, &m2, now) == NORI__LOOK_FRESH) {
-            nori__flight_finish(c->flights, f, true);
-            nori_http_response_clear(resp);
-            *resp = fresh;
-            count(&c->hits);
-            finish_cached(c, req, resp, &m2, now, NORI_HTTP_HIT);
-            nori_http_response_clear(&stale);
-            return NORI_OK;
-        }
-        nori_http_response_clear(&fresh);
-    }
-    /* Across processes (a shared backend): the in-process leader also
-     * takes the key's lease, or waits for the holder's fill. */
-    char lease_key[NORI_MAX_KEY_LEN + 1], token[64];
-    bool leased = false;
-    if (role == NORI__FLIGHT_LEADER && nori__backend_traits(b)->shared) {
-        nori__entry_meta m2;
-        switch (nori__http_remote_lease(c, b, key, lease_key, token, resp, &m2)) {
-        case NORI__LEASE_SERVED:
-            nori__flight_finish(c->flights, f, true);
-            count(&c->coalesced);
-            count(&c->hits);
-            finish_cached(c, req, resp, &m2, nori__http_now_ms(), NORI_HTTP_HIT);
-            nori_http_response_clear(&stale);
-            return NORI_OK;
-        case NORI__LEASE_HELD:
-            leased = true;
-            break;
-        case NORI__LEASE_NONE:
-            break;
-        }
-    }
-    rc = fill(c, b, key, req, handler, ud, resp, may_store, &stale, &stale_meta, &stored);
-    if (leased)
-        nori__http_lease_release(b, lease_key, token);
-    if (role == NORI__FLIGHT_LEADER) {
-        /* Unstorable: remember it, so the next requests do not queue. (Not
-         * when a write superseded it: the next fill stores.) */
-        if (stored == NORI__STORE_NO && c->hfm_ms > 0)
-            nori__hfm_set(c->flights, key, nori__sat_add(nori__http_now_ms(), c->hfm_ms));
-        nori__flight_finish(c->flights, f, stored == NORI__STORE_DONE);
-    } else if (stored == NORI__STORE_DONE && role == NORI__FLIGHT_NONE && c->hfm_ms > 0 &&
-               c->lock_timeout_ms > 0) {
-        nori__hfm_clear(c->flights, key); /* storable again */
-    }
-    nori_http_response_clear(&stale);
-    return rc;
+    /* Field by field: the key buffers need no clearing. */
+    serve_state s;
+    s.c = c;
+    s.req = req;
+    s.handler = handler;
+    s.ud = ud;
+    s.resp = resp;
+    s.skip_lookup = skip_lookup;
+    s.b = NULL;
+    s.may_store = false;
+    s.absent = false;
+    s.now = 0;
+    s.answer = NORI_HTTP_MISS;
+    s.meta = (nori__entry_meta){-1, -1};
+    nori_http_response_init(&s.stale);
+    s.stale_meta = (nori__entry_meta){-1, -1};
+    s.role = NORI__FLIGHT_NONE;
+    s.flight = NULL;
+    s.leased = false;
+    s.guarded = false;
+    s.rc = NORI_OK;
+    s.stored = NORI__STORE_NO;
+    for (serve_step step = STEP_RECV; step != STEP_DONE;)
+        step = run_step(&s, step);
+    serve_end(&s);
+    return s.rc;
 }
 
 int nori_http_cache_serve(nori_http_cache *c, const nori_http_request *req,
