@@ -184,10 +184,10 @@
  * collide): the request passes through to the handler uncached (origin
  * NORI_HTTP_BYPASS) and is counted in `errors`.
  *
- * Entry encoding. On a backend whose kind is "memory" an entry is a compact
- * binary record whose body comes first, so a hit hands the stored bytes to the
- * adapter with no decoding work and no further copy. On any other backend
- * (Redis) an entry is Nori's JSON object
+ * Entry encoding. On the memory backend an entry is a compact binary record
+ * whose body comes first, so a hit hands the stored bytes to the adapter with
+ * no decoding work and no further copy. On Redis (with or without the near
+ * cache), whose entries other clients read too, an entry is Nori's JSON object
  *   {"body_b64": "...", "status_code": 200, "media_type": "...", "headers": {...}}
  * and reads also accept the older {"body": "<utf-8 text>", ...}. An entry that
  * cannot be decoded (malformed JSON, wrong types, bad base64) is a miss,
