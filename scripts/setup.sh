@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages nori-cache needs to build, test and run its
 # example, when any is missing. Uses sudo when not root. Safe to run again.
+#   --compare  also the caches bench/cache_tests_compare.sh runs the HTTP
+#              caching test suite through (varnish, nginx-light); not needed
+#              by the tests.
 set -euo pipefail
+compare=0
+[[ ${1:-} == --compare ]] && compare=1
 
 packages=(
   build-essential cmake pkg-config        # toolchain (gcc ships ASan/UBSan/TSan runtimes)
@@ -17,6 +22,19 @@ packages=(
   python3                                 # Nori's Python entry format, cross-checked in tests
   locales                                 # de_DE.UTF-8 for test_http_date (below)
 )
+
+packages+=(libcurl4-openssl-dev)          # nori-proxy's origin client (examples/proxy)
+# The HTTP caching test suite (test_cache_suite_*) runs on Node >= 14.8 with
+# npm. A Node installed otherwise (with its own npm) is used as it is:
+# Debian's npm package would conflict with it.
+if ! command -v node >/dev/null; then
+  packages+=(nodejs npm)
+elif ! command -v npm >/dev/null; then
+  packages+=(npm)
+fi
+if ((compare)); then
+  packages+=(varnish nginx-light)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -43,3 +61,10 @@ if ! locale -a 2>/dev/null | grep -qix 'de_DE.utf8'; then
   echo "setup: generating the de_DE.UTF-8 locale"
   "${sudo[@]}" localedef -i de_DE -f UTF-8 de_DE.UTF-8
 fi
+
+# The suite itself (npm http-cache-tests, pinned by tests/cache-tests/
+# package-lock.json), into ~/.cache/nori-cache, never the source tree.
+# A failed install (registry unreachable) does not stop the set-up: the
+# test_cache_suite_* tests then fail and say why.
+bash "$(dirname "$0")/cache-tests.sh" --install-only ||
+  echo "setup: WARNING: the HTTP caching test suite could not be installed" >&2

@@ -26,6 +26,11 @@ void nori__backend_init(nori_backend *b, const nori_backend_ops *ops)
     atomic_init(&b->errors, 0);
 }
 
+const nori__traits *nori__backend_traits(const nori_backend *b)
+{
+    return &b->ops->traits;
+}
+
 int nori__check_value(const nori_backend *b, const char *key, size_t len)
 {
     size_t limit = atomic_load_explicit(&b->max_value, memory_order_relaxed);

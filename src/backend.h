@@ -12,8 +12,40 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
+/*
+ * What a backend is, as far as the layers above it must know: the response
+ * cache (src/http/) reads these, never the backend's kind, so a new backend
+ * needs no edit there. Read them through nori__backend_traits().
+ */
+typedef enum {
+    /* The binary record of src/http/entry_codec.c, body first: the block a
+     * get returns becomes the hit's body as is (no base64, no JSON, no
+     * copy). Only for a backend no program but this library reads. */
+    NORI__ENTRY_BINARY = 0,
+    /* Nori's JSON entry: readable by any client of the backend (Nori's
+     * Python services serve the same entries). Decoding it costs more than
+     * the rest of a hit, so hits go through the cache's decoded-entry memo. */
+    NORI__ENTRY_JSON
+} nori__entry_format;
+
+typedef struct {
+    /*
+     * Other processes read and write the same keys (Redis; a shared-memory
+     * segment). The response cache then coalesces a key's fills across
+     * processes with a lease ("{key}:lock" through add and delete_if_equal)
+     * and keeps its invalidation generations in the backend too, writing
+     * entries through set_guarded, which a shared backend must offer.
+     * false: every reader and writer is in this process, and the cache's
+     * in-process flights and generations are the whole truth.
+     */
+    bool shared;
+    nori__entry_format entry_format; /* how the response cache writes its entries */
+} nori__traits;
+
 typedef struct nori_backend_ops {
-    const char *kind; /* "memory", "redis" */
+    const char *kind; /* "memory", "redis": a name for people (nori_backend_kind) */
+    /* Zero is an unshared backend with binary entries, the memory backend. */
+    nori__traits traits;
 
     /* *out is {NULL,0} on entry. Return NORI_OK, NORI_MISS or an error. */
     int (*get)(nori_backend *b, const char *key, size_t klen, nori_buf *out);
@@ -77,6 +109,9 @@ struct nori_backend {
 
 /* Initialises the common part; called by each backend's constructor. */
 void nori__backend_init(nori_backend *b, const nori_backend_ops *ops);
+
+/* The traits b declared in its ops table (static storage). */
+const nori__traits *nori__backend_traits(const nori_backend *b);
 
 /*
  * The checked call of ops->set_guarded (see there), for the response

@@ -308,16 +308,38 @@ static bool parse_size_or_zero(const char *s, size_t max, size_t *out)
     return parse_size(s, max, out);
 }
 
+#define BACKEND_NAME(name, constructor) name,
+static const char *const backend_names[] = {NORI__BACKENDS(BACKEND_NAME)};
+#define N_BACKENDS (sizeof backend_names / sizeof backend_names[0])
+
+/* CACHE_BACKEND: one of the names exactly (no case folding, no spaces);
+ * unset, the first. */
+static int validate_backend(const raw_config *raw, nori__config *cfg)
+{
+    const char *name = raw->values[VAR_BACKEND];
+    cfg->backend = backend_names[0];
+    if (name == NULL)
+        return NORI_OK;
+    for (size_t i = 0; i < N_BACKENDS; i++)
+        if (strcmp(name, backend_names[i]) == 0) {
+            cfg->backend = backend_names[i];
+            return NORI_OK;
+        }
+    /* "expected 'memory' or 'redis'": every accepted name. */
+    char expected[256];
+    size_t n = (size_t)snprintf(expected, sizeof expected, "expected");
+    for (size_t i = 0; i < N_BACKENDS && n < sizeof expected; i++)
+        n += (size_t)snprintf(expected + n, sizeof expected - n, "%s'%s'",
+                              i == 0 ? " " : i + 1 == N_BACKENDS ? " or " : ", ",
+                              backend_names[i]);
+    return bad_value(raw, VAR_BACKEND, expected);
+}
+
 static int validate(const raw_config *raw, nori__config *cfg)
 {
-    const char *backend = raw->values[VAR_BACKEND];
-    cfg->use_redis = false;
-    if (backend != NULL) {
-        if (strcmp(backend, "redis") == 0)
-            cfg->use_redis = true;
-        else if (strcmp(backend, "memory") != 0)
-            return bad_value(raw, VAR_BACKEND, "expected 'memory' or 'redis'");
-    }
+    int rc = validate_backend(raw, cfg);
+    if (rc != NORI_OK)
+        return rc;
     cfg->max_keys = NORI_DEFAULT_MAX_KEYS;
     if (raw->values[VAR_MAX_KEYS] != NULL &&
         !parse_size(raw->values[VAR_MAX_KEYS], NORI_MAX_MAX_KEYS, &cfg->max_keys))
@@ -356,7 +378,7 @@ static int validate(const raw_config *raw, nori__config *cfg)
     if (url == NULL)
         url = "redis://localhost:6379";
     nori__redis_target parsed; /* every REDIS_URL form: redis://, unix://, redis+sentinel:// */
-    int rc = nori__redis_target_parse(url, &parsed);
+    rc = nori__redis_target_parse(url, &parsed);
     if (rc != NORI_OK) {
         if (rc == NORI_EINVAL && raw->values[VAR_REDIS_URL] != NULL) {
             char detail[512];

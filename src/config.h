@@ -12,8 +12,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/*
+ * The backends CACHE_BACKEND can name, one row each: ROW(name, constructor),
+ * the first row being the default. config.c accepts exactly these names
+ * (and lists them when refusing another); default_backend.c expands the
+ * rows into its table of constructors, each a function there that builds
+ * its backend from a nori__config. A new backend is one row here and its
+ * constructor.
+ */
+#define NORI__BACKENDS(ROW)    \
+    ROW("memory", open_memory) \
+    ROW("redis", open_redis)
+
 typedef struct nori__config {
-    bool use_redis;      /* CACHE_BACKEND=redis */
+    const char *backend; /* CACHE_BACKEND: a name of NORI__BACKENDS (static storage) */
     size_t max_keys;     /* CACHE_MAX_KEYS */
     size_t max_value;    /* CACHE_MAX_VALUE_BYTES */
     size_t max_bytes;    /* CACHE_MAX_BYTES (0: no byte bound) */

@@ -21,6 +21,45 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <string.h>
+
+/* CACHE_BACKEND=memory: CACHE_MAX_KEYS entries, CACHE_MAX_BYTES bytes. */
+static int open_memory(const nori__config *cfg, nori_backend **out)
+{
+    int rc = nori_memory_backend_new(cfg->max_keys, out);
+    if (rc != NORI_OK)
+        return rc;
+    rc = nori_memory_backend_set_max_bytes(*out, cfg->max_bytes);
+    if (rc != NORI_OK) {
+        nori_backend_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/* CACHE_BACKEND=redis: REDIS_URL, with the near cache in front when
+ * CACHE_NEAR_MAX_KEYS or CACHE_NEAR_MAX_BYTES is set. */
+static int open_redis(const nori__config *cfg, nori_backend **out)
+{
+    int rc = nori_redis_backend_new(cfg->redis_url, out);
+    if (rc != NORI_OK || (cfg->near_max_keys == 0 && cfg->near_max_bytes == 0))
+        return rc;
+    rc = nori_redis_backend_enable_near(*out, cfg->near_max_keys, cfg->near_max_bytes,
+                                        cfg->near_max_ttl_ms);
+    if (rc != NORI_OK) {
+        nori_backend_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/* The constructors of the backends CACHE_BACKEND names (config.h). */
+#define BACKEND_ROW(name, constructor) {name, constructor},
+static const struct {
+    const char *name;
+    int (*open)(const nori__config *cfg, nori_backend **out);
+} backends[] = {NORI__BACKENDS(BACKEND_ROW)};
+#define N_BACKENDS (sizeof backends / sizeof backends[0])
 
 int nori_backend_from_env(nori_backend **out)
 {
@@ -30,25 +69,16 @@ int nori_backend_from_env(nori_backend **out)
     int rc = nori__config_load(NULL, &cfg);
     if (rc != NORI_OK)
         return rc;
+    size_t i = 0;
+    while (i < N_BACKENDS && strcmp(backends[i].name, cfg.backend) != 0)
+        i++;
+    if (i == N_BACKENDS) /* config.c accepts only the names of the same rows */
+        return nori__fail(NORI_EINVAL, "CACHE_BACKEND=%s has no constructor", cfg.backend);
     nori_backend *b;
-    if (cfg.use_redis)
-        rc = nori_redis_backend_new(cfg.redis_url, &b);
-    else
-        rc = nori_memory_backend_new(cfg.max_keys, &b);
+    rc = backends[i].open(&cfg, &b);
     if (rc != NORI_OK)
         return rc;
-    /* The near cache applies to Redis only (the memory backend is local). */
-    if (cfg.use_redis && (cfg.near_max_keys != 0 || cfg.near_max_bytes != 0)) {
-        rc = nori_redis_backend_enable_near(b, cfg.near_max_keys, cfg.near_max_bytes,
-                                            cfg.near_max_ttl_ms);
-        if (rc != NORI_OK) {
-            nori_backend_free(b);
-            return rc;
-        }
-    }
     rc = nori_backend_set_max_value(b, cfg.max_value);
-    if (rc == NORI_OK && !cfg.use_redis)
-        rc = nori_memory_backend_set_max_bytes(b, cfg.max_bytes);
     if (rc != NORI_OK) {
         nori_backend_free(b);
         return rc;

@@ -268,7 +268,7 @@ static void describe_backend(const nori_backend *b, char *buf, size_t size)
         snprintf(buf, size, "%s", kind);
         return;
     }
-    if (!cfg.use_redis) {
+    if (strcmp(cfg.backend, "memory") == 0) {
         snprintf(buf, size, "%s (max_keys %zu)", kind, cfg.max_keys);
         return;
     }

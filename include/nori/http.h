@@ -184,10 +184,10 @@
  * collide): the request passes through to the handler uncached (origin
  * NORI_HTTP_BYPASS) and is counted in `errors`.
  *
- * Entry encoding. On a backend whose kind is "memory" an entry is a compact
- * binary record whose body comes first, so a hit hands the stored bytes to the
- * adapter with no decoding work and no further copy. On any other backend
- * (Redis) an entry is Nori's JSON object
+ * Entry encoding. On the memory backend an entry is a compact binary record
+ * whose body comes first, so a hit hands the stored bytes to the adapter with
+ * no decoding work and no further copy. On Redis (with or without the near
+ * cache), whose entries other clients read too, an entry is Nori's JSON object
  *   {"body_b64": "...", "status_code": 200, "media_type": "...", "headers": {...}}
  * and reads also accept the older {"body": "<utf-8 text>", ...}. An entry that
  * cannot be decoded (malformed JSON, wrong types, bad base64) is a miss,
@@ -559,6 +559,13 @@ NORI_EXPORT void nori_http_cache_get_stats(const nori_http_cache *c,
 #define NORI_HTTP_DELETE 0x20u
 #define NORI_HTTP_OPTIONS 0x40u
 #define NORI_HTTP_METHODS_ALL 0x7fu
+/* Every method, those not named above included (PROPFIND, M-SEARCH...): for
+ * a route that forwards requests (a reverse proxy). Any method name that is
+ * an RFC 9110 token is served; such a route never answers 405. The cache
+ * handles a method other than GET and HEAD as it handles POST: not stored
+ * (BYPASS). Not part of NORI_HTTP_METHODS_ALL; the Allow value of a mask
+ * lists the named methods only. */
+#define NORI_HTTP_ANY_METHOD 0x80u
 
 /*
  * One route of an adapter (the same type for every adapter; nori/mhd.h
@@ -598,7 +605,9 @@ typedef struct {
 /*
  * 1 when a route whose methods field is `methods` serves `method` ("GET",
  * "POST", ...; case-sensitive; HEAD wherever GET; 0 = GET and HEAD), else 0
- * (also for a NULL or unknown method). Pure function, thread-safe.
+ * (also for a NULL or unknown method, unless `methods` has
+ * NORI_HTTP_ANY_METHOD: then 1 for any non-empty token). Pure function,
+ * thread-safe.
  */
 NORI_EXPORT int nori_http_method_allowed(unsigned methods, const char *method);
 

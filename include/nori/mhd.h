@@ -33,7 +33,10 @@
  *    that has a cache and that the handler or the cache answered (not to
  *    the adapter's own 404, 405 and 413).
  *  - HEAD: MHD sends the headers of the response (Content-Length of the
- *    body) without the body; the cache serves HEAD from the GET entry.
+ *    body) without the body; the cache serves HEAD from the GET entry. A
+ *    handler's HEAD answer with no body and a `Content-Length` header (a
+ *    proxy relaying an origin's HEAD) announces that length instead of 0,
+ *    as the 304 below does.
  *  - A 304 from the cache carries `Content-Length: <the 200's body length>`
  *    once and no body (RFC 9110 8.6; libmicrohttpd by itself would write
  *    0): a callback response of that size, which MHD announces and never

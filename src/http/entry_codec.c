@@ -3,12 +3,13 @@
  * back.
  *
  * Two encodings:
- *  - Nori's JSON object (every backend but "memory", i.e. Redis), so C and
- *    Python services can serve each other's entries:
+ *  - Nori's JSON object (backends whose traits say NORI__ENTRY_JSON, such
+ *    as Redis), so C and Python services can serve each other's entries:
  *      {"body_b64": "...", "status_code": 200, "media_type": "...",
  *       "headers": {"content-disposition": "..."}}
  *    Reads also accept the pre-v1.19 shape {"body": "<utf-8 text>", ...}.
- *  - A binary record for the memory backend, laid out body first:
+ *  - A binary record (NORI__ENTRY_BINARY: the memory backend), laid out
+ *    body first:
  *      body | meta | u32 meta_len | "NRB2"
  *      meta = u16 status | u16 n_headers | u32 media_len (0xFFFFFFFF = none)
  *             | i64 stored_at_ms | i64 fresh_ms

@@ -15,9 +15,10 @@
  * to another path of the same bucket only costs a concurrent fill its store.
  *
  * In the process: a counter per bucket, bumped and compared under the
- * bucket's stripe lock, and the memory backend's write happens under that
- * lock too, so a store and a bump cannot interleave. On a shared backend
- * (Redis) the bucket's generation is also a key "{prefix}#gen:{bucket}"
+ * bucket's stripe lock, and an unshared backend's write (the memory
+ * backend's) happens under that lock too, so a store and a bump cannot
+ * interleave. On a shared backend (nori__traits.shared: Redis) the
+ * bucket's generation is also a key "{prefix}#gen:{bucket}"
  * (never an entry key: an entry has a ':'-separated path and query after
  * the prefix) holding a random token per bump, not a counter, so that a
  * flush or an eviction followed by bumps can never bring back the value a
@@ -74,9 +75,10 @@ static unsigned bucket_of(const char *scope)
     return (unsigned)(h % NORI__GEN_BUCKETS);
 }
 
+/* Other processes write to b: the generation lives in the backend too. */
 static bool shared_backend(const nori_backend *b)
 {
-    return strcmp(nori_backend_kind(b), "memory") != 0;
+    return nori__backend_traits(b)->shared;
 }
 
 static int gen_key(const char *prefix, unsigned bucket, char *out, size_t cap)

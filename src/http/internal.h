@@ -276,7 +276,7 @@ uint64_t nori__gen_epoch(nori__gens *g, const char *scope);
 typedef struct {
     unsigned bucket;
     uint64_t local;  /* the in-process generation */
-    bool shared;     /* b is not the memory backend: key/remote are used */
+    bool shared;     /* b is shared (nori__traits): key/remote are used */
     bool ok;         /* read; false: unknown, so the fill stores nothing */
     nori_buf remote; /* the value of key; data NULL: absent */
     char key[NORI_MAX_KEY_LEN + 1];

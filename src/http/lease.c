@@ -1,10 +1,10 @@
 /*
  * The response cache's leases: coalescing fills across processes sharing a
- * backend other than memory (Redis), and the lease a background refresh
- * takes (revalidate.c). A lease is "{key}:lock", taken with
- * nori_backend_add for lock_timeout_ms and released by its token.
+ * backend (one whose traits say shared, such as Redis), and the lease a
+ * background refresh takes (revalidate.c). A lease is "{key}:lock", taken
+ * with nori_backend_add for lock_timeout_ms and released by its token.
  */
-#include "http/cache_internal.h"
+#include "http/lease.h"
 
 #include "error.h"
 

@@ -5,9 +5,11 @@
  * first checks that the entry is still the one served stale, and across
  * processes takes the key's lease (lease.c) without waiting for it.
  */
-#include "http/cache_internal.h"
+#include "http/revalidate.h"
 
+#include "backend.h"
 #include "error.h"
+#include "http/lease.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -113,7 +115,7 @@ static bool refresh_wanted(nori_http_cache *c, nori_backend *b, const refresh_jo
 }
 
 /*
- * Across processes (a backend other than memory, with lock_timeout_ms):
+ * Across processes (a shared backend, with lock_timeout_ms):
  * the refresh takes the key's lease, as a miss's fill does, but does not
  * wait for it: a lease held elsewhere means another process is filling or
  * refreshing the key already. Once taken, the entry is checked again (a
@@ -124,7 +126,7 @@ static bool refresh_lease(nori_http_cache *c, nori_backend *b, const refresh_job
                           char *lease_key, char *token, bool *held)
 {
     *held = false;
-    if (strcmp(nori_backend_kind(b), "memory") == 0 || c->lock_timeout_ms == 0 ||
+    if (!nori__backend_traits(b)->shared || c->lock_timeout_ms == 0 ||
         !nori__http_lease_name(j->key, lease_key))
         return true;
     nori__http_lease_token(token);

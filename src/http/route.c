@@ -38,10 +38,24 @@ static unsigned effective(unsigned mask)
     return mask;
 }
 
+/* RFC 9110 5.6.2: a method is a token, one or more tchar. */
+static int is_token(const char *s)
+{
+    if (*s == '\0')
+        return 0;
+    for (; *s != '\0'; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              strchr("!#$%&'*+-.^_`|~", *s) != NULL))
+            return 0;
+    return 1;
+}
+
 int nori_http_method_allowed(unsigned mask, const char *method)
 {
     if (method == NULL)
         return 0;
+    if (mask & NORI_HTTP_ANY_METHOD)
+        return is_token(method);
     unsigned m = effective(mask);
     /* Method names are case-sensitive (RFC 9110 9.1): "get" is not GET. */
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)

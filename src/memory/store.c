@@ -683,6 +683,7 @@ static void mem_destroy(nori_backend *b)
 
 static const nori_backend_ops memory_ops = {
     .kind = "memory",
+    .traits = {.shared = false, .entry_format = NORI__ENTRY_BINARY},
     .get = mem_get,
     .get_into = mem_get_into,
     .set = mem_set,

@@ -150,11 +150,15 @@ static ssize_t no_content(void *cls, uint64_t pos, char *buf, size_t max)
     return MHD_CONTENT_READER_END_WITH_ERROR;
 }
 
-/* The length a 304's Content-Length must carry (RFC 9110 8.6: the 200's),
- * from the header the response cache put there; -1 when there is none. */
-static int64_t length_304(const nori_http_response *resp)
+/* The length a bodiless answer announces, from its Content-Length header;
+ * -1 when it has none or is not such an answer. A 304 must carry the 200's
+ * (RFC 9110 8.6), which the response cache puts there. A HEAD answered by
+ * the handler with no body but a Content-Length (a proxy relaying the
+ * origin's HEAD) announces that length, as a GET would get it (RFC 9110
+ * 9.3.2), where libmicrohttpd alone would say 0. */
+static int64_t announced_length(const nori_http_response *resp, int head)
 {
-    if (resp->status != MHD_HTTP_NOT_MODIFIED)
+    if (resp->status != MHD_HTTP_NOT_MODIFIED && !(head && resp->body_len == 0))
         return -1;
     const char *v = nori_http_response_header(resp, "Content-Length");
     if (v == NULL || *v < '0' || *v > '9' || strlen(v) > 18)
@@ -174,19 +178,19 @@ static int64_t length_304(const nori_http_response *resp)
  * dropped, as before.
  */
 static struct MHD_Response *build(nori_http_response *resp, const char *x_cache,
-                                  int *refused)
+                                  int *refused, int head)
 {
     struct MHD_Response *mr;
     *refused = 0;
-    int64_t len304 = length_304(resp);
-    if (len304 >= 0) {
+    int64_t announced = announced_length(resp, head);
+    if (announced >= 0) {
         /* libmicrohttpd 0.9.75 writes "Content-Length: <size of the
          * response>" on a 304 too, and a Content-Length set by hand comes
          * out twice (MHD_RF_INSANITY_HEADER_CONTENT_LENGTH adds, never
          * replaces); a buffer response would say 0. A callback response of
          * the 200's size makes MHD announce that length and, 304 being
          * bodiless, send no content and never call the callback. */
-        mr = MHD_create_response_from_callback((uint64_t)len304, 4096, no_content, NULL, NULL);
+        mr = MHD_create_response_from_callback((uint64_t)announced, 4096, no_content, NULL, NULL);
     } else if (resp->body != NULL) {
         /* Zero copy: MHD sends the block as is and free()s it afterwards. */
         mr = MHD_create_response_from_buffer_with_free_callback_cls(resp->body_len, resp->body,
@@ -205,7 +209,7 @@ static struct MHD_Response *build(nori_http_response *resp, const char *x_cache,
         ok &= MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE, resp->media_type) ==
               MHD_YES;
     for (size_t i = 0; i < resp->n_headers; i++) {
-        if (len304 >= 0 && strcasecmp(resp->headers[i].name, "Content-Length") == 0)
+        if (announced >= 0 && strcasecmp(resp->headers[i].name, "Content-Length") == 0)
             continue; /* announced by MHD from the response size */
         ok &= MHD_add_response_header(mr, resp->headers[i].name, resp->headers[i].value) ==
               MHD_YES;
@@ -241,7 +245,7 @@ static enum MHD_Result queue_not_allowed(struct MHD_Connection *con, const nori_
     int refused = 0;
     struct MHD_Response *mr = NULL;
     if (nori_http_response_not_allowed(&resp, route->methods) == NORI_OK)
-        mr = build(&resp, NULL, &refused);
+        mr = build(&resp, NULL, &refused, 0);
     enum MHD_Result r = mr != NULL ? queue_built(con, &resp, mr) : MHD_NO;
     nori_http_response_clear(&resp);
     return r;
@@ -287,6 +291,7 @@ enum MHD_Result nori_mhd_handler(void *cls, struct MHD_Connection *connection, c
     if (st->too_large)
         return queue_text(connection, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large\n");
 
+    int head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
     nori_http_request req = {method, url, st->query, mhd_header, connection,
                              st->body, st->body_len, mhd_each_header};
     nori_http_response resp;
@@ -300,13 +305,13 @@ enum MHD_Result nori_mhd_handler(void *cls, struct MHD_Connection *connection, c
     int refused = 0;
     if (rc >= 0)
         mr = build(&resp, route->cache != NULL ? nori_http_origin_name(resp.origin) : NULL,
-                   &refused);
+                   &refused, head);
     if (refused) {
         /* A stored entry MHD cannot send: serve as a miss, which also
          * overwrites the entry (see nori_http_cache_serve_again). */
         rc = nori_http_cache_serve_again(cache, &req, route->handler, route->ud, &resp);
         if (rc >= 0)
-            mr = build(&resp, nori_http_origin_name(resp.origin), &refused);
+            mr = build(&resp, nori_http_origin_name(resp.origin), &refused, head);
     }
     if (rc < 0)
         r = queue_text(connection, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error\n");

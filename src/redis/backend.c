@@ -782,6 +782,7 @@ static void redis_destroy(nori_backend *b)
 
 const nori_backend_ops nori__redis_ops = {
     .kind = "redis",
+    .traits = {.shared = true, .entry_format = NORI__ENTRY_JSON},
     .get = redis_get,
     .set = redis_set,
     .del = redis_del,

@@ -79,7 +79,7 @@ static void test_defaults(void **state)
     (void)state;
     nori__config cfg;
     assert_nori(nori__config_load(NULL, &cfg), NORI_OK);
-    assert_false(cfg.use_redis);
+    assert_string_equal(cfg.backend, "memory");
     assert_int_equal(cfg.max_keys, 10000);
     assert_int_equal(cfg.max_value, NORI_DEFAULT_MAX_VALUE);
     assert_string_equal(cfg.redis_url, "redis://localhost:6379");
@@ -104,7 +104,7 @@ static void test_environment_wins(void **state)
     nori__config cfg;
     assert_nori(nori__config_load(NULL, &cfg), NORI_OK);
     assert_int_equal(cfg.max_keys, 7);
-    assert_false(cfg.use_redis);
+    assert_string_equal(cfg.backend, "memory");
 }
 
 static void test_dotenv_syntax(void **state)
@@ -120,7 +120,7 @@ static void test_dotenv_syntax(void **state)
                  "REDIS_URL='redis://:p%23ss@host:1/3'");
     nori__config cfg;
     assert_nori(nori__config_load(NULL, &cfg), NORI_OK);
-    assert_false(cfg.use_redis);
+    assert_string_equal(cfg.backend, "memory");
     assert_int_equal(cfg.max_keys, 123);
     assert_int_equal(cfg.max_value, 4096);
     assert_string_equal(cfg.redis_url, "redis://:p%23ss@host:1/3");

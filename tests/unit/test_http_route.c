@@ -44,6 +44,15 @@ static void test_allowed(void **state)
     assert_false(nori_http_method_allowed(NORI_HTTP_METHODS_ALL, "GETX"));
     assert_false(nori_http_method_allowed(NORI_HTTP_METHODS_ALL, ""));
     assert_false(nori_http_method_allowed(NORI_HTTP_METHODS_ALL, NULL));
+    /* NORI_HTTP_ANY_METHOD: every token, named or not, still case-sensitive
+     * in that "get" is a method of its own; never an empty or non-token name. */
+    static const char *const any[] = {"GET", "HEAD", "POST", "PROPFIND", "M-SEARCH", "get", "X!"};
+    for (size_t i = 0; i < sizeof any / sizeof any[0]; i++)
+        assert_true(nori_http_method_allowed(NORI_HTTP_ANY_METHOD, any[i]));
+    assert_false(nori_http_method_allowed(NORI_HTTP_ANY_METHOD, ""));
+    assert_false(nori_http_method_allowed(NORI_HTTP_ANY_METHOD, "GE T"));
+    assert_false(nori_http_method_allowed(NORI_HTTP_ANY_METHOD, "GET/"));
+    assert_false(nori_http_method_allowed(NORI_HTTP_ANY_METHOD | NORI_HTTP_GET, NULL));
     /* Reserved bits are ignored: alone they leave the default. */
     assert_true(nori_http_method_allowed(0x100, "GET"));
     assert_false(nori_http_method_allowed(0x100, "POST"));

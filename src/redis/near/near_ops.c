@@ -160,6 +160,7 @@ static void near_destroy(nori_backend *b)
 
 static const nori_backend_ops redis_near_ops = {
     .kind = "redis",
+    .traits = {.shared = true, .entry_format = NORI__ENTRY_JSON},
     .get = near_get,
     .set = near_set,
     .del = near_del,

@@ -1,12 +1,14 @@
 /*
- * The response cache's own state, shared by the files that make it up:
- * cache.c (creating it, serving: lookup, fill, store, invalidation),
- * lease.c (coalescing across processes) and revalidate.c (background
- * refreshes). Not for the other parts of src/http/, which see the cache
- * through http/internal.h only.
+ * The response cache's state, and its entries in the backend: the bottom
+ * layer of the files that make up the cache. entries.c reads an entry
+ * (lookup), writes one (store, guarded by the path's generation) and
+ * computes keys; lease.c (coalescing across processes), revalidate.c
+ * (background refreshes) and cache.c (serving) build on it, in that order,
+ * and nothing here calls up into them. The other parts of src/http/ see
+ * the cache through http/internal.h only.
  */
-#ifndef NORI_SRC_HTTP_CACHE_INTERNAL_H
-#define NORI_SRC_HTTP_CACHE_INTERNAL_H
+#ifndef NORI_SRC_HTTP_ENTRIES_H
+#define NORI_SRC_HTTP_ENTRIES_H
 
 #include "http/internal.h"
 
@@ -33,7 +35,7 @@ struct nori_http_cache {
     nori__gens *gens; /* invalidation generations (generation.c) */
     pthread_mutex_t refresher_lock;
     nori__refresher *refresher; /* started on the first background refresh */
-    nori__memo *memo; /* decoded JSON entries (non-memory backends) */
+    nori__memo *memo; /* decoded JSON entries (backends with NORI__ENTRY_JSON) */
     _Atomic uint64_t hits, misses, stores, errors;
     _Atomic uint64_t bypass_method, bypass_authorization, bypass_cookie;
     _Atomic uint64_t not_encodable, too_big, unsendable;
@@ -46,8 +48,6 @@ static inline void count(_Atomic uint64_t *counter)
 {
     atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
 }
-
-/* ---- cache.c ---- */
 
 typedef enum {
     NORI__LOOK_ABSENT, /* no entry, or one past every window */
@@ -72,7 +72,7 @@ typedef enum {
 } nori__store_result;
 
 /* Stores resp under key when the rules allow and no write to the path came
- * since guard was read (see cache.c). Counts the outcome. */
+ * since guard was read (see entries.c). Counts the outcome. */
 nori__store_result nori__http_store(nori_http_cache *c, nori_backend *b, const char *key,
                                     nori_http_response *resp, int64_t now_ms,
                                     const nori__gen_guard *guard);
@@ -84,32 +84,5 @@ bool nori__http_read_guard(nori_http_cache *c, nori_backend *b, const nori_http_
 
 /* The in-process generation of req's path: the epoch of its flights. */
 uint64_t nori__http_path_epoch(nori_http_cache *c, const nori_http_request *req);
-
-/* ---- lease.c ---- */
-
-/* "{key}:lock" into lease_key[NORI_MAX_KEY_LEN + 1]; false when too long. */
-bool nori__http_lease_name(const char *key, char *lease_key);
-/* A token unique to this call into token[64]. */
-void nori__http_lease_token(char *token);
-/* Releases the lease if it still holds token (else it ends by expiry). */
-void nori__http_lease_release(nori_backend *b, const char *lease_key, const char *token);
-
-typedef enum { NORI__LEASE_NONE, NORI__LEASE_HELD, NORI__LEASE_SERVED } nori__lease_result;
-
-/* The in-process leader's lease of key across processes (see lease.c):
- * NORI__LEASE_HELD (lease_key/token: release it after the fill),
- * NORI__LEASE_SERVED (*resp and *meta hold the entry another process
- * filled), or NORI__LEASE_NONE (run the handler without it). */
-nori__lease_result nori__http_remote_lease(nori_http_cache *c, nori_backend *b, const char *key,
-                                           char *lease_key, char *token, nori_http_response *resp,
-                                           nori__entry_meta *meta);
-
-/* ---- revalidate.c ---- */
-
-/* Starts one background refresh of key unless one (or a fill) is already
- * running for it; *seen is the metadata of the stale entry answered. */
-void nori__http_schedule_refresh(nori_http_cache *c, const char *key,
-                                 const nori_http_request *req, nori_http_handler_fn handler,
-                                 void *ud, const nori__entry_meta *seen);
 
 #endif
