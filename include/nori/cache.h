@@ -248,11 +248,11 @@ NORI_EXPORT size_t nori_memory_entry_bytes(size_t key_len, size_t value_len, int
  * header, the key and the value), or, for an entry over 4 KiB, a chunk for
  * header and key plus the value's 4 KiB pages. The mapping is
  * nori_shm_segment_bytes(max_keys, max_bytes): max_bytes rounded up to
- * 4 KiB, plus a fixed part that never grows: 46 pages of slab slack, a
- * header and shard area of about 170 KiB, 8 bytes per bucket (64 shards x
- * the power of two at or above max_keys / 64), 16 bytes per page and 256
- * flight slots of the response cache (the mapping of max_keys 10000 and
- * 256 MiB: 256 MiB + 1.5 MiB). Pages are allocated by the kernel as they
+ * 4 KiB, plus a fixed part that never grows: 46 pages of slab slack, about
+ * 150 KiB for the header, the 64 shards and 256 flight slots of the
+ * response cache, 8 bytes per bucket (64 shards x the power of two at or
+ * above max_keys / 64) and 16 bytes per page (for max_keys 10000 and
+ * 256 MiB: 256 MiB + 1.45 MiB). Pages are allocated by the kernel as they
  * are first touched. When the arena has no free chunk of an entry's class
  * and no free page although both bounds have room (its free space is in
  * chunks of other classes), the write evicts further least recently used
@@ -481,12 +481,14 @@ NORI_EXPORT int nori_shm_backend_get_stats(nori_backend *b, nori_shm_stats *out)
 NORI_EXPORT int nori_redis_backend_new(const char *url, nori_backend **out);
 
 /*
- * The backend the environment asks for: CACHE_BACKEND (memory | redis,
+ * The backend the environment asks for: CACHE_BACKEND (memory | redis | shm,
  * default memory), CACHE_MAX_KEYS (positive integer, default 10000),
  * REDIS_URL (default redis://localhost:6379), CACHE_MAX_VALUE_BYTES (positive
  * integer, default NORI_DEFAULT_MAX_VALUE), CACHE_MAX_BYTES (memory backend
  * byte bound: a non-negative integer, 0 = none, default
- * NORI_DEFAULT_MAX_BYTES). Each is read from the process
+ * NORI_DEFAULT_MAX_BYTES; shm: the arena, 0 refused), CACHE_SHM_NAME (shm:
+ * the segment, default "nori-cache-<euid>"; see nori_shm_backend_new).
+ * Each is read from the process
  * environment first, then from a `.env` file in the working directory.
  * A bad value is NORI_EINVAL with a message naming the variable and the value;
  * there is never a silent fallback to another backend.
@@ -499,7 +501,7 @@ NORI_EXPORT int nori_backend_from_env(nori_backend **out);
  * 25 ms budget). */
 NORI_EXPORT void nori_backend_free(nori_backend *b);
 
-/* The backend's kind: "memory" or "redis". Static string. */
+/* The backend's kind: "memory", "redis" or "shm". Static string. */
 NORI_EXPORT const char *nori_backend_kind(const nori_backend *b);
 
 /*

@@ -720,7 +720,6 @@ void nori__shm_sweeper_stop(shm_backend *sb);
 size_t nori__shm_sweep_cycle(shm_backend *sb, int64_t budget_us, bool full);
 
 /* ---- fork.c ---- */
-void nori__shm_fork_init(void);
 void nori__shm_register(shm_backend *sb);
 void nori__shm_unregister(shm_backend *sb);
 

@@ -857,6 +857,10 @@ static void shm_destroy(nori_backend *b)
 
 static const nori_backend_ops shm_ops = {
     .kind = "shm",
+    /* Every worker reads and writes the same keys: the response cache
+     * coalesces across processes and keeps its generations in the segment;
+     * only this library reads the entries, in its binary record. */
+    .traits = {.shared = true, .entry_format = NORI__ENTRY_BINARY},
     .get = shm_get,
     .get_into = shm_get_into,
     .set = shm_set,

@@ -29,6 +29,12 @@ int nori__shm_header_check(const void *buf, size_t len, uint64_t file_bytes, uin
 size_t nori__shm_header_bytes(void);
 int nori__shm_header_build(void *buf, uint64_t max_keys, uint64_t max_bytes, uint32_t uid);
 
+/* Registers the shm backend's fork handlers (once). A module whose own
+ * handlers must run before them (it holds a lock while it creates a
+ * backend: src/default_backend.c) calls this first, then registers its
+ * own. */
+void nori__shm_fork_init(void);
+
 /* Recomputes the checksum of the header in buf (tests that forge one). */
 void nori__shm_header_seal(void *buf);
 
