@@ -319,7 +319,7 @@ typedef struct shm_stripe {
     alignas(64) _Atomic uint64_t hits;
     _Atomic uint64_t misses;
 } shm_stripe;
-#define SHM_NSTRIPES 16
+#define SHM_NSTRIPES 64
 
 typedef struct shm_backend shm_backend;
 struct shm_backend {
@@ -352,7 +352,7 @@ struct shm_backend {
     _Atomic uint64_t sweep_cycles;
     /* Handles of this process (fork.c). */
     shm_backend *reg_prev, *reg_next;
-    shm_stripe stripes[SHM_NSTRIPES];
+    shm_stripe stripes[SHM_NSTRIPES + 1]; /* [SHM_NSTRIPES]: shared by later threads */
 };
 
 /* ---- refs, offsets, accessors ---- */
@@ -412,8 +412,20 @@ static inline unsigned char *shm_page_data(const shm_backend *sb, uint32_t idx)
 #define LD(p) __atomic_load_n((p), SHM_ORD_LD)
 #define ST(p, v) __atomic_store_n((p), (v), SHM_ORD_ST)
 
-/* The size of chunk class c. */
-uint32_t nori__shm_class_size(unsigned c);
+/* The size of chunk class c (46 classes: 48 to 256 by 16, to 512 by 32,
+ * to 1024 by 64, to 2048 by 128, to 4096 by 256). */
+static inline uint32_t nori__shm_class_size(unsigned c)
+{
+    if (c < 14)
+        return 48 + 16 * c;
+    if (c < 22)
+        return 256 + 32 * (c - 13);
+    if (c < 30)
+        return 512 + 64 * (c - 21);
+    if (c < 38)
+        return 1024 + 128 * (c - 29);
+    return 2048 + 256 * (c - 37);
+}
 /* The smallest class that holds n bytes, or -1 when n is over a page. */
 int nori__shm_class_for(size_t n);
 
@@ -655,7 +667,8 @@ void nori__shm_do_remove_ref(shm_backend *sb, shm_shard *s, uint32_t ref);
 /* Rewrites the value of the entry at ref in place (the chunk holds it). */
 void nori__shm_do_rewrite(shm_backend *sb, shm_shard *s, shm_bucket *bk, uint32_t ref,
                           const void *val, size_t vlen, int64_t expires, uint64_t stamp);
-/* Makes the entry at ref the most recently used with `stamp`. */
+/* Makes the entry at ref the most recently used with `stamp` (lazily: its
+ * stamp, placed in the list when the order is needed). */
 void nori__shm_do_touch(shm_backend *sb, shm_shard *s, uint32_t ref, uint64_t stamp);
 /* The least recently used entry of s other than `keep` (0: none), after
  * placing the touched entries met at the tail. May commit. */
@@ -674,7 +687,17 @@ void nori__shm_do_reset_shard(shm_backend *sb, shm_shard *s);
 bool nori__shm_do_audit_shard(shm_backend *sb, shm_shard *s, uint64_t *entries, uint64_t *bytes);
 
 /* Whether entry e's key is key[0..klen) (e's bytes may change meanwhile). */
-bool nori__shm_key_equal(const shm_entry *e, const char *key, size_t klen);
+static inline bool nori__shm_key_equal(const shm_entry *e, const char *key, size_t klen)
+{
+#ifdef NORI_SHM_TSAN
+    for (size_t i = 0; i < klen; i++)
+        if (__atomic_load_n(&e->data[i], SHM_ORD_LD) != key[i])
+            return false;
+    return true;
+#else
+    return memcmp(e->data, key, klen) == 0;
+#endif
+}
 /* Copies e's value (vlen bytes) into dst, following a LARGE value's pages
  * with every index checked; false when the chain leaves the arena. */
 bool nori__shm_read_value(const shm_backend *sb, const shm_entry *e, size_t vlen, void *dst);
@@ -683,10 +706,35 @@ bool nori__shm_read_value(const shm_backend *sb, const shm_entry *e, size_t vlen
 void nori__shm_fill_entry(shm_backend *sb, shm_entry *e, const char *key, size_t klen,
                           uint32_t hash32, const void *val, size_t vlen, int64_t expires);
 
-/* Copies from shared memory that a writer may change meanwhile (the caller
- * checks a sequence counter afterwards). */
-void nori__shm_copy_out(void *dst, const void *src, size_t n);
-void nori__shm_copy_in(void *dst, const void *src, size_t n);
+/* Byte copies of shared memory that another process or thread may write at
+ * the same time (the caller validates with a sequence counter). Under
+ * ThreadSanitizer, atomic bytes, so that the race it would see inside this
+ * process is declared. */
+static inline void nori__shm_copy_out(void *dst, const void *src, size_t n)
+{
+#ifdef NORI_SHM_TSAN
+    unsigned char *d = dst;
+    const unsigned char *s = src;
+    for (size_t i = 0; i < n; i++)
+        d[i] = __atomic_load_n(&s[i], SHM_ORD_LD);
+#else
+    if (n > 0)
+        memcpy(dst, src, n);
+#endif
+}
+
+static inline void nori__shm_copy_in(void *dst, const void *src, size_t n)
+{
+#ifdef NORI_SHM_TSAN
+    unsigned char *d = dst;
+    const unsigned char *s = src;
+    for (size_t i = 0; i < n; i++)
+        __atomic_store_n(&d[i], s[i], SHM_ORD_ST);
+#else
+    if (n > 0)
+        memcpy(dst, src, n);
+#endif
+}
 
 /* ---- evict.c ---- */
 

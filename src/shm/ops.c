@@ -60,17 +60,29 @@ static int refuse_reentry(const shm_backend *sb, const char *op)
 
 /* ---- per-handle hit and miss counters, striped by thread ---- */
 
+/*
+ * Each of the first SHM_NSTRIPES threads of the process that read owns a
+ * stripe (of every handle) and adds with a plain load and store: no locked
+ * instruction on the read path. Later threads add atomically to the one
+ * shared stripe.
+ */
 static _Atomic unsigned next_stripe;
 static _Thread_local unsigned my_stripe = UINT_MAX;
 
 static inline void count_read(shm_backend *sb, bool hit)
 {
     unsigned i = my_stripe;
-    if (i == UINT_MAX)
-        i = my_stripe = atomic_fetch_add_explicit(&next_stripe, 1, memory_order_relaxed) %
-                        SHM_NSTRIPES;
+    if (i == UINT_MAX) {
+        i = atomic_fetch_add_explicit(&next_stripe, 1, memory_order_relaxed);
+        my_stripe = i = i < SHM_NSTRIPES ? i : SHM_NSTRIPES;
+    }
     shm_stripe *st = &sb->stripes[i];
-    atomic_fetch_add_explicit(hit ? &st->hits : &st->misses, 1, memory_order_relaxed);
+    _Atomic uint64_t *c = hit ? &st->hits : &st->misses;
+    if (i < SHM_NSTRIPES)
+        atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+    else
+        atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
 }
 
 static inline void maybe_start_sweeper(shm_backend *sb)
@@ -130,25 +142,34 @@ static int value_over_limit(const shm_backend *sb, const char *key, size_t vlen)
 
 /* Copies the value of e (vlen bytes, checked) into the request. R_HIT, or
  * R_RETRY when a LARGE chain left the arena, or R_ERR. */
-static int copy_value(shm_backend *sb, const shm_entry *e, size_t vlen, read_req *rq)
+static inline int copy_value(shm_backend *sb, const shm_entry *e, size_t klen, size_t vlen,
+                             unsigned flags, read_req *rq)
 {
     rq->vlen = vlen;
+    void *dst;
     if (rq->into) {
         *rq->len = vlen;
-        if (vlen <= rq->cap && vlen > 0 && !nori__shm_read_value(sb, e, vlen, rq->buf))
-            return R_RETRY;
+        if (vlen > rq->cap || vlen == 0)
+            return R_HIT;
+        dst = rq->buf;
+    } else {
+        if (rq->tmpcap < vlen + 1) {
+            free(rq->tmp);
+            rq->tmpcap = 0;
+            rq->tmp = malloc(vlen + 1);
+            if (rq->tmp == NULL) {
+                nori__fail(NORI_ENOMEM, "out of memory copying a value of %zu bytes", vlen);
+                return R_ERR;
+            }
+            rq->tmpcap = vlen + 1;
+        }
+        dst = rq->tmp;
+    }
+    if (!(flags & SHM_LARGE)) {
+        nori__shm_copy_out(dst, e->data + klen, vlen);
         return R_HIT;
     }
-    if (rq->tmpcap < vlen + 1) {
-        char *p = realloc(rq->tmp, vlen + 1);
-        if (p == NULL) {
-            nori__fail(NORI_ENOMEM, "out of memory copying a value of %zu bytes", vlen);
-            return R_ERR;
-        }
-        rq->tmp = p;
-        rq->tmpcap = vlen + 1;
-    }
-    return nori__shm_read_value(sb, e, vlen, rq->tmp) ? R_HIT : R_RETRY;
+    return nori__shm_read_value(sb, e, vlen, dst) ? R_HIT : R_RETRY;
 }
 
 /*
@@ -197,7 +218,7 @@ static int try_read(shm_backend *sb, shm_bucket *bk, const char *key, size_t kle
     else if (vlen > atomic_load_explicit(&sb->base.max_value, memory_order_relaxed))
         r = R_TOOBIG; /* reported only if the counter confirms the length */
     else
-        r = copy_value(sb, e, vlen, rq);
+        r = copy_value(sb, e, klen, vlen, flags, rq);
     if (r == R_RETRY || r == R_ERR)
         return r;
     SHM_FENCE_ACQUIRE();
@@ -250,7 +271,8 @@ static int read_locked(shm_backend *sb, const char *key, size_t klen, uint64_t h
         nori__shm_shard_unlock(sb, s);
         return value_over_limit(sb, key, vlen);
     }
-    rc = copy_value(sb, e, vlen, rq) == R_HIT ? NORI_OK : NORI_ENOMEM;
+    rc = copy_value(sb, e, LD(&e->klen), vlen, LD(&e->flags), rq) == R_HIT ? NORI_OK
+                                                                            : NORI_ENOMEM;
     if (rc == NORI_OK && !(rq->into && vlen > rq->cap)) {
         atomic_store_explicit(&e->stamp, nori__shm_next_stamp() | SHM_TOUCHED,
                               memory_order_relaxed);
@@ -371,7 +393,7 @@ static int shm_set(nori_backend *b, const char *key, size_t klen, const void *va
     uint64_t h = shm_hash(sb, key, klen);
     shm_shard *s = shm_shard_of(sb, h);
     shm_bucket *bk = shm_bucket_of(sb, h);
-    int64_t expires = expiry_from_ttl(ttl, shm_now_ms());
+    int64_t expires = ttl > 0 ? expiry_from_ttl(ttl, shm_now_ms()) : 0;
     uint64_t stamp = nori__shm_next_stamp();
     int64_t deadline = 0;
     for (;;) {
@@ -839,7 +861,7 @@ static void shm_stats(nori_backend *b, nori_backend_stats *out)
         out->entries += LD(&s->count);
         out->bytes += LD(&s->bytes);
     }
-    for (int i = 0; i < SHM_NSTRIPES; i++) {
+    for (int i = 0; i <= SHM_NSTRIPES; i++) {
         out->hits += atomic_load_explicit(&sb->stripes[i].hits, memory_order_relaxed);
         out->misses += atomic_load_explicit(&sb->stripes[i].misses, memory_order_relaxed);
     }

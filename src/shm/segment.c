@@ -86,7 +86,7 @@ int nori__shm_layout_compute(uint64_t max_keys, uint64_t max_bytes, shm_layout *
     uint64_t bps = 1;
     while (bps < per_shard)
         bps <<= 1;
-    shm_layout l;
+    shm_layout l = {0};
     l.buckets_per_shard = bps;
     l.npages = round_up(max_bytes, SHM_PAGE) / SHM_PAGE + SHM_NCLASSES;
     l.nflights = SHM_NFLIGHTS;
@@ -103,7 +103,7 @@ int nori__shm_layout_compute(uint64_t max_keys, uint64_t max_bytes, shm_layout *
 
 size_t nori_shm_segment_bytes(size_t max_keys, size_t max_bytes)
 {
-    shm_layout l;
+    shm_layout l = {0};
     if (nori__shm_layout_compute(max_keys, max_bytes, &l) != NORI_OK)
         return 0;
     return (size_t)l.total_bytes;
@@ -151,7 +151,7 @@ static void header_fill(shm_header *h, const shm_layout *l, uint64_t max_keys,
 
 int nori__shm_header_build(void *buf, uint64_t max_keys, uint64_t max_bytes, uint32_t uid)
 {
-    shm_layout l;
+    shm_layout l = {0};
     int rc = nori__shm_layout_compute(max_keys, max_bytes, &l);
     if (rc != NORI_OK)
         return rc;
@@ -205,7 +205,7 @@ int nori__shm_header_check(const void *buf, size_t len, uint64_t file_bytes, uin
         return BAD("shm segment '%s' has %" PRIu32 " shards, %" PRIu32 "-byte pages and %" PRIu32
                    " classes, not %d, %u and %d; refused", name, h.nshards, h.page_bytes,
                    h.nclasses, SHM_NSHARDS, SHM_PAGE, SHM_NCLASSES);
-    shm_layout l;
+    shm_layout l = {0};
     if (nori__shm_layout_compute(h.max_keys, h.max_bytes, &l) != NORI_OK)
         return BAD("shm segment '%s' holds impossible sizes (max_keys %" PRIu64
                    ", max_bytes %" PRIu64 "); refused", name, h.max_keys, h.max_bytes);
@@ -294,7 +294,7 @@ static void bind_regions(shm_backend *sb)
  */
 static int create_segment(shm_backend *sb, const char *name, size_t max_keys, size_t max_bytes)
 {
-    shm_layout l;
+    shm_layout l = {0};
     int rc = nori__shm_layout_compute(max_keys, max_bytes, &l);
     if (rc != NORI_OK)
         return rc;
@@ -412,7 +412,7 @@ int nori__shm_open_segment(shm_backend *sb, const char *name, size_t max_keys, s
     int rc = nori__shm_check_name(name);
     if (rc != NORI_OK)
         return rc;
-    shm_layout l;
+    shm_layout l = {0};
     rc = nori__shm_layout_compute(max_keys, max_bytes, &l);
     if (rc != NORI_OK)
         return rc;

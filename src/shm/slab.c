@@ -20,19 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-uint32_t nori__shm_class_size(unsigned c)
-{
-    if (c < 14)
-        return 48 + 16 * c;
-    if (c < 22)
-        return 256 + 32 * (c - 13);
-    if (c < 30)
-        return 512 + 64 * (c - 21);
-    if (c < 38)
-        return 1024 + 128 * (c - 29);
-    return 2048 + 256 * (c - 37);
-}
-
 int nori__shm_class_for(size_t n)
 {
     if (n <= 48)

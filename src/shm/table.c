@@ -31,48 +31,6 @@ uint64_t nori__shm_next_stamp(void)
     return s;
 }
 
-/* Byte copies of shared memory that another process or thread may write at
- * the same time (the caller validates with a sequence counter). Under
- * ThreadSanitizer, relaxed atomic bytes, so that the race it would see
- * inside this process is declared. */
-void nori__shm_copy_out(void *dst, const void *src, size_t n)
-{
-#ifdef NORI_SHM_TSAN
-    unsigned char *d = dst;
-    const unsigned char *s = src;
-    for (size_t i = 0; i < n; i++)
-        d[i] = __atomic_load_n(&s[i], SHM_ORD_LD);
-#else
-    if (n > 0)
-        memcpy(dst, src, n);
-#endif
-}
-
-void nori__shm_copy_in(void *dst, const void *src, size_t n)
-{
-#ifdef NORI_SHM_TSAN
-    unsigned char *d = dst;
-    const unsigned char *s = src;
-    for (size_t i = 0; i < n; i++)
-        __atomic_store_n(&d[i], s[i], SHM_ORD_ST);
-#else
-    if (n > 0)
-        memcpy(dst, src, n);
-#endif
-}
-
-bool nori__shm_key_equal(const shm_entry *e, const char *key, size_t klen)
-{
-#ifdef NORI_SHM_TSAN
-    for (size_t i = 0; i < klen; i++)
-        if (__atomic_load_n(&e->data[i], SHM_ORD_LD) != key[i])
-            return false;
-    return true;
-#else
-    return memcmp(e->data, key, klen) == 0;
-#endif
-}
-
 /* Copies a value of vlen bytes out of entry e into dst. For a LARGE entry
  * the page chain is followed with every index checked; false when it leaves
  * the arena (a writer changed it: the caller's counter check fails too). */
@@ -321,17 +279,14 @@ void nori__shm_do_rewrite(shm_backend *sb, shm_shard *s, shm_bucket *bk, uint32_
     nori__shm_do_touch(sb, s, ref, stamp);
 }
 
+/* A write's access, recorded as a read's is: a newer stamp and TOUCHED, the
+ * entry placed by the next writer that needs the order (do_oldest). Not
+ * logged: a rolled-back write leaves a stamp that is only too new, which
+ * the order tolerates (a touch is never undone either). */
 void nori__shm_do_touch(shm_backend *sb, shm_shard *s, uint32_t ref, uint64_t stamp)
 {
-    shm_entry *e = E(sb, ref);
-    bool was_tail = LD(&s->lru_tail) == ref;
-    LOG64((uint64_t *)&e->stamp, stamp);
-    if (LD(&s->lru_head) != ref) {
-        do_lru_unlink(sb, s, e);
-        do_lru_link_before(sb, s, ref, LD(&s->lru_head));
-    }
-    if (was_tail)
-        nori__shm_do_publish_tail(sb, s);
+    (void)s;
+    atomic_store_explicit(&E(sb, ref)->stamp, stamp | SHM_TOUCHED, memory_order_relaxed);
 }
 
 /* Commits when another removal might not fit the log or the pending list. */
