@@ -190,7 +190,7 @@ void nori__shm_do_insert(shm_backend *sb, shm_shard *s, shm_bucket *bk, uint32_t
 {
     shm_entry *e = E(sb, ref);
     atomic_store_explicit(&e->stamp, stamp, memory_order_relaxed);
-    ST(&e->hnext, LD(&bk->head));
+    ST(&e->hnext, atomic_load_explicit(&bk->head, memory_order_relaxed));
     nori__shm_log_seq(sb, &s->log, bk); /* moved on by a rollback (see above) */
     /* Release: a reader that sees the new head sees the entry's bytes. */
     SHM_FENCE_RELEASE();
@@ -408,7 +408,7 @@ bool nori__shm_do_audit_shard(shm_backend *sb, shm_shard *s, uint64_t *entries, 
         shm_bucket *bk = bucket_at(sb, s, i);
         if (atomic_load_explicit(&bk->seq, memory_order_relaxed) & 1u)
             return false;
-        for (uint32_t r = LD(&bk->head); r != 0; r = LD(&E(sb, r)->hnext)) {
+        for (uint32_t r = atomic_load_explicit(&bk->head, memory_order_relaxed); r != 0; r = LD(&E(sb, r)->hnext)) {
             shm_entry *e = E(sb, r);
             uint64_t h = shm_hash(sb, e->data, LD(&e->klen));
             if (!shm_ref_ok(sb, r) || shm_shard_index(h) != idx ||
