@@ -137,8 +137,10 @@ static bool refresh_lease(nori_http_cache *c, nori_backend *b, const refresh_job
     if (!added)
         return false;
     *held = true;
-    if (refresh_wanted(c, b, j))
+    if (refresh_wanted(c, b, j)) {
+        nori__http_lease_mark(b, lease_key); /* misses of the key sleep on it */
         return true;
+    }
     nori__http_lease_release(b, lease_key, token);
     *held = false;
     return false;

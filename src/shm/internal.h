@@ -287,8 +287,9 @@ typedef struct shm_page {
  */
 typedef struct shm_flight {
     alignas(64) shm_lockbox lock;
-    _Atomic uint64_t key_hash; /* 0: free */
-    _Atomic int64_t until_ms;  /* the filler's own bound */
+    _Atomic uint64_t key_hash; /* of the lease key being filled; 0: free */
+    _Atomic int32_t owner_tid; /* the filling thread */
+    uint32_t pad;
 } shm_flight;
 
 /*
@@ -613,6 +614,15 @@ void nori__shm_do_seq_bump(shm_backend *sb, shm_shard *s, shm_bucket *bk);
 
 /* A crash point for tests (see nori__shm_crash_after, shm.h). */
 void nori__shm_crash_point(void);
+
+/* The response cache's fills across processes (nori_backend_ops
+ * fill_claim, fill_wait, fill_release; src/backend.h): a slot per lease key
+ * hash, its robust lock held by the filling thread for the whole fill, so
+ * that waiters sleep on it (timed) and wake when it ends or its filler
+ * dies. */
+int nori__shm_fill_claim(shm_backend *sb, const char *key, size_t klen);
+int nori__shm_fill_wait(shm_backend *sb, const char *key, size_t klen, int64_t timeout_ms);
+void nori__shm_fill_release(shm_backend *sb, const char *key, size_t klen);
 
 /* The message of a lock that timed out. */
 int nori__shm_lock_timeout(shm_backend *sb, const shm_lockbox *lb, const char *what, int idx);

@@ -80,17 +80,17 @@ static _Noreturn void fatal(const char *what)
 }
 
 /*
- * Takes lb. wait: within the handle's lock timeout; else only if free.
+ * Takes lb: within wait_ms milliseconds, or only if free (wait_ms < 0).
  * Returns 0, ETIMEDOUT, EBUSY or another errno; EOWNERDEAD is handled here
- * (consistent at once, counted).
+ * (consistent at once, counted, *died set when died is not NULL).
  */
-static int take(shm_backend *sb, shm_lockbox *lb, bool wait)
+static int take_for(shm_backend *sb, shm_lockbox *lb, int64_t wait_ms, bool *died)
 {
     int rc;
-    if (!wait) {
+    if (wait_ms < 0) {
         rc = pthread_mutex_trylock(&lb->mutex);
     } else {
-        int64_t ms = atomic_load_explicit(&sb->lock_timeout_ms, memory_order_relaxed);
+        int64_t ms = wait_ms;
 #ifdef NORI_SHM_TSAN
         /* ThreadSanitizer (GCC 12) intercepts neither clocklock nor an
          * EOWNERDEAD from timedlock: poll trylock, which it follows, until
@@ -118,6 +118,8 @@ static int take(shm_backend *sb, shm_lockbox *lb, bool wait)
         rc = pthread_mutex_clocklock(&lb->mutex, CLOCK_MONOTONIC, &ts);
 #endif
     }
+    if (died != NULL)
+        *died = rc == EOWNERDEAD;
     if (rc == EOWNERDEAD) {
         pthread_mutex_consistent(&lb->mutex);
         atomic_fetch_add_explicit(&sb->g->owner_died, 1, memory_order_relaxed);
@@ -130,6 +132,13 @@ static int take(shm_backend *sb, shm_lockbox *lb, bool wait)
         atomic_fetch_add_explicit(&lb->owner_seq, 1, memory_order_relaxed);
     }
     return rc;
+}
+
+static int take(shm_backend *sb, shm_lockbox *lb, bool wait)
+{
+    return take_for(sb, lb, wait ? atomic_load_explicit(&sb->lock_timeout_ms, memory_order_relaxed)
+                                 : -1,
+                    NULL);
 }
 
 /* The holder's pid stays after the unlock: a waiter that times out names
@@ -519,4 +528,74 @@ void nori__shm_shard_unlock(shm_backend *sb, shm_shard *s)
 {
     (void)sb;
     release(&s->lock);
+}
+
+/* ---- flight slots: fills of the response cache across processes ---- */
+
+static shm_flight *flight_of(shm_backend *sb, const char *key, size_t klen, uint64_t *h)
+{
+    *h = shm_hash(sb, key, klen) | 1u; /* never 0, "free" */
+    return &sb->flights[*h % sb->nflights];
+}
+
+static int32_t my_tid(void)
+{
+    return (int32_t)gettid();
+}
+
+int nori__shm_fill_claim(shm_backend *sb, const char *key, size_t klen)
+{
+    uint64_t h;
+    shm_flight *f = flight_of(sb, key, klen, &h);
+    int rc = take_for(sb, &f->lock, -1, NULL);
+    if (rc == EBUSY)
+        return NORI_MISS; /* another fill holds the slot: this one's waiters poll */
+    if (rc != 0)
+        return lock_error(sb, &f->lock, "flight slot", (int)(f - sb->flights), rc);
+    atomic_store_explicit(&f->owner_tid, my_tid(), memory_order_relaxed);
+    atomic_store_explicit(&f->key_hash, h, memory_order_release);
+    return NORI_OK;
+}
+
+void nori__shm_fill_release(shm_backend *sb, const char *key, size_t klen)
+{
+    uint64_t h;
+    shm_flight *f = flight_of(sb, key, klen, &h);
+    /* Only the claim of this thread (a forked child's copy of a claim is
+     * not the child's: the parent releases it). */
+    if (atomic_load_explicit(&f->key_hash, memory_order_relaxed) != h ||
+        atomic_load_explicit(&f->owner_tid, memory_order_relaxed) != my_tid() ||
+        atomic_load_explicit(&f->lock.owner_pid, memory_order_relaxed) !=
+            atomic_load_explicit(&sb->pid, memory_order_relaxed))
+        return;
+    atomic_store_explicit(&f->key_hash, 0, memory_order_relaxed);
+    atomic_store_explicit(&f->owner_tid, 0, memory_order_relaxed);
+    release(&f->lock);
+}
+
+int nori__shm_fill_wait(shm_backend *sb, const char *key, size_t klen, int64_t timeout_ms)
+{
+    uint64_t h;
+    shm_flight *f = flight_of(sb, key, klen, &h);
+    if (atomic_load_explicit(&f->key_hash, memory_order_acquire) != h)
+        return NORI_MISS;
+    bool died = false;
+    int rc = take_for(sb, &f->lock, timeout_ms > 0 ? timeout_ms : 0, &died);
+    if (rc == ETIMEDOUT)
+        return nori__fail(NORI_EBACKEND,
+                          "shm segment '%s': the fill of '%.64s' in pid %d is still running after "
+                          "%lld ms",
+                          sb->name, key,
+                          atomic_load_explicit(&f->lock.owner_pid, memory_order_relaxed),
+                          (long long)timeout_ms);
+    if (rc != 0)
+        return lock_error(sb, &f->lock, "flight slot", (int)(f - sb->flights), rc);
+    /* The fill ended (or its filler died, leaving its mark): the slot is
+     * free again. */
+    if (died || atomic_load_explicit(&f->key_hash, memory_order_relaxed) == h)
+        atomic_store_explicit(&f->key_hash, 0, memory_order_relaxed);
+    release(&f->lock);
+    return died ? nori__fail(NORI_EABORT, "shm segment '%s': the process filling '%.64s' died",
+                             sb->name, key)
+                : NORI_OK;
 }

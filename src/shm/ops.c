@@ -877,12 +877,28 @@ static void shm_destroy(nori_backend *b)
     free(sb);
 }
 
+static int shm_fill_claim(nori_backend *b, const char *key, size_t klen)
+{
+    return nori__shm_fill_claim((shm_backend *)b, key, klen);
+}
+
+static int shm_fill_wait(nori_backend *b, const char *key, size_t klen, int64_t timeout_ms)
+{
+    return nori__shm_fill_wait((shm_backend *)b, key, klen, timeout_ms);
+}
+
+static void shm_fill_release(nori_backend *b, const char *key, size_t klen)
+{
+    nori__shm_fill_release((shm_backend *)b, key, klen);
+}
+
 static const nori_backend_ops shm_ops = {
     .kind = "shm",
     /* Every worker reads and writes the same keys: the response cache
      * coalesces across processes and keeps its generations in the segment;
-     * only this library reads the entries, in its binary record. */
-    .traits = {.shared = true, .entry_format = NORI__ENTRY_BINARY},
+     * only this library reads the entries, in its binary record; a waiter
+     * sleeps on the filler's flight slot instead of polling. */
+    .traits = {.shared = true, .entry_format = NORI__ENTRY_BINARY, .waits_for_fills = true},
     .get = shm_get,
     .get_into = shm_get_into,
     .set = shm_set,
@@ -895,6 +911,9 @@ static const nori_backend_ops shm_ops = {
     .atomic_update = shm_atomic_update,
     .verify = shm_verify,
     .describe = shm_describe,
+    .fill_claim = shm_fill_claim,
+    .fill_wait = shm_fill_wait,
+    .fill_release = shm_fill_release,
     .stats = shm_stats,
     .destroy = shm_destroy,
 };

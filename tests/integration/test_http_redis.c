@@ -9,7 +9,9 @@
  * Every process reads one test clock in shared memory (entries' stored-at
  * times); Redis keeps the entries for lifetime + window in real time, which
  * these tests never reach. NORI_TEST_TOPOLOGY=cluster|sentinel runs the
- * same cases on that set-up (test_http_redis_cluster, _sentinel).
+ * same cases on that set-up (test_http_redis_cluster, _sentinel), and
+ * NORI_TEST_BACKEND=shm on a shared-memory segment instead of Redis
+ * (test_http_shm).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -54,6 +56,7 @@ typedef struct {
 
 static shared_state *sh;
 static nori_test_topology *topo;
+static char shm_name[64]; /* NORI_TEST_BACKEND=shm: the segment, else "" */
 
 static int64_t shared_clock(void)
 {
@@ -80,6 +83,12 @@ static int group_setup(void **state)
     (void)state;
     sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     assert_true(sh != MAP_FAILED);
+    const char *backend = getenv("NORI_TEST_BACKEND");
+    if (backend != NULL && strcmp(backend, "shm") == 0) {
+        snprintf(shm_name, sizeof shm_name, "nori-test-http-%ld", (long)getpid());
+        (void)nori_shm_backend_unlink(shm_name);
+        return 0;
+    }
     topo = nori_test_topology_start();
     return 0;
 }
@@ -88,6 +97,8 @@ static int group_teardown(void **state)
 {
     (void)state;
     nori_test_topology_stop(topo);
+    if (shm_name[0] != '\0')
+        (void)nori_shm_backend_unlink(shm_name);
     munmap(sh, sizeof *sh);
     return 0;
 }
@@ -111,9 +122,9 @@ static int teardown(void **state)
 static nori_backend *new_backend(void)
 {
     nori_backend *b;
-    if (nori_redis_backend_new(topo->url, &b) != NORI_OK)
-        return NULL;
-    return b;
+    int rc = shm_name[0] != '\0' ? nori_shm_backend_new(shm_name, 1000, 8 << 20, &b)
+                                  : nori_redis_backend_new(topo->url, &b);
+    return rc == NORI_OK ? b : NULL;
 }
 
 static nori_http_cache *new_cache(nori_backend *b, const char *prefix, int64_t swr,
