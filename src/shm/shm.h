@@ -42,7 +42,8 @@ void nori__shm_header_seal(void *buf);
 int nori__shm_check_name(const char *name);
 
 /* Locks every shard in order, checks chains, lists, counters and the
- * global room against the entries found; the entries held, or -1. Tests. */
+ * global room against the entries found; the entries held, or -1 with a
+ * message saying what disagreed (or which lock timed out). Tests. */
 int64_t nori__shm_audit(nori_backend *b);
 
 /* The shard (0..63) of key, or -1 when b is not a shm backend. */

@@ -408,7 +408,8 @@ bool nori__shm_do_audit_shard(shm_backend *sb, shm_shard *s, uint64_t *entries, 
         shm_bucket *bk = bucket_at(sb, s, i);
         if (atomic_load_explicit(&bk->seq, memory_order_relaxed) & 1u)
             return false;
-        for (uint32_t r = atomic_load_explicit(&bk->head, memory_order_relaxed); r != 0; r = LD(&E(sb, r)->hnext)) {
+        uint32_t r = atomic_load_explicit(&bk->head, memory_order_relaxed);
+        for (; r != 0; r = LD(&E(sb, r)->hnext)) {
             shm_entry *e = E(sb, r);
             uint64_t h = shm_hash(sb, e->data, LD(&e->klen));
             if (!shm_ref_ok(sb, r) || shm_shard_index(h) != idx ||

@@ -24,6 +24,7 @@
 
 #include "http/internal.h"
 #include "nori/http.h"
+#include "shm/shm.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -122,8 +123,11 @@ static int teardown(void **state)
 static nori_backend *new_backend(void)
 {
     nori_backend *b;
-    int rc = shm_name[0] != '\0' ? nori_shm_backend_new(shm_name, 1000, 8 << 20, &b)
-                                  : nori_redis_backend_new(topo->url, &b);
+    /* Without its expiry thread: these cases fork, and ThreadSanitizer
+     * refuses threads started in the child of a multi-threaded process. */
+    int rc = shm_name[0] != '\0'
+                 ? nori__shm_backend_new_opts(shm_name, 1000, 8 << 20, false, &b)
+                 : nori_redis_backend_new(topo->url, &b);
     return rc == NORI_OK ? b : NULL;
 }
 

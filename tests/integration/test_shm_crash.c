@@ -241,7 +241,8 @@ static void test_kill_writers_at_random(void **state)
         nori_buf_free(&v);
         uint64_t done = atomic_load(&sh->done[c]);
         if (value < done || value > done + allowance[c])
-            fail_msg("counter %d: value %" PRIu64 ", recorded %" PRIu64 ", kills in flight %" PRIu64,
+            fail_msg("counter %d: value %" PRIu64 ", recorded %" PRIu64
+                     ", kills in flight %" PRIu64,
                      c, value, done, allowance[c]);
         total_done += done;
         total_value += value;

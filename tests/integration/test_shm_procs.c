@@ -219,7 +219,7 @@ static void test_bounds_two_writers(void **state)
     while (left[0] != 0 || left[1] != 0) {
         int64_t n = nori__shm_audit(b);
         if (n < 0 || n > 100)
-            fail_msg("audit %d: %" PRId64 " entries", audits, n);
+            fail_msg("audit %d: %" PRId64 " entries (%s)", audits, n, nori_last_error());
         audits++;
         for (int i = 0; i < 2; i++) {
             int status;
