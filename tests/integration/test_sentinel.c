@@ -125,7 +125,7 @@ static void test_wrong_password_for_master(void **state)
     int first = 0, port = 0;
     char *host = NULL;
     assert_nori(nori__sentinel_resolve(&t, &first, &host, &port), NORI_EBACKEND);
-    assert_non_null(strstr(nori_last_error(), "AUTH refused"));
+    assert_non_null(strstr(nori_last_error(), "AUTH (password) refused by the server"));
     assert_null(strstr(nori_last_error(), "wrong-pw"));
     nori__redis_target_free(&t);
 }
