@@ -143,7 +143,7 @@ out:
     return ok;
 }
 
-/* Lock held. */
+/* Called with l->lock held. */
 static void do_untrack(nori__near_listener *l, uint64_t client_id)
 {
     for (size_t i = 0; i < l->ntracked; i++) {
