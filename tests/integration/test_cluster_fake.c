@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "fake_redis.h"
+#include "cluster_fixture.h"
 #include "redis/route/cluster_slots.h"
 #include "test_support.h"
 
@@ -19,43 +19,11 @@
 #include <string.h>
 #include <time.h>
 
-#define CLUSTER_INFO "$17\r\ncluster_enabled:1\r\n"
-
 static long long now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* A CLUSTER SLOTS reply: slots first..last served by the fake at port. */
-static void slots_reply(char *buf, size_t size, int first, int last, int port)
-{
-    snprintf(buf, size,
-             "*1\r\n*3\r\n:%d\r\n:%d\r\n*3\r\n$9\r\n127.0.0.1\r\n:%d\r\n$40\r\n"
-             "%040d\r\n",
-             first, last, port, port);
-}
-
-/* A fake node that is a cluster node serving slots first..last itself. */
-static nori_fake_redis *fake_node(int first, int last)
-{
-    nori_fake_redis *f = nori_fake_redis_start();
-    char slots[256];
-    slots_reply(slots, sizeof slots, first, last, nori_fake_redis_port(f));
-    nori_fake_redis_default(f, "INFO", CLUSTER_INFO);
-    nori_fake_redis_default(f, "CLUSTER SLOTS", slots);
-    nori_fake_redis_default(f, "ASKING", "+OK\r\n");
-    return f;
-}
-
-static nori_backend *backend_on(const nori_fake_redis *f, const char *opts)
-{
-    char url[200];
-    snprintf(url, sizeof url, "redis://127.0.0.1:%d%s", nori_fake_redis_port(f), opts);
-    nori_backend *b;
-    assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
-    return b;
 }
 
 static void assert_get(nori_backend *b, const char *key, const char *want)
@@ -67,26 +35,19 @@ static void assert_get(nori_backend *b, const char *key, const char *want)
     nori_buf_free(&v);
 }
 
-static unsigned slot_of(const char *key)
-{
-    char wire[256];
-    snprintf(wire, sizeof wire, "cache:%s", key);
-    return nori__cluster_keyslot(wire, strlen(wire));
-}
-
 /* MOVED: the command is sent again to the new owner, and the map is read
  * again, so the next command for the slot goes straight there. */
 static void test_moved(void **state)
 {
     (void)state;
-    nori_fake_redis *a = fake_node(0, 16383), *bn = fake_node(0, 16383);
+    nori_fake_redis *a = fake_cluster_node(0, 16383), *bn = fake_cluster_node(0, 16383);
     char moved[128];
-    snprintf(moved, sizeof moved, "-MOVED %u 127.0.0.1:%d\r\n", slot_of("k"),
+    snprintf(moved, sizeof moved, "-MOVED %u 127.0.0.1:%d\r\n", cluster_wire_slot("k"),
              nori_fake_redis_port(bn));
     nori_fake_redis_reply(a, "GET", moved);
     /* The refresh after the MOVED asks b first, whose map gives it every slot. */
     nori_fake_redis_default(bn, "GET", "$2\r\nvb\r\n");
-    nori_backend *b = backend_on(a, "");
+    nori_backend *b = fake_cluster_backend(a, "");
     assert_get(b, "k", "vb");
     assert_get(b, "other", "vb"); /* the refreshed map sends it to b as well */
     assert_int_equal(nori_fake_redis_count(a, "GET"), 1);
@@ -102,13 +63,14 @@ static void test_moved(void **state)
 static void test_ask(void **state)
 {
     (void)state;
-    nori_fake_redis *a = fake_node(0, 16383), *bn = fake_node(0, 16383);
+    nori_fake_redis *a = fake_cluster_node(0, 16383), *bn = fake_cluster_node(0, 16383);
     char ask[128];
-    snprintf(ask, sizeof ask, "-ASK %u 127.0.0.1:%d\r\n", slot_of("k"), nori_fake_redis_port(bn));
+    snprintf(ask, sizeof ask, "-ASK %u 127.0.0.1:%d\r\n", cluster_wire_slot("k"),
+             nori_fake_redis_port(bn));
     nori_fake_redis_reply(a, "GET", ask);
     nori_fake_redis_reply(a, "GET", "$2\r\nva\r\n");
     nori_fake_redis_default(bn, "GET", "$2\r\nvb\r\n");
-    nori_backend *b = backend_on(a, "");
+    nori_backend *b = fake_cluster_backend(a, "");
     assert_get(b, "k", "vb");
     char *log = nori_fake_redis_log(bn);
     assert_string_equal(log, "ASKING|GET");
@@ -124,11 +86,11 @@ static void test_ask(void **state)
 static void test_tryagain_clusterdown_retried(void **state)
 {
     (void)state;
-    nori_fake_redis *a = fake_node(0, 16383);
+    nori_fake_redis *a = fake_cluster_node(0, 16383);
     nori_fake_redis_reply(a, "SET", "-TRYAGAIN Multiple keys request during rehashing of slot\r\n");
     nori_fake_redis_reply(a, "SET", "-CLUSTERDOWN The cluster is down\r\n");
     nori_fake_redis_reply(a, "SET", "+OK\r\n");
-    nori_backend *b = backend_on(a, "");
+    nori_backend *b = fake_cluster_backend(a, "");
     assert_nori(nori_backend_set(b, "k", "v", 1, 0), NORI_OK);
     assert_int_equal(nori_fake_redis_count(a, "SET"), 3);
     nori_backend_free(b);
@@ -140,9 +102,9 @@ static void test_tryagain_clusterdown_retried(void **state)
 static void test_clusterdown_gives_up(void **state)
 {
     (void)state;
-    nori_fake_redis *a = fake_node(0, 16383);
+    nori_fake_redis *a = fake_cluster_node(0, 16383);
     nori_fake_redis_default(a, "GET", "-CLUSTERDOWN The cluster is down\r\n");
-    nori_backend *b = backend_on(a, "");
+    nori_backend *b = fake_cluster_backend(a, "");
     long long start = now_ms();
     nori_buf v;
     assert_nori(nori_backend_get(b, "k", &v), NORI_EBACKEND);
@@ -158,12 +120,12 @@ static void test_clusterdown_gives_up(void **state)
 static void test_moved_loop_bounded(void **state)
 {
     (void)state;
-    nori_fake_redis *a = fake_node(0, 16383);
+    nori_fake_redis *a = fake_cluster_node(0, 16383);
     char moved[128];
-    snprintf(moved, sizeof moved, "-MOVED %u 127.0.0.1:%d\r\n", slot_of("k"),
+    snprintf(moved, sizeof moved, "-MOVED %u 127.0.0.1:%d\r\n", cluster_wire_slot("k"),
              nori_fake_redis_port(a));
     nori_fake_redis_default(a, "UNLINK", moved);
-    nori_backend *b = backend_on(a, "");
+    nori_backend *b = fake_cluster_backend(a, "");
     assert_nori(nori_backend_delete(b, "k"), NORI_EBACKEND);
     assert_non_null(strstr(nori_last_error(), "still redirected after 16 attempts (last: MOVED"));
     assert_int_equal(nori_fake_redis_count(a, "UNLINK"), 16);
@@ -175,11 +137,11 @@ static void test_moved_loop_bounded(void **state)
 static void test_slot_not_served(void **state)
 {
     (void)state;
-    unsigned s = slot_of("k");
-    nori_fake_redis *a = fake_node(s == 0 ? 1 : 0, s == 0 ? 16383 : (int)s - 1);
+    unsigned s = cluster_wire_slot("k");
+    nori_fake_redis *a = fake_cluster_node(s == 0 ? 1 : 0, s == 0 ? 16383 : (int)s - 1);
     /* What a real node answers for a slot nobody serves. */
     nori_fake_redis_default(a, "SET", "-CLUSTERDOWN Hash slot not served\r\n");
-    nori_backend *b = backend_on(a, "");
+    nori_backend *b = fake_cluster_backend(a, "");
     long long start = now_ms();
     assert_nori(nori_backend_set(b, "k", "v", 1, 0), NORI_EBACKEND);
     char want[64];
@@ -199,11 +161,11 @@ static void test_slot_not_served(void **state)
 static void test_stalled_node(void **state)
 {
     (void)state;
-    nori_fake_redis *a = fake_node(0, 16383);
+    nori_fake_redis *a = fake_cluster_node(0, 16383);
     nori_fake_redis_default(a, "GET", NORI_FAKE_STALL);
     nori_fake_redis_default(a, "SCRIPT LOAD", "$40\r\n137df22802a5543446842ecc7afe8dbcae3fa515\r\n");
     nori_fake_redis_default(a, "EVALSHA", NORI_FAKE_STALL);
-    nori_backend *b = backend_on(a, "?timeout_ms=200");
+    nori_backend *b = fake_cluster_backend(a, "?timeout_ms=200");
     long long start = now_ms();
     nori_buf v;
     assert_nori(nori_backend_get(b, "k", &v), NORI_EBACKEND);
@@ -223,7 +185,7 @@ static void test_stalled_node(void **state)
 static void test_second_seed(void **state)
 {
     (void)state;
-    nori_fake_redis *a = fake_node(0, 16383);
+    nori_fake_redis *a = fake_cluster_node(0, 16383);
     nori_fake_redis_default(a, "GET", "$1\r\nx\r\n");
     char url[200];
     snprintf(url, sizeof url, "redis://127.0.0.1:1?addr=127.0.0.1:%d&connect_timeout_ms=200",

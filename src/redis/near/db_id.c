@@ -5,7 +5,6 @@
 
 #include "hash.h"
 #include "redis/wire/io.h"
-#include "redis/wire/pool.h"
 
 #include <inttypes.h>
 #include <stdio.h>

@@ -177,7 +177,9 @@ static const nori_backend_ops redis_near_ops = {
 };
 
 /* The topology moved keys to another node (a slot, the sentinel master):
- * what was read from the old one may miss its invalidations from now on. */
+ * what was read from the old one may miss its invalidations from now on.
+ * May run under the topology lock (topology.h: nori__topo_on_moved), so it
+ * does nothing but flush the store, which takes only the store's locks. */
 static void near_moved(void *ud)
 {
     nori__near_flush(nori__near_client_store(ud), NORI__NEAR_FLUSH_TOPOLOGY);

@@ -3,19 +3,26 @@
  * driven by poll(2); see sentinel_watch.h.
  *
  * Each sentinel's connection goes IDLE (waiting for its next attempt) ->
- * CONNECTING (non-blocking connect) -> HANDSHAKE (AUTH and SUBSCRIBE sent,
- * their replies awaited) -> SUBSCRIBED (messages and PONGs read; PINGed
+ * CONNECTING (non-blocking connect) -> HANDSHAKE (the setup commands of
+ * dial.h, AUTH here, and SUBSCRIBE sent in one write, their replies
+ * awaited) -> SUBSCRIBED (messages and PONGs read; PINGed
  * every beat), and back to IDLE on any failure. Each state but SUBSCRIBED
  * has a deadline, and SUBSCRIBED has the heartbeat's, so no connection can
  * hold the thread or stay silent for long. Only the thread touches the
  * connections; the counters are atomics read by other threads.
+ *
+ * The connections are opened with dial.h's halves, not its blocking dial:
+ * one thread serves every sentinel, and a blocking connect or AUTH round
+ * trip to one that hangs would keep the others' announcements unread for
+ * up to connect_timeout_ms + timeout_ms. The steps are the same (lookup,
+ * preparation, setup commands and the rules their replies are judged by);
+ * only the waiting is poll(2)'s.
  */
 #include "redis/route/sentinel_watch.h"
 
 #include "error.h"
+#include "redis/wire/dial.h"
 #include "redis/wire/io.h"
-#include "redis/wire/pool.h"
-#include "redis/wire/resolve.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -50,11 +57,12 @@ typedef struct watch_conn {
     /* IDLE: the next attempt; CONNECTING, HANDSHAKE: the deadline;
      * SUBSCRIBED: the next PING. */
     int64_t due;
-    int pause_ms;          /* the pause after the next failure */
-    bool auth_pending;     /* HANDSHAKE: the AUTH reply is still to come */
-    int subs_pending;      /* HANDSHAKE: SUBSCRIBE confirmations still to come */
-    bool ping_outstanding; /* SUBSCRIBED */
-    int64_t ping_sent;     /* SUBSCRIBED, ping_outstanding: when */
+    int pause_ms;            /* the pause after the next failure */
+    nori__redis_setup setup; /* HANDSHAKE: the setup commands sent before SUBSCRIBE */
+    int setup_judged;        /* HANDSHAKE: their replies judged so far */
+    int subs_pending;        /* HANDSHAKE: SUBSCRIBE confirmations still to come */
+    bool ping_outstanding;   /* SUBSCRIBED */
+    int64_t ping_sent;       /* SUBSCRIBED, ping_outstanding: when */
     nori__redis_reply_charge charge;
 } watch_conn;
 
@@ -86,6 +94,20 @@ static int64_t now_ms(void)
     return nori__redis_now_ms();
 }
 
+/* How sentinel i is dialled: the sentinel credentials, no database. */
+static nori__redis_dial_opts dial_opts(const nori__sentinel_watch *w, size_t i)
+{
+    const nori__redis_target *t = w->t;
+    return (nori__redis_dial_opts){
+        .host = t->addrs[i].host,
+        .port = t->addrs[i].port,
+        .user = t->sentinel_user,
+        .password = t->sentinel_password,
+        .connect_timeout_ms = t->node.connect_timeout_ms,
+        .timeout_ms = t->node.timeout_ms,
+    };
+}
+
 /* Gives up on connection i: closed, tried again after a pause. */
 static void drop(nori__sentinel_watch *w, size_t i)
 {
@@ -108,11 +130,9 @@ static void drop(nori__sentinel_watch *w, size_t i)
 static void begin(nori__sentinel_watch *w, size_t i)
 {
     watch_conn *wc = &w->conns[i];
-    const nori__redis_addr *a = &w->t->addrs[i];
-    char why[256];
-    bool slow;
-    wc->c = nori__redis_connect_start(a->host, a->port, w->t->node.connect_timeout_ms, why,
-                                      sizeof why, &slow);
+    nori__redis_dial_opts o = dial_opts(w, i);
+    nori__redis_dial_error err;
+    wc->c = nori__redis_dial_start(&o, &err);
     if (wc->c == NULL) {
         drop(w, i);
         return;
@@ -121,33 +141,22 @@ static void begin(nori__sentinel_watch *w, size_t i)
     wc->due = now_ms() + w->t->node.connect_timeout_ms;
 }
 
-/* Connected: AUTH when the URL gives a sentinel password, and SUBSCRIBE. */
+/* Connected: the setup commands (AUTH when the URL gives a sentinel
+ * password) and SUBSCRIBE, in one write. */
 static void connected(nori__sentinel_watch *w, size_t i)
 {
     watch_conn *wc = &w->conns[i];
-    const nori__redis_target *t = w->t;
-    char why[256];
-    if (nori__redis_connect_finish(wc->c, why, sizeof why) != 0 ||
-        nori__redis_io_prepare(wc->c) != 0) {
+    nori__redis_dial_opts o = dial_opts(w, i);
+    nori__redis_dial_error err;
+    if (nori__redis_dial_finish(wc->c, &o, &wc->setup, &err) != 0) {
         drop(w, i);
         return;
     }
-    int queued = REDIS_OK;
-    wc->auth_pending = t->sentinel_password != NULL;
+    wc->setup_judged = 0;
     wc->subs_pending = 2;
-    if (t->sentinel_password != NULL) {
-        const char *argv[3];
-        int argc = 0;
-        argv[argc++] = "AUTH";
-        if (t->sentinel_user != NULL)
-            argv[argc++] = t->sentinel_user;
-        argv[argc++] = t->sentinel_password;
-        queued = redisAppendCommandArgv(wc->c, argc, argv, NULL);
-    }
     const char *sub[] = {"SUBSCRIBE", SWITCHED, PROMOTED};
-    if (queued == REDIS_OK)
-        queued = redisAppendCommandArgv(wc->c, 3, sub, NULL);
-    int64_t deadline = now_ms() + t->node.timeout_ms;
+    int queued = redisAppendCommandArgv(wc->c, 3, sub, NULL);
+    int64_t deadline = now_ms() + w->t->node.timeout_ms;
     if (queued != REDIS_OK || nori__redis_io_flush(wc->c, deadline) != 0) {
         drop(w, i);
         return;
@@ -200,9 +209,9 @@ static bool handle(nori__sentinel_watch *w, size_t i, const redisReply *r)
 {
     watch_conn *wc = &w->conns[i];
     if (wc->state == HANDSHAKE) {
-        if (wc->auth_pending) {
-            wc->auth_pending = false;
-            return r->type == REDIS_REPLY_STATUS;
+        if (wc->setup_judged < wc->setup.n) {
+            nori__redis_dial_error err;
+            return nori__redis_setup_judge(&wc->setup, wc->setup_judged++, r, &err) == 0;
         }
         if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 || !is_str(r->element[0], "subscribe"))
             return false;

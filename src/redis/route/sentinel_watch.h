@@ -25,8 +25,8 @@
  * failed call does.
  *
  * One thread for all the sentinels of a backend, driving their connections
- * with poll(2): each is connected without blocking the others (the host
- * name's lookup is bounded by connect_timeout_ms: resolve.h), then sends
+ * with poll(2): each is connected without blocking the others (dial.h;
+ * the host name's lookup is bounded by connect_timeout_ms), then sends
  * AUTH (sentinel_user / sentinel_password when given) and SUBSCRIBE
  * +switch-master +promoted-slave, confirmed within timeout_ms; once subscribed it is PINGed
  * every NORI_SENTINEL_WATCH_BEAT_MS, and a PING not answered within

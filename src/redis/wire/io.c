@@ -151,6 +151,17 @@ redisReply *nori__redis_reply_parse(const char *buf, size_t len, const nori__red
 
 /* ---- the round trip ---- */
 
+const nori__redis_limits nori__redis_small_replies = {
+    .max_bulk = (size_t)1 << 20,
+    .max_total = (size_t)64 << 20,
+    .max_elements = NORI__REDIS_MAX_REPLY_ELEMENTS,
+};
+
+const char *nori__redis_describe_error(const redisContext *c)
+{
+    return c->errstr[0] ? c->errstr : "connection lost";
+}
+
 int64_t nori__redis_now_ms(void)
 {
     struct timespec ts;

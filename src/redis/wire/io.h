@@ -56,6 +56,15 @@ typedef struct nori__redis_limits {
     size_t max_elements; /* most array elements over all replies of the round trip */
 } nori__redis_limits;
 
+/* The limits of replies that carry no cache value (status, integers, SCAN
+ * pages, INFO, setup commands, messages of a subscription): strings up to
+ * 1 MiB, 64 MiB in all. */
+extern const nori__redis_limits nori__redis_small_replies;
+
+/* Why a command on c got no reply (c->err is set): c->errstr, or
+ * "connection lost" when hiredis left it empty. Static or c's storage. */
+const char *nori__redis_describe_error(const redisContext *c);
+
 /* Milliseconds on the monotonic clock, the time base of deadlines. */
 int64_t nori__redis_now_ms(void);
 

@@ -76,15 +76,17 @@ static void fork_prepare(void)
     pthread_mutex_lock(&g.lock);
 }
 
-static void fork_parent(void)
+/* Called with g.lock held (fork_prepare took it); releases it. */
+static void do_fork_parent(void)
 {
     pthread_mutex_unlock(&g.lock);
 }
 
 /* The lookup threads are not in the child: their lookups never end there.
  * Forget them (their memory belongs to the parent's threads' copies) and
- * keep the answers. */
-static void fork_child(void)
+ * keep the answers. Called with g.lock held (fork_prepare took it);
+ * releases it. */
+static void do_fork_child(void)
 {
     for (size_t i = 0; i < NORI_RESOLVE_NAMES; i++)
         g.names[i].inflight = NULL;
@@ -95,7 +97,7 @@ static void fork_child(void)
 static void init(void)
 {
     init_cond();
-    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    pthread_atfork(fork_prepare, do_fork_parent, do_fork_child);
 }
 
 void nori__resolve_set_hook(nori__getaddrinfo_fn fn)
@@ -183,8 +185,8 @@ static void *lookup_main(void *arg)
     return NULL;
 }
 
-/* The entry of host, made when new. Lock held. NULL when every entry has a
- * lookup in flight. */
+/* The entry of host, made when new. Called with g.lock held. NULL when every
+ * entry has a lookup in flight. */
 static name_entry *do_entry(const char *host, int64_t now)
 {
     name_entry *free_one = NULL, *oldest = NULL;
@@ -213,7 +215,8 @@ static name_entry *do_entry(const char *host, int64_t now)
     return e;
 }
 
-/* Starts a lookup of e's name. Lock held. NULL with why filled on failure. */
+/* Starts a lookup of e's name. Called with g.lock held. NULL with why filled
+ * on failure. */
 static lookup *do_start(name_entry *e, char *why, size_t why_size)
 {
     size_t len = strlen(e->host);
