@@ -541,7 +541,9 @@ static void test_oversized_redis_entry_is_overwritten(void **state)
     nori_http_cache *c;
     assert_nori(nori_http_cache_new(&o, &c), NORI_OK);
     char key[256];
-    assert_nori(nori_http_cache_key(c, &(nori_http_request){"GET", "/big", "", NULL, NULL, NULL, 0},
+    assert_nori(nori_http_cache_key(c,
+                                    &(nori_http_request){"GET", "/big", "", NULL, NULL, NULL, 0,
+                                                         NULL},
                                     key, sizeof key),
                 NORI_OK);
     assert_nori(nori_backend_set_max_value(b, 100000), NORI_OK);
@@ -608,7 +610,7 @@ static void test_forged_lease_not_waited_for(void **state)
     o.lock_timeout_ms = 1500;
     nori_http_cache *c;
     assert_nori(nori_http_cache_new(&o, &c), NORI_OK);
-    nori_http_request rq = {"GET", "/f", "", NULL, NULL, NULL, 0};
+    nori_http_request rq = {"GET", "/f", "", NULL, NULL, NULL, 0, NULL};
     char key[256], lease[300];
     assert_nori(nori_http_cache_key(c, &rq, key, sizeof key), NORI_OK);
     snprintf(lease, sizeof lease, "%s:lock", key);
