@@ -13,7 +13,9 @@ packages=(
   redis-sentinel                          # Sentinel failover tests (issue 13)
   liburcu-dev                             # RCU hash table for lock-free reads (memory backend)
   curl                                    # the README's demo session
-  wrk                                     # load for scripts/soak.sh
+  wrk                                     # load for scripts/soak.sh, bench/
+  libfcgi-dev                             # the FastCGI adapter (src/fcgi)
+  nginx-light libfcgi-bin spawn-fcgi      # FastCGI tests: a real nginx, cgi-fcgi, spawn-fcgi
   valgrind                                # scripts/valgrind.sh
   python3                                 # Nori's Python entry format, cross-checked in tests
   locales                                 # de_DE.UTF-8 for test_http_date (below)
