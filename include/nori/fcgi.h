@@ -63,27 +63,38 @@
  * ("HOST:PORT" or a unix socket path), a listening socket the caller opened
  * (nori_fcgi_listen before fork(), so that several processes share it), or
  * the socket a process manager passed as fd 0 (spawn-fcgi, fcgiwrap's
- * style, mod_fcgid: FCGI_LISTENSOCK_FILENO). A fixed number of threads
- * each accept a connection and serve its requests in turn (libfcgi's
- * FCGX_Accept_r on it; one request at a time per connection, FCGI_KEEP_CONN
- * honoured, so nginx's `fastcgi_keep_conn on` + upstream keepalive works).
- * Every wait is bounded:
+ * style, mod_fcgid: FCGI_LISTENSOCK_FILENO). The server makes that socket
+ * non-blocking (its threads, and other processes, race for each
+ * connection). A fixed number of threads serve one request at a time each
+ * (libfcgi's FCGX_Accept_r on the connection). FCGI_KEEP_CONN is honoured
+ * (nginx: `fastcgi_keep_conn on` with an upstream `keepalive`): an idle kept
+ * connection waits in the server's epoll set, not on a thread, so a burst of
+ * new connections is accepted however many are kept. A TCP connection from
+ * an address not in FCGI_WEB_SERVER_ADDRS (libfcgi's comma-separated list,
+ * read when the server starts) is closed unanswered; unix sockets are
+ * guarded by their file mode. Every wait is bounded:
  *  - reading a request (parameters and body) must end within io_timeout_ms
- *    of its first byte, and writing the response likewise: past it the
+ *    of its start, and writing the response likewise: past it the
  *    connection is shut down (a web server that stalls or trickles costs a
  *    thread for that long, never longer), counted in `timeouts`;
  *  - a kept connection idle for idle_timeout_ms is closed;
  *  - malformed records, a connection closed mid-request, a write to a web
- *    server that went away: the connection is closed, counted, and the
- *    thread goes on (the worker threads block SIGPIPE: a dead peer gives a
- *    write error, never a signal);
+ *    server that went away: the connection is closed, counted in `broken`,
+ *    and the thread goes on (the worker threads block SIGPIPE: a dead peer
+ *    gives a write error, never a signal);
  *  - the handler's own run time is the application's: the adapter does not
  *    interrupt it.
  *
+ * Signals: libfcgi's FCGX_Init() installs handlers of its own for SIGTERM,
+ * SIGUSR1 and SIGPIPE where they are at their default (a SIGTERM would then
+ * no longer stop the process). The adapter calls it once, on the first
+ * server or nori_fcgi_handle(), and puts the three dispositions back as
+ * they were: the application's signal handling is its own.
+ *
  * Thread safety: the app and its routes are only read (from every server
  * thread at once); they must stay valid and unchanged until
- * nori_fcgi_server_free() has returned. libfcgi's FCGX_Init() is called
- * once, on the first server or nori_fcgi_handle().
+ * nori_fcgi_server_free() has returned. Servers are independent of each
+ * other; each function below may be called from any thread.
  */
 #ifndef NORI_FCGI_H
 #define NORI_FCGI_H
@@ -115,7 +126,9 @@ typedef struct {
  * request: the caller's next FCGX_Accept_r() or FCGX_Finish_r() does. For
  * applications that run their own FCGX_Accept_r loop; the reads and writes
  * are bounded only by what the caller set on the connection (the server
- * below bounds them). Returns NORI_OK when a response was written (a
+ * below bounds them). libfcgi needs FCGX_Init() before the caller's first
+ * FCGX_Accept_r(); called directly, it leaves its signal handlers in place
+ * (see "Signals"). Returns NORI_OK when a response was written (a
  * refusal such as 404 or 413 included), NORI_EBACKEND when the connection
  * failed while reading or writing (nothing more can be sent on it),
  * NORI_ENOMEM, or NORI_EINVAL (NULL arguments). Thread-safe for distinct

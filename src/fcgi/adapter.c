@@ -16,6 +16,7 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -476,9 +477,20 @@ static int write_text(FCGX_Request *req, int status, const char *body, int head_
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static int init_rc;
 
+/* libfcgi's FCGX_Init() installs handlers of its own for SIGTERM, SIGUSR1
+ * and SIGPIPE wherever they are at their default (Debian's 2.4.2: a
+ * SIGTERM then only sets a flag that nothing here reads, and the process
+ * no longer stops on it). A library must not change how its application
+ * reacts to signals: the dispositions are put back as they were. */
 static void init_lib(void)
 {
+    static const int sigs[] = {SIGTERM, SIGUSR1, SIGPIPE};
+    struct sigaction saved[sizeof sigs / sizeof *sigs];
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
+        sigaction(sigs[i], NULL, &saved[i]);
     init_rc = FCGX_Init();
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
+        sigaction(sigs[i], &saved[i], NULL);
 }
 
 int nori__fcgi_init(void)
@@ -619,6 +631,9 @@ int nori_fcgi_handle(const nori_fcgi_app *app, FCGX_Request *req)
 {
     if (app == NULL || req == NULL || req->envp == NULL || req->in == NULL || req->out == NULL)
         return nori_set_error(NORI_EINVAL, "fcgi_handle: app or an accepted request is NULL");
+    int rc = nori__fcgi_init(); /* a no-op when the caller's FCGX_Init() ran */
+    if (rc != NORI_OK)
+        return rc;
     nori__fcgi_serve_ctx ctx;
     memset(&ctx, 0, sizeof ctx);
     return nori__fcgi_serve(app, req, &ctx);

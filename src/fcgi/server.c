@@ -3,24 +3,36 @@
  * the serving threads, and the deadlines that bound every read and write.
  *
  * libfcgi's own accept (OS_Accept, inside FCGX_Accept_r) blocks in
- * accept() with no way to wake it for a stop, and then reads the request
- * with blocking read()s that a stalled web server holds forever. So each
- * thread accepts by itself (epoll on the listener with EPOLLEXCLUSIVE and
- * on a stop eventfd; a non-blocking listener, as several threads and
- * processes race for each connection) and gives libfcgi a dup() of the
- * connection as an already open one: FCGX_Request.ipcFd with
- * keepConnection set, the two fields FCGX_Accept_r reads to decide that a
- * connection is open (libfcgi 2.4; fcgiapp.h marks them internal, and the
- * tests cover this use). The request carries listen_sock -1, so that
- * libfcgi, on a malformed request, closes its dup and returns an error
- * instead of accepting from the listener itself.
- *
- * The deadlines: a watchdog thread shuts down (shutdown(2), never close)
- * the connection of a thread whose read or write phase outlived
- * io_timeout_ms; libfcgi's blocked read() or write() then fails. The
- * watchdog holds the server's own fd of the connection, which stays open
- * until the thread disarms its slot under the lock, so the fd it shuts down
- * can never be a newer connection that reused the number.
+ * accept() with no way to wake it for a stop, reads the request with
+ * blocking read()s that a stalled web server holds forever, and keeps a
+ * thread on a kept connection (FCGI_KEEP_CONN) until the web server sends
+ * the next request on it: with nginx's upstream keepalive, threads parked on
+ * idle kept connections leave the new connections nginx opens in a burst
+ * unaccepted, and every request on them hangs. So:
+ *  - One epoll instance per server holds the listener (EPOLLEXCLUSIVE:
+ *    several processes share it), a stop eventfd, and every idle kept
+ *    connection (EPOLLONESHOT); the threads wait on it, one event each.
+ *    A thread that gets the listener accepts a connection (non-blocking
+ *    listener: another thread or process may have taken it) and serves its
+ *    first request; a thread that gets a kept connection serves its next
+ *    request. Then a kept connection goes back into the epoll set: idle
+ *    connections cost no thread.
+ *  - libfcgi gets a dup() of the connection as an already open one:
+ *    FCGX_Request.ipcFd with keepConnection set, the two fields
+ *    FCGX_Accept_r reads to decide that a connection is open (libfcgi 2.4;
+ *    fcgiapp.h marks them internal, and the tests cover this use). The
+ *    request carries listen_sock -1, so that libfcgi, on a malformed
+ *    request, closes its dup and returns an error instead of accepting from
+ *    the listener itself.
+ *  - A watchdog thread shuts down (shutdown(2), never close) a connection
+ *    whose read or write phase outlived io_timeout_ms, or that stayed idle
+ *    idle_timeout_ms; libfcgi's blocked read() or write() then fails, an
+ *    idle one reads as closed. It acts on the server's own fd, which stays
+ *    open until the connection is unlinked from the server's list under the
+ *    lock, so the fd it shuts down is never a newer connection's.
+ * A connection passes from thread to thread through the epoll set; each
+ * side takes the server's lock around the hand-over (arming and disarming
+ * the idle deadline), which also orders their accesses for the sanitizers.
  */
 #include "internal.h"
 
@@ -55,7 +67,7 @@
 /* Back-off after accept() failed for want of descriptors or memory. */
 #define ACCEPT_BACKOFF_MS 50
 
-typedef struct slot slot;
+typedef struct conn conn;
 
 struct nori_fcgi_server {
     const nori_fcgi_app *app;
@@ -65,12 +77,14 @@ struct nori_fcgi_server {
     char *unix_path; /* a unix socket the server created: unlinked at free */
     char *allowed;   /* FCGI_WEB_SERVER_ADDRS, copied; NULL = any */
     int stop_fd;     /* eventfd: readable once stopping */
+    int epfd;        /* listener, stop_fd, idle kept connections */
     atomic_int stopping;
     size_t n_threads, n_started;
-    slot *slots;
-    /* The watchdog: slots' deadlines, read and written under lock. */
+    pthread_t *threads;
+    /* Under lock: every open connection (the watchdog's list). */
     pthread_mutex_t lock;
     pthread_cond_t cond;
+    conn *conns;
     int watchdog_stop;
     int watchdog_started;
     pthread_t watchdog;
@@ -80,12 +94,15 @@ struct nori_fcgi_server {
     } st;
 };
 
-struct slot {
-    nori_fcgi_server *s;
-    pthread_t thread;
+/* One connection from the web server. Owned by the thread serving it, or
+ * by the epoll set while idle. */
+struct conn {
+    conn *prev, *next; /* s->conns, under s->lock */
+    int fd;            /* the server's fd; libfcgi holds a dup in req.ipcFd */
+    FCGX_Request req;
     /* Under s->lock: */
-    int fd;           /* the connection, -1 = none */
     int64_t deadline; /* monotonic ns; 0 = not armed */
+    int idle;         /* the deadline is idle_timeout's (expiry is routine) */
     int fired;        /* the watchdog shut the connection down */
 };
 
@@ -270,29 +287,13 @@ static int peer_allowed(const char *list, const struct sockaddr_storage *sa)
 
 /* -------------------------------------------------------------- watchdog */
 
-static void arm(slot *sl)
+/* Sets c's deadline ms from now (0: none). idle: an idle_timeout one. */
+static void set_deadline(nori_fcgi_server *s, conn *c, int64_t ms, int idle)
 {
-    nori_fcgi_server *s = sl->s;
     pthread_mutex_lock(&s->lock);
-    sl->deadline = now_ns() + s->o.io_timeout_ms * 1000000;
+    c->deadline = ms > 0 ? now_ns() + ms * 1000000 : 0;
+    c->idle = idle;
     pthread_mutex_unlock(&s->lock);
-}
-
-static void disarm(slot *sl)
-{
-    pthread_mutex_lock(&sl->s->lock);
-    sl->deadline = 0;
-    pthread_mutex_unlock(&sl->s->lock);
-}
-
-static void hook_disarm(void *ud)
-{
-    disarm(ud);
-}
-
-static void hook_arm(void *ud)
-{
-    arm(ud);
 }
 
 /* Sleeps until the earliest deadline (or one io_timeout: a deadline armed
@@ -301,20 +302,24 @@ static void hook_arm(void *ud)
 static void *watchdog_main(void *arg)
 {
     nori_fcgi_server *s = arg;
+    int64_t period = s->o.io_timeout_ms < s->o.idle_timeout_ms ? s->o.io_timeout_ms
+                                                               : s->o.idle_timeout_ms;
     pthread_mutex_lock(&s->lock);
     while (!s->watchdog_stop) {
-        int64_t now = now_ns(), wake = now + s->o.io_timeout_ms * 1000000;
-        for (size_t i = 0; i < s->n_started; i++) {
-            slot *sl = &s->slots[i];
-            if (sl->deadline == 0 || sl->fd < 0)
+        int64_t now = now_ns(), wake = now + period * 1000000;
+        for (conn *c = s->conns; c != NULL; c = c->next) {
+            if (c->deadline == 0)
                 continue;
-            if (sl->deadline <= now) {
-                shutdown(sl->fd, SHUT_RDWR);
-                sl->deadline = 0;
-                sl->fired = 1;
-                atomic_fetch_add_explicit(&s->st.timeouts, 1, memory_order_relaxed);
-            } else if (sl->deadline < wake) {
-                wake = sl->deadline;
+            if (c->deadline <= now) {
+                /* Counted first: whoever sees the connection end can read
+                 * the count. */
+                if (!c->idle)
+                    atomic_fetch_add_explicit(&s->st.timeouts, 1, memory_order_relaxed);
+                c->deadline = 0;
+                c->fired = !c->idle;
+                shutdown(c->fd, SHUT_RDWR);
+            } else if (c->deadline < wake) {
+                wake = c->deadline;
             }
         }
         struct timespec ts = {(time_t)(wake / 1000000000), (long)(wake % 1000000000)};
@@ -343,168 +348,177 @@ static void drop_sigpipe(void)
     }
 }
 
-typedef struct {
-    slot *sl;
-    FCGX_Request req;
-    int conn; /* the server's fd of the connection; libfcgi holds a dup */
-} worker;
-
-static void close_conn(worker *w)
+/* Closes c (out of the epoll set, off the list) and frees it. */
+static void close_conn(nori_fcgi_server *s, conn *c)
 {
-    nori_fcgi_server *s = w->sl->s;
     pthread_mutex_lock(&s->lock);
-    w->sl->fd = -1;
-    w->sl->deadline = 0;
-    w->sl->fired = 0;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
     pthread_mutex_unlock(&s->lock);
-    if (w->req.ipcFd >= 0)
-        FCGX_Free(&w->req, 1); /* closes libfcgi's dup */
-    close(w->conn);
-    w->conn = -1;
+    if (c->req.ipcFd >= 0)
+        FCGX_Free(&c->req, 1); /* closes libfcgi's dup */
+    close(c->fd);              /* also leaves the epoll set */
+    free(c);
     atomic_fetch_sub_explicit(&s->st.connections_open, 1, memory_order_relaxed);
-    drop_sigpipe();
 }
 
-/* Waits for a connection and accepts it: 1, or 0 to stop the thread. */
-static int accept_conn(worker *w, int epfd)
+/* Accepts one connection: a new conn, or NULL (none to take, refused). */
+static conn *accept_conn(nori_fcgi_server *s)
 {
-    nori_fcgi_server *s = w->sl->s;
-    for (;;) {
-        if (stopping(s))
-            return 0;
-        struct epoll_event ev[2];
-        int n = epoll_wait(epfd, ev, 2, -1);
-        if (n < 0 && errno != EINTR)
-            return 0;
-        if (stopping(s))
-            return 0;
-        if (n <= 0)
-            continue;
-        struct sockaddr_storage sa;
-        socklen_t len = sizeof sa;
-        int fd = accept4(s->listen_fd, (struct sockaddr *)&sa, &len, SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
-                errno == ECONNABORTED || errno == EPROTO)
-                continue; /* another thread or process won the race */
-            atomic_fetch_add_explicit(&s->st.accept_errors, 1, memory_order_relaxed);
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                struct pollfd p = {s->stop_fd, POLLIN, 0};
-                poll(&p, 1, ACCEPT_BACKOFF_MS); /* bounded; wakes on stop */
-                continue;
-            }
-            return 0; /* the listener itself is gone */
-        }
-        if (!peer_allowed(s->allowed, &sa)) {
-            close(fd);
-            continue;
-        }
-        if (sa.ss_family == AF_INET || sa.ss_family == AF_INET6) {
-            int one = 1; /* responses are written in one go: no Nagle delay */
-            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        }
-        int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-        if (dup_fd < 0) {
-            close(fd);
-            atomic_fetch_add_explicit(&s->st.accept_errors, 1, memory_order_relaxed);
-            continue;
-        }
-        w->conn = fd;
-        w->req.ipcFd = dup_fd;
-        w->req.keepConnection = 1; /* so FCGX_Accept_r reads it, not closes it */
-        pthread_mutex_lock(&s->lock);
-        w->sl->fd = fd;
-        pthread_mutex_unlock(&s->lock);
-        atomic_fetch_add_explicit(&s->st.connections, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&s->st.connections_open, 1, memory_order_relaxed);
-        return 1;
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof sa;
+    int fd = accept4(s->listen_fd, (struct sockaddr *)&sa, &len, SOCK_CLOEXEC);
+    if (fd < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
+            errno == ECONNABORTED || errno == EPROTO)
+            return NULL; /* another thread or process won the race */
+        atomic_fetch_add_explicit(&s->st.accept_errors, 1, memory_order_relaxed);
+        /* Out of descriptors or memory (or a listener gone bad): back off,
+         * bounded, waking on a stop. */
+        struct pollfd p = {s->stop_fd, POLLIN, 0};
+        poll(&p, 1, ACCEPT_BACKOFF_MS);
+        return NULL;
     }
+    if (!peer_allowed(s->allowed, &sa)) {
+        close(fd);
+        return NULL;
+    }
+    if (sa.ss_family == AF_INET || sa.ss_family == AF_INET6) {
+        int one = 1; /* responses are written in one go: no Nagle delay */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    conn *c = calloc(1, sizeof *c);
+    int dup_fd = c != NULL ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+    if (dup_fd < 0) {
+        free(c);
+        close(fd);
+        atomic_fetch_add_explicit(&s->st.accept_errors, 1, memory_order_relaxed);
+        return NULL;
+    }
+    c->fd = fd;
+    FCGX_InitRequest(&c->req, -1, 0);
+    c->req.ipcFd = dup_fd;
+    c->req.keepConnection = 1; /* so FCGX_Accept_r reads it, not closes it */
+    pthread_mutex_lock(&s->lock);
+    c->next = s->conns;
+    if (s->conns != NULL)
+        s->conns->prev = c;
+    s->conns = c;
+    pthread_mutex_unlock(&s->lock);
+    atomic_fetch_add_explicit(&s->st.connections, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->st.connections_open, 1, memory_order_relaxed);
+    return c;
 }
 
-/* A kept connection: waits (bounded by idle_timeout_ms, and by a stop) for
- * the web server's next request. 1 when one is there to read. */
-static int await_request(worker *w)
+typedef struct {
+    nori_fcgi_server *s;
+    conn *c;
+} phase_ud;
+
+static void hook_handler(void *ud)
 {
-    nori_fcgi_server *s = w->sl->s;
-    struct pollfd p[2] = {{w->conn, POLLIN, 0}, {s->stop_fd, POLLIN, 0}};
-    int64_t timeout = s->o.idle_timeout_ms;
-    int n;
-    do
-        n = poll(p, 2, timeout > 0x7fffffff ? 0x7fffffff : (int)timeout);
-    while (n < 0 && errno == EINTR);
-    if (n <= 0 || (p[1].revents & POLLIN) || !(p[0].revents & (POLLIN | POLLHUP)))
-        return 0;
-    /* The web server closing an idle kept connection is routine, not a
-     * broken request. */
-    char b;
-    return recv(w->conn, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 1;
+    phase_ud *p = ud;
+    set_deadline(p->s, p->c, 0, 0);
+}
+
+static void hook_writing(void *ud)
+{
+    phase_ud *p = ud;
+    set_deadline(p->s, p->c, p->s->o.io_timeout_ms, 0);
+}
+
+/*
+ * Serves the next request on c. kept: c comes back from the epoll set (it
+ * may have been closed by the web server, or expired). Afterwards c is
+ * closed, or handed back to the epoll set (not to be touched again here).
+ */
+static void serve_conn(nori_fcgi_server *s, conn *c, int kept)
+{
+    set_deadline(s, c, s->o.io_timeout_ms, 0); /* also takes c over (see top) */
+    if (kept) {
+        /* The web server closing an idle kept connection, or the idle
+         * deadline, is routine, not a broken request. */
+        char b;
+        if (recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) != 1) {
+            close_conn(s, c);
+            return;
+        }
+    }
+    if (FCGX_Accept_r(&c->req) != 0) {
+        /* Malformed records, a connection closed or timed out before the
+         * parameters were complete: libfcgi closed its dup. */
+        atomic_fetch_add_explicit(&s->st.broken, 1, memory_order_relaxed);
+        close_conn(s, c);
+        drop_sigpipe();
+        return;
+    }
+    phase_ud pu = {s, c};
+    nori__fcgi_serve_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    ctx.handler_starts = hook_handler;
+    ctx.writing_starts = hook_writing;
+    ctx.ud = &pu;
+    int rc = nori__fcgi_serve(s->app, &c->req, &ctx);
+    if (rc != NORI_EBACKEND) {
+        atomic_fetch_add_explicit(&s->st.requests, 1, memory_order_relaxed);
+        if (ctx.refused)
+            atomic_fetch_add_explicit(&s->st.refused, 1, memory_order_relaxed);
+    }
+    if (ctx.must_close)
+        c->req.keepConnection = 0; /* FCGX_Finish_r closes libfcgi's dup */
+    FCGX_Finish_r(&c->req);        /* still armed: writes the end records */
+    pthread_mutex_lock(&s->lock);
+    c->deadline = 0;
+    int fired = c->fired;
+    pthread_mutex_unlock(&s->lock);
+    if (rc == NORI_EBACKEND || fired)
+        atomic_fetch_add_explicit(&s->st.broken, 1, memory_order_relaxed);
+    if (c->req.ipcFd < 0 || fired || ctx.must_close || stopping(s)) {
+        close_conn(s, c);
+        drop_sigpipe();
+        return;
+    }
+    /* Kept: back to the epoll set with its idle deadline. Under the lock,
+     * which the thread that picks c up takes first (set_deadline above):
+     * everything done to c here happens before anything done there. */
+    struct epoll_event ev = {EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, {.ptr = c}};
+    pthread_mutex_lock(&s->lock);
+    c->deadline = now_ns() + s->o.idle_timeout_ms * 1000000;
+    c->idle = 1;
+    int rc_ctl = epoll_ctl(s->epfd, kept ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->fd, &ev);
+    pthread_mutex_unlock(&s->lock);
+    if (rc_ctl != 0)
+        close_conn(s, c); /* not handed over: still ours */
 }
 
 static void *serve_main(void *arg)
 {
-    slot *sl = arg;
-    nori_fcgi_server *s = sl->s;
+    nori_fcgi_server *s = arg;
     sigset_t pipe_set;
     sigemptyset(&pipe_set);
     sigaddset(&pipe_set, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &pipe_set, NULL);
-
-    worker w;
-    w.sl = sl;
-    w.conn = -1;
-    FCGX_InitRequest(&w.req, -1, 0);
-    int epfd = epoll_create1(EPOLL_CLOEXEC);
-    struct epoll_event lev = {EPOLLIN | EPOLLEXCLUSIVE, {.fd = s->listen_fd}};
-    struct epoll_event sev = {EPOLLIN, {.fd = s->stop_fd}};
-    if (epfd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, s->listen_fd, &lev) != 0 ||
-        epoll_ctl(epfd, EPOLL_CTL_ADD, s->stop_fd, &sev) != 0) {
-        if (epfd >= 0)
-            close(epfd);
-        fprintf(stderr, "nori fcgi: thread cannot wait on the listener: %s\n", strerror(errno));
-        return NULL;
-    }
     while (!stopping(s)) {
-        if (w.conn < 0) {
-            if (!accept_conn(&w, epfd))
-                break;
-        } else if (!await_request(&w)) {
-            close_conn(&w);
+        struct epoll_event ev;
+        int n = epoll_wait(s->epfd, &ev, 1, -1);
+        if (n < 0 && errno != EINTR)
+            break;
+        if (n <= 0 || stopping(s))
             continue;
+        if (ev.data.ptr == &s->stop_fd) {
+            break; /* stays readable: every thread sees it */
+        } else if (ev.data.ptr == &s->listen_fd) {
+            conn *c = accept_conn(s);
+            if (c != NULL)
+                serve_conn(s, c, 0);
+        } else {
+            serve_conn(s, ev.data.ptr, 1);
         }
-        arm(sl);
-        if (FCGX_Accept_r(&w.req) != 0) {
-            /* Malformed records, a connection closed or timed out before
-             * the parameters were complete: libfcgi closed its dup. */
-            atomic_fetch_add_explicit(&s->st.broken, 1, memory_order_relaxed);
-            close_conn(&w);
-            continue;
-        }
-        nori__fcgi_serve_ctx ctx;
-        memset(&ctx, 0, sizeof ctx);
-        ctx.handler_starts = hook_disarm;
-        ctx.writing_starts = hook_arm;
-        ctx.ud = sl;
-        int rc = nori__fcgi_serve(s->app, &w.req, &ctx);
-        if (rc != NORI_EBACKEND) {
-            atomic_fetch_add_explicit(&s->st.requests, 1, memory_order_relaxed);
-            if (ctx.refused)
-                atomic_fetch_add_explicit(&s->st.refused, 1, memory_order_relaxed);
-        }
-        if (ctx.must_close)
-            w.req.keepConnection = 0; /* FCGX_Finish_r closes libfcgi's dup */
-        FCGX_Finish_r(&w.req);        /* still armed: writes the end records */
-        pthread_mutex_lock(&s->lock);
-        sl->deadline = 0;
-        int fired = sl->fired;
-        pthread_mutex_unlock(&s->lock);
-        if (rc == NORI_EBACKEND || fired)
-            atomic_fetch_add_explicit(&s->st.broken, 1, memory_order_relaxed);
-        if (w.req.ipcFd < 0 || fired || ctx.must_close)
-            close_conn(&w);
     }
-    if (w.conn >= 0)
-        close_conn(&w);
-    close(epfd);
     return NULL;
 }
 
@@ -519,7 +533,10 @@ static void server_destroy(nori_fcgi_server *s)
         (void)wr; /* an eventfd write of 1 cannot fail short of overflow */
     }
     for (size_t i = 0; i < s->n_started; i++)
-        pthread_join(s->slots[i].thread, NULL);
+        pthread_join(s->threads[i], NULL);
+    /* The threads are gone: what is left are idle kept connections. */
+    while (s->conns != NULL)
+        close_conn(s, s->conns);
     if (s->watchdog_started) {
         pthread_mutex_lock(&s->lock);
         s->watchdog_stop = 1;
@@ -533,11 +550,13 @@ static void server_destroy(nori_fcgi_server *s)
         unlink(s->unix_path);
     if (s->stop_fd >= 0)
         close(s->stop_fd);
+    if (s->epfd >= 0)
+        close(s->epfd);
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->lock);
     free(s->unix_path);
     free(s->allowed);
-    free(s->slots);
+    free(s->threads);
     free(s);
 }
 
@@ -594,6 +613,7 @@ int nori_fcgi_server_new(const nori_fcgi_app *app, const nori_fcgi_options *opts
     s->listen_fd = fd;
     s->owns_fd = owns;
     s->stop_fd = -1;
+    s->epfd = -1;
     pthread_mutex_init(&s->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -606,7 +626,7 @@ int nori_fcgi_server_new(const nori_fcgi_app *app, const nori_fcgi_options *opts
         goto fail;
     if (allowed != NULL && *allowed && (s->allowed = strdup(allowed)) == NULL)
         goto fail;
-    if ((s->slots = calloc(o.threads, sizeof *s->slots)) == NULL)
+    if ((s->threads = calloc(o.threads, sizeof *s->threads)) == NULL)
         goto fail;
     rc = NORI_EBACKEND;
     /* Several threads (and processes) wait on one listener: each accept
@@ -616,8 +636,19 @@ int nori_fcgi_server_new(const nori_fcgi_app *app, const nori_fcgi_options *opts
         nori_set_error(rc, "fcgi_server_new: fd %d: %s", fd, strerror(errno));
         goto fail_quiet;
     }
-    if ((s->stop_fd = eventfd(0, EFD_CLOEXEC)) < 0) {
-        nori_set_error(rc, "fcgi_server_new: eventfd: %s", strerror(errno));
+    if ((s->stop_fd = eventfd(0, EFD_CLOEXEC)) < 0 ||
+        (s->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+        nori_set_error(rc, "fcgi_server_new: eventfd/epoll: %s", strerror(errno));
+        goto fail_quiet;
+    }
+    /* EPOLLEXCLUSIVE: of the processes sharing the listener, a new
+     * connection wakes one (or a few), not all. */
+    struct epoll_event lev = {EPOLLIN | EPOLLEXCLUSIVE, {.ptr = &s->listen_fd}};
+    struct epoll_event sev = {EPOLLIN, {.ptr = &s->stop_fd}};
+    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &lev) != 0 ||
+        epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->stop_fd, &sev) != 0) {
+        nori_set_error(rc, "fcgi_server_new: fd %d cannot be waited on: %s", fd,
+                       strerror(errno));
         goto fail_quiet;
     }
     s->n_threads = o.threads;
@@ -627,18 +658,11 @@ int nori_fcgi_server_new(const nori_fcgi_app *app, const nori_fcgi_options *opts
     }
     s->watchdog_started = 1;
     for (size_t i = 0; i < o.threads; i++) {
-        s->slots[i].s = s;
-        s->slots[i].fd = -1;
-        /* n_started is read by the watchdog under the lock. */
-        pthread_mutex_lock(&s->lock);
-        int cr = pthread_create(&s->slots[i].thread, NULL, serve_main, &s->slots[i]);
-        if (cr == 0)
-            s->n_started++;
-        pthread_mutex_unlock(&s->lock);
-        if (cr != 0) {
+        if (pthread_create(&s->threads[i], NULL, serve_main, s) != 0) {
             nori_set_error(rc, "fcgi_server_new: cannot start serving thread %zu", i);
             goto fail_quiet;
         }
+        s->n_started++;
     }
     *out = s;
     return NORI_OK;
