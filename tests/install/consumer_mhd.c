@@ -50,7 +50,7 @@ int main(void)
     opts.backend = b;
     if (nori_http_cache_new(&opts, &cache) != NORI_OK)
         return 1;
-    nori_mhd_route routes[] = {{"/hello", hello, NULL, cache}};
+    nori_mhd_route routes[] = {{"/hello", hello, NULL, cache, NORI_HTTP_GET}};
     nori_mhd_app app = {routes, 1, 0};
     struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL,
                                             nori_mhd_handler, &app, NORI_MHD_OPTIONS(&app),
