@@ -97,6 +97,19 @@ NORI_EXPORT const char *nori_strerror(int code);
  */
 NORI_EXPORT const char *nori_last_error(void);
 
+/*
+ * For code built on the public API (the HTTP adapters, an application's own
+ * backend): records a printf-style detail message as the calling thread's
+ * nori_last_error() and returns `code`, so that such code reports its
+ * failures as the library does: `return nori_set_error(NORI_EINVAL, "...")`.
+ * Messages longer than 511 bytes are cut. fmt must not be NULL.
+ */
+NORI_EXPORT int nori_set_error(int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
 /* The run-time version string, e.g. "0.2.0". Static. */
 NORI_EXPORT const char *nori_version(void);
 
