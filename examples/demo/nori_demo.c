@@ -423,7 +423,16 @@ int main(int argc, char **argv)
             }
             i++;
         } else {
-            usage(stderr);
+            /* Name what was wrong: an unknown option, or a known one whose
+             * value is missing (or empty where a value is required). */
+            static const char *const with_value[] = {
+                "--port", "--db", "--prefix", "--fastcgi", "--workers", "--threads",
+                "--max-conns", "--max-conns-per-ip", "--conn-timeout"};
+            const char *why = "unknown option";
+            for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++)
+                if (strcmp(argv[i], with_value[k]) == 0)
+                    why = i + 1 < argc ? "needs a non-empty value" : "needs a value";
+            fprintf(stderr, "nori-demo: %s: %s (try --help)\n", argv[i], why);
             return 2;
         }
     }

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -578,6 +579,55 @@ static void test_clean_stop(void **state)
     test_demo_fixture_assert_clean_stop(&fx);
 }
 
+/* Runs nori-demo with args (NULL-terminated) and returns its exit status,
+ * its stderr in err. It must refuse at once, before binding anything. */
+static int run_demo_args(const char **args, char *err, size_t cap)
+{
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(p[1], STDERR_FILENO);
+        close(p[0]);
+        close(p[1]);
+        const char *argv[8] = {"nori-demo"};
+        for (int i = 0; args[i] != NULL && i < 6; i++)
+            argv[i + 1] = args[i];
+        execv(NORI_DEMO_EXE, (char *const *)argv);
+        _exit(127);
+    }
+    close(p[1]);
+    size_t n = 0;
+    ssize_t r;
+    while (n + 1 < cap && (r = read(p[0], err + n, cap - 1 - n)) > 0)
+        n += (size_t)r;
+    err[n] = '\0';
+    close(p[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* A bad command line names the option that was wrong. */
+static void test_bad_options_named(void **state)
+{
+    (void)state;
+    char err[512];
+    const char *bogus[] = {"--bogus", NULL};
+    assert_int_equal(run_demo_args(bogus, err, sizeof err), 2);
+    assert_string_equal(err, "nori-demo: --bogus: unknown option (try --help)\n");
+    const char *no_value[] = {"--port", NULL};
+    assert_int_equal(run_demo_args(no_value, err, sizeof err), 2);
+    assert_string_equal(err, "nori-demo: --port: needs a value (try --help)\n");
+    const char *empty[] = {"--prefix", "", NULL};
+    assert_int_equal(run_demo_args(empty, err, sizeof err), 2);
+    assert_string_equal(err, "nori-demo: --prefix: needs a non-empty value (try --help)\n");
+    const char *bad_port[] = {"--port", "70000", NULL};
+    assert_int_equal(run_demo_args(bad_port, err, sizeof err), 2);
+    assert_string_equal(err, "nori-demo: --port 70000 is not a port number\n");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -587,6 +637,7 @@ int main(void)
         cmocka_unit_test(test_login_throttle),    cmocka_unit_test(test_keep_alive),
         cmocka_unit_test(test_large_body_refused), cmocka_unit_test(test_aborted_upload),
         cmocka_unit_test(test_metrics),           cmocka_unit_test(test_head),
+        cmocka_unit_test(test_bad_options_named),
 #ifdef NORI_DEMO_ON_REDIS
         cmocka_unit_test(test_redis_entry_is_nori_json),
         cmocka_unit_test(test_redis_prefix_per_cache),
