@@ -782,7 +782,7 @@ static void redis_destroy(nori_backend *b)
 
 const nori_backend_ops nori__redis_ops = {
     .kind = "redis",
-    .traits = {.shared = true, .entry_format = NORI__ENTRY_JSON},
+    .traits = {.shared = true, .entry_format = NORI__ENTRY_JSON, .remote = true},
     .get = redis_get,
     .set = redis_set,
     .del = redis_del,
@@ -795,6 +795,7 @@ const nori_backend_ops nori__redis_ops = {
     .verify = redis_verify,
     .describe = redis_describe,
     .stats = redis_stats,
+    .metrics = nori__redis_metrics,
     .destroy = redis_destroy,
     .get_many = nori__redis_get_many,
     .set_many = nori__redis_set_many,

@@ -160,7 +160,7 @@ static void near_destroy(nori_backend *b)
 
 static const nori_backend_ops redis_near_ops = {
     .kind = "redis",
-    .traits = {.shared = true, .entry_format = NORI__ENTRY_JSON},
+    .traits = {.shared = true, .entry_format = NORI__ENTRY_JSON, .remote = true},
     .get = near_get,
     .set = near_set,
     .del = near_del,
@@ -173,6 +173,7 @@ static const nori_backend_ops redis_near_ops = {
     .verify = near_verify,
     .describe = near_describe,
     .stats = near_stats,
+    .metrics = nori__redis_metrics,
     .destroy = near_destroy,
 };
 
