@@ -11,6 +11,7 @@
  */
 #include "http/cache_internal.h"
 
+#include "clock.h"
 #include "error.h"
 
 #include <ctype.h>
@@ -474,7 +475,7 @@ static int fill(nori_http_cache *c, nori_backend *b, const char *key,
     bool guarded = may_store && nori__http_read_guard(c, b, req, &guard);
     int rc = run_handler(req, handler, ud, resp, NORI_HTTP_MISS);
     *stored = NORI__STORE_NO;
-    int64_t now = nori__http_now_ms();
+    int64_t now = nori__wall_ms();
     if (rc == NORI_OK && guarded)
         *stored = nori__http_store(c, b, key, resp, now, &guard);
     if (guarded)
@@ -578,7 +579,7 @@ static int serve(nori_http_cache *c, const nori_http_request *req,
     }
     /* HEAD never stores: its response has no body. */
     bool may_store = b != NULL && !head;
-    int64_t now = nori__http_now_ms();
+    int64_t now = nori__wall_ms();
     nori__entry_meta meta = {-1, -1}, stale_meta = {-1, -1};
     nori_http_response stale;
     nori_http_response_init(&stale);
@@ -627,7 +628,7 @@ static int serve(nori_http_cache *c, const nori_http_request *req,
     if (role == NORI__FLIGHT_WAITER) {
         int w = nori__flight_wait(c->flights, f, c->lock_timeout_ms);
         if (w == NORI__FLIGHT_STORED) {
-            now = nori__http_now_ms();
+            now = nori__wall_ms();
             nori_http_response fresh;
             nori_http_response_init(&fresh);
             nori__lookup_result l = lookup(c, b, key, &fresh, &meta, now);
@@ -678,7 +679,7 @@ static int serve(nori_http_cache *c, const nori_http_request *req,
             nori__flight_finish(c->flights, f, true);
             count(&c->coalesced);
             count(&c->hits);
-            finish_cached(c, req, resp, &m2, nori__http_now_ms(), NORI_HTTP_HIT);
+            finish_cached(c, req, resp, &m2, nori__wall_ms(), NORI_HTTP_HIT);
             nori_http_response_clear(&stale);
             return NORI_OK;
         case NORI__LEASE_HELD:
@@ -695,7 +696,7 @@ static int serve(nori_http_cache *c, const nori_http_request *req,
         /* Unstorable: remember it, so the next requests do not queue. (Not
          * when a write superseded it: the next fill stores.) */
         if (stored == NORI__STORE_NO && c->hfm_ms > 0)
-            nori__hfm_set(c->flights, key, nori__sat_add(nori__http_now_ms(), c->hfm_ms));
+            nori__hfm_set(c->flights, key, nori__sat_add(nori__wall_ms(), c->hfm_ms));
         nori__flight_finish(c->flights, f, stored == NORI__STORE_DONE);
     } else if (stored == NORI__STORE_DONE && role == NORI__FLIGHT_NONE && c->hfm_ms > 0 &&
                c->lock_timeout_ms > 0) {

@@ -5,33 +5,33 @@
 #include "redis/route/topology.h"
 #include "redis/route/topology_impl.h"
 
+#include "clock.h"
 #include "error.h"
 #include "redis/route/sentinel_watch.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* Most candidates one cluster refresh asks for CLUSTER SLOTS, so that a
  * refresh with many dead nodes stays bounded. */
 #define REFRESH_MAX_CANDIDATES 4
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+/*
+ * The pause before an attempt that waits (TRYAGAIN, CLUSTERDOWN, READONLY,
+ * a node down, a slot no master serves): BACKOFF_FIRST_MS, doubling up to
+ * BACKOFF_MAX_MS (10, 20, 40, 80, 160, then 200 ms each), on the logical
+ * clock (clock.h): the retry budget NORI_TOPO_RETRY_MS is what ends them.
+ */
+#define BACKOFF_FIRST_MS 10
+#define BACKOFF_MAX_MS 200
 
-static void sleep_ms(int ms)
+static void back_off(int *delay_ms)
 {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-        ;
+    nori__sleep_ms(*delay_ms);
+    *delay_ms = *delay_ms < BACKOFF_MAX_MS / 2 ? *delay_ms * 2 : BACKOFF_MAX_MS;
 }
 
 /* ---- the node registry ---- */
@@ -287,7 +287,7 @@ static int refresh_from_locked(nori__redis_topo *t, int i)
     nori__slot_map_free(&t->map);
     t->map = m;
     t->have_map = true;
-    atomic_store(&t->last_refresh_ms, now_ms());
+    atomic_store(&t->last_refresh_ms, nori__now_ms());
     atomic_fetch_add(&t->refresh_gen, 1);
     return NORI_OK;
 }
@@ -349,7 +349,7 @@ static int refresh(nori__redis_topo *t, int prefer, bool force)
     /* Another thread refreshed while this one waited for the lock, or very
      * recently: that map is as fresh as this one would be. */
     if (atomic_load(&t->refresh_gen) != gen ||
-        (!force && now_ms() - last < NORI_TOPO_REFRESH_MIN_MS)) {
+        (!force && nori__now_ms() - last < NORI_TOPO_REFRESH_MIN_MS)) {
         pthread_mutex_unlock(&t->lock);
         return NORI_OK;
     }
@@ -490,8 +490,8 @@ static const char *kind_name(const nori__topo_attempt *a)
 /*
  * Acts on a redirection of attempt a, answered by node n for `slot`: MOVED
  * fixes the slot and refreshes the map, ASK sets *ask for the next attempt,
- * the others wait (*delay grows). NORI_OK, or an error (registry full, out
- * of memory) that ends the call.
+ * the others wait (back_off: *delay grows). NORI_OK, or an error (registry
+ * full, out of memory) that ends the call.
  */
 static int follow(nori__redis_topo *t, const nori__topo_attempt *a, const topo_node *n,
                   unsigned slot, int *ask, int *delay)
@@ -500,8 +500,7 @@ static int follow(nori__redis_topo *t, const nori__topo_attempt *a, const topo_n
     const char *host = rd->host[0] ? rd->host : n->url.host;
     if (a->readonly) {
         refresh(t, -1, true);
-        sleep_ms(*delay);
-        *delay = *delay < 100 ? *delay * 2 : 200;
+        back_off(delay);
     } else if (rd->kind == NORI_REDIRECT_MOVED) {
         bool known = find(t, host, rd->port) >= 0;
         int i = node_at(t, host, rd->port);
@@ -526,8 +525,7 @@ static int follow(nori__redis_topo *t, const nori__topo_attempt *a, const topo_n
             return NORI_EBACKEND;
     } else {
         /* TRYAGAIN, CLUSTERDOWN: the cluster is busy or failing over. */
-        sleep_ms(*delay);
-        *delay = *delay < 100 ? *delay * 2 : 200;
+        back_off(delay);
         if (rd->kind == NORI_REDIRECT_CLUSTERDOWN)
             refresh(t, -1, false);
     }
@@ -579,9 +577,9 @@ int nori__topo_call(nori__redis_topo *t, const char *wkey, size_t wlen, bool ret
             return nori__topo_call(t, wkey, wlen, retry_io, body, ctx, op, key);
     }
     unsigned slot = mode == NORI_TOPO_CLUSTER ? nori__cluster_keyslot(wkey, wlen) : 0;
-    long long deadline = now_ms() + NORI_TOPO_RETRY_MS;
+    int64_t deadline = nori__deadline_after(NORI_TOPO_RETRY_MS);
     int ask = -1;  /* registry index of an ASK target, for the next attempt only */
-    int delay = 10;
+    int delay = BACKOFF_FIRST_MS;
     char saved[512];
     if (first_node != NULL && mode == NORI_TOPO_CLUSTER &&
         follow(t, &first, first_node, slot, &ask, &delay) != NORI_OK)
@@ -590,8 +588,9 @@ int nori__topo_call(nori__redis_topo *t, const char *wkey, size_t wlen, bool ret
     for (int attempt = first_node != NULL ? 2 : 1;; attempt++) {
         /* Waits (TRYAGAIN, CLUSTERDOWN, a node down, a slot unserved) are
          * bounded by time; every attempt, redirections included, by count. */
-        bool more = attempt < NORI_TOPO_MAX_ATTEMPTS && now_ms() < deadline;
-        bool more_waits = attempt < NORI_TOPO_MAX_WAITS && now_ms() < deadline;
+        bool in_time = !nori__deadline_passed(deadline);
+        bool more = attempt < NORI_TOPO_MAX_ATTEMPTS && in_time;
+        bool more_waits = attempt < NORI_TOPO_MAX_WAITS && in_time;
         topo_node *n = ask >= 0 ? nori__topo_node(t, (size_t)ask) : route(t, mode, slot);
         bool asking = ask >= 0;
         ask = -1;
@@ -610,8 +609,7 @@ int nori__topo_call(nori__redis_topo *t, const char *wkey, size_t wlen, bool ret
             if (!more_waits)
                 return NORI_EBACKEND;
             snprintf(saved, sizeof saved, "%s", nori_last_error());
-            sleep_ms(delay);
-            delay = delay < 100 ? delay * 2 : 200;
+            back_off(&delay);
             if (refresh(t, -1, false) != NORI_OK)
                 nori__fail(NORI_EBACKEND, "%s", saved);
             continue;
@@ -637,8 +635,7 @@ int nori__topo_call(nori__redis_topo *t, const char *wkey, size_t wlen, bool ret
                 return rc;
             snprintf(saved, sizeof saved, "%s", nori_last_error());
             refresh(t, -1, mode == NORI_TOPO_SENTINEL);
-            sleep_ms(delay);
-            delay = delay < 100 ? delay * 2 : 200;
+            back_off(&delay);
             nori__fail(rc, "%s", saved);
             continue;
         }
@@ -678,8 +675,7 @@ int nori__topo_call(nori__redis_topo *t, const char *wkey, size_t wlen, bool ret
             refresh(t, -1, mode == NORI_TOPO_SENTINEL);
             if (!retry_io || !more_waits)
                 return nori__fail(rc, "%s", saved);
-            sleep_ms(delay);
-            delay = delay < 100 ? delay * 2 : 200;
+            back_off(&delay);
             nori__fail(rc, "%s", saved);
             continue;
         }
@@ -749,7 +745,7 @@ void nori__topo_moved(nori__redis_topo *t, const nori__topo_attempt *a,
     int i = index_of(t, from);
     if (a->redirect.kind != NORI_REDIRECT_MOVED || i < 0)
         return;
-    int ask = -1, delay = 10;
+    int ask = -1, delay = BACKOFF_FIRST_MS; /* a MOVED neither asks nor waits */
     follow(t, a, nori__topo_node(t, (size_t)i), a->redirect.slot, &ask, &delay);
 }
 

@@ -4,8 +4,8 @@
  */
 #include "redis/route/topology_impl.h"
 
+#include "clock.h"
 #include "error.h"
-#include "redis/wire/io.h"
 #include "redis/route/sentinel.h"
 
 #include <stdlib.h>
@@ -58,7 +58,7 @@ int nori__topo_do_resolve(nori__redis_topo *t)
         if (old >= 0)
             nori__topo_notify_moved(t);
     }
-    atomic_store(&t->last_refresh_ms, (long long)nori__redis_now_ms());
+    atomic_store(&t->last_refresh_ms, (long long)nori__now_ms());
     atomic_fetch_add(&t->refresh_gen, 1);
     /* The watch starts once there is a master to move away from; a forked
      * child inherits the parent's, whose thread it does not have. */

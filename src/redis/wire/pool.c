@@ -8,6 +8,7 @@
  */
 #include "redis/wire/pool.h"
 
+#include "clock.h"
 #include "backend.h"
 #include "error.h"
 #include "redis/wire/resolve.h"
@@ -17,14 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
-#include <time.h>
-
-static struct timeval ms_to_timeval(int ms)
-{
-    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-    return tv;
-}
 
 int nori__redis_pool_init(nori__redis_pool *p, const nori__redis_url *url)
 {
@@ -71,7 +64,7 @@ const char *nori__redis_describe_error(const redisContext *c)
 static int setup_command(nori__redis_pool *p, redisContext *c, const char *what, int argc,
                          const char **argv, nori__connect_failure *why)
 {
-    int64_t deadline = nori__redis_now_ms() + p->url->timeout_ms;
+    int64_t deadline = nori__real_ms() + p->url->timeout_ms;
     redisReply *r =
         nori__redis_io_command(c, deadline, &nori__redis_small_replies, argc, argv, NULL);
     if (r == NULL) {
@@ -97,7 +90,7 @@ static int setup_command(nori__redis_pool *p, redisContext *c, const char *what,
 static int confirm_master(nori__redis_pool *p, redisContext *c, nori__connect_failure *why)
 {
     const char *argv[] = {"ROLE"};
-    int64_t deadline = nori__redis_now_ms() + p->url->timeout_ms;
+    int64_t deadline = nori__real_ms() + p->url->timeout_ms;
     redisReply *r = nori__redis_io_command(c, deadline, &nori__redis_small_replies, 1, argv, NULL);
     if (r == NULL) {
         *why = c->err == NORI__REDIS_ERR_TIMEOUT ? NORI__CONNECT_SLOW : NORI__CONNECT_REFUSED;
@@ -130,7 +123,7 @@ static int connect_new(nori__redis_pool *p, redisContext **out, nori__connect_fa
     char failure[256];
     bool slow = false;
     if (u->is_unix) {
-        c = redisConnectUnixWithTimeout(u->path, ms_to_timeval(u->connect_timeout_ms));
+        c = redisConnectUnixWithTimeout(u->path, nori__ms_timeval(u->connect_timeout_ms));
         if (c != NULL && c->err) {
             slow = strstr(c->errstr, "timed out") != NULL;
             snprintf(failure, sizeof failure, "%s", c->errstr);
@@ -232,7 +225,7 @@ int nori__redis_pool_acquire(nori__redis_pool *p, redisContext **out, nori__conn
             redisFree(c);
             continue;
         }
-        int role = p->check_role && nori__redis_now_ms() - since > NORI_REDIS_ROLE_IDLE_MS
+        int role = p->check_role && nori__real_ms() - since > NORI_REDIS_ROLE_IDLE_MS
                        ? confirm_master(p, c, why)
                        : 0;
         if (role == 0) {
@@ -265,7 +258,7 @@ void nori__redis_pool_release(nori__redis_pool *p, redisContext *c, bool reusabl
     bool keep = reusable && c->err == 0 && !unread;
     pthread_mutex_lock(&p->lock);
     if (keep && p->nidle < p->url->pool_size) {
-        p->idle_since[p->nidle] = nori__redis_now_ms();
+        p->idle_since[p->nidle] = nori__real_ms();
         p->idle[p->nidle++] = c;
         c = NULL;
     } else if (c->err == REDIS_ERR_EOF || c->err == REDIS_ERR_IO) {
