@@ -3,7 +3,7 @@
  * Cluster; see topology.h.
  */
 #include "redis/route/topology.h"
-#include "redis/route/topology_impl.h"
+#include "redis/route/topology_registry.h"
 
 #include "clock.h"
 #include "error.h"
@@ -34,130 +34,7 @@ static void back_off(int *delay_ms)
     *delay_ms = *delay_ms < BACKOFF_MAX_MS / 2 ? *delay_ms * 2 : BACKOFF_MAX_MS;
 }
 
-/* ---- the node registry ---- */
-
-/*
- * A copy of the template URL for host:port, with its own display string
- * (never a password). host NULL: the template's own address (also unix://).
- */
-static int url_for(const nori__redis_url *tpl, const char *host, int port, nori__redis_url *out)
-{
-    *out = *tpl;
-    out->host = out->path = out->user = out->password = out->display = NULL;
-    bool ok = true;
-    if (host == NULL) {
-        out->host = tpl->host != NULL ? strdup(tpl->host) : NULL;
-        out->path = tpl->path != NULL ? strdup(tpl->path) : NULL;
-        out->display = strdup(tpl->display);
-        ok = (tpl->host == NULL || out->host != NULL) && (tpl->path == NULL || out->path != NULL);
-    } else {
-        out->is_unix = false;
-        out->path = NULL;
-        out->host = strdup(host);
-        out->port = port;
-        char display[400];
-        bool v6 = strchr(host, ':') != NULL;
-        int n = snprintf(display, sizeof display, "redis://%s%s%s%s%s:%d", tpl->user ? tpl->user : "",
-                         tpl->password ? ":***@" : "", v6 ? "[" : "", host, v6 ? "]" : "", port);
-        if (tpl->db != 0 && n > 0 && (size_t)n < sizeof display)
-            snprintf(display + n, sizeof display - (size_t)n, "/%d", tpl->db);
-        out->display = strdup(display);
-        ok = out->host != NULL;
-    }
-    out->user = tpl->user != NULL ? strdup(tpl->user) : NULL;
-    out->password = tpl->password != NULL ? strdup(tpl->password) : NULL;
-    ok = ok && out->display != NULL && (tpl->user == NULL || out->user != NULL) &&
-         (tpl->password == NULL || out->password != NULL);
-    if (!ok) {
-        nori__redis_url_free(out);
-        return nori__fail(NORI_ENOMEM, "out of memory adding a redis node");
-    }
-    return NORI_OK;
-}
-
-/* Registry index of host:port (host NULL: the template's own address), or -1. Lock-free. */
-static int find(const nori__redis_topo *t, const char *host, int port)
-{
-    size_t n = atomic_load_explicit(&t->nnodes, memory_order_acquire);
-    for (size_t i = 0; i < n; i++) {
-        const topo_node *tn = nori__topo_node(t, i);
-        if (host == NULL) {
-            if (i == 0 && t->target->node.is_unix)
-                return 0;
-            if (!t->target->node.is_unix && tn->url.port == t->target->node.port &&
-                strcmp(tn->url.host, t->target->node.host) == 0)
-                return (int)i;
-        } else if (!tn->url.is_unix && tn->url.port == port && strcmp(tn->url.host, host) == 0) {
-            return (int)i;
-        }
-    }
-    return -1;
-}
-
-int nori__topo_do_node_at(nori__redis_topo *t, const char *host, int port)
-{
-    int i = find(t, host, port);
-    if (i >= 0)
-        return i;
-    size_t n = atomic_load_explicit(&t->nnodes, memory_order_relaxed);
-    if (n >= NORI_CLUSTER_MAX_NODES) {
-        nori__fail(NORI_EBACKEND, "redis %s: more than %d nodes seen, refusing %s:%d",
-                   t->target->display, NORI_CLUSTER_MAX_NODES, host ? host : "?", port);
-        return -1;
-    }
-    topo_node *tn = calloc(1, sizeof *tn);
-    if (tn == NULL) {
-        nori__fail(NORI_ENOMEM, "out of memory adding a redis node");
-        return -1;
-    }
-    if (url_for(&t->target->node, host, port, &tn->url) != NORI_OK) {
-        free(tn);
-        return -1;
-    }
-    if (nori__redis_node_init(&tn->node, &tn->url, t->backend) != NORI_OK) {
-        nori__redis_url_free(&tn->url);
-        free(tn);
-        return -1;
-    }
-    int mode = nori__topo_mode(t);
-    atomic_init(&tn->node.refusals_count, mode == NORI_TOPO_CLUSTER || mode == NORI_TOPO_SENTINEL);
-    /* Through Sentinel a node serves only while it is the master: its
-     * connections confirm it (pool.h). */
-    tn->node.pool.check_role = mode == NORI_TOPO_SENTINEL;
-    atomic_store_explicit(&t->nodes[n], tn, memory_order_release);
-    atomic_store_explicit(&t->nnodes, n + 1, memory_order_release);
-    return (int)n;
-}
-
-static int node_at(nori__redis_topo *t, const char *host, int port)
-{
-    int i = find(t, host, port);
-    if (i >= 0)
-        return i;
-    pthread_mutex_lock(&t->lock);
-    i = nori__topo_do_node_at(t, host, port);
-    pthread_mutex_unlock(&t->lock);
-    return i;
-}
-
-void nori__topo_drain(nori__redis_node *n)
-{
-    nori__redis_pool *p = &n->pool;
-    redisContext *stale[NORI_REDIS_MAX_POOL_SIZE];
-    pthread_mutex_lock(&p->lock);
-    int ns = p->nidle;
-    memcpy(stale, p->idle, (size_t)ns * sizeof *stale);
-    p->nidle = 0;
-    pthread_mutex_unlock(&p->lock);
-    for (int i = 0; i < ns; i++)
-        redisFree(stale[i]);
-}
-
-void nori__topo_notify_moved(const nori__redis_topo *t)
-{
-    if (t->moved_fn != NULL)
-        t->moved_fn(t->moved_ud);
-}
+/* ---- the topology and its nodes (the registry: topology_registry.c) ---- */
 
 int nori__topo_new(const nori__redis_target *target, const nori_backend *owner,
                    nori__redis_topo **out)
@@ -233,7 +110,7 @@ nori__redis_node *nori__topo_seed(nori__redis_topo *t)
 {
     int mode = nori__topo_mode(t);
     int i = mode == NORI_TOPO_SINGLE    ? atomic_load(&t->master)
-            : mode == NORI_TOPO_UNKNOWN ? node_at(t, NULL, 0)
+            : mode == NORI_TOPO_UNKNOWN ? nori__topo_node_at(t, NULL, 0)
                                         : -1;
     return i >= 0 ? &nori__topo_node(t, (size_t)i)->node : NULL;
 }
@@ -250,10 +127,20 @@ int nori__topo_mode(const nori__redis_topo *t)
     return atomic_load_explicit(&t->mode, memory_order_acquire);
 }
 
+void nori__topo_watch_stats(nori__redis_topo *t, nori__sentinel_watch_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&t->lock);
+    if (t->watch != NULL)
+        nori__sentinel_watch_get_stats(t->watch, out);
+    pthread_mutex_unlock(&t->lock);
+}
+
 /* ---- refresh ---- */
 
-/* Asks node i for CLUSTER SLOTS and installs the map. Lock held. */
-static int refresh_from_locked(nori__redis_topo *t, int i)
+/* Asks node i for CLUSTER SLOTS and installs the map. Called with t->lock
+ * held. */
+static int do_refresh_from(nori__redis_topo *t, int i)
 {
     topo_node *tn = nori__topo_node(t, (size_t)i);
     const char *argv[] = {"CLUSTER", "SLOTS"};
@@ -293,8 +180,8 @@ static int refresh_from_locked(nori__redis_topo *t, int i)
 }
 
 /* Candidates: the node that just answered (prefer >= 0), the masters of
- * the current map, then the seeds. Lock held. */
-static int refresh_cluster_locked(nori__redis_topo *t, int prefer)
+ * the current map, then the seeds. Called with t->lock held. */
+static int do_refresh_cluster(nori__redis_topo *t, int prefer)
 {
     int tried[REFRESH_MAX_CANDIDATES + 8];
     int ntried = 0;
@@ -307,7 +194,7 @@ static int refresh_cluster_locked(nori__redis_topo *t, int prefer)
     if (t->have_map)
         for (size_t r = 0; r < t->map.nranges; r++) {
             const nori__cluster_node *m = &t->map.nodes[t->map.ranges[r].master];
-            int i = find(t, m->host, m->port);
+            int i = nori__topo_find(t, m->host, m->port);
             if (i >= 0)
                 cand[nc++] = i;
         }
@@ -326,7 +213,7 @@ static int refresh_cluster_locked(nori__redis_topo *t, int prefer)
         if (dup)
             continue;
         tried[ntried++] = cand[c];
-        rc = refresh_from_locked(t, cand[c]);
+        rc = do_refresh_from(t, cand[c]);
         if (rc == NORI_OK)
             return NORI_OK;
         snprintf(last, sizeof last, "%s", nori_last_error());
@@ -354,7 +241,7 @@ static int refresh(nori__redis_topo *t, int prefer, bool force)
         return NORI_OK;
     }
     if (mode == NORI_TOPO_CLUSTER)
-        rc = refresh_cluster_locked(t, prefer);
+        rc = do_refresh_cluster(t, prefer);
     else
         rc = nori__topo_do_resolve(t);
     pthread_mutex_unlock(&t->lock);
@@ -369,7 +256,8 @@ int nori__topo_refresh(nori__redis_topo *t)
 
 /* ---- mode detection ---- */
 
-static int detect_locked(nori__redis_topo *t)
+/* Finds out the mode (connects). Called with t->lock held. */
+static int do_detect(nori__redis_topo *t)
 {
     const nori__redis_target *tg = t->target;
     if (tg->sentinel) {
@@ -408,7 +296,7 @@ static int detect_locked(nori__redis_topo *t)
             size_t nn = atomic_load_explicit(&t->nnodes, memory_order_acquire);
             for (size_t k = 0; k < nn; k++)
                 atomic_store(&nori__topo_node(t, k)->node.refusals_count, true);
-            rc = refresh_cluster_locked(t, i);
+            rc = do_refresh_cluster(t, i);
             nori__topo_notify_moved(t); /* reads until now went to the seed, as it was */
             return rc;
         }
@@ -430,7 +318,7 @@ int nori__topo_ready(nori__redis_topo *t)
     pthread_mutex_lock(&t->lock);
     int rc = NORI_OK;
     if (nori__topo_mode(t) == NORI_TOPO_UNKNOWN)
-        rc = detect_locked(t);
+        rc = do_detect(t);
     pthread_mutex_unlock(&t->lock);
     /* Cluster mode known but the first map failed, or no sentinel answered:
      * the mode stays, this call reports why, and later calls try again
@@ -502,8 +390,8 @@ static int follow(nori__redis_topo *t, const nori__topo_attempt *a, const topo_n
         refresh(t, -1, true);
         back_off(delay);
     } else if (rd->kind == NORI_REDIRECT_MOVED) {
-        bool known = find(t, host, rd->port) >= 0;
-        int i = node_at(t, host, rd->port);
+        bool known = nori__topo_find(t, host, rd->port) >= 0;
+        int i = nori__topo_node_at(t, host, rd->port);
         if (i < 0)
             return NORI_EBACKEND;
         /* Fix this slot now; the rest of the map is refreshed from the node
@@ -520,7 +408,7 @@ static int follow(nori__redis_topo *t, const nori__topo_attempt *a, const topo_n
                 (uint16_t)i)
             nori__topo_notify_moved(t);
     } else if (rd->kind == NORI_REDIRECT_ASK) {
-        *ask = node_at(t, host, rd->port);
+        *ask = nori__topo_node_at(t, host, rd->port);
         if (*ask < 0)
             return NORI_EBACKEND;
     } else {
@@ -552,7 +440,7 @@ int nori__topo_call(nori__redis_topo *t, const char *wkey, size_t wlen, bool ret
         if (mode == NORI_TOPO_SINGLE) {
             n = route(t, mode, 0);
         } else {
-            int i = node_at(t, NULL, 0);
+            int i = nori__topo_node_at(t, NULL, 0);
             n = i >= 0 ? nori__topo_node(t, (size_t)i) : NULL;
         }
         if (n == NULL)
@@ -702,11 +590,11 @@ int nori__topo_masters(nori__redis_topo *t, nori__redis_node **out, size_t max)
     }
     pthread_mutex_lock(&t->lock);
     if (!t->have_map)
-        rc = refresh_cluster_locked(t, -1);
+        rc = do_refresh_cluster(t, -1);
     size_t k = 0;
     for (size_t r = 0; rc == NORI_OK && r < t->map.nranges; r++) {
         const nori__cluster_node *m = &t->map.nodes[t->map.ranges[r].master];
-        int i = find(t, m->host, m->port);
+        int i = nori__topo_find(t, m->host, m->port);
         if (i < 0)
             continue;
         bool dup = false;
@@ -774,7 +662,7 @@ bool nori__topo_routes_to(nori__redis_topo *t, const char *wkey, size_t wlen,
                                           memory_order_acquire);
         i = o == NORI_SLOT_UNSERVED ? -1 : (int)o;
     } else if (mode == NORI_TOPO_UNKNOWN) {
-        i = find(t, NULL, 0);
+        i = nori__topo_find(t, NULL, 0);
     } else {
         i = atomic_load(&t->master);
     }

@@ -1,8 +1,10 @@
 /*
  * The master through Sentinel: resolving it (sentinel.h) and following the
- * sentinels' announcements (sentinel_watch.h); see topology.h.
+ * sentinels' announcements (sentinel_watch.h); see topology.h. Uses the
+ * node registry (topology_registry.c); the routing core (topology.c) uses
+ * this file, never the other way round.
  */
-#include "redis/route/topology_impl.h"
+#include "redis/route/topology_registry.h"
 
 #include "clock.h"
 #include "error.h"
@@ -28,15 +30,6 @@ static bool on_switch(void *ud, int sentinel, const char *host, int port)
     }
     pthread_mutex_unlock(&t->lock);
     return followed;
-}
-
-void nori__topo_watch_stats(nori__redis_topo *t, nori__sentinel_watch_stats *out)
-{
-    memset(out, 0, sizeof *out);
-    pthread_mutex_lock(&t->lock);
-    if (t->watch != NULL)
-        nori__sentinel_watch_get_stats(t->watch, out);
-    pthread_mutex_unlock(&t->lock);
 }
 
 int nori__topo_do_resolve(nori__redis_topo *t)
