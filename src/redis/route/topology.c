@@ -420,155 +420,279 @@ static int follow(nori__redis_topo *t, const nori__topo_attempt *a, const topo_n
     return NORI_OK;
 }
 
+/* ---- one routed call, in steps ---- */
+
+/*
+ * nori__topo_call() runs as a sequence of steps, each of which does one
+ * thing and returns the next (as Varnish's cache_req_fsm.c does):
+ *
+ *   DIRECT      one server, or the mode not known yet: the command goes to
+ *               the (first) server as it is; done, unless redirected or
+ *               the first seed is down and others exist
+ *   DETECT      find out the mode; a single server: DIRECT again
+ *   START       cluster or sentinel: the retry budget; follow the
+ *               redirection DIRECT met
+ *   ROUTE       the node of this attempt (ASK target, slot owner, master)
+ *   CONNECT     a connection to it
+ *   RUN         ASKING if asked, then the body
+ *   REDIRECTED  follow the redirection, then ROUTE again
+ *   NODE_FAILED the node failed under the body: refresh, maybe ROUTE again
+ *
+ * A step that ends the call sets c->rc and returns CALL_DONE.
+ */
+typedef enum {
+    CALL_DIRECT,
+    CALL_DETECT,
+    CALL_START,
+    CALL_ROUTE,
+    CALL_CONNECT,
+    CALL_RUN,
+    CALL_REDIRECTED,
+    CALL_NODE_FAILED,
+    CALL_DONE
+} call_step;
+
+typedef struct topo_call {
+    nori__redis_topo *t;
+    const char *wkey;
+    size_t wlen;
+    bool retry_io;
+    nori__topo_body body;
+    void *ctx;
+    const char *op, *key;
+    int mode;
+    const topo_node *first_node; /* DIRECT's node, when it was redirected (c->a says how) */
+    unsigned slot;
+    int64_t deadline; /* nori__now_ms(): no attempt starts after it */
+    int attempt;      /* counted from 1, DIRECT's included */
+    bool more;        /* another attempt may follow (by count and time) */
+    bool more_waits;  /* another attempt that waits may follow */
+    int ask;          /* registry index of an ASK target, for the next attempt only */
+    bool asking;      /* this attempt goes to an ASK target */
+    int delay;        /* the next back-off, ms */
+    topo_node *n;     /* this attempt's node */
+    nori__topo_attempt a;
+    int rc;
+    char saved[512]; /* an attempt's error, kept across a refresh that may set its own */
+} topo_call;
+
+static call_step done(topo_call *c, int rc)
+{
+    c->rc = rc;
+    return CALL_DONE;
+}
+
+static void keep_error(topo_call *c)
+{
+    snprintf(c->saved, sizeof c->saved, "%s", nori_last_error());
+}
+
+/* Puts back the kept error (with code rc) as this call's. */
+static void restore_error(topo_call *c, int rc)
+{
+    nori__fail(rc, "%s", c->saved);
+}
+
+static call_step next_attempt(topo_call *c)
+{
+    c->attempt++;
+    return CALL_ROUTE;
+}
+
+/* One server, or a redis:// URL not yet known to be a cluster: the command
+ * goes to the (first) server as it is, with no extra round trip and no
+ * retries, as before clusters existed. A cluster node answers it, or
+ * redirects it: only then is the mode found out (and a first seed that is
+ * down makes the other seeds be tried). */
+static call_step call_direct(topo_call *c)
+{
+    memset(&c->a, 0, sizeof c->a);
+    c->first_node = NULL;
+    topo_node *n;
+    if (c->mode == NORI_TOPO_SINGLE) {
+        n = route(c->t, c->mode, 0);
+    } else {
+        int i = nori__topo_node_at(c->t, NULL, 0);
+        n = i >= 0 ? nori__topo_node(c->t, (size_t)i) : NULL;
+    }
+    if (n == NULL)
+        return done(c, NORI_EBACKEND);
+    c->rc = nori__redis_conn_open(&n->node, &c->a.conn);
+    if (c->rc == NORI_OK) {
+        c->rc = c->body(&c->a, c->ctx);
+        nori__redis_conn_close(&c->a.conn);
+        if (c->rc != NORI__REDIRECTED)
+            return CALL_DONE;
+        c->first_node = n;
+    } else if (c->mode == NORI_TOPO_SINGLE || c->t->target->naddrs == 0) {
+        return CALL_DONE;
+    }
+    return CALL_DETECT;
+}
+
+/* Redirected (a cluster), or the first seed is down and there are others:
+ * find out the mode, then route. */
+static call_step call_detect(topo_call *c)
+{
+    c->rc = nori__topo_ready(c->t);
+    if (c->rc != NORI_OK)
+        return CALL_DONE;
+    c->mode = nori__topo_mode(c->t);
+    return c->mode == NORI_TOPO_SINGLE ? CALL_DIRECT : CALL_START;
+}
+
+static call_step call_start(topo_call *c)
+{
+    c->slot = c->mode == NORI_TOPO_CLUSTER ? nori__cluster_keyslot(c->wkey, c->wlen) : 0;
+    c->deadline = nori__deadline_after(NORI_TOPO_RETRY_MS);
+    c->ask = -1;
+    c->delay = BACKOFF_FIRST_MS;
+    if (c->first_node != NULL && c->mode == NORI_TOPO_CLUSTER &&
+        follow(c->t, &c->a, c->first_node, c->slot, &c->ask, &c->delay) != NORI_OK)
+        return done(c, NORI_EBACKEND);
+    /* The attempt made before the mode was known counts. */
+    c->attempt = c->first_node != NULL ? 2 : 1;
+    return CALL_ROUTE;
+}
+
+static call_step call_route(topo_call *c)
+{
+    /* Waits (TRYAGAIN, CLUSTERDOWN, a node down, a slot unserved) are
+     * bounded by time; every attempt, redirections included, by count. */
+    bool in_time = !nori__deadline_passed(c->deadline);
+    c->more = c->attempt < NORI_TOPO_MAX_ATTEMPTS && in_time;
+    c->more_waits = c->attempt < NORI_TOPO_MAX_WAITS && in_time;
+    c->asking = c->ask >= 0;
+    c->n = c->asking ? nori__topo_node(c->t, (size_t)c->ask) : route(c->t, c->mode, c->slot);
+    c->ask = -1;
+    if (c->n == NULL && c->mode == NORI_TOPO_SENTINEL) {
+        /* No master known (the sentinels failed last time): ask them
+         * now; their answer, good or bad, is this call's. */
+        c->rc = refresh(c->t, -1, true);
+        if (c->rc != NORI_OK)
+            return CALL_DONE;
+        c->n = route(c->t, c->mode, c->slot);
+        if (c->n == NULL)
+            return done(c, NORI_EBACKEND);
+    }
+    if (c->n == NULL) {
+        /* A slot no master serves: ask again after a pause. */
+        if (!c->more_waits)
+            return done(c, NORI_EBACKEND);
+        keep_error(c);
+        back_off(&c->delay);
+        if (refresh(c->t, -1, false) != NORI_OK)
+            restore_error(c, NORI_EBACKEND);
+        return next_attempt(c);
+    }
+    return CALL_CONNECT;
+}
+
+static call_step call_connect(topo_call *c)
+{
+    memset(&c->a, 0, sizeof c->a);
+    c->rc = nori__redis_conn_open(&c->n->node, &c->a.conn);
+    if (c->rc == NORI_OK)
+        return CALL_RUN;
+    if (atomic_load(&c->n->node.breaker.state) == NORI_CIRCUIT_OPEN) {
+        /* The node's breaker is open (it kept timing out): fail fast, as
+         * on one server, unless a fresh map or master names another
+         * node, which is then tried. */
+        keep_error(c);
+        refresh(c->t, -1, false);
+        topo_node *again = route(c->t, c->mode, c->slot);
+        restore_error(c, c->rc);
+        if (again == NULL || again == c->n || c->asking)
+            return CALL_DONE;
+        return next_attempt(c);
+    }
+    /* Nothing was sent: retrying is always safe. */
+    if (!c->more_waits || c->rc == NORI_ENOMEM)
+        return CALL_DONE;
+    keep_error(c);
+    refresh(c->t, -1, c->mode == NORI_TOPO_SENTINEL);
+    back_off(&c->delay);
+    restore_error(c, c->rc);
+    return next_attempt(c);
+}
+
+static call_step call_run(topo_call *c)
+{
+    if (c->asking) {
+        const char *argv[] = {"ASKING"};
+        redisReply *r;
+        c->rc = nori__redis_conn_command(&c->a.conn, 1, argv, NULL, &r, "ASKING", c->key);
+        if (c->rc == NORI_OK) {
+            if (r->type != REDIS_REPLY_STATUS)
+                c->rc = nori__redis_reply_fail(&c->n->node, r, "ASKING", c->key);
+            freeReplyObject(r);
+        }
+    }
+    if (c->rc == NORI_OK)
+        c->rc = c->body(&c->a, c->ctx);
+    bool io = c->a.conn.c != NULL && c->a.conn.c->err != 0;
+    if (c->a.readonly)
+        c->a.conn.reusable = false; /* it points at a replica now */
+    nori__redis_conn_close(&c->a.conn);
+    if (c->rc == NORI__REDIRECTED)
+        return CALL_REDIRECTED;
+    if (c->rc == NORI_EBACKEND && io)
+        return CALL_NODE_FAILED;
+    return CALL_DONE;
+}
+
+static call_step call_redirected(topo_call *c)
+{
+    const nori__topo_attempt *a = &c->a;
+    bool waits = a->readonly || a->redirect.kind == NORI_REDIRECT_TRYAGAIN ||
+                 a->redirect.kind == NORI_REDIRECT_CLUSTERDOWN;
+    if (waits ? !c->more_waits : !c->more)
+        return done(c, nori__fail(NORI_EBACKEND,
+                                  "redis %s: %s '%.64s': still redirected after %d attempts "
+                                  "(last: %s from %s:%d)",
+                                  c->t->target->display, c->op, c->key, c->attempt, kind_name(a),
+                                  c->n->url.host ? c->n->url.host : "?", c->n->url.port));
+    if (follow(c->t, a, c->n, c->slot, &c->ask, &c->delay) != NORI_OK)
+        return done(c, NORI_EBACKEND);
+    return next_attempt(c);
+}
+
+/* The node failed under us (killed master, reset). The map may be out of
+ * date: refresh; retry only what is safe to repeat. */
+static call_step call_node_failed(topo_call *c)
+{
+    keep_error(c);
+    refresh(c->t, -1, c->mode == NORI_TOPO_SENTINEL);
+    if (!c->retry_io || !c->more_waits) {
+        restore_error(c, c->rc);
+        return CALL_DONE;
+    }
+    back_off(&c->delay);
+    restore_error(c, c->rc);
+    return next_attempt(c);
+}
+
 int nori__topo_call(nori__redis_topo *t, const char *wkey, size_t wlen, bool retry_io,
                     nori__topo_body body, void *ctx, const char *op, const char *key)
 {
-    int rc;
-    int mode = nori__topo_mode(t);
-    nori__topo_attempt first;             /* the attempt made before the mode was known */
-    const topo_node *first_node = NULL;   /* set when it was redirected */
-    if (mode == NORI_TOPO_UNKNOWN || mode == NORI_TOPO_SINGLE) {
-        /*
-         * One server, or a redis:// URL not yet known to be a cluster: the
-         * command goes to the (first) server as it is, with no extra round
-         * trip and no retries, as before clusters existed. A cluster node
-         * answers it, or redirects it: only then is the mode found out (and
-         * a first seed that is down makes the other seeds be tried).
-         */
-        memset(&first, 0, sizeof first);
-        topo_node *n;
-        if (mode == NORI_TOPO_SINGLE) {
-            n = route(t, mode, 0);
-        } else {
-            int i = nori__topo_node_at(t, NULL, 0);
-            n = i >= 0 ? nori__topo_node(t, (size_t)i) : NULL;
+    topo_call c = {.t = t, .wkey = wkey, .wlen = wlen, .retry_io = retry_io, .body = body,
+                   .ctx = ctx, .op = op, .key = key, .mode = nori__topo_mode(t)};
+    call_step s = c.mode == NORI_TOPO_UNKNOWN || c.mode == NORI_TOPO_SINGLE ? CALL_DIRECT
+                                                                            : CALL_START;
+    while (s != CALL_DONE) {
+        switch (s) {
+        case CALL_DIRECT: s = call_direct(&c); break;
+        case CALL_DETECT: s = call_detect(&c); break;
+        case CALL_START: s = call_start(&c); break;
+        case CALL_ROUTE: s = call_route(&c); break;
+        case CALL_CONNECT: s = call_connect(&c); break;
+        case CALL_RUN: s = call_run(&c); break;
+        case CALL_REDIRECTED: s = call_redirected(&c); break;
+        case CALL_NODE_FAILED: s = call_node_failed(&c); break;
+        case CALL_DONE: break;
         }
-        if (n == NULL)
-            return NORI_EBACKEND;
-        rc = nori__redis_conn_open(&n->node, &first.conn);
-        if (rc == NORI_OK) {
-            rc = body(&first, ctx);
-            nori__redis_conn_close(&first.conn);
-            if (rc != NORI__REDIRECTED)
-                return rc;
-            first_node = n;
-        } else if (mode == NORI_TOPO_SINGLE || t->target->naddrs == 0) {
-            return rc;
-        }
-        /* Redirected (a cluster), or the first seed is down and there are
-         * others: find out the mode, then route. */
-        rc = nori__topo_ready(t);
-        if (rc != NORI_OK)
-            return rc;
-        mode = nori__topo_mode(t);
-        if (mode == NORI_TOPO_SINGLE)
-            return nori__topo_call(t, wkey, wlen, retry_io, body, ctx, op, key);
     }
-    unsigned slot = mode == NORI_TOPO_CLUSTER ? nori__cluster_keyslot(wkey, wlen) : 0;
-    int64_t deadline = nori__deadline_after(NORI_TOPO_RETRY_MS);
-    int ask = -1;  /* registry index of an ASK target, for the next attempt only */
-    int delay = BACKOFF_FIRST_MS;
-    char saved[512];
-    if (first_node != NULL && mode == NORI_TOPO_CLUSTER &&
-        follow(t, &first, first_node, slot, &ask, &delay) != NORI_OK)
-        return NORI_EBACKEND;
-    /* The attempt made before the mode was known counts. */
-    for (int attempt = first_node != NULL ? 2 : 1;; attempt++) {
-        /* Waits (TRYAGAIN, CLUSTERDOWN, a node down, a slot unserved) are
-         * bounded by time; every attempt, redirections included, by count. */
-        bool in_time = !nori__deadline_passed(deadline);
-        bool more = attempt < NORI_TOPO_MAX_ATTEMPTS && in_time;
-        bool more_waits = attempt < NORI_TOPO_MAX_WAITS && in_time;
-        topo_node *n = ask >= 0 ? nori__topo_node(t, (size_t)ask) : route(t, mode, slot);
-        bool asking = ask >= 0;
-        ask = -1;
-        if (n == NULL && mode == NORI_TOPO_SENTINEL) {
-            /* No master known (the sentinels failed last time): ask them
-             * now; their answer, good or bad, is this call's. */
-            rc = refresh(t, -1, true);
-            if (rc != NORI_OK)
-                return rc;
-            n = route(t, mode, slot);
-            if (n == NULL)
-                return NORI_EBACKEND;
-        }
-        if (n == NULL) {
-            /* A slot no master serves: ask again after a pause. */
-            if (!more_waits)
-                return NORI_EBACKEND;
-            snprintf(saved, sizeof saved, "%s", nori_last_error());
-            back_off(&delay);
-            if (refresh(t, -1, false) != NORI_OK)
-                nori__fail(NORI_EBACKEND, "%s", saved);
-            continue;
-        }
-        nori__topo_attempt a;
-        memset(&a, 0, sizeof a);
-        rc = nori__redis_conn_open(&n->node, &a.conn);
-        if (rc != NORI_OK && atomic_load(&n->node.breaker.state) == NORI_CIRCUIT_OPEN) {
-            /* The node's breaker is open (it kept timing out): fail fast, as
-             * on one server, unless a fresh map or master names another
-             * node, which is then tried. */
-            snprintf(saved, sizeof saved, "%s", nori_last_error());
-            refresh(t, -1, false);
-            topo_node *again = route(t, mode, slot);
-            if (again == NULL || again == n || asking)
-                return nori__fail(rc, "%s", saved);
-            nori__fail(rc, "%s", saved);
-            continue;
-        }
-        if (rc != NORI_OK) {
-            /* Nothing was sent: retrying is always safe. */
-            if (!more_waits || rc == NORI_ENOMEM)
-                return rc;
-            snprintf(saved, sizeof saved, "%s", nori_last_error());
-            refresh(t, -1, mode == NORI_TOPO_SENTINEL);
-            back_off(&delay);
-            nori__fail(rc, "%s", saved);
-            continue;
-        }
-        if (asking) {
-            const char *argv[] = {"ASKING"};
-            redisReply *r;
-            rc = nori__redis_conn_command(&a.conn, 1, argv, NULL, &r, "ASKING", key);
-            if (rc == NORI_OK) {
-                if (r->type != REDIS_REPLY_STATUS)
-                    rc = nori__redis_reply_fail(&n->node, r, "ASKING", key);
-                freeReplyObject(r);
-            }
-        }
-        if (rc == NORI_OK)
-            rc = body(&a, ctx);
-        bool io = a.conn.c != NULL && a.conn.c->err != 0;
-        if (a.readonly)
-            a.conn.reusable = false; /* it points at a replica now */
-        nori__redis_conn_close(&a.conn);
-        bool waits = a.readonly || a.redirect.kind == NORI_REDIRECT_TRYAGAIN ||
-                     a.redirect.kind == NORI_REDIRECT_CLUSTERDOWN;
-        if (rc == NORI__REDIRECTED) {
-            if (waits ? !more_waits : !more)
-                return nori__fail(NORI_EBACKEND,
-                                  "redis %s: %s '%.64s': still redirected after %d attempts "
-                                  "(last: %s from %s:%d)",
-                                  t->target->display, op, key, attempt, kind_name(&a),
-                                  n->url.host ? n->url.host : "?", n->url.port);
-            if (follow(t, &a, n, slot, &ask, &delay) != NORI_OK)
-                return NORI_EBACKEND;
-            continue;
-        }
-        if (rc == NORI_EBACKEND && io) {
-            /* The node failed under us (killed master, reset). The map may
-             * be out of date: refresh; retry only what is safe to repeat. */
-            snprintf(saved, sizeof saved, "%s", nori_last_error());
-            refresh(t, -1, mode == NORI_TOPO_SENTINEL);
-            if (!retry_io || !more_waits)
-                return nori__fail(rc, "%s", saved);
-            back_off(&delay);
-            nori__fail(rc, "%s", saved);
-            continue;
-        }
-        return rc;
-    }
+    return c.rc;
 }
 
 /* ---- whole-keyspace operations and description ---- */
