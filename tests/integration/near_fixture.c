@@ -11,6 +11,7 @@
 
 #include "clock.h"
 #include "test_support.h"
+#include "virtual_clock.h"
 #include "near_checks.h"
 
 #include <stdio.h>
@@ -74,6 +75,7 @@ int backend_setup(void **state)
 int backend_teardown(void **state)
 {
     (void)state;
+    nori_test_clock_uninstall(); /* when a case on the virtual clock failed */
     nori_backend_free(near_backend);
     nori_backend_free(plain_backend);
     near_backend = plain_backend = NULL;

@@ -2,7 +2,10 @@
  * Cluster redirections, deterministically, on scripted fake nodes
  * (tests/support/fake_redis.c): what a real cluster cannot produce on
  * demand. Each case builds a backend on a fake seed that says
- * cluster_enabled:1 and serves a slot map naming fake nodes.
+ * cluster_enabled:1 and serves a slot map naming fake nodes. The cases
+ * that wait (TRYAGAIN, CLUSTERDOWN, a slot nobody serves) run on the
+ * virtual clock (clock.h), moved on whenever the call sleeps: the back-off
+ * and the retry budget are checked to the millisecond, in no real time.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,18 +15,59 @@
 
 #include "cluster_fixture.h"
 #include "redis/route/cluster_slots.h"
+#include "redis/route/topology.h"
 #include "test_support.h"
+#include "virtual_clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#define START 1000000
+
 static long long now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The virtual clock, run forward whenever the call under test sleeps. */
+static int clock_setup(void **state)
+{
+    (void)state;
+    nori_test_clock_install(START);
+    nori_test_clock_run();
+    return 0;
+}
+
+static int clock_teardown(void **state)
+{
+    (void)state;
+    nori_test_clock_uninstall();
+    return 0;
+}
+
+/*
+ * The back-off that topology.c documents: 10 ms, doubling to 200 ms. The
+ * virtual time at which a call that keeps waiting gives up, and how many
+ * attempts it made: an attempt starts at each pause's end while the time
+ * is within NORI_TOPO_RETRY_MS of the first; the one that starts past it
+ * still runs (its node is routed to before the budget is judged) and is
+ * the last.
+ */
+static void waiting_call(long long *gives_up_at, int *attempts)
+{
+    long long t = 0;
+    int delay = 10, n = 1;
+    while (t < NORI_TOPO_RETRY_MS) {
+        t += delay;
+        delay = delay < 100 ? delay * 2 : 200;
+        n++;
+    }
+    *gives_up_at = t;
+    *attempts = n;
 }
 
 static void assert_get(nori_backend *b, const char *key, const char *want)
@@ -65,8 +109,7 @@ static void test_ask(void **state)
     (void)state;
     nori_fake_redis *a = fake_cluster_node(0, 16383), *bn = fake_cluster_node(0, 16383);
     char ask[128];
-    snprintf(ask, sizeof ask, "-ASK %u 127.0.0.1:%d\r\n", cluster_wire_slot("k"),
-             nori_fake_redis_port(bn));
+    snprintf(ask, sizeof ask, "-ASK %u 127.0.0.1:%d\r\n", cluster_wire_slot("k"), nori_fake_redis_port(bn));
     nori_fake_redis_reply(a, "GET", ask);
     nori_fake_redis_reply(a, "GET", "$2\r\nva\r\n");
     nori_fake_redis_default(bn, "GET", "$2\r\nvb\r\n");
@@ -82,7 +125,7 @@ static void test_ask(void **state)
     nori_fake_redis_stop(bn);
 }
 
-/* TRYAGAIN, then CLUSTERDOWN, then success: retried with back-off. */
+/* TRYAGAIN, then CLUSTERDOWN, then success: retried after 10, then 20 ms. */
 static void test_tryagain_clusterdown_retried(void **state)
 {
     (void)state;
@@ -93,6 +136,7 @@ static void test_tryagain_clusterdown_retried(void **state)
     nori_backend *b = fake_cluster_backend(a, "");
     assert_nori(nori_backend_set(b, "k", "v", 1, 0), NORI_OK);
     assert_int_equal(nori_fake_redis_count(a, "SET"), 3);
+    assert_int_equal(nori_test_clock_now() - START, 10 + 20);
     nori_backend_free(b);
     nori_fake_redis_stop(a);
 }
@@ -105,13 +149,17 @@ static void test_clusterdown_gives_up(void **state)
     nori_fake_redis *a = fake_cluster_node(0, 16383);
     nori_fake_redis_default(a, "GET", "-CLUSTERDOWN The cluster is down\r\n");
     nori_backend *b = fake_cluster_backend(a, "");
-    long long start = now_ms();
     nori_buf v;
     assert_nori(nori_backend_get(b, "k", &v), NORI_EBACKEND);
-    long long took = now_ms() - start;
     assert_non_null(strstr(nori_last_error(), "CLUSTERDOWN"));
-    assert_true(took < 5000);
-    assert_true(nori_fake_redis_count(a, "GET") <= 64);
+    long long gives_up_at;
+    int attempts;
+    waiting_call(&gives_up_at, &attempts);
+    assert_int_equal(nori_test_clock_now() - START, gives_up_at);
+    assert_int_equal(nori_fake_redis_count(a, "GET"), attempts);
+    char want[64];
+    snprintf(want, sizeof want, "still redirected after %d attempts", attempts);
+    assert_non_null(strstr(nori_last_error(), want));
     nori_backend_free(b);
     nori_fake_redis_stop(a);
 }
@@ -142,13 +190,15 @@ static void test_slot_not_served(void **state)
     /* What a real node answers for a slot nobody serves. */
     nori_fake_redis_default(a, "SET", "-CLUSTERDOWN Hash slot not served\r\n");
     nori_backend *b = fake_cluster_backend(a, "");
-    long long start = now_ms();
     assert_nori(nori_backend_set(b, "k", "v", 1, 0), NORI_EBACKEND);
     char want[64];
     snprintf(want, sizeof want, "slot %u is not served", s);
     if (strstr(nori_last_error(), want) == NULL)
         fail_msg("%s", nori_last_error());
-    assert_true(now_ms() - start < 5000);
+    long long gives_up_at;
+    int attempts;
+    waiting_call(&gives_up_at, &attempts);
+    assert_int_equal(nori_test_clock_now() - START, gives_up_at);
     /* Only the first SET, sent before the backend knew it was a cluster:
      * after that the map says no node serves the slot. */
     assert_int_equal(nori_fake_redis_count(a, "SET"), 1);
@@ -210,10 +260,11 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_moved),
         cmocka_unit_test(test_ask),
-        cmocka_unit_test(test_tryagain_clusterdown_retried),
-        cmocka_unit_test(test_clusterdown_gives_up),
+        cmocka_unit_test_setup_teardown(test_tryagain_clusterdown_retried, clock_setup,
+                                        clock_teardown),
+        cmocka_unit_test_setup_teardown(test_clusterdown_gives_up, clock_setup, clock_teardown),
         cmocka_unit_test(test_moved_loop_bounded),
-        cmocka_unit_test(test_slot_not_served),
+        cmocka_unit_test_setup_teardown(test_slot_not_served, clock_setup, clock_teardown),
         cmocka_unit_test(test_stalled_node),
         cmocka_unit_test(test_second_seed),
     };

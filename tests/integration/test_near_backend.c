@@ -28,6 +28,7 @@
 #include "test_support.h"
 #include "near_checks.h"
 #include "near_fixture.h"
+#include "virtual_clock.h"
 
 #include <hiredis/hiredis.h>
 #include <spawn.h>
@@ -394,13 +395,18 @@ static void test_backend_debug_reload(void **state)
 
 /*
  * CACHE_NEAR_MAX_TTL_MS, through nori_backend_from_env: a copy of a key that
- * never changes is no longer served once the cap (1 s here) has passed. A
- * flush meanwhile (a lost heartbeat on a loaded machine) would prove
- * nothing: the round is then run again (3 at most).
+ * never changes is served until the cap (1 s here, less the 10 ms that
+ * near.c keeps for the coarse clock) has passed, and not a millisecond
+ * longer: on the virtual clock (clock.h), which the near cache's expiry
+ * reads; the listener's heartbeats stay real. A flush meanwhile (a lost
+ * heartbeat on a loaded machine) would prove nothing: the round is then
+ * run again (3 at most).
  */
+#define NEAR_CAP_LIFE_MS (1000 - 10)
 static void test_backend_max_ttl_from_env(void **state)
 {
     (void)state;
+    nori_test_clock_install(1000000);
     setenv("CACHE_BACKEND", "redis", 1);
     setenv("REDIS_URL", server->url, 1);
     setenv("CACHE_NEAR_MAX_KEYS", "100", 1);
@@ -417,18 +423,25 @@ static void test_backend_max_ttl_from_env(void **state)
     for (int round = 0; round < 3 && !shown; round++) {
         nori_near_stats st = {0}, before;
         assert_nori(nori_backend_get_near_stats(e, &before), NORI_OK);
-        int64_t deadline = nori__now_ms() + 3000;
-        while (st.hits <= before.hits) { /* until a read is served locally */
-            assert_true(nori__now_ms() < deadline);
+        /* Until a read is served locally; the copy was made at this
+         * instant of the (still) virtual clock. */
+        int64_t deadline = nori__real_ms() + 3000;
+        while (st.hits <= before.hits) {
+            assert_true(nori__real_ms() < deadline);
             nori_buf v;
             assert_nori(nori_backend_get(e, "cap", &v), NORI_OK);
             nori_buf_free(&v);
             assert_nori(nori_backend_get_near_stats(e, &st), NORI_OK);
             near_pause_ms(1);
         }
-        near_pause_ms(1100);
+        nori__clock_advance(NEAR_CAP_LIFE_MS); /* the copy's last millisecond */
         assert_nori(nori_backend_get_near_stats(e, &before), NORI_OK);
         nori_buf v;
+        assert_nori(nori_backend_get(e, "cap", &v), NORI_OK);
+        nori_buf_free(&v);
+        nori_near_stats at_end;
+        assert_nori(nori_backend_get_near_stats(e, &at_end), NORI_OK);
+        nori__clock_advance(1);
         assert_nori(nori_backend_get(e, "cap", &v), NORI_OK);
         assert_string_equal(v.data, "v");
         nori_buf_free(&v);
@@ -437,11 +450,13 @@ static void test_backend_max_ttl_from_env(void **state)
         if (flushes != before.flushes_db_changed + before.flushes_server +
                            near_flushes_lost(&before))
             continue;
-        assert_int_equal(st.misses, before.misses + 1); /* read from Redis again */
+        assert_int_equal(at_end.hits, before.hits + 1); /* at its end: still local */
+        assert_int_equal(st.misses, at_end.misses + 1); /* past it: from Redis again */
         shown = true;
     }
     assert_true(shown);
     nori_backend_free(e);
+    nori_test_clock_uninstall();
 }
 
 /* Over a unix socket: the listener connects the same way as the data

@@ -78,7 +78,7 @@ static char *dup_or_null(const char *s, bool *failed)
  * NULL on failure (the context is then dead). */
 static redisReply *command(redisContext *c, int timeout_ms, int argc, const char **argv)
 {
-    return nori__redis_io_command(c, nori__redis_now_ms() + timeout_ms,
+    return nori__redis_io_command(c, nori__real_ms() + timeout_ms,
                                   &nori__redis_small_replies, argc, argv, NULL);
 }
 
@@ -112,7 +112,7 @@ static redisContext *connect_ctx(nori__near_listener *l, int timeout_ms, bool ch
 /* Sends what is queued on c before timeout_ms. 0 or -1 (c is then dead). */
 static int flush_output(redisContext *c, int timeout_ms)
 {
-    return nori__redis_io_flush(c, nori__redis_now_ms() + timeout_ms);
+    return nori__redis_io_flush(c, nori__real_ms() + timeout_ms);
 }
 
 /* ---- the registry of tracked data connections ---- */
@@ -441,15 +441,13 @@ static int run_session(nori__near_listener *l)
     bool ping_outstanding = false;
     unsigned beat = 0;
     nori__redis_reply_charge charge = {0, 0};
-    int64_t next_beat = nori__now_ms() + l->heartbeat_ms;
+    int64_t next_beat = nori__real_ms() + l->heartbeat_ms;
     while (!atomic_load(&l->stop)) {
         /* Read first, then judge the heartbeat: a listener thread that was
          * not scheduled for a while must see a PONG already in its socket
          * before it calls the PING missed. */
-        int64_t now = nori__now_ms();
         struct pollfd p[2] = {{c->fd, POLLIN, 0}, {l->wake[0], POLLIN, 0}};
-        int wait = (int)(next_beat - now);
-        int pr = poll(p, 2, wait > 0 ? wait : 0);
+        int pr = poll(p, 2, nori__poll_ms(next_beat));
         if (pr < 0 && errno != EINTR)
             break;
         if (pr > 0 && (p[0].revents & (POLLIN | POLLERR | POLLHUP)) != 0) {
@@ -471,7 +469,7 @@ static int run_session(nori__near_listener *l)
                 freeReplyObject(reply);
             }
         }
-        if (nori__now_ms() < next_beat)
+        if (nori__real_ms() < next_beat)
             continue;
         if (ping_outstanding) {
             cause = NORI__NEAR_FLUSH_HEARTBEAT;
@@ -490,7 +488,7 @@ static int run_session(nori__near_listener *l)
             cause = lost;
             break;
         }
-        next_beat = nori__now_ms() + l->heartbeat_ms;
+        next_beat = nori__real_ms() + l->heartbeat_ms;
     }
 out:
     atomic_store(&l->db_state, -1);
@@ -583,11 +581,7 @@ int nori__near_listener_start(nori__near *n, const nori__near_listener_config *c
         return nori__fail(NORI_ENOMEM, "near cache listener: pipe: %s", strerror(e));
     }
     pthread_mutex_init(&l->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&l->changed, &ca);
-    pthread_condattr_destroy(&ca);
+    nori__cond_init(&l->changed);
     int rc = pthread_create(&l->thread, NULL, listener_main, l);
     if (rc != 0) {
         close(l->wake[0]);
@@ -626,18 +620,11 @@ uint64_t nori__near_listener_client_id(nori__near_listener *l)
 
 uint64_t nori__near_listener_wait_active(nori__near_listener *l, int timeout_ms)
 {
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    int64_t deadline = nori__real_ms() + timeout_ms; /* the listener connects: real time */
     pthread_mutex_lock(&l->lock);
     uint64_t id;
     while ((id = atomic_load(&l->client_id)) == 0)
-        if (pthread_cond_timedwait(&l->changed, &l->lock, &deadline) != 0)
+        if (nori__real_cond_wait_until(&l->changed, &l->lock, deadline) != 0)
             break;
     id = atomic_load(&l->client_id);
     pthread_mutex_unlock(&l->lock);

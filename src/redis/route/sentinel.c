@@ -1,5 +1,6 @@
 #include "redis/route/sentinel.h"
 
+#include "clock.h"
 #include "error.h"
 #include "redis/wire/dial.h"
 #include "redis/wire/io.h"
@@ -35,7 +36,7 @@ static void note(tried *t, const char *host, int port, const char *why)
  */
 static redisReply *command(redisContext *c, const nori__redis_url *u, int argc, const char **argv)
 {
-    return nori__redis_io_command(c, nori__redis_now_ms() + u->timeout_ms,
+    return nori__redis_io_command(c, nori__real_ms() + u->timeout_ms,
                                   &nori__redis_small_replies, argc, argv, NULL);
 }
 

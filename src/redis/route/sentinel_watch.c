@@ -20,6 +20,7 @@
  */
 #include "redis/route/sentinel_watch.h"
 
+#include "clock.h"
 #include "error.h"
 #include "redis/wire/dial.h"
 #include "redis/wire/io.h"
@@ -91,7 +92,7 @@ struct nori__sentinel_watch {
 
 static int64_t now_ms(void)
 {
-    return nori__redis_now_ms();
+    return nori__real_ms();
 }
 
 /* How sentinel i is dialled: the sentinel credentials, no database. */
@@ -120,7 +121,7 @@ static void drop(nori__sentinel_watch *w, size_t i)
         redisFree(wc->c);
     wc->c = NULL;
     wc->state = IDLE;
-    wc->due = now_ms() + wc->pause_ms;
+    wc->due = nori__real_ms() + wc->pause_ms;
     wc->pause_ms = wc->pause_ms * 2 < RETRY_MAX_MS ? wc->pause_ms * 2 : RETRY_MAX_MS;
     atomic_fetch_add_explicit(&w->dropped, 1, memory_order_relaxed);
 }
@@ -138,7 +139,7 @@ static void begin(nori__sentinel_watch *w, size_t i)
         return;
     }
     wc->state = CONNECTING;
-    wc->due = now_ms() + w->t->node.connect_timeout_ms;
+    wc->due = nori__real_ms() + w->t->node.connect_timeout_ms;
 }
 
 /* Connected: the setup commands (AUTH when the URL gives a sentinel
@@ -218,7 +219,7 @@ static bool handle(nori__sentinel_watch *w, size_t i, const redisReply *r)
         if (--wc->subs_pending > 0)
             return true;
         wc->state = SUBSCRIBED;
-        wc->due = now_ms() + NORI_SENTINEL_WATCH_BEAT_MS;
+        wc->due = nori__real_ms() + NORI_SENTINEL_WATCH_BEAT_MS;
         wc->ping_outstanding = false;
         wc->pause_ms = RETRY_MIN_MS;
         atomic_fetch_add_explicit(&w->subscriptions, 1, memory_order_relaxed);
@@ -236,7 +237,7 @@ static bool handle(nori__sentinel_watch *w, size_t i, const redisReply *r)
     } else if (announces_ours(w, r, w->follow_host, sizeof w->follow_host, &w->follow_port)) {
         atomic_fetch_add_explicit(&w->announcements, 1, memory_order_relaxed);
         int64_t zero = 0;
-        atomic_compare_exchange_strong(&w->first_heard_ms, &zero, now_ms());
+        atomic_compare_exchange_strong(&w->first_heard_ms, &zero, nori__real_ms());
         w->follow = (int)i;
         w->follow_tries = FOLLOW_TRIES;
         w->follow_due = 0;
@@ -306,19 +307,19 @@ static void on_time(nori__sentinel_watch *w, size_t i, int64_t now)
 /* Runs the callback that is due. */
 static void follow(nori__sentinel_watch *w)
 {
-    if (w->follow == -2 || now_ms() < w->follow_due)
+    if (w->follow == -2 || nori__real_ms() < w->follow_due)
         return;
     int sentinel = w->follow;
     w->follow = -2;
     if (w->fn(w->ud, sentinel, sentinel >= 0 ? w->follow_host : NULL, w->follow_port)) {
         int64_t zero = 0;
         if (sentinel >= 0)
-            atomic_compare_exchange_strong(&w->first_followed_ms, &zero, now_ms());
+            atomic_compare_exchange_strong(&w->first_followed_ms, &zero, nori__real_ms());
         return;
     }
     if (sentinel >= 0 && --w->follow_tries > 0) {
         w->follow = sentinel; /* again shortly, until it is followed */
-        w->follow_due = now_ms() + FOLLOW_RETRY_MS;
+        w->follow_due = nori__real_ms() + FOLLOW_RETRY_MS;
     }
 }
 
@@ -327,15 +328,15 @@ static void *watch_main(void *arg)
     nori__sentinel_watch *w = arg;
     size_t n = w->t->naddrs;
     while (!atomic_load(&w->stop)) {
-        int64_t now = now_ms();
+        int64_t now = nori__real_ms();
         for (size_t i = 0; i < n && !atomic_load(&w->stop); i++)
             if (w->conns[i].state == IDLE && now >= w->conns[i].due)
                 begin(w, i);
-        now = now_ms();
+        now = nori__real_ms();
         for (size_t i = 0; i < n; i++)
             on_time(w, i, now);
         follow(w);
-        now = now_ms();
+        now = nori__real_ms();
         int64_t next = now + NORI_SENTINEL_WATCH_BEAT_MS;
         if (w->follow != -2 && w->follow_due < next)
             next = w->follow_due;

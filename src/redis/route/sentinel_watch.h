@@ -95,7 +95,7 @@ typedef struct nori__sentinel_watch_stats {
     uint64_t subscriptions; /* subscriptions confirmed so far */
     uint64_t announcements; /* +switch-master and +promoted-slave for this master name */
     uint64_t dropped;       /* connections dropped: refused, lost, stalled, bad reply */
-    /* nori__redis_now_ms() times, 0: not yet: the first announcement read,
+    /* nori__real_ms() times, 0: not yet: the first announcement read,
      * and the first time the callback succeeded on one. */
     int64_t first_heard_ms, first_followed_ms;
 } nori__sentinel_watch_stats;

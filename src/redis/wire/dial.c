@@ -10,6 +10,7 @@
  */
 #include "redis/wire/dial.h"
 
+#include "clock.h"
 #include "error.h"
 #include "redis/wire/io.h"
 #include "redis/wire/resolve.h"
@@ -201,7 +202,7 @@ static int run_setup(redisContext *c, const nori__redis_dial_opts *o, nori__redi
     plan(&s, o);
     for (int i = 0; i < s.n; i++) {
         redisReply *r =
-            nori__redis_io_command(c, nori__redis_now_ms() + o->timeout_ms,
+            nori__redis_io_command(c, nori__real_ms() + o->timeout_ms,
                                    &nori__redis_small_replies, s.cmd[i].argc, s.cmd[i].argv, NULL);
         if (r == NULL)
             return no_reply(c, s.cmd[i].what, err);
@@ -267,7 +268,7 @@ int nori__redis_confirm_master(redisContext *c, int timeout_ms, nori__redis_dial
 {
     clear_err(err);
     const char *argv[] = {"ROLE"};
-    redisReply *r = nori__redis_io_command(c, nori__redis_now_ms() + timeout_ms,
+    redisReply *r = nori__redis_io_command(c, nori__real_ms() + timeout_ms,
                                            &nori__redis_small_replies, 1, argv, NULL);
     if (r == NULL)
         return no_reply(c, "ROLE", err);

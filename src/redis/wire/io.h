@@ -65,9 +65,6 @@ extern const nori__redis_limits nori__redis_small_replies;
  * "connection lost" when hiredis left it empty. Static or c's storage. */
 const char *nori__redis_describe_error(const redisContext *c);
 
-/* Milliseconds on the monotonic clock, the time base of deadlines. */
-int64_t nori__redis_now_ms(void);
-
 /*
  * Parses one reply from buf[0..len) with the same bounded object functions
  * and limits as a round trip: the reply (the caller frees it with
@@ -94,7 +91,7 @@ int nori__redis_io_flush(redisContext *c, int64_t deadline_ms);
 /*
  * Sends what is queued in c's output buffer (redisAppendCommandArgv) and
  * reads n replies into replies[0..n), all before `deadline_ms`
- * (nori__redis_now_ms() time base). 0: every reply is set, owned by the
+ * (nori__real_ms() time base). 0: every reply is set, owned by the
  * caller (freeReplyObject). -1: no reply is set, c->err says why (timeout,
  * EOF, I/O error, protocol error, a reply over `lim`).
  */

@@ -8,6 +8,7 @@
  */
 #include "redis/wire/pool.h"
 
+#include "clock.h"
 #include "error.h"
 
 #include <poll.h>
@@ -113,7 +114,7 @@ int nori__redis_pool_acquire(nori__redis_pool *p, redisContext **out, nori__conn
             continue;
         }
         nori__redis_dial_error err = {.code = NORI_OK};
-        int role = p->check_role && nori__redis_now_ms() - since > NORI_REDIS_ROLE_IDLE_MS
+        int role = p->check_role && nori__real_ms() - since > NORI_REDIS_ROLE_IDLE_MS
                        ? nori__redis_confirm_master(c, p->url->timeout_ms, &err)
                        : 0;
         if (role == 0) {
@@ -148,7 +149,7 @@ void nori__redis_pool_release(nori__redis_pool *p, redisContext *c, bool reusabl
     bool keep = reusable && c->err == 0 && !unread;
     pthread_mutex_lock(&p->lock);
     if (keep && p->nidle < p->url->pool_size) {
-        p->idle_since[p->nidle] = nori__redis_now_ms();
+        p->idle_since[p->nidle] = nori__real_ms();
         p->idle[p->nidle++] = c;
         c = NULL;
     } else if (c->err == REDIS_ERR_EOF || c->err == REDIS_ERR_IO) {

@@ -12,6 +12,7 @@
  */
 #include "redis/wire/resolve.h"
 
+#include "clock.h"
 #include "redis/wire/io.h"
 
 #include <arpa/inet.h>
@@ -23,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 
 typedef struct answer {
     size_t n;
@@ -52,7 +52,7 @@ typedef struct name_entry {
 
 static struct {
     pthread_mutex_t lock;
-    pthread_cond_t done; /* CLOCK_MONOTONIC; broadcast when any lookup ends */
+    pthread_cond_t done; /* nori__cond_init; broadcast when any lookup ends */
     name_entry names[NORI_RESOLVE_NAMES];
 } g = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -62,11 +62,7 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static void init_cond(void)
 {
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&g.done, &attr);
-    pthread_condattr_destroy(&attr);
+    nori__cond_init(&g.done);
 }
 
 /* fork(): the table is taken whole, so that the child never inherits it
@@ -174,7 +170,7 @@ static void *lookup_main(void *arg)
         if (rc == 0) {
             e->last = res;
             e->have_last = true;
-            e->last_at = nori__redis_now_ms();
+            e->last_at = nori__real_ms();
         }
     }
     pthread_cond_broadcast(&g.done);
@@ -273,7 +269,7 @@ static int resolve(const char *host, int64_t deadline, int timeout_ms, answer *o
     }
     pthread_once(&once, init);
     pthread_mutex_lock(&g.lock);
-    int64_t now = nori__redis_now_ms();
+    int64_t now = nori__real_ms();
     name_entry *e = do_entry(host, now);
     if (e == NULL) {
         pthread_mutex_unlock(&g.lock);
@@ -294,9 +290,8 @@ static int resolve(const char *host, int64_t deadline, int timeout_ms, answer *o
      * name), so e's last answer stays host's while this waits. */
     bool fallback = e->have_last && now - e->last_at < NORI_RESOLVE_STALE_MS;
     int64_t until_ms = fallback ? now + (deadline - now) / 2 : deadline;
-    struct timespec until = {(time_t)(until_ms / 1000), (long)(until_ms % 1000) * 1000000L};
-    while (!l->done && nori__redis_now_ms() < until_ms)
-        if (pthread_cond_timedwait(&g.done, &g.lock, &until) == ETIMEDOUT)
+    while (!l->done && nori__real_ms() < until_ms)
+        if (nori__real_cond_wait_until(&g.done, &g.lock, until_ms) == ETIMEDOUT)
             break;
     int rc = 0;
     bool stale_ok = (!l->done || temporary(l->gai)) && fallback && e->have_last;
@@ -324,21 +319,20 @@ redisContext *nori__redis_connect_tcp(const char *host, int port, int timeout_ms
                                       size_t why_size, bool *timed_out)
 {
     why[0] = '\0';
-    int64_t deadline = nori__redis_now_ms() + timeout_ms;
+    int64_t deadline = nori__real_ms() + timeout_ms;
     answer a;
     if (resolve(host, deadline, timeout_ms, &a, why, why_size, timed_out) != 0)
         return NULL;
     bool named = !is_numeric(host);
     for (size_t i = 0; i < a.n; i++) {
-        int64_t left = deadline - nori__redis_now_ms();
+        int64_t left = deadline - nori__real_ms();
         if (left <= 0) {
             snprintf(why, why_size, "Connection timed out (resolving and connecting took %d ms)",
                      timeout_ms);
             *timed_out = true;
             return NULL;
         }
-        struct timeval tv = {.tv_sec = (time_t)(left / 1000), .tv_usec = (left % 1000) * 1000};
-        redisContext *c = redisConnectWithTimeout(a.addr[i], port, tv);
+        redisContext *c = redisConnectWithTimeout(a.addr[i], port, nori__ms_timeval(left));
         if (c == NULL) {
             snprintf(why, why_size, "out of memory");
             return NULL;
@@ -362,7 +356,7 @@ redisContext *nori__redis_connect_start(const char *host, int port, int timeout_
 {
     why[0] = '\0';
     answer a;
-    if (resolve(host, nori__redis_now_ms() + timeout_ms, timeout_ms, &a, why, why_size,
+    if (resolve(host, nori__real_ms() + timeout_ms, timeout_ms, &a, why, why_size,
                 timed_out) != 0)
         return NULL;
     redisContext *c = redisConnectNonBlock(a.addr[0], port);
