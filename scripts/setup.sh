@@ -17,8 +17,11 @@ packages=(
   redis-server redis-tools                # real server for the tests, redis-benchmark
   redis-sentinel                          # Sentinel failover tests
   curl                                    # the README's demo session
-  wrk                                     # load for scripts/soak.sh
+  wrk                                     # load for scripts/soak.sh, bench/
+  libfcgi-dev                             # the FastCGI adapter (src/fcgi)
+  nginx-light libfcgi-bin spawn-fcgi      # FastCGI tests: a real nginx, cgi-fcgi, spawn-fcgi
   valgrind                                # scripts/valgrind.sh
+  prometheus                              # promtool checks nori_metrics_write's text
   python3                                 # Nori's Python entry format, cross-checked in tests
   locales                                 # de_DE.UTF-8 for test_http_date (below)
 )

@@ -3,6 +3,7 @@
  * backends, then dispatch through the ops table.
  */
 #include "backend.h"
+#include "clock.h"
 #include "error.h"
 
 #include <limits.h>
@@ -24,7 +25,71 @@ void nori__backend_init(nori_backend *b, const nori_backend_ops *ops)
     b->ops = ops;
     atomic_init(&b->max_value, NORI_DEFAULT_MAX_VALUE);
     atomic_init(&b->errors, 0);
+    b->latency_mask = ops->traits.remote ? 0 : NORI__LATENCY_SAMPLE - 1;
+    memset(b->latency, 0, sizeof b->latency);
 }
+
+/* ---- call latency ---- */
+
+/* Upper bounds of the histogram's buckets: 1 us to 1 s. */
+const int64_t nori__latency_bounds_ns[NORI__LATENCY_BUCKETS] = {
+    1000,     2500,     5000,      10000,     25000,     50000,      100000,     250000,
+    500000,   1000000,  2500000,   5000000,   10000000,  25000000,   100000000,  1000000000};
+
+/* Per thread: the tick that picks the timed calls, and the stripe. Initial
+ * exec: a get of the memory backend is tens of nanoseconds, and the general
+ * TLS model of a shared library would call __tls_get_addr here. */
+static _Thread_local unsigned latency_tick __attribute__((tls_model("initial-exec")));
+static _Thread_local unsigned latency_stripe __attribute__((tls_model("initial-exec")));
+static _Atomic unsigned next_stripe;
+
+/* The start of a timed call in ns, or -1 when this call is not timed. */
+static inline int64_t latency_start(const nori_backend *b)
+{
+    if ((++latency_tick & b->latency_mask) != 0)
+        return -1;
+    return nori__real_ns(); /* real time: a latency is what the caller waited */
+}
+
+static void latency_end(nori_backend *b, int op, int64_t t0)
+{
+    if (t0 < 0)
+        return;
+    int64_t d = nori__real_ns() - t0;
+    if (d < 0)
+        d = 0;
+    if (latency_stripe == 0)
+        latency_stripe = 1 + atomic_fetch_add_explicit(&next_stripe, 1, memory_order_relaxed) %
+                                 NORI__LATENCY_STRIPES;
+    nori__latency_stripe *st = &b->latency[latency_stripe - 1];
+    int i = 0;
+    while (i < NORI__LATENCY_BUCKETS && d > nori__latency_bounds_ns[i])
+        i++;
+    atomic_fetch_add_explicit(&st->count[op][i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->sum_ns[op], (uint64_t)d, memory_order_relaxed);
+}
+
+void nori__backend_latency(const nori_backend *b, int op,
+                           uint64_t counts[NORI__LATENCY_BUCKETS + 1], uint64_t *sum_ns)
+{
+    *sum_ns = 0;
+    for (int i = 0; i <= NORI__LATENCY_BUCKETS; i++)
+        counts[i] = 0;
+    for (int s = 0; s < NORI__LATENCY_STRIPES; s++) {
+        const nori__latency_stripe *st = &b->latency[s];
+        for (int i = 0; i <= NORI__LATENCY_BUCKETS; i++)
+            counts[i] += atomic_load_explicit(&st->count[op][i], memory_order_relaxed);
+        *sum_ns += atomic_load_explicit(&st->sum_ns[op], memory_order_relaxed);
+    }
+}
+
+/* Calls `call` (an expression setting rc) timed as operation `op`. */
+#define TIMED(b, op, call)                         \
+    do {                                           \
+        int64_t t0_ = latency_start(b);            \
+        call;                                      \
+        latency_end((b), (op), t0_);               \
+    } while (0)
 
 const nori__traits *nori__backend_traits(const nori_backend *b)
 {
@@ -165,7 +230,7 @@ int nori_backend_get(nori_backend *b, const char *key, nori_buf *out)
     if (rc == NORI_OK)
         rc = check_key(key, &klen);
     if (rc == NORI_OK)
-        rc = b->ops->get(b, key, klen, out);
+        TIMED(b, NORI__OP_GET, rc = b->ops->get(b, key, klen, out));
     return done(b, rc);
 }
 
@@ -182,10 +247,12 @@ int nori_backend_get_into(nori_backend *b, const char *key, void *buf, size_t ca
         rc = nori__fail(NORI_EINVAL, "get_into '%.64s': buf is NULL with cap %zu", key, cap);
     if (rc != NORI_OK)
         return done(b, rc);
-    if (b->ops->get_into != NULL)
-        return done(b, b->ops->get_into(b, key, klen, buf, cap, len));
+    if (b->ops->get_into != NULL) {
+        TIMED(b, NORI__OP_GET, rc = b->ops->get_into(b, key, klen, buf, cap, len));
+        return done(b, rc);
+    }
     nori_buf tmp = {0};
-    rc = b->ops->get(b, key, klen, &tmp);
+    TIMED(b, NORI__OP_GET, rc = b->ops->get(b, key, klen, &tmp));
     if (rc == NORI_OK) {
         *len = tmp.len;
         if (tmp.len > cap)
@@ -212,7 +279,8 @@ int nori_backend_set(nori_backend *b, const char *key, const void *val, size_t l
     if (rc == NORI_OK)
         rc = nori__check_value(b, key, len);
     if (rc == NORI_OK)
-        rc = b->ops->set(b, key, klen, val == NULL ? "" : val, len, ttl);
+        TIMED(b, NORI__OP_SET,
+              rc = b->ops->set(b, key, klen, val == NULL ? "" : val, len, ttl));
     return done(b, rc);
 }
 
@@ -223,7 +291,7 @@ int nori_backend_delete(nori_backend *b, const char *key)
     if (rc == NORI_OK)
         rc = check_key(key, &klen);
     if (rc == NORI_OK)
-        rc = b->ops->del(b, key, klen);
+        TIMED(b, NORI__OP_DELETE, rc = b->ops->del(b, key, klen));
     return done(b, rc);
 }
 
@@ -231,7 +299,7 @@ int nori_backend_flush(nori_backend *b)
 {
     int rc = check_backend(b);
     if (rc == NORI_OK)
-        rc = b->ops->delete_prefix(b, "", 0);
+        TIMED(b, NORI__OP_OTHER, rc = b->ops->delete_prefix(b, "", 0));
     return done(b, rc);
 }
 
@@ -242,7 +310,7 @@ int nori_backend_delete_prefix(nori_backend *b, const char *prefix)
     if (rc == NORI_OK)
         rc = check_key(prefix, &plen);
     if (rc == NORI_OK)
-        rc = b->ops->delete_prefix(b, prefix, plen);
+        TIMED(b, NORI__OP_OTHER, rc = b->ops->delete_prefix(b, prefix, plen));
     return done(b, rc);
 }
 
@@ -265,7 +333,8 @@ int nori_backend_add(nori_backend *b, const char *key, const void *val, size_t l
     if (rc == NORI_OK)
         rc = nori__check_value(b, key, len);
     if (rc == NORI_OK)
-        rc = b->ops->add(b, key, klen, val == NULL ? "" : val, len, ttl_ms, added);
+        TIMED(b, NORI__OP_OTHER,
+              rc = b->ops->add(b, key, klen, val == NULL ? "" : val, len, ttl_ms, added));
     return done(b, rc);
 }
 
@@ -284,7 +353,8 @@ int nori_backend_delete_if_equal(nori_backend *b, const char *key, const void *v
         rc = nori__fail(NORI_EINVAL, "delete_if_equal '%.64s': value is NULL with length %zu",
                         key, len);
     if (rc == NORI_OK)
-        rc = b->ops->delete_if_equal(b, key, klen, val == NULL ? "" : val, len, deleted);
+        TIMED(b, NORI__OP_OTHER,
+              rc = b->ops->delete_if_equal(b, key, klen, val == NULL ? "" : val, len, deleted));
     return done(b, rc);
 }
 
@@ -309,8 +379,9 @@ int nori__backend_set_guarded(nori_backend *b, const char *key, const void *val,
     if (rc == NORI_OK && b->ops->set_guarded == NULL)
         rc = nori__fail(NORI_EINVAL, "the %s backend offers no guarded set", b->ops->kind);
     if (rc == NORI_OK)
-        rc = b->ops->set_guarded(b, key, klen, val == NULL ? "" : val, len, ttl, guard, glen,
-                                 expect, expect != NULL ? elen : 0, stored);
+        TIMED(b, NORI__OP_OTHER,
+              rc = b->ops->set_guarded(b, key, klen, val == NULL ? "" : val, len, ttl, guard,
+                                       glen, expect, expect != NULL ? elen : 0, stored));
     return done(b, rc);
 }
 
@@ -324,7 +395,8 @@ int nori_backend_incr(nori_backend *b, const char *key, int64_t ttl, int64_t *ou
     if (rc == NORI_OK)
         rc = check_ttl(ttl);
     if (rc == NORI_OK)
-        rc = b->ops->incr(b, key, klen, ttl, out != NULL ? out : &ignored);
+        TIMED(b, NORI__OP_INCR,
+              rc = b->ops->incr(b, key, klen, ttl, out != NULL ? out : &ignored));
     return done(b, rc);
 }
 
@@ -344,7 +416,8 @@ int nori_backend_atomic_update(nori_backend *b, const char *key, nori_update_fn 
     if (rc == NORI_OK && fn == NULL)
         rc = nori__fail(NORI_EINVAL, "atomic_update '%.64s': fn is NULL", key);
     if (rc == NORI_OK)
-        rc = b->ops->atomic_update(b, key, klen, fn, ud, ttl, out);
+        TIMED(b, NORI__OP_ATOMIC_UPDATE,
+              rc = b->ops->atomic_update(b, key, klen, fn, ud, ttl, out));
     return done(b, rc);
 }
 
@@ -511,7 +584,7 @@ int nori_backend_get_many(nori_backend *b, const char *const *keys, size_t n,
         any |= klens[i] != 0;
     }
     if (any && b->ops->get_many != NULL) {
-        b->ops->get_many(b, n, keys, klens, results);
+        TIMED(b, NORI__OP_GET_MANY, b->ops->get_many(b, n, keys, klens, results));
     } else if (any) {
         for (size_t i = 0; i < n; i++) {
             if (klens[i] == 0)
@@ -609,7 +682,7 @@ int nori_backend_set_many(nori_backend *b, const nori_set_item *items, size_t n,
         any |= c.klens[i] != 0;
     }
     if (any && b->ops->set_many != NULL) {
-        b->ops->set_many(b, n, items, c.klens, c.rcs);
+        TIMED(b, NORI__OP_SET_MANY, b->ops->set_many(b, n, items, c.klens, c.rcs));
     } else if (any) {
         for (size_t i = 0; i < n; i++)
             if (c.klens[i] != 0)
@@ -635,7 +708,7 @@ int nori_backend_delete_many(nori_backend *b, const char *const *keys, size_t n,
         any |= c.klens[i] != 0;
     }
     if (any && b->ops->delete_many != NULL) {
-        b->ops->delete_many(b, n, keys, c.klens, c.rcs);
+        TIMED(b, NORI__OP_DELETE_MANY, b->ops->delete_many(b, n, keys, c.klens, c.rcs));
     } else if (any) {
         for (size_t i = 0; i < n; i++)
             if (c.klens[i] != 0)

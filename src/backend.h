@@ -41,6 +41,13 @@ typedef struct {
     bool shared;
     nori__entry_format entry_format; /* how the response cache writes its entries */
     /*
+     * Every call crosses a network (Redis): backend.c times each one for the
+     * call latency histogram. false: calls stay in this machine's memory and
+     * take well under a microsecond, where two clock reads would be a large
+     * part of the call, so one call in NORI__LATENCY_SAMPLE is timed.
+     */
+    bool remote;
+    /*
      * The backend can make a process sleep until another process's fill of
      * a key ends, or its filler dies (ops fill_claim, fill_wait,
      * fill_release; the shared-memory segment's flight slots): the response
@@ -48,6 +55,39 @@ typedef struct {
      */
     bool waits_for_fills;
 } nori__traits;
+
+struct nori__metrics; /* src/metrics/writer.h */
+
+/* The call latency histogram (nori_backend_call_duration_seconds), by
+ * operation. Bucket bounds in nori__latency_bounds_ns (backend.c). */
+enum {
+    NORI__OP_GET,
+    NORI__OP_SET,
+    NORI__OP_DELETE,
+    NORI__OP_INCR,
+    NORI__OP_ATOMIC_UPDATE,
+    NORI__OP_GET_MANY,
+    NORI__OP_SET_MANY,
+    NORI__OP_DELETE_MANY,
+    NORI__OP_OTHER, /* add, delete_if_equal, guarded set, delete_prefix, flush */
+    NORI__OPS
+};
+#define NORI__LATENCY_BUCKETS 16
+#define NORI__LATENCY_STRIPES 8
+/* In-process backends time one call in this many (a power of two). */
+#define NORI__LATENCY_SAMPLE 16
+
+/* Counters of one stripe: threads write to their own stripe, so that timed
+ * calls of many threads seldom share a cache line; the stripes are summed
+ * when the histogram is read. Padded rather than aligned: backends allocate
+ * their struct with malloc, which promises 16-byte alignment only. */
+typedef struct {
+    _Atomic uint64_t count[NORI__OPS][NORI__LATENCY_BUCKETS + 1];
+    _Atomic uint64_t sum_ns[NORI__OPS];
+    char pad[64];
+} nori__latency_stripe;
+
+extern const int64_t nori__latency_bounds_ns[NORI__LATENCY_BUCKETS];
 
 typedef struct nori_backend_ops {
     const char *kind; /* "memory", "redis": a name for people (nori_backend_kind) */
@@ -107,6 +147,11 @@ typedef struct nori_backend_ops {
     void (*fill_release)(nori_backend *b, const char *key, size_t klen);
     /* Fills the backend-specific counters; backend.c adds `errors`. */
     void (*stats)(nori_backend *b, nori_backend_stats *out);
+    /* Optional: writes the series that mean something for this backend
+     * (src/metrics/writer.h), from `st` (its stats, errors included) and
+     * whatever else it keeps. The common series (info, errors, latency)
+     * are written by src/metrics/metrics.c. */
+    void (*metrics)(nori_backend *b, const nori_backend_stats *st, struct nori__metrics *m);
     /* Frees the backend's own state and the struct itself. */
     void (*destroy)(nori_backend *b);
     /*
@@ -127,7 +172,16 @@ struct nori_backend {
     const nori_backend_ops *ops;
     _Atomic size_t max_value; /* largest value accepted, in bytes */
     _Atomic uint64_t errors;  /* calls that returned a negative code */
+    unsigned latency_mask;    /* a call is timed when (a per-thread tick & mask) == 0 */
+    nori__latency_stripe latency[NORI__LATENCY_STRIPES];
 };
+
+/*
+ * Sums the latency stripes for operation `op`: counts[i] per bucket
+ * (counts[NORI__LATENCY_BUCKETS] above the last bound) and the total in ns.
+ */
+void nori__backend_latency(const nori_backend *b, int op,
+                           uint64_t counts[NORI__LATENCY_BUCKETS + 1], uint64_t *sum_ns);
 
 /* Initialises the common part; called by each backend's constructor. */
 void nori__backend_init(nori_backend *b, const nori_backend_ops *ops);

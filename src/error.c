@@ -45,3 +45,12 @@ int nori__fail(int code, const char *fmt, ...)
     va_end(ap);
     return code;
 }
+
+int nori_set_error(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return code;
+}

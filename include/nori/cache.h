@@ -97,6 +97,19 @@ NORI_EXPORT const char *nori_strerror(int code);
  */
 NORI_EXPORT const char *nori_last_error(void);
 
+/*
+ * For code built on the public API (the HTTP adapters, an application's own
+ * backend): records a printf-style detail message as the calling thread's
+ * nori_last_error() and returns `code`, so that such code reports its
+ * failures as the library does: `return nori_set_error(NORI_EINVAL, "...")`.
+ * Messages longer than 511 bytes are cut. fmt must not be NULL.
+ */
+NORI_EXPORT int nori_set_error(int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
 /* The run-time version string, e.g. "0.2.0". Static. */
 NORI_EXPORT const char *nori_version(void);
 
@@ -917,6 +930,75 @@ NORI_EXPORT int nori_cache_delete_prefix(const char *prefix);
 NORI_EXPORT int nori_cache_incr(const char *key, int64_t ttl, int64_t *out);
 NORI_EXPORT int nori_cache_atomic_update(const char *key, nori_update_fn fn, void *ud,
                                          int64_t ttl, nori_buf *out);
+
+/* ------------------------------------------------------------------------ */
+/* Metrics                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct nori_http_cache nori_http_cache; /* nori/http.h */
+
+/* What nori_metrics_write() renders. Everything is borrowed for the call. */
+typedef struct {
+    nori_backend *backend;          /* NULL: no backend series */
+    nori_http_cache *const *caches; /* response caches (nori/http.h); NULL when n_caches 0 */
+    /* NULL: the caches' counters are summed into one unlabelled series each.
+     * Else a name per cache, rendered as the label cache="<name>" (e.g. the
+     * route), one series per cache. */
+    const char *const *cache_names;
+    size_t n_caches;
+} nori_metrics_sources;
+
+/*
+ * Renders every counter of a backend (with its near cache, if any) and of a
+ * set of response caches in Prometheus' text exposition format (0.0.4), for
+ * an application's /metrics: append your own series after it, and serve it
+ * with Content-Type "text/plain; version=0.0.4". On NORI_OK *out holds the
+ * text (NUL-terminated; free with nori_buf_free). NORI_EINVAL (src or out
+ * NULL, n_caches > 0 with caches NULL, a NULL cache or name), NORI_ENOMEM.
+ * Thread-safe; it reads counters without stopping the caches, so a scrape
+ * during traffic is a consistent-enough snapshot, not an atomic one.
+ *
+ * Conventions: counters end in _total; sizes are in bytes and times in
+ * seconds; an enumeration is a label set with 1 on the current value
+ * (nori_redis_circuit_state{state="open"} 1, and 0 on "closed" and
+ * "half_open"); a series appears only where it means something for that
+ * backend (entries, bytes and evictions for the in-process backends; the
+ * circuit breaker for Redis; nori_near_* with a near cache).
+ *
+ * The series (every one has a HELP line saying what it counts):
+ *   nori_backend_info{kind}               1, with the backend's kind
+ *   nori_backend_errors_total             calls that returned an error
+ *   nori_backend_gets_total{result}       hit | miss
+ *   nori_backend_call_duration_seconds{op} histogram of the call latency, op
+ *       get, set, delete, incr, atomic_update, get_many, set_many,
+ *       delete_many, other (add, delete_if_equal, delete_prefix, flush).
+ *       On Redis every call is timed; on an in-process backend one call in
+ *       16 (two clock reads would be a large part of a sub-microsecond
+ *       call), so _count is about a sixteenth of the calls there.
+ *   memory: nori_cache_entries, nori_cache_bytes, nori_cache_max_keys,
+ *       nori_cache_max_bytes, nori_cache_evictions_total,
+ *       nori_cache_expired_total
+ *   shm: the same six (the segment's, every process's), and
+ *       nori_shm_segment_bytes, nori_shm_free_pages,
+ *       nori_shm_owner_died_total, nori_shm_repairs_total,
+ *       nori_shm_lock_timeouts_total, nori_shm_frag_evictions_total
+ *   Redis: nori_redis_circuit_state{state}, nori_redis_circuit_opens_total,
+ *       nori_redis_circuit_rejected_total, nori_redis_timeouts_total;
+ *       with a near cache nori_near_hits_total, _misses_total,
+ *       _fills_total{result="kept|discarded"}, _invalidations_total,
+ *       _evictions_total, _flushes_total{cause}, nori_near_entries,
+ *       nori_near_bytes, nori_near_active, nori_near_db_unchecked
+ *   response caches: nori_cache_hits_total, nori_cache_misses_total,
+ *       nori_cache_stores_total, nori_cache_errors_total,
+ *       nori_cache_bypass_total{reason}, nori_cache_not_stored_total{reason},
+ *       nori_cache_unsendable_total, nori_cache_coalesced_total,
+ *       nori_cache_lock_timeouts_total, nori_cache_hit_for_miss_total,
+ *       nori_cache_stale_total{reason}, nori_cache_background_refreshes_total
+ *       {result="run|dropped|skipped"}, nori_cache_not_modified_total,
+ *       nori_cache_invalidations_total, nori_cache_memo_hits_total,
+ *       nori_cache_memo_bytes
+ */
+NORI_EXPORT int nori_metrics_write(const nori_metrics_sources *src, nori_buf *out);
 
 #ifdef __cplusplus
 }

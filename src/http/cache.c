@@ -13,6 +13,7 @@
 #include "http/entries.h"
 
 #include "backend.h"
+#include "clock.h"
 #include "error.h"
 #include "http/lease.h"
 #include "http/revalidate.h"
@@ -219,7 +220,7 @@ static serve_step step_pass(serve_state *s)
 
 static serve_step step_lookup(serve_state *s)
 {
-    s->now = nori__http_now_ms();
+    s->now = nori__wall_ms();
     if (s->b == NULL || s->skip_lookup)
         return STEP_MISS;
     nori__lookup_result l = nori__http_lookup(s->c, s->b, s->key, s->resp, &s->meta, s->now,
@@ -301,7 +302,7 @@ static serve_step miss_wait(serve_state *s)
     int w = nori__flight_wait(s->c->flights, s->flight, s->c->lock_timeout_ms);
     s->flight = NULL; /* released by the wait */
     if (w == NORI__FLIGHT_STORED) {
-        if (look_again(s, nori__http_now_ms(), true)) {
+        if (look_again(s, nori__wall_ms(), true)) {
             count(&s->c->coalesced);
             return STEP_HIT;
         }
@@ -330,7 +331,7 @@ static serve_step miss_lead(serve_state *s)
         end_flight(s, true);
         count(&s->c->coalesced);
         s->meta = m;
-        s->now = nori__http_now_ms();
+        s->now = nori__wall_ms();
         return STEP_HIT;
     case NORI__LEASE_HELD:
         s->leased = true;
@@ -386,7 +387,7 @@ static serve_step step_fetch(serve_state *s)
 static serve_step step_store(serve_state *s)
 {
     nori_http_cache *c = s->c;
-    s->now = nori__http_now_ms();
+    s->now = nori__wall_ms();
     s->stored = NORI__STORE_NO;
     if (s->rc == NORI_OK && s->guarded)
         s->stored = nori__http_store(c, s->b, s->key, s->resp, s->now, &s->guard);
@@ -402,7 +403,7 @@ static serve_step step_store(serve_state *s)
         /* Unstorable: remember it, so the next requests do not queue. (Not
          * when a write superseded it: the next fill stores.) */
         if (s->stored == NORI__STORE_NO && c->hfm_ms > 0)
-            nori__hfm_set(c->flights, s->key, nori__sat_add(nori__http_now_ms(), c->hfm_ms));
+            nori__hfm_set(c->flights, s->key, nori__sat_add(nori__wall_ms(), c->hfm_ms));
         end_flight(s, s->stored == NORI__STORE_DONE);
     } else if (s->stored == NORI__STORE_DONE && s->role == NORI__FLIGHT_NONE && c->hfm_ms > 0 &&
                c->lock_timeout_ms > 0) {

@@ -24,6 +24,7 @@
  */
 #include "http/internal.h"
 
+#include "clock.h"
 #include "error.h"
 
 #include <jansson.h>
@@ -508,7 +509,7 @@ static int decode_binary(nori_buf *in, nori_http_response *r, nori__entry_meta *
 
 int nori__entry_encode_json(const nori_http_response *r, nori_buf *out)
 {
-    nori__entry_meta meta = {nori__http_now_ms(), -1};
+    nori__entry_meta meta = {nori__wall_ms(), -1};
     return nori__entry_encode_json_meta(r, &meta, out);
 }
 
@@ -572,7 +573,7 @@ int nori__entry_encode_json_meta(const nori_http_response *r, const nori__entry_
      * when the entry was stored and for how long it is fresh, in seconds, so
      * that every process sharing the Redis makes the same fresh/stale
      * decision. */
-    int64_t at = em->stored_at_ms >= 0 ? em->stored_at_ms : nori__http_now_ms();
+    int64_t at = em->stored_at_ms >= 0 ? em->stored_at_ms : nori__wall_ms();
     if (json_object_set_new(obj, NORI_ENTRY_FIELD_STORED_AT, json_real((double)at / 1000.0)))
         goto done;
     if (em->fresh_ms >= 0 &&

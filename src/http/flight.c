@@ -12,13 +12,13 @@
  */
 #include "http/internal.h"
 
+#include "clock.h"
 #include "error.h"
 #include "hash.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define N_BUCKETS 256
 #define HFM_MAX 4096 /* bound on remembered keys: an attacker's distinct URLs cannot grow it */
@@ -139,11 +139,7 @@ nori__flight_role nori__flight_join(nori__flights *t, const char *key, bool owne
         *out = NULL;
         return NORI__FLIGHT_NONE; /* out of memory: run without coalescing */
     }
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&f->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    nori__cond_init(&f->cond);
     f->hash = h;
     f->epoch = epoch;
     f->refs = 2; /* table + leader */
@@ -175,20 +171,13 @@ static void unref_locked(nori__flight *f, bool *destroy)
 
 int nori__flight_wait(nori__flights *t, nori__flight *f, int64_t timeout_ms)
 {
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += (time_t)(timeout_ms / 1000);
-    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    int64_t deadline = nori__deadline_after(timeout_ms);
     int result;
     bool destroy;
     pthread_mutex_lock(&t->lock);
     int rc = 0;
     while (!f->done && rc == 0)
-        rc = pthread_cond_timedwait(&f->cond, &t->lock, &deadline);
+        rc = nori__cond_wait_until(&f->cond, &t->lock, deadline);
     result = f->done ? (f->stored ? NORI__FLIGHT_STORED : NORI__FLIGHT_NOT_STORED)
                      : NORI__FLIGHT_TIMEOUT;
     unref_locked(f, &destroy);

@@ -1,42 +1,22 @@
 /*
  * Freshness and validators of the response cache (issue 11 items 2-4): the
- * wall clock entries are stamped with, the lifetime a response asks for,
- * the strong ETag derived from the body, and the conditional-request rules
- * of RFC 9110 13.1.1/13.1.3 and 15.4.5.
+ * lifetime a response asks for, the strong ETag derived from the body, and
+ * the conditional-request rules of RFC 9110 13.1.1/13.1.3 and 15.4.5.
+ * Entries are stamped with the wall clock (nori__wall_ms, clock.h): their
+ * stored-at times are compared by every process sharing a backend, each
+ * with its own monotonic origin.
  */
 #include "http/internal.h"
 
 #include "clock.h"
 #include "error.h"
 
-#include <stdatomic.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
-
-/* ------------------------------------------------------------- clock */
-
-static _Atomic(nori__clock_fn) http_clock;
-
-int64_t nori__http_now_ms(void)
-{
-    nori__clock_fn fn = atomic_load(&http_clock);
-    if (fn != NULL)
-        return fn();
-    /* Wall time, not monotonic: stored_at is compared by every process
-     * sharing a Redis, each with its own monotonic origin. */
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-void nori__http_clock_override(nori__clock_fn fn)
-{
-    atomic_store(&http_clock, fn);
-}
 
 /* ---------------------------------------------------------- lifetime */
 
@@ -160,7 +140,7 @@ static int none_match(const char *inm, const char *etag)
 /* An HTTP-date in any of its three forms, whatever the locale (date.c). */
 static int parse_http_date(const char *s, int64_t *out)
 {
-    return nori__http_date_parse(s, strlen(s), nori__http_now_ms() / 1000, out) == NORI_OK;
+    return nori__http_date_parse(s, strlen(s), nori__wall_ms() / 1000, out) == NORI_OK;
 }
 
 int nori__http_not_modified(const nori_http_request *req, const nori_http_response *r)

@@ -73,7 +73,7 @@ int nori__http_key_build(const char *prefix, const char *keycomp, const char *pa
 
 /* Freshness metadata stored with an entry (both encodings). */
 typedef struct {
-    int64_t stored_at_ms; /* wall-clock ms (nori__http_now_ms); -1 = unknown (Python's) */
+    int64_t stored_at_ms; /* wall-clock ms (nori__wall_ms); -1 = unknown (Python's) */
     int64_t fresh_ms;     /* freshness lifetime; -1 = no limit / unknown */
 } nori__entry_meta;
 
@@ -165,13 +165,6 @@ void nori__memo_get_stats(nori__memo *m, nori__memo_stats *out);
 nori__memo *nori__http_cache_memo(nori_http_cache *c);
 
 /* ---- http/fresh.c ---- */
-
-#include "clock.h"
-
-/* Wall-clock milliseconds (entries are compared across processes). */
-int64_t nori__http_now_ms(void);
-/* Tests: replace that clock (NULL restores it). */
-void nori__http_clock_override(nori__clock_fn fn);
 
 /* Freshness lifetime of r in ms: Cache-Control s-maxage, else max-age,
  * capped by route_ttl (seconds; 0 = no cap); neither: route_ttl (or -1 =

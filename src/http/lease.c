@@ -12,6 +12,7 @@
 #include "http/lease.h"
 
 #include "backend.h"
+#include "clock.h"
 #include "error.h"
 
 #include <stdatomic.h>
@@ -34,8 +35,7 @@ bool nori__http_lease_name(const char *key, char *lease_key)
 void nori__http_lease_token(char *token)
 {
     static _Atomic uint64_t seq;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    struct timespec ts = nori__wall_timespec();
     snprintf(token, 64, "%ld-%lld.%09ld-%llu", (long)getpid(), (long long)ts.tv_sec, ts.tv_nsec,
              (unsigned long long)atomic_fetch_add(&seq, 1));
 }
@@ -100,7 +100,7 @@ static bool lease_looks_genuine(nori_backend *b, const char *lease_key, int64_t 
         sscanf(text, "%ld-%lld.%9ld-%llu%n", &pid, &sec, &nsec, &seq, &used) == 4 &&
         (size_t)used == v.len && pid > 0) {
         int64_t taken_ms = nori__sat_add(nori__sat_mul(sec, 1000), nsec / 1000000);
-        int64_t now = nori__http_now_ms();
+        int64_t now = nori__wall_ms();
         ok = taken_ms >= nori__sat_sub(now, nori__sat_mul(2, timeout_ms)) &&
              taken_ms <= nori__sat_add(now, timeout_ms);
     }
@@ -131,7 +131,7 @@ nori__lease_result nori__http_remote_lease(nori_http_cache *c, nori_backend *b, 
     if (!nori__http_lease_name(key, lease_key))
         return NORI__LEASE_NONE;
     nori__http_lease_token(token);
-    int64_t deadline = nori__sat_add(nori__http_now_ms(), c->lock_timeout_ms);
+    int64_t deadline = nori__sat_add(nori__wall_ms(), c->lock_timeout_ms);
     int64_t pause = 5;
     bool judged = false;
     for (;;) {
@@ -142,7 +142,7 @@ nori__lease_result nori__http_remote_lease(nori_http_cache *c, nori_backend *b, 
         if (nori_backend_add(b, lease_key, token, strlen(token), c->lock_timeout_ms, &added) !=
             NORI_OK)
             return NORI__LEASE_NONE;
-        int64_t now = nori__http_now_ms();
+        int64_t now = nori__wall_ms();
         /* Quiet: an undecodable entry was counted by the first lookup. */
         nori__lookup_result l = nori__http_lookup(c, b, key, resp, meta, now, true);
         if (l == NORI__LOOK_FRESH) {
@@ -175,9 +175,7 @@ nori__lease_result nori__http_remote_lease(nori_http_cache *c, nori_backend *b, 
             drop_dead_lease(b, lease_key);
         if (w != NORI_MISS)
             continue; /* the fill ended, its filler died, or time is up: look again */
-        int64_t nap = pause < left ? pause : left;
-        struct timespec d = {(time_t)(nap / 1000), (long)(nap % 1000) * 1000000L};
-        nanosleep(&d, NULL);
+        nori__sleep_ms(pause < left ? pause : left);
         if (pause < 50)
             pause *= 2;
     }

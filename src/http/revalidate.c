@@ -8,6 +8,7 @@
 #include "http/revalidate.h"
 
 #include "backend.h"
+#include "clock.h"
 #include "error.h"
 #include "http/lease.h"
 
@@ -108,7 +109,7 @@ static bool refresh_wanted(nori_http_cache *c, nori_backend *b, const refresh_jo
     nori_http_response_init(&cur);
     nori__entry_meta m = {-1, -1};
     nori__lookup_result l =
-        nori__http_lookup(c, b, j->key, &cur, &m, nori__http_now_ms(), true);
+        nori__http_lookup(c, b, j->key, &cur, &m, nori__wall_ms(), true);
     nori_http_response_clear(&cur);
     return (l == NORI__LOOK_STALE_SWR || l == NORI__LOOK_STALE_SIE) &&
            m.stored_at_ms == j->seen_stored_at;
@@ -156,7 +157,7 @@ static nori__store_result refresh_fill(nori_http_cache *c, nori_backend *b, refr
     nori_http_response_init(&resp);
     nori__store_result stored = NORI__STORE_NO;
     if (j->handler(req, &resp, j->ud) == NORI_OK && guarded)
-        stored = nori__http_store(c, b, j->key, &resp, nori__http_now_ms(), &guard);
+        stored = nori__http_store(c, b, j->key, &resp, nori__wall_ms(), &guard);
     if (guarded)
         nori__gen_guard_clear(&guard);
     nori_http_response_clear(&resp);

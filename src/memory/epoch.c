@@ -11,13 +11,13 @@
  */
 #include "memory/epoch.h"
 
+#include "clock.h"
+
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <stdlib.h>
-#include <time.h>
 
 typedef struct epoch_slot {
     alignas(64) _Atomic uint64_t active; /* 0: outside a read section; else its epoch */
@@ -214,16 +214,8 @@ static void wait_for_fork(void)
 {
     lock_unmark();
     long nap_ns = 0;
-    while (atomic_load_explicit(&forking, memory_order_acquire)) {
-        if (nap_ns < 4) {
-            nap_ns++;
-            sched_yield();
-            continue;
-        }
-        nap_ns = nap_ns < 50000 ? 50000 : nap_ns * 2 > 1000000 ? 1000000 : nap_ns * 2;
-        struct timespec d = {0, nap_ns};
-        nanosleep(&d, NULL);
-    }
+    while (atomic_load_explicit(&forking, memory_order_acquire))
+        nori__nap_backoff(&nap_ns);
 }
 
 /* Marks the thread (*outermost: the outermost mark); false when a fork is
@@ -253,14 +245,7 @@ void nori__epoch_lock(pthread_mutex_t *m)
             return;
         }
         for (;;) { /* busy: wait in slices, stepping back for a fork */
-            struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until); /* pthread_mutex_timedlock's clock */
-            until.tv_nsec += WAIT_SLICE_MS * 1000000L;
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
-            int rc = pthread_mutex_timedlock(m, &until);
+            int rc = nori__mutex_lock_within(m, WAIT_SLICE_MS);
             if (rc == 0)
                 return;
             if (rc != ETIMEDOUT && rc != EINTR) { /* not with a valid mutex */

@@ -10,9 +10,6 @@
 
 #include "clock.h"
 
-#include <sched.h>
-#include <time.h>
-
 /* ---- room: the two bounds ---- */
 
 /*
@@ -155,19 +152,13 @@ bool nori__mem_evict_one(mem_backend *mb)
  * A wait for writes in flight (room taken, entry not linked yet). Usually
  * they land within microseconds, but an atomic_update of a new key holds
  * its place while the user's callback runs, for as long as it runs: after a
- * few yields, back off to short sleeps (50 us doubling to 1 ms) rather than
- * burn a core for the callback's whole duration. *nap_ns starts at 0.
+ * few yields, back off to short sleeps (nori__nap_backoff: 50 us doubling to
+ * 1 ms) rather than burn a core for the callback's whole duration. *nap_ns
+ * starts at 0.
  */
 static void wait_for_writes_in_flight(long *nap_ns)
 {
-    if (*nap_ns < 4) {
-        (*nap_ns)++;
-        sched_yield();
-        return;
-    }
-    *nap_ns = *nap_ns < 50000 ? 50000 : *nap_ns * 2 > 1000000 ? 1000000 : *nap_ns * 2;
-    struct timespec d = {0, *nap_ns};
-    nanosleep(&d, NULL);
+    nori__nap_backoff(nap_ns);
 }
 
 /*

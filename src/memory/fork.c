@@ -44,11 +44,9 @@
  */
 #include "memory/internal.h"
 
+#include "clock.h"
 #include "memory/epoch.h"
 #include "memory/memory.h"
-
-#include <sched.h>
-#include <time.h>
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static mem_backend *registry; /* every live memory backend, newest first */
@@ -60,16 +58,8 @@ static void prepare(void)
     /* Wait for the critical sections in progress: yields first, then naps
      * of 50 us doubling to 1 ms (an atomic_update callback may run long). */
     long nap_ns = 0;
-    while (nori__epoch_others_marked()) {
-        if (nap_ns < 4) {
-            nap_ns++;
-            sched_yield();
-            continue;
-        }
-        nap_ns = nap_ns < 50000 ? 50000 : nap_ns * 2 > 1000000 ? 1000000 : nap_ns * 2;
-        struct timespec d = {0, nap_ns};
-        nanosleep(&d, NULL);
-    }
+    while (nori__epoch_others_marked())
+        nori__nap_backoff(&nap_ns);
     /* After the wait: a thread in a critical section may free a backend
      * (a callback calling nori_backend_free on another one). */
     pthread_mutex_lock(&registry_lock);

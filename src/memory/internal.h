@@ -371,4 +371,8 @@ void nori__mem_sweeper_stop(mem_backend *mb);
  * whole pass over every shard, without stopping early (tests). */
 size_t nori__mem_sweep_cycle(mem_backend *mb, int64_t budget_us, bool full);
 
+struct nori__metrics;
+/* The backend's own series of nori_metrics_write() (metrics.c). */
+void nori__mem_metrics(nori_backend *b, const nori_backend_stats *st, struct nori__metrics *m);
+
 #endif

@@ -695,6 +695,7 @@ static const nori_backend_ops memory_ops = {
     .atomic_update = mem_atomic_update,
     .verify = mem_verify,
     .stats = mem_stats,
+    .metrics = nori__mem_metrics,
     .destroy = mem_destroy,
 };
 

@@ -43,7 +43,6 @@
 
 #include <errno.h>
 #include <malloc.h>
-#include <time.h>
 #include <unistd.h>
 
 #define SWEEP_PERIOD_MS 100
@@ -59,16 +58,11 @@
 #endif
 #define SWEEP_TRIM_BYTES ((size_t)NORI_MEMORY_TRIM_BYTES)
 
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 size_t nori__mem_sweep_cycle(mem_backend *mb, int64_t budget_us, bool full)
 {
-    int64_t start = mono_us();
+    /* The budget is CPU time spent holding shard locks: real time, even
+     * under a test's virtual clock (which paces the cycles, below). */
+    int64_t start = nori__real_us();
     size_t removed = 0, freed = 0;
     mb->sweep_backlog = false;
     for (int visited = 0; visited < NSHARDS; visited++) {
@@ -93,7 +87,7 @@ size_t nori__mem_sweep_cycle(mem_backend *mb, int64_t budget_us, bool full)
             nori__mem_do_reclaim(s);
             shard_unlock(s);
             removed += n;
-            if (mono_us() - start >= budget_us) {
+            if (nori__real_us() - start >= budget_us) {
                 mb->sweep_backlog = n * 100 > examined * SWEEP_STALE_PERCENT;
                 goto out;
             }
@@ -123,16 +117,11 @@ static void *sweeper_main(void *arg)
     mem_backend *mb = arg;
     pthread_mutex_lock(&mb->sweep_lock);
     while (!mb->sweep_stop) {
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_nsec += (mb->sweep_backlog ? SWEEP_BACKLOG_PERIOD_MS : SWEEP_PERIOD_MS) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        int64_t until =
+            nori__deadline_after(mb->sweep_backlog ? SWEEP_BACKLOG_PERIOD_MS : SWEEP_PERIOD_MS);
         int rc = 0;
         while (!mb->sweep_stop && rc != ETIMEDOUT)
-            rc = pthread_cond_timedwait(&mb->sweep_cond, &mb->sweep_lock, &until);
+            rc = nori__cond_wait_until(&mb->sweep_cond, &mb->sweep_lock, until);
         if (mb->sweep_stop)
             break;
         pthread_mutex_unlock(&mb->sweep_lock);
@@ -145,13 +134,7 @@ static void *sweeper_main(void *arg)
 
 int nori__mem_sweeper_start(mem_backend *mb)
 {
-    pthread_condattr_t attr;
-    if (pthread_condattr_init(&attr) != 0)
-        return NORI_ENOMEM;
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    int rc = pthread_cond_init(&mb->sweep_cond, &attr);
-    pthread_condattr_destroy(&attr);
-    if (rc != 0)
+    if (nori__cond_init(&mb->sweep_cond) != 0)
         return NORI_ENOMEM;
     pthread_mutex_init(&mb->sweep_lock, NULL);
     mb->sweep_stop = false;

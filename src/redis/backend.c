@@ -496,12 +496,6 @@ static int redis_incr(nori_backend *b, const char *key, size_t klen, int64_t ttl
 }
 
 /*
- * One optimistic attempt of atomic_update on connection c. Returns NORI_OK
- * (written; *written holds the value), NORI_EABORT or an error, or 1 when
- * EXEC answered nil (another client touched the key: retry).
- * *reusable is cleared when c may be left in WATCH or MULTI state.
- */
-/*
  * A redirection inside atomic_update. ASK is turned into a pause and a
  * retry (as TRYAGAIN): ASKING covers one command, and WATCH/GET/MULTI/EXEC
  * are several; the slot's migration ends within the retry budget.
@@ -515,123 +509,6 @@ static bool update_redirected(redis_backend *rb, nori__topo_attempt *a, const re
     return true;
 }
 
-static int update_attempt(redis_backend *rb, nori__topo_attempt *a, const wire_key *k,
-                          const char *key,
-                          nori_update_fn fn, void *ud, int64_t ttl, nori_buf *written,
-                          bool *reusable)
-{
-    nori__redis_conn *conn = &a->conn;
-    const char *watch[] = {"WATCH", k->s};
-    const size_t watch_lens[] = {5, k->len};
-    redisReply *r;
-    int rc = nori__redis_conn_command(conn, 2, watch, watch_lens, &r, "atomic_update (WATCH)",
-                                      key);
-    if (rc != NORI_OK)
-        return rc;
-    if (update_redirected(rb, a, r)) {
-        freeReplyObject(r); /* no WATCH was set: the connection stays clean */
-        return NORI__REDIRECTED;
-    }
-    if (r->type != REDIS_REPLY_STATUS)
-        rc = server_fail(conn, r, "atomic_update (WATCH)", key);
-    freeReplyObject(r);
-    *reusable = false; /* WATCH is active from here on */
-    if (rc != NORI_OK)
-        return rc;
-
-    const char *get[] = {"GET", k->s};
-    const size_t get_lens[] = {3, k->len};
-    redisReply *cur;
-    nori__redis_conn_expect_values(conn, 1);
-    rc = nori__redis_conn_command(conn, 2, get, get_lens, &cur, "atomic_update (GET)", key);
-    if (rc != NORI_OK)
-        return rc;
-    if (cur->type != REDIS_REPLY_NIL && cur->type != REDIS_REPLY_STRING) {
-        rc = update_redirected(rb, a, cur) ? NORI__REDIRECTED
-                                           : server_fail(conn, cur, "atomic_update (GET)", key);
-        freeReplyObject(cur);
-        return rc;
-    }
-    /* hiredis NUL-terminates string replies, so current.data is a C string too. */
-    nori_buf current = {cur->str, cur->len};
-    nori_buf next = {NULL, 0};
-    int declined = fn(cur->type == REDIS_REPLY_STRING ? &current : NULL, &next, ud);
-    freeReplyObject(cur);
-    if (declined != 0) {
-        nori_buf_free(&next);
-        rc = nori__fail(NORI_EABORT, "atomic_update '%.64s': the callback declined (returned %d)",
-                        key, declined);
-    } else if (next.data == NULL && next.len > 0) {
-        rc = nori__fail(NORI_EINVAL, "atomic_update '%.64s': the callback set len %zu with no data",
-                        key, next.len);
-    } else {
-        rc = nori__check_value(&rb->base, key, next.len);
-        if (rc != NORI_OK)
-            nori_buf_free(&next);
-    }
-    /* Take the value now (NUL-terminated for the caller), so that nothing
-     * can fail between a successful EXEC and returning. */
-    if (rc == NORI_OK)
-        rc = nori__adopt_buf(&next, written);
-    if (rc != NORI_OK) {
-        const char *unwatch[] = {"UNWATCH"};
-        /* The caller is told why the update failed, not how UNWATCH went. */
-        char why[512];
-        snprintf(why, sizeof why, "%s", nori_last_error());
-        redisReply *u;
-        if (nori__redis_conn_command(conn, 1, unwatch, NULL, &u, "atomic_update (UNWATCH)",
-                                     key) == NORI_OK) {
-            if (u->type == REDIS_REPLY_STATUS)
-                *reusable = true;
-            freeReplyObject(u);
-        }
-        nori__fail(rc, "%s", why);
-        return rc;
-    }
-
-    /* MULTI, SET, EXEC in one round trip. */
-    char ttl_text[24];
-    int ttl_len = snprintf(ttl_text, sizeof ttl_text, "%" PRId64, ttl);
-    const char *set[] = {"SET", k->s, written->data, ttl > 0 ? "EX" : "KEEPTTL", ttl_text};
-    const size_t set_lens[] = {3, k->len, written->len, ttl > 0 ? 2 : 7, (size_t)ttl_len};
-    const char *multi[] = {"MULTI"};
-    const char *exec[] = {"EXEC"};
-    const nori__redis_cmd cmds[3] = {
-        {1, multi, NULL}, {ttl > 0 ? 5 : 4, set, set_lens}, {1, exec, NULL}};
-    redisReply *replies[3] = {NULL, NULL, NULL};
-    rc = nori__redis_conn_pipeline(conn, 3, cmds, replies, "atomic_update (MULTI/SET/EXEC)", key);
-    if (rc == NORI_OK) {
-        redisReply *e = replies[2];
-        if (e->type == REDIS_REPLY_NIL) {
-            rc = 1; /* lost the race; EXEC also ended the WATCH */
-            *reusable = true;
-        } else if (e->type == REDIS_REPLY_ARRAY && e->elements == 1 &&
-                   e->element[0]->type == REDIS_REPLY_STATUS) {
-            *reusable = true;
-        } else if (e->type == REDIS_REPLY_ARRAY && e->elements == 1) {
-            rc = server_fail(conn, e->element[0], "atomic_update (SET)", key);
-            *reusable = true;
-        } else if (update_redirected(rb, a, replies[1]) || update_redirected(rb, a, e)) {
-            /* The slot moved between WATCH and the SET (or the node became
-             * a replica): EXEC discarded everything, nothing was written. */
-            rc = NORI__REDIRECTED;
-            *reusable = true;
-        } else if (replies[1]->type == REDIS_REPLY_ERROR) {
-            /* The server refused to queue the SET (OOM under maxmemory, for
-             * one) and EXEC only says EXECABORT: report the SET's reason. */
-            rc = server_fail(conn, replies[1], "atomic_update (SET)", key);
-        } else {
-            rc = server_fail(conn, e, "atomic_update (EXEC)", key);
-        }
-    }
-    for (int i = 0; i < 3; i++)
-        if (replies[i] != NULL)
-            freeReplyObject(replies[i]);
-    if (rc != NORI_OK)
-        nori_buf_free(written);
-    return rc;
-}
-
 typedef struct update_ctx {
     redis_backend *rb;
     const wire_key *k;
@@ -642,6 +519,184 @@ typedef struct update_ctx {
     nori_buf written; /* the value of the successful attempt */
 } update_ctx;
 
+/*
+ * The steps of one optimistic attempt of atomic_update on a->conn: WATCH
+ * the key, GET its value, run the callback, then MULTI/SET/EXEC. Each
+ * returns NORI_OK to go on, NORI__REDIRECTED, or an error; `*reusable` is
+ * cleared while the connection may be left in WATCH or MULTI state.
+ */
+
+/* WATCH: from its success on, the connection is not clean. */
+static int update_watch(update_ctx *u, nori__topo_attempt *a, bool *reusable)
+{
+    nori__redis_conn *conn = &a->conn;
+    const char *watch[] = {"WATCH", u->k->s};
+    const size_t watch_lens[] = {5, u->k->len};
+    redisReply *r;
+    int rc = nori__redis_conn_command(conn, 2, watch, watch_lens, &r, "atomic_update (WATCH)",
+                                      u->key);
+    if (rc != NORI_OK)
+        return rc;
+    if (update_redirected(u->rb, a, r)) {
+        freeReplyObject(r); /* no WATCH was set: the connection stays clean */
+        return NORI__REDIRECTED;
+    }
+    if (r->type != REDIS_REPLY_STATUS)
+        rc = server_fail(conn, r, "atomic_update (WATCH)", u->key);
+    freeReplyObject(r);
+    *reusable = false; /* WATCH is active from here on */
+    return rc;
+}
+
+/* GET: the current value into *cur (a nil or string reply, the caller
+ * frees it). */
+static int update_read(update_ctx *u, nori__topo_attempt *a, redisReply **cur)
+{
+    nori__redis_conn *conn = &a->conn;
+    const char *get[] = {"GET", u->k->s};
+    const size_t get_lens[] = {3, u->k->len};
+    nori__redis_conn_expect_values(conn, 1);
+    int rc = nori__redis_conn_command(conn, 2, get, get_lens, cur, "atomic_update (GET)", u->key);
+    if (rc != NORI_OK)
+        return rc;
+    if ((*cur)->type != REDIS_REPLY_NIL && (*cur)->type != REDIS_REPLY_STRING) {
+        rc = update_redirected(u->rb, a, *cur) ? NORI__REDIRECTED
+                                               : server_fail(conn, *cur, "atomic_update (GET)",
+                                                             u->key);
+        freeReplyObject(*cur);
+        *cur = NULL;
+    }
+    return rc;
+}
+
+/* The callback on the current value (cur, freed here): NORI_OK with the
+ * new value in u->written, or NORI_EABORT (declined), NORI_EINVAL (len
+ * without data), NORI_ETOOBIG, NORI_ENOMEM. The value is taken now
+ * (NUL-terminated for the caller), so that nothing can fail between a
+ * successful EXEC and returning. */
+static int update_compute(update_ctx *u, redisReply *cur)
+{
+    /* hiredis NUL-terminates string replies, so current.data is a C string too. */
+    nori_buf current = {cur->str, cur->len};
+    nori_buf next = {NULL, 0};
+    int declined = u->fn(cur->type == REDIS_REPLY_STRING ? &current : NULL, &next, u->ud);
+    freeReplyObject(cur);
+    int rc;
+    if (declined != 0) {
+        nori_buf_free(&next);
+        rc = nori__fail(NORI_EABORT, "atomic_update '%.64s': the callback declined (returned %d)",
+                        u->key, declined);
+    } else if (next.data == NULL && next.len > 0) {
+        rc = nori__fail(NORI_EINVAL, "atomic_update '%.64s': the callback set len %zu with no data",
+                        u->key, next.len);
+    } else {
+        rc = nori__check_value(&u->rb->base, u->key, next.len);
+        if (rc != NORI_OK)
+            nori_buf_free(&next);
+    }
+    if (rc == NORI_OK)
+        rc = nori__adopt_buf(&next, &u->written);
+    return rc;
+}
+
+/* No write after all (error rc): UNWATCH, so that the connection can be
+ * reused. Returns rc, with the error that ended the update (the caller is
+ * told why it failed, not how UNWATCH went). */
+static int update_unwatch(update_ctx *u, nori__redis_conn *conn, int rc, bool *reusable)
+{
+    const char *unwatch[] = {"UNWATCH"};
+    char why[512];
+    snprintf(why, sizeof why, "%s", nori_last_error());
+    redisReply *r;
+    if (nori__redis_conn_command(conn, 1, unwatch, NULL, &r, "atomic_update (UNWATCH)", u->key) ==
+        NORI_OK) {
+        if (r->type == REDIS_REPLY_STATUS)
+            *reusable = true;
+        freeReplyObject(r);
+    }
+    nori__fail(rc, "%s", why);
+    return rc;
+}
+
+/* What EXEC's reply (replies[2]; replies[1]: the SET's queueing) says:
+ * NORI_OK (written), 1 (another client touched the key: nothing written,
+ * retry), NORI__REDIRECTED or an error. */
+static int update_exec_result(update_ctx *u, nori__topo_attempt *a, redisReply *replies[3],
+                              bool *reusable)
+{
+    nori__redis_conn *conn = &a->conn;
+    redisReply *e = replies[2];
+    if (e->type == REDIS_REPLY_NIL) {
+        *reusable = true; /* lost the race; EXEC also ended the WATCH */
+        return 1;
+    }
+    if (e->type == REDIS_REPLY_ARRAY && e->elements == 1 &&
+        e->element[0]->type == REDIS_REPLY_STATUS) {
+        *reusable = true;
+        return NORI_OK;
+    }
+    if (e->type == REDIS_REPLY_ARRAY && e->elements == 1) {
+        *reusable = true;
+        return server_fail(conn, e->element[0], "atomic_update (SET)", u->key);
+    }
+    if (update_redirected(u->rb, a, replies[1]) || update_redirected(u->rb, a, e)) {
+        /* The slot moved between WATCH and the SET (or the node became
+         * a replica): EXEC discarded everything, nothing was written. */
+        *reusable = true;
+        return NORI__REDIRECTED;
+    }
+    if (replies[1]->type == REDIS_REPLY_ERROR)
+        /* The server refused to queue the SET (OOM under maxmemory, for
+         * one) and EXEC only says EXECABORT: report the SET's reason. */
+        return server_fail(conn, replies[1], "atomic_update (SET)", u->key);
+    return server_fail(conn, e, "atomic_update (EXEC)", u->key);
+}
+
+/* MULTI, SET, EXEC in one round trip. */
+static int update_commit(update_ctx *u, nori__topo_attempt *a, bool *reusable)
+{
+    const nori_buf *w = &u->written;
+    char ttl_text[24];
+    int ttl_len = snprintf(ttl_text, sizeof ttl_text, "%" PRId64, u->ttl);
+    const char *set[] = {"SET", u->k->s, w->data, u->ttl > 0 ? "EX" : "KEEPTTL", ttl_text};
+    const size_t set_lens[] = {3, u->k->len, w->len, u->ttl > 0 ? 2 : 7, (size_t)ttl_len};
+    const char *multi[] = {"MULTI"};
+    const char *exec[] = {"EXEC"};
+    const nori__redis_cmd cmds[3] = {
+        {1, multi, NULL}, {u->ttl > 0 ? 5 : 4, set, set_lens}, {1, exec, NULL}};
+    redisReply *replies[3] = {NULL, NULL, NULL};
+    int rc = nori__redis_conn_pipeline(&a->conn, 3, cmds, replies,
+                                       "atomic_update (MULTI/SET/EXEC)", u->key);
+    if (rc == NORI_OK)
+        rc = update_exec_result(u, a, replies, reusable);
+    for (int i = 0; i < 3; i++)
+        if (replies[i] != NULL)
+            freeReplyObject(replies[i]);
+    return rc;
+}
+
+/*
+ * One optimistic attempt of atomic_update. Returns NORI_OK (written;
+ * u->written holds the value), NORI_EABORT or an error, or 1 when EXEC
+ * answered nil (another client touched the key: retry).
+ */
+static int update_attempt(update_ctx *u, nori__topo_attempt *a, bool *reusable)
+{
+    int rc = update_watch(u, a, reusable);
+    redisReply *cur = NULL;
+    if (rc == NORI_OK)
+        rc = update_read(u, a, &cur);
+    if (rc != NORI_OK)
+        return rc;
+    rc = update_compute(u, cur);
+    if (rc != NORI_OK)
+        return update_unwatch(u, &a->conn, rc, reusable);
+    rc = update_commit(u, a, reusable);
+    if (rc != NORI_OK)
+        nori_buf_free(&u->written);
+    return rc;
+}
+
 static int update_body(nori__topo_attempt *a, void *ctx)
 {
     update_ctx *u = ctx;
@@ -649,7 +704,7 @@ static int update_body(nori__topo_attempt *a, void *ctx)
     int attempt = 0;
     int rc;
     do {
-        rc = update_attempt(u->rb, a, u->k, u->key, u->fn, u->ud, u->ttl, &u->written, &reusable);
+        rc = update_attempt(u, a, &reusable);
     } while (rc == 1 && ++attempt < UPDATE_MAX_ATTEMPTS);
     if (rc == 1)
         rc = nori__fail(NORI_EBACKEND,
@@ -782,7 +837,7 @@ static void redis_destroy(nori_backend *b)
 
 const nori_backend_ops nori__redis_ops = {
     .kind = "redis",
-    .traits = {.shared = true, .entry_format = NORI__ENTRY_JSON},
+    .traits = {.shared = true, .entry_format = NORI__ENTRY_JSON, .remote = true},
     .get = redis_get,
     .set = redis_set,
     .del = redis_del,
@@ -795,6 +850,7 @@ const nori_backend_ops nori__redis_ops = {
     .verify = redis_verify,
     .describe = redis_describe,
     .stats = redis_stats,
+    .metrics = nori__redis_metrics,
     .destroy = redis_destroy,
     .get_many = nori__redis_get_many,
     .set_many = nori__redis_set_many,

@@ -51,13 +51,13 @@
  */
 #include "redis/internal.h"
 
+#include "clock.h"
 #include "error.h"
 #include "redis/wire/io.h"
 #include "redis/route/cluster_slots.h"
 
 #include <errno.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -267,7 +267,7 @@ static void receive_group(bulk_call *c, bulk_group *g, nori__redis_conn *conn, i
                           bool cluster)
 {
     const char *first = c->keys[c->bk.idx[c->order[g->off]]];
-    bool late = nori__redis_now_ms() >= deadline;
+    bool late = nori__real_ms() >= deadline;
     int rc = nori__redis_conn_recv(conn, g->k, &c->replies[g->off], deadline, c->op->pipeline,
                                    first);
     g->sent = false;
@@ -306,8 +306,7 @@ static void receive(bulk_call *c, bulk_group *groups, size_t ng, nori__redis_con
             }
         if (np == 0)
             break;
-        int64_t left = deadline - nori__redis_now_ms();
-        int ready = poll(pfd, (nfds_t)np, left <= 0 ? 0 : left > INT_MAX ? INT_MAX : (int)left);
+        int ready = poll(pfd, (nfds_t)np, nori__poll_ms(deadline));
         if (ready < 0 && errno == EINTR)
             continue;
         if (ready <= 0) {
@@ -354,7 +353,7 @@ static void round_trips(bulk_call *c, bulk_group *groups, size_t ng, bool cluste
         else if (gr->node->url->timeout_ms > timeout_ms)
             timeout_ms = gr->node->url->timeout_ms;
     }
-    int64_t deadline = nori__redis_now_ms() + timeout_ms;
+    int64_t deadline = nori__real_ms() + timeout_ms;
     for (size_t g = 0; g < ng; g++) {
         bulk_group *gr = &groups[g];
         if (!gr->open)
@@ -386,13 +385,13 @@ static void round_trips(bulk_call *c, bulk_group *groups, size_t ng, bool cluste
  */
 static void alone(bulk_call *c)
 {
-    int64_t budget_end = nori__redis_now_ms() + NORI_TOPO_RETRY_MS;
+    int64_t budget_end = nori__deadline_after(NORI_TOPO_RETRY_MS); /* the routed calls' clock */
     size_t done = 0;
     for (size_t j = 0; j < c->bk.m; j++) {
         if (c->state[j] != KEY_ALONE)
             continue;
         size_t i = c->bk.idx[j];
-        if (done > 0 && nori__redis_now_ms() >= budget_end) {
+        if (done > 0 && nori__deadline_passed(budget_end)) {
             settle(c, j,
                    nori__fail(NORI_EBACKEND,
                               "redis %s: %s '%.64s': not sent: the %zu key%s of this call "

@@ -66,4 +66,9 @@ void nori__redis_set_many(nori_backend *b, size_t n, const nori_set_item *items,
 void nori__redis_delete_many(nori_backend *b, size_t n, const char *const *keys,
                              const size_t *klens, int *results);
 
+struct nori__metrics;
+/* The backend's own series of nori_metrics_write(), near cache included
+ * (metrics.c); both ops tables use it. */
+void nori__redis_metrics(nori_backend *b, const nori_backend_stats *st, struct nori__metrics *m);
+
 #endif

@@ -18,8 +18,6 @@
 #include "error.h"
 
 #include <inttypes.h>
-#include <sched.h>
-#include <time.h>
 
 int nori__shm_too_big(const shm_backend *sb, const char *key, uint64_t charge)
 {
@@ -130,8 +128,8 @@ int nori__shm_wait_for_room(shm_backend *sb, int64_t *deadline, const char *key)
     if (idx < 0) {
         /* All room is held by allocations in flight: they link within
          * microseconds. */
-        struct timespec d = {0, 50000};
-        nanosleep(&d, NULL);
+        long nap = 4; /* past the yields: a 50 us nap */
+        nori__nap_backoff(&nap);
         return NORI_OK;
     }
     shm_shard *v = &sb->shards[idx];

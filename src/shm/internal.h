@@ -472,9 +472,10 @@ static inline uint32_t shm_large_first(const shm_entry *e)
     return p;
 }
 
-/* ---- time: the one place src/shm reads clocks ---- */
+/* ---- time: the one place src/shm reads clocks (through clock.h) ---- */
 
-/* Milliseconds of the monotonic clock, for expiry times (never early). */
+/* Milliseconds of logical time (virtual in tests), for expiry times (never
+ * early). */
 static inline int64_t shm_now_ms(void)
 {
     return nori__now_ms();
@@ -486,18 +487,16 @@ static inline int64_t shm_now_coarse_ms(void)
     return nori__now_coarse_ms();
 }
 
-/* Real milliseconds (CLOCK_MONOTONIC, never the tests' injected clock), for
- * deadlines of waits: a bound on waiting is a bound in real time. */
+/* Real time (never virtual): deadlines of waits for another process (a
+ * bound on waiting is a bound in real time) and the sweeper's CPU budget. */
 static inline int64_t shm_real_us(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    return nori__real_us();
 }
 
 static inline int64_t shm_real_ms(void)
 {
-    return shm_real_us() / 1000;
+    return nori__real_ms();
 }
 
 /* The machine-wide tick behind LRU stamps: the time-stamp counter, the same
@@ -780,6 +779,10 @@ size_t nori__shm_sweep_cycle(shm_backend *sb, int64_t budget_us, bool full);
 /* ---- fork.c ---- */
 void nori__shm_register(shm_backend *sb);
 void nori__shm_unregister(shm_backend *sb);
+
+/* ---- metrics.c ---- */
+struct nori__metrics;
+void nori__shm_metrics(nori_backend *b, const nori_backend_stats *st, struct nori__metrics *m);
 
 /* ---- ops.c ---- */
 shm_backend *nori__shm_as_shm(nori_backend *b);

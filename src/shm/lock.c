@@ -96,25 +96,16 @@ static int take_for(shm_backend *sb, shm_lockbox *lb, int64_t wait_ms, bool *die
          * EOWNERDEAD from timedlock: poll trylock, which it follows, until
          * the deadline (sanitizer builds only). */
         int64_t deadline = shm_real_ms() + ms;
-        long nap_us = 20;
+        long nap = 0;
         while ((rc = pthread_mutex_trylock(&lb->mutex)) == EBUSY) {
             if (shm_real_ms() >= deadline) {
                 rc = ETIMEDOUT;
                 break;
             }
-            struct timespec d = {0, nap_us * 1000};
-            nanosleep(&d, NULL);
-            nap_us = nap_us < 1000 ? nap_us * 2 : 1000;
+            nori__nap_backoff(&nap);
         }
 #else
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += (time_t)(ms / 1000);
-        ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts = nori__timespec_in(CLOCK_MONOTONIC, ms);
         rc = pthread_mutex_clocklock(&lb->mutex, CLOCK_MONOTONIC, &ts);
 #endif
     }

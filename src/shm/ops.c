@@ -915,6 +915,7 @@ static const nori_backend_ops shm_ops = {
     .fill_wait = shm_fill_wait,
     .fill_release = shm_fill_release,
     .stats = shm_stats,
+    .metrics = nori__shm_metrics,
     .destroy = shm_destroy,
 };
 

@@ -243,7 +243,7 @@ static void remove_stale_temps(const char *name)
         return;
     char prefix[NORI_SHM_NAME_MAX + 8];
     int plen = snprintf(prefix, sizeof prefix, "%s.tmp-", name);
-    time_t now = time(NULL);
+    int64_t now = nori__wall_s();
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         if (strncmp(de->d_name, prefix, (size_t)plen) != 0)
@@ -318,9 +318,7 @@ static int create_segment(shm_backend *sb, const char *name, size_t max_keys, si
         h->k1 = random64();
         h->generation = random64();
         h->creator_pid = (uint32_t)getpid();
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        h->created_unix_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        h->created_unix_ms = nori__wall_ms();
         h->checksum = header_checksum(h);
         bind_regions(sb);
         rc = nori__shm_init_shared(sb);

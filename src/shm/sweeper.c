@@ -17,7 +17,6 @@
 #include "error.h"
 
 #include <errno.h>
-#include <time.h>
 #include <unistd.h>
 
 #define SWEEP_PERIOD_MS 100
@@ -86,19 +85,16 @@ static void *sweeper_main(void *arg)
     bool backlog = false;
     pthread_mutex_lock(&sb->sweep_lock);
     while (!sb->sweep_stop) {
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_nsec += (backlog ? SWEEP_BACKLOG_PERIOD_MS : SWEEP_PERIOD_MS) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        int64_t until =
+            nori__deadline_after(backlog ? SWEEP_BACKLOG_PERIOD_MS : SWEEP_PERIOD_MS);
         int rc = 0;
         while (!sb->sweep_stop && rc != ETIMEDOUT)
-            rc = pthread_cond_timedwait(&sb->sweep_cond, &sb->sweep_lock, &until);
+            rc = nori__cond_wait_until(&sb->sweep_cond, &sb->sweep_lock, until);
         if (sb->sweep_stop)
             break;
         pthread_mutex_unlock(&sb->sweep_lock);
+        /* The segment's schedule is on real time: processes whose logical
+         * clocks differ (a test's virtual one) still share one pace. */
         if (claim(sb, shm_real_ms(), backlog ? SWEEP_BACKLOG_PERIOD_MS : SWEEP_PERIOD_MS))
             cycle(sb, SWEEP_BUDGET_US, false, &backlog);
         else
@@ -111,13 +107,7 @@ static void *sweeper_main(void *arg)
 
 int nori__shm_sweeper_start(shm_backend *sb)
 {
-    pthread_condattr_t attr;
-    if (pthread_condattr_init(&attr) != 0)
-        return nori__fail(NORI_ENOMEM, "shm backend: cannot start the expiry thread");
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    int rc = pthread_cond_init(&sb->sweep_cond, &attr);
-    pthread_condattr_destroy(&attr);
-    if (rc != 0)
+    if (nori__cond_init(&sb->sweep_cond) != 0)
         return nori__fail(NORI_ENOMEM, "shm backend: cannot start the expiry thread");
     pthread_mutex_init(&sb->sweep_lock, NULL);
     sb->sweep_stop = false;

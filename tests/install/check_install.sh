@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the build into a temporary prefix the build never knew, then builds
 # and runs consumers from the installed files alone, without editing any:
-#   - with pkg-config: the core (shared, then static) and the mhd adapter;
-#   - with find_package(noricache): the same three, through imported targets;
+#   - with pkg-config: the core (shared, then static), the mhd and fcgi adapters;
+#   - with find_package(noricache): the same four, through imported targets;
 # and checks the man page renders without warnings.
 set -euo pipefail
 # grep reads its whole input (no -q): under pipefail, grep -q exiting at the
@@ -37,7 +37,11 @@ cc -std=c11 -Wall -Wextra -Werror "$src_dir/consumer_mhd.c" -o "$out/consumer_mh
    $(pkg-config --cflags --libs noricache_mhd) -Wl,-rpath,"$libdir"
 "$out/consumer_mhd" | grep ' ok$' >/dev/null
 ldd "$out/consumer_mhd" | grep libnoricache_mhd.so >/dev/null
-echo "install check: pkg-config consumers (shared, static, mhd) ok"
+cc -std=c11 -Wall -Wextra -Werror "$src_dir/consumer_fcgi.c" -o "$out/consumer_fcgi" \
+   $(pkg-config --cflags --libs noricache_fcgi) -Wl,-rpath,"$libdir"
+"$out/consumer_fcgi" | grep ' ok$' >/dev/null
+ldd "$out/consumer_fcgi" | grep libnoricache_fcgi.so >/dev/null
+echo "install check: pkg-config consumers (shared, static, mhd, fcgi) ok"
 
 cmake -S "$src_dir/cmake_consumer" -B "$out/cmake-build" -DCMAKE_PREFIX_PATH="$prefix" \
       -DCMAKE_C_FLAGS="-Wall -Wextra -Werror" >/dev/null
@@ -45,7 +49,8 @@ cmake --build "$out/cmake-build" >/dev/null
 "$out/cmake-build/consumer" | grep ' ok$' >/dev/null
 "$out/cmake-build/consumer_static" | grep ' ok$' >/dev/null
 "$out/cmake-build/consumer_mhd" | grep ' ok$' >/dev/null
-echo "install check: find_package consumers (noricache::noricache, ::noricache_static, ::mhd) ok"
+"$out/cmake-build/consumer_fcgi" | grep ' ok$' >/dev/null
+echo "install check: find_package consumers (noricache::noricache, ::noricache_static, ::mhd, ::fcgi) ok"
 
 man_page=$prefix/share/man/man1/noricache.1
 test -f "$man_page"

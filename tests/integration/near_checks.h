@@ -5,7 +5,7 @@
  *
  *  - near_make_local(): reads a key through A until A serves it locally;
  *  - near_wait_for(): how long until A reads what B wrote (bounded);
- *  - near_delay_limit_us(): the invalidation bound of test_near_redis (200 ms;
+ *  - near_delay_limit_us(): the invalidation bound of test_near_listener (200 ms;
  *    NEAR_STRICT=1: 50 ms, the issue's figure);
  *  - acks + near_readers: B's writer records when each value was
  *    acknowledged; A's reader threads check that every value they read is not
@@ -13,14 +13,22 @@
  *    started (a stale read), and never goes back. The bound is there because
  *    invalidations are asynchronous: Redis's client-side caching promises
  *    that a change reaches the listener, not that it arrives before the
- *    writer's reply; test_near_redis measures the same delay.
+ *    writer's reply; test_near_listener measures the same delay.
+ *
+ *  - near_pair_open() / near_pair_close(): A and B on one set-up's URL;
+ *  - near_failover(): a master SIGKILLed while A reads and B writes, the
+ *    checks both multi-node suites make of it, and near_tracks_again()
+ *    after it.
  *
  * Include after the cmocka headers and test_support.h. Every wait is bounded.
  */
 #ifndef NORI_TEST_NEAR_CHECKS_H
 #define NORI_TEST_NEAR_CHECKS_H
 
+#include "redis_cluster.h"
+
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -256,6 +264,140 @@ static inline void *near_reader_main(void *arg)
         }
     }
     return NULL;
+}
+
+/* ---- A and B on a multi-node set-up ---- */
+
+/* A (a near cache of 10000 keys) and B (plain) on url. */
+static inline void near_pair_open(const char *url, nori_backend **a, nori_backend **b)
+{
+    assert_nori(nori_redis_backend_new(url, a), NORI_OK);
+    assert_nori(nori_redis_backend_enable_near(*a, 10000, 0, 0), NORI_OK);
+    assert_nori(nori_redis_backend_new(url, b), NORI_OK);
+}
+
+static inline void near_pair_close(nori_backend *a, nori_backend *b)
+{
+    nori_backend_free(a);
+    nori_backend_free(b);
+}
+
+/* B's write of key, which must succeed. */
+static inline void near_set(nori_backend *b, const char *key, const char *val)
+{
+    assert_nori(nori_backend_set(b, key, val, strlen(val), 0), NORI_OK);
+}
+
+/* The GET calls an INFO commandstats text counts (0 when none). */
+static inline long long near_get_calls(const char *info)
+{
+    const char *p = strstr(info, "cmdstat_get:calls=");
+    return p != NULL ? strtoll(p + strlen("cmdstat_get:calls="), NULL, 10) : 0;
+}
+
+/* ---- a master killed ---- */
+
+/* One of A's readers during a failover: keys[0..n) in turn until stop. */
+typedef struct {
+    pthread_t thread;
+    nori_backend *a;
+    const char *const *keys; /* keys[0] is on the master that is killed */
+    int nkeys;
+    atomic_bool *stop;
+    _Atomic int64_t *after_acked_us; /* when B's "after" on keys[0] was acknowledged; 0: not yet */
+    long reads, errors, wrong, stale, late_errors;
+    char wrong_text[256], last_error[256];
+} near_failover_reader;
+
+/* Every value read must be "before" or "after"; "before" on keys[0] once
+ * B's "after" was acknowledged more than the bound before the read began is
+ * a stale read; a failed read that began 2 s after it is a late error. */
+static inline void *near_failover_read(void *arg)
+{
+    near_failover_reader *r = arg;
+    while (!atomic_load(r->stop)) {
+        for (int k = 0; k < r->nkeys; k++) {
+            int64_t start = near_now_us();
+            int64_t acked = atomic_load(r->after_acked_us);
+            nori_buf v;
+            int rc = nori_backend_get(r->a, r->keys[k], &v);
+            r->reads++;
+            if (rc != NORI_OK) {
+                r->errors++;
+                /* every call that starts well after the failover succeeds */
+                if (acked != 0 && start > acked + 2000000)
+                    r->late_errors++;
+                snprintf(r->last_error, sizeof r->last_error, "%s", nori_last_error());
+                continue;
+            }
+            if (strcmp(v.data, "before") != 0 && strcmp(v.data, "after") != 0) {
+                r->wrong++;
+                snprintf(r->wrong_text, sizeof r->wrong_text, "%s read as %s", r->keys[k],
+                         v.data);
+            } else if (k == 0 && strcmp(v.data, "before") == 0 && acked != 0 &&
+                       start > acked + near_delay_limit_us()) {
+                r->stale++;
+            }
+            nori_buf_free(&v);
+        }
+    }
+    return NULL;
+}
+
+/*
+ * With "before" in keys[0..n) (on the victim's replica too: written there
+ * with WAIT, so that a write lost at the failover cannot pass for a stale
+ * read) and local in A: a reader reads them through A while `victim` is
+ * SIGKILLed and B writes "after" to keys[0] until the promoted replica
+ * takes it (write_bound_ms at most); the reader goes on 2.5 s more. B's
+ * write must be accepted, and A's reads are never wrong, never stale,
+ * never failing 2 s after the write. `what` prefixes the figures printed.
+ */
+static inline void near_failover(nori_backend *a, nori_backend *b, const char *const *keys,
+                                 int nkeys, nori_test_node *victim, int write_bound_ms,
+                                 const char *what)
+{
+    atomic_bool stop;
+    atomic_init(&stop, false);
+    _Atomic int64_t acked;
+    atomic_init(&acked, 0);
+    near_failover_reader fr = {
+        .a = a, .keys = keys, .nkeys = nkeys, .stop = &stop, .after_acked_us = &acked};
+    assert_int_equal(pthread_create(&fr.thread, NULL, near_failover_read, &fr), 0);
+    near_pause_ms(100);
+    nori_test_node_kill(victim, SIGKILL);
+    int64_t killed = near_now_us();
+    int rc = NORI_EBACKEND;
+    while (rc != NORI_OK && near_now_us() < killed + (int64_t)write_bound_ms * 1000) {
+        rc = nori_backend_set(b, keys[0], "after", 5, 0);
+        if (rc != NORI_OK)
+            near_pause_ms(50);
+    }
+    int64_t t_ack = near_now_us();
+    atomic_store(&acked, t_ack);
+    near_pause_ms(2500);
+    atomic_store(&stop, true);
+    pthread_join(fr.thread, NULL);
+    print_message("%s: B's write accepted %.0f ms after the kill; A: %ld reads, %ld errors "
+                  "(last: %s)\n",
+                  what, (t_ack - killed) / 1000.0, fr.reads, fr.errors,
+                  fr.errors > 0 ? fr.last_error : "none");
+    assert_nori(rc, NORI_OK);
+    if (fr.wrong > 0)
+        fail_msg("%ld wrong reads, last: %s", fr.wrong, fr.wrong_text);
+    assert_int_equal(fr.stale, 0);
+    assert_int_equal(fr.late_errors, 0);
+}
+
+/* After a failover: A reads B's "after" on key, keeps it locally, and sees
+ * B's next write within the bound (A tracks the new master). */
+static inline void near_tracks_again(nori_backend *a, nori_backend *b, const char *key)
+{
+    near_wait_for(a, key, "after", near_now_us());
+    near_make_local(a, key, "after");
+    int64_t t0 = near_now_us();
+    near_set(b, key, "after2");
+    assert_true(near_wait_for(a, key, "after2", t0) <= near_delay_limit_us());
 }
 
 #endif

@@ -16,8 +16,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "cluster_fixture.h"
 #include "redis/route/cluster_slots.h"
-#include "redis_cluster.h"
 #include "test_support.h"
 
 #include <hiredis/hiredis.h>
@@ -29,27 +29,7 @@
 #include <string.h>
 #include <time.h>
 
-static nori_test_cluster *cluster;
-static nori_backend *backend;
-
 #define THREADS 8
-
-static int group_setup(void **state)
-{
-    (void)state;
-    cluster = nori_test_cluster_start();
-    assert_nori(nori_redis_backend_new(cluster->url, &backend), NORI_OK);
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    nori_backend_free(backend);
-    nori_test_cluster_stop(cluster);
-    cluster = NULL;
-    return 0;
-}
 
 /* Many keys, with and without hash tags, as the backend puts them on the
  * wire ("cache:" + key): our slot equals the server's for each. */
@@ -123,25 +103,6 @@ static void test_slot_map_from_server(void **state)
     redisFree(c);
 }
 
-/* Keys under cache: + pattern on node i (a master), counted with SCAN. */
-static long count_keys(int i, const char *pattern)
-{
-    redisContext *c = nori_test_node_connect(&cluster->node[i]);
-    assert_non_null(c);
-    long n = 0;
-    char cursor[32] = "0";
-    do {
-        redisReply *r = redisCommand(c, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
-        assert_non_null(r);
-        assert_int_equal(r->type, REDIS_REPLY_ARRAY);
-        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
-        n += (long)r->element[1]->elements;
-        freeReplyObject(r);
-    } while (strcmp(cursor, "0") != 0);
-    redisFree(c);
-    return n;
-}
-
 static void test_keys_spread_over_masters(void **state)
 {
     (void)state;
@@ -156,7 +117,7 @@ static void test_keys_spread_over_masters(void **state)
         if (!nori_test_node_is_master(&cluster->node[i]))
             continue;
         masters++;
-        long n = count_keys(i, "cache:spread:*");
+        long n = cluster_count_keys(i, "cache:spread:*");
         if (n < 50) /* about 100 each; a node with none would mean no routing */
             fail_msg("master on port %d holds %ld of 300 keys", cluster->node[i].port, n);
         total += n;
@@ -183,7 +144,7 @@ static void test_hash_tags_together(void **state)
     for (int i = 0; i < NORI_TEST_CLUSTER_NODES; i++) {
         if (!nori_test_node_is_master(&cluster->node[i]))
             continue;
-        long n = count_keys(i, "cache:{user42}:*");
+        long n = cluster_count_keys(i, "cache:{user42}:*");
         assert_true(n == 0 || n == 3);
         holders += n == 3;
     }
@@ -214,8 +175,8 @@ static void test_flush_every_master_only_cache(void **state)
         if (!nori_test_node_is_master(&cluster->node[i]))
             continue;
         masters++;
-        assert_int_equal(count_keys(i, "cache:*"), 0);
-        assert_int_equal(count_keys(i, "nori-test:warmup:*"), 1);
+        assert_int_equal(cluster_count_keys(i, "cache:*"), 0);
+        assert_int_equal(cluster_count_keys(i, "nori-test:warmup:*"), 1);
     }
     assert_int_equal(masters, 3);
     assert_nori(nori_backend_delete_prefix(backend, "f:"), NORI_OK);
@@ -629,5 +590,6 @@ int main(void)
         cmocka_unit_test(test_resharding_under_load),
         cmocka_unit_test(test_failover_under_load), /* last: it kills a master */
     };
-    return cmocka_run_group_tests_name("cluster", tests, group_setup, group_teardown);
+    return cmocka_run_group_tests_name("cluster", tests, cluster_group_setup,
+                                       cluster_group_teardown);
 }

@@ -12,7 +12,9 @@
  *  - on scripted fake nodes (tests/support/fake_redis.c): a key answered
  *    MOVED is sent again alone to the new owner while the others are read
  *    from the pipeline; a cluster that answers CLUSTERDOWN to every key
- *    ends the call after one retry budget, not one per key;
+ *    ends the call after one retry budget, not one per key; a node that
+ *    sends the first bytes of its replies and stalls fails its own keys
+ *    only, the replies of another node already in are taken;
  *  - (last) a SIGSTOPped master fails only its own keys, within the bound
  *    of cache.h (its round trip's timeout_ms plus a map refresh), the other
  *    masters' keys succeed, and the backend recovers after SIGCONT.
@@ -23,9 +25,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "fake_redis.h"
+#include "cluster_fixture.h"
 #include "redis/route/cluster_slots.h"
-#include "redis_cluster.h"
 #include "test_support.h"
 
 #include <hiredis/hiredis.h>
@@ -37,96 +38,9 @@
 #include <string.h>
 #include <time.h>
 
-static nori_test_cluster *cluster;
-static nori_backend *backend;
-
 /* Keys per master in the round-trip test: far more than the few reads a
  * pipeline costs the server. */
 #define PER_MASTER 40
-
-static int group_setup(void **state)
-{
-    (void)state;
-    cluster = nori_test_cluster_start();
-    assert_nori(nori_redis_backend_new(cluster->url, &backend), NORI_OK);
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    nori_backend_free(backend);
-    nori_test_cluster_stop(cluster);
-    cluster = NULL;
-    return 0;
-}
-
-static redisContext *node_conn(int i)
-{
-    redisContext *c = nori_test_node_connect(&cluster->node[i]);
-    assert_non_null(c);
-    return c;
-}
-
-/* owner[slot] = index of the node that masters it (CLUSTER SLOTS of node 0). */
-static void slot_owners(int *owner)
-{
-    for (int s = 0; s < NORI_CLUSTER_SLOTS; s++)
-        owner[s] = -1;
-    redisContext *c = node_conn(0);
-    redisReply *r = redisCommand(c, "CLUSTER SLOTS");
-    assert_non_null(r);
-    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
-    for (size_t k = 0; k < r->elements; k++) {
-        const redisReply *range = r->element[k];
-        int port = (int)range->element[2]->element[1]->integer;
-        int idx = -1;
-        for (int i = 0; i < NORI_TEST_CLUSTER_NODES; i++)
-            if (cluster->node[i].port == port)
-                idx = i;
-        assert_true(idx >= 0);
-        for (long long s = range->element[0]->integer; s <= range->element[1]->integer; s++)
-            owner[s] = idx;
-    }
-    freeReplyObject(r);
-    redisFree(c);
-    for (int s = 0; s < NORI_CLUSTER_SLOTS; s++)
-        assert_true(owner[s] >= 0);
-}
-
-/* The node index that masters the backend key `key` ("cache:" + key). */
-static int key_owner(const int *owner, const char *key)
-{
-    char wire[300];
-    snprintf(wire, sizeof wire, "cache:%.200s", key);
-    return owner[nori__cluster_keyslot(wire, strlen(wire))];
-}
-
-/* A numeric field of an INFO section of node i ("field:123"); for
- * commandstats the field is e.g. "cmdstat_get:calls=" (0 when absent). */
-static long long info_field(int i, const char *section, const char *field)
-{
-    redisContext *c = node_conn(i);
-    redisReply *r = redisCommand(c, "INFO %s", section);
-    assert_non_null(r);
-    assert_int_equal(r->type, REDIS_REPLY_STRING);
-    const char *p = strstr(r->str, field);
-    long long v = p != NULL ? strtoll(p + strlen(field), NULL, 10) : 0;
-    freeReplyObject(r);
-    redisFree(c);
-    return v;
-}
-
-/* The master node indices, in node order (3 of them). */
-static int masters(int *out)
-{
-    int n = 0;
-    for (int i = 0; i < NORI_TEST_CLUSTER_NODES; i++)
-        if (cluster->node[i].pid != 0 && nori_test_node_is_master(&cluster->node[i]))
-            out[n++] = i;
-    assert_int_equal(n, 3);
-    return n;
-}
 
 /* Keys "prefix<k>", PER_MASTER of them on each master: names[m * PER_MASTER + t]
  * lies on master mi[m]. */
@@ -137,7 +51,7 @@ static void keys_per_master(const int *owner, const int *mi, const char *prefix,
     for (int k = 0; count[0] + count[1] + count[2] < 3 * PER_MASTER; k++) {
         char key[32];
         snprintf(key, sizeof key, "%s%d", prefix, k);
-        int o = key_owner(owner, key);
+        int o = cluster_key_owner(owner, key);
         for (int m = 0; m < 3; m++)
             if (o == mi[m] && count[m] < PER_MASTER)
                 snprintf(names[m * PER_MASTER + count[m]++], 32, "%s", key);
@@ -152,7 +66,7 @@ static void test_agrees_with_single_calls(void **state)
 {
     (void)state;
     static int owner[NORI_CLUSTER_SLOTS];
-    slot_owners(owner);
+    cluster_slot_owners(owner);
     enum { PLAIN = 60, TAGGED = 10, N = PLAIN + TAGGED };
     char names[N][32], vals[N][32];
     const char *keys[N];
@@ -167,7 +81,7 @@ static void test_agrees_with_single_calls(void **state)
         keys[i] = names[i];
         /* Every third key without expiry, the others with 60 s or 120 s. */
         items[i] = (nori_set_item){names[i], vals[i], strlen(vals[i]), i % 3 == 0 ? 0 : 60 * (i % 3)};
-        on[key_owner(owner, names[i])] = true;
+        on[cluster_key_owner(owner, names[i])] = true;
     }
     int spread = 0;
     for (int i = 0; i < NORI_TEST_CLUSTER_NODES; i++)
@@ -176,12 +90,12 @@ static void test_agrees_with_single_calls(void **state)
     int rcs[N];
     assert_nori(nori_backend_set_many(backend, items, N, rcs), NORI_OK);
     /* Each key on the master of its slot, with its TTL; the tagged ones together. */
-    int tag_node = key_owner(owner, names[PLAIN]);
+    int tag_node = cluster_key_owner(owner, names[PLAIN]);
     for (int i = 0; i < N; i++) {
-        int o = key_owner(owner, names[i]);
+        int o = cluster_key_owner(owner, names[i]);
         if (i >= PLAIN)
             assert_int_equal(o, tag_node);
-        redisContext *c = node_conn(o);
+        redisContext *c = cluster_node_conn(o);
         redisReply *r = redisCommand(c, "CLUSTER KEYSLOT cache:%s", names[i]);
         char wire[64];
         snprintf(wire, sizeof wire, "cache:%.31s", names[i]);
@@ -248,9 +162,9 @@ static void test_one_round_trip_per_node(void **state)
 {
     (void)state;
     static int owner[NORI_CLUSTER_SLOTS];
-    slot_owners(owner);
+    cluster_slot_owners(owner);
     int mi[3];
-    masters(mi);
+    cluster_masters(mi);
     static char names[3 * PER_MASTER][32];
     keys_per_master(owner, mi, "rt:", names);
     const char *keys[3 * PER_MASTER];
@@ -264,8 +178,8 @@ static void test_one_round_trip_per_node(void **state)
     nori_get_result res[3 * PER_MASTER];
     long long reads[3], gets[3];
     for (int m = 0; m < 3; m++) {
-        gets[m] = info_field(mi[m], "commandstats", "cmdstat_get:calls=");
-        reads[m] = info_field(mi[m], "stats", "total_reads_processed:");
+        gets[m] = cluster_info_field(mi[m], "commandstats", "cmdstat_get:calls=");
+        reads[m] = cluster_info_field(mi[m], "stats", "total_reads_processed:");
     }
     assert_nori(nori_backend_get_many(backend, keys, 3 * PER_MASTER, res), NORI_OK);
     for (int i = 0; i < 3 * PER_MASTER; i++)
@@ -274,8 +188,8 @@ static void test_one_round_trip_per_node(void **state)
     for (int m = 0; m < 3; m++) {
         /* This INFO's own read, the pipeline's (one or two), a replica's
          * REPLCONF ACK (one a second): a handful, never 40. */
-        long long dr = info_field(mi[m], "stats", "total_reads_processed:") - reads[m];
-        long long dg = info_field(mi[m], "commandstats", "cmdstat_get:calls=") - gets[m];
+        long long dr = cluster_info_field(mi[m], "stats", "total_reads_processed:") - reads[m];
+        long long dg = cluster_info_field(mi[m], "commandstats", "cmdstat_get:calls=") - gets[m];
         print_message("master %d (port %d): %lld GETs in %lld reads\n", mi[m],
                       cluster->node[mi[m]].port, dg, dr);
         assert_int_equal(dg, PER_MASTER);
@@ -283,10 +197,10 @@ static void test_one_round_trip_per_node(void **state)
     }
     /* set_many too: its SETs reach each master in a few reads. */
     for (int m = 0; m < 3; m++)
-        reads[m] = info_field(mi[m], "stats", "total_reads_processed:");
+        reads[m] = cluster_info_field(mi[m], "stats", "total_reads_processed:");
     assert_nori(nori_backend_set_many(backend, items, 3 * PER_MASTER, NULL), NORI_OK);
     for (int m = 0; m < 3; m++)
-        assert_true(info_field(mi[m], "stats", "total_reads_processed:") - reads[m] <= 6);
+        assert_true(cluster_info_field(mi[m], "stats", "total_reads_processed:") - reads[m] <= 6);
     assert_nori(nori_backend_delete_many(backend, keys, 3 * PER_MASTER, NULL), NORI_OK);
 }
 
@@ -295,8 +209,8 @@ static void test_wrong_type_fails_one_key(void **state)
 {
     (void)state;
     static int owner[NORI_CLUSTER_SLOTS];
-    slot_owners(owner);
-    redisContext *c = node_conn(key_owner(owner, "wt:list"));
+    cluster_slot_owners(owner);
+    redisContext *c = cluster_node_conn(cluster_key_owner(owner, "wt:list"));
     freeReplyObject(redisCommand(c, "RPUSH cache:wt:list x"));
     redisFree(c);
     enum { N = 30 };
@@ -395,7 +309,7 @@ static void test_reshard(void **state)
     (void)state;
     int slots = getenv("NORI_CLUSTER_LONG") != NULL ? 1000 : 300;
     int mi[3];
-    masters(mi);
+    cluster_masters(mi);
     int from = mi[0], to = mi[1];
     /* A second backend, its map read now and not used during the reshard. */
     nori_backend *stale;
@@ -411,7 +325,7 @@ static void test_reshard(void **state)
     }
     assert_nori(nori_backend_set_many(stale, items, N, NULL), NORI_OK);
     static int owner[NORI_CLUSTER_SLOTS];
-    slot_owners(owner);
+    cluster_slot_owners(owner);
     int moving = 0; /* keys of `stale` in the slots about to move */
 
     atomic_bool stop;
@@ -446,9 +360,10 @@ static void test_reshard(void **state)
 
     /* The stale backend: some of its keys moved; all still answer. */
     static int now_owner[NORI_CLUSTER_SLOTS];
-    slot_owners(now_owner);
+    cluster_slot_owners(now_owner);
     for (int i = 0; i < N; i++)
-        moving += key_owner(owner, names[i]) == from && key_owner(now_owner, names[i]) == to;
+        moving += cluster_key_owner(owner, names[i]) == from &&
+                  cluster_key_owner(now_owner, names[i]) == to;
     print_message("%d of the stale backend's %d keys moved\n", moving, N);
     assert_true(moving > 0);
     static nori_get_result res[N];
@@ -464,46 +379,20 @@ static void test_reshard(void **state)
 
 /* ---- scripted fake nodes ---- */
 
-#define CLUSTER_INFO "$17\r\ncluster_enabled:1\r\n"
-
-/* A fake cluster node whose map gives it every slot. */
-static nori_fake_redis *fake_node(void)
-{
-    nori_fake_redis *f = nori_fake_redis_start();
-    char slots[256];
-    int port = nori_fake_redis_port(f);
-    snprintf(slots, sizeof slots,
-             "*1\r\n*3\r\n:0\r\n:16383\r\n*3\r\n$9\r\n127.0.0.1\r\n:%d\r\n$40\r\n"
-             "%040d\r\n",
-             port, port);
-    nori_fake_redis_default(f, "INFO", CLUSTER_INFO);
-    nori_fake_redis_default(f, "CLUSTER SLOTS", slots);
-    return f;
-}
-
-static nori_backend *backend_on(const nori_fake_redis *f)
-{
-    char url[200];
-    snprintf(url, sizeof url, "redis://127.0.0.1:%d", nori_fake_redis_port(f));
-    nori_backend *b;
-    assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
-    return b;
-}
-
 /* The first GET of the pipeline is MOVED: that key alone goes straight to
  * the new owner (the MOVED fixed the map; the old owner is not asked
  * again); the other four are answered by the pipeline, not sent again. */
 static void test_fake_moved_key_alone(void **state)
 {
     (void)state;
-    nori_fake_redis *a = fake_node(), *bn = fake_node();
+    nori_fake_redis *a = fake_cluster_node(0, 16383), *bn = fake_cluster_node(0, 16383);
     char moved[128];
     snprintf(moved, sizeof moved, "-MOVED %u 127.0.0.1:%d\r\n",
              nori__cluster_keyslot("cache:k0", 8), nori_fake_redis_port(bn));
     nori_fake_redis_reply(a, "GET", moved);
     nori_fake_redis_default(a, "GET", "$2\r\nva\r\n");
     nori_fake_redis_default(bn, "GET", "$2\r\nvb\r\n");
-    nori_backend *b = backend_on(a);
+    nori_backend *b = fake_cluster_backend(a, "");
     const char *keys[] = {"k0", "k1", "k2", "k3", "k4"};
     nori_get_result res[5];
     assert_nori(nori_backend_get_many(b, keys, 5, res), NORI_OK);
@@ -524,9 +413,9 @@ static void test_fake_moved_key_alone(void **state)
 static void test_fake_clusterdown_bounded(void **state)
 {
     (void)state;
-    nori_fake_redis *a = fake_node();
+    nori_fake_redis *a = fake_cluster_node(0, 16383);
     nori_fake_redis_default(a, "GET", "-CLUSTERDOWN The cluster is down\r\n");
-    nori_backend *b = backend_on(a);
+    nori_backend *b = fake_cluster_backend(a, "");
     enum { N = 20 };
     char names[N][16];
     const char *keys[N];
@@ -548,6 +437,80 @@ static void test_fake_clusterdown_bounded(void **state)
     nori_fake_redis_stop(a);
 }
 
+/* A fake cluster of two nodes: a serves 0..8191, b 8192..16383. */
+static void two_node_slots(char *buf, size_t size, int pa, int pb)
+{
+    snprintf(buf, size,
+             "*2\r\n*3\r\n:0\r\n:8191\r\n*3\r\n$9\r\n127.0.0.1\r\n:%d\r\n$40\r\n%040d\r\n"
+             "*3\r\n:8192\r\n:16383\r\n*3\r\n$9\r\n127.0.0.1\r\n:%d\r\n$40\r\n%040d\r\n",
+             pa, pa, pb, pb);
+}
+
+/* A key (written into buf) whose slot is in [lo, hi]. */
+static const char *key_in(char *buf, size_t size, unsigned lo, unsigned hi)
+{
+    for (int i = 0;; i++) {
+        snprintf(buf, size, "key%d", i);
+        unsigned s = cluster_wire_slot(buf);
+        if (s >= lo && s <= hi)
+            return buf;
+    }
+}
+
+/* Node a sends the first bytes of its reply and stalls; node b answers at
+ * once. b's key must succeed: its reply was there long before the deadline.
+ * (A bulk call read a node's replies whole once its first bytes were there,
+ * so the stalled node held the reading past the deadline, and the healthy
+ * node's replies, already waiting in its socket, were failed as "timed
+ * out" and counted by its breaker. Replies already there at the deadline
+ * are taken.) */
+static void test_cluster_bulk_stalled_node_keeps_healthy_replies(void **state)
+{
+    (void)state;
+    nori_fake_redis *a = nori_fake_redis_start(), *bn = nori_fake_redis_start();
+    char slots[512];
+    two_node_slots(slots, sizeof slots, nori_fake_redis_port(a), nori_fake_redis_port(bn));
+    nori_fake_redis *both[2] = {a, bn};
+    for (int i = 0; i < 2; i++) {
+        nori_fake_redis_default(both[i], "INFO", FAKE_CLUSTER_INFO);
+        nori_fake_redis_default(both[i], "CLUSTER SLOTS", slots);
+    }
+    char ka[32], kb[32];
+    key_in(ka, sizeof ka, 0, 8191);
+    key_in(kb, sizeof kb, 8192, 16383);
+    char url[200];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d?timeout_ms=300", nori_fake_redis_port(a));
+    nori_backend *b;
+    assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
+    /* The bulk call finds out the mode (INFO) and reads the map itself. */
+    nori_fake_redis_default(a, "GET", NORI_FAKE_STALL);
+    const char *keys[2] = {ka, kb};
+    /* Whether a's first bytes come before b's reply is a race: the failure
+     * needs them first (seen in 2 of 3 runs), so the call is made 4 times
+     * (fewer than circuit_failures, so that a's breaker stays closed). */
+    for (int round = 0; round < 4; round++) {
+        nori_fake_redis_reply(a, "GET", "$10\r\nabc"); /* 3 of 10 bytes, then nothing */
+        nori_fake_redis_reply(bn, "GET", "$2\r\nvb\r\n");
+        nori_get_result res[2];
+        nori_backend_stats before, after;
+        assert_nori(nori_backend_get_stats(b, &before), NORI_OK);
+        (void)nori_backend_get_many(b, keys, 2, res);
+        assert_nori(nori_backend_get_stats(b, &after), NORI_OK);
+        print_message("round %d: a: %d, b: %d (%s)\n", round, res[0].rc, res[1].rc,
+                      nori_last_error());
+        assert_int_equal(res[0].rc, NORI_EBACKEND);
+        assert_nori(res[1].rc, NORI_OK);
+        assert_int_equal(res[1].value.len, 2);
+        assert_memory_equal(res[1].value.data, "vb", 2);
+        /* Only the stalled node's timeout counts towards a breaker. */
+        assert_int_equal(after.timeouts - before.timeouts, 1);
+        nori_get_results_free(res, 2);
+    }
+    nori_backend_free(b);
+    nori_fake_redis_stop(a);
+    nori_fake_redis_stop(bn);
+}
+
 /* ---- a stopped master (last: the cluster may fail it over) ---- */
 
 #define STOP_TIMEOUT_MS 300
@@ -565,9 +528,9 @@ static void test_stopped_master(void **state)
     nori_backend *b;
     assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
     static int owner[NORI_CLUSTER_SLOTS];
-    slot_owners(owner);
+    cluster_slot_owners(owner);
     int mi[3];
-    masters(mi);
+    cluster_masters(mi);
     static char names[3 * PER_MASTER][32];
     keys_per_master(owner, mi, "sm:", names);
     const char *keys[3 * PER_MASTER];
@@ -634,7 +597,8 @@ int main(void)
         cmocka_unit_test(test_reshard),
         cmocka_unit_test(test_fake_moved_key_alone),
         cmocka_unit_test(test_fake_clusterdown_bounded),
+        cmocka_unit_test(test_cluster_bulk_stalled_node_keeps_healthy_replies),
         cmocka_unit_test(test_stopped_master),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, cluster_group_setup, cluster_group_teardown);
 }

@@ -2,7 +2,10 @@
  * Cluster redirections, deterministically, on scripted fake nodes
  * (tests/support/fake_redis.c): what a real cluster cannot produce on
  * demand. Each case builds a backend on a fake seed that says
- * cluster_enabled:1 and serves a slot map naming fake nodes.
+ * cluster_enabled:1 and serves a slot map naming fake nodes. The cases
+ * that wait (TRYAGAIN, CLUSTERDOWN, a slot nobody serves) run on the
+ * virtual clock (clock.h), moved on whenever the call sleeps: the back-off
+ * and the retry budget are checked to the millisecond, in no real time.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,16 +13,18 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "fake_redis.h"
+#include "cluster_fixture.h"
 #include "redis/route/cluster_slots.h"
+#include "redis/route/topology.h"
 #include "test_support.h"
+#include "virtual_clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#define CLUSTER_INFO "$17\r\ncluster_enabled:1\r\n"
+#define START 1000000
 
 static long long now_ms(void)
 {
@@ -28,34 +33,41 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* A CLUSTER SLOTS reply: slots first..last served by the fake at port. */
-static void slots_reply(char *buf, size_t size, int first, int last, int port)
+/* The virtual clock, run forward whenever the call under test sleeps. */
+static int clock_setup(void **state)
 {
-    snprintf(buf, size,
-             "*1\r\n*3\r\n:%d\r\n:%d\r\n*3\r\n$9\r\n127.0.0.1\r\n:%d\r\n$40\r\n"
-             "%040d\r\n",
-             first, last, port, port);
+    (void)state;
+    nori_test_clock_install(START);
+    nori_test_clock_run();
+    return 0;
 }
 
-/* A fake node that is a cluster node serving slots first..last itself. */
-static nori_fake_redis *fake_node(int first, int last)
+static int clock_teardown(void **state)
 {
-    nori_fake_redis *f = nori_fake_redis_start();
-    char slots[256];
-    slots_reply(slots, sizeof slots, first, last, nori_fake_redis_port(f));
-    nori_fake_redis_default(f, "INFO", CLUSTER_INFO);
-    nori_fake_redis_default(f, "CLUSTER SLOTS", slots);
-    nori_fake_redis_default(f, "ASKING", "+OK\r\n");
-    return f;
+    (void)state;
+    nori_test_clock_uninstall();
+    return 0;
 }
 
-static nori_backend *backend_on(const nori_fake_redis *f, const char *opts)
+/*
+ * The back-off that topology.c documents: 10 ms, doubling to 200 ms. The
+ * virtual time at which a call that keeps waiting gives up, and how many
+ * attempts it made: an attempt starts at each pause's end while the time
+ * is within NORI_TOPO_RETRY_MS of the first; the one that starts past it
+ * still runs (its node is routed to before the budget is judged) and is
+ * the last.
+ */
+static void waiting_call(long long *gives_up_at, int *attempts)
 {
-    char url[200];
-    snprintf(url, sizeof url, "redis://127.0.0.1:%d%s", nori_fake_redis_port(f), opts);
-    nori_backend *b;
-    assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
-    return b;
+    long long t = 0;
+    int delay = 10, n = 1;
+    while (t < NORI_TOPO_RETRY_MS) {
+        t += delay;
+        delay = delay < 100 ? delay * 2 : 200;
+        n++;
+    }
+    *gives_up_at = t;
+    *attempts = n;
 }
 
 static void assert_get(nori_backend *b, const char *key, const char *want)
@@ -67,26 +79,19 @@ static void assert_get(nori_backend *b, const char *key, const char *want)
     nori_buf_free(&v);
 }
 
-static unsigned slot_of(const char *key)
-{
-    char wire[256];
-    snprintf(wire, sizeof wire, "cache:%s", key);
-    return nori__cluster_keyslot(wire, strlen(wire));
-}
-
 /* MOVED: the command is sent again to the new owner, and the map is read
  * again, so the next command for the slot goes straight there. */
 static void test_moved(void **state)
 {
     (void)state;
-    nori_fake_redis *a = fake_node(0, 16383), *bn = fake_node(0, 16383);
+    nori_fake_redis *a = fake_cluster_node(0, 16383), *bn = fake_cluster_node(0, 16383);
     char moved[128];
-    snprintf(moved, sizeof moved, "-MOVED %u 127.0.0.1:%d\r\n", slot_of("k"),
+    snprintf(moved, sizeof moved, "-MOVED %u 127.0.0.1:%d\r\n", cluster_wire_slot("k"),
              nori_fake_redis_port(bn));
     nori_fake_redis_reply(a, "GET", moved);
     /* The refresh after the MOVED asks b first, whose map gives it every slot. */
     nori_fake_redis_default(bn, "GET", "$2\r\nvb\r\n");
-    nori_backend *b = backend_on(a, "");
+    nori_backend *b = fake_cluster_backend(a, "");
     assert_get(b, "k", "vb");
     assert_get(b, "other", "vb"); /* the refreshed map sends it to b as well */
     assert_int_equal(nori_fake_redis_count(a, "GET"), 1);
@@ -102,13 +107,13 @@ static void test_moved(void **state)
 static void test_ask(void **state)
 {
     (void)state;
-    nori_fake_redis *a = fake_node(0, 16383), *bn = fake_node(0, 16383);
+    nori_fake_redis *a = fake_cluster_node(0, 16383), *bn = fake_cluster_node(0, 16383);
     char ask[128];
-    snprintf(ask, sizeof ask, "-ASK %u 127.0.0.1:%d\r\n", slot_of("k"), nori_fake_redis_port(bn));
+    snprintf(ask, sizeof ask, "-ASK %u 127.0.0.1:%d\r\n", cluster_wire_slot("k"), nori_fake_redis_port(bn));
     nori_fake_redis_reply(a, "GET", ask);
     nori_fake_redis_reply(a, "GET", "$2\r\nva\r\n");
     nori_fake_redis_default(bn, "GET", "$2\r\nvb\r\n");
-    nori_backend *b = backend_on(a, "");
+    nori_backend *b = fake_cluster_backend(a, "");
     assert_get(b, "k", "vb");
     char *log = nori_fake_redis_log(bn);
     assert_string_equal(log, "ASKING|GET");
@@ -120,17 +125,18 @@ static void test_ask(void **state)
     nori_fake_redis_stop(bn);
 }
 
-/* TRYAGAIN, then CLUSTERDOWN, then success: retried with back-off. */
+/* TRYAGAIN, then CLUSTERDOWN, then success: retried after 10, then 20 ms. */
 static void test_tryagain_clusterdown_retried(void **state)
 {
     (void)state;
-    nori_fake_redis *a = fake_node(0, 16383);
+    nori_fake_redis *a = fake_cluster_node(0, 16383);
     nori_fake_redis_reply(a, "SET", "-TRYAGAIN Multiple keys request during rehashing of slot\r\n");
     nori_fake_redis_reply(a, "SET", "-CLUSTERDOWN The cluster is down\r\n");
     nori_fake_redis_reply(a, "SET", "+OK\r\n");
-    nori_backend *b = backend_on(a, "");
+    nori_backend *b = fake_cluster_backend(a, "");
     assert_nori(nori_backend_set(b, "k", "v", 1, 0), NORI_OK);
     assert_int_equal(nori_fake_redis_count(a, "SET"), 3);
+    assert_int_equal(nori_test_clock_now() - START, 10 + 20);
     nori_backend_free(b);
     nori_fake_redis_stop(a);
 }
@@ -140,16 +146,20 @@ static void test_tryagain_clusterdown_retried(void **state)
 static void test_clusterdown_gives_up(void **state)
 {
     (void)state;
-    nori_fake_redis *a = fake_node(0, 16383);
+    nori_fake_redis *a = fake_cluster_node(0, 16383);
     nori_fake_redis_default(a, "GET", "-CLUSTERDOWN The cluster is down\r\n");
-    nori_backend *b = backend_on(a, "");
-    long long start = now_ms();
+    nori_backend *b = fake_cluster_backend(a, "");
     nori_buf v;
     assert_nori(nori_backend_get(b, "k", &v), NORI_EBACKEND);
-    long long took = now_ms() - start;
     assert_non_null(strstr(nori_last_error(), "CLUSTERDOWN"));
-    assert_true(took < 5000);
-    assert_true(nori_fake_redis_count(a, "GET") <= 64);
+    long long gives_up_at;
+    int attempts;
+    waiting_call(&gives_up_at, &attempts);
+    assert_int_equal(nori_test_clock_now() - START, gives_up_at);
+    assert_int_equal(nori_fake_redis_count(a, "GET"), attempts);
+    char want[64];
+    snprintf(want, sizeof want, "still redirected after %d attempts", attempts);
+    assert_non_null(strstr(nori_last_error(), want));
     nori_backend_free(b);
     nori_fake_redis_stop(a);
 }
@@ -158,12 +168,12 @@ static void test_clusterdown_gives_up(void **state)
 static void test_moved_loop_bounded(void **state)
 {
     (void)state;
-    nori_fake_redis *a = fake_node(0, 16383);
+    nori_fake_redis *a = fake_cluster_node(0, 16383);
     char moved[128];
-    snprintf(moved, sizeof moved, "-MOVED %u 127.0.0.1:%d\r\n", slot_of("k"),
+    snprintf(moved, sizeof moved, "-MOVED %u 127.0.0.1:%d\r\n", cluster_wire_slot("k"),
              nori_fake_redis_port(a));
     nori_fake_redis_default(a, "UNLINK", moved);
-    nori_backend *b = backend_on(a, "");
+    nori_backend *b = fake_cluster_backend(a, "");
     assert_nori(nori_backend_delete(b, "k"), NORI_EBACKEND);
     assert_non_null(strstr(nori_last_error(), "still redirected after 16 attempts (last: MOVED"));
     assert_int_equal(nori_fake_redis_count(a, "UNLINK"), 16);
@@ -175,18 +185,20 @@ static void test_moved_loop_bounded(void **state)
 static void test_slot_not_served(void **state)
 {
     (void)state;
-    unsigned s = slot_of("k");
-    nori_fake_redis *a = fake_node(s == 0 ? 1 : 0, s == 0 ? 16383 : (int)s - 1);
+    unsigned s = cluster_wire_slot("k");
+    nori_fake_redis *a = fake_cluster_node(s == 0 ? 1 : 0, s == 0 ? 16383 : (int)s - 1);
     /* What a real node answers for a slot nobody serves. */
     nori_fake_redis_default(a, "SET", "-CLUSTERDOWN Hash slot not served\r\n");
-    nori_backend *b = backend_on(a, "");
-    long long start = now_ms();
+    nori_backend *b = fake_cluster_backend(a, "");
     assert_nori(nori_backend_set(b, "k", "v", 1, 0), NORI_EBACKEND);
     char want[64];
     snprintf(want, sizeof want, "slot %u is not served", s);
     if (strstr(nori_last_error(), want) == NULL)
         fail_msg("%s", nori_last_error());
-    assert_true(now_ms() - start < 5000);
+    long long gives_up_at;
+    int attempts;
+    waiting_call(&gives_up_at, &attempts);
+    assert_int_equal(nori_test_clock_now() - START, gives_up_at);
     /* Only the first SET, sent before the backend knew it was a cluster:
      * after that the map says no node serves the slot. */
     assert_int_equal(nori_fake_redis_count(a, "SET"), 1);
@@ -199,11 +211,11 @@ static void test_slot_not_served(void **state)
 static void test_stalled_node(void **state)
 {
     (void)state;
-    nori_fake_redis *a = fake_node(0, 16383);
+    nori_fake_redis *a = fake_cluster_node(0, 16383);
     nori_fake_redis_default(a, "GET", NORI_FAKE_STALL);
     nori_fake_redis_default(a, "SCRIPT LOAD", "$40\r\n137df22802a5543446842ecc7afe8dbcae3fa515\r\n");
     nori_fake_redis_default(a, "EVALSHA", NORI_FAKE_STALL);
-    nori_backend *b = backend_on(a, "?timeout_ms=200");
+    nori_backend *b = fake_cluster_backend(a, "?timeout_ms=200");
     long long start = now_ms();
     nori_buf v;
     assert_nori(nori_backend_get(b, "k", &v), NORI_EBACKEND);
@@ -223,7 +235,7 @@ static void test_stalled_node(void **state)
 static void test_second_seed(void **state)
 {
     (void)state;
-    nori_fake_redis *a = fake_node(0, 16383);
+    nori_fake_redis *a = fake_cluster_node(0, 16383);
     nori_fake_redis_default(a, "GET", "$1\r\nx\r\n");
     char url[200];
     snprintf(url, sizeof url, "redis://127.0.0.1:1?addr=127.0.0.1:%d&connect_timeout_ms=200",
@@ -248,10 +260,11 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_moved),
         cmocka_unit_test(test_ask),
-        cmocka_unit_test(test_tryagain_clusterdown_retried),
-        cmocka_unit_test(test_clusterdown_gives_up),
+        cmocka_unit_test_setup_teardown(test_tryagain_clusterdown_retried, clock_setup,
+                                        clock_teardown),
+        cmocka_unit_test_setup_teardown(test_clusterdown_gives_up, clock_setup, clock_teardown),
         cmocka_unit_test(test_moved_loop_bounded),
-        cmocka_unit_test(test_slot_not_served),
+        cmocka_unit_test_setup_teardown(test_slot_not_served, clock_setup, clock_teardown),
         cmocka_unit_test(test_stalled_node),
         cmocka_unit_test(test_second_seed),
     };

@@ -5,7 +5,10 @@
  *    write has returned, no GET is answered with what that fill produced;
  *  - background refreshes (stale_while_revalidate): one handler run per
  *    expiry however many requests and processes see the stale entry;
- *  - lifetimes and lease values at the ends of int64.
+ *  - lifetimes and lease values at the ends of int64;
+ *  - what another client left at an entry's keys: a value over the
+ *    backend's limit is overwritten, a lease not taken by this library is
+ *    not waited for.
  * Every process reads one test clock in shared memory (entries' stored-at
  * times); Redis keeps the entries for lifetime + window in real time, which
  * these tests never reach. NORI_TEST_TOPOLOGY=cluster|sentinel runs the
@@ -22,11 +25,13 @@
 #include "redis_topology.h"
 #include "test_support.h"
 
+#include "clock.h"
 #include "http/internal.h"
 #include "nori/http.h"
 #include "shm/shm.h"
 
 #include <errno.h>
+#include <hiredis/hiredis.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -58,11 +63,6 @@ typedef struct {
 static shared_state *sh;
 static nori_test_topology *topo;
 static char shm_name[64]; /* NORI_TEST_BACKEND=shm: the segment, else "" */
-
-static int64_t shared_clock(void)
-{
-    return atomic_load(&sh->now);
-}
 
 static void sleep_ms(int ms)
 {
@@ -109,14 +109,16 @@ static int setup(void **state)
     (void)state;
     memset(sh, 0, sizeof *sh);
     atomic_store(&sh->now, 1700000000000);
-    nori__http_clock_override(shared_clock);
+    /* The wall clock only: entries' stored-at times. Nothing blocks on it,
+     * so the other processes need no one to advance it for them. */
+    nori__clock_override(NULL, &sh->now);
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    nori__http_clock_override(NULL);
+    nori__clock_override(NULL, NULL);
     return 0;
 }
 
@@ -504,6 +506,167 @@ static void test_lease_time_extremes(void **state)
     nori_backend_free(b);
 }
 
+/* ------------------------------------------------ what another client left
+ *
+ * These two cases run on the real clock (no setup): a lease is judged by the
+ * time in its token against now. */
+
+static int left_calls;
+
+static int left_handler(const nori_http_request *req, nori_http_response *resp, void *ud)
+{
+    (void)req;
+    (void)ud;
+    left_calls++;
+    char text[64];
+    int n = snprintf(text, sizeof text, "call %d", left_calls);
+    resp->status = 200;
+    assert_int_equal(nori_http_response_set_body(resp, text, (size_t)n), NORI_OK);
+    return nori_http_response_set_media_type(resp, "text/plain");
+}
+
+static nori_http_origin serve_left(nori_http_cache *c, const char *path)
+{
+    nori_http_origin o;
+    assert_nori(serve_copy(c, "GET", path, left_handler, &o, NULL), NORI_OK);
+    return o;
+}
+
+/*
+ * An entry over the backend's value limit (the limit was lowered, or
+ * another client wrote it) is an undecodable entry: a miss that the fresh
+ * response overwrites. The Redis backend's NORI_ETOOBIG for such a GET was
+ * taken as a failing backend: counted as an error, the fresh response not
+ * stored, so the URL ran its handler on every request for as long as the
+ * oversized entry lived (forever without a TTL). The memory backend's case
+ * is test_http_cache's test_entry_over_limit_is_miss.
+ */
+static void test_oversized_redis_entry_is_overwritten(void **state)
+{
+    (void)state;
+    if (shm_name[0] != '\0') {
+        print_message("skipped on shm: another Redis client's write is the subject\n");
+        skip();
+    }
+    left_calls = 0;
+    nori_backend *b = new_backend();
+    assert_non_null(b);
+    nori_http_cache_options o;
+    nori_http_cache_options_init(&o);
+    o.backend = b;
+    o.prefix = "oversized";
+    nori_http_cache *c;
+    assert_nori(nori_http_cache_new(&o, &c), NORI_OK);
+    char key[256];
+    assert_nori(nori_http_cache_key(c,
+                                    &(nori_http_request){"GET", "/big", "", NULL, NULL, NULL, 0,
+                                                         NULL},
+                                    key, sizeof key),
+                NORI_OK);
+    assert_nori(nori_backend_set_max_value(b, 100000), NORI_OK);
+    /* The wire key (the backend's "cache:" prefix), on the master that
+     * holds it: the backend's own write lands there. */
+    char wire[512];
+    snprintf(wire, sizeof wire, "cache:%s", key);
+    redisContext *raw = nori_test_topology_connect(topo, wire);
+    assert_nori(nori_backend_set(b, key, "p", 1, 0), NORI_OK);
+    redisReply *rr = redisCommand(raw, "EXISTS %s", wire);
+    assert_true(rr != NULL && rr->type == REDIS_REPLY_INTEGER && rr->integer == 1);
+    freeReplyObject(rr);
+    /* Another client leaves a 200 KB value, with no TTL, there. */
+    char *big = malloc(200000);
+    assert_non_null(big);
+    memset(big, 'x', 200000);
+    rr = redisCommand(raw, "SET %s %b", wire, big, (size_t)200000);
+    assert_true(rr != NULL && rr->type == REDIS_REPLY_STATUS);
+    freeReplyObject(rr);
+    free(big);
+    nori_buf probe;
+    assert_nori(nori_backend_get(b, key, &probe), NORI_ETOOBIG);
+
+    assert_int_equal(serve_left(c, "/big"), NORI_HTTP_MISS); /* an undecodable entry: a miss */
+    nori_http_origin second = serve_left(c, "/big");       /* ... the response overwrote */
+    nori_http_cache_stats st;
+    nori_http_cache_get_stats(c, &st);
+    print_message("second request: %s, handler runs %d, errors %llu, stores %llu\n",
+                  nori_http_origin_name(second), left_calls, (unsigned long long)st.errors,
+                  (unsigned long long)st.stores);
+    redisFree(raw);
+    nori_http_cache_free(c);
+    nori_backend_free(b);
+    assert_int_equal(second, NORI_HTTP_HIT);
+    assert_int_equal(left_calls, 1);
+}
+
+static double real_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
+}
+
+/*
+ * Another client leaves a lease "{key}:lock" that no process of this
+ * library took: no TTL, or a token that is not one of ours, or one of ours
+ * whose time is long past. Every miss of the key used to wait
+ * lock_timeout_ms (here 1500 ms, 5 s by default) before running the
+ * handler, after every expiry, for as long as the forged lease lived
+ * (forever without a TTL). A lease whose token is not a recent one of this
+ * library's is not waited for; a genuine one still is.
+ */
+static void test_forged_lease_not_waited_for(void **state)
+{
+    (void)state;
+    left_calls = 0;
+    nori_backend *b = new_backend();
+    assert_non_null(b);
+    nori_http_cache_options o;
+    nori_http_cache_options_init(&o);
+    o.backend = b;
+    o.prefix = "forged";
+    o.lock_timeout_ms = 1500;
+    nori_http_cache *c;
+    assert_nori(nori_http_cache_new(&o, &c), NORI_OK);
+    nori_http_request rq = {"GET", "/f", "", NULL, NULL, NULL, 0, NULL};
+    char key[256], lease[300];
+    assert_nori(nori_http_cache_key(c, &rq, key, sizeof key), NORI_OK);
+    snprintf(lease, sizeof lease, "%s:lock", key);
+    const char *forged[] = {"forged-by-someone", "1234-1000000000.000000000-7", ""};
+    double worst = 0;
+    for (int i = 0; i < 3; i++) {
+        assert_nori(nori_backend_delete(b, key), NORI_OK);
+        assert_nori(nori_backend_set(b, lease, forged[i], strlen(forged[i]), 0), NORI_OK);
+        left_calls = 0;
+        double t0 = real_now_ms();
+        assert_int_equal(serve_left(c, "/f"), NORI_HTTP_MISS);
+        double took = real_now_ms() - t0;
+        print_message("forged lease '%s': the miss took %.0f ms\n", forged[i], took);
+        if (took > worst)
+            worst = took;
+        assert_int_equal(left_calls, 1);
+    }
+    /* A genuine lease (taken by a process of this library just now) is
+     * still waited for: coalescing across processes holds. */
+    assert_nori(nori_backend_delete(b, key), NORI_OK);
+    assert_nori(nori_backend_delete(b, lease), NORI_OK);
+    struct timespec rt;
+    clock_gettime(CLOCK_REALTIME, &rt);
+    char genuine[64];
+    snprintf(genuine, sizeof genuine, "%d-%lld.%09ld-%d", 999999, (long long)rt.tv_sec,
+             rt.tv_nsec, 1);
+    int added = 0;
+    assert_nori(nori_backend_add(b, lease, genuine, strlen(genuine), 400, &added), NORI_OK);
+    assert_true(added);
+    double t0 = real_now_ms();
+    assert_int_equal(serve_left(c, "/f"), NORI_HTTP_MISS);
+    double waited = real_now_ms() - t0;
+    print_message("genuine lease (400 ms): the miss took %.0f ms\n", waited);
+    nori_http_cache_free(c);
+    nori_backend_free(b);
+    assert_true(worst < 500);
+    assert_true(waited >= 300);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -514,6 +677,8 @@ int main(void)
         T(test_stale_window_one_refresh),
         T(test_endless_max_age),
         T(test_lease_time_extremes),
+        cmocka_unit_test(test_oversized_redis_entry_is_overwritten),
+        cmocka_unit_test(test_forged_lease_not_waited_for),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

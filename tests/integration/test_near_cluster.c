@@ -9,7 +9,7 @@
  *    only;
  *  - another client's SET (p99 of 200 rounds over the masters), DEL,
  *    PEXPIRE and FLUSHALL on each master reach A within the bound of
- *    test_near_redis (200 ms; NEAR_STRICT=1: 50 ms);
+ *    test_near_listener (200 ms; NEAR_STRICT=1: 50 ms);
  *  - CLIENT KILL of one master's invalidation connection, then of its data
  *    connections: A's near cache is flushed, reads stay correct, and local
  *    copies come back only with tracking (a later change is seen in time);
@@ -68,17 +68,14 @@ static int group_setup(void **state)
         }
     }
     assert_true(found[0] && found[1] && found[2]);
-    assert_nori(nori_redis_backend_new(cluster->url, &a), NORI_OK);
-    assert_nori(nori_redis_backend_enable_near(a, 10000, 0, 0), NORI_OK);
-    assert_nori(nori_redis_backend_new(cluster->url, &b), NORI_OK);
+    near_pair_open(cluster->url, &a, &b);
     return 0;
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    nori_backend_free(a);
-    nori_backend_free(b);
+    near_pair_close(a, b);
     nori_test_cluster_stop(cluster);
     return 0;
 }
@@ -109,8 +106,7 @@ static redisReply *raw_command(int i, const char *fmt, ...)
 static long long gets_served(int i)
 {
     redisReply *r = raw_command(i, "INFO commandstats");
-    const char *p = strstr(r->str, "cmdstat_get:calls=");
-    long long n = p != NULL ? strtoll(p + strlen("cmdstat_get:calls="), NULL, 10) : 0;
+    long long n = near_get_calls(r->str);
     freeReplyObject(r);
     return n;
 }
@@ -128,7 +124,7 @@ static int subscribers(int i)
 
 static void b_set(const char *key, const char *val)
 {
-    assert_nori(nori_backend_set(b, key, val, strlen(val), 0), NORI_OK);
+    near_set(b, key, val);
 }
 
 /* ---- local reads ---- */
@@ -461,45 +457,6 @@ static void test_reshard_while_reading(void **state)
 
 /* ---- failover ---- */
 
-typedef struct {
-    pthread_t thread;
-    atomic_bool *stop;
-    _Atomic int64_t *after_acked_us; /* when B's "after" on the victim's key was acknowledged */
-    long reads, errors, wrong, stale, late_errors;
-    char wrong_text[256], last_error[256];
-} failover_reader;
-
-static void *failover_read(void *arg)
-{
-    failover_reader *r = arg;
-    while (!atomic_load(r->stop)) {
-        for (int m = 0; m < 3; m++) {
-            int64_t start = near_now_us();
-            int64_t acked = atomic_load(r->after_acked_us);
-            nori_buf v;
-            int rc = nori_backend_get(a, mkey[m], &v);
-            r->reads++;
-            if (rc != NORI_OK) {
-                r->errors++;
-                /* every call that starts well after the failover succeeds */
-                if (acked != 0 && start > acked + 2000000)
-                    r->late_errors++;
-                snprintf(r->last_error, sizeof r->last_error, "%s", nori_last_error());
-                continue;
-            }
-            if (strcmp(v.data, "before") != 0 && strcmp(v.data, "after") != 0) {
-                r->wrong++;
-                snprintf(r->wrong_text, sizeof r->wrong_text, "%s read as %s", mkey[m], v.data);
-            } else if (m == 0 && strcmp(v.data, "before") == 0 && acked != 0 &&
-                       start > acked + near_delay_limit_us()) {
-                r->stale++;
-            }
-            nori_buf_free(&v);
-        }
-    }
-    return NULL;
-}
-
 static void test_master_killed(void **state)
 {
     (void)state;
@@ -521,43 +478,10 @@ static void test_master_killed(void **state)
     for (int m = 0; m < 3; m++)
         near_make_local(a, mkey[m], "before");
     uint64_t flushes = lost_now();
-    atomic_bool stop;
-    atomic_init(&stop, false);
-    _Atomic int64_t acked;
-    atomic_init(&acked, 0);
-    failover_reader fr = {.stop = &stop, .after_acked_us = &acked};
-    assert_int_equal(pthread_create(&fr.thread, NULL, failover_read, &fr), 0);
-    near_pause_ms(100);
-    nori_test_node_kill(&cluster->node[victim], SIGKILL);
-    int64_t killed = near_now_us();
-    /* B writes "after" on the victim's key until the new master takes it. */
-    int rc = NORI_EBACKEND;
-    while (rc != NORI_OK && near_now_us() < killed + 20000000) {
-        rc = nori_backend_set(b, mkey[0], "after", 5, 0);
-        if (rc != NORI_OK)
-            near_pause_ms(50);
-    }
-    int64_t t_ack = near_now_us();
-    atomic_store(&acked, t_ack);
-    near_pause_ms(2500);
-    atomic_store(&stop, true);
-    pthread_join(fr.thread, NULL);
-    print_message("failover: B's write accepted %.0f ms after the kill; A: %ld reads, %ld "
-                  "errors (last: %s)\n",
-                  (t_ack - killed) / 1000.0, fr.reads, fr.errors,
-                  fr.errors > 0 ? fr.last_error : "none");
-    assert_nori(rc, NORI_OK);
-    if (fr.wrong > 0)
-        fail_msg("%ld wrong reads, last: %s", fr.wrong, fr.wrong_text);
-    assert_int_equal(fr.stale, 0);
-    assert_int_equal(fr.late_errors, 0);
+    const char *keys[] = {mkey[0], mkey[1], mkey[2]};
+    near_failover(a, b, keys, 3, &cluster->node[victim], 20000, "failover");
     assert_true(lost_now() > flushes);
-    /* A reads the new value and tracks the new master. */
-    near_wait_for(a, mkey[0], "after", near_now_us());
-    near_make_local(a, mkey[0], "after");
-    int64_t t0 = near_now_us();
-    b_set(mkey[0], "after2");
-    assert_true(near_wait_for(a, mkey[0], "after2", t0) <= near_delay_limit_us());
+    near_tracks_again(a, b, mkey[0]);
 }
 
 int main(void)

@@ -4,7 +4,7 @@
  * B a plain backend (another client). Checked:
  *  - keys become local on the master (no GET reaches it); another client's
  *    SET (p99 of 200 rounds), DEL and FLUSHALL reach A within the bound of
- *    test_near_redis (200 ms; NEAR_STRICT=1: 50 ms);
+ *    test_near_listener (200 ms; NEAR_STRICT=1: 50 ms);
  *  - SWAPDB on the master is seen (the database marker);
  *  - SENTINEL FAILOVER (the old master stays up and turns replica): A,
  *    idle, follows the new master (its listener finds the old one a replica
@@ -36,24 +36,21 @@ static int group_setup(void **state)
 {
     (void)state;
     setup = nori_test_sentinel_start(NULL);
-    assert_nori(nori_redis_backend_new(setup->url, &a), NORI_OK);
-    assert_nori(nori_redis_backend_enable_near(a, 10000, 0, 0), NORI_OK);
-    assert_nori(nori_redis_backend_new(setup->url, &b), NORI_OK);
+    near_pair_open(setup->url, &a, &b);
     return 0;
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    nori_backend_free(a);
-    nori_backend_free(b);
+    near_pair_close(a, b);
     nori_test_sentinel_stop(setup);
     return 0;
 }
 
 static void b_set(const char *key, const char *val)
 {
-    assert_nori(nori_backend_set(b, key, val, strlen(val), 0), NORI_OK);
+    near_set(b, key, val);
 }
 
 /* The node the sentinels name as master now. */
@@ -82,8 +79,7 @@ static redisReply *on_master(const char *cmd)
 static long long gets_served(void)
 {
     redisReply *r = on_master("INFO commandstats");
-    const char *p = strstr(r->str, "cmdstat_get:calls=");
-    long long n = p != NULL ? strtoll(p + strlen("cmdstat_get:calls="), NULL, 10) : 0;
+    long long n = near_get_calls(r->str);
     freeReplyObject(r);
     return n;
 }
@@ -130,7 +126,7 @@ static void test_changes_seen(void **state)
 
 /* SWAPDB on the master (the database marker, README): seen within a
  * heartbeat or two, as on one server; 5 s is the generous bound of
- * test_near_redis. */
+ * test_near_backend. */
 static void test_swapdb_seen(void **state)
 {
     (void)state;
@@ -249,42 +245,6 @@ static void test_manual_failover(void **state)
 
 /* ---- failover (last: it kills the master) ---- */
 
-typedef struct {
-    pthread_t thread;
-    atomic_bool *stop;
-    _Atomic int64_t *after_acked_us;
-    long reads, errors, wrong, stale, late_errors;
-    char wrong_text[256], last_error[256];
-} failover_reader;
-
-static void *failover_read(void *arg)
-{
-    failover_reader *r = arg;
-    while (!atomic_load(r->stop)) {
-        int64_t start = near_now_us();
-        int64_t acked = atomic_load(r->after_acked_us);
-        nori_buf v;
-        int rc = nori_backend_get(a, "fo", &v);
-        r->reads++;
-        if (rc != NORI_OK) {
-            r->errors++;
-            if (acked != 0 && start > acked + 2000000)
-                r->late_errors++;
-            snprintf(r->last_error, sizeof r->last_error, "%s", nori_last_error());
-            continue;
-        }
-        if (strcmp(v.data, "before") != 0 && strcmp(v.data, "after") != 0) {
-            r->wrong++;
-            snprintf(r->wrong_text, sizeof r->wrong_text, "read as %s", v.data);
-        } else if (strcmp(v.data, "before") == 0 && acked != 0 &&
-                   start > acked + near_delay_limit_us()) {
-            r->stale++;
-        }
-        nori_buf_free(&v);
-    }
-    return NULL;
-}
-
 static void test_master_killed(void **state)
 {
     (void)state;
@@ -310,47 +270,15 @@ static void test_master_killed(void **state)
     assert_true(replicated);
     near_make_local(a, "fo", "before");
     nori_near_stats st0 = near_stats_of(a);
-    atomic_bool stop;
-    atomic_init(&stop, false);
-    _Atomic int64_t acked;
-    atomic_init(&acked, 0);
-    failover_reader fr = {.stop = &stop, .after_acked_us = &acked};
-    assert_int_equal(pthread_create(&fr.thread, NULL, failover_read, &fr), 0);
-    near_pause_ms(100);
     int old_port = victim->port;
-    nori_test_node_kill(victim, SIGKILL);
-    int64_t killed = near_now_us();
-    int rc = NORI_EBACKEND;
-    while (rc != NORI_OK && near_now_us() < killed + 30000000) {
-        rc = nori_backend_set(b, "fo", "after", 5, 0);
-        if (rc != NORI_OK)
-            near_pause_ms(50);
-    }
-    int64_t t_ack = near_now_us();
-    atomic_store(&acked, t_ack);
-    near_pause_ms(2500);
-    atomic_store(&stop, true);
-    pthread_join(fr.thread, NULL);
-    print_message("sentinel failover: B's write accepted %.0f ms after the kill; A: %ld reads, "
-                  "%ld errors (last: %s)\n",
-                  (t_ack - killed) / 1000.0, fr.reads, fr.errors,
-                  fr.errors > 0 ? fr.last_error : "none");
-    assert_nori(rc, NORI_OK);
+    const char *keys[] = {"fo"};
+    near_failover(a, b, keys, 1, victim, 30000, "sentinel failover");
     assert_int_not_equal(nori_test_sentinel_master_port(setup), old_port);
-    if (fr.wrong > 0)
-        fail_msg("%ld wrong reads, last: %s", fr.wrong, fr.wrong_text);
-    assert_int_equal(fr.stale, 0);
-    assert_int_equal(fr.late_errors, 0);
     nori_near_stats st = near_stats_of(a);
     assert_true(st.flushes_listener_lost + st.flushes_heartbeat > st0.flushes_listener_lost +
                                                                       st0.flushes_heartbeat);
     assert_true(st.flushes_topology > st0.flushes_topology); /* the new master */
-    /* A tracks the new master. */
-    near_wait_for(a, "fo", "after", near_now_us());
-    near_make_local(a, "fo", "after");
-    int64_t t0 = near_now_us();
-    b_set("fo", "after2");
-    assert_true(near_wait_for(a, "fo", "after2", t0) <= near_delay_limit_us());
+    near_tracks_again(a, b, "fo");
 }
 
 int main(void)

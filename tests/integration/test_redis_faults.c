@@ -288,6 +288,10 @@ static void test_nothing_listening(void **state)
 static struct sockaddr_in silent_dns;
 static _Atomic int lookups_entered, lookups_returned;
 static _Atomic(const char *) answer_with; /* NULL: stall; else names resolve to it */
+/* Lookups of `counted_name` entered: a count that the lookups still in
+ * flight from an earlier case (each tries IPv6 after IPv4) do not touch. */
+static _Atomic(const char *) counted_name;
+static _Atomic int counted_entered;
 
 static void stall_this_thread(void)
 {
@@ -302,6 +306,9 @@ static int test_getaddrinfo(const char *node, const char *service, const struct 
                             struct addrinfo **res)
 {
     atomic_fetch_add(&lookups_entered, 1);
+    const char *counted = atomic_load(&counted_name);
+    if (counted != NULL && strcmp(node, counted) == 0)
+        atomic_fetch_add(&counted_entered, 1);
     int rc;
     const char *address = atomic_load(&answer_with);
     if (address != NULL) {
@@ -359,9 +366,10 @@ static nori_backend *backend_for(const char *host)
  * every call while it is in flight, and a name resolved before keeps being
  * served from its last answer while the resolver stalls.
  */
-static void test_resolver_stalls(void **state)
+/* A local DNS "server" that never answers: silent_dns, for
+ * stall_this_thread. Returns its socket (the caller closes it). */
+static int silent_dns_open(void)
 {
-    (void)state;
     int dns = socket(AF_INET, SOCK_DGRAM, 0);
     assert_true(dns >= 0);
     silent_dns = (struct sockaddr_in){.sin_family = AF_INET};
@@ -369,6 +377,13 @@ static void test_resolver_stalls(void **state)
     assert_int_equal(bind(dns, (struct sockaddr *)&silent_dns, sizeof silent_dns), 0);
     socklen_t len = sizeof silent_dns;
     assert_int_equal(getsockname(dns, (struct sockaddr *)&silent_dns, &len), 0);
+    return dns;
+}
+
+static void test_resolver_stalls(void **state)
+{
+    (void)state;
+    int dns = silent_dns_open();
     nori__resolve_set_hook(test_getaddrinfo);
     atomic_store(&answer_with, NULL);
 
@@ -432,6 +447,63 @@ static void test_resolver_stalls(void **state)
     close(dns);
 }
 
+/*
+ * The near cache's invalidation listener opens its connections as the
+ * backend does (dial.h), so its host name lookup is bounded too. It used to
+ * resolve with hiredis on its own thread, without a bound: freeing the
+ * backend joined that thread, and so waited for getaddrinfo (10 s and more
+ * with a silent DNS server), and a name only the bounded lookup knows
+ * (here, the test's hook) never resolved.
+ *  - Freeing a backend whose listener waits for a stalled lookup returns
+ *    within about connect_timeout_ms (300 ms; asserted under 2 s, room for
+ *    a loaded machine and still far below the 10 s of an unbounded lookup).
+ *  - Once the name resolves, the listener connects and the near cache
+ *    becomes active: within 5 s, a bound it meets in one attempt (a
+ *    connect, AUTH, CLIENT ID, SUBSCRIBE and a marker read on loopback).
+ */
+static void test_near_listener_resolver_stalls(void **state)
+{
+    (void)state;
+    int dns = silent_dns_open();
+    nori__resolve_set_hook(test_getaddrinfo);
+    atomic_store(&answer_with, NULL);
+
+    atomic_store(&counted_name, "near-stall.nori-test.invalid");
+    nori_backend *b = backend_for("near-stall.nori-test.invalid");
+    assert_nori(nori_redis_backend_enable_near(b, 100, 1 << 20, 0), NORI_OK);
+    /* The listener thread starts at once and looks the name up. */
+    double t0 = now_ms();
+    while (atomic_load(&counted_entered) == 0 && now_ms() - t0 < 5000) {
+        struct timespec pause = {0, 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    if (atomic_load(&counted_entered) == 0)
+        fail_msg("the listener did not look its host name up through the bounded lookup");
+    t0 = now_ms();
+    nori_backend_free(b);
+    double took = now_ms() - t0;
+    print_message("free with the listener in a stalled lookup: %.1f ms\n", took);
+    assert_true(took < 2000);
+
+    atomic_store(&answer_with, "127.0.0.1");
+    b = backend_for("near.nori-test.invalid");
+    assert_nori(nori_redis_backend_enable_near(b, 100, 1 << 20, 0), NORI_OK);
+    t0 = now_ms();
+    nori_near_stats ns = {0};
+    while (now_ms() - t0 < 5000) {
+        assert_nori(nori_backend_get_near_stats(b, &ns), NORI_OK);
+        if (ns.active)
+            break;
+        struct timespec pause = {0, 10 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    print_message("listener active after %.1f ms\n", now_ms() - t0);
+    assert_int_equal(ns.active, 1);
+    nori_backend_free(b);
+    nori__resolve_set_hook(NULL);
+    close(dns);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -442,6 +514,7 @@ int main(void)
         cmocka_unit_test(test_connect_timeout),
         cmocka_unit_test(test_nothing_listening),
         cmocka_unit_test(test_resolver_stalls),
+        cmocka_unit_test(test_near_listener_resolver_stalls),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -2,7 +2,9 @@
  * Sentinel resolution against a real master + replica + 3 sentinels
  * (started by the test): the master is found, a wrong master name and dead
  * sentinels give their distinct errors (never the password), and after a
- * failover the new master is found.
+ * failover the new master is found. On scripted fake sentinels and masters
+ * (tests/support/fake_redis.h): stalled and stale sentinels, READONLY from
+ * a demoted master, and a bulk write whose WAIT falls short sent once.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -125,7 +127,7 @@ static void test_wrong_password_for_master(void **state)
     int first = 0, port = 0;
     char *host = NULL;
     assert_nori(nori__sentinel_resolve(&t, &first, &host, &port), NORI_EBACKEND);
-    assert_non_null(strstr(nori_last_error(), "AUTH refused"));
+    assert_non_null(strstr(nori_last_error(), "AUTH (password) refused by the server"));
     assert_null(strstr(nori_last_error(), "wrong-pw"));
     nori__redis_target_free(&t);
 }
@@ -212,6 +214,59 @@ static void test_readonly_reresolves(void **state)
     nori_fake_redis_stop(sent);
     nori_fake_redis_stop(m1);
     nori_fake_redis_stop(m2);
+}
+
+#define SHORTFALL_KEYS 10
+
+/* Through Sentinel with wait_replicas=1 and no replica acknowledging (the
+ * fake master answers WAIT with 0): set_many sends each SET once, and every
+ * key fails naming the shortfall, as on one server and on a cluster. (The
+ * round trip "failed without timing out" was read as "the master is gone",
+ * and every key was sent again alone: each SET ran twice and each waited
+ * again. Only a lost connection sends the keys again alone.) */
+static void test_sentinel_bulk_wait_shortfall_sent_once(void **state)
+{
+    (void)state;
+    nori_fake_redis *sent = nori_fake_redis_start();
+    nori_fake_redis *m = nori_fake_redis_start();
+    char a[128];
+    addr_reply(a, sizeof a, nori_fake_redis_port(m));
+    nori_fake_redis_default(sent, "SENTINEL GET-MASTER-ADDR-BY-NAME", a);
+    nori_fake_redis_default(m, "ROLE", ROLE_MASTER);
+    nori_fake_redis_default(m, "SET", "+OK\r\n");
+    nori_fake_redis_default(m, "WAIT", ":0\r\n");
+    char url[200];
+    snprintf(url, sizeof url,
+             "redis+sentinel://127.0.0.1:%d/mymaster?wait_replicas=1&wait_timeout_ms=50",
+             nori_fake_redis_port(sent));
+    nori_backend *b;
+    assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
+    /* A first write resolves the master (and already falls short). */
+    assert_nori(nori_backend_set(b, "warm", "v", 1, 0), NORI_EBACKEND);
+    assert_non_null(strstr(nori_last_error(), "wait_replicas"));
+    int sets = nori_fake_redis_count(m, "SET");
+    assert_int_equal(sets, 1);
+
+    char names[SHORTFALL_KEYS][16];
+    nori_set_item items[SHORTFALL_KEYS];
+    for (int i = 0; i < SHORTFALL_KEYS; i++) {
+        snprintf(names[i], sizeof names[i], "k%d", i);
+        items[i] = (nori_set_item){names[i], "v", 1, 60};
+    }
+    int rcs[SHORTFALL_KEYS];
+    int rc = nori_backend_set_many(b, items, SHORTFALL_KEYS, rcs);
+    print_message("set_many: %s\n", nori_last_error());
+    assert_int_equal(rc, NORI_EBACKEND);
+    for (int i = 0; i < SHORTFALL_KEYS; i++)
+        assert_int_equal(rcs[i], NORI_EBACKEND);
+    assert_non_null(strstr(nori_last_error(), "wait_replicas"));
+    /* One SET per key: the writes were done; sending them again alone
+     * repeated each write and each WAIT. */
+    assert_int_equal(nori_fake_redis_count(m, "SET") - sets, SHORTFALL_KEYS);
+    assert_int_equal(nori_fake_redis_count(m, "WAIT"), 2);
+    nori_backend_free(b);
+    nori_fake_redis_stop(sent);
+    nori_fake_redis_stop(m);
 }
 
 /* The backend through the sentinels: it works, describes the master, and
@@ -486,6 +541,7 @@ int main(void)
         cmocka_unit_test(test_wrong_password_for_master),
         cmocka_unit_test(test_stalled_and_stale_sentinels),
         cmocka_unit_test(test_readonly_reresolves),
+        cmocka_unit_test(test_sentinel_bulk_wait_shortfall_sent_once),
         cmocka_unit_test(test_backend_through_sentinels),
         cmocka_unit_test(test_bulk_one_round_trip),
         cmocka_unit_test(test_failover_under_load), /* last: it kills the master */

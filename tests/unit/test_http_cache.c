@@ -7,7 +7,9 @@
 #include <cmocka.h>
 
 #include "test_support.h"
+#include "virtual_clock.h"
 
+#include "clock.h"
 #include "http/internal.h"
 #include "http_test_headers.h"
 
@@ -76,6 +78,7 @@ static int teardown(void **state)
     nori_http_cache_free(f->c);
     nori_backend_free(f->b);
     free(f);
+    nori_test_clock_uninstall();
     return 0;
 }
 
@@ -509,9 +512,12 @@ static void test_entry_over_limit_is_miss(void **state)
     assert_memory_equal(f->r.body, "GET /big call 2", 15);
 }
 
+/* The route's ttl, on the virtual clock (clock.h): a hit until a
+ * millisecond before it ends, a miss from then on. */
 static void test_ttl_and_default_backend(void **state)
 {
     fixture *f = *state;
+    nori_test_clock_install(1700000000000);
     setenv("CACHE_BACKEND", "memory", 1);
     nori_reset_backend();
     nori_http_cache_options o;
@@ -526,12 +532,16 @@ static void test_ttl_and_default_backend(void **state)
     nori_buf v;
     assert_nori(nori_cache_get("view:/ttl:", &v), NORI_OK);
     nori_buf_free(&v);
-    usleep(2100 * 1000);
+    nori__clock_advance(999);
+    assert_nori(nori_http_cache_serve(c, &rq, handler, &f->a, &f->r), NORI_OK);
+    assert_int_equal(f->r.origin, NORI_HTTP_HIT);
+    nori__clock_advance(1);
     assert_nori(nori_http_cache_serve(c, &rq, handler, &f->a, &f->r), NORI_OK);
     assert_int_equal(f->r.origin, NORI_HTTP_MISS);
     assert_int_equal(f->a.calls, 2);
     nori_http_cache_free(c);
     nori_reset_backend();
+    nori_test_clock_uninstall();
     /* NULL cache: just the handler. */
     assert_nori(nori_http_cache_serve(NULL, &rq, handler, &f->a, &f->r), NORI_OK);
     assert_int_equal(f->r.origin, NORI_HTTP_BYPASS);

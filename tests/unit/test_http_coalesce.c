@@ -1,8 +1,11 @@
 /* Request coalescing in one process (issue 11 item 1): 64 concurrent first
  * requests run the handler once; waiters are bounded by lock_timeout; an
  * unstorable response releases the waiters and is remembered
- * (hit-for-miss); a handler that asks the cache for its own key does not
- * deadlock. Labelled "concurrency": CI runs it under TSan too. */
+ * (hit-for-miss) for hit_for_miss_ms; a handler that asks the cache for its
+ * own key does not deadlock. The slow handlers, the waits and the windows
+ * run on the virtual clock (clock.h), moved by the test: to the
+ * millisecond, and whatever the machine's load. Labelled "concurrency": CI
+ * runs it under TSan too. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,27 +13,45 @@
 #include <cmocka.h>
 
 #include "test_support.h"
+#include "virtual_clock.h"
 
+#include "clock.h"
 #include "http/internal.h"
+#include "memory/memory.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#define START 1700000000000
 
 static int64_t now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return nori__now_ms();
 }
 
-static void sleep_ms(int ms)
+static int setup(void **state)
 {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
+    (void)state;
+    nori_test_clock_install(START);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    nori_test_clock_uninstall();
+    return 0;
+}
+
+/* Waits (bounded: 30 s of real time) until n threads wait on the virtual
+ * clock: the handler sleeping, the requests queued behind it. */
+static void await_blocked(int n)
+{
+    if (!nori__clock_await_blocked(n, 30000))
+        fail_msg("%d threads never waited on the clock (%d do)", n, nori__clock_blocked());
 }
 
 typedef struct {
@@ -38,7 +59,6 @@ typedef struct {
     _Atomic int delay_ms;   /* how long the handler takes */
     int status;
     _Atomic int set_cookie; /* makes the response unstorable */
-    _Atomic int inside; /* a handler run is in progress */
 } app;
 
 static int handler(const nori_http_request *req, nori_http_response *resp, void *ud)
@@ -46,10 +66,9 @@ static int handler(const nori_http_request *req, nori_http_response *resp, void 
     (void)req;
     app *a = ud;
     int run = atomic_fetch_add(&a->runs, 1) + 1;
-    atomic_store(&a->inside, 1);
     int delay = atomic_load(&a->delay_ms);
     if (delay > 0)
-        sleep_ms(delay); /* the slow handler being modelled, not a synchronization */
+        nori__sleep_ms(delay); /* the slow handler being modelled, in virtual time */
     resp->status = a->status ? a->status : 200;
     char body[64];
     int n = snprintf(body, sizeof body, "run %d", run);
@@ -65,7 +84,7 @@ typedef struct {
     pthread_barrier_t *start;
     char body[64];
     nori_http_origin origin;
-    int64_t elapsed_ms;
+    int64_t elapsed_ms; /* virtual time */
 } worker_arg;
 
 static void *worker(void *p)
@@ -88,6 +107,20 @@ static void *worker(void *p)
     return NULL;
 }
 
+/* A memory backend without the expiry thread: nothing but the requests
+ * and their handlers waits on the virtual clock. */
+static nori_backend *new_backend(void)
+{
+    nori_backend *b;
+    assert_nori(nori__memory_backend_new_opts(100, false, &b), NORI_OK);
+    return b;
+}
+
+static void *worker_thread(void *p)
+{
+    return worker(p);
+}
+
 static nori_http_cache *new_cache(nori_backend *b, int64_t lock_timeout_ms)
 {
     nori_http_cache_options o;
@@ -100,12 +133,13 @@ static nori_http_cache *new_cache(nori_backend *b, int64_t lock_timeout_ms)
 }
 
 /* 64 concurrent first requests for one key: one handler run, 64 identical
- * bodies (fails on the code before coalescing: up to 64 runs). */
+ * bodies (fails on the code before coalescing: up to 64 runs). All 63
+ * others wait for the handler, which takes 200 ms of virtual time: the
+ * test moves the clock only once the 64 threads wait on it. */
 static void test_one_run_for_64(void **state)
 {
     (void)state;
-    nori_backend *b;
-    assert_nori(nori_memory_backend_new(100, &b), NORI_OK);
+    nori_backend *b = new_backend();
     nori_http_cache *c = new_cache(b, 5000);
     app a = {.delay_ms = 200};
     enum { N = 64 };
@@ -115,8 +149,11 @@ static void test_one_run_for_64(void **state)
     pthread_barrier_init(&start, NULL, N);
     for (int i = 0; i < N; i++) {
         w[i] = (worker_arg){.c = c, .a = &a, .start = &start};
-        assert_int_equal(pthread_create(&t[i], NULL, worker, &w[i]), 0);
+        assert_int_equal(pthread_create(&t[i], NULL, worker_thread, &w[i]), 0);
     }
+    await_blocked(N); /* the handler asleep, 63 requests queued behind it */
+    assert_int_equal(nori__clock_next_wake(), START + 200);
+    nori__clock_advance(200);
     for (int i = 0; i < N; i++)
         pthread_join(t[i], NULL);
     pthread_barrier_destroy(&start);
@@ -124,40 +161,47 @@ static void test_one_run_for_64(void **state)
     int misses = 0;
     for (int i = 0; i < N; i++) {
         assert_string_equal(w[i].body, "run 1");
+        assert_int_equal(w[i].elapsed_ms, 200);
         misses += w[i].origin == NORI_HTTP_MISS;
     }
     assert_int_equal(misses, 1);
     nori_http_cache_stats s;
     nori_http_cache_get_stats(c, &s);
     assert_int_equal(s.hits, N - 1);
-    assert_true(s.coalesced >= 1);
+    assert_int_equal(s.coalesced, N - 1);
     assert_int_equal(s.stores, 1);
     nori_http_cache_free(c);
     nori_backend_free(b);
 }
 
 /* A fill slower than lock_timeout: the waiter gives up after lock_timeout
- * (not after the fill) and runs the handler itself. */
+ * (150 ms, not a millisecond less; not after the fill's 1500 ms) and runs
+ * the handler itself. */
 static void test_lock_timeout(void **state)
 {
     (void)state;
-    nori_backend *b;
-    assert_nori(nori_memory_backend_new(100, &b), NORI_OK);
+    nori_backend *b = new_backend();
     nori_http_cache *c = new_cache(b, 150);
     app a = {.delay_ms = 1500};
-    pthread_t leader;
+    pthread_t leader, waiter;
     worker_arg wl = {.c = c, .a = &a};
-    assert_int_equal(pthread_create(&leader, NULL, worker, &wl), 0);
-    for (int i = 0; i < 5000 && !atomic_load(&a.inside); i++)
-        sleep_ms(1); /* bounded wait for the leader to be inside its handler */
-    assert_true(atomic_load(&a.inside));
+    assert_int_equal(pthread_create(&leader, NULL, worker_thread, &wl), 0);
+    await_blocked(1); /* the leader is inside its handler */
     atomic_store(&a.delay_ms, 0); /* the waiter's own run is quick */
     worker_arg ww = {.c = c, .a = &a};
-    worker(&ww);
-    assert_true(ww.elapsed_ms >= 140);
-    assert_true(ww.elapsed_ms < 1200);
+    assert_int_equal(pthread_create(&waiter, NULL, worker_thread, &ww), 0);
+    await_blocked(2);
+    assert_int_equal(nori__clock_next_wake(), START + 150);
+    nori__clock_advance(149);
+    await_blocked(2); /* still waiting */
+    assert_int_equal(atomic_load(&a.runs), 1);
+    nori__clock_advance(1);
+    pthread_join(waiter, NULL);
+    assert_int_equal(ww.elapsed_ms, 150);
     assert_int_equal(ww.origin, NORI_HTTP_MISS);
+    nori__clock_advance(1500 - 150); /* the leader's fill ends */
     pthread_join(leader, NULL);
+    assert_int_equal(wl.elapsed_ms, 1500);
     assert_int_equal(atomic_load(&a.runs), 2);
     nori_http_cache_stats s;
     nori_http_cache_get_stats(c, &s);
@@ -172,8 +216,7 @@ static void test_lock_timeout(void **state)
 static void test_unstorable_releases_waiters(void **state)
 {
     (void)state;
-    nori_backend *b;
-    assert_nori(nori_memory_backend_new(100, &b), NORI_OK);
+    nori_backend *b = new_backend();
     nori_http_cache *c = new_cache(b, 5000);
     app a = {.delay_ms = 300, .set_cookie = 1};
     enum { N = 8 };
@@ -183,15 +226,18 @@ static void test_unstorable_releases_waiters(void **state)
     pthread_barrier_init(&start, NULL, N);
     for (int i = 0; i < N; i++) {
         w[i] = (worker_arg){.c = c, .a = &a, .start = &start};
-        assert_int_equal(pthread_create(&t[i], NULL, worker, &w[i]), 0);
+        assert_int_equal(pthread_create(&t[i], NULL, worker_thread, &w[i]), 0);
     }
+    await_blocked(N); /* the leader's handler and 7 waiters */
+    atomic_store(&a.delay_ms, 0); /* the waiters' own runs are quick */
+    nori__clock_advance(300);
     for (int i = 0; i < N; i++)
         pthread_join(t[i], NULL);
     pthread_barrier_destroy(&start);
     assert_int_equal(atomic_load(&a.runs), N);
     for (int i = 0; i < N; i++) {
         assert_int_equal(w[i].origin, NORI_HTTP_MISS);
-        assert_true(w[i].elapsed_ms < 3000); /* far below lock_timeout + a fill */
+        assert_int_equal(w[i].elapsed_ms, 300); /* the fill's end, not lock_timeout's */
     }
     nori_http_cache_stats s;
     nori_http_cache_get_stats(c, &s);
@@ -203,6 +249,16 @@ static void test_unstorable_releases_waiters(void **state)
     worker(&one);
     nori_http_cache_get_stats(c, &s);
     assert_int_equal(s.hit_for_miss, 1);
+    /* Remembered for hit_for_miss_ms (5000 by default) from the last
+     * unstorable fill, to the millisecond. */
+    nori__clock_advance(4999);
+    worker(&one);
+    nori_http_cache_get_stats(c, &s);
+    assert_int_equal(s.hit_for_miss, 2);
+    nori__clock_advance(1); /* 5000 ms after the fill that set it */
+    worker(&one);
+    nori_http_cache_get_stats(c, &s);
+    assert_int_equal(s.hit_for_miss, 2); /* forgotten: it led a fill again */
     /* Once the response is storable again, it is stored. */
     atomic_store(&a.set_cookie, 0);
     worker(&one);
@@ -239,15 +295,14 @@ static int outer(const nori_http_request *req, nori_http_response *resp, void *u
 static void test_reentrant(void **state)
 {
     (void)state;
-    nori_backend *b;
-    assert_nori(nori_memory_backend_new(100, &b), NORI_OK);
+    nori_backend *b = new_backend();
     reentrant_cache = new_cache(b, 5000);
     nori_http_request rq = {"GET", "/page", "", NULL, NULL, NULL, 0, NULL};
     nori_http_response r;
     nori_http_response_init(&r);
-    int64_t t0 = now_ms();
+    int64_t t0 = nori__real_ms(); /* the real clock: a wait for itself ends, and fails */
     assert_nori(nori_http_cache_serve(reentrant_cache, &rq, outer, NULL, &r), NORI_OK);
-    assert_true(now_ms() - t0 < 4000); /* not the 5 s lock_timeout */
+    assert_true(nori__real_ms() - t0 < 4000); /* not the 5 s lock_timeout */
     assert_int_equal(r.origin, NORI_HTTP_MISS);
     assert_nori(nori_http_cache_serve(reentrant_cache, &rq, outer, NULL, &r), NORI_OK);
     assert_int_equal(r.origin, NORI_HTTP_HIT);
@@ -261,9 +316,9 @@ static void test_reentrant(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_one_run_for_64),
-        cmocka_unit_test(test_lock_timeout),
-        cmocka_unit_test(test_unstorable_releases_waiters),
+        cmocka_unit_test_setup_teardown(test_one_run_for_64, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unstorable_releases_waiters, setup, teardown),
         cmocka_unit_test(test_reentrant),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

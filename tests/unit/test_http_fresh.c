@@ -12,6 +12,7 @@
 #include "test_support.h"
 
 #include "backend.h"
+#include "clock.h"
 #include "http/internal.h"
 #include "http_test_headers.h"
 
@@ -22,11 +23,10 @@
 #include <string.h>
 #include <time.h>
 
+/* The virtual wall clock (clock.h): entries' stored-at times and ages. The
+ * monotonic clock (the memory backend's TTLs) stays real: the cases run
+ * the wall clock to the end of int64. */
 static _Atomic int64_t fake_now = 1700000000000;
-static int64_t fake_clock(void)
-{
-    return atomic_load(&fake_now);
-}
 static void advance(int64_t ms)
 {
     atomic_fetch_add(&fake_now, ms);
@@ -105,7 +105,7 @@ static int setup(void **state)
     pthread_cond_init(&f->a.gate_cond, NULL);
     nori_http_response_init(&f->r);
     atomic_store(&fake_now, 1700000000000);
-    nori__http_clock_override(fake_clock);
+    nori__clock_override(NULL, &fake_now);
     *state = f;
     return 0;
 }
@@ -118,7 +118,7 @@ static int teardown(void **state)
     nori_backend_free(f->b);
     pthread_mutex_destroy(&f->a.gate_lock);
     pthread_cond_destroy(&f->a.gate_cond);
-    nori__http_clock_override(NULL);
+    nori__clock_override(NULL, NULL);
     free(f);
     return 0;
 }

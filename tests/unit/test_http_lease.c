@@ -2,7 +2,9 @@
  * the leases it coalesces with (nori_backend_add = set if absent with a TTL
  * in ms, and nori_backend_delete_if_equal = release by token), and the
  * guarded write of its invalidation generations (nori__backend_set_guarded,
- * internal), on the memory backend and on a private redis-server. */
+ * internal), on the memory backend (on the virtual clock, clock.h: a
+ * lease's expiry to the millisecond) and on a private redis-server (whose
+ * expiry is real time). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,8 +13,10 @@
 
 #include "redis_server.h"
 #include "test_support.h"
+#include "virtual_clock.h"
 
 #include "backend.h"
+#include "clock.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -23,8 +27,11 @@ typedef struct {
     nori_test_redis *server;
 } fixture;
 
+#define START 1000000
+
 static int memory_setup(void **state)
 {
+    nori_test_clock_install(START);
     fixture *f = calloc(1, sizeof *f);
     assert_nori(nori_memory_backend_new(100, &f->b), NORI_OK);
     *state = f;
@@ -46,6 +53,7 @@ static int teardown(void **state)
     nori_backend_free(f->b);
     nori_test_redis_stop(f->server);
     free(f);
+    nori_test_clock_uninstall();
     return 0;
 }
 
@@ -93,7 +101,16 @@ static void test_lease_expires(void **state)
     assert_int_equal(added, 1);
     assert_nori(nori_backend_add(b, "short", "me", 2, 150, &added), NORI_OK);
     assert_int_equal(added, 0);
-    /* Bounded wait for the expiry (the thing under test is time itself). */
+    if (((fixture *)*state)->server == NULL) { /* memory: on the virtual clock */
+        nori__clock_advance(149);
+        assert_nori(nori_backend_add(b, "short", "me", 2, 60000, &added), NORI_OK);
+        assert_int_equal(added, 0);
+        nori__clock_advance(1);
+        assert_nori(nori_backend_add(b, "short", "me", 2, 60000, &added), NORI_OK);
+        assert_int_equal(added, 1);
+        return;
+    }
+    /* Redis: a bounded wait for the server's expiry, in real time. */
     for (int i = 0; i < 200 && !added; i++) {
         struct timespec ts = {0, 20 * 1000000L};
         nanosleep(&ts, NULL);

@@ -17,6 +17,7 @@
 #include "redis_server.h"
 #include "test_support.h"
 
+#include "clock.h"
 #include "http/internal.h"
 
 #include <pthread.h>
@@ -33,7 +34,7 @@ static int64_t stored_at_ms(void)
 {
     static int64_t at;
     if (at == 0)
-        at = nori__http_now_ms();
+        at = nori__wall_ms();
     return at;
 }
 

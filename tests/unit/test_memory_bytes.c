@@ -20,12 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int64_t fake_now_ms = 1000000;
-
-static int64_t fake_clock(void)
-{
-    return fake_now_ms;
-}
+static _Atomic int64_t fake_now_ms = 1000000; /* the virtual clock (clock.h) */
 
 static nori_backend *new_mem(size_t max_keys, size_t max_bytes)
 {
@@ -266,7 +261,7 @@ static void test_large_entries(void **state)
 static void test_sweep_removes_expired_never_live(void **state)
 {
     (void)state;
-    nori__clock_override(fake_clock);
+    nori__clock_override(&fake_now_ms, &fake_now_ms);
     nori_backend *b = new_mem(100000, 0);
     char key[32];
     for (int i = 0; i < 3000; i++) {
@@ -294,7 +289,7 @@ static void test_sweep_removes_expired_never_live(void **state)
     }
     assert_int_equal(nori__memory_audit(b), 6000);
     nori_backend_free(b);
-    nori__clock_override(NULL);
+    nori__clock_override(NULL, NULL);
 }
 
 int main(void)

@@ -27,12 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static int64_t fake_now_ms = 1000000;
-
-static int64_t fake_clock(void)
-{
-    return fake_now_ms;
-}
+static _Atomic int64_t fake_now_ms = 1000000; /* the virtual clock (clock.h) */
 
 static char name[64];
 
@@ -50,7 +45,7 @@ static int teardown(void **state)
 {
     (void)state;
     (void)nori_shm_backend_unlink(name);
-    nori__clock_override(NULL);
+    nori__clock_override(NULL, NULL);
     return 0;
 }
 
@@ -619,7 +614,7 @@ static void test_max_keys_every_moment(void **state)
 static void test_expiry_lazy_and_swept(void **state)
 {
     (void)state;
-    nori__clock_override(fake_clock);
+    nori__clock_override(&fake_now_ms, &fake_now_ms);
     nori_backend *b = new_shm(100, 1 << 20);
     set_str(b, "short", "x", 1);
     set_str(b, "forever", "y", 0);
@@ -679,6 +674,27 @@ static void test_lock_timeout_setting(void **state)
     nori_backend_free(b);
 }
 
+/* nori_metrics_write: the segment's series next to the common ones. */
+static void test_metrics(void **state)
+{
+    (void)state;
+    nori_backend *b = new_shm(10, 1 << 20);
+    set_str(b, "k", "v", 0);
+    nori_metrics_sources src = {b, NULL, NULL, 0};
+    nori_buf out;
+    assert_nori(nori_metrics_write(&src, &out), NORI_OK);
+    static const char *const want[] = {
+        "nori_backend_info{kind=\"shm\"} 1", "nori_cache_entries 1", "nori_cache_max_keys 10",
+        "nori_cache_max_bytes 1048576",         "nori_shm_repairs_total 0",
+        "nori_shm_owner_died_total 0",          "nori_shm_lock_timeouts_total 0",
+        "nori_shm_free_pages ",                 "nori_shm_segment_bytes "};
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+        if (strstr(out.data, want[i]) == NULL)
+            fail_msg("no '%s' in:\n%s", want[i], out.data);
+    nori_buf_free(&out);
+    nori_backend_free(b);
+}
+
 static int reenter(const nori_buf *cur, nori_buf *next, void *ud)
 {
     (void)cur;
@@ -726,6 +742,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sweeper_thread, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_timeout_setting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reentry_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

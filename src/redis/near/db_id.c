@@ -3,9 +3,9 @@
  */
 #include "redis/near/db_id.h"
 
+#include "clock.h"
 #include "hash.h"
 #include "redis/wire/io.h"
-#include "redis/wire/pool.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -56,7 +56,7 @@ static bool round_trip(redisContext *c, const char *key, int timeout_ms, bool wr
         return false;
     redisReply *replies[2];
     size_t n = write ? 2 : 1;
-    if (nori__redis_io_roundtrip(c, nori__redis_now_ms() + timeout_ms, &nori__redis_small_replies,
+    if (nori__redis_io_roundtrip(c, nori__real_ms() + timeout_ms, &nori__redis_small_replies,
                                  n, replies) != 0)
         return false;
     redisReply *g = replies[n - 1];

@@ -2,9 +2,10 @@
  * The near cache's invalidation listener (see listener.h).
  *
  * One thread owns both of its hiredis contexts (the subscribed one and the
- * control one), so no context is ever shared. Both are prepared like the
- * backend's (redis/io.h: non-blocking socket, bounded reader), and every
- * command runs under a deadline. The subscribed connection is driven by
+ * control one), so no context is ever shared. Both are opened like the
+ * backend's (redis/wire/dial.h: the host name's lookup bounded, non-blocking
+ * socket, bounded reader, keepalive, AUTH, SELECT), and every command runs
+ * under a deadline. The subscribed connection is driven by
  * poll(): its timeout is the time left to the next heartbeat, and a pipe
  * wakes it for stop.
  */
@@ -13,8 +14,8 @@
 #include "clock.h"
 #include "redis/near/db_id.h"
 #include "error.h"
+#include "redis/wire/dial.h"
 #include "redis/wire/io.h"
-#include "redis/wire/pool.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -71,71 +72,47 @@ static char *dup_or_null(const char *s, bool *failed)
     return d;
 }
 
-static struct timeval ms_to_tv(int ms)
-{
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    return tv;
-}
-
 /* ---- connections ---- */
 
 /* One command under a deadline of timeout_ms, with small bounded replies;
  * NULL on failure (the context is then dead). */
 static redisReply *command(redisContext *c, int timeout_ms, int argc, const char **argv)
 {
-    return nori__redis_io_command(c, nori__redis_now_ms() + timeout_ms,
+    return nori__redis_io_command(c, nori__real_ms() + timeout_ms,
                                   &nori__redis_small_replies, argc, argv, NULL);
 }
 
-/* A connected, authenticated context whose commands run under deadlines of
- * `timeout_ms`, or NULL. Called by the listener thread only. */
-static redisContext *connect_ctx(nori__near_listener *l, int timeout_ms)
+/* A connection opened by dial.h, whose setup commands run under deadlines
+ * of `timeout_ms`, or NULL. SELECT of the data connections' database: the
+ * marker (db_id.h) lives there; harmless on the subscribed connection
+ * (invalidations are not per database). With check_role a server that is
+ * not the master sets *not_master (else clear). Called by the listener
+ * thread only. */
+static redisContext *connect_ctx(nori__near_listener *l, int timeout_ms, bool check_role,
+                                 bool *not_master)
 {
-    struct timeval ct = ms_to_tv(l->connect_timeout_ms);
-    redisContext *c = l->unix_path != NULL ? redisConnectUnixWithTimeout(l->unix_path, ct)
-                                           : redisConnectWithTimeout(l->host, l->port, ct);
-    if (c == NULL)
-        return NULL;
-    if (c->err != 0 || nori__redis_io_prepare(c) != 0) {
-        redisFree(c);
-        return NULL;
-    }
-    if (l->unix_path == NULL)
-        redisEnableKeepAlive(c);
-    if (l->password != NULL) {
-        const char *argv[3] = {"AUTH", l->user != NULL ? l->user : l->password, l->password};
-        redisReply *r = command(c, timeout_ms, l->user != NULL ? 3 : 2, argv);
-        bool ok = r != NULL && r->type == REDIS_REPLY_STATUS;
-        if (r != NULL)
-            freeReplyObject(r);
-        if (!ok) {
-            redisFree(c);
-            return NULL;
-        }
-    }
-    /* The data connections' database: the marker (db_id.h) lives there.
-     * Harmless on the subscribed connection (invalidations are not per
-     * database). */
-    if (l->db != 0) {
-        char db[16];
-        snprintf(db, sizeof db, "%d", l->db);
-        const char *argv[2] = {"SELECT", db};
-        redisReply *r = command(c, timeout_ms, 2, argv);
-        bool ok = r != NULL && r->type == REDIS_REPLY_STATUS;
-        if (r != NULL)
-            freeReplyObject(r);
-        if (!ok) {
-            redisFree(c);
-            return NULL;
-        }
-    }
+    nori__redis_dial_opts o = {
+        .host = l->host,
+        .port = l->port,
+        .unix_path = l->unix_path,
+        .user = l->user,
+        .password = l->password,
+        .db = l->db,
+        .connect_timeout_ms = l->connect_timeout_ms,
+        .timeout_ms = timeout_ms,
+        .check_role = check_role,
+    };
+    nori__redis_dial_error err;
+    redisContext *c = nori__redis_dial(&o, &err);
+    if (not_master != NULL)
+        *not_master = c == NULL && err.not_master;
     return c;
 }
 
 /* Sends what is queued on c before timeout_ms. 0 or -1 (c is then dead). */
 static int flush_output(redisContext *c, int timeout_ms)
 {
-    return nori__redis_io_flush(c, nori__redis_now_ms() + timeout_ms);
+    return nori__redis_io_flush(c, nori__real_ms() + timeout_ms);
 }
 
 /* ---- the registry of tracked data connections ---- */
@@ -166,7 +143,7 @@ out:
     return ok;
 }
 
-/* Lock held. */
+/* Called with l->lock held. */
 static void do_untrack(nori__near_listener *l, uint64_t client_id)
 {
     for (size_t i = 0; i < l->ntracked; i++) {
@@ -229,7 +206,7 @@ static int check_tracked(nori__near_listener *l, redisContext **control)
         goto out;
     }
     if (*control == NULL)
-        *control = connect_ctx(l, l->heartbeat_ms);
+        *control = connect_ctx(l, l->heartbeat_ms, false, NULL);
     if (*control == NULL) {
         cause = NORI__NEAR_FLUSH_HEARTBEAT;
         goto out;
@@ -290,23 +267,6 @@ out:
 
 /* ---- the node's role (Sentinel) ---- */
 
-static bool is_str(const redisReply *r, const char *s);
-
-/* ROLE on c: 1 a master, 0 not a master, -1 unknown (refused: taken as a
- * master), -2 no reply (c is then dead). */
-static int node_role(redisContext *c, int timeout_ms)
-{
-    const char *argv[] = {"ROLE"};
-    redisReply *r = command(c, timeout_ms, 1, argv);
-    if (r == NULL)
-        return -2;
-    int role = -1;
-    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1)
-        role = is_str(r->element[0], "master") ? 1 : 0;
-    freeReplyObject(r);
-    return role;
-}
-
 /* The node turned out not to be a master: tell the owner (once per
  * session; sessions are heartbeat_ms apart while it stays so). */
 static void not_master(nori__near_listener *l)
@@ -323,16 +283,17 @@ static int check_role(nori__near_listener *l, redisContext **control, unsigned b
     if (!l->check_role || beat % NORI_NEAR_ROLE_BEATS != 0)
         return 0;
     if (*control == NULL)
-        *control = connect_ctx(l, l->heartbeat_ms);
+        *control = connect_ctx(l, l->heartbeat_ms, false, NULL);
     if (*control == NULL)
         return NORI__NEAR_FLUSH_HEARTBEAT;
-    int role = node_role(*control, l->heartbeat_ms);
-    if (role == -2) {
+    nori__redis_dial_error err;
+    int role = nori__redis_confirm_master(*control, l->heartbeat_ms, &err);
+    if (role < 0) {
         redisFree(*control);
         *control = NULL;
         return NORI__NEAR_FLUSH_HEARTBEAT;
     }
-    if (role == 0) {
+    if (role > 0) {
         not_master(l);
         return NORI__NEAR_FLUSH_TOPOLOGY;
     }
@@ -350,7 +311,7 @@ static int check_db_id(nori__near_listener *l, redisContext **control, nori__nea
     if (id->state == NORI__DB_ID_OFF)
         return 0;
     if (*control == NULL)
-        *control = connect_ctx(l, l->heartbeat_ms);
+        *control = connect_ctx(l, l->heartbeat_ms, false, NULL);
     if (*control == NULL)
         return NORI__NEAR_FLUSH_HEARTBEAT;
     nori__near_db_id_result r =
@@ -435,7 +396,12 @@ static void publish_id(nori__near_listener *l, uint64_t id)
  */
 static int run_session(nori__near_listener *l)
 {
-    redisContext *c = connect_ctx(l, l->heartbeat_ms);
+    /* A replica is never proved: reads from it would be kept while the
+     * writes go to the new master. */
+    bool replica = false;
+    redisContext *c = connect_ctx(l, l->heartbeat_ms, l->check_role, &replica);
+    if (replica)
+        not_master(l);
     if (c == NULL)
         return -1;
     redisContext *control = NULL;
@@ -447,15 +413,6 @@ static int run_session(nori__near_listener *l)
         freeReplyObject(r);
     if (id == 0)
         goto out;
-    /* A replica is never proved: reads from it would be kept while the
-     * writes go to the new master. */
-    if (l->check_role) {
-        int role = node_role(c, l->heartbeat_ms);
-        if (role == 0)
-            not_master(l);
-        if (role == 0 || role == -2)
-            goto out;
-    }
     const char *subscribe[] = {"SUBSCRIBE", "__redis__:invalidate"};
     r = command(c, l->heartbeat_ms, 2, subscribe);
     bool subscribed = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
@@ -468,7 +425,7 @@ static int run_session(nori__near_listener *l)
      * this session begins after it, so a swap after it is the next
      * heartbeat's to find (db_id.h). */
     nori__near_db_id db_id;
-    control = connect_ctx(l, l->heartbeat_ms);
+    control = connect_ctx(l, l->heartbeat_ms, false, NULL);
     if (control == NULL ||
         nori__near_db_id_check(&db_id, control, l->db_key, l->heartbeat_ms, true) ==
             NORI__DB_ID_NO_REPLY)
@@ -484,15 +441,13 @@ static int run_session(nori__near_listener *l)
     bool ping_outstanding = false;
     unsigned beat = 0;
     nori__redis_reply_charge charge = {0, 0};
-    int64_t next_beat = nori__now_ms() + l->heartbeat_ms;
+    int64_t next_beat = nori__real_ms() + l->heartbeat_ms;
     while (!atomic_load(&l->stop)) {
         /* Read first, then judge the heartbeat: a listener thread that was
          * not scheduled for a while must see a PONG already in its socket
          * before it calls the PING missed. */
-        int64_t now = nori__now_ms();
         struct pollfd p[2] = {{c->fd, POLLIN, 0}, {l->wake[0], POLLIN, 0}};
-        int wait = (int)(next_beat - now);
-        int pr = poll(p, 2, wait > 0 ? wait : 0);
+        int pr = poll(p, 2, nori__poll_ms(next_beat));
         if (pr < 0 && errno != EINTR)
             break;
         if (pr > 0 && (p[0].revents & (POLLIN | POLLERR | POLLHUP)) != 0) {
@@ -514,7 +469,7 @@ static int run_session(nori__near_listener *l)
                 freeReplyObject(reply);
             }
         }
-        if (nori__now_ms() < next_beat)
+        if (nori__real_ms() < next_beat)
             continue;
         if (ping_outstanding) {
             cause = NORI__NEAR_FLUSH_HEARTBEAT;
@@ -533,7 +488,7 @@ static int run_session(nori__near_listener *l)
             cause = lost;
             break;
         }
-        next_beat = nori__now_ms() + l->heartbeat_ms;
+        next_beat = nori__real_ms() + l->heartbeat_ms;
     }
 out:
     atomic_store(&l->db_state, -1);
@@ -626,11 +581,7 @@ int nori__near_listener_start(nori__near *n, const nori__near_listener_config *c
         return nori__fail(NORI_ENOMEM, "near cache listener: pipe: %s", strerror(e));
     }
     pthread_mutex_init(&l->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&l->changed, &ca);
-    pthread_condattr_destroy(&ca);
+    nori__cond_init(&l->changed);
     int rc = pthread_create(&l->thread, NULL, listener_main, l);
     if (rc != 0) {
         close(l->wake[0]);
@@ -669,18 +620,11 @@ uint64_t nori__near_listener_client_id(nori__near_listener *l)
 
 uint64_t nori__near_listener_wait_active(nori__near_listener *l, int timeout_ms)
 {
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    int64_t deadline = nori__real_ms() + timeout_ms; /* the listener connects: real time */
     pthread_mutex_lock(&l->lock);
     uint64_t id;
     while ((id = atomic_load(&l->client_id)) == 0)
-        if (pthread_cond_timedwait(&l->changed, &l->lock, &deadline) != 0)
+        if (nori__real_cond_wait_until(&l->changed, &l->lock, deadline) != 0)
             break;
     id = atomic_load(&l->client_id);
     pthread_mutex_unlock(&l->lock);

@@ -7,9 +7,11 @@
  * client-side caching; hiredis 0.14 has no RESP3).
  *
  * What the thread does:
- *  - connects (bounded by connect_timeout_ms), AUTH when configured, reads
- *    its CLIENT ID, subscribes; once the subscription is confirmed, the store
- *    is made active (tracking proved) and the client id is published;
+ *  - connects as every connection of the backend is opened (dial.h: the
+ *    host name's lookup and the connect together bounded by
+ *    connect_timeout_ms; AUTH, SELECT when configured), reads its CLIENT
+ *    ID, subscribes; once the subscription is confirmed, the store is made
+ *    active (tracking proved) and the client id is published;
  *  - on each message: every key under `key_prefix` is invalidated in the
  *    store (the prefix stripped); a nil payload (FLUSHALL, FLUSHDB) flushes
  *    the whole store;

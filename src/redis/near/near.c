@@ -145,7 +145,8 @@ static near_entry *entry_new(const char *key, size_t klen, const void *val, size
     return e;
 }
 
-/* ---- shard internals: all called with the shard lock held for writing ---- */
+/* ---- shard internals: all called with the shard's lock (s->lock) held for
+ * writing; do_find_slot, which changes nothing, also for reading ---- */
 
 static void do_lru_unlink(near_shard *s, near_entry *e)
 {
@@ -462,7 +463,8 @@ bool nori__near_fill_begin(nori__near *n, const char *key, size_t klen, nori__ne
     return true;
 }
 
-/* Removes the marker of `f` if it is still there. Shard lock held. */
+/* Removes the marker of `f` if it is still there. Called with s->lock held
+ * for writing. */
 static void do_remove_marker(near_shard *s, const char *key, size_t klen, uint64_t hash,
                              uint64_t ticket)
 {
@@ -476,7 +478,7 @@ static void do_remove_marker(near_shard *s, const char *key, size_t klen, uint64
  * *slot, saw val[0..len) (found) or a nil, with hash vh: the rule 2 of
  * near.h. Another fill's marker records it; a copy that differs from it
  * goes (one of the two is older, and the reader is about to return its
- * own). Shard lock held for writing.
+ * own). Called with s->lock held for writing.
  */
 static void do_note_read(near_shard *s, near_entry **slot, const void *val, size_t len,
                          bool found, uint64_t vh)

@@ -160,7 +160,7 @@ static void near_destroy(nori_backend *b)
 
 static const nori_backend_ops redis_near_ops = {
     .kind = "redis",
-    .traits = {.shared = true, .entry_format = NORI__ENTRY_JSON},
+    .traits = {.shared = true, .entry_format = NORI__ENTRY_JSON, .remote = true},
     .get = near_get,
     .set = near_set,
     .del = near_del,
@@ -173,11 +173,14 @@ static const nori_backend_ops redis_near_ops = {
     .verify = near_verify,
     .describe = near_describe,
     .stats = near_stats,
+    .metrics = nori__redis_metrics,
     .destroy = near_destroy,
 };
 
 /* The topology moved keys to another node (a slot, the sentinel master):
- * what was read from the old one may miss its invalidations from now on. */
+ * what was read from the old one may miss its invalidations from now on.
+ * May run under the topology lock (topology.h: nori__topo_on_moved), so it
+ * does nothing but flush the store, which takes only the store's locks. */
 static void near_moved(void *ud)
 {
     nori__near_flush(nori__near_client_store(ud), NORI__NEAR_FLUSH_TOPOLOGY);

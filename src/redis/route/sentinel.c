@@ -1,9 +1,9 @@
 #include "redis/route/sentinel.h"
 
+#include "clock.h"
 #include "error.h"
+#include "redis/wire/dial.h"
 #include "redis/wire/io.h"
-#include "redis/wire/pool.h"
-#include "redis/wire/resolve.h"
 
 #include <hiredis/hiredis.h>
 #include <stdio.h>
@@ -36,45 +36,31 @@ static void note(tried *t, const char *host, int port, const char *why)
  */
 static redisReply *command(redisContext *c, const nori__redis_url *u, int argc, const char **argv)
 {
-    return nori__redis_io_command(c, nori__redis_now_ms() + u->timeout_ms,
+    return nori__redis_io_command(c, nori__real_ms() + u->timeout_ms,
                                   &nori__redis_small_replies, argc, argv, NULL);
 }
 
 /*
- * Connects with the URL's timeouts and authenticates when password is
- * given. NULL with `why` filled on failure. The password itself never goes
- * into `why`.
+ * Opens a connection to host:port with the URL's timeouts (dial.h), with
+ * AUTH when password is given. NULL with `why` filled on failure (never
+ * the password).
  */
 static redisContext *open_conn(const nori__redis_url *u, const char *host, int port,
                                const char *user, const char *password, char *why,
                                size_t why_size)
 {
-    bool slow;
-    redisContext *c = nori__redis_connect_tcp(host, port, u->connect_timeout_ms, why, why_size,
-                                              &slow);
+    nori__redis_dial_opts o = {
+        .host = host,
+        .port = port,
+        .user = user,
+        .password = password,
+        .connect_timeout_ms = u->connect_timeout_ms,
+        .timeout_ms = u->timeout_ms,
+    };
+    nori__redis_dial_error err;
+    redisContext *c = nori__redis_dial(&o, &err);
     if (c == NULL)
-        return NULL;
-    if (nori__redis_io_prepare(c) != 0) {
-        snprintf(why, why_size, "%s", c->errstr);
-        redisFree(c);
-        return NULL;
-    }
-    if (password != NULL) {
-        const char *argv[] = {"AUTH", user != NULL ? user : password, password};
-        redisReply *r = command(c, u, user != NULL ? 3 : 2, argv);
-        bool ok = r != NULL && r->type == REDIS_REPLY_STATUS;
-        if (r == NULL)
-            snprintf(why, why_size, "AUTH: %s", c->errstr[0] ? c->errstr : "no reply");
-        else if (!ok)
-            snprintf(why, why_size, "AUTH refused: %.120s",
-                     r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-        if (r != NULL)
-            freeReplyObject(r);
-        if (!ok) {
-            redisFree(c);
-            return NULL;
-        }
-    }
+        snprintf(why, why_size, "%s", err.text);
     return c;
 }
 
@@ -130,13 +116,15 @@ static bool is_master(const nori__redis_target *t, const char *host, int port, c
     const char *argv[] = {"ROLE"};
     redisReply *r = command(c, &t->node, 1, argv);
     bool ok = false;
+    char role[64];
+    /* Stricter than check_role (dial.h): a refused ROLE is no proof here,
+     * where the sentinel's answer is being checked. */
     if (r == NULL)
-        snprintf(why, why_size, "ROLE: %s", c->errstr[0] ? c->errstr : "no reply");
-    else if (r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
-             r->element[0]->type == REDIS_REPLY_STRING)
-        ok = strcmp(r->element[0]->str, "master") == 0;
-    if (r != NULL && !ok && why[0] == '\0')
-        snprintf(why, why_size, "ROLE is not master");
+        snprintf(why, why_size, "ROLE: %s", nori__redis_describe_error(c));
+    else
+        ok = nori__redis_role_of(r, role, sizeof role) == NORI__ROLE_MASTER;
+    if (r != NULL && !ok)
+        snprintf(why, why_size, "ROLE is not master (%.32s)", role);
     if (r != NULL)
         freeReplyObject(r);
     redisFree(c);
@@ -153,7 +141,7 @@ int nori__sentinel_resolve(const nori__redis_target *t, int *first, char **host,
     for (size_t k = 0; k < n; k++) {
         size_t i = (start + k) % n;
         const nori__redis_addr *s = &t->addrs[i];
-        char why[200] = "";
+        char why[256] = "";
         char *h = NULL;
         int p = 0;
         int rc = ask_sentinel(t, s, &h, &p, why, sizeof why);

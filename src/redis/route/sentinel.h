@@ -8,9 +8,9 @@
  *
  * The sentinels are asked without AUTH unless the URL gives
  * sentinel_password (and sentinel_user); the master is checked with the
- * URL's user:password. Every connection is bounded by the URL's connect
- * (host name lookup included: resolve.h) and command timeouts, so one
- * resolve takes at most about
+ * URL's user:password. Every connection is opened by nori__redis_dial
+ * (dial.h), bounded by the URL's connect (host name lookup included) and
+ * command timeouts, so one resolve takes at most about
  * nsentinels * (connect + command timeout) + (connect + 2 * command timeout)
  * per candidate master.
  */

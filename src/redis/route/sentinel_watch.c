@@ -3,19 +3,27 @@
  * driven by poll(2); see sentinel_watch.h.
  *
  * Each sentinel's connection goes IDLE (waiting for its next attempt) ->
- * CONNECTING (non-blocking connect) -> HANDSHAKE (AUTH and SUBSCRIBE sent,
- * their replies awaited) -> SUBSCRIBED (messages and PONGs read; PINGed
+ * CONNECTING (non-blocking connect) -> HANDSHAKE (the setup commands of
+ * dial.h, AUTH here, and SUBSCRIBE sent in one write, their replies
+ * awaited) -> SUBSCRIBED (messages and PONGs read; PINGed
  * every beat), and back to IDLE on any failure. Each state but SUBSCRIBED
  * has a deadline, and SUBSCRIBED has the heartbeat's, so no connection can
  * hold the thread or stay silent for long. Only the thread touches the
  * connections; the counters are atomics read by other threads.
+ *
+ * The connections are opened with dial.h's halves, not its blocking dial:
+ * one thread serves every sentinel, and a blocking connect or AUTH round
+ * trip to one that hangs would keep the others' announcements unread for
+ * up to connect_timeout_ms + timeout_ms. The steps are the same (lookup,
+ * preparation, setup commands and the rules their replies are judged by);
+ * only the waiting is poll(2)'s.
  */
 #include "redis/route/sentinel_watch.h"
 
+#include "clock.h"
 #include "error.h"
+#include "redis/wire/dial.h"
 #include "redis/wire/io.h"
-#include "redis/wire/pool.h"
-#include "redis/wire/resolve.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -50,11 +58,12 @@ typedef struct watch_conn {
     /* IDLE: the next attempt; CONNECTING, HANDSHAKE: the deadline;
      * SUBSCRIBED: the next PING. */
     int64_t due;
-    int pause_ms;          /* the pause after the next failure */
-    bool auth_pending;     /* HANDSHAKE: the AUTH reply is still to come */
-    int subs_pending;      /* HANDSHAKE: SUBSCRIBE confirmations still to come */
-    bool ping_outstanding; /* SUBSCRIBED */
-    int64_t ping_sent;     /* SUBSCRIBED, ping_outstanding: when */
+    int pause_ms;            /* the pause after the next failure */
+    nori__redis_setup setup; /* HANDSHAKE: the setup commands sent before SUBSCRIBE */
+    int setup_judged;        /* HANDSHAKE: their replies judged so far */
+    int subs_pending;        /* HANDSHAKE: SUBSCRIBE confirmations still to come */
+    bool ping_outstanding;   /* SUBSCRIBED */
+    int64_t ping_sent;       /* SUBSCRIBED, ping_outstanding: when */
     nori__redis_reply_charge charge;
 } watch_conn;
 
@@ -83,7 +92,21 @@ struct nori__sentinel_watch {
 
 static int64_t now_ms(void)
 {
-    return nori__redis_now_ms();
+    return nori__real_ms();
+}
+
+/* How sentinel i is dialled: the sentinel credentials, no database. */
+static nori__redis_dial_opts dial_opts(const nori__sentinel_watch *w, size_t i)
+{
+    const nori__redis_target *t = w->t;
+    return (nori__redis_dial_opts){
+        .host = t->addrs[i].host,
+        .port = t->addrs[i].port,
+        .user = t->sentinel_user,
+        .password = t->sentinel_password,
+        .connect_timeout_ms = t->node.connect_timeout_ms,
+        .timeout_ms = t->node.timeout_ms,
+    };
 }
 
 /* Gives up on connection i: closed, tried again after a pause. */
@@ -98,7 +121,7 @@ static void drop(nori__sentinel_watch *w, size_t i)
         redisFree(wc->c);
     wc->c = NULL;
     wc->state = IDLE;
-    wc->due = now_ms() + wc->pause_ms;
+    wc->due = nori__real_ms() + wc->pause_ms;
     wc->pause_ms = wc->pause_ms * 2 < RETRY_MAX_MS ? wc->pause_ms * 2 : RETRY_MAX_MS;
     atomic_fetch_add_explicit(&w->dropped, 1, memory_order_relaxed);
 }
@@ -108,46 +131,33 @@ static void drop(nori__sentinel_watch *w, size_t i)
 static void begin(nori__sentinel_watch *w, size_t i)
 {
     watch_conn *wc = &w->conns[i];
-    const nori__redis_addr *a = &w->t->addrs[i];
-    char why[256];
-    bool slow;
-    wc->c = nori__redis_connect_start(a->host, a->port, w->t->node.connect_timeout_ms, why,
-                                      sizeof why, &slow);
+    nori__redis_dial_opts o = dial_opts(w, i);
+    nori__redis_dial_error err;
+    wc->c = nori__redis_dial_start(&o, &err);
     if (wc->c == NULL) {
         drop(w, i);
         return;
     }
     wc->state = CONNECTING;
-    wc->due = now_ms() + w->t->node.connect_timeout_ms;
+    wc->due = nori__real_ms() + w->t->node.connect_timeout_ms;
 }
 
-/* Connected: AUTH when the URL gives a sentinel password, and SUBSCRIBE. */
+/* Connected: the setup commands (AUTH when the URL gives a sentinel
+ * password) and SUBSCRIBE, in one write. */
 static void connected(nori__sentinel_watch *w, size_t i)
 {
     watch_conn *wc = &w->conns[i];
-    const nori__redis_target *t = w->t;
-    char why[256];
-    if (nori__redis_connect_finish(wc->c, why, sizeof why) != 0 ||
-        nori__redis_io_prepare(wc->c) != 0) {
+    nori__redis_dial_opts o = dial_opts(w, i);
+    nori__redis_dial_error err;
+    if (nori__redis_dial_finish(wc->c, &o, &wc->setup, &err) != 0) {
         drop(w, i);
         return;
     }
-    int queued = REDIS_OK;
-    wc->auth_pending = t->sentinel_password != NULL;
+    wc->setup_judged = 0;
     wc->subs_pending = 2;
-    if (t->sentinel_password != NULL) {
-        const char *argv[3];
-        int argc = 0;
-        argv[argc++] = "AUTH";
-        if (t->sentinel_user != NULL)
-            argv[argc++] = t->sentinel_user;
-        argv[argc++] = t->sentinel_password;
-        queued = redisAppendCommandArgv(wc->c, argc, argv, NULL);
-    }
     const char *sub[] = {"SUBSCRIBE", SWITCHED, PROMOTED};
-    if (queued == REDIS_OK)
-        queued = redisAppendCommandArgv(wc->c, 3, sub, NULL);
-    int64_t deadline = now_ms() + t->node.timeout_ms;
+    int queued = redisAppendCommandArgv(wc->c, 3, sub, NULL);
+    int64_t deadline = now_ms() + w->t->node.timeout_ms;
     if (queued != REDIS_OK || nori__redis_io_flush(wc->c, deadline) != 0) {
         drop(w, i);
         return;
@@ -200,16 +210,16 @@ static bool handle(nori__sentinel_watch *w, size_t i, const redisReply *r)
 {
     watch_conn *wc = &w->conns[i];
     if (wc->state == HANDSHAKE) {
-        if (wc->auth_pending) {
-            wc->auth_pending = false;
-            return r->type == REDIS_REPLY_STATUS;
+        if (wc->setup_judged < wc->setup.n) {
+            nori__redis_dial_error err;
+            return nori__redis_setup_judge(&wc->setup, wc->setup_judged++, r, &err) == 0;
         }
         if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 || !is_str(r->element[0], "subscribe"))
             return false;
         if (--wc->subs_pending > 0)
             return true;
         wc->state = SUBSCRIBED;
-        wc->due = now_ms() + NORI_SENTINEL_WATCH_BEAT_MS;
+        wc->due = nori__real_ms() + NORI_SENTINEL_WATCH_BEAT_MS;
         wc->ping_outstanding = false;
         wc->pause_ms = RETRY_MIN_MS;
         atomic_fetch_add_explicit(&w->subscriptions, 1, memory_order_relaxed);
@@ -227,7 +237,7 @@ static bool handle(nori__sentinel_watch *w, size_t i, const redisReply *r)
     } else if (announces_ours(w, r, w->follow_host, sizeof w->follow_host, &w->follow_port)) {
         atomic_fetch_add_explicit(&w->announcements, 1, memory_order_relaxed);
         int64_t zero = 0;
-        atomic_compare_exchange_strong(&w->first_heard_ms, &zero, now_ms());
+        atomic_compare_exchange_strong(&w->first_heard_ms, &zero, nori__real_ms());
         w->follow = (int)i;
         w->follow_tries = FOLLOW_TRIES;
         w->follow_due = 0;
@@ -297,19 +307,19 @@ static void on_time(nori__sentinel_watch *w, size_t i, int64_t now)
 /* Runs the callback that is due. */
 static void follow(nori__sentinel_watch *w)
 {
-    if (w->follow == -2 || now_ms() < w->follow_due)
+    if (w->follow == -2 || nori__real_ms() < w->follow_due)
         return;
     int sentinel = w->follow;
     w->follow = -2;
     if (w->fn(w->ud, sentinel, sentinel >= 0 ? w->follow_host : NULL, w->follow_port)) {
         int64_t zero = 0;
         if (sentinel >= 0)
-            atomic_compare_exchange_strong(&w->first_followed_ms, &zero, now_ms());
+            atomic_compare_exchange_strong(&w->first_followed_ms, &zero, nori__real_ms());
         return;
     }
     if (sentinel >= 0 && --w->follow_tries > 0) {
         w->follow = sentinel; /* again shortly, until it is followed */
-        w->follow_due = now_ms() + FOLLOW_RETRY_MS;
+        w->follow_due = nori__real_ms() + FOLLOW_RETRY_MS;
     }
 }
 
@@ -318,15 +328,15 @@ static void *watch_main(void *arg)
     nori__sentinel_watch *w = arg;
     size_t n = w->t->naddrs;
     while (!atomic_load(&w->stop)) {
-        int64_t now = now_ms();
+        int64_t now = nori__real_ms();
         for (size_t i = 0; i < n && !atomic_load(&w->stop); i++)
             if (w->conns[i].state == IDLE && now >= w->conns[i].due)
                 begin(w, i);
-        now = now_ms();
+        now = nori__real_ms();
         for (size_t i = 0; i < n; i++)
             on_time(w, i, now);
         follow(w);
-        now = now_ms();
+        now = nori__real_ms();
         int64_t next = now + NORI_SENTINEL_WATCH_BEAT_MS;
         if (w->follow != -2 && w->follow_due < next)
             next = w->follow_due;

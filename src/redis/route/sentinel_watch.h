@@ -25,8 +25,8 @@
  * failed call does.
  *
  * One thread for all the sentinels of a backend, driving their connections
- * with poll(2): each is connected without blocking the others (the host
- * name's lookup is bounded by connect_timeout_ms: resolve.h), then sends
+ * with poll(2): each is connected without blocking the others (dial.h;
+ * the host name's lookup is bounded by connect_timeout_ms), then sends
  * AUTH (sentinel_user / sentinel_password when given) and SUBSCRIBE
  * +switch-master +promoted-slave, confirmed within timeout_ms; once subscribed it is PINGed
  * every NORI_SENTINEL_WATCH_BEAT_MS, and a PING not answered within
@@ -95,7 +95,7 @@ typedef struct nori__sentinel_watch_stats {
     uint64_t subscriptions; /* subscriptions confirmed so far */
     uint64_t announcements; /* +switch-master and +promoted-slave for this master name */
     uint64_t dropped;       /* connections dropped: refused, lost, stalled, bad reply */
-    /* nori__redis_now_ms() times, 0: not yet: the first announcement read,
+    /* nori__real_ms() times, 0: not yet: the first announcement read,
      * and the first time the callback succeeded on one. */
     int64_t first_heard_ms, first_followed_ms;
 } nori__sentinel_watch_stats;

@@ -3,161 +3,38 @@
  * Cluster; see topology.h.
  */
 #include "redis/route/topology.h"
-#include "redis/route/topology_impl.h"
+#include "redis/route/topology_registry.h"
 
+#include "clock.h"
 #include "error.h"
 #include "redis/route/sentinel_watch.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* Most candidates one cluster refresh asks for CLUSTER SLOTS, so that a
  * refresh with many dead nodes stays bounded. */
 #define REFRESH_MAX_CANDIDATES 4
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-        ;
-}
-
-/* ---- the node registry ---- */
-
 /*
- * A copy of the template URL for host:port, with its own display string
- * (never a password). host NULL: the template's own address (also unix://).
+ * The pause before an attempt that waits (TRYAGAIN, CLUSTERDOWN, READONLY,
+ * a node down, a slot no master serves): BACKOFF_FIRST_MS, doubling up to
+ * BACKOFF_MAX_MS (10, 20, 40, 80, 160, then 200 ms each), on the logical
+ * clock (clock.h): the retry budget NORI_TOPO_RETRY_MS is what ends them.
  */
-static int url_for(const nori__redis_url *tpl, const char *host, int port, nori__redis_url *out)
+#define BACKOFF_FIRST_MS 10
+#define BACKOFF_MAX_MS 200
+
+static void back_off(int *delay_ms)
 {
-    *out = *tpl;
-    out->host = out->path = out->user = out->password = out->display = NULL;
-    bool ok = true;
-    if (host == NULL) {
-        out->host = tpl->host != NULL ? strdup(tpl->host) : NULL;
-        out->path = tpl->path != NULL ? strdup(tpl->path) : NULL;
-        out->display = strdup(tpl->display);
-        ok = (tpl->host == NULL || out->host != NULL) && (tpl->path == NULL || out->path != NULL);
-    } else {
-        out->is_unix = false;
-        out->path = NULL;
-        out->host = strdup(host);
-        out->port = port;
-        char display[400];
-        bool v6 = strchr(host, ':') != NULL;
-        int n = snprintf(display, sizeof display, "redis://%s%s%s%s%s:%d", tpl->user ? tpl->user : "",
-                         tpl->password ? ":***@" : "", v6 ? "[" : "", host, v6 ? "]" : "", port);
-        if (tpl->db != 0 && n > 0 && (size_t)n < sizeof display)
-            snprintf(display + n, sizeof display - (size_t)n, "/%d", tpl->db);
-        out->display = strdup(display);
-        ok = out->host != NULL;
-    }
-    out->user = tpl->user != NULL ? strdup(tpl->user) : NULL;
-    out->password = tpl->password != NULL ? strdup(tpl->password) : NULL;
-    ok = ok && out->display != NULL && (tpl->user == NULL || out->user != NULL) &&
-         (tpl->password == NULL || out->password != NULL);
-    if (!ok) {
-        nori__redis_url_free(out);
-        return nori__fail(NORI_ENOMEM, "out of memory adding a redis node");
-    }
-    return NORI_OK;
+    nori__sleep_ms(*delay_ms);
+    *delay_ms = *delay_ms < BACKOFF_MAX_MS / 2 ? *delay_ms * 2 : BACKOFF_MAX_MS;
 }
 
-/* Registry index of host:port (host NULL: the template's own address), or -1. Lock-free. */
-static int find(const nori__redis_topo *t, const char *host, int port)
-{
-    size_t n = atomic_load_explicit(&t->nnodes, memory_order_acquire);
-    for (size_t i = 0; i < n; i++) {
-        const topo_node *tn = nori__topo_node(t, i);
-        if (host == NULL) {
-            if (i == 0 && t->target->node.is_unix)
-                return 0;
-            if (!t->target->node.is_unix && tn->url.port == t->target->node.port &&
-                strcmp(tn->url.host, t->target->node.host) == 0)
-                return (int)i;
-        } else if (!tn->url.is_unix && tn->url.port == port && strcmp(tn->url.host, host) == 0) {
-            return (int)i;
-        }
-    }
-    return -1;
-}
-
-int nori__topo_do_node_at(nori__redis_topo *t, const char *host, int port)
-{
-    int i = find(t, host, port);
-    if (i >= 0)
-        return i;
-    size_t n = atomic_load_explicit(&t->nnodes, memory_order_relaxed);
-    if (n >= NORI_CLUSTER_MAX_NODES) {
-        nori__fail(NORI_EBACKEND, "redis %s: more than %d nodes seen, refusing %s:%d",
-                   t->target->display, NORI_CLUSTER_MAX_NODES, host ? host : "?", port);
-        return -1;
-    }
-    topo_node *tn = calloc(1, sizeof *tn);
-    if (tn == NULL) {
-        nori__fail(NORI_ENOMEM, "out of memory adding a redis node");
-        return -1;
-    }
-    if (url_for(&t->target->node, host, port, &tn->url) != NORI_OK) {
-        free(tn);
-        return -1;
-    }
-    if (nori__redis_node_init(&tn->node, &tn->url, t->backend) != NORI_OK) {
-        nori__redis_url_free(&tn->url);
-        free(tn);
-        return -1;
-    }
-    int mode = nori__topo_mode(t);
-    atomic_init(&tn->node.refusals_count, mode == NORI_TOPO_CLUSTER || mode == NORI_TOPO_SENTINEL);
-    /* Through Sentinel a node serves only while it is the master: its
-     * connections confirm it (pool.h). */
-    tn->node.pool.check_role = mode == NORI_TOPO_SENTINEL;
-    atomic_store_explicit(&t->nodes[n], tn, memory_order_release);
-    atomic_store_explicit(&t->nnodes, n + 1, memory_order_release);
-    return (int)n;
-}
-
-static int node_at(nori__redis_topo *t, const char *host, int port)
-{
-    int i = find(t, host, port);
-    if (i >= 0)
-        return i;
-    pthread_mutex_lock(&t->lock);
-    i = nori__topo_do_node_at(t, host, port);
-    pthread_mutex_unlock(&t->lock);
-    return i;
-}
-
-void nori__topo_drain(nori__redis_node *n)
-{
-    nori__redis_pool *p = &n->pool;
-    redisContext *stale[NORI_REDIS_MAX_POOL_SIZE];
-    pthread_mutex_lock(&p->lock);
-    int ns = p->nidle;
-    memcpy(stale, p->idle, (size_t)ns * sizeof *stale);
-    p->nidle = 0;
-    pthread_mutex_unlock(&p->lock);
-    for (int i = 0; i < ns; i++)
-        redisFree(stale[i]);
-}
-
-void nori__topo_notify_moved(const nori__redis_topo *t)
-{
-    if (t->moved_fn != NULL)
-        t->moved_fn(t->moved_ud);
-}
+/* ---- the topology and its nodes (the registry: topology_registry.c) ---- */
 
 int nori__topo_new(const nori__redis_target *target, const nori_backend *owner,
                    nori__redis_topo **out)
@@ -233,7 +110,7 @@ nori__redis_node *nori__topo_seed(nori__redis_topo *t)
 {
     int mode = nori__topo_mode(t);
     int i = mode == NORI_TOPO_SINGLE    ? atomic_load(&t->master)
-            : mode == NORI_TOPO_UNKNOWN ? node_at(t, NULL, 0)
+            : mode == NORI_TOPO_UNKNOWN ? nori__topo_node_at(t, NULL, 0)
                                         : -1;
     return i >= 0 ? &nori__topo_node(t, (size_t)i)->node : NULL;
 }
@@ -250,10 +127,20 @@ int nori__topo_mode(const nori__redis_topo *t)
     return atomic_load_explicit(&t->mode, memory_order_acquire);
 }
 
+void nori__topo_watch_stats(nori__redis_topo *t, nori__sentinel_watch_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&t->lock);
+    if (t->watch != NULL)
+        nori__sentinel_watch_get_stats(t->watch, out);
+    pthread_mutex_unlock(&t->lock);
+}
+
 /* ---- refresh ---- */
 
-/* Asks node i for CLUSTER SLOTS and installs the map. Lock held. */
-static int refresh_from_locked(nori__redis_topo *t, int i)
+/* Asks node i for CLUSTER SLOTS and installs the map. Called with t->lock
+ * held. */
+static int do_refresh_from(nori__redis_topo *t, int i)
 {
     topo_node *tn = nori__topo_node(t, (size_t)i);
     const char *argv[] = {"CLUSTER", "SLOTS"};
@@ -287,14 +174,14 @@ static int refresh_from_locked(nori__redis_topo *t, int i)
     nori__slot_map_free(&t->map);
     t->map = m;
     t->have_map = true;
-    atomic_store(&t->last_refresh_ms, now_ms());
+    atomic_store(&t->last_refresh_ms, nori__now_ms());
     atomic_fetch_add(&t->refresh_gen, 1);
     return NORI_OK;
 }
 
 /* Candidates: the node that just answered (prefer >= 0), the masters of
- * the current map, then the seeds. Lock held. */
-static int refresh_cluster_locked(nori__redis_topo *t, int prefer)
+ * the current map, then the seeds. Called with t->lock held. */
+static int do_refresh_cluster(nori__redis_topo *t, int prefer)
 {
     int tried[REFRESH_MAX_CANDIDATES + 8];
     int ntried = 0;
@@ -307,7 +194,7 @@ static int refresh_cluster_locked(nori__redis_topo *t, int prefer)
     if (t->have_map)
         for (size_t r = 0; r < t->map.nranges; r++) {
             const nori__cluster_node *m = &t->map.nodes[t->map.ranges[r].master];
-            int i = find(t, m->host, m->port);
+            int i = nori__topo_find(t, m->host, m->port);
             if (i >= 0)
                 cand[nc++] = i;
         }
@@ -326,7 +213,7 @@ static int refresh_cluster_locked(nori__redis_topo *t, int prefer)
         if (dup)
             continue;
         tried[ntried++] = cand[c];
-        rc = refresh_from_locked(t, cand[c]);
+        rc = do_refresh_from(t, cand[c]);
         if (rc == NORI_OK)
             return NORI_OK;
         snprintf(last, sizeof last, "%s", nori_last_error());
@@ -349,12 +236,12 @@ static int refresh(nori__redis_topo *t, int prefer, bool force)
     /* Another thread refreshed while this one waited for the lock, or very
      * recently: that map is as fresh as this one would be. */
     if (atomic_load(&t->refresh_gen) != gen ||
-        (!force && now_ms() - last < NORI_TOPO_REFRESH_MIN_MS)) {
+        (!force && nori__now_ms() - last < NORI_TOPO_REFRESH_MIN_MS)) {
         pthread_mutex_unlock(&t->lock);
         return NORI_OK;
     }
     if (mode == NORI_TOPO_CLUSTER)
-        rc = refresh_cluster_locked(t, prefer);
+        rc = do_refresh_cluster(t, prefer);
     else
         rc = nori__topo_do_resolve(t);
     pthread_mutex_unlock(&t->lock);
@@ -369,7 +256,8 @@ int nori__topo_refresh(nori__redis_topo *t)
 
 /* ---- mode detection ---- */
 
-static int detect_locked(nori__redis_topo *t)
+/* Finds out the mode (connects). Called with t->lock held. */
+static int do_detect(nori__redis_topo *t)
 {
     const nori__redis_target *tg = t->target;
     if (tg->sentinel) {
@@ -408,7 +296,7 @@ static int detect_locked(nori__redis_topo *t)
             size_t nn = atomic_load_explicit(&t->nnodes, memory_order_acquire);
             for (size_t k = 0; k < nn; k++)
                 atomic_store(&nori__topo_node(t, k)->node.refusals_count, true);
-            rc = refresh_cluster_locked(t, i);
+            rc = do_refresh_cluster(t, i);
             nori__topo_notify_moved(t); /* reads until now went to the seed, as it was */
             return rc;
         }
@@ -430,7 +318,7 @@ int nori__topo_ready(nori__redis_topo *t)
     pthread_mutex_lock(&t->lock);
     int rc = NORI_OK;
     if (nori__topo_mode(t) == NORI_TOPO_UNKNOWN)
-        rc = detect_locked(t);
+        rc = do_detect(t);
     pthread_mutex_unlock(&t->lock);
     /* Cluster mode known but the first map failed, or no sentinel answered:
      * the mode stays, this call reports why, and later calls try again
@@ -490,8 +378,8 @@ static const char *kind_name(const nori__topo_attempt *a)
 /*
  * Acts on a redirection of attempt a, answered by node n for `slot`: MOVED
  * fixes the slot and refreshes the map, ASK sets *ask for the next attempt,
- * the others wait (*delay grows). NORI_OK, or an error (registry full, out
- * of memory) that ends the call.
+ * the others wait (back_off: *delay grows). NORI_OK, or an error (registry
+ * full, out of memory) that ends the call.
  */
 static int follow(nori__redis_topo *t, const nori__topo_attempt *a, const topo_node *n,
                   unsigned slot, int *ask, int *delay)
@@ -500,11 +388,10 @@ static int follow(nori__redis_topo *t, const nori__topo_attempt *a, const topo_n
     const char *host = rd->host[0] ? rd->host : n->url.host;
     if (a->readonly) {
         refresh(t, -1, true);
-        sleep_ms(*delay);
-        *delay = *delay < 100 ? *delay * 2 : 200;
+        back_off(delay);
     } else if (rd->kind == NORI_REDIRECT_MOVED) {
-        bool known = find(t, host, rd->port) >= 0;
-        int i = node_at(t, host, rd->port);
+        bool known = nori__topo_find(t, host, rd->port) >= 0;
+        int i = nori__topo_node_at(t, host, rd->port);
         if (i < 0)
             return NORI_EBACKEND;
         /* Fix this slot now; the rest of the map is refreshed from the node
@@ -521,170 +408,291 @@ static int follow(nori__redis_topo *t, const nori__topo_attempt *a, const topo_n
                 (uint16_t)i)
             nori__topo_notify_moved(t);
     } else if (rd->kind == NORI_REDIRECT_ASK) {
-        *ask = node_at(t, host, rd->port);
+        *ask = nori__topo_node_at(t, host, rd->port);
         if (*ask < 0)
             return NORI_EBACKEND;
     } else {
         /* TRYAGAIN, CLUSTERDOWN: the cluster is busy or failing over. */
-        sleep_ms(*delay);
-        *delay = *delay < 100 ? *delay * 2 : 200;
+        back_off(delay);
         if (rd->kind == NORI_REDIRECT_CLUSTERDOWN)
             refresh(t, -1, false);
     }
     return NORI_OK;
 }
 
+/* ---- one routed call, in steps ---- */
+
+/*
+ * nori__topo_call() runs as a sequence of steps, each of which does one
+ * thing and returns the next (as Varnish's cache_req_fsm.c does):
+ *
+ *   DIRECT      one server, or the mode not known yet: the command goes to
+ *               the (first) server as it is; done, unless redirected or
+ *               the first seed is down and others exist
+ *   DETECT      find out the mode; a single server: DIRECT again
+ *   START       cluster or sentinel: the retry budget; follow the
+ *               redirection DIRECT met
+ *   ROUTE       the node of this attempt (ASK target, slot owner, master)
+ *   CONNECT     a connection to it
+ *   RUN         ASKING if asked, then the body
+ *   REDIRECTED  follow the redirection, then ROUTE again
+ *   NODE_FAILED the node failed under the body: refresh, maybe ROUTE again
+ *
+ * A step that ends the call sets c->rc and returns CALL_DONE.
+ */
+typedef enum {
+    CALL_DIRECT,
+    CALL_DETECT,
+    CALL_START,
+    CALL_ROUTE,
+    CALL_CONNECT,
+    CALL_RUN,
+    CALL_REDIRECTED,
+    CALL_NODE_FAILED,
+    CALL_DONE
+} call_step;
+
+typedef struct topo_call {
+    nori__redis_topo *t;
+    const char *wkey;
+    size_t wlen;
+    bool retry_io;
+    nori__topo_body body;
+    void *ctx;
+    const char *op, *key;
+    int mode;
+    const topo_node *first_node; /* DIRECT's node, when it was redirected (c->a says how) */
+    unsigned slot;
+    int64_t deadline; /* nori__now_ms(): no attempt starts after it */
+    int attempt;      /* counted from 1, DIRECT's included */
+    bool more;        /* another attempt may follow (by count and time) */
+    bool more_waits;  /* another attempt that waits may follow */
+    int ask;          /* registry index of an ASK target, for the next attempt only */
+    bool asking;      /* this attempt goes to an ASK target */
+    int delay;        /* the next back-off, ms */
+    topo_node *n;     /* this attempt's node */
+    nori__topo_attempt a;
+    int rc;
+    char saved[512]; /* an attempt's error, kept across a refresh that may set its own */
+} topo_call;
+
+static call_step done(topo_call *c, int rc)
+{
+    c->rc = rc;
+    return CALL_DONE;
+}
+
+static void keep_error(topo_call *c)
+{
+    snprintf(c->saved, sizeof c->saved, "%s", nori_last_error());
+}
+
+/* Puts back the kept error (with code rc) as this call's. */
+static void restore_error(topo_call *c, int rc)
+{
+    nori__fail(rc, "%s", c->saved);
+}
+
+static call_step next_attempt(topo_call *c)
+{
+    c->attempt++;
+    return CALL_ROUTE;
+}
+
+/* One server, or a redis:// URL not yet known to be a cluster: the command
+ * goes to the (first) server as it is, with no extra round trip and no
+ * retries, as before clusters existed. A cluster node answers it, or
+ * redirects it: only then is the mode found out (and a first seed that is
+ * down makes the other seeds be tried). */
+static call_step call_direct(topo_call *c)
+{
+    memset(&c->a, 0, sizeof c->a);
+    c->first_node = NULL;
+    topo_node *n;
+    if (c->mode == NORI_TOPO_SINGLE) {
+        n = route(c->t, c->mode, 0);
+    } else {
+        int i = nori__topo_node_at(c->t, NULL, 0);
+        n = i >= 0 ? nori__topo_node(c->t, (size_t)i) : NULL;
+    }
+    if (n == NULL)
+        return done(c, NORI_EBACKEND);
+    c->rc = nori__redis_conn_open(&n->node, &c->a.conn);
+    if (c->rc == NORI_OK) {
+        c->rc = c->body(&c->a, c->ctx);
+        nori__redis_conn_close(&c->a.conn);
+        if (c->rc != NORI__REDIRECTED)
+            return CALL_DONE;
+        c->first_node = n;
+    } else if (c->mode == NORI_TOPO_SINGLE || c->t->target->naddrs == 0) {
+        return CALL_DONE;
+    }
+    return CALL_DETECT;
+}
+
+/* Redirected (a cluster), or the first seed is down and there are others:
+ * find out the mode, then route. */
+static call_step call_detect(topo_call *c)
+{
+    c->rc = nori__topo_ready(c->t);
+    if (c->rc != NORI_OK)
+        return CALL_DONE;
+    c->mode = nori__topo_mode(c->t);
+    return c->mode == NORI_TOPO_SINGLE ? CALL_DIRECT : CALL_START;
+}
+
+static call_step call_start(topo_call *c)
+{
+    c->slot = c->mode == NORI_TOPO_CLUSTER ? nori__cluster_keyslot(c->wkey, c->wlen) : 0;
+    c->deadline = nori__deadline_after(NORI_TOPO_RETRY_MS);
+    c->ask = -1;
+    c->delay = BACKOFF_FIRST_MS;
+    if (c->first_node != NULL && c->mode == NORI_TOPO_CLUSTER &&
+        follow(c->t, &c->a, c->first_node, c->slot, &c->ask, &c->delay) != NORI_OK)
+        return done(c, NORI_EBACKEND);
+    /* The attempt made before the mode was known counts. */
+    c->attempt = c->first_node != NULL ? 2 : 1;
+    return CALL_ROUTE;
+}
+
+static call_step call_route(topo_call *c)
+{
+    /* Waits (TRYAGAIN, CLUSTERDOWN, a node down, a slot unserved) are
+     * bounded by time; every attempt, redirections included, by count. */
+    bool in_time = !nori__deadline_passed(c->deadline);
+    c->more = c->attempt < NORI_TOPO_MAX_ATTEMPTS && in_time;
+    c->more_waits = c->attempt < NORI_TOPO_MAX_WAITS && in_time;
+    c->asking = c->ask >= 0;
+    c->n = c->asking ? nori__topo_node(c->t, (size_t)c->ask) : route(c->t, c->mode, c->slot);
+    c->ask = -1;
+    if (c->n == NULL && c->mode == NORI_TOPO_SENTINEL) {
+        /* No master known (the sentinels failed last time): ask them
+         * now; their answer, good or bad, is this call's. */
+        c->rc = refresh(c->t, -1, true);
+        if (c->rc != NORI_OK)
+            return CALL_DONE;
+        c->n = route(c->t, c->mode, c->slot);
+        if (c->n == NULL)
+            return done(c, NORI_EBACKEND);
+    }
+    if (c->n == NULL) {
+        /* A slot no master serves: ask again after a pause. */
+        if (!c->more_waits)
+            return done(c, NORI_EBACKEND);
+        keep_error(c);
+        back_off(&c->delay);
+        if (refresh(c->t, -1, false) != NORI_OK)
+            restore_error(c, NORI_EBACKEND);
+        return next_attempt(c);
+    }
+    return CALL_CONNECT;
+}
+
+static call_step call_connect(topo_call *c)
+{
+    memset(&c->a, 0, sizeof c->a);
+    c->rc = nori__redis_conn_open(&c->n->node, &c->a.conn);
+    if (c->rc == NORI_OK)
+        return CALL_RUN;
+    if (atomic_load(&c->n->node.breaker.state) == NORI_CIRCUIT_OPEN) {
+        /* The node's breaker is open (it kept timing out): fail fast, as
+         * on one server, unless a fresh map or master names another
+         * node, which is then tried. */
+        keep_error(c);
+        refresh(c->t, -1, false);
+        topo_node *again = route(c->t, c->mode, c->slot);
+        restore_error(c, c->rc);
+        if (again == NULL || again == c->n || c->asking)
+            return CALL_DONE;
+        return next_attempt(c);
+    }
+    /* Nothing was sent: retrying is always safe. */
+    if (!c->more_waits || c->rc == NORI_ENOMEM)
+        return CALL_DONE;
+    keep_error(c);
+    refresh(c->t, -1, c->mode == NORI_TOPO_SENTINEL);
+    back_off(&c->delay);
+    restore_error(c, c->rc);
+    return next_attempt(c);
+}
+
+static call_step call_run(topo_call *c)
+{
+    if (c->asking) {
+        const char *argv[] = {"ASKING"};
+        redisReply *r;
+        c->rc = nori__redis_conn_command(&c->a.conn, 1, argv, NULL, &r, "ASKING", c->key);
+        if (c->rc == NORI_OK) {
+            if (r->type != REDIS_REPLY_STATUS)
+                c->rc = nori__redis_reply_fail(&c->n->node, r, "ASKING", c->key);
+            freeReplyObject(r);
+        }
+    }
+    if (c->rc == NORI_OK)
+        c->rc = c->body(&c->a, c->ctx);
+    bool io = c->a.conn.c != NULL && c->a.conn.c->err != 0;
+    if (c->a.readonly)
+        c->a.conn.reusable = false; /* it points at a replica now */
+    nori__redis_conn_close(&c->a.conn);
+    if (c->rc == NORI__REDIRECTED)
+        return CALL_REDIRECTED;
+    if (c->rc == NORI_EBACKEND && io)
+        return CALL_NODE_FAILED;
+    return CALL_DONE;
+}
+
+static call_step call_redirected(topo_call *c)
+{
+    const nori__topo_attempt *a = &c->a;
+    bool waits = a->readonly || a->redirect.kind == NORI_REDIRECT_TRYAGAIN ||
+                 a->redirect.kind == NORI_REDIRECT_CLUSTERDOWN;
+    if (waits ? !c->more_waits : !c->more)
+        return done(c, nori__fail(NORI_EBACKEND,
+                                  "redis %s: %s '%.64s': still redirected after %d attempts "
+                                  "(last: %s from %s:%d)",
+                                  c->t->target->display, c->op, c->key, c->attempt, kind_name(a),
+                                  c->n->url.host ? c->n->url.host : "?", c->n->url.port));
+    if (follow(c->t, a, c->n, c->slot, &c->ask, &c->delay) != NORI_OK)
+        return done(c, NORI_EBACKEND);
+    return next_attempt(c);
+}
+
+/* The node failed under us (killed master, reset). The map may be out of
+ * date: refresh; retry only what is safe to repeat. */
+static call_step call_node_failed(topo_call *c)
+{
+    keep_error(c);
+    refresh(c->t, -1, c->mode == NORI_TOPO_SENTINEL);
+    if (!c->retry_io || !c->more_waits) {
+        restore_error(c, c->rc);
+        return CALL_DONE;
+    }
+    back_off(&c->delay);
+    restore_error(c, c->rc);
+    return next_attempt(c);
+}
+
 int nori__topo_call(nori__redis_topo *t, const char *wkey, size_t wlen, bool retry_io,
                     nori__topo_body body, void *ctx, const char *op, const char *key)
 {
-    int rc;
-    int mode = nori__topo_mode(t);
-    nori__topo_attempt first;             /* the attempt made before the mode was known */
-    const topo_node *first_node = NULL;   /* set when it was redirected */
-    if (mode == NORI_TOPO_UNKNOWN || mode == NORI_TOPO_SINGLE) {
-        /*
-         * One server, or a redis:// URL not yet known to be a cluster: the
-         * command goes to the (first) server as it is, with no extra round
-         * trip and no retries, as before clusters existed. A cluster node
-         * answers it, or redirects it: only then is the mode found out (and
-         * a first seed that is down makes the other seeds be tried).
-         */
-        memset(&first, 0, sizeof first);
-        topo_node *n;
-        if (mode == NORI_TOPO_SINGLE) {
-            n = route(t, mode, 0);
-        } else {
-            int i = node_at(t, NULL, 0);
-            n = i >= 0 ? nori__topo_node(t, (size_t)i) : NULL;
+    topo_call c = {.t = t, .wkey = wkey, .wlen = wlen, .retry_io = retry_io, .body = body,
+                   .ctx = ctx, .op = op, .key = key, .mode = nori__topo_mode(t)};
+    call_step s = c.mode == NORI_TOPO_UNKNOWN || c.mode == NORI_TOPO_SINGLE ? CALL_DIRECT
+                                                                            : CALL_START;
+    while (s != CALL_DONE) {
+        switch (s) {
+        case CALL_DIRECT: s = call_direct(&c); break;
+        case CALL_DETECT: s = call_detect(&c); break;
+        case CALL_START: s = call_start(&c); break;
+        case CALL_ROUTE: s = call_route(&c); break;
+        case CALL_CONNECT: s = call_connect(&c); break;
+        case CALL_RUN: s = call_run(&c); break;
+        case CALL_REDIRECTED: s = call_redirected(&c); break;
+        case CALL_NODE_FAILED: s = call_node_failed(&c); break;
+        case CALL_DONE: break;
         }
-        if (n == NULL)
-            return NORI_EBACKEND;
-        rc = nori__redis_conn_open(&n->node, &first.conn);
-        if (rc == NORI_OK) {
-            rc = body(&first, ctx);
-            nori__redis_conn_close(&first.conn);
-            if (rc != NORI__REDIRECTED)
-                return rc;
-            first_node = n;
-        } else if (mode == NORI_TOPO_SINGLE || t->target->naddrs == 0) {
-            return rc;
-        }
-        /* Redirected (a cluster), or the first seed is down and there are
-         * others: find out the mode, then route. */
-        rc = nori__topo_ready(t);
-        if (rc != NORI_OK)
-            return rc;
-        mode = nori__topo_mode(t);
-        if (mode == NORI_TOPO_SINGLE)
-            return nori__topo_call(t, wkey, wlen, retry_io, body, ctx, op, key);
     }
-    unsigned slot = mode == NORI_TOPO_CLUSTER ? nori__cluster_keyslot(wkey, wlen) : 0;
-    long long deadline = now_ms() + NORI_TOPO_RETRY_MS;
-    int ask = -1;  /* registry index of an ASK target, for the next attempt only */
-    int delay = 10;
-    char saved[512];
-    if (first_node != NULL && mode == NORI_TOPO_CLUSTER &&
-        follow(t, &first, first_node, slot, &ask, &delay) != NORI_OK)
-        return NORI_EBACKEND;
-    /* The attempt made before the mode was known counts. */
-    for (int attempt = first_node != NULL ? 2 : 1;; attempt++) {
-        /* Waits (TRYAGAIN, CLUSTERDOWN, a node down, a slot unserved) are
-         * bounded by time; every attempt, redirections included, by count. */
-        bool more = attempt < NORI_TOPO_MAX_ATTEMPTS && now_ms() < deadline;
-        bool more_waits = attempt < NORI_TOPO_MAX_WAITS && now_ms() < deadline;
-        topo_node *n = ask >= 0 ? nori__topo_node(t, (size_t)ask) : route(t, mode, slot);
-        bool asking = ask >= 0;
-        ask = -1;
-        if (n == NULL && mode == NORI_TOPO_SENTINEL) {
-            /* No master known (the sentinels failed last time): ask them
-             * now; their answer, good or bad, is this call's. */
-            rc = refresh(t, -1, true);
-            if (rc != NORI_OK)
-                return rc;
-            n = route(t, mode, slot);
-            if (n == NULL)
-                return NORI_EBACKEND;
-        }
-        if (n == NULL) {
-            /* A slot no master serves: ask again after a pause. */
-            if (!more_waits)
-                return NORI_EBACKEND;
-            snprintf(saved, sizeof saved, "%s", nori_last_error());
-            sleep_ms(delay);
-            delay = delay < 100 ? delay * 2 : 200;
-            if (refresh(t, -1, false) != NORI_OK)
-                nori__fail(NORI_EBACKEND, "%s", saved);
-            continue;
-        }
-        nori__topo_attempt a;
-        memset(&a, 0, sizeof a);
-        rc = nori__redis_conn_open(&n->node, &a.conn);
-        if (rc != NORI_OK && atomic_load(&n->node.breaker.state) == NORI_CIRCUIT_OPEN) {
-            /* The node's breaker is open (it kept timing out): fail fast, as
-             * on one server, unless a fresh map or master names another
-             * node, which is then tried. */
-            snprintf(saved, sizeof saved, "%s", nori_last_error());
-            refresh(t, -1, false);
-            topo_node *again = route(t, mode, slot);
-            if (again == NULL || again == n || asking)
-                return nori__fail(rc, "%s", saved);
-            nori__fail(rc, "%s", saved);
-            continue;
-        }
-        if (rc != NORI_OK) {
-            /* Nothing was sent: retrying is always safe. */
-            if (!more_waits || rc == NORI_ENOMEM)
-                return rc;
-            snprintf(saved, sizeof saved, "%s", nori_last_error());
-            refresh(t, -1, mode == NORI_TOPO_SENTINEL);
-            sleep_ms(delay);
-            delay = delay < 100 ? delay * 2 : 200;
-            nori__fail(rc, "%s", saved);
-            continue;
-        }
-        if (asking) {
-            const char *argv[] = {"ASKING"};
-            redisReply *r;
-            rc = nori__redis_conn_command(&a.conn, 1, argv, NULL, &r, "ASKING", key);
-            if (rc == NORI_OK) {
-                if (r->type != REDIS_REPLY_STATUS)
-                    rc = nori__redis_reply_fail(&n->node, r, "ASKING", key);
-                freeReplyObject(r);
-            }
-        }
-        if (rc == NORI_OK)
-            rc = body(&a, ctx);
-        bool io = a.conn.c != NULL && a.conn.c->err != 0;
-        if (a.readonly)
-            a.conn.reusable = false; /* it points at a replica now */
-        nori__redis_conn_close(&a.conn);
-        bool waits = a.readonly || a.redirect.kind == NORI_REDIRECT_TRYAGAIN ||
-                     a.redirect.kind == NORI_REDIRECT_CLUSTERDOWN;
-        if (rc == NORI__REDIRECTED) {
-            if (waits ? !more_waits : !more)
-                return nori__fail(NORI_EBACKEND,
-                                  "redis %s: %s '%.64s': still redirected after %d attempts "
-                                  "(last: %s from %s:%d)",
-                                  t->target->display, op, key, attempt, kind_name(&a),
-                                  n->url.host ? n->url.host : "?", n->url.port);
-            if (follow(t, &a, n, slot, &ask, &delay) != NORI_OK)
-                return NORI_EBACKEND;
-            continue;
-        }
-        if (rc == NORI_EBACKEND && io) {
-            /* The node failed under us (killed master, reset). The map may
-             * be out of date: refresh; retry only what is safe to repeat. */
-            snprintf(saved, sizeof saved, "%s", nori_last_error());
-            refresh(t, -1, mode == NORI_TOPO_SENTINEL);
-            if (!retry_io || !more_waits)
-                return nori__fail(rc, "%s", saved);
-            sleep_ms(delay);
-            delay = delay < 100 ? delay * 2 : 200;
-            nori__fail(rc, "%s", saved);
-            continue;
-        }
-        return rc;
-    }
+    return c.rc;
 }
 
 /* ---- whole-keyspace operations and description ---- */
@@ -706,11 +714,11 @@ int nori__topo_masters(nori__redis_topo *t, nori__redis_node **out, size_t max)
     }
     pthread_mutex_lock(&t->lock);
     if (!t->have_map)
-        rc = refresh_cluster_locked(t, -1);
+        rc = do_refresh_cluster(t, -1);
     size_t k = 0;
     for (size_t r = 0; rc == NORI_OK && r < t->map.nranges; r++) {
         const nori__cluster_node *m = &t->map.nodes[t->map.ranges[r].master];
-        int i = find(t, m->host, m->port);
+        int i = nori__topo_find(t, m->host, m->port);
         if (i < 0)
             continue;
         bool dup = false;
@@ -749,7 +757,7 @@ void nori__topo_moved(nori__redis_topo *t, const nori__topo_attempt *a,
     int i = index_of(t, from);
     if (a->redirect.kind != NORI_REDIRECT_MOVED || i < 0)
         return;
-    int ask = -1, delay = 10;
+    int ask = -1, delay = BACKOFF_FIRST_MS; /* a MOVED neither asks nor waits */
     follow(t, a, nori__topo_node(t, (size_t)i), a->redirect.slot, &ask, &delay);
 }
 
@@ -778,7 +786,7 @@ bool nori__topo_routes_to(nori__redis_topo *t, const char *wkey, size_t wlen,
                                           memory_order_acquire);
         i = o == NORI_SLOT_UNSERVED ? -1 : (int)o;
     } else if (mode == NORI_TOPO_UNKNOWN) {
-        i = find(t, NULL, 0);
+        i = nori__topo_find(t, NULL, 0);
     } else {
         i = atomic_load(&t->master);
     }

@@ -37,6 +37,7 @@
 
 #include "redis/wire/conn.h"
 #include "redis/route/cluster_slots.h"
+#include "redis/route/topology_types.h"
 #include "redis/route/url_topology.h"
 
 #include <stdbool.h>
@@ -55,26 +56,6 @@
 /* A refresh is not repeated within this many ms (unless forced by a MOVED
  * that names a node the map does not know). */
 #define NORI_TOPO_REFRESH_MIN_MS 100
-
-enum { NORI_TOPO_UNKNOWN = 0, NORI_TOPO_SINGLE, NORI_TOPO_CLUSTER, NORI_TOPO_SENTINEL };
-
-/* Returned by a body when the server redirected the command (see
- * nori__topo_redirected); never reaches the caller of nori__topo_call. */
-#define NORI__REDIRECTED 100
-
-typedef struct nori__redis_topo nori__redis_topo;
-
-/* One attempt of an operation: the connection borrowed for it, and what
- * the server redirected to (filled by nori__topo_redirected). */
-typedef struct nori__topo_attempt {
-    nori__redis_conn conn;
-    nori__redirect redirect;
-    bool readonly; /* the server answered READONLY (sentinel: it is a replica now) */
-} nori__topo_attempt;
-
-/* The body of an operation, run on the key's node. Returns a NORI_* code, or
- * NORI__REDIRECTED after nori__topo_redirected returned true. */
-typedef int (*nori__topo_body)(nori__topo_attempt *a, void *ctx);
 
 /* Creates the topology of target (borrowed: outlives it) for the backend
  * `owner` (borrowed: its value limit bounds value replies). No connection
@@ -177,14 +158,13 @@ void nori__topo_node_failed(nori__redis_topo *t, const nori__redis_node *answere
 /* ---- for the near cache (src/redis/near/, backend.c) ---- */
 
 /*
- * Called after keys changed node: a slot of the cluster map got another
+ * fn (nori__topo_moved_fn) is called after keys changed node: a slot of the cluster map got another
  * owner than before (a refresh, a MOVED), the mode was found to be a
  * cluster, or the sentinels named another master. It runs after the new
  * route is stored, under the topology lock or in a routing thread, so it
  * must be quick and must not call the topology. Set once, before the
  * backend is shared (NULL: none).
  */
-typedef void (*nori__topo_moved_fn)(void *ud);
 void nori__topo_on_moved(nori__redis_topo *t, nori__topo_moved_fn fn, void *ud);
 
 /*

@@ -2,7 +2,7 @@
  * What the topology found, as text for `noricache check`; see topology.h.
  */
 #include "redis/route/topology.h"
-#include "redis/route/topology_impl.h"
+#include "redis/route/topology_registry.h"
 
 #include "error.h"
 

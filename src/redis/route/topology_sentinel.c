@@ -1,11 +1,13 @@
 /*
  * The master through Sentinel: resolving it (sentinel.h) and following the
- * sentinels' announcements (sentinel_watch.h); see topology.h.
+ * sentinels' announcements (sentinel_watch.h); see topology.h. Uses the
+ * node registry (topology_registry.c); the routing core (topology.c) uses
+ * this file, never the other way round.
  */
-#include "redis/route/topology_impl.h"
+#include "redis/route/topology_registry.h"
 
+#include "clock.h"
 #include "error.h"
-#include "redis/wire/io.h"
 #include "redis/route/sentinel.h"
 
 #include <stdlib.h>
@@ -30,15 +32,6 @@ static bool on_switch(void *ud, int sentinel, const char *host, int port)
     return followed;
 }
 
-void nori__topo_watch_stats(nori__redis_topo *t, nori__sentinel_watch_stats *out)
-{
-    memset(out, 0, sizeof *out);
-    pthread_mutex_lock(&t->lock);
-    if (t->watch != NULL)
-        nori__sentinel_watch_get_stats(t->watch, out);
-    pthread_mutex_unlock(&t->lock);
-}
-
 int nori__topo_do_resolve(nori__redis_topo *t)
 {
     char *host = NULL;
@@ -58,7 +51,7 @@ int nori__topo_do_resolve(nori__redis_topo *t)
         if (old >= 0)
             nori__topo_notify_moved(t);
     }
-    atomic_store(&t->last_refresh_ms, (long long)nori__redis_now_ms());
+    atomic_store(&t->last_refresh_ms, (long long)nori__now_ms());
     atomic_fetch_add(&t->refresh_gen, 1);
     /* The watch starts once there is a master to move away from; a forked
      * child inherits the parent's, whose thread it does not have. */

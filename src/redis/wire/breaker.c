@@ -6,8 +6,8 @@
  */
 #include "redis/wire/breaker.h"
 
+#include "clock.h"
 #include "error.h"
-#include "redis/wire/io.h"
 #include "nori/cache.h"
 
 #include <stdio.h>
@@ -36,7 +36,7 @@ int nori__redis_breaker_enter(nori__redis_breaker *b, const char *display, bool 
     *probe = false;
     if (atomic_load_explicit(&b->state, memory_order_acquire) == NORI_CIRCUIT_CLOSED)
         return NORI_OK;
-    int64_t now = nori__redis_now_ms();
+    int64_t now = nori__now_ms();
     pthread_mutex_lock(&b->lock);
     int state = atomic_load_explicit(&b->state, memory_order_relaxed);
     if (state == NORI_CIRCUIT_CLOSED) {
@@ -112,7 +112,7 @@ static void count_failure(nori__redis_breaker *b, bool probe, const char *why, i
      * closed. Calls that were already running when it opened and fail later
      * do not push the cool-down further. */
     if (probe || state == NORI_CIRCUIT_CLOSED) {
-        b->open_until = nori__redis_now_ms() + cooldown_ms;
+        b->open_until = nori__now_ms() + cooldown_ms;
         snprintf(b->why, sizeof b->why, "%s", why);
         atomic_store_explicit(&b->state, NORI_CIRCUIT_OPEN, memory_order_release);
         atomic_fetch_add_explicit(&b->opens, 1, memory_order_relaxed);
@@ -124,7 +124,7 @@ void nori__redis_breaker_leave(nori__redis_breaker *b)
 {
     pthread_mutex_lock(&b->lock);
     if (atomic_load_explicit(&b->state, memory_order_relaxed) == NORI_CIRCUIT_HALF_OPEN) {
-        b->open_until = nori__redis_now_ms();
+        b->open_until = nori__now_ms();
         atomic_store_explicit(&b->state, NORI_CIRCUIT_OPEN, memory_order_release);
     }
     pthread_mutex_unlock(&b->lock);

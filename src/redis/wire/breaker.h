@@ -34,7 +34,7 @@ typedef struct nori__redis_breaker {
     pthread_mutex_t lock; /* guards the transitions and open_until, why */
     _Atomic int state;    /* NORI_CIRCUIT_CLOSED / _OPEN / _HALF_OPEN (cache.h) */
     _Atomic int failures; /* consecutive slow failures */
-    int64_t open_until;   /* nori__redis_now_ms() time at which a probe may go */
+    int64_t open_until;   /* nori__now_ms() time at which a probe may go */
     char why[160];        /* the failure that opened it, for the fast-fail message */
     _Atomic uint64_t opens;    /* times it opened */
     _Atomic uint64_t rejected; /* calls failed fast */

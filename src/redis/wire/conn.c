@@ -3,6 +3,7 @@
  */
 #include "redis/wire/conn.h"
 
+#include "clock.h"
 #include "error.h"
 #include "redis/wire/io.h"
 #include "nori/cache.h"
@@ -234,7 +235,7 @@ static int judge_wait(nori__redis_conn *conn, size_t n, redisReply **replies, co
     conn->wait_cmds = NULL;
     const nori__redis_url *u = conn->node->url;
     redisReply *w;
-    int rc = roundtrip(conn, 1, &w, nori__redis_now_ms() + u->timeout_ms, op, key);
+    int rc = roundtrip(conn, 1, &w, nori__real_ms() + u->timeout_ms, op, key);
     if (rc == NORI_OK && something_written(n, cmds, replies)) {
         if (w->type != REDIS_REPLY_INTEGER)
             rc = nori__redis_reply_fail(conn->node, w, "WAIT after the write", key);
@@ -301,7 +302,7 @@ int nori__redis_conn_pipeline(nori__redis_conn *conn, size_t n, const nori__redi
     int rc = queue(conn, n, cmds, op, key);
     if (rc != NORI_OK)
         return rc;
-    return receive(conn, n, replies, nori__redis_now_ms() + conn->node->url->timeout_ms, op,
+    return receive(conn, n, replies, nori__real_ms() + conn->node->url->timeout_ms, op,
                    key);
 }
 

@@ -133,7 +133,7 @@ int nori__redis_conn_pipeline(nori__redis_conn *conn, size_t n, const nori__redi
  * The two halves of nori__redis_conn_pipeline, for a caller that sends to
  * several nodes before reading any reply, so that they work in parallel
  * (bulk.c): send queues and writes n commands, recv reads their n replies
- * (n > 0), both by the one deadline_ms (nori__redis_now_ms() time base)
+ * (n > 0), both by the one deadline_ms (nori__real_ms() time base)
  * given by the caller. expect_values, if any, is called before send. After
  * a failed send the connection is dead: do not recv, close it. Errors and
  * ownership of the replies as for nori__redis_conn_pipeline; the breaker

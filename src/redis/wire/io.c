@@ -3,6 +3,8 @@
  */
 #include "redis/wire/io.h"
 
+#include "clock.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
@@ -14,7 +16,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
-#include <time.h>
 
 /* ---- reply objects with limits ----
  *
@@ -151,11 +152,15 @@ redisReply *nori__redis_reply_parse(const char *buf, size_t len, const nori__red
 
 /* ---- the round trip ---- */
 
-int64_t nori__redis_now_ms(void)
+const nori__redis_limits nori__redis_small_replies = {
+    .max_bulk = (size_t)1 << 20,
+    .max_total = (size_t)64 << 20,
+    .max_elements = NORI__REDIS_MAX_REPLY_ELEMENTS,
+};
+
+const char *nori__redis_describe_error(const redisContext *c)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return c->errstr[0] ? c->errstr : "connection lost";
 }
 
 static int set_error(redisContext *c, int err, const char *fmt, ...)
@@ -199,7 +204,7 @@ static int wait_ready(redisContext *c, short events, int64_t start, int64_t dead
                       int *late_reads)
 {
     for (;;) {
-        int64_t left = deadline - nori__redis_now_ms();
+        int64_t left = deadline - nori__real_ms();
         if (left <= 0 && (late_reads == NULL || *late_reads <= 0))
             return set_error(c, NORI__REDIS_ERR_TIMEOUT, "timed out (no %s within %lld ms)",
                              events == POLLOUT ? "room to send the command" : "reply",
@@ -269,7 +274,7 @@ static int write_all(redisContext *c, int64_t start, int64_t deadline)
 
 int nori__redis_io_flush(redisContext *c, int64_t deadline_ms)
 {
-    return write_all(c, nori__redis_now_ms(), deadline_ms);
+    return write_all(c, nori__real_ms(), deadline_ms);
 }
 
 /*
@@ -315,7 +320,7 @@ static int read_some(redisContext *c, bool wait_first, int64_t start, int64_t de
                      int *late_reads)
 {
     for (;;) {
-        if ((wait_first || nori__redis_now_ms() >= deadline) &&
+        if ((wait_first || nori__real_ms() >= deadline) &&
             wait_ready(c, POLLIN, start, deadline, late_reads) != 0)
             return -1;
         size_t before = c->reader->len;
@@ -334,7 +339,7 @@ int nori__redis_io_roundtrip(redisContext *c, int64_t deadline_ms, const nori__r
         replies[i] = NULL;
     if (c->err)
         return -1;
-    int64_t start = nori__redis_now_ms();
+    int64_t start = nori__real_ms();
     read_budget budget = {.lim = lim};
     read_budget *saved = tl_budget;
     tl_budget = &budget;

@@ -56,8 +56,14 @@ typedef struct nori__redis_limits {
     size_t max_elements; /* most array elements over all replies of the round trip */
 } nori__redis_limits;
 
-/* Milliseconds on the monotonic clock, the time base of deadlines. */
-int64_t nori__redis_now_ms(void);
+/* The limits of replies that carry no cache value (status, integers, SCAN
+ * pages, INFO, setup commands, messages of a subscription): strings up to
+ * 1 MiB, 64 MiB in all. */
+extern const nori__redis_limits nori__redis_small_replies;
+
+/* Why a command on c got no reply (c->err is set): c->errstr, or
+ * "connection lost" when hiredis left it empty. Static or c's storage. */
+const char *nori__redis_describe_error(const redisContext *c);
 
 /*
  * Parses one reply from buf[0..len) with the same bounded object functions
@@ -85,7 +91,7 @@ int nori__redis_io_flush(redisContext *c, int64_t deadline_ms);
 /*
  * Sends what is queued in c's output buffer (redisAppendCommandArgv) and
  * reads n replies into replies[0..n), all before `deadline_ms`
- * (nori__redis_now_ms() time base). 0: every reply is set, owned by the
+ * (nori__real_ms() time base). 0: every reply is set, owned by the
  * caller (freeReplyObject). -1: no reply is set, c->err says why (timeout,
  * EOF, I/O error, protocol error, a reply over `lim`).
  */

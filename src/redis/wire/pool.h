@@ -8,11 +8,11 @@
  * freed instead of being returned, so the next call connects afresh; at most
  * url->pool_size idle contexts are kept, the surplus is closed.
  *
- * Every new connection is set up the same way: connect (the host name's
- * lookup and the connect together bounded by connect_timeout_ms:
- * resolve.h), non-blocking mode with bounded reply objects (io.h),
- * TCP keepalive, AUTH (with the user when the URL has one) and SELECT, each
- * of these commands bounded by timeout_ms.
+ * Every new connection is opened by nori__redis_dial (dial.h) with the
+ * URL's settings: connect (the host name's lookup and the connect together
+ * bounded by connect_timeout_ms), non-blocking mode with bounded reply
+ * objects, TCP keepalive, AUTH (with the user when the URL has one) and
+ * SELECT, each of these commands bounded by timeout_ms.
  *
  * Through Sentinel (check_role) a connection also confirms that its server
  * is still the master, with ROLE: when it is new, and when it was idle for
@@ -30,6 +30,7 @@
 #ifndef NORI_SRC_REDIS_WIRE_POOL_H
 #define NORI_SRC_REDIS_WIRE_POOL_H
 
+#include "redis/wire/dial.h"
 #include "redis/wire/io.h"
 #include "redis/wire/url.h"
 
@@ -57,19 +58,11 @@ int nori__redis_pool_init(nori__redis_pool *p, const nori__redis_url *url);
  * lent out. */
 void nori__redis_pool_destroy(nori__redis_pool *p);
 
-/* Why acquiring a context failed, for the circuit breaker (breaker.h). */
-typedef enum {
-    NORI__CONNECT_FAILED,  /* anything else: out of memory, AUTH or SELECT refused, not the
-                              master (check_role) */
-    NORI__CONNECT_SLOW,    /* the connect or a setup command timed out */
-    NORI__CONNECT_REFUSED, /* no connection: refused, reset, unreachable */
-} nori__connect_failure;
-
 /*
  * Lends a ready context to the caller (*out, owned by the caller until it is
  * released). Returns NORI_OK, NORI_ENOMEM, or NORI_EBACKEND with a message
  * naming the URL (password masked) and why connecting failed; *why then
- * says which kind of failure it was.
+ * says which kind of failure it was (dial.h), for the circuit breaker.
  */
 int nori__redis_pool_acquire(nori__redis_pool *p, redisContext **out, nori__connect_failure *why);
 
@@ -82,13 +75,5 @@ int nori__redis_pool_acquire(nori__redis_pool *p, redisContext **out, nori__conn
  * at the same dead server.
  */
 void nori__redis_pool_release(nori__redis_pool *p, redisContext *c, bool reusable);
-
-/* Why a command on c got no reply (c->err is set): c->errstr, or
- * "connection lost" when hiredis left it empty. Static or c's storage. */
-const char *nori__redis_describe_error(const redisContext *c);
-
-/* The limits of replies that carry no cache value (status, integers, SCAN
- * pages, INFO): strings up to 1 MiB, 64 MiB in all. */
-extern const nori__redis_limits nori__redis_small_replies;
 
 #endif

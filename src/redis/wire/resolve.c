@@ -12,6 +12,7 @@
  */
 #include "redis/wire/resolve.h"
 
+#include "clock.h"
 #include "redis/wire/io.h"
 
 #include <arpa/inet.h>
@@ -23,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 
 typedef struct answer {
     size_t n;
@@ -52,7 +52,7 @@ typedef struct name_entry {
 
 static struct {
     pthread_mutex_t lock;
-    pthread_cond_t done; /* CLOCK_MONOTONIC; broadcast when any lookup ends */
+    pthread_cond_t done; /* nori__cond_init; broadcast when any lookup ends */
     name_entry names[NORI_RESOLVE_NAMES];
 } g = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -62,11 +62,7 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static void init_cond(void)
 {
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&g.done, &attr);
-    pthread_condattr_destroy(&attr);
+    nori__cond_init(&g.done);
 }
 
 /* fork(): the table is taken whole, so that the child never inherits it
@@ -76,15 +72,17 @@ static void fork_prepare(void)
     pthread_mutex_lock(&g.lock);
 }
 
-static void fork_parent(void)
+/* Called with g.lock held (fork_prepare took it); releases it. */
+static void do_fork_parent(void)
 {
     pthread_mutex_unlock(&g.lock);
 }
 
 /* The lookup threads are not in the child: their lookups never end there.
  * Forget them (their memory belongs to the parent's threads' copies) and
- * keep the answers. */
-static void fork_child(void)
+ * keep the answers. Called with g.lock held (fork_prepare took it);
+ * releases it. */
+static void do_fork_child(void)
 {
     for (size_t i = 0; i < NORI_RESOLVE_NAMES; i++)
         g.names[i].inflight = NULL;
@@ -95,7 +93,7 @@ static void fork_child(void)
 static void init(void)
 {
     init_cond();
-    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    pthread_atfork(fork_prepare, do_fork_parent, do_fork_child);
 }
 
 void nori__resolve_set_hook(nori__getaddrinfo_fn fn)
@@ -172,7 +170,7 @@ static void *lookup_main(void *arg)
         if (rc == 0) {
             e->last = res;
             e->have_last = true;
-            e->last_at = nori__redis_now_ms();
+            e->last_at = nori__real_ms();
         }
     }
     pthread_cond_broadcast(&g.done);
@@ -183,8 +181,8 @@ static void *lookup_main(void *arg)
     return NULL;
 }
 
-/* The entry of host, made when new. Lock held. NULL when every entry has a
- * lookup in flight. */
+/* The entry of host, made when new. Called with g.lock held. NULL when every
+ * entry has a lookup in flight. */
 static name_entry *do_entry(const char *host, int64_t now)
 {
     name_entry *free_one = NULL, *oldest = NULL;
@@ -213,7 +211,8 @@ static name_entry *do_entry(const char *host, int64_t now)
     return e;
 }
 
-/* Starts a lookup of e's name. Lock held. NULL with why filled on failure. */
+/* Starts a lookup of e's name. Called with g.lock held. NULL with why filled
+ * on failure. */
 static lookup *do_start(name_entry *e, char *why, size_t why_size)
 {
     size_t len = strlen(e->host);
@@ -270,7 +269,7 @@ static int resolve(const char *host, int64_t deadline, int timeout_ms, answer *o
     }
     pthread_once(&once, init);
     pthread_mutex_lock(&g.lock);
-    int64_t now = nori__redis_now_ms();
+    int64_t now = nori__real_ms();
     name_entry *e = do_entry(host, now);
     if (e == NULL) {
         pthread_mutex_unlock(&g.lock);
@@ -291,9 +290,8 @@ static int resolve(const char *host, int64_t deadline, int timeout_ms, answer *o
      * name), so e's last answer stays host's while this waits. */
     bool fallback = e->have_last && now - e->last_at < NORI_RESOLVE_STALE_MS;
     int64_t until_ms = fallback ? now + (deadline - now) / 2 : deadline;
-    struct timespec until = {(time_t)(until_ms / 1000), (long)(until_ms % 1000) * 1000000L};
-    while (!l->done && nori__redis_now_ms() < until_ms)
-        if (pthread_cond_timedwait(&g.done, &g.lock, &until) == ETIMEDOUT)
+    while (!l->done && nori__real_ms() < until_ms)
+        if (nori__real_cond_wait_until(&g.done, &g.lock, until_ms) == ETIMEDOUT)
             break;
     int rc = 0;
     bool stale_ok = (!l->done || temporary(l->gai)) && fallback && e->have_last;
@@ -321,21 +319,20 @@ redisContext *nori__redis_connect_tcp(const char *host, int port, int timeout_ms
                                       size_t why_size, bool *timed_out)
 {
     why[0] = '\0';
-    int64_t deadline = nori__redis_now_ms() + timeout_ms;
+    int64_t deadline = nori__real_ms() + timeout_ms;
     answer a;
     if (resolve(host, deadline, timeout_ms, &a, why, why_size, timed_out) != 0)
         return NULL;
     bool named = !is_numeric(host);
     for (size_t i = 0; i < a.n; i++) {
-        int64_t left = deadline - nori__redis_now_ms();
+        int64_t left = deadline - nori__real_ms();
         if (left <= 0) {
             snprintf(why, why_size, "Connection timed out (resolving and connecting took %d ms)",
                      timeout_ms);
             *timed_out = true;
             return NULL;
         }
-        struct timeval tv = {.tv_sec = (time_t)(left / 1000), .tv_usec = (left % 1000) * 1000};
-        redisContext *c = redisConnectWithTimeout(a.addr[i], port, tv);
+        redisContext *c = redisConnectWithTimeout(a.addr[i], port, nori__ms_timeval(left));
         if (c == NULL) {
             snprintf(why, why_size, "out of memory");
             return NULL;
@@ -359,7 +356,7 @@ redisContext *nori__redis_connect_start(const char *host, int port, int timeout_
 {
     why[0] = '\0';
     answer a;
-    if (resolve(host, nori__redis_now_ms() + timeout_ms, timeout_ms, &a, why, why_size,
+    if (resolve(host, nori__real_ms() + timeout_ms, timeout_ms, &a, why, why_size,
                 timed_out) != 0)
         return NULL;
     redisContext *c = redisConnectNonBlock(a.addr[0], port);

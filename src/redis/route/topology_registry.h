@@ -1,14 +1,19 @@
 /*
- * The topology's state, shared by topology.c (routing, refresh, mode),
- * topology_sentinel.c (the master through Sentinel, and following the
- * sentinels' announcements) and topology_describe.c (what `noricache check`
- * prints). Not for other files: they use topology.h.
+ * The topology's state and its node registry (topology_registry.c), shared
+ * by the topology's files, each above the ones it uses:
+ *   topology_describe.c  what `noricache check` prints
+ *   topology.c           routing, refresh, mode
+ *   topology_sentinel.c  the master through Sentinel, and following the
+ *                        sentinels' announcements
+ *   topology_registry.c  the node registry
+ * Not for other files: they use topology.h.
  */
-#ifndef NORI_SRC_REDIS_ROUTE_TOPOLOGY_IMPL_H
-#define NORI_SRC_REDIS_ROUTE_TOPOLOGY_IMPL_H
+#ifndef NORI_SRC_REDIS_ROUTE_TOPOLOGY_REGISTRY_H
+#define NORI_SRC_REDIS_ROUTE_TOPOLOGY_REGISTRY_H
 
 #include "redis/route/sentinel_watch.h"
-#include "redis/route/topology.h"
+#include "redis/route/topology_types.h"
+#include "redis/route/url_topology.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -45,9 +50,18 @@ static inline topo_node *nori__topo_node(const nori__redis_topo *t, size_t i)
     return atomic_load_explicit(&t->nodes[i], memory_order_acquire);
 }
 
+/* ---- topology_registry.c ---- */
+
+/* Registry index of host:port (host NULL: the template's own address), or
+ * -1. Lock-free. */
+int nori__topo_find(const nori__redis_topo *t, const char *host, int port);
+
 /* Index of host:port in the registry (host NULL: the template's own
  * address), adding it when new. Called with t->lock held. -1 on error. */
 int nori__topo_do_node_at(nori__redis_topo *t, const char *host, int port);
+
+/* The same, taking t->lock only when the node is new. */
+int nori__topo_node_at(nori__redis_topo *t, const char *host, int port);
 
 /* Closes a node's idle connections (the master changed, or it failed):
  * the next borrow connects afresh. Connections lent out are not touched. */
@@ -55,6 +69,8 @@ void nori__topo_drain(nori__redis_node *n);
 
 /* Keys changed node: tell the near cache (topology.h). */
 void nori__topo_notify_moved(const nori__redis_topo *t);
+
+/* ---- topology_sentinel.c ---- */
 
 /* Through Sentinel: asks the sentinels (t->sentinel_first first) and makes
  * the master they name, checked with ROLE, the one routed to; on a new
