@@ -127,7 +127,9 @@ int nori__shm_wait_for_room(shm_backend *sb, int64_t *deadline, const char *key)
     int idx = oldest_tail(sb, 0, &other);
     if (idx < 0) {
         /* All room is held by allocations in flight: they link within
-         * microseconds. */
+         * microseconds, unless their process died (its section is rolled
+         * back here) or is stopped (then the deadline ends the wait). */
+        nori__shm_repair_open_shards(sb);
         long nap = 4; /* past the yields: a 50 us nap */
         nori__nap_backoff(&nap);
         return NORI_OK;

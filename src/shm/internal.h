@@ -575,6 +575,11 @@ int nori__shm_shard_lock(shm_backend *sb, shm_shard *s);
 /* As above without waiting: NORI_OK, NORI_MISS (busy), or an error. */
 int nori__shm_shard_trylock(shm_backend *sb, shm_shard *s);
 void nori__shm_shard_unlock(shm_backend *sb, shm_shard *s);
+/* Takes and lets go every shard whose log is open and whose lock is free
+ * or was held by a process that died: the room and the changes of dead
+ * processes' sections come back, even in a shard nobody else touches.
+ * Called with no lock held (a wait for room; each expiry cycle). */
+void nori__shm_repair_open_shards(shm_backend *sb);
 /* The arena lock, taken while a shard's is held (lock order). */
 int nori__shm_arena_lock(shm_backend *sb);
 void nori__shm_arena_unlock(shm_backend *sb);
@@ -613,6 +618,8 @@ void nori__shm_do_seq_bump(shm_backend *sb, shm_shard *s, shm_bucket *bk);
 
 /* A crash point for tests (see nori__shm_crash_after, shm.h). */
 void nori__shm_crash_point(void);
+/* A named point where a test may stop this process (nori__shm_pause_at). */
+void nori__shm_test_point(const char *point);
 
 /* The response cache's fills across processes (nori_backend_ops
  * fill_claim, fill_wait, fill_release; src/backend.h): a slot per lease key

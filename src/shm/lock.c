@@ -72,6 +72,23 @@ void nori__shm_crash_point(void)
         kill(getpid(), SIGKILL);
 }
 
+/* Tests: the named point where this process stops itself (SIGSTOP). */
+static const char *_Atomic pause_point;
+
+void nori__shm_pause_at(const char *point)
+{
+    atomic_store_explicit(&pause_point, point, memory_order_relaxed);
+}
+
+void nori__shm_test_point(const char *point)
+{
+    const char *p = atomic_load_explicit(&pause_point, memory_order_relaxed);
+    if (p != NULL && strcmp(p, point) == 0) {
+        atomic_store_explicit(&pause_point, NULL, memory_order_relaxed);
+        kill(getpid(), SIGSTOP);
+    }
+}
+
 static _Noreturn void fatal(const char *what)
 {
     /* A bug, never input: dying here leaves the lock to be repaired. */
@@ -513,6 +530,17 @@ int nori__shm_shard_trylock(shm_backend *sb, shm_shard *s)
     if (rc != 0)
         return lock_error(sb, &s->lock, "shard", (int)shm_shard_no(sb, s), rc);
     return log_open(s) ? repair(sb, s) : NORI_OK;
+}
+
+void nori__shm_repair_open_shards(shm_backend *sb)
+{
+    for (int i = 0; i < SHM_NSHARDS; i++) {
+        shm_shard *s = &sb->shards[i];
+        /* An open log with a free or dead lock: a section whose process
+         * died. A live section in progress keeps its lock (busy: skipped). */
+        if (log_open(s) && nori__shm_shard_trylock(sb, s) == NORI_OK)
+            nori__shm_shard_unlock(sb, s);
+    }
 }
 
 void nori__shm_shard_unlock(shm_backend *sb, shm_shard *s)

@@ -192,6 +192,10 @@ static int try_read(shm_backend *sb, shm_bucket *bk, const char *key, size_t kle
     while (ref != 0) {
         if (!shm_ref_ok(sb, ref) || ++steps > sb->max_keys + 1)
             return R_RETRY;
+        /* A walk led astray by a change (onto a freed chunk, whose link
+         * means nothing) is noticed within 32 steps, not after max_keys. */
+        if ((steps & 31) == 0 && atomic_load_explicit(&bk->seq, memory_order_acquire) != seq)
+            return R_RETRY;
         shm_entry *c = shm_entry_at(sb, ref);
         if (LD(&c->hash) == h32 && LD(&c->klen) == klen &&
             (uint64_t)(ref - 1) * SHM_GRAN + SHM_ENTRY_HDR + klen <= sb->arena_bytes &&
@@ -370,6 +374,7 @@ static int do_store(shm_backend *sb, shm_shard *s, shm_bucket *bk, int also_held
     int rc = nori__shm_alloc_evicting(sb, s, &keep, also_held, key, klen, len, &ref);
     if (rc != NORI_OK)
         return rc;
+    nori__shm_test_point("alloc");
     nori__shm_fill_entry(sb, shm_entry_at(sb, ref), key, klen, h32, val, len, expires);
     uint32_t *link = nori__shm_do_find_link(sb, s, bk, key, klen, h32);
     if (keep != 0)

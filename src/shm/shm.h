@@ -57,6 +57,12 @@ size_t nori__shm_sweep_now(nori_backend *b);
  * between the halves of an in-place rewrite); 0 turns it off. */
 void nori__shm_crash_after(long n);
 
+/* Tests: this process stops itself (SIGSTOP) the next time it reaches the
+ * named point: "arena" (inside an arena section: a shard lock and the
+ * arena lock held), "alloc" (an entry allocated, not yet linked: its
+ * shard's lock and its room held). NULL: no point. */
+void nori__shm_pause_at(const char *point);
+
 /* The pid stored as holder of shard i's lock (tests). */
 int nori__shm_shard_owner(nori_backend *b, int shard);
 

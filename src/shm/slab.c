@@ -234,6 +234,7 @@ int nori__shm_alloc_entry(shm_backend *sb, shm_shard *s, size_t klen, size_t vle
         rc = NORI_MISS;
     }
     if (rc == NORI_OK) {
+        nori__shm_test_point("arena");
         shm_entry *e = do_take_chunk(sb, (unsigned)c);
         /* The header fields a free needs, written before the allocation is
          * recorded (a fresh chunk: no log). */

@@ -31,6 +31,9 @@ static size_t cycle(shm_backend *sb, int64_t budget_us, bool full, bool *backlog
     int64_t start = shm_real_us();
     size_t removed = 0;
     *backlog = false;
+    /* Sections left open by dead processes, in shards nobody writes now:
+     * their room comes back. */
+    nori__shm_repair_open_shards(sb);
     unsigned first = atomic_load_explicit(&sb->g->sweep_shard, memory_order_relaxed);
     unsigned visited = 0;
     for (; visited < SHM_NSHARDS; visited++) {

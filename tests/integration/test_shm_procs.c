@@ -320,6 +320,90 @@ static void test_stopped_then_dead_holder(void **state)
     nori_backend_free(b);
 }
 
+/* ---- the other waits: the arena lock, room held by a stopped write ---- */
+
+typedef struct {
+    const char *point;
+    size_t max_keys;
+} pause_args;
+
+static int paused_insert(void *arg)
+{
+    pause_args *a = arg;
+    nori_backend *b = NULL;
+    if (nori__shm_backend_new_opts(name, a->max_keys, 1 << 20, false, &b) != NORI_OK)
+        return 10;
+    nori__shm_pause_at(a->point);
+    int rc = nori_backend_set(b, "paused-key", "v", 1, 0); /* stops inside */
+    return rc == NORI_OK ? 0 : 11;
+}
+
+/* Waits (bounded) until pid is stopped. */
+static void wait_stopped(pid_t pid)
+{
+    for (int i = 0; i < 10000; i++) {
+        char path[64], state = 0;
+        snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+        FILE *f = fopen(path, "r");
+        if (f != NULL) {
+            int n = fscanf(f, "%*d %*s %c", &state);
+            fclose(f);
+            if (n == 1 && state == 'T')
+                return;
+        }
+        shm_test_sleep_us(1000);
+    }
+    fail_msg("child %ld never stopped", (long)pid);
+}
+
+/* A process stopped inside an arena section (it holds the arena lock):
+ * another's insert fails after the lock timeout naming it; once killed,
+ * the arena section is rolled back and the insert succeeds. A process
+ * stopped between its allocation and its link holds the only place of
+ * max_keys 1: another's insert waits for room at most the lock timeout. */
+static void test_arena_and_room_waits_bounded(void **state)
+{
+    (void)state;
+    for (int room = 0; room <= 1; room++) {
+        size_t max_keys = room ? 1 : 100;
+        nori_backend *b = open_shm(max_keys, 1 << 20);
+        assert_nori(nori_shm_backend_set_lock_timeout(b, 300), NORI_OK);
+        pause_args a = {room ? "alloc" : "arena", max_keys};
+        pid_t pid = shm_test_spawn(paused_insert, &a);
+        wait_stopped(pid);
+        /* A key in another shard than the stopped insert's. */
+        char key[32];
+        for (int i = 0;; i++) {
+            snprintf(key, sizeof key, "other-%d", i);
+            if (nori__shm_shard_index(b, key) != nori__shm_shard_index(b, "paused-key"))
+                break;
+        }
+        int64_t t0 = shm_test_now_us();
+        assert_nori(nori_backend_set(b, key, "w", 1, 0), NORI_EBACKEND);
+        int64_t waited = shm_test_now_us() - t0;
+        print_message("%s held by a stopped process: the insert failed after %.0f ms (%s)\n",
+                      room ? "the only place" : "the arena lock", (double)waited / 1000.0,
+                      nori_last_error());
+        assert_true(waited >= 290000);
+        assert_true(waited < 5300000); /* the bound, plus 5 s for a loaded machine */
+        if (!room) {
+            char pidtext[64];
+            snprintf(pidtext, sizeof pidtext, "arena is locked by pid %ld", (long)pid);
+            assert_non_null(strstr(nori_last_error(), pidtext));
+        } else {
+            assert_non_null(strstr(nori_last_error(), "no room"));
+        }
+        assert_int_equal(kill(pid, SIGKILL), 0);
+        assert_true(WIFSIGNALED(shm_test_wait(pid, 10000)));
+        assert_nori(nori_backend_set(b, key, "w", 1, 0), NORI_OK);
+        nori_buf v;
+        assert_nori(nori_backend_get(b, "paused-key", &v), NORI_MISS);
+        assert_int_equal(nori__shm_audit(b), 1);
+        nori_backend_free(b);
+        assert_nori(nori_shm_backend_unlink(name), NORI_OK);
+    }
+}
+
 /* ---- every crash point of every kind of write ---- */
 
 typedef struct {
@@ -752,6 +836,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lru_two_processes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bounds_two_writers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stopped_then_dead_holder, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_arena_and_room_waits_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_every_crash_point, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fork_while_thread_holds_lock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fork_inside_callback, setup, teardown),
