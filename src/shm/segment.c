@@ -323,6 +323,8 @@ static int create_segment(shm_backend *sb, const char *name, size_t max_keys, si
         bind_regions(sb);
         rc = nori__shm_init_shared(sb);
     }
+    if (rc == NORI_OK)
+        nori__shm_test_point("create"); /* built, not published yet */
     if (rc == NORI_OK && link(tmp_path, path) != 0) {
         int e = errno;
         rc = e == EEXIST ? NORI_MISS : sys_fail("cannot publish it", name, e);

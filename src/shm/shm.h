@@ -60,7 +60,8 @@ void nori__shm_crash_after(long n);
 /* Tests: this process stops itself (SIGSTOP) the next time it reaches the
  * named point: "arena" (inside an arena section: a shard lock and the
  * arena lock held), "alloc" (an entry allocated, not yet linked: its
- * shard's lock and its room held). NULL: no point. */
+ * shard's lock and its room held), "create" (a new segment built under its
+ * temporary name, not yet published). NULL: no point. */
 void nori__shm_pause_at(const char *point);
 
 /* The pid stored as holder of shard i's lock (tests). */

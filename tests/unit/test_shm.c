@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,6 +46,12 @@ static int teardown(void **state)
 {
     (void)state;
     (void)nori_shm_backend_unlink(name);
+    /* A killed creator's temporary file (the next creator would remove it
+     * once a minute old). */
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -f /dev/shm/%s.tmp-*", name);
+    if (system(cmd) != 0)
+        print_message("could not remove %s's temporary files\n", name);
     nori__clock_override(NULL, NULL);
     return 0;
 }
@@ -365,6 +372,73 @@ static void test_dead_creator_leftover(void **state)
     assert_int_equal(errno, ENOENT);
     set_str(b, "k", "v", 0);
     nori_backend_free(b);
+}
+
+static int create_paused(void *arg)
+{
+    (void)arg;
+    nori__shm_pause_at("create");
+    nori_backend *b = NULL;
+    int rc = nori__shm_backend_new_opts(name, 100, 1 << 20, false, &b);
+    if (rc != NORI_OK)
+        return 1;
+    /* Resumed after another process published the name: it attached that
+     * one (its own was never published). */
+    rc = nori_backend_set(b, "from-child", "c", 1, 0);
+    nori_backend_free(b);
+    return rc == NORI_OK ? 0 : 2;
+}
+
+static void wait_stopped(pid_t pid)
+{
+    for (int i = 0; i < 10000; i++) {
+        char path[64], st = 0;
+        snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+        FILE *f = fopen(path, "r");
+        if (f != NULL) {
+            int n = fscanf(f, "%*d %*s %c", &st);
+            fclose(f);
+            if (n == 1 && st == 'T')
+                return;
+        }
+        struct timespec d = {0, 1000000};
+        nanosleep(&d, NULL);
+    }
+    fail_msg("child never stopped");
+}
+
+/* A creator stopped (then killed, or resumed) with its segment built but
+ * not published: nobody waits for it or maps its half: another process
+ * creates and publishes its own; the resumed one attaches that one. */
+static void test_creator_stopped_mid_creation(void **state)
+{
+    (void)state;
+    for (int resume = 0; resume <= 1; resume++) {
+        fflush(stdout);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0)
+            _exit(create_paused(NULL));
+        wait_stopped(pid);
+        nori_backend *b = new_shm(100, 1 << 20); /* at once: no wait */
+        set_str(b, "from-parent", "p", 0);
+        if (resume) {
+            assert_int_equal(kill(pid, SIGCONT), 0);
+        } else {
+            assert_int_equal(kill(pid, SIGKILL), 0);
+        }
+        int status;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        if (resume) {
+            assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+            assert_value(b, "from-child", "c");
+        } else {
+            assert_true(WIFSIGNALED(status));
+        }
+        assert_int_equal(nori__shm_audit(b), resume ? 2 : 1);
+        nori_backend_free(b);
+        assert_nori(nori_shm_backend_unlink(name), NORI_OK);
+    }
 }
 
 /* Processes that create the same name at once all end on one segment. */
@@ -730,6 +804,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_corrupted_headers_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dead_creator_leftover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_race, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_creator_stopped_mid_creation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lru_evicts_oldest_and_reads_refresh, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_lru_exact_across_shards, setup, teardown),
