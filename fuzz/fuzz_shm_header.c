@@ -58,9 +58,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         h.off_buckets + (uint64_t)h.buckets_per_shard * SHM_NSHARDS * sizeof(shm_bucket),
         h.off_pages + h.npages * sizeof(shm_page),
         h.off_flights + h.nflights * sizeof(shm_flight),
+        h.off_stamps + h.nslots * sizeof(uint64_t),
+        h.off_slotmap + (h.nslots + 63) / 64 * sizeof(uint64_t),
     };
-    uint64_t starts[] = {h.off_global, h.off_shards, h.off_buckets, h.off_pages, h.off_flights};
-    for (int i = 0; i < 5; i++)
+    uint64_t starts[] = {h.off_global, h.off_shards,  h.off_buckets, h.off_pages,
+                         h.off_flights, h.off_stamps, h.off_slotmap};
+    if (h.nslots < h.max_keys)
+        abort();
+    for (int i = 0; i < 7; i++)
         if (starts[i] < sizeof(shm_header) || ends[i] > h.off_arena ||
             (i > 0 && starts[i] < ends[i - 1]))
             abort();

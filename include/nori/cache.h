@@ -257,15 +257,16 @@ NORI_EXPORT size_t nori_memory_entry_bytes(size_t key_len, size_t value_len, int
  *
  * Sizes: max_keys 1..268435456; max_bytes (the byte bound, CACHE_MAX_BYTES)
  * 65536..NORI_SHM_MAX_BYTES (64 KiB .. 32 GiB). Each entry counts its chunk (the
- * smallest of 46 size classes from 48 bytes to 4 KiB that holds a 40-byte
+ * smallest of 46 size classes from 48 bytes to 4 KiB that holds a 32-byte
  * header, the key and the value), or, for an entry over 4 KiB, a chunk for
  * header and key plus the value's 4 KiB pages. The mapping is
  * nori_shm_segment_bytes(max_keys, max_bytes): max_bytes rounded up to
  * 4 KiB, plus a fixed part that never grows: 46 pages of slab slack, about
  * 150 KiB for the header, the 64 shards and 256 flight slots of the
  * response cache, 8 bytes per bucket (64 shards x the power of two at or
- * above max_keys / 64) and 16 bytes per page (for max_keys 10000 and
- * 256 MiB: 256 MiB + 1.45 MiB). Pages are allocated by the kernel as they
+ * above max_keys / 64), 8 bytes and a bit per LRU stamp slot (max_keys +
+ * 128) and 16 bytes per page (for max_keys 10000 and 256 MiB: 256 MiB +
+ * 1.53 MiB). Pages are allocated by the kernel as they
  * are first touched. When the arena has no free chunk of an entry's class
  * and no free page although both bounds have room (its free space is in
  * chunks of other classes), the write evicts further least recently used

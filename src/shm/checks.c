@@ -31,7 +31,12 @@ static bool audit_arena(shm_backend *sb, uint64_t entries, uint64_t bytes, uint6
             chunks += SHM_PAGE_USED(cu);
         }
     }
-    return free_listed == LD(&g->free_pages) &&
+    uint64_t slots_used = 0;
+    for (uint64_t w = 0; w < (sb->nslots + 63) / 64; w++)
+        slots_used += (uint64_t)__builtin_popcountll(LD(&sb->slotmap[w]));
+    slots_used -= (64 - sb->nslots % 64) % 64; /* the last word's padding bits */
+    return free_listed == LD(&g->free_pages) && slots_used == entries &&
+           LD(&g->free_slots) == sb->nslots - entries &&
            free_listed + slab_pages + large_pages == sb->npages && chunks == entries &&
            LD(&g->places) == entries && LD(&g->bytes) == bytes &&
            atomic_load_explicit(&g->log.n, memory_order_relaxed) == 0;

@@ -48,7 +48,8 @@ static int oldest_tail(const shm_backend *sb, uint64_t skip, uint64_t *stamp)
 
 static uint64_t stamp_of(const shm_backend *sb, uint32_t ref)
 {
-    return atomic_load_explicit(&shm_entry_at(sb, ref)->stamp, memory_order_relaxed) &
+    return atomic_load_explicit(&sb->stamps[LD(&shm_entry_at(sb, ref)->slot)],
+                                memory_order_relaxed) &
            ~(uint64_t)SHM_TOUCHED;
 }
 

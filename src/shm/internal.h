@@ -18,8 +18,9 @@
  *    the published shard tail stamps, counters), 64 shards (a robust lock,
  *    an LRU list, counters, an undo log each), the bucket array (64 shards
  *    x a power of two of buckets, each a sequence counter and a chain
- *    head), the page table, the flight slots of the response cache, and the
- *    arena of 4 KiB pages.
+ *    head), the page table, the flight slots of the response cache, the
+ *    stamp table (8 bytes per slot, max_keys + 128 slots) and its bitmap of
+ *    slots in use, and the arena of 4 KiB pages.
  *
  *  - Allocation (slab.c): pages carved into chunks of one size class each
  *    (46 classes, 48 B to 4 KiB, at most 12.5% rounding); a page goes back
@@ -63,9 +64,13 @@
  *
  *  - Exact LRU with lock-free reads (table.c, evict.c), the memory
  *    backend's shape in offsets: each shard has its LRU list; a read
- *    records its access in the entry's stamp word (a compare-and-swap, so
- *    a reader late on a chunk that was freed and reused changes nothing),
- *    with a TOUCHED bit, and never moves the entry. Before an eviction takes
+ *    records its access in the entry's stamp, with a TOUCHED bit, and
+ *    never moves the entry. Stamps live in a table of their own (a slot
+ *    per entry, given with its chunk), not in the chunk: a reader stores
+ *    with a plain store (no locked instruction, so two processes reading
+ *    the same entries do not stall each other), and a reader late on a
+ *    chunk that was freed and reused as another size writes nothing but a
+ *    stamp, never into another entry's bytes. Before an eviction takes
  *    a shard's tail, the writer moves touched entries to their place by
  *    stamp. Each shard publishes its tail's stamp; an eviction takes the
  *    oldest tail among the shards. Stamps are the CPU's time-stamp counter
@@ -143,6 +148,10 @@
 #define SHM_READ_TRIES 4
 
 #define SHM_EMPTY_STAMP UINT64_MAX
+/* Stamp slots beyond max_keys: entries allocated without a place (a
+ * replacement, one per shard section at a time) and the old entries they
+ * replace, pending their free. */
+#define SHM_SLOT_SLACK (2 * SHM_NSHARDS)
 #define SHM_TOUCHED 1u
 
 /* Entry flags. */
@@ -171,6 +180,8 @@ typedef struct shm_header {
     uint64_t npages;
     uint64_t off_global, off_shards, off_buckets, off_pages, off_flights, off_arena;
     uint64_t nflights;
+    uint64_t nslots;       /* LRU stamp slots: max_keys + SHM_SLOT_SLACK */
+    uint64_t off_stamps, off_slotmap;
     uint64_t k0, k1;       /* the hash key of this segment */
     uint64_t generation;   /* random, chosen at creation: tells two segments of one name apart */
     uint32_t owner_uid;
@@ -238,6 +249,8 @@ typedef struct shm_global {
     uint32_t free_head;  /* page index + 1 */
     uint32_t pad;
     uint32_t class_head[SHM_NCLASSES]; /* slab pages of the class with free chunks */
+    uint64_t free_slots; /* stamp slots not given to an entry */
+    uint64_t slot_cursor; /* where the search for a free slot starts (a hint) */
     shm_alog log;
     /* Counters, written with atomics at any time. */
     alignas(64) _Atomic uint64_t owner_died;   /* EOWNERDEAD seen on any lock */
@@ -293,19 +306,19 @@ typedef struct shm_flight {
 } shm_flight;
 
 /*
- * An entry: a 40-byte header, the key, then the value (or, for a LARGE
- * entry, the 4-byte index + 1 of its first value page). The stamp word is
- * first: lock-free readers compare-and-swap it, and a chunk's free-list
- * link lives elsewhere (at `hnext`), so a late reader's swap never lands in
- * a free list.
+ * An entry: a 32-byte header, the key, then the value (or, for a LARGE
+ * entry, the 4-byte index + 1 of its first value page). Its LRU stamp is
+ * not here but in the stamp table, at its slot: lock-free readers store
+ * into the stamp table only, so a reader late on a chunk that was freed
+ * and reused (even as a chunk of another size) writes nothing but a stamp.
+ * A free chunk's free-list link lives at `hnext`.
  */
 typedef struct shm_entry {
-    _Atomic uint64_t stamp; /* last access << 1 | TOUCHED */
     int64_t expires;        /* ms of the monotonic clock; 0: never */
     uint32_t hnext;         /* next in the bucket chain (free: next free chunk + 1) */
     uint32_t lru_prev, lru_next;
+    uint32_t slot;          /* its stamp's index in the stamp table */
     uint32_t vlen;
-    uint32_t hash;          /* low 32 bits of the key's hash */
     uint16_t klen;
     uint8_t cls;            /* the chunk's class */
     uint8_t flags;
@@ -335,9 +348,11 @@ struct shm_backend {
     shm_bucket *buckets;
     shm_page *pages;
     shm_flight *flights;
+    _Atomic uint64_t *stamps; /* the stamp table: last access << 1 | TOUCHED, per slot */
+    uint64_t *slotmap;        /* a bit per slot: 1 in use */
     unsigned char *arena;
     /* Copied from the header once validated: */
-    uint64_t k0, k1, generation, max_keys, max_bytes, npages, arena_bytes, nflights;
+    uint64_t k0, k1, generation, max_keys, max_bytes, npages, arena_bytes, nflights, nslots;
     uint32_t bucket_mask; /* buckets_per_shard - 1 */
     bool created;         /* this handle created the segment */
     _Atomic int64_t lock_timeout_ms;
@@ -460,6 +475,15 @@ static inline uint64_t shm_entry_charge(const shm_entry *e)
     return shm_charge_for(e->klen, e->vlen);
 }
 
+/* The stamp word of entry e (its slot, read once). NULL for a slot out of
+ * range: only a reader that raced with a writer sees one, and its check
+ * fails. */
+static inline _Atomic uint64_t *shm_stamp_word(const shm_backend *sb, const shm_entry *e)
+{
+    uint32_t slot = LD(&e->slot);
+    return slot < sb->nslots ? &sb->stamps[slot] : NULL;
+}
+
 static inline const char *shm_entry_key(const shm_entry *e)
 {
     return e->data;
@@ -553,8 +577,9 @@ static inline unsigned shm_shard_no(const shm_backend *sb, const shm_shard *s)
 /* The layout of a segment for (max_keys, max_bytes): offsets and sizes of
  * every region. */
 typedef struct shm_layout {
-    uint64_t total_bytes, npages, buckets_per_shard, nflights;
-    uint64_t off_global, off_shards, off_buckets, off_pages, off_flights, off_arena;
+    uint64_t total_bytes, npages, buckets_per_shard, nflights, nslots;
+    uint64_t off_global, off_shards, off_buckets, off_pages, off_flights, off_stamps,
+        off_slotmap, off_arena;
 } shm_layout;
 
 int nori__shm_layout_compute(uint64_t max_keys, uint64_t max_bytes, shm_layout *out);
@@ -666,7 +691,7 @@ uint64_t nori__shm_free_pages(const shm_backend *sb);
 /* The link (bucket head or a predecessor's hnext) that names the live or
  * dead entry for key, or the empty link at the chain's end. */
 uint32_t *nori__shm_do_find_link(shm_backend *sb, shm_shard *s, shm_bucket *bk, const char *key,
-                                 size_t klen, uint32_t hash32);
+                                 size_t klen);
 /* Links a new entry (its room taken by its allocation) as the most
  * recently used. */
 void nori__shm_do_insert(shm_backend *sb, shm_shard *s, shm_bucket *bk, uint32_t ref,
@@ -720,7 +745,7 @@ bool nori__shm_read_value(const shm_backend *sb, const shm_entry *e, size_t vlen
 
 /* Writes the value of a fresh (unlinked) entry. */
 void nori__shm_fill_entry(shm_backend *sb, shm_entry *e, const char *key, size_t klen,
-                          uint32_t hash32, const void *val, size_t vlen, int64_t expires);
+                          const void *val, size_t vlen, int64_t expires);
 
 /* Byte copies of shared memory that another process or thread may write at
  * the same time (the caller validates with a sequence counter). Under

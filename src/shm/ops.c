@@ -179,8 +179,8 @@ static inline int copy_value(shm_backend *sb, const shm_entry *e, size_t klen, s
  * chain changed (or left half-changed by a dead writer) under the reader
  * costs a retry, never a fault.
  */
-static int try_read(shm_backend *sb, shm_bucket *bk, const char *key, size_t klen, uint32_t h32,
-                    int64_t now, read_req *rq, shm_entry **hit, uint64_t *seen)
+static int try_read(shm_backend *sb, shm_bucket *bk, const char *key, size_t klen, int64_t now,
+                    read_req *rq, _Atomic uint64_t **stamp)
 {
     uint32_t seq = atomic_load_explicit(&bk->seq, memory_order_acquire);
     if (seq & 1u)
@@ -197,7 +197,7 @@ static int try_read(shm_backend *sb, shm_bucket *bk, const char *key, size_t kle
         if ((steps & 31) == 0 && atomic_load_explicit(&bk->seq, memory_order_acquire) != seq)
             return R_RETRY;
         shm_entry *c = shm_entry_at(sb, ref);
-        if (LD(&c->hash) == h32 && LD(&c->klen) == klen &&
+        if (LD(&c->klen) == klen &&
             (uint64_t)(ref - 1) * SHM_GRAN + SHM_ENTRY_HDR + klen <= sb->arena_bytes &&
             nori__shm_key_equal(c, key, klen)) {
             e = c;
@@ -213,8 +213,8 @@ static int try_read(shm_backend *sb, shm_bucket *bk, const char *key, size_t kle
     unsigned cls = LD(&e->cls), flags = LD(&e->flags);
     size_t vlen = LD(&e->vlen);
     int64_t exp = LD(&e->expires);
-    uint64_t w = atomic_load_explicit(&e->stamp, memory_order_relaxed);
-    if (!entry_sane(sb, eref, klen, vlen, cls, flags))
+    _Atomic uint64_t *sw = shm_stamp_word(sb, e);
+    if (!entry_sane(sb, eref, klen, vlen, cls, flags) || sw == NULL)
         return R_RETRY;
     int r;
     if (expired(exp, now))
@@ -232,18 +232,18 @@ static int try_read(shm_backend *sb, shm_bucket *bk, const char *key, size_t kle
         rq->vlen = vlen;
         value_over_limit(sb, key, vlen);
     }
-    *hit = e;
-    *seen = w;
+    *stamp = sw;
     return r;
 }
 
-/* Records a read's access in the entry: a swap from the stamp it saw, so
- * that nothing is written if the chunk changed hands meanwhile. */
-static void touch(shm_entry *e, uint64_t seen)
+/* Records a read's access: a plain store into the entry's stamp slot (a
+ * store, not a locked instruction, so that two processes reading the same
+ * entries do not stall each other). A reader late on an entry freed since
+ * it checked it writes into a slot only: at worst it makes another entry
+ * look recently used. */
+static void touch(_Atomic uint64_t *stamp)
 {
-    uint64_t st = nori__shm_next_stamp() | SHM_TOUCHED;
-    atomic_compare_exchange_strong_explicit(&e->stamp, &seen, st, memory_order_relaxed,
-                                            memory_order_relaxed);
+    atomic_store_explicit(stamp, nori__shm_next_stamp() | SHM_TOUCHED, memory_order_relaxed);
 }
 
 /* The locked read: removes an expired entry, repairs the shard if its last
@@ -256,7 +256,7 @@ static int read_locked(shm_backend *sb, const char *key, size_t klen, uint64_t h
     int rc = nori__shm_shard_lock(sb, s);
     if (rc != NORI_OK)
         return rc;
-    uint32_t *link = nori__shm_do_find_link(sb, s, bk, key, klen, (uint32_t)h);
+    uint32_t *link = nori__shm_do_find_link(sb, s, bk, key, klen);
     uint32_t ref = LD(link);
     if (ref != 0 && expired(LD(&shm_entry_at(sb, ref)->expires), now)) {
         nori__shm_log_w64(sb, &s->log, &s->expired, LD(&s->expired) + 1);
@@ -278,8 +278,7 @@ static int read_locked(shm_backend *sb, const char *key, size_t klen, uint64_t h
     rc = copy_value(sb, e, LD(&e->klen), vlen, LD(&e->flags), rq) == R_HIT ? NORI_OK
                                                                             : NORI_ENOMEM;
     if (rc == NORI_OK && !(rq->into && vlen > rq->cap)) {
-        atomic_store_explicit(&e->stamp, nori__shm_next_stamp() | SHM_TOUCHED,
-                              memory_order_relaxed);
+        touch(&sb->stamps[LD(&e->slot)]);
         count_read(sb, true);
     }
     nori__shm_shard_unlock(sb, s);
@@ -295,12 +294,11 @@ static int shm_read(shm_backend *sb, const char *op, const char *key, size_t kle
     shm_bucket *bk = shm_bucket_of(sb, h);
     int64_t now = shm_now_coarse_ms();
     for (int t = 0; t < SHM_READ_TRIES; t++) {
-        shm_entry *e = NULL;
-        uint64_t seen = 0;
-        int r = try_read(sb, bk, key, klen, (uint32_t)h, now, rq, &e, &seen);
+        _Atomic uint64_t *stamp = NULL;
+        int r = try_read(sb, bk, key, klen, now, rq, &stamp);
         if (r == R_HIT) {
             if (!(rq->into && rq->vlen > rq->cap)) {
-                touch(e, seen);
+                touch(stamp);
                 count_read(sb, true);
             }
             return NORI_OK;
@@ -359,7 +357,7 @@ static int shm_get_into(nori_backend *b, const char *key, size_t klen, void *buf
  * open (the caller commits). also_held: another shard the caller holds.
  */
 static int do_store(shm_backend *sb, shm_shard *s, shm_bucket *bk, int also_held, const char *key,
-                    size_t klen, uint32_t h32, uint32_t cur, const void *val, size_t len,
+                    size_t klen, uint32_t cur, const void *val, size_t len,
                     int64_t expires, uint64_t stamp)
 {
     if (cur != 0) {
@@ -375,8 +373,8 @@ static int do_store(shm_backend *sb, shm_shard *s, shm_bucket *bk, int also_held
     if (rc != NORI_OK)
         return rc;
     nori__shm_test_point("alloc");
-    nori__shm_fill_entry(sb, shm_entry_at(sb, ref), key, klen, h32, val, len, expires);
-    uint32_t *link = nori__shm_do_find_link(sb, s, bk, key, klen, h32);
+    nori__shm_fill_entry(sb, shm_entry_at(sb, ref), key, klen, val, len, expires);
+    uint32_t *link = nori__shm_do_find_link(sb, s, bk, key, klen);
     if (keep != 0)
         nori__shm_do_replace(sb, s, bk, link, ref, stamp);
     else
@@ -405,8 +403,8 @@ static int shm_set(nori_backend *b, const char *key, size_t klen, const void *va
         rc = nori__shm_shard_lock(sb, s);
         if (rc != NORI_OK)
             return rc;
-        uint32_t cur = LD(nori__shm_do_find_link(sb, s, bk, key, klen, (uint32_t)h));
-        rc = do_store(sb, s, bk, -1, key, klen, (uint32_t)h, cur, val, len, expires, stamp);
+        uint32_t cur = LD(nori__shm_do_find_link(sb, s, bk, key, klen));
+        rc = do_store(sb, s, bk, -1, key, klen, cur, val, len, expires, stamp);
         nori__shm_do_commit(sb, s);
         nori__shm_shard_unlock(sb, s);
         if (rc != SHM_AGAIN)
@@ -428,7 +426,7 @@ static int shm_del(nori_backend *b, const char *key, size_t klen)
     rc = nori__shm_shard_lock(sb, s);
     if (rc != NORI_OK)
         return rc;
-    uint32_t *link = nori__shm_do_find_link(sb, s, bk, key, klen, (uint32_t)h);
+    uint32_t *link = nori__shm_do_find_link(sb, s, bk, key, klen);
     if (LD(link) != 0) {
         nori__shm_do_remove(sb, s, bk, link);
         nori__shm_do_commit(sb, s);
@@ -462,10 +460,10 @@ typedef int (*decide_fn)(const nori_buf *cur, int64_t cur_expires, nori_buf *nex
 /* Finds key's live entry in locked shard s (an expired one is removed and
  * counted) and copies its value (NUL-terminated) into *val. */
 static int do_read_current(shm_backend *sb, shm_shard *s, shm_bucket *bk, const char *op,
-                           const char *key, size_t klen, uint32_t h32, int64_t now,
+                           const char *key, size_t klen, int64_t now,
                            uint32_t *cur, nori_buf *val, int64_t *expires)
 {
-    uint32_t *link = nori__shm_do_find_link(sb, s, bk, key, klen, h32);
+    uint32_t *link = nori__shm_do_find_link(sb, s, bk, key, klen);
     *cur = LD(link);
     if (*cur != 0 && expired(LD(&shm_entry_at(sb, *cur)->expires), now)) {
         nori__shm_log_w64(sb, &s->log, &s->expired, LD(&s->expired) + 1);
@@ -522,7 +520,7 @@ static int read_decide_write(shm_backend *sb, const char *op, const char *key, s
         uint32_t cur;
         nori_buf now_val;
         int64_t now_expires;
-        rc = do_read_current(sb, s, bk, op, key, klen, (uint32_t)h, now, &cur, &now_val,
+        rc = do_read_current(sb, s, bk, op, key, klen, now, &cur, &now_val,
                              &now_expires);
         if (rc == NORI_OK && decided) {
             /* After a wait for room: does the key still hold what was
@@ -563,7 +561,7 @@ static int read_decide_write(shm_backend *sb, const char *op, const char *key, s
             }
         }
         if (rc == NORI_OK)
-            rc = do_store(sb, s, bk, -1, key, klen, (uint32_t)h, cur,
+            rc = do_store(sb, s, bk, -1, key, klen, cur,
                           next.data == NULL ? "" : next.data, next.len, next_expires, stamp);
         nori__shm_do_commit(sb, s);
         nori__shm_shard_unlock(sb, s);
@@ -735,9 +733,9 @@ static int do_value_equal(shm_backend *sb, uint32_t ref, const void *val, size_t
 
 /* The live entry of key in locked shard s (an expired one is removed). */
 static uint32_t *do_lookup_live(shm_backend *sb, shm_shard *s, shm_bucket *bk, const char *key,
-                                size_t klen, uint32_t h32, int64_t now)
+                                size_t klen, int64_t now)
 {
-    uint32_t *link = nori__shm_do_find_link(sb, s, bk, key, klen, h32);
+    uint32_t *link = nori__shm_do_find_link(sb, s, bk, key, klen);
     uint32_t ref = LD(link);
     if (ref != 0 && expired(LD(&shm_entry_at(sb, ref)->expires), now)) {
         nori__shm_log_w64(sb, &s->log, &s->expired, LD(&s->expired) + 1);
@@ -760,7 +758,7 @@ static int shm_delete_if_equal(nori_backend *b, const char *key, size_t klen, co
     rc = nori__shm_shard_lock(sb, s);
     if (rc != NORI_OK)
         return rc;
-    uint32_t *link = do_lookup_live(sb, s, bk, key, klen, (uint32_t)h, shm_now_ms());
+    uint32_t *link = do_lookup_live(sb, s, bk, key, klen, shm_now_ms());
     bool eq = false;
     if (LD(link) != 0)
         rc = do_value_equal(sb, LD(link), val, len, &eq);
@@ -802,7 +800,7 @@ static int shm_set_guarded(nori_backend *b, const char *key, size_t klen, const 
             nori__shm_shard_unlock(sb, first);
             return rc;
         }
-        uint32_t *glink = do_lookup_live(sb, gs, gbk, guard, glen, (uint32_t)gh, now);
+        uint32_t *glink = do_lookup_live(sb, gs, gbk, guard, glen, now);
         bool ok = false;
         if (expect == NULL)
             ok = LD(glink) == 0;
@@ -810,9 +808,9 @@ static int shm_set_guarded(nori_backend *b, const char *key, size_t klen, const 
             rc = do_value_equal(sb, LD(glink), expect, elen, &ok);
         *stored = 0;
         if (rc == NORI_OK && ok) {
-            uint32_t cur = LD(nori__shm_do_find_link(sb, s, bk, key, klen, (uint32_t)h));
+            uint32_t cur = LD(nori__shm_do_find_link(sb, s, bk, key, klen));
             rc = do_store(sb, s, bk, s != gs ? (int)shm_shard_no(sb, gs) : -1, key, klen,
-                          (uint32_t)h, cur, val, len, expiry_from_ttl(ttl, now), stamp);
+                          cur, val, len, expiry_from_ttl(ttl, now), stamp);
             *stored = rc == NORI_OK;
             nori__shm_do_commit(sb, s);
         }

@@ -94,8 +94,11 @@ int nori__shm_layout_compute(uint64_t max_keys, uint64_t max_bytes, shm_layout *
     l.off_shards = l.off_global + round_up(sizeof(shm_global), 64);
     l.off_buckets = l.off_shards + (uint64_t)SHM_NSHARDS * sizeof(shm_shard);
     l.off_pages = l.off_buckets + round_up(bps * SHM_NSHARDS * sizeof(shm_bucket), 64);
+    l.nslots = max_keys + SHM_SLOT_SLACK;
     l.off_flights = l.off_pages + round_up(l.npages * sizeof(shm_page), 64);
-    l.off_arena = round_up(l.off_flights + l.nflights * sizeof(shm_flight), SHM_PAGE);
+    l.off_stamps = l.off_flights + l.nflights * sizeof(shm_flight);
+    l.off_slotmap = l.off_stamps + round_up(l.nslots * sizeof(uint64_t), 64);
+    l.off_arena = round_up(l.off_slotmap + (l.nslots + 63) / 64 * sizeof(uint64_t), SHM_PAGE);
     l.total_bytes = l.off_arena + l.npages * SHM_PAGE;
     *out = l;
     return NORI_OK;
@@ -143,6 +146,9 @@ static void header_fill(shm_header *h, const shm_layout *l, uint64_t max_keys,
     h->off_buckets = l->off_buckets;
     h->off_pages = l->off_pages;
     h->off_flights = l->off_flights;
+    h->nslots = l->nslots;
+    h->off_stamps = l->off_stamps;
+    h->off_slotmap = l->off_slotmap;
     h->off_arena = l->off_arena;
     h->nflights = l->nflights;
     h->owner_uid = uid;
@@ -213,7 +219,8 @@ int nori__shm_header_check(const void *buf, size_t len, uint64_t file_bytes, uin
         h.buckets_per_shard != l.buckets_per_shard || h.nflights != l.nflights ||
         h.off_global != l.off_global || h.off_shards != l.off_shards ||
         h.off_buckets != l.off_buckets || h.off_pages != l.off_pages ||
-        h.off_flights != l.off_flights || h.off_arena != l.off_arena)
+        h.off_flights != l.off_flights || h.off_arena != l.off_arena ||
+        h.nslots != l.nslots || h.off_stamps != l.off_stamps || h.off_slotmap != l.off_slotmap)
         return BAD("shm segment '%s': its layout does not match its sizes (max_keys %" PRIu64
                    ", max_bytes %" PRIu64 "); refused", name, h.max_keys, h.max_bytes);
     if (file_bytes != h.total_bytes)
@@ -275,6 +282,8 @@ static void bind_regions(shm_backend *sb)
     sb->buckets = (shm_bucket *)(sb->map + h->off_buckets);
     sb->pages = (shm_page *)(sb->map + h->off_pages);
     sb->flights = (shm_flight *)(sb->map + h->off_flights);
+    sb->stamps = (_Atomic uint64_t *)(sb->map + h->off_stamps);
+    sb->slotmap = (uint64_t *)(sb->map + h->off_slotmap);
     sb->arena = sb->map + h->off_arena;
     sb->k0 = h->k0;
     sb->k1 = h->k1;
@@ -284,6 +293,7 @@ static void bind_regions(shm_backend *sb)
     sb->npages = h->npages;
     sb->arena_bytes = h->npages * SHM_PAGE;
     sb->nflights = h->nflights;
+    sb->nslots = h->nslots;
     sb->bucket_mask = h->buckets_per_shard - 1;
 }
 

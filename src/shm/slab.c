@@ -64,6 +64,43 @@ void nori__shm_slab_init(shm_backend *sb)
     }
     sb->g->free_head = sb->npages > 0 ? 1 : 0;
     sb->g->free_pages = sb->npages;
+    /* Slots: all free (the file starts zeroed), but the last word's bits
+     * past nslots, which are marked taken so that a search never gives
+     * them. */
+    uint64_t words = (sb->nslots + 63) / 64, tail = sb->nslots % 64;
+    if (tail != 0)
+        sb->slotmap[words - 1] = ~(uint64_t)0 << tail;
+    sb->g->free_slots = sb->nslots;
+}
+
+/* ---- stamp slots ---- */
+
+static uint32_t do_take_slot(shm_backend *sb)
+{
+    shm_global *g = sb->g;
+    uint64_t words = (sb->nslots + 63) / 64, w = LD(&g->slot_cursor) % words;
+    for (uint64_t i = 0; i < words; i++, w = (w + 1) % words) {
+        uint64_t bits = LD(&sb->slotmap[w]);
+        if (bits == ~(uint64_t)0)
+            continue;
+        unsigned bit = (unsigned)__builtin_ctzll(~bits);
+        nori__shm_alog_w64(sb, &sb->slotmap[w], bits | (uint64_t)1 << bit);
+        nori__shm_alog_w64(sb, &g->free_slots, LD(&g->free_slots) - 1);
+        ST(&g->slot_cursor, w); /* a hint: not logged */
+        return (uint32_t)(w * 64 + bit);
+    }
+    corrupted("no free stamp slot although the count says there is one");
+}
+
+static void do_give_slot(shm_backend *sb, uint32_t slot)
+{
+    if (slot >= sb->nslots)
+        corrupted("an entry's stamp slot");
+    uint64_t *word = &sb->slotmap[slot / 64], bit = (uint64_t)1 << (slot % 64);
+    if (!(LD(word) & bit))
+        corrupted("freeing a stamp slot that is free");
+    nori__shm_alog_w64(sb, word, LD(word) & ~bit);
+    nori__shm_alog_w64(sb, &sb->g->free_slots, LD(&sb->g->free_slots) + 1);
 }
 
 uint64_t nori__shm_free_pages(const shm_backend *sb)
@@ -229,7 +266,8 @@ int nori__shm_alloc_entry(shm_backend *sb, shm_shard *s, size_t klen, size_t vle
     } else if (LD(&g->bytes) + charge > sb->max_bytes + credit) {
         *why = 2;
         rc = NORI_MISS;
-    } else if ((LD(&g->class_head[c]) == 0 ? 1u : 0u) + np > LD(&g->free_pages)) {
+    } else if ((LD(&g->class_head[c]) == 0 ? 1u : 0u) + np > LD(&g->free_pages) ||
+               LD(&g->free_slots) == 0) {
         *why = 3;
         rc = NORI_MISS;
     }
@@ -241,6 +279,7 @@ int nori__shm_alloc_entry(shm_backend *sb, shm_shard *s, size_t klen, size_t vle
         ST(&e->cls, (uint8_t)c);
         ST(&e->flags, (uint8_t)(large ? SHM_LARGE : 0));
         ST(&e->klen, (uint16_t)klen);
+        ST(&e->slot, do_take_slot(sb));
         if (large) {
             uint32_t first = do_take_pages(sb, np);
             nori__shm_copy_in(e->data + klen, &first, sizeof first);
@@ -270,6 +309,7 @@ void nori__shm_do_free_entry(shm_backend *sb, uint32_t ref, uint32_t places, uin
         if (np > 0)
             do_give_pages(sb, first, np);
     }
+    do_give_slot(sb, LD(&e->slot));
     do_give_chunk(sb, e, c);
     nori__shm_alog_w64(sb, &g->places, LD(&g->places) - places);
     nori__shm_alog_w64(sb, &g->bytes, LD(&g->bytes) - charge);

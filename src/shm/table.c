@@ -57,11 +57,10 @@ bool nori__shm_read_value(const shm_backend *sb, const shm_entry *e, size_t vlen
 }
 
 void nori__shm_fill_entry(shm_backend *sb, shm_entry *e, const char *key, size_t klen,
-                          uint32_t hash32, const void *val, size_t vlen, int64_t expires)
+                          const void *val, size_t vlen, int64_t expires)
 {
     ST(&e->expires, expires);
     ST(&e->vlen, (uint32_t)vlen);
-    ST(&e->hash, hash32);
     ST(&e->klen, (uint16_t)klen);
     nori__shm_copy_in(e->data, key, klen);
     if (!(LD(&e->flags) & SHM_LARGE)) {
@@ -119,9 +118,15 @@ static void do_lru_link_before(shm_backend *sb, shm_shard *s, uint32_t ref, uint
         LOG32(&s->lru_tail, ref);
 }
 
-static uint64_t stamp_of(const shm_entry *e)
+/* The stamp of a linked entry (its slot is valid: under the lock). */
+static _Atomic uint64_t *stamp_word(const shm_backend *sb, const shm_entry *e)
 {
-    return atomic_load_explicit(&((shm_entry *)e)->stamp, memory_order_relaxed);
+    return &sb->stamps[LD(&e->slot)];
+}
+
+static uint64_t stamp_of(const shm_backend *sb, const shm_entry *e)
+{
+    return atomic_load_explicit(stamp_word(sb, e), memory_order_relaxed);
 }
 
 /* Moves a touched entry to its place by stamp: behind every newer one. */
@@ -129,7 +134,7 @@ static void do_place_by_stamp(shm_backend *sb, shm_shard *s, uint32_t ref, uint6
 {
     do_lru_unlink(sb, s, E(sb, ref));
     uint32_t at = LD(&s->lru_head);
-    while (at != 0 && (stamp_of(E(sb, at)) & ~(uint64_t)SHM_TOUCHED) > st)
+    while (at != 0 && (stamp_of(sb, E(sb, at)) & ~(uint64_t)SHM_TOUCHED) > st)
         at = LD(&E(sb, at)->lru_next);
     do_lru_link_before(sb, s, ref, at);
 }
@@ -144,7 +149,7 @@ uint32_t nori__shm_do_oldest(shm_backend *sb, shm_shard *s, uint32_t keep)
         if (ref == 0)
             return 0;
         shm_entry *e = E(sb, ref);
-        uint64_t w = stamp_of(e);
+        uint64_t w = stamp_of(sb, e);
         if (!(w & SHM_TOUCHED) || limit-- == 0)
             return ref;
         /* Each move is a consistent list: commit it on its own (the log
@@ -156,7 +161,7 @@ uint32_t nori__shm_do_oldest(shm_backend *sb, shm_shard *s, uint32_t keep)
         /* Cleared only after the move committed: a rollback of the move
          * leaves the entry touched, and it is placed again. A reader's
          * newer touch makes the swap fail: the entry stays touched. */
-        atomic_compare_exchange_strong_explicit(&e->stamp, &w, w & ~(uint64_t)SHM_TOUCHED,
+        atomic_compare_exchange_strong_explicit(stamp_word(sb, e), &w, w & ~(uint64_t)SHM_TOUCHED,
                                                 memory_order_relaxed, memory_order_relaxed);
     }
 }
@@ -164,21 +169,21 @@ uint32_t nori__shm_do_oldest(shm_backend *sb, shm_shard *s, uint32_t keep)
 void nori__shm_do_publish_tail(shm_backend *sb, shm_shard *s)
 {
     uint32_t ref = nori__shm_do_oldest(sb, s, 0);
-    uint64_t st = ref != 0 ? stamp_of(E(sb, ref)) & ~(uint64_t)SHM_TOUCHED : SHM_EMPTY_STAMP;
+    uint64_t st = ref != 0 ? stamp_of(sb, E(sb, ref)) & ~(uint64_t)SHM_TOUCHED : SHM_EMPTY_STAMP;
     atomic_store_explicit(&sb->g->tail_stamps[shm_shard_no(sb, s)], st, memory_order_relaxed);
 }
 
 /* ---- chains ---- */
 
 uint32_t *nori__shm_do_find_link(shm_backend *sb, shm_shard *s, shm_bucket *bk, const char *key,
-                                 size_t klen, uint32_t hash32)
+                                 size_t klen)
 {
     (void)s;
     uint32_t *l = (uint32_t *)&bk->head;
     uint32_t ref;
     while ((ref = LD(l)) != 0) {
         shm_entry *e = E(sb, ref);
-        if (LD(&e->hash) == hash32 && LD(&e->klen) == klen && memcmp(e->data, key, klen) == 0)
+        if (LD(&e->klen) == klen && memcmp(e->data, key, klen) == 0)
             return l;
         l = &e->hnext;
     }
@@ -189,7 +194,7 @@ void nori__shm_do_insert(shm_backend *sb, shm_shard *s, shm_bucket *bk, uint32_t
                          uint64_t stamp)
 {
     shm_entry *e = E(sb, ref);
-    atomic_store_explicit(&e->stamp, stamp, memory_order_relaxed);
+    atomic_store_explicit(stamp_word(sb, e), stamp, memory_order_relaxed);
     ST(&e->hnext, atomic_load_explicit(&bk->head, memory_order_relaxed));
     nori__shm_log_seq(sb, &s->log, bk); /* moved on by a rollback (see above) */
     /* Release: a reader that sees the new head sees the entry's bytes. */
@@ -209,7 +214,7 @@ void nori__shm_do_replace(shm_backend *sb, shm_shard *s, shm_bucket *bk, uint32_
     uint32_t old = LD(link);
     shm_entry *o = E(sb, old), *e = E(sb, ref);
     bool was_tail = LD(&s->lru_tail) == old;
-    atomic_store_explicit(&e->stamp, stamp, memory_order_relaxed);
+    atomic_store_explicit(stamp_word(sb, e), stamp, memory_order_relaxed);
     ST(&e->hnext, LD(&o->hnext));
     nori__shm_do_seq_begin(sb, s, bk);
     LOG32(link, ref);
@@ -248,8 +253,9 @@ void nori__shm_do_remove(shm_backend *sb, shm_shard *s, shm_bucket *bk, uint32_t
 void nori__shm_do_remove_ref(shm_backend *sb, shm_shard *s, uint32_t ref)
 {
     shm_entry *e = E(sb, ref);
+    uint64_t h = shm_hash(sb, e->data, LD(&e->klen));
     shm_bucket *bk = &sb->buckets[(size_t)shm_shard_no(sb, s) * (sb->bucket_mask + 1) +
-                                  (LD(&e->hash) & sb->bucket_mask)];
+                                  ((uint32_t)h & sb->bucket_mask)];
     uint32_t *l = (uint32_t *)&bk->head;
     uint64_t steps = 0;
     while (LD(l) != ref) {
@@ -286,7 +292,7 @@ void nori__shm_do_rewrite(shm_backend *sb, shm_shard *s, shm_bucket *bk, uint32_
 void nori__shm_do_touch(shm_backend *sb, shm_shard *s, uint32_t ref, uint64_t stamp)
 {
     (void)s;
-    atomic_store_explicit(&E(sb, ref)->stamp, stamp | SHM_TOUCHED, memory_order_relaxed);
+    atomic_store_explicit(stamp_word(sb, E(sb, ref)), stamp | SHM_TOUCHED, memory_order_relaxed);
 }
 
 /* Commits when another removal might not fit the log or the pending list. */
@@ -413,7 +419,8 @@ bool nori__shm_do_audit_shard(shm_backend *sb, shm_shard *s, uint64_t *entries, 
             shm_entry *e = E(sb, r);
             uint64_t h = shm_hash(sb, e->data, LD(&e->klen));
             if (!shm_ref_ok(sb, r) || shm_shard_index(h) != idx ||
-                ((uint32_t)h & sb->bucket_mask) != i || (uint32_t)h != LD(&e->hash) ||
+                ((uint32_t)h & sb->bucket_mask) != i || LD(&e->slot) >= sb->nslots ||
+                !(sb->slotmap[LD(&e->slot) / 64] >> (LD(&e->slot) % 64) & 1) ||
                 ++hashed > count)
                 return false;
         }
