@@ -23,6 +23,13 @@
  * Runs alternate between the contenders and the best of several rounds is
  * kept, because the machines are shared and noisy. Prints one line per
  * figure and the ratios at the end. Usage: bench_memory [rounds] [section...]
+ *
+ * NORI_BENCH_GET_OPS=N runs N operations per contender in the get section
+ * instead of 5,000,000: under valgrind --tool=callgrind, the inclusive cost of
+ * run_bare, run_nori and run_nori_malloc divided by N is the cost of one
+ * lookup with its loop (bench/memory_get.sh). The same source is built twice:
+ * bench_memory links the static library, bench_memory_shared the shared one
+ * (libnoricache.so, as an application would: calls through the PLT).
  */
 #include <nori/cache.h>
 
@@ -409,6 +416,10 @@ int main(int argc, char **argv)
     /* The access sequences only for the sections that use them, so that the
      * bytes and expiry sections measure RSS next to a small empty process. */
     uint32_t *seqs[8] = {NULL};
+    size_t get_ops = GET_OPS;
+    const char *ops_env = getenv("NORI_BENCH_GET_OPS");
+    if (ops_env != NULL && atol(ops_env) > 0 && atol(ops_env) <= GET_OPS)
+        get_ops = (size_t)atol(ops_env);
     if (wanted(argc, argv, "get") || wanted(argc, argv, "mixed") || wanted(argc, argv, "threads"))
         for (int i = 0; i < 8; i++)
             seqs[i] = make_sequence(GET_OPS, (uint32_t)i + 1);
@@ -419,9 +430,9 @@ int main(int argc, char **argv)
         nori_backend *b = loaded_backend(NKEYS);
         double best_bare = 0, best_into = 0, best_malloc = 0;
         for (int r = 0; r < rounds; r++) {
-            best_bare = maxd(best_bare, run_threads(run_bare, NULL, seqs, GET_OPS, 0, 1));
-            best_into = maxd(best_into, run_threads(run_nori, b, seqs, GET_OPS, 0, 1));
-            best_malloc = maxd(best_malloc, run_threads(run_nori_malloc, b, seqs, GET_OPS, 0, 1));
+            best_bare = maxd(best_bare, run_threads(run_bare, NULL, seqs, get_ops, 0, 1));
+            best_into = maxd(best_into, run_threads(run_nori, b, seqs, get_ops, 0, 1));
+            best_malloc = maxd(best_malloc, run_threads(run_nori_malloc, b, seqs, get_ops, 0, 1));
         }
         printf("get  bare open-addressing table   %12.0f ops/s\n", best_bare);
         printf("get  nori get_into (caller buf)   %12.0f ops/s  ratio %.2fx bare\n", best_into,
