@@ -1,14 +1,17 @@
 /*
  * The in-process memory backend: an LRU cache bounded in entries and in
- * bytes, split into shards, each a chained hash table plus an intrusive
- * doubly-linked recency list. Writers take the shard's lock; readers take
+ * bytes, split into shards, each an open-addressing hash table of tagged
+ * slots plus an intrusive doubly-linked recency list. Writers take the shard's lock; readers take
  * no lock, and the only shared memory a read writes is the stamp of the
  * entry it read (see docs/BENCHMARKS.md for what that still costs).
  *
  * Why this shape:
  *  - One allocation per entry (header, key and value together) keeps a lookup
  *    to one pointer chase after the bucket, and the per-entry overhead small.
- *  - Reads are lock-free: a get walks the bucket chain with acquire loads
+ *    The bucket is one cache line of seven tagged slots (internal.h,
+ *    mem_bucket): a lookup touches no entry but the one it looks for (and,
+ *    1 time in 255 per other occupied slot, one whose tag matches by chance).
+ *  - Reads are lock-free: a get probes the buckets with acquire loads
  *    inside an epoch read section (epoch.c), copies the value, and records
  *    the access in the entry (`stamp`, and a TOUCHED flag). Entries are
  *    immutable once linked, so the copy needs no lock; an unlinked entry is
@@ -31,7 +34,7 @@
  *    any thread count and any max_keys >= 1.
  *  - Bytes counted per entry (entry_charge()): the header, key, value and
  *    expiry, rounded up to the allocator's size class, plus 16 bytes for the
- *    allocator's chunk header and the entry's bucket slot.
+ *    allocator's chunk header and the entry's share of the bucket array.
  *  - Expiry: lazy on access, plus the sweeper thread (sweeper.c) that
  *    removes expired entries with a time budget, without any call.
  *  - The hash is seeded per backend from getrandom(), so keys chosen by an
@@ -158,27 +161,14 @@ static int too_big(const mem_backend *mb, const char *key, size_t charge)
     return NORI_OK;
 }
 
-/* The lock-free lookup. Called inside an epoch read section. */
-static mem_entry *find_lockfree(mem_shard *s, const char *key, size_t klen, uint64_t hash)
-{
-    mem_table *t = atomic_load_explicit(&s->table, memory_order_acquire);
-    mem_entry *e = atomic_load_explicit(&t->b[hash & t->mask], memory_order_acquire);
-    while (e != NULL) {
-        if (entry_klen(e) == klen && memcmp(entry_key(e), key, klen) == 0)
-            return e;
-        e = atomic_load_explicit(&e->hnext, memory_order_acquire);
-    }
-    return NULL;
-}
-
 /* Finds a live entry under the lock; an expired one is removed on the way.
  * Returns the link (so the caller can replace or remove) or NULL. */
 static mem_link *do_lookup(mem_shard *s, const char *key, size_t klen, uint64_t hash, int64_t now)
 {
     mem_link *l = nori__mem_do_find_link(s, key, klen, hash);
-    mem_entry *e = link_get(l);
-    if (e == NULL)
+    if (l == NULL)
         return NULL;
+    mem_entry *e = link_get(l);
     if (is_expired(e, now)) {
         SHARD_ADD(s->expired, 1);
         nori__mem_do_remove(s, l);
@@ -190,8 +180,10 @@ static mem_link *do_lookup(mem_shard *s, const char *key, size_t klen, uint64_t 
 /*
  * The read path of get and get_into: finds the live entry for `key` without
  * a lock and hands it to `copy`; a successful copy counts a hit and records
- * the access in the entry. An expired entry, a miss during a table growth,
- * or no epoch slot send the lookup to the lock.
+ * the access in the entry. An expired entry, or no epoch slot, sends the
+ * lookup to the lock. The key is hashed once; the table is read as
+ * internal.h describes (a table replaced meanwhile is read as it was when
+ * loaded, so a miss on it is a miss at that instant).
  */
 typedef int (*copy_fn)(const mem_entry *e, const char *key, void *ctx);
 
@@ -206,17 +198,15 @@ static int read_entry(mem_backend *mb, const char *op, const char *key, size_t k
     int64_t now = nori__now_coarse_ms();
     uint64_t stamp = next_stamp(now);
     if (nori__epoch_enter()) {
-        unsigned seq = atomic_load_explicit(&s->resize_seq, memory_order_acquire);
-        mem_entry *e = find_lockfree(s, key, klen, hash);
-        bool sure = e != NULL;
-        if (e == NULL && (seq & 1) == 0) /* loads after the walk's acquire loads */
-            sure = atomic_load_explicit(&s->resize_seq, memory_order_relaxed) == seq;
-        if (sure && (e == NULL || !is_expired(e, now))) {
-            if (e == NULL) {
-                nori__epoch_exit();
-                count_read(mb, false);
-                return NORI_MISS;
-            }
+        mem_link *l;
+        mem_entry *e = table_lookup(atomic_load_explicit(&s->table, memory_order_acquire), key,
+                                    klen, hash, &l);
+        if (e == NULL) {
+            nori__epoch_exit();
+            count_read(mb, false);
+            return NORI_MISS;
+        }
+        if (!is_expired(e, now)) {
             rc = copy(e, key, ctx);
             if (rc == NORI_OK) {
                 atomic_store_explicit(&e->stamp, stamp, memory_order_relaxed);
@@ -229,8 +219,7 @@ static int read_entry(mem_backend *mb, const char *op, const char *key, size_t k
         }
         nori__epoch_exit();
     }
-    /* The locked path: removes an expired entry, or settles a miss that a
-     * concurrent table growth made uncertain. */
+    /* The locked path: removes an expired entry. */
     shard_lock(s);
     mem_link *l = do_lookup(s, key, klen, hash, now);
     if (l == NULL) {
@@ -296,6 +285,24 @@ static int64_t expiry_from_ttl(int64_t ttl, int64_t now)
     return ttl > 0 ? now + ttl * 1000 : 0;
 }
 
+/* The entry for `key` held by the table, expired or not, or NULL. */
+static mem_entry *do_find(mem_shard *s, const char *key, size_t klen, uint64_t hash)
+{
+    mem_link *l = nori__mem_do_find_link(s, key, klen, hash);
+    return l != NULL ? link_get(l) : NULL;
+}
+
+/* A new key takes a slot of its shard's table: reserved (the table grown
+ * if need be) before any room is made, under the same lock hold as the
+ * insert, so that nothing is evicted for a write that then fails. */
+static int do_reserve_slot(mem_shard *s, const char *key)
+{
+    if (nori__mem_do_reserve(s))
+        return NORI_OK;
+    return nori__fail(NORI_ENOMEM, "out of memory growing the memory backend's hash table for "
+                                   "key '%.64s'", key);
+}
+
 /*
  * Links `e` (a complete new entry for its key), replacing any entry of the
  * key, expired or not. The entry is allocated and filled before the lock is
@@ -310,7 +317,14 @@ static int store_entry(mem_backend *mb, mem_shard *s, mem_entry *e, uint64_t has
     room held = {0, 0};
     for (;;) {
         shard_lock(s);
-        mem_entry *cur = link_get(nori__mem_do_find_link(s, key, klen, hash));
+        mem_entry *cur = do_find(s, key, klen, hash);
+        int rc = cur == NULL ? do_reserve_slot(s, key) : NORI_OK;
+        if (rc != NORI_OK) {
+            shard_unlock(s);
+            nori__mem_give_back(mb, held.places, held.bytes);
+            nori__mem_entry_free(mb, e);
+            return rc;
+        }
         bool done = nori__mem_do_commit(mb, s, key, klen, hash, cur, e, stamp, &held);
         shard_unlock(s);
         if (done)
@@ -319,7 +333,7 @@ static int store_entry(mem_backend *mb, mem_shard *s, mem_entry *e, uint64_t has
         held.places = 1;
         held.bytes = entry_charge(e);
         if (!nori__mem_take_room_blocking(mb, held.places, held.bytes)) {
-            int rc = too_big(mb, key, entry_charge(e));
+            rc = too_big(mb, key, entry_charge(e));
             nori__mem_entry_free(mb, e);
             return rc;
         }
@@ -353,7 +367,7 @@ static int mem_del(nori_backend *b, const char *key, size_t klen)
     mem_shard *s = shard_of(mb, hash);
     shard_lock(s);
     mem_link *l = nori__mem_do_find_link(s, key, klen, hash);
-    if (link_get(l) != NULL)
+    if (l != NULL)
         nori__mem_do_remove(s, l);
     shard_unlock(s);
     return NORI_OK;
@@ -414,10 +428,13 @@ static int commit_after_wait(mem_backend *mb, mem_shard *s, const char *key, siz
         held->places = 1;
         held->bytes = nb;
         shard_lock(s);
-        if (link_get(nori__mem_do_find_link(s, key, klen, hash)) == cur &&
+        bool same = do_find(s, key, klen, hash) == cur;
+        if (same && cur == NULL)
+            rc = do_reserve_slot(s, key);
+        if (rc == NORI_OK && same &&
             nori__mem_do_commit(mb, s, key, klen, hash, cur, next, stamp, held))
             next = NULL;
-        else
+        else if (rc == NORI_OK)
             rc = nori__fail(NORI_ENOMEM,
                             "atomic_update '%.64s': the key changed while the write waited for "
                             "room under the byte bound; nothing written",
@@ -441,6 +458,12 @@ static int read_decide_write(mem_backend *mb, const char *key, size_t klen, uint
         shard_lock(s);
         mem_link *l = do_lookup(s, key, klen, hash, now);
         mem_entry *cur = l != NULL ? link_get(l) : NULL;
+        int reserved = cur == NULL ? do_reserve_slot(s, key) : NORI_OK;
+        if (reserved != NORI_OK) {
+            shard_unlock(s);
+            nori__mem_give_back(mb, held.places, held.bytes);
+            return reserved;
+        }
         if (cur == NULL && held.places == 0) {
             if (!nori__mem_make_room_locked(mb, s, NULL, 1, 0)) {
                 shard_unlock(s);
@@ -727,7 +750,6 @@ int nori__memory_backend_new_opts(size_t max_keys, bool sweeper, nori_backend **
         if (t == NULL)
             break;
         atomic_init(&s->table, t);
-        atomic_init(&s->resize_seq, 0);
         s->mb = mb;
         s->tail_stamp = &mb->tail_stamps[made];
         atomic_init(s->tail_stamp, EMPTY_STAMP);
