@@ -116,6 +116,9 @@ typedef struct mem_backend mem_backend;
 typedef struct mem_shard {
     /* Read by lock-free readers on every lookup; written only on growth. */
     alignas(64) _Atomic(mem_table *) table;
+    /* The table's mask, kept here for prefetch_bucket() only: read with
+     * `table` but not as a pair, it may belong to another table. */
+    _Atomic size_t mask_hint;
     mem_backend *mb;
     _Atomic uint64_t *tail_stamp; /* -> mb->tail_stamps[this shard] */
 
@@ -401,6 +404,21 @@ static inline bool keys_equal(const char *a, const char *b, size_t n)
         if (a[i] != b[i])
             return false;
     return true;
+}
+
+/*
+ * Starts loading the home bucket's line of `hash`, before the read section
+ * is entered: entering is a locked exchange, which later loads wait for,
+ * while a prefetch already issued goes on. The table may be replaced and
+ * freed meanwhile, so the address is only computed (never dereferenced
+ * here) and a prefetch of a stale one does no harm.
+ */
+static inline void prefetch_bucket(mem_shard *s, uint64_t hash)
+{
+    uintptr_t t = (uintptr_t)atomic_load_explicit(&s->table, memory_order_relaxed);
+    size_t mask = atomic_load_explicit(&s->mask_hint, memory_order_relaxed);
+    __builtin_prefetch((const void *)(t + offsetof(mem_table, b) +
+                                      ((uint32_t)hash & mask) * sizeof(mem_bucket)));
 }
 
 /*

@@ -86,7 +86,7 @@ typedef struct callback_frame {
     const struct callback_frame *outer;
 } callback_frame;
 
-static _Thread_local const callback_frame *active_callbacks;
+static MEM_THREAD_LOCAL const callback_frame *active_callbacks;
 
 room nori__mem_room_held_here(const mem_backend *mb)
 {
@@ -100,7 +100,7 @@ room nori__mem_room_held_here(const mem_backend *mb)
 }
 
 /* The last stamp this thread handed out. */
-static _Thread_local uint64_t last_stamp;
+static MEM_THREAD_LOCAL uint64_t last_stamp;
 
 /*
  * Hit and miss counters: one stripe per thread (by its epoch slot number),
@@ -187,7 +187,8 @@ static mem_link *do_lookup(mem_shard *s, const char *key, size_t klen, uint64_t 
  */
 typedef int (*copy_fn)(const mem_entry *e, const char *key, void *ctx);
 
-static int read_entry(mem_backend *mb, const char *op, const char *key, size_t klen, copy_fn copy,
+/* Inlined into each caller, so that `copy` is a direct call (inlined too). */
+static inline __attribute__((always_inline)) int read_entry(mem_backend *mb, const char *op, const char *key, size_t klen, copy_fn copy,
                       void *ctx)
 {
     int rc = refuse_reentry(mb, op);
@@ -195,8 +196,8 @@ static int read_entry(mem_backend *mb, const char *op, const char *key, size_t k
         return rc;
     uint64_t hash = nori__hash_key(mb->seed, key, klen);
     mem_shard *s = shard_of(mb, hash);
-    int64_t now = nori__now_coarse_ms();
-    uint64_t stamp = next_stamp(now);
+    prefetch_bucket(s, hash);
+    int64_t now;
     if (nori__epoch_enter()) {
         mem_link *l;
         mem_entry *e = table_lookup(atomic_load_explicit(&s->table, memory_order_acquire), key,
@@ -206,10 +207,13 @@ static int read_entry(mem_backend *mb, const char *op, const char *key, size_t k
             count_read(mb, false);
             return NORI_MISS;
         }
+        /* The clock is read once the lookup's loads are issued, so that it
+         * runs while they wait for memory. */
+        now = nori__now_coarse_ms();
         if (!is_expired(e, now)) {
             rc = copy(e, key, ctx);
             if (rc == NORI_OK) {
-                atomic_store_explicit(&e->stamp, stamp, memory_order_relaxed);
+                atomic_store_explicit(&e->stamp, next_stamp(now), memory_order_relaxed);
                 if (!(entry_flags(e) & TOUCHED))
                     set_touched(e, true);
                 count_read(mb, true);
@@ -218,6 +222,8 @@ static int read_entry(mem_backend *mb, const char *op, const char *key, size_t k
             return rc;
         }
         nori__epoch_exit();
+    } else {
+        now = nori__now_coarse_ms();
     }
     /* The locked path: removes an expired entry. */
     shard_lock(s);
@@ -230,7 +236,7 @@ static int read_entry(mem_backend *mb, const char *op, const char *key, size_t k
     mem_entry *e = link_get(l);
     rc = copy(e, key, ctx);
     if (rc == NORI_OK) {
-        atomic_store_explicit(&e->stamp, stamp, memory_order_relaxed);
+        atomic_store_explicit(&e->stamp, next_stamp(now), memory_order_relaxed);
         set_touched(e, true);
         count_read(mb, true);
     }
@@ -750,6 +756,7 @@ int nori__memory_backend_new_opts(size_t max_keys, bool sweeper, nori_backend **
         if (t == NULL)
             break;
         atomic_init(&s->table, t);
+        atomic_init(&s->mask_hint, t->mask);
         s->mb = mb;
         s->tail_stamp = &mb->tail_stamps[made];
         atomic_init(s->tail_stamp, EMPTY_STAMP);

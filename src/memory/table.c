@@ -22,7 +22,7 @@
  * which costs them a cache miss on their next get. */
 #define RETIRE_SKIP_LOOKS 64
 
-static _Thread_local unsigned retire_skip;
+static MEM_THREAD_LOCAL unsigned retire_skip;
 
 /* Frees an unlinked entry at once when no reader is in a read section (the
  * common case without concurrent gets: the entry is still in cache), else
@@ -264,6 +264,7 @@ static bool do_rehash(mem_shard *s, size_t nbuckets)
     /* seq_cst, as an unlink: a reader that enters its section after the
      * retirement below loads the new table. */
     atomic_store_explicit(&s->table, nt, memory_order_seq_cst);
+    atomic_store_explicit(&s->mask_hint, nt->mask, memory_order_relaxed);
     s->sweep_cursor = 0; /* a pass over the new table starts at its first bucket */
     t->retired_at = nori__epoch_now();
     t->retired = s->retired_tables;
