@@ -62,7 +62,7 @@ size_t nori__memory_buckets(nori_backend *b, int shard)
         return 0;
     mem_shard *s = &mb->shards[shard];
     shard_lock(s);
-    size_t n = do_table(s)->mask + 1;
+    size_t n = do_table(s)->nbuckets;
     shard_unlock(s);
     return n;
 }
@@ -70,9 +70,9 @@ size_t nori__memory_buckets(nori_backend *b, int shard)
 int nori__memory_rebuild_table(nori_backend *b, int shard, size_t nbuckets)
 {
     mem_backend *mb = nori__mem_as_memory(b);
-    if (mb == NULL || shard < 0 || shard >= NSHARDS || nbuckets == 0 ||
-        (nbuckets & (nbuckets - 1)) != 0)
-        return nori__fail(NORI_EINVAL, "rebuild_table: bad backend, shard or bucket count");
+    if (mb == NULL || shard < 0 || shard >= NSHARDS)
+        return nori__fail(NORI_EINVAL, "rebuild_table: not a memory backend, or no shard %d",
+                          shard);
     mem_shard *s = &mb->shards[shard];
     shard_lock(s);
     int rc = nori__mem_do_rebuild(s, nbuckets);
@@ -103,5 +103,13 @@ size_t nori__memory_block_size(nori_backend *b, const char *key)
 size_t nori__memory_sweep_now(nori_backend *b)
 {
     mem_backend *mb = nori__mem_as_memory(b);
-    return mb != NULL ? nori__mem_sweep_cycle(mb, INT64_MAX / 2, true) : 0;
+    if (mb == NULL)
+        return 0;
+    size_t removed = 0, n;
+    /* A pass that shrinks a table continues over the new one from its first
+     * bucket, for the buckets the old one had left: it may not see every
+     * entry. The pass after it does. */
+    while ((n = nori__mem_sweep_cycle(mb, INT64_MAX / 2, true)) > 0)
+        removed += n;
+    return removed;
 }

@@ -105,7 +105,7 @@ typedef struct mem_bucket {
 
 /* A bucket array, replaced whole when it grows (readers may hold the old one). */
 typedef struct mem_table {
-    size_t mask;               /* buckets - 1 (a power of two) */
+    size_t nbuckets;           /* any count, see home_bucket() */
     struct mem_table *retired; /* next retired table */
     uint64_t retired_at;
     mem_bucket b[];            /* 64-byte aligned */
@@ -116,9 +116,9 @@ typedef struct mem_backend mem_backend;
 typedef struct mem_shard {
     /* Read by lock-free readers on every lookup; written only on growth. */
     alignas(64) _Atomic(mem_table *) table;
-    /* The table's mask, kept here for prefetch_bucket() only: read with
-     * `table` but not as a pair, it may belong to another table. */
-    _Atomic size_t mask_hint;
+    /* The table's bucket count, kept here for prefetch_bucket() only: read
+     * with `table` but not as a pair, it may belong to another table. */
+    _Atomic size_t nbuckets_hint;
     mem_backend *mb;
     _Atomic uint64_t *tail_stamp; /* -> mb->tail_stamps[this shard] */
 
@@ -217,8 +217,9 @@ static inline void shard_unlock(mem_shard *s)
 #define LIMBO_MAX_COUNT 32
 #define LIMBO_MAX_BYTES ((size_t)64 * 1024)
 /* Bytes charged per entry beyond its content rounded to a size class: the
- * allocator's chunk header (8) and about a bucket slot (8; a slot is 64/7
- * bytes, and the tables run at loads of 0.4 to 0.8, see table.c). */
+ * allocator's chunk header (8) and the entry's share of the bucket array
+ * (counted as 8; it is 10.4 to 13.3 bytes, see table.c, partly paid for by
+ * the header's 4 bytes fewer than when entries had a chain link). */
 #define ENTRY_EXTRA 16
 
 /* Room a write holds while it is not linked in yet. */
@@ -324,11 +325,28 @@ static inline uint64_t stamp_of(const mem_entry *e)
 
 
 /* The hash's bits: the shard from the top 6, the tag from bits 48-55, the
- * home bucket from the low 32 (hash32), so the three choices are
- * independent. */
+ * home bucket from the low 32 (hash32, see home_bucket()), so the three
+ * choices are independent. */
 static inline mem_shard *shard_of(mem_backend *mb, uint64_t hash)
 {
     return &mb->shards[hash >> (64 - NSHARDS_BITS)];
+}
+
+/*
+ * The home bucket of a key among n: hash32 scaled to [0, n) by a multiply
+ * and a shift (Lemire's "fastrange"), which works for any n, so a table
+ * need not be a power of two: it grows to a load of 11/16, and costs 10 to
+ * 13 bytes per entry at any size (table.c).
+ */
+static inline size_t home_bucket(uint32_t hash32, size_t n)
+{
+    return (size_t)(((uint64_t)hash32 * n) >> 32);
+}
+
+/* The bucket after i in the probe sequence of a table of n buckets. */
+static inline size_t next_bucket(size_t i, size_t n)
+{
+    return i + 1 == n ? 0 : i + 1;
 }
 
 /* A slot's tag: 1..255 (0 marks a free slot). */
@@ -416,9 +434,9 @@ static inline bool keys_equal(const char *a, const char *b, size_t n)
 static inline void prefetch_bucket(mem_shard *s, uint64_t hash)
 {
     uintptr_t t = (uintptr_t)atomic_load_explicit(&s->table, memory_order_relaxed);
-    size_t mask = atomic_load_explicit(&s->mask_hint, memory_order_relaxed);
+    size_t n = atomic_load_explicit(&s->nbuckets_hint, memory_order_relaxed);
     __builtin_prefetch((const void *)(t + offsetof(mem_table, b) +
-                                      ((uint32_t)hash & mask) * sizeof(mem_bucket)));
+                                      home_bucket((uint32_t)hash, n) * sizeof(mem_bucket)));
 }
 
 /*
@@ -435,8 +453,8 @@ static inline mem_entry *table_lookup(mem_table *t, const char *key, size_t klen
 {
     unsigned tag = hash_tag(hash);
     uint32_t h32 = (uint32_t)hash;
-    size_t i = h32 & t->mask;
-    for (size_t n = 0; n <= t->mask; n++) {
+    size_t n = t->nbuckets, i = home_bucket(h32, n);
+    for (size_t probes = 0; probes < n; probes++) {
         mem_bucket *b = &t->b[i];
         uint64_t meta = atomic_load_explicit(&b->meta, memory_order_acquire);
         for (uint64_t m = slots_tagged(meta, tag); m != 0; m &= m - 1) {
@@ -450,7 +468,7 @@ static inline mem_entry *table_lookup(mem_table *t, const char *key, size_t klen
         }
         if (overflow_of(meta) == 0)
             break;
-        i = (i + 1) & t->mask;
+        i = next_bucket(i, n);
     }
     return NULL;
 }

@@ -49,8 +49,8 @@ uint64_t nori__memory_key_hash(nori_backend *b, const char *key);
  * is not a memory backend or shard is out of range. */
 size_t nori__memory_buckets(nori_backend *b, int shard);
 
-/* Rebuilds shard `shard`'s table with `nbuckets` buckets (a power of two,
- * enough for its entries), as growth and shrinking do; lock-free readers
+/* Rebuilds shard `shard`'s table with `nbuckets` buckets (enough for its
+ * entries at a load of 14/16), as growth and shrinking do; lock-free readers
  * may be on the old table meanwhile. NORI_OK, NORI_EINVAL for a bad
  * argument (nothing changed), NORI_ENOMEM. Tests only. */
 int nori__memory_rebuild_table(nori_backend *b, int shard, size_t nbuckets);
@@ -59,8 +59,8 @@ int nori__memory_rebuild_table(nori_backend *b, int shard, size_t nbuckets);
  * 0 when the key is absent or b is not a memory backend. Tests only. */
 size_t nori__memory_block_size(nori_backend *b, const char *key);
 
-/* Runs one expiry pass over every bucket now, without a time budget or an
- * early stop; returns the entries removed. */
+/* Runs expiry passes over every bucket now, without a time budget or an
+ * early stop, until a pass removes nothing; returns the entries removed. */
 size_t nori__memory_sweep_now(nori_backend *b);
 
 #endif

@@ -188,8 +188,9 @@ static mem_link *do_lookup(mem_shard *s, const char *key, size_t klen, uint64_t 
 typedef int (*copy_fn)(const mem_entry *e, const char *key, void *ctx);
 
 /* Inlined into each caller, so that `copy` is a direct call (inlined too). */
-static inline __attribute__((always_inline)) int read_entry(mem_backend *mb, const char *op, const char *key, size_t klen, copy_fn copy,
-                      void *ctx)
+static inline __attribute__((always_inline)) int read_entry(mem_backend *mb, const char *op,
+                                                            const char *key, size_t klen,
+                                                            copy_fn copy, void *ctx)
 {
     int rc = refuse_reentry(mb, op);
     if (rc != NORI_OK)
@@ -756,7 +757,7 @@ int nori__memory_backend_new_opts(size_t max_keys, bool sweeper, nori_backend **
         if (t == NULL)
             break;
         atomic_init(&s->table, t);
-        atomic_init(&s->mask_hint, t->mask);
+        atomic_init(&s->nbuckets_hint, t->nbuckets);
         s->mb = mb;
         s->tail_stamp = &mb->tail_stamps[made];
         atomic_init(s->tail_stamp, EMPTY_STAMP);

@@ -150,18 +150,33 @@ void nori__mem_do_publish_tail(mem_shard *s)
 
 /* ---- the hash table (layout and reading rules: internal.h, mem_bucket) ---- */
 
-/* The table grows past this load (13/16 of its slots): probes stay short
- * (most keys in their home bucket) and a bucket array costs 11 to 23 bytes
- * per entry over the range of loads between growths. */
-#define MAX_LOAD_NUM 13
-#define MAX_LOAD_DEN 16
-/* Beyond this many buckets a shard's table does not grow (30 bits of the
- * 32-bit home index; 7.5 billion slots). */
+/*
+ * Loads, in sixteenths of the slots: a table grows when it passes 14/16
+ * (probes stay short: nine keys in ten in their home bucket) and is rebuilt
+ * at 11/16; the sweeper shrinks it below 2/16, to 11/16 again. Bucket
+ * counts are any number (home_bucket()), so between growths a table costs
+ * 64/7 bytes per slot at loads of 11/16 to 14/16: 10.4 to 13.3 bytes per
+ * entry (a power-of-two table would cost up to twice the least).
+ */
+#define LOAD_GROW 14
+#define LOAD_FILL 11
+#define LOAD_SHRINK 2
+#define LOAD_DEN 16
+/* Beyond this many buckets a shard's table does not grow (7.5 billion
+ * slots; home_bucket() takes up to 2^32). */
 #define MAX_BUCKETS ((size_t)1 << 30)
 
 static size_t slots_of(const mem_table *t)
 {
-    return (t->mask + 1) * BUCKET_SLOTS;
+    return t->nbuckets * BUCKET_SLOTS;
+}
+
+/* The buckets that hold `count` entries at load LOAD_FILL. */
+static size_t buckets_for(size_t count)
+{
+    size_t per = BUCKET_SLOTS * LOAD_FILL;
+    size_t n = (count * LOAD_DEN + per - 1) / per;
+    return n < INITIAL_BUCKETS ? INITIAL_BUCKETS : n > MAX_BUCKETS ? MAX_BUCKETS : n;
 }
 
 mem_table *nori__mem_table_new(size_t nbuckets)
@@ -170,7 +185,7 @@ mem_table *nori__mem_table_new(size_t nbuckets)
     mem_table *t = aligned_alloc(alignof(mem_bucket), size);
     if (t != NULL) {
         memset(t, 0, size);
-        t->mask = nbuckets - 1;
+        t->nbuckets = nbuckets;
     }
     return t;
 }
@@ -200,7 +215,7 @@ static uint64_t get_meta(mem_bucket *b)
  */
 static mem_link *do_place(mem_table *t, mem_entry *e, unsigned tag)
 {
-    size_t i = e->hash32 & t->mask;
+    size_t i = home_bucket(e->hash32, t->nbuckets);
     for (;;) {
         mem_bucket *b = &t->b[i];
         uint64_t meta = get_meta(b);
@@ -213,7 +228,7 @@ static mem_link *do_place(mem_table *t, mem_entry *e, unsigned tag)
         }
         if (overflow_of(meta) < OVERFLOW_MAX)
             set_meta(b, meta + ((uint64_t)1 << OVERFLOW_SHIFT));
-        i = (i + 1) & t->mask;
+        i = next_bucket(i, t->nbuckets);
     }
 }
 
@@ -231,7 +246,7 @@ static void do_free_slot(mem_table *t, mem_link *l, const mem_entry *e)
     atomic_store_explicit(l, NULL, memory_order_seq_cst);
     set_meta(b, get_meta(b) & ~((uint64_t)0xff << (8 * k)));
     size_t at = (size_t)(b - t->b);
-    for (size_t i = e->hash32 & t->mask; i != at; i = (i + 1) & t->mask) {
+    for (size_t i = home_bucket(e->hash32, t->nbuckets); i != at; i = next_bucket(i, t->nbuckets)) {
         uint64_t meta = get_meta(&t->b[i]);
         if (overflow_of(meta) < OVERFLOW_MAX)
             set_meta(&t->b[i], meta - ((uint64_t)1 << OVERFLOW_SHIFT));
@@ -252,7 +267,7 @@ static bool do_rehash(mem_shard *s, size_t nbuckets)
     mem_table *nt = nori__mem_table_new(nbuckets);
     if (nt == NULL)
         return false;
-    for (size_t i = 0; i <= t->mask; i++) {
+    for (size_t i = 0; i < t->nbuckets; i++) {
         mem_bucket *b = &t->b[i];
         uint64_t meta = get_meta(b);
         for (unsigned k = 0; k < BUCKET_SLOTS; k++) {
@@ -264,7 +279,7 @@ static bool do_rehash(mem_shard *s, size_t nbuckets)
     /* seq_cst, as an unlink: a reader that enters its section after the
      * retirement below loads the new table. */
     atomic_store_explicit(&s->table, nt, memory_order_seq_cst);
-    atomic_store_explicit(&s->mask_hint, nt->mask, memory_order_relaxed);
+    atomic_store_explicit(&s->nbuckets_hint, nt->nbuckets, memory_order_relaxed);
     s->sweep_cursor = 0; /* a pass over the new table starts at its first bucket */
     t->retired_at = nori__epoch_now();
     t->retired = s->retired_tables;
@@ -277,42 +292,36 @@ bool nori__mem_do_reserve(mem_shard *s)
     mem_table *t = do_table(s);
     size_t count = atomic_load_explicit(&s->count, memory_order_relaxed);
     size_t slots = slots_of(t);
-    if ((count + 1) * MAX_LOAD_DEN <= slots * MAX_LOAD_NUM)
+    if ((count + 1) * LOAD_DEN <= slots * LOAD_GROW)
         return true;
-    if (t->mask + 1 < MAX_BUCKETS && do_rehash(s, (t->mask + 1) * 2))
+    size_t n = buckets_for(count + 1);
+    if (n > t->nbuckets && do_rehash(s, n))
         return true;
-    /* Not grown (out of memory): a denser table still works while it has a
-     * free slot, only its probes are longer. */
+    /* Not grown (out of memory, or MAX_BUCKETS): a denser table still works
+     * while it has a free slot, only its probes are longer. */
     return count + 1 <= slots;
 }
 
 int nori__mem_do_rebuild(mem_shard *s, size_t nbuckets)
 {
     size_t count = atomic_load_explicit(&s->count, memory_order_relaxed);
-    if (nbuckets > MAX_BUCKETS || count * MAX_LOAD_DEN > nbuckets * BUCKET_SLOTS * MAX_LOAD_NUM)
+    if (nbuckets == 0 || nbuckets > MAX_BUCKETS ||
+        count * LOAD_DEN > nbuckets * BUCKET_SLOTS * LOAD_GROW)
         return nori__fail(NORI_EINVAL, "rebuild_table: %zu buckets cannot hold %zu entries",
                           nbuckets, count);
     return do_rehash(s, nbuckets) ? NORI_OK
                                   : nori__fail(NORI_ENOMEM, "rebuild_table: out of memory");
 }
 
-/*
- * Halves the bucket array while the load is under 1/8 (the sweeper calls
- * it), so that a store emptied by expiry gives its bucket memory back. Only
- * when the sweeper's cursor has just completed a pass over the table: a
- * table rebuilt in the middle of a pass would leave the rest of the pass
- * to cover a table of another size, and expired entries unvisited.
- */
+/* Shrinks the table when its load is under 2/16 (the sweeper calls it), so
+ * that a store emptied by expiry gives its bucket memory back. */
 void nori__mem_do_maybe_shrink(mem_shard *s)
 {
-    size_t n = do_table(s)->mask + 1;
+    mem_table *t = do_table(s);
     size_t count = atomic_load_explicit(&s->count, memory_order_relaxed);
-    if (n <= INITIAL_BUCKETS || count >= n * BUCKET_SLOTS / 8 || (s->sweep_cursor & (n - 1)) != 0)
+    if (t->nbuckets <= INITIAL_BUCKETS || count * LOAD_DEN >= slots_of(t) * LOAD_SHRINK)
         return;
-    size_t target = n / 2;
-    while (target > INITIAL_BUCKETS && count < target * BUCKET_SLOTS / 8)
-        target /= 2;
-    (void)do_rehash(s, target); /* a failed allocation keeps the larger table */
+    (void)do_rehash(s, buckets_for(count)); /* a failed allocation keeps the larger table */
 }
 
 /* Unlinks the entry at slot `l` from the table and the list, gives its room
@@ -341,7 +350,7 @@ size_t nori__mem_do_remove_keep_room(mem_shard *s, mem_link *l)
 size_t nori__mem_do_remove_entry(mem_shard *s, mem_entry *e)
 {
     mem_table *t = do_table(s);
-    for (size_t i = e->hash32 & t->mask;; i = (i + 1) & t->mask)
+    for (size_t i = home_bucket(e->hash32, t->nbuckets);; i = next_bucket(i, t->nbuckets))
         for (unsigned k = 0; k < BUCKET_SLOTS; k++)
             if (link_get(&t->b[i].slot[k]) == e)
                 return nori__mem_do_remove_keep_room(s, &t->b[i].slot[k]);
@@ -384,7 +393,7 @@ void nori__mem_do_replace(mem_shard *s, mem_link *l, mem_entry *e, uint64_t stam
 void nori__mem_do_delete_prefix(mem_shard *s, const char *prefix, size_t plen)
 {
     mem_table *t = do_table(s);
-    for (size_t i = 0; i <= t->mask; i++)
+    for (size_t i = 0; i < t->nbuckets; i++)
         for (unsigned k = 0; k < BUCKET_SLOTS; k++) {
             mem_entry *e = link_get(&t->b[i].slot[k]);
             if (e != NULL && entry_klen(e) >= plen && memcmp(entry_key(e), prefix, plen) == 0)
@@ -397,10 +406,11 @@ size_t nori__mem_do_sweep_chunk(mem_shard *s, size_t nbuckets, int64_t now, size
 {
     size_t removed = 0;
     mem_table *t = do_table(s);
-    if (nbuckets > t->mask + 1)
-        nbuckets = t->mask + 1;
+    if (nbuckets > t->nbuckets)
+        nbuckets = t->nbuckets;
     for (size_t i = 0; i < nbuckets; i++) {
-        mem_bucket *b = &t->b[s->sweep_cursor++ & t->mask];
+        mem_bucket *b = &t->b[s->sweep_cursor];
+        s->sweep_cursor = next_bucket(s->sweep_cursor, t->nbuckets);
         for (unsigned k = 0; k < BUCKET_SLOTS; k++) {
             mem_entry *e = link_get(&b->slot[k]);
             if (e == NULL)
@@ -454,7 +464,7 @@ void nori__mem_free_shard(mem_shard *s)
 static bool do_audit_table(mem_shard *s, size_t count, size_t *hashed)
 {
     mem_table *t = do_table(s);
-    size_t n = t->mask + 1;
+    size_t n = t->nbuckets;
     unsigned *passing = calloc(n, sizeof *passing);
     if (passing == NULL)
         return false;
@@ -472,7 +482,7 @@ static bool do_audit_table(mem_shard *s, size_t count, size_t *hashed)
                 continue;
             uint64_t h = entry_hash(s->mb, e);
             ok = tag == hash_tag(h) && e->hash32 == (uint32_t)h && ++*hashed <= count;
-            for (size_t j = e->hash32 & t->mask; ok && j != i; j = (j + 1) & t->mask)
+            for (size_t j = home_bucket(e->hash32, n); ok && j != i; j = next_bucket(j, n))
                 passing[j]++;
         }
     }

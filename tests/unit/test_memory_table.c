@@ -40,18 +40,18 @@ static int shard_of_hash(uint64_t h)
 
 /*
  * Fills keys[0..n) with distinct keys "stem-<i>" of shard `shard` whose
- * hash has its low `home_bits` bits equal to 0: the same home bucket in any
- * table of up to 2^home_bits buckets. Returns how many candidates it tried.
+ * hash's low 32 bits are below 2^(32 - home_bits): home bucket 0 in any
+ * table of up to 2^home_bits buckets (the home is those 32 bits times the
+ * bucket count, over 2^32). Returns how many candidates it tried.
  */
 static long find_keys(nori_backend *b, const char *stem, int shard, unsigned home_bits,
                       char (*keys)[32], int n)
 {
-    uint64_t mask = ((uint64_t)1 << home_bits) - 1;
     long tried = 0;
     for (int found = 0; found < n; tried++) {
         snprintf(keys[found], sizeof keys[found], "%s-%ld", stem, tried);
         uint64_t h = nori__memory_key_hash(b, keys[found]);
-        if (shard_of_hash(h) == shard && (h & mask) == 0)
+        if (shard_of_hash(h) == shard && ((h & 0xffffffffu) >> (32 - home_bits)) == 0)
             found++;
     }
     return tried;
@@ -108,8 +108,9 @@ static void test_keys_sharing_one_home_bucket(void **state)
     size_t buckets = nori__memory_buckets(b, 0);
     print_message("shard 0: %zu buckets for %d entries\n", buckets, COLLIDING);
     /* 300 entries from one home fill 43 buckets in a row: the home bucket's
-     * overflow count (293 entries past it) is saturated. */
-    assert_true(buckets * 7 >= COLLIDING && buckets <= 512);
+     * overflow count (293 entries past it) is saturated. The table holds
+     * them at a load of 11/16 to 14/16: 49 to 63 buckets. */
+    assert_true(buckets >= 49 && buckets <= 63);
     for (int i = 0; i < COLLIDING; i++)
         check_value(b, keys[i], 1);
 
@@ -138,8 +139,9 @@ static void test_keys_sharing_one_home_bucket(void **state)
     assert_int_equal(nori__memory_buckets(b, 0), 1024);
     assert_int_equal(nori__memory_audit(b), COLLIDING);
     assert_nori(nori__memory_rebuild_table(b, 0, 4), NORI_EINVAL); /* too small: unchanged */
-    assert_nori(nori__memory_rebuild_table(b, 0, 100), NORI_EINVAL); /* not a power of two */
-    assert_nori(nori__memory_rebuild_table(b, 0, 64), NORI_OK);
+    assert_nori(nori__memory_rebuild_table(b, 0, 0), NORI_EINVAL);
+    assert_int_equal(nori__memory_buckets(b, 0), 1024);
+    assert_nori(nori__memory_rebuild_table(b, 0, 49), NORI_OK);
     assert_int_equal(nori__memory_audit(b), COLLIDING);
     for (int i = 0; i < COLLIDING; i++)
         check_value(b, keys[i], i % 2 == 0 ? 2 : 3);
@@ -186,8 +188,8 @@ static void test_grows_and_shrinks(void **state)
     }
     size_t grown = nori__memory_buckets(b, 5);
     print_message("shard 5: %zu buckets empty, %zu for %d entries\n", start, grown, MANY);
-    /* At most 13/16 full: 5000 entries take at least 440 buckets (512). */
-    assert_true(start <= 2 && grown >= 512 && grown <= 2048);
+    /* Between 11/16 and 14/16 full: 5000 entries take 817 to 1039 buckets. */
+    assert_true(start <= 2 && grown >= 817 && grown <= 1039);
     for (int i = 0; i < MANY; i++)
         check_value(b, keys[i], 1);
 
@@ -261,9 +263,9 @@ static void test_readers_never_miss_during_rebuilds(void **state)
         args[r] = (reader_args){b, stable, &stop, 0, 0};
         assert_int_equal(pthread_create(&t[r], NULL, reader, &args[r]), 0);
     }
-    /* Sizes that hold 1,564 entries, then 814, then 64 (the next round's
-     * inserts grow the table again from 16 buckets). */
-    static const size_t full[] = {512, 2048, 1024}, half[] = {256, 4096, 512};
+    /* Sizes that hold 1,564 entries, then 814, then 64 at a load of at most
+     * 14/16 (the next round's inserts grow the table again from 16). */
+    static const size_t full[] = {300, 2048, 1001}, half[] = {150, 4096, 333};
     for (int round = 0; round < 12; round++) {
         for (int i = 0; i < CHURN; i++)
             set_version(b, churn[i], round, 0);
