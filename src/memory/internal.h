@@ -245,14 +245,35 @@ static inline void set_touched(mem_entry *e, bool on)
                           memory_order_relaxed);
 }
 
-static inline size_t entry_klen(const mem_entry *e)
-{
-    return entry_flags(e) & KLEN_MASK;
-}
-
 static inline size_t expiry_size(bool has_expiry)
 {
     return has_expiry ? sizeof(int64_t) : 0;
+}
+
+/* The accessors below from flags the caller loaded (entry_flags()): the
+ * read path loads them once, as the compiler does not merge atomic loads. */
+static inline const char *key_at(const mem_entry *e, unsigned flags)
+{
+    return e->data + expiry_size((flags & HAS_EXPIRY) != 0);
+}
+
+static inline const char *value_at(const mem_entry *e, unsigned flags)
+{
+    return key_at(e, flags) + (flags & KLEN_MASK) + 1;
+}
+
+/* When the entry expires, in nori__now_ms() milliseconds; 0 = never. */
+static inline int64_t expires_at(const mem_entry *e, unsigned flags)
+{
+    int64_t t = 0;
+    if (flags & HAS_EXPIRY)
+        memcpy(&t, e->data, sizeof t); /* unaligned: the header is 34 bytes */
+    return t;
+}
+
+static inline size_t entry_klen(const mem_entry *e)
+{
+    return entry_flags(e) & KLEN_MASK;
 }
 
 static inline bool entry_has_expiry(const mem_entry *e)
@@ -260,23 +281,19 @@ static inline bool entry_has_expiry(const mem_entry *e)
     return (entry_flags(e) & HAS_EXPIRY) != 0;
 }
 
-/* When the entry expires, in nori__now_ms() milliseconds; 0 = never. */
 static inline int64_t entry_expires(const mem_entry *e)
 {
-    int64_t t = 0;
-    if (entry_has_expiry(e))
-        memcpy(&t, e->data, sizeof t); /* unaligned: the header is 34 bytes */
-    return t;
+    return expires_at(e, entry_flags(e));
 }
 
 static inline const char *entry_key(const mem_entry *e)
 {
-    return e->data + expiry_size(entry_has_expiry(e));
+    return key_at(e, entry_flags(e));
 }
 
 static inline const char *entry_value(const mem_entry *e)
 {
-    return e->data + expiry_size(entry_has_expiry(e)) + entry_klen(e) + 1;
+    return value_at(e, entry_flags(e));
 }
 
 static inline size_t entry_size(size_t klen, size_t vlen, bool has_expiry)
@@ -312,10 +329,15 @@ static inline size_t page_round(size_t n)
     return (n + 4095) & ~(size_t)4095;
 }
 
+static inline bool expired_at(const mem_entry *e, unsigned flags, int64_t now)
+{
+    int64_t t = expires_at(e, flags);
+    return t != 0 && t <= now;
+}
+
 static inline bool is_expired(const mem_entry *e, int64_t now)
 {
-    int64_t t = entry_expires(e);
-    return t != 0 && t <= now;
+    return expired_at(e, entry_flags(e), now);
 }
 
 static inline uint64_t stamp_of(const mem_entry *e)
@@ -442,14 +464,16 @@ static inline void prefetch_bucket(mem_shard *s, uint64_t hash)
 /*
  * The lookup, for the lock-free readers (inside an epoch read section) and
  * for the lock holder alike: the entry for `key` in table t, or NULL, and
- * in *slot the slot that holds it. `hash` is the key's full hash, computed
+ * in *slot the slot that holds it, in *flags its flags as loaded (the
+ * caller reads key, value and expiry through them, key_at() and the like,
+ * without loading them again). `hash` is the key's full hash, computed
  * once by the caller. Touches the home bucket's line and the entries whose
  * tag matches; follows the probe sequence only while buckets report
  * overflow. Bounded by the number of buckets, in case concurrent writes keep
  * every overflow count above 0 while it walks.
  */
 static inline mem_entry *table_lookup(mem_table *t, const char *key, size_t klen,
-                                      uint64_t hash, mem_link **slot)
+                                      uint64_t hash, mem_link **slot, unsigned *flags)
 {
     unsigned tag = hash_tag(hash);
     uint32_t h32 = (uint32_t)hash;
@@ -460,9 +484,12 @@ static inline mem_entry *table_lookup(mem_table *t, const char *key, size_t klen
         for (uint64_t m = slots_tagged(meta, tag); m != 0; m &= m - 1) {
             mem_link *l = &b->slot[__builtin_ctzll(m) >> 3];
             mem_entry *e = atomic_load_explicit(l, memory_order_acquire);
-            if (e != NULL && e->hash32 == h32 && entry_klen(e) == klen &&
-                keys_equal(entry_key(e), key, klen)) {
+            if (e == NULL || e->hash32 != h32)
+                continue;
+            unsigned f = entry_flags(e);
+            if ((f & KLEN_MASK) == klen && keys_equal(key_at(e, f), key, klen)) {
                 *slot = l;
+                *flags = f;
                 return e;
             }
         }

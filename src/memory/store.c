@@ -185,7 +185,7 @@ static mem_link *do_lookup(mem_shard *s, const char *key, size_t klen, uint64_t 
  * internal.h describes (a table replaced meanwhile is read as it was when
  * loaded, so a miss on it is a miss at that instant).
  */
-typedef int (*copy_fn)(const mem_entry *e, const char *key, void *ctx);
+typedef int (*copy_fn)(const char *value, size_t vlen, const char *key, void *ctx);
 
 /* Inlined into each caller, so that `copy` is a direct call (inlined too). */
 static inline __attribute__((always_inline)) int read_entry(mem_backend *mb, const char *op,
@@ -201,8 +201,9 @@ static inline __attribute__((always_inline)) int read_entry(mem_backend *mb, con
     int64_t now;
     if (nori__epoch_enter()) {
         mem_link *l;
+        unsigned f;
         mem_entry *e = table_lookup(atomic_load_explicit(&s->table, memory_order_acquire), key,
-                                    klen, hash, &l);
+                                    klen, hash, &l, &f);
         if (e == NULL) {
             nori__epoch_exit();
             count_read(mb, false);
@@ -211,11 +212,11 @@ static inline __attribute__((always_inline)) int read_entry(mem_backend *mb, con
         /* The clock is read once the lookup's loads are issued, so that it
          * runs while they wait for memory. */
         now = nori__now_coarse_ms();
-        if (!is_expired(e, now)) {
-            rc = copy(e, key, ctx);
+        if (!expired_at(e, f, now)) {
+            rc = copy(value_at(e, f), e->vlen, key, ctx);
             if (rc == NORI_OK) {
                 atomic_store_explicit(&e->stamp, next_stamp(now), memory_order_relaxed);
-                if (!(entry_flags(e) & TOUCHED))
+                if (!(f & TOUCHED))
                     set_touched(e, true);
                 count_read(mb, true);
             }
@@ -235,7 +236,7 @@ static inline __attribute__((always_inline)) int read_entry(mem_backend *mb, con
         return NORI_MISS;
     }
     mem_entry *e = link_get(l);
-    rc = copy(e, key, ctx);
+    rc = copy(entry_value(e), e->vlen, key, ctx);
     if (rc == NORI_OK) {
         atomic_store_explicit(&e->stamp, next_stamp(now), memory_order_relaxed);
         set_touched(e, true);
@@ -245,15 +246,15 @@ static inline __attribute__((always_inline)) int read_entry(mem_backend *mb, con
     return rc;
 }
 
-static int copy_to_new_buf(const mem_entry *e, const char *key, void *ctx)
+static int copy_to_new_buf(const char *value, size_t vlen, const char *key, void *ctx)
 {
     nori_buf *out = ctx;
-    char *copy = malloc((size_t)e->vlen + 1);
+    char *copy = malloc(vlen + 1);
     if (copy == NULL)
         return nori__fail(NORI_ENOMEM, "out of memory copying the value of '%.64s'", key);
-    memcpy(copy, entry_value(e), (size_t)e->vlen + 1);
+    memcpy(copy, value, vlen + 1);
     out->data = copy;
-    out->len = e->vlen;
+    out->len = vlen;
     return NORI_OK;
 }
 
@@ -268,15 +269,15 @@ typedef struct {
     size_t *len;
 } into_ctx;
 
-static int copy_to_callers_buf(const mem_entry *e, const char *key, void *ctx)
+static int copy_to_callers_buf(const char *value, size_t vlen, const char *key, void *ctx)
 {
     into_ctx *c = ctx;
-    *c->len = e->vlen;
-    if (e->vlen > c->cap)
-        return nori__fail(NORI_ETOOBIG, "get_into '%.64s': the value is %" PRIu32
-                                        " bytes, the buffer holds %zu", key, e->vlen, c->cap);
-    if (e->vlen > 0) /* buf may be NULL when cap is 0: memcpy(NULL, .., 0) is undefined */
-        memcpy(c->buf, entry_value(e), e->vlen);
+    *c->len = vlen;
+    if (vlen > c->cap)
+        return nori__fail(NORI_ETOOBIG, "get_into '%.64s': the value is %zu bytes, the buffer "
+                                        "holds %zu", key, vlen, c->cap);
+    if (vlen > 0) /* buf may be NULL when cap is 0: memcpy(NULL, .., 0) is undefined */
+        memcpy(c->buf, value, vlen);
     return NORI_OK;
 }
 

@@ -193,7 +193,8 @@ mem_table *nori__mem_table_new(size_t nbuckets)
 mem_link *nori__mem_do_find_link(mem_shard *s, const char *key, size_t klen, uint64_t hash)
 {
     mem_link *l = NULL;
-    return table_lookup(do_table(s), key, klen, hash, &l) != NULL ? l : NULL;
+    unsigned flags;
+    return table_lookup(do_table(s), key, klen, hash, &l, &flags) != NULL ? l : NULL;
 }
 
 static void set_meta(mem_bucket *b, uint64_t meta)
