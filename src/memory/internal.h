@@ -471,6 +471,15 @@ static inline void prefetch_bucket(mem_shard *s, uint64_t hash)
  * tag matches; follows the probe sequence only while buckets report
  * overflow. Bounded by the number of buckets, in case concurrent writes keep
  * every overflow count above 0 while it walks.
+ *
+ * The slot loads are seq_cst, as is the reader's load of the table pointer
+ * (store.c): a writer unlinks (seq_cst store), then may free at once when
+ * its seq_cst load of the readers' slots finds none in a section
+ * (table.c, do_retire()). A reader whose entry (a seq_cst exchange) comes
+ * after that load in the single total order must then see the unlink, and
+ * the new table rather than a retired one that still holds the entry; with
+ * acquire loads C11 would allow either to be stale (store buffering). On
+ * x86 and ARMv8 a seq_cst load is the same instruction as an acquire one.
  */
 static inline mem_entry *table_lookup(mem_table *t, const char *key, size_t klen,
                                       uint64_t hash, mem_link **slot, unsigned *flags)
@@ -483,7 +492,7 @@ static inline mem_entry *table_lookup(mem_table *t, const char *key, size_t klen
         uint64_t meta = atomic_load_explicit(&b->meta, memory_order_acquire);
         for (uint64_t m = slots_tagged(meta, tag); m != 0; m &= m - 1) {
             mem_link *l = &b->slot[__builtin_ctzll(m) >> 3];
-            mem_entry *e = atomic_load_explicit(l, memory_order_acquire);
+            mem_entry *e = atomic_load_explicit(l, memory_order_seq_cst);
             if (e == NULL || e->hash32 != h32)
                 continue;
             unsigned f = entry_flags(e);

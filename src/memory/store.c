@@ -202,7 +202,8 @@ static inline __attribute__((always_inline)) int read_entry(mem_backend *mb, con
     if (nori__epoch_enter()) {
         mem_link *l;
         unsigned f;
-        mem_entry *e = table_lookup(atomic_load_explicit(&s->table, memory_order_acquire), key,
+        /* seq_cst: see table_lookup() */
+        mem_entry *e = table_lookup(atomic_load_explicit(&s->table, memory_order_seq_cst), key,
                                     klen, hash, &l, &f);
         if (e == NULL) {
             nori__epoch_exit();
