@@ -3,10 +3,11 @@
 # table, this tree and an earlier revision side by side, each through the
 # static library (bench_memory) and through libnoricache.so
 # (bench_memory_shared), in one run:
-#  1. wall clock: `bench_memory 1 get` of the four binaries in turn, ROUNDS
-#     times; the best of each figure is kept and the ratios are taken
-#     between bests of the same binary (each binary measures the bare table
-#     itself, in the same process);
+#  1. wall clock: `bench_memory 1 getpair` of the four binaries in turn,
+#     ROUNDS times. Each run alternates the bare table and nori in slices of
+#     500,000 lookups and reports the median ratio of neighbouring slices
+#     (steadier on a loaded machine than whole runs); printed: the median of
+#     the ROUNDS medians, and their range;
 #  2. instructions and simulated cache misses per call, exact whatever the
 #     machine's load: callgrind over NORI_BENCH_GET_OPS lookups per
 #     contender; the inclusive cost of run_bare, run_nori (get_into) and
@@ -35,22 +36,20 @@ declare -A bin=(
   [new-static]="$build/bench/bench_memory" [new-shared]="$build/bench/bench_memory_shared"
   [old-static]="$old/build/bench/bench_memory" [old-shared]="$old/build/bench/bench_memory_shared")
 order=(new-static old-static new-shared old-shared)
-rate() { awk -v what="$1" 'index($0, what) { for (i = 1; i <= NF; i++) if ($i == "ops/s") print $(i - 1) }'; }
+ratio() { awk -v what="$1" 'index($0, what) { sub(/x$/, "", $NF); print $NF }'; }
 for ((r = 0; r < rounds; r++)); do
   for v in "${order[@]}"; do
-    "${bin[$v]}" 1 get >"$old/out"
-    rate "bare open-addressing" <"$old/out" >>"$old/$v.bare"
-    rate "get_into" <"$old/out" >>"$old/$v.into"
-    rate "malloc'd copy" <"$old/out" >>"$old/$v.get"
+    "${bin[$v]}" 1 getpair >"$old/out"
+    ratio "get_into / bare" <"$old/out" >>"$old/$v.into"
+    ratio "get / bare" <"$old/out" >>"$old/$v.get"
   done
 done
-best() { sort -g "$1" | tail -1; }
-echo "wall clock, best of $rounds rounds (this tree = new, $rev = old)"
+stat() { sort -g "$1" | awk '{ v[NR] = $1 } END {
+  m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+  printf "%.2fx (%.2f-%.2f)", m, v[1], v[NR] }'; }
+echo "wall clock: getpair medians of $rounds rounds, ratio to the bare table (this tree = new, $rev = old)"
 for v in "${order[@]}"; do
-  b=$(best "$old/$v.bare"); i=$(best "$old/$v.into"); g=$(best "$old/$v.get")
-  awk -v v="$v" -v b="$b" -v i="$i" -v g="$g" 'BEGIN {
-    printf "  %-10s bare %10.0f  get_into %10.0f (%.2fx)  get %10.0f (%.2fx) ops/s\n",
-           v, b, i, i / b, g, g / b }'
+  printf "  %-10s get_into %s   get %s\n" "$v" "$(stat "$old/$v.into")" "$(stat "$old/$v.get")"
 done
 echo "callgrind, per lookup with its loop ($ops lookups per contender; D1 48K, LL 1M)"
 for v in "${order[@]}"; do
