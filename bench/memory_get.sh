@@ -47,7 +47,8 @@ done
 stat() { sort -g "$1" | awk '{ v[NR] = $1 } END {
   m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
   printf "%.2fx (%.2f-%.2f)", m, v[1], v[NR] }'; }
-echo "wall clock: getpair medians of $rounds rounds, ratio to the bare table (this tree = new, $rev = old)"
+echo "wall clock: getpair medians of $rounds rounds, ratio to the bare table"
+echo "  (new: this tree; old: $rev)"
 for v in "${order[@]}"; do
   printf "  %-10s get_into %s   get %s\n" "$v" "$(stat "$old/$v.into")" "$(stat "$old/$v.get")"
 done
