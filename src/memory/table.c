@@ -152,11 +152,15 @@ void nori__mem_do_publish_tail(mem_shard *s)
 
 /*
  * Loads, in sixteenths of the slots: a table grows when it passes 14/16
- * (probes stay short: nine keys in ten in their home bucket) and is rebuilt
- * at 11/16; the sweeper shrinks it below 2/16, to 11/16 again. Bucket
- * counts are any number (home_bucket()), so between growths a table costs
- * 64/7 bytes per slot at loads of 11/16 to 14/16: 10.4 to 13.3 bytes per
- * entry (a power-of-two table would cost up to twice the least).
+ * and is rebuilt at 11/16; the sweeper shrinks it below 2/16, to 11/16
+ * again. Bucket counts are any number (home_bucket()), so between growths a
+ * table costs 64/7 bytes per slot at loads of 11/16 to 14/16: 10.4 to 13.3
+ * bytes per entry (a power-of-two table would cost up to twice the least).
+ * Probes (simulated, uniform hashes): at 11/16, 95% of the keys are in their
+ * home bucket, a hit reads 1.07 buckets and a miss 1.3; at 14/16, 87%, 1.4
+ * and 4.4. Growing at 13/16 would halve the last figure, but rebuilds every
+ * 18% of growth leave more freed tables in malloc's heap: 62 to 65 bytes
+ * per entry at 1M entries (bench_memory memory), against 59.8 here.
  */
 #define LOAD_GROW 14
 #define LOAD_FILL 11
