@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define SHARD_BITS 6
@@ -223,6 +224,9 @@ typedef struct {
     long reads, wrong;
 } reader_args;
 
+/* Passes of the readers over the stable keys, for the writer's waits. */
+static _Atomic long passes;
+
 static void *reader(void *arg)
 {
     reader_args *a = arg;
@@ -238,8 +242,26 @@ static void *reader(void *arg)
             }
             a->reads++;
         }
+        atomic_fetch_add(&passes, 1);
     }
     return NULL;
+}
+
+/*
+ * Waits until a reader has completed a pass since `since`, so that reads
+ * overlap every state the writer puts the table in, however the threads
+ * are scheduled on a loaded machine. Bounded: 20 s without a single pass
+ * means the readers are stuck (a generous bound: a pass is 64 gets).
+ */
+static void wait_for_a_pass(long since)
+{
+    for (int ms = 0; ms < 20000 && atomic_load(&passes) <= since; ms++) {
+        struct timespec d = {0, 1000000};
+        nanosleep(&d, NULL);
+    }
+    if (atomic_load(&passes) <= since)
+        print_error("the readers made no pass in 20 s\n");
+    assert_true(atomic_load(&passes) > since);
 }
 
 static void test_readers_never_miss_during_rebuilds(void **state)
@@ -267,17 +289,25 @@ static void test_readers_never_miss_during_rebuilds(void **state)
      * 14/16 (the next round's inserts grow the table again from 16). */
     static const size_t full[] = {300, 2048, 1001}, half[] = {150, 4096, 333};
     for (int round = 0; round < 12; round++) {
+        long p = atomic_load(&passes);
         for (int i = 0; i < CHURN; i++)
             set_version(b, churn[i], round, 0);
+        wait_for_a_pass(p);
         /* Rebuilt while the readers read: they may be on the old table. */
+        p = atomic_load(&passes);
         assert_nori(nori__memory_rebuild_table(b, 9, full[round % 3]), NORI_OK);
         for (int i = 0; i < CHURN; i += 2)
             assert_nori(nori_backend_delete(b, churn[i]), NORI_OK);
+        wait_for_a_pass(p);
+        p = atomic_load(&passes);
         assert_nori(nori__memory_rebuild_table(b, 9, half[round % 3]), NORI_OK);
         for (int i = 1; i < CHURN; i += 2)
             assert_nori(nori_backend_delete(b, churn[i]), NORI_OK);
+        wait_for_a_pass(p);
+        p = atomic_load(&passes);
         assert_nori(nori__memory_rebuild_table(b, 9, 16), NORI_OK);
         assert_int_equal(nori__memory_audit(b), STABLE);
+        wait_for_a_pass(p);
     }
     atomic_store(&stop, 1);
     long reads = 0;
