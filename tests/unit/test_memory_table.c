@@ -22,6 +22,7 @@
 #include "clock.h"
 #include "memory/memory.h"
 #include "test_support.h"
+#include "virtual_clock.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -162,20 +163,13 @@ static void test_keys_sharing_one_home_bucket(void **state)
 
 /* ---- growth, and shrinking once entries expired ---- */
 
-static int64_t fake_now_ms = 1000000;
-
-static int64_t fake_clock(void)
-{
-    return fake_now_ms;
-}
-
 #define MANY 5000
 #define KEPT 20
 
 static void test_grows_and_shrinks(void **state)
 {
     (void)state;
-    nori__clock_override(fake_clock);
+    nori_test_clock_install(1000000);
     nori_backend *b;
     /* No sweeper thread: the test runs the sweep itself. */
     assert_nori(nori__memory_backend_new_opts(100000, false, &b), NORI_OK);
@@ -194,7 +188,7 @@ static void test_grows_and_shrinks(void **state)
     for (int i = 0; i < MANY; i++)
         check_value(b, keys[i], 1);
 
-    fake_now_ms += 11000; /* all but the first KEPT expire */
+    nori__clock_advance(11000); /* all but the first KEPT expire */
     size_t removed = nori__memory_sweep_now(b);
     assert_int_equal(removed, MANY - KEPT);
     size_t shrunk = nori__memory_buckets(b, 5);
@@ -208,7 +202,7 @@ static void test_grows_and_shrinks(void **state)
             check_absent(b, keys[i]);
     }
     nori_backend_free(b);
-    nori__clock_override(NULL);
+    nori_test_clock_uninstall();
 }
 
 /* ---- readers while the buckets under them change ---- */
