@@ -5,6 +5,12 @@
  *            a bare single-threaded open-addressing table doing the same
  *            lookups and copying the value to a caller buffer, vs
  *            nori_backend_get_into (caller buffer) and nori_backend_get (malloc'd copy)
+ *   getpair  the same contenders in alternating slices of 500,000 lookups
+ *            (20 to 40 ms, long enough that the first pass over the keys,
+ *            cold after the other contender's slice, weighs 2%), 40 slices
+ *            each: the median of the ratios of neighbouring slices. On a
+ *            shared machine whose load changes over seconds, this is
+ *            steadier than whole runs
  *   mixed    90% get / 10% set on the same keys, from 1, 2, 4 and 8 threads,
  *            and 100% get from 1 and 2 threads (2 cores here: 4 and 8 show
  *            oversubscription)
@@ -23,6 +29,13 @@
  * Runs alternate between the contenders and the best of several rounds is
  * kept, because the machines are shared and noisy. Prints one line per
  * figure and the ratios at the end. Usage: bench_memory [rounds] [section...]
+ *
+ * NORI_BENCH_GET_OPS=N runs N operations per contender in the get section
+ * instead of 5,000,000: under valgrind --tool=callgrind, the inclusive cost of
+ * run_bare, run_nori and run_nori_malloc divided by N is the cost of one
+ * lookup with its loop (bench/memory_get.sh). The same source is built twice:
+ * bench_memory links the static library, bench_memory_shared the shared one
+ * (libnoricache.so, as an application would: calls through the PLT).
  */
 #include <nori/cache.h>
 
@@ -385,6 +398,52 @@ static void bench_expiry(void)
     nori_backend_free(b);
 }
 
+/* ---- getpair: contenders in alternating short slices ---- */
+
+#define PAIR_SLICE 500000
+#define PAIR_SLICES 40
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* One slice of fn over seq[from, from + PAIR_SLICE): its rate in ops/s. */
+static double slice_rate(void *(*fn)(void *), nori_backend *b, const uint32_t *seq, size_t from)
+{
+    run_args a = {b, seq + from, PAIR_SLICE, 0, 0, 0};
+    fn(&a);
+    return PAIR_SLICE / a.seconds;
+}
+
+static void bench_getpair(const uint32_t *seq, size_t seq_len)
+{
+    nori_backend *b = loaded_backend(NKEYS);
+    static double into[PAIR_SLICES], copy[PAIR_SLICES], bare_rates[PAIR_SLICES];
+    for (int i = 0; i < PAIR_SLICES; i++) {
+        size_t from = (size_t)i * PAIR_SLICE % (seq_len - PAIR_SLICE);
+        /* bare, get_into, bare, get: each nori slice next to a bare one */
+        double b1 = slice_rate(run_bare, NULL, seq, from);
+        double r1 = slice_rate(run_nori, b, seq, from);
+        double b2 = slice_rate(run_bare, NULL, seq, from);
+        double r2 = slice_rate(run_nori_malloc, b, seq, from);
+        into[i] = r1 / ((b1 + b2) / 2);
+        copy[i] = r2 / b2;
+        bare_rates[i] = b1;
+    }
+    printf("getpair bare table, median slice      %12.0f ops/s\n", median(bare_rates, PAIR_SLICES));
+    printf("getpair nori get_into / bare, median  %12.2fx\n", median(into, PAIR_SLICES));
+    printf("getpair nori get / bare, median       %12.2fx\n", median(copy, PAIR_SLICES));
+    nori_backend_free(b);
+}
+
 static bool wanted(int argc, char **argv, const char *section)
 {
     if (argc <= 2)
@@ -409,7 +468,12 @@ int main(int argc, char **argv)
     /* The access sequences only for the sections that use them, so that the
      * bytes and expiry sections measure RSS next to a small empty process. */
     uint32_t *seqs[8] = {NULL};
-    if (wanted(argc, argv, "get") || wanted(argc, argv, "mixed") || wanted(argc, argv, "threads"))
+    size_t get_ops = GET_OPS;
+    const char *ops_env = getenv("NORI_BENCH_GET_OPS");
+    if (ops_env != NULL && atol(ops_env) > 0 && atol(ops_env) <= GET_OPS)
+        get_ops = (size_t)atol(ops_env);
+    if (wanted(argc, argv, "get") || wanted(argc, argv, "getpair") ||
+        wanted(argc, argv, "mixed") || wanted(argc, argv, "threads"))
         for (int i = 0; i < 8; i++)
             seqs[i] = make_sequence(GET_OPS, (uint32_t)i + 1);
     printf("bench_memory: %d rounds, best of each; %d keys of %d bytes, values of %d bytes\n",
@@ -419,9 +483,9 @@ int main(int argc, char **argv)
         nori_backend *b = loaded_backend(NKEYS);
         double best_bare = 0, best_into = 0, best_malloc = 0;
         for (int r = 0; r < rounds; r++) {
-            best_bare = maxd(best_bare, run_threads(run_bare, NULL, seqs, GET_OPS, 0, 1));
-            best_into = maxd(best_into, run_threads(run_nori, b, seqs, GET_OPS, 0, 1));
-            best_malloc = maxd(best_malloc, run_threads(run_nori_malloc, b, seqs, GET_OPS, 0, 1));
+            best_bare = maxd(best_bare, run_threads(run_bare, NULL, seqs, get_ops, 0, 1));
+            best_into = maxd(best_into, run_threads(run_nori, b, seqs, get_ops, 0, 1));
+            best_malloc = maxd(best_malloc, run_threads(run_nori_malloc, b, seqs, get_ops, 0, 1));
         }
         printf("get  bare open-addressing table   %12.0f ops/s\n", best_bare);
         printf("get  nori get_into (caller buf)   %12.0f ops/s  ratio %.2fx bare\n", best_into,
@@ -430,6 +494,9 @@ int main(int argc, char **argv)
                best_malloc / best_bare);
         nori_backend_free(b);
     }
+
+    if (wanted(argc, argv, "getpair") && argc > 2) /* only when asked for */
+        bench_getpair(seqs[0], GET_OPS);
 
     if (wanted(argc, argv, "mixed")) {
         nori_backend *b = loaded_backend(NKEYS);

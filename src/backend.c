@@ -46,15 +46,15 @@ static _Atomic unsigned next_stripe;
 /* The start of a timed call in ns, or -1 when this call is not timed. */
 static inline int64_t latency_start(const nori_backend *b)
 {
-    if ((++latency_tick & b->latency_mask) != 0)
+    if (__builtin_expect((++latency_tick & b->latency_mask) != 0, 1))
         return -1;
     return nori__real_ns(); /* real time: a latency is what the caller waited */
 }
 
-static void latency_end(nori_backend *b, int op, int64_t t0)
+/* Out of line and cold: most calls of an in-process backend are not timed,
+ * and their path should carry nothing of this but one test. */
+__attribute__((noinline, cold)) static void latency_record(nori_backend *b, int op, int64_t t0)
 {
-    if (t0 < 0)
-        return;
     int64_t d = nori__real_ns() - t0;
     if (d < 0)
         d = 0;
@@ -88,7 +88,8 @@ void nori__backend_latency(const nori_backend *b, int op,
     do {                                           \
         int64_t t0_ = latency_start(b);            \
         call;                                      \
-        latency_end((b), (op), t0_);               \
+        if (__builtin_expect(t0_ >= 0, 0))         \
+            latency_record((b), (op), t0_);        \
     } while (0)
 
 const nori__traits *nori__backend_traits(const nori_backend *b)

@@ -75,7 +75,7 @@ enum {
 #define NORI__LATENCY_BUCKETS 16
 #define NORI__LATENCY_STRIPES 8
 /* In-process backends time one call in this many (a power of two). */
-#define NORI__LATENCY_SAMPLE 16
+#define NORI__LATENCY_SAMPLE 64
 
 /* Counters of one stripe: threads write to their own stripe, so that timed
  * calls of many threads seldom share a cache line; the stripes are summed

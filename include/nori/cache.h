@@ -974,8 +974,8 @@ typedef struct {
  *       get, set, delete, incr, atomic_update, get_many, set_many,
  *       delete_many, other (add, delete_if_equal, delete_prefix, flush).
  *       On Redis every call is timed; on an in-process backend one call in
- *       16 (two clock reads would be a large part of a sub-microsecond
- *       call), so _count is about a sixteenth of the calls there.
+ *       64 of each thread (two clock reads would be a large part of a
+ *       sub-microsecond call), so _count is about 1/64 of the calls there.
  *   memory: nori_cache_entries, nori_cache_bytes, nori_cache_max_keys,
  *       nori_cache_max_bytes, nori_cache_evictions_total,
  *       nori_cache_expired_total

@@ -5,6 +5,7 @@
  */
 #include "memory/internal.h"
 
+#include "error.h"
 #include "memory/memory.h"
 
 #include <malloc.h>
@@ -48,6 +49,38 @@ int nori__memory_shard_index(nori_backend *b, const char *key)
     return (int)(shard_of(mb, nori__hash_key(mb->seed, key, strlen(key))) - mb->shards);
 }
 
+uint64_t nori__memory_key_hash(nori_backend *b, const char *key)
+{
+    mem_backend *mb = nori__mem_as_memory(b);
+    return mb != NULL ? nori__hash_key(mb->seed, key, strlen(key)) : 0;
+}
+
+size_t nori__memory_buckets(nori_backend *b, int shard)
+{
+    mem_backend *mb = nori__mem_as_memory(b);
+    if (mb == NULL || shard < 0 || shard >= NSHARDS)
+        return 0;
+    mem_shard *s = &mb->shards[shard];
+    shard_lock(s);
+    size_t n = do_table(s)->nbuckets;
+    shard_unlock(s);
+    return n;
+}
+
+int nori__memory_rebuild_table(nori_backend *b, int shard, size_t nbuckets)
+{
+    mem_backend *mb = nori__mem_as_memory(b);
+    if (mb == NULL || shard < 0 || shard >= NSHARDS)
+        return nori__fail(NORI_EINVAL, "rebuild_table: not a memory backend, or no shard %d",
+                          shard);
+    mem_shard *s = &mb->shards[shard];
+    shard_lock(s);
+    int rc = nori__mem_do_rebuild(s, nbuckets);
+    nori__mem_do_reclaim(s);
+    shard_unlock(s);
+    return rc;
+}
+
 size_t nori__memory_block_size(nori_backend *b, const char *key)
 {
     mem_backend *mb = nori__mem_as_memory(b);
@@ -57,7 +90,8 @@ size_t nori__memory_block_size(nori_backend *b, const char *key)
     uint64_t hash = nori__hash_key(mb->seed, key, klen);
     mem_shard *s = shard_of(mb, hash);
     shard_lock(s);
-    mem_entry *e = link_get(nori__mem_do_find_link(s, key, klen, hash));
+    mem_link *l = nori__mem_do_find_link(s, key, klen, hash);
+    mem_entry *e = l != NULL ? link_get(l) : NULL;
     size_t size = e == NULL ? 0
                   : (entry_flags(e) & MAPPED) ? page_round(entry_size(entry_klen(e), e->vlen,
                                                                  entry_has_expiry(e)))
@@ -69,5 +103,13 @@ size_t nori__memory_block_size(nori_backend *b, const char *key)
 size_t nori__memory_sweep_now(nori_backend *b)
 {
     mem_backend *mb = nori__mem_as_memory(b);
-    return mb != NULL ? nori__mem_sweep_cycle(mb, INT64_MAX / 2, true) : 0;
+    if (mb == NULL)
+        return 0;
+    size_t removed = 0, n;
+    /* A pass that shrinks a table continues over the new one from its first
+     * bucket, for the buckets the old one had left: it may not see every
+     * entry. The pass after it does. */
+    while ((n = nori__mem_sweep_cycle(mb, INT64_MAX / 2, true)) > 0)
+        removed += n;
+    return removed;
 }

@@ -116,7 +116,7 @@ mem_entry *nori__mem_entry_new(mem_backend *mb, const char *key, size_t klen, co
         nori__fail(NORI_ENOMEM, "out of memory storing %zu bytes under key '%.64s'", vlen, key);
         return NULL;
     }
-    atomic_init(&e->hnext, NULL);
+    e->hash32 = 0; /* set when linked (table.c) */
     e->lru_prev = e->lru_next = NULL;
     atomic_init(&e->stamp, 0);
     atomic_init(&e->kflags,

@@ -19,27 +19,19 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
-typedef struct epoch_slot {
-    alignas(64) _Atomic uint64_t active; /* 0: outside a read section; else its epoch */
-    _Atomic int in_use;                  /* owned by a live thread */
-    unsigned index;                      /* 0, 1, 2, ... in creation order */
-    struct epoch_slot *next;             /* immutable once the slot is published */
-    /* Its own line: written on every lock the thread takes, while writers
-     * read `active` of every slot on their retire path. */
-    alignas(64) _Atomic unsigned locked; /* 1: holds, or is taking, a lock (nori__epoch_lock) */
-} epoch_slot;
+typedef nori__epoch_slot epoch_slot;
 
 static _Atomic(epoch_slot *) slots;
-static _Atomic uint64_t global_epoch = 1;
+_Atomic uint64_t nori__epoch_global = 1;
 static pthread_key_t slot_key;
 static pthread_once_t slot_key_once = PTHREAD_ONCE_INIT;
-static _Thread_local epoch_slot *my_slot;
-static _Thread_local unsigned depth;      /* read sections, nested */
-static _Thread_local unsigned lock_depth; /* lock marks, nested */
+MEM_THREAD_LOCAL epoch_slot *nori__epoch_mine;
+MEM_THREAD_LOCAL unsigned nori__epoch_depth;    /* read sections, nested */
+static MEM_THREAD_LOCAL unsigned lock_depth; /* lock marks, nested */
 /* Lock marks of threads that could get no slot (out of memory), and whether
  * this thread's outermost mark is counted there. */
 static _Atomic unsigned slotless_marks;
-static _Thread_local bool marked_slotless;
+static MEM_THREAD_LOCAL bool marked_slotless;
 /*
  * Set when slot_key's destructor has run on this thread: the thread is
  * exiting and has handed its slot back. Destructors of keys created after
@@ -55,7 +47,7 @@ static _Thread_local bool marked_slotless;
  * 128 bytes, never reused. Nothing tells such a thread from one starting
  * its work.)
  */
-static _Thread_local bool exiting;
+MEM_THREAD_LOCAL bool nori__epoch_exiting;
 
 static void give_back(epoch_slot *s)
 {
@@ -65,14 +57,14 @@ static void give_back(epoch_slot *s)
 }
 
 /* slot_key's destructor, on the exiting thread: the slot goes back to the
- * pool and the thread forgets it (see `exiting`). */
+ * pool and the thread forgets it (see `nori__epoch_exiting`). */
 static void release_slot(void *p)
 {
     give_back(p);
-    my_slot = NULL;
-    depth = 0; /* sections left open by pthread_exit() ended with the slot */
+    nori__epoch_mine = NULL;
+    nori__epoch_depth = 0; /* sections left open by pthread_exit() ended with the slot */
     lock_depth = 0;
-    exiting = true;
+    nori__epoch_exiting = true;
 }
 
 /* In a forked child only the forking thread exists: the other threads'
@@ -82,7 +74,7 @@ static void forget_other_threads(void)
 {
     for (epoch_slot *s = atomic_load_explicit(&slots, memory_order_acquire); s != NULL;
          s = s->next)
-        if (s != my_slot)
+        if (s != nori__epoch_mine)
             give_back(s);
     atomic_store_explicit(&slotless_marks, marked_slotless ? 1 : 0, memory_order_relaxed);
 }
@@ -119,13 +111,13 @@ static epoch_slot *acquire_slot(void)
         while (!atomic_compare_exchange_weak_explicit(&slots, &s->next, s, memory_order_release,
                                                       memory_order_acquire));
     }
-    /* An exiting thread borrows the slot for one section (see `exiting`);
+    /* An exiting thread borrows the slot for one section (see `nori__epoch_exiting`);
      * any other keeps it until slot_key's destructor hands it back. */
-    if (!exiting && pthread_setspecific(slot_key, s) != 0) {
+    if (!nori__epoch_exiting && pthread_setspecific(slot_key, s) != 0) {
         give_back(s);
         return NULL;
     }
-    my_slot = s;
+    nori__epoch_mine = s;
     return s;
 }
 
@@ -133,36 +125,30 @@ static epoch_slot *acquire_slot(void)
  * hands its borrowed slot back once it is in neither. */
 static void section_ended(epoch_slot *s)
 {
-    if (exiting && depth == 0 && lock_depth == 0 && s == my_slot) {
-        my_slot = NULL;
+    if (nori__epoch_exiting && nori__epoch_depth == 0 && lock_depth == 0 &&
+        s == nori__epoch_mine) {
+        nori__epoch_mine = NULL;
         atomic_store_explicit(&s->in_use, 0, memory_order_release);
     }
 }
 
-bool nori__epoch_enter(void)
+/* nori__epoch_enter() (epoch.h) when the thread has no slot yet: takes one,
+ * then enters. */
+bool nori__epoch_enter_slow(void)
 {
-    if (depth++ > 0)
-        return true;
-    epoch_slot *s = my_slot;
-    if (s == NULL && (s = acquire_slot()) == NULL) {
-        depth = 0;
+    epoch_slot *s = acquire_slot();
+    if (s == NULL) {
+        nori__epoch_depth = 0;
         return false;
     }
-    uint64_t e = atomic_load_explicit(&global_epoch, memory_order_relaxed);
-    /* seq_cst: the store is ordered before every later load of this thread
-     * (on x86 one xchg). */
-    atomic_exchange_explicit(&s->active, e, memory_order_seq_cst);
+    uint64_t e = atomic_load_explicit(&nori__epoch_global, memory_order_relaxed);
+    atomic_exchange_explicit(&s->active, e, memory_order_seq_cst); /* see nori__epoch_enter() */
     return true;
 }
 
-void nori__epoch_exit(void)
+void nori__epoch_exit_borrowed(void)
 {
-    if (--depth > 0)
-        return;
-    epoch_slot *s = my_slot;
-    atomic_store_explicit(&s->active, 0, memory_order_release);
-    if (exiting) /* a borrowed slot */
-        section_ended(s);
+    section_ended(nori__epoch_mine);
 }
 
 /* ---- lock marks (fork.c has the why) ---- */
@@ -175,7 +161,7 @@ static bool lock_mark(void)
 {
     if (lock_depth++ > 0)
         return false;
-    epoch_slot *s = my_slot;
+    epoch_slot *s = nori__epoch_mine;
     if (s == NULL && (s = acquire_slot()) == NULL) {
         /* No slot (out of memory): a shared counter does the slot's work. */
         marked_slotless = true;
@@ -195,9 +181,9 @@ static void lock_unmark(void)
         atomic_fetch_sub_explicit(&slotless_marks, 1, memory_order_release);
         return;
     }
-    epoch_slot *s = my_slot;
+    epoch_slot *s = nori__epoch_mine;
     atomic_store_explicit(&s->locked, 0, memory_order_release);
-    if (exiting)
+    if (nori__epoch_exiting)
         section_ended(s);
 }
 
@@ -290,21 +276,15 @@ bool nori__epoch_others_marked(void)
 {
     for (epoch_slot *s = atomic_load_explicit(&slots, memory_order_acquire); s != NULL;
          s = s->next)
-        if (s != my_slot && atomic_load_explicit(&s->locked, memory_order_seq_cst) != 0)
+        if (s != nori__epoch_mine && atomic_load_explicit(&s->locked, memory_order_seq_cst) != 0)
             return true;
     unsigned mine = marked_slotless ? 1 : 0;
     return atomic_load_explicit(&slotless_marks, memory_order_seq_cst) > mine;
 }
 
-/* Outside a section, an exiting thread holds no slot: UINT32_MAX. */
-unsigned nori__epoch_slot_index(void)
-{
-    return my_slot != NULL ? my_slot->index : UINT32_MAX;
-}
-
 uint64_t nori__epoch_now(void)
 {
-    return atomic_load_explicit(&global_epoch, memory_order_seq_cst);
+    return atomic_load_explicit(&nori__epoch_global, memory_order_seq_cst);
 }
 
 /* Looking costs a cache miss per slot of a thread that reads: with more
@@ -325,7 +305,7 @@ bool nori__epoch_any_reader(void)
 
 uint64_t nori__epoch_safe(void)
 {
-    atomic_fetch_add_explicit(&global_epoch, 1, memory_order_seq_cst);
+    atomic_fetch_add_explicit(&nori__epoch_global, 1, memory_order_seq_cst);
     uint64_t oldest = UINT64_MAX;
     for (epoch_slot *s = atomic_load_explicit(&slots, memory_order_acquire); s != NULL;
          s = s->next) {

@@ -20,19 +20,77 @@
 #ifndef NORI_SRC_MEMORY_EPOCH_H
 #define NORI_SRC_MEMORY_EPOCH_H
 
+#include <stdalign.h>
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+/*
+ * Thread-local state of the memory backend (epoch slots, stamps, callback
+ * frames) uses the initial-exec TLS model. In libnoricache.so the default
+ * (general-dynamic) model reaches each thread-local variable through a call
+ * to __tls_get_addr(): several per get, a sixth of the instructions of a
+ * lookup. Initial-exec reads it at a fixed offset from the thread pointer;
+ * the cost is a few dozen bytes of the static TLS block, which glibc also
+ * reserves for libraries loaded by dlopen().
+ */
+#define MEM_THREAD_LOCAL _Thread_local __attribute__((tls_model("initial-exec")))
+
+/* A thread's slot. Public here only so that entering and leaving a read
+ * section is inline (the read path of every get). */
+typedef struct nori__epoch_slot {
+    alignas(64) _Atomic uint64_t active; /* 0: outside a read section; else its epoch */
+    _Atomic int in_use;                  /* owned by a live thread */
+    unsigned index;                      /* 0, 1, 2, ... in creation order */
+    struct nori__epoch_slot *next;       /* immutable once the slot is published */
+    /* Its own line: written on every lock the thread takes, while writers
+     * read `active` of every slot on their retire path. */
+    alignas(64) _Atomic unsigned locked; /* 1: holds, or is taking, a lock (nori__epoch_lock) */
+} nori__epoch_slot;
+
+/* epoch.c's state, read by the inline functions below only. */
+extern _Atomic uint64_t nori__epoch_global;
+extern MEM_THREAD_LOCAL nori__epoch_slot *nori__epoch_mine; /* NULL: no slot (yet) */
+extern MEM_THREAD_LOCAL unsigned nori__epoch_depth;         /* read sections, nested */
+extern MEM_THREAD_LOCAL bool nori__epoch_exiting;           /* see epoch.c */
+bool nori__epoch_enter_slow(void);
+void nori__epoch_exit_borrowed(void);
 
 /* Enters a read section; false when no slot could be allocated (out of
  * memory): the caller then takes the locked path. Sections nest. */
-bool nori__epoch_enter(void);
-void nori__epoch_exit(void);
+static inline bool nori__epoch_enter(void)
+{
+    if (nori__epoch_depth++ > 0)
+        return true;
+    nori__epoch_slot *s = nori__epoch_mine;
+    if (s == NULL)
+        return nori__epoch_enter_slow();
+    uint64_t e = atomic_load_explicit(&nori__epoch_global, memory_order_relaxed);
+    /* seq_cst: the store is ordered before every later load of this thread
+     * (on x86 one xchg). */
+    atomic_exchange_explicit(&s->active, e, memory_order_seq_cst);
+    return true;
+}
+
+static inline void nori__epoch_exit(void)
+{
+    if (--nori__epoch_depth > 0)
+        return;
+    atomic_store_explicit(&nori__epoch_mine->active, 0, memory_order_release);
+    if (nori__epoch_exiting) /* a borrowed slot */
+        nori__epoch_exit_borrowed();
+}
 
 /* The calling thread's slot number (0, 1, ...; UINT32_MAX before its first
  * read section, and outside a section once the thread is exiting). No two
  * threads hold one slot at once: the memory backend uses it to give each
  * thread a counter stripe of its own. */
-unsigned nori__epoch_slot_index(void);
+static inline unsigned nori__epoch_slot_index(void)
+{
+    nori__epoch_slot *s = nori__epoch_mine;
+    return s != NULL ? s->index : UINT32_MAX;
+}
 
 /* The current global epoch: the tag of an object unlinked just before. */
 uint64_t nori__epoch_now(void);

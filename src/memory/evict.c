@@ -257,7 +257,8 @@ bool nori__mem_make_room_locked(mem_backend *mb, mem_shard *s, const mem_entry *
 
 /*
  * Called with s locked: links `next` for its key, replacing `cur` (the entry
- * now linked for the key, NULL if none), once the room it needs beyond
+ * now linked for the key, NULL if none: the caller reserved its slot,
+ * nori__mem_do_reserve()), once the room it needs beyond
  * `held` is taken (nori__mem_make_room_locked). On success the room is settled (the
  * excess given back, *held emptied) and true is returned; on failure
  * nothing changed and false is returned.
@@ -274,7 +275,7 @@ bool nori__mem_do_commit(mem_backend *mb, mem_shard *s, const char *key, size_t 
         return false;
     held->places += xp;
     held->bytes += xb;
-    if (cur != NULL) /* found again: an eviction in this shard may have moved its link */
+    if (cur != NULL) /* found again: this shard's evictions ran meanwhile */
         nori__mem_do_replace(s, nori__mem_do_find_link(s, key, klen, hash), next, stamp);
     else
         nori__mem_do_insert(s, next, hash, stamp);

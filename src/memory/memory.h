@@ -40,12 +40,27 @@ int64_t nori__memory_audit_bytes(nori_backend *b, size_t *bytes);
  * memory backend. Tests use it to place keys in chosen shards. */
 int nori__memory_shard_index(nori_backend *b, const char *key);
 
+/* The key's hash in this backend (its shard: the top 6 bits; its home
+ * bucket: the low bits), so that tests can choose keys that collide. 0 when
+ * b is not a memory backend. */
+uint64_t nori__memory_key_hash(nori_backend *b, const char *key);
+
+/* The number of buckets (7 slots each) of shard `shard`'s table, 0 when b
+ * is not a memory backend or shard is out of range. */
+size_t nori__memory_buckets(nori_backend *b, int shard);
+
+/* Rebuilds shard `shard`'s table with `nbuckets` buckets (enough for its
+ * entries at a load of 14/16), as growth and shrinking do; lock-free readers
+ * may be on the old table meanwhile. NORI_OK, NORI_EINVAL for a bad
+ * argument (nothing changed), NORI_ENOMEM. Tests only. */
+int nori__memory_rebuild_table(nori_backend *b, int shard, size_t nbuckets);
+
 /* The size of the allocation that holds `key`'s entry (malloc_usable_size),
  * 0 when the key is absent or b is not a memory backend. Tests only. */
 size_t nori__memory_block_size(nori_backend *b, const char *key);
 
-/* Runs one expiry pass over every bucket now, without a time budget or an
- * early stop; returns the entries removed. */
+/* Runs expiry passes over every bucket now, without a time budget or an
+ * early stop, until a pass removes nothing; returns the entries removed. */
 size_t nori__memory_sweep_now(nori_backend *b);
 
 #endif

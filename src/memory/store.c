@@ -1,14 +1,17 @@
 /*
  * The in-process memory backend: an LRU cache bounded in entries and in
- * bytes, split into shards, each a chained hash table plus an intrusive
- * doubly-linked recency list. Writers take the shard's lock; readers take
+ * bytes, split into shards, each an open-addressing hash table of tagged
+ * slots plus an intrusive doubly-linked recency list. Writers take the shard's lock; readers take
  * no lock, and the only shared memory a read writes is the stamp of the
  * entry it read (see docs/BENCHMARKS.md for what that still costs).
  *
  * Why this shape:
  *  - One allocation per entry (header, key and value together) keeps a lookup
  *    to one pointer chase after the bucket, and the per-entry overhead small.
- *  - Reads are lock-free: a get walks the bucket chain with acquire loads
+ *    The bucket is one cache line of seven tagged slots (internal.h,
+ *    mem_bucket): a lookup touches no entry but the one it looks for (and,
+ *    1 time in 255 per other occupied slot, one whose tag matches by chance).
+ *  - Reads are lock-free: a get probes the buckets with acquire loads
  *    inside an epoch read section (epoch.c), copies the value, and records
  *    the access in the entry (`stamp`, and a TOUCHED flag). Entries are
  *    immutable once linked, so the copy needs no lock; an unlinked entry is
@@ -31,7 +34,7 @@
  *    any thread count and any max_keys >= 1.
  *  - Bytes counted per entry (entry_charge()): the header, key, value and
  *    expiry, rounded up to the allocator's size class, plus 16 bytes for the
- *    allocator's chunk header and the entry's bucket slot.
+ *    allocator's chunk header and the entry's share of the bucket array.
  *  - Expiry: lazy on access, plus the sweeper thread (sweeper.c) that
  *    removes expired entries with a time budget, without any call.
  *  - The hash is seeded per backend from getrandom(), so keys chosen by an
@@ -83,7 +86,7 @@ typedef struct callback_frame {
     const struct callback_frame *outer;
 } callback_frame;
 
-static _Thread_local const callback_frame *active_callbacks;
+static MEM_THREAD_LOCAL const callback_frame *active_callbacks;
 
 room nori__mem_room_held_here(const mem_backend *mb)
 {
@@ -97,7 +100,7 @@ room nori__mem_room_held_here(const mem_backend *mb)
 }
 
 /* The last stamp this thread handed out. */
-static _Thread_local uint64_t last_stamp;
+static MEM_THREAD_LOCAL uint64_t last_stamp;
 
 /*
  * Hit and miss counters: one stripe per thread (by its epoch slot number),
@@ -158,27 +161,14 @@ static int too_big(const mem_backend *mb, const char *key, size_t charge)
     return NORI_OK;
 }
 
-/* The lock-free lookup. Called inside an epoch read section. */
-static mem_entry *find_lockfree(mem_shard *s, const char *key, size_t klen, uint64_t hash)
-{
-    mem_table *t = atomic_load_explicit(&s->table, memory_order_acquire);
-    mem_entry *e = atomic_load_explicit(&t->b[hash & t->mask], memory_order_acquire);
-    while (e != NULL) {
-        if (entry_klen(e) == klen && memcmp(entry_key(e), key, klen) == 0)
-            return e;
-        e = atomic_load_explicit(&e->hnext, memory_order_acquire);
-    }
-    return NULL;
-}
-
 /* Finds a live entry under the lock; an expired one is removed on the way.
  * Returns the link (so the caller can replace or remove) or NULL. */
 static mem_link *do_lookup(mem_shard *s, const char *key, size_t klen, uint64_t hash, int64_t now)
 {
     mem_link *l = nori__mem_do_find_link(s, key, klen, hash);
-    mem_entry *e = link_get(l);
-    if (e == NULL)
+    if (l == NULL)
         return NULL;
+    mem_entry *e = link_get(l);
     if (is_expired(e, now)) {
         SHARD_ADD(s->expired, 1);
         nori__mem_do_remove(s, l);
@@ -190,37 +180,44 @@ static mem_link *do_lookup(mem_shard *s, const char *key, size_t klen, uint64_t 
 /*
  * The read path of get and get_into: finds the live entry for `key` without
  * a lock and hands it to `copy`; a successful copy counts a hit and records
- * the access in the entry. An expired entry, a miss during a table growth,
- * or no epoch slot send the lookup to the lock.
+ * the access in the entry. An expired entry, or no epoch slot, sends the
+ * lookup to the lock. The key is hashed once; the table is read as
+ * internal.h describes (a table replaced meanwhile is read as it was when
+ * loaded, so a miss on it is a miss at that instant).
  */
-typedef int (*copy_fn)(const mem_entry *e, const char *key, void *ctx);
+typedef int (*copy_fn)(const char *value, size_t vlen, const char *key, void *ctx);
 
-static int read_entry(mem_backend *mb, const char *op, const char *key, size_t klen, copy_fn copy,
-                      void *ctx)
+/* Inlined into each caller, so that `copy` is a direct call (inlined too). */
+static inline __attribute__((always_inline)) int read_entry(mem_backend *mb, const char *op,
+                                                            const char *key, size_t klen,
+                                                            copy_fn copy, void *ctx)
 {
     int rc = refuse_reentry(mb, op);
     if (rc != NORI_OK)
         return rc;
     uint64_t hash = nori__hash_key(mb->seed, key, klen);
     mem_shard *s = shard_of(mb, hash);
-    int64_t now = nori__now_coarse_ms();
-    uint64_t stamp = next_stamp(now);
+    prefetch_bucket(s, hash);
+    int64_t now;
     if (nori__epoch_enter()) {
-        unsigned seq = atomic_load_explicit(&s->resize_seq, memory_order_acquire);
-        mem_entry *e = find_lockfree(s, key, klen, hash);
-        bool sure = e != NULL;
-        if (e == NULL && (seq & 1) == 0) /* loads after the walk's acquire loads */
-            sure = atomic_load_explicit(&s->resize_seq, memory_order_relaxed) == seq;
-        if (sure && (e == NULL || !is_expired(e, now))) {
-            if (e == NULL) {
-                nori__epoch_exit();
-                count_read(mb, false);
-                return NORI_MISS;
-            }
-            rc = copy(e, key, ctx);
+        mem_link *l;
+        unsigned f;
+        /* seq_cst: see table_lookup() */
+        mem_entry *e = table_lookup(atomic_load_explicit(&s->table, memory_order_seq_cst), key,
+                                    klen, hash, &l, &f);
+        if (e == NULL) {
+            nori__epoch_exit();
+            count_read(mb, false);
+            return NORI_MISS;
+        }
+        /* The clock is read once the lookup's loads are issued, so that it
+         * runs while they wait for memory. */
+        now = nori__now_coarse_ms();
+        if (!expired_at(e, f, now)) {
+            rc = copy(value_at(e, f), e->vlen, key, ctx);
             if (rc == NORI_OK) {
-                atomic_store_explicit(&e->stamp, stamp, memory_order_relaxed);
-                if (!(entry_flags(e) & TOUCHED))
+                atomic_store_explicit(&e->stamp, next_stamp(now), memory_order_relaxed);
+                if (!(f & TOUCHED))
                     set_touched(e, true);
                 count_read(mb, true);
             }
@@ -228,9 +225,10 @@ static int read_entry(mem_backend *mb, const char *op, const char *key, size_t k
             return rc;
         }
         nori__epoch_exit();
+    } else {
+        now = nori__now_coarse_ms();
     }
-    /* The locked path: removes an expired entry, or settles a miss that a
-     * concurrent table growth made uncertain. */
+    /* The locked path: removes an expired entry. */
     shard_lock(s);
     mem_link *l = do_lookup(s, key, klen, hash, now);
     if (l == NULL) {
@@ -239,9 +237,9 @@ static int read_entry(mem_backend *mb, const char *op, const char *key, size_t k
         return NORI_MISS;
     }
     mem_entry *e = link_get(l);
-    rc = copy(e, key, ctx);
+    rc = copy(entry_value(e), e->vlen, key, ctx);
     if (rc == NORI_OK) {
-        atomic_store_explicit(&e->stamp, stamp, memory_order_relaxed);
+        atomic_store_explicit(&e->stamp, next_stamp(now), memory_order_relaxed);
         set_touched(e, true);
         count_read(mb, true);
     }
@@ -249,15 +247,15 @@ static int read_entry(mem_backend *mb, const char *op, const char *key, size_t k
     return rc;
 }
 
-static int copy_to_new_buf(const mem_entry *e, const char *key, void *ctx)
+static int copy_to_new_buf(const char *value, size_t vlen, const char *key, void *ctx)
 {
     nori_buf *out = ctx;
-    char *copy = malloc((size_t)e->vlen + 1);
+    char *copy = malloc(vlen + 1);
     if (copy == NULL)
         return nori__fail(NORI_ENOMEM, "out of memory copying the value of '%.64s'", key);
-    memcpy(copy, entry_value(e), (size_t)e->vlen + 1);
+    memcpy(copy, value, vlen + 1);
     out->data = copy;
-    out->len = e->vlen;
+    out->len = vlen;
     return NORI_OK;
 }
 
@@ -272,15 +270,15 @@ typedef struct {
     size_t *len;
 } into_ctx;
 
-static int copy_to_callers_buf(const mem_entry *e, const char *key, void *ctx)
+static int copy_to_callers_buf(const char *value, size_t vlen, const char *key, void *ctx)
 {
     into_ctx *c = ctx;
-    *c->len = e->vlen;
-    if (e->vlen > c->cap)
-        return nori__fail(NORI_ETOOBIG, "get_into '%.64s': the value is %" PRIu32
-                                        " bytes, the buffer holds %zu", key, e->vlen, c->cap);
-    if (e->vlen > 0) /* buf may be NULL when cap is 0: memcpy(NULL, .., 0) is undefined */
-        memcpy(c->buf, entry_value(e), e->vlen);
+    *c->len = vlen;
+    if (vlen > c->cap)
+        return nori__fail(NORI_ETOOBIG, "get_into '%.64s': the value is %zu bytes, the buffer "
+                                        "holds %zu", key, vlen, c->cap);
+    if (vlen > 0) /* buf may be NULL when cap is 0: memcpy(NULL, .., 0) is undefined */
+        memcpy(c->buf, value, vlen);
     return NORI_OK;
 }
 
@@ -294,6 +292,24 @@ static int mem_get_into(nori_backend *b, const char *key, size_t klen, void *buf
 static int64_t expiry_from_ttl(int64_t ttl, int64_t now)
 {
     return ttl > 0 ? now + ttl * 1000 : 0;
+}
+
+/* The entry for `key` held by the table, expired or not, or NULL. */
+static mem_entry *do_find(mem_shard *s, const char *key, size_t klen, uint64_t hash)
+{
+    mem_link *l = nori__mem_do_find_link(s, key, klen, hash);
+    return l != NULL ? link_get(l) : NULL;
+}
+
+/* A new key takes a slot of its shard's table: reserved (the table grown
+ * if need be) before any room is made, under the same lock hold as the
+ * insert, so that nothing is evicted for a write that then fails. */
+static int do_reserve_slot(mem_shard *s, const char *key)
+{
+    if (nori__mem_do_reserve(s))
+        return NORI_OK;
+    return nori__fail(NORI_ENOMEM, "out of memory growing the memory backend's hash table for "
+                                   "key '%.64s'", key);
 }
 
 /*
@@ -310,7 +326,14 @@ static int store_entry(mem_backend *mb, mem_shard *s, mem_entry *e, uint64_t has
     room held = {0, 0};
     for (;;) {
         shard_lock(s);
-        mem_entry *cur = link_get(nori__mem_do_find_link(s, key, klen, hash));
+        mem_entry *cur = do_find(s, key, klen, hash);
+        int rc = cur == NULL ? do_reserve_slot(s, key) : NORI_OK;
+        if (rc != NORI_OK) {
+            shard_unlock(s);
+            nori__mem_give_back(mb, held.places, held.bytes);
+            nori__mem_entry_free(mb, e);
+            return rc;
+        }
         bool done = nori__mem_do_commit(mb, s, key, klen, hash, cur, e, stamp, &held);
         shard_unlock(s);
         if (done)
@@ -319,7 +342,7 @@ static int store_entry(mem_backend *mb, mem_shard *s, mem_entry *e, uint64_t has
         held.places = 1;
         held.bytes = entry_charge(e);
         if (!nori__mem_take_room_blocking(mb, held.places, held.bytes)) {
-            int rc = too_big(mb, key, entry_charge(e));
+            rc = too_big(mb, key, entry_charge(e));
             nori__mem_entry_free(mb, e);
             return rc;
         }
@@ -353,7 +376,7 @@ static int mem_del(nori_backend *b, const char *key, size_t klen)
     mem_shard *s = shard_of(mb, hash);
     shard_lock(s);
     mem_link *l = nori__mem_do_find_link(s, key, klen, hash);
-    if (link_get(l) != NULL)
+    if (l != NULL)
         nori__mem_do_remove(s, l);
     shard_unlock(s);
     return NORI_OK;
@@ -414,10 +437,13 @@ static int commit_after_wait(mem_backend *mb, mem_shard *s, const char *key, siz
         held->places = 1;
         held->bytes = nb;
         shard_lock(s);
-        if (link_get(nori__mem_do_find_link(s, key, klen, hash)) == cur &&
+        bool same = do_find(s, key, klen, hash) == cur;
+        if (same && cur == NULL)
+            rc = do_reserve_slot(s, key);
+        if (rc == NORI_OK && same &&
             nori__mem_do_commit(mb, s, key, klen, hash, cur, next, stamp, held))
             next = NULL;
-        else
+        else if (rc == NORI_OK)
             rc = nori__fail(NORI_ENOMEM,
                             "atomic_update '%.64s': the key changed while the write waited for "
                             "room under the byte bound; nothing written",
@@ -441,6 +467,12 @@ static int read_decide_write(mem_backend *mb, const char *key, size_t klen, uint
         shard_lock(s);
         mem_link *l = do_lookup(s, key, klen, hash, now);
         mem_entry *cur = l != NULL ? link_get(l) : NULL;
+        int reserved = cur == NULL ? do_reserve_slot(s, key) : NORI_OK;
+        if (reserved != NORI_OK) {
+            shard_unlock(s);
+            nori__mem_give_back(mb, held.places, held.bytes);
+            return reserved;
+        }
         if (cur == NULL && held.places == 0) {
             if (!nori__mem_make_room_locked(mb, s, NULL, 1, 0)) {
                 shard_unlock(s);
@@ -729,7 +761,7 @@ int nori__memory_backend_new_opts(size_t max_keys, bool sweeper, nori_backend **
         if (t == NULL)
             break;
         atomic_init(&s->table, t);
-        atomic_init(&s->resize_seq, 0);
+        atomic_init(&s->nbuckets_hint, t->nbuckets);
         s->mb = mb;
         s->tail_stamp = &mb->tail_stamps[made];
         atomic_init(s->tail_stamp, EMPTY_STAMP);

@@ -76,7 +76,7 @@ size_t nori__mem_sweep_cycle(mem_backend *mb, int64_t budget_us, bool full)
         }
         /* At most one pass over the shard's buckets per cycle. */
         shard_lock(s); /* the table may be replaced and freed: read it locked */
-        size_t buckets = atomic_load_explicit(&s->table, memory_order_relaxed)->mask + 1;
+        size_t buckets = atomic_load_explicit(&s->table, memory_order_relaxed)->nbuckets;
         shard_unlock(s);
         for (size_t done = 0; done < buckets; done += SWEEP_CHUNK) {
             size_t examined = 0;

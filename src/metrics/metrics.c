@@ -37,7 +37,7 @@ static void write_backend(nori__metrics *m, nori_backend *b)
     nori__metrics_family(m, "nori_backend_call_duration_seconds", "histogram",
                          nori__backend_traits(b)->remote
                              ? "Latency of backend calls, by operation (every call)."
-                             : "Latency of backend calls, by operation (one call in 16 is "
+                             : "Latency of backend calls, by operation (one call in 64 is "
                                "timed).");
     double bounds[NORI__LATENCY_BUCKETS];
     for (int i = 0; i < NORI__LATENCY_BUCKETS; i++)

@@ -702,12 +702,19 @@ static void test_fork_while_thread_holds_lock(void **state)
         assert_int_equal(read(t.held[0], &c, 1), 1);
         fork_child_args a = {t.b, expect_timeout ? 200 : 20000, getpid(), expect_timeout};
         pid_t pid = shm_test_spawn(fork_child, &a);
-        shm_test_sleep_us(expect_timeout ? 1000000 : 100000);
-        assert_int_equal(write(t.release[1], "r", 1), 1);
+        if (expect_timeout) {
+            /* Held until the child is done: it must time out, however late
+             * a loaded machine runs it. */
+            assert_exit0(pid, 30000);
+            assert_int_equal(write(t.release[1], "r", 1), 1);
+        } else {
+            shm_test_sleep_us(100000);
+            assert_int_equal(write(t.release[1], "r", 1), 1);
+            assert_exit0(pid, 30000);
+        }
         void *ret;
         pthread_join(th, &ret);
         assert_int_equal((intptr_t)ret, NORI_OK);
-        assert_exit0(pid, 30000);
         nori_buf v;
         assert_nori(nori_backend_get(t.b, "k", &v), NORI_OK);
         assert_string_equal(v.data, expect_timeout ? "p" : "c");

@@ -1,7 +1,8 @@
 /*
  * The memory backend and the shared argument checks: LRU order, TTL expiry
  * (on an injected clock, plus one real-time check), incr and atomic_update
- * semantics, limits, binary values.
+ * semantics (the re-entry guard across backends included), limits, binary
+ * values, get_into with a NULL buffer of capacity 0.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -176,6 +177,22 @@ static void test_get_into(void **state)
     assert_memory_equal(buf, "xxxxxxxx", 8); /* nothing copied */
     assert_nori(nori_backend_get_into(b, "k", NULL, 4, &len), NORI_EINVAL);
     assert_nori(nori_backend_get_into(b, "k", buf, sizeof buf, NULL), NORI_OK);
+    nori_backend_free(b);
+}
+
+static void test_get_into_null_buffer_empty_value(void **state)
+{
+    (void)state;
+    nori_backend *b;
+    assert_nori(nori_memory_backend_new(10, &b), NORI_OK);
+    assert_nori(nori_backend_set(b, "empty", NULL, 0, 0), NORI_OK);
+    size_t len = 99;
+    /* memcpy(NULL, ..., 0) before: undefined behaviour, caught by UBSan. */
+    assert_nori(nori_backend_get_into(b, "empty", NULL, 0, &len), NORI_OK);
+    assert_int_equal(len, 0);
+    assert_nori(nori_backend_set(b, "one", "x", 1, 0), NORI_OK);
+    assert_nori(nori_backend_get_into(b, "one", NULL, 0, &len), NORI_ETOOBIG);
+    assert_int_equal(len, 1);
     nori_backend_free(b);
 }
 
@@ -719,6 +736,59 @@ static void test_atomic_update_callback_reentry_refused(void **state)
     nori_backend_free(b);
 }
 
+static nori_backend *backend_a, *backend_b;
+static int nested_set_rc, nested_stats_rc, nested_b_rc;
+
+static int b_callback(const nori_buf *cur, nori_buf *next, void *ud)
+{
+    (void)cur;
+    (void)ud;
+    next->data = strdup("b");
+    next->len = 1;
+    return 0;
+}
+
+/* A's callback: updates B (whose callback runs and returns), then calls A. */
+static int a_callback(const nori_buf *cur, nori_buf *next, void *ud)
+{
+    (void)cur;
+    (void)next;
+    (void)ud;
+    nested_b_rc = nori_backend_atomic_update(backend_b, "kb", b_callback, NULL, 0, NULL);
+    nested_set_rc = nori_backend_set(backend_a, "ka", "x", 1, 0);
+    nori_backend_stats st;
+    nested_stats_rc = nori_backend_get_stats(backend_a, &st);
+    return 1;
+}
+
+/* The re-entry guard survives a callback that calls another backend (whose
+ * own callback runs and returns), get_stats works from a callback, and the
+ * same backend is still refused afterwards. A deadlock is the failure mode:
+ * the alarm turns it into a failed test. */
+static void test_reentry_guard_survives_nested_backend(void **state)
+{
+    (void)state;
+    alarm(20);
+    assert_nori(nori_memory_backend_new(10, &backend_a), NORI_OK);
+    assert_nori(nori_memory_backend_new(10, &backend_b), NORI_OK);
+    assert_nori(nori_backend_set(backend_a, "ka", "old", 3, 0), NORI_OK);
+    assert_nori(nori_backend_atomic_update(backend_a, "ka", a_callback, NULL, 0, NULL),
+                NORI_EABORT);
+    assert_nori(nested_b_rc, NORI_OK);          /* another backend is fine */
+    assert_nori(nested_set_rc, NORI_EINVAL);    /* the same backend is refused, not a deadlock */
+    assert_nori(nested_stats_rc, NORI_OK);      /* get_stats takes no lock: no deadlock */
+    nori_buf out;
+    assert_nori(nori_backend_get(backend_a, "ka", &out), NORI_OK);
+    assert_string_equal(out.data, "old"); /* the refused set wrote nothing */
+    nori_buf_free(&out);
+    assert_nori(nori_backend_get(backend_b, "kb", &out), NORI_OK);
+    assert_string_equal(out.data, "b");
+    nori_buf_free(&out);
+    nori_backend_free(backend_a);
+    nori_backend_free(backend_b);
+    alarm(0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -726,6 +796,7 @@ int main(void)
         cmocka_unit_test(test_flush),
         cmocka_unit_test(test_binary_values),
         cmocka_unit_test(test_get_into),
+        cmocka_unit_test(test_get_into_null_buffer_empty_value),
         cmocka_unit_test(test_bad_arguments_change_nothing),
         cmocka_unit_test(test_key_length_limit),
         cmocka_unit_test(test_value_size_limit),
@@ -750,6 +821,7 @@ int main(void)
         cmocka_unit_test(test_atomic_update_basics),
         cmocka_unit_test(test_atomic_update_ttl),
         cmocka_unit_test(test_atomic_update_callback_reentry_refused),
+        cmocka_unit_test(test_reentry_guard_survives_nested_backend),
     };
     return cmocka_run_group_tests(tests, setup_fake_clock, teardown_fake_clock);
 }

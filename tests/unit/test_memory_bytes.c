@@ -1,7 +1,8 @@
 /*
  * The memory backend's byte bound (CACHE_MAX_BYTES): LRU order by bytes for
  * a single thread, values too big for the bound, lowering the bound, the
- * default, the environment variable and its validation, and the stats.
+ * default, the environment variable and its validation, and the stats;
+ * the size of the block an entry takes after an overwrite.
  * Also the sweeper's cycle on an injected clock: it removes expired entries
  * and never a live one.
  */
@@ -292,6 +293,34 @@ static void test_sweep_removes_expired_never_live(void **state)
     nori__clock_override(NULL, NULL);
 }
 
+/* A small overwrite does not keep a much larger block: each write gets an
+ * entry of its own size (entries are immutable once linked). */
+static void test_small_overwrite_releases_large_block(void **state)
+{
+    (void)state;
+    nori_backend *b;
+    assert_nori(nori_memory_backend_new(10, &b), NORI_OK);
+    size_t big = 1024 * 1024;
+    char *val = calloc(1, big);
+    assert_non_null(val);
+    assert_nori(nori_backend_set(b, "k", val, big, 0), NORI_OK);
+    free(val);
+    assert_true(nori__memory_block_size(b, "k") >= big);
+    assert_nori(nori_backend_set(b, "k", "eleven byte", 11, 0), NORI_OK);
+    size_t block = nori__memory_block_size(b, "k");
+    print_message("block after the small overwrite: %zu bytes\n", block);
+    assert_true(block > 0 && block < 256);
+    /* A same-sized overwrite gets a block of the same size (entries are
+     * immutable once linked: lock-free readers may still copy the old one). */
+    assert_nori(nori_backend_set(b, "k", "ELEVEN BYTE", 11, 0), NORI_OK);
+    assert_int_equal(nori__memory_block_size(b, "k"), block);
+    nori_buf out;
+    assert_nori(nori_backend_get(b, "k", &out), NORI_OK);
+    assert_string_equal(out.data, "ELEVEN BYTE");
+    nori_buf_free(&out);
+    nori_backend_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -302,6 +331,7 @@ int main(void)
         cmocka_unit_test(test_default_and_other_backends),
         cmocka_unit_test(test_env_variable),
         cmocka_unit_test(test_large_entries),
+        cmocka_unit_test(test_small_overwrite_releases_large_block),
         cmocka_unit_test(test_sweep_removes_expired_never_live),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -3,8 +3,10 @@
  * (src/memory/epoch.c): a thread keeps its epoch slot, and with it its hit
  * and miss counter stripe, for its whole life, including the pthread key
  * destructors that run when it exits; a slot handed back is never used by
- * two threads at once; no slot is kept after its thread has gone; and with
- * more threads than counter stripes no count is lost. Label "concurrency":
+ * two threads at once; no slot is kept after its thread has gone; with
+ * more threads than counter stripes no count is lost; and threads that
+ * take their first slot at the same moment see each other's slots whole
+ * (the list's lock-free push). Label "concurrency":
  * meaningful under AddressSanitizer (a slot shared by two threads let a
  * writer free an entry still being copied) and ThreadSanitizer.
  */
@@ -283,12 +285,59 @@ static void test_counts_with_more_threads_than_stripes(void **state)
     nori_backend_free(backend);
 }
 
+/* ---- first reads of many threads at once ---- */
+
+#define FIRST_THREADS 8
+#define FIRST_ROUNDS 40
+
+static nori_backend *first_backend;
+static pthread_barrier_t first_start;
+
+static void *first_read(void *arg)
+{
+    (void)arg;
+    pthread_barrier_wait(&first_start);
+    nori_buf v;
+    int rc = nori_backend_get(first_backend, "k", &v);
+    if (rc == NORI_OK)
+        nori_buf_free(&v);
+    return NULL;
+}
+
+/*
+ * The epoch slots are published by a lock-free push; a thread reading the
+ * list while another pushes its new slot must see that slot's fields
+ * (acquire). With a relaxed load the push read s->next->index too early:
+ * ThreadSanitizer reported a data race in test_http_coalesce (two request
+ * threads doing their first read at once). Here many fresh threads do
+ * their first read at the same moment, round after round.
+ */
+static void test_first_reads_at_once(void **state)
+{
+    (void)state;
+    alarm(60);
+    assert_int_equal(nori_memory_backend_new(100, &first_backend), NORI_OK);
+    assert_int_equal(nori_backend_set(first_backend, "k", "v", 1, 0), NORI_OK);
+    for (int r = 0; r < FIRST_ROUNDS; r++) {
+        pthread_t t[FIRST_THREADS];
+        pthread_barrier_init(&first_start, NULL, FIRST_THREADS);
+        for (int i = 0; i < FIRST_THREADS; i++)
+            assert_int_equal(pthread_create(&t[i], NULL, first_read, NULL), 0);
+        for (int i = 0; i < FIRST_THREADS; i++)
+            pthread_join(t[i], NULL);
+        pthread_barrier_destroy(&first_start);
+    }
+    nori_backend_free(first_backend);
+    alarm(0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reads_from_key_destructors),
         cmocka_unit_test(test_no_slot_kept_after_exit),
         cmocka_unit_test(test_counts_with_more_threads_than_stripes),
+        cmocka_unit_test(test_first_reads_at_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
