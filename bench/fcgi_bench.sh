@@ -10,7 +10,7 @@
 # with wrk on /dashboard (cached) and /hello (no cache: each server's
 # ceiling). The contenders alternate, ROUNDS times; the best of each is kept.
 # CACHE_BACKEND in the environment overrides memory for both; FCGI_BACKEND
-# for the FastCGI workers alone (FCGI_BACKEND=shm: the target of issue 20,
+# for the FastCGI workers alone (FCGI_BACKEND=shm: the comparison of the targets,
 # nginx + 4 FastCGI workers on one shared-memory segment against 4 HTTP
 # workers on memory; the segment is the run's own, unlinked at the end).
 # Usage: bench/fcgi_bench.sh BUILD_DIR [ROUNDS] [SECONDS] [CONNECTIONS]
