@@ -91,10 +91,11 @@
  *
  * Files: internal.h (this: layout, constants, accessors), segment.c
  * (names, layout, create, attach, validate, unlink), lock.c (robust locks,
- * undo logs, repair), slab.c (pages and chunks), table.c (chains, LRU,
- * insert/remove), evict.c (room and eviction), ops.c (the backend
- * operations), sweeper.c (active expiry), fork.c (fork() and the handles
- * of this process), checks.c (audits for tests).
+ * undo logs, repair, flight slots), slab.c (pages, chunks, stamp slots),
+ * table.c (chains, LRU, insert/remove), evict.c (room and eviction), read.c
+ * (get, get_into), ops.c (the other operations, creation), sweeper.c
+ * (active expiry), fork.c (fork() and the handles of this process),
+ * metrics.c (nori_metrics_write's series), checks.c (audits for tests).
  *
  * Locking rule everywhere: functions named do_* are called with the lock of
  * the shard they name held (and say when they also need the arena's).
@@ -816,7 +817,18 @@ void nori__shm_unregister(shm_backend *sb);
 struct nori__metrics;
 void nori__shm_metrics(nori_backend *b, const nori_backend_stats *st, struct nori__metrics *m);
 
-/* ---- ops.c ---- */
+/* ---- ops.c, read.c ---- */
 shm_backend *nori__shm_as_shm(nori_backend *b);
+/* NORI_EINVAL when the calling thread is inside an atomic_update callback
+ * on the same segment (its lock is held: the call would wait for itself). */
+int nori__shm_refuse_reentry(const shm_backend *sb, const char *op);
+int nori__shm_get(nori_backend *b, const char *key, size_t klen, nori_buf *out);
+int nori__shm_get_into(nori_backend *b, const char *key, size_t klen, void *buf, size_t cap,
+                       size_t *len);
+
+static inline bool shm_expired(int64_t expires, int64_t now)
+{
+    return expires != 0 && expires <= now;
+}
 
 #endif
