@@ -288,37 +288,62 @@ static void test_conditional(void **state)
     nori_http_cache_free(vc);
 }
 
-/* s-maxage, then max-age, set the lifetime, capped by the route's ttl;
- * Expires is ignored. */
+/* s-maxage, then max-age, then Expires - Date set the lifetime, capped by
+ * the route's ttl; none: the ttl (the application rules' heuristic). */
 static void test_lifetime(void **state)
 {
     fixture *f = *state;
     nori_http_cache_free(f->c);
     f->c = make_cache(f->b, 10, 0, 0, NULL, 0);
+    char date[NORI_HTTP_DATE_SIZE], expires[NORI_HTTP_DATE_SIZE];
     static const struct {
         const char *cc;
+        int64_t expires_in; /* seconds after Date; with cc NULL */
         int64_t fresh_s;
-    } cases[] = {{"max-age=3", 3},
-                 {"public, s-maxage=2, max-age=8", 2},
-                 {"max-age=100", 10},
-                 {NULL, 10}};
+    } cases[] = {{"max-age=3", 0, 3},
+                 {"public, s-maxage=2, max-age=8", 0, 2},
+                 {"max-age=100", 0, 10},
+                 {NULL, 5, 5},
+                 {NULL, 60, 10},
+                 {NULL, -1, 10}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char path[16];
         snprintf(path, sizeof path, "/l%zu", i);
-        f->a.h_name = cases[i].cc ? "Cache-Control" : "Expires";
-        f->a.h_value = cases[i].cc ? cases[i].cc : "Thu, 01 Jan 1970 00:00:00 GMT";
+        int64_t now_s;
+        f->a.h_name = cases[i].cc ? "Cache-Control" : cases[i].expires_in >= 0 ? "Expires" : NULL;
+        f->a.h_value = cases[i].cc ? cases[i].cc : expires;
+        f->a.h2_name = "Date";
+        f->a.h2_value = date;
+        /* The test clock on a second: Date then says exactly when. */
+        advance(1000 - fake_clock() % 1000);
+        now_s = fake_clock() / 1000;
+        assert_nori(nori__http_date_format(now_s, date), NORI_OK);
+        assert_nori(nori__http_date_format(now_s + cases[i].expires_in, expires), NORI_OK);
         assert_int_equal(serve(f, path), NORI_HTTP_MISS);
         advance(cases[i].fresh_s * 1000 - 1);
-        assert_int_equal(serve(f, path), NORI_HTTP_HIT);
+        if (serve(f, path) != NORI_HTTP_HIT)
+            fail_msg("case %zu: stale before %lld s", i, (long long)cases[i].fresh_s);
         advance(1);
         if (serve(f, path) != NORI_HTTP_MISS)
-            fail_msg("%s: still fresh after %lld s", f->a.h_value, (long long)cases[i].fresh_s);
+            fail_msg("case %zu: still fresh after %lld s", i, (long long)cases[i].fresh_s);
     }
-    /* max-age=0: nothing to reuse, not stored. */
-    f->a.h_name = "Cache-Control";
-    f->a.h_value = "max-age=0";
-    assert_int_equal(serve(f, "/zero"), NORI_HTTP_MISS);
-    assert_int_equal(serve(f, "/zero"), NORI_HTTP_MISS);
+    f->a.h2_name = NULL;
+    /* max-age=0, an Expires not after Date, an invalid Expires: stale at
+     * once, nothing to reuse, not stored. */
+    static const char *const stale[][2] = {{"Cache-Control", "max-age=0"},
+                                           {"Cache-Control", "max-age=-5"},
+                                           {"Cache-Control", "max-age=\"x\""},
+                                           {"Expires", "Thu, 01 Jan 1970 00:00:00 GMT"},
+                                           {"Expires", "0"}};
+    for (size_t i = 0; i < sizeof stale / sizeof stale[0]; i++) {
+        char path[16];
+        snprintf(path, sizeof path, "/zero%zu", i);
+        f->a.h_name = stale[i][0];
+        f->a.h_value = stale[i][1];
+        assert_int_equal(serve(f, path), NORI_HTTP_MISS);
+        if (serve(f, path) != NORI_HTTP_MISS)
+            fail_msg("%s: %s was stored", stale[i][0], stale[i][1]);
+    }
 }
 
 /* A 2xx/3xx to POST/PUT/PATCH/DELETE removes every entry of the path
@@ -400,7 +425,7 @@ static void test_lifetime_extremes(void **state)
     nori_http_response e;
     nori_http_response_init(&e);
     assert_nori(nori_http_response_set_body(&e, "far", 3), NORI_OK);
-    nori__entry_meta m = {0, INT64_MAX - 5};
+    nori__entry_meta m = NORI__META(0, INT64_MAX - 5);
     nori_buf enc;
     assert_nori(nori__entry_encode_binary_meta(&e, &m, &enc), NORI_OK);
     assert_nori(nori_backend_set(f->b, "view:/end:", enc.data, enc.len, 0), NORI_OK);
