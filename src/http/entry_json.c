@@ -82,6 +82,16 @@ static int headers_object(const nori_http_response *r, json_t *headers)
     return NORI_OK;
 }
 
+/* The largest number of seconds the decoder takes back (seconds_field), in
+ * ms: an entry carries nothing it could not read. */
+#define JSON_MAX_MS 9200000000000000000LL
+
+bool nori__entry_meta_json_ok(const nori__entry_meta *em)
+{
+    return em->stored_at_ms < JSON_MAX_MS && em->fresh_ms < JSON_MAX_MS &&
+           em->age_ms < JSON_MAX_MS && em->swr_ms < JSON_MAX_MS && em->sie_ms < JSON_MAX_MS;
+}
+
 /* This library's members (see the top of the file). */
 static int meta_members(json_t *obj, const nori__entry_meta *em)
 {
@@ -114,6 +124,8 @@ int nori__entry_encode_json_meta(const nori_http_response *r, const nori__entry_
     int rc = nori__entry_check_fields(r, media, &nh);
     if (rc != NORI_OK)
         return rc;
+    if (!nori__entry_meta_json_ok(em))
+        return nori__fail(NORI_ETYPE, "entry times beyond what a JSON entry reads back");
     /* JSON strings are UTF-8: a media type or header with other bytes
      * (Latin-1 in a Content-Disposition filename) cannot travel, and
      * leaving it out would change the response on a hit, so the response is

@@ -166,6 +166,9 @@ int nori__entry_encode_json_meta(const nori_http_response *r, const nori__entry_
 int nori__entry_decode_meta(nori_buf *in, bool accept_binary, nori_http_response *r,
                             nori__entry_meta *m);
 
+/* true when a JSON entry can carry m's times (seconds under 9.2e15). */
+bool nori__entry_meta_json_ok(const nori__entry_meta *m);
+
 /* Shared by the two encodings (entry_codec.c, entry_json.c). */
 int nori__entry_check_fields(const nori_http_response *r, const char *media, size_t *n_kept);
 bool nori__entry_header_stored(const nori_http_response *r, size_t i);
