@@ -238,8 +238,10 @@
  *    write first moves an invalidation generation of its scope (the prefix
  *    above), then deletes; each fill reads the generation before its handler
  *    runs and stores only if it has not moved, in one atomic step. Scopes
- *    are hashed into 1024 buckets, so a write to another path of the same
- *    bucket at that moment also costs a fill its store. On
+ *    are hashed into 1024 buckets; on a backend that is not shared, each
+ *    bucket remembers the scopes of its last four writes, so a write to
+ *    another path of the same bucket does not cost a fill its store (more
+ *    than four meanwhile, or on a shared backend, it does). On
  *    the memory backend the generation lives in the nori_http_cache (writes
  *    through another cache object with the same prefix are not seen: give
  *    each cache its own prefix). On Redis it is also a key

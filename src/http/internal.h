@@ -473,8 +473,12 @@ int nori__gen_scope(const char *prefix, bool whole_prefix, const nori_http_reque
  * value is not joined (see nori__flight_join). Lock-free. */
 uint64_t nori__gen_epoch(nori__gens *g, const char *scope);
 
+/* The bucket of scope (tests). */
+unsigned nori__gen_bucket(const char *scope);
+
 /* What a fill read before its handler ran. */
 typedef struct {
+    uint64_t scope;  /* the scope's hash */
     unsigned bucket;
     uint64_t local;  /* the in-process generation */
     bool shared;     /* b is shared (nori__traits): key/remote are used */

@@ -569,6 +569,60 @@ static void test_write_during_fill(void **state)
     pthread_cond_destroy(&d.cond);
 }
 
+/* A write to another path whose scope shares the fill's generation bucket
+ * does not cost the fill its store (the bucket remembers which scopes its
+ * last writes were for); five writes to such paths meanwhile, more than it
+ * remembers, do (the safe side). */
+static void test_write_to_bucket_neighbour(void **state)
+{
+    fixture *f = *state;
+    nori_http_cache_free(f->c);
+    nori_http_cache_options o;
+    nori_http_cache_options_init(&o);
+    o.backend = f->b;
+    assert_nori(nori_http_cache_new(&o, &f->c), NORI_OK);
+    char neighbour[5][32];
+    int found = 0;
+    unsigned want = nori__gen_bucket("view:/w:");
+    for (int i = 0; found < 5 && i < 1000000; i++) {
+        char scope[48];
+        snprintf(neighbour[found], sizeof neighbour[found], "/n%d", i);
+        snprintf(scope, sizeof scope, "view:%s:", neighbour[found]);
+        if (nori__gen_bucket(scope) == want)
+            found++;
+    }
+    assert_int_equal(found, 5);
+    for (int writes = 1; writes <= 5; writes += 4) {
+        db_app d = {.hold_first = 1};
+        pthread_mutex_init(&d.lock, NULL);
+        pthread_cond_init(&d.cond, NULL);
+        db_get first = {.c = f->c, .d = &d};
+        pthread_t t1;
+        assert_int_equal(pthread_create(&t1, NULL, db_get_thread, &first), 0);
+        assert_true(wait_flag(&d.first_inside, 10000));
+        for (int k = 0; k < writes; k++) {
+            nori_http_request post = {"POST", neighbour[k], "", NULL, NULL, NULL, 0, NULL};
+            assert_nori(nori_http_cache_serve(f->c, &post, db_handler, &d, &f->r), NORI_OK);
+        }
+        db_release(&d);
+        pthread_join(t1, NULL);
+        assert_string_equal(first.body, "version 0");
+        nori_http_request get = {"GET", "/w", "", NULL, NULL, NULL, 0, NULL};
+        assert_nori(nori_http_cache_serve(f->c, &get, db_handler, &d, &f->r), NORI_OK);
+        if (writes == 1) {
+            assert_int_equal(f->r.origin, NORI_HTTP_HIT);
+            expect_body(&f->r, "version 0");
+        } else {
+            assert_int_equal(f->r.origin, NORI_HTTP_MISS);
+            expect_body(&f->r, "version 5");
+        }
+        nori_http_request del = {"POST", "/w", "", NULL, NULL, NULL, 0, NULL};
+        assert_nori(nori_http_cache_serve(f->c, &del, db_handler, &d, &f->r), NORI_OK);
+        pthread_mutex_destroy(&d.lock);
+        pthread_cond_destroy(&d.cond);
+    }
+}
+
 /* ---- a refresh that comes after another refresh of the same entry ----
  *
  * A backend in front of the memory backend whose reads on a marked thread
@@ -767,7 +821,8 @@ int main(void)
         T(test_stale_while_revalidate), T(test_stale_if_error), T(test_conditional),
         T(test_lifetime),               T(test_invalidation),
         T(test_stale_if_error_at_answer_time), T(test_lifetime_extremes),
-        T(test_write_during_fill),      T(test_refresh_after_refresh),
+        T(test_write_during_fill),      T(test_write_to_bucket_neighbour),
+        T(test_refresh_after_refresh),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
