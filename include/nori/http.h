@@ -40,8 +40,9 @@
  *    one range of one request); no Set-Cookie; no `no-cache`. A response
  *    that states no freshness is stored only with a status cacheable by
  *    default (RFC 9111 4.2.2: of those, 200 and 203), fresh for the ttl.
- *    RFC 9111 rules: any final status but 206 and 304 (the statuses of
- *    RFC 9110 only, with `must-understand`), when it states its freshness
+ *    RFC 9111 rules: any final status but 304 (a 206 only as a range
+ *    entry, below; the statuses of RFC 9110 only, with `must-understand`),
+ *    when it states its freshness
  *    (s-maxage, max-age, Expires) or, without, when its status is
  *    cacheable by default (200, 203, 204, 206, 300, 301, 308, 404, 405,
  *    410, 414, 501) or it says `public`: then fresh for heuristic_percent of
@@ -74,7 +75,8 @@
  *    The application rules never replay a Set-Cookie (one in an entry
  *    Nori's Python wrote is left out).
  *  - Entries are read as strictly as they are written: a stored status no
- *    rules store (1xx, 206, 304, 600+), a header or media type the encoder
+ *    rules store (1xx, 304, 600+; a 206 but under a range key), a header or
+ *    media type the encoder
  *    would have refused, more than the bounds: the entry is a miss, counted
  *    in `errors`, and the fresh response overwrites it; so is, under the
  *    application rules, an entry of a status they do not store. Entries of
@@ -191,7 +193,14 @@
  *    answered from a stored 200 gets the 206 of that range with its
  *    Content-Range; several ranges, another unit, or a range past the end
  *    get the whole 200, which a server may always send. A 206 from the
- *    handler is passed on, never stored.
+ *    handler (one `Content-Range: bytes`, not multipart) to a GET with one
+ *    range and no If-Range is kept for that exact Range value only, under
+ *    "{key}:r={range}", and replayed as it came to the same range when the
+ *    resource itself is not stored; never cut, combined or completed.
+ *  - POST (RFC 9111 rules, RFC 9110 9.3.3): a 2xx answer to a POST whose
+ *    Content-Location names exactly its target (path and query) and which
+ *    states its freshness is stored as the target's GET entry, after the
+ *    POST's own invalidation (and under a GET's credential rules).
  *  - Vary (RFC 9111 4.1): a response naming request headers in Vary is
  *    stored as a variant of its URL, under its key plus the values the
  *    request had for those headers (normalised: the lines of a header

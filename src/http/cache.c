@@ -167,14 +167,66 @@ static serve_step step_recv(serve_state *s)
     return STEP_LOOKUP;
 }
 
+/* Whether the answer to a POST is the representation of its own target,
+ * which a GET may then reuse (RFC 9110 9.3.3, RFC 9111 rules): a 2xx with
+ * a Content-Location that names exactly the request's path and query, and
+ * a freshness it states. */
+static bool post_reusable(const serve_state *s)
+{
+    const nori_http_cache *c = s->c;
+    const nori_http_response *r = s->resp;
+    const char *cl = nori_http_response_header(r, "Content-Location"), *query;
+    char path[NORI_MAX_KEY_LEN + 1];
+    if (!c->rules.rfc || strcmp(s->req->method, "POST") != 0 || r->status < 200 ||
+        r->status > 299 || cl == NULL ||
+        !nori__http_location_path(s->req, cl, path, sizeof path, &query) ||
+        strcmp(path, s->req->path) != 0)
+        return false;
+    const char *want = s->req->query != NULL ? s->req->query : "";
+    size_t qn = query != NULL ? strcspn(query, "#") : 0;
+    return qn == strlen(want) && (qn == 0 || memcmp(query, want, qn) == 0) &&
+           nori__http_explicit_freshness(&c->rules, r);
+}
+
+/* Stores a POST's answer as its target's GET entry, under the rules a GET
+ * would meet (credentials, key); after the POST's own invalidation, so that
+ * it replaces what that removed. */
+static void store_post(serve_state *s)
+{
+    nori_http_cache *c = s->c;
+    nori_http_request as_get = *s->req;
+    as_get.method = "GET";
+    as_get.body = NULL;
+    as_get.body_len = 0;
+    if (c->key_fn == NULL &&
+        ((!c->allow_authorized && nori_http_request_header(s->req, "Authorization") != NULL) ||
+         (!c->allow_cookie && nori_http_request_header(s->req, "Cookie") != NULL)))
+        return;
+    nori_backend *b = c->backend;
+    if ((b == NULL && nori_get_backend(&b) != NORI_OK) ||
+        nori_http_cache_key(c, &as_get, s->key, sizeof s->key) != NORI_OK)
+        return;
+    nori__gen_guard guard;
+    if (!nori__http_read_guard(c, b, &as_get, &guard))
+        return;
+    (void)nori__http_store(c, b, s->key, &as_get, s->resp, s->sent, nori__http_now_ms(),
+                           &guard, NULL);
+    nori__gen_guard_clear(&guard);
+}
+
 /* Not for the cache: the handler answers, and a successful unsafe request
- * invalidates what is cached for its path and its locations. */
+ * invalidates what is cached for its path and its locations. A POST whose
+ * answer is its target's representation is then stored for the GETs. */
 static serve_step step_pass(serve_state *s)
 {
+    s->sent = nori__http_now_ms();
     s->rc = run_handler(s->req, s->handler, s->ud, s->resp, NORI_HTTP_BYPASS);
     if (s->rc == NORI_OK && nori__http_unsafe_method(s->req->method) &&
-        s->resp->status >= 200 && s->resp->status <= 399)
+        s->resp->status >= 200 && s->resp->status <= 399) {
         nori__http_invalidate(s->c, s->req, s->resp);
+        if (post_reusable(s))
+            store_post(s);
+    }
     return STEP_DONE;
 }
 

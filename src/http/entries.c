@@ -148,7 +148,13 @@ nori__store_result nori__http_store(nori_http_cache *c, nori_backend *b, const c
     int varies = nori__vary_names(resp, c->vary_on, c->n_vary_on, names);
     if (varies < 0)
         return NORI__STORE_NO;
-    if (varies > 0 && nori__vary_key(key, names, req, vkey) != NORI_OK) {
+    if (resp->status == 206) {
+        /* One range of one request: kept for that range only (RFC 9111
+         * rules), never as the resource. */
+        if (!c->rules.rfc || varies > 0 || !nori__http_range_key(key, req, resp, vkey))
+            return NORI__STORE_NO;
+        key = vkey;
+    } else if (varies > 0 && nori__vary_key(key, names, req, vkey) != NORI_OK) {
         count(&c->errors); /* a key too long for its values: uncacheable */
         return NORI__STORE_NO;
     }
@@ -227,7 +233,8 @@ typedef enum { READ_OK, READ_ABSENT, READ_MISS, READ_ERROR } read_result;
 
 /* Reads and decodes the entry at key. */
 static read_result read_entry(nori_http_cache *c, nori_backend *b, const char *key,
-                              nori_http_response *resp, nori__entry_meta *meta, bool quiet)
+                              nori_http_response *resp, nori__entry_meta *meta, bool quiet,
+                              bool range)
 {
     nori_buf val;
     int rc = nori_backend_get(b, key, &val);
@@ -269,18 +276,20 @@ static read_result read_entry(nori_http_cache *c, nori_backend *b, const char *k
             count(&c->errors); /* a miss; the fresh response overwrites it */
         return READ_MISS;
     }
-    /* Read as strictly as written: the application rules never store
+    /* Read as strictly as written: a 206 only under a range key, and a
+     * range key holds nothing else; the application rules never store
      * another status (another writer's entry, or one of a cache with other
      * rules under the same prefix): a miss, overwritten. Nor do they replay
      * a Set-Cookie: one in an entry Nori's Python wrote is left out, as
      * this library always did with it. */
+    if ((resp->status == 206) != range ||
+        (!c->rules.rfc && (resp->status > 299 || resp->status == 204 || resp->status == 205))) {
+        nori_http_response_clear(resp);
+        if (!quiet)
+            count(&c->errors);
+        return READ_MISS;
+    }
     if (!c->rules.rfc) {
-        if (resp->status > 299 || resp->status == 204 || resp->status == 205) {
-            nori_http_response_clear(resp);
-            if (!quiet)
-                count(&c->errors);
-            return READ_MISS;
-        }
         if (meta->flags & NORI__META_SET_COOKIE)
             nori__http_remove_header(resp, "Set-Cookie");
     }
@@ -308,7 +317,7 @@ static read_result read_variant(nori_http_cache *c, nori_backend *b, const char 
         if (!quiet)
             count(&c->errors); /* not a record this library wrote: ignored */
     } else if (nori__vary_key(key, names.data, req, vkey) == NORI_OK) {
-        r = read_entry(c, b, vkey, resp, meta, quiet);
+        r = read_entry(c, b, vkey, resp, meta, quiet, false);
     }
     nori_buf_free(&names);
     return r;
@@ -326,9 +335,13 @@ nori__lookup_result nori__http_lookup(nori_http_cache *c, nori_backend *b, const
                                       const nori_http_request *req, nori_http_response *resp,
                                       nori__entry_meta *meta, int64_t now_ms, bool quiet)
 {
-    read_result r = read_entry(c, b, key, resp, meta, quiet);
+    read_result r = read_entry(c, b, key, resp, meta, quiet, false);
     if (r == READ_ABSENT && req != NULL)
         r = read_variant(c, b, key, req, resp, meta, quiet);
+    char rkey[NORI_MAX_KEY_LEN + 1];
+    if (r == READ_ABSENT && req != NULL && c->rules.rfc &&
+        nori__http_range_key(key, req, NULL, rkey))
+        r = read_entry(c, b, rkey, resp, meta, quiet, true);
     switch (r) {
     case READ_ABSENT:
         return NORI__LOOK_ABSENT;

@@ -105,6 +105,18 @@ uint64_t nori__http_path_epoch(nori_http_cache *c, const nori_http_request *req)
  * OPTIONS and TRACE. */
 bool nori__http_unsafe_method(const char *m);
 
+/*
+ * The path a Location / Content-Location value v names on req's own origin,
+ * into out[cap]: a path-absolute reference ("/a/b?q"), an absolute URI or
+ * network-path reference whose authority is req's Host ("http://host/a",
+ * "//host/a"), or a relative path resolved against the directory of req's
+ * path ("b" from "/a/x" is "/a/b"). *query: its query (inside v, up to a
+ * '#'), or NULL. false for anything else: another host, dot segments, too
+ * long.
+ */
+bool nori__http_location_path(const nori_http_request *req, const char *v, char *out,
+                              size_t cap, const char **query);
+
 /* RFC 9111 4.4: resp, a 2xx or 3xx answer to the unsafe request req,
  * invalidates req's path and the same-origin paths of its Location and
  * Content-Location (see invalidate.c). Failures are counted. */

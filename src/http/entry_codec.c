@@ -103,9 +103,10 @@ bool nori__entry_keeps_header(const char *name)
 
 bool nori__entry_status_ok(int status)
 {
-    /* Final statuses an HTTP/1.1 status line carries, but 206 (one range of
-     * one request, not the resource) and 304 (no representation to reuse). */
-    return status >= 200 && status <= 599 && status != 206 && status != 304;
+    /* Final statuses an HTTP/1.1 status line carries, but 304 (no
+     * representation to reuse). A 206 is one range of one request: the
+     * cache keeps one only under that request's range key (entries.c). */
+    return status >= 200 && status <= 599 && status != 304;
 }
 
 /* A field value the adapter can always send: bounded, no control byte but

@@ -114,9 +114,9 @@ bool nori__http_field_name_ok(const char *name, size_t len);
  * header names are left out of its entry too (nori__entry_encode_*). */
 bool nori__entry_keeps_header(const char *name);
 
-/* true for the statuses an entry may hold: 200..599 but 206 (one range of
- * one request) and 304 (no representation). Which of them a cache stores
- * depends on its rules (policy.c). */
+/* true for the statuses an entry may hold: 200..599 but 304 (no
+ * representation). Which of them a cache stores depends on its rules
+ * (policy.c); a 206 is held only under its request's range key. */
 bool nori__entry_status_ok(int status);
 
 /* NORI_OK when header `name` may be held by an entry and value[0..len)
@@ -255,6 +255,11 @@ bool nori__http_has_validator(const nori_http_response *r);
 bool nori__http_judge(const nori__rules *rules, const nori_http_response *r, int64_t request_ms,
                       int64_t response_ms, nori__entry_meta *m);
 
+/* true when r states its freshness (s-maxage, max-age or Expires, as the
+ * rules read them): what a POST's response needs to be reused (RFC 9110
+ * 9.3.3). */
+bool nori__http_explicit_freshness(const nori__rules *rules, const nori_http_response *r);
+
 /* The current age of an entry at now_ms (RFC 9111 4.2.3), saturating. */
 int64_t nori__http_current_age(const nori__entry_meta *m, int64_t now_ms);
 
@@ -376,6 +381,18 @@ bool nori__cond_request(nori__cond_req *cr, const nori_http_request *inner,
  * then holds some of the updates).
  */
 int nori__http_update_headers(nori_http_response *stored, const nori_http_response *fresh);
+
+/*
+ * The key under which a 206, the answer to req's single byte range, is kept:
+ * "{key}:r=" + the Range value escaped (':', '%', ',', '='), into
+ * out[NORI_MAX_KEY_LEN + 1]. Only for a GET with `Range: bytes=` one range
+ * and no If-Range; resp (NULL at lookup) must then be a 206 with one
+ * `Content-Range: bytes ...`. false otherwise, or when too long. A range
+ * entry is replayed as it came, to the same range only: never cut, never
+ * completed.
+ */
+bool nori__http_range_key(const char *key, const nori_http_request *req,
+                          const nori_http_response *resp, char out[NORI_MAX_KEY_LEN + 1]);
 
 /* Removes every line named `name` from r. */
 void nori__http_remove_header(nori_http_response *r, const char *name);

@@ -44,18 +44,13 @@ static void invalidate_path(nori_http_cache *c, nori_backend *b, const nori_http
     count(rc == NORI_OK ? &c->invalidations : &c->errors);
 }
 
-/*
- * The path a Location / Content-Location value names on the request's own
- * origin, into out[cap]: a path-absolute reference ("/a/b?q"), an absolute
- * URI or network-path reference whose authority is the request's Host
- * ("http://host/a", "//host/a"), or a relative path resolved against the
- * request path's directory ("b" from "/a/x" is "/a/b"). Query and fragment
- * are dropped (the scope covers every query). false for anything else:
- * another host (RFC 9111 4.4 forbids invalidating it: a response could
- * otherwise empty another site's entries), dot segments, or too long.
- */
-static bool location_path(const nori_http_request *req, const char *v, char *out, size_t cap)
+/* See entries.h. Another host is refused because RFC 9111 4.4 forbids
+ * invalidating it: a response could otherwise empty another site's
+ * entries. */
+bool nori__http_location_path(const nori_http_request *req, const char *v, char *out,
+                              size_t cap, const char **query)
 {
+    *query = NULL;
     const char *p = v;
     const char *slashes = NULL;
     if (strncasecmp(p, "http://", 7) == 0)
@@ -85,6 +80,8 @@ static bool location_path(const nori_http_request *req, const char *v, char *out
     size_t len = strcspn(p, "?#");
     if (n + len >= cap)
         return false;
+    if (p[len] == '?')
+        *query = p + len + 1;
     memcpy(out + n, p, len);
     out[n + len] = '\0';
     /* Dot segments would need resolving (RFC 3986 5.2.4): not worth the
@@ -108,10 +105,12 @@ void nori__http_invalidate(nori_http_cache *c, const nori_http_request *req,
     static const char *const fields[] = {"Location", "Content-Location"};
     char done[2][NORI_MAX_KEY_LEN + 1];
     for (size_t f = 0; f < 2; f++) {
-        const char *v = nori_http_response_header(resp, fields[f]);
-        done[f][0] = '\0';
-        if (v == NULL || !location_path(req, v, done[f], sizeof done[f]) ||
-            strcmp(done[f], req->path != NULL ? req->path : "") == 0 ||
+        const char *v = nori_http_response_header(resp, fields[f]), *query;
+        if (v == NULL || !nori__http_location_path(req, v, done[f], sizeof done[f], &query)) {
+            done[f][0] = '\0';
+            continue;
+        }
+        if (strcmp(done[f], req->path != NULL ? req->path : "") == 0 ||
             (f == 1 && strcmp(done[1], done[0]) == 0))
             continue;
         invalidate_path(c, b, req, done[f]);

@@ -231,6 +231,14 @@ bool nori__http_has_validator(const nori_http_response *r)
     return (etag != NULL && etag[0] != '\0') || (lm != NULL && lm[0] != '\0');
 }
 
+bool nori__http_explicit_freshness(const nori__rules *rules, const nori_http_response *r)
+{
+    nori__cc cc;
+    bool targeted = nori__cc_of(rules, r, &cc);
+    return (cc.has & (NORI__CC_S_MAXAGE | NORI__CC_MAX_AGE)) ||
+           (!targeted && first_header(r, "Expires") != NULL);
+}
+
 int64_t nori__http_current_age(const nori__entry_meta *m, int64_t now_ms)
 {
     if (m->stored_at_ms < 0)

@@ -238,3 +238,42 @@ int nori__http_apply_range(const nori_http_request *req, nori_http_response *r)
     r->status = 206;
     return NORI_OK;
 }
+
+/* ------------------------------------------------------- range entries */
+
+bool nori__http_range_key(const char *key, const nori_http_request *req,
+                          const nori_http_response *resp, char out[NORI_MAX_KEY_LEN + 1])
+{
+    uint64_t first, last;
+    const char *range = nori_http_request_header(req, "Range");
+    if (strcmp(req->method, "GET") != 0 || range == NULL ||
+        nori_http_request_header(req, "If-Range") != NULL ||
+        !one_range(range, (uint64_t)1 << 62, &first, &last))
+        return false;
+    if (resp != NULL) {
+        const char *cr = nori_http_response_header(resp, "Content-Range");
+        const char *mt = resp->media_type;
+        if (resp->status != 206 || cr == NULL || strncasecmp(cr, "bytes ", 6) != 0 ||
+            (mt != NULL && strncasecmp(mt, "multipart/byteranges", 20) == 0))
+            return false;
+    }
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = (size_t)snprintf(out, NORI_MAX_KEY_LEN + 1, "%s:r=", key);
+    if (n > NORI_MAX_KEY_LEN)
+        return false;
+    for (const char *p = range; *p != '\0'; p++) {
+        unsigned char c = (unsigned char)*p;
+        bool esc = c == ':' || c == '%' || c == ',' || c == '=';
+        if (n + (esc ? 3 : 1) > NORI_MAX_KEY_LEN)
+            return false;
+        if (esc) {
+            out[n++] = '%';
+            out[n++] = hex[c >> 4];
+            out[n++] = hex[c & 15];
+        } else {
+            out[n++] = (char)c;
+        }
+    }
+    out[n] = '\0';
+    return true;
+}

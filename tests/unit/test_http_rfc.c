@@ -579,6 +579,82 @@ static void test_ranges(void **state)
     nori_http_cache_free(c);
 }
 
+/* A 206 from the handler is kept for its request's range only, replayed as
+ * it came (RFC 9111 rules); never for another range, nor for the
+ * resource. */
+static void test_range_entries(void **state)
+{
+    fixture *f = *state;
+    f->o.status = 206;
+    f->o.body = "01234";
+    set_headers(&f->o, "Cache-Control", "max-age=60", "Content-Range", "bytes 5-9/10", NULL);
+    test_header last5[] = {{"Range", "bytes=-5"}};
+    test_header other[] = {{"Range", "bytes=0-1"}};
+    test_header if_range[] = {{"Range", "bytes=-5"}, {"If-Range", "\"x\""}};
+    assert_int_equal(serve_on(f, f->c, "GET", "/part", last5, 1), NORI_HTTP_MISS);
+    assert_int_equal(serve_on(f, f->c, "GET", "/part", last5, 1), NORI_HTTP_HIT);
+    assert_int_equal(f->r.status, 206);
+    expect_body(f, "01234");
+    assert_string_equal(hdr(f, "Content-Range"), "bytes 5-9/10");
+    assert_int_equal(f->o.runs, 1);
+    assert_int_equal(serve_on(f, f->c, "GET", "/part", other, 1), NORI_HTTP_MISS);
+    assert_int_equal(serve_on(f, f->c, "GET", "/part", if_range, 2), NORI_HTTP_MISS);
+    f->o.status = 200;
+    f->o.body = "0123456789";
+    set_headers(&f->o, "Cache-Control", "max-age=60", NULL);
+    assert_int_equal(get(f, "/part"), NORI_HTTP_MISS);
+    expect_body(f, "0123456789");
+    /* The whole resource, once stored, answers the ranges. */
+    assert_int_equal(serve_on(f, f->c, "GET", "/part", other, 1), NORI_HTTP_HIT);
+    expect_body(f, "01");
+    /* A 206 without Content-Range, or to a request without a range, or
+     * under the application rules: not kept. */
+    f->o.status = 206;
+    assert_int_equal(serve_on(f, f->c, "GET", "/p2", last5, 1), NORI_HTTP_MISS);
+    assert_int_equal(serve_on(f, f->c, "GET", "/p2", last5, 1), NORI_HTTP_MISS);
+    set_headers(&f->o, "Cache-Control", "max-age=60", "Content-Range", "bytes 0-1/10", NULL);
+    assert_int_equal(get(f, "/p3"), NORI_HTTP_MISS);
+    assert_int_equal(get(f, "/p3"), NORI_HTTP_MISS);
+    nori_http_cache *c = cache_new(f, NORI_HTTP_RULES_APP, 0, NULL);
+    assert_int_equal(serve_on(f, c, "GET", "/p4", last5, 1), NORI_HTTP_MISS);
+    assert_int_equal(serve_on(f, c, "GET", "/p4", last5, 1), NORI_HTTP_MISS);
+    nori_http_cache_free(c);
+}
+
+/* RFC 9110 9.3.3: a POST's answer that names its own target in
+ * Content-Location and states its freshness is reused by the GETs. */
+static void test_post_reused(void **state)
+{
+    fixture *f = *state;
+    set_headers(&f->o, "Cache-Control", "max-age=60", NULL);
+    assert_int_equal(get(f, "/form"), NORI_HTTP_MISS);
+    set_headers(&f->o, "Expires", "Thu, 01 Jan 2099 00:00:00 GMT", "Content-Location", "/form",
+                NULL);
+    assert_int_equal(serve_on(f, f->c, "POST", "/form", NULL, 0), NORI_HTTP_BYPASS);
+    assert_int_equal(get(f, "/form"), NORI_HTTP_HIT);
+    expect_body(f, "run 2");
+    /* Another target, no freshness, a cookie the GET would bypass on, the
+     * application rules: not reused (the POST still invalidates). */
+    static const char *const not_reused[][4] = {
+        {"Content-Location", "/elsewhere", "Expires", "Thu, 01 Jan 2099 00:00:00 GMT"},
+        {"Content-Location", "/form", "X", "y"},
+        {"Content-Location", "/form?a=1", "Cache-Control", "max-age=60"},
+    };
+    for (size_t i = 0; i < 3; i++) {
+        set_headers(&f->o, not_reused[i][0], not_reused[i][1], not_reused[i][2],
+                    not_reused[i][3], NULL);
+        serve_on(f, f->c, "POST", "/form", NULL, 0);
+        set_headers(&f->o, NULL);
+        if (get(f, "/form") != NORI_HTTP_MISS)
+            fail_msg("case %zu reused", i);
+    }
+    nori_http_cache *c = cache_new(f, NORI_HTTP_RULES_APP, 0, NULL);
+    set_headers(&f->o, "Content-Location", "/form", "Cache-Control", "max-age=60", NULL);
+    serve_on(f, c, "POST", "/form", NULL, 0);
+    assert_int_equal(serve_on(f, c, "GET", "/form", NULL, 0), NORI_HTTP_MISS);
+    nori_http_cache_free(c);
+}
+
 static int user_key(const nori_http_request *req, void *ud, char *out, size_t cap)
 {
     (void)ud;
@@ -818,6 +894,7 @@ int main(void)
         BOTH(test_vary),             BOTH(test_invalidation), BOTH(test_ranges),
         BOTH(test_downstream),       BOTH(test_bounds),     BOTH(test_set_cookie),
         BOTH(test_statuses),         BOTH(test_previous_entries), BOTH(test_targeted),
+        BOTH(test_range_entries),    BOTH(test_post_reused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
