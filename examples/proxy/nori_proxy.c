@@ -76,8 +76,10 @@ static void usage(FILE *f)
         "  --preserve-host          send the client's Host to the origin and keep entries\n"
         "                           apart by Host (default: the origin URL's host, the\n"
         "                           client's in X-Forwarded-Host)\n"
-        "  --allow-cookie           requests with a Cookie use the cache (default: they\n"
-        "                           bypass it; the origin may answer per user)\n"
+        "  --bypass-cookie          requests with a Cookie bypass the cache (default: they\n"
+        "                           use it, as RFC 9111 has it: an origin that answers per\n"
+        "                           user says private, no-store or Vary: Cookie)\n"
+        "  --allow-cookie           the default, kept for older command lines\n"
         "  --help                   this text\n"
         "Backend (environment): CACHE_BACKEND=memory|redis, REDIS_URL, CACHE_MAX_KEYS,\n"
         "CACHE_MAX_BYTES, CACHE_MAX_VALUE_BYTES, CACHE_NEAR_MAX_KEYS (Redis + near cache).\n"
@@ -144,7 +146,12 @@ typedef struct {
  * (NORI_HTTP_RULES_RFC9111), with heuristic freshness of 10% of a
  * response's age since Last-Modified (RFC 9111 4.2.2's suggestion), stale
  * entries with validators kept an hour to be revalidated, and the origin's
- * freshness uncapped unless --ttl says otherwise. */
+ * freshness uncapped unless --ttl says otherwise. Requests with a Cookie
+ * use the cache (allow_cookie), as RFC 9111, nginx and Squid have it: the
+ * origin says which answers are one user's (private, no-store, Vary:
+ * Cookie), and a response that sets a cookie is stored only when it states
+ * its freshness; --bypass-cookie restores Varnish's builtin.vcl choice.
+ * Authorization still bypasses (see nori/http.h). */
 static void proxy_cache_options(nori_http_cache_options *o, nori_backend *backend,
                                 const proxy_cache_config *pc)
 {
@@ -173,7 +180,7 @@ int main(int argc, char **argv)
 {
     const char *listen_arg = NULL;
     proxy_upstream_config ucfg = {NULL, 5000, 30000, (size_t)64 * 1024 * 1024, 0};
-    proxy_cache_config pc = {"proxy", 0, 3600, 10, 0, 0, 0, 0, {NULL}, 0};
+    proxy_cache_config pc = {"proxy", 0, 3600, 10, 0, 0, 0, 1, {NULL}, 0};
     long threads = 0, max_request = 1024 * 1024, max_conns = 1000, conn_timeout = 30;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -187,6 +194,9 @@ int main(int argc, char **argv)
             continue;
         } else if (strcmp(a, "--allow-cookie") == 0) {
             pc.allow_cookie = 1;
+            continue;
+        } else if (strcmp(a, "--bypass-cookie") == 0) {
+            pc.allow_cookie = 0;
             continue;
         } else if (v == NULL) {
             fprintf(stderr, "nori-proxy: %s needs a value (or is unknown); see --help\n", a);
