@@ -21,6 +21,7 @@
  */
 #include "http/internal.h"
 
+#include "clock.h"
 #include "error.h"
 
 #include <jansson.h>

@@ -1,6 +1,5 @@
 /*
- * Freshness and validators of the response cache (issue 11 items 2-4): the
- * lifetime a response asks for, the strong ETag derived from the body, and
+ * Validators of the response cache: the strong ETag derived from the body, and
  * the conditional-request rules of RFC 9110 13.1.1/13.1.3 and 15.4.5.
  * Entries are stamped with the wall clock (nori__wall_ms, clock.h): their
  * stored-at times are compared by every process sharing a backend, each
@@ -17,8 +16,6 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
-
-}
 
 /* -------------------------------------------------------------- ETag */
 
