@@ -173,7 +173,7 @@ static int same_request(int cfg, const fz_request *a, const fz_request *b)
 /* Builds r's key; returns the rc and checks what a built key must satisfy. */
 static int build(int cfg, fz_request *r, char *key)
 {
-    nori_http_request req = {"GET", r->f[F_PATH], r->f[F_QUERY], header, r, NULL, 0};
+    nori_http_request req = {"GET", r->f[F_PATH], r->f[F_QUERY], header, r, NULL, 0, NULL};
     int rc = nori_http_cache_key(caches[cfg], &req, key, NORI_MAX_KEY_LEN + 1);
     if (rc == NORI_OK) {
         size_t len = strlen(key);

@@ -51,9 +51,19 @@ static void usage(FILE *f)
         "  --listen [ADDR:]PORT     listen on ADDR (IPv4, default 127.0.0.1) port PORT\n"
         "  --origin URL             the origin: http[s]://host[:port][/base-path]\n"
         "  --prefix P               cache key prefix (default proxy)\n"
-        "  --ttl S                  seconds a stored response stays fresh when it sets no\n"
-        "                           max-age (default 60); responses stored: 2xx but 204,\n"
-        "                           205 and 206, without private/no-store/no-cache\n"
+        "  --ttl S                  the longest a stored response stays fresh, whatever\n"
+        "                           the origin says (default 0: as the origin says)\n"
+        "  --keep S                 how long a stale response with a validator is kept to\n"
+        "                           be revalidated with a conditional request (default 3600)\n"
+        "  --heuristic-percent P    freshness of a response that states none: P% of the\n"
+        "                           time since its Last-Modified (default 10; 0: none)\n"
+        "  --stale-while-revalidate S, --stale-if-error S\n"
+        "                           serve stale entries while refreshing / when the origin\n"
+        "                           fails, within S seconds of expiry (default 0; the\n"
+        "                           origin's own directives of the same names count too)\n"
+        "  --targeted-field NAME    a targeted cache-control field (RFC 9213), such as\n"
+        "                           CDN-Cache-Control, that replaces Cache-Control for\n"
+        "                           this cache when present (repeatable, priority order)\n"
         "  --threads N              a pool of N libmicrohttpd threads (default 0: one\n"
         "                           thread per connection)\n"
         "  --connect-timeout-ms MS  bound on connecting to the origin (default 5000)\n"
@@ -66,8 +76,10 @@ static void usage(FILE *f)
         "  --preserve-host          send the client's Host to the origin and keep entries\n"
         "                           apart by Host (default: the origin URL's host, the\n"
         "                           client's in X-Forwarded-Host)\n"
-        "  --allow-cookie           requests with a Cookie use the cache (default: they\n"
-        "                           bypass it; the origin may answer per user)\n"
+        "  --bypass-cookie          requests with a Cookie bypass the cache (default: they\n"
+        "                           use it, as RFC 9111 has it: an origin that answers per\n"
+        "                           user says private, no-store or Vary: Cookie)\n"
+        "  --allow-cookie           the default, kept for older command lines\n"
         "  --help                   this text\n"
         "Backend (environment): CACHE_BACKEND=memory|redis, REDIS_URL, CACHE_MAX_KEYS,\n"
         "CACHE_MAX_BYTES, CACHE_MAX_VALUE_BYTES, CACHE_NEAR_MAX_KEYS (Redis + near cache).\n"
@@ -120,37 +132,56 @@ static size_t keep_escapes(void *cls, struct MHD_Connection *c, char *s)
     return strlen(s);
 }
 
+/* What the proxy's one route caches, and how (the command line's). */
+typedef struct {
+    const char *prefix;
+    long ttl, keep, heuristic_percent, swr, sie;
+    int preserve_host, allow_cookie;
+    const char *targeted[8];
+    size_t n_targeted;
+} proxy_cache_config;
+
 /* The options of the proxy's one route. The place where the cache's
- * behaviour for a proxy is decided. */
+ * behaviour for a proxy is decided: a shared cache by RFC 9111
+ * (NORI_HTTP_RULES_RFC9111), with heuristic freshness of 10% of a
+ * response's age since Last-Modified (RFC 9111 4.2.2's suggestion), stale
+ * entries with validators kept an hour to be revalidated, and the origin's
+ * freshness uncapped unless --ttl says otherwise. Requests with a Cookie
+ * use the cache (allow_cookie), as RFC 9111, nginx and Squid have it: the
+ * origin says which answers are one user's (private, no-store, Vary:
+ * Cookie), and a response that sets a cookie is stored only when it states
+ * its freshness; --bypass-cookie restores Varnish's builtin.vcl choice.
+ * Authorization still bypasses (see nori/http.h). */
 static void proxy_cache_options(nori_http_cache_options *o, nori_backend *backend,
-                                const char *prefix, long ttl, int preserve_host,
-                                int allow_cookie)
+                                const proxy_cache_config *pc)
 {
     static const char *const by_host[] = {"Host"};
     nori_http_cache_options_init(o);
     o->backend = backend;
-    o->prefix = prefix;
-    o->ttl = ttl;
-    o->allow_cookie = allow_cookie;
-    if (preserve_host) {
+    o->prefix = pc->prefix;
+    o->rules = NORI_HTTP_RULES_RFC9111;
+    o->ttl = pc->ttl;
+    o->keep = pc->keep;
+    o->heuristic_percent = (unsigned)pc->heuristic_percent;
+    o->stale_while_revalidate = pc->swr;
+    o->stale_if_error = pc->sie;
+    o->allow_cookie = pc->allow_cookie;
+    o->targeted_fields = pc->n_targeted > 0 ? pc->targeted : NULL;
+    o->n_targeted_fields = pc->n_targeted;
+    if (pc->preserve_host) {
         /* The origin sees the client's Host, so its answer may depend on
          * it: entries are kept apart by Host (and say so with Vary). */
         o->vary_on = by_host;
         o->n_vary_on = 1;
     }
-    /* RFC 9111 rules: when nori_http_cache_options gains its per-route
-     * option for them (store any status cacheable by default or with
-     * explicit freshness, no heuristic freshness, ttl as a cap only),
-     * switch it on here: that is nori-proxy's default. Until then the
-     * cache keeps its application rules: 2xx stored, ttl as freshness. */
 }
 
 int main(int argc, char **argv)
 {
-    const char *listen_arg = NULL, *prefix = "proxy";
+    const char *listen_arg = NULL;
     proxy_upstream_config ucfg = {NULL, 5000, 30000, (size_t)64 * 1024 * 1024, 0};
-    long ttl = 60, threads = 0, max_request = 1024 * 1024, max_conns = 1000, conn_timeout = 30;
-    int allow_cookie = 0;
+    proxy_cache_config pc = {"proxy", 0, 3600, 10, 0, 0, 0, 1, {NULL}, 0};
+    long threads = 0, max_request = 1024 * 1024, max_conns = 1000, conn_timeout = 30;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -162,7 +193,10 @@ int main(int argc, char **argv)
             ucfg.preserve_host = 1;
             continue;
         } else if (strcmp(a, "--allow-cookie") == 0) {
-            allow_cookie = 1;
+            pc.allow_cookie = 1;
+            continue;
+        } else if (strcmp(a, "--bypass-cookie") == 0) {
+            pc.allow_cookie = 0;
             continue;
         } else if (v == NULL) {
             fprintf(stderr, "nori-proxy: %s needs a value (or is unknown); see --help\n", a);
@@ -174,9 +208,22 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--origin") == 0) {
             ucfg.origin = v;
         } else if (strcmp(a, "--prefix") == 0 && v[0] != '\0') {
-            prefix = v;
+            pc.prefix = v;
         } else if (strcmp(a, "--ttl") == 0 && parse_long(v, 0, NORI_MAX_TTL, &n) == 0) {
-            ttl = n;
+            pc.ttl = n;
+        } else if (strcmp(a, "--keep") == 0 && parse_long(v, 0, NORI_MAX_TTL, &n) == 0) {
+            pc.keep = n;
+        } else if (strcmp(a, "--heuristic-percent") == 0 && parse_long(v, 0, 100, &n) == 0) {
+            pc.heuristic_percent = n;
+        } else if (strcmp(a, "--stale-while-revalidate") == 0 &&
+                   parse_long(v, 0, NORI_MAX_TTL, &n) == 0) {
+            pc.swr = n;
+        } else if (strcmp(a, "--stale-if-error") == 0 &&
+                   parse_long(v, 0, NORI_MAX_TTL, &n) == 0) {
+            pc.sie = n;
+        } else if (strcmp(a, "--targeted-field") == 0 &&
+                   pc.n_targeted < sizeof pc.targeted / sizeof pc.targeted[0]) {
+            pc.targeted[pc.n_targeted++] = v;
         } else if (strcmp(a, "--threads") == 0 && parse_long(v, 0, 1024, &n) == 0) {
             threads = n;
         } else if (strcmp(a, "--connect-timeout-ms") == 0 &&
@@ -222,7 +269,8 @@ int main(int argc, char **argv)
         return 1;
     }
     nori_http_cache_options o;
-    proxy_cache_options(&o, backend, prefix, ttl, ucfg.preserve_host, allow_cookie);
+    pc.preserve_host = ucfg.preserve_host;
+    proxy_cache_options(&o, backend, &pc);
     nori_http_cache *cache = NULL;
     if (nori_http_cache_new(&o, &cache) != NORI_OK) {
         fprintf(stderr, "nori-proxy: %s\n", nori_last_error());

@@ -26,32 +26,62 @@
  *      the same. A route whose handler never reads cookies (public pages,
  *      assets) sets allow_cookie = 1; a route that does read them scopes its
  *      entries with a key function (which also lifts both bypasses).
- *  - Stored only: status 2xx except 204, 205 and 206 (a 206 is one range of
- *    one request); no Set-Cookie; no Cache-Control `private`, `no-store` or
- *    `no-cache` (tokens case-insensitive, with or without arguments); no
- *    `Vary: *`, and a handler's own Vary only when every header it names is
- *    in the route's vary_on list (the key then already separates them).
- *  - A response is stored exactly or not at all: a kept header or media
- *    type that cannot be encoded (control bytes, over the limits below,
- *    a malformed ETag, non-UTF-8 text in a JSON entry) means not stored
- *    (counted in `not_encodable`), never stored without it. A body whose
- *    encoded entry would exceed the backend's value limit
+ *    Deliberate, under the RFC 9111 rules too: a request with Authorization
+ *    bypasses even where RFC 9111 3.5 would let a response marked public,
+ *    s-maxage or must-revalidate be stored for others (the cache cannot
+ *    tell beforehand, and the bypass costs only speed); and Cookie, which
+ *    RFC 9111 does not mention, bypasses as above.
+ *  - What is stored depends on the cache's rules (nori_http_rules; the
+ *    response's Cache-Control, or its targeted field, see targeted_fields):
+ *    never a response with `no-store` (unless `must-understand` with a
+ *    status this cache knows), `private` (qualified or not: this is a shared
+ *    cache) or `Vary: *`.
+ *    Application rules (default): status 2xx but 204, 205 and 206 (a 206 is
+ *    one range of one request); no Set-Cookie; no `no-cache`. A response
+ *    that states no freshness is stored only with a status cacheable by
+ *    default (RFC 9111 4.2.2: of those, 200 and 203), fresh for the ttl.
+ *    RFC 9111 rules: any final status but 304 (a 206 only as a range
+ *    entry, below; the statuses of RFC 9110 only, with `must-understand`),
+ *    when it states its freshness
+ *    (s-maxage, max-age, Expires) or, without, when its status is
+ *    cacheable by default (200, 203, 204, 206, 300, 301, 308, 404, 405,
+ *    410, 414, 501) or it says `public`: then fresh for heuristic_percent of
+ *    its age since Last-Modified, else stored stale (to be revalidated). A
+ *    Set-Cookie response only when it states its freshness (RFC 9111 7:
+ *    Set-Cookie does not inhibit caching; an origin that sets a cookie and a
+ *    max-age means it). `no-cache` responses are stored, stale at once.
+ *    Both: a response that would be stale on arrival (max-age=0, an Expires
+ *    not after its Date, an Age over its lifetime) is stored only when it
+ *    has a validator and the cache keeps stale entries (keep).
+ *  - A response is stored exactly or not at all: a header or media type
+ *    that cannot be encoded (control bytes, a name that is not a token,
+ *    over the limits below, non-UTF-8 text in a JSON entry) means not
+ *    stored (counted in `not_encodable`), never stored without it. A body
+ *    whose encoded entry would exceed the backend's value limit
  *    (nori_backend_max_value) is not stored either, and is not encoded
  *    first (counted in `too_big`).
  *  - Stored with the entry and replayed on a hit: status, media type, body
- *    bytes (binary-safe) and these headers (any case): Content-Disposition,
- *    Content-Encoding, Content-Language, ETag, Last-Modified, Cache-Control,
- *    Content-Security-Policy, Content-Security-Policy-Report-Only,
- *    X-Frame-Options, X-Content-Type-Options, Strict-Transport-Security,
- *    Referrer-Policy, Permissions-Policy, Cross-Origin-Resource-Policy,
- *    Cross-Origin-Opener-Policy, Cross-Origin-Embedder-Policy,
- *    Access-Control-Allow-Origin, Access-Control-Allow-Credentials,
- *    Access-Control-Expose-Headers, X-Robots-Tag, Link. Content-Type travels
- *    as the media type. Nothing else, and never Set-Cookie.
- *  - Entries are read as strictly as they are written: a stored status
- *    outside the rule above, a kept header or media type the encoder would
- *    have refused, more than NORI_HTTP_MAX_ENTRY_HEADERS headers: the entry
- *    is a miss, counted in `errors`, and the fresh response overwrites it.
+ *    bytes (binary-safe) and every header line of the response, in order
+ *    (RFC 9111 3.1), but: the connection-specific ones (Connection and the
+ *    fields it names, Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade,
+ *    Proxy-*), Content-Length (the adapter sends the body's length; it
+ *    refuses a stored one), Content-Type (travels as the media type), Age
+ *    (computed on each answer) and lines with an empty value (an adapter
+ *    cannot always send them: libmicrohttpd drops them from the miss too).
+ *    At most NORI_HTTP_MAX_ENTRY_HEADERS lines and
+ *    NORI_HTTP_MAX_ENTRY_HEADER_BYTES bytes of them. In a JSON entry the
+ *    lines of one name are joined with ", " (RFC 9110 5.3), and a response
+ *    with two Set-Cookie lines is not encodable (they cannot be joined).
+ *    The application rules never replay a Set-Cookie (one in an entry
+ *    Nori's Python wrote is left out).
+ *  - Entries are read as strictly as they are written: a stored status no
+ *    rules store (1xx, 304, 600+; a 206 but under a range key), a header or
+ *    media type the encoder
+ *    would have refused, more than the bounds: the entry is a miss, counted
+ *    in `errors`, and the fresh response overwrites it; so is, under the
+ *    application rules, an entry of a status they do not store. Entries of
+ *    the previous version (binary records "NRB2", JSON without the new
+ *    fields) are read as entries of age 0.
  *    An entry written by Nori's Python (no "stored_at" field) whose media
  *    type is text/... without a charset gets "; charset=utf-8", as
  *    Starlette adds when it sends it.
@@ -77,22 +107,59 @@
  *    recent token of this library (another client left "{key}:lock",
  *    perhaps without a TTL) is not waited for: counted in `errors`, the
  *    handler runs at once.
- *  - Freshness: an entry records when it was stored and how long it is
- *    fresh: Cache-Control s-maxage, else max-age, of the handler's response,
- *    never longer than the route's ttl; neither: the ttl. `Expires` alone is
- *    ignored (a clock-dependent date; every framework that sets it also sets
- *    max-age). max-age=0 is not stored. A fresh entry is a HIT with `Age`.
- *    A lifetime longer than NORI_MAX_TTL (a route with ttl 0 and a huge
- *    max-age) is stored as NORI_MAX_TTL; sums of lifetimes, windows and ages
- *    saturate at the int64 bounds, whatever an entry read from a shared
- *    backend claims.
+ *  - Freshness (RFC 9111 4.2): an entry records when it was received, its
+ *    freshness lifetime and its age then. The lifetime is s-maxage (a
+ *    shared cache's own; it also forbids stale answers, as
+ *    proxy-revalidate), else max-age, else Expires - Date, else the rules'
+ *    heuristic (above); never longer than the route's ttl (0: no cap) nor
+ *    NORI_MAX_TTL. The age is RFC 9111 4.2.3's corrected_initial_age: the
+ *    larger of the time since the response's Date and its Age plus the
+ *    handler's run time; a hit's current age adds the time since. A fresh
+ *    entry (current age under the lifetime) is a HIT with `Age` (seconds,
+ *    at most 2^31). Sums of lifetimes, windows and ages saturate at the
+ *    int64 bounds, whatever an entry read from a shared backend claims.
+ *    Parsing is strict, as the HTTP caching test suite expects: directives
+ *    in any case, quoted arguments read as their content, the first of a
+ *    repeated directive counts, an argument that is not delta-seconds
+ *    (-1, '5', 1.5) makes max-age / s-maxage invalid and the response stale
+ *    (RFC 9111 4.2.1), a delta over 2^31 is 2^31; an invalid Expires means
+ *    expired (5.3); an invalid Date means the time the response came.
+ *    Deliberate: an Age that is not exactly one delta-seconds (a list, two
+ *    lines, a sign, a fraction, parameters) makes the response stale on
+ *    arrival, where RFC 9111 5.1 takes a list's first member and ignores an
+ *    invalid value: a response this cache cannot age is taken for an old
+ *    one (revalidated, never served as fresh), the safe side.
+ *  - Revalidation (RFC 9111 4.3): a stale entry still kept (within its stale
+ *    windows, or `keep` seconds when it has a validator) that has an ETag
+ *    (not one the cache derived) or a Last-Modified makes the handler's
+ *    request conditional: the request it is given (header lookup and
+ *    enumeration alike) holds If-None-Match / If-Modified-Since with those
+ *    values instead of the client's. A 304 answer updates the entry's
+ *    headers from it (RFC 9111 3.2; but the fields that describe the stored
+ *    body's bytes: ETag, Content-Encoding, Content-Range, Content-MD5,
+ *    Digest, Content-Digest, Repr-Digest; a media type replaces the stored
+ *    one), which is stored again with its new freshness and answers the
+ *    request (origin HIT, counted in `revalidated`; the client gets the
+ *    200, or a 304 when its own validators match). Any other answer is a
+ *    miss's. In nori-proxy that is a conditional request to the origin; in
+ *    an application, a handler that finds its data unchanged answers 304
+ *    with no body. Deliberate: a 304 whose ETag differs from the one sent
+ *    still updates the entry it answered (RFC 9111 4.3.4 would update none
+ *    and need a full request): the 304 answered the cache's own request
+ *    about that entry.
  *  - Stale serving (stale_while_revalidate, stale_if_error, seconds, off by
  *    default): within stale_while_revalidate after freshness ends, the
  *    request is answered from the entry at once (NORI_HTTP_STALE, `Age`
  *    shows how old) and one refresh per key runs on the cache's own worker
- *    pool (refresh_threads, started on first use); within stale_if_error a
+ *    pool (refresh_threads, started on first use), itself a conditional
+ *    request when the entry has validators; within stale_if_error a
  *    handler failure (negative return or 5xx) is answered from the entry.
- *    The backend keeps the entry for its lifetime plus the longer window.
+ *    Under the RFC 9111 rules the response's own `stale-while-revalidate`
+ *    and `stale-if-error` directives (RFC 5861) count too: the longer of
+ *    the route's window and the response's applies. No stale answer at all
+ *    for an entry with must-revalidate, proxy-revalidate, s-maxage or
+ *    no-cache (both rules). The backend keeps the entry for what is left of
+ *    its lifetime plus the longest window (or keep, with a validator).
  *    stale_if_error is judged when the failure is answered, not when the
  *    request came in: a handler that fails after the window closed sends
  *    its failure. One refresh per expiry, also across processes: a refresh
@@ -104,26 +171,73 @@
  *    means that process is filling or refreshing the key, and this refresh
  *    is skipped too.
  *  - What Nori's Python decorator sees of such an entry: a normal entry (its
- *    extra fields "stored_at" and "fresh_for" are ignored) that lives in
- *    Redis for ttl + the window, so Python serves it as a hit until Redis
- *    drops it, stale part included; it neither refreshes it nor sends Age.
- *  - Validators: a stored response carries a strong ETag, the handler's own
- *    or one derived from the body bytes alone (the same in every process).
- *    On a response from the cache, If-None-Match ("*", a list, weak
- *    comparison) that matches, or else If-Modified-Since not before
- *    Last-Modified, gives 304 Not Modified: no body, and only the headers RFC
- *    9110 15.4.5 names (ETag, Cache-Control, Vary, ...) plus Age, and
- *    `Content-Length` holding the length of the 200's body (RFC 9110 8.6
- *    allows only that value on a 304). An adapter sends it as that number
- *    and sends no body; the libmicrohttpd adapter does (nori/mhd.h).
+ *    extra fields "stored_at", "fresh_for", "initial_age",
+ *    "stale_while_revalidate", "stale_if_error", "must_revalidate" are
+ *    ignored; "headers" holds every stored header) that lives in Redis for
+ *    its lifetime + the window (+ keep), so Python serves it as a hit until
+ *    Redis drops it, stale part included; it neither revalidates it nor
+ *    sends Age.
+ *  - Validators: under the application rules a stored response carries a
+ *    strong ETag, the handler's own or one derived from the body bytes
+ *    alone (the same in every process); the RFC 9111 rules add none (a
+ *    shared cache would send it to an origin that never made it). On a
+ *    response from the cache, If-None-Match ("*", a list, weak comparison)
+ *    that matches, or else If-Modified-Since not before Last-Modified, gives
+ *    304 Not Modified: no body, and only the headers RFC 9110 15.4.5 names
+ *    (ETag, Cache-Control, Vary, ...) plus Age, and `Content-Length` holding
+ *    the length of the 200's body (RFC 9110 8.6 allows only that value on a
+ *    304). An adapter sends it as that number and sends no body; the
+ *    libmicrohttpd adapter does (nori/mhd.h).
+ *  - Ranges (RFC 9111 rules): a GET with `Range: bytes=` one range (and no
+ *    If-Range, or one naming the entry's strong ETag or its Last-Modified)
+ *    answered from a stored 200 gets the 206 of that range with its
+ *    Content-Range; several ranges, another unit, or a range past the end
+ *    get the whole 200, which a server may always send. A 206 from the
+ *    handler (one `Content-Range: bytes`, not multipart) to a GET with one
+ *    range and no If-Range is kept for that exact Range value only, under
+ *    "{key}:r={range}", and replayed as it came to the same range when the
+ *    resource itself is not stored; never cut, combined or completed.
+ *  - POST (RFC 9111 rules, RFC 9110 9.3.3): a 2xx answer to a POST whose
+ *    Content-Location names exactly its target (path and query) and which
+ *    states its freshness is stored as the target's GET entry, after the
+ *    POST's own invalidation (and under a GET's credential rules).
+ *  - Vary (RFC 9111 4.1): a response naming request headers in Vary is
+ *    stored as a variant of its URL, under its key plus the values the
+ *    request had for those headers (normalised: the lines of a header
+ *    joined, whitespace around list members dropped, lower-cased for
+ *    Accept-Encoding, Accept-Language and Accept-Charset, whose members are
+ *    case-insensitive; a missing header differs from an empty one), and
+ *    answers only a request with the same values. The headers a route's
+ *    vary_on names are in the key already. A lookup learns the names from
+ *    a per-URL names record next to the variants ("{key}:vary", in the
+ *    backend, so every process sharing a Redis sees it): a URL whose
+ *    responses vary costs one more read per lookup. `Vary: *` is never
+ *    stored. Deliberate: members are not reordered (Accept-Language "en, de"
+ *    and "de, en" are two variants: some servers read the order as a
+ *    preference), and no content negotiation is done.
  *  - A route with vary_on sends `Vary: <its vary_on names>` on every GET and
- *    HEAD answer.
- *  - Invalidation (RFC 9111 4.4): a 2xx or 3xx answer to POST, PUT, PATCH or
- *    DELETE removes every entry of that path under the prefix (all queries
- *    and vary values: nori_backend_delete_prefix of "{prefix}:{path}:"); on
- *    a route with a key function the user's part precedes the path, so the
- *    whole prefix is removed. Counted in `invalidations`. Leases of fills
- *    in flight for the path go with the entries.
+ *    HEAD answer (unless the handler sent its own), and a route with a key
+ *    function sends `Cache-Control: private` unless the handler set a
+ *    Cache-Control: caches downstream (a CDN) must not share one user's
+ *    answer with another.
+ *  - Request Cache-Control and Pragma are ignored (deliberate): no-cache and
+ *    max-age=0 would let any client force a miss on every request (the
+ *    origin's load is the cache's to protect), max-stale / min-fresh /
+ *    only-if-cached would let a client choose staleness the origin did not
+ *    allow or get errors, and no-store would let a client keep responses
+ *    out of the cache for everyone. RFC 9111 5.2.1 makes them advisory.
+ *  - Invalidation (RFC 9111 4.4): a 2xx or 3xx answer to an unsafe method
+ *    (any but GET, HEAD, OPTIONS and TRACE: POST, PUT, PATCH, DELETE, and
+ *    unknown ones such as M-SEARCH) removes every entry of that path under
+ *    the prefix (all queries, vary values and variants:
+ *    nori_backend_delete_prefix of "{prefix}:{path}:"), and those of the
+ *    paths its Location and Content-Location name on the same origin (a
+ *    path, or an absolute URL whose authority is the request's Host; a
+ *    relative reference resolved against the request path; one with dot
+ *    segments is left alone). On a route with a key function the user's
+ *    part precedes the path, so the whole prefix is removed. Counted in
+ *    `invalidations` (one per path). Leases of fills in flight for the path
+ *    go with the entries.
  *    Once that write has returned, no GET or HEAD of the path is answered
  *    with a response whose handler began before it: a fill (or background
  *    refresh) whose handler was running during the write does not store
@@ -133,8 +247,10 @@
  *    write first moves an invalidation generation of its scope (the prefix
  *    above), then deletes; each fill reads the generation before its handler
  *    runs and stores only if it has not moved, in one atomic step. Scopes
- *    are hashed into 1024 buckets, so a write to another path of the same
- *    bucket at that moment also costs a fill its store. On
+ *    are hashed into 1024 buckets; on a backend that is not shared, each
+ *    bucket remembers the scopes of its last four writes, so a write to
+ *    another path of the same bucket does not cost a fill its store (more
+ *    than four meanwhile, or on a shared backend, it does). On
  *    the memory backend the generation lives in the nori_http_cache (writes
  *    through another cache object with the same prefix are not seen: give
  *    each cache its own prefix). On Redis it is also a key
@@ -188,8 +304,10 @@
  * whose body comes first, so a hit hands the stored bytes to the adapter with
  * no decoding work and no further copy. On Redis (with or without the near
  * cache), whose entries other clients read too, an entry is Nori's JSON object
- *   {"body_b64": "...", "status_code": 200, "media_type": "...", "headers": {...}}
- * and reads also accept the older {"body": "<utf-8 text>", ...}. An entry that
+ *   {"body_b64": "...", "status_code": 200, "media_type": "...", "headers": {...},
+ *    "stored_at": ..., "fresh_for": ..., ...}
+ * (this library's members after Nori's: see "What Nori's Python decorator
+ * sees") and reads also accept the older {"body": "<utf-8 text>", ...}. An entry that
  * cannot be decoded (malformed JSON, wrong types, bad base64) is a miss,
  * counted in `errors`, and is overwritten by the fresh response.
  * Decoded-entry memo: each cache keeps up to 4 MiB of JSON entries it has
@@ -218,9 +336,15 @@ extern "C" {
 
 /* Bounds of what an entry may hold (and what a read entry may hold). */
 #define NORI_HTTP_MAX_MEDIA_TYPE 256     /* bytes of the media type */
-#define NORI_HTTP_MAX_HEADER_VALUE 4096  /* bytes of one kept header value */
+#define NORI_HTTP_MAX_HEADER_NAME 256    /* bytes of one stored header name */
+#define NORI_HTTP_MAX_HEADER_VALUE 4096  /* bytes of one stored header value */
 #define NORI_HTTP_MAX_ETAG 256           /* bytes of the ETag, W/ and quotes included */
-#define NORI_HTTP_MAX_ENTRY_HEADERS 32   /* kept headers per entry */
+#define NORI_HTTP_MAX_ENTRY_HEADERS 64   /* stored header lines per entry */
+/* Bytes of all stored header lines of an entry together (names + values +
+ * 4 per line): what a server's header buffer holds (nginx's
+ * proxy_buffer_size is 4 or 8 KiB; libmicrohttpd builds the header block in
+ * a 32 KiB connection pool shared with the request). */
+#define NORI_HTTP_MAX_ENTRY_HEADER_BYTES 16384
 
 /* ------------------------------------------------------------------------ */
 /* Requests                                                                 */
@@ -366,10 +490,12 @@ NORI_EXPORT void nori_http_response_take_body(nori_http_response *r, char *data,
                                               size_t len);
 
 /*
- * 1 when the response may be stored by the cache: status 2xx but 204, 205
- * and 206, no Set-Cookie header, no Cache-Control header with a `private`,
- * `no-store` or `no-cache` token, no `Vary: *`. 0 otherwise. (The cache
- * also checks a Vary against the route's vary_on list.) Pure function.
+ * The status and header check of the application rules
+ * (NORI_HTTP_RULES_APP): 1 when status is 2xx but 204, 205 and 206, with no
+ * Set-Cookie header, no Cache-Control header with a `private`, `no-store`
+ * or `no-cache` token, no `Vary: *`. 0 otherwise. The cache also needs a
+ * freshness the response states or a status cacheable by default (see
+ * "Semantics"). Pure function.
  */
 NORI_EXPORT int nori_http_response_storable(const nori_http_response *r);
 
@@ -389,8 +515,30 @@ NORI_EXPORT int nori_http_response_storable(const nori_http_response *r);
 typedef int (*nori_http_key_fn)(const nori_http_request *req, void *ud, char *out,
                                 size_t cap);
 
+/*
+ * The caching rules a cache follows (nori_http_cache_options.rules); see
+ * "Semantics" above for every difference.
+ *  - NORI_HTTP_RULES_APP (the default): Nori's rules for an application's
+ *    own routes. Status 2xx but 204/205/206; the route's ttl is the
+ *    freshness of a 200 or 203 that states none, and caps any it states;
+ *    never Set-Cookie; the cache derives an ETag from the body.
+ *  - NORI_HTTP_RULES_RFC9111: a shared cache by RFC 9111, for a route
+ *    whose responses come from elsewhere (a reverse proxy: nori-proxy uses
+ *    it). Any final status that is cacheable by default or states its
+ *    freshness; no heuristic freshness unless heuristic_percent says so;
+ *    the route's ttl is a cap only (0: none); Set-Cookie stored when the
+ *    response states its freshness; no-cache responses stored and
+ *    revalidated (with keep); the response's own stale-while-revalidate /
+ *    stale-if-error honoured; ranges of stored 200s answered; no ETag added.
+ */
+typedef enum {
+    NORI_HTTP_RULES_APP = 0,
+    NORI_HTTP_RULES_RFC9111 = 1
+} nori_http_rules;
+
 typedef struct {
-    int64_t ttl;        /* seconds (0 = no expiry, as in nori_backend_set); default 60 */
+    int64_t ttl;        /* seconds (0 = no expiry, as in nori_backend_set); default 60.
+                           NORI_HTTP_RULES_RFC9111: a cap on any lifetime (0 = none) */
     const char *prefix; /* key prefix; default "view"; copied by nori_http_cache_new */
     nori_http_key_fn key_fn; /* NULL = none */
     void *key_fn_ud;
@@ -432,6 +580,27 @@ typedef struct {
      * copied) is dropped, never stored under another user's key. */
     const char *const *refresh_headers;
     size_t n_refresh_headers;
+    /* The caching rules (see nori_http_rules). Default NORI_HTTP_RULES_APP. */
+    nori_http_rules rules;
+    /* NORI_HTTP_RULES_RFC9111 only: heuristic freshness (RFC 9111 4.2.2)
+     * of a response that states none, as this percentage of the time since
+     * its Last-Modified (RFC 9111 suggests 10), for the statuses cacheable
+     * by default or with `public`; capped by ttl. 0 (default): none, such
+     * a response is stored stale, to be revalidated. At most 100. */
+    unsigned heuristic_percent;
+    /* Seconds a stale entry with a validator (ETag, Last-Modified) is kept
+     * to be revalidated: a request then sends the handler If-None-Match /
+     * If-Modified-Since, and a 304 refreshes the entry (see "Semantics").
+     * Default 0: an entry is kept only for its stale windows. At most
+     * NORI_MAX_TTL. */
+    int64_t keep;
+    /* Targeted cache-control fields (RFC 9213), such as "CDN-Cache-Control",
+     * in priority order (any case; copied; NULL = none): the first of them
+     * a response carries with a directive replaces its Cache-Control and
+     * Expires for this cache's decisions. The fields are stored and sent on
+     * like any other. */
+    const char *const *targeted_fields;
+    size_t n_targeted_fields;
 } nori_http_cache_options;
 
 /* Fills *o with the defaults: ttl 60, prefix "view", lock_timeout_ms 5000,
@@ -537,6 +706,11 @@ typedef struct {
      * holds now (at most 4 MiB). */
     uint64_t memo_hits;
     uint64_t memo_bytes;
+    /* Revalidation: conditional requests given to the handler (a stale
+     * entry with validators, on a miss or in a background refresh), and
+     * the 304s among them that refreshed the entry (answered from it). */
+    uint64_t revalidations;
+    uint64_t revalidated;
 } nori_http_cache_stats;
 
 /* Copies the counters to *out. NULL arguments are ignored. Thread-safe. */

@@ -40,70 +40,28 @@ static int add_vary(const nori_http_cache *c, nori_http_response *resp)
 }
 
 /* A response about to leave from the cache (HIT or STALE): Age, Vary, and
- * the conditional request's 304. */
+ * the conditional request's 304, or the range a GET asked for. */
 static void finish_cached(nori_http_cache *c, const nori_http_request *req,
                           nori_http_response *resp, const nori__entry_meta *meta,
                           int64_t now_ms, nori_http_origin origin)
 {
     resp->origin = origin;
-    int64_t age = meta->stored_at_ms >= 0 && now_ms > meta->stored_at_ms
-                      ? (now_ms - meta->stored_at_ms) / 1000
-                      : 0;
+    int64_t age = nori__http_current_age(meta, now_ms) / 1000;
     char v[32];
-    snprintf(v, sizeof v, "%lld", (long long)age);
+    /* RFC 9111 5.1: an age past 2^31 is sent as 2^31. */
+    snprintf(v, sizeof v, "%lld", (long long)(age < NORI__DELTA_MAX ? age : NORI__DELTA_MAX));
     /* Allocation failures here only lose a header; the answer stays right. */
     (void)nori_http_response_add_header(resp, "Age", v);
     (void)add_vary(c, resp);
     if (nori__http_not_modified(req, resp)) {
         (void)nori__http_make_304(resp);
         count(&c->not_modified);
+    } else if (c->rules.rfc) {
+        (void)nori__http_apply_range(req, resp);
     }
 }
 
 /* ------------------------------------------------------------ serving */
-
-/* Whether an entry (of known age) is within stale_if_error at now_ms:
- * judged when the answer goes out, since the handler may have run past
- * the window. */
-static bool within_stale_if_error(const nori_http_cache *c, const nori__entry_meta *m,
-                                  int64_t now_ms)
-{
-    return nori__sat_sub(now_ms, m->stored_at_ms) < nori__sat_add(m->fresh_ms, c->sie_ms);
-}
-
-static bool is_write_method(const char *m)
-{
-    return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0 ||
-           strcmp(m, "DELETE") == 0;
-}
-
-/*
- * RFC 9111 4.4: a successful write to a path invalidates what is cached for
- * it. Every entry of the path under this cache's prefix goes: all queries
- * and vary values ("{prefix}:{path}:" is a literal prefix of all of them).
- * With a key function the user's component comes before the path, so no
- * prefix selects one path for every user: the whole cache ("{prefix}:") is
- * invalidated instead.
- * The scope's generation moves first (generation.c): a fill that began
- * before this write either stored before the deletion, which removes its
- * entry, or finds the generation moved and stores nothing.
- */
-static void invalidate(nori_http_cache *c, const nori_http_request *req)
-{
-    nori_backend *b = c->backend;
-    if (b == NULL && nori_get_backend(&b) != NORI_OK) {
-        count(&c->errors);
-        return;
-    }
-    char scope[NORI_MAX_KEY_LEN + 1];
-    int rc = nori__gen_scope(c->prefix, c->key_fn != NULL, req, scope, sizeof scope);
-    if (rc == NORI_OK) {
-        if (nori__gen_bump(c->gens, b, c->prefix, scope) != NORI_OK)
-            count(&c->errors); /* the entries still go; a fill in flight may store */
-        rc = nori_backend_delete_prefix(b, scope);
-    }
-    count(rc == NORI_OK ? &c->invalidations : &c->errors);
-}
 
 /*
  * Serving, in named steps (as Varnish's cache_req_fsm.c): each step does
@@ -113,20 +71,20 @@ static void invalidate(nori_http_cache *c, const nori_http_request *req)
  *    |
  *   lookup --fresh--> hit --> deliver
  *    |     --within stale_while_revalidate--> stale --> deliver
+ *    |     --stale, kept (to revalidate, or for stale_if_error): kept aside
  *    |
  *   miss --another fill's entry (in process or across)--> hit
  *    |
- *   fetch --> store --> deliver
- *               |
- *               +--handler failed, an entry within stale_if_error
- *                  kept aside--> stale_if_error --> deliver
+ *   fetch (conditional when an entry kept aside has validators)
+ *    |
+ *   store --> deliver
+ *    |  +--a 304 to the conditional: the kept entry, its headers updated,
+ *    |     stored again and answered (origin HIT) --> deliver
+ *    |  +--handler failed, the kept entry within stale_if_error
+ *    |     --> stale_if_error --> deliver
  *
  * pass and deliver end the request; serve_end() lets go of whatever a
- * step still holds. The RFC 9111 rules still to come each have a step to
- * land in: revalidation with validators (a 304 refreshing a stored entry)
- * between lookup and fetch, Vary's secondary keys in lookup, storing
- * no-cache responses in store, invalidating Location / Content-Location
- * in pass.
+ * step still holds.
  */
 typedef enum {
     STEP_RECV,
@@ -154,11 +112,14 @@ typedef struct {
     bool may_store;           /* a GET on a backend that answers */
     bool absent;              /* the lookup found no entry at all */
     int64_t now;              /* when the entry in resp was judged */
+    int64_t sent;             /* when the handler was called (the request time) */
     nori_http_origin answer;  /* HIT or STALE: resp is an entry (meta); MISS: the handler's */
     nori__entry_meta meta;    /* of the entry in resp */
-    nori_http_response stale; /* origin STALE: an entry within stale_if_error only, kept
-                                 aside in case the handler fails */
+    nori_http_response stale; /* origin STALE: a stale entry kept aside, to revalidate and
+                                 to answer a failure within stale_if_error */
     nori__entry_meta stale_meta;
+    bool conditional;         /* the handler was given cond.req, with stale's validators */
+    nori__cond_req cond;
     nori__flight_role role;  /* in-process coalescing */
     nori__flight *flight;    /* the leader's flight, until it is finished */
     bool leased;             /* the cross-process lease is ours to release */
@@ -207,15 +168,76 @@ static serve_step step_recv(serve_state *s)
     return STEP_LOOKUP;
 }
 
-/* Not for the cache: the handler answers, and a successful write
- * invalidates what is cached for its path. */
+/* Whether the answer to a POST is the representation of its own target,
+ * which a GET may then reuse (RFC 9110 9.3.3, RFC 9111 rules): a 2xx with
+ * a Content-Location that names exactly the request's path and query, and
+ * a freshness it states. */
+static bool post_reusable(const serve_state *s)
+{
+    const nori_http_cache *c = s->c;
+    const nori_http_response *r = s->resp;
+    const char *cl = nori_http_response_header(r, "Content-Location"), *query;
+    char path[NORI_MAX_KEY_LEN + 1];
+    if (!c->rules.rfc || strcmp(s->req->method, "POST") != 0 || r->status < 200 ||
+        r->status > 299 || cl == NULL ||
+        !nori__http_location_path(s->req, cl, path, sizeof path, &query) ||
+        strcmp(path, s->req->path) != 0)
+        return false;
+    const char *want = s->req->query != NULL ? s->req->query : "";
+    size_t qn = query != NULL ? strcspn(query, "#") : 0;
+    return qn == strlen(want) && (qn == 0 || memcmp(query, want, qn) == 0) &&
+           nori__http_explicit_freshness(&c->rules, r);
+}
+
+/* Stores a POST's answer as its target's GET entry, under the rules a GET
+ * would meet (credentials, key); after the POST's own invalidation, so that
+ * it replaces what that removed. */
+static void store_post(serve_state *s)
+{
+    nori_http_cache *c = s->c;
+    nori_http_request as_get = *s->req;
+    as_get.method = "GET";
+    as_get.body = NULL;
+    as_get.body_len = 0;
+    if (c->key_fn == NULL &&
+        ((!c->allow_authorized && nori_http_request_header(s->req, "Authorization") != NULL) ||
+         (!c->allow_cookie && nori_http_request_header(s->req, "Cookie") != NULL)))
+        return;
+    nori_backend *b = c->backend;
+    if ((b == NULL && nori_get_backend(&b) != NORI_OK) ||
+        nori_http_cache_key(c, &as_get, s->key, sizeof s->key) != NORI_OK)
+        return;
+    nori__gen_guard guard;
+    if (!nori__http_read_guard(c, b, &as_get, &guard))
+        return;
+    (void)nori__http_store(c, b, s->key, &as_get, s->resp, s->sent, nori__wall_ms(),
+                           &guard, NULL);
+    nori__gen_guard_clear(&guard);
+}
+
+/* Not for the cache: the handler answers, and a successful unsafe request
+ * invalidates what is cached for its path and its locations. A POST whose
+ * answer is its target's representation is then stored for the GETs. */
 static serve_step step_pass(serve_state *s)
 {
+    s->sent = nori__wall_ms();
     s->rc = run_handler(s->req, s->handler, s->ud, s->resp, NORI_HTTP_BYPASS);
-    if (s->rc == NORI_OK && is_write_method(s->req->method) && s->resp->status >= 200 &&
-        s->resp->status <= 399)
-        invalidate(s->c, s->req);
+    if (s->rc == NORI_OK && nori__http_unsafe_method(s->req->method) &&
+        s->resp->status >= 200 && s->resp->status <= 399) {
+        nori__http_invalidate(s->c, s->req, s->resp);
+        if (post_reusable(s))
+            store_post(s);
+    }
     return STEP_DONE;
+}
+
+/* The entry in resp is stale: kept aside, to validate and for a failure. */
+static void keep_aside(serve_state *s)
+{
+    s->stale = *s->resp;
+    s->stale.origin = NORI_HTTP_STALE;
+    nori_http_response_init(s->resp);
+    s->stale_meta = s->meta;
 }
 
 static serve_step step_lookup(serve_state *s)
@@ -223,20 +245,16 @@ static serve_step step_lookup(serve_state *s)
     s->now = nori__wall_ms();
     if (s->b == NULL || s->skip_lookup)
         return STEP_MISS;
-    nori__lookup_result l = nori__http_lookup(s->c, s->b, s->key, s->resp, &s->meta, s->now,
-                                              false);
+    nori__lookup_result l = nori__http_lookup(s->c, s->b, s->key, s->req, s->resp, &s->meta,
+                                              s->now, false);
     s->absent = l == NORI__LOOK_ABSENT;
     switch (l) {
     case NORI__LOOK_FRESH:
         return STEP_HIT;
     case NORI__LOOK_STALE_SWR:
         return STEP_STALE;
-    case NORI__LOOK_STALE_SIE:
-        /* Kept aside in case the handler fails. */
-        s->stale = *s->resp;
-        s->stale.origin = NORI_HTTP_STALE;
-        nori_http_response_init(s->resp);
-        s->stale_meta = s->meta;
+    case NORI__LOOK_STALE:
+        keep_aside(s);
         return STEP_MISS;
     case NORI__LOOK_ERROR:
         s->may_store = false; /* no second wait on a failing backend */
@@ -262,7 +280,7 @@ static serve_step step_hit(serve_state *s)
 static serve_step step_stale(serve_state *s)
 {
     count(&s->c->stale_revalidate);
-    nori__http_schedule_refresh(s->c, s->key, s->req, s->handler, s->ud, &s->meta);
+    nori__http_schedule_refresh(s->c, s->key, s->req, s->handler, s->ud, s->resp, &s->meta);
     s->answer = NORI_HTTP_STALE;
     s->rc = NORI_OK;
     return STEP_DELIVER;
@@ -275,8 +293,9 @@ static bool look_again(serve_state *s, int64_t now, bool swr_ok)
 {
     nori_http_response found;
     nori_http_response_init(&found);
-    nori__entry_meta m = {-1, -1};
-    nori__lookup_result l = nori__http_lookup(s->c, s->b, s->key, &found, &m, now, false);
+    nori__entry_meta m = NORI__META(-1, -1);
+    nori__lookup_result l =
+        nori__http_lookup(s->c, s->b, s->key, s->req, &found, &m, now, false);
     if (l == NORI__LOOK_FRESH || (swr_ok && l == NORI__LOOK_STALE_SWR)) {
         nori_http_response_clear(s->resp);
         *s->resp = found;
@@ -296,7 +315,7 @@ static void end_flight(serve_state *s, bool stored)
 }
 
 /* A waiter: the entry the leader stored answers, else the handler runs
- * here (not stored, gone already, or timed out). */
+ * here (not stored, gone already, another variant, or timed out). */
 static serve_step miss_wait(serve_state *s)
 {
     int w = nori__flight_wait(s->c->flights, s->flight, s->c->lock_timeout_ms);
@@ -326,7 +345,8 @@ static serve_step miss_lead(serve_state *s)
     if (!nori__backend_traits(s->b)->shared)
         return STEP_FETCH;
     nori__entry_meta m;
-    switch (nori__http_remote_lease(s->c, s->b, s->key, s->lease_key, s->token, s->resp, &m)) {
+    switch (nori__http_remote_lease(s->c, s->b, s->key, s->req, s->lease_key, s->token, s->resp,
+                                    &m)) {
     case NORI__LEASE_SERVED:
         end_flight(s, true);
         count(&s->c->coalesced);
@@ -373,13 +393,39 @@ static serve_step step_miss(serve_state *s)
     return STEP_FETCH;
 }
 
-/* Runs the handler, after reading the generation that guards its store. */
+/* Runs the handler, after reading the generation that guards its store;
+ * conditional (RFC 9111 4.3.1) when an entry kept aside has validators. */
 static serve_step step_fetch(serve_state *s)
 {
     count(&s->c->misses);
     s->guarded = s->may_store && nori__http_read_guard(s->c, s->b, s->req, &s->guard);
-    s->rc = run_handler(s->req, s->handler, s->ud, s->resp, NORI_HTTP_MISS);
+    const nori_http_request *req = s->req;
+    if (s->stale.origin == NORI_HTTP_STALE && s->may_store &&
+        nori__cond_request(&s->cond, s->req, &s->stale)) {
+        s->conditional = true;
+        req = &s->cond.req;
+        count(&s->c->revalidations);
+    }
+    s->sent = nori__wall_ms();
+    s->rc = run_handler(req, s->handler, s->ud, s->resp, NORI_HTTP_MISS);
     return STEP_STORE;
+}
+
+/* A 304 answered the conditional request: the entry kept aside, with the
+ * 304's headers (RFC 9111 3.2), becomes the answer and the response to
+ * store. false when out of memory (the 304 is then passed on). */
+static bool take_validated(serve_state *s)
+{
+    if (nori__http_update_headers(&s->stale, s->resp) != NORI_OK) {
+        count(&s->c->errors);
+        return false;
+    }
+    nori_http_response_clear(s->resp);
+    *s->resp = s->stale;
+    nori_http_response_init(&s->stale);
+    s->answer = NORI_HTTP_HIT;
+    count(&s->c->revalidated);
+    return true;
 }
 
 /* Stores what may be stored, and ends the fill: the lease goes, the
@@ -389,8 +435,13 @@ static serve_step step_store(serve_state *s)
     nori_http_cache *c = s->c;
     s->now = nori__wall_ms();
     s->stored = NORI__STORE_NO;
+    bool validated = s->conditional && s->rc == NORI_OK && s->resp->status == 304 &&
+                     take_validated(s);
     if (s->rc == NORI_OK && s->guarded)
-        s->stored = nori__http_store(c, s->b, s->key, s->resp, s->now, &s->guard);
+        s->stored = nori__http_store(c, s->b, s->key, s->req, s->resp, s->sent, s->now,
+                                     &s->guard, &s->meta);
+    else if (validated)
+        (void)nori__http_judge(&c->rules, s->resp, s->sent, s->now, &s->meta);
     if (s->guarded) {
         nori__gen_guard_clear(&s->guard);
         s->guarded = false;
@@ -401,16 +452,23 @@ static serve_step step_store(serve_state *s)
     }
     if (s->role == NORI__FLIGHT_LEADER) {
         /* Unstorable: remember it, so the next requests do not queue. (Not
-         * when a write superseded it: the next fill stores.) */
-        if (s->stored == NORI__STORE_NO && c->hfm_ms > 0)
+         * when a write superseded it: the next fill stores; nor for a 304
+         * to the client's own conditional request, which says nothing of
+         * the resource.) */
+        if (s->stored == NORI__STORE_NO && c->hfm_ms > 0 && s->resp->status != 304)
             nori__hfm_set(c->flights, s->key, nori__sat_add(nori__wall_ms(), c->hfm_ms));
         end_flight(s, s->stored == NORI__STORE_DONE);
     } else if (s->stored == NORI__STORE_DONE && s->role == NORI__FLIGHT_NONE && c->hfm_ms > 0 &&
                c->lock_timeout_ms > 0) {
         nori__hfm_clear(c->flights, s->key); /* storable again */
     }
+    if (validated) {
+        /* Its age is now the 304's, sent by finish_cached. */
+        nori__http_remove_header(s->resp, "Age");
+        return STEP_DELIVER;
+    }
     if (s->stale.origin == NORI_HTTP_STALE && (s->rc < 0 || s->resp->status >= 500) &&
-        within_stale_if_error(c, &s->stale_meta, s->now))
+        nori__http_within_stale_if_error(c, &s->stale_meta, s->now))
         return STEP_STALE_IF_ERROR;
     return STEP_DELIVER;
 }
@@ -438,6 +496,8 @@ static serve_step step_deliver(serve_state *s)
         if (s->stored == NORI__STORE_DONE && nori__http_not_modified(s->req, s->resp)) {
             (void)nori__http_make_304(s->resp);
             count(&s->c->not_modified);
+        } else if (s->stored == NORI__STORE_DONE && s->c->rules.rfc) {
+            (void)nori__http_apply_range(s->req, s->resp);
         }
     }
     return STEP_DONE;
@@ -488,6 +548,20 @@ static void serve_end(serve_state *s)
         nori_http_response_clear(&s->stale);
 }
 
+/*
+ * What the route knows, told to the caches downstream: an answer of a
+ * route with a key function is one user's (or tenant's), so it says
+ * `Cache-Control: private` unless the handler chose its own Cache-Control
+ * (a CDN in front would otherwise serve one user's page to the next).
+ */
+static void tell_downstream(const nori_http_cache *c, const nori_http_request *req,
+                            nori_http_response *resp)
+{
+    if (c->key_fn != NULL && nori_http_response_header(resp, "Cache-Control") == NULL &&
+        (strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0))
+        (void)nori_http_response_add_header(resp, "Cache-Control", "private");
+}
+
 static int serve(nori_http_cache *c, const nori_http_request *req,
                  nori_http_handler_fn handler, void *ud, nori_http_response *resp,
                  bool skip_lookup)
@@ -508,10 +582,12 @@ static int serve(nori_http_cache *c, const nori_http_request *req,
     s.may_store = false;
     s.absent = false;
     s.now = 0;
+    s.sent = 0;
     s.answer = NORI_HTTP_MISS;
-    s.meta = (nori__entry_meta){-1, -1};
+    s.meta = NORI__META(-1, -1);
     nori_http_response_init(&s.stale);
-    s.stale_meta = (nori__entry_meta){-1, -1};
+    s.stale_meta = NORI__META(-1, -1);
+    s.conditional = false;
     s.role = NORI__FLIGHT_NONE;
     s.flight = NULL;
     s.leased = false;
@@ -521,6 +597,8 @@ static int serve(nori_http_cache *c, const nori_http_request *req,
     for (serve_step step = STEP_RECV; step != STEP_DONE;)
         step = run_step(&s, step);
     serve_end(&s);
+    if (s.rc == NORI_OK)
+        tell_downstream(c, req, resp);
     return s.rc;
 }
 

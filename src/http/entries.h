@@ -18,7 +18,7 @@
 #include <stdint.h>
 
 struct nori_http_cache {
-    int64_t ttl;
+    nori__rules rules; /* storing and freshness (policy.c); rules.ttl is the route's ttl */
     char *prefix;
     nori_http_key_fn key_fn;
     void *key_fn_ud;
@@ -42,6 +42,7 @@ struct nori_http_cache {
     _Atomic uint64_t coalesced, lock_timeouts, hit_for_miss, stale_revalidate, stale_error;
     _Atomic uint64_t refreshes, refreshes_dropped, not_modified, invalidations;
     _Atomic uint64_t superseded, refreshes_skipped;
+    _Atomic uint64_t revalidations, revalidated;
 };
 
 static inline void count(_Atomic uint64_t *counter)
@@ -51,19 +52,28 @@ static inline void count(_Atomic uint64_t *counter)
 
 typedef enum {
     NORI__LOOK_ABSENT, /* no entry, or one past every window */
-    NORI__LOOK_MISS,   /* undecodable (counted) */
+    NORI__LOOK_MISS,   /* undecodable, or not for these rules (counted) */
     NORI__LOOK_ERROR,  /* the backend failed (counted): do not write to it either */
     NORI__LOOK_FRESH,
     NORI__LOOK_STALE_SWR, /* within stale_while_revalidate */
-    NORI__LOOK_STALE_SIE  /* within stale_if_error only */
+    NORI__LOOK_STALE      /* stale, kept: to revalidate, and to answer a failure with
+                             within stale_if_error */
 } nori__lookup_result;
 
 /* Reads key's entry into *resp (initialised by the caller) and *meta, and
- * classifies it at now_ms. quiet: an undecodable entry is not counted (the
+ * classifies it at now_ms. When key has no entry and req is not NULL, the
+ * variant of key that req selects is read instead, if the URL has a names
+ * record (vary.c). quiet: an undecodable entry is not counted (the
  * caller's first lookup counted it). */
 nori__lookup_result nori__http_lookup(nori_http_cache *c, nori_backend *b, const char *key,
-                                      nori_http_response *resp, nori__entry_meta *meta,
-                                      int64_t now_ms, bool quiet);
+                                      const nori_http_request *req, nori_http_response *resp,
+                                      nori__entry_meta *meta, int64_t now_ms, bool quiet);
+
+/* Whether an entry (meta, held in resp) judged at now_ms may answer a
+ * failure of its handler: within the longer of the route's and its own
+ * stale_if_error, and not must-revalidate. */
+bool nori__http_within_stale_if_error(const nori_http_cache *c, const nori__entry_meta *m,
+                                      int64_t now_ms);
 
 typedef enum {
     NORI__STORE_NO,        /* not stored: unstorable, or failed (counted) */
@@ -71,11 +81,15 @@ typedef enum {
     NORI__STORE_SUPERSEDED /* a write to the path came while the handler ran */
 } nori__store_result;
 
-/* Stores resp under key when the rules allow and no write to the path came
- * since guard was read (see entries.c). Counts the outcome. */
+/* Stores resp, the answer to req (sent at request_ms, received at
+ * now_ms), under key, or under the variant of key req selects when resp
+ * varies, when the rules allow and no write to the path came since guard
+ * was read (see entries.c). Counts the outcome. *meta (may be NULL)
+ * receives the entry's metadata as the rules judge it, stored or not. */
 nori__store_result nori__http_store(nori_http_cache *c, nori_backend *b, const char *key,
-                                    nori_http_response *resp, int64_t now_ms,
-                                    const nori__gen_guard *guard);
+                                    const nori_http_request *req, nori_http_response *resp,
+                                    int64_t request_ms, int64_t now_ms,
+                                    const nori__gen_guard *guard, nori__entry_meta *meta);
 
 /* Reads the generation guarding a store of req's response, before its
  * handler runs; false (counted) when it cannot be known. */
@@ -84,5 +98,29 @@ bool nori__http_read_guard(nori_http_cache *c, nori_backend *b, const nori_http_
 
 /* The in-process generation of req's path: the epoch of its flights. */
 uint64_t nori__http_path_epoch(nori_http_cache *c, const nori_http_request *req);
+
+/* ---- invalidate.c ---- */
+
+/* true for a method that is not safe (RFC 9110 9.2.1): any but GET, HEAD,
+ * OPTIONS and TRACE. */
+bool nori__http_unsafe_method(const char *m);
+
+/*
+ * The path a Location / Content-Location value v names on req's own origin,
+ * into out[cap]: a path-absolute reference ("/a/b?q"), an absolute URI or
+ * network-path reference whose authority is req's Host ("http://host/a",
+ * "//host/a"), or a relative path resolved against the directory of req's
+ * path ("b" from "/a/x" is "/a/b"). *query: its query (inside v, up to a
+ * '#'), or NULL. false for anything else: another host, dot segments, too
+ * long.
+ */
+bool nori__http_location_path(const nori_http_request *req, const char *v, char *out,
+                              size_t cap, const char **query);
+
+/* RFC 9111 4.4: resp, a 2xx or 3xx answer to the unsafe request req,
+ * invalidates req's path and the same-origin paths of its Location and
+ * Content-Location (see invalidate.c). Failures are counted. */
+void nori__http_invalidate(nori_http_cache *c, const nori_http_request *req,
+                           const nori_http_response *resp);
 
 #endif

@@ -1,6 +1,5 @@
 /*
- * Freshness and validators of the response cache (issue 11 items 2-4): the
- * lifetime a response asks for, the strong ETag derived from the body, and
+ * Validators of the response cache: the strong ETag derived from the body, and
  * the conditional-request rules of RFC 9110 13.1.1/13.1.3 and 15.4.5.
  * Entries are stamped with the wall clock (nori__wall_ms, clock.h): their
  * stored-at times are compared by every process sharing a backend, each
@@ -18,75 +17,28 @@
 #include <strings.h>
 #include <time.h>
 
-/* ---------------------------------------------------------- lifetime */
-
-/* The value of directive `name` (delta-seconds) in a Cache-Control value:
- * 1 and *out when present and valid, else 0. */
-static int directive_seconds(const char *v, const char *name, int64_t *out)
-{
-    size_t nl = strlen(name);
-    const char *p = v;
-    while (*p != '\0') {
-        p += strspn(p, " \t,");
-        if (strncasecmp(p, name, nl) == 0 && p[nl] == '=') {
-            const char *d = p + nl + 1;
-            if (*d == '"')
-                d++;
-            if (*d < '0' || *d > '9')
-                return 0;
-            int64_t n = 0;
-            for (; *d >= '0' && *d <= '9'; d++)
-                n = n > INT64_MAX / 1000 / 10 ? INT64_MAX / 1000 : n * 10 + (*d - '0');
-            *out = n;
-            return 1;
-        }
-        /* skip this directive (a quoted argument may hold commas) */
-        int quoted = 0;
-        while (*p != '\0' && (quoted || *p != ',')) {
-            if (*p == '"')
-                quoted = !quoted;
-            p++;
-        }
-    }
-    return 0;
-}
-
-int64_t nori__http_lifetime_ms(const nori_http_response *r, int64_t route_ttl)
-{
-    int64_t s = -1, v;
-    for (size_t i = 0; i < r->n_headers; i++) {
-        if (strcasecmp(r->headers[i].name, "Cache-Control") != 0)
-            continue;
-        /* s-maxage is the shared cache's own, so it wins over max-age. */
-        if (directive_seconds(r->headers[i].value, "s-maxage", &v))
-            s = v;
-        else if (s < 0 && directive_seconds(r->headers[i].value, "max-age", &v))
-            s = v;
-    }
-    if (s < 0)
-        return route_ttl > 0 ? route_ttl * 1000 : -1;
-    if (route_ttl > 0 && s > route_ttl)
-        s = route_ttl;
-    return s * 1000;
-}
-
 /* -------------------------------------------------------------- ETag */
+
+void nori__http_derived_etag(const char *body, size_t len, char tag[NORI__ETAG_DERIVED_SIZE])
+{
+    /* Deterministic in the body bytes alone (no per-process salt), so every
+     * process sharing a Redis derives the same tag for the same body: two
+     * 64-bit FNV-1a variants and the length. */
+    uint64_t a = 1469598103934665603ULL, b = 0x84222325cbf29ce4ULL;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)body[i];
+        a = (a ^ c) * 1099511628211ULL;
+        b = (b ^ c) * 0x100000001b3ULL + (uint64_t)i;
+    }
+    snprintf(tag, NORI__ETAG_DERIVED_SIZE, "\"%016" PRIx64 "%016" PRIx64 "-%zx\"", a, b, len);
+}
 
 int nori__http_ensure_etag(nori_http_response *r)
 {
     if (nori_http_response_header(r, "ETag") != NULL)
         return NORI_OK;
-    /* Deterministic in the body bytes alone (no per-process salt), so every
-     * process sharing a Redis derives the same tag for the same body: two
-     * 64-bit FNV-1a variants and the length. */
-    uint64_t a = 1469598103934665603ULL, b = 0x84222325cbf29ce4ULL;
-    for (size_t i = 0; i < r->body_len; i++) {
-        unsigned char c = (unsigned char)r->body[i];
-        a = (a ^ c) * 1099511628211ULL;
-        b = (b ^ c) * 0x100000001b3ULL + (uint64_t)i;
-    }
-    char tag[64];
-    snprintf(tag, sizeof tag, "\"%016" PRIx64 "%016" PRIx64 "-%zx\"", a, b, r->body_len);
+    char tag[NORI__ETAG_DERIVED_SIZE];
+    nori__http_derived_etag(r->body, r->body_len, tag);
     return nori_http_response_add_header(r, "ETag", tag);
 }
 

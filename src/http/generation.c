@@ -11,8 +11,11 @@
  * its handler runs and stores only if it did not move since: a store either
  * lands before the bump (so the deletion that follows removes it) or sees
  * the bump and writes nothing. Scopes are hashed into NORI__GEN_BUCKETS
- * buckets, so the state stays bounded whatever paths are written; a write
- * to another path of the same bucket only costs a concurrent fill its store.
+ * buckets, so the state stays bounded whatever paths are written. In the
+ * process each bucket also remembers the scopes of its last bumps, so a
+ * write to another path of the same bucket does not cost a concurrent fill
+ * its store (unless more than a few came meanwhile); on a shared backend
+ * it still does (the backend's token says only that the bucket moved).
  *
  * In the process: a counter per bucket, bumped and compared under the
  * bucket's stripe lock, and an unshared backend's write (the memory
@@ -39,10 +42,15 @@
 #include <string.h>
 
 #define STRIPES 64
+/* Bumps remembered per bucket, with the hash of the scope each was for. */
+#define RECENT 4
 
 struct nori__gens {
     pthread_mutex_t locks[STRIPES];
     _Atomic uint64_t gen[NORI__GEN_BUCKETS];
+    /* recent[bucket][gen % RECENT]: the scope hash of the bump that made
+     * gen; written and read under the bucket's stripe lock. */
+    uint64_t recent[NORI__GEN_BUCKETS][RECENT];
 };
 
 int nori__gens_new(nori__gens **out)
@@ -67,12 +75,38 @@ void nori__gens_free(nori__gens *g)
 
 /* FNV-1a: the same bucket in every process (the key names it), unlike the
  * seeded hash of the in-process tables. */
-static unsigned bucket_of(const char *scope)
+static uint64_t scope_hash(const char *scope)
 {
     uint64_t h = 1469598103934665603ULL;
     for (const unsigned char *p = (const unsigned char *)scope; *p != '\0'; p++)
         h = (h ^ *p) * 1099511628211ULL;
-    return (unsigned)(h % NORI__GEN_BUCKETS);
+    return h;
+}
+
+static unsigned bucket_of(const char *scope)
+{
+    return (unsigned)(scope_hash(scope) % NORI__GEN_BUCKETS);
+}
+
+unsigned nori__gen_bucket(const char *scope)
+{
+    return bucket_of(scope);
+}
+
+/*
+ * Whether every bump of gd's bucket since gd was read was for another
+ * scope (a write to another path that shares the bucket): then the fill
+ * may still store. Only the last RECENT bumps are remembered; more, and it
+ * is taken as superseded. Called with the bucket's stripe lock held.
+ */
+static bool do_only_others_bumped(const nori__gens *g, const nori__gen_guard *gd, uint64_t now)
+{
+    if (now - gd->local > RECENT)
+        return false;
+    for (uint64_t v = gd->local + 1; v <= now; v++)
+        if (g->recent[gd->bucket][v % RECENT] == gd->scope)
+            return false;
+    return true;
 }
 
 /* Other processes write to b: the generation lives in the backend too. */
@@ -111,7 +145,8 @@ void nori__gen_read(nori__gens *g, nori_backend *b, const char *prefix, const ch
                     nori__gen_guard *out)
 {
     memset(out, 0, sizeof *out);
-    out->bucket = bucket_of(scope);
+    out->scope = scope_hash(scope);
+    out->bucket = (unsigned)(out->scope % NORI__GEN_BUCKETS);
     out->local = atomic_load(&g->gen[out->bucket]);
     out->shared = shared_backend(b);
     if (!out->shared) {
@@ -135,16 +170,21 @@ int nori__gen_store(nori__gens *g, nori_backend *b, const nori__gen_guard *gd, c
     *stored = 0;
     if (!gd->ok)
         return nori__fail(NORI_EBACKEND, "generation of %.64s unknown: not stored", key);
-    /* A bump in this process since the read: no need to ask the backend. */
-    if (atomic_load(&g->gen[gd->bucket]) != gd->local)
-        return NORI_OK;
-    if (gd->shared)
+    /* A bump in this process since the read: no need to ask the backend
+     * (whose token that bump moved too). */
+    if (gd->shared) {
+        if (atomic_load(&g->gen[gd->bucket]) != gd->local)
+            return NORI_OK;
         return nori__backend_set_guarded(b, key, val, len, ttl, gd->key, gd->remote.data,
                                          gd->remote.len, stored);
+    }
+    /* In the process the bumps are known one by one: a write to another
+     * scope of the bucket does not cost this fill its store. */
     pthread_mutex_t *lock = &g->locks[gd->bucket % STRIPES];
     pthread_mutex_lock(lock);
     int rc = NORI_OK;
-    if (atomic_load(&g->gen[gd->bucket]) == gd->local) {
+    uint64_t now = atomic_load(&g->gen[gd->bucket]);
+    if (now == gd->local || do_only_others_bumped(g, gd, now)) {
         rc = nori_backend_set(b, key, val, len, ttl);
         *stored = rc == NORI_OK;
     }
@@ -154,10 +194,12 @@ int nori__gen_store(nori__gens *g, nori_backend *b, const nori__gen_guard *gd, c
 
 int nori__gen_bump(nori__gens *g, nori_backend *b, const char *prefix, const char *scope)
 {
-    unsigned bucket = bucket_of(scope);
+    uint64_t h = scope_hash(scope);
+    unsigned bucket = (unsigned)(h % NORI__GEN_BUCKETS);
     pthread_mutex_t *lock = &g->locks[bucket % STRIPES];
     pthread_mutex_lock(lock);
-    atomic_fetch_add(&g->gen[bucket], 1);
+    uint64_t v = atomic_fetch_add(&g->gen[bucket], 1) + 1;
+    g->recent[bucket][v % RECENT] = h;
     pthread_mutex_unlock(lock);
     if (!shared_backend(b))
         return NORI_OK;

@@ -125,7 +125,8 @@ static bool lease_looks_genuine(nori_backend *b, const char *lease_key, int64_t 
  * error is NORI__LEASE_NONE too: fail open.
  */
 nori__lease_result nori__http_remote_lease(nori_http_cache *c, nori_backend *b, const char *key,
-                                           char *lease_key, char *token, nori_http_response *resp,
+                                           const nori_http_request *req, char *lease_key,
+                                           char *token, nori_http_response *resp,
                                            nori__entry_meta *meta)
 {
     if (!nori__http_lease_name(key, lease_key))
@@ -144,7 +145,7 @@ nori__lease_result nori__http_remote_lease(nori_http_cache *c, nori_backend *b, 
             return NORI__LEASE_NONE;
         int64_t now = nori__wall_ms();
         /* Quiet: an undecodable entry was counted by the first lookup. */
-        nori__lookup_result l = nori__http_lookup(c, b, key, resp, meta, now, true);
+        nori__lookup_result l = nori__http_lookup(c, b, key, req, resp, meta, now, true);
         if (l == NORI__LOOK_FRESH) {
             /* Filled meanwhile (maybe just before our lease): no run. */
             if (added)

@@ -25,9 +25,11 @@ typedef enum { NORI__LEASE_NONE, NORI__LEASE_HELD, NORI__LEASE_SERVED } nori__le
 /* The in-process leader's lease of key across processes (see lease.c):
  * NORI__LEASE_HELD (lease_key/token: release it after the fill),
  * NORI__LEASE_SERVED (*resp and *meta hold the entry another process
- * filled), or NORI__LEASE_NONE (run the handler without it). */
+ * filled; req selects the variant), or NORI__LEASE_NONE (run the handler
+ * without it). */
 nori__lease_result nori__http_remote_lease(nori_http_cache *c, nori_backend *b, const char *key,
-                                           char *lease_key, char *token, nori_http_response *resp,
+                                           const nori_http_request *req, char *lease_key,
+                                           char *token, nori_http_response *resp,
                                            nori__entry_meta *meta);
 
 #endif

@@ -101,18 +101,22 @@ static void refresh_drop(void *arg)
 /*
  * Whether the entry j saw stale is still the one stored (and still stale).
  * A refresh asked for by a read that came just before another refresh of
- * the entry landed finds the newer entry here, and has nothing to do.
+ * the entry landed finds the newer entry here, and has nothing to do. The
+ * entry read is left in *cur (cleared when not wanted): its validators make
+ * the refresh a conditional request.
  */
-static bool refresh_wanted(nori_http_cache *c, nori_backend *b, const refresh_job *j)
+static bool refresh_wanted(nori_http_cache *c, nori_backend *b, const refresh_job *j,
+                           const nori_http_request *req, nori_http_response *cur)
 {
-    nori_http_response cur;
-    nori_http_response_init(&cur);
-    nori__entry_meta m = {-1, -1};
+    nori_http_response_clear(cur);
+    nori__entry_meta m = NORI__META(-1, -1);
     nori__lookup_result l =
-        nori__http_lookup(c, b, j->key, &cur, &m, nori__wall_ms(), true);
-    nori_http_response_clear(&cur);
-    return (l == NORI__LOOK_STALE_SWR || l == NORI__LOOK_STALE_SIE) &&
-           m.stored_at_ms == j->seen_stored_at;
+        nori__http_lookup(c, b, j->key, req, cur, &m, nori__wall_ms(), true);
+    if ((l == NORI__LOOK_STALE_SWR || l == NORI__LOOK_STALE) &&
+        m.stored_at_ms == j->seen_stored_at)
+        return true;
+    nori_http_response_clear(cur);
+    return false;
 }
 
 /*
@@ -124,6 +128,7 @@ static bool refresh_wanted(nori_http_cache *c, nori_backend *b, const refresh_jo
  * handler; *held: the lease is ours to release.
  */
 static bool refresh_lease(nori_http_cache *c, nori_backend *b, const refresh_job *j,
+                          const nori_http_request *req, nori_http_response *cur,
                           char *lease_key, char *token, bool *held)
 {
     *held = false;
@@ -138,7 +143,7 @@ static bool refresh_lease(nori_http_cache *c, nori_backend *b, const refresh_job
     if (!added)
         return false;
     *held = true;
-    if (refresh_wanted(c, b, j)) {
+    if (refresh_wanted(c, b, j, req, cur)) {
         nori__http_lease_mark(b, lease_key); /* misses of the key sleep on it */
         return true;
     }
@@ -147,17 +152,36 @@ static bool refresh_lease(nori_http_cache *c, nori_backend *b, const refresh_job
     return false;
 }
 
-/* Runs the handler on the copied request and stores its response. */
+/* Runs the handler on the copied request and stores its response:
+ * conditional when the stale entry `cur` has validators, and then a 304
+ * refreshes cur's headers and stores it again (RFC 9111 4.3.4). */
 static nori__store_result refresh_fill(nori_http_cache *c, nori_backend *b, refresh_job *j,
-                                       const nori_http_request *req)
+                                       const nori_http_request *req, nori_http_response *cur)
 {
     nori__gen_guard guard;
     bool guarded = nori__http_read_guard(c, b, req, &guard);
+    nori__cond_req cond;
+    bool conditional = nori__cond_request(&cond, req, cur);
+    if (conditional)
+        count(&c->revalidations);
     nori_http_response resp;
     nori_http_response_init(&resp);
     nori__store_result stored = NORI__STORE_NO;
-    if (j->handler(req, &resp, j->ud) == NORI_OK && guarded)
-        stored = nori__http_store(c, b, j->key, &resp, nori__wall_ms(), &guard);
+    int64_t sent = nori__wall_ms();
+    int rc = j->handler(conditional ? &cond.req : req, &resp, j->ud);
+    if (rc == NORI_OK && conditional && resp.status == 304) {
+        if (nori__http_update_headers(cur, &resp) == NORI_OK) {
+            nori_http_response_clear(&resp);
+            resp = *cur;
+            nori_http_response_init(cur);
+            count(&c->revalidated);
+        } else {
+            count(&c->errors);
+        }
+    }
+    if (rc == NORI_OK && guarded)
+        stored = nori__http_store(c, b, j->key, req, &resp, sent, nori__wall_ms(), &guard,
+                                  NULL);
     if (guarded)
         nori__gen_guard_clear(&guard);
     nori_http_response_clear(&resp);
@@ -186,25 +210,56 @@ static void refresh_run(void *arg)
     char lease_key[NORI_MAX_KEY_LEN + 1], token[64];
     bool held = false;
     nori__store_result stored = NORI__STORE_NO;
-    if ((b != NULL || nori_get_backend(&b) == NORI_OK) && refresh_wanted(c, b, j) &&
-        refresh_lease(c, b, j, lease_key, token, &held)) {
-        stored = refresh_fill(c, b, j, &req);
+    nori_http_response cur;
+    nori_http_response_init(&cur);
+    if ((b != NULL || nori_get_backend(&b) == NORI_OK) && refresh_wanted(c, b, j, &req, &cur) &&
+        refresh_lease(c, b, j, &req, &cur, lease_key, token, &held)) {
+        stored = refresh_fill(c, b, j, &req, &cur);
         count(&c->refreshes);
     } else {
         count(&c->refreshes_skipped);
     }
+    nori_http_response_clear(&cur);
     if (held)
         nori__http_lease_release(b, lease_key, token);
     nori__flight_finish(c->flights, j->flight, stored == NORI__STORE_DONE);
     job_free(j);
 }
 
+/* Copies the request header `name` into j when req has it (and j has
+ * not yet); false when out of memory. */
+static bool copy_named(refresh_job *j, const nori_http_request *req, const char *name)
+{
+    const char *v = nori_http_request_header(req, name);
+    return v == NULL || job_header(j, name) != NULL || copy_one_header(j, name, v) == 0;
+}
+
+/* The request headers the stale entry's Vary names: the refresh's copy
+ * needs them to select the same variant. */
+static bool copy_vary_named(refresh_job *j, const nori_http_request *req,
+                            const nori_http_response *entry)
+{
+    char names[NORI__VARY_NAMES_MAX];
+    if (entry == NULL || nori__vary_names(entry, NULL, 0, names) <= 0)
+        return true;
+    for (char *p = names; *p != '\0';) {
+        char *comma = strchr(p, ',');
+        if (comma != NULL)
+            *comma = '\0';
+        if (!copy_named(j, req, p))
+            return false;
+        p = comma != NULL ? comma + 1 : p + strlen(p);
+    }
+    return true;
+}
+
 /* Starts one background refresh of key unless one (or a fill) is already
- * running for it. The stale answer (whose metadata is *seen) goes out
- * either way. */
+ * running for it. The stale answer (entry, whose metadata is *seen) goes
+ * out either way. */
 void nori__http_schedule_refresh(nori_http_cache *c, const char *key,
                                  const nori_http_request *req, nori_http_handler_fn handler,
-                                 void *ud, const nori__entry_meta *seen)
+                                 void *ud, const nori_http_response *entry,
+                                 const nori__entry_meta *seen)
 {
     nori__flight *f;
     nori__flight_role role =
@@ -224,13 +279,11 @@ void nori__http_schedule_refresh(nori_http_cache *c, const char *key,
         ok = (j->key = strdup(key)) != NULL && (j->path = strdup(req->path)) != NULL &&
              (j->query = strdup(req->query != NULL ? req->query : "")) != NULL;
     }
-    for (size_t i = 0; ok && i < c->n_vary_on + c->n_refresh_headers; i++) {
-        const char *name = i < c->n_vary_on ? c->vary_on[i]
-                                            : c->refresh_headers[i - c->n_vary_on];
-        const char *v = nori_http_request_header(req, name);
-        if (v != NULL && copy_one_header(j, name, v) != 0)
-            ok = false;
-    }
+    for (size_t i = 0; ok && i < c->n_vary_on + c->n_refresh_headers; i++)
+        ok = copy_named(j, req, i < c->n_vary_on ? c->vary_on[i]
+                                                  : c->refresh_headers[i - c->n_vary_on]);
+    if (ok)
+        ok = copy_vary_named(j, req, entry);
     if (ok) {
         pthread_mutex_lock(&c->refresher_lock);
         if (c->refresher == NULL)

@@ -38,6 +38,9 @@ void nori_http_cache_free(nori_http_cache *c)
     for (size_t i = 0; i < c->n_refresh_headers; i++)
         free(c->refresh_headers[i]);
     free(c->refresh_headers);
+    for (size_t i = 0; i < c->rules.n_targeted; i++)
+        free(c->rules.targeted[i]);
+    free(c->rules.targeted);
     free(c->vary_header);
     free(c->prefix);
     free(c);
@@ -70,6 +73,16 @@ int nori_http_cache_new(const nori_http_cache_options *opts, nori_http_cache **o
     for (size_t i = 0; i < opts->n_refresh_headers; i++)
         if (opts->refresh_headers[i] == NULL || opts->refresh_headers[i][0] == '\0')
             return nori__fail(NORI_EINVAL, "refresh_headers[%zu] is empty", i);
+    if ((unsigned)opts->rules > NORI_HTTP_RULES_RFC9111 || opts->heuristic_percent > 100 ||
+        opts->keep < 0 || opts->keep > NORI_MAX_TTL)
+        return nori__fail(NORI_EINVAL, "rules %d / heuristic_percent %u / keep %lld out of range",
+                          (int)opts->rules, opts->heuristic_percent, (long long)opts->keep);
+    if (opts->n_targeted_fields > 0 && opts->targeted_fields == NULL)
+        return nori__fail(NORI_EINVAL, "targeted_fields is NULL with n_targeted_fields > 0");
+    for (size_t i = 0; i < opts->n_targeted_fields; i++)
+        if (opts->targeted_fields[i] == NULL ||
+            !nori__http_field_name_ok(opts->targeted_fields[i], strlen(opts->targeted_fields[i])))
+            return nori__fail(NORI_EINVAL, "targeted_fields[%zu] is not a field name", i);
     if (opts->refresh_threads > 64)
         return nori__fail(NORI_EINVAL, "refresh_threads %zu is over 64", opts->refresh_threads);
     const char *prefix = opts->prefix != NULL ? opts->prefix : "view";
@@ -119,7 +132,18 @@ int nori_http_cache_new(const nori_http_cache_options *opts, nori_http_cache **o
             goto oom;
         c->n_refresh_headers++;
     }
-    c->ttl = opts->ttl;
+    if (opts->n_targeted_fields > 0 &&
+        (c->rules.targeted = calloc(opts->n_targeted_fields, sizeof *c->rules.targeted)) == NULL)
+        goto oom;
+    for (size_t i = 0; i < opts->n_targeted_fields; i++) {
+        if ((c->rules.targeted[i] = strdup(opts->targeted_fields[i])) == NULL)
+            goto oom;
+        c->rules.n_targeted++;
+    }
+    c->rules.rfc = opts->rules == NORI_HTTP_RULES_RFC9111;
+    c->rules.ttl = opts->ttl;
+    c->rules.heuristic_percent = opts->heuristic_percent;
+    c->rules.keep_ms = opts->keep * 1000;
     c->key_fn = opts->key_fn;
     c->key_fn_ud = opts->key_fn_ud;
     c->backend = opts->backend;
@@ -173,4 +197,6 @@ void nori_http_cache_get_stats(const nori_http_cache *c, nori_http_cache_stats *
     nori__memo_get_stats(c->memo, &ms);
     out->memo_hits = ms.hits;
     out->memo_bytes = ms.bytes;
+    out->revalidations = LOAD(revalidations);
+    out->revalidated = LOAD(revalidated);
 }

@@ -239,6 +239,33 @@ static void test_separate_slots(void **state)
     expect("/me", NULL, "BYPASS", "you are anonymous");
 }
 
+/* What a route knows, told to the caches downstream: /greeting varies on
+ * Accept-Language and says so; /me is one user's page (a key function) and
+ * says private, hit or miss, so that a CDN in front never serves it to
+ * another user. */
+static void test_downstream_headers(void **state)
+{
+    (void)state;
+    char v[64];
+    for (int i = 0; i < 2; i++) {
+        test_http_response r = get("/greeting", "Accept-Language: es\r\n");
+        assert_string_equal(test_http_header(&r, "X-Cache", v, sizeof v), i ? "HIT" : "MISS");
+        assert_string_equal(test_http_header(&r, "Vary", v, sizeof v), "accept-language");
+        test_http_response_free(&r);
+        r = get("/me", "X-User: carol\r\n");
+        assert_string_equal(test_http_header(&r, "X-Cache", v, sizeof v), i ? "HIT" : "MISS");
+        assert_string_equal(test_http_header(&r, "Cache-Control", v, sizeof v), "private");
+        test_http_response_free(&r);
+    }
+    test_http_response r = get("/me", NULL);
+    assert_string_equal(test_http_header(&r, "Cache-Control", v, sizeof v), "private");
+    test_http_response_free(&r);
+    /* A shared page says nothing of the kind. */
+    r = get("/dashboard", NULL);
+    assert_null(test_http_header(&r, "Cache-Control", v, sizeof v));
+    test_http_response_free(&r);
+}
+
 static void test_login_throttle(void **state)
 {
     (void)state;
@@ -659,6 +686,7 @@ int main(void)
         cmocka_unit_test(test_miss_then_hit),     cmocka_unit_test(test_db_counter),
         cmocka_unit_test(test_post_not_cached),   cmocka_unit_test(test_fail_never_cached),
         cmocka_unit_test(test_report_pdf),        cmocka_unit_test(test_separate_slots),
+        cmocka_unit_test(test_downstream_headers),
         cmocka_unit_test(test_login_throttle),    cmocka_unit_test(test_keep_alive),
         cmocka_unit_test(test_large_body_refused), cmocka_unit_test(test_aborted_upload),
         cmocka_unit_test(test_metrics),           cmocka_unit_test(test_head),

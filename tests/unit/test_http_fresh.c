@@ -288,37 +288,62 @@ static void test_conditional(void **state)
     nori_http_cache_free(vc);
 }
 
-/* s-maxage, then max-age, set the lifetime, capped by the route's ttl;
- * Expires is ignored. */
+/* s-maxage, then max-age, then Expires - Date set the lifetime, capped by
+ * the route's ttl; none: the ttl (the application rules' heuristic). */
 static void test_lifetime(void **state)
 {
     fixture *f = *state;
     nori_http_cache_free(f->c);
     f->c = make_cache(f->b, 10, 0, 0, NULL, 0);
+    char date[NORI_HTTP_DATE_SIZE], expires[NORI_HTTP_DATE_SIZE];
     static const struct {
         const char *cc;
+        int64_t expires_in; /* seconds after Date; with cc NULL */
         int64_t fresh_s;
-    } cases[] = {{"max-age=3", 3},
-                 {"public, s-maxage=2, max-age=8", 2},
-                 {"max-age=100", 10},
-                 {NULL, 10}};
+    } cases[] = {{"max-age=3", 0, 3},
+                 {"public, s-maxage=2, max-age=8", 0, 2},
+                 {"max-age=100", 0, 10},
+                 {NULL, 5, 5},
+                 {NULL, 60, 10},
+                 {NULL, -1, 10}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char path[16];
         snprintf(path, sizeof path, "/l%zu", i);
-        f->a.h_name = cases[i].cc ? "Cache-Control" : "Expires";
-        f->a.h_value = cases[i].cc ? cases[i].cc : "Thu, 01 Jan 1970 00:00:00 GMT";
+        int64_t now_s;
+        f->a.h_name = cases[i].cc ? "Cache-Control" : cases[i].expires_in >= 0 ? "Expires" : NULL;
+        f->a.h_value = cases[i].cc ? cases[i].cc : expires;
+        f->a.h2_name = "Date";
+        f->a.h2_value = date;
+        /* The test clock on a second: Date then says exactly when. */
+        advance(1000 - atomic_load(&fake_now) % 1000);
+        now_s = atomic_load(&fake_now) / 1000;
+        assert_nori(nori__http_date_format(now_s, date), NORI_OK);
+        assert_nori(nori__http_date_format(now_s + cases[i].expires_in, expires), NORI_OK);
         assert_int_equal(serve(f, path), NORI_HTTP_MISS);
         advance(cases[i].fresh_s * 1000 - 1);
-        assert_int_equal(serve(f, path), NORI_HTTP_HIT);
+        if (serve(f, path) != NORI_HTTP_HIT)
+            fail_msg("case %zu: stale before %lld s", i, (long long)cases[i].fresh_s);
         advance(1);
         if (serve(f, path) != NORI_HTTP_MISS)
-            fail_msg("%s: still fresh after %lld s", f->a.h_value, (long long)cases[i].fresh_s);
+            fail_msg("case %zu: still fresh after %lld s", i, (long long)cases[i].fresh_s);
     }
-    /* max-age=0: nothing to reuse, not stored. */
-    f->a.h_name = "Cache-Control";
-    f->a.h_value = "max-age=0";
-    assert_int_equal(serve(f, "/zero"), NORI_HTTP_MISS);
-    assert_int_equal(serve(f, "/zero"), NORI_HTTP_MISS);
+    f->a.h2_name = NULL;
+    /* max-age=0, an Expires not after Date, an invalid Expires: stale at
+     * once, nothing to reuse, not stored. */
+    static const char *const stale[][2] = {{"Cache-Control", "max-age=0"},
+                                           {"Cache-Control", "max-age=-5"},
+                                           {"Cache-Control", "max-age=\"x\""},
+                                           {"Expires", "Thu, 01 Jan 1970 00:00:00 GMT"},
+                                           {"Expires", "0"}};
+    for (size_t i = 0; i < sizeof stale / sizeof stale[0]; i++) {
+        char path[16];
+        snprintf(path, sizeof path, "/zero%zu", i);
+        f->a.h_name = stale[i][0];
+        f->a.h_value = stale[i][1];
+        assert_int_equal(serve(f, path), NORI_HTTP_MISS);
+        if (serve(f, path) != NORI_HTTP_MISS)
+            fail_msg("%s: %s was stored", stale[i][0], stale[i][1]);
+    }
 }
 
 /* A 2xx/3xx to POST/PUT/PATCH/DELETE removes every entry of the path
@@ -400,7 +425,7 @@ static void test_lifetime_extremes(void **state)
     nori_http_response e;
     nori_http_response_init(&e);
     assert_nori(nori_http_response_set_body(&e, "far", 3), NORI_OK);
-    nori__entry_meta m = {0, INT64_MAX - 5};
+    nori__entry_meta m = NORI__META(0, INT64_MAX - 5);
     nori_buf enc;
     assert_nori(nori__entry_encode_binary_meta(&e, &m, &enc), NORI_OK);
     assert_nori(nori_backend_set(f->b, "view:/end:", enc.data, enc.len, 0), NORI_OK);
@@ -542,6 +567,60 @@ static void test_write_during_fill(void **state)
     expect_body(&f->r, "version 1");
     pthread_mutex_destroy(&d.lock);
     pthread_cond_destroy(&d.cond);
+}
+
+/* A write to another path whose scope shares the fill's generation bucket
+ * does not cost the fill its store (the bucket remembers which scopes its
+ * last writes were for); five writes to such paths meanwhile, more than it
+ * remembers, do (the safe side). */
+static void test_write_to_bucket_neighbour(void **state)
+{
+    fixture *f = *state;
+    nori_http_cache_free(f->c);
+    nori_http_cache_options o;
+    nori_http_cache_options_init(&o);
+    o.backend = f->b;
+    assert_nori(nori_http_cache_new(&o, &f->c), NORI_OK);
+    char neighbour[5][32];
+    int found = 0;
+    unsigned want = nori__gen_bucket("view:/w:");
+    for (int i = 0; found < 5 && i < 1000000; i++) {
+        char scope[48];
+        snprintf(neighbour[found], sizeof neighbour[found], "/n%d", i);
+        snprintf(scope, sizeof scope, "view:%s:", neighbour[found]);
+        if (nori__gen_bucket(scope) == want)
+            found++;
+    }
+    assert_int_equal(found, 5);
+    for (int writes = 1; writes <= 5; writes += 4) {
+        db_app d = {.hold_first = 1};
+        pthread_mutex_init(&d.lock, NULL);
+        pthread_cond_init(&d.cond, NULL);
+        db_get first = {.c = f->c, .d = &d};
+        pthread_t t1;
+        assert_int_equal(pthread_create(&t1, NULL, db_get_thread, &first), 0);
+        assert_true(wait_flag(&d.first_inside, 10000));
+        for (int k = 0; k < writes; k++) {
+            nori_http_request post = {"POST", neighbour[k], "", NULL, NULL, NULL, 0, NULL};
+            assert_nori(nori_http_cache_serve(f->c, &post, db_handler, &d, &f->r), NORI_OK);
+        }
+        db_release(&d);
+        pthread_join(t1, NULL);
+        assert_string_equal(first.body, "version 0");
+        nori_http_request get = {"GET", "/w", "", NULL, NULL, NULL, 0, NULL};
+        assert_nori(nori_http_cache_serve(f->c, &get, db_handler, &d, &f->r), NORI_OK);
+        if (writes == 1) {
+            assert_int_equal(f->r.origin, NORI_HTTP_HIT);
+            expect_body(&f->r, "version 0");
+        } else {
+            assert_int_equal(f->r.origin, NORI_HTTP_MISS);
+            expect_body(&f->r, "version 5");
+        }
+        nori_http_request del = {"POST", "/w", "", NULL, NULL, NULL, 0, NULL};
+        assert_nori(nori_http_cache_serve(f->c, &del, db_handler, &d, &f->r), NORI_OK);
+        pthread_mutex_destroy(&d.lock);
+        pthread_cond_destroy(&d.cond);
+    }
 }
 
 /* ---- a refresh that comes after another refresh of the same entry ----
@@ -742,7 +821,8 @@ int main(void)
         T(test_stale_while_revalidate), T(test_stale_if_error), T(test_conditional),
         T(test_lifetime),               T(test_invalidation),
         T(test_stale_if_error_at_answer_time), T(test_lifetime_extremes),
-        T(test_write_during_fill),      T(test_refresh_after_refresh),
+        T(test_write_during_fill),      T(test_write_to_bucket_neighbour),
+        T(test_refresh_after_refresh),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

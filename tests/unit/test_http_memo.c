@@ -50,7 +50,7 @@ static nori_buf entry(const char *body)
     assert_nori(nori_http_response_add_header(&r, "Content-Disposition", disp), NORI_OK);
     assert_nori(nori_http_response_set_body(&r, body, strlen(body)), NORI_OK);
     assert_nori(nori__http_ensure_etag(&r), NORI_OK);
-    nori__entry_meta m = {stored_at_ms(), 60000};
+    nori__entry_meta m = NORI__META(stored_at_ms(), 60000);
     nori_buf out;
     assert_nori(nori__entry_encode_json_meta(&r, &m, &out), NORI_OK);
     nori_http_response_clear(&r);

@@ -199,7 +199,7 @@ static void check_traits(const nori_backend_ops *ops)
     nori_http_request rq = {"GET", "/p", "", NULL, NULL, NULL, 0, NULL};
     assert_false(lease_held(&a, &rq)); /* released after the fill */
 
-    /* The stored bytes: the binary record (body first, "NRB2" last) or
+    /* The stored bytes: the binary record (body first, "NRB3" last) or
      * Nori's JSON entry. */
     char key[NORI_MAX_KEY_LEN + 1];
     assert_nori(nori_http_cache_key(a.c, &rq, key, sizeof key), NORI_OK);
@@ -208,7 +208,7 @@ static void check_traits(const nori_backend_ops *ops)
     if (binary) {
         assert_true(v.len > 14);
         assert_memory_equal(v.data, "probe body", 10);
-        assert_memory_equal(v.data + v.len - 4, "NRB2", 4);
+        assert_memory_equal(v.data + v.len - 4, "NRB3", 4);
     } else {
         assert_int_equal(v.data[0], '{');
         assert_non_null(strstr(v.data, "\"body_b64\""));
