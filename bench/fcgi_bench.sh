@@ -9,7 +9,10 @@
 #          the http deployment: what the hop through nginx costs by itself
 # with wrk on /dashboard (cached) and /hello (no cache: each server's
 # ceiling). The contenders alternate, ROUNDS times; the best of each is kept.
-# CACHE_BACKEND in the environment overrides memory for both.
+# CACHE_BACKEND in the environment overrides memory for both; FCGI_BACKEND
+# for the FastCGI workers alone (FCGI_BACKEND=shm: the comparison of the targets,
+# nginx + 4 FastCGI workers on one shared-memory segment against 4 HTTP
+# workers on memory; the segment is the run's own, unlinked at the end).
 # Usage: bench/fcgi_bench.sh BUILD_DIR [ROUNDS] [SECONDS] [CONNECTIONS]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -18,6 +21,8 @@ rounds=${2:-3}
 secs=${3:-10}
 conns=${4:-64}
 backend=${CACHE_BACKEND:-memory}
+fcgi_backend=${FCGI_BACKEND:-$backend}
+shm_name=nori-bench-fcgi-$$
 source "$here/lib.sh"
 
 demo=$build/examples/demo/nori-demo
@@ -28,11 +33,13 @@ cleanup() {
     kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
   done
   rm -rf "$work"
+  rm -f "/dev/shm/$shm_name" "/dev/shm/$shm_name.counters"
 }
 trap cleanup EXIT
 
-wait_http() { # url
-  for _ in $(seq 1 600); do
+wait_http() { # url (up to 3 min: the first start builds the 200k-row database, slow on a
+               # loaded machine)
+  for _ in $(seq 1 3600); do
     curl -sf "$1" >/dev/null 2>&1 && return 0
     sleep 0.05
   done
@@ -44,8 +51,10 @@ wait_http() { # url
 p0=$(free_port)
 "$demo" --db "$work/demo.db" --port "$p0" >/dev/null 2>&1 &
 p=$!
+http_pid=$p # stopped by cleanup if the wait fails
 wait_http "http://127.0.0.1:$p0/hello"
 kill "$p"; wait "$p" 2>/dev/null || true
+http_pid=""
 cp "$work/demo.db" "$work/http.db"
 cp "$work/demo.db" "$work/fcgi.db"
 
@@ -53,7 +62,8 @@ http_port=$(free_port)
 CACHE_BACKEND=$backend "$demo" --workers 4 --threads 2 --port "$http_port" \
   --db "$work/http.db" >"$work/http.log" 2>&1 &
 http_pid=$!
-CACHE_BACKEND=$backend "$demo" --workers 4 --threads 2 --fastcgi "$work/fcgi.sock" \
+CACHE_BACKEND=$fcgi_backend CACHE_SHM_NAME=$shm_name "$demo" --workers 4 --threads 2 \
+  --fastcgi "$work/fcgi.sock" \
   --db "$work/fcgi.db" >"$work/fcgi.log" 2>&1 &
 fcgi_pid=$!
 nginx_port=$(free_port)
@@ -126,8 +136,9 @@ for _ in $(seq 1 "$rounds"); do
 done
 awk -v hd="${best[http_dashboard]}" -v fd="${best[fcgi_dashboard]}" \
     -v pd="${best[proxy_dashboard]}" -v hh="${best[http_hello]}" -v fh="${best[fcgi_hello]}" \
-    -v ph="${best[proxy_hello]}" -v c="$conns" -v s="$secs" -v b="$backend" 'BEGIN {
-  printf "4 workers on %s, wrk -t2 -c%d -d%ds, best of rounds (requests/s)\n", b, c, s
+    -v ph="${best[proxy_hello]}" -v c="$conns" -v s="$secs" -v b="$backend" \
+    -v fb="$fcgi_backend" 'BEGIN {
+  printf "4 HTTP workers on %s, 4 FastCGI workers on %s, wrk -t2 -c%d -d%ds, best of rounds (requests/s)\n", b, fb, c, s
   printf "/dashboard cached  http --workers 4            %10.0f\n", hd
   printf "/dashboard cached  nginx + 4 fastcgi workers   %10.0f  %.2fx http, %.2fx proxy\n", fd, fd / hd, fd / pd
   printf "/dashboard cached  nginx proxy_pass to http    %10.0f  %.2fx http\n", pd, pd / hd

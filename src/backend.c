@@ -97,6 +97,26 @@ const nori__traits *nori__backend_traits(const nori_backend *b)
     return &b->ops->traits;
 }
 
+int nori__backend_fill_claim(nori_backend *b, const char *key)
+{
+    if (!b->ops->traits.waits_for_fills)
+        return NORI_MISS;
+    return b->ops->fill_claim(b, key, strlen(key));
+}
+
+int nori__backend_fill_wait(nori_backend *b, const char *key, int64_t timeout_ms)
+{
+    if (!b->ops->traits.waits_for_fills)
+        return NORI_MISS;
+    return b->ops->fill_wait(b, key, strlen(key), timeout_ms);
+}
+
+void nori__backend_fill_release(nori_backend *b, const char *key)
+{
+    if (b->ops->traits.waits_for_fills)
+        b->ops->fill_release(b, key, strlen(key));
+}
+
 int nori__check_value(const nori_backend *b, const char *key, size_t len)
 {
     size_t limit = atomic_load_explicit(&b->max_value, memory_order_relaxed);

@@ -47,6 +47,13 @@ typedef struct {
      * part of the call, so one call in NORI__LATENCY_SAMPLE is timed.
      */
     bool remote;
+    /*
+     * The backend can make a process sleep until another process's fill of
+     * a key ends, or its filler dies (ops fill_claim, fill_wait,
+     * fill_release; the shared-memory segment's flight slots): the response
+     * cache's waiters then need no polling. false: they poll the lease.
+     */
+    bool waits_for_fills;
 } nori__traits;
 
 struct nori__metrics; /* src/metrics/writer.h */
@@ -123,6 +130,21 @@ typedef struct nori_backend_ops {
     int (*set_guarded)(nori_backend *b, const char *key, size_t klen, const void *val,
                        size_t len, int64_t ttl, const char *guard, size_t glen,
                        const void *expect, size_t elen, int *stored);
+    /*
+     * Optional (traits.waits_for_fills). Fills of a key across processes,
+     * named by the key of their lease:
+     *  - fill_claim: marks the calling thread as filling key: NORI_OK (it
+     *    must call fill_release, on the same thread), NORI_MISS (not
+     *    marked: waiters will poll), or an error;
+     *  - fill_wait: sleeps until the fill of key marked by another process
+     *    ends, at most timeout_ms: NORI_OK (it ended), NORI_MISS (no such
+     *    fill is marked: poll), NORI_EABORT (its filler died: its lease is
+     *    left behind), NORI_EBACKEND (timed out);
+     *  - fill_release: ends this thread's mark of key (no-op without one).
+     */
+    int (*fill_claim)(nori_backend *b, const char *key, size_t klen);
+    int (*fill_wait)(nori_backend *b, const char *key, size_t klen, int64_t timeout_ms);
+    void (*fill_release)(nori_backend *b, const char *key, size_t klen);
     /* Fills the backend-specific counters; backend.c adds `errors`. */
     void (*stats)(nori_backend *b, nori_backend_stats *out);
     /* Optional: writes the series that mean something for this backend
@@ -166,6 +188,16 @@ void nori__backend_init(nori_backend *b, const nori_backend_ops *ops);
 
 /* The traits b declared in its ops table (static storage). */
 const nori__traits *nori__backend_traits(const nori_backend *b);
+
+/*
+ * The fill ops (see nori_backend_ops; traits.waits_for_fills), for the
+ * response cache's leases: NORI_MISS, and nothing done, when the backend
+ * offers none. Not counted as the backend's errors: a wait that times out
+ * is the cache's business.
+ */
+int nori__backend_fill_claim(nori_backend *b, const char *key);
+int nori__backend_fill_wait(nori_backend *b, const char *key, int64_t timeout_ms);
+void nori__backend_fill_release(nori_backend *b, const char *key);
 
 /*
  * The checked call of ops->set_guarded (see there), for the response

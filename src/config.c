@@ -3,8 +3,9 @@
 #include "error.h"
 #include "nori/cache.h"
 #include "redis/near/near.h"
-#include "redis/wire/url.h"
 #include "redis/route/url_topology.h"
+#include "redis/wire/url.h"
+#include "shm/shm.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -158,12 +159,13 @@ enum {
     VAR_NEAR_MAX_KEYS,
     VAR_NEAR_MAX_BYTES,
     VAR_NEAR_MAX_TTL_MS,
+    VAR_SHM_NAME,
     VAR_COUNT
 };
 
 static const char *const var_names[VAR_COUNT] = {
     "CACHE_BACKEND", "CACHE_MAX_KEYS", "CACHE_MAX_VALUE_BYTES", "REDIS_URL", "CACHE_MAX_BYTES",
-    "CACHE_NEAR_MAX_KEYS", "CACHE_NEAR_MAX_BYTES", "CACHE_NEAR_MAX_TTL_MS"};
+    "CACHE_NEAR_MAX_KEYS", "CACHE_NEAR_MAX_BYTES", "CACHE_NEAR_MAX_TTL_MS", "CACHE_SHM_NAME"};
 
 typedef struct {
     char *values[VAR_COUNT];         /* NULL = not set anywhere; malloc'd */
@@ -325,7 +327,7 @@ static int validate_backend(const raw_config *raw, nori__config *cfg)
             cfg->backend = backend_names[i];
             return NORI_OK;
         }
-    /* "expected 'memory' or 'redis'": every accepted name. */
+    /* "expected 'memory', 'redis' or 'shm'": every accepted name. */
     char expected[256];
     size_t n = (size_t)snprintf(expected, sizeof expected, "expected");
     for (size_t i = 0; i < N_BACKENDS && n < sizeof expected; i++)
@@ -374,6 +376,19 @@ static int validate(const raw_config *raw, nori__config *cfg)
         return bad_value(raw, VAR_NEAR_MAX_TTL_MS,
                          "expected a number of milliseconds from 1 to 86400000 (one day)");
     cfg->near_max_ttl_ms = (int64_t)ttl;
+    /* CACHE_SHM_NAME: a segment name (shm/segment.c says which); unset, one
+     * per user, so that two users of a machine never meet. */
+    const char *shm = raw->values[VAR_SHM_NAME];
+    if (shm != NULL) {
+        if (nori__shm_check_name(shm) != NORI_OK) {
+            char detail[512];
+            snprintf(detail, sizeof detail, "%s", nori_last_error());
+            return bad_value(raw, VAR_SHM_NAME, detail);
+        }
+        snprintf(cfg->shm_name, sizeof cfg->shm_name, "%s", shm);
+    } else {
+        snprintf(cfg->shm_name, sizeof cfg->shm_name, "nori-cache-%ld", (long)geteuid());
+    }
     const char *url = raw->values[VAR_REDIS_URL];
     if (url == NULL)
         url = "redis://localhost:6379";

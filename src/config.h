@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "nori/cache.h"
+
 /*
  * The backends CACHE_BACKEND can name, one row each: ROW(name, constructor),
  * the first row being the default. config.c accepts exactly these names
@@ -22,7 +24,8 @@
  */
 #define NORI__BACKENDS(ROW)    \
     ROW("memory", open_memory) \
-    ROW("redis", open_redis)
+    ROW("redis", open_redis)   \
+    ROW("shm", open_shm)
 
 typedef struct nori__config {
     const char *backend; /* CACHE_BACKEND: a name of NORI__BACKENDS (static storage) */
@@ -33,6 +36,8 @@ typedef struct nori__config {
     size_t near_max_keys;  /* CACHE_NEAR_MAX_KEYS: near cache entries, 0 = off */
     size_t near_max_bytes; /* CACHE_NEAR_MAX_BYTES: near cache bytes, 0 = off */
     int64_t near_max_ttl_ms; /* CACHE_NEAR_MAX_TTL_MS: cap on a near copy's life */
+    /* CACHE_SHM_NAME, validated (default "nori-cache-<euid>", one per user) */
+    char shm_name[NORI_SHM_NAME_MAX + 1];
 } nori__config;
 
 /* Largest accepted CACHE_MAX_BYTES: 1 TiB. */

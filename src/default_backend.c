@@ -10,14 +10,16 @@
  * backend) would hang in its first nori_cache_* call, so a pthread_atfork
  * prepare handler takes it (waiting for a build in progress) and the
  * parent and child handlers release it. A memory backend's build takes the
- * memory backend's registry lock under this mutex, so this prepare handler
- * must run before the memory backend's: it is registered after it
- * (prepare handlers run in the reverse order of registration).
+ * memory backend's registry lock under this mutex (a shm backend's, the
+ * shm registry's), so this prepare handler must run before theirs: it is
+ * registered after them (prepare handlers run in the reverse order of
+ * registration).
  */
 #include "backend.h"
 #include "config.h"
 #include "error.h"
 #include "memory/memory.h"
+#include "shm/shm.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -51,6 +53,14 @@ static int open_redis(const nori__config *cfg, nori_backend **out)
         *out = NULL;
     }
     return rc;
+}
+
+/* CACHE_BACKEND=shm: the segment CACHE_SHM_NAME (created or attached),
+ * CACHE_MAX_KEYS entries, CACHE_MAX_BYTES bytes (its arena: 0 is
+ * refused, an arena has a size). */
+static int open_shm(const nori__config *cfg, nori_backend **out)
+{
+    return nori_shm_backend_new(cfg->shm_name, cfg->max_keys, cfg->max_bytes, out);
 }
 
 /* The constructors of the backends CACHE_BACKEND names (config.h). */
@@ -104,6 +114,7 @@ static void unlock_default(void)
 static void register_atfork(void)
 {
     nori__memory_fork_init(); /* first: see the opening comment */
+    nori__shm_fork_init();
     (void)pthread_atfork(lock_default, unlock_default, unlock_default);
 }
 

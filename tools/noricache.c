@@ -52,8 +52,9 @@ static const char USAGE[] =
     "Options may also be written --ttl=N; N is digits only. \"--\" ends options.\n"
     "\n"
     "Configuration (environment first, then ./.env):\n"
-    "  CACHE_BACKEND   memory | redis (default memory; memory lives only as long as\n"
-    "                  this process)\n"
+    "  CACHE_BACKEND   memory | redis | shm (default memory; memory lives only as\n"
+    "                  long as this process, shm is the machine's shared segment)\n"
+    "  CACHE_SHM_NAME  the shm segment (default nori-cache-<uid>)\n"
     "  REDIS_URL       redis://[[user]:password@]host[:port][/db][?timeout_ms=N&...]\n"
     "                  or unix:///path.sock[?db=N&user=U&password=P]\n"
     "                  (default redis://localhost:6379)\n"
@@ -270,6 +271,11 @@ static void describe_backend(const nori_backend *b, char *buf, size_t size)
     }
     if (strcmp(cfg.backend, "memory") == 0) {
         snprintf(buf, size, "%s (max_keys %zu)", kind, cfg.max_keys);
+        return;
+    }
+    if (strcmp(cfg.backend, "shm") == 0) {
+        snprintf(buf, size, "%s segment %s (max_keys %zu, max_bytes %zu)", kind, cfg.shm_name,
+                 cfg.max_keys, cfg.max_bytes);
         return;
     }
     nori__redis_target u;

@@ -142,6 +142,22 @@ static int wait_for_stop(void)
 }
 
 /*
+ * On a shared-memory segment the throttle's counters get a segment of
+ * their own, "<CACHE_SHM_NAME>.counters" (every worker attaches to it): in
+ * the pages' segment a flood of distinct pages would evict them.
+ */
+static int open_shm_counters(nori_backend **out)
+{
+    char name[NORI_SHM_NAME_MAX + 16];
+    const char *base = getenv("CACHE_SHM_NAME");
+    if (base != NULL)
+        snprintf(name, sizeof name, "%.200s.counters", base);
+    else
+        snprintf(name, sizeof name, "nori-cache-%ld.counters", (long)geteuid());
+    return nori_shm_backend_new(name, 100000, 16 << 20, out);
+}
+
+/*
  * Everything one serving process does: backend, database, caches, then
  * HTTP or FastCGI until SIGINT/SIGTERM. listen_fd: the listener inherited
  * from the --workers parent, or -1 (open our own). Returns the exit code.
@@ -163,6 +179,8 @@ static int serve(int listen_fd, void *ud)
      * volatile-* policy, or use a separate instance). */
     if (strcmp(nori_backend_kind(demo.backend), "memory") == 0)
         rc = nori_memory_backend_new(100000, &demo.counters);
+    else if (strcmp(nori_backend_kind(demo.backend), "shm") == 0)
+        rc = open_shm_counters(&demo.counters);
     else
         rc = nori_backend_from_env(&demo.counters);
     if (rc != NORI_OK) {

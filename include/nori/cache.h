@@ -215,6 +215,140 @@ NORI_EXPORT size_t nori_memory_backend_max_bytes(const nori_backend *b);
  * bytes counts against the byte bound (has_ttl: the entry expires). */
 NORI_EXPORT size_t nori_memory_entry_bytes(size_t key_len, size_t value_len, int has_ttl);
 
+/* ------------------------------------------------------------------------ */
+/* Shared-memory backend: one cache for the worker processes of a machine   */
+/* ------------------------------------------------------------------------ */
+
+/* Longest segment name, in bytes. */
+#define NORI_SHM_NAME_MAX 200
+/* Default bound on waiting for a lock of a shared-memory segment. */
+#define NORI_SHM_DEFAULT_LOCK_TIMEOUT_MS 1000
+/* Largest byte bound (arena) of a shared-memory segment: 32 GiB. */
+#define NORI_SHM_MAX_BYTES ((uint64_t)32 << 30)
+
+/*
+ * A cache in a POSIX shared-memory segment that every process mapping it
+ * uses at once: the memory backend's semantics (LRU exact for a single
+ * client's sequence, whichever process it runs in; max_keys and max_bytes
+ * hold at every moment; TTLs never early; lazy and active expiry; the whole
+ * key-value API) with incr, atomic_update, add and delete_if_equal atomic
+ * across processes. On success *out is a new handle owned by the caller
+ * (nori_backend_free unmaps it; the segment stays); on failure *out is
+ * untouched.
+ *
+ * Name: 1..NORI_SHM_NAME_MAX bytes, no '/', no control character, not "."
+ * or ".." (NORI_EINVAL otherwise); the segment is /dev/shm/<name>. The
+ * default of nori_backend_from_env (CACHE_SHM_NAME) is "nori-cache-<uid>",
+ * one per user.
+ *
+ * Creates or attaches: when no segment of that name exists, one is built
+ * under a temporary name (mode 0600, owned by the caller) and published
+ * under `name` only once complete (link(2)), so no process ever maps a
+ * half-initialised segment, and a creator that dies meanwhile leaves no
+ * segment behind (its temporary file is removed by the next creator after
+ * a minute). When it exists, it is attached after checks, each refused with
+ * NORI_EINVAL naming the segment and what is wrong: a regular file owned by
+ * the calling user (geteuid) with mode 0600; a header with the right magic,
+ * this library's layout version (another version: refused, naming both),
+ * byte order, an intact checksum, sizes whose layout recomputes exactly and
+ * fits the file's size (a truncated or corrupted segment is never mapped
+ * blindly); and the same max_keys and max_bytes as asked (a segment built
+ * for other sizes: unlink it, or ask for its sizes).
+ *
+ * Sizes: max_keys 1..268435456; max_bytes (the byte bound, CACHE_MAX_BYTES)
+ * 65536..NORI_SHM_MAX_BYTES (64 KiB .. 32 GiB). Each entry counts its chunk (the
+ * smallest of 46 size classes from 48 bytes to 4 KiB that holds a 32-byte
+ * header, the key and the value), or, for an entry over 4 KiB, a chunk for
+ * header and key plus the value's 4 KiB pages. The mapping is
+ * nori_shm_segment_bytes(max_keys, max_bytes): max_bytes rounded up to
+ * 4 KiB, plus a fixed part that never grows: 46 pages of slab slack, about
+ * 150 KiB for the header, the 64 shards and 256 flight slots of the
+ * response cache, 8 bytes per bucket (64 shards x the power of two at or
+ * above max_keys / 64), 8 bytes and a bit per LRU stamp slot (max_keys +
+ * 128) and 16 bytes per page (for max_keys 10000 and 256 MiB: 256 MiB +
+ * 1.53 MiB). Pages are allocated by the kernel as they
+ * are first touched. When the arena has no free chunk of an entry's class
+ * and no free page although both bounds have room (its free space is in
+ * chunks of other classes), the write evicts further least recently used
+ * entries until one is free (counted in nori_shm_stats.frag_evictions).
+ *
+ * Reads take no lock (a per-bucket sequence counter is read before and after
+ * the copy; a copy that overlapped a write is retried, four times, then
+ * read under the lock), so a read never returns a torn value. Writes take
+ * one of 64 shard locks: robust, process-shared mutexes taken with a
+ * deadline (the lock timeout, NORI_SHM_DEFAULT_LOCK_TIMEOUT_MS unless set
+ * with nori_shm_backend_set_lock_timeout). A process stopped while it holds
+ * one (SIGSTOP, a debugger, an atomic_update callback that blocks) makes
+ * the others' calls on that shard fail with NORI_EBACKEND after the timeout
+ * ("shm segment 'n': shard 12 is locked by pid 4242 for more than
+ * 1000 ms"), never wait for ever. A process that dies holding one (SIGKILL
+ * at any instruction) costs only the call it was making: every change a
+ * locked section makes is undo-logged first, and the next process to take
+ * the lock rolls the section back (the shard as it was before that call),
+ * counted in nori_shm_stats.repairs. The process may also die at any other
+ * moment: nothing is held outside a lock.
+ *
+ * Counters: evictions, expired, entries and bytes in nori_backend_stats are
+ * the segment's (every process's); hits, misses and errors are this
+ * handle's. The expiry thread: one per handle (started here), but one cycle
+ * per 100 ms for the whole segment, whichever process runs it.
+ *
+ * fork(): a child inherits the mapping and may use the handle at once (its
+ * expiry thread starts with its first write). Locks are the segment's, not
+ * the process's: one held by another thread of the parent at fork() is
+ * released by that thread in the parent, and the child's call waits for it
+ * as for any other process (within the lock timeout). An atomic_update
+ * callback that calls fork() completes its update in the parent only: the
+ * child's copy of the call returns NORI_EBACKEND and writes nothing (two
+ * processes cannot finish one locked section).
+ *
+ * Security: every process that can map the segment can read and write every
+ * entry, so the segment is the user's (mode 0600, owner checked on attach);
+ * processes of one user trust each other not to scribble on it outside this
+ * library. Segments live until nori_shm_backend_unlink or a reboot.
+ */
+NORI_EXPORT int nori_shm_backend_new(const char *name, size_t max_keys, size_t max_bytes,
+                                     nori_backend **out);
+
+/*
+ * Removes the segment's name (shm_unlink): processes that have it mapped keep
+ * using it, and the memory goes back to the system when the last one unmaps
+ * it; the next nori_shm_backend_new of the name creates a new segment.
+ * NORI_OK, NORI_MISS when no segment has that name, NORI_EINVAL for a bad
+ * name, NORI_EBACKEND naming the system error.
+ */
+NORI_EXPORT int nori_shm_backend_unlink(const char *name);
+
+/* The size of the mapping of a segment for (max_keys, max_bytes), or 0 when
+ * they are out of range. */
+NORI_EXPORT size_t nori_shm_segment_bytes(size_t max_keys, size_t max_bytes);
+
+/*
+ * Sets this handle's bound on waiting for a lock of the segment, in
+ * milliseconds (1 .. 3600000, else NORI_EINVAL). NORI_EINVAL also when b is
+ * not a shm backend.
+ */
+NORI_EXPORT int nori_shm_backend_set_lock_timeout(nori_backend *b, int64_t ms);
+
+/* The segment's own counters (every process's), and its sizes. */
+typedef struct {
+    uint64_t owner_died;     /* locks found held by a process that had died */
+    uint64_t repairs;        /* locked sections rolled back after such a death */
+    uint64_t lock_timeouts;  /* calls that gave up waiting for a lock */
+    uint64_t shard_resets;   /* shards emptied because their undo log was unreadable (never
+                                expected: their memory is not recovered) */
+    uint64_t frag_evictions; /* evictions made for a free chunk, not for a bound */
+    uint64_t segment_bytes;  /* the mapping */
+    uint64_t max_keys, max_bytes;
+    uint64_t free_pages;     /* 4 KiB pages of the arena not in use now */
+    uint64_t generation;     /* random, fixed at creation: tells two segments of a name apart */
+    int64_t creator_pid;
+} nori_shm_stats;
+
+/* Fills *out for a shm backend; NORI_EINVAL for another kind. Takes no
+ * lock. */
+NORI_EXPORT int nori_shm_backend_get_stats(nori_backend *b, nori_shm_stats *out);
+
 /*
  * A backend on a Redis server, shared by every process that uses the same
  * server. On success *out is a new backend owned by the caller (free with
@@ -361,12 +495,14 @@ NORI_EXPORT size_t nori_memory_entry_bytes(size_t key_len, size_t value_len, int
 NORI_EXPORT int nori_redis_backend_new(const char *url, nori_backend **out);
 
 /*
- * The backend the environment asks for: CACHE_BACKEND (memory | redis,
+ * The backend the environment asks for: CACHE_BACKEND (memory | redis | shm,
  * default memory), CACHE_MAX_KEYS (positive integer, default 10000),
  * REDIS_URL (default redis://localhost:6379), CACHE_MAX_VALUE_BYTES (positive
  * integer, default NORI_DEFAULT_MAX_VALUE), CACHE_MAX_BYTES (memory backend
  * byte bound: a non-negative integer, 0 = none, default
- * NORI_DEFAULT_MAX_BYTES). Each is read from the process
+ * NORI_DEFAULT_MAX_BYTES; shm: the arena, 0 refused), CACHE_SHM_NAME (shm:
+ * the segment, default "nori-cache-<euid>"; see nori_shm_backend_new).
+ * Each is read from the process
  * environment first, then from a `.env` file in the working directory.
  * A bad value is NORI_EINVAL with a message naming the variable and the value;
  * there is never a silent fallback to another backend.
@@ -379,7 +515,7 @@ NORI_EXPORT int nori_backend_from_env(nori_backend **out);
  * 25 ms budget). */
 NORI_EXPORT void nori_backend_free(nori_backend *b);
 
-/* The backend's kind: "memory" or "redis". Static string. */
+/* The backend's kind: "memory", "redis" or "shm". Static string. */
 NORI_EXPORT const char *nori_backend_kind(const nori_backend *b);
 
 /*
@@ -843,6 +979,10 @@ typedef struct {
  *   memory: nori_cache_entries, nori_cache_bytes, nori_cache_max_keys,
  *       nori_cache_max_bytes, nori_cache_evictions_total,
  *       nori_cache_expired_total
+ *   shm: the same six (the segment's, every process's), and
+ *       nori_shm_segment_bytes, nori_shm_free_pages,
+ *       nori_shm_owner_died_total, nori_shm_repairs_total,
+ *       nori_shm_lock_timeouts_total, nori_shm_frag_evictions_total
  *   Redis: nori_redis_circuit_state{state}, nori_redis_circuit_opens_total,
  *       nori_redis_circuit_rejected_total, nori_redis_timeouts_total;
  *       with a near cache nori_near_hits_total, _misses_total,

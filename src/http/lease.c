@@ -2,10 +2,16 @@
  * The response cache's leases: coalescing fills across processes sharing a
  * backend (one whose traits say shared, such as Redis), and the lease a
  * background refresh takes (revalidate.c). A lease is "{key}:lock", taken
- * with nori_backend_add for lock_timeout_ms and released by its token.
+ * with nori_backend_add for lock_timeout_ms and released by its token. On a
+ * backend that waits for fills (traits.waits_for_fills: the shared-memory
+ * segment), the holder also marks its fill (fill_claim: a robust lock it
+ * holds until the fill ends), and the other processes sleep on that mark
+ * instead of polling: they wake the moment the fill ends, or its filler
+ * dies.
  */
 #include "http/lease.h"
 
+#include "backend.h"
 #include "clock.h"
 #include "error.h"
 
@@ -34,11 +40,33 @@ void nori__http_lease_token(char *token)
              (unsigned long long)atomic_fetch_add(&seq, 1));
 }
 
+/* Marks the holder's fill (a backend that waits for fills), after the
+ * lease was taken. Without the mark (it failed) waiters poll. */
+void nori__http_lease_mark(nori_backend *b, const char *lease_key)
+{
+    (void)nori__backend_fill_claim(b, lease_key);
+}
+
 void nori__http_lease_release(nori_backend *b, const char *lease_key, const char *token)
 {
     int deleted;
-    /* On failure the lease ends by its own expiry. */
+    /* On failure the lease ends by its own expiry. Deleted before the mark
+     * goes, so that a waiter woken by the mark finds the lease free. */
     (void)nori_backend_delete_if_equal(b, lease_key, token, strlen(token), &deleted);
+    nori__backend_fill_release(b, lease_key);
+}
+
+/* A holder that died leaves its lease until it expires: the waiter that
+ * learnt of the death removes it (if it is still the one it finds), so
+ * that the next add takes over at once. */
+static void drop_dead_lease(nori_backend *b, const char *lease_key)
+{
+    nori_buf v;
+    int deleted;
+    if (nori_backend_get(b, lease_key, &v) != NORI_OK)
+        return;
+    (void)nori_backend_delete_if_equal(b, lease_key, v.data, v.len, &deleted);
+    nori_buf_free(&v);
 }
 
 /*
@@ -87,12 +115,14 @@ static bool lease_looks_genuine(nori_backend *b, const char *lease_key, int64_t 
  * PX) for lock_timeout_ms, holding a token unique to this call, released
  * by nori_backend_delete_if_equal (a script: only our own token). A holder
  * that dies leaves the lease to expire: nobody waits past lock_timeout.
- * Without the lease, this process polls the entry (there is nothing to
- * wait on across processes: 5 ms doubling to 50 ms) until the holder's fill
- * lands (NORI__LEASE_SERVED, *resp filled), the lease goes away without
- * an entry (then it tries to take it), or lock_timeout passes
- * (NORI__LEASE_NONE: run the handler). A backend error is NORI__LEASE_NONE
- * too: fail open.
+ * Without the lease, this process waits until the holder's fill lands
+ * (NORI__LEASE_SERVED, *resp filled), the lease goes away without an entry
+ * (then it tries to take it), or lock_timeout passes (NORI__LEASE_NONE: run
+ * the handler). It sleeps on the holder's mark where the backend has one
+ * (woken when the fill ends; when the holder died, its lease is dropped and
+ * taken over at once), and polls the entry otherwise (Redis: there is
+ * nothing to wait on across processes: 5 ms doubling to 50 ms). A backend
+ * error is NORI__LEASE_NONE too: fail open.
  */
 nori__lease_result nori__http_remote_lease(nori_http_cache *c, nori_backend *b, const char *key,
                                            const nori_http_request *req, char *lease_key,
@@ -123,8 +153,10 @@ nori__lease_result nori__http_remote_lease(nori_http_cache *c, nori_backend *b, 
             return NORI__LEASE_SERVED;
         }
         nori_http_response_clear(resp);
-        if (added)
+        if (added) {
+            nori__http_lease_mark(b, lease_key);
             return NORI__LEASE_HELD;
+        }
         if (l == NORI__LOOK_ERROR || now >= deadline) {
             if (now >= deadline)
                 count(&c->lock_timeouts);
@@ -139,6 +171,11 @@ nori__lease_result nori__http_remote_lease(nori_http_cache *c, nori_backend *b, 
             }
         }
         int64_t left = deadline - now;
+        int w = nori__backend_fill_wait(b, lease_key, left);
+        if (w == NORI_EABORT)
+            drop_dead_lease(b, lease_key);
+        if (w != NORI_MISS)
+            continue; /* the fill ended, its filler died, or time is up: look again */
         nori__sleep_ms(pause < left ? pause : left);
         if (pause < 50)
             pause *= 2;

@@ -13,7 +13,11 @@
 bool nori__http_lease_name(const char *key, char *lease_key);
 /* A token unique to this call into token[64]. */
 void nori__http_lease_token(char *token);
-/* Releases the lease if it still holds token (else it ends by expiry). */
+/* Marks the fill of the lease just taken (a backend that waits for fills:
+ * see lease.c); the release ends the mark. */
+void nori__http_lease_mark(nori_backend *b, const char *lease_key);
+/* Releases the lease if it still holds token (else it ends by expiry), and
+ * the mark of this thread. */
 void nori__http_lease_release(nori_backend *b, const char *lease_key, const char *token);
 
 typedef enum { NORI__LEASE_NONE, NORI__LEASE_HELD, NORI__LEASE_SERVED } nori__lease_result;

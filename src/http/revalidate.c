@@ -143,8 +143,10 @@ static bool refresh_lease(nori_http_cache *c, nori_backend *b, const refresh_job
     if (!added)
         return false;
     *held = true;
-    if (refresh_wanted(c, b, j, req, cur))
+    if (refresh_wanted(c, b, j, req, cur)) {
+        nori__http_lease_mark(b, lease_key); /* misses of the key sleep on it */
         return true;
+    }
     nori__http_lease_release(b, lease_key, token);
     *held = false;
     return false;

@@ -225,6 +225,14 @@ static int group_teardown(void **state)
     if (fx.demo > 0)
         stop_demo(fx.demo);
     nori_test_redis_stop(fx.redis);
+    if (strcmp(NORI_FCGI_BACKEND, "shm") == 0) {
+        /* The workers' segments (pages, the throttle's counters). */
+        char name[160];
+        snprintf(name, sizeof name, "nori-test-%s", fx.prefix);
+        (void)nori_shm_backend_unlink(name);
+        snprintf(name, sizeof name, "nori-test-%s.counters", fx.prefix);
+        (void)nori_shm_backend_unlink(name);
+    }
     nori_test_rmtree(fx.dir);
     free(fx.dir);
     return 0;

@@ -464,7 +464,7 @@ static void test_configuration_error_is_one_sentence(void **state)
     RUN(&r, "memroy", NULL, "check");
     assert_int_equal(r.status, 3);
     assert_string_equal(r.err, "noricache: CACHE_BACKEND='memroy' (from environment) is invalid: "
-                               "expected 'memory' or 'redis'\n");
+                               "expected 'memory', 'redis' or 'shm'\n");
     unlink(path);
 }
 

@@ -1,9 +1,11 @@
 /*
- * One semantic suite, run against both backends: the memory backend and a
- * Redis backend on a private redis-server. Every case is written once, so the
- * two backends cannot drift apart on DESIGN section 2. The memory backend
- * runs on the virtual clock (clock.h), which the TTL cases move; Redis
- * expires keys in real time, which they wait for.
+ * One semantic suite, run against every backend: the memory backend, the
+ * shared-memory backend, and a Redis backend on a private redis-server (one
+ * server, a cluster, Sentinel, each with and without a near cache). Every
+ * case is written once, so the backends cannot drift apart on DESIGN
+ * section 2. The memory and shm backends run on the virtual clock
+ * (clock.h), which the TTL cases move; Redis expires keys in real time,
+ * which they wait for.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,12 +25,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 typedef struct fixture {
     nori_backend *b;
     nori_test_redis *server; /* NULL for the memory backend */
     nori_test_cluster *cluster;   /* the cluster group */
     nori_test_sentinel *sentinel; /* the sentinel group */
+    char shm_name[64];            /* the shm group's segment, unlinked at the end */
 } fixture;
 
 static int memory_setup(void **state)
@@ -37,6 +41,19 @@ static int memory_setup(void **state)
     fixture *f = calloc(1, sizeof *f);
     assert_non_null(f);
     assert_nori(nori_memory_backend_new(1000, &f->b), NORI_OK);
+    *state = f;
+    return 0;
+}
+
+/* A segment of its own, for as many keys as the memory fixture. */
+static int shm_setup(void **state)
+{
+    nori_test_clock_install(1000000);
+    fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    snprintf(f->shm_name, sizeof f->shm_name, "nori-test-semantics-%ld", (long)getpid());
+    (void)nori_shm_backend_unlink(f->shm_name);
+    assert_nori(nori_shm_backend_new(f->shm_name, 1000, 8 << 20, &f->b), NORI_OK);
     *state = f;
     return 0;
 }
@@ -115,6 +132,8 @@ static int group_teardown(void **state)
     nori_test_redis_stop(f->server);
     nori_test_cluster_stop(f->cluster);
     nori_test_sentinel_stop(f->sentinel);
+    if (f->shm_name[0] != '\0')
+        assert_nori(nori_shm_backend_unlink(f->shm_name), NORI_OK);
     free(f);
     nori_test_clock_uninstall();
     return 0;
@@ -134,11 +153,12 @@ static nori_backend *backend(void **state)
     return ((fixture *)*state)->b;
 }
 
-/* Lets ms pass for the backend's TTLs: the memory backend's virtual clock
- * is moved, Redis's real one waited for. */
+/* Lets ms pass for the backend's TTLs: the memory and shm backends'
+ * virtual clock is moved, Redis's real one waited for. */
 static void let_pass_ms(void **state, int ms)
 {
-    if (strcmp(nori_backend_kind(backend(state)), "memory") == 0) {
+    const char *kind = nori_backend_kind(backend(state));
+    if (strcmp(kind, "memory") == 0 || strcmp(kind, "shm") == 0) {
         nori__clock_advance(ms);
         return;
     }
@@ -528,6 +548,7 @@ int main(void)
 {
     const struct CMUnitTest cases[] = {CASES};
     int failed = cmocka_run_group_tests_name("memory backend", cases, memory_setup, group_teardown);
+    failed += cmocka_run_group_tests_name("shm backend", cases, shm_setup, group_teardown);
     failed += cmocka_run_group_tests_name("redis backend", cases, redis_setup, group_teardown);
     failed += cmocka_run_group_tests_name("redis cluster backend", cases, cluster_setup,
                                           group_teardown);

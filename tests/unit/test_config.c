@@ -33,6 +33,8 @@ static void clear_env(void)
     unsetenv("CACHE_NEAR_MAX_KEYS");
     unsetenv("CACHE_NEAR_MAX_BYTES");
     unsetenv("CACHE_NEAR_MAX_TTL_MS");
+    unsetenv("CACHE_SHM_NAME");
+    unsetenv("CACHE_MAX_BYTES");
 }
 
 /* Each test runs in a fresh empty working directory with a clean environment. */
@@ -301,7 +303,7 @@ static void expect_refused(const char *var, const char *value, const char *hint)
 static void test_bad_backend_names(void **state)
 {
     (void)state;
-    expect_refused("CACHE_BACKEND", "rediss", "expected 'memory' or 'redis'");
+    expect_refused("CACHE_BACKEND", "rediss", "expected 'memory', 'redis' or 'shm'");
     expect_refused("CACHE_BACKEND", "", "expected");
     expect_refused("CACHE_BACKEND", "Memory", "expected");
     expect_refused("CACHE_BACKEND", "memcached", "expected");
@@ -578,6 +580,51 @@ static void test_redis_selected_by_env(void **state)
     assert_nori(nori_backend_from_env(&b), NORI_EINVAL);
 }
 
+/* CACHE_BACKEND=shm: the segment CACHE_SHM_NAME (default one per user),
+ * sized by CACHE_MAX_KEYS and CACHE_MAX_BYTES; a bad name is refused
+ * naming the variable, whatever the backend. */
+static void test_shm_selected_by_env(void **state)
+{
+    (void)state;
+    nori__config cfg;
+    assert_nori(nori__config_load(NULL, &cfg), NORI_OK);
+    char want[64];
+    snprintf(want, sizeof want, "nori-cache-%ld", (long)geteuid());
+    assert_string_equal(cfg.shm_name, want);
+
+    char name[64];
+    snprintf(name, sizeof name, "nori-test-config-%ld", (long)getpid());
+    (void)nori_shm_backend_unlink(name);
+    setenv("CACHE_BACKEND", "shm", 1);
+    setenv("CACHE_SHM_NAME", name, 1);
+    setenv("CACHE_MAX_KEYS", "100", 1);
+    setenv("CACHE_MAX_BYTES", "1048576", 1);
+    assert_nori(nori_cache_set("k", "v", 1, 0), NORI_OK);
+    nori_backend *b = NULL;
+    assert_nori(nori_get_backend(&b), NORI_OK);
+    assert_string_equal(nori_backend_kind(b), "shm");
+    nori_shm_stats ss;
+    assert_nori(nori_shm_backend_get_stats(b, &ss), NORI_OK);
+    assert_int_equal(ss.max_keys, 100);
+    assert_int_equal(ss.max_bytes, 1048576);
+    /* Another handle from the same environment sees the same entries. */
+    nori_backend *other = NULL;
+    assert_nori(nori_backend_from_env(&other), NORI_OK);
+    nori_buf out;
+    assert_nori(nori_backend_get(other, "k", &out), NORI_OK);
+    assert_string_equal(out.data, "v");
+    nori_buf_free(&out);
+    nori_backend_free(other);
+    nori_reset_backend();
+    /* The byte bound is the arena's size: 0 (no bound) is refused. */
+    setenv("CACHE_MAX_BYTES", "0", 1);
+    assert_nori(nori_backend_from_env(&other), NORI_EINVAL);
+    assert_error_mentions("CACHE_MAX_BYTES", NULL);
+    assert_nori(nori_shm_backend_unlink(name), NORI_OK);
+    expect_refused("CACHE_SHM_NAME", "a/b", "'/'");
+    expect_refused("CACHE_SHM_NAME", "", "empty");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -591,6 +638,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_malformed_dotenv_fails_config, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dotenv_not_regular_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_backend_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shm_selected_by_env, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_max_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_max_keys_in_dotenv_names_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_max_value, setup, teardown),
