@@ -169,11 +169,13 @@ int nori__entry_decode_meta(nori_buf *in, bool accept_binary, nori_http_response
 /* true when a JSON entry can carry m's times (seconds under 9.2e15). */
 bool nori__entry_meta_json_ok(const nori__entry_meta *m);
 
-/* Shared by the two encodings (entry_codec.c, entry_json.c). */
+/* entry_json.c: Nori's JSON object, decoded (entry_codec.c dispatches). */
+int nori__entry_decode_json(const nori_buf *in, nori_http_response *r, nori__entry_meta *m);
+
+/* entry_fields.c: the checks both encodings make. */
 int nori__entry_check_fields(const nori_http_response *r, const char *media, size_t *n_kept);
 bool nori__entry_header_stored(const nori_http_response *r, size_t i);
 const char *nori__entry_media_type(const nori_http_response *r);
-int nori__entry_decode_json(const nori_buf *in, nori_http_response *r, nori__entry_meta *m);
 bool nori__utf8_valid(const char *s, size_t n);
 
 /* Standard base64 with padding. *out is a new NUL-terminated buffer. */

@@ -48,6 +48,20 @@
 #include "memory/epoch.h"
 #include "memory/memory.h"
 
+MEM_THREAD_LOCAL const callback_frame *nori__mem_active_callbacks;
+
+/* The room the calling thread holds while a decision of mb runs on it. */
+static room room_held_here(const mem_backend *mb)
+{
+    room r = {0, 0};
+    for (const callback_frame *f = nori__mem_active_callbacks; f != NULL; f = f->outer)
+        if (f->mb == mb) {
+            r.places += f->held->places;
+            r.bytes += f->held->bytes;
+        }
+    return r;
+}
+
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static mem_backend *registry; /* every live memory backend, newest first */
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
@@ -76,7 +90,7 @@ static void parent(void)
 static void child(void)
 {
     for (mem_backend *mb = registry; mb != NULL; mb = mb->fork_next) {
-        room r = nori__mem_room_held_here(mb);
+        room r = room_held_here(mb);
         for (int i = 0; i < NSHARDS; i++) {
             r.places += atomic_load_explicit(&mb->shards[i].count, memory_order_relaxed);
             r.bytes += atomic_load_explicit(&mb->shards[i].bytes, memory_order_relaxed);

@@ -9,6 +9,7 @@
 
 #include "backend.h"
 #include "hash.h"
+#include "memory/epoch.h"
 
 #include <pthread.h>
 #include <stdalign.h>
@@ -579,10 +580,23 @@ bool nori__mem_make_room_locked(mem_backend *mb, mem_shard *s, const mem_entry *
 bool nori__mem_do_commit(mem_backend *mb, mem_shard *s, const char *key, size_t klen, uint64_t hash,
                       mem_entry *cur, mem_entry *next, uint64_t stamp, room *held);
 
-/* store.c: the room the calling thread holds while an atomic_update
- * callback (or incr's or add's decision) of mb runs on it, for the fork
- * handlers. */
-room nori__mem_room_held_here(const mem_backend *mb);
+/*
+ * fork.c: the decisions (atomic_update callbacks, and incr's and add's own)
+ * running on the calling thread, innermost first: a callback of A may call
+ * B, whose callback runs while A's is still active. A callback that calls
+ * back into any of them would deadlock on the non-recursive shard lock;
+ * store.c's refuse_reentry() turns that into an error. A frame also says
+ * which room the thread holds meanwhile: a callback may call fork(), and
+ * the child's fork handler must not forget that room. Each frame lives on
+ * the stack of store.c's read_decide_write(), which pushes and pops it.
+ */
+typedef struct callback_frame {
+    const mem_backend *mb;
+    const room *held;
+    const struct callback_frame *outer;
+} callback_frame;
+
+extern MEM_THREAD_LOCAL const callback_frame *nori__mem_active_callbacks;
 
 /* fork.c: a backend is registered once complete and unregistered first
  * thing when freed; a forked child recounts the room of the registered

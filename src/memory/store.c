@@ -70,35 +70,6 @@
 #include <string.h>
 #include <time.h>
 
-/*
- * The decisions (atomic_update callbacks, and incr's and add's own) running
- * on the calling thread, innermost first: a callback of A may call B, whose
- * callback runs while A's is still active. A callback that calls back into
- * any of them would deadlock on the non-recursive shard lock;
- * refuse_reentry() turns that into an error. A frame also says which room
- * the thread holds meanwhile: a callback may call fork(), and the child's
- * fork handler (fork.c) must not forget that room. Each frame lives on the
- * stack of read_decide_write().
- */
-typedef struct callback_frame {
-    const mem_backend *mb;
-    const room *held;
-    const struct callback_frame *outer;
-} callback_frame;
-
-static MEM_THREAD_LOCAL const callback_frame *active_callbacks;
-
-room nori__mem_room_held_here(const mem_backend *mb)
-{
-    room r = {0, 0};
-    for (const callback_frame *f = active_callbacks; f != NULL; f = f->outer)
-        if (f->mb == mb) {
-            r.places += f->held->places;
-            r.bytes += f->held->bytes;
-        }
-    return r;
-}
-
 /* The last stamp this thread handed out. */
 static MEM_THREAD_LOCAL uint64_t last_stamp;
 
@@ -141,7 +112,7 @@ static inline uint64_t next_stamp(int64_t now_ms)
 
 static int refuse_reentry(const mem_backend *mb, const char *op)
 {
-    for (const callback_frame *f = active_callbacks; f != NULL; f = f->outer)
+    for (const callback_frame *f = nori__mem_active_callbacks; f != NULL; f = f->outer)
         if (f->mb == mb)
             return nori__fail(NORI_EINVAL,
                               "%s called from inside an atomic_update callback of the same memory "
@@ -483,10 +454,10 @@ static int read_decide_write(mem_backend *mb, const char *key, size_t klen, uint
             held.places = 1;
         }
         mem_entry *next = NULL;
-        callback_frame frame = {mb, &held, active_callbacks};
-        active_callbacks = &frame;
+        callback_frame frame = {mb, &held, nori__mem_active_callbacks};
+        nori__mem_active_callbacks = &frame;
         int rc = decide(cur, &next, ctx);
-        active_callbacks = frame.outer; /* restore, never clear: callbacks nest */
+        nori__mem_active_callbacks = frame.outer; /* restore, never clear: callbacks nest */
         if (rc == NORI_OK)
             rc = too_big(mb, key, entry_charge(next));
         if (rc != NORI_OK) {
