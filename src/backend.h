@@ -56,7 +56,7 @@ typedef struct {
     bool waits_for_fills;
 } nori__traits;
 
-struct nori__metrics; /* src/metrics/writer.h */
+struct nori__metrics; /* src/metrics_text.h */
 
 /* The call latency histogram (nori_backend_call_duration_seconds), by
  * operation. Bucket bounds in nori__latency_bounds_ns (backend.c). */
@@ -148,9 +148,9 @@ typedef struct nori_backend_ops {
     /* Fills the backend-specific counters; backend.c adds `errors`. */
     void (*stats)(nori_backend *b, nori_backend_stats *out);
     /* Optional: writes the series that mean something for this backend
-     * (src/metrics/writer.h), from `st` (its stats, errors included) and
+     * (src/metrics_text.h), from `st` (its stats, errors included) and
      * whatever else it keeps. The common series (info, errors, latency)
-     * are written by src/metrics/metrics.c. */
+     * are written by src/metrics.c. */
     void (*metrics)(nori_backend *b, const nori_backend_stats *st, struct nori__metrics *m);
     /* Frees the backend's own state and the struct itself. */
     void (*destroy)(nori_backend *b);

@@ -1,7 +1,7 @@
 /* The memory backend's own series in nori_metrics_write(): what it holds
  * and what its bounds removed. */
 #include "memory/internal.h"
-#include "metrics/writer.h"
+#include "metrics_text.h"
 
 void nori__mem_metrics(nori_backend *b, const nori_backend_stats *st, nori__metrics *m)
 {

@@ -1,7 +1,7 @@
 /* The Redis backend's own series in nori_metrics_write(): the circuit
  * breaker, timeouts, and the near cache when there is one. */
 #include "redis/internal.h"
-#include "metrics/writer.h"
+#include "metrics_text.h"
 
 static void write_near(nori__metrics *m, const nori_near_stats *n)
 {

@@ -37,7 +37,7 @@
  *    locking. Lock order: a shard, then the arena; a second shard only by
  *    trylock or with a deadline.
  *
- *  - Crash safety (lock.c): every store a critical section makes to shared
+ *  - Crash safety (lock.c, shard.c): every store a critical section makes to shared
  *    state goes through the lock's undo log first (the old value, then the
  *    store). A process that dies holding the lock leaves a non-empty log;
  *    whoever takes the lock next (EOWNERDEAD, or any later locker that
@@ -91,8 +91,10 @@
  *
  * Files: internal.h (this: layout, constants, accessors), segment.c
  * (names, layout, create, attach, validate, unlink), lock.c (robust locks,
- * undo logs, repair, flight slots), slab.c (pages, chunks, stamp slots),
- * table.c (chains, LRU, insert/remove), evict.c (room and eviction), read.c
+ * undo logs, sequence counters), slab.c (pages, chunks, stamp slots, the
+ * commit of a section), table.c (chains, LRU, insert/remove), shard.c (a
+ * shard's lock and the repair of a section left open), flight.c (the
+ * response cache's fills across processes), evict.c (room and eviction), read.c
  * (get, get_into), ops.c (the other operations, creation), sweeper.c
  * (active expiry), fork.c (fork() and the handles of this process),
  * metrics.c (nori_metrics_write's series), checks.c (audits for tests).
@@ -444,7 +446,22 @@ static inline uint32_t nori__shm_class_size(unsigned c)
     return 2048 + 256 * (c - 37);
 }
 /* The smallest class that holds n bytes, or -1 when n is over a page. */
-int nori__shm_class_for(size_t n);
+static inline int shm_class_for(size_t n)
+{
+    if (n <= 48)
+        return 0;
+    if (n <= 256)
+        return (int)((n - 48 + 15) / 16);
+    if (n <= 512)
+        return 13 + (int)((n - 256 + 31) / 32);
+    if (n <= 1024)
+        return 21 + (int)((n - 512 + 63) / 64);
+    if (n <= 2048)
+        return 29 + (int)((n - 1024 + 127) / 128);
+    if (n <= SHM_PAGE)
+        return 37 + (int)((n - 2048 + 255) / 256);
+    return -1;
+}
 
 /* The chunk size an entry of klen/vlen needs, and whether it is LARGE. */
 static inline size_t shm_small_size(size_t klen, size_t vlen)
@@ -466,8 +483,8 @@ static inline size_t shm_value_pages(size_t vlen)
 static inline uint64_t shm_charge_for(size_t klen, size_t vlen)
 {
     if (!shm_is_large(klen, vlen))
-        return nori__shm_class_size((unsigned)nori__shm_class_for(shm_small_size(klen, vlen)));
-    return nori__shm_class_size((unsigned)nori__shm_class_for(SHM_ENTRY_HDR + klen + 4)) +
+        return nori__shm_class_size((unsigned)shm_class_for(shm_small_size(klen, vlen)));
+    return nori__shm_class_size((unsigned)shm_class_for(SHM_ENTRY_HDR + klen + 4)) +
            (uint64_t)shm_value_pages(vlen) * SHM_PAGE;
 }
 
@@ -593,19 +610,19 @@ int nori__shm_init_shared(shm_backend *sb);
 
 /* Initialises a lockbox in shared memory (robust, process-shared). */
 int nori__shm_lock_init(shm_lockbox *lb);
+/*
+ * Takes lb: within wait_ms milliseconds, or only if free (wait_ms < 0).
+ * Returns 0, ETIMEDOUT, EBUSY or another errno; EOWNERDEAD is handled
+ * (marked consistent at once, counted, *died set when died is not NULL):
+ * the caller repairs what the lock guards.
+ */
+int nori__shm_lock_take_for(shm_backend *sb, shm_lockbox *lb, int64_t wait_ms, bool *died);
+/* The same within the handle's lock timeout (wait) or only if free. */
+int nori__shm_lock_take(shm_backend *sb, shm_lockbox *lb, bool wait);
+void nori__shm_lock_release(shm_lockbox *lb);
+/* NORI_EBACKEND for errno rc of taking lb ("what idx" names it). */
+int nori__shm_lock_error(shm_backend *sb, const shm_lockbox *lb, const char *what, int idx, int rc);
 
-/* Takes shard s's lock within the handle's lock timeout, repairing the
- * shard when its last holder died or left its log open. NORI_OK, or
- * NORI_EBACKEND naming the holder (timed out) with nothing held. */
-int nori__shm_shard_lock(shm_backend *sb, shm_shard *s);
-/* As above without waiting: NORI_OK, NORI_MISS (busy), or an error. */
-int nori__shm_shard_trylock(shm_backend *sb, shm_shard *s);
-void nori__shm_shard_unlock(shm_backend *sb, shm_shard *s);
-/* Takes and lets go every shard whose log is open and whose lock is free
- * or was held by a process that died: the room and the changes of dead
- * processes' sections come back, even in a shard nobody else touches.
- * Called with no lock held (a wait for room; each expiry cycle). */
-void nori__shm_repair_open_shards(shm_backend *sb);
 /* The arena lock, taken while a shard's is held (lock order). */
 int nori__shm_arena_lock(shm_backend *sb);
 void nori__shm_arena_unlock(shm_backend *sb);
@@ -631,11 +648,6 @@ static inline uint32_t shm_log_room(const shm_log *lg)
 {
     return SHM_LOG_CAP - atomic_load_explicit(&lg->n, memory_order_relaxed);
 }
-/* Commits shard s's section so far (nothing of it is undone any more) and
- * frees the chunks of the entries it removed. NORI_OK, or NORI_EBACKEND
- * when the arena lock timed out: the frees stay pending (the next holder
- * of s does them). */
-int nori__shm_do_commit(shm_backend *sb, shm_shard *s);
 /* Moves a bucket's sequence counter to odd (an in-place rewrite begins)
  * or to the next even value (done, or a chain changed), logged. */
 void nori__shm_do_seq_begin(shm_backend *sb, shm_shard *s, shm_bucket *bk);
@@ -647,14 +659,6 @@ void nori__shm_crash_point(void);
 /* A named point where a test may stop this process (nori__shm_pause_at). */
 void nori__shm_test_point(const char *point);
 
-/* The response cache's fills across processes (nori_backend_ops
- * fill_claim, fill_wait, fill_release; src/backend.h): a slot per lease key
- * hash, its robust lock held by the filling thread for the whole fill, so
- * that waiters sleep on it (timed) and wake when it ends or its filler
- * dies. */
-int nori__shm_fill_claim(shm_backend *sb, const char *key, size_t klen);
-int nori__shm_fill_wait(shm_backend *sb, const char *key, size_t klen, int64_t timeout_ms);
-void nori__shm_fill_release(shm_backend *sb, const char *key, size_t klen);
 
 /* The message of a lock that timed out. */
 int nori__shm_lock_timeout(shm_backend *sb, const shm_lockbox *lb, const char *what, int idx);
@@ -686,6 +690,14 @@ void nori__shm_do_free_entry(shm_backend *sb, uint32_t ref, uint32_t places, uin
 void nori__shm_arena_rollback(shm_backend *sb);
 /* Free pages and chunks, for stats (racy). */
 uint64_t nori__shm_free_pages(const shm_backend *sb);
+
+/* Commits shard s's section so far (nothing of it is undone any more) and
+ * frees the chunks of the entries it removed. NORI_OK, or NORI_EBACKEND
+ * when the arena lock timed out: the frees stay pending (the next holder
+ * of s does them). */
+int nori__shm_do_commit(shm_backend *sb, shm_shard *s);
+/* Does the pending frees of s (its section committed). Arena lock held. */
+void nori__shm_do_free_pending(shm_backend *sb, shm_shard *s);
 
 /* ---- table.c (under the shard lock) ---- */
 
@@ -777,6 +789,32 @@ static inline void nori__shm_copy_in(void *dst, const void *src, size_t n)
         memcpy(dst, src, n);
 #endif
 }
+
+/* ---- shard.c ---- */
+
+/* Takes shard s's lock within the handle's lock timeout, repairing the
+ * shard when its last holder died or left its log open. NORI_OK, or
+ * NORI_EBACKEND naming the holder (timed out) with nothing held. */
+int nori__shm_shard_lock(shm_backend *sb, shm_shard *s);
+/* As above without waiting: NORI_OK, NORI_MISS (busy), or an error. */
+int nori__shm_shard_trylock(shm_backend *sb, shm_shard *s);
+void nori__shm_shard_unlock(shm_backend *sb, shm_shard *s);
+/* Takes and lets go every shard whose log is open and whose lock is free
+ * or was held by a process that died: the room and the changes of dead
+ * processes' sections come back, even in a shard nobody else touches.
+ * Called with no lock held (a wait for room; each expiry cycle). */
+void nori__shm_repair_open_shards(shm_backend *sb);
+
+/* ---- flight.c ---- */
+
+/* The response cache's fills across processes (nori_backend_ops
+ * fill_claim, fill_wait, fill_release; src/backend.h): a slot per lease key
+ * hash, its robust lock held by the filling thread for the whole fill, so
+ * that waiters sleep on it (timed) and wake when it ends or its filler
+ * dies. */
+int nori__shm_fill_claim(shm_backend *sb, const char *key, size_t klen);
+int nori__shm_fill_wait(shm_backend *sb, const char *key, size_t klen, int64_t timeout_ms);
+void nori__shm_fill_release(shm_backend *sb, const char *key, size_t klen);
 
 /* ---- evict.c ---- */
 

@@ -101,7 +101,7 @@ static _Noreturn void fatal(const char *what)
  * Returns 0, ETIMEDOUT, EBUSY or another errno; EOWNERDEAD is handled here
  * (consistent at once, counted, *died set when died is not NULL).
  */
-static int take_for(shm_backend *sb, shm_lockbox *lb, int64_t wait_ms, bool *died)
+int nori__shm_lock_take_for(shm_backend *sb, shm_lockbox *lb, int64_t wait_ms, bool *died)
 {
     int rc;
     if (wait_ms < 0) {
@@ -142,9 +142,9 @@ static int take_for(shm_backend *sb, shm_lockbox *lb, int64_t wait_ms, bool *die
     return rc;
 }
 
-static int take(shm_backend *sb, shm_lockbox *lb, bool wait)
+int nori__shm_lock_take(shm_backend *sb, shm_lockbox *lb, bool wait)
 {
-    return take_for(sb, lb, wait ? atomic_load_explicit(&sb->lock_timeout_ms, memory_order_relaxed)
+    return nori__shm_lock_take_for(sb, lb, wait ? atomic_load_explicit(&sb->lock_timeout_ms, memory_order_relaxed)
                                  : -1,
                     NULL);
 }
@@ -152,7 +152,7 @@ static int take(shm_backend *sb, shm_lockbox *lb, bool wait)
 /* The holder's pid stays after the unlock: a waiter that times out names
  * the holder, or in the instants between an unlock and the next holder's
  * store, the last one. */
-static void release(shm_lockbox *lb)
+void nori__shm_lock_release(shm_lockbox *lb)
 {
     pthread_mutex_unlock(&lb->mutex);
 }
@@ -173,7 +173,7 @@ int nori__shm_lock_timeout(shm_backend *sb, const shm_lockbox *lb, const char *w
                       (long long)atomic_load_explicit(&sb->lock_timeout_ms, memory_order_relaxed));
 }
 
-static int lock_error(shm_backend *sb, const shm_lockbox *lb, const char *what, int idx, int rc)
+int nori__shm_lock_error(shm_backend *sb, const shm_lockbox *lb, const char *what, int idx, int rc)
 {
     if (rc == ETIMEDOUT)
         return nori__shm_lock_timeout(sb, lb, what, idx);
@@ -222,9 +222,9 @@ void nori__shm_arena_rollback(shm_backend *sb)
 
 int nori__shm_arena_lock(shm_backend *sb)
 {
-    int rc = take(sb, &sb->g->arena_lock, true);
+    int rc = nori__shm_lock_take(sb, &sb->g->arena_lock, true);
     if (rc != 0)
-        return lock_error(sb, &sb->g->arena_lock, "arena", -1, rc);
+        return nori__shm_lock_error(sb, &sb->g->arena_lock, "arena", -1, rc);
     if (atomic_load_explicit(&sb->g->log.n, memory_order_acquire) != 0)
         nori__shm_arena_rollback(sb);
     return NORI_OK;
@@ -232,7 +232,7 @@ int nori__shm_arena_lock(shm_backend *sb)
 
 void nori__shm_arena_unlock(shm_backend *sb)
 {
-    release(&sb->g->arena_lock);
+    nori__shm_lock_release(&sb->g->arena_lock);
 }
 
 /* ---- logged stores ---- */
@@ -344,277 +344,4 @@ void nori__shm_do_seq_end(shm_bucket *bk)
 {
     uint32_t v = atomic_load_explicit(&bk->seq, memory_order_relaxed);
     atomic_store_explicit(&bk->seq, (v | 1u) + 1u, memory_order_release);
-}
-
-/* ---- commit and repair of a shard ---- */
-
-/* Does the pending frees of s (its section committed). Arena lock held.
- * Each free clears its record in its own arena section. */
-static void do_free_pending(shm_backend *sb, shm_shard *s)
-{
-    shm_log *lg = &s->log;
-    uint32_t np = atomic_load_explicit(&lg->npending, memory_order_relaxed);
-    for (uint32_t i = 0; i < np && i < SHM_PENDING_CAP; i++) {
-        shm_pending *p = &lg->pending[i];
-        uint64_t refp = LD(&p->refp);
-        if ((uint32_t)refp == 0)
-            continue;
-        nori__shm_do_free_entry(sb, (uint32_t)refp, (uint32_t)(refp >> 32), LD(&p->charge),
-                                &p->refp, 0);
-    }
-    atomic_store_explicit(&lg->npending, 0, memory_order_release);
-}
-
-int nori__shm_do_commit(shm_backend *sb, shm_shard *s)
-{
-    shm_log *lg = &s->log;
-    atomic_store_explicit(&lg->n, 0, memory_order_release);
-    nori__shm_crash_point();
-    if (atomic_load_explicit(&lg->npending, memory_order_relaxed) == 0)
-        return NORI_OK;
-    int rc = nori__shm_arena_lock(sb);
-    if (rc != NORI_OK)
-        return rc; /* the frees stay pending: the next holder of s does them */
-    do_free_pending(sb, s);
-    nori__shm_arena_unlock(sb);
-    return NORI_OK;
-}
-
-static bool log_readable(const shm_backend *sb, const shm_shard *s)
-{
-    const shm_log *lg = &s->log;
-    uint32_t n = atomic_load_explicit(&lg->n, memory_order_acquire);
-    uint32_t np = atomic_load_explicit(&lg->npending, memory_order_acquire);
-    if (n > SHM_LOG_CAP || np > SHM_PENDING_CAP)
-        return false;
-    for (uint32_t i = n; i-- > 0;) {
-        const shm_rec *r = &lg->rec[i];
-        uint64_t t = SHM_REC_TYPE(r->what), off = SHM_REC_OFF(r->what);
-        if (t == SHM_REC_ALLOC || t == SHM_REC_NONE)
-            continue;
-        if (t == SHM_REC_BYTES) {
-            uint32_t k = (uint32_t)((r->old + sizeof(shm_rec) - 1) / sizeof(shm_rec));
-            if (r->old > 64 || k > i || off + r->old > sb->map_bytes)
-                return false;
-            i -= k;
-            continue;
-        }
-        size_t size = t == SHM_REC_W32 || t == SHM_REC_SEQ ? 4 : 8;
-        if ((t != SHM_REC_W32 && t != SHM_REC_W64 && t != SHM_REC_SEQ) || off % size != 0 ||
-            off + size > sb->map_bytes)
-            return false;
-    }
-    for (uint32_t i = 0; i < np; i++) {
-        uint32_t ref = (uint32_t)lg->pending[i].refp;
-        if (ref != 0 && !shm_ref_ok(sb, ref))
-            return false;
-    }
-    return true;
-}
-
-/* Makes odd (before) or moves to a new even value (after) the counter of
- * every bucket the open section logged. */
-static void seq_pass(shm_backend *sb, shm_log *lg, uint32_t n, bool after)
-{
-    for (uint32_t i = n; i-- > 0;) {
-        const shm_rec *r = &lg->rec[i];
-        uint64_t t = SHM_REC_TYPE(r->what);
-        if (t == SHM_REC_BYTES) {
-            i -= (uint32_t)((r->old + sizeof(shm_rec) - 1) / sizeof(shm_rec));
-            continue;
-        }
-        if (t != SHM_REC_SEQ)
-            continue;
-        _Atomic uint32_t *seq = (_Atomic uint32_t *)(sb->map + SHM_REC_OFF(r->what));
-        uint32_t v = atomic_load_explicit(seq, memory_order_relaxed);
-        if (!after) {
-            atomic_store_explicit(seq, v | 1u, memory_order_relaxed);
-            SHM_FENCE_RELEASE();
-        } else {
-            atomic_store_explicit(seq, (v | 1u) + 1u, memory_order_release);
-        }
-    }
-}
-
-/*
- * Rolls back shard s's open section and finishes its pending frees. Called
- * with s and the arena locked. Each step survives the repairer's own death:
- * restoring a word is idempotent, an allocation is freed in an arena
- * section that also marks its record undone, and the count goes to 0 last.
- */
-static void do_rollback(shm_backend *sb, shm_shard *s)
-{
-    shm_log *lg = &s->log;
-    uint32_t n = atomic_load_explicit(&lg->n, memory_order_acquire);
-    if (n > 0) {
-        seq_pass(sb, lg, n, false);
-        for (uint32_t i = n; i-- > 0;) {
-            shm_rec *r = &lg->rec[i];
-            uint64_t t = SHM_REC_TYPE(r->what);
-            unsigned char *p = sb->map + SHM_REC_OFF(r->what);
-            switch (t) {
-            case SHM_REC_W32:
-                ST((uint32_t *)p, (uint32_t)r->old);
-                break;
-            case SHM_REC_W64:
-                ST((uint64_t *)p, r->old);
-                break;
-            case SHM_REC_BYTES: {
-                uint32_t k = (uint32_t)((r->old + sizeof(shm_rec) - 1) / sizeof(shm_rec));
-                nori__shm_copy_in(p, &lg->rec[i - k], (size_t)r->old);
-                i -= k;
-                break;
-            }
-            case SHM_REC_ALLOC: {
-                uint32_t ref = (uint32_t)r->old;
-                uint64_t charge = r->old >> 32;
-                uint32_t places = (r->what & SHM_REC_PLACE) ? 1 : 0;
-                if (shm_ref_ok(sb, ref))
-                    nori__shm_do_free_entry(sb, ref, places, charge, &r->what,
-                                            SHM_REC_MAKE(SHM_REC_NONE, 0));
-                break;
-            }
-            default: /* SEQ (after the restores), NONE */
-                break;
-            }
-        }
-        seq_pass(sb, lg, n, true);
-        atomic_store_explicit(&lg->n, 0, memory_order_release);
-    }
-    do_free_pending(sb, s);
-    nori__shm_do_publish_tail(sb, s);
-    /* The tail's placement may have logged and committed moves: nothing
-     * to free there. */
-    atomic_store_explicit(&lg->n, 0, memory_order_release);
-}
-
-/* Finishes the log s was left with. s locked; returns with it locked on
- * NORI_OK, unlocked on error. */
-static int repair(shm_backend *sb, shm_shard *s)
-{
-    int rc = nori__shm_arena_lock(sb);
-    if (rc != NORI_OK) {
-        release(&s->lock);
-        return rc;
-    }
-    if (log_readable(sb, s)) {
-        do_rollback(sb, s);
-    } else {
-        nori__shm_do_reset_shard(sb, s);
-        atomic_fetch_add_explicit(&sb->g->shard_resets, 1, memory_order_relaxed);
-    }
-    nori__shm_arena_unlock(sb);
-    atomic_fetch_add_explicit(&sb->g->repairs, 1, memory_order_relaxed);
-    return NORI_OK;
-}
-
-static bool log_open(const shm_shard *s)
-{
-    return atomic_load_explicit(&s->log.n, memory_order_acquire) != 0 ||
-           atomic_load_explicit(&s->log.npending, memory_order_acquire) != 0;
-}
-
-int nori__shm_shard_lock(shm_backend *sb, shm_shard *s)
-{
-    int rc = take(sb, &s->lock, true);
-    if (rc != 0)
-        return lock_error(sb, &s->lock, "shard", (int)shm_shard_no(sb, s), rc);
-    return log_open(s) ? repair(sb, s) : NORI_OK;
-}
-
-int nori__shm_shard_trylock(shm_backend *sb, shm_shard *s)
-{
-    int rc = take(sb, &s->lock, false);
-    if (rc == EBUSY)
-        return NORI_MISS;
-    if (rc != 0)
-        return lock_error(sb, &s->lock, "shard", (int)shm_shard_no(sb, s), rc);
-    return log_open(s) ? repair(sb, s) : NORI_OK;
-}
-
-void nori__shm_repair_open_shards(shm_backend *sb)
-{
-    for (int i = 0; i < SHM_NSHARDS; i++) {
-        shm_shard *s = &sb->shards[i];
-        /* An open log with a free or dead lock: a section whose process
-         * died. A live section in progress keeps its lock (busy: skipped). */
-        if (log_open(s) && nori__shm_shard_trylock(sb, s) == NORI_OK)
-            nori__shm_shard_unlock(sb, s);
-    }
-}
-
-void nori__shm_shard_unlock(shm_backend *sb, shm_shard *s)
-{
-    (void)sb;
-    release(&s->lock);
-}
-
-/* ---- flight slots: fills of the response cache across processes ---- */
-
-static shm_flight *flight_of(shm_backend *sb, const char *key, size_t klen, uint64_t *h)
-{
-    *h = shm_hash(sb, key, klen) | 1u; /* never 0, "free" */
-    return &sb->flights[*h % sb->nflights];
-}
-
-static int32_t my_tid(void)
-{
-    return (int32_t)gettid();
-}
-
-int nori__shm_fill_claim(shm_backend *sb, const char *key, size_t klen)
-{
-    uint64_t h;
-    shm_flight *f = flight_of(sb, key, klen, &h);
-    int rc = take_for(sb, &f->lock, -1, NULL);
-    if (rc == EBUSY)
-        return NORI_MISS; /* another fill holds the slot: this one's waiters poll */
-    if (rc != 0)
-        return lock_error(sb, &f->lock, "flight slot", (int)(f - sb->flights), rc);
-    atomic_store_explicit(&f->owner_tid, my_tid(), memory_order_relaxed);
-    atomic_store_explicit(&f->key_hash, h, memory_order_release);
-    return NORI_OK;
-}
-
-void nori__shm_fill_release(shm_backend *sb, const char *key, size_t klen)
-{
-    uint64_t h;
-    shm_flight *f = flight_of(sb, key, klen, &h);
-    /* Only the claim of this thread (a forked child's copy of a claim is
-     * not the child's: the parent releases it). */
-    if (atomic_load_explicit(&f->key_hash, memory_order_relaxed) != h ||
-        atomic_load_explicit(&f->owner_tid, memory_order_relaxed) != my_tid() ||
-        atomic_load_explicit(&f->lock.owner_pid, memory_order_relaxed) !=
-            atomic_load_explicit(&sb->pid, memory_order_relaxed))
-        return;
-    atomic_store_explicit(&f->key_hash, 0, memory_order_relaxed);
-    atomic_store_explicit(&f->owner_tid, 0, memory_order_relaxed);
-    release(&f->lock);
-}
-
-int nori__shm_fill_wait(shm_backend *sb, const char *key, size_t klen, int64_t timeout_ms)
-{
-    uint64_t h;
-    shm_flight *f = flight_of(sb, key, klen, &h);
-    if (atomic_load_explicit(&f->key_hash, memory_order_acquire) != h)
-        return NORI_MISS;
-    bool died = false;
-    int rc = take_for(sb, &f->lock, timeout_ms > 0 ? timeout_ms : 0, &died);
-    if (rc == ETIMEDOUT)
-        return nori__fail(NORI_EBACKEND,
-                          "shm segment '%s': the fill of '%.64s' in pid %d is still running after "
-                          "%lld ms",
-                          sb->name, key,
-                          atomic_load_explicit(&f->lock.owner_pid, memory_order_relaxed),
-                          (long long)timeout_ms);
-    if (rc != 0)
-        return lock_error(sb, &f->lock, "flight slot", (int)(f - sb->flights), rc);
-    /* The fill ended (or its filler died, leaving its mark): the slot is
-     * free again. */
-    if (died || atomic_load_explicit(&f->key_hash, memory_order_relaxed) == h)
-        atomic_store_explicit(&f->key_hash, 0, memory_order_relaxed);
-    release(&f->lock);
-    return died ? nori__fail(NORI_EABORT, "shm segment '%s': the process filling '%.64s' died",
-                             sb->name, key)
-                : NORI_OK;
 }

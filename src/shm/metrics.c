@@ -4,7 +4,7 @@
  * gave up). */
 #include "shm/internal.h"
 
-#include "metrics/writer.h"
+#include "metrics_text.h"
 
 void nori__shm_metrics(nori_backend *b, const nori_backend_stats *st, nori__metrics *m)
 {

@@ -81,7 +81,7 @@ static int do_store(shm_backend *sb, shm_shard *s, shm_bucket *bk, int also_held
     if (cur != 0) {
         shm_entry *e = shm_entry_at(sb, cur);
         if (!(LD(&e->flags) & SHM_LARGE) && !shm_is_large(klen, len) && len <= SHM_REWRITE_MAX &&
-            nori__shm_class_for(shm_small_size(klen, len)) == (int)LD(&e->cls)) {
+            shm_class_for(shm_small_size(klen, len)) == (int)LD(&e->cls)) {
             nori__shm_do_rewrite(sb, s, bk, cur, val, len, expires, stamp);
             return NORI_OK;
         }
@@ -646,21 +646,6 @@ shm_backend *nori__shm_as_shm(nori_backend *b)
 }
 
 /* ---- creation ---- */
-
-int nori__shm_init_shared(shm_backend *sb)
-{
-    int rc = nori__shm_lock_init(&sb->g->arena_lock);
-    for (int i = 0; rc == NORI_OK && i < SHM_NSHARDS; i++)
-        rc = nori__shm_lock_init(&sb->shards[i].lock);
-    for (uint64_t i = 0; rc == NORI_OK && i < sb->nflights; i++)
-        rc = nori__shm_lock_init(&sb->flights[i].lock);
-    if (rc != NORI_OK)
-        return rc;
-    for (int i = 0; i < SHM_NSHARDS; i++)
-        atomic_store_explicit(&sb->g->tail_stamps[i], SHM_EMPTY_STAMP, memory_order_relaxed);
-    nori__shm_slab_init(sb);
-    return NORI_OK;
-}
 
 int nori__shm_backend_new_opts(const char *name, size_t max_keys, size_t max_bytes, bool sweeper,
                                nori_backend **out)

@@ -297,6 +297,22 @@ static void bind_regions(shm_backend *sb)
     sb->bucket_mask = h->buckets_per_shard - 1;
 }
 
+int nori__shm_init_shared(shm_backend *sb)
+{
+    int rc = nori__shm_lock_init(&sb->g->arena_lock);
+    for (int i = 0; rc == NORI_OK && i < SHM_NSHARDS; i++)
+        rc = nori__shm_lock_init(&sb->shards[i].lock);
+    for (uint64_t i = 0; rc == NORI_OK && i < sb->nflights; i++)
+        rc = nori__shm_lock_init(&sb->flights[i].lock);
+    if (rc != NORI_OK)
+        return rc;
+    for (int i = 0; i < SHM_NSHARDS; i++)
+        atomic_store_explicit(&sb->g->tail_stamps[i], SHM_EMPTY_STAMP, memory_order_relaxed);
+    nori__shm_slab_init(sb);
+    return NORI_OK;
+}
+
+
 /*
  * Builds a new segment under a temporary name and publishes it as `name`.
  * NORI_OK: sb maps it (sb->created); NORI_MISS: another process published

@@ -20,23 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-int nori__shm_class_for(size_t n)
-{
-    if (n <= 48)
-        return 0;
-    if (n <= 256)
-        return (int)((n - 48 + 15) / 16);
-    if (n <= 512)
-        return 13 + (int)((n - 256 + 31) / 32);
-    if (n <= 1024)
-        return 21 + (int)((n - 512 + 63) / 64);
-    if (n <= 2048)
-        return 29 + (int)((n - 1024 + 127) / 128);
-    if (n <= SHM_PAGE)
-        return 37 + (int)((n - 2048 + 255) / 256);
-    return -1;
-}
-
 static uint32_t per_page(unsigned c)
 {
     return SHM_PAGE / nori__shm_class_size(c);
@@ -252,7 +235,7 @@ int nori__shm_alloc_entry(shm_backend *sb, shm_shard *s, size_t klen, size_t vle
                           uint32_t places, uint64_t credit, uint32_t *ref, int *why)
 {
     bool large = shm_is_large(klen, vlen);
-    int c = nori__shm_class_for(large ? SHM_ENTRY_HDR + klen + 4 : shm_small_size(klen, vlen));
+    int c = shm_class_for(large ? SHM_ENTRY_HDR + klen + 4 : shm_small_size(klen, vlen));
     uint64_t np = large ? shm_value_pages(vlen) : 0;
     uint64_t charge = shm_charge_for(klen, vlen);
     int rc = nori__shm_arena_lock(sb);
@@ -316,4 +299,39 @@ void nori__shm_do_free_entry(shm_backend *sb, uint32_t ref, uint32_t places, uin
     if (clear_word != NULL)
         nori__shm_alog_w64(sb, clear_word, clear_value);
     arena_commit(sb);
+}
+
+/* ---- commit of a shard's section ---- */
+
+
+/* Does the pending frees of s (its section committed). Arena lock held.
+ * Each free clears its record in its own arena section. */
+void nori__shm_do_free_pending(shm_backend *sb, shm_shard *s)
+{
+    shm_log *lg = &s->log;
+    uint32_t np = atomic_load_explicit(&lg->npending, memory_order_relaxed);
+    for (uint32_t i = 0; i < np && i < SHM_PENDING_CAP; i++) {
+        shm_pending *p = &lg->pending[i];
+        uint64_t refp = LD(&p->refp);
+        if ((uint32_t)refp == 0)
+            continue;
+        nori__shm_do_free_entry(sb, (uint32_t)refp, (uint32_t)(refp >> 32), LD(&p->charge),
+                                &p->refp, 0);
+    }
+    atomic_store_explicit(&lg->npending, 0, memory_order_release);
+}
+
+int nori__shm_do_commit(shm_backend *sb, shm_shard *s)
+{
+    shm_log *lg = &s->log;
+    atomic_store_explicit(&lg->n, 0, memory_order_release);
+    nori__shm_crash_point();
+    if (atomic_load_explicit(&lg->npending, memory_order_relaxed) == 0)
+        return NORI_OK;
+    int rc = nori__shm_arena_lock(sb);
+    if (rc != NORI_OK)
+        return rc; /* the frees stay pending: the next holder of s does them */
+    nori__shm_do_free_pending(sb, s);
+    nori__shm_arena_unlock(sb);
+    return NORI_OK;
 }

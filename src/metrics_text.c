@@ -1,5 +1,5 @@
 /* Prometheus text format: see writer.h. */
-#include "metrics/writer.h"
+#include "metrics_text.h"
 
 #include <inttypes.h>
 #include <stdarg.h>

@@ -7,7 +7,7 @@
  */
 #include "backend.h"
 #include "error.h"
-#include "metrics/writer.h"
+#include "metrics_text.h"
 
 #include "nori/http.h"
 

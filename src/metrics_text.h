@@ -5,8 +5,8 @@
  * rules of the format (escaping, cumulative buckets, _total, no duplicate
  * family) live here once.
  */
-#ifndef NORI_SRC_METRICS_WRITER_H
-#define NORI_SRC_METRICS_WRITER_H
+#ifndef NORI_SRC_METRICS_TEXT_H
+#define NORI_SRC_METRICS_TEXT_H
 
 #include <stddef.h>
 #include <stdint.h>
