@@ -100,6 +100,9 @@ static inline int copy_value(shm_backend *sb, const shm_entry *e, size_t klen, s
                 return R_ERR;
             }
             rq->tmpcap = vlen + 1;
+            /* Tests: a reader stopped between its checks and its copy
+             * (this branch already pays for a malloc). */
+            nori__shm_test_point("read_copy");
         }
         dst = rq->tmp;
     }
