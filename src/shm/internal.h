@@ -741,8 +741,13 @@ static inline bool nori__shm_key_equal(const shm_entry *e, const char *key, size
 #endif
 }
 /* Copies e's value (vlen bytes) into dst, following a LARGE value's pages
- * with every index checked; false when the chain leaves the arena. */
-bool nori__shm_read_value(const shm_backend *sb, const shm_entry *e, size_t vlen, void *dst);
+ * with every index checked; false when the chain leaves the arena. klen and
+ * flags are the ones the caller read and checked (entry_sane, read.c):
+ * never read again here, since a lock-free reader's entry may be freed and
+ * its chunk reused by an entry of another shape meanwhile, and a length
+ * checked for one shape is no bound for another. */
+bool nori__shm_read_value(const shm_backend *sb, const shm_entry *e, size_t klen, unsigned flags,
+                          size_t vlen, void *dst);
 
 /* Writes the value of a fresh (unlinked) entry. */
 void nori__shm_fill_entry(shm_backend *sb, shm_entry *e, const char *key, size_t klen,

@@ -201,7 +201,7 @@ static int do_read_current(shm_backend *sb, shm_shard *s, shm_bucket *bk, const 
     if (val->data == NULL)
         return nori__fail(NORI_ENOMEM, "%s '%.64s': out of memory reading %zu bytes", op, key,
                           val->len);
-    nori__shm_read_value(sb, e, val->len, val->data);
+    nori__shm_read_value(sb, e, LD(&e->klen), LD(&e->flags), val->len, val->data);
     val->data[val->len] = '\0';
     return NORI_OK;
 }
@@ -443,7 +443,7 @@ static int do_value_equal(shm_backend *sb, uint32_t ref, const void *val, size_t
     char *tmp = malloc(len);
     if (tmp == NULL)
         return nori__fail(NORI_ENOMEM, "out of memory comparing %zu bytes", len);
-    nori__shm_read_value(sb, e, len, tmp);
+    nori__shm_read_value(sb, e, LD(&e->klen), LD(&e->flags), len, tmp);
     *eq = memcmp(tmp, val, len) == 0;
     free(tmp);
     return NORI_OK;

@@ -106,11 +106,7 @@ static inline int copy_value(shm_backend *sb, const shm_entry *e, size_t klen, s
         }
         dst = rq->tmp;
     }
-    if (!(flags & SHM_LARGE)) {
-        nori__shm_copy_out(dst, e->data + klen, vlen);
-        return R_HIT;
-    }
-    return nori__shm_read_value(sb, e, vlen, dst) ? R_HIT : R_RETRY;
+    return nori__shm_read_value(sb, e, klen, flags, vlen, dst) ? R_HIT : R_RETRY;
 }
 
 /*

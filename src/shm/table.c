@@ -34,11 +34,11 @@ uint64_t nori__shm_next_stamp(void)
 /* Copies a value of vlen bytes out of entry e into dst. For a LARGE entry
  * the page chain is followed with every index checked; false when it leaves
  * the arena (a writer changed it: the caller's counter check fails too). */
-bool nori__shm_read_value(const shm_backend *sb, const shm_entry *e, size_t vlen, void *dst)
+bool nori__shm_read_value(const shm_backend *sb, const shm_entry *e, size_t klen, unsigned flags,
+                          size_t vlen, void *dst)
 {
     unsigned char *d = dst;
-    size_t klen = LD(&e->klen);
-    if (!(LD(&e->flags) & SHM_LARGE)) {
+    if (!(flags & SHM_LARGE)) {
         nori__shm_copy_out(d, e->data + klen, vlen);
         return true;
     }
