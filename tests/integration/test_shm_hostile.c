@@ -6,8 +6,10 @@
  *    nor return what it copied (a guard region right after the mapping
  *    turns any read past its end into a crash of the reader);
  *  - a segment whose contents (not its header) a buggy process of the same
- *    user broke: a cyclic bucket chain. Writes and reads of that shard must
- *    end (an error or a repair), never loop for ever holding its lock.
+ *    user broke: a bucket chain made cyclic or pointed outside the arena.
+ *    Reads and writes of that bucket must end with an error naming the
+ *    segment (the shard emptied), never loop for ever holding the shard's
+ *    lock nor fault.
  * Children never call cmocka: they report through their exit status.
  */
 #include <setjmp.h>
@@ -16,6 +18,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "shm/internal.h"
 #include "shm/shm.h"
 #include "shm_checks.h"
 #include "test_support.h"
@@ -170,10 +173,130 @@ static void test_read_of_reused_chunk_stays_inside(void **state)
     nori_backend_free(b);
 }
 
+/* ---- a bucket chain broken by a faulty process of the same user ---- */
+
+enum { BC_MAX_KEYS = 1000, BC_MAX_BYTES = 1 << 20 };
+
+/* Three keys of one bucket: the first two stored, the third absent. */
+static char bc_keys[3][32];
+
+static void find_bucket_mates(shm_backend *sb)
+{
+    shm_bucket *want = NULL;
+    int found = 0;
+    for (int i = 0; found < 3 && i < 10000000; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "mate-%d", i);
+        shm_bucket *bk = shm_bucket_of(sb, shm_hash(sb, key, strlen(key)));
+        if (want == NULL)
+            want = bk;
+        if (bk == want)
+            snprintf(bc_keys[found++], sizeof bc_keys[0], "%s", key);
+    }
+    assert_int_equal(found, 3);
+}
+
+/* Breaks the chain of bc_keys' bucket: the older entry's link points back
+ * at the head (a cycle), or out of the arena. */
+static void break_chain(nori_backend *b, bool cycle)
+{
+    shm_backend *sb = nori__shm_as_shm(b);
+    shm_bucket *bk = shm_bucket_of(sb, shm_hash(sb, bc_keys[0], strlen(bc_keys[0])));
+    uint32_t head = atomic_load(&bk->head);
+    shm_entry *first = shm_entry_at(sb, head);
+    shm_entry *second = shm_entry_at(sb, first->hnext);
+    second->hnext = cycle ? head : 0xfffffff0u;
+}
+
+/*
+ * In a child (a walk that never ends is killed at the bound): reads and
+ * writes of the broken bucket fail with NORI_EBACKEND naming the segment
+ * and the shard, the shard is emptied (its entries are lost, counted in
+ * shard_resets), and the next calls work.
+ */
+static int broken_chain_child(void *arg)
+{
+    bool cycle = *(bool *)arg;
+    signal(SIGSEGV, SIG_DFL);
+    signal(SIGBUS, SIG_DFL);
+    nori_backend *b = NULL;
+    if (nori__shm_backend_new_opts(name, BC_MAX_KEYS, BC_MAX_BYTES, false, &b) != NORI_OK)
+        return 30;
+    /* Every operation that walks the chain under the lock, each on a chain
+     * broken again. */
+    for (int op = 0; op < 5; op++) {
+        for (int k = 0; k < 2; k++)
+            if (nori_backend_set(b, bc_keys[k], "old", 3, 0) != NORI_OK)
+                return 31;
+        break_chain(b, cycle);
+        nori_shm_stats before, after;
+        nori_shm_backend_get_stats(b, &before);
+        nori_buf v = {NULL, 0};
+        int64_t n = 0;
+        int deleted = 0;
+        int rc;
+        switch (op) {
+        case 0:
+            rc = nori_backend_get(b, bc_keys[2], &v);
+            break;
+        case 1:
+            rc = nori_backend_set(b, bc_keys[2], "new", 3, 0);
+            break;
+        case 2:
+            rc = nori_backend_delete(b, bc_keys[2]);
+            break;
+        case 3:
+            rc = nori_backend_incr(b, bc_keys[2], 0, &n);
+            break;
+        default:
+            rc = nori_backend_delete_if_equal(b, bc_keys[2], "x", 1, &deleted);
+            break;
+        }
+        nori_buf_free(&v);
+        if (rc != NORI_EBACKEND || strstr(nori_last_error(), name) == NULL ||
+            strstr(nori_last_error(), "broken") == NULL) {
+            fprintf(stderr, "op %d: rc %d, %s\n", op, rc, nori_last_error());
+            return 40 + op;
+        }
+        nori_shm_backend_get_stats(b, &after);
+        if (after.shard_resets != before.shard_resets + 1)
+            return 50 + op;
+        /* Emptied: the old entries are gone, the bucket works again. */
+        if (nori_backend_get(b, bc_keys[0], &v) != NORI_MISS)
+            return 60 + op;
+        if (nori_backend_set(b, bc_keys[2], "new", 3, 0) != NORI_OK ||
+            nori_backend_get(b, bc_keys[2], &v) != NORI_OK || strcmp(v.data, "new") != 0)
+            return 70 + op;
+        nori_buf_free(&v);
+        if (nori_backend_delete(b, bc_keys[2]) != NORI_OK)
+            return 80 + op;
+    }
+    nori_backend_free(b);
+    return 0;
+}
+
+static void test_broken_chain_refused_and_shard_emptied(void **state)
+{
+    (void)state;
+    nori_backend *b = NULL;
+    assert_nori(nori__shm_backend_new_opts(name, BC_MAX_KEYS, BC_MAX_BYTES, false, &b), NORI_OK);
+    find_bucket_mates(nori__shm_as_shm(b));
+    for (int cycle = 1; cycle >= 0; cycle--) {
+        bool c = cycle;
+        pid_t pid = shm_test_spawn(broken_chain_child, &c);
+        /* A bounded walk of a 1000-key segment takes microseconds; 20 s is
+         * for a loaded machine. */
+        assert_exit0(pid, 20000);
+    }
+    nori_backend_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_read_of_reused_chunk_stays_inside, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_broken_chain_refused_and_shard_emptied, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
