@@ -656,6 +656,14 @@ int nori__shm_fill_claim(shm_backend *sb, const char *key, size_t klen);
 int nori__shm_fill_wait(shm_backend *sb, const char *key, size_t klen, int64_t timeout_ms);
 void nori__shm_fill_release(shm_backend *sb, const char *key, size_t klen);
 
+/* Shard s (locked) has a bucket chain that no death leaves (a cycle, a ref
+ * outside the arena: a faulty process mapping the segment wrote it). Rolls
+ * back the open section and empties the shard as a repair does when a log
+ * is unreadable (its entries' memory is not recovered; shard_resets
+ * counts it), so that the next call works. Returns NORI_EBACKEND naming
+ * the segment, the shard, op and key; s stays locked. */
+int nori__shm_do_chain_broken(shm_backend *sb, shm_shard *s, const char *op, const char *key);
+
 /* The message of a lock that timed out. */
 int nori__shm_lock_timeout(shm_backend *sb, const shm_lockbox *lb, const char *what, int idx);
 
@@ -690,7 +698,9 @@ uint64_t nori__shm_free_pages(const shm_backend *sb);
 /* ---- table.c (under the shard lock) ---- */
 
 /* The link (bucket head or a predecessor's hnext) that names the live or
- * dead entry for key, or the empty link at the chain's end. */
+ * dead entry for key, or the empty link at the chain's end. NULL when the
+ * chain is broken (a cycle, a ref outside the arena): the caller fails
+ * with nori__shm_do_chain_broken. */
 uint32_t *nori__shm_do_find_link(shm_backend *sb, shm_shard *s, shm_bucket *bk, const char *key,
                                  size_t klen);
 /* Links a new entry (its room taken by its allocation) as the most

@@ -194,6 +194,11 @@ static int read_locked(shm_backend *sb, const char *key, size_t klen, uint64_t h
     if (rc != NORI_OK)
         return rc;
     uint32_t *link = nori__shm_do_find_link(sb, s, bk, key, klen);
+    if (link == NULL) {
+        rc = nori__shm_do_chain_broken(sb, s, rq->into ? "get_into" : "get", key);
+        nori__shm_shard_unlock(sb, s);
+        return rc;
+    }
     uint32_t ref = LD(link);
     if (ref != 0 && shm_expired(LD(&shm_entry_at(sb, ref)->expires), now)) {
         nori__shm_log_w64(sb, &s->log, &s->expired, LD(&s->expired) + 1);

@@ -175,15 +175,30 @@ void nori__shm_do_publish_tail(shm_backend *sb, shm_shard *s)
 
 /* ---- chains ---- */
 
+/* Whether the step-th entry of a chain (from 1), at ref, can be followed:
+ * inside the arena, and not past the longest chain a sound segment holds
+ * (every linked entry in one bucket). A chain that fails this was written
+ * by a faulty process mapping the segment: no death leaves one (every
+ * store of a section is logged and rolled back). */
+static inline bool chain_step_ok(const shm_backend *sb, uint32_t ref, uint64_t step)
+{
+    return shm_ref_ok(sb, ref) && step <= sb->max_keys + 1;
+}
+
 uint32_t *nori__shm_do_find_link(shm_backend *sb, shm_shard *s, shm_bucket *bk, const char *key,
                                  size_t klen)
 {
     (void)s;
     uint32_t *l = (uint32_t *)&bk->head;
     uint32_t ref;
+    uint64_t steps = 0;
     while ((ref = LD(l)) != 0) {
+        if (!chain_step_ok(sb, ref, ++steps))
+            return NULL;
         shm_entry *e = E(sb, ref);
-        if (LD(&e->klen) == klen && memcmp(e->data, key, klen) == 0)
+        if (LD(&e->klen) == klen &&
+            (uint64_t)(ref - 1) * SHM_GRAN + SHM_ENTRY_HDR + klen <= sb->arena_bytes &&
+            memcmp(e->data, key, klen) == 0)
             return l;
         l = &e->hnext;
     }
@@ -320,7 +335,11 @@ int nori__shm_do_delete_prefix(shm_backend *sb, shm_shard *s, const char *prefix
         shm_bucket *bk = bucket_at(sb, s, i);
         uint32_t *l = (uint32_t *)&bk->head;
         uint32_t ref;
+        uint64_t steps = 0;
         while ((ref = LD(l)) != 0) {
+            if (!chain_step_ok(sb, ref, ++steps))
+                return nori__shm_do_chain_broken(sb, s, plen == 0 ? "flush" : "delete_prefix",
+                                                 prefix);
             shm_entry *e = E(sb, ref);
             if (LD(&e->klen) >= plen && memcmp(e->data, prefix, plen) == 0) {
                 int rc = do_checkpoint(sb, s);
@@ -348,7 +367,10 @@ int nori__shm_do_sweep(shm_backend *sb, shm_shard *s, uint32_t nbuckets, int64_t
         shm_bucket *bk = bucket_at(sb, s, (size_t)(cur % nb));
         uint32_t *l = (uint32_t *)&bk->head;
         uint32_t ref;
+        uint64_t steps = 0;
         while ((ref = LD(l)) != 0) {
+            if (!chain_step_ok(sb, ref, ++steps))
+                return nori__shm_do_chain_broken(sb, s, "the expiry sweep", "");
             shm_entry *e = E(sb, ref);
             (*examined)++;
             int64_t t = LD(&e->expires);
