@@ -323,6 +323,23 @@ static int do_checkpoint(shm_backend *sb, shm_shard *s)
     return NORI_OK;
 }
 
+/*
+ * Whether bk's chain can be walked by a walk that removes entries as it
+ * goes (delete_prefix, the sweep): every ref inside the arena, and no more
+ * entries than s holds. A removing walk cannot rely on the step bound
+ * alone: on a cycle it would meet an entry it removed and remove it twice
+ * before the bound. Checked once per bucket; removals only shorten it.
+ */
+static bool do_chain_sound(const shm_backend *sb, const shm_shard *s, const shm_bucket *bk)
+{
+    uint64_t count = LD(&s->count), steps = 0;
+    for (uint32_t ref = atomic_load_explicit(&bk->head, memory_order_relaxed); ref != 0;
+         ref = LD(&E(sb, ref)->hnext))
+        if (!shm_ref_ok(sb, ref) || ++steps > count)
+            return false;
+    return true;
+}
+
 static shm_bucket *bucket_at(shm_backend *sb, shm_shard *s, size_t i)
 {
     return &sb->buckets[(size_t)shm_shard_no(sb, s) * (sb->bucket_mask + 1) + i];
@@ -333,13 +350,12 @@ int nori__shm_do_delete_prefix(shm_backend *sb, shm_shard *s, const char *prefix
     size_t nb = (size_t)sb->bucket_mask + 1;
     for (size_t i = 0; i < nb && LD(&s->count) > 0; i++) {
         shm_bucket *bk = bucket_at(sb, s, i);
+        if (!do_chain_sound(sb, s, bk))
+            return nori__shm_do_chain_broken(sb, s, plen == 0 ? "flush" : "delete_prefix",
+                                             prefix);
         uint32_t *l = (uint32_t *)&bk->head;
         uint32_t ref;
-        uint64_t steps = 0;
         while ((ref = LD(l)) != 0) {
-            if (!chain_step_ok(sb, ref, ++steps))
-                return nori__shm_do_chain_broken(sb, s, plen == 0 ? "flush" : "delete_prefix",
-                                                 prefix);
             shm_entry *e = E(sb, ref);
             if (LD(&e->klen) >= plen && memcmp(e->data, prefix, plen) == 0) {
                 int rc = do_checkpoint(sb, s);
@@ -365,12 +381,11 @@ int nori__shm_do_sweep(shm_backend *sb, shm_shard *s, uint32_t nbuckets, int64_t
         uint64_t cur = LD(&s->sweep_cursor);
         ST(&s->sweep_cursor, cur + 1);
         shm_bucket *bk = bucket_at(sb, s, (size_t)(cur % nb));
+        if (!do_chain_sound(sb, s, bk))
+            return nori__shm_do_chain_broken(sb, s, "the expiry sweep", "");
         uint32_t *l = (uint32_t *)&bk->head;
         uint32_t ref;
-        uint64_t steps = 0;
         while ((ref = LD(l)) != 0) {
-            if (!chain_step_ok(sb, ref, ++steps))
-                return nori__shm_do_chain_broken(sb, s, "the expiry sweep", "");
             shm_entry *e = E(sb, ref);
             (*examined)++;
             int64_t t = LD(&e->expires);
