@@ -335,8 +335,9 @@ typedef struct {
     uint64_t owner_died;     /* locks found held by a process that had died */
     uint64_t repairs;        /* locked sections rolled back after such a death */
     uint64_t lock_timeouts;  /* calls that gave up waiting for a lock */
-    uint64_t shard_resets;   /* shards emptied because their undo log was unreadable (never
-                                expected: their memory is not recovered) */
+    uint64_t shard_resets;   /* shards emptied because their undo log or a bucket chain was
+                                unreadable (never expected: only a faulty process mapping the
+                                segment writes one; their memory is not recovered) */
     uint64_t frag_evictions; /* evictions made for a free chunk, not for a bound */
     uint64_t segment_bytes;  /* the mapping */
     uint64_t max_keys, max_bytes;

@@ -590,6 +590,12 @@ static inline unsigned shm_shard_no(const shm_backend *sb, const shm_shard *s)
     return (unsigned)(s - sb->shards);
 }
 
+/* Bucket i (0..bucket_mask) of shard s. */
+static inline shm_bucket *shm_shard_bucket(shm_backend *sb, shm_shard *s, size_t i)
+{
+    return &sb->buckets[(size_t)shm_shard_no(sb, s) * (sb->bucket_mask + 1) + i];
+}
+
 /* ---- segment.c ---- */
 
 /* The layout of a segment for (max_keys, max_bytes): offsets and sizes of
@@ -660,6 +666,14 @@ void nori__shm_crash_point(void);
 void nori__shm_test_point(const char *point);
 
 
+/* Shard s (locked) has a bucket chain that no death leaves (a cycle, a ref
+ * outside the arena: a faulty process mapping the segment wrote it). Rolls
+ * back the open section and empties the shard as a repair does when a log
+ * is unreadable (its entries' memory is not recovered; shard_resets
+ * counts it), so that the next call works. Returns NORI_EBACKEND naming
+ * the segment, the shard, op and key; s stays locked. */
+int nori__shm_do_chain_broken(shm_backend *sb, shm_shard *s, const char *op, const char *key);
+
 /* The message of a lock that timed out. */
 int nori__shm_lock_timeout(shm_backend *sb, const shm_lockbox *lb, const char *what, int idx);
 
@@ -702,7 +716,9 @@ void nori__shm_do_free_pending(shm_backend *sb, shm_shard *s);
 /* ---- table.c (under the shard lock) ---- */
 
 /* The link (bucket head or a predecessor's hnext) that names the live or
- * dead entry for key, or the empty link at the chain's end. */
+ * dead entry for key, or the empty link at the chain's end. NULL when the
+ * chain is broken (a cycle, a ref outside the arena): the caller fails
+ * with nori__shm_do_chain_broken. */
 uint32_t *nori__shm_do_find_link(shm_backend *sb, shm_shard *s, shm_bucket *bk, const char *key,
                                  size_t klen);
 /* Links a new entry (its room taken by its allocation) as the most
@@ -728,12 +744,12 @@ void nori__shm_do_touch(shm_backend *sb, shm_shard *s, uint32_t ref, uint64_t st
  * placing the touched entries met at the tail. May commit. */
 uint32_t nori__shm_do_oldest(shm_backend *sb, shm_shard *s, uint32_t keep);
 void nori__shm_do_publish_tail(shm_backend *sb, shm_shard *s);
-/* Removes s's entries whose key starts with prefix (plen 0: all),
- * committing as it goes. NORI_OK or NORI_EBACKEND (arena lock). */
-int nori__shm_do_delete_prefix(shm_backend *sb, shm_shard *s, const char *prefix, size_t plen);
-/* Sweeps up to nbuckets of s from its cursor, removing expired entries. */
-int nori__shm_do_sweep(shm_backend *sb, shm_shard *s, uint32_t nbuckets, int64_t now,
-                       size_t *examined, size_t *removed);
+/* Whether bk's chain can be walked by a walk that removes entries as it
+ * goes: every ref inside the arena, no more entries than s holds. */
+bool nori__shm_do_chain_sound(const shm_backend *sb, const shm_shard *s, const shm_bucket *bk);
+/* Commits when another removal might not fit the log or the pending list.
+ * NORI_OK, or NORI_EBACKEND when the pending frees could not be done. */
+int nori__shm_do_checkpoint(shm_backend *sb, shm_shard *s);
 /* Empties shard s without reading its chains (its log was unreadable):
  * its entries' memory is not recovered. */
 void nori__shm_do_reset_shard(shm_backend *sb, shm_shard *s);
@@ -753,8 +769,13 @@ static inline bool nori__shm_key_equal(const shm_entry *e, const char *key, size
 #endif
 }
 /* Copies e's value (vlen bytes) into dst, following a LARGE value's pages
- * with every index checked; false when the chain leaves the arena. */
-bool nori__shm_read_value(const shm_backend *sb, const shm_entry *e, size_t vlen, void *dst);
+ * with every index checked; false when the chain leaves the arena. klen and
+ * flags are the ones the caller read and checked (entry_sane, read.c):
+ * never read again here, since a lock-free reader's entry may be freed and
+ * its chunk reused by an entry of another shape meanwhile, and a length
+ * checked for one shape is no bound for another. */
+bool nori__shm_read_value(const shm_backend *sb, const shm_entry *e, size_t klen, unsigned flags,
+                          size_t vlen, void *dst);
 
 /* Writes the value of a fresh (unlinked) entry. */
 void nori__shm_fill_entry(shm_backend *sb, shm_entry *e, const char *key, size_t klen,
@@ -843,6 +864,9 @@ int nori__shm_alloc_evicting(shm_backend *sb, shm_shard *s, uint32_t *keep, int 
 int nori__shm_too_big(const shm_backend *sb, const char *key, uint64_t charge);
 
 /* ---- sweeper.c ---- */
+/* Sweeps up to nbuckets of s from its cursor, removing expired entries. */
+int nori__shm_do_sweep(shm_backend *sb, shm_shard *s, uint32_t nbuckets, int64_t now,
+                       size_t *examined, size_t *removed);
 int nori__shm_sweeper_start(shm_backend *sb);
 void nori__shm_sweeper_stop(shm_backend *sb);
 size_t nori__shm_sweep_cycle(shm_backend *sb, int64_t budget_us, bool full);
@@ -856,6 +880,10 @@ struct nori__metrics;
 void nori__shm_metrics(nori_backend *b, const nori_backend_stats *st, struct nori__metrics *m);
 
 /* ---- ops.c, read.c ---- */
+/* ops.c: removes s's entries whose key starts with prefix (plen 0: all),
+ * committing as it goes. NORI_OK or NORI_EBACKEND (arena lock, or a broken
+ * chain: the shard emptied). */
+int nori__shm_do_delete_prefix(shm_backend *sb, shm_shard *s, const char *prefix, size_t plen);
 shm_backend *nori__shm_as_shm(nori_backend *b);
 /* NORI_EINVAL when the calling thread is inside an atomic_update callback
  * on the same segment (its lock is held: the call would wait for itself). */

@@ -93,6 +93,8 @@ static int do_store(shm_backend *sb, shm_shard *s, shm_bucket *bk, int also_held
     nori__shm_test_point("alloc");
     nori__shm_fill_entry(sb, shm_entry_at(sb, ref), key, klen, val, len, expires);
     uint32_t *link = nori__shm_do_find_link(sb, s, bk, key, klen);
+    if (link == NULL) /* an eviction could only shorten it: a faulty process */
+        return nori__shm_do_chain_broken(sb, s, "set", key);
     if (keep != 0)
         nori__shm_do_replace(sb, s, bk, link, ref, stamp);
     else
@@ -121,8 +123,11 @@ static int shm_set(nori_backend *b, const char *key, size_t klen, const void *va
         rc = nori__shm_shard_lock(sb, s);
         if (rc != NORI_OK)
             return rc;
-        uint32_t cur = LD(nori__shm_do_find_link(sb, s, bk, key, klen));
-        rc = do_store(sb, s, bk, -1, key, klen, cur, val, len, expires, stamp);
+        uint32_t *link = nori__shm_do_find_link(sb, s, bk, key, klen);
+        if (link == NULL)
+            rc = nori__shm_do_chain_broken(sb, s, "set", key);
+        else
+            rc = do_store(sb, s, bk, -1, key, klen, LD(link), val, len, expires, stamp);
         nori__shm_do_commit(sb, s);
         nori__shm_shard_unlock(sb, s);
         if (rc != SHM_AGAIN)
@@ -145,11 +150,39 @@ static int shm_del(nori_backend *b, const char *key, size_t klen)
     if (rc != NORI_OK)
         return rc;
     uint32_t *link = nori__shm_do_find_link(sb, s, bk, key, klen);
-    if (LD(link) != 0) {
+    if (link == NULL) {
+        rc = nori__shm_do_chain_broken(sb, s, "delete", key);
+    } else if (LD(link) != 0) {
         nori__shm_do_remove(sb, s, bk, link);
         nori__shm_do_commit(sb, s);
     }
     nori__shm_shard_unlock(sb, s);
+    return rc;
+}
+
+int nori__shm_do_delete_prefix(shm_backend *sb, shm_shard *s, const char *prefix, size_t plen)
+{
+    size_t nb = (size_t)sb->bucket_mask + 1;
+    for (size_t i = 0; i < nb && LD(&s->count) > 0; i++) {
+        shm_bucket *bk = shm_shard_bucket(sb, s, i);
+        if (!nori__shm_do_chain_sound(sb, s, bk))
+            return nori__shm_do_chain_broken(sb, s, plen == 0 ? "flush" : "delete_prefix",
+                                             prefix);
+        uint32_t *l = (uint32_t *)&bk->head;
+        uint32_t ref;
+        while ((ref = LD(l)) != 0) {
+            shm_entry *e = shm_entry_at(sb, ref);
+            if (LD(&e->klen) >= plen && memcmp(e->data, prefix, plen) == 0) {
+                int rc = nori__shm_do_checkpoint(sb, s);
+                if (rc != NORI_OK)
+                    return rc;
+                nori__shm_do_remove(sb, s, bk, l); /* *l is now the next entry */
+            } else {
+                l = &e->hnext;
+            }
+        }
+    }
+    nori__shm_do_commit(sb, s);
     return NORI_OK;
 }
 
@@ -182,6 +215,12 @@ static int do_read_current(shm_backend *sb, shm_shard *s, shm_bucket *bk, const 
                            uint32_t *cur, nori_buf *val, int64_t *expires)
 {
     uint32_t *link = nori__shm_do_find_link(sb, s, bk, key, klen);
+    val->data = NULL;
+    val->len = 0;
+    *expires = 0;
+    *cur = 0;
+    if (link == NULL)
+        return nori__shm_do_chain_broken(sb, s, op, key);
     *cur = LD(link);
     if (*cur != 0 && shm_expired(LD(&shm_entry_at(sb, *cur)->expires), now)) {
         nori__shm_log_w64(sb, &s->log, &s->expired, LD(&s->expired) + 1);
@@ -189,9 +228,6 @@ static int do_read_current(shm_backend *sb, shm_shard *s, shm_bucket *bk, const 
         nori__shm_do_commit(sb, s);
         *cur = 0;
     }
-    val->data = NULL;
-    val->len = 0;
-    *expires = 0;
     if (*cur == 0)
         return NORI_OK;
     shm_entry *e = shm_entry_at(sb, *cur);
@@ -201,7 +237,7 @@ static int do_read_current(shm_backend *sb, shm_shard *s, shm_bucket *bk, const 
     if (val->data == NULL)
         return nori__fail(NORI_ENOMEM, "%s '%.64s': out of memory reading %zu bytes", op, key,
                           val->len);
-    nori__shm_read_value(sb, e, val->len, val->data);
+    nori__shm_read_value(sb, e, LD(&e->klen), LD(&e->flags), val->len, val->data);
     val->data[val->len] = '\0';
     return NORI_OK;
 }
@@ -443,17 +479,20 @@ static int do_value_equal(shm_backend *sb, uint32_t ref, const void *val, size_t
     char *tmp = malloc(len);
     if (tmp == NULL)
         return nori__fail(NORI_ENOMEM, "out of memory comparing %zu bytes", len);
-    nori__shm_read_value(sb, e, len, tmp);
+    nori__shm_read_value(sb, e, LD(&e->klen), LD(&e->flags), len, tmp);
     *eq = memcmp(tmp, val, len) == 0;
     free(tmp);
     return NORI_OK;
 }
 
-/* The live entry of key in locked shard s (an expired one is removed). */
+/* The live entry of key in locked shard s (an expired one is removed).
+ * NULL: the chain is broken (nori__shm_do_chain_broken). */
 static uint32_t *do_lookup_live(shm_backend *sb, shm_shard *s, shm_bucket *bk, const char *key,
                                 size_t klen, int64_t now)
 {
     uint32_t *link = nori__shm_do_find_link(sb, s, bk, key, klen);
+    if (link == NULL)
+        return NULL;
     uint32_t ref = LD(link);
     if (ref != 0 && shm_expired(LD(&shm_entry_at(sb, ref)->expires), now)) {
         nori__shm_log_w64(sb, &s->log, &s->expired, LD(&s->expired) + 1);
@@ -478,7 +517,9 @@ static int shm_delete_if_equal(nori_backend *b, const char *key, size_t klen, co
         return rc;
     uint32_t *link = do_lookup_live(sb, s, bk, key, klen, shm_now_ms());
     bool eq = false;
-    if (LD(link) != 0)
+    if (link == NULL)
+        rc = nori__shm_do_chain_broken(sb, s, "delete_if_equal", key);
+    else if (LD(link) != 0)
         rc = do_value_equal(sb, LD(link), val, len, &eq);
     if (rc == NORI_OK && eq) {
         nori__shm_do_remove(sb, s, bk, link);
@@ -520,15 +561,20 @@ static int shm_set_guarded(nori_backend *b, const char *key, size_t klen, const 
         }
         uint32_t *glink = do_lookup_live(sb, gs, gbk, guard, glen, now);
         bool ok = false;
-        if (expect == NULL)
+        if (glink == NULL)
+            rc = nori__shm_do_chain_broken(sb, gs, "set_guarded", guard);
+        else if (expect == NULL)
             ok = LD(glink) == 0;
         else if (LD(glink) != 0)
             rc = do_value_equal(sb, LD(glink), expect, elen, &ok);
         *stored = 0;
         if (rc == NORI_OK && ok) {
-            uint32_t cur = LD(nori__shm_do_find_link(sb, s, bk, key, klen));
-            rc = do_store(sb, s, bk, s != gs ? (int)shm_shard_no(sb, gs) : -1, key, klen,
-                          cur, val, len, expiry_from_ttl(ttl, now), stamp);
+            uint32_t *link = nori__shm_do_find_link(sb, s, bk, key, klen);
+            if (link == NULL)
+                rc = nori__shm_do_chain_broken(sb, s, "set_guarded", key);
+            else
+                rc = do_store(sb, s, bk, s != gs ? (int)shm_shard_no(sb, gs) : -1, key, klen,
+                              LD(link), val, len, expiry_from_ttl(ttl, now), stamp);
             *stored = rc == NORI_OK;
             nori__shm_do_commit(sb, s);
         }

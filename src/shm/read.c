@@ -100,14 +100,13 @@ static inline int copy_value(shm_backend *sb, const shm_entry *e, size_t klen, s
                 return R_ERR;
             }
             rq->tmpcap = vlen + 1;
+            /* Tests: a reader stopped between its checks and its copy
+             * (this branch already pays for a malloc). */
+            nori__shm_test_point("read_copy");
         }
         dst = rq->tmp;
     }
-    if (!(flags & SHM_LARGE)) {
-        nori__shm_copy_out(dst, e->data + klen, vlen);
-        return R_HIT;
-    }
-    return nori__shm_read_value(sb, e, vlen, dst) ? R_HIT : R_RETRY;
+    return nori__shm_read_value(sb, e, klen, flags, vlen, dst) ? R_HIT : R_RETRY;
 }
 
 /*
@@ -195,6 +194,11 @@ static int read_locked(shm_backend *sb, const char *key, size_t klen, uint64_t h
     if (rc != NORI_OK)
         return rc;
     uint32_t *link = nori__shm_do_find_link(sb, s, bk, key, klen);
+    if (link == NULL) {
+        rc = nori__shm_do_chain_broken(sb, s, rq->into ? "get_into" : "get", key);
+        nori__shm_shard_unlock(sb, s);
+        return rc;
+    }
     uint32_t ref = LD(link);
     if (ref != 0 && shm_expired(LD(&shm_entry_at(sb, ref)->expires), now)) {
         nori__shm_log_w64(sb, &s->log, &s->expired, LD(&s->expired) + 1);

@@ -143,6 +143,24 @@ static int repair(shm_backend *sb, shm_shard *s)
     return NORI_OK;
 }
 
+int nori__shm_do_chain_broken(shm_backend *sb, shm_shard *s, const char *op, const char *key)
+{
+    unsigned idx = shm_shard_no(sb, s);
+    int rc = nori__shm_arena_lock(sb);
+    if (rc != NORI_OK)
+        return rc;
+    if (log_readable(sb, s))
+        do_rollback(sb, s);
+    nori__shm_do_reset_shard(sb, s);
+    nori__shm_arena_unlock(sb);
+    atomic_fetch_add_explicit(&sb->g->shard_resets, 1, memory_order_relaxed);
+    return nori__fail(NORI_EBACKEND,
+                      "shm segment '%s': %s '%.64s': a bucket chain of shard %u is broken (a "
+                      "cycle or an offset outside the arena, written by a faulty process mapping "
+                      "the segment); the shard was emptied",
+                      sb->name, op, key, idx);
+}
+
 static bool log_open(const shm_shard *s)
 {
     return atomic_load_explicit(&s->log.n, memory_order_acquire) != 0 ||

@@ -61,7 +61,9 @@ void nori__shm_crash_after(long n);
  * named point: "arena" (inside an arena section: a shard lock and the
  * arena lock held), "alloc" (an entry allocated, not yet linked: its
  * shard's lock and its room held), "create" (a new segment built under its
- * temporary name, not yet published). NULL: no point. */
+ * temporary name, not yet published), "read_copy" (a lock-free get that
+ * checked an entry and allocated the copy of its value, before copying
+ * it). NULL: no point. */
 void nori__shm_pause_at(const char *point);
 
 /* The pid stored as holder of shard i's lock (tests). */

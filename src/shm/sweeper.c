@@ -25,6 +25,40 @@
 #define SWEEP_CHUNK 32
 #define SWEEP_STALE_PERCENT 10
 
+int nori__shm_do_sweep(shm_backend *sb, shm_shard *s, uint32_t nbuckets, int64_t now,
+                       size_t *examined, size_t *removed)
+{
+    size_t nb = (size_t)sb->bucket_mask + 1;
+    if (nbuckets > nb)
+        nbuckets = (uint32_t)nb;
+    for (uint32_t i = 0; i < nbuckets; i++) {
+        uint64_t cur = LD(&s->sweep_cursor);
+        ST(&s->sweep_cursor, cur + 1);
+        shm_bucket *bk = shm_shard_bucket(sb, s, (size_t)(cur % nb));
+        if (!nori__shm_do_chain_sound(sb, s, bk))
+            return nori__shm_do_chain_broken(sb, s, "the expiry sweep", "");
+        uint32_t *l = (uint32_t *)&bk->head;
+        uint32_t ref;
+        while ((ref = LD(l)) != 0) {
+            shm_entry *e = shm_entry_at(sb, ref);
+            (*examined)++;
+            int64_t t = LD(&e->expires);
+            if (t != 0 && t <= now) {
+                int rc = nori__shm_do_checkpoint(sb, s);
+                if (rc != NORI_OK)
+                    return rc;
+                nori__shm_log_w64(sb, &s->log, &s->expired, LD(&s->expired) + 1);
+                nori__shm_do_remove(sb, s, bk, l);
+                (*removed)++;
+            } else {
+                l = &e->hnext;
+            }
+        }
+    }
+    nori__shm_do_commit(sb, s);
+    return NORI_OK;
+}
+
 /* One cycle; *backlog: it ran out of budget with entries still expiring. */
 static size_t cycle(shm_backend *sb, int64_t budget_us, bool full, bool *backlog)
 {

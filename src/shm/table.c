@@ -34,11 +34,11 @@ uint64_t nori__shm_next_stamp(void)
 /* Copies a value of vlen bytes out of entry e into dst. For a LARGE entry
  * the page chain is followed with every index checked; false when it leaves
  * the arena (a writer changed it: the caller's counter check fails too). */
-bool nori__shm_read_value(const shm_backend *sb, const shm_entry *e, size_t vlen, void *dst)
+bool nori__shm_read_value(const shm_backend *sb, const shm_entry *e, size_t klen, unsigned flags,
+                          size_t vlen, void *dst)
 {
     unsigned char *d = dst;
-    size_t klen = LD(&e->klen);
-    if (!(LD(&e->flags) & SHM_LARGE)) {
+    if (!(flags & SHM_LARGE)) {
         nori__shm_copy_out(d, e->data + klen, vlen);
         return true;
     }
@@ -175,15 +175,30 @@ void nori__shm_do_publish_tail(shm_backend *sb, shm_shard *s)
 
 /* ---- chains ---- */
 
+/* Whether the step-th entry of a chain (from 1), at ref, can be followed:
+ * inside the arena, and not past the longest chain a sound segment holds
+ * (every linked entry in one bucket). A chain that fails this was written
+ * by a faulty process mapping the segment: no death leaves one (every
+ * store of a section is logged and rolled back). */
+static inline bool chain_step_ok(const shm_backend *sb, uint32_t ref, uint64_t step)
+{
+    return shm_ref_ok(sb, ref) && step <= sb->max_keys + 1;
+}
+
 uint32_t *nori__shm_do_find_link(shm_backend *sb, shm_shard *s, shm_bucket *bk, const char *key,
                                  size_t klen)
 {
     (void)s;
     uint32_t *l = (uint32_t *)&bk->head;
     uint32_t ref;
+    uint64_t steps = 0;
     while ((ref = LD(l)) != 0) {
+        if (!chain_step_ok(sb, ref, ++steps))
+            return NULL;
         shm_entry *e = E(sb, ref);
-        if (LD(&e->klen) == klen && memcmp(e->data, key, klen) == 0)
+        if (LD(&e->klen) == klen &&
+            (uint64_t)(ref - 1) * SHM_GRAN + SHM_ENTRY_HDR + klen <= sb->arena_bytes &&
+            memcmp(e->data, key, klen) == 0)
             return l;
         l = &e->hnext;
     }
@@ -296,7 +311,7 @@ void nori__shm_do_touch(shm_backend *sb, shm_shard *s, uint32_t ref, uint64_t st
 }
 
 /* Commits when another removal might not fit the log or the pending list. */
-static int do_checkpoint(shm_backend *sb, shm_shard *s)
+int nori__shm_do_checkpoint(shm_backend *sb, shm_shard *s)
 {
     if (shm_log_room(&s->log) >= 40 &&
         atomic_load_explicit(&s->log.npending, memory_order_relaxed) < SHM_PENDING_CAP)
@@ -308,71 +323,28 @@ static int do_checkpoint(shm_backend *sb, shm_shard *s)
     return NORI_OK;
 }
 
-static shm_bucket *bucket_at(shm_backend *sb, shm_shard *s, size_t i)
+/*
+ * Whether bk's chain can be walked by a walk that removes entries as it
+ * goes (delete_prefix, the sweep): every ref inside the arena, and no more
+ * entries than s holds. A removing walk cannot rely on the step bound
+ * alone: on a cycle it would meet an entry it removed and remove it twice
+ * before the bound. Checked once per bucket; removals only shorten it.
+ */
+bool nori__shm_do_chain_sound(const shm_backend *sb, const shm_shard *s, const shm_bucket *bk)
 {
-    return &sb->buckets[(size_t)shm_shard_no(sb, s) * (sb->bucket_mask + 1) + i];
-}
-
-int nori__shm_do_delete_prefix(shm_backend *sb, shm_shard *s, const char *prefix, size_t plen)
-{
-    size_t nb = (size_t)sb->bucket_mask + 1;
-    for (size_t i = 0; i < nb && LD(&s->count) > 0; i++) {
-        shm_bucket *bk = bucket_at(sb, s, i);
-        uint32_t *l = (uint32_t *)&bk->head;
-        uint32_t ref;
-        while ((ref = LD(l)) != 0) {
-            shm_entry *e = E(sb, ref);
-            if (LD(&e->klen) >= plen && memcmp(e->data, prefix, plen) == 0) {
-                int rc = do_checkpoint(sb, s);
-                if (rc != NORI_OK)
-                    return rc;
-                nori__shm_do_remove(sb, s, bk, l); /* *l is now the next entry */
-            } else {
-                l = &e->hnext;
-            }
-        }
-    }
-    nori__shm_do_commit(sb, s);
-    return NORI_OK;
-}
-
-int nori__shm_do_sweep(shm_backend *sb, shm_shard *s, uint32_t nbuckets, int64_t now,
-                       size_t *examined, size_t *removed)
-{
-    size_t nb = (size_t)sb->bucket_mask + 1;
-    if (nbuckets > nb)
-        nbuckets = (uint32_t)nb;
-    for (uint32_t i = 0; i < nbuckets; i++) {
-        uint64_t cur = LD(&s->sweep_cursor);
-        ST(&s->sweep_cursor, cur + 1);
-        shm_bucket *bk = bucket_at(sb, s, (size_t)(cur % nb));
-        uint32_t *l = (uint32_t *)&bk->head;
-        uint32_t ref;
-        while ((ref = LD(l)) != 0) {
-            shm_entry *e = E(sb, ref);
-            (*examined)++;
-            int64_t t = LD(&e->expires);
-            if (t != 0 && t <= now) {
-                int rc = do_checkpoint(sb, s);
-                if (rc != NORI_OK)
-                    return rc;
-                LOG64(&s->expired, LD(&s->expired) + 1);
-                nori__shm_do_remove(sb, s, bk, l);
-                (*removed)++;
-            } else {
-                l = &e->hnext;
-            }
-        }
-    }
-    nori__shm_do_commit(sb, s);
-    return NORI_OK;
+    uint64_t count = LD(&s->count), steps = 0;
+    for (uint32_t ref = atomic_load_explicit(&bk->head, memory_order_relaxed); ref != 0;
+         ref = LD(&E(sb, ref)->hnext))
+        if (!shm_ref_ok(sb, ref) || ++steps > count)
+            return false;
+    return true;
 }
 
 void nori__shm_do_reset_shard(shm_backend *sb, shm_shard *s)
 {
     size_t nb = (size_t)sb->bucket_mask + 1;
     for (size_t i = 0; i < nb; i++) {
-        shm_bucket *bk = bucket_at(sb, s, i);
+        shm_bucket *bk = shm_shard_bucket(sb, s, i);
         uint32_t v = atomic_load_explicit(&bk->seq, memory_order_relaxed);
         atomic_store_explicit(&bk->seq, v | 1u, memory_order_relaxed);
         SHM_FENCE_RELEASE();
@@ -411,7 +383,7 @@ bool nori__shm_do_audit_shard(shm_backend *sb, shm_shard *s, uint64_t *entries, 
     size_t nb = (size_t)sb->bucket_mask + 1;
     unsigned idx = shm_shard_no(sb, s);
     for (size_t i = 0; i < nb; i++) {
-        shm_bucket *bk = bucket_at(sb, s, i);
+        shm_bucket *bk = shm_shard_bucket(sb, s, i);
         if (atomic_load_explicit(&bk->seq, memory_order_relaxed) & 1u)
             return false;
         uint32_t r = atomic_load_explicit(&bk->head, memory_order_relaxed);
