@@ -101,6 +101,8 @@ FIELD(refreshes)
 FIELD(refreshes_dropped)
 FIELD(refreshes_skipped)
 FIELD(not_modified)
+FIELD(revalidations)
+FIELD(revalidated)
 FIELD(invalidations)
 FIELD(memo_hits)
 FIELD(memo_bytes)
@@ -185,6 +187,12 @@ static void write_caches(nori__metrics *m, const nori_metrics_sources *src)
                  "result", refreshes, 3);
     cache_counter(&w, "nori_cache_not_modified_total", "304 Not Modified answers.",
                   field_not_modified);
+    cache_counter(&w, "nori_cache_revalidations_total",
+                  "Handler runs made conditional with a stale entry's validators.",
+                  field_revalidations);
+    cache_counter(&w, "nori_cache_revalidated_total",
+                  "Stale entries a 304 from the handler made fresh again (served as hits).",
+                  field_revalidated);
     cache_counter(&w, "nori_cache_invalidations_total",
                   "Path invalidations after successful writes.", field_invalidations);
     cache_counter(&w, "nori_cache_memo_hits_total",

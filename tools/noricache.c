@@ -1,5 +1,6 @@
 /*
- * noricache: the command-line tool of libnoricache (DESIGN 6b).
+ * noricache: the command-line tool of libnoricache (README, "The noricache
+ * command"; man page tools/noricache.1).
  *
  * Uses the library's configuration (environment, then .env in the working
  * directory): CACHE_BACKEND, CACHE_MAX_KEYS, REDIS_URL, CACHE_MAX_VALUE_BYTES.

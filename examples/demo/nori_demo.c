@@ -1,6 +1,6 @@
 /*
  * nori-demo: an HTTP service that shows every feature of libnoricache's
- * response cache (DESIGN 6), on libmicrohttpd (or FastCGI behind a web
+ * response cache (docs/HTTP.md, "The demo service"), on libmicrohttpd (or FastCGI behind a web
  * server) and SQLite.
  *
  *   nori-demo [--port N] [--db PATH] [--prefix P] [--threads N]

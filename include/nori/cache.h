@@ -2,8 +2,9 @@
  * nori/cache.h - the key-value API of libnoricache.
  *
  * A caching layer with pluggable backends (an in-process LRU memory backend and
- * Redis), TTLs, and race-free atomic primitives. The contract behind every
- * function below is docs/DESIGN.md sections 1, 2 and 4 of the project.
+ * Redis), TTLs, and race-free atomic primitives. What every backend promises
+ * is in docs/ARCHITECTURE.md ("What every backend promises"); each function
+ * below states its own part of it.
  *
  * Conventions that hold for every function in this header:
  *

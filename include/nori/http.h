@@ -1,5 +1,6 @@
 /*
- * nori/http.h - the response cache of libnoricache (DESIGN section 5).
+ * nori/http.h - the response cache of libnoricache (docs/ARCHITECTURE.md,
+ * "The response cache in named steps"; docs/HTTP.md).
  *
  * Framework-neutral: an adapter (see nori/mhd.h for libmicrohttpd) builds a
  * nori_http_request view of the request it received, calls

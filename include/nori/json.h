@@ -1,5 +1,5 @@
 /*
- * nori/json.h - JSON values in the cache, on jansson (issue 7).
+ * nori/json.h - JSON values in the cache, on jansson.
  *
  * Stores and reads jansson json_t values through any nori backend, in the
  * wire format Nori's Python side uses, so C and Python services can share one

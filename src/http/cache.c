@@ -1,6 +1,7 @@
 /*
  * The response cache: looks a GET (or HEAD) request up, serves it from the
- * cache or runs the handler and stores what may be stored (DESIGN 5, 9).
+ * cache or runs the handler and stores what may be stored (nori/http.h,
+ * "Semantics"; the steps: docs/ARCHITECTURE.md).
  * This file serves requests, step by step (below); creating the cache is
  * setup.c, reading and writing entries entries.c (the value format is
  * entry_codec.c, the key shape key.c), coalescing across processes

@@ -39,7 +39,7 @@ int nori_http_cache_key(const nori_http_cache *c, const nori_http_request *req, 
 /*
  * An upper bound of the encoded entry's size, computed before encoding, so
  * that a 200 MiB response over the backend's limit is not base64-encoded
- * (+270 MiB) only to be refused by set (issue 10 item 17).
+ * (+270 MiB) only to be refused by set.
  */
 static size_t encoded_size_bound(const nori_http_response *r, nori__entry_format format)
 {

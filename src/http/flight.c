@@ -1,5 +1,5 @@
 /*
- * Single-flight for the response cache (issue 11 item 1): at most one fill
+ * Single-flight for the response cache (nori/http.h, "Coalescing"): at most one fill
  * per key at a time in this process, the other requests for the key wait on
  * a condition variable (no polling) for at most lock_timeout, and a short
  * "hit-for-miss" memory of keys whose last response could not be stored, so

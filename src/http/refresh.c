@@ -1,5 +1,5 @@
 /*
- * The response cache's background refresh pool (issue 11 item 2): a few
+ * The response cache's background refresh pool (stale_while_revalidate): a few
  * worker threads owned by the cache run the handler for entries served
  * stale within stale_while_revalidate, so the request that found the stale
  * entry is answered at once. Started on the first refresh, so a cache that

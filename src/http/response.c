@@ -1,6 +1,6 @@
 /*
  * nori_http_response: the response a handler fills and an adapter sends, and
- * the rules that decide whether it may be stored (DESIGN 5).
+ * the rules that decide whether it may be stored (nori/http.h, "Semantics").
  */
 #include "error.h"
 #include "http/internal.h"

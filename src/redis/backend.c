@@ -48,7 +48,8 @@
  * change nothing in what is stored:
  *  - creation is tested with EXISTS before the INCR, not with v == 1: an
  *    existing "0" incremented to 1 is not new and must not gain a TTL
- *    (DESIGN 2: the TTL is applied when the key was absent, and only then);
+ *    (cache.h, nori_backend_incr: the TTL is applied when the key was
+ *    absent, and only then);
  *  - the script returns the counter as Redis stores it (GET, a decimal
  *    string) rather than v: Lua 5.1 numbers are doubles, so returning v loses
  *    precision above 2^53 and turns INT64_MAX into INT64_MIN.

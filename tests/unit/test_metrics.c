@@ -66,6 +66,9 @@ static void test_memory_and_caches(void **state)
     assert_int_equal(metrics_value(out.data, "nori_cache_hits_total"), 1);
     assert_int_equal(metrics_value(out.data, "nori_cache_misses_total"), 2);
     assert_int_equal(metrics_value(out.data, "nori_cache_stores_total"), 2);
+    /* Every counter of nori_http_cache_stats has its series, 0 included. */
+    assert_int_equal(metrics_value(out.data, "nori_cache_revalidations_total"), 0);
+    assert_int_equal(metrics_value(out.data, "nori_cache_revalidated_total"), 0);
     assert_int_equal(metrics_value(out.data, "nori_backend_info{kind=\"memory\"}"), 1);
     /* In-process series, and none of Redis's. */
     assert_int_equal(metrics_value(out.data, "nori_cache_entries"), 2);

@@ -1,5 +1,5 @@
 /*
- * The topology part of REDIS_URL (DESIGN section 9), on top of the
+ * The topology part of REDIS_URL (README, "Redis Cluster and Sentinel"), on top of the
  * single-node parser (redis/url.h):
  *
  *   redis://[[user]:password@]host[:port][/db][?addr=host:port&addr=...&opts]
