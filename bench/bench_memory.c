@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * bench_memory: the memory backend next to its practical limits, in one run.
  *

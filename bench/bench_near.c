@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Hot-key reads, side by side in one run, 1 and 8 threads: the Redis backend
  * with its near cache (nori_backend_get served locally), the memory

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * bench_shm: the shared-memory backend against its targets, ratios taken in
  * one run with the contenders alternating (the machine is shared and

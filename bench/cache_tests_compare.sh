@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The HTTP caching test suite (npm http-cache-tests 0.4.5) through several
 # caches on this machine, scored the same way (tests/cache-tests/score.mjs),
 # beside the results published inside the npm package: the table of

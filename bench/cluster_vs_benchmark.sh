@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The Redis backend on a Redis Cluster (3 masters + 3 replicas, private, on
 # loopback) from 8 threads next to `redis-benchmark --cluster -c 8 -t get` on
 # the same cluster, alternating the two clients; the best of ROUNDS runs of

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Time from a master's death to the first successful write through the
  * backend, next to the server's own failover time, for a Redis Cluster

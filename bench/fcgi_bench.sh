@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Cached requests per second, in one run, of two multi-process deployments
 # of nori-demo on one machine, both with 4 worker processes on the memory
 # backend (one store per worker):

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Single-thread memory `get` of this tree next to an earlier revision, same
 # run (bench_memory's "get" section: 18-byte keys, 64-byte values, a bare
 # open-addressing table as the yardstick). Each binary runs one round per

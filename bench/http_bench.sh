@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # HTTP throughput with wrk, in one run: nori-demo's /hello (the server's own
 # ceiling), /dashboard from nori's cache, /dashboard/uncached, and Varnish in
 # front of nori-demo serving /dashboard from its own cache. The contenders

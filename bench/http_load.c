@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * A small closed-loop HTTP/1.1 keep-alive load client, for the rows wrk
  * cannot measure: wrk's http_parser waits for a body after a 304 that

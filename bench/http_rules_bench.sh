@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The response cache under load by the HTTP rules, in one run:
 #  1. handler runs per expiry: wrk -c CONNS on /dashboard/short (the
 #     dashboard query cached 1 s, no stale window) against nori-demo with

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Shared by the benchmark scripts: a private redis-server on a free loopback
 # port in a temporary directory, stopped by its pid on exit.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The memory backend of this tree next to an earlier revision, same run:
 # set-heavy eviction (100k keys into max_keys 10000), each binary run once
 # per round, alternating, best of ROUNDS.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The memory backend's single-threaded get next to a bare open-addressing
 # table, this tree and an earlier revision side by side, each through the
 # static library (bench_memory) and through libnoricache.so

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Memory per entry for 1M entries (16-byte keys, 64-byte values), beyond the
 # 80 raw bytes: the memory backend (resident memory of bench_memory) next to
 # a private redis-server holding the same keys and values (INFO memory).

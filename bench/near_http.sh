@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # nori-demo's cached GET /dashboard on the memory backend against the same on
 # Redis with the near cache (CACHE_NEAR_MAX_KEYS=10000) and on plain Redis,
 # with wrk, in one run: the three alternate ROUNDS times, the best of each is

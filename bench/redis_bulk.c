@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * get_many of K keys against K single gets, on one backend, alternating
  * blocks of about 0.5 s each, ROUNDS times; prints keys read per second for

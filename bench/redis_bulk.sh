@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # nori_backend_get_many of K keys against K single gets, on a private
 # redis-server, on a private Redis Cluster (3 masters + 3 replicas, started
 # and stopped by redis_bulk_cluster with the tests' harness) and on the

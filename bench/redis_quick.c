@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * A quick throughput check of the Redis backend: THREADS threads sharing one
  * backend handle run N set calls, then N get calls (3-byte values, keys

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The Redis backend from 1, 8 and 32 threads next to redis-benchmark with as
 # many connections, on the same private redis-server, alternating the two
 # clients; the best of ROUNDS runs of each is kept.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The shared-memory backend's targets in one run (docs/BENCHMARKS.md,
 # "Shared-memory backend"): get vs the memory backend, set, 1 and 2
 # processes, gets vs Redis over a unix socket (a private redis-server,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # How libnoricache and its adapters are built as libraries and installed:
 # shared and static twins, relocatable pkg-config files, and a CMake package
 # (find_package(noricache) -> noricache::noricache, noricache::mhd, ...).

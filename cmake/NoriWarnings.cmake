@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Compile options shared by every target of the project: C11, strict
 # warnings (errors unless NORI_WERROR=OFF), and the chosen sanitizers.
 add_compile_definitions(_GNU_SOURCE)

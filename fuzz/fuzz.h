@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The entry point every libFuzzer target defines. */
 #ifndef NORI_FUZZ_H
 #define NORI_FUZZ_H

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Base64 on arbitrary bytes, both ways: decode(encode(x)) == x for every x,
  * and the strict decoder, fed arbitrary text, never crashes and accepts only
  * canonical text: whatever it accepts re-encodes to exactly that text. */

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The .env parser on arbitrary bytes: never crashes, and every accepted
  * assignment has a well-formed name and a value within its limit. */
 #include "fuzz.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The response-entry decoder on arbitrary bytes, as a cache value read back
  * from Redis (JSON only) or from the memory backend (binary record or JSON).
  * Never crashes or leaks; a refusal is NORI_ETYPE (a miss for the cache);

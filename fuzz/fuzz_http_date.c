@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* HTTP-date (src/http/date.c) on arbitrary input, both ways:
  *  - the first 8 bytes as an instant t (folded into years 0000..9999, plus
  *    a few out of range): format(t) is an IMF-fixdate of 29 bytes that

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The response cache's key builder on arbitrary requests: the input is split
  * into two requests (key-function output, path, query and two vary headers
  * each, any of which may be missing) and built under one of four cache

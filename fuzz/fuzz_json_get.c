@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Arbitrary bytes stored under a key (as another client could write them
  * into Redis), read back with nori_backend_get_json: never crashes; what it
  * accepts writes back with set_json and reads back equal. */

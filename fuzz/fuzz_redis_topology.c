@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * What a cluster or sentinel client takes from outside, on arbitrary bytes.
  * The first byte picks the parser:

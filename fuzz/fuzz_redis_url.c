@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The Redis URL parser on arbitrary strings: never crashes or leaks; what
  * it accepts is in range and parses again from its display form; and no
  * password ever shows, neither in the display form of an accepted URL nor in

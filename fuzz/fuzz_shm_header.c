@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The shared-memory segment's header check (src/shm/segment.c) on arbitrary
  * bytes, the gate every attaching process passes before it maps a segment.
  * The first input byte picks how the rest is presented: bit 0 recomputes

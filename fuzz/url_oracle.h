@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The password oracle of the URL fuzz targets (fuzz_redis_url,
  * fuzz_redis_topology): where a password is comes from the parser itself

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Runs every benchmark in one go and prints the figures of docs/BENCHMARKS.md;
 # draws docs/bench-threads.svg (throughput by thread count) with gnuplot.
 # Not part of the test run. Takes about 5 minutes on 2 cores.

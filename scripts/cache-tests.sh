@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Runs the HTTP caching test suite (npm http-cache-tests 0.4.5, the suite of
 # cache-tests.fyi) against nori-proxy and scores it with the suite's own
 # rules (tests/cache-tests/score.mjs). CTest runs it as test_cache_suite_memory

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Builds the libFuzzer targets (clang, ASan+UBSan) and runs each one.
 #   scripts/fuzz.sh                 each target for 20 seconds (what CI runs)
 #   scripts/fuzz.sh -runs=10000000  each target for ten million executions

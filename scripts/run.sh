@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Installs what is missing, builds nori-demo (only what it needs), and runs it
 # on the memory backend, on http://127.0.0.1:8080 (PORT=N to change it).
 # Stop it with Ctrl-C.

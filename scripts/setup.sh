@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Installs the Debian packages nori-cache needs to build, test and run its
 # example, when any is missing. Uses sudo when not root. Safe to run again.
 #   --compare  also the caches bench/cache_tests_compare.sh runs the HTTP

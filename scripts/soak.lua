@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- wrk script for scripts/soak.sh: a mix of nori-demo's routes over many
 -- distinct cache keys (far more than CACHE_MAX_KEYS, so the memory backend
 -- evicts all the time), with every response's status checked against its

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Soak test: nori-demo under a steady wrk load on a mix of routes, once on the
 # memory backend and once on a private redis-server, with its memory watched.
 #   scripts/soak.sh             180 seconds per backend

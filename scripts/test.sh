@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The whole test run, as CI runs it (.ci/run calls this script):
 #   0. installs missing packages (scripts/setup.sh);
 #   1. ThreadSanitizer build: the concurrency tests (label "concurrency");

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Valgrind memcheck over the normal build's test programs:
 #   scripts/valgrind.sh            tests labelled unit or redis
 #   scripts/valgrind.sh unit       tests labelled unit only

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The public nori_backend_* entry points: argument validation shared by all
  * backends, then dispatch through the ops table.

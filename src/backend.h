@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The internal backend interface. Each backend embeds `struct nori_backend`
  * as its first member and fills in an ops table; backend.c validates the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Time: the real clocks, and the virtual clock that tests install in their
  * place (see clock.h).

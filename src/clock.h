@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The library's one home for time: every read of a clock, every sleep and
  * every timed wait goes through this file, so that a test can replace time

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Configuration from the process environment and a `.env` file.
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * nori_backend_from_env, the process-wide default backend, and the
  * nori_cache_* convenience calls on it.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Return codes, their static texts, and the per-thread detail message.
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Internal error reporting: every failure path returns its code through
  * nori__fail(), which also records the thread-local detail message that

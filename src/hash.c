@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The process key of the keyed hash in hash.h. */
 #include "hash.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The keyed hash of the in-process tables whose keys come from requests
  * (the memory backend, the near cache, the response cache's single-flight

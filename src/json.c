@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * JSON values in the cache (include/nori/json.h), built only on the public
  * key-value API: the bytes stored are JSON text, so every backend (memory,

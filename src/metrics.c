@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * nori_metrics_write(): a backend's and some response caches' counters in
  * Prometheus' text format. The series common to every backend are written

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Prometheus text format: see writer.h. */
 #include "metrics_text.h"
 

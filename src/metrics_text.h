@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Writing Prometheus' text exposition format (version 0.0.4): one family at
  * a time, HELP and TYPE first, then its samples. The parts that know what a

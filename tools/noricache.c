@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * noricache: the command-line tool of libnoricache (README, "The noricache
  * command"; man page tools/noricache.1).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * nori-demo's parts (one process's state, shared by its files):
  *   nori_demo.c     options, backend and caches, serving (HTTP or FastCGI)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * nori-demo's SQLite database: 200k orders and 500 products, created in
  * one transaction on first start (deterministic data: the same database on

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * GET /metrics: the backend's and the caches' series rendered by the library
  * (nori_metrics_write), then the demo's own (database queries, connections,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * nori-demo's handlers and its route table: the same routes whether it
  * serves HTTP (libmicrohttpd) or FastCGI (behind nginx).

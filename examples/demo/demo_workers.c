@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * nori-demo --workers N: the parent process. It has opened the listener
  * and created the database; it forks N workers that inherit the listener,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * nori-demo: an HTTP service that shows every feature of libnoricache's
  * response cache (docs/HTTP.md, "The demo service"), on libmicrohttpd (or FastCGI behind a web

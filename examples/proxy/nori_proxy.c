@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * nori-proxy: a caching reverse proxy on libnoricache's response cache.
  *

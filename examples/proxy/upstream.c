@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * nori-proxy's origin side: see upstream.h. Easy handles are pooled: an
  * exchange takes one (or makes one), resets its options, and gives it back;

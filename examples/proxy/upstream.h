@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The origin side of nori-proxy: one HTTP exchange with the origin through
  * libcurl, as a nori_http_handler_fn, so that the response cache calls it on

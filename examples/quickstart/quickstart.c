@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * quickstart: the seed's examples with the convenience API on the default
  * backend (CACHE_BACKEND, CACHE_MAX_KEYS and REDIS_URL from the environment

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * nori/cache.h - the key-value API of libnoricache.
  *

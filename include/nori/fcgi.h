@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * nori/fcgi.h - the FastCGI adapter of the response cache (libfcgi).
  *

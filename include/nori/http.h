@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * nori/http.h - the response cache of libnoricache (docs/ARCHITECTURE.md,
  * "The response cache in named steps"; docs/HTTP.md).

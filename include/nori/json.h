@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * nori/json.h - JSON values in the cache, on jansson.
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * nori/mhd.h - the libmicrohttpd adapter of the response cache.
  *

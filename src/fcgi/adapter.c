@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The FastCGI adapter's request half (nori/fcgi.h): a request accepted by
  * libfcgi on one side, nori_http_cache_serve() on the other. The CGI

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Shared by the two halves of the FastCGI adapter: the request code
  * (adapter.c: parameters, body, response) and the server (server.c:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The FastCGI adapter's server half (nori/fcgi.h): the listening socket,
  * the serving threads, and the deadlines that bound every read and write.

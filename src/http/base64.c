@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Standard base64 (RFC 4648 section 4, with padding) for Nori's JSON
  * entries: "body_b64". Decoding is strict (length, alphabet, padding,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The response cache: looks a GET (or HEAD) request up, serves it from the
  * cache or runs the handler and stores what may be stored (nori/http.h,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * HTTP-date (RFC 9110 5.6.7): one parser for the three forms a recipient
  * must accept, and the formatter of the one form a sender generates.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The response cache's entries in the backend: the key of a request, and
  * reading (nori__http_lookup) and writing (nori__http_store) an entry with

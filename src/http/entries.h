@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The response cache's state, and its entries in the backend: the bottom
  * layer of the files that make up the cache. entries.c reads an entry

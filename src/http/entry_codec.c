@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The entry codec: how a response is written into a cache value and read
  * back.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The fields of a cache entry, shared by both encodings (entry_codec.c for
  * the binary record and the dispatch, entry_json.c for Nori's JSON object).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Nori's JSON entry (entry_codec.c has the binary record and the rules both
  * share):

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Single-flight for the response cache (nori/http.h, "Coalescing"): at most one fill
  * per key at a time in this process, the other requests for the key wait on

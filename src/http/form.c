@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Small request helpers for handlers: header lookup through the adapter's
  * callback, and application/x-www-form-urlencoded field lookup (query

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Validators of the response cache: the strong ETag derived from the body, and
  * the conditional-request rules of RFC 9110 13.1.1/13.1.3 and 15.4.5.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Invalidation generations of the response cache. A fill whose handler
  * began before a successful write to its path must not store after the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Internal interface between the parts of the response cache (src/http/):
  * key building (key.c), the entry codec (entry_codec.c) and the cache itself

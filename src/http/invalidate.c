@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Invalidation after a successful unsafe request (RFC 9111 4.4): the
  * request's own path, and the paths its response's Location and

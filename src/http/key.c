@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Cache keys of the response cache. Nori's shape, `{prefix}:{path}:{query}`,
  * made injective by percent-encoding the separators inside each component

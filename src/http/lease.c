@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The response cache's leases: coalescing fills across processes sharing a
  * backend (one whose traits say shared, such as Redis), and the lease a

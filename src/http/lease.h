@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Leases of the response cache (lease.c): coalescing a key's fills across
  * processes sharing a backend (nori__traits.shared), and the lease a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The decoded-entry memo: a bounded, per-cache table of entries already
  * decoded from Nori's JSON form, so that a hit on Redis (above all from the

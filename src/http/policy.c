@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * What may be stored, and for how long: the response's Cache-Control (or
  * its targeted field, RFC 9213), Expires, Date, Age and Last-Modified read

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The response cache's background refresh pool (stale_while_revalidate): a few
  * worker threads owned by the cache run the handler for entries served

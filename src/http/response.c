@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * nori_http_response: the response a handler fills and an adapter sends, and
  * the rules that decide whether it may be stored (nori/http.h, "Semantics").

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Background refreshes of the response cache (stale_while_revalidate): the
  * job that outlives the request that found the entry stale, run on the

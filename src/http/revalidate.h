@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Background refreshes of the response cache (revalidate.c), built on
  * entries.c and lease.c; used by cache.c.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The methods a route serves (nori_http_route.methods), shared by every
  * adapter: the check an adapter makes before the handler and before the

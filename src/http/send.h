@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * What every adapter decides the same way when it sends a response of the
  * response cache, whatever its transport (libmicrohttpd, FastCGI): which

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * A response cache's life: the options' defaults, creation (the options
  * checked and copied), its statistics, and freeing it. Serving is cache.c.

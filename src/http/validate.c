@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Validation and the answers built from a stored response: the conditional
  * request a stale entry sends to the handler (RFC 9111 4.3.1), the update

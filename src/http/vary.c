@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Vary, generically (RFC 9111 4.1): a response that names request headers
  * in Vary is stored as a variant of its URL, under a secondary key made of

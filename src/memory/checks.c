@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The memory backend's checks for tests and benchmarks (memory/memory.h):
  * an audit under every shard lock, where a key lives, the size of its

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The memory backend's entries: one allocation each (header, expiry, key,
  * value), from malloc, or, for entries of MAP_MIN bytes and more, pages of

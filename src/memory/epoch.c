@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Epoch-based reclamation (see epoch.h). The classic scheme (Fraser 2004;
  * Hart et al. 2007), kept minimal: one global epoch, one slot per thread.

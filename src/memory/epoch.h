@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Epoch-based reclamation for the memory backend's lock-free read path.
  *

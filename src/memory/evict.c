@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The memory backend's two bounds: room (a place among max_keys, and bytes
  * under the byte bound) is taken by compare-and-swap only while it stays

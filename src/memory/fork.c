@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * fork() and the memory backend. The child has one thread, the one that
  * called fork(), and a copy of every backend as it was at that instant. It

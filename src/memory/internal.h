@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The memory backend's shared internals: the entry, the shard, the backend,
  * and the few functions its parts (store.c, sweeper.c) call in each other.

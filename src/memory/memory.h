@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Internal entry points of the memory backend, for tests and benchmarks. */
 #ifndef NORI_SRC_MEMORY_MEMORY_H
 #define NORI_SRC_MEMORY_MEMORY_H

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The memory backend's own series in nori_metrics_write(): what it holds
  * and what its bounds removed. */
 #include "memory/internal.h"

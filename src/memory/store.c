@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The in-process memory backend: an LRU cache bounded in entries and in
  * bytes, split into shards, each an open-addressing hash table of tagged

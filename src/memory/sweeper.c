@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Active expiry for the memory backend: one thread per backend removes
  * expired entries that nobody reads, so their memory goes back without any

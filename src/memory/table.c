@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The memory backend's shard internals: the hash table (buckets of seven
  * tagged slots that readers probe without a lock, internal.h; tables

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The libmicrohttpd adapter (nori/mhd.h): MHD's access-handler protocol on
  * one side, nori_http_cache_serve() on the other. Kept outside the core

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The Redis backend, on hiredis 0.14 (blocking API).
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The bulk calls of the Redis backend: the valid keys of a call are grouped
  * by the server that holds them, and each group is one pipeline on one

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * set_guarded on Redis (backend.h): write an entry only if a guard key
  * still holds what the writer read before it computed the entry. The

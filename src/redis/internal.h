@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The Redis backend's state, shared by its files: backend.c (the operations
  * of cache.h, one key at a time, routed by topology.c), near_ops.c (the same

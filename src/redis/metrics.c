@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The Redis backend's own series in nori_metrics_write(): the circuit
  * breaker, timeouts, and the near cache when there is one. */
 #include "redis/internal.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Checks of the shared-memory backend for tests (shm/shm.h): an audit under
  * every shard lock, where a key lives, a sweep on demand.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Room in a shared-memory segment: an allocation takes a place (max_keys)
  * and its charge (max_bytes) under the arena lock, inside the locked

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Flight slots: fills of the response cache across processes. A filler
  * holds the robust mutex of the slot its key hashes to for as long as its

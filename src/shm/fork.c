@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * fork() and the shared-memory backend.
  *

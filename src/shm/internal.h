@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The shared-memory backend (CACHE_BACKEND=shm): one segment that every
  * worker process maps, holding an LRU cache with the memory backend's

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Locks of the shared-memory segment and the undo logs that make each
  * locked section atomic with respect to the death of its process.

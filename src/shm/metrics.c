@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The shared-memory backend's own series in nori_metrics_write(): what the
  * segment holds (every process's entries), its bounds, and what its robust
  * locks have seen (holders found dead, sections rolled back, waits that

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The shared-memory backend's operations (nori_backend_ops) but the reads
  * (read.c), and its constructor. The design is at the top of shm/internal.h.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The shared-memory backend's reads (get, get_into): a lock-free attempt
  * (try_read) validated by the bucket's sequence counter, up to

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The shared-memory segment: names, the layout, the header, creation,
  * attachment and unlinking.

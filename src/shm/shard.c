@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * A shard's lock, taken with the repair of a section its last holder left
  * open (lock.c says how the logs make that possible): the open section is

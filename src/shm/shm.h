@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Internal entry points of the shared-memory backend, for the default
  * backend's constructor, tests, the fuzzer and benchmarks. */
 #ifndef NORI_SRC_SHM_SHM_H

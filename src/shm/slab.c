@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The arena of a shared-memory segment: 4 KiB pages, carved into chunks of
  * one size class each (slab), or chained whole for the value of an entry

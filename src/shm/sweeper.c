@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Active expiry for the shared-memory backend, Redis's activeExpireCycle
  * as the memory backend runs it (memory/sweeper.c), with one difference:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * A shard of the shared-memory segment: bucket chains, the LRU list with
  * its lazy placement of entries touched by readers, and the changes a

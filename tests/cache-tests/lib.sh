@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Shell functions shared by scripts/cache-tests.sh (nori-proxy, in CTest) and
 # bench/cache_tests_compare.sh (other caches): install the HTTP caching test
 # suite (npm http-cache-tests, pinned by package-lock.json here), start its

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Scores results of the HTTP caching test suite (npm http-cache-tests) with
 // the suite's own rules: lib/display.mjs determineTestResult, dependencies
 // honoured (a test whose dependency did not pass is "dependency_fail", not a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The tests' FastCGI client: see fcgi_client.h. */
 #include "fcgi_client.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * A FastCGI client for the tests, written from the specification (records
  * built byte by byte), so that a test can play a web server that follows

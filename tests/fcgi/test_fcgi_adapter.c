@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The FastCGI adapter in-process (nori/fcgi.h): a nori_fcgi_server on a
  * unix socket in a temporary directory, and the tests' FastCGI client

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * End to end, as deployed: a real nginx (tests/support/nginx.h) with
  * fastcgi_pass to `nori-demo --workers 4 --fastcgi <unix socket>`, the

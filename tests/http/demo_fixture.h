@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * A nori-demo child for one test group: a fresh temporary directory holding
  * its database and log, on the memory backend or on a private Redis set-up

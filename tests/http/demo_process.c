@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The nori-demo child process of the end-to-end tests: see demo_process.h. */
 #include "demo_process.h"
 

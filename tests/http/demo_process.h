@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Runs the real nori-demo binary as a child process for the end-to-end
  * tests: on a free loopback port, with a temporary database, stopped by pid

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The end-to-end tests' HTTP/1.1 client: see http_client.h. */
 #include "http_client.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * A small HTTP/1.1 client for the end-to-end tests, over plain sockets: it
  * keeps a connection open across requests (so keep-alive is checkable) and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * End to end: the real nori-demo binary, started as a child process, and a
  * real HTTP client over TCP. Runs on whatever backend the environment names

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Hostile input to the real nori-demo (child process) over raw sockets:
  * request lines and headers over libmicrohttpd's limits and over the cache

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* nori-demo end to end for issue 11, on memory and (NAME_redis) on a
  * private redis-server: coalesced first requests, STALE within
  * stale_while_revalidate with one background refresh, the simulated

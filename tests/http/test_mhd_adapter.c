@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The libmicrohttpd adapter, in-process. Its 304 on the wire (RFC 9110 8.6): an in-process
  * MHD daemon serving a cached route, read with a raw socket client. By

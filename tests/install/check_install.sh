@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Installs the build into a temporary prefix the build never knew, then builds
 # and runs consumers from the installed files alone, without editing any:
 #   - with pkg-config: the core (shared, then static), the mhd and fcgi adapters;

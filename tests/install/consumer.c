@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* A program built only from the installed header and pkg-config file. */
 #include <nori/cache.h>
 #include <stdio.h>

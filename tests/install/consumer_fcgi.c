@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* A program built only from the installed headers and the FastCGI adapter's
  * package: serves one cached route on a unix socket with nori_fcgi_server
  * and sends it two FastCGI requests; the second answer must be a hit. */

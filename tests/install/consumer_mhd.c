@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* A program built only from the installed headers and the adapter's package:
  * serves one cached route with libmicrohttpd and requests it twice over
  * loopback; the second answer must be a cache hit. */

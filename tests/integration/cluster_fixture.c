@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Fixtures of the cluster suites; see cluster_fixture.h.
  */

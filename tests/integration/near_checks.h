@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Checks shared by the near cache tests on several nodes (test_near_cluster.c,
  * test_near_sentinel.c): process A is a backend with a near cache, B a plain

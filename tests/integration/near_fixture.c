@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The fixture of the near cache suites on one server; see near_fixture.h.
  */

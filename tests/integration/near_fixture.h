@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The fixture of the near cache suites on one server (test_near_listener.c,
  * test_near_backend.c, test_near_monotonic.c): a private redis-server with a

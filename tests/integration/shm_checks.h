@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Helpers of the shared-memory backend's process tests: self-checking
  * values (a value embeds its key, a serial number and a checksum of the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The noricache binary, run as a real process for each subcommand: against a
  * private redis-server (values persist across invocations) and the memory

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Against a real Redis Cluster (3 masters + 3 replicas, started by the
  * test): our key slots agree with CLUSTER KEYSLOT, the slot map parsed from

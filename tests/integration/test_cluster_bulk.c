@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The bulk calls (get_many, set_many, delete_many) against a real Redis
  * Cluster (3 masters + 3 replicas, one cluster for the whole program):

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Cluster redirections, deterministically, on scripted fake nodes
  * (tests/support/fake_redis.c): what a real cluster cannot produce on

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The response cache on Redis, in one process and across processes that
  * share the server (forked here, each with its own backend and cache):

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * nori/json.h: JSON values through the backends, the exact text of the typed
  * constructors, and every refusal (with nothing written).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * nori_metrics_write() on a Redis backend (a private redis-server): every
  * call is timed, the circuit breaker's state is a label set with one 1 that

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The Redis backend with its near cache (nori_redis_backend_enable_near) on
  * a private server: process A with the near cache, B a plain backend

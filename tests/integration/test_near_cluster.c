@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The near cache on a Redis Cluster of 3 masters + 3 replicas (one cluster
  * for the whole program): process A is a backend with a near cache, B a

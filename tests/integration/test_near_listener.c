@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The near cache core against a private redis-server: the listener thread
  * (CLIENT ID, SUBSCRIBE __redis__:invalidate, heartbeat) and a store, driven

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The Redis backend with its near cache never hands a thread a value older
  * than one it has read before (near.h, the coherence rules), under

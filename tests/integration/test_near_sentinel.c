@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The near cache through Sentinel (a master, a replica, 3 sentinels; one
  * set-up for the whole program): process A is a backend with a near cache,

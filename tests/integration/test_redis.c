@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Redis-only checks: what the backend leaves on the server, seen through a
  * raw hiredis connection (the wire format shared with Nori's Python code),

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The circuit breaker against a real redis-server frozen with SIGSTOP
  * (issue 10 item 4): after circuit_failures consecutive timeouts calls fail

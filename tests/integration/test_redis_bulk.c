@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The bulk calls (issue 13 item 3) on both backends: get_many, set_many and
  * delete_many answer per key, exactly as the single-key calls would

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Concurrency: increments through incr and through atomic_update lose
  * nothing and duplicate nothing.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Faults against a real, password-protected redis-server that the test
  * stops, restarts, freezes and puts to sleep: every call comes back with

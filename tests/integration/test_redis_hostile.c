@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The Redis backend against a scripted hostile server (tests/support/
  * hostile_server.c): every bound of a round trip holds whatever the server

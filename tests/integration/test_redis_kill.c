@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * A redis-server killed with SIGKILL (no goodbye on the sockets) while 8
  * threads run mixed get/set/incr/atomic_update through one backend handle,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * A private redis-server out of memory: `maxmemory 1mb` with
  * `maxmemory-policy noeviction` (CONFIG SET), after a filler value has taken

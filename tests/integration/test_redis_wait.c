@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * wait_replicas / wait_timeout_ms (src/redis/wire/conn.c): with the option, every
  * write of the Redis backend is followed, in the same round trip, by

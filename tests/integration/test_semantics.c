@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * One semantic suite, run against every backend: the memory backend, the
  * shared-memory backend, and a Redis backend on a private redis-server (one

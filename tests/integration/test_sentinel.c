@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Sentinel resolution against a real master + replica + 3 sentinels
  * (started by the test): the master is found, a wrong master name and dead

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Following the sentinels' announcements (sentinel_watch.h): a switch
  * announced with +switch-master is followed at once, by a watch that keeps

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The crash test of the shared-memory backend: writer processes are
  * SIGKILLed at random moments (often inside a locked section: they do

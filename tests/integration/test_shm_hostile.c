@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The shared-memory backend against what an outside reviewer tries:
  *  - a lock-free read stopped between checking an entry and copying its

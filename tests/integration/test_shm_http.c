@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The response cache on a shared-memory segment, across worker processes
  * (the cases shared with Redis run in test_http_shm: test_http_redis with

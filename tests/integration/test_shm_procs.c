@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The shared-memory backend across real processes:
  *  - incr from N processes returns exactly 1..N*k between them, and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Every crash point of every kind of write on a shared-memory segment: for
  * each n, a child process performs the write and SIGKILLs itself at its

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * nori-proxy end to end (examples/proxy): the real binary between the test's
  * HTTP client and a real origin, a small HTTP/1.1 server in this process

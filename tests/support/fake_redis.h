@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * A scripted fake Redis server for the tests: a thread on a free loopback
  * port that answers each command with the next reply queued for it, for what

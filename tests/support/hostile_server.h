@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * A scripted, hostile "Redis server" for the tests: a thread that listens on
  * a free loopback port and answers every command it receives with the same

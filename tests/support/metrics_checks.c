@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Checks of a Prometheus text exposition: see metrics_checks.h. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Checks of a Prometheus text exposition, for the metrics tests. */
 #ifndef NORI_TEST_METRICS_CHECKS_H
 #define NORI_TEST_METRICS_CHECKS_H

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* A private nginx for the tests: see nginx.h. */
 #include <setjmp.h>
 #include <stdarg.h>

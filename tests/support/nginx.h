@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * A private nginx for the tests (Debian's nginx-light): started by the test
  * as its child (`nginx -p DIR -c DIR/nginx.conf -g 'daemon off; ...'`) in a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Real multi-node Redis set-ups for the integration tests, started on free
  * loopback ports in fresh temporary directories and stopped by pid (never

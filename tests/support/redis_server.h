@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * A private redis-server for the integration tests: started by the test on a
  * free loopback port in a fresh temporary directory, stopped by its pid.

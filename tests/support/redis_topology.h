@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The Redis set-up a test program runs its cases on, chosen by the
  * environment, so that one suite runs unchanged on one server, on a Redis

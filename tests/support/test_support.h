@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Helpers shared by the test programs. Include after the cmocka headers
  * (<stdarg.h>, <stddef.h>, <setjmp.h>, <stdint.h>, <cmocka.h>).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The library's virtual clock for a test; see virtual_clock.h. */
 #include "virtual_clock.h"
 

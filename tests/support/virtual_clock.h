@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The library's virtual clock (src/clock.h) for a test: installed at a
  * chosen time, advanced by hand, or run forward by itself.

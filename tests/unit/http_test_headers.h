@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* A request-header table for the unit tests: the lookup is case-insensitive,
  * as every adapter's must be. */
 #ifndef NORI_HTTP_TEST_HEADERS_H

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The library's clock (src/clock.h): the real reads and conversions, and
  * the virtual clock that tests install in its place: reads, sleeps and

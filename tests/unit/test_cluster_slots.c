@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Key slots (CRC16-XMODEM, hash tags) and CLUSTER SLOTS parsing, without a
  * server. Agreement with a real cluster's CLUSTER KEYSLOT is checked in

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The memory backend under many threads: counters that lose nothing, and a
  * mixed workload with eviction running that never exceeds max_keys nor

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Configuration: environment and .env parsing, precedence, every refused
  * value, the Redis URL parser, and the process-wide default backend.

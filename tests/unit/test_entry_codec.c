@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The entry codec: base64, Nori's JSON entry (current and legacy shapes), the
  * memory backend's binary record, and malformed entries treated as misses. */
 #include <setjmp.h>

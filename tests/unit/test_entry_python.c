@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Interoperability with Nori's Python decorator, with a real Python: an
  * entry this library writes is decoded by Python the way Nori reads it

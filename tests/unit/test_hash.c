@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The keyed hash (src/hash.h): SipHash checked against published vectors,
  * the process key, and what the tables actually call.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* nori_http_cache_serve on a real memory backend: hits, misses, what is
  * stored, counters, undecodable entries and failing backends (fail open). */
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Request coalescing in one process (issue 11 item 1): 64 concurrent first
  * requests run the handler once; waiters are bounded by lock_timeout; an
  * unstorable response releases the waiters and is remembered

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * HTTP-date (src/http/date.c), run under a German locale (de_DE.UTF-8, set
  * up by scripts/setup.sh): the three forms RFC 9110 5.6.7 asks recipients

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Freshness, stale serving, validators and invalidation of the response
  * cache, on the memory backend with a test clock for the entries' stored-at
  * times (the backend keeps entries for lifetime + window in real time, which

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Keys of the response cache: Nori's shape, and no two requests sharing one. */
 #include <setjmp.h>
 #include <stdarg.h>

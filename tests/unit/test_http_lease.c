@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The backend operations the response cache coordinates processes with:
  * the leases it coalesces with (nori_backend_add = set if absent with a TTL
  * in ms, and nori_backend_delete_if_equal = release by token), and the

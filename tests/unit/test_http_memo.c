@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The decoded-entry memo (src/http/memo.c): a hit on a JSON entry copies an
  * earlier decode, but only when key and raw bytes both match what the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* RFC 9111 rules as pure functions (src/http/policy.c, vary.c, validate.c):
  * Cache-Control, Age, Expires and Date parsing, what each rule set stores
  * and for how long, targeted fields, Vary names and variant keys, the 304

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The response cache by RFC 9111, served end to end through
  * nori_http_cache_serve() on a test clock: headers replayed, Age,
  * revalidation with 304 updates, no-cache, must-revalidate and stale

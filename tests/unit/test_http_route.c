@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The route methods shared by the adapters (src/http/route.c): which
  * methods a methods mask serves (0 = GET and HEAD, HEAD with GET,

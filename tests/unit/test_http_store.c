@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* What the response cache may store: status class and forbidding headers. */
 #include <setjmp.h>
 #include <stdarg.h>

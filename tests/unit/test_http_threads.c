@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* Many threads serving through one response cache on one memory backend:
  * every response is the right one for its key, and the counters add up. */
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The response cache on a backend it knows only by its traits (src/backend.h):
  * a probe backend of kind "probe" (neither memory nor Redis) in front of a
  * memory backend, declaring each combination of shared / not shared and

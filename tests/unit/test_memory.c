@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The memory backend and the shared argument checks: LRU order, TTL expiry
  * (on an injected clock, plus one real-time check), incr and atomic_update

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The memory backend's byte bound (CACHE_MAX_BYTES): LRU order by bytes for
  * a single thread, values too big for the bound, lowering the bound, the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The memory backend's lock-free reads and the threads they run on
  * (src/memory/epoch.c): a thread keeps its epoch slot, and with it its hit

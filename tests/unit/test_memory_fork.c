@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * fork() while other threads use the memory backend: the child (one thread,
  * the forking one) can use and free the backend it inherited, and the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Model-based test of the memory backend: a long single-threaded random
  * sequence of get, set, delete, incr, atomic_update, flush and clock steps

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The memory backend's room under contention (src/memory/evict.c): the two
  * bounds are taken by compare-and-swap, and a write that finds no room

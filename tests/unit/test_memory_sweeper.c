@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The memory backend's active expiry thread: it reclaims expired entries
  * without any read, at its pace (a cycle every SWEEP_PERIOD_MS, sooner

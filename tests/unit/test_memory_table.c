@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The memory backend's hash table (src/memory/table.c): buckets of seven
  * tagged slots with linear probing and overflow counts, tables rebuilt

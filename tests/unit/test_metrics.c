@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * nori_metrics_write(): the text is valid Prometheus exposition (checked by
  * a parser here and by promtool's linter, Debian's `prometheus` package),

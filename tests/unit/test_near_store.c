@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The near cache store on its own (no Redis): fill markers against
  * invalidations and flushes, the epoch across a loss of tracking, TTL caps,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * REDIS_URL topology forms (DESIGN 9): redis:// with ?addr= seeds, and
  * redis+sentinel://. Passwords never appear in a message or display string.

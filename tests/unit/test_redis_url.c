@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Redis URL parsing and password masking (issue 10 items 19-21): the
  * password forms of Lettuce (redis://PASSWORD@host) and redis-py

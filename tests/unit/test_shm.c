@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The shared-memory backend in one process: names, creation and attachment
  * checks (owner, mode, layout version, truncation, corruption, symbolic

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Model-based test of the shared-memory backend, as test_memory_model does
  * for the memory backend: a long single-threaded random sequence of get,

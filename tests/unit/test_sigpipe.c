@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * A Redis peer that goes away in the middle of a command must be an error,
  * never a killed process: the library writes with send(2) and MSG_NOSIGNAL

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The near cache as the Redis backend uses it (see client.h).
  */

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The near cache as the Redis backend uses it: one store (near.h) for all
  * nodes, one invalidation listener per node it reads from (registry.h,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The near cache's database identity marker: what tells a listener that the
  * keys of its node's database were replaced wholesale without any

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The invalidation listener of the near cache: one hiredis connection per
  * Redis node, subscribed to __redis__:invalidate, read by a background

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The near cache: a bounded in-process copy of values read from Redis, kept
  * coherent by Redis's own invalidation messages (server-assisted client-side

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The Redis backend with a near cache (src/redis/near/): the operations
  * table a backend runs on once nori_redis_backend_enable_near is called. It

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The near cache's invalidation listeners, one per Redis node (listener.h),
  * for a backend that may talk to many: the nodes of a Redis Cluster, or the

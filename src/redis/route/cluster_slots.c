@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "redis/route/cluster_slots.h"
 
 #include "error.h"

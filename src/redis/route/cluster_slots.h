@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Redis Cluster key hashing and slot map, apart from any I/O so that both
  * can be unit-tested (and fuzzed) on their own.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "redis/route/sentinel.h"
 
 #include "clock.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Finding the current master through Redis Sentinel, as the "Sentinel client
  * guidelines" say: ask the sentinels in turn (SENTINEL

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The sentinel watch: one thread, one subscribed connection per sentinel,
  * driven by poll(2); see sentinel_watch.h.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Following the sentinels' announcements: a background thread subscribed to
  * +switch-master on every sentinel of the URL, as Jedis's sentinel pool

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Routing over a standalone server, a sentinel-managed master or a Redis
  * Cluster; see topology.h.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Which server a command goes to: one standalone server, the master the
  * sentinels name, or the master of the key's slot in a Redis Cluster.

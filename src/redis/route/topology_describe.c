@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * What the topology found, as text for `noricache check`; see topology.h.
  */

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The topology's node registry: every server seen (seeds, the nodes of a
  * cluster map, the masters the sentinels named), each with its URL and

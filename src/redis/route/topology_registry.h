@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The topology's state and its node registry (topology_registry.c), shared
  * by the topology's files, each above the ones it uses:

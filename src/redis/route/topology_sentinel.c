@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The master through Sentinel: resolving it (sentinel.h) and following the
  * sentinels' announcements (sentinel_watch.h); see topology.h. Uses the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The vocabulary of routing: the topology's modes, its handle, one attempt
  * of an operation and the body run in it. Shared by topology.h (the

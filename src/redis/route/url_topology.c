@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "redis/route/url_topology.h"
 
 #include "error.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The topology part of REDIS_URL (README, "Redis Cluster and Sentinel"), on top of the
  * single-node parser (redis/url.h):

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The circuit breaker of one Redis server; see breaker.h.
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Commands on one Redis server; see conn.h.
  */

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Commands on one Redis server: the primitive every Redis operation is built
  * on (the single-node backend today; cluster and sentinel routing reuse it

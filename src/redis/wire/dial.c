@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Opening a connection to one Redis server; see dial.h.
  *

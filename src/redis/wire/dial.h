@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Opening a connection to one Redis server: the one way every connection of
  * this library is made (the pool's, the sentinels', the sentinel watch's and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Bounded I/O on one hiredis context; see io.h.
  */

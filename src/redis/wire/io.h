@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Bounded I/O on one hiredis context: every round trip ends by a deadline,
  * and no reply may allocate more than the caller allows.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The connection pool of the Redis backend; see pool.h.
  *

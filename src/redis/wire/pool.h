@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * A pool of hiredis connections for one Redis server.
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Host names resolved within a deadline, and TCP connects bounded as a
  * whole.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "redis/wire/url.h"
 
 #include "error.h"

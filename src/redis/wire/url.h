@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Parsing of Redis connection URLs. Kept apart from the backend so that
  * configuration can validate REDIS_URL without connecting, and so the parser
