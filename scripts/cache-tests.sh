@@ -120,6 +120,7 @@ awk -F'\t' '$3 == "required" && $4 == "counted" && $1 != "pass" {print "  " $1 "
 echo "counted tests by result: $(awk -F'\t' '$4 == "counted" {print $3 "=" $1}' "$out/report.tsv" |
   sort | uniq -c | awk '{printf "%s%s %s", sep, $2, $1; sep=", "}')"
 echo "suite ran in ${suite_secs} s (thresholds: required >= $min_required, optimal >= $min_optimal)"
+grep -h '^nori-proxy: hits' "$out/proxy.log" || true
 if ((proxy_rc != 0)); then
   echo "FAIL: nori-proxy exited with status $proxy_rc (log: $out/proxy.log)"
   tail -40 "$out/proxy.log"

@@ -318,6 +318,18 @@ int main(int argc, char **argv)
         printf("nori-proxy: signal %d, stopping\n", sig);
         fflush(stdout);
         MHD_stop_daemon(d); /* joins its threads: no handler runs past this */
+        /* What the cache did, for whoever reads the log after a run. */
+        nori_http_cache_stats st;
+        nori_http_cache_get_stats(cache, &st);
+        printf("nori-proxy: hits %llu, misses %llu, stores %llu, errors %llu, not stored "
+               "(superseded %llu, too big %llu, not encodable %llu), revalidated %llu of %llu, "
+               "invalidations %llu\n",
+               (unsigned long long)st.hits, (unsigned long long)st.misses,
+               (unsigned long long)st.stores, (unsigned long long)st.errors,
+               (unsigned long long)st.superseded, (unsigned long long)st.too_big,
+               (unsigned long long)st.not_encodable, (unsigned long long)st.revalidated,
+               (unsigned long long)st.revalidations, (unsigned long long)st.invalidations);
+        fflush(stdout);
         rc = 0;
     }
     nori_http_cache_free(cache); /* joins the refresh workers */

@@ -249,16 +249,17 @@
  *    write first moves an invalidation generation of its scope (the prefix
  *    above), then deletes; each fill reads the generation before its handler
  *    runs and stores only if it has not moved, in one atomic step. Scopes
- *    are hashed into 1024 buckets; on a backend that is not shared, each
- *    bucket remembers the scopes of its last four writes, so a write to
- *    another path of the same bucket does not cost a fill its store (more
- *    than four meanwhile, or on a shared backend, it does). On
+ *    are hashed into 1024 buckets, and each bucket remembers the scopes of
+ *    its last writes (four in the process, eight in a shared backend's
+ *    generation key), so a write to another path of the same bucket does
+ *    not cost a fill its store (more writes than that meanwhile do). On
  *    the memory backend the generation lives in the nori_http_cache (writes
  *    through another cache object with the same prefix are not seen: give
  *    each cache its own prefix). On Redis it is also a key
  *    "{prefix}#gen:{bucket}" (one per bucket that was ever written, no TTL,
- *    removed by flush; never an entry key) holding a random token per write,
- *    and the store is one Lua script that compares it and writes the entry,
+ *    removed by flush; never an entry key) holding a random token and the
+ *    scope's hash for each of the last eight writes (under 450 bytes), and
+ *    the store is one Lua script that compares it and writes the entry,
  *    so this holds across every process sharing the server. Each miss reads
  *    that key once before its handler runs (one more round trip). On a Redis
  *    Cluster a script's keys must share a slot and an entry's key and its

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 /* The virtual wall clock (clock.h): entries' stored-at times and ages. The
@@ -624,6 +625,84 @@ static void test_write_to_bucket_neighbour(void **state)
     }
 }
 
+/* Paths whose scopes ("view:<path>:") share /w's generation bucket. */
+static void bucket_neighbours(char (*out)[32], int n)
+{
+    int found = 0;
+    unsigned want = nori__gen_bucket("view:/w:");
+    for (int i = 0; found < n && i < 10000000; i++) {
+        char scope[48];
+        snprintf(out[found], sizeof out[found], "/n%d", i);
+        snprintf(scope, sizeof scope, "view:%s:", out[found]);
+        if (nori__gen_bucket(scope) == want)
+            found++;
+    }
+    assert_int_equal(found, n);
+}
+
+/* The same on a shared backend (a shm segment), the writes coming from
+ * another cache on it, as from another process: this process knows nothing
+ * of them, and only the generation key tells. A write to a neighbour of /w
+ * leaves the held fill its store; a write to /w itself, or more writes to
+ * neighbours than the key keeps (8), does not. */
+static void test_shared_bucket_neighbour(void **state)
+{
+    fixture *f = *state;
+    char name[64];
+    snprintf(name, sizeof name, "nori-test-gen-%ld", (long)getpid());
+    (void)nori_shm_backend_unlink(name);
+    nori_backend *shm;
+    assert_nori(nori_shm_backend_new(name, 1000, 4 << 20, &shm), NORI_OK);
+    nori_http_cache_options o;
+    nori_http_cache_options_init(&o);
+    o.backend = shm;
+    nori_http_cache *here, *other;
+    assert_nori(nori_http_cache_new(&o, &here), NORI_OK);
+    assert_nori(nori_http_cache_new(&o, &other), NORI_OK);
+    char neighbour[9][32];
+    bucket_neighbours(neighbour, 9);
+    const struct {
+        int writes;      /* POSTs by the other cache while the fill is held */
+        bool own;        /* ... to /w itself */
+        bool stored;     /* the fill's response is stored */
+    } cases[] = {{1, false, true}, {3, false, true}, {1, true, false}, {9, false, false}};
+    int version = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        db_app d = {.hold_first = 1, .version = version};
+        pthread_mutex_init(&d.lock, NULL);
+        pthread_cond_init(&d.cond, NULL);
+        db_get first = {.c = here, .d = &d};
+        pthread_t t1;
+        assert_int_equal(pthread_create(&t1, NULL, db_get_thread, &first), 0);
+        assert_true(wait_flag(&d.first_inside, 10000));
+        for (int k = 0; k < cases[i].writes; k++) {
+            nori_http_request post = {"POST", cases[i].own ? "/w" : neighbour[k], "", NULL,
+                                      NULL, NULL, 0, NULL};
+            assert_nori(nori_http_cache_serve(other, &post, db_handler, &d, &f->r), NORI_OK);
+        }
+        db_release(&d);
+        pthread_join(t1, NULL);
+        char want[32];
+        snprintf(want, sizeof want, "version %d", version);
+        assert_string_equal(first.body, want);
+        nori_http_request get = {"GET", "/w", "", NULL, NULL, NULL, 0, NULL};
+        assert_nori(nori_http_cache_serve(here, &get, db_handler, &d, &f->r), NORI_OK);
+        assert_int_equal(f->r.origin, cases[i].stored ? NORI_HTTP_HIT : NORI_HTTP_MISS);
+        if (cases[i].stored)
+            expect_body(&f->r, want);
+        /* The next case starts with /w not cached. */
+        nori_http_request del = {"POST", "/w", "", NULL, NULL, NULL, 0, NULL};
+        assert_nori(nori_http_cache_serve(here, &del, db_handler, &d, &f->r), NORI_OK);
+        version = d.version;
+        pthread_mutex_destroy(&d.lock);
+        pthread_cond_destroy(&d.cond);
+    }
+    nori_http_cache_free(here);
+    nori_http_cache_free(other);
+    nori_backend_free(shm);
+    assert_nori(nori_shm_backend_unlink(name), NORI_OK);
+}
+
 /* ---- a refresh that comes after another refresh of the same entry ----
  *
  * A backend in front of the memory backend whose reads on a marked thread
@@ -822,7 +901,7 @@ int main(void)
         T(test_stale_while_revalidate), T(test_stale_if_error), T(test_conditional),
         T(test_lifetime),               T(test_invalidation),
         T(test_stale_if_error_at_answer_time), T(test_lifetime_extremes),
-        T(test_write_during_fill),      T(test_write_to_bucket_neighbour),
+        T(test_write_during_fill),      T(test_write_to_bucket_neighbour), T(test_shared_bucket_neighbour),
         T(test_refresh_after_refresh),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

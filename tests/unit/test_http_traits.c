@@ -63,6 +63,8 @@ static int probe_incr(nori_backend *b, const char *key, size_t klen, int64_t ttl
 static int probe_update(nori_backend *b, const char *key, size_t klen, nori_update_fn fn,
                         void *ud, int64_t ttl, nori_buf *out)
 {
+    if (strstr(key, "#gen:") != NULL)
+        PROBE(b)->gen_sets++; /* a generation bump: the list of bumps updated */
     return INNER(b)->ops->atomic_update(INNER(b), key, klen, fn, ud, ttl, out);
 }
 static int probe_verify(nori_backend *b)
