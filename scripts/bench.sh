@@ -2,7 +2,9 @@
 # SPDX-License-Identifier: MIT
 # Runs every benchmark in one go and prints the figures of docs/BENCHMARKS.md;
 # draws docs/bench-threads.svg (throughput by thread count) with gnuplot.
-# Not part of the test run. Takes about 5 minutes on 2 cores.
+# Not part of the test run. Takes about 15 minutes on 2 cores. The HTTP
+# caching test suite's comparison with other caches is separate
+# (bench/cache_tests_compare.sh, docs/HTTP.md).
 #   bash scripts/bench.sh [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +30,8 @@ bash bench/memory_vs_redis.sh build-bench
 bash bench/redis_vs_benchmark.sh build-bench "$rounds" | tee "$out/redis.txt"
 bash bench/redis_bulk.sh build-bench 5 100 100
 bash bench/http_bench.sh build-bench "$rounds" 10
+bash bench/shm_bench.sh build-bench "$rounds"
+FCGI_BACKEND=shm bash bench/fcgi_bench.sh build-bench "$rounds" 10 64
 
 # The chart: memory backend 90/10 by thread count, and the Redis backend next
 # to redis-benchmark by connection count.
