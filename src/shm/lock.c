@@ -145,9 +145,8 @@ int nori__shm_lock_take_for(shm_backend *sb, shm_lockbox *lb, int64_t wait_ms, b
 
 int nori__shm_lock_take(shm_backend *sb, shm_lockbox *lb, bool wait)
 {
-    return nori__shm_lock_take_for(sb, lb, wait ? atomic_load_explicit(&sb->lock_timeout_ms, memory_order_relaxed)
-                                 : -1,
-                    NULL);
+    int64_t wait_ms = wait ? atomic_load_explicit(&sb->lock_timeout_ms, memory_order_relaxed) : -1;
+    return nori__shm_lock_take_for(sb, lb, wait_ms, NULL);
 }
 
 /* The holder's pid stays after the unlock: a waiter that times out names

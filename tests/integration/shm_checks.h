@@ -132,4 +132,25 @@ static inline int shm_test_wait(pid_t pid, int64_t timeout_ms)
     }
 }
 
+/*
+ * The segment of the running test. shm_test_segment_setup() gives it a
+ * fresh name, "nori-test-<what>-<pid>-<n>", with no segment left under it
+ * (cmocka's setup), shm_test_segment_teardown() unlinks it.
+ */
+static char shm_test_name[64];
+
+static inline int shm_test_segment_setup(const char *what)
+{
+    static int n;
+    snprintf(shm_test_name, sizeof shm_test_name, "nori-test-%s-%ld-%d", what, (long)getpid(),
+             n++);
+    (void)nori_shm_backend_unlink(shm_test_name);
+    return 0;
+}
+
+static inline void shm_test_segment_teardown(void)
+{
+    (void)nori_shm_backend_unlink(shm_test_name);
+}
+
 #endif

@@ -30,21 +30,16 @@
 #define MAP_FIXED_NOREPLACE 0x100000 /* Linux 4.17 */
 #endif
 
-static char name[64];
-
 static int setup(void **state)
 {
     (void)state;
-    static int n;
-    snprintf(name, sizeof name, "nori-test-hostile-%ld-%d", (long)getpid(), n++);
-    (void)nori_shm_backend_unlink(name);
-    return 0;
+    return shm_test_segment_setup("hostile");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    (void)nori_shm_backend_unlink(name);
+    shm_test_segment_teardown();
     return 0;
 }
 
@@ -78,7 +73,7 @@ static void wait_stopped(pid_t pid)
     fail_msg("child %ld never stopped", (long)pid);
 }
 
-/* The end address of this process's mapping of segment `name`, 0 if none. */
+/* The end address of this process's mapping of segment `seg`, 0 if none. */
 static uintptr_t mapping_end(const char *seg)
 {
     FILE *f = fopen("/proc/self/maps", "r");
@@ -124,9 +119,9 @@ static int reuse_reader(void *arg)
     if (guard == MAP_FAILED)
         return 20;
     nori_backend *b = NULL;
-    if (nori__shm_backend_new_opts(name, RR_MAX_KEYS, RR_MAX_BYTES, false, &b) != NORI_OK)
+    if (nori__shm_backend_new_opts(shm_test_name, RR_MAX_KEYS, RR_MAX_BYTES, false, &b) != NORI_OK)
         return 21;
-    uintptr_t end = mapping_end(name);
+    uintptr_t end = mapping_end(shm_test_name);
     if (end != (uintptr_t)guard) {
         /* Placed elsewhere (a hole higher up): a guard right after it. */
         void *g2 = mmap((void *)end, RR_GUARD, PROT_NONE,
@@ -154,7 +149,8 @@ static void test_read_of_reused_chunk_stays_inside(void **state)
 {
     (void)state;
     nori_backend *b = NULL;
-    assert_nori(nori__shm_backend_new_opts(name, RR_MAX_KEYS, RR_MAX_BYTES, false, &b), NORI_OK);
+    assert_nori(nori__shm_backend_new_opts(shm_test_name, RR_MAX_KEYS, RR_MAX_BYTES, false, &b),
+                NORI_OK);
     /* Pages 1..150 taken, then given back in order: the free list starts
      * at page 150, so the next chunk is carved far into the arena. */
     char *val = malloc(RR_VLEN);
@@ -232,7 +228,7 @@ static int broken_chain_child(void *arg)
     signal(SIGSEGV, SIG_DFL);
     signal(SIGBUS, SIG_DFL);
     nori_backend *b = NULL;
-    if (nori__shm_backend_new_opts(name, BC_MAX_KEYS, BC_MAX_BYTES, false, &b) != NORI_OK)
+    if (nori__shm_backend_new_opts(shm_test_name, BC_MAX_KEYS, BC_MAX_BYTES, false, &b) != NORI_OK)
         return 30;
     /* Every operation that walks the chain under the lock, each on a chain
      * broken again. */
@@ -272,7 +268,7 @@ static int broken_chain_child(void *arg)
             break;
         }
         nori_buf_free(&v);
-        if (op < 6 && (rc != NORI_EBACKEND || strstr(nori_last_error(), name) == NULL ||
+        if (op < 6 && (rc != NORI_EBACKEND || strstr(nori_last_error(), shm_test_name) == NULL ||
             strstr(nori_last_error(), "broken") == NULL)) {
             fprintf(stderr, "op %d: rc %d, %s\n", op, rc, nori_last_error());
             return 40 + op;
@@ -298,7 +294,8 @@ static void test_broken_chain_refused_and_shard_emptied(void **state)
 {
     (void)state;
     nori_backend *b = NULL;
-    assert_nori(nori__shm_backend_new_opts(name, BC_MAX_KEYS, BC_MAX_BYTES, false, &b), NORI_OK);
+    assert_nori(nori__shm_backend_new_opts(shm_test_name, BC_MAX_KEYS, BC_MAX_BYTES, false, &b),
+                NORI_OK);
     find_bucket_mates(nori__shm_as_shm(b));
     for (int cycle = 1; cycle >= 0; cycle--) {
         bool c = cycle;

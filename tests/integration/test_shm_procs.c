@@ -28,28 +28,23 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-static char name[64];
-
 static int setup(void **state)
 {
     (void)state;
-    static int n;
-    snprintf(name, sizeof name, "nori-test-procs-%ld-%d", (long)getpid(), n++);
-    (void)nori_shm_backend_unlink(name);
-    return 0;
+    return shm_test_segment_setup("procs");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    (void)nori_shm_backend_unlink(name);
+    shm_test_segment_teardown();
     return 0;
 }
 
 static nori_backend *open_shm(size_t max_keys, size_t max_bytes)
 {
     nori_backend *b = NULL;
-    assert_nori(nori__shm_backend_new_opts(name, max_keys, max_bytes, false, &b), NORI_OK);
+    assert_nori(nori__shm_backend_new_opts(shm_test_name, max_keys, max_bytes, false, &b), NORI_OK);
     return b;
 }
 
@@ -79,7 +74,7 @@ static int incr_child(void *arg)
 {
     (void)arg;
     nori_backend *b = NULL;
-    if (nori__shm_backend_new_opts(name, 1000, 1 << 20, false, &b) != NORI_OK)
+    if (nori__shm_backend_new_opts(shm_test_name, 1000, 1 << 20, false, &b) != NORI_OK)
         return 10;
     for (int i = 0; i < PER; i++) {
         int64_t v = 0;
@@ -130,7 +125,7 @@ static int lru_child(void *arg)
 {
     script *sc = arg;
     nori_backend *b = NULL;
-    if (nori__shm_backend_new_opts(name, 3, 1 << 20, false, &b) != NORI_OK)
+    if (nori__shm_backend_new_opts(shm_test_name, 3, 1 << 20, false, &b) != NORI_OK)
         return 10;
     char c;
     /* Step 1: read a (after the parent wrote a, b, c). */
@@ -188,7 +183,7 @@ static int insert_child(void *arg)
 {
     long who = (long)(intptr_t)arg;
     nori_backend *b = NULL;
-    if (nori__shm_backend_new_opts(name, 100, 1 << 20, false, &b) != NORI_OK)
+    if (nori__shm_backend_new_opts(shm_test_name, 100, 1 << 20, false, &b) != NORI_OK)
         return 10;
     char key[32], val[600];
     for (int i = 0; i < 20000; i++) {
@@ -262,7 +257,7 @@ static int block_forever(const nori_buf *cur, nori_buf *next, void *ud)
 static int holder_child(void *arg)
 {
     nori_backend *b = NULL;
-    if (nori__shm_backend_new_opts(name, 100, 1 << 20, false, &b) != NORI_OK)
+    if (nori__shm_backend_new_opts(shm_test_name, 100, 1 << 20, false, &b) != NORI_OK)
         return 10;
     nori_backend_atomic_update(b, "held", block_forever, arg, 0, NULL);
     return 11;
@@ -330,7 +325,7 @@ static int paused_insert(void *arg)
 {
     pause_args *a = arg;
     nori_backend *b = NULL;
-    if (nori__shm_backend_new_opts(name, a->max_keys, 1 << 20, false, &b) != NORI_OK)
+    if (nori__shm_backend_new_opts(shm_test_name, a->max_keys, 1 << 20, false, &b) != NORI_OK)
         return 10;
     nori__shm_pause_at(a->point);
     int rc = nori_backend_set(b, "paused-key", "v", 1, 0); /* stops inside */
@@ -399,7 +394,7 @@ static void test_arena_and_room_waits_bounded(void **state)
         assert_nori(nori_backend_get(b, "paused-key", &v), NORI_MISS);
         assert_int_equal(nori__shm_audit(b), 1);
         nori_backend_free(b);
-        assert_nori(nori_shm_backend_unlink(name), NORI_OK);
+        assert_nori(nori_shm_backend_unlink(shm_test_name), NORI_OK);
     }
 }
 
@@ -584,7 +579,7 @@ static void test_threads_self_checking(void **state)
     (void)state;
     enum { T = 4 };
     nori_backend *b = NULL;
-    assert_nori(nori_shm_backend_new(name, 40, 256 * 1024, &b), NORI_OK);
+    assert_nori(nori_shm_backend_new(shm_test_name, 40, 256 * 1024, &b), NORI_OK);
     pthread_t th[T];
     thread_args a[T];
     int64_t until = shm_test_now_us() + 1000000;

@@ -23,28 +23,23 @@
 
 #include <inttypes.h>
 
-static char name[64];
-
 static int setup(void **state)
 {
     (void)state;
-    static int n;
-    snprintf(name, sizeof name, "nori-test-rollback-%ld-%d", (long)getpid(), n++);
-    (void)nori_shm_backend_unlink(name);
-    return 0;
+    return shm_test_segment_setup("rollback");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    (void)nori_shm_backend_unlink(name);
+    shm_test_segment_teardown();
     return 0;
 }
 
 static nori_backend *open_shm(size_t max_keys, size_t max_bytes)
 {
     nori_backend *b = NULL;
-    assert_nori(nori__shm_backend_new_opts(name, max_keys, max_bytes, false, &b), NORI_OK);
+    assert_nori(nori__shm_backend_new_opts(shm_test_name, max_keys, max_bytes, false, &b), NORI_OK);
     return b;
 }
 
@@ -248,7 +243,7 @@ static void run_crash_case(const crash_case *cc, size_t max_keys, int *points)
         }
     }
     nori_backend_free(b);
-    assert_nori(nori_shm_backend_unlink(name), NORI_OK);
+    assert_nori(nori_shm_backend_unlink(shm_test_name), NORI_OK);
 }
 
 static void test_every_crash_point(void **state)
