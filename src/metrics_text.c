@@ -134,3 +134,21 @@ void nori__metrics_histogram(nori__metrics *m, const char *name, const char *lab
     snprintf(series, sizeof series, "%s_count", name);
     nori__metrics_sample(m, series, label != NULL ? labels : NULL, cumulative);
 }
+
+void nori__metrics_bounded_store(nori__metrics *m, const nori_backend_stats *st,
+                                 uint64_t max_keys)
+{
+    nori__metrics_gauge(m, "nori_cache_entries", "Entries the backend holds now.", st->entries);
+    nori__metrics_gauge(m, "nori_cache_bytes",
+                        "Bytes the backend holds now, as its byte bound counts them.",
+                        st->bytes);
+    nori__metrics_gauge(m, "nori_cache_max_keys", "The backend's bound on entries.", max_keys);
+    nori__metrics_gauge(m, "nori_cache_max_bytes", "The backend's byte bound (0: none).",
+                        st->max_bytes);
+    nori__metrics_counter(m, "nori_cache_evictions_total",
+                          "Live entries removed to make room (least recently used first).",
+                          st->evictions);
+    nori__metrics_counter(m, "nori_cache_expired_total",
+                          "Expired entries removed (on read, by a write, or by the sweeper).",
+                          st->expired);
+}

@@ -9,6 +9,8 @@
 #ifndef NORI_SRC_METRICS_TEXT_H
 #define NORI_SRC_METRICS_TEXT_H
 
+#include <nori/cache.h>
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,5 +54,11 @@ void nori__metrics_histogram(nori__metrics *m, const char *name, const char *lab
 /* printf into the buffer (a line the helpers above do not cover). */
 void nori__metrics_printf(nori__metrics *m, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* The series of a backend that holds its entries on this machine under
+ * both bounds (memory, shm): entries, bytes, the bounds, evictions and
+ * expiries, from its stats and its max_keys. */
+void nori__metrics_bounded_store(nori__metrics *m, const nori_backend_stats *st,
+                                 uint64_t max_keys);
 
 #endif

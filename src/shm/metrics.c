@@ -13,19 +13,7 @@ void nori__shm_metrics(nori_backend *b, const nori_backend_stats *st, nori__metr
     nori_shm_stats ss;
     if (nori_shm_backend_get_stats(b, &ss) != NORI_OK)
         return;
-    nori__metrics_gauge(m, "nori_cache_entries", "Entries the segment holds now.", st->entries);
-    nori__metrics_gauge(m, "nori_cache_bytes",
-                        "Bytes the segment holds now, as its byte bound counts them.", st->bytes);
-    nori__metrics_gauge(m, "nori_cache_max_keys", "The segment's bound on entries.",
-                        sb->max_keys);
-    nori__metrics_gauge(m, "nori_cache_max_bytes", "The segment's byte bound (its arena).",
-                        st->max_bytes);
-    nori__metrics_counter(m, "nori_cache_evictions_total",
-                          "Live entries removed to make room (least recently used first).",
-                          st->evictions);
-    nori__metrics_counter(m, "nori_cache_expired_total",
-                          "Expired entries removed (on read, by a write, or by the sweeper).",
-                          st->expired);
+    nori__metrics_bounded_store(m, st, sb->max_keys);
     nori__metrics_gauge(m, "nori_shm_segment_bytes", "The size of the segment's mapping.",
                         ss.segment_bytes);
     nori__metrics_gauge(m, "nori_shm_free_pages", "4 KiB pages of the arena not in use.",
