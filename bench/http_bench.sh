@@ -12,6 +12,8 @@ rounds=${2:-3}
 secs=${3:-10}
 conns=${4:-64}
 source "$here/lib.sh"
+cmake -S "$here/.." -B "$build" -DCMAKE_BUILD_TYPE=Release -DNORI_BUILD_BENCH=ON >/dev/null
+cmake --build "$build" -j2 --target nori-demo >/dev/null
 
 work=$(mktemp -d)
 demo_pid="" varnish_pid=""
@@ -49,7 +51,8 @@ for _ in $(seq 1 200); do
   sleep 0.05
 done
 # Both caches warm; check that each really serves from its cache.
-curl -si "http://127.0.0.1:$demo_port/dashboard" | grep -q 'X-Cache: HIT'
+curl -si "http://127.0.0.1:$demo_port/dashboard" | grep -q 'X-Cache: HIT' ||
+  { echo "nori-demo did not answer /dashboard from its cache:" >&2; cat "$work/demo.log" >&2; exit 1; }
 hits=$(curl -si "http://127.0.0.1:$varnish_port/dashboard" | tr -d '\r' | awk -F': ' 'tolower($1)=="age"{print $2}')
 [[ -n "$hits" ]] || { echo "varnish did not answer from its cache" >&2; exit 1; }
 
