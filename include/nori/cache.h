@@ -635,6 +635,9 @@ typedef int (*nori_update_fn)(const nori_buf *current, nori_buf *next, void *ud)
  * expiry is kept (a new key gets none).
  * fn returning non-zero: NORI_EABORT, nothing written.
  * On NORI_OK, if out is non-NULL, *out receives a copy of the value written.
+ * fn must return: leaving it by longjmp(), a C++ exception or
+ * pthread_exit() leaves the lock it runs under held (memory, shm) and the
+ * backend unusable from that thread.
  *
  * Memory backend: fn runs exactly once, under the backend's lock, so it must
  * be quick and must not call the cache. While it runs it holds its key's
