@@ -55,24 +55,6 @@ static void assert_exit0(pid_t pid, int64_t timeout_ms)
                  WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
 
-/* Waits (bounded) until pid is stopped. */
-static void wait_stopped(pid_t pid)
-{
-    for (int i = 0; i < 10000; i++) {
-        char path[64], st = 0;
-        snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
-        FILE *f = fopen(path, "r");
-        if (f != NULL) {
-            int n = fscanf(f, "%*d %*s %c", &st);
-            fclose(f);
-            if (n == 1 && st == 'T')
-                return;
-        }
-        shm_test_sleep_us(1000);
-    }
-    fail_msg("child %ld never stopped", (long)pid);
-}
-
 /* The end address of this process's mapping of segment `seg`, 0 if none. */
 static uintptr_t mapping_end(const char *seg)
 {
@@ -170,7 +152,7 @@ static void test_read_of_reused_chunk_stays_inside(void **state)
     free(val);
 
     pid_t pid = shm_test_spawn(reuse_reader, NULL);
-    wait_stopped(pid);
+    nori_test_wait_stopped((int)pid);
     /* The chunk of "k" is freed (its page goes back to the head of the
      * free list) and taken again by "j", a 4-byte value. */
     assert_nori(nori_backend_delete(b, "k"), NORI_OK);

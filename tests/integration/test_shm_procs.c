@@ -332,24 +332,6 @@ static int paused_insert(void *arg)
     return rc == NORI_OK ? 0 : 11;
 }
 
-/* Waits (bounded) until pid is stopped. */
-static void wait_stopped(pid_t pid)
-{
-    for (int i = 0; i < 10000; i++) {
-        char path[64], state = 0;
-        snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
-        FILE *f = fopen(path, "r");
-        if (f != NULL) {
-            int n = fscanf(f, "%*d %*s %c", &state);
-            fclose(f);
-            if (n == 1 && state == 'T')
-                return;
-        }
-        shm_test_sleep_us(1000);
-    }
-    fail_msg("child %ld never stopped", (long)pid);
-}
-
 /* A process stopped inside an arena section (it holds the arena lock):
  * another's insert fails after the lock timeout naming it; once killed,
  * the arena section is rolled back and the insert succeeds. A process
@@ -364,7 +346,7 @@ static void test_arena_and_room_waits_bounded(void **state)
         assert_nori(nori_shm_backend_set_lock_timeout(b, 300), NORI_OK);
         pause_args a = {room ? "alloc" : "arena", max_keys};
         pid_t pid = shm_test_spawn(paused_insert, &a);
-        wait_stopped(pid);
+        nori_test_wait_stopped((int)pid);
         /* A key in another shard than the stopped insert's. */
         char key[32];
         for (int i = 0;; i++) {

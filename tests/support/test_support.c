@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 char *nori_test_mkdtemp(void)
@@ -57,4 +58,22 @@ int nori_test_add_one(const nori_buf *cur, nori_buf *next, void *ud)
     if (ud != NULL)
         *(int64_t *)ud = v + 1;
     return 0;
+}
+
+void nori_test_wait_stopped(int pid)
+{
+    for (int i = 0; i < 10000; i++) {
+        char path[64], state = 0;
+        snprintf(path, sizeof path, "/proc/%d/stat", pid);
+        FILE *f = fopen(path, "r");
+        if (f != NULL) {
+            int n = fscanf(f, "%*d %*s %c", &state);
+            fclose(f);
+            if (n == 1 && state == 'T')
+                return;
+        }
+        struct timespec d = {0, 1000000};
+        nanosleep(&d, NULL);
+    }
+    fail_msg("process %d never stopped (10 s)", pid);
 }

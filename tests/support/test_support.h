@@ -24,6 +24,10 @@ void nori_test_write_file(const char *path, const char *text);
  */
 int nori_test_add_one(const nori_buf *cur, nori_buf *next, void *ud);
 
+/* Waits until process pid is stopped (SIGSTOP: 'T' in /proc/PID/stat),
+ * polling every millisecond; fails the test after 10 s. */
+void nori_test_wait_stopped(int pid);
+
 /* Asserts rc == expected, printing nori_last_error() when it is not. */
 #define assert_nori(rc, expected)                                                      \
     do {                                                                               \

@@ -390,24 +390,6 @@ static int create_paused(void *arg)
     return rc == NORI_OK ? 0 : 2;
 }
 
-static void wait_stopped(pid_t pid)
-{
-    for (int i = 0; i < 10000; i++) {
-        char path[64], st = 0;
-        snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
-        FILE *f = fopen(path, "r");
-        if (f != NULL) {
-            int n = fscanf(f, "%*d %*s %c", &st);
-            fclose(f);
-            if (n == 1 && st == 'T')
-                return;
-        }
-        struct timespec d = {0, 1000000};
-        nanosleep(&d, NULL);
-    }
-    fail_msg("child never stopped");
-}
-
 /* A creator stopped (then killed, or resumed) with its segment built but
  * not published: nobody waits for it or maps its half: another process
  * creates and publishes its own; the resumed one attaches that one. */
@@ -420,7 +402,7 @@ static void test_creator_stopped_mid_creation(void **state)
         assert_true(pid >= 0);
         if (pid == 0)
             _exit(create_paused(NULL));
-        wait_stopped(pid);
+        nori_test_wait_stopped((int)pid);
         nori_backend *b = new_shm(100, 1 << 20); /* at once: no wait */
         set_str(b, "from-parent", "p", 0);
         if (resume) {
