@@ -7,15 +7,18 @@
  * the test instead of hanging it. Label "concurrency": also run under
  * ThreadSanitizer.
  *
- * Under AddressSanitizer the writers' calls are kept away from the instant
- * of fork() (asan_gate below) and the backends have no expiry thread:
- * GCC 12's ASan allocator has no fork handling (google/sanitizers#1814), so
- * a child forked while another thread is inside ASan's malloc or free can
- * hang in its own first malloc, whatever this library does. There the
- * children still run every path of the child (room recounted, slots and
- * locks released) under ASan; forking while the library's locks are held
- * is what the plain and ThreadSanitizer builds test (TSan locks its
- * allocator at fork).
+ * Under AddressSanitizer and ThreadSanitizer the writers' calls are kept
+ * away from the instant of fork() (alloc_gate below) and the backends have
+ * no expiry thread: GCC 12's ASan allocator has no fork handling
+ * (google/sanitizers#1814), and its TSan allocator leaves the lock of a size
+ * class's region held in the child when another thread was inside it (seen:
+ * a child waiting forever in free(), under
+ * SizeClassAllocator64::ReturnToAllocator), so a child forked while another
+ * thread is inside the sanitizer's malloc or free can hang in its own,
+ * whatever this library does. There the children still run every path of
+ * the child (room recounted, slots and locks released) under the
+ * sanitizer; forking while the library's locks are held is what the plain
+ * build tests.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -92,28 +95,28 @@ static int wait_child(pid_t pid, const char *what, int round)
     return WEXITSTATUS(status);
 }
 
-/* ---- the AddressSanitizer gate (see the opening comment) ---- */
+/* ---- the sanitizers' gate (see the opening comment) ---- */
 
-#ifdef __SANITIZE_ADDRESS__
-static pthread_rwlock_t asan_gate;
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+static pthread_rwlock_t alloc_gate;
 
 static void gate_make(void)
 {
     pthread_rwlockattr_t attr;
     pthread_rwlockattr_init(&attr);
     pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-    pthread_rwlock_init(&asan_gate, &attr);
+    pthread_rwlock_init(&alloc_gate, &attr);
     pthread_rwlockattr_destroy(&attr);
 }
 
 static void gate_close(void)
 {
-    pthread_rwlock_wrlock(&asan_gate);
+    pthread_rwlock_wrlock(&alloc_gate);
 }
 
 static void gate_open(void)
 {
-    pthread_rwlock_unlock(&asan_gate);
+    pthread_rwlock_unlock(&alloc_gate);
 }
 
 /* In the child, made anew: glibc counts the writers that were waiting for
@@ -121,8 +124,8 @@ static void gate_open(void)
  * the child's own fork() (a grandchild) would wait for them forever. */
 static void gate_open_in_child(void)
 {
-    pthread_rwlock_unlock(&asan_gate);
-    pthread_rwlock_destroy(&asan_gate);
+    pthread_rwlock_unlock(&alloc_gate);
+    pthread_rwlock_destroy(&alloc_gate);
     gate_make();
 }
 
@@ -135,8 +138,8 @@ static void gate_init(void)
     gate_make();
     pthread_atfork(gate_close, gate_open, gate_open_in_child);
 }
-#define CALL_BEGIN() pthread_rwlock_rdlock(&asan_gate)
-#define CALL_END() pthread_rwlock_unlock(&asan_gate)
+#define CALL_BEGIN() pthread_rwlock_rdlock(&alloc_gate)
+#define CALL_END() pthread_rwlock_unlock(&alloc_gate)
 #define WITH_SWEEPER false
 /* A writer inside the gate may wait for the shard lock that a thread
  * forking from inside a callback holds: no writers in that test. */
