@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-/* Prometheus text format: see writer.h. */
+/* Prometheus text format: see metrics_text.h. */
 #include "metrics_text.h"
 
 #include <inttypes.h>
