@@ -102,34 +102,13 @@ static int log_count(const char *what)
     return n;
 }
 
-/* The live children of the demo parent, from /proc (its workers). */
+/* The live children of the demo parent (its workers). */
 static size_t workers(pid_t *out, size_t cap)
 {
-    DIR *d = opendir("/proc");
-    size_t n = 0;
-    struct dirent *e;
-    while (d != NULL && (e = readdir(d)) != NULL && n < cap) {
-        char *end;
-        long pid = strtol(e->d_name, &end, 10);
-        if (*end != '\0' || pid <= 0)
-            continue;
-        char path[64], buf[512];
-        snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
-            continue;
-        size_t r = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[r] = '\0';
-        const char *paren = strrchr(buf, ')');
-        char state = 0;
-        long parent = 0;
-        if (paren != NULL && sscanf(paren + 1, " %c %ld", &state, &parent) == 2 &&
-            parent == fx.demo && state != 'Z')
-            out[n++] = (pid_t)pid;
-    }
-    if (d != NULL)
-        closedir(d);
+    int pids[16];
+    size_t n = nori_test_children(fx.demo, NULL, pids, cap < 16 ? cap : 16);
+    for (size_t i = 0; i < n; i++)
+        out[i] = pids[i];
     return n;
 }
 

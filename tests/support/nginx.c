@@ -169,43 +169,13 @@ nori_test_nginx *nori_test_nginx_start(const char *upstream, int keepalive)
     return NULL;
 }
 
-/* The pids whose parent is ppid (nginx's workers), from /proc. */
-static size_t children(pid_t ppid, pid_t *out, size_t cap)
-{
-    DIR *d = opendir("/proc");
-    size_t n = 0;
-    struct dirent *e;
-    while (d != NULL && (e = readdir(d)) != NULL && n < cap) {
-        char *end;
-        long pid = strtol(e->d_name, &end, 10);
-        if (*end != '\0' || pid <= 0)
-            continue;
-        char path[64], buf[512];
-        snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
-            continue;
-        size_t r = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[r] = '\0';
-        const char *paren = strrchr(buf, ')');
-        long parent = 0;
-        if (paren != NULL && sscanf(paren + 1, " %*c %ld", &parent) == 1 && parent == ppid &&
-            strstr(buf, "(nginx)") != NULL)
-            out[n++] = (pid_t)pid;
-    }
-    if (d != NULL)
-        closedir(d);
-    return n;
-}
-
 void nori_test_nginx_stop(nori_test_nginx *n)
 {
     if (n == NULL)
         return;
     if (n->pid > 0) {
-        pid_t workers[16];
-        size_t nw = children(n->pid, workers, 16);
+        int workers[16]; /* nginx's */
+        size_t nw = nori_test_children(n->pid, "nginx", workers, 16);
         kill(n->pid, SIGTERM); /* fast shutdown: the master stops its workers */
         int done = 0;
         for (int waited = 0; waited < STOP_TIMEOUT_MS && !done; waited += 20) {

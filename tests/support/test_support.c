@@ -7,6 +7,7 @@
 
 #include "test_support.h"
 
+#include <dirent.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,18 +61,63 @@ int nori_test_add_one(const nori_buf *cur, nori_buf *next, void *ud)
     return 0;
 }
 
+int nori_test_proc_stat(int pid, char *state, int *ppid, char *comm, size_t comm_cap)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    size_t r = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[r] = '\0';
+    /* "pid (comm) state ppid ...": comm may hold spaces and parentheses. */
+    const char *open = strchr(buf, '('), *close = strrchr(buf, ')');
+    char st = 0;
+    int parent = 0;
+    if (open == NULL || close == NULL || close < open ||
+        sscanf(close + 1, " %c %d", &st, &parent) != 2)
+        return -1;
+    if (state != NULL)
+        *state = st;
+    if (ppid != NULL)
+        *ppid = parent;
+    if (comm != NULL && comm_cap > 0) {
+        size_t n = (size_t)(close - open - 1);
+        if (n >= comm_cap)
+            n = comm_cap - 1;
+        memcpy(comm, open + 1, n);
+        comm[n] = '\0';
+    }
+    return 0;
+}
+
+size_t nori_test_children(int ppid, const char *comm, int *out, size_t cap)
+{
+    DIR *d = opendir("/proc");
+    size_t n = 0;
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL && n < cap) {
+        char *end, st, name[64];
+        int parent;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end != '\0' || pid <= 0 ||
+            nori_test_proc_stat((int)pid, &st, &parent, name, sizeof name) != 0)
+            continue;
+        if (parent == ppid && st != 'Z' && (comm == NULL || strcmp(name, comm) == 0))
+            out[n++] = (int)pid;
+    }
+    if (d != NULL)
+        closedir(d);
+    return n;
+}
+
 void nori_test_wait_stopped(int pid)
 {
     for (int i = 0; i < 10000; i++) {
-        char path[64], state = 0;
-        snprintf(path, sizeof path, "/proc/%d/stat", pid);
-        FILE *f = fopen(path, "r");
-        if (f != NULL) {
-            int n = fscanf(f, "%*d %*s %c", &state);
-            fclose(f);
-            if (n == 1 && state == 'T')
-                return;
-        }
+        char state = 0;
+        if (nori_test_proc_stat(pid, &state, NULL, NULL, 0) == 0 && state == 'T')
+            return;
         struct timespec d = {0, 1000000};
         nanosleep(&d, NULL);
     }

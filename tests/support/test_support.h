@@ -24,6 +24,18 @@ void nori_test_write_file(const char *path, const char *text);
  */
 int nori_test_add_one(const nori_buf *cur, nori_buf *next, void *ud);
 
+/*
+ * Reads /proc/PID/stat: the process's state letter ('R', 'S', 'T' stopped,
+ * 'Z' zombie...) into *state, its parent into *ppid, and its command name
+ * (without the parentheses, cut to comm_cap - 1) into comm; any output may
+ * be NULL. 0, or -1 when the process is gone.
+ */
+int nori_test_proc_stat(int pid, char *state, int *ppid, char *comm, size_t comm_cap);
+
+/* The live (not zombie) children of ppid whose command name is comm (NULL:
+ * any), from /proc: at most cap pids into out; returns how many. */
+size_t nori_test_children(int ppid, const char *comm, int *out, size_t cap);
+
 /* Waits until process pid is stopped (SIGSTOP: 'T' in /proc/PID/stat),
  * polling every millisecond; fails the test after 10 s. */
 void nori_test_wait_stopped(int pid);
