@@ -13,6 +13,7 @@
  */
 #include "internal.h"
 
+#include "../hex.h"
 #include "../http/send.h"
 
 #include <limits.h>
@@ -152,17 +153,6 @@ static int fcgi_each_header(void *ud, nori_http_header_visit_fn visit, void *vis
     return 0;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /*
  * The decoded path of the request into a malloc()ed string (*path), or a
  * borrowed parameter (*path set, *owned NULL). 0, -1 when there is no
@@ -194,8 +184,8 @@ static int request_path(char **envp, const char **path, char **owned)
         size_t o = 0;
         for (size_t i = 0; i < n; i++) {
             int h, l;
-            if (uri[i] == '%' && i + 2 < n && (h = hexval(uri[i + 1])) >= 0 &&
-                (l = hexval(uri[i + 2])) >= 0) {
+            if (uri[i] == '%' && i + 2 < n && (h = nori__hex_digit(uri[i + 1])) >= 0 &&
+                (l = nori__hex_digit(uri[i + 2])) >= 0) {
                 if (h == 0 && l == 0) {
                     free(*owned);
                     *owned = NULL;

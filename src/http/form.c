@@ -5,6 +5,7 @@
  * strings and POST form bodies).
  */
 #include "error.h"
+#include "hex.h"
 #include "nori/http.h"
 
 #include <string.h>
@@ -26,17 +27,6 @@ int nori_http_request_each_header(const nori_http_request *req, nori_http_header
     return req->each_header(req->header_ud, visit, visit_ud);
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes s[0..len) into out[cap]; returns the decoded length or -1 when it
  * does not fit. A '%' not followed by two hex digits is kept literally, as
  * browsers and most servers do. */
@@ -47,9 +37,9 @@ static long form_decode(const char *s, size_t len, char *out, size_t cap)
         char c = s[i];
         if (c == '+') {
             c = ' ';
-        } else if (c == '%' && i + 2 < len && hexval(s[i + 1]) >= 0 &&
-                   hexval(s[i + 2]) >= 0) {
-            c = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+        } else if (c == '%' && i + 2 < len && nori__hex_digit(s[i + 1]) >= 0 &&
+                   nori__hex_digit(s[i + 2]) >= 0) {
+            c = (char)(nori__hex_digit(s[i + 1]) * 16 + nori__hex_digit(s[i + 2]));
             i += 2;
         }
         if (o + 1 >= cap)

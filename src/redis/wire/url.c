@@ -2,6 +2,7 @@
 #include "redis/wire/url.h"
 
 #include "error.h"
+#include "hex.h"
 
 #include <ctype.h>
 #include <limits.h>
@@ -279,16 +280,6 @@ int nori__redis_url_fail(const char *shown, const char *what)
 {
     return fail_url(shown, what);
 }
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = tolower(c);
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* Percent-decodes s[0..n) into a new string; NULL on a bad escape or a NUL byte
  * (*bad set) or on allocation failure (*bad clear). */
 static char *decode(const char *s, size_t n, bool *bad)
@@ -308,7 +299,7 @@ static char *decode(const char *s, size_t n, bool *bad)
             *bad = true;
             return NULL;
         }
-        int h = hexval((unsigned char)s[i + 1]), l = hexval((unsigned char)s[i + 2]);
+        int h = nori__hex_digit((unsigned char)s[i + 1]), l = nori__hex_digit((unsigned char)s[i + 2]);
         if (h < 0 || l < 0 || (h == 0 && l == 0)) {
             free(out);
             *bad = true;
