@@ -3,9 +3,9 @@
  * What every adapter decides the same way when it sends a response of the
  * response cache, whatever its transport (libmicrohttpd, FastCGI): which
  * route a path goes to, which status may go on the wire, and the length a
- * bodiless answer announces (the rules of src/mhd/adapter.c). Static inline, so that each adapter library carries its
- * own copy and none needs a symbol of another (an application may link
- * both adapters, shared or static).
+ * bodiless answer announces. Static inline, so that each adapter library
+ * carries its own copy and none needs a symbol of another (an application
+ * may link both adapters, shared or static).
  */
 #ifndef NORI_SRC_HTTP_SEND_H
 #define NORI_SRC_HTTP_SEND_H
@@ -39,7 +39,8 @@ static inline int nori__send_status(const nori_http_response *r)
  * A 304 must carry the 200's (RFC 9110 8.6), which the response cache puts
  * there. A HEAD answered by the handler with no body but a Content-Length
  * (a proxy relaying the origin's HEAD) announces that length, as a GET
- * would get it (RFC 9110 9.3.2). head: the request is a HEAD.
+ * would get it (RFC 9110 9.3.2), where libmicrohttpd alone would say 0.
+ * head: the request is a HEAD.
  */
 static inline int64_t nori__send_announced_length(const nori_http_response *r, int head)
 {

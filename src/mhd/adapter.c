@@ -14,6 +14,8 @@
  */
 #include "nori/mhd.h"
 
+#include "../http/send.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,25 +153,6 @@ static ssize_t no_content(void *cls, uint64_t pos, char *buf, size_t max)
     return MHD_CONTENT_READER_END_WITH_ERROR;
 }
 
-/* The length a bodiless answer announces, from its Content-Length header;
- * -1 when it has none or is not such an answer. A 304 must carry the 200's
- * (RFC 9110 8.6), which the response cache puts there. A HEAD answered by
- * the handler with no body but a Content-Length (a proxy relaying the
- * origin's HEAD) announces that length, as a GET would get it (RFC 9110
- * 9.3.2), where libmicrohttpd alone would say 0. */
-static int64_t announced_length(const nori_http_response *resp, int head)
-{
-    if (resp->status != MHD_HTTP_NOT_MODIFIED && !(head && resp->body_len == 0))
-        return -1;
-    const char *v = nori_http_response_header(resp, "Content-Length");
-    if (v == NULL || *v < '0' || *v > '9' || strlen(v) > 18)
-        return -1;
-    int64_t n = 0;
-    for (; *v >= '0' && *v <= '9'; v++)
-        n = n * 10 + (*v - '0');
-    return *v == '\0' ? n : -1;
-}
-
 /*
  * Builds the MHD response for resp (taking its body block over). Returns
  * NULL on allocation failure, and also when MHD refuses a header of a
@@ -183,7 +166,7 @@ static struct MHD_Response *build(nori_http_response *resp, const char *x_cache,
 {
     struct MHD_Response *mr;
     *refused = 0;
-    int64_t announced = announced_length(resp, head);
+    int64_t announced = nori__send_announced_length(resp, head);
     if (announced >= 0) {
         /* libmicrohttpd 0.9.75 writes "Content-Length: <size of the
          * response>" on a 304 too, and a Content-Length set by hand comes
@@ -230,7 +213,7 @@ static enum MHD_Result queue_built(struct MHD_Connection *con, const nori_http_r
 {
     /* Only what an HTTP/1.1 response line can carry: 1xx would desynchronise
      * keep-alive (the client reads the next response as this one's). */
-    unsigned status = resp->status >= 200 && resp->status <= 599 ? (unsigned)resp->status : 500;
+    unsigned status = (unsigned)nori__send_status(resp);
     enum MHD_Result r = MHD_queue_response(con, status, mr);
     MHD_destroy_response(mr);
     return r;
@@ -271,9 +254,7 @@ enum MHD_Result nori_mhd_handler(void *cls, struct MHD_Connection *connection, c
         st->started = 1;
         /* The route and the method are decided on the headers, so that a
          * request that will be refused does not have its body kept. */
-        for (size_t i = 0; i < app->n_routes && st->route == NULL; i++)
-            if (app->routes[i].path == NULL || strcmp(app->routes[i].path, url) == 0)
-                st->route = &app->routes[i];
+        st->route = nori__send_route(app->routes, app->n_routes, url);
         st->refused = st->route == NULL || !nori_http_method_allowed(st->route->methods, method);
         return MHD_YES; /* never queue on the first call: keep-alive */
     }
