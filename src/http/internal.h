@@ -44,6 +44,11 @@ static inline int64_t nori__sat_mul(int64_t a, int64_t b)
 
 /* ---- http/response.c ---- */
 
+/* The end of the list member at p (RFC 9110 5.6.1): the next ',' outside a
+ * quoted string (a backslash escapes the next character inside one), or
+ * the terminating NUL. */
+const char *nori__http_member_end(const char *p);
+
 /* 1 when the comma-separated header value `list` holds `token`
  * (case-insensitive, arguments ignored: "no-cache=\"x\"" holds no-cache). */
 int nori__http_has_token(const char *list, const char *token);

@@ -159,13 +159,7 @@ static bool parse_line(const char *p, nori__cc *cc)
             /* Not `directive[=argument]` up to the comma: skip the rest of
              * the element (a quoted string may hold commas). */
             ok = false;
-            bool quoted = false;
-            for (; *p != '\0' && (quoted || *p != ','); p++) {
-                if (*p == '\\' && quoted && p[1] != '\0')
-                    p++;
-                else if (*p == '"')
-                    quoted = !quoted;
-            }
+            p = nori__http_member_end(p);
         }
         if (nl > 0) {
             any = true;

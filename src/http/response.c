@@ -129,6 +129,18 @@ static int has_token(const char *v, const char *token)
     return 0;
 }
 
+const char *nori__http_member_end(const char *p)
+{
+    bool quoted = false;
+    for (; *p != '\0' && (quoted || *p != ','); p++) {
+        if (*p == '\\' && quoted && p[1] != '\0')
+            p++;
+        else if (*p == '"')
+            quoted = !quoted;
+    }
+    return p;
+}
+
 int nori__http_has_token(const char *list, const char *token)
 {
     return has_token(list, token);

@@ -176,13 +176,7 @@ static void put_members(value_walk *v, const char *p)
         while (*p == ' ' || *p == '\t')
             p++;
         const char *start = p;
-        bool quoted = false;
-        for (; *p != '\0' && (quoted || *p != ','); p++) {
-            if (*p == '\\' && quoted && p[1] != '\0')
-                p++;
-            else if (*p == '"')
-                quoted = !quoted;
-        }
+        p = nori__http_member_end(p);
         const char *end = p;
         while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
             end--;
