@@ -134,6 +134,28 @@ static bool sets_reach(nori_backend *b, nori_fake_redis *m, int bound_ms)
     return false;
 }
 
+/* Two fake masters (m1 the master) and a sentinel naming m1, and a backend
+ * on that sentinel; watched_stop stops the three. */
+static nori_backend *watched_open(nori_fake_redis **m1, nori_fake_redis **m2,
+                                  nori_fake_redis **sent)
+{
+    fake_masters(m1, m2);
+    *sent = fake_sentinel(*m1, *m2);
+    char url[200];
+    snprintf(url, sizeof url, "redis+sentinel://127.0.0.1:%d/mymaster" SLACK,
+             nori_fake_redis_port(*sent));
+    nori_backend *b;
+    assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
+    return b;
+}
+
+static void watched_stop(nori_fake_redis *sent, nori_fake_redis *m1, nori_fake_redis *m2)
+{
+    nori_fake_redis_stop(sent);
+    nori_fake_redis_stop(m1);
+    nori_fake_redis_stop(m2);
+}
+
 /*
  * A switch announced on the subscribed connection is followed at once: the
  * sentinels are asked again, the new master checked with ROLE, and writes
@@ -143,14 +165,8 @@ static bool sets_reach(nori_backend *b, nori_fake_redis *m, int bound_ms)
 static void test_watch_follows_announcement(void **state)
 {
     (void)state;
-    nori_fake_redis *m1, *m2;
-    fake_masters(&m1, &m2);
-    nori_fake_redis *sent = fake_sentinel(m1, m2);
-    char url[200];
-    snprintf(url, sizeof url, "redis+sentinel://127.0.0.1:%d/mymaster" SLACK,
-             nori_fake_redis_port(sent));
-    nori_backend *b;
-    assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
+    nori_fake_redis *m1, *m2, *sent;
+    nori_backend *b = watched_open(&m1, &m2, &sent);
     assert_nori(nori_backend_set(b, "k", "v", 1, 0), NORI_OK);
     assert_int_equal(nori_fake_redis_count(m1, "SET"), 1);
     assert_true(wait_count(sent, "SUBSCRIBE", 1, 5000));
@@ -169,9 +185,7 @@ static void test_watch_follows_announcement(void **state)
     long long t0 = nori_test_now_ms();
     nori_backend_free(b);
     assert_true(nori_test_now_ms() - t0 < 2000); /* the watch stops at once */
-    nori_fake_redis_stop(sent);
-    nori_fake_redis_stop(m1);
-    nori_fake_redis_stop(m2);
+    watched_stop(sent, m1, m2);
 }
 
 /*
@@ -237,14 +251,8 @@ static void test_watch_stalled_and_lost_sentinels(void **state)
 static void test_watch_drops_a_silent_sentinel(void **state)
 {
     (void)state;
-    nori_fake_redis *m1, *m2;
-    fake_masters(&m1, &m2);
-    nori_fake_redis *sent = fake_sentinel(m1, m2);
-    char url[200];
-    snprintf(url, sizeof url, "redis+sentinel://127.0.0.1:%d/mymaster" SLACK,
-             nori_fake_redis_port(sent));
-    nori_backend *b;
-    assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
+    nori_fake_redis *m1, *m2, *sent;
+    nori_backend *b = watched_open(&m1, &m2, &sent);
     assert_nori(nori_backend_set(b, "k", "v", 1, 0), NORI_OK);
     assert_true(wait_count(sent, "PING", 1, 5000));
     long long silent = nori_test_now_ms();
@@ -260,9 +268,7 @@ static void test_watch_drops_a_silent_sentinel(void **state)
     assert_true(wait_count(sent, "SENTINEL GET-MASTER-ADDR-BY-NAME", 2, 5000));
     assert_true(sets_reach(b, m2, 5000));
     nori_backend_free(b);
-    nori_fake_redis_stop(sent);
-    nori_fake_redis_stop(m1);
-    nori_fake_redis_stop(m2);
+    watched_stop(sent, m1, m2);
 }
 
 /*
@@ -274,14 +280,8 @@ static void test_watch_drops_a_silent_sentinel(void **state)
 static void test_idle_connection_confirms_role(void **state)
 {
     (void)state;
-    nori_fake_redis *m1, *m2;
-    fake_masters(&m1, &m2);
-    nori_fake_redis *sent = fake_sentinel(m1, m2);
-    char url[200];
-    snprintf(url, sizeof url, "redis+sentinel://127.0.0.1:%d/mymaster" SLACK,
-             nori_fake_redis_port(sent));
-    nori_backend *b;
-    assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
+    nori_fake_redis *m1, *m2, *sent;
+    nori_backend *b = watched_open(&m1, &m2, &sent);
     assert_nori(nori_backend_set(b, "k", "v", 1, 0), NORI_OK);
     assert_int_equal(nori_fake_redis_count(m1, "SET"), 1);
     int roles = nori_fake_redis_count(m1, "ROLE");
@@ -295,9 +295,7 @@ static void test_idle_connection_confirms_role(void **state)
     assert_int_equal(nori_fake_redis_count(m1, "SET"), 2);
     assert_int_equal(nori_fake_redis_count(m2, "SET"), 1);
     nori_backend_free(b);
-    nori_fake_redis_stop(sent);
-    nori_fake_redis_stop(m1);
-    nori_fake_redis_stop(m2);
+    watched_stop(sent, m1, m2);
 }
 
 /*
@@ -308,14 +306,8 @@ static void test_idle_connection_confirms_role(void **state)
 static void test_watch_fork_child_frees(void **state)
 {
     (void)state;
-    nori_fake_redis *m1, *m2;
-    fake_masters(&m1, &m2);
-    nori_fake_redis *sent = fake_sentinel(m1, m2);
-    char url[200];
-    snprintf(url, sizeof url, "redis+sentinel://127.0.0.1:%d/mymaster" SLACK,
-             nori_fake_redis_port(sent));
-    nori_backend *b;
-    assert_nori(nori_redis_backend_new(url, &b), NORI_OK);
+    nori_fake_redis *m1, *m2, *sent;
+    nori_backend *b = watched_open(&m1, &m2, &sent);
     assert_nori(nori_backend_set(b, "k", "v", 1, 0), NORI_OK); /* the watch starts */
     assert_true(wait_count(sent, "SUBSCRIBE", 1, 5000));
     pid_t pid = fork();
@@ -342,9 +334,7 @@ static void test_watch_fork_child_frees(void **state)
     int pings = nori_fake_redis_count(sent, "PING");
     assert_true(wait_count(sent, "PING", pings + 1, 5000));
     nori_backend_free(b);
-    nori_fake_redis_stop(sent);
-    nori_fake_redis_stop(m1);
-    nori_fake_redis_stop(m2);
+    watched_stop(sent, m1, m2);
 }
 
 /* ---- a planned failover (SENTINEL FAILOVER), the old master kept up ----
